@@ -1,0 +1,246 @@
+//! IPv4 and IPv6 fragment reassembly under a global memory cap.
+//!
+//! Fragments are keyed by (source, destination, protocol, identification). Overlaps follow the
+//! same policy as TCP reassembly: bytes already received win (first data wins). A datagram is
+//! complete when the last fragment (MF clear) has been seen and no hole remains. Datagrams that
+//! stay incomplete past the timeout, or that would push the table past its memory cap, are
+//! dropped and counted; the largest datagram accepted is 65,535 bytes of payload.
+
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use crate::capture::Ts;
+
+const MAX_DATAGRAM: usize = 65_535;
+/// Fragments of one datagram; past it a datagram is dropped (a "tiny fragments" flood).
+const MAX_PIECES: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    id: u32,
+}
+
+impl FragKey {
+    pub fn new(src: IpAddr, dst: IpAddr, proto: u8, id: u32) -> Self {
+        FragKey { src, dst, proto, id }
+    }
+}
+
+struct Datagram {
+    first: Ts,
+    data: Vec<u8>,
+    /// Received byte ranges, sorted and merged.
+    have: Vec<(usize, usize)>,
+    total: Option<usize>,
+    pieces: usize,
+}
+
+pub enum Insert {
+    Held,
+    Dropped,
+    Complete(Vec<u8>),
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FragStats {
+    pub timeouts: u64,
+    pub memcap_drops: u64,
+    pub invalid: u64,
+    pub overlaps: u64,
+}
+
+pub struct FragTable {
+    map: HashMap<FragKey, Datagram>,
+    mem: usize,
+    cap: usize,
+    timeout: Ts,
+    last_sweep: Ts,
+    spare: Vec<u8>,
+    pub stats: FragStats,
+}
+
+impl FragTable {
+    pub fn new(cap: usize, timeout: Ts) -> Self {
+        FragTable { map: HashMap::new(), mem: 0, cap, timeout, last_sweep: 0, spare: Vec::new(), stats: FragStats::default() }
+    }
+
+    /// Bytes held for incomplete datagrams.
+    pub fn memory(&self) -> usize {
+        self.mem
+    }
+
+    pub fn insert(&mut self, ts: Ts, key: FragKey, off: usize, more: bool, data: &[u8]) -> Insert {
+        if ts.saturating_sub(self.last_sweep) > 1_000_000_000 {
+            self.sweep(ts);
+        }
+        let end = off + data.len();
+        // A non-final fragment must carry a multiple of 8 bytes; nothing may pass 64 KiB.
+        if end > MAX_DATAGRAM || (more && data.len() % 8 != 0) || (data.is_empty() && more) {
+            self.stats.invalid += 1;
+            self.drop_key(&key);
+            return Insert::Dropped;
+        }
+        if !self.map.contains_key(&key) {
+            if self.mem + end > self.cap {
+                self.sweep(ts);
+                if self.mem + end > self.cap {
+                    self.stats.memcap_drops += 1;
+                    return Insert::Dropped;
+                }
+            }
+            let mut buf = std::mem::take(&mut self.spare);
+            buf.clear();
+            self.map.insert(key, Datagram { first: ts, data: buf, have: Vec::new(), total: None, pieces: 0 });
+        }
+        let Some(dg) = self.map.get_mut(&key) else { return Insert::Dropped };
+        dg.pieces += 1;
+        let grow = end.saturating_sub(dg.data.len());
+        if dg.pieces > MAX_PIECES || self.mem + grow > self.cap {
+            self.stats.memcap_drops += 1;
+            self.drop_key(&key);
+            return Insert::Dropped;
+        }
+        if !more {
+            if dg.total.is_some_and(|t| t != end) || dg.have.last().is_some_and(|&(_, e)| e > end) {
+                self.stats.invalid += 1;
+                self.drop_key(&key);
+                return Insert::Dropped;
+            }
+            dg.total = Some(end);
+        } else if dg.total.is_some_and(|t| end > t) {
+            self.stats.invalid += 1;
+            self.drop_key(&key);
+            return Insert::Dropped;
+        }
+        if grow > 0 {
+            dg.data.resize(end, 0);
+            self.mem += grow;
+        }
+        // First data wins: copy only the parts of [off, end) not already held.
+        let mut cur = off;
+        let mut overlapped = false;
+        for &(s, e) in dg.have.iter() {
+            if e <= cur || s >= end {
+                continue;
+            }
+            overlapped = true;
+            if s > cur {
+                dg.data[cur..s].copy_from_slice(&data[cur - off..s - off]);
+            }
+            cur = cur.max(e);
+        }
+        if cur < end {
+            dg.data[cur..end].copy_from_slice(&data[cur - off..]);
+        }
+        if overlapped {
+            self.stats.overlaps += 1;
+        }
+        merge(&mut dg.have, off, end);
+        if let Some(t) = dg.total {
+            if dg.have.len() == 1 && dg.have[0] == (0, t) {
+                if let Some(dg) = self.map.remove(&key) {
+                    self.mem -= dg.data.len();
+                    let mut out = dg.data;
+                    out.truncate(t);
+                    return Insert::Complete(out);
+                }
+            }
+        }
+        Insert::Held
+    }
+
+    /// Give a finished buffer back so the next datagram reuses its allocation.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if buf.capacity() <= MAX_DATAGRAM && buf.capacity() > self.spare.capacity() {
+            self.spare = buf;
+        }
+    }
+
+    fn drop_key(&mut self, key: &FragKey) {
+        if let Some(dg) = self.map.remove(key) {
+            self.mem -= dg.data.len();
+        }
+    }
+
+    fn sweep(&mut self, now: Ts) {
+        self.last_sweep = now;
+        let timeout = self.timeout;
+        let mut freed = 0;
+        let mut n = 0;
+        self.map.retain(|_, dg| {
+            let keep = now.saturating_sub(dg.first) <= timeout;
+            if !keep {
+                freed += dg.data.len();
+                n += 1;
+            }
+            keep
+        });
+        self.mem -= freed;
+        self.stats.timeouts += n;
+    }
+}
+
+fn merge(have: &mut Vec<(usize, usize)>, s: usize, e: usize) {
+    have.push((s, e));
+    have.sort_unstable();
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(have.len());
+    for &(a, b) in have.iter() {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    *have = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn key() -> FragKey {
+        FragKey::new(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::LOCALHOST), 6, 7)
+    }
+
+    #[test]
+    fn out_of_order_fragments_reassemble() {
+        let mut t = FragTable::new(1 << 20, 30_000_000_000);
+        let data: Vec<u8> = (0..40u8).collect();
+        assert!(matches!(t.insert(1, key(), 24, false, &data[24..]), Insert::Held));
+        assert!(matches!(t.insert(1, key(), 0, true, &data[..16]), Insert::Held));
+        match t.insert(1, key(), 16, true, &data[16..24]) {
+            Insert::Complete(v) => assert_eq!(v, data),
+            _ => panic!("not complete"),
+        }
+        assert_eq!(t.memory(), 0);
+    }
+
+    #[test]
+    fn first_data_wins_on_overlap() {
+        let mut t = FragTable::new(1 << 20, 30_000_000_000);
+        t.insert(1, key(), 0, true, &[1u8; 16]);
+        match t.insert(1, key(), 8, false, &[2u8; 16]) {
+            Insert::Complete(v) => {
+                assert_eq!(&v[..16], &[1u8; 16]);
+                assert_eq!(&v[16..], &[2u8; 8]);
+            }
+            _ => panic!(),
+        }
+        assert_eq!(t.stats.overlaps, 1);
+    }
+
+    #[test]
+    fn memory_cap_holds() {
+        let mut t = FragTable::new(10_000, 30_000_000_000);
+        for id in 0..1000u32 {
+            let k = FragKey::new(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::LOCALHOST), 6, id);
+            t.insert(1, k, 0, true, &[0u8; 1000]);
+            assert!(t.memory() <= 10_000);
+        }
+        assert!(t.stats.memcap_drops > 0);
+    }
+}

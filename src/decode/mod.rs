@@ -1,0 +1,666 @@
+//! Decode layer: link layer -> VLAN/MPLS -> tunnels -> IP (+ fragments) -> TCP segment.
+//!
+//! Input is a borrowed [`Frame`]; output is a [`TcpSegment`] handed to a callback, borrowing
+//! either the frame or, for a reassembled IP datagram, the fragment table's buffer. Every frame
+//! that does not yield a TCP segment is counted once under a [`Skip`] reason; nothing here panics
+//! on any input (lengths are checked before every read) and nothing allocates per packet except
+//! fragment reassembly, which is capped. Tunnels (VXLAN, GRE, ERSPAN II/III) are unwrapped and
+//! the inner flow is what is analysed; nesting is limited to [`MAX_DEPTH`] levels.
+
+pub mod frag;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice, TcpHeaderSlice};
+
+use crate::capture::{Frame, Ts};
+use frag::{FragKey, FragTable};
+
+/// Tunnels nested deeper than this are skipped (a crafted packet cannot recurse forever).
+pub const MAX_DEPTH: u8 = 6;
+
+/// libpcap link types we read.
+pub mod linktype {
+    pub const NULL: u32 = 0;
+    pub const ETHERNET: u32 = 1;
+    pub const RAW_OLD: u32 = 12;
+    pub const RAW_OLD2: u32 = 14;
+    pub const RAW: u32 = 101;
+    pub const LOOP: u32 = 108;
+    pub const LINUX_SLL: u32 = 113;
+    pub const IPV4: u32 = 228;
+    pub const IPV6: u32 = 229;
+    pub const LINUX_SLL2: u32 = 276;
+}
+
+/// TCP flag bits as on the wire.
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+}
+
+/// One TCP segment, decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpSegment<'a> {
+    pub ts: Ts,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    /// Payload bytes that were captured.
+    pub payload: &'a [u8],
+    /// Payload bytes the IP header declares but the capture cut off (snap length). The stream
+    /// treats them as a gap right after `payload`.
+    pub missing: u32,
+}
+
+/// Why a frame produced no TCP segment. Each frame is counted under exactly one reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Skip {
+    UnknownLinktype,
+    LinkTruncated,
+    EthertypeOther,
+    IpTruncated,
+    IpMalformed,
+    IpVersionOther,
+    Ipv6ExtTruncated,
+    Esp,
+    FragmentHeld,
+    FragmentDropped,
+    Udp,
+    Icmp,
+    IpProtoOther,
+    TcpTruncated,
+    TunnelMalformed,
+    TunnelTooDeep,
+}
+
+impl Skip {
+    pub const ALL: [Skip; 16] = [
+        Skip::UnknownLinktype,
+        Skip::LinkTruncated,
+        Skip::EthertypeOther,
+        Skip::IpTruncated,
+        Skip::IpMalformed,
+        Skip::IpVersionOther,
+        Skip::Ipv6ExtTruncated,
+        Skip::Esp,
+        Skip::FragmentHeld,
+        Skip::FragmentDropped,
+        Skip::Udp,
+        Skip::Icmp,
+        Skip::IpProtoOther,
+        Skip::TcpTruncated,
+        Skip::TunnelMalformed,
+        Skip::TunnelTooDeep,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::UnknownLinktype => "unknown_linktype",
+            Skip::LinkTruncated => "link_truncated",
+            Skip::EthertypeOther => "ethertype_other",
+            Skip::IpTruncated => "ip_truncated",
+            Skip::IpMalformed => "ip_malformed",
+            Skip::IpVersionOther => "ip_version_other",
+            Skip::Ipv6ExtTruncated => "ipv6_ext_truncated",
+            Skip::Esp => "esp",
+            Skip::FragmentHeld => "fragment_held",
+            Skip::FragmentDropped => "fragment_dropped",
+            Skip::Udp => "udp",
+            Skip::Icmp => "icmp",
+            Skip::IpProtoOther => "ip_proto_other",
+            Skip::TcpTruncated => "tcp_truncated",
+            Skip::TunnelMalformed => "tunnel_malformed",
+            Skip::TunnelTooDeep => "tunnel_too_deep",
+        }
+    }
+
+    /// Reasons that are anomalies (malformed or truncated input), not merely traffic we ignore.
+    pub fn is_anomaly(self) -> bool {
+        matches!(
+            self,
+            Skip::LinkTruncated
+                | Skip::IpTruncated
+                | Skip::IpMalformed
+                | Skip::Ipv6ExtTruncated
+                | Skip::TcpTruncated
+                | Skip::TunnelMalformed
+                | Skip::TunnelTooDeep
+                | Skip::FragmentDropped
+        )
+    }
+}
+
+/// Decoder counters (reported in `stats`).
+#[derive(Debug, Default, Clone)]
+pub struct DecodeStats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub tcp: u64,
+    pub ipv4: u64,
+    pub ipv6: u64,
+    pub vlan: u64,
+    pub mpls: u64,
+    pub vxlan: u64,
+    pub gre: u64,
+    pub erspan: u64,
+    pub fragments: u64,
+    pub reassembled: u64,
+    pub skipped: [u64; Skip::ALL.len()],
+}
+
+/// Decoder configuration.
+#[derive(Debug, Clone)]
+pub struct DecodeConfig {
+    /// UDP destination ports decoded as VXLAN. Default: [4789].
+    pub vxlan_ports: Vec<u16>,
+    /// Memory cap for IP fragments awaiting reassembly, bytes. Default 16 MiB.
+    pub frag_memory: usize,
+    /// A datagram whose fragments do not all arrive within this time is dropped. Default 30 s.
+    pub frag_timeout: Ts,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig { vxlan_ports: vec![4789], frag_memory: 16 << 20, frag_timeout: 30_000_000_000 }
+    }
+}
+
+pub struct Decoder {
+    cfg: DecodeConfig,
+    pub frags: FragTable,
+    pub stats: DecodeStats,
+}
+
+/// What one frame came to.
+pub enum Outcome {
+    Tcp,
+    Skipped(Skip),
+}
+
+#[derive(Clone, Copy)]
+struct IpMeta {
+    src: IpAddr,
+    dst: IpAddr,
+}
+
+impl Decoder {
+    pub fn new(cfg: DecodeConfig) -> Self {
+        let frags = FragTable::new(cfg.frag_memory, cfg.frag_timeout);
+        Decoder { cfg, frags, stats: DecodeStats::default() }
+    }
+
+    /// Decode one frame; every TCP segment found is passed to `on_tcp`.
+    pub fn decode(&mut self, frame: &Frame<'_>, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Outcome {
+        self.stats.frames += 1;
+        self.stats.bytes += frame.orig_len as u64;
+        let r = self.link(frame.ts, frame.linktype, frame.data, 0, on_tcp);
+        match r {
+            Ok(()) => {
+                self.stats.tcp += 1;
+                Outcome::Tcp
+            }
+            Err(s) => {
+                self.stats.skipped[s as usize] += 1;
+                Outcome::Skipped(s)
+            }
+        }
+    }
+
+    fn link(
+        &mut self,
+        ts: Ts,
+        lt: u32,
+        d: &[u8],
+        depth: u8,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
+        match lt {
+            linktype::ETHERNET => self.ethernet(ts, d, depth, on_tcp),
+            linktype::RAW | linktype::RAW_OLD | linktype::RAW_OLD2 | linktype::IPV4 | linktype::IPV6 => {
+                self.ip(ts, d, depth, on_tcp)
+            }
+            linktype::NULL | linktype::LOOP => {
+                let h = d.get(..4).ok_or(Skip::LinkTruncated)?;
+                // Address family in host byte order (NULL) or network order (LOOP): accept both.
+                let le = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+                let af = if le <= 0xff { le } else { u32::from_be_bytes([h[0], h[1], h[2], h[3]]) };
+                match af {
+                    2 | 10 | 24 | 28 | 30 => self.ip(ts, &d[4..], depth, on_tcp),
+                    _ => Err(Skip::EthertypeOther),
+                }
+            }
+            linktype::LINUX_SLL => {
+                let h = d.get(..16).ok_or(Skip::LinkTruncated)?;
+                self.ethertype(ts, u16::from_be_bytes([h[14], h[15]]), &d[16..], depth, on_tcp)
+            }
+            linktype::LINUX_SLL2 => {
+                let h = d.get(..20).ok_or(Skip::LinkTruncated)?;
+                self.ethertype(ts, u16::from_be_bytes([h[0], h[1]]), &d[20..], depth, on_tcp)
+            }
+            _ => Err(Skip::UnknownLinktype),
+        }
+    }
+
+    fn ethernet(
+        &mut self,
+        ts: Ts,
+        d: &[u8],
+        depth: u8,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
+        let h = d.get(..14).ok_or(Skip::LinkTruncated)?;
+        self.ethertype(ts, u16::from_be_bytes([h[12], h[13]]), &d[14..], depth, on_tcp)
+    }
+
+    fn ethertype(
+        &mut self,
+        ts: Ts,
+        mut et: u16,
+        mut d: &[u8],
+        depth: u8,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
+        // 802.1Q / 802.1ad / QinQ: any number of tags, bounded by the frame length.
+        while matches!(et, 0x8100 | 0x88A8 | 0x9100 | 0x9200) {
+            let t = d.get(..4).ok_or(Skip::LinkTruncated)?;
+            self.stats.vlan += 1;
+            et = u16::from_be_bytes([t[2], t[3]]);
+            d = &d[4..];
+        }
+        match et {
+            0x0800 | 0x86DD => self.ip(ts, d, depth, on_tcp),
+            0x8847 | 0x8848 => {
+                // MPLS label stack; after bottom of stack, IPv4/IPv6 by version nibble, or a
+                // pseudowire control word (0000) followed by Ethernet.
+                self.stats.mpls += 1;
+                loop {
+                    let l = d.get(..4).ok_or(Skip::LinkTruncated)?;
+                    d = &d[4..];
+                    if l[2] & 0x01 != 0 {
+                        break;
+                    }
+                }
+                match d.first().map(|b| b >> 4) {
+                    Some(4) | Some(6) => self.ip(ts, d, depth, on_tcp),
+                    Some(0) => self.ethernet(ts, d.get(4..).ok_or(Skip::LinkTruncated)?, depth, on_tcp),
+                    _ => Err(Skip::EthertypeOther),
+                }
+            }
+            _ => Err(Skip::EthertypeOther),
+        }
+    }
+
+    fn ip(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
+        match d.first().map(|b| b >> 4) {
+            Some(4) => self.ipv4(ts, d, depth, on_tcp),
+            Some(6) => self.ipv6(ts, d, depth, on_tcp),
+            Some(_) => Err(Skip::IpVersionOther),
+            None => Err(Skip::IpTruncated),
+        }
+    }
+
+    fn ipv4(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
+        let h = Ipv4HeaderSlice::from_slice(d).map_err(|e| match e {
+            etherparse::err::ipv4::HeaderSliceError::Len(_) => Skip::IpTruncated,
+            _ => Skip::IpMalformed,
+        })?;
+        self.stats.ipv4 += 1;
+        let hl = h.slice().len();
+        let total = h.total_len() as usize;
+        if total < hl {
+            return Err(Skip::IpMalformed);
+        }
+        let meta = IpMeta { src: IpAddr::V4(h.source_addr()), dst: IpAddr::V4(h.destination_addr()) };
+        let proto = h.protocol().0;
+        // Ethernet padding beyond total_len is dropped; a snap-length cut leaves `missing` bytes.
+        let avail = &d[hl..total.min(d.len())];
+        let declared = total - hl;
+        let off = h.fragments_offset().value() as usize * 8;
+        if h.more_fragments() || off != 0 {
+            self.stats.fragments += 1;
+            if avail.len() < declared {
+                return Err(Skip::FragmentDropped);
+            }
+            let key = FragKey::new(meta.src, meta.dst, proto, h.identification() as u32);
+            return self.fragment(ts, key, off, h.more_fragments(), avail, meta, proto, depth, on_tcp);
+        }
+        self.l4(ts, meta, proto, avail, declared, depth, on_tcp)
+    }
+
+    fn ipv6(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
+        let h = Ipv6HeaderSlice::from_slice(d).map_err(|e| match e {
+            etherparse::err::ipv6::HeaderSliceError::Len(_) => Skip::IpTruncated,
+            _ => Skip::IpMalformed,
+        })?;
+        self.stats.ipv6 += 1;
+        let meta = IpMeta { src: IpAddr::V6(h.source_addr()), dst: IpAddr::V6(h.destination_addr()) };
+        let plen = h.payload_length() as usize;
+        let body = &d[40..];
+        // payload_length 0 is a jumbogram (or unset by the capture point): use what we have.
+        let declared_total = if plen == 0 { body.len() } else { plen };
+        let mut p = &body[..declared_total.min(body.len())];
+        let mut consumed = 0usize;
+        let mut nh = h.next_header().0;
+        let mut frag: Option<(usize, bool, u32)> = None;
+        loop {
+            match nh {
+                0 | 43 | 60 | 135 | 139 | 140 => {
+                    let e = p.get(..2).ok_or(Skip::Ipv6ExtTruncated)?;
+                    let len = (e[1] as usize + 1) * 8;
+                    if p.len() < len {
+                        return Err(Skip::Ipv6ExtTruncated);
+                    }
+                    nh = e[0];
+                    p = &p[len..];
+                    consumed += len;
+                }
+                51 => {
+                    let e = p.get(..2).ok_or(Skip::Ipv6ExtTruncated)?;
+                    let len = (e[1] as usize + 2) * 4;
+                    if p.len() < len {
+                        return Err(Skip::Ipv6ExtTruncated);
+                    }
+                    nh = e[0];
+                    p = &p[len..];
+                    consumed += len;
+                }
+                44 => {
+                    let e = p.get(..8).ok_or(Skip::Ipv6ExtTruncated)?;
+                    let fo = u16::from_be_bytes([e[2], e[3]]);
+                    let id = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+                    frag = Some(((fo >> 3) as usize * 8, fo & 1 != 0, id));
+                    nh = e[0];
+                    p = &p[8..];
+                    consumed += 8;
+                }
+                50 => return Err(Skip::Esp),
+                _ => break,
+            }
+        }
+        let declared = declared_total.saturating_sub(consumed);
+        if let Some((off, more, id)) = frag {
+            if off != 0 || more {
+                self.stats.fragments += 1;
+                if p.len() < declared {
+                    return Err(Skip::FragmentDropped);
+                }
+                let key = FragKey::new(meta.src, meta.dst, nh, id);
+                return self.fragment(ts, key, off, more, p, meta, nh, depth, on_tcp);
+            }
+        }
+        self.l4(ts, meta, nh, p, declared, depth, on_tcp)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fragment(
+        &mut self,
+        ts: Ts,
+        key: FragKey,
+        off: usize,
+        more: bool,
+        data: &[u8],
+        meta: IpMeta,
+        proto: u8,
+        depth: u8,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
+        match self.frags.insert(ts, key, off, more, data) {
+            frag::Insert::Held => Err(Skip::FragmentHeld),
+            frag::Insert::Dropped => Err(Skip::FragmentDropped),
+            frag::Insert::Complete(buf) => {
+                self.stats.reassembled += 1;
+                let r = self.l4(ts, meta, proto, &buf, buf.len(), depth, on_tcp);
+                self.frags.recycle(buf);
+                r
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn l4(
+        &mut self,
+        ts: Ts,
+        meta: IpMeta,
+        proto: u8,
+        d: &[u8],
+        declared: usize,
+        depth: u8,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
+        match proto {
+            6 => {
+                let t = TcpHeaderSlice::from_slice(d).map_err(|_| Skip::TcpTruncated)?;
+                let hl = t.slice().len();
+                let payload = &d[hl..];
+                let missing = declared.saturating_sub(hl).saturating_sub(payload.len()) as u32;
+                let b = t.slice();
+                on_tcp(&TcpSegment {
+                    ts,
+                    src: meta.src,
+                    dst: meta.dst,
+                    sport: t.source_port(),
+                    dport: t.destination_port(),
+                    seq: t.sequence_number(),
+                    ack: t.acknowledgment_number(),
+                    flags: b[13],
+                    payload,
+                    missing,
+                });
+                Ok(())
+            }
+            17 => {
+                let u = d.get(..8).ok_or(Skip::Udp)?;
+                let dport = u16::from_be_bytes([u[2], u[3]]);
+                if self.cfg.vxlan_ports.contains(&dport) {
+                    if depth >= MAX_DEPTH {
+                        return Err(Skip::TunnelTooDeep);
+                    }
+                    // VXLAN: flags(1) with I bit, reserved(3), VNI(3), reserved(1); then Ethernet.
+                    let v = d.get(8..16).ok_or(Skip::TunnelMalformed)?;
+                    if v[0] & 0x08 == 0 {
+                        return Err(Skip::TunnelMalformed);
+                    }
+                    self.stats.vxlan += 1;
+                    return self.ethernet(ts, &d[16..], depth + 1, on_tcp);
+                }
+                Err(Skip::Udp)
+            }
+            47 => {
+                if depth >= MAX_DEPTH {
+                    return Err(Skip::TunnelTooDeep);
+                }
+                self.gre(ts, d, depth + 1, on_tcp)
+            }
+            4 | 41 => {
+                if depth >= MAX_DEPTH {
+                    return Err(Skip::TunnelTooDeep);
+                }
+                self.ip(ts, d, depth + 1, on_tcp)
+            }
+            1 | 58 => Err(Skip::Icmp),
+            _ => Err(Skip::IpProtoOther),
+        }
+    }
+
+    /// GRE (RFC 2784/2890), carrying IP, transparent Ethernet bridging, or ERSPAN I/II/III.
+    fn gre(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
+        let h = d.get(..4).ok_or(Skip::TunnelMalformed)?;
+        let flags = u16::from_be_bytes([h[0], h[1]]);
+        let proto = u16::from_be_bytes([h[2], h[3]]);
+        if flags & 0x0007 != 0 {
+            // Version 1 is PPTP's enhanced GRE: not a mirror encapsulation.
+            return Err(Skip::TunnelMalformed);
+        }
+        let mut hl = 4;
+        if flags & 0x8000 != 0 {
+            hl += 4; // checksum + reserved
+        }
+        if flags & 0x2000 != 0 {
+            hl += 4; // key
+        }
+        let seq_present = flags & 0x1000 != 0;
+        if seq_present {
+            hl += 4;
+        }
+        let p = d.get(hl..).ok_or(Skip::TunnelMalformed)?;
+        self.stats.gre += 1;
+        match proto {
+            0x0800 | 0x86DD => self.ip(ts, p, depth, on_tcp),
+            0x6558 => self.ethernet(ts, p, depth, on_tcp),
+            0x88BE => {
+                self.stats.erspan += 1;
+                // Type I has no sequence number and no ERSPAN header; type II has an 8-byte one.
+                if seq_present {
+                    self.ethernet(ts, p.get(8..).ok_or(Skip::TunnelMalformed)?, depth, on_tcp)
+                } else {
+                    self.ethernet(ts, p, depth, on_tcp)
+                }
+            }
+            0x22EB => {
+                self.stats.erspan += 1;
+                // Type III: 12-byte header; the O bit announces an 8-byte platform sub-header.
+                let e = p.get(..12).ok_or(Skip::TunnelMalformed)?;
+                let skip = if e[11] & 0x01 != 0 { 20 } else { 12 };
+                self.ethernet(ts, p.get(skip..).ok_or(Skip::TunnelMalformed)?, depth, on_tcp)
+            }
+            _ => Err(Skip::EthertypeOther),
+        }
+    }
+}
+
+pub fn v4(a: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(a))
+}
+
+pub fn v6(a: [u8; 16]) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::from(a))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Build Ethernet/IPv4/TCP bytes (no checksums: a sensor never verifies them).
+    pub fn eth_ipv4_tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend([0x08, 0x00]);
+        f.extend(ipv4_tcp(src, dst, sp, dp, seq, flags, payload));
+        f
+    }
+
+    pub fn ipv4_tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let total = 20 + 20 + payload.len();
+        let mut f = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0];
+        f.extend(src);
+        f.extend(dst);
+        f.extend(sp.to_be_bytes());
+        f.extend(dp.to_be_bytes());
+        f.extend(seq.to_be_bytes());
+        f.extend(0u32.to_be_bytes());
+        f.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend(payload);
+        f
+    }
+
+    fn run(lt: u32, data: &[u8]) -> (Vec<(IpAddr, u16, Vec<u8>, u32)>, DecodeStats) {
+        let mut d = Decoder::new(DecodeConfig::default());
+        let mut got = Vec::new();
+        let fr = Frame { ts: 1, linktype: lt, data, orig_len: data.len() as u32 };
+        d.decode(&fr, &mut |s| got.push((s.src, s.dport, s.payload.to_vec(), s.missing)));
+        (got, d.stats)
+    }
+
+    #[test]
+    fn ethernet_vlan_qinq_vxlan_gre_erspan() {
+        let inner = eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 1, 0x18, b"GET /");
+        let (g, _) = run(1, &inner);
+        assert_eq!(g, vec![(v4([10, 0, 0, 1]), 80, b"GET /".to_vec(), 0)]);
+
+        // QinQ: outer 802.1ad + inner 802.1Q
+        let mut q = inner[..12].to_vec();
+        q.extend([0x88, 0xA8, 0, 200, 0x81, 0x00, 0, 100]);
+        q.extend(&inner[12..]);
+        let (g, s) = run(1, &q);
+        assert_eq!(g.len(), 1);
+        assert_eq!(s.vlan, 2);
+
+        // VXLAN in UDP 4789 in IPv4 in Ethernet
+        let mut udp = vec![0x30, 0x39, 0x12, 0xB5, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0, 42, 0];
+        udp.extend(&inner);
+        let total = 20 + udp.len();
+        let mut outer = vec![0u8; 12];
+        outer.extend([0x08, 0x00, 0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, 17, 0, 0]);
+        outer.extend([192, 168, 0, 1, 192, 168, 0, 2]);
+        outer.extend(&udp);
+        let (g, s) = run(1, &outer);
+        assert_eq!((g.len(), s.vxlan), (1, 1));
+
+        // ERSPAN II: GRE with S bit, proto 0x88BE, 8-byte ERSPAN header
+        for (flags, proto, hdr) in [
+            (0x1000u16, 0x88BEu16, vec![0u8; 12]),
+            (0x0000u16, 0x22EBu16, vec![0u8; 12]),
+            (0x0000u16, 0x6558u16, vec![]),
+        ] {
+            let mut gre = flags.to_be_bytes().to_vec();
+            gre.extend(proto.to_be_bytes());
+            if flags & 0x1000 != 0 {
+                gre.truncate(4);
+                gre.extend(7u32.to_be_bytes());
+                gre.extend(&hdr[..8]);
+            } else {
+                gre.extend(&hdr);
+            }
+            gre.extend(&inner);
+            let total = 20 + gre.len();
+            let mut o = vec![0u8; 12];
+            o.extend([0x08, 0x00, 0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, 47, 0, 0]);
+            o.extend([192, 168, 0, 1, 192, 168, 0, 2]);
+            o.extend(&gre);
+            let (g, s) = run(1, &o);
+            assert_eq!(g.len(), 1, "gre proto {proto:#x}");
+            assert_eq!(s.gre, 1);
+        }
+    }
+
+    #[test]
+    fn snaplen_cut_reports_missing_bytes() {
+        let f = eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 1, 0x18, b"0123456789");
+        let (g, _) = run(1, &f[..f.len() - 4]);
+        assert_eq!(g[0].2, b"012345");
+        assert_eq!(g[0].3, 4);
+    }
+
+    #[test]
+    fn sll_sll2_raw_null() {
+        let ip = ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1, 80, 1, 0x18, b"x");
+        let mut sll = vec![0u8; 14];
+        sll.extend([0x08, 0x00]);
+        sll.extend(&ip);
+        assert_eq!(run(113, &sll).0.len(), 1);
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend([0u8; 18]);
+        sll2.extend(&ip);
+        assert_eq!(run(276, &sll2).0.len(), 1);
+        assert_eq!(run(101, &ip).0.len(), 1);
+        let mut null = 2u32.to_le_bytes().to_vec();
+        null.extend(&ip);
+        assert_eq!(run(0, &null).0.len(), 1);
+    }
+
+    #[test]
+    fn unknown_things_are_counted_not_fatal() {
+        let (g, s) = run(1, &[0u8; 5]);
+        assert!(g.is_empty());
+        assert_eq!(s.skipped[Skip::LinkTruncated as usize], 1);
+        let (_, s) = run(9999, &[0u8; 64]);
+        assert_eq!(s.skipped[Skip::UnknownLinktype as usize], 1);
+    }
+}

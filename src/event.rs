@@ -1,0 +1,352 @@
+//! Events that cross threads, and their EVE-shaped JSON lines (SPEC §5).
+//!
+//! Field names and types follow Suricata's EVE wherever EVE has the field; apitap's own data
+//! sits under `api` (and, later, `indicator`). Every string that may hold a secret passes
+//! through the [`Redactor`] on its way out. One event is one line, written whole.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::capture::Ts;
+use crate::flow::{FlowAnomaly, FlowMeta};
+use crate::http::{Message, Transaction};
+use crate::redact::Redactor;
+
+/// An event on its way to the sink.
+#[derive(Debug)]
+pub enum Event {
+    Http { meta: FlowMeta, tx: Transaction },
+    Anomaly(AnomalyEvent),
+    Stats { ts: Ts, stats: serde_json::Value },
+}
+
+impl Event {
+    /// The entity this event belongs to (client address), for sharding.
+    pub fn entity(&self) -> Option<IpAddr> {
+        match self {
+            Event::Http { meta, .. } => Some(meta.src),
+            Event::Anomaly(a) => a.meta.as_ref().map(|m| m.src),
+            Event::Stats { .. } => None,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Http { .. } => "http",
+            Event::Anomaly(_) => "anomaly",
+            Event::Stats { .. } => "stats",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct AnomalyEvent {
+    pub ts: Ts,
+    pub meta: Option<FlowMeta>,
+    /// EVE `anomaly.type`: `decode`, `stream` or `applayer`.
+    pub atype: &'static str,
+    pub event: &'static str,
+    pub layer: &'static str,
+    pub app_proto: Option<&'static str>,
+}
+
+impl AnomalyEvent {
+    pub fn from_flow(ts: Ts, meta: FlowMeta, what: FlowAnomaly) -> Self {
+        let (atype, event, layer, app_proto) = match what {
+            FlowAnomaly::Gap => ("stream", "REASSEMBLY_GAP", "tcp", None),
+            FlowAnomaly::OverlapConflict => ("stream", "REASSEMBLY_OVERLAP_DIFFERENT_DATA", "tcp", None),
+            FlowAnomaly::Http(a) => ("applayer", a.as_str(), "proto_parser", Some("http")),
+        };
+        AnomalyEvent { ts, meta: Some(meta), atype, event, layer, app_proto }
+    }
+}
+
+/// Formats events as JSON lines.
+pub struct Formatter {
+    pub host: String,
+    pub redactor: Redactor,
+    pub log_headers: bool,
+}
+
+#[derive(Serialize)]
+struct Common<'a> {
+    timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    community_id: Option<&'a str>,
+    event_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dest_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dest_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proto: Option<&'static str>,
+    host: &'a str,
+}
+
+#[derive(Serialize)]
+struct HeaderKv<'a> {
+    name: &'a str,
+    value: std::borrow::Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct HttpObj<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<std::borrow::Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_content_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_refer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    xff: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    length: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    request_headers: Vec<HeaderKv<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    response_headers: Vec<HeaderKv<'a>>,
+}
+
+#[derive(Serialize)]
+struct AuthObj {
+    scheme: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    principal: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Times {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_end: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_end: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ApiObj<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_body_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_body_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_us: Option<u64>,
+    auth: AuthObj,
+    gap: bool,
+    truncated: bool,
+    times: Times,
+}
+
+#[derive(Serialize)]
+struct HttpEvent<'a> {
+    #[serde(flatten)]
+    common: Common<'a>,
+    http: HttpObj<'a>,
+    api: ApiObj<'a>,
+}
+
+#[derive(Serialize)]
+struct AnomalyObj {
+    #[serde(rename = "type")]
+    atype: &'static str,
+    event: &'static str,
+    layer: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_proto: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct AnomalyOut<'a> {
+    #[serde(flatten)]
+    common: Common<'a>,
+    anomaly: AnomalyObj,
+}
+
+#[derive(Serialize)]
+struct StatsOut<'a> {
+    #[serde(flatten)]
+    common: Common<'a>,
+    stats: &'a serde_json::Value,
+}
+
+impl Formatter {
+    fn common<'a>(&'a self, ts: Ts, event_type: &'static str, meta: Option<&'a FlowMeta>) -> Common<'a> {
+        Common {
+            timestamp: fmt_ts(ts),
+            flow_id: meta.map(|m| m.flow_id),
+            community_id: meta.map(|m| &*m.community_id),
+            event_type,
+            src_ip: meta.map(|m| m.src.to_string()),
+            src_port: meta.map(|m| m.sport),
+            dest_ip: meta.map(|m| m.dst.to_string()),
+            dest_port: meta.map(|m| m.dport),
+            proto: meta.map(|_| "TCP"),
+            host: &self.host,
+        }
+    }
+
+    /// Append one JSON line for `ev` to `out`.
+    pub fn write(&self, ev: &Event, out: &mut Vec<u8>) {
+        let r = match ev {
+            Event::Http { meta, tx } => serde_json::to_writer(&mut *out, &self.http(meta, tx)),
+            Event::Anomaly(a) => serde_json::to_writer(
+                &mut *out,
+                &AnomalyOut {
+                    common: self.common(a.ts, "anomaly", a.meta.as_ref()),
+                    anomaly: AnomalyObj { atype: a.atype, event: a.event, layer: a.layer, app_proto: a.app_proto },
+                },
+            ),
+            Event::Stats { ts, stats } => {
+                serde_json::to_writer(&mut *out, &StatsOut { common: self.common(*ts, "stats", None), stats })
+            }
+        };
+        // Serialising owned, valid data into a Vec cannot fail; keep the line whole regardless.
+        if r.is_err() {
+            out.extend_from_slice(b"{}");
+        }
+        let _ = out.write_all(b"\n");
+    }
+
+    fn http<'a>(&'a self, meta: &'a FlowMeta, tx: &'a Transaction) -> HttpEvent<'a> {
+        let q = tx.request.as_ref();
+        let r = tx.response.as_ref();
+        let host_hdr = q.and_then(|m| m.header("host"));
+        let (hostname, http_port) = host_hdr.map(split_host_port).unwrap_or((None, None));
+        let headers = |m: Option<&'a Message>| -> Vec<HeaderKv<'a>> {
+            if !self.log_headers {
+                return Vec::new();
+            }
+            m.map(|m| {
+                m.headers.iter().map(|(n, v)| HeaderKv { name: n, value: self.redactor.header(n, v) }).collect()
+            })
+            .unwrap_or_default()
+        };
+        let auth = q.map(|m| self.redactor.auth(m));
+        HttpEvent {
+            common: self.common(tx.start(), "http", Some(meta)),
+            http: HttpObj {
+                hostname,
+                http_port,
+                url: q.map(|m| self.redactor.url(&m.uri)),
+                http_user_agent: q.and_then(|m| m.header("user-agent")),
+                http_content_type: r.and_then(|m| m.header("content-type")).map(|c| c.split(';').next().unwrap_or(c).trim()),
+                http_refer: q.and_then(|m| m.header("referer")),
+                xff: q.and_then(|m| m.header("x-forwarded-for")),
+                http_method: q.map(|m| m.method.as_str()),
+                protocol: q.or(r).map(|m| m.protocol()),
+                status: r.map(|m| m.status),
+                length: r.map(|m| m.body_len),
+                request_headers: headers(q),
+                response_headers: headers(r),
+            },
+            api: ApiObj {
+                path: q.map(|m| m.uri.split(['?', '#']).next().unwrap_or("")),
+                request_body_bytes: q.map(|m| m.body_len),
+                response_body_bytes: r.map(|m| m.body_len),
+                latency_us: tx.latency_us(),
+                auth: match auth {
+                    Some(a) => AuthObj { scheme: a.scheme, principal: a.principal },
+                    None => AuthObj { scheme: "none", principal: None },
+                },
+                gap: tx.gap,
+                truncated: tx.truncated,
+                times: Times {
+                    request_start: q.map(|m| fmt_ts(m.start)),
+                    request_end: q.map(|m| fmt_ts(m.end)),
+                    response_start: r.map(|m| fmt_ts(m.start)),
+                    response_end: r.map(|m| fmt_ts(m.end)),
+                },
+            },
+        }
+    }
+}
+
+/// `example.com:8080` -> (example.com, 8080); `[::1]:80` -> (::1, 80).
+fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
+    let h = h.trim();
+    if let Some(rest) = h.strip_prefix('[') {
+        if let Some((ip, tail)) = rest.split_once(']') {
+            return (Some(ip), tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match h.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => match port.parse() {
+            Ok(p) => (Some(name), Some(p)),
+            Err(_) => (Some(h), None),
+        },
+        _ => (Some(h), None),
+    }
+}
+
+/// EVE timestamp: `2026-11-29T05:50:07.123456+0000` (UTC, microseconds).
+pub fn fmt_ts(ns: Ts) -> String {
+    let secs = (ns / 1_000_000_000) as i64;
+    let micros = (ns % 1_000_000_000) / 1000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}+0000",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_eve_shaped() {
+        assert_eq!(fmt_ts(0), "1970-01-01T00:00:00.000000+0000");
+        assert_eq!(fmt_ts(1_795_931_407_123_456_789), "2026-11-29T05:50:07.123456+0000");
+        assert_eq!(fmt_ts(951_782_400_000_000_000), "2000-02-29T00:00:00.000000+0000");
+    }
+
+    #[test]
+    fn host_and_port_split() {
+        assert_eq!(split_host_port("a.example:8080"), (Some("a.example"), Some(8080)));
+        assert_eq!(split_host_port("[::1]:80"), (Some("::1"), Some(80)));
+        assert_eq!(split_host_port("a.example"), (Some("a.example"), None));
+    }
+}

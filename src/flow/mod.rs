@@ -1,0 +1,439 @@
+//! Flow table and TCP connection tracking.
+//!
+//! A flow is the 5-tuple of a TCP connection, both directions. Direction 0 is the sender of the
+//! first packet seen; which side is the client comes from the handshake (SYN / SYN-ACK) or, for
+//! a flow picked up mid-stream, from which side speaks HTTP requests first. Each direction owns
+//! a [`Stream`]; its in-order bytes go straight into the flow's HTTP [`Conn`].
+//!
+//! Caps: at most `max_flows` flows; when full, the least recently seen sixteenth of the table is
+//! flushed and evicted at once (amortised O(1) per new flow, counted). Flows idle longer than
+//! `idle_timeout` (packet time) are flushed and removed; closed flows (FIN both ways, or RST)
+//! linger `closed_timeout` to absorb retransmissions. At end of input everything is flushed.
+
+pub mod community_id;
+
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use crate::capture::Ts;
+use crate::decode::{TcpSegment, tcp_flags};
+use crate::http::conn::Conn;
+use crate::http::{HttpAnomaly, HttpConfig, Transaction};
+use crate::reassembly::{Budget, Chunk, Notes, ReassemblyConfig, ReassemblyStats, Stream};
+
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    /// Most flows tracked at once. Default 262,144.
+    pub max_flows: usize,
+    /// A flow with no packet for this long is flushed and removed. Default 300 s.
+    pub idle_timeout: Ts,
+    /// A closed flow (FIN both ways or RST) is removed after this long. Default 10 s.
+    pub closed_timeout: Ts,
+    /// Stream and HTTP anomalies reported per flow as events (counters are exact). Default 32.
+    pub max_anomalies_per_flow: u32,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 262_144,
+            idle_timeout: 300_000_000_000,
+            closed_timeout: 10_000_000_000,
+            max_anomalies_per_flow: 32,
+        }
+    }
+}
+
+/// Addresses of a flow as they appear in events: `src` is the client.
+#[derive(Debug, Clone)]
+pub struct FlowMeta {
+    pub flow_id: u64,
+    pub community_id: Arc<str>,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+}
+
+/// A stream-level anomaly (EVE `anomaly.type` "stream") or an HTTP one ("applayer").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowAnomaly {
+    Gap,
+    OverlapConflict,
+    Http(HttpAnomaly),
+}
+
+/// What the flow layer hands on.
+#[derive(Debug)]
+pub enum FlowOutput {
+    Http { meta: FlowMeta, tx: Transaction },
+    Anomaly { ts: Ts, meta: FlowMeta, what: FlowAnomaly },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    lo: (IpAddr, u16),
+    hi: (IpAddr, u16),
+}
+
+impl FlowKey {
+    fn new(a: (IpAddr, u16), b: (IpAddr, u16)) -> Self {
+        if a <= b { FlowKey { lo: a, hi: b } } else { FlowKey { lo: b, hi: a } }
+    }
+}
+
+struct Flow {
+    id: u64,
+    /// addr[d] is the sender of direction d.
+    addr: [(IpAddr, u16); 2],
+    streams: [Stream; 2],
+    conn: Option<Conn>,
+    /// Direction of the client, from the handshake.
+    syn_client: Option<usize>,
+    /// Last acknowledgement number sent by direction d (it acknowledges direction d^1).
+    ack: [Option<u32>; 2],
+    eof: [bool; 2],
+    last_seen: Ts,
+    closed_at: Option<Ts>,
+    pkts: u64,
+    anomalies: u32,
+    cid: Option<Arc<str>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FlowStats {
+    pub created: u64,
+    pub closed: u64,
+    pub timed_out: u64,
+    pub evicted: u64,
+    pub midstream: u64,
+    pub transactions: u64,
+    pub anomalies_suppressed: u64,
+}
+
+pub struct FlowTable {
+    map: HashMap<FlowKey, Box<Flow>>,
+    pub cfg: FlowConfig,
+    pub rcfg: ReassemblyConfig,
+    pub hcfg: HttpConfig,
+    budget: Budget,
+    pub rstats: ReassemblyStats,
+    pub stats: FlowStats,
+    last_sweep: Ts,
+}
+
+impl FlowTable {
+    pub fn new(cfg: FlowConfig, rcfg: ReassemblyConfig, hcfg: HttpConfig) -> Self {
+        FlowTable {
+            map: HashMap::new(),
+            cfg,
+            rcfg,
+            hcfg,
+            budget: Budget::default(),
+            rstats: ReassemblyStats::default(),
+            stats: FlowStats::default(),
+            last_sweep: 0,
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Out-of-order bytes buffered over all flows.
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget.used
+    }
+
+    pub fn process(&mut self, seg: &TcpSegment<'_>, out: &mut Vec<FlowOutput>) {
+        let a = (seg.src, seg.sport);
+        let b = (seg.dst, seg.dport);
+        let key = FlowKey::new(a, b);
+        if seg.ts.saturating_sub(self.last_sweep) >= 1_000_000_000 {
+            self.sweep(seg.ts, out);
+        }
+        // Port reuse: a fresh SYN on a closed flow starts a new one.
+        if seg.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
+            if let Some(f) = self.map.get(&key) {
+                if f.closed_at.is_some() {
+                    if let Some(f) = self.map.remove(&key) {
+                        self.finish(f, seg.ts, out);
+                    }
+                }
+            }
+        }
+        if !self.map.contains_key(&key) {
+            if self.map.len() >= self.cfg.max_flows {
+                self.evict(seg.ts, out);
+            }
+            self.stats.created += 1;
+            let f = Flow {
+                id: flow_id(&key, seg.ts),
+                addr: [a, b],
+                streams: [Stream::default(), Stream::default()],
+                conn: None,
+                syn_client: None,
+                ack: [None, None],
+                eof: [false, false],
+                last_seen: seg.ts,
+                closed_at: None,
+                pkts: 0,
+                anomalies: 0,
+                cid: None,
+            };
+            self.map.insert(key, Box::new(f));
+        }
+        let Some(flow) = self.map.get_mut(&key) else { return };
+        let d = if flow.addr[0] == a { 0 } else { 1 };
+        flow.pkts += 1;
+        flow.last_seen = seg.ts;
+        let ctx = Ctx { rcfg: &self.rcfg, hcfg: &self.hcfg, budget: &mut self.budget, st: &mut self.rstats };
+        let mut notes = flow.segment(d, seg, ctx, &mut self.stats);
+        // A hole the peer has acknowledged is lost from our copy: skip it once the reorder
+        // window has passed.
+        for dir in [d, d ^ 1] {
+            let ctx = Ctx { rcfg: &self.rcfg, hcfg: &self.hcfg, budget: &mut self.budget, st: &mut self.rstats };
+            let n = flow.stale(dir, seg.ts, ctx);
+            notes.gap |= n.gap;
+            notes.conflict |= n.conflict;
+        }
+        let closing = flow.closed_at.is_none() && (seg.flags & tcp_flags::RST != 0 || (flow.eof[0] && flow.eof[1]));
+        if closing {
+            flow.closed_at = Some(seg.ts);
+            self.stats.closed += 1;
+            let ctx = Ctx { rcfg: &self.rcfg, hcfg: &self.hcfg, budget: &mut self.budget, st: &mut self.rstats };
+            let n = flow.flush(seg.ts, ctx);
+            notes.gap |= n.gap;
+        }
+        flow.collect(seg.ts, notes, &self.cfg, &mut self.stats, out);
+    }
+
+    /// Flush and remove flows idle past their timeout.
+    pub fn sweep(&mut self, now: Ts, out: &mut Vec<FlowOutput>) {
+        self.last_sweep = now;
+        let (idle, closed) = (self.cfg.idle_timeout, self.cfg.closed_timeout);
+        let expired: Vec<FlowKey> = self
+            .map
+            .iter()
+            .filter(|(_, f)| {
+                let age = now.saturating_sub(f.last_seen);
+                if f.closed_at.is_some() { age > closed } else { age > idle }
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            if let Some(f) = self.map.remove(&k) {
+                if f.closed_at.is_none() {
+                    self.stats.timed_out += 1;
+                }
+                self.finish(f, now, out);
+            }
+        }
+    }
+
+    /// End of input: flush every flow.
+    pub fn flush_all(&mut self, now: Ts, out: &mut Vec<FlowOutput>) {
+        let all: Vec<FlowKey> = self.map.keys().copied().collect();
+        for k in all {
+            if let Some(f) = self.map.remove(&k) {
+                self.finish(f, now, out);
+            }
+        }
+    }
+
+    /// Table full: flush and evict the least recently seen sixteenth.
+    fn evict(&mut self, now: Ts, out: &mut Vec<FlowOutput>) {
+        let mut seen: Vec<Ts> = self.map.values().map(|f| f.last_seen).collect();
+        let n = (seen.len() / 16).max(1);
+        let (_, cut, _) = seen.select_nth_unstable(n - 1);
+        let cut = *cut;
+        let victims: Vec<FlowKey> = self.map.iter().filter(|(_, f)| f.last_seen <= cut).map(|(k, _)| *k).take(n).collect();
+        for k in victims {
+            if let Some(f) = self.map.remove(&k) {
+                self.stats.evicted += 1;
+                self.finish(f, now, out);
+            }
+        }
+    }
+
+    fn finish(&mut self, mut f: Box<Flow>, now: Ts, out: &mut Vec<FlowOutput>) {
+        let ts = f.last_seen.min(now).max(f.last_seen);
+        let ctx = Ctx { rcfg: &self.rcfg, hcfg: &self.hcfg, budget: &mut self.budget, st: &mut self.rstats };
+        let notes = f.flush(ts, ctx);
+        f.collect(ts, notes, &self.cfg, &mut self.stats, out);
+        for s in &mut f.streams {
+            s.discard(&mut self.budget);
+        }
+    }
+}
+
+struct Ctx<'a> {
+    rcfg: &'a ReassemblyConfig,
+    hcfg: &'a HttpConfig,
+    budget: &'a mut Budget,
+    st: &'a mut ReassemblyStats,
+}
+
+impl Flow {
+    fn segment(&mut self, d: usize, seg: &TcpSegment<'_>, ctx: Ctx<'_>, fstats: &mut FlowStats) -> Notes {
+        let syn = seg.flags & tcp_flags::SYN != 0;
+        let ack = seg.flags & tcp_flags::ACK != 0;
+        if syn {
+            self.streams[d].init(seg.seq);
+            if self.syn_client.is_none() && self.conn.is_none() {
+                self.syn_client = Some(if ack { d ^ 1 } else { d });
+            }
+        }
+        if ack {
+            self.ack[d] = Some(seg.ack);
+        }
+        let has_data = !seg.payload.is_empty() || seg.missing > 0;
+        if has_data && self.conn.is_none() {
+            if self.syn_client.is_none() {
+                fstats.midstream += 1;
+            }
+            self.conn = Some(Conn::new(self.syn_client, ctx.hcfg));
+        }
+        // SYN consumes one sequence number: its data (TCP Fast Open) starts at seq + 1.
+        let seq = if syn { seg.seq.wrapping_add(1) } else { seg.seq };
+        let fin = seg.flags & tcp_flags::FIN != 0;
+        let ack_off = if ack { self.streams[d ^ 1].offset_of(seg.ack) } else { None };
+        let ts = seg.ts;
+        let Flow { streams, conn, pkts, .. } = self;
+        let hcfg = ctx.hcfg;
+        let notes = streams[d].segment(seq, seg.payload, seg.missing, fin, *pkts, ctx.rcfg, ctx.budget, ctx.st, &mut |c| {
+            if let Some(conn) = conn.as_mut() {
+                match c {
+                    Chunk::Data(b) => conn.data(d, b, ts, ack_off, hcfg),
+                    Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
+                }
+            }
+        });
+        self.check_eof(d, ts, hcfg);
+        notes
+    }
+
+    fn stale(&mut self, d: usize, ts: Ts, ctx: Ctx<'_>) -> Notes {
+        if self.streams[d].buffered() == 0 {
+            return Notes::default();
+        }
+        let hcfg = ctx.hcfg;
+        let Flow { streams, conn, pkts, ack, .. } = self;
+        let notes = streams[d].check_stale(*pkts, ack[d ^ 1], ctx.rcfg, ctx.budget, ctx.st, &mut |c| {
+            if let Some(conn) = conn.as_mut() {
+                match c {
+                    Chunk::Data(b) => conn.data(d, b, ts, None, hcfg),
+                    Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
+                }
+            }
+        });
+        self.check_eof(d, ts, hcfg);
+        notes
+    }
+
+    fn check_eof(&mut self, d: usize, ts: Ts, hcfg: &HttpConfig) {
+        if self.streams[d].finished() && !self.eof[d] {
+            self.eof[d] = true;
+            if let Some(c) = self.conn.as_mut() {
+                c.eof(d, ts, hcfg);
+            }
+        }
+    }
+
+    /// Deliver everything buffered (skipping holes) and close the HTTP connection.
+    fn flush(&mut self, ts: Ts, ctx: Ctx<'_>) -> Notes {
+        let mut notes = Notes::default();
+        let hcfg = ctx.hcfg;
+        for d in 0..2 {
+            let Flow { streams, conn, .. } = self;
+            let n = streams[d].flush(ctx.budget, ctx.st, &mut |c| {
+                if let Some(conn) = conn.as_mut() {
+                    match c {
+                        Chunk::Data(b) => conn.data(d, b, ts, None, hcfg),
+                        Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
+                    }
+                }
+            });
+            notes.gap |= n.gap;
+        }
+        if let Some(c) = self.conn.as_mut() {
+            c.flush(ts, hcfg);
+        }
+        self.eof = [true, true];
+        notes
+    }
+
+    fn meta(&mut self) -> FlowMeta {
+        let client = self.conn.as_ref().and_then(|c| c.client()).or(self.syn_client).unwrap_or(0);
+        let (src, dst) = (self.addr[client], self.addr[client ^ 1]);
+        let cid = self.cid.get_or_insert_with(|| community_id::v1(0, src.0, dst.0, 6, src.1, dst.1).into()).clone();
+        FlowMeta { flow_id: self.id, community_id: cid, src: src.0, sport: src.1, dst: dst.0, dport: dst.1 }
+    }
+
+    fn collect(&mut self, ts: Ts, notes: Notes, cfg: &FlowConfig, st: &mut FlowStats, out: &mut Vec<FlowOutput>) {
+        let mut txs = Vec::new();
+        let mut http_anoms = Vec::new();
+        if let Some(c) = self.conn.as_mut() {
+            if !c.has_output() && !notes.gap && !notes.conflict {
+                return;
+            }
+            c.take(&mut txs, &mut http_anoms);
+        } else if !notes.gap && !notes.conflict {
+            return;
+        }
+        let meta = self.meta();
+        let mut anomaly = |what: FlowAnomaly, out: &mut Vec<FlowOutput>| {
+            if self.anomalies < cfg.max_anomalies_per_flow {
+                self.anomalies += 1;
+                out.push(FlowOutput::Anomaly { ts, meta: meta.clone(), what });
+            } else {
+                st.anomalies_suppressed += 1;
+            }
+        };
+        if notes.conflict {
+            anomaly(FlowAnomaly::OverlapConflict, out);
+        }
+        if notes.gap {
+            anomaly(FlowAnomaly::Gap, out);
+        }
+        for a in http_anoms {
+            anomaly(FlowAnomaly::Http(a), out);
+        }
+        st.transactions += txs.len() as u64;
+        for tx in txs {
+            out.push(FlowOutput::Http { meta: meta.clone(), tx });
+        }
+    }
+}
+
+/// A flow id stable for a given flow and start time, below 2^53 so JSON readers keep it exact.
+fn flow_id(k: &FlowKey, ts: Ts) -> u64 {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    k.hash(&mut h);
+    ts.hash(&mut h);
+    let mut x = h.0;
+    // splitmix64 finaliser: spread the bits
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    x & ((1 << 53) - 1)
+}
+
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! apitap: a passive API traffic sensor.
+//!
+//! The modules follow the data: [`capture`] -> [`decode`] -> [`flow`] (with [`reassembly`]) ->
+//! [`http`] -> [`event`] -> sink (in [`app`]). See `SPEC.md` for the contract.
+
+pub mod app;
+pub mod capture;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod event;
+pub mod flow;
+pub mod http;
+pub mod reassembly;
+pub mod redact;

@@ -1,0 +1,266 @@
+//! Secrets never leave the sensor in the clear.
+//!
+//! Credentials are either dropped or replaced by a keyed hash (`h:` + 16 hex digits of
+//! HMAC-SHA256 under the sensor's key), so the same token maps to the same value in every event
+//! (useful for linking an attacker's requests) without being recoverable. This covers the
+//! Authorization and Proxy-Authorization headers, Cookie and Set-Cookie values, API-key headers,
+//! and query parameters whose names say they hold a secret.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::http::Message;
+
+/// Query/body parameter names whose values are secrets (compared case-insensitively).
+const SECRET_PARAMS: &[&str] = &[
+    "password", "passwd", "pwd", "pass", "secret", "client_secret", "token", "access_token",
+    "refresh_token", "id_token", "api_key", "apikey", "api-key", "key", "auth", "authorization",
+    "session", "sessionid", "session_id", "sid", "jwt", "signature", "sig", "otp", "code",
+    "x-api-key", "credentials", "private_key",
+];
+
+/// Headers carrying an API key or token (besides Authorization/Cookie).
+const KEY_HEADERS: &[&str] = &[
+    "x-api-key", "api-key", "apikey", "x-apikey", "x-auth-token", "x-access-token", "x-token",
+    "x-csrf-token", "x-xsrf-token", "x-amz-security-token", "x-goog-api-key", "ocp-apim-subscription-key",
+];
+
+pub fn is_secret_param(name: &str) -> bool {
+    SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(name))
+}
+
+pub fn is_key_header(name: &str) -> bool {
+    KEY_HEADERS.iter().any(|p| p.eq_ignore_ascii_case(name))
+}
+
+/// How a request authenticated, without the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    /// `none`, `basic`, `bearer`, `api_key` or `cookie`.
+    pub scheme: &'static str,
+    pub principal: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Redactor {
+    key: Vec<u8>,
+}
+
+impl Redactor {
+    pub fn new(key: &[u8]) -> Self {
+        Redactor { key: key.to_vec() }
+    }
+
+    /// Keyed hash of a secret: `h:` and 16 hex digits.
+    pub fn hash(&self, v: &str) -> String {
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| {
+            <Hmac<Sha256> as KeyInit>::new_from_slice(b"apitap").expect("HMAC takes any key length")
+        });
+        m.update(v.as_bytes());
+        let d = m.finalize().into_bytes();
+        let mut s = String::with_capacity(18);
+        s.push_str("h:");
+        for b in &d[..8] {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+
+    pub fn auth(&self, req: &Message) -> Auth {
+        if let Some(v) = req.header("authorization") {
+            let (scheme, cred) = v.split_once(' ').unwrap_or((v, ""));
+            let cred = cred.trim();
+            if scheme.eq_ignore_ascii_case("basic") {
+                let user = base64::engine::general_purpose::STANDARD
+                    .decode(cred)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .map(|s| s.split(':').next().unwrap_or("").to_string());
+                return Auth { scheme: "basic", principal: Some(user.unwrap_or_else(|| self.hash(cred))) };
+            }
+            if scheme.eq_ignore_ascii_case("bearer") {
+                let p = jwt_sub(cred).unwrap_or_else(|| self.hash(cred));
+                return Auth { scheme: "bearer", principal: Some(p) };
+            }
+            return Auth { scheme: "api_key", principal: Some(self.hash(v)) };
+        }
+        if let Some((_, v)) = req.headers.iter().find(|(n, _)| is_key_header(n)) {
+            return Auth { scheme: "api_key", principal: Some(self.hash(v)) };
+        }
+        if let Some(q) = req.uri.split_once('?').map(|(_, q)| q) {
+            for (k, v) in query_pairs(q) {
+                if k.eq_ignore_ascii_case("api_key") || k.eq_ignore_ascii_case("apikey") || k.eq_ignore_ascii_case("key") || k.eq_ignore_ascii_case("access_token") {
+                    return Auth { scheme: "api_key", principal: Some(self.hash(v)) };
+                }
+            }
+        }
+        if let Some(c) = req.header("cookie") {
+            // The session cookie is the principal; without one, any cookie still identifies.
+            let mut best: Option<&str> = None;
+            for (name, val) in cookie_pairs(c) {
+                let n = name.to_ascii_lowercase();
+                if n.contains("sess") || n.contains("sid") || n.contains("token") || n.contains("auth") || n.contains("jwt") {
+                    best = Some(val);
+                    break;
+                }
+                best = best.or(Some(val));
+            }
+            if let Some(v) = best {
+                return Auth { scheme: "cookie", principal: Some(self.hash(v)) };
+            }
+        }
+        Auth { scheme: "none", principal: None }
+    }
+
+    /// The request target with secret query values replaced by their keyed hash.
+    pub fn url<'a>(&self, uri: &'a str) -> Cow<'a, str> {
+        let Some((path, q)) = uri.split_once('?') else { return Cow::Borrowed(uri) };
+        if !query_pairs(q).any(|(k, _)| is_secret_param(&percent_decode_lossy(k))) {
+            return Cow::Borrowed(uri);
+        }
+        let mut s = String::with_capacity(uri.len());
+        s.push_str(path);
+        s.push('?');
+        for (i, part) in q.split('&').enumerate() {
+            if i > 0 {
+                s.push('&');
+            }
+            match part.split_once('=') {
+                Some((k, v)) if is_secret_param(&percent_decode_lossy(k)) => {
+                    s.push_str(k);
+                    s.push('=');
+                    s.push_str(&self.hash(v));
+                }
+                _ => s.push_str(part),
+            }
+        }
+        Cow::Owned(s)
+    }
+
+    /// A header value as it may appear in an event.
+    pub fn header<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
+        if name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("proxy-authorization") {
+            let scheme = value.split(' ').next().unwrap_or("");
+            return Cow::Owned(format!("{scheme} {}", self.hash(value)));
+        }
+        if is_key_header(name) {
+            return Cow::Owned(self.hash(value));
+        }
+        if name.eq_ignore_ascii_case("cookie") {
+            let v: Vec<String> = cookie_pairs(value).map(|(n, v)| format!("{n}={}", self.hash(v))).collect();
+            return Cow::Owned(v.join("; "));
+        }
+        if name.eq_ignore_ascii_case("set-cookie") {
+            let (first, attrs) = value.split_once(';').unwrap_or((value, ""));
+            let (n, v) = first.split_once('=').unwrap_or((first, ""));
+            let mut s = format!("{}={}", n.trim(), self.hash(v.trim()));
+            if !attrs.is_empty() {
+                s.push(';');
+                s.push_str(attrs);
+            }
+            return Cow::Owned(s);
+        }
+        Cow::Borrowed(value)
+    }
+}
+
+pub fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
+    q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+fn cookie_pairs(c: &str) -> impl Iterator<Item = (&str, &str)> {
+    c.split(';').filter_map(|p| {
+        let p = p.trim();
+        if p.is_empty() { None } else { Some(p.split_once('=').map(|(n, v)| (n.trim(), v.trim())).unwrap_or((p, ""))) }
+    })
+}
+
+/// Percent-decoding (and `+` as space), invalid escapes kept as they are.
+pub fn percent_decode_lossy(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = (b[i + 1] as char).to_digit(16);
+                let l = (b[i + 2] as char).to_digit(16);
+                if let (Some(h), Some(l)) = (h, l) {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The `sub` claim of a JWT (not verified: we only name the caller).
+fn jwt_sub(tok: &str) -> Option<String> {
+    let mut parts = tok.split('.');
+    let (_h, p, _s) = (parts.next()?, parts.next()?, parts.next()?);
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+    match v.get("sub")? {
+        serde_json::Value::String(s) => Some(s.chars().take(128).collect()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)], uri: &str) -> Message {
+        Message {
+            method: "GET".into(),
+            uri: uri.into(),
+            headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn auth_schemes_and_principals_hide_secrets() {
+        let r = Redactor::new(b"k");
+        let a = r.auth(&req(&[("Authorization", "Basic YWxpY2U6czNjcmV0")], "/"));
+        assert_eq!(a, Auth { scheme: "basic", principal: Some("alice".into()) });
+        // {"sub":"user-42"}
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.sig";
+        let a = r.auth(&req(&[("authorization", &format!("Bearer {jwt}"))], "/"));
+        assert_eq!(a.principal.as_deref(), Some("user-42"));
+        let a = r.auth(&req(&[("X-API-Key", "sk_live_123")], "/"));
+        assert_eq!(a.scheme, "api_key");
+        assert!(!a.principal.unwrap().contains("sk_live"));
+        let a = r.auth(&req(&[("Cookie", "theme=dark; sessionid=abc123")], "/"));
+        assert_eq!((a.scheme, a.principal.unwrap()), ("cookie", r.hash("abc123")));
+        assert_eq!(r.auth(&req(&[], "/")).scheme, "none");
+    }
+
+    #[test]
+    fn urls_and_headers_are_redacted() {
+        let r = Redactor::new(b"k");
+        let u = r.url("/login?user=bob&password=hunter2&x=1");
+        assert!(!u.contains("hunter2"));
+        assert!(u.starts_with("/login?user=bob&password=h:"));
+        assert!(u.ends_with("&x=1"));
+        assert_eq!(r.url("/a?b=c"), "/a?b=c");
+        assert!(!r.header("Authorization", "Bearer abc.def.ghi").contains("abc"));
+        assert!(!r.header("Cookie", "a=1; sid=secretvalue").contains("secretvalue"));
+        let sc = r.header("Set-Cookie", "sid=zzz; Path=/; HttpOnly");
+        assert!(!sc.contains("zzz") && sc.ends_with("; Path=/; HttpOnly"));
+        assert_eq!(percent_decode_lossy("pass%77ord+x%"), "password x%");
+    }
+}
