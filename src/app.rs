@@ -133,7 +133,9 @@ impl Pipeline {
     fn send(&mut self, shard: usize) -> Result<(), AppError> {
         let b = std::mem::replace(&mut self.batches[shard], Vec::with_capacity(BATCH));
         // A worker only goes away when the sink failed; the sink's error is reported at join.
-        self.shards[shard].send(b).map_err(|_| AppError::Output(io::Error::other("output closed")))
+        self.shards[shard]
+            .send(b)
+            .map_err(|_| AppError::Output(io::Error::other("output closed")))
     }
 
     /// Drain the workers, then write `last` (the final stats) and close the sink.
@@ -217,7 +219,12 @@ impl Capture {
         self.packets += 1;
         // Packet time only moves forward (a capture merged out of order must not rewind timers).
         self.last_ts = self.last_ts.max(frame.ts);
-        let Capture { decoder, flows, out, .. } = self;
+        let Capture {
+            decoder,
+            flows,
+            out,
+            ..
+        } = self;
         let outcome = decoder.decode(frame, &mut |seg| flows.process(seg, out));
         if let Outcome::Skipped(s) = outcome {
             if s.is_anomaly() && self.decode_anomalies[s as usize] < self.cfg.max_decode_anomalies {
@@ -242,7 +249,10 @@ impl Capture {
                 Some(t) if self.last_ts >= t => {
                     self.next_stats = Some(self.last_ts + iv);
                     let stats = self.stats(p.counts);
-                    p.push(Event::Stats { ts: self.last_ts, stats })?;
+                    p.push(Event::Stats {
+                        ts: self.last_ts,
+                        stats,
+                    })?;
                 }
                 _ => {}
             }
@@ -254,7 +264,9 @@ impl Capture {
         for o in self.out.drain(..) {
             let ev = match o {
                 FlowOutput::Http { meta, tx } => Event::Http { meta, tx },
-                FlowOutput::Anomaly { ts, meta, what } => Event::Anomaly(AnomalyEvent::from_flow(ts, meta, what)),
+                FlowOutput::Anomaly { ts, meta, what } => {
+                    Event::Anomaly(AnomalyEvent::from_flow(ts, meta, what))
+                }
             };
             p.push(ev)?;
         }
@@ -266,8 +278,11 @@ impl Capture {
         let r = &self.flows.rstats;
         let f = &self.flows.stats;
         let fr = &self.decoder.frags.stats;
-        let skipped: serde_json::Map<String, serde_json::Value> =
-            Skip::ALL.iter().filter(|s| d.skipped[**s as usize] > 0).map(|s| (s.as_str().to_string(), json!(d.skipped[*s as usize]))).collect();
+        let skipped: serde_json::Map<String, serde_json::Value> = Skip::ALL
+            .iter()
+            .filter(|s| d.skipped[**s as usize] > 0)
+            .map(|s| (s.as_str().to_string(), json!(d.skipped[*s as usize])))
+            .collect();
         json!({
             "capture": {"files": self.files, "packets": self.packets, "bytes": d.bytes, "truncated_files": self.truncated_files},
             "decoder": {
@@ -303,7 +318,10 @@ pub fn replay(cfg: &Config, files: &[String]) -> Result<Summary, AppError> {
     let out: Box<dyn Write + Send> = if cfg.output == "-" {
         Box::new(io::stdout())
     } else {
-        Box::new(File::create(&cfg.output).map_err(|e| AppError::Usage(format!("{}: cannot write: {e}", cfg.output)))?)
+        Box::new(
+            File::create(&cfg.output)
+                .map_err(|e| AppError::Usage(format!("{}: cannot write: {e}", cfg.output)))?,
+        )
     };
     let total: u64 = caps.iter().map(|c| c.len() as u64).sum();
     let bar = (cfg.progress && io::stderr().is_terminal()).then(|| {
@@ -336,7 +354,10 @@ pub fn replay(cfg: &Config, files: &[String]) -> Result<Summary, AppError> {
         }
         if let Some(s) = r.stopped() {
             cap.truncated_files += 1;
-            warn!("{}: {} at byte {}; read up to there", f.name, s.reason, s.offset);
+            warn!(
+                "{}: {} at byte {}; read up to there",
+                f.name, s.reason, s.offset
+            );
         }
         done += f.len() as u64;
     }
@@ -351,7 +372,10 @@ pub fn replay(cfg: &Config, files: &[String]) -> Result<Summary, AppError> {
     let stats = cap.stats(p.counts);
     let mut events = p.counts;
     events.stats += 1;
-    let last = Event::Stats { ts, stats: stats.clone() };
+    let last = Event::Stats {
+        ts,
+        stats: stats.clone(),
+    };
     let fin = p.finish(last);
     res?;
     fin?;
@@ -369,7 +393,10 @@ pub fn replay(cfg: &Config, files: &[String]) -> Result<Summary, AppError> {
 /// The human summary printed to stderr at exit.
 pub fn print_summary(s: &Summary) {
     let skipped = s.stats["decoder"]["skipped"].as_object().map(|m| {
-        m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     });
     let r = &s.stats["reassembly"];
     eprintln!(
@@ -381,6 +408,8 @@ pub fn print_summary(s: &Summary) {
         s.events.anomaly,
         r["gaps"],
         r["overlap_conflicts"],
-        skipped.filter(|x| !x.is_empty()).unwrap_or_else(|| "none".into())
+        skipped
+            .filter(|x| !x.is_empty())
+            .unwrap_or_else(|| "none".into())
     );
 }

@@ -5,7 +5,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Parser, Debug)]
-#[command(name = "apitap", version, about = "Passive API traffic sensor: HTTP transactions, API catalog and attack indicators as EVE JSON lines")]
+#[command(
+    name = "apitap",
+    version,
+    about = "Passive API traffic sensor: HTTP transactions, API catalog and attack indicators as EVE JSON lines"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -50,7 +54,12 @@ pub struct CommonArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub stats_interval: u64,
     /// Key for the keyed hashes that replace secrets in output.
-    #[arg(long, value_name = "KEY", env = "APITAP_HASH_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "APITAP_HASH_KEY",
+        hide_env_values = true
+    )]
     pub hash_key: Option<String>,
     /// No progress bar.
     #[arg(long)]
@@ -62,7 +71,10 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     pub fn to_config(&self) -> Config {
-        let mut c = Config { output: self.output.clone(), ..Config::default() };
+        let mut c = Config {
+            output: self.output.clone(),
+            ..Config::default()
+        };
         if let Some(w) = self.workers {
             c.workers = w as usize;
         }

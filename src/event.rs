@@ -56,10 +56,19 @@ impl AnomalyEvent {
     pub fn from_flow(ts: Ts, meta: FlowMeta, what: FlowAnomaly) -> Self {
         let (atype, event, layer, app_proto) = match what {
             FlowAnomaly::Gap => ("stream", "REASSEMBLY_GAP", "tcp", None),
-            FlowAnomaly::OverlapConflict => ("stream", "REASSEMBLY_OVERLAP_DIFFERENT_DATA", "tcp", None),
+            FlowAnomaly::OverlapConflict => {
+                ("stream", "REASSEMBLY_OVERLAP_DIFFERENT_DATA", "tcp", None)
+            }
             FlowAnomaly::Http(a) => ("applayer", a.as_str(), "proto_parser", Some("http")),
         };
-        AnomalyEvent { ts, meta: Some(meta), atype, event, layer, app_proto }
+        AnomalyEvent {
+            ts,
+            meta: Some(meta),
+            atype,
+            event,
+            layer,
+            app_proto,
+        }
     }
 }
 
@@ -195,7 +204,12 @@ struct StatsOut<'a> {
 }
 
 impl Formatter {
-    fn common<'a>(&'a self, ts: Ts, event_type: &'static str, meta: Option<&'a FlowMeta>) -> Common<'a> {
+    fn common<'a>(
+        &'a self,
+        ts: Ts,
+        event_type: &'static str,
+        meta: Option<&'a FlowMeta>,
+    ) -> Common<'a> {
         Common {
             timestamp: fmt_ts(ts),
             flow_id: meta.map(|m| m.flow_id),
@@ -218,12 +232,21 @@ impl Formatter {
                 &mut *out,
                 &AnomalyOut {
                     common: self.common(a.ts, "anomaly", a.meta.as_ref()),
-                    anomaly: AnomalyObj { atype: a.atype, event: a.event, layer: a.layer, app_proto: a.app_proto },
+                    anomaly: AnomalyObj {
+                        atype: a.atype,
+                        event: a.event,
+                        layer: a.layer,
+                        app_proto: a.app_proto,
+                    },
                 },
             ),
-            Event::Stats { ts, stats } => {
-                serde_json::to_writer(&mut *out, &StatsOut { common: self.common(*ts, "stats", None), stats })
-            }
+            Event::Stats { ts, stats } => serde_json::to_writer(
+                &mut *out,
+                &StatsOut {
+                    common: self.common(*ts, "stats", None),
+                    stats,
+                },
+            ),
         };
         // Serialising owned, valid data into a Vec cannot fail; keep the line whole regardless.
         if r.is_err() {
@@ -242,7 +265,13 @@ impl Formatter {
                 return Vec::new();
             }
             m.map(|m| {
-                m.headers.iter().map(|(n, v)| HeaderKv { name: n, value: self.redactor.header(n, v) }).collect()
+                m.headers
+                    .iter()
+                    .map(|(n, v)| HeaderKv {
+                        name: n,
+                        value: self.redactor.header(n, v),
+                    })
+                    .collect()
             })
             .unwrap_or_default()
         };
@@ -254,7 +283,9 @@ impl Formatter {
                 http_port,
                 url: q.map(|m| self.redactor.url(&m.uri)),
                 http_user_agent: q.and_then(|m| m.header("user-agent")),
-                http_content_type: r.and_then(|m| m.header("content-type")).map(|c| c.split(';').next().unwrap_or(c).trim()),
+                http_content_type: r
+                    .and_then(|m| m.header("content-type"))
+                    .map(|c| c.split(';').next().unwrap_or(c).trim()),
                 http_refer: q.and_then(|m| m.header("referer")),
                 xff: q.and_then(|m| m.header("x-forwarded-for")),
                 http_method: q.map(|m| m.method.as_str()),
@@ -270,8 +301,14 @@ impl Formatter {
                 response_body_bytes: r.map(|m| m.body_len),
                 latency_us: tx.latency_us(),
                 auth: match auth {
-                    Some(a) => AuthObj { scheme: a.scheme, principal: a.principal },
-                    None => AuthObj { scheme: "none", principal: None },
+                    Some(a) => AuthObj {
+                        scheme: a.scheme,
+                        principal: a.principal,
+                    },
+                    None => AuthObj {
+                        scheme: "none",
+                        principal: None,
+                    },
                 },
                 gap: tx.gap,
                 truncated: tx.truncated,
@@ -291,7 +328,10 @@ fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
     let h = h.trim();
     if let Some(rest) = h.strip_prefix('[') {
         if let Some((ip, tail)) = rest.split_once(']') {
-            return (Some(ip), tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+            return (
+                Some(ip),
+                tail.strip_prefix(':').and_then(|p| p.parse().ok()),
+            );
         }
     }
     match h.rsplit_once(':') {
@@ -339,13 +379,22 @@ mod tests {
     #[test]
     fn timestamps_are_eve_shaped() {
         assert_eq!(fmt_ts(0), "1970-01-01T00:00:00.000000+0000");
-        assert_eq!(fmt_ts(1_795_931_407_123_456_789), "2026-11-29T05:50:07.123456+0000");
-        assert_eq!(fmt_ts(951_782_400_000_000_000), "2000-02-29T00:00:00.000000+0000");
+        assert_eq!(
+            fmt_ts(1_795_931_407_123_456_789),
+            "2026-11-29T05:50:07.123456+0000"
+        );
+        assert_eq!(
+            fmt_ts(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000+0000"
+        );
     }
 
     #[test]
     fn host_and_port_split() {
-        assert_eq!(split_host_port("a.example:8080"), (Some("a.example"), Some(8080)));
+        assert_eq!(
+            split_host_port("a.example:8080"),
+            (Some("a.example"), Some(8080))
+        );
         assert_eq!(split_host_port("[::1]:80"), (Some("::1"), Some(80)));
         assert_eq!(split_host_port("a.example"), (Some("a.example"), None));
     }

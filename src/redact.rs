@@ -16,16 +16,50 @@ use crate::http::Message;
 
 /// Query/body parameter names whose values are secrets (compared case-insensitively).
 const SECRET_PARAMS: &[&str] = &[
-    "password", "passwd", "pwd", "pass", "secret", "client_secret", "token", "access_token",
-    "refresh_token", "id_token", "api_key", "apikey", "api-key", "key", "auth", "authorization",
-    "session", "sessionid", "session_id", "sid", "jwt", "signature", "sig", "otp", "code",
-    "x-api-key", "credentials", "private_key",
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "secret",
+    "client_secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "auth",
+    "authorization",
+    "session",
+    "sessionid",
+    "session_id",
+    "sid",
+    "jwt",
+    "signature",
+    "sig",
+    "otp",
+    "code",
+    "x-api-key",
+    "credentials",
+    "private_key",
 ];
 
 /// Headers carrying an API key or token (besides Authorization/Cookie).
 const KEY_HEADERS: &[&str] = &[
-    "x-api-key", "api-key", "apikey", "x-apikey", "x-auth-token", "x-access-token", "x-token",
-    "x-csrf-token", "x-xsrf-token", "x-amz-security-token", "x-goog-api-key", "ocp-apim-subscription-key",
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "x-apikey",
+    "x-auth-token",
+    "x-access-token",
+    "x-token",
+    "x-csrf-token",
+    "x-xsrf-token",
+    "x-amz-security-token",
+    "x-goog-api-key",
+    "ocp-apim-subscription-key",
 ];
 
 pub fn is_secret_param(name: &str) -> bool {
@@ -79,21 +113,40 @@ impl Redactor {
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
                     .map(|s| s.split(':').next().unwrap_or("").to_string());
-                return Auth { scheme: "basic", principal: Some(user.unwrap_or_else(|| self.hash(cred))) };
+                return Auth {
+                    scheme: "basic",
+                    principal: Some(user.unwrap_or_else(|| self.hash(cred))),
+                };
             }
             if scheme.eq_ignore_ascii_case("bearer") {
                 let p = jwt_sub(cred).unwrap_or_else(|| self.hash(cred));
-                return Auth { scheme: "bearer", principal: Some(p) };
+                return Auth {
+                    scheme: "bearer",
+                    principal: Some(p),
+                };
             }
-            return Auth { scheme: "api_key", principal: Some(self.hash(v)) };
+            return Auth {
+                scheme: "api_key",
+                principal: Some(self.hash(v)),
+            };
         }
         if let Some((_, v)) = req.headers.iter().find(|(n, _)| is_key_header(n)) {
-            return Auth { scheme: "api_key", principal: Some(self.hash(v)) };
+            return Auth {
+                scheme: "api_key",
+                principal: Some(self.hash(v)),
+            };
         }
         if let Some(q) = req.uri.split_once('?').map(|(_, q)| q) {
             for (k, v) in query_pairs(q) {
-                if k.eq_ignore_ascii_case("api_key") || k.eq_ignore_ascii_case("apikey") || k.eq_ignore_ascii_case("key") || k.eq_ignore_ascii_case("access_token") {
-                    return Auth { scheme: "api_key", principal: Some(self.hash(v)) };
+                if k.eq_ignore_ascii_case("api_key")
+                    || k.eq_ignore_ascii_case("apikey")
+                    || k.eq_ignore_ascii_case("key")
+                    || k.eq_ignore_ascii_case("access_token")
+                {
+                    return Auth {
+                        scheme: "api_key",
+                        principal: Some(self.hash(v)),
+                    };
                 }
             }
         }
@@ -102,22 +155,35 @@ impl Redactor {
             let mut best: Option<&str> = None;
             for (name, val) in cookie_pairs(c) {
                 let n = name.to_ascii_lowercase();
-                if n.contains("sess") || n.contains("sid") || n.contains("token") || n.contains("auth") || n.contains("jwt") {
+                if n.contains("sess")
+                    || n.contains("sid")
+                    || n.contains("token")
+                    || n.contains("auth")
+                    || n.contains("jwt")
+                {
                     best = Some(val);
                     break;
                 }
                 best = best.or(Some(val));
             }
             if let Some(v) = best {
-                return Auth { scheme: "cookie", principal: Some(self.hash(v)) };
+                return Auth {
+                    scheme: "cookie",
+                    principal: Some(self.hash(v)),
+                };
             }
         }
-        Auth { scheme: "none", principal: None }
+        Auth {
+            scheme: "none",
+            principal: None,
+        }
     }
 
     /// The request target with secret query values replaced by their keyed hash.
     pub fn url<'a>(&self, uri: &'a str) -> Cow<'a, str> {
-        let Some((path, q)) = uri.split_once('?') else { return Cow::Borrowed(uri) };
+        let Some((path, q)) = uri.split_once('?') else {
+            return Cow::Borrowed(uri);
+        };
         if !query_pairs(q).any(|(k, _)| is_secret_param(&percent_decode_lossy(k))) {
             return Cow::Borrowed(uri);
         }
@@ -142,7 +208,9 @@ impl Redactor {
 
     /// A header value as it may appear in an event.
     pub fn header<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
-        if name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("proxy-authorization") {
+        if name.eq_ignore_ascii_case("authorization")
+            || name.eq_ignore_ascii_case("proxy-authorization")
+        {
             let scheme = value.split(' ').next().unwrap_or("");
             return Cow::Owned(format!("{scheme} {}", self.hash(value)));
         }
@@ -150,7 +218,9 @@ impl Redactor {
             return Cow::Owned(self.hash(value));
         }
         if name.eq_ignore_ascii_case("cookie") {
-            let v: Vec<String> = cookie_pairs(value).map(|(n, v)| format!("{n}={}", self.hash(v))).collect();
+            let v: Vec<String> = cookie_pairs(value)
+                .map(|(n, v)| format!("{n}={}", self.hash(v)))
+                .collect();
             return Cow::Owned(v.join("; "));
         }
         if name.eq_ignore_ascii_case("set-cookie") {
@@ -168,13 +238,23 @@ impl Redactor {
 }
 
 pub fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
-    q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
 }
 
 fn cookie_pairs(c: &str) -> impl Iterator<Item = (&str, &str)> {
     c.split(';').filter_map(|p| {
         let p = p.trim();
-        if p.is_empty() { None } else { Some(p.split_once('=').map(|(n, v)| (n.trim(), v.trim())).unwrap_or((p, ""))) }
+        if p.is_empty() {
+            None
+        } else {
+            Some(
+                p.split_once('=')
+                    .map(|(n, v)| (n.trim(), v.trim()))
+                    .unwrap_or((p, "")),
+            )
+        }
     })
 }
 
@@ -210,7 +290,9 @@ pub fn percent_decode_lossy(s: &str) -> Cow<'_, str> {
 fn jwt_sub(tok: &str) -> Option<String> {
     let mut parts = tok.split('.');
     let (_h, p, _s) = (parts.next()?, parts.next()?, parts.next()?);
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok()?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(p.trim_end_matches('='))
+        .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
     match v.get("sub")? {
         serde_json::Value::String(s) => Some(s.chars().take(128).collect()),
@@ -227,7 +309,10 @@ mod tests {
         Message {
             method: "GET".into(),
             uri: uri.into(),
-            headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             ..Default::default()
         }
     }
@@ -236,7 +321,13 @@ mod tests {
     fn auth_schemes_and_principals_hide_secrets() {
         let r = Redactor::new(b"k");
         let a = r.auth(&req(&[("Authorization", "Basic YWxpY2U6czNjcmV0")], "/"));
-        assert_eq!(a, Auth { scheme: "basic", principal: Some("alice".into()) });
+        assert_eq!(
+            a,
+            Auth {
+                scheme: "basic",
+                principal: Some("alice".into())
+            }
+        );
         // {"sub":"user-42"}
         let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.sig";
         let a = r.auth(&req(&[("authorization", &format!("Bearer {jwt}"))], "/"));
@@ -245,7 +336,10 @@ mod tests {
         assert_eq!(a.scheme, "api_key");
         assert!(!a.principal.unwrap().contains("sk_live"));
         let a = r.auth(&req(&[("Cookie", "theme=dark; sessionid=abc123")], "/"));
-        assert_eq!((a.scheme, a.principal.unwrap()), ("cookie", r.hash("abc123")));
+        assert_eq!(
+            (a.scheme, a.principal.unwrap()),
+            ("cookie", r.hash("abc123"))
+        );
         assert_eq!(r.auth(&req(&[], "/")).scheme, "none");
     }
 
@@ -257,8 +351,14 @@ mod tests {
         assert!(u.starts_with("/login?user=bob&password=h:"));
         assert!(u.ends_with("&x=1"));
         assert_eq!(r.url("/a?b=c"), "/a?b=c");
-        assert!(!r.header("Authorization", "Bearer abc.def.ghi").contains("abc"));
-        assert!(!r.header("Cookie", "a=1; sid=secretvalue").contains("secretvalue"));
+        assert!(
+            !r.header("Authorization", "Bearer abc.def.ghi")
+                .contains("abc")
+        );
+        assert!(
+            !r.header("Cookie", "a=1; sid=secretvalue")
+                .contains("secretvalue")
+        );
         let sc = r.header("Set-Cookie", "sid=zzz; Path=/; HttpOnly");
         assert!(!sc.contains("zzz") && sc.ends_with("; Path=/; HttpOnly"));
         assert_eq!(percent_decode_lossy("pass%77ord+x%"), "password x%");

@@ -28,7 +28,11 @@ pub enum OpenError {
     #[error("{path}: not a pcap or pcapng file (magic {magic})")]
     BadMagic { path: String, magic: String },
     #[error("{path}: truncated file header ({len} bytes, need {need})")]
-    ShortHeader { path: String, len: usize, need: usize },
+    ShortHeader {
+        path: String,
+        len: usize,
+        need: usize,
+    },
     #[error("{path}: malformed header: {reason}")]
     Malformed { path: String, reason: &'static str },
     #[error("{path}: gzip: {source}")]
@@ -56,7 +60,10 @@ enum Format {
 impl CaptureFile {
     /// Open `path` (`-` is stdin), decompress gzip, and validate the file header.
     pub fn open(path: &str) -> Result<Self, OpenError> {
-        let io_err = |source| OpenError::Io { path: path.to_string(), source };
+        let io_err = |source| OpenError::Io {
+            path: path.to_string(),
+            source,
+        };
         let buf = if path == "-" {
             let mut v = Vec::new();
             io::stdin().lock().read_to_end(&mut v).map_err(io_err)?;
@@ -65,7 +72,9 @@ impl CaptureFile {
             let file = File::open(path).map_err(io_err)?;
             let len = file.metadata().map_err(io_err)?.len();
             if len == 0 {
-                return Err(OpenError::Empty { path: path.to_string() });
+                return Err(OpenError::Empty {
+                    path: path.to_string(),
+                });
             }
             // SAFETY: the map is read-only; a capture file truncated by another process while
             // we read it is the one hazard (SIGBUS), documented in the README.
@@ -76,19 +85,30 @@ impl CaptureFile {
                 let mut out = Vec::new();
                 flate2::read::MultiGzDecoder::new(bytes_of(&b))
                     .read_to_end(&mut out)
-                    .map_err(|source| OpenError::Gzip { path: path.to_string(), source })?;
+                    .map_err(|source| OpenError::Gzip {
+                        path: path.to_string(),
+                        source,
+                    })?;
                 Buf::Owned(out)
             }
             b => b,
         };
         let format = sniff(path, bytes_of(&buf))?;
-        Ok(CaptureFile { name: path.to_string(), buf, format })
+        Ok(CaptureFile {
+            name: path.to_string(),
+            buf,
+            format,
+        })
     }
 
     /// Wrap bytes already in memory (tests, benches).
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self, OpenError> {
         let format = sniff(name, &bytes)?;
-        Ok(CaptureFile { name: name.to_string(), buf: Buf::Owned(bytes), format })
+        Ok(CaptureFile {
+            name: name.to_string(),
+            buf: Buf::Owned(bytes),
+            format,
+        })
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -116,7 +136,10 @@ impl CaptureFile {
             Format::Pcapng => Reader {
                 data,
                 pos: 0,
-                kind: Kind::Pcapng { be: false, ifaces: Vec::new() },
+                kind: Kind::Pcapng {
+                    be: false,
+                    ifaces: Vec::new(),
+                },
                 stopped: None,
             },
         }
@@ -143,7 +166,11 @@ fn sniff(path: &str, b: &[u8]) -> Result<Format, OpenError> {
         return Err(OpenError::Empty { path: p() });
     }
     if b.len() < 4 {
-        return Err(OpenError::ShortHeader { path: p(), len: b.len(), need: 24 });
+        return Err(OpenError::ShortHeader {
+            path: p(),
+            len: b.len(),
+            need: 24,
+        });
     }
     let magic_le = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     let (be, nano) = match magic_le {
@@ -153,11 +180,18 @@ fn sniff(path: &str, b: &[u8]) -> Result<Format, OpenError> {
         0x4D3C_B2A1 => (true, true),
         PCAPNG_SHB => {
             if b.len() < 12 {
-                return Err(OpenError::ShortHeader { path: p(), len: b.len(), need: 28 });
+                return Err(OpenError::ShortHeader {
+                    path: p(),
+                    len: b.len(),
+                    need: 28,
+                });
             }
             let bom = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
             if bom != PCAPNG_BOM && bom.swap_bytes() != PCAPNG_BOM {
-                return Err(OpenError::Malformed { path: p(), reason: "pcapng byte-order magic" });
+                return Err(OpenError::Malformed {
+                    path: p(),
+                    reason: "pcapng byte-order magic",
+                });
             }
             return Ok(Format::Pcapng);
         }
@@ -169,7 +203,11 @@ fn sniff(path: &str, b: &[u8]) -> Result<Format, OpenError> {
         }
     };
     if b.len() < 24 {
-        return Err(OpenError::ShortHeader { path: p(), len: b.len(), need: 24 });
+        return Err(OpenError::ShortHeader {
+            path: p(),
+            len: b.len(),
+            need: 24,
+        });
     }
     let linktype = rd32(be, &b[20..24]) & 0x0FFF_FFFF;
     Ok(Format::Pcap { be, nano, linktype })
@@ -178,13 +216,21 @@ fn sniff(path: &str, b: &[u8]) -> Result<Format, OpenError> {
 #[inline]
 fn rd32(be: bool, b: &[u8]) -> u32 {
     let a = [b[0], b[1], b[2], b[3]];
-    if be { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }
+    if be {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    }
 }
 
 #[inline]
 fn rd16(be: bool, b: &[u8]) -> u16 {
     let a = [b[0], b[1]];
-    if be { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) }
+    if be {
+        u16::from_be_bytes(a)
+    } else {
+        u16::from_le_bytes(a)
+    }
 }
 
 /// Where and why a walk stopped before the end of the file.
@@ -226,7 +272,10 @@ impl<'a> Reader<'a> {
     }
 
     fn stop(&mut self, reason: &'static str) -> Option<Frame<'a>> {
-        self.stopped = Some(Stopped { offset: self.pos, reason });
+        self.stopped = Some(Stopped {
+            offset: self.pos,
+            reason,
+        });
         self.pos = self.data.len();
         None
     }
@@ -261,7 +310,12 @@ impl<'a> Reader<'a> {
         };
         self.pos += 16 + incl;
         let ts = sec * 1_000_000_000 + if nano { frac } else { frac * 1000 };
-        Some(Frame { ts, linktype, data, orig_len: orig.max(incl as u32) })
+        Some(Frame {
+            ts,
+            linktype,
+            data,
+            orig_len: orig.max(incl as u32),
+        })
     }
 
     fn next_pcapng(&mut self) -> Option<Frame<'a>> {
@@ -273,7 +327,9 @@ impl<'a> Reader<'a> {
             if rest.len() < 12 {
                 return self.stop("file ends inside a block header");
             }
-            let Kind::Pcapng { be, .. } = self.kind else { return None };
+            let Kind::Pcapng { be, .. } = self.kind else {
+                return None;
+            };
             let btype_le = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
             let be = if btype_le == PCAPNG_SHB {
                 // A section header sets the byte order for everything until the next one.
@@ -374,14 +430,20 @@ fn idb_tsresol(be: bool, mut opts: &[u8]) -> u64 {
         let code = rd16(be, &opts[0..2]);
         let len = rd16(be, &opts[2..4]) as usize;
         let padded = (len + 3) & !3;
-        let Some(val) = opts.get(4..4 + len) else { break };
+        let Some(val) = opts.get(4..4 + len) else {
+            break;
+        };
         if code == 0 {
             break;
         }
         if code == 9 && len >= 1 {
             let v = val[0];
             let exp = (v & 0x7f) as u32;
-            let units = if v & 0x80 == 0 { 10u64.checked_pow(exp) } else { 1u64.checked_shl(exp) };
+            let units = if v & 0x80 == 0 {
+                10u64.checked_pow(exp)
+            } else {
+                1u64.checked_shl(exp)
+            };
             return units.filter(|u| *u > 0).unwrap_or(1_000_000);
         }
         opts = opts.get(4 + padded..).unwrap_or(&[]);
@@ -466,7 +528,10 @@ mod tests {
 
     #[test]
     fn bad_headers_are_named() {
-        assert!(matches!(CaptureFile::from_bytes("x", vec![]), Err(OpenError::Empty { .. })));
+        assert!(matches!(
+            CaptureFile::from_bytes("x", vec![]),
+            Err(OpenError::Empty { .. })
+        ));
         assert!(matches!(
             CaptureFile::from_bytes("x", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
             Err(OpenError::BadMagic { .. })
@@ -474,7 +539,10 @@ mod tests {
         let mut h = pcap_header(false, false, 1);
         h.truncate(10);
         let e = CaptureFile::from_bytes("x.pcap", h).err().unwrap();
-        assert!(e.to_string().starts_with("x.pcap: truncated file header"), "{e}");
+        assert!(
+            e.to_string().starts_with("x.pcap: truncated file header"),
+            "{e}"
+        );
     }
 
     fn ng_block(btype: u32, body: &[u8]) -> Vec<u8> {
@@ -490,7 +558,12 @@ mod tests {
 
     #[test]
     fn pcapng_with_nanosecond_interface() {
-        let mut f = ng_block(PCAPNG_SHB, &[0x4D, 0x3C, 0x2B, 0x1A, 1, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255]);
+        let mut f = ng_block(
+            PCAPNG_SHB,
+            &[
+                0x4D, 0x3C, 0x2B, 0x1A, 1, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255,
+            ],
+        );
         // IDB: linktype 1, snaplen, option if_tsresol=9 (ns)
         let mut idb = vec![1, 0, 0, 0, 0, 0, 1, 0];
         idb.extend([9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0]);

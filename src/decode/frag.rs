@@ -26,7 +26,12 @@ pub struct FragKey {
 
 impl FragKey {
     pub fn new(src: IpAddr, dst: IpAddr, proto: u8, id: u32) -> Self {
-        FragKey { src, dst, proto, id }
+        FragKey {
+            src,
+            dst,
+            proto,
+            id,
+        }
     }
 }
 
@@ -65,7 +70,15 @@ pub struct FragTable {
 
 impl FragTable {
     pub fn new(cap: usize, timeout: Ts) -> Self {
-        FragTable { map: HashMap::new(), mem: 0, cap, timeout, last_sweep: 0, spare: Vec::new(), stats: FragStats::default() }
+        FragTable {
+            map: HashMap::new(),
+            mem: 0,
+            cap,
+            timeout,
+            last_sweep: 0,
+            spare: Vec::new(),
+            stats: FragStats::default(),
+        }
     }
 
     /// Bytes held for incomplete datagrams.
@@ -94,9 +107,20 @@ impl FragTable {
             }
             let mut buf = std::mem::take(&mut self.spare);
             buf.clear();
-            self.map.insert(key, Datagram { first: ts, data: buf, have: Vec::new(), total: None, pieces: 0 });
+            self.map.insert(
+                key,
+                Datagram {
+                    first: ts,
+                    data: buf,
+                    have: Vec::new(),
+                    total: None,
+                    pieces: 0,
+                },
+            );
         }
-        let Some(dg) = self.map.get_mut(&key) else { return Insert::Dropped };
+        let Some(dg) = self.map.get_mut(&key) else {
+            return Insert::Dropped;
+        };
         dg.pieces += 1;
         let grow = end.saturating_sub(dg.data.len());
         if dg.pieces > MAX_PIECES || self.mem + grow > self.cap {
@@ -203,15 +227,26 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn key() -> FragKey {
-        FragKey::new(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::LOCALHOST), 6, 7)
+        FragKey::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            6,
+            7,
+        )
     }
 
     #[test]
     fn out_of_order_fragments_reassemble() {
         let mut t = FragTable::new(1 << 20, 30_000_000_000);
         let data: Vec<u8> = (0..40u8).collect();
-        assert!(matches!(t.insert(1, key(), 24, false, &data[24..]), Insert::Held));
-        assert!(matches!(t.insert(1, key(), 0, true, &data[..16]), Insert::Held));
+        assert!(matches!(
+            t.insert(1, key(), 24, false, &data[24..]),
+            Insert::Held
+        ));
+        assert!(matches!(
+            t.insert(1, key(), 0, true, &data[..16]),
+            Insert::Held
+        ));
         match t.insert(1, key(), 16, true, &data[16..24]) {
             Insert::Complete(v) => assert_eq!(v, data),
             _ => panic!("not complete"),
@@ -237,7 +272,12 @@ mod tests {
     fn memory_cap_holds() {
         let mut t = FragTable::new(10_000, 30_000_000_000);
         for id in 0..1000u32 {
-            let k = FragKey::new(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::LOCALHOST), 6, id);
+            let k = FragKey::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                6,
+                id,
+            );
             t.insert(1, k, 0, true, &[0u8; 1000]);
             assert!(t.memory() <= 10_000);
         }

@@ -169,7 +169,11 @@ pub struct DecodeConfig {
 
 impl Default for DecodeConfig {
     fn default() -> Self {
-        DecodeConfig { vxlan_ports: vec![4789], frag_memory: 16 << 20, frag_timeout: 30_000_000_000 }
+        DecodeConfig {
+            vxlan_ports: vec![4789],
+            frag_memory: 16 << 20,
+            frag_timeout: 30_000_000_000,
+        }
     }
 }
 
@@ -194,11 +198,19 @@ struct IpMeta {
 impl Decoder {
     pub fn new(cfg: DecodeConfig) -> Self {
         let frags = FragTable::new(cfg.frag_memory, cfg.frag_timeout);
-        Decoder { cfg, frags, stats: DecodeStats::default() }
+        Decoder {
+            cfg,
+            frags,
+            stats: DecodeStats::default(),
+        }
     }
 
     /// Decode one frame; every TCP segment found is passed to `on_tcp`.
-    pub fn decode(&mut self, frame: &Frame<'_>, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Outcome {
+    pub fn decode(
+        &mut self,
+        frame: &Frame<'_>,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Outcome {
         self.stats.frames += 1;
         self.stats.bytes += frame.orig_len as u64;
         let r = self.link(frame.ts, frame.linktype, frame.data, 0, on_tcp);
@@ -224,14 +236,20 @@ impl Decoder {
     ) -> Result<(), Skip> {
         match lt {
             linktype::ETHERNET => self.ethernet(ts, d, depth, on_tcp),
-            linktype::RAW | linktype::RAW_OLD | linktype::RAW_OLD2 | linktype::IPV4 | linktype::IPV6 => {
-                self.ip(ts, d, depth, on_tcp)
-            }
+            linktype::RAW
+            | linktype::RAW_OLD
+            | linktype::RAW_OLD2
+            | linktype::IPV4
+            | linktype::IPV6 => self.ip(ts, d, depth, on_tcp),
             linktype::NULL | linktype::LOOP => {
                 let h = d.get(..4).ok_or(Skip::LinkTruncated)?;
                 // Address family in host byte order (NULL) or network order (LOOP): accept both.
                 let le = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-                let af = if le <= 0xff { le } else { u32::from_be_bytes([h[0], h[1], h[2], h[3]]) };
+                let af = if le <= 0xff {
+                    le
+                } else {
+                    u32::from_be_bytes([h[0], h[1], h[2], h[3]])
+                };
                 match af {
                     2 | 10 | 24 | 28 | 30 => self.ip(ts, &d[4..], depth, on_tcp),
                     _ => Err(Skip::EthertypeOther),
@@ -239,11 +257,23 @@ impl Decoder {
             }
             linktype::LINUX_SLL => {
                 let h = d.get(..16).ok_or(Skip::LinkTruncated)?;
-                self.ethertype(ts, u16::from_be_bytes([h[14], h[15]]), &d[16..], depth, on_tcp)
+                self.ethertype(
+                    ts,
+                    u16::from_be_bytes([h[14], h[15]]),
+                    &d[16..],
+                    depth,
+                    on_tcp,
+                )
             }
             linktype::LINUX_SLL2 => {
                 let h = d.get(..20).ok_or(Skip::LinkTruncated)?;
-                self.ethertype(ts, u16::from_be_bytes([h[0], h[1]]), &d[20..], depth, on_tcp)
+                self.ethertype(
+                    ts,
+                    u16::from_be_bytes([h[0], h[1]]),
+                    &d[20..],
+                    depth,
+                    on_tcp,
+                )
             }
             _ => Err(Skip::UnknownLinktype),
         }
@@ -257,7 +287,13 @@ impl Decoder {
         on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
     ) -> Result<(), Skip> {
         let h = d.get(..14).ok_or(Skip::LinkTruncated)?;
-        self.ethertype(ts, u16::from_be_bytes([h[12], h[13]]), &d[14..], depth, on_tcp)
+        self.ethertype(
+            ts,
+            u16::from_be_bytes([h[12], h[13]]),
+            &d[14..],
+            depth,
+            on_tcp,
+        )
     }
 
     fn ethertype(
@@ -290,7 +326,9 @@ impl Decoder {
                 }
                 match d.first().map(|b| b >> 4) {
                     Some(4) | Some(6) => self.ip(ts, d, depth, on_tcp),
-                    Some(0) => self.ethernet(ts, d.get(4..).ok_or(Skip::LinkTruncated)?, depth, on_tcp),
+                    Some(0) => {
+                        self.ethernet(ts, d.get(4..).ok_or(Skip::LinkTruncated)?, depth, on_tcp)
+                    }
                     _ => Err(Skip::EthertypeOther),
                 }
             }
@@ -298,7 +336,13 @@ impl Decoder {
         }
     }
 
-    fn ip(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
+    fn ip(
+        &mut self,
+        ts: Ts,
+        d: &[u8],
+        depth: u8,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
         match d.first().map(|b| b >> 4) {
             Some(4) => self.ipv4(ts, d, depth, on_tcp),
             Some(6) => self.ipv6(ts, d, depth, on_tcp),
@@ -307,7 +351,13 @@ impl Decoder {
         }
     }
 
-    fn ipv4(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
+    fn ipv4(
+        &mut self,
+        ts: Ts,
+        d: &[u8],
+        depth: u8,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
         let h = Ipv4HeaderSlice::from_slice(d).map_err(|e| match e {
             etherparse::err::ipv4::HeaderSliceError::Len(_) => Skip::IpTruncated,
             _ => Skip::IpMalformed,
@@ -318,7 +368,10 @@ impl Decoder {
         if total < hl {
             return Err(Skip::IpMalformed);
         }
-        let meta = IpMeta { src: IpAddr::V4(h.source_addr()), dst: IpAddr::V4(h.destination_addr()) };
+        let meta = IpMeta {
+            src: IpAddr::V4(h.source_addr()),
+            dst: IpAddr::V4(h.destination_addr()),
+        };
         let proto = h.protocol().0;
         // Ethernet padding beyond total_len is dropped; a snap-length cut leaves `missing` bytes.
         let avail = &d[hl..total.min(d.len())];
@@ -330,18 +383,37 @@ impl Decoder {
                 return Err(Skip::FragmentDropped);
             }
             let key = FragKey::new(meta.src, meta.dst, proto, h.identification() as u32);
-            return self.fragment(ts, key, off, h.more_fragments(), avail, meta, proto, depth, on_tcp);
+            return self.fragment(
+                ts,
+                key,
+                off,
+                h.more_fragments(),
+                avail,
+                meta,
+                proto,
+                depth,
+                on_tcp,
+            );
         }
         self.l4(ts, meta, proto, avail, declared, depth, on_tcp)
     }
 
-    fn ipv6(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
+    fn ipv6(
+        &mut self,
+        ts: Ts,
+        d: &[u8],
+        depth: u8,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
         let h = Ipv6HeaderSlice::from_slice(d).map_err(|e| match e {
             etherparse::err::ipv6::HeaderSliceError::Len(_) => Skip::IpTruncated,
             _ => Skip::IpMalformed,
         })?;
         self.stats.ipv6 += 1;
-        let meta = IpMeta { src: IpAddr::V6(h.source_addr()), dst: IpAddr::V6(h.destination_addr()) };
+        let meta = IpMeta {
+            src: IpAddr::V6(h.source_addr()),
+            dst: IpAddr::V6(h.destination_addr()),
+        };
         let plen = h.payload_length() as usize;
         let body = &d[40..];
         // payload_length 0 is a jumbogram (or unset by the capture point): use what we have.
@@ -491,7 +563,13 @@ impl Decoder {
     }
 
     /// GRE (RFC 2784/2890), carrying IP, transparent Ethernet bridging, or ERSPAN I/II/III.
-    fn gre(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
+    fn gre(
+        &mut self,
+        ts: Ts,
+        d: &[u8],
+        depth: u8,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
         let h = d.get(..4).ok_or(Skip::TunnelMalformed)?;
         let flags = u16::from_be_bytes([h[0], h[1]]);
         let proto = u16::from_be_bytes([h[2], h[3]]);
@@ -529,7 +607,12 @@ impl Decoder {
                 // Type III: 12-byte header; the O bit announces an 8-byte platform sub-header.
                 let e = p.get(..12).ok_or(Skip::TunnelMalformed)?;
                 let skip = if e[11] & 0x01 != 0 { 20 } else { 12 };
-                self.ethernet(ts, p.get(skip..).ok_or(Skip::TunnelMalformed)?, depth, on_tcp)
+                self.ethernet(
+                    ts,
+                    p.get(skip..).ok_or(Skip::TunnelMalformed)?,
+                    depth,
+                    on_tcp,
+                )
             }
             _ => Err(Skip::EthertypeOther),
         }
@@ -549,16 +632,45 @@ pub(crate) mod tests {
     use super::*;
 
     /// Build Ethernet/IPv4/TCP bytes (no checksums: a sensor never verifies them).
-    pub fn eth_ipv4_tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    pub fn eth_ipv4_tcp(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sp: u16,
+        dp: u16,
+        seq: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut f = vec![0u8; 12];
         f.extend([0x08, 0x00]);
         f.extend(ipv4_tcp(src, dst, sp, dp, seq, flags, payload));
         f
     }
 
-    pub fn ipv4_tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    pub fn ipv4_tcp(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sp: u16,
+        dp: u16,
+        seq: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let total = 20 + 20 + payload.len();
-        let mut f = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0];
+        let mut f = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            1,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ];
         f.extend(src);
         f.extend(dst);
         f.extend(sp.to_be_bytes());
@@ -573,8 +685,15 @@ pub(crate) mod tests {
     fn run(lt: u32, data: &[u8]) -> (Vec<(IpAddr, u16, Vec<u8>, u32)>, DecodeStats) {
         let mut d = Decoder::new(DecodeConfig::default());
         let mut got = Vec::new();
-        let fr = Frame { ts: 1, linktype: lt, data, orig_len: data.len() as u32 };
-        d.decode(&fr, &mut |s| got.push((s.src, s.dport, s.payload.to_vec(), s.missing)));
+        let fr = Frame {
+            ts: 1,
+            linktype: lt,
+            data,
+            orig_len: data.len() as u32,
+        };
+        d.decode(&fr, &mut |s| {
+            got.push((s.src, s.dport, s.payload.to_vec(), s.missing))
+        });
         (got, d.stats)
     }
 
@@ -593,11 +712,28 @@ pub(crate) mod tests {
         assert_eq!(s.vlan, 2);
 
         // VXLAN in UDP 4789 in IPv4 in Ethernet
-        let mut udp = vec![0x30, 0x39, 0x12, 0xB5, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0, 42, 0];
+        let mut udp = vec![
+            0x30, 0x39, 0x12, 0xB5, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0, 42, 0,
+        ];
         udp.extend(&inner);
         let total = 20 + udp.len();
         let mut outer = vec![0u8; 12];
-        outer.extend([0x08, 0x00, 0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, 17, 0, 0]);
+        outer.extend([
+            0x08,
+            0x00,
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ]);
         outer.extend([192, 168, 0, 1, 192, 168, 0, 2]);
         outer.extend(&udp);
         let (g, s) = run(1, &outer);
@@ -621,7 +757,22 @@ pub(crate) mod tests {
             gre.extend(&inner);
             let total = 20 + gre.len();
             let mut o = vec![0u8; 12];
-            o.extend([0x08, 0x00, 0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, 47, 0, 0]);
+            o.extend([
+                0x08,
+                0x00,
+                0x45,
+                0,
+                (total >> 8) as u8,
+                total as u8,
+                0,
+                0,
+                0,
+                0,
+                64,
+                47,
+                0,
+                0,
+            ]);
             o.extend([192, 168, 0, 1, 192, 168, 0, 2]);
             o.extend(&gre);
             let (g, s) = run(1, &o);
@@ -632,7 +783,15 @@ pub(crate) mod tests {
 
     #[test]
     fn snaplen_cut_reports_missing_bytes() {
-        let f = eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 1, 0x18, b"0123456789");
+        let f = eth_ipv4_tcp(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            1234,
+            80,
+            1,
+            0x18,
+            b"0123456789",
+        );
         let (g, _) = run(1, &f[..f.len() - 4]);
         assert_eq!(g[0].2, b"012345");
         assert_eq!(g[0].3, 4);

@@ -24,7 +24,11 @@ pub fn v1(seed: u16, src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16
     let (sb, sl) = bytes(&src);
     let (db, dl) = bytes(&dst);
     let ordered = (&sb[..sl], sport) <= (&db[..dl], dport);
-    let (a, al, ap, b, bl, bp) = if ordered { (sb, sl, sport, db, dl, dport) } else { (db, dl, dport, sb, sl, sport) };
+    let (a, al, ap, b, bl, bp) = if ordered {
+        (sb, sl, sport, db, dl, dport)
+    } else {
+        (db, dl, dport, sb, sl, sport)
+    };
     let mut h = sha1_smol::Sha1::new();
     h.update(&seed.to_be_bytes());
     h.update(&a[..al]);
@@ -32,7 +36,10 @@ pub fn v1(seed: u16, src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16
     h.update(&[proto, 0]);
     h.update(&ap.to_be_bytes());
     h.update(&bp.to_be_bytes());
-    format!("1:{}", base64::engine::general_purpose::STANDARD.encode(h.digest().bytes()))
+    format!(
+        "1:{}",
+        base64::engine::general_purpose::STANDARD.encode(h.digest().bytes())
+    )
 }
 
 #[cfg(test)]

@@ -69,8 +69,15 @@ pub enum FlowAnomaly {
 /// What the flow layer hands on.
 #[derive(Debug)]
 pub enum FlowOutput {
-    Http { meta: FlowMeta, tx: Transaction },
-    Anomaly { ts: Ts, meta: FlowMeta, what: FlowAnomaly },
+    Http {
+        meta: FlowMeta,
+        tx: Transaction,
+    },
+    Anomaly {
+        ts: Ts,
+        meta: FlowMeta,
+        what: FlowAnomaly,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,7 +88,11 @@ struct FlowKey {
 
 impl FlowKey {
     fn new(a: (IpAddr, u16), b: (IpAddr, u16)) -> Self {
-        if a <= b { FlowKey { lo: a, hi: b } } else { FlowKey { lo: b, hi: a } }
+        if a <= b {
+            FlowKey { lo: a, hi: b }
+        } else {
+            FlowKey { lo: b, hi: a }
+        }
     }
 }
 
@@ -186,25 +197,43 @@ impl FlowTable {
             };
             self.map.insert(key, Box::new(f));
         }
-        let Some(flow) = self.map.get_mut(&key) else { return };
+        let Some(flow) = self.map.get_mut(&key) else {
+            return;
+        };
         let d = if flow.addr[0] == a { 0 } else { 1 };
         flow.pkts += 1;
         flow.last_seen = seg.ts;
-        let ctx = Ctx { rcfg: &self.rcfg, hcfg: &self.hcfg, budget: &mut self.budget, st: &mut self.rstats };
+        let ctx = Ctx {
+            rcfg: &self.rcfg,
+            hcfg: &self.hcfg,
+            budget: &mut self.budget,
+            st: &mut self.rstats,
+        };
         let mut notes = flow.segment(d, seg, ctx, &mut self.stats);
         // A hole the peer has acknowledged is lost from our copy: skip it once the reorder
         // window has passed.
         for dir in [d, d ^ 1] {
-            let ctx = Ctx { rcfg: &self.rcfg, hcfg: &self.hcfg, budget: &mut self.budget, st: &mut self.rstats };
+            let ctx = Ctx {
+                rcfg: &self.rcfg,
+                hcfg: &self.hcfg,
+                budget: &mut self.budget,
+                st: &mut self.rstats,
+            };
             let n = flow.stale(dir, seg.ts, ctx);
             notes.gap |= n.gap;
             notes.conflict |= n.conflict;
         }
-        let closing = flow.closed_at.is_none() && (seg.flags & tcp_flags::RST != 0 || (flow.eof[0] && flow.eof[1]));
+        let closing = flow.closed_at.is_none()
+            && (seg.flags & tcp_flags::RST != 0 || (flow.eof[0] && flow.eof[1]));
         if closing {
             flow.closed_at = Some(seg.ts);
             self.stats.closed += 1;
-            let ctx = Ctx { rcfg: &self.rcfg, hcfg: &self.hcfg, budget: &mut self.budget, st: &mut self.rstats };
+            let ctx = Ctx {
+                rcfg: &self.rcfg,
+                hcfg: &self.hcfg,
+                budget: &mut self.budget,
+                st: &mut self.rstats,
+            };
             let n = flow.flush(seg.ts, ctx);
             notes.gap |= n.gap;
         }
@@ -220,7 +249,11 @@ impl FlowTable {
             .iter()
             .filter(|(_, f)| {
                 let age = now.saturating_sub(f.last_seen);
-                if f.closed_at.is_some() { age > closed } else { age > idle }
+                if f.closed_at.is_some() {
+                    age > closed
+                } else {
+                    age > idle
+                }
             })
             .map(|(k, _)| *k)
             .collect();
@@ -250,7 +283,13 @@ impl FlowTable {
         let n = (seen.len() / 16).max(1);
         let (_, cut, _) = seen.select_nth_unstable(n - 1);
         let cut = *cut;
-        let victims: Vec<FlowKey> = self.map.iter().filter(|(_, f)| f.last_seen <= cut).map(|(k, _)| *k).take(n).collect();
+        let victims: Vec<FlowKey> = self
+            .map
+            .iter()
+            .filter(|(_, f)| f.last_seen <= cut)
+            .map(|(k, _)| *k)
+            .take(n)
+            .collect();
         for k in victims {
             if let Some(f) = self.map.remove(&k) {
                 self.stats.evicted += 1;
@@ -261,7 +300,12 @@ impl FlowTable {
 
     fn finish(&mut self, mut f: Box<Flow>, now: Ts, out: &mut Vec<FlowOutput>) {
         let ts = f.last_seen.min(now).max(f.last_seen);
-        let ctx = Ctx { rcfg: &self.rcfg, hcfg: &self.hcfg, budget: &mut self.budget, st: &mut self.rstats };
+        let ctx = Ctx {
+            rcfg: &self.rcfg,
+            hcfg: &self.hcfg,
+            budget: &mut self.budget,
+            st: &mut self.rstats,
+        };
         let notes = f.flush(ts, ctx);
         f.collect(ts, notes, &self.cfg, &mut self.stats, out);
         for s in &mut f.streams {
@@ -278,7 +322,13 @@ struct Ctx<'a> {
 }
 
 impl Flow {
-    fn segment(&mut self, d: usize, seg: &TcpSegment<'_>, ctx: Ctx<'_>, fstats: &mut FlowStats) -> Notes {
+    fn segment(
+        &mut self,
+        d: usize,
+        seg: &TcpSegment<'_>,
+        ctx: Ctx<'_>,
+        fstats: &mut FlowStats,
+    ) -> Notes {
         let syn = seg.flags & tcp_flags::SYN != 0;
         let ack = seg.flags & tcp_flags::ACK != 0;
         if syn {
@@ -298,20 +348,43 @@ impl Flow {
             self.conn = Some(Conn::new(self.syn_client, ctx.hcfg));
         }
         // SYN consumes one sequence number: its data (TCP Fast Open) starts at seq + 1.
-        let seq = if syn { seg.seq.wrapping_add(1) } else { seg.seq };
+        let seq = if syn {
+            seg.seq.wrapping_add(1)
+        } else {
+            seg.seq
+        };
         let fin = seg.flags & tcp_flags::FIN != 0;
-        let ack_off = if ack { self.streams[d ^ 1].offset_of(seg.ack) } else { None };
+        let ack_off = if ack {
+            self.streams[d ^ 1].offset_of(seg.ack)
+        } else {
+            None
+        };
         let ts = seg.ts;
-        let Flow { streams, conn, pkts, .. } = self;
+        let Flow {
+            streams,
+            conn,
+            pkts,
+            ..
+        } = self;
         let hcfg = ctx.hcfg;
-        let notes = streams[d].segment(seq, seg.payload, seg.missing, fin, *pkts, ctx.rcfg, ctx.budget, ctx.st, &mut |c| {
-            if let Some(conn) = conn.as_mut() {
-                match c {
-                    Chunk::Data(b) => conn.data(d, b, ts, ack_off, hcfg),
-                    Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
+        let notes = streams[d].segment(
+            seq,
+            seg.payload,
+            seg.missing,
+            fin,
+            *pkts,
+            ctx.rcfg,
+            ctx.budget,
+            ctx.st,
+            &mut |c| {
+                if let Some(conn) = conn.as_mut() {
+                    match c {
+                        Chunk::Data(b) => conn.data(d, b, ts, ack_off, hcfg),
+                        Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
+                    }
                 }
-            }
-        });
+            },
+        );
         self.check_eof(d, ts, hcfg);
         notes
     }
@@ -321,15 +394,22 @@ impl Flow {
             return Notes::default();
         }
         let hcfg = ctx.hcfg;
-        let Flow { streams, conn, pkts, ack, .. } = self;
-        let notes = streams[d].check_stale(*pkts, ack[d ^ 1], ctx.rcfg, ctx.budget, ctx.st, &mut |c| {
-            if let Some(conn) = conn.as_mut() {
-                match c {
-                    Chunk::Data(b) => conn.data(d, b, ts, None, hcfg),
-                    Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
+        let Flow {
+            streams,
+            conn,
+            pkts,
+            ack,
+            ..
+        } = self;
+        let notes =
+            streams[d].check_stale(*pkts, ack[d ^ 1], ctx.rcfg, ctx.budget, ctx.st, &mut |c| {
+                if let Some(conn) = conn.as_mut() {
+                    match c {
+                        Chunk::Data(b) => conn.data(d, b, ts, None, hcfg),
+                        Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
+                    }
                 }
-            }
-        });
+            });
         self.check_eof(d, ts, hcfg);
         notes
     }
@@ -367,13 +447,35 @@ impl Flow {
     }
 
     fn meta(&mut self) -> FlowMeta {
-        let client = self.conn.as_ref().and_then(|c| c.client()).or(self.syn_client).unwrap_or(0);
+        let client = self
+            .conn
+            .as_ref()
+            .and_then(|c| c.client())
+            .or(self.syn_client)
+            .unwrap_or(0);
         let (src, dst) = (self.addr[client], self.addr[client ^ 1]);
-        let cid = self.cid.get_or_insert_with(|| community_id::v1(0, src.0, dst.0, 6, src.1, dst.1).into()).clone();
-        FlowMeta { flow_id: self.id, community_id: cid, src: src.0, sport: src.1, dst: dst.0, dport: dst.1 }
+        let cid = self
+            .cid
+            .get_or_insert_with(|| community_id::v1(0, src.0, dst.0, 6, src.1, dst.1).into())
+            .clone();
+        FlowMeta {
+            flow_id: self.id,
+            community_id: cid,
+            src: src.0,
+            sport: src.1,
+            dst: dst.0,
+            dport: dst.1,
+        }
     }
 
-    fn collect(&mut self, ts: Ts, notes: Notes, cfg: &FlowConfig, st: &mut FlowStats, out: &mut Vec<FlowOutput>) {
+    fn collect(
+        &mut self,
+        ts: Ts,
+        notes: Notes,
+        cfg: &FlowConfig,
+        st: &mut FlowStats,
+        out: &mut Vec<FlowOutput>,
+    ) {
         let mut txs = Vec::new();
         let mut http_anoms = Vec::new();
         if let Some(c) = self.conn.as_mut() {
@@ -388,7 +490,11 @@ impl Flow {
         let mut anomaly = |what: FlowAnomaly, out: &mut Vec<FlowOutput>| {
             if self.anomalies < cfg.max_anomalies_per_flow {
                 self.anomalies += 1;
-                out.push(FlowOutput::Anomaly { ts, meta: meta.clone(), what });
+                out.push(FlowOutput::Anomaly {
+                    ts,
+                    meta: meta.clone(),
+                    what,
+                });
             } else {
                 st.anomalies_suppressed += 1;
             }
@@ -404,7 +510,10 @@ impl Flow {
         }
         st.transactions += txs.len() as u64;
         for tx in txs {
-            out.push(FlowOutput::Http { meta: meta.clone(), tx });
+            out.push(FlowOutput::Http {
+                meta: meta.clone(),
+                tx,
+            });
         }
     }
 }
@@ -435,5 +544,240 @@ impl Hasher for Fnv {
             self.0 ^= *b as u64;
             self.0 = self.0.wrapping_mul(0x100_0000_01b3);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::v4;
+
+    const C: [u8; 4] = [10, 0, 0, 2];
+    const S: [u8; 4] = [10, 0, 0, 1];
+
+    fn seg<'a>(
+        ts: Ts,
+        from_client: bool,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &'a [u8],
+    ) -> TcpSegment<'a> {
+        let (src, dst, sport, dport) = if from_client {
+            (v4(C), v4(S), 40000, 80)
+        } else {
+            (v4(S), v4(C), 80, 40000)
+        };
+        TcpSegment {
+            ts,
+            src,
+            dst,
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            payload,
+            missing: 0,
+        }
+    }
+
+    fn table() -> FlowTable {
+        FlowTable::new(
+            FlowConfig::default(),
+            ReassemblyConfig::default(),
+            HttpConfig::default(),
+        )
+    }
+
+    fn http(out: &[FlowOutput]) -> Vec<(String, String, u16, u64, bool)> {
+        out.iter()
+            .filter_map(|o| match o {
+                FlowOutput::Http { meta, tx } => Some((
+                    format!("{}:{}", meta.src, meta.sport),
+                    tx.request.as_ref().map_or(String::new(), |m| m.uri.clone()),
+                    tx.response.as_ref().map_or(0, |m| m.status),
+                    tx.response.as_ref().map_or(0, |m| m.body_len),
+                    tx.gap,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const REQ: &[u8] = b"GET /api/users/7 HTTP/1.1\r\nHost: api\r\n\r\n";
+    const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    const A: u8 = tcp_flags::ACK;
+    const PA: u8 = tcp_flags::ACK | 0x08;
+
+    /// Handshake, request split in two segments at `cut`, response, FIN both ways.
+    fn conversation(cut: usize, reorder: bool) -> Vec<FlowOutput> {
+        let mut t = table();
+        let mut out = Vec::new();
+        let (ci, si) = (1000u32, 5000u32);
+        t.process(&seg(1, true, ci, 0, tcp_flags::SYN, b""), &mut out);
+        t.process(
+            &seg(2, false, si, ci + 1, tcp_flags::SYN | A, b""),
+            &mut out,
+        );
+        t.process(&seg(3, true, ci + 1, si + 1, A, b""), &mut out);
+        let (a, b) = REQ.split_at(cut);
+        let s1 = seg(4, true, ci + 1, si + 1, PA, a);
+        let s2 = seg(5, true, ci + 1 + a.len() as u32, si + 1, PA, b);
+        if reorder {
+            t.process(&s2, &mut out);
+            t.process(&s1, &mut out);
+        } else {
+            t.process(&s1, &mut out);
+            t.process(&s2, &mut out);
+        }
+        let ra = ci + 1 + REQ.len() as u32;
+        t.process(&seg(6, false, si + 1, ra, PA, RESP), &mut out);
+        t.process(
+            &seg(
+                7,
+                true,
+                ra,
+                si + 1 + RESP.len() as u32,
+                A | tcp_flags::FIN,
+                b"",
+            ),
+            &mut out,
+        );
+        t.process(
+            &seg(
+                8,
+                false,
+                si + 1 + RESP.len() as u32,
+                ra + 1,
+                A | tcp_flags::FIN,
+                b"",
+            ),
+            &mut out,
+        );
+        assert_eq!(t.stats.closed, 1);
+        out
+    }
+
+    #[test]
+    fn request_split_at_every_offset_and_reordered_gives_the_same_event() {
+        let want = vec![(
+            "10.0.0.2:40000".to_string(),
+            "/api/users/7".to_string(),
+            200,
+            5,
+            false,
+        )];
+        for cut in 0..=REQ.len() {
+            for reorder in [false, true] {
+                assert_eq!(
+                    http(&conversation(cut, reorder)),
+                    want,
+                    "cut {cut} reorder {reorder}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn midstream_pickup_finds_the_client_from_the_data() {
+        let mut t = table();
+        let mut out = Vec::new();
+        // The server's packet is seen first: direction 0 is the server, yet src is the client.
+        t.process(
+            &seg(1, false, 9000, 100, PA, b"tail of an old response body"),
+            &mut out,
+        );
+        t.process(&seg(2, true, 100, 9029, PA, REQ), &mut out);
+        t.process(
+            &seg(3, false, 9029, 100 + REQ.len() as u32, PA, RESP),
+            &mut out,
+        );
+        t.flush_all(4, &mut out);
+        assert_eq!(
+            http(&out),
+            vec![(
+                "10.0.0.2:40000".to_string(),
+                "/api/users/7".to_string(),
+                200,
+                5,
+                false
+            )]
+        );
+        assert_eq!(t.stats.midstream, 1);
+    }
+
+    #[test]
+    fn lost_segment_inside_a_body_is_a_gap_not_a_desync() {
+        let mut t = table();
+        let mut out = Vec::new();
+        t.process(&seg(1, true, 100, 0, tcp_flags::SYN, b""), &mut out);
+        t.process(&seg(2, false, 900, 101, tcp_flags::SYN | A, b""), &mut out);
+        t.process(&seg(3, true, 101, 901, PA, REQ), &mut out);
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n";
+        t.process(
+            &seg(4, false, 901, 101 + REQ.len() as u32, PA, head),
+            &mut out,
+        );
+        let body_at = 901 + head.len() as u32;
+        // 10 body bytes lost, 20 arrive
+        t.process(
+            &seg(
+                5,
+                false,
+                body_at + 10,
+                101 + REQ.len() as u32,
+                PA,
+                &[b'x'; 20],
+            ),
+            &mut out,
+        );
+        // next request and response on the same connection
+        let r2 = b"GET /next HTTP/1.1\r\n\r\n";
+        t.process(
+            &seg(6, true, 101 + REQ.len() as u32, body_at + 30, PA, r2),
+            &mut out,
+        );
+        t.flush_all(7, &mut out);
+        let got = http(&out);
+        assert_eq!(
+            got[0],
+            (
+                "10.0.0.2:40000".to_string(),
+                "/api/users/7".to_string(),
+                200,
+                30,
+                true
+            )
+        );
+        assert_eq!(got[1].1, "/next");
+        assert!(out.iter().any(|o| matches!(
+            o,
+            FlowOutput::Anomaly {
+                what: FlowAnomaly::Gap,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn flow_table_cap_evicts_and_counts() {
+        let mut t = FlowTable::new(
+            FlowConfig {
+                max_flows: 64,
+                ..FlowConfig::default()
+            },
+            ReassemblyConfig::default(),
+            HttpConfig::default(),
+        );
+        let mut out = Vec::new();
+        for i in 0..10_000u32 {
+            let mut s = seg(i as u64, true, i, 0, tcp_flags::SYN, b"");
+            s.sport = (i % 60000) as u16;
+            s.src = v4([10, 1, (i >> 8) as u8, i as u8]);
+            t.process(&s, &mut out);
+            assert!(t.active() <= 64);
+        }
+        assert!(t.stats.evicted >= 10_000 - 64);
     }
 }

@@ -37,7 +37,15 @@ struct Entry {
 
 impl Entry {
     fn new(state: ReqState, kind: ReqKind) -> Self {
-        Entry { req: None, state, kind, end_off: None, resp_started: false, resp: None, resp_lost: false }
+        Entry {
+            req: None,
+            state,
+            kind,
+            end_off: None,
+            resp_started: false,
+            resp: None,
+            resp_lost: false,
+        }
     }
 }
 
@@ -64,7 +72,15 @@ impl Conn {
     /// `client`: the direction index (0 or 1) whose sender is the client, if the handshake
     /// told us; otherwise the first message seen decides.
     pub fn new(client: Option<usize>, cfg: &HttpConfig) -> Self {
-        let role = |d: usize| client.map(|c| if c == d { Role::Request } else { Role::Response });
+        let role = |d: usize| {
+            client.map(|c| {
+                if c == d {
+                    Role::Request
+                } else {
+                    Role::Response
+                }
+            })
+        };
         Conn {
             halves: [Half::new(role(0)), Half::new(role(1))],
             client,
@@ -187,7 +203,10 @@ impl Q {
 
     /// Is there a complete request after index `i` that the server had fully received?
     fn later_request_received(&self, i: usize, ack: u64) -> bool {
-        self.pending.iter().skip(i + 1).any(|e| e.state == ReqState::Done && e.end_off.is_some_and(|o| o <= ack))
+        self.pending
+            .iter()
+            .skip(i + 1)
+            .any(|e| e.state == ReqState::Done && e.end_off.is_some_and(|o| o <= ack))
     }
 
     fn realign(&mut self) {
@@ -241,7 +260,8 @@ impl Events for Q {
                 }
             }
         }
-        self.pending.push_back(Entry::new(ReqState::InProgress, kind));
+        self.pending
+            .push_back(Entry::new(ReqState::InProgress, kind));
     }
 
     fn response_head(&mut self, _msg: &Message) -> ReqKind {
@@ -251,7 +271,8 @@ impl Events for Q {
             None => {
                 // A response to a request we never saw (capture started mid-connection, or the
                 // request was lost).
-                self.pending.push_back(Entry::new(ReqState::Lost, ReqKind::Other));
+                self.pending
+                    .push_back(Entry::new(ReqState::Lost, ReqKind::Other));
                 self.pending.len() - 1
             }
         };
@@ -262,7 +283,12 @@ impl Events for Q {
     fn done(&mut self, role: Role, msg: Message, end_off: u64) {
         match role {
             Role::Request => {
-                match self.pending.iter_mut().rev().find(|e| e.state == ReqState::InProgress) {
+                match self
+                    .pending
+                    .iter_mut()
+                    .rev()
+                    .find(|e| e.state == ReqState::InProgress)
+                {
                     Some(e) => {
                         e.req = Some(msg);
                         e.state = ReqState::Done;
@@ -276,7 +302,11 @@ impl Events for Q {
                     }
                 }
             }
-            Role::Response => match self.pending.iter_mut().find(|e| e.resp_started && e.resp.is_none() && !e.resp_lost) {
+            Role::Response => match self
+                .pending
+                .iter_mut()
+                .find(|e| e.resp_started && e.resp.is_none() && !e.resp_lost)
+            {
                 Some(e) => e.resp = Some(msg),
                 None => {
                     let mut e = Entry::new(ReqState::Lost, ReqKind::Other);
@@ -292,11 +322,16 @@ impl Events for Q {
     fn lost(&mut self, role: Role, _at_off: u64) {
         match role {
             Role::Request => {
-                if self.pending.back().is_none_or(|e| e.state != ReqState::Lost || e.resp_started) {
+                if self
+                    .pending
+                    .back()
+                    .is_none_or(|e| e.state != ReqState::Lost || e.resp_started)
+                {
                     if self.pending.len() >= self.max_pending {
                         return;
                     }
-                    self.pending.push_back(Entry::new(ReqState::Lost, ReqKind::Other));
+                    self.pending
+                        .push_back(Entry::new(ReqState::Lost, ReqKind::Other));
                 }
             }
             Role::Response => self.resp_gap = true,
@@ -365,28 +400,55 @@ mod tests {
     #[test]
     fn continue_and_upgrade() {
         let t = run(&[
-            (0, b"PUT /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"),
+            (
+                0,
+                b"PUT /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+            ),
             (1, b"HTTP/1.1 100 Continue\r\n\r\n"),
             (0, b"data"),
             (1, b"HTTP/1.1 204 No Content\r\n\r\n"),
-            (0, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
-            (1, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"),
+            (
+                0,
+                b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            ),
+            (
+                1,
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
+            ),
             (0, b"\x81\x85garbage that is not http"),
         ]);
         let got: Vec<_> = t.iter().map(line).collect();
-        assert_eq!(got, vec![("PUT".into(), "/u".into(), 204, 4, 0), ("GET".into(), "/ws".into(), 101, 0, 0)]);
+        assert_eq!(
+            got,
+            vec![
+                ("PUT".into(), "/u".into(), 204, 4, 0),
+                ("GET".into(), "/ws".into(), 101, 0, 0)
+            ]
+        );
     }
 
     #[test]
     fn split_at_every_offset_gives_the_same_transactions() {
         let req: &[u8] = b"POST /api/x?q=1 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
         let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{\"a\":1}";
-        let whole = run(&[(0, req), (1, resp)]).iter().map(line).collect::<Vec<_>>();
+        let whole = run(&[(0, req), (1, resp)])
+            .iter()
+            .map(line)
+            .collect::<Vec<_>>();
         assert_eq!(whole, vec![("POST".into(), "/api/x?q=1".into(), 200, 3, 7)]);
         for i in 0..=req.len() {
             for j in [0, resp.len() / 2, resp.len()] {
-                let t = run(&[(0, &req[..i]), (0, &req[i..]), (1, &resp[..j]), (1, &resp[j..])]);
-                assert_eq!(t.iter().map(line).collect::<Vec<_>>(), whole, "split at {i}/{j}");
+                let t = run(&[
+                    (0, &req[..i]),
+                    (0, &req[i..]),
+                    (1, &resp[..j]),
+                    (1, &resp[j..]),
+                ]);
+                assert_eq!(
+                    t.iter().map(line).collect::<Vec<_>>(),
+                    whole,
+                    "split at {i}/{j}"
+                );
             }
         }
     }
@@ -395,12 +457,27 @@ mod tests {
     fn midstream_roles_found_from_data() {
         let cfg = HttpConfig::default();
         let mut c = Conn::new(None, &cfg);
-        c.data(1, b"ody of something earlier\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n", 1, None, &cfg);
-        c.data(0, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 2, None, &cfg);
+        c.data(
+            1,
+            b"ody of something earlier\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+            1,
+            None,
+            &cfg,
+        );
+        c.data(
+            0,
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            2,
+            None,
+            &cfg,
+        );
         assert_eq!(c.client(), Some(1));
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
-        assert_eq!(t.iter().map(line).collect::<Vec<_>>(), vec![("GET".into(), "/x".into(), 404, 0, 0)]);
+        assert_eq!(
+            t.iter().map(line).collect::<Vec<_>>(),
+            vec![("GET".into(), "/x".into(), 404, 0, 0)]
+        );
     }
 
     #[test]
@@ -409,16 +486,43 @@ mod tests {
         let mut c = Conn::new(Some(0), &cfg);
         let r1 = b"GET /1 HTTP/1.1\r\n\r\n";
         c.data(0, r1, 1, None, &cfg);
-        c.data(1, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1", 2, Some(r1.len() as u64), &cfg);
+        c.data(
+            1,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1",
+            2,
+            Some(r1.len() as u64),
+            &cfg,
+        );
         // request 2 lost entirely
         c.gap(0, 19, 3, &cfg);
-        c.data(1, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2", 4, Some(38), &cfg);
+        c.data(
+            1,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2",
+            4,
+            Some(38),
+            &cfg,
+        );
         c.data(0, b"GET /3 HTTP/1.1\r\n\r\n", 5, None, &cfg);
-        c.data(1, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n3", 6, Some(57), &cfg);
+        c.data(
+            1,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n3",
+            6,
+            Some(57),
+            &cfg,
+        );
         c.flush(7, &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
-        let got: Vec<_> = t.iter().map(|t| (line(t).1, t.response.as_ref().map(|r| r.body.clone()), t.gap)).collect();
+        let got: Vec<_> = t
+            .iter()
+            .map(|t| {
+                (
+                    line(t).1,
+                    t.response.as_ref().map(|r| r.body.clone()),
+                    t.gap,
+                )
+            })
+            .collect();
         assert_eq!(
             got,
             vec![

@@ -165,7 +165,11 @@ impl Half {
             St::Body(Framing::Chunked(Chunked::Data(rem))) if n <= rem => {
                 self.cur.gap = true;
                 self.cur.body_len += n;
-                self.st = St::Body(Framing::Chunked(if n == rem { Chunked::DataEnd } else { Chunked::Data(rem - n) }));
+                self.st = St::Body(Framing::Chunked(if n == rem {
+                    Chunked::DataEnd
+                } else {
+                    Chunked::Data(rem - n)
+                }));
                 return;
             }
             St::Body(Framing::Close) => {
@@ -213,7 +217,10 @@ impl Half {
     fn head(&mut self, d: &mut &[u8], ts: Ts, end_pos: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
         if self.buf.is_empty() {
             // Blank lines between messages are allowed (RFC 9112 §2.2).
-            let skip = d.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+            let skip = d
+                .iter()
+                .take_while(|b| **b == b'\r' || **b == b'\n')
+                .count();
             *d = &d[skip..];
             if d.is_empty() {
                 return;
@@ -274,7 +281,15 @@ impl Half {
         }
     }
 
-    fn start_body(&mut self, role: Role, msg: Message, ts: Ts, head_end: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
+    fn start_body(
+        &mut self,
+        role: Role,
+        msg: Message,
+        ts: Ts,
+        head_end: u64,
+        cfg: &HttpConfig,
+        ev: &mut dyn Events,
+    ) {
         self.cur = msg;
         let framing = match role {
             Role::Request => {
@@ -313,7 +328,15 @@ impl Half {
         }
     }
 
-    fn body(&mut self, f: Framing, d: &mut &[u8], ts: Ts, end_pos: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
+    fn body(
+        &mut self,
+        f: Framing,
+        d: &mut &[u8],
+        ts: Ts,
+        end_pos: u64,
+        cfg: &HttpConfig,
+        ev: &mut dyn Events,
+    ) {
         match f {
             Framing::Length(rem) => {
                 let take = rem.min(d.len() as u64) as usize;
@@ -333,7 +356,11 @@ impl Half {
                 let take = rem.min(d.len() as u64) as usize;
                 self.take_body(&d[..take], cfg);
                 *d = &d[take..];
-                let next = if rem == take as u64 { Chunked::DataEnd } else { Chunked::Data(rem - take as u64) };
+                let next = if rem == take as u64 {
+                    Chunked::DataEnd
+                } else {
+                    Chunked::Data(rem - take as u64)
+                };
                 self.st = St::Body(Framing::Chunked(next));
             }
             Framing::Chunked(Chunked::DataEnd) => match d[0] {
@@ -543,14 +570,22 @@ fn map_err(e: httparse::Error) -> HttpAnomaly {
 
 fn owned_headers(h: &[httparse::Header<'_>]) -> Vec<(String, String)> {
     h.iter()
-        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).trim().to_string()))
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
         .collect()
 }
 
 fn parse_request(src: &[u8]) -> Result<Option<(Message, usize)>, HttpAnomaly> {
     let mut hs = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
-    match parser_config().parse_request_with_uninit_headers(&mut req, src, &mut hs).map_err(map_err)? {
+    match parser_config()
+        .parse_request_with_uninit_headers(&mut req, src, &mut hs)
+        .map_err(map_err)?
+    {
         httparse::Status::Partial => Ok(None),
         httparse::Status::Complete(n) => Ok(Some((
             Message {
@@ -568,7 +603,10 @@ fn parse_request(src: &[u8]) -> Result<Option<(Message, usize)>, HttpAnomaly> {
 fn parse_response(src: &[u8]) -> Result<Option<(Message, usize)>, HttpAnomaly> {
     let mut hs = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    match parser_config().parse_response_with_uninit_headers(&mut resp, src, &mut hs).map_err(map_err)? {
+    match parser_config()
+        .parse_response_with_uninit_headers(&mut resp, src, &mut hs)
+        .map_err(map_err)?
+    {
         httparse::Status::Partial => Ok(None),
         httparse::Status::Complete(n) => Ok(Some((
             Message {
@@ -615,7 +653,11 @@ fn message_framing(m: &Message, ev: &mut dyn Events) -> Option<Framing> {
             return Some(Framing::Chunked(Chunked::Size));
         }
         ev.anomaly(HttpAnomaly::UnknownTransferEncoding);
-        return if m.status != 0 { Some(Framing::Close) } else { Some(Framing::Length(0)) };
+        return if m.status != 0 {
+            Some(Framing::Close)
+        } else {
+            Some(Framing::Length(0))
+        };
     }
     if cl_bad && cl.is_none() {
         ev.anomaly(HttpAnomaly::InvalidContentLength);

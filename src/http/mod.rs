@@ -27,7 +27,12 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { body_depth: 64 << 10, max_head: 32 << 10, max_pending: 64, decompress: true }
+        HttpConfig {
+            body_depth: 64 << 10,
+            max_head: 32 << 10,
+            max_pending: 64,
+            decompress: true,
+        }
     }
 }
 
@@ -61,7 +66,10 @@ pub struct Message {
 impl Message {
     /// First header with this name (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn protocol(&self) -> &'static str {
@@ -86,15 +94,25 @@ pub struct Transaction {
 
 impl Transaction {
     pub fn new(request: Option<Message>, response: Option<Message>, lost: bool) -> Self {
-        let any = |f: fn(&Message) -> bool| request.as_ref().is_some_and(f) || response.as_ref().is_some_and(f);
+        let any = |f: fn(&Message) -> bool| {
+            request.as_ref().is_some_and(f) || response.as_ref().is_some_and(f)
+        };
         let gap = lost || request.is_none() || any(|m| m.gap);
         let truncated = any(|m| m.truncated);
-        Transaction { request, response, gap, truncated }
+        Transaction {
+            request,
+            response,
+            gap,
+            truncated,
+        }
     }
 
     /// Request start, else response start.
     pub fn start(&self) -> Ts {
-        self.request.as_ref().or(self.response.as_ref()).map_or(0, |m| m.start)
+        self.request
+            .as_ref()
+            .or(self.response.as_ref())
+            .map_or(0, |m| m.start)
     }
 
     /// Wire latency: request end to response start, microseconds.
@@ -146,9 +164,25 @@ impl HttpAnomaly {
 
 /// Known request methods, for probing a stream and resynchronising after a gap.
 pub(crate) const METHODS: &[&[u8]] = &[
-    b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
-    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT",
-    b"SEARCH", b"PURGE",
+    b"GET",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"HEAD",
+    b"OPTIONS",
+    b"PATCH",
+    b"CONNECT",
+    b"TRACE",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"REPORT",
+    b"SEARCH",
+    b"PURGE",
 ];
 
 /// Does `d` start like a request line (`METHOD SP`)? `None` when too short to tell.

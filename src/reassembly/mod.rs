@@ -122,7 +122,9 @@ impl Stream {
 
     /// Stream offset that sequence number `seq` stands for (e.g. an acknowledgement).
     pub fn offset_of(&self, seq: u32) -> Option<u64> {
-        self.started.then(|| (self.off as i64 + seq.wrapping_sub(self.next_seq) as i32 as i64).max(0) as u64)
+        self.started.then(|| {
+            (self.off as i64 + seq.wrapping_sub(self.next_seq) as i32 as i64).max(0) as u64
+        })
     }
 
     pub fn buffered(&self) -> usize {
@@ -201,7 +203,9 @@ impl Stream {
                 st.overlap_conflicts += 1;
                 notes.conflict = true;
             }
-            while self.ooo_bytes > cfg.max_ooo_per_stream || (budget.used > cfg.max_ooo_total && !self.ooo.is_empty()) {
+            while self.ooo_bytes > cfg.max_ooo_per_stream
+                || (budget.used > cfg.max_ooo_total && !self.ooo.is_empty())
+            {
                 st.cap_skips += 1;
                 self.skip_hole(st, budget, &mut notes, out);
             }
@@ -236,7 +240,12 @@ impl Stream {
     }
 
     /// Skip every remaining hole and deliver all buffered data (close, timeout, end of input).
-    pub fn flush(&mut self, budget: &mut Budget, st: &mut ReassemblyStats, out: &mut dyn FnMut(Chunk<'_>)) -> Notes {
+    pub fn flush(
+        &mut self,
+        budget: &mut Budget,
+        st: &mut ReassemblyStats,
+        out: &mut dyn FnMut(Chunk<'_>),
+    ) -> Notes {
         let mut notes = Notes::default();
         while !self.ooo.is_empty() {
             self.skip_hole(st, budget, &mut notes, out);
@@ -260,7 +269,13 @@ impl Stream {
         }
     }
 
-    fn deliver(&mut self, payload: &[u8], missing: u32, st: &mut ReassemblyStats, out: &mut dyn FnMut(Chunk<'_>)) {
+    fn deliver(
+        &mut self,
+        payload: &[u8],
+        missing: u32,
+        st: &mut ReassemblyStats,
+        out: &mut dyn FnMut(Chunk<'_>),
+    ) {
         if !payload.is_empty() {
             out(Chunk::Data(payload));
             self.remember(payload);
@@ -277,7 +292,13 @@ impl Stream {
         }
     }
 
-    fn drain(&mut self, st: &mut ReassemblyStats, budget: &mut Budget, notes: &mut Notes, out: &mut dyn FnMut(Chunk<'_>)) {
+    fn drain(
+        &mut self,
+        st: &mut ReassemblyStats,
+        budget: &mut Budget,
+        notes: &mut Notes,
+        out: &mut dyn FnMut(Chunk<'_>),
+    ) {
         while let Some(entry) = self.ooo.first_entry() {
             let at = *entry.key();
             if at > self.off {
@@ -299,8 +320,16 @@ impl Stream {
         }
     }
 
-    fn skip_hole(&mut self, st: &mut ReassemblyStats, budget: &mut Budget, notes: &mut Notes, out: &mut dyn FnMut(Chunk<'_>)) {
-        let Some((&at, _)) = self.ooo.first_key_value() else { return };
+    fn skip_hole(
+        &mut self,
+        st: &mut ReassemblyStats,
+        budget: &mut Budget,
+        notes: &mut Notes,
+        out: &mut dyn FnMut(Chunk<'_>),
+    ) {
+        let Some((&at, _)) = self.ooo.first_key_value() else {
+            return;
+        };
         if at > self.off {
             let n = at - self.off;
             st.gaps += 1;
@@ -403,15 +432,33 @@ mod tests {
             let mut s = Stream::default();
             s.init(isn);
             s.set_overlap_window(64);
-            Rig { s, cfg: ReassemblyConfig::default(), b: Budget::default(), st: Default::default(), out: vec![], gaps: vec![], pkt: 0 }
+            Rig {
+                s,
+                cfg: ReassemblyConfig::default(),
+                b: Budget::default(),
+                st: Default::default(),
+                out: vec![],
+                gaps: vec![],
+                pkt: 0,
+            }
         }
         fn seg(&mut self, seq: u32, d: &[u8]) -> Notes {
             self.pkt += 1;
             let (out, gaps) = (&mut self.out, &mut self.gaps);
-            self.s.segment(seq, d, 0, false, self.pkt, &self.cfg, &mut self.b, &mut self.st, &mut |c| match c {
-                Chunk::Data(d) => out.extend_from_slice(d),
-                Chunk::Gap(n) => gaps.push(n),
-            })
+            self.s.segment(
+                seq,
+                d,
+                0,
+                false,
+                self.pkt,
+                &self.cfg,
+                &mut self.b,
+                &mut self.st,
+                &mut |c| match c {
+                    Chunk::Data(d) => out.extend_from_slice(d),
+                    Chunk::Gap(n) => gaps.push(n),
+                },
+            )
         }
         fn flush(&mut self) {
             let (out, gaps) = (&mut self.out, &mut self.gaps);
@@ -468,7 +515,11 @@ mod tests {
         r.seg(10, b"xyz");
         assert_eq!(r.gaps.len(), 0);
         r.seg(20, b"12");
-        assert_eq!(r.gaps, vec![8], "only the first hole is skipped to get under the cap");
+        assert_eq!(
+            r.gaps,
+            vec![8],
+            "only the first hole is skipped to get under the cap"
+        );
         assert_eq!(r.out, b"axyz");
         r.flush();
         assert_eq!(r.gaps, vec![8, 7]);

@@ -1,0 +1,172 @@
+//! Per-layer throughput: decode, reassembly and HTTP parsing, in bytes per second.
+//! Inputs are built once outside the timed loop. Run: `cargo bench --bench layers`.
+
+use std::hint::black_box;
+
+use apitap::capture::Frame;
+use apitap::decode::{DecodeConfig, Decoder};
+use apitap::http::HttpConfig;
+use apitap::http::conn::Conn;
+use apitap::reassembly::{Budget, Chunk, ReassemblyConfig, ReassemblyStats, Stream};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn frame(seq: u32, payload: &[u8]) -> Vec<u8> {
+    let total = 40 + payload.len();
+    let mut f = vec![0u8; 12];
+    f.extend([
+        0x08,
+        0x00,
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+    ]);
+    f.extend([10, 0, 0, 1, 10, 0, 0, 2]);
+    f.extend(40000u16.to_be_bytes());
+    f.extend(80u16.to_be_bytes());
+    f.extend(seq.to_be_bytes());
+    f.extend(1u32.to_be_bytes());
+    f.extend([0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend(payload);
+    f
+}
+
+/// A keep-alive conversation: request/response pairs with JSON bodies of a few hundred bytes.
+fn conversation(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let q = format!("GET /api/users/{i}?fields=name,email HTTP/1.1\r\nHost: api.example\r\nUser-Agent: bench/1.0\r\nAccept: application/json\r\nAuthorization: Bearer abc.def.ghi\r\n\r\n");
+            let body = format!("{{\"id\":{i},\"name\":\"user {i}\",\"email\":\"u{i}@example.com\",\"pad\":\"{}\"}}", "x".repeat(3000));
+            let r = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            (q.into_bytes(), r.into_bytes())
+        })
+        .collect()
+}
+
+fn bench_decode(c: &mut Criterion) {
+    let payload = vec![b'x'; 1448];
+    let frames: Vec<Vec<u8>> = (0..1000u32)
+        .map(|i| frame(1 + i * 1448, &payload))
+        .collect();
+    let bytes: usize = frames.iter().map(|f| f.len()).sum();
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("eth_ipv4_tcp_1500", |b| {
+        let mut d = Decoder::new(DecodeConfig::default());
+        b.iter(|| {
+            let mut n = 0usize;
+            for f in &frames {
+                let fr = Frame {
+                    ts: 1,
+                    linktype: 1,
+                    data: f,
+                    orig_len: f.len() as u32,
+                };
+                d.decode(&fr, &mut |s| n += s.payload.len());
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
+fn bench_reassembly(c: &mut Criterion) {
+    let seg = vec![b'y'; 1448];
+    let n = 1000u32;
+    let mut g = c.benchmark_group("reassembly");
+    g.throughput(Throughput::Bytes(seg.len() as u64 * n as u64));
+    let cfg = ReassemblyConfig::default();
+    g.bench_function("in_order", |b| {
+        b.iter(|| {
+            let mut s = Stream::default();
+            let (mut budget, mut st) = (Budget::default(), ReassemblyStats::default());
+            s.init(0);
+            let mut total = 0usize;
+            for i in 0..n {
+                s.segment(
+                    1 + i * 1448,
+                    &seg,
+                    0,
+                    false,
+                    i as u64,
+                    &cfg,
+                    &mut budget,
+                    &mut st,
+                    &mut |c| {
+                        if let Chunk::Data(d) = c {
+                            total += d.len()
+                        }
+                    },
+                );
+            }
+            black_box(total)
+        })
+    });
+    g.bench_function("pairs_swapped", |b| {
+        b.iter(|| {
+            let mut s = Stream::default();
+            let (mut budget, mut st) = (Budget::default(), ReassemblyStats::default());
+            s.init(0);
+            let mut total = 0usize;
+            for i in (0..n).step_by(2) {
+                for j in [i + 1, i] {
+                    s.segment(
+                        1 + j * 1448,
+                        &seg,
+                        0,
+                        false,
+                        j as u64,
+                        &cfg,
+                        &mut budget,
+                        &mut st,
+                        &mut |c| {
+                            if let Chunk::Data(d) = c {
+                                total += d.len()
+                            }
+                        },
+                    );
+                }
+            }
+            black_box(total)
+        })
+    });
+    g.finish();
+}
+
+fn bench_http(c: &mut Criterion) {
+    let conv = conversation(200);
+    let bytes: usize = conv.iter().map(|(q, r)| q.len() + r.len()).sum();
+    let mut g = c.benchmark_group("http");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    let cfg = HttpConfig::default();
+    g.bench_function("keepalive_json_1448_segments", |b| {
+        b.iter(|| {
+            let mut conn = Conn::new(Some(0), &cfg);
+            for (q, r) in &conv {
+                for c in q.chunks(1448) {
+                    conn.data(0, c, 1, None, &cfg);
+                }
+                for c in r.chunks(1448) {
+                    conn.data(1, c, 2, None, &cfg);
+                }
+            }
+            conn.flush(3, &cfg);
+            let (mut t, mut a) = (Vec::new(), Vec::new());
+            conn.take(&mut t, &mut a);
+            assert_eq!(t.len(), conv.len());
+            black_box(t.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_reassembly, bench_http);
+criterion_main!(benches);

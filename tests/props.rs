@@ -1,0 +1,142 @@
+//! Property tests: hostile bytes at every layer never panic and never break the caps.
+//! (Fuzz targets go deeper; these run in CI on every change.)
+
+use apitap::capture::Frame;
+use apitap::capture::file::CaptureFile;
+use apitap::decode::{DecodeConfig, Decoder};
+use apitap::flow::{FlowConfig, FlowTable};
+use apitap::http::HttpConfig;
+use apitap::http::conn::Conn;
+use apitap::reassembly::ReassemblyConfig;
+use proptest::prelude::*;
+
+fn eth_ipv4_tcp(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let total = 40 + payload.len();
+    let mut f = vec![0u8; 12];
+    f.extend([
+        0x08,
+        0x00,
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+    ]);
+    f.extend([10, 0, 0, 1, 10, 0, 0, 2]);
+    f.extend(40000u16.to_be_bytes());
+    f.extend(80u16.to_be_bytes());
+    f.extend(seq.to_be_bytes());
+    f.extend(0u32.to_be_bytes());
+    f.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend(payload);
+    f
+}
+
+fn run_frames(frames: &[(u32, Vec<u8>)]) {
+    let mut d = Decoder::new(DecodeConfig::default());
+    let fcfg = FlowConfig {
+        max_flows: 64,
+        ..FlowConfig::default()
+    };
+    let rcfg = ReassemblyConfig {
+        max_ooo_per_stream: 4096,
+        max_ooo_total: 16384,
+        ..ReassemblyConfig::default()
+    };
+    let mut flows = FlowTable::new(fcfg, rcfg.clone(), HttpConfig::default());
+    let mut out = Vec::new();
+    for (i, (lt, data)) in frames.iter().enumerate() {
+        let fr = Frame {
+            ts: i as u64 * 1000,
+            linktype: *lt,
+            data,
+            orig_len: data.len() as u32,
+        };
+        d.decode(&fr, &mut |s| flows.process(s, &mut out));
+        assert!(flows.buffered_bytes() <= rcfg.max_ooo_total + 65_536);
+        assert!(flows.active() <= 64);
+    }
+    flows.flush_all(u64::MAX / 2, &mut out);
+    assert_eq!(flows.buffered_bytes(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_frames_never_panic(frames in prop::collection::vec((prop::sample::select(vec![0u32, 1, 101, 113, 276, 12345]), prop::collection::vec(any::<u8>(), 0..200)), 1..40)) {
+        run_frames(&frames);
+    }
+
+    #[test]
+    fn bit_flipped_and_truncated_tcp_frames_never_panic(
+        flips in prop::collection::vec((0usize..120, any::<u8>()), 0..6),
+        cut in 0usize..120,
+        seqs in prop::collection::vec(any::<u32>(), 1..12),
+    ) {
+        let mut frames = Vec::new();
+        for (i, s) in seqs.iter().enumerate() {
+            let mut f = eth_ipv4_tcp(*s, if i == 0 { 0x02 } else { 0x18 }, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+            for (pos, x) in &flips {
+                if let Some(b) = f.get_mut(*pos) { *b ^= *x; }
+            }
+            if i % 3 == 2 { f.truncate(cut.min(f.len())); }
+            frames.push((1, f));
+        }
+        run_frames(&frames);
+    }
+
+    #[test]
+    fn arbitrary_http_bytes_never_panic(chunks in prop::collection::vec((0usize..2, prop::collection::vec(any::<u8>(), 0..300), any::<bool>(), 0u64..5000), 1..30)) {
+        let cfg = HttpConfig { body_depth: 128, max_head: 512, max_pending: 4, decompress: true };
+        let mut c = Conn::new(None, &cfg);
+        for (i, (dir, bytes, gap, n)) in chunks.iter().enumerate() {
+            if *gap { c.gap(*dir, *n, i as u64, &cfg) } else { c.data(*dir, bytes, i as u64, Some(*n), &cfg) }
+        }
+        c.flush(1 << 40, &cfg);
+        let (mut t, mut a) = (Vec::new(), Vec::new());
+        c.take(&mut t, &mut a);
+        for tx in &t {
+            for m in tx.request.iter().chain(tx.response.iter()) {
+                prop_assert!(m.body.len() <= 128);
+            }
+        }
+    }
+
+    #[test]
+    fn http_like_bytes_never_panic(parts in prop::collection::vec(prop::sample::select(vec![
+        "GET / HTTP/1.1\r\n", "HTTP/1.1 200 OK\r\n", "Content-Length: 3\r\n", "Transfer-Encoding: chunked\r\n",
+        "\r\n", "abc", "5\r\nhello\r\n", "0\r\n\r\n", "HEAD /x HTTP/1.0\r\n", "HTTP/1.1 100 Continue\r\n\r\n",
+        "Content-Length: 99999999999999999999\r\n", "ffffffffffffffff\r\n", "Upgrade: x\r\n", "HTTP/1.1 101 S\r\n",
+        "CONNECT a:443 HTTP/1.1\r\n", "\n", "Content-Encoding: gzip\r\n",
+    ]), 1..40), dirs in prop::collection::vec(0usize..2, 40)) {
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        for (i, p) in parts.iter().enumerate() {
+            c.data(dirs[i], p.as_bytes(), i as u64, None, &cfg);
+        }
+        c.flush(1 << 40, &cfg);
+    }
+
+    #[test]
+    fn arbitrary_capture_files_never_panic(mut bytes in prop::collection::vec(any::<u8>(), 0..400), kind in 0u8..3) {
+        // Give the walker a valid header half of the time so it reaches the records.
+        match kind {
+            0 => { let mut h = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0]; h.append(&mut bytes); bytes = h; }
+            1 => { let mut h = vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 28, 0, 0, 0]; h.append(&mut bytes); bytes = h; }
+            _ => {}
+        }
+        if let Ok(f) = CaptureFile::from_bytes("prop", bytes) {
+            let mut r = f.reader();
+            let mut n = 0;
+            while r.next_frame().is_some() { n += 1; prop_assert!(n < 10_000); }
+        }
+    }
+}
