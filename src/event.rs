@@ -125,6 +125,8 @@ struct HttpObj<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     http_method: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    redirect: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     protocol: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<u16>,
@@ -289,6 +291,7 @@ impl Formatter {
                 http_refer: q.and_then(|m| m.header("referer")),
                 xff: q.and_then(|m| m.header("x-forwarded-for")),
                 http_method: q.map(|m| m.method.as_str()),
+                redirect: r.and_then(|m| m.header("location")),
                 protocol: q.or(r).map(|m| m.protocol()),
                 status: r.map(|m| m.status),
                 length: r.map(|m| m.body_len),
@@ -323,15 +326,14 @@ impl Formatter {
     }
 }
 
-/// `example.com:8080` -> (example.com, 8080); `[::1]:80` -> (::1, 80).
+/// `example.com:8080` -> (example.com, 8080); `[::1]:80` -> ([::1], 80).
 fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
     let h = h.trim();
-    if let Some(rest) = h.strip_prefix('[') {
-        if let Some((ip, tail)) = rest.split_once(']') {
-            return (
-                Some(ip),
-                tail.strip_prefix(':').and_then(|p| p.parse().ok()),
-            );
+    if h.starts_with('[') {
+        // An IPv6 literal keeps its brackets, as in a URL (and as Suricata logs it).
+        if let Some(end) = h.find(']') {
+            let port = h[end + 1..].strip_prefix(':').and_then(|p| p.parse().ok());
+            return (Some(&h[..=end]), port);
         }
     }
     match h.rsplit_once(':') {
@@ -395,7 +397,7 @@ mod tests {
             split_host_port("a.example:8080"),
             (Some("a.example"), Some(8080))
         );
-        assert_eq!(split_host_port("[::1]:80"), (Some("::1"), Some(80)));
+        assert_eq!(split_host_port("[::1]:80"), (Some("[::1]"), Some(80)));
         assert_eq!(split_host_port("a.example"), (Some("a.example"), None));
     }
 }

@@ -31,6 +31,8 @@ pub mod linktype {
     pub const IPV4: u32 = 228;
     pub const IPV6: u32 = 229;
     pub const LINUX_SLL2: u32 = 276;
+    pub const C_HDLC: u32 = 104;
+    pub const NFLOG: u32 = 239;
 }
 
 /// TCP flag bits as on the wire.
@@ -265,6 +267,27 @@ impl Decoder {
                     on_tcp,
                 )
             }
+            linktype::C_HDLC => {
+                // Cisco HDLC: address, control, then an Ethernet type.
+                let h = d.get(..4).ok_or(Skip::LinkTruncated)?;
+                self.ethertype(ts, u16::from_be_bytes([h[2], h[3]]), &d[4..], depth, on_tcp)
+            }
+            linktype::NFLOG => {
+                // Linux NFLOG: 4-byte header, then TLVs (host byte order); type 9 is the packet.
+                let mut p = d.get(4..).ok_or(Skip::LinkTruncated)?;
+                while p.len() >= 4 {
+                    let len = u16::from_le_bytes([p[0], p[1]]) as usize;
+                    let ty = u16::from_le_bytes([p[2], p[3]]);
+                    if len < 4 || len > p.len() {
+                        return Err(Skip::LinkTruncated);
+                    }
+                    if ty == 9 {
+                        return self.ip(ts, &p[4..len], depth, on_tcp);
+                    }
+                    p = p.get((len + 3) & !3..).unwrap_or(&[]);
+                }
+                Err(Skip::EthertypeOther)
+            }
             linktype::LINUX_SLL2 => {
                 let h = d.get(..20).ok_or(Skip::LinkTruncated)?;
                 self.ethertype(
@@ -313,6 +336,21 @@ impl Decoder {
         }
         match et {
             0x0800 | 0x86DD => self.ip(ts, d, depth, on_tcp),
+            0x8864 => {
+                // PPPoE session: 6-byte header, then the PPP protocol field (1 byte when
+                // compressed: an odd first byte).
+                let h = d.get(..7).ok_or(Skip::LinkTruncated)?;
+                let (proto, skip) = if h[6] & 1 == 1 {
+                    (h[6] as u16, 7)
+                } else {
+                    let p = d.get(6..8).ok_or(Skip::LinkTruncated)?;
+                    (u16::from_be_bytes([p[0], p[1]]), 8)
+                };
+                match proto {
+                    0x21 | 0x57 => self.ip(ts, &d[skip..], depth, on_tcp),
+                    _ => Err(Skip::EthertypeOther),
+                }
+            }
             0x8847 | 0x8848 => {
                 // MPLS label stack; after bottom of stack, IPv4/IPv6 by version nibble, or a
                 // pseudowire control word (0000) followed by Ethernet.
@@ -812,6 +850,26 @@ pub(crate) mod tests {
         let mut null = 2u32.to_le_bytes().to_vec();
         null.extend(&ip);
         assert_eq!(run(0, &null).0.len(), 1);
+    }
+
+    #[test]
+    fn pppoe_chdlc_nflog() {
+        let ip = ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1, 80, 1, 0x18, b"x");
+        for ppp in [vec![0x21u8], vec![0x00, 0x21]] {
+            let mut f = vec![0u8; 12];
+            f.extend([0x88, 0x64, 0x11, 0x00, 0x00, 0x01, 0, 0]);
+            f.extend(&ppp);
+            f.extend(&ip);
+            assert_eq!(run(1, &f).0.len(), 1);
+        }
+        let mut h = vec![0x0f, 0x00, 0x08, 0x00];
+        h.extend(&ip);
+        assert_eq!(run(104, &h).0.len(), 1);
+        let mut n = vec![2, 0, 0, 0, 8, 0, 1, 0, 0, 0, 0, 0];
+        n.extend(((ip.len() + 4) as u16).to_le_bytes());
+        n.extend(9u16.to_le_bytes());
+        n.extend(&ip);
+        assert_eq!(run(239, &n).0.len(), 1);
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub struct FlowStats {
     pub midstream: u64,
     pub transactions: u64,
     pub anomalies_suppressed: u64,
+    /// Connections whose first bytes were not HTTP (parsing stopped).
+    pub not_http: u64,
 }
 
 pub struct FlowTable {
@@ -308,6 +310,9 @@ impl FlowTable {
         };
         let notes = f.flush(ts, ctx);
         f.collect(ts, notes, &self.cfg, &mut self.stats, out);
+        if f.conn.as_ref().is_some_and(|c| c.not_http()) {
+            self.stats.not_http += 1;
+        }
         for s in &mut f.streams {
             s.discard(&mut self.budget);
         }

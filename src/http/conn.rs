@@ -62,6 +62,7 @@ struct Q {
     anomalies: Vec<HttpAnomaly>,
     resp_gap: bool,
     tunnel: bool,
+    not_http: bool,
     role_found: Option<Role>,
     /// Offset in the client's stream acknowledged by the packet being processed (server side).
     ack_off: Option<u64>,
@@ -90,6 +91,7 @@ impl Conn {
                 anomalies: Vec::new(),
                 resp_gap: false,
                 tunnel: false,
+                not_http: false,
                 role_found: None,
                 ack_off: None,
                 max_pending: cfg.max_pending,
@@ -108,6 +110,11 @@ impl Conn {
 
     pub fn tunnel(&self) -> bool {
         self.q.tunnel
+    }
+
+    /// The connection turned out not to speak HTTP.
+    pub fn not_http(&self) -> bool {
+        self.q.not_http
     }
 
     /// Finished transactions and anomalies since the last call.
@@ -343,6 +350,11 @@ impl Events for Q {
     }
 
     fn tunnel(&mut self) {
+        self.tunnel = true;
+    }
+
+    fn not_http(&mut self) {
+        self.not_http = true;
         self.tunnel = true;
     }
 }

@@ -42,6 +42,8 @@ pub trait Events {
     fn anomaly(&mut self, a: HttpAnomaly);
     /// Upgrade (101) or CONNECT established: stop parsing both directions.
     fn tunnel(&mut self);
+    /// The connection does not speak HTTP: stop parsing both directions.
+    fn not_http(&mut self);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +202,9 @@ impl Half {
 
     /// The direction closed (FIN, RST, or end of input).
     pub fn eof(&mut self, ts: Ts, cfg: &HttpConfig, ev: &mut dyn Events) {
+        if self.st == St::Idle && !self.buf.is_empty() {
+            self.partial_head_at_eof(ts, cfg, ev);
+        }
         match self.st {
             St::Body(Framing::Close) => self.finish(ts, cfg, ev),
             St::Body(_) => {
@@ -211,6 +216,42 @@ impl Half {
         self.buf = Vec::new();
         if !matches!(self.st, St::Tunnel | St::Dead) {
             self.st = St::Idle;
+        }
+    }
+
+    /// The stream ended inside a head: if the start line and the headers so far parse once the
+    /// head is closed, report the message as truncated (it was sent, just cut); else an anomaly.
+    fn partial_head_at_eof(&mut self, ts: Ts, cfg: &HttpConfig, ev: &mut dyn Events) {
+        let Some(role) = self.role else { return };
+        let mut b = std::mem::take(&mut self.buf);
+        while b.last().is_some_and(|c| *c == b'\r' || *c == b'\n') {
+            b.pop();
+        }
+        b.extend_from_slice(b"\r\n\r\n");
+        let parsed = match role {
+            Role::Request => parse_request(&b),
+            Role::Response => parse_response(&b),
+        };
+        match parsed {
+            Ok(Some((mut msg, _))) => {
+                msg.start = self.head_ts;
+                msg.end = ts;
+                msg.truncated = true;
+                let pos = self.pos;
+                if role == Role::Request {
+                    ev.request_head(&msg, pos);
+                } else if (100..200).contains(&msg.status)
+                    || ev.response_head(&msg) == ReqKind::Connect
+                {
+                    return;
+                }
+                self.cur = msg;
+                self.finish(ts, cfg, ev);
+            }
+            _ => ev.anomaly(match role {
+                Role::Request => HttpAnomaly::InvalidRequest,
+                Role::Response => HttpAnomaly::InvalidResponse,
+            }),
         }
     }
 
@@ -231,6 +272,13 @@ impl Half {
             self.st = St::Resync;
             return;
         };
+        if !self.ever_synced && self.buf.is_empty() && self.classify(d) == Some(None) {
+            // The first bytes of this direction are not HTTP (TLS, SSH, SMTP...): stop
+            // parsing the connection quietly; it is counted, not an anomaly.
+            self.st = St::Dead;
+            ev.not_http();
+            return;
+        }
         let old = self.buf.len();
         let from_buf = old > 0;
         if from_buf {

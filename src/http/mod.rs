@@ -185,8 +185,11 @@ pub(crate) const METHODS: &[&[u8]] = &[
     b"PURGE",
 ];
 
-/// Does `d` start like a request line (`METHOD SP`)? `None` when too short to tell.
+/// Does `d` start like a request line? A known method and a space, or any upper-case token
+/// (`[A-Z][A-Z_-]{2,19}`, extension methods such as `RPC_IN_DATA`) followed by a space and a
+/// target that starts like one (`/`, `*`, `http`). `None` when too short to tell.
 pub(crate) fn starts_request(d: &[u8]) -> Option<bool> {
+    let mut short = false;
     for m in METHODS {
         let n = m.len();
         if d.len() > n {
@@ -194,10 +197,32 @@ pub(crate) fn starts_request(d: &[u8]) -> Option<bool> {
                 return Some(true);
             }
         } else if m.starts_with(d) {
-            return None;
+            short = true;
         }
     }
-    Some(false)
+    let tok = d
+        .iter()
+        .take(21)
+        .take_while(|b| b.is_ascii_uppercase() || **b == b'_' || **b == b'-')
+        .count();
+    if tok == d.len() && tok <= 20 {
+        return if d.first().is_none_or(|b| b.is_ascii_uppercase()) {
+            None
+        } else {
+            Some(false)
+        };
+    }
+    if short {
+        return None;
+    }
+    if !(3..=20).contains(&tok) || !d[0].is_ascii_uppercase() || d[tok] != b' ' {
+        return Some(false);
+    }
+    match d.get(tok + 1) {
+        None => None,
+        Some(b'/') | Some(b'*') | Some(b'h') => Some(true),
+        Some(_) => Some(false),
+    }
 }
 
 /// Does `d` start like a status line (`HTTP/1.`)? `None` when too short to tell.
@@ -209,5 +234,28 @@ pub(crate) fn starts_response(d: &[u8]) -> Option<bool> {
         None
     } else {
         Some(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_and_status_line_probes() {
+        assert_eq!(starts_request(b"GET / HTTP/1.1"), Some(true));
+        assert_eq!(
+            starts_request(b"RPC_IN_DATA /rpc/rpcproxy.dll HTTP/1.1"),
+            Some(true)
+        );
+        assert_eq!(starts_request(b"BREW http://pot/ HTTP/1.1"), Some(true));
+        assert_eq!(starts_request(b"GE"), None);
+        assert_eq!(starts_request(b"SSH-2.0-OpenSSH_9.2"), Some(false));
+        assert_eq!(starts_request(b"\x16\x03\x01\x02\x00"), Some(false));
+        assert_eq!(starts_request(b"EHLO mail.example"), Some(false));
+        assert_eq!(starts_request(b"HTTP/1.1 200 OK"), Some(false));
+        assert_eq!(starts_response(b"HTTP/1.1 200 OK"), Some(true));
+        assert_eq!(starts_response(b"HTT"), None);
+        assert_eq!(starts_response(b"220 smtp ready"), Some(false));
     }
 }

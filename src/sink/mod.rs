@@ -1,0 +1,306 @@
+//! Sinks: where JSON lines go (stdout, a file, syslog over UDP or TCP).
+//!
+//! Each sink runs on its own thread behind a bounded queue of formatted batches (whole lines
+//! only, shared between sinks, never split). In a live run a full queue never blocks the
+//! producer: the batch is dropped for that sink and counted. A sink that fails drops what it
+//! holds, counts it, and reconnects with exponential backoff (100 ms doubling to 30 s). A file
+//! sink reopens its path when the reopen generation changes (SIGHUP), so logrotate's rename
+//! works without losing or splitting a line.
+
+pub mod syslog;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use tracing::{info, warn};
+
+/// Where a sink writes. Parsed from `-`, `PATH`, `file:PATH`, `syslog+udp://HOST:PORT`,
+/// `syslog+tcp://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSpec {
+    Stdout,
+    File(PathBuf),
+    SyslogUdp(String),
+    SyslogTcp(String),
+}
+
+impl std::str::FromStr for SinkSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty sink".into());
+        }
+        if s == "-" || s == "stdout" {
+            return Ok(SinkSpec::Stdout);
+        }
+        if let Some(a) = s.strip_prefix("syslog+udp://") {
+            return check_addr(a).map(|_| SinkSpec::SyslogUdp(a.to_string()));
+        }
+        if let Some(a) = s.strip_prefix("syslog+tcp://").or_else(|| s.strip_prefix("syslog://")) {
+            return check_addr(a).map(|_| SinkSpec::SyslogTcp(a.to_string()));
+        }
+        if s.contains("://") {
+            return Err(format!("unknown sink scheme in {s:?} (use -, PATH, syslog+udp://HOST:PORT or syslog+tcp://HOST:PORT)"));
+        }
+        Ok(SinkSpec::File(PathBuf::from(s.strip_prefix("file:").unwrap_or(s))))
+    }
+}
+
+fn check_addr(a: &str) -> Result<(), String> {
+    match a.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("syslog address {a:?} is not HOST:PORT")),
+    }
+}
+
+impl std::fmt::Display for SinkSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkSpec::Stdout => write!(f, "stdout"),
+            SinkSpec::File(p) => write!(f, "file:{}", p.display()),
+            SinkSpec::SyslogUdp(a) => write!(f, "syslog+udp://{a}"),
+            SinkSpec::SyslogTcp(a) => write!(f, "syslog+tcp://{a}"),
+        }
+    }
+}
+
+/// A batch of whole JSON lines and how many events it holds.
+#[derive(Debug)]
+pub struct Batch {
+    pub bytes: Vec<u8>,
+    pub events: u64,
+}
+
+/// Per-sink counters, shared with the stats.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
+    pub errors: AtomicU64,
+    pub reconnects: AtomicU64,
+}
+
+/// The writing end of one sink.
+pub trait Sink: Send {
+    /// Write whole lines (each `\n`-terminated).
+    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()>;
+    /// Reopen (files, after logrotate's rename). Default: nothing to do.
+    fn reopen(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct SinkOptions {
+    pub sensor_name: String,
+    /// Syslog facility number (local0 = 16).
+    pub facility: u8,
+    /// Batches queued per sink. Default 64.
+    pub queue: usize,
+    /// Failures are fatal (replay to a file or stdout) rather than dropped and retried (live).
+    pub fatal_errors: bool,
+}
+
+pub fn open(spec: &SinkSpec, o: &SinkOptions) -> io::Result<Box<dyn Sink>> {
+    Ok(match spec {
+        SinkSpec::Stdout => Box::new(StdoutSink(BufWriter::with_capacity(1 << 20, io::stdout()))),
+        SinkSpec::File(p) => Box::new(FileSink::open(p.clone())?),
+        SinkSpec::SyslogUdp(a) => Box::new(syslog::Syslog::udp(a, &o.sensor_name, o.facility)?),
+        SinkSpec::SyslogTcp(a) => Box::new(syslog::Syslog::tcp(a, &o.sensor_name, o.facility)?),
+    })
+}
+
+struct StdoutSink(BufWriter<io::Stdout>);
+
+impl Sink for StdoutSink {
+    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        self.0.write_all(lines)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Appends to a file; reopens the path on demand (logrotate renames the old file first).
+pub struct FileSink {
+    path: PathBuf,
+    w: BufWriter<File>,
+}
+
+impl FileSink {
+    pub fn open(path: PathBuf) -> io::Result<Self> {
+        let f = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(FileSink { path, w: BufWriter::with_capacity(1 << 20, f) })
+    }
+}
+
+impl Sink for FileSink {
+    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        self.w.write_all(lines)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+    fn reopen(&mut self) -> io::Result<()> {
+        self.w.flush()?;
+        let f = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.w = BufWriter::with_capacity(1 << 20, f);
+        Ok(())
+    }
+}
+
+/// A running sink: its queue, its counters, its thread.
+pub struct SinkHandle {
+    pub name: String,
+    tx: Sender<Arc<Batch>>,
+    pub stats: Arc<SinkStats>,
+    thread: JoinHandle<io::Result<()>>,
+}
+
+impl SinkHandle {
+    /// Start a sink thread. The sink is opened here so a bad path fails the start.
+    pub fn start(spec: &SinkSpec, o: &SinkOptions, reopen_gen: Arc<AtomicU64>) -> io::Result<Self> {
+        let first = open(spec, o);
+        let first = match first {
+            Ok(s) => Some(s),
+            // A syslog server that is down at start is retried; a bad file path is an error.
+            Err(e) if matches!(spec, SinkSpec::SyslogTcp(_) | SinkSpec::SyslogUdp(_)) && !o.fatal_errors => {
+                warn!("sink {spec}: {e}; retrying in the background");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let (tx, rx) = bounded::<Arc<Batch>>(o.queue.max(1));
+        let stats = Arc::new(SinkStats::default());
+        let st = stats.clone();
+        let spec2 = spec.clone();
+        let opts = SinkOptions { sensor_name: o.sensor_name.clone(), facility: o.facility, queue: o.queue, fatal_errors: o.fatal_errors };
+        let thread = std::thread::Builder::new()
+            .name(format!("apitap-sink-{spec}"))
+            .spawn(move || run(spec2, opts, first, rx, st, reopen_gen))?;
+        Ok(SinkHandle { name: spec.to_string(), tx, stats, thread })
+    }
+
+    /// Queue a batch; in a live run (`block` false) a full queue drops it, counted.
+    pub fn send(&self, b: &Arc<Batch>, block: bool) -> bool {
+        if block {
+            return self.tx.send(b.clone()).is_ok();
+        }
+        match self.tx.try_send(b.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.dropped.fetch_add(b.events, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Close the queue, wait for the thread to write what it holds.
+    pub fn finish(self) -> io::Result<()> {
+        drop(self.tx);
+        self.thread.join().unwrap_or_else(|_| Err(io::Error::other("sink thread panicked")))
+    }
+}
+
+fn run(
+    spec: SinkSpec,
+    o: SinkOptions,
+    mut sink: Option<Box<dyn Sink>>,
+    rx: Receiver<Arc<Batch>>,
+    st: Arc<SinkStats>,
+    reopen_gen: Arc<AtomicU64>,
+) -> io::Result<()> {
+    let mut gen_seen = reopen_gen.load(Ordering::Relaxed);
+    let mut backoff = Duration::from_millis(100);
+    let mut retry_at = Instant::now();
+    loop {
+        let b = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(b) => Some(b),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let g = reopen_gen.load(Ordering::Relaxed);
+        if g != gen_seen {
+            gen_seen = g;
+            if let Some(s) = sink.as_mut() {
+                match s.reopen() {
+                    Ok(()) => info!("sink {spec}: reopened"),
+                    Err(e) => {
+                        warn!("sink {spec}: reopen failed: {e}");
+                        sink = None;
+                    }
+                }
+            }
+        }
+        if sink.is_none() && Instant::now() >= retry_at {
+            match open(&spec, &o) {
+                Ok(s) => {
+                    info!("sink {spec}: connected");
+                    st.reconnects.fetch_add(1, Ordering::Relaxed);
+                    sink = Some(s);
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    warn!("sink {spec}: {e}; next try in {backoff:?}");
+                    retry_at = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        let Some(b) = b else {
+            if let Some(s) = sink.as_mut() {
+                let _ = s.flush();
+            }
+            continue;
+        };
+        let Some(s) = sink.as_mut() else {
+            st.dropped.fetch_add(b.events, Ordering::Relaxed);
+            continue;
+        };
+        let r = s.write_lines(&b.bytes).and_then(|_| if rx.is_empty() { s.flush() } else { Ok(()) });
+        match r {
+            Ok(()) => {
+                st.written.fetch_add(b.events, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if o.fatal_errors {
+                    return Err(e);
+                }
+                st.errors.fetch_add(1, Ordering::Relaxed);
+                st.dropped.fetch_add(b.events, Ordering::Relaxed);
+                warn!("sink {spec}: write failed: {e}; dropping events and reconnecting");
+                sink = None;
+                retry_at = Instant::now() + backoff;
+            }
+        }
+    }
+    match sink.as_mut() {
+        Some(s) => {
+            let r = s.flush();
+            if o.fatal_errors { r } else { Ok(()) }
+        }
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse() {
+        assert_eq!("-".parse::<SinkSpec>(), Ok(SinkSpec::Stdout));
+        assert_eq!("/var/log/x.json".parse::<SinkSpec>(), Ok(SinkSpec::File("/var/log/x.json".into())));
+        assert_eq!("syslog+udp://127.0.0.1:514".parse::<SinkSpec>(), Ok(SinkSpec::SyslogUdp("127.0.0.1:514".into())));
+        assert_eq!("syslog+tcp://[::1]:601".parse::<SinkSpec>(), Ok(SinkSpec::SyslogTcp("[::1]:601".into())));
+        assert!("syslog+udp://nohostport".parse::<SinkSpec>().is_err());
+        assert!("kafka://x:1".parse::<SinkSpec>().is_err());
+    }
+}
