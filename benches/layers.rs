@@ -53,9 +53,7 @@ fn conversation(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 fn bench_decode(c: &mut Criterion) {
     let payload = vec![b'x'; 1448];
-    let frames: Vec<Vec<u8>> = (0..1000u32)
-        .map(|i| frame(1 + i * 1448, &payload))
-        .collect();
+    let frames: Vec<Vec<u8>> = (0..1000u32).map(|i| frame(1 + i * 1448, &payload)).collect();
     let bytes: usize = frames.iter().map(|f| f.len()).sum();
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Bytes(bytes as u64));

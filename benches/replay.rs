@@ -13,12 +13,9 @@ use apitap::capture::file::CaptureFile;
 use apitap::config::Config;
 
 fn main() {
-    let path =
-        std::env::var("APITAP_BENCH_PCAP").unwrap_or_else(|_| "target/bench/mixed.pcap".into());
+    let path = std::env::var("APITAP_BENCH_PCAP").unwrap_or_else(|_| "target/bench/mixed.pcap".into());
     if !std::path::Path::new(&path).exists() {
-        eprintln!(
-            "replay bench: {path} not found; make it with capture-samples/make-bench-capture.sh (skipping)"
-        );
+        eprintln!("replay bench: {path} not found; make it with capture-samples/make-bench-capture.sh (skipping)");
         return;
     }
     let runs: usize = std::env::var("APITAP_BENCH_RUNS")
@@ -51,7 +48,7 @@ fn main() {
 
         // Whole pipeline, one worker, output to a file.
         let cfg = Config {
-            output: out.to_string_lossy().into_owned(),
+            sinks: vec![out.to_string_lossy().into_owned()],
             workers: 1,
             progress: false,
             summary: false,

@@ -7,24 +7,26 @@
 //! nothing is dropped: a full channel makes the reader wait. The final `stats` event is written
 //! after every worker has drained, so it is the last line.
 
-use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use serde_json::json;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::capture::file::CaptureFile;
+use crate::capture::live;
 use crate::capture::{Frame, Ts};
 use crate::config::Config;
 use crate::decode::{Decoder, Outcome, Skip};
 use crate::event::{AnomalyEvent, Event, Formatter};
 use crate::flow::{FlowOutput, FlowTable};
 use crate::redact::Redactor;
+use crate::sink::{Batch, SinkHandle, SinkOptions, SinkSpec};
 
 /// Errors that end a run, by exit code.
 #[derive(Debug, thiserror::Error)]
@@ -61,52 +63,77 @@ pub struct EventCounts {
 
 const BATCH: usize = 256;
 
+/// Replay waits for the slowest stage; live drops (and counts) instead of blocking capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Replay,
+    Live,
+}
+
+/// Events lost between the flow thread and the sinks (live only).
+#[derive(Debug, Default)]
+struct Drops {
+    worker_queue: AtomicU64,
+}
+
 struct Pipeline {
+    mode: Mode,
     shards: Vec<Sender<Vec<Event>>>,
     batches: Vec<Vec<Event>>,
     workers: Vec<JoinHandle<()>>,
-    sink_tx: Sender<Vec<u8>>,
-    sink: JoinHandle<io::Result<()>>,
+    sinks: Arc<Vec<SinkHandle>>,
     fmt: Arc<Formatter>,
     counts: EventCounts,
+    drops: Arc<Drops>,
 }
 
 impl Pipeline {
-    fn start(cfg: &Config, out: Box<dyn Write + Send>) -> Self {
+    fn start(cfg: &Config, mode: Mode, reopen: Arc<AtomicU64>) -> Result<Self, AppError> {
         let fmt = Arc::new(Formatter {
             host: cfg.sensor_name.clone(),
             redactor: Redactor::new(&cfg.hash_key),
             log_headers: cfg.log_headers,
         });
-        let (sink_tx, sink_rx) = bounded::<Vec<u8>>(64);
-        let sink = std::thread::Builder::new()
-            .name("apitap-sink".into())
-            .spawn(move || sink_loop(out, sink_rx))
-            .expect("spawning the sink thread");
+        let opts = SinkOptions {
+            sensor_name: cfg.sensor_name.clone(),
+            facility: cfg.syslog_facility,
+            queue: cfg.sink_queue,
+            fatal_errors: mode == Mode::Replay,
+            truncate_files: mode == Mode::Replay,
+        };
+        let mut sinks = Vec::new();
+        for s in &cfg.sinks {
+            let spec: SinkSpec = s.parse().map_err(|e| AppError::Usage(format!("output {s:?}: {e}")))?;
+            let h = SinkHandle::start(&spec, &opts, reopen.clone())
+                .map_err(|e| AppError::Usage(format!("output {spec}: cannot open: {e}")))?;
+            sinks.push(h);
+        }
+        let sinks = Arc::new(sinks);
         let mut shards = Vec::new();
         let mut workers = Vec::new();
         for i in 0..cfg.workers.max(1) {
             let (tx, rx) = bounded::<Vec<Event>>(32);
             let fmt = fmt.clone();
-            let stx = sink_tx.clone();
+            let sk = sinks.clone();
             shards.push(tx);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("apitap-worker-{i}"))
-                    .spawn(move || worker_loop(rx, fmt, stx))
-                    .expect("spawning a worker thread"),
+                    .spawn(move || worker_loop(rx, fmt, sk, mode))
+                    .map_err(|e| AppError::Usage(format!("cannot start a worker thread: {e}")))?,
             );
         }
         let n = shards.len();
-        Pipeline {
+        Ok(Pipeline {
+            mode,
             shards,
             batches: (0..n).map(|_| Vec::with_capacity(BATCH)).collect(),
             workers,
-            sink_tx,
-            sink,
+            sinks,
             fmt,
             counts: EventCounts::default(),
-        }
+            drops: Arc::new(Drops::default()),
+        })
     }
 
     fn push(&mut self, ev: Event) -> Result<(), AppError> {
@@ -130,56 +157,99 @@ impl Pipeline {
         Ok(())
     }
 
-    fn send(&mut self, shard: usize) -> Result<(), AppError> {
-        let b = std::mem::replace(&mut self.batches[shard], Vec::with_capacity(BATCH));
-        // A worker only goes away when the sink failed; the sink's error is reported at join.
-        self.shards[shard]
-            .send(b)
-            .map_err(|_| AppError::Output(io::Error::other("output closed")))
-    }
-
-    /// Drain the workers, then write `last` (the final stats) and close the sink.
-    fn finish(mut self, last: Event) -> Result<(), AppError> {
-        let mut res = Ok(());
+    /// Hand the shard's batch over (live: whatever is ready; replay: everything, waiting).
+    fn flush(&mut self) -> Result<(), AppError> {
         for s in 0..self.shards.len() {
-            if !self.batches[s].is_empty() && res.is_ok() {
-                res = self.send(s);
+            if !self.batches[s].is_empty() {
+                self.send(s)?;
             }
         }
+        Ok(())
+    }
+
+    fn send(&mut self, shard: usize) -> Result<(), AppError> {
+        let b = std::mem::replace(&mut self.batches[shard], Vec::with_capacity(BATCH));
+        match self.mode {
+            // A worker only goes away when a sink failed; the sink's error is reported at join.
+            Mode::Replay => self.shards[shard]
+                .send(b)
+                .map_err(|_| AppError::Output(io::Error::other("output closed"))),
+            Mode::Live => {
+                if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) = self.shards[shard].try_send(b) {
+                    self.drops.worker_queue.fetch_add(b.len() as u64, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn sink_stats(&self) -> serde_json::Value {
+        let m: serde_json::Map<String, serde_json::Value> = self
+            .sinks
+            .iter()
+            .map(|s| {
+                let st = &s.stats;
+                (
+                    s.name.clone(),
+                    json!({
+                        "written": st.written.load(Ordering::Relaxed),
+                        "dropped": st.dropped.load(Ordering::Relaxed),
+                        "errors": st.errors.load(Ordering::Relaxed),
+                        "reconnects": st.reconnects.load(Ordering::Relaxed),
+                    }),
+                )
+            })
+            .collect();
+        serde_json::Value::Object(m)
+    }
+
+    /// Drain the workers, then write `last` (the final stats) to every sink and close them.
+    fn finish(mut self, last: Event) -> Result<(), AppError> {
+        let mode = self.mode;
+        self.mode = Mode::Replay; // at shutdown nothing more is dropped: wait for the workers
+        let mut res = self.flush();
+        self.mode = mode;
         drop(std::mem::take(&mut self.shards));
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
         let mut buf = Vec::new();
         self.fmt.write(&last, &mut buf);
-        let _ = self.sink_tx.send(buf);
-        drop(self.sink_tx);
-        match self.sink.join() {
-            Ok(Ok(())) => res,
-            Ok(Err(e)) => Err(AppError::Output(e)),
-            Err(_) => Err(AppError::Output(io::Error::other("sink thread panicked"))),
+        let b = Arc::new(Batch { bytes: buf, events: 1 });
+        for s in self.sinks.iter() {
+            s.send(&b, true);
         }
+        let sinks = Arc::try_unwrap(self.sinks).map_err(|_| AppError::Output(io::Error::other("sink still shared")))?;
+        for s in sinks {
+            let name = s.name.clone();
+            if let Err(e) = s.finish() {
+                if res.is_ok() {
+                    res = Err(AppError::Output(io::Error::new(e.kind(), format!("{name}: {e}"))));
+                }
+            }
+        }
+        res
     }
 }
 
-fn worker_loop(rx: Receiver<Vec<Event>>, fmt: Arc<Formatter>, tx: Sender<Vec<u8>>) {
+fn worker_loop(rx: Receiver<Vec<Event>>, fmt: Arc<Formatter>, sinks: Arc<Vec<SinkHandle>>, mode: Mode) {
     for batch in rx {
-        let mut buf = Vec::with_capacity(batch.len() * 700);
+        let mut bytes = Vec::with_capacity(batch.len() * 700);
         for ev in &batch {
-            fmt.write(ev, &mut buf);
+            fmt.write(ev, &mut bytes);
         }
-        if tx.send(buf).is_err() {
+        let b = Arc::new(Batch {
+            bytes,
+            events: batch.len() as u64,
+        });
+        let mut alive = false;
+        for s in sinks.iter() {
+            alive |= s.send(&b, mode == Mode::Replay);
+        }
+        if !alive && mode == Mode::Replay {
             return;
         }
     }
-}
-
-fn sink_loop(out: Box<dyn Write + Send>, rx: Receiver<Vec<u8>>) -> io::Result<()> {
-    let mut w = BufWriter::with_capacity(1 << 20, out);
-    for buf in rx {
-        w.write_all(&buf)?;
-    }
-    w.flush()
 }
 
 /// Capture-thread state: decoder, flow table, counters.
@@ -195,6 +265,8 @@ struct Capture {
     truncated_files: u64,
     files: u64,
     started: Instant,
+    /// Stats intervals follow packet time (replay); live uses the wall clock.
+    packet_time_stats: bool,
 }
 
 impl Capture {
@@ -211,6 +283,7 @@ impl Capture {
             truncated_files: 0,
             files: 0,
             started: Instant::now(),
+            packet_time_stats: true,
         }
     }
 
@@ -220,10 +293,7 @@ impl Capture {
         // Packet time only moves forward (a capture merged out of order must not rewind timers).
         self.last_ts = self.last_ts.max(frame.ts);
         let Capture {
-            decoder,
-            flows,
-            out,
-            ..
+            decoder, flows, out, ..
         } = self;
         let outcome = decoder.decode(frame, &mut |seg| flows.process(seg, out));
         if let Outcome::Skipped(s) = outcome {
@@ -242,13 +312,13 @@ impl Capture {
         if !self.out.is_empty() {
             self.forward(p)?;
         }
-        if self.cfg.stats_interval_s > 0 {
+        if self.packet_time_stats && self.cfg.stats_interval_s > 0 {
             let iv = self.cfg.stats_interval_s * 1_000_000_000;
             match self.next_stats {
                 None => self.next_stats = Some(self.last_ts + iv),
                 Some(t) if self.last_ts >= t => {
                     self.next_stats = Some(self.last_ts + iv);
-                    let stats = self.stats(p.counts);
+                    let stats = self.stats(p, None);
                     p.push(Event::Stats {
                         ts: self.last_ts,
                         stats,
@@ -264,16 +334,15 @@ impl Capture {
         for o in self.out.drain(..) {
             let ev = match o {
                 FlowOutput::Http { meta, tx } => Event::Http { meta, tx },
-                FlowOutput::Anomaly { ts, meta, what } => {
-                    Event::Anomaly(AnomalyEvent::from_flow(ts, meta, what))
-                }
+                FlowOutput::Anomaly { ts, meta, what } => Event::Anomaly(AnomalyEvent::from_flow(ts, meta, what)),
             };
             p.push(ev)?;
         }
         Ok(())
     }
 
-    fn stats(&self, events: EventCounts) -> serde_json::Value {
+    fn stats(&self, p: &Pipeline, live: Option<&[live::Reader]>) -> serde_json::Value {
+        let events = p.counts;
         let d = &self.decoder.stats;
         let r = &self.flows.rstats;
         let f = &self.flows.stats;
@@ -304,72 +373,65 @@ impl Capture {
             "http": {"transactions": f.transactions},
             "memory": {"ooo_bytes": self.flows.buffered_bytes(), "frag_bytes": self.decoder.frags.memory(), "flows": self.flows.active()},
             "events": {"http": events.http, "anomaly": events.anomaly, "stats": events.stats + 1, "anomalies_suppressed": f.anomalies_suppressed},
-            "drops": {"events": 0},
+            "drops": {"worker_queue": p.drops.worker_queue.load(Ordering::Relaxed), "sinks": p.sink_stats()},
+            "interfaces": live.map(|rs| rs.iter().map(|r| {
+                let st = &r.stats;
+                (r.name.clone(), json!({
+                    "packets": st.packets.load(Ordering::Relaxed),
+                    "received": st.received.load(Ordering::Relaxed),
+                    "kernel_dropped": st.kernel_dropped.load(Ordering::Relaxed),
+                    "if_dropped": st.if_dropped.load(Ordering::Relaxed),
+                    "queue_dropped": st.queue_drops.load(Ordering::Relaxed),
+                }))
+            }).collect::<serde_json::Map<_, _>>()),
         })
     }
 }
 
-/// Open every file (so a bad one fails the run before any output), then replay them in order.
-pub fn replay(cfg: &Config, files: &[String]) -> Result<Summary, AppError> {
-    let caps = files
-        .iter()
-        .map(|f| CaptureFile::open(f).map_err(|e| AppError::Input(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let out: Box<dyn Write + Send> = if cfg.output == "-" {
-        Box::new(io::stdout())
-    } else {
-        Box::new(
-            File::create(&cfg.output)
-                .map_err(|e| AppError::Usage(format!("{}: cannot write: {e}", cfg.output)))?,
-        )
-    };
-    let total: u64 = caps.iter().map(|c| c.len() as u64).sum();
-    let bar = (cfg.progress && io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(total);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    });
-    let mut p = Pipeline::start(cfg, out);
-    let mut cap = Capture::new(cfg);
-    let mut done: u64 = 0;
-    let mut res = Ok(());
-    'files: for f in &caps {
-        cap.files += 1;
-        let mut r = f.reader();
-        let mut n: u32 = 0;
-        while let Some(frame) = r.next_frame() {
-            if let Err(e) = cap.packet(&frame, &mut p) {
-                res = Err(e);
-                break 'files;
-            }
-            n = n.wrapping_add(1);
-            if n % 16384 == 0 {
-                if let Some(b) = &bar {
-                    b.set_position(done + r.offset() as u64);
-                }
-            }
+/// Stop and reopen requests from signals (SIGINT/SIGTERM, SIGHUP).
+#[derive(Clone, Default)]
+pub struct Signals {
+    pub stop: Arc<AtomicBool>,
+    pub hup: Arc<AtomicBool>,
+    /// Bumped on each SIGHUP; sinks reopen when it changes.
+    pub reopen: Arc<AtomicU64>,
+}
+
+impl Signals {
+    /// Install handlers: SIGINT/SIGTERM set `stop`, SIGHUP sets `hup`.
+    pub fn install() -> Result<Self, AppError> {
+        let s = Signals::default();
+        let e = |e: io::Error| AppError::Usage(format!("cannot install signal handlers: {e}"));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, s.stop.clone()).map_err(e)?;
         }
-        if let Some(s) = r.stopped() {
-            cap.truncated_files += 1;
-            warn!(
-                "{}: {} at byte {}; read up to there",
-                f.name, s.reason, s.offset
-            );
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, s.hup.clone()).map_err(e)?;
+        Ok(s)
+    }
+
+    /// Turn a pending SIGHUP into a reopen request for the sinks.
+    fn poll_hup(&self) {
+        if self.hup.swap(false, Ordering::Relaxed) {
+            info!("SIGHUP: reopening output files");
+            self.reopen.fetch_add(1, Ordering::Relaxed);
         }
-        done += f.len() as u64;
     }
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+}
+
+fn finish_run(
+    mut cap: Capture,
+    p: Pipeline,
+    readers: Option<&[live::Reader]>,
+    res: Result<(), AppError>,
+) -> Result<Summary, AppError> {
     let ts = cap.last_ts;
     cap.flows.flush_all(ts, &mut cap.out);
+    let mut p = p;
+    let mut res = res;
     if res.is_ok() {
         res = cap.forward(&mut p);
     }
-    let stats = cap.stats(p.counts);
+    let stats = cap.stats(&p, readers);
     let mut events = p.counts;
     events.stats += 1;
     let last = Event::Stats {
@@ -390,14 +452,166 @@ pub fn replay(cfg: &Config, files: &[String]) -> Result<Summary, AppError> {
     })
 }
 
+/// Open every file (so a bad one fails the run before any output), then replay them in order.
+/// Nothing is dropped: a slow sink makes the reader wait. `signals` may stop it early (the
+/// flows seen so far are flushed).
+pub fn replay(cfg: &Config, files: &[String]) -> Result<Summary, AppError> {
+    replay_with(cfg, files, &Signals::default())
+}
+
+pub fn replay_with(cfg: &Config, files: &[String], sig: &Signals) -> Result<Summary, AppError> {
+    let caps = files
+        .iter()
+        .map(|f| CaptureFile::open(f).map_err(|e| AppError::Input(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: u64 = caps.iter().map(|c| c.len() as u64).sum();
+    let bar = (cfg.progress && io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut p = Pipeline::start(cfg, Mode::Replay, sig.reopen.clone())?;
+    let mut cap = Capture::new(cfg);
+    let mut done: u64 = 0;
+    let mut res = Ok(());
+    'files: for f in &caps {
+        cap.files += 1;
+        let mut r = f.reader();
+        let mut n: u32 = 0;
+        while let Some(frame) = r.next_frame() {
+            if let Err(e) = cap.packet(&frame, &mut p) {
+                res = Err(e);
+                break 'files;
+            }
+            n = n.wrapping_add(1);
+            if n % 16384 == 0 {
+                if let Some(b) = &bar {
+                    b.set_position(done + r.offset() as u64);
+                }
+                if sig.stop.load(Ordering::Relaxed) {
+                    warn!("stopped by signal; flushing what was read");
+                    break 'files;
+                }
+            }
+        }
+        if let Some(s) = r.stopped() {
+            cap.truncated_files += 1;
+            warn!("{}: {} at byte {}; read up to there", f.name, s.reason, s.offset);
+        }
+        done += f.len() as u64;
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    finish_run(cap, p, None, res)
+}
+
+/// Capture from interfaces until SIGINT/SIGTERM; then flush every flow and event and return.
+/// A full queue anywhere drops (and counts) rather than stall capture.
+pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
+    if cfg.capture.interfaces.is_empty() {
+        return Err(AppError::Usage(
+            "live: no interface (use -i IFACE or capture.interfaces)".into(),
+        ));
+    }
+    let (tx, rx) = bounded::<live::PacketBatch>(cfg.capture.queue);
+    let mut readers = Vec::new();
+    for i in &cfg.capture.interfaces {
+        match live::start(i, &cfg.capture, tx.clone(), sig.stop.clone()) {
+            Ok(r) => readers.push(r),
+            Err(e) => {
+                sig.stop.store(true, Ordering::Relaxed);
+                for r in readers {
+                    r.join();
+                }
+                return Err(AppError::Input(e));
+            }
+        }
+    }
+    drop(tx);
+    info!("capturing on {}", cfg.capture.interfaces.join(", "));
+    let mut p = Pipeline::start(cfg, Mode::Live, sig.reopen.clone())?;
+    let mut cap = Capture::new(cfg);
+    cap.packet_time_stats = false;
+    let iv = Duration::from_secs(cfg.stats_interval_s);
+    let mut next_stats = Instant::now() + iv;
+    let mut last_tick = Instant::now();
+    let mut res = Ok(());
+    loop {
+        sig.poll_hup();
+        let stopping = sig.stop.load(Ordering::Relaxed);
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(b) => {
+                for f in b.frames() {
+                    if let Err(e) = cap.packet(&f, &mut p) {
+                        res = Err(e);
+                        break;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) if stopping => break,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if res.is_err() {
+            break;
+        }
+        if last_tick.elapsed() >= Duration::from_millis(200) {
+            last_tick = Instant::now();
+            // Idle flows time out on the clock too when the wire goes quiet.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as Ts)
+                .unwrap_or(0);
+            if now > cap.last_ts + 1_000_000_000 {
+                cap.flows.sweep(now.max(cap.last_ts), &mut cap.out);
+                if let Err(e) = cap.forward(&mut p) {
+                    res = Err(e);
+                    break;
+                }
+            }
+            // Hand over partly filled batches so events flow on a quiet wire.
+            if let Err(e) = p.flush() {
+                res = Err(e);
+                break;
+            }
+            if cfg.stats_interval_s > 0 && Instant::now() >= next_stats {
+                next_stats = Instant::now() + iv;
+                let stats = cap.stats(&p, Some(&readers));
+                let ts = cap.last_ts.max(now);
+                if let Err(e) = p.push(Event::Stats { ts, stats }) {
+                    res = Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    sig.stop.store(true, Ordering::Relaxed);
+    // Readers hand over their last batch, then exit; drain what they sent.
+    while let Ok(b) = rx.recv_timeout(Duration::from_millis(300)) {
+        for f in b.frames() {
+            let _ = cap.packet(&f, &mut p);
+        }
+    }
+    let names: Vec<String> = readers.iter().map(|r| r.name.clone()).collect();
+    let out = finish_run(cap, p, Some(&readers), res);
+    for r in readers {
+        r.join();
+    }
+    info!("stopped capture on {}", names.join(", "));
+    out
+}
+
 /// The human summary printed to stderr at exit.
 pub fn print_summary(s: &Summary) {
-    let skipped = s.stats["decoder"]["skipped"].as_object().map(|m| {
-        m.iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    });
+    let skipped = s.stats["decoder"]["skipped"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
     let r = &s.stats["reassembly"];
     eprintln!(
         "apitap: {} packets ({:.1} MB) in {:.2} s: {} http transactions, {} anomalies; reassembly gaps {}, overlap conflicts {}; skipped: {}",
@@ -408,8 +622,6 @@ pub fn print_summary(s: &Summary) {
         s.events.anomaly,
         r["gaps"],
         r["overlap_conflicts"],
-        skipped
-            .filter(|x| !x.is_empty())
-            .unwrap_or_else(|| "none".into())
+        skipped.filter(|x| !x.is_empty()).unwrap_or_else(|| "none".into())
     );
 }

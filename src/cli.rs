@@ -1,14 +1,15 @@
-//! Command-line flags, turned into a validated [`Config`].
+//! Command-line flags, turned into a validated [`Config`]: the config file first (if any),
+//! then every flag given on the command line on top.
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "apitap",
     version,
-    about = "Passive API traffic sensor: HTTP transactions, API catalog and attack indicators as EVE JSON lines"
+    about = "Passive API traffic sensor: HTTP transactions, anomalies and stats as EVE JSON lines"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -19,6 +20,19 @@ pub struct Cli {
 pub enum Cmd {
     /// Replay capture files (pcap, pcapng, gzip'd; `-` for stdin) into JSON lines.
     Replay(ReplayArgs),
+    /// Capture from network interfaces (a SPAN port, a tap) until SIGINT/SIGTERM.
+    Live(LiveArgs),
+    /// Check a configuration file, or print the commented default one.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Validate FILE: exit 0 if it is good, else one line naming the key and line, exit 2.
+    Check { file: String },
+    /// Print the default configuration, every option commented.
+    Default,
 }
 
 #[derive(Args, Debug)]
@@ -31,35 +45,55 @@ pub struct ReplayArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct LiveArgs {
+    /// Interface to capture from (repeat for several).
+    #[arg(short, long = "interface", value_name = "IFACE")]
+    pub interfaces: Vec<String>,
+    /// BPF capture filter, e.g. "tcp port 80".
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
+    /// Bytes captured per packet.
+    #[arg(long, value_name = "BYTES")]
+    pub snaplen: Option<u32>,
+    /// Kernel capture buffer size, bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub buffer_size: Option<u32>,
+    /// Do not put the interface in promiscuous mode.
+    #[arg(long)]
+    pub no_promisc: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct CommonArgs {
-    /// Write JSON lines to PATH (`-`: stdout).
-    #[arg(short, long, value_name = "PATH", default_value = "-")]
-    pub output: String,
+    /// TOML configuration file (see `apitap config default`).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<String>,
+    /// Write JSON lines to PATH (`-`: stdout; also syslog+udp://H:P, syslog+tcp://H:P).
+    /// Repeat for several sinks. Replaces the config's output.sinks.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Vec<String>,
     /// Worker threads (default: cores - 1, at least 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
     /// Sensor name for the EVE `host` field (default: host name).
     #[arg(long, value_name = "NAME")]
     pub sensor_name: Option<String>,
-    /// Body bytes inspected per message.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
-    pub body_depth: usize,
+    /// Body bytes inspected per message (default 65536).
+    #[arg(long, value_name = "BYTES")]
+    pub body_depth: Option<usize>,
     /// Include request/response headers (redacted) in http events.
     #[arg(long)]
     pub log_headers: bool,
-    /// Most flows tracked at once.
-    #[arg(long, value_name = "N", default_value_t = 262_144, value_parser = clap::value_parser!(u64).range(16..))]
-    pub max_flows: u64,
-    /// Seconds of packet time between stats events (0: only at exit).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    pub stats_interval: u64,
+    /// Most flows tracked at once (default 262144).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(16..))]
+    pub max_flows: Option<u64>,
+    /// Seconds between stats events (0: only at exit; default 60).
+    #[arg(long, value_name = "SECS")]
+    pub stats_interval: Option<u64>,
     /// Key for the keyed hashes that replace secrets in output.
-    #[arg(
-        long,
-        value_name = "KEY",
-        env = "APITAP_HASH_KEY",
-        hide_env_values = true
-    )]
+    #[arg(long, value_name = "KEY", env = "APITAP_HASH_KEY", hide_env_values = true)]
     pub hash_key: Option<String>,
     /// No progress bar.
     #[arg(long)]
@@ -70,11 +104,18 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    pub fn to_config(&self) -> Config {
-        let mut c = Config {
-            output: self.output.clone(),
-            ..Config::default()
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
         };
+        if !self.output.is_empty() {
+            for o in &self.output {
+                o.parse::<crate::sink::SinkSpec>()
+                    .map_err(|e| ConfigError(format!("--output {o:?}: {e}")))?;
+            }
+            c.sinks = self.output.clone();
+        }
         if let Some(w) = self.workers {
             c.workers = w as usize;
         }
@@ -82,14 +123,46 @@ impl CommonArgs {
             c.sensor_name = n.clone();
         }
         if let Some(k) = &self.hash_key {
+            if k.is_empty() {
+                return Err(ConfigError("--hash-key: must not be empty".into()));
+            }
             c.hash_key = k.as_bytes().to_vec();
         }
-        c.http.body_depth = self.body_depth;
-        c.log_headers = self.log_headers;
-        c.flow.max_flows = self.max_flows as usize;
-        c.stats_interval_s = self.stats_interval;
+        if let Some(d) = self.body_depth {
+            c.http.body_depth = d;
+        }
+        c.log_headers |= self.log_headers;
+        if let Some(m) = self.max_flows {
+            c.flow.max_flows = m as usize;
+        }
+        if let Some(s) = self.stats_interval {
+            c.stats_interval_s = s;
+        }
         c.progress = !self.no_progress;
         c.summary = !self.quiet;
-        c
+        Ok(c)
+    }
+}
+
+impl LiveArgs {
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut c = self.common.to_config()?;
+        if !self.interfaces.is_empty() {
+            c.capture.interfaces = self.interfaces.clone();
+        }
+        if let Some(b) = &self.bpf {
+            c.capture.bpf = b.clone();
+        }
+        if let Some(s) = self.snaplen {
+            c.capture.snaplen = s;
+        }
+        if let Some(b) = self.buffer_size {
+            c.capture.buffer_size = b;
+        }
+        if self.no_promisc {
+            c.capture.promiscuous = false;
+        }
+        c.progress = false;
+        Ok(c)
     }
 }

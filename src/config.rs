@@ -12,8 +12,16 @@ use crate::reassembly::ReassemblyConfig;
 pub struct Config {
     /// EVE `host`: the sensor's name. Default: the machine's host name.
     pub sensor_name: String,
-    /// Where JSON lines go: a path, or `-` for stdout. Default `-`.
-    pub output: String,
+    /// Where JSON lines go: `-` (stdout), a path, `syslog+udp://H:P`, `syslog+tcp://H:P`;
+    /// several at once. Default `["-"]`.
+    pub sinks: Vec<String>,
+    /// Batches queued per sink. Default 64.
+    pub sink_queue: usize,
+    /// Syslog facility number. Default 16 (local0).
+    pub syslog_facility: u8,
+    /// Log level of apitap's own logs (RUST_LOG overrides). Default `info`.
+    pub log_level: String,
+    pub capture: CaptureConfig,
     /// Worker shards that format events. Default: cores - 1, at least 1.
     pub workers: usize,
     /// Include request and response headers (redacted) in `http` events. Default off.
@@ -38,7 +46,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             sensor_name: hostname(),
-            output: "-".into(),
+            sinks: vec!["-".into()],
+            sink_queue: 64,
+            syslog_facility: 16,
+            log_level: "info".into(),
+            capture: CaptureConfig::default(),
             workers: default_workers(),
             log_headers: false,
             stats_interval_s: 60,
@@ -68,4 +80,385 @@ fn hostname() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "apitap".into())
+}
+
+/// The commented default configuration printed by `apitap config default`. Every key is
+/// optional; this text parses to exactly the built-in defaults (a test holds it to that).
+pub const DEFAULT_TOML: &str = r#"# apitap configuration. Every key is optional; shown are the defaults.
+# Command-line flags override what is set here.
+
+# EVE "host" field: the sensor's name (default: the machine's host name).
+# sensor_name = "sensor-1"
+# Worker threads formatting events (default: cores - 1, at least 1).
+# workers = 1
+# Key of the keyed hashes that replace secrets (tokens, cookies, API keys) in the output.
+# Set your own: the same key on every sensor makes principals comparable across sensors.
+# hash_key = "change-me"
+# Include request and response headers (redacted) in http events.
+log_headers = false
+# Seconds between stats events (packet time in a replay, wall time live; 0 = only at exit).
+stats_interval = 60
+# Log level for apitap's own logs on stderr (RUST_LOG overrides): error, warn, info, debug.
+log_level = "info"
+
+[capture]
+# Interfaces for `apitap live` (or -i on the command line).
+interfaces = []
+# BPF filter, e.g. "tcp port 80 or tcp port 8080" ("" = everything).
+bpf = ""
+# Bytes captured per packet.
+snaplen = 65535
+# Kernel capture buffer, bytes.
+buffer_size = 33554432
+promiscuous = true
+# Deliver packets as they arrive instead of batching in the kernel.
+immediate = true
+# Packet batches queued between the interface readers and the flow thread.
+queue = 1024
+
+[output]
+# Where JSON lines go; several at once: "-" (stdout), "/path/eve.json" (appended, reopened on
+# SIGHUP), "syslog+udp://127.0.0.1:514", "syslog+tcp://127.0.0.1:601" (RFC 5424, octet-counted).
+sinks = ["-"]
+# Batches (of up to 256 events) queued per sink; live, a full queue drops and counts.
+queue = 64
+# Syslog facility number (16 = local0).
+syslog_facility = 16
+
+[decode]
+# UDP destination ports decoded as VXLAN.
+vxlan_ports = [4789]
+# Memory for IP fragments awaiting reassembly, bytes.
+frag_memory = 16777216
+# Seconds before an incomplete fragmented datagram is dropped.
+frag_timeout = 30
+
+[flow]
+# Most flows tracked at once (the least recently seen sixteenth is evicted when full).
+max_flows = 262144
+# Seconds without a packet before a flow is flushed and removed.
+idle_timeout = 300
+# Seconds a closed flow lingers to absorb retransmissions.
+closed_timeout = 10
+# Stream and HTTP anomaly events per flow (counters stay exact).
+max_anomalies_per_flow = 32
+
+[reassembly]
+# Out-of-order bytes buffered per direction before the first hole is skipped.
+max_ooo_per_stream = 262144
+# Out-of-order bytes buffered over all flows.
+max_ooo_total = 67108864
+# Bytes remembered per direction to detect retransmissions with different data.
+overlap_window = 1024
+# Packets to wait, once the peer acknowledged past a hole, before skipping it.
+reorder_packets = 16
+
+[http]
+# Body bytes inspected per message (after gzip/deflate decoding).
+body_depth = 65536
+# Longest request or response head, bytes.
+max_head = 32768
+# Requests waiting for their responses per connection.
+max_pending = 64
+# Decode gzip/deflate bodies for inspection.
+decompress = true
+"#;
+
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    sensor_name: Option<String>,
+    workers: Option<usize>,
+    hash_key: Option<String>,
+    log_headers: Option<bool>,
+    stats_interval: Option<u64>,
+    log_level: Option<String>,
+    capture: Option<CaptureSection>,
+    output: Option<OutputSection>,
+    decode: Option<DecodeSection>,
+    flow: Option<FlowSection>,
+    reassembly: Option<ReassemblySection>,
+    http: Option<HttpSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureSection {
+    interfaces: Option<Vec<String>>,
+    bpf: Option<String>,
+    snaplen: Option<u32>,
+    buffer_size: Option<u32>,
+    promiscuous: Option<bool>,
+    immediate: Option<bool>,
+    queue: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputSection {
+    sinks: Option<Vec<String>>,
+    queue: Option<usize>,
+    syslog_facility: Option<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecodeSection {
+    vxlan_ports: Option<Vec<u16>>,
+    frag_memory: Option<usize>,
+    frag_timeout: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowSection {
+    max_flows: Option<usize>,
+    idle_timeout: Option<u64>,
+    closed_timeout: Option<u64>,
+    max_anomalies_per_flow: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReassemblySection {
+    max_ooo_per_stream: Option<usize>,
+    max_ooo_total: Option<usize>,
+    overlap_window: Option<usize>,
+    reorder_packets: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    body_depth: Option<usize>,
+    max_head: Option<usize>,
+    max_pending: Option<usize>,
+    decompress: Option<bool>,
+}
+
+/// Live capture settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureConfig {
+    pub interfaces: Vec<String>,
+    pub bpf: String,
+    /// Bytes captured per packet. Default 65535.
+    pub snaplen: u32,
+    /// Kernel capture buffer, bytes. Default 32 MiB.
+    pub buffer_size: u32,
+    pub promiscuous: bool,
+    pub immediate: bool,
+    /// Packet batches queued between interface readers and the flow thread. Default 1024.
+    pub queue: usize,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            interfaces: Vec::new(),
+            bpf: String::new(),
+            snaplen: 65535,
+            buffer_size: 32 << 20,
+            promiscuous: true,
+            immediate: true,
+            queue: 1024,
+        }
+    }
+}
+
+const SEC: u64 = 1_000_000_000;
+
+/// A configuration error: which file, where, what.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Read a TOML file over the defaults. Unknown keys and bad values are errors that name
+    /// the file, the line and the key.
+    pub fn from_file(path: &str) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{path}: cannot read: {e}")))?;
+        Config::from_toml(path, &text)
+    }
+
+    pub fn from_toml(path: &str, text: &str) -> Result<Config, ConfigError> {
+        let f: FileConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let msg = e.message().trim().replace('\n', " ");
+            match line {
+                Some(l) => ConfigError(format!("{path}: line {l}: {msg}")),
+                None => ConfigError(format!("{path}: {msg}")),
+            }
+        })?;
+        let mut c = Config::default();
+        let bad = |key: &str, why: &str| ConfigError(format!("{path}: {key}: {why}"));
+        if let Some(v) = f.sensor_name {
+            c.sensor_name = v;
+        }
+        if let Some(v) = f.workers {
+            if v == 0 || v > 256 {
+                return Err(bad("workers", "must be 1 to 256"));
+            }
+            c.workers = v;
+        }
+        if let Some(v) = f.hash_key {
+            if v.is_empty() {
+                return Err(bad("hash_key", "must not be empty"));
+            }
+            c.hash_key = v.into_bytes();
+        }
+        if let Some(v) = f.log_headers {
+            c.log_headers = v;
+        }
+        if let Some(v) = f.stats_interval {
+            c.stats_interval_s = v;
+        }
+        if let Some(v) = f.log_level {
+            if !["error", "warn", "info", "debug", "trace"].contains(&v.as_str()) {
+                return Err(bad("log_level", "must be error, warn, info, debug or trace"));
+            }
+            c.log_level = v;
+        }
+        if let Some(s) = f.capture {
+            let cc = &mut c.capture;
+            if let Some(v) = s.interfaces {
+                cc.interfaces = v;
+            }
+            if let Some(v) = s.bpf {
+                cc.bpf = v;
+            }
+            if let Some(v) = s.snaplen {
+                if !(64..=262_144).contains(&v) {
+                    return Err(bad("capture.snaplen", "must be 64 to 262144"));
+                }
+                cc.snaplen = v;
+            }
+            if let Some(v) = s.buffer_size {
+                cc.buffer_size = v;
+            }
+            if let Some(v) = s.promiscuous {
+                cc.promiscuous = v;
+            }
+            if let Some(v) = s.immediate {
+                cc.immediate = v;
+            }
+            if let Some(v) = s.queue {
+                cc.queue = v.max(1);
+            }
+        }
+        if let Some(s) = f.output {
+            if let Some(v) = s.sinks {
+                if v.is_empty() {
+                    return Err(bad("output.sinks", "needs at least one sink"));
+                }
+                for x in &v {
+                    x.parse::<crate::sink::SinkSpec>()
+                        .map_err(|e| bad("output.sinks", &e))?;
+                }
+                c.sinks = v;
+            }
+            if let Some(v) = s.queue {
+                c.sink_queue = v.max(1);
+            }
+            if let Some(v) = s.syslog_facility {
+                if v > 23 {
+                    return Err(bad("output.syslog_facility", "must be 0 to 23"));
+                }
+                c.syslog_facility = v;
+            }
+        }
+        if let Some(s) = f.decode {
+            if let Some(v) = s.vxlan_ports {
+                c.decode.vxlan_ports = v;
+            }
+            if let Some(v) = s.frag_memory {
+                c.decode.frag_memory = v;
+            }
+            if let Some(v) = s.frag_timeout {
+                c.decode.frag_timeout = v * SEC;
+            }
+        }
+        if let Some(s) = f.flow {
+            if let Some(v) = s.max_flows {
+                if v < 16 {
+                    return Err(bad("flow.max_flows", "must be at least 16"));
+                }
+                c.flow.max_flows = v;
+            }
+            if let Some(v) = s.idle_timeout {
+                c.flow.idle_timeout = v * SEC;
+            }
+            if let Some(v) = s.closed_timeout {
+                c.flow.closed_timeout = v * SEC;
+            }
+            if let Some(v) = s.max_anomalies_per_flow {
+                c.flow.max_anomalies_per_flow = v;
+            }
+        }
+        if let Some(s) = f.reassembly {
+            let r = &mut c.reassembly;
+            if let Some(v) = s.max_ooo_per_stream {
+                r.max_ooo_per_stream = v;
+            }
+            if let Some(v) = s.max_ooo_total {
+                r.max_ooo_total = v;
+            }
+            if let Some(v) = s.overlap_window {
+                r.overlap_window = v;
+            }
+            if let Some(v) = s.reorder_packets {
+                r.reorder_packets = v;
+            }
+        }
+        if let Some(s) = f.http {
+            let h = &mut c.http;
+            if let Some(v) = s.body_depth {
+                h.body_depth = v;
+            }
+            if let Some(v) = s.max_head {
+                if v < 256 {
+                    return Err(bad("http.max_head", "must be at least 256"));
+                }
+                h.max_head = v;
+            }
+            if let Some(v) = s.max_pending {
+                h.max_pending = v.max(1);
+            }
+            if let Some(v) = s.decompress {
+                h.decompress = v;
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_text_parses_to_the_defaults() {
+        let c = Config::from_toml("default", DEFAULT_TOML).unwrap();
+        let d = Config::default();
+        assert_eq!(format!("{:?}", c), format!("{:?}", d));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_file_line_and_key() {
+        let e = Config::from_toml("a.toml", "log_headers = true\n[flow]\nmax_flow = 3\n")
+            .err()
+            .unwrap();
+        assert!(e.0.starts_with("a.toml: line 3: unknown field `max_flow`"), "{}", e.0);
+        let e = Config::from_toml("a.toml", "[output]\nsinks = [\"kafka://x:1\"]\n")
+            .err()
+            .unwrap();
+        assert!(e.0.contains("output.sinks") && e.0.contains("kafka"), "{}", e.0);
+        let e = Config::from_toml("a.toml", "workers = \"two\"\n").err().unwrap();
+        assert!(e.0.starts_with("a.toml: line 1:"), "{}", e.0);
+        let c = Config::from_toml("a.toml", "[flow]\nidle_timeout = 5\n[http]\nbody_depth = 10\n").unwrap();
+        assert_eq!((c.flow.idle_timeout, c.http.body_depth), (5 * SEC, 10));
+    }
 }

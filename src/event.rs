@@ -56,9 +56,7 @@ impl AnomalyEvent {
     pub fn from_flow(ts: Ts, meta: FlowMeta, what: FlowAnomaly) -> Self {
         let (atype, event, layer, app_proto) = match what {
             FlowAnomaly::Gap => ("stream", "REASSEMBLY_GAP", "tcp", None),
-            FlowAnomaly::OverlapConflict => {
-                ("stream", "REASSEMBLY_OVERLAP_DIFFERENT_DATA", "tcp", None)
-            }
+            FlowAnomaly::OverlapConflict => ("stream", "REASSEMBLY_OVERLAP_DIFFERENT_DATA", "tcp", None),
             FlowAnomaly::Http(a) => ("applayer", a.as_str(), "proto_parser", Some("http")),
         };
         AnomalyEvent {
@@ -206,12 +204,7 @@ struct StatsOut<'a> {
 }
 
 impl Formatter {
-    fn common<'a>(
-        &'a self,
-        ts: Ts,
-        event_type: &'static str,
-        meta: Option<&'a FlowMeta>,
-    ) -> Common<'a> {
+    fn common<'a>(&'a self, ts: Ts, event_type: &'static str, meta: Option<&'a FlowMeta>) -> Common<'a> {
         Common {
             timestamp: fmt_ts(ts),
             flow_id: meta.map(|m| m.flow_id),
@@ -381,22 +374,13 @@ mod tests {
     #[test]
     fn timestamps_are_eve_shaped() {
         assert_eq!(fmt_ts(0), "1970-01-01T00:00:00.000000+0000");
-        assert_eq!(
-            fmt_ts(1_795_931_407_123_456_789),
-            "2026-11-29T05:50:07.123456+0000"
-        );
-        assert_eq!(
-            fmt_ts(951_782_400_000_000_000),
-            "2000-02-29T00:00:00.000000+0000"
-        );
+        assert_eq!(fmt_ts(1_795_931_407_123_456_789), "2026-11-29T05:50:07.123456+0000");
+        assert_eq!(fmt_ts(951_782_400_000_000_000), "2000-02-29T00:00:00.000000+0000");
     }
 
     #[test]
     fn host_and_port_split() {
-        assert_eq!(
-            split_host_port("a.example:8080"),
-            (Some("a.example"), Some(8080))
-        );
+        assert_eq!(split_host_port("a.example:8080"), (Some("a.example"), Some(8080)));
         assert_eq!(split_host_port("[::1]:80"), (Some("[::1]"), Some(80)));
         assert_eq!(split_host_port("a.example"), (Some("a.example"), None));
     }

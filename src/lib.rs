@@ -13,3 +13,4 @@ pub mod flow;
 pub mod http;
 pub mod reassembly;
 pub mod redact;
+pub mod sink;

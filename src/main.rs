@@ -3,8 +3,9 @@
 
 use std::process::ExitCode;
 
-use apitap::app::{self, AppError};
-use apitap::cli::{Cli, Cmd};
+use apitap::app::{self, AppError, Signals};
+use apitap::cli::{Cli, Cmd, ConfigCmd};
+use apitap::config::{Config, DEFAULT_TOML};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -16,26 +17,53 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let cfg = match &cli.cmd {
+        Cmd::Replay(a) => a.common.to_config(),
+        Cmd::Live(a) => a.to_config(),
+        Cmd::Config(ConfigCmd::Default) => {
+            print!("{DEFAULT_TOML}");
+            return ExitCode::SUCCESS;
+        }
+        Cmd::Config(ConfigCmd::Check { file }) => {
+            return match Config::from_file(file) {
+                Ok(_) => {
+                    println!("{file}: ok");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("apitap: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("apitap: {e}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level)),
         )
         .init();
-    let res = match &cli.cmd {
-        Cmd::Replay(a) => {
-            let cfg = a.common.to_config();
-            app::replay(&cfg, &a.files).map(|s| {
-                if cfg.summary {
-                    app::print_summary(&s);
-                }
-            })
-        }
-    };
+    let res = Signals::install().and_then(|sig| match &cli.cmd {
+        Cmd::Replay(a) => app::replay_with(&cfg, &a.files, &sig),
+        Cmd::Live(_) => app::live(&cfg, &sig),
+        Cmd::Config(_) => Err(AppError::Usage("unreachable".into())),
+    });
     match res {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(s) => {
+            if cfg.summary {
+                app::print_summary(&s);
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("apitap: {e}");
             ExitCode::from(match e {

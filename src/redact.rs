@@ -208,9 +208,7 @@ impl Redactor {
 
     /// A header value as it may appear in an event.
     pub fn header<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
-        if name.eq_ignore_ascii_case("authorization")
-            || name.eq_ignore_ascii_case("proxy-authorization")
-        {
+        if name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("proxy-authorization") {
             let scheme = value.split(' ').next().unwrap_or("");
             return Cow::Owned(format!("{scheme} {}", self.hash(value)));
         }
@@ -249,11 +247,7 @@ fn cookie_pairs(c: &str) -> impl Iterator<Item = (&str, &str)> {
         if p.is_empty() {
             None
         } else {
-            Some(
-                p.split_once('=')
-                    .map(|(n, v)| (n.trim(), v.trim()))
-                    .unwrap_or((p, "")),
-            )
+            Some(p.split_once('=').map(|(n, v)| (n.trim(), v.trim())).unwrap_or((p, "")))
         }
     })
 }
@@ -309,10 +303,7 @@ mod tests {
         Message {
             method: "GET".into(),
             uri: uri.into(),
-            headers: headers
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
+            headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
             ..Default::default()
         }
     }
@@ -336,10 +327,7 @@ mod tests {
         assert_eq!(a.scheme, "api_key");
         assert!(!a.principal.unwrap().contains("sk_live"));
         let a = r.auth(&req(&[("Cookie", "theme=dark; sessionid=abc123")], "/"));
-        assert_eq!(
-            (a.scheme, a.principal.unwrap()),
-            ("cookie", r.hash("abc123"))
-        );
+        assert_eq!((a.scheme, a.principal.unwrap()), ("cookie", r.hash("abc123")));
         assert_eq!(r.auth(&req(&[], "/")).scheme, "none");
     }
 
@@ -351,14 +339,8 @@ mod tests {
         assert!(u.starts_with("/login?user=bob&password=h:"));
         assert!(u.ends_with("&x=1"));
         assert_eq!(r.url("/a?b=c"), "/a?b=c");
-        assert!(
-            !r.header("Authorization", "Bearer abc.def.ghi")
-                .contains("abc")
-        );
-        assert!(
-            !r.header("Cookie", "a=1; sid=secretvalue")
-                .contains("secretvalue")
-        );
+        assert!(!r.header("Authorization", "Bearer abc.def.ghi").contains("abc"));
+        assert!(!r.header("Cookie", "a=1; sid=secretvalue").contains("secretvalue"));
         let sc = r.header("Set-Cookie", "sid=zzz; Path=/; HttpOnly");
         assert!(!sc.contains("zzz") && sc.ends_with("; Path=/; HttpOnly"));
         assert_eq!(percent_decode_lossy("pass%77ord+x%"), "password x%");

@@ -28,11 +28,7 @@ pub enum OpenError {
     #[error("{path}: not a pcap or pcapng file (magic {magic})")]
     BadMagic { path: String, magic: String },
     #[error("{path}: truncated file header ({len} bytes, need {need})")]
-    ShortHeader {
-        path: String,
-        len: usize,
-        need: usize,
-    },
+    ShortHeader { path: String, len: usize, need: usize },
     #[error("{path}: malformed header: {reason}")]
     Malformed { path: String, reason: &'static str },
     #[error("{path}: gzip: {source}")]
@@ -72,9 +68,7 @@ impl CaptureFile {
             let file = File::open(path).map_err(io_err)?;
             let len = file.metadata().map_err(io_err)?.len();
             if len == 0 {
-                return Err(OpenError::Empty {
-                    path: path.to_string(),
-                });
+                return Err(OpenError::Empty { path: path.to_string() });
             }
             // SAFETY: the map is read-only; a capture file truncated by another process while
             // we read it is the one hazard (SIGBUS), documented in the README.
@@ -539,10 +533,7 @@ mod tests {
         let mut h = pcap_header(false, false, 1);
         h.truncate(10);
         let e = CaptureFile::from_bytes("x.pcap", h).err().unwrap();
-        assert!(
-            e.to_string().starts_with("x.pcap: truncated file header"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("x.pcap: truncated file header"), "{e}");
     }
 
     fn ng_block(btype: u32, body: &[u8]) -> Vec<u8> {

@@ -26,12 +26,7 @@ pub struct FragKey {
 
 impl FragKey {
     pub fn new(src: IpAddr, dst: IpAddr, proto: u8, id: u32) -> Self {
-        FragKey {
-            src,
-            dst,
-            proto,
-            id,
-        }
+        FragKey { src, dst, proto, id }
     }
 }
 
@@ -227,26 +222,15 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn key() -> FragKey {
-        FragKey::new(
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            6,
-            7,
-        )
+        FragKey::new(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::LOCALHOST), 6, 7)
     }
 
     #[test]
     fn out_of_order_fragments_reassemble() {
         let mut t = FragTable::new(1 << 20, 30_000_000_000);
         let data: Vec<u8> = (0..40u8).collect();
-        assert!(matches!(
-            t.insert(1, key(), 24, false, &data[24..]),
-            Insert::Held
-        ));
-        assert!(matches!(
-            t.insert(1, key(), 0, true, &data[..16]),
-            Insert::Held
-        ));
+        assert!(matches!(t.insert(1, key(), 24, false, &data[24..]), Insert::Held));
+        assert!(matches!(t.insert(1, key(), 0, true, &data[..16]), Insert::Held));
         match t.insert(1, key(), 16, true, &data[16..24]) {
             Insert::Complete(v) => assert_eq!(v, data),
             _ => panic!("not complete"),
@@ -272,12 +256,7 @@ mod tests {
     fn memory_cap_holds() {
         let mut t = FragTable::new(10_000, 30_000_000_000);
         for id in 0..1000u32 {
-            let k = FragKey::new(
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                6,
-                id,
-            );
+            let k = FragKey::new(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::LOCALHOST), 6, id);
             t.insert(1, k, 0, true, &[0u8; 1000]);
             assert!(t.memory() <= 10_000);
         }

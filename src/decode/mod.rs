@@ -208,11 +208,7 @@ impl Decoder {
     }
 
     /// Decode one frame; every TCP segment found is passed to `on_tcp`.
-    pub fn decode(
-        &mut self,
-        frame: &Frame<'_>,
-        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
-    ) -> Outcome {
+    pub fn decode(&mut self, frame: &Frame<'_>, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Outcome {
         self.stats.frames += 1;
         self.stats.bytes += frame.orig_len as u64;
         let r = self.link(frame.ts, frame.linktype, frame.data, 0, on_tcp);
@@ -238,11 +234,9 @@ impl Decoder {
     ) -> Result<(), Skip> {
         match lt {
             linktype::ETHERNET => self.ethernet(ts, d, depth, on_tcp),
-            linktype::RAW
-            | linktype::RAW_OLD
-            | linktype::RAW_OLD2
-            | linktype::IPV4
-            | linktype::IPV6 => self.ip(ts, d, depth, on_tcp),
+            linktype::RAW | linktype::RAW_OLD | linktype::RAW_OLD2 | linktype::IPV4 | linktype::IPV6 => {
+                self.ip(ts, d, depth, on_tcp)
+            }
             linktype::NULL | linktype::LOOP => {
                 let h = d.get(..4).ok_or(Skip::LinkTruncated)?;
                 // Address family in host byte order (NULL) or network order (LOOP): accept both.
@@ -259,13 +253,7 @@ impl Decoder {
             }
             linktype::LINUX_SLL => {
                 let h = d.get(..16).ok_or(Skip::LinkTruncated)?;
-                self.ethertype(
-                    ts,
-                    u16::from_be_bytes([h[14], h[15]]),
-                    &d[16..],
-                    depth,
-                    on_tcp,
-                )
+                self.ethertype(ts, u16::from_be_bytes([h[14], h[15]]), &d[16..], depth, on_tcp)
             }
             linktype::C_HDLC => {
                 // Cisco HDLC: address, control, then an Ethernet type.
@@ -290,33 +278,15 @@ impl Decoder {
             }
             linktype::LINUX_SLL2 => {
                 let h = d.get(..20).ok_or(Skip::LinkTruncated)?;
-                self.ethertype(
-                    ts,
-                    u16::from_be_bytes([h[0], h[1]]),
-                    &d[20..],
-                    depth,
-                    on_tcp,
-                )
+                self.ethertype(ts, u16::from_be_bytes([h[0], h[1]]), &d[20..], depth, on_tcp)
             }
             _ => Err(Skip::UnknownLinktype),
         }
     }
 
-    fn ethernet(
-        &mut self,
-        ts: Ts,
-        d: &[u8],
-        depth: u8,
-        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
-    ) -> Result<(), Skip> {
+    fn ethernet(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
         let h = d.get(..14).ok_or(Skip::LinkTruncated)?;
-        self.ethertype(
-            ts,
-            u16::from_be_bytes([h[12], h[13]]),
-            &d[14..],
-            depth,
-            on_tcp,
-        )
+        self.ethertype(ts, u16::from_be_bytes([h[12], h[13]]), &d[14..], depth, on_tcp)
     }
 
     fn ethertype(
@@ -364,9 +334,7 @@ impl Decoder {
                 }
                 match d.first().map(|b| b >> 4) {
                     Some(4) | Some(6) => self.ip(ts, d, depth, on_tcp),
-                    Some(0) => {
-                        self.ethernet(ts, d.get(4..).ok_or(Skip::LinkTruncated)?, depth, on_tcp)
-                    }
+                    Some(0) => self.ethernet(ts, d.get(4..).ok_or(Skip::LinkTruncated)?, depth, on_tcp),
                     _ => Err(Skip::EthertypeOther),
                 }
             }
@@ -374,13 +342,7 @@ impl Decoder {
         }
     }
 
-    fn ip(
-        &mut self,
-        ts: Ts,
-        d: &[u8],
-        depth: u8,
-        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
-    ) -> Result<(), Skip> {
+    fn ip(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
         match d.first().map(|b| b >> 4) {
             Some(4) => self.ipv4(ts, d, depth, on_tcp),
             Some(6) => self.ipv6(ts, d, depth, on_tcp),
@@ -389,13 +351,7 @@ impl Decoder {
         }
     }
 
-    fn ipv4(
-        &mut self,
-        ts: Ts,
-        d: &[u8],
-        depth: u8,
-        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
-    ) -> Result<(), Skip> {
+    fn ipv4(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
         let h = Ipv4HeaderSlice::from_slice(d).map_err(|e| match e {
             etherparse::err::ipv4::HeaderSliceError::Len(_) => Skip::IpTruncated,
             _ => Skip::IpMalformed,
@@ -421,28 +377,12 @@ impl Decoder {
                 return Err(Skip::FragmentDropped);
             }
             let key = FragKey::new(meta.src, meta.dst, proto, h.identification() as u32);
-            return self.fragment(
-                ts,
-                key,
-                off,
-                h.more_fragments(),
-                avail,
-                meta,
-                proto,
-                depth,
-                on_tcp,
-            );
+            return self.fragment(ts, key, off, h.more_fragments(), avail, meta, proto, depth, on_tcp);
         }
         self.l4(ts, meta, proto, avail, declared, depth, on_tcp)
     }
 
-    fn ipv6(
-        &mut self,
-        ts: Ts,
-        d: &[u8],
-        depth: u8,
-        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
-    ) -> Result<(), Skip> {
+    fn ipv6(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
         let h = Ipv6HeaderSlice::from_slice(d).map_err(|e| match e {
             etherparse::err::ipv6::HeaderSliceError::Len(_) => Skip::IpTruncated,
             _ => Skip::IpMalformed,
@@ -601,13 +541,7 @@ impl Decoder {
     }
 
     /// GRE (RFC 2784/2890), carrying IP, transparent Ethernet bridging, or ERSPAN I/II/III.
-    fn gre(
-        &mut self,
-        ts: Ts,
-        d: &[u8],
-        depth: u8,
-        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
-    ) -> Result<(), Skip> {
+    fn gre(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
         let h = d.get(..4).ok_or(Skip::TunnelMalformed)?;
         let flags = u16::from_be_bytes([h[0], h[1]]);
         let proto = u16::from_be_bytes([h[2], h[3]]);
@@ -645,12 +579,7 @@ impl Decoder {
                 // Type III: 12-byte header; the O bit announces an 8-byte platform sub-header.
                 let e = p.get(..12).ok_or(Skip::TunnelMalformed)?;
                 let skip = if e[11] & 0x01 != 0 { 20 } else { 12 };
-                self.ethernet(
-                    ts,
-                    p.get(skip..).ok_or(Skip::TunnelMalformed)?,
-                    depth,
-                    on_tcp,
-                )
+                self.ethernet(ts, p.get(skip..).ok_or(Skip::TunnelMalformed)?, depth, on_tcp)
             }
             _ => Err(Skip::EthertypeOther),
         }
@@ -670,45 +599,16 @@ pub(crate) mod tests {
     use super::*;
 
     /// Build Ethernet/IPv4/TCP bytes (no checksums: a sensor never verifies them).
-    pub fn eth_ipv4_tcp(
-        src: [u8; 4],
-        dst: [u8; 4],
-        sp: u16,
-        dp: u16,
-        seq: u32,
-        flags: u8,
-        payload: &[u8],
-    ) -> Vec<u8> {
+    pub fn eth_ipv4_tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; 12];
         f.extend([0x08, 0x00]);
         f.extend(ipv4_tcp(src, dst, sp, dp, seq, flags, payload));
         f
     }
 
-    pub fn ipv4_tcp(
-        src: [u8; 4],
-        dst: [u8; 4],
-        sp: u16,
-        dp: u16,
-        seq: u32,
-        flags: u8,
-        payload: &[u8],
-    ) -> Vec<u8> {
+    pub fn ipv4_tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
         let total = 20 + 20 + payload.len();
-        let mut f = vec![
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            1,
-            0x40,
-            0,
-            64,
-            6,
-            0,
-            0,
-        ];
+        let mut f = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0];
         f.extend(src);
         f.extend(dst);
         f.extend(sp.to_be_bytes());
@@ -729,9 +629,7 @@ pub(crate) mod tests {
             data,
             orig_len: data.len() as u32,
         };
-        d.decode(&fr, &mut |s| {
-            got.push((s.src, s.dport, s.payload.to_vec(), s.missing))
-        });
+        d.decode(&fr, &mut |s| got.push((s.src, s.dport, s.payload.to_vec(), s.missing)));
         (got, d.stats)
     }
 
@@ -750,9 +648,7 @@ pub(crate) mod tests {
         assert_eq!(s.vlan, 2);
 
         // VXLAN in UDP 4789 in IPv4 in Ethernet
-        let mut udp = vec![
-            0x30, 0x39, 0x12, 0xB5, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0, 42, 0,
-        ];
+        let mut udp = vec![0x30, 0x39, 0x12, 0xB5, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0, 42, 0];
         udp.extend(&inner);
         let total = 20 + udp.len();
         let mut outer = vec![0u8; 12];
@@ -821,15 +717,7 @@ pub(crate) mod tests {
 
     #[test]
     fn snaplen_cut_reports_missing_bytes() {
-        let f = eth_ipv4_tcp(
-            [10, 0, 0, 1],
-            [10, 0, 0, 2],
-            1234,
-            80,
-            1,
-            0x18,
-            b"0123456789",
-        );
+        let f = eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 1, 0x18, b"0123456789");
         let (g, _) = run(1, &f[..f.len() - 4]);
         assert_eq!(g[0].2, b"012345");
         assert_eq!(g[0].3, 4);

@@ -69,15 +69,8 @@ pub enum FlowAnomaly {
 /// What the flow layer hands on.
 #[derive(Debug)]
 pub enum FlowOutput {
-    Http {
-        meta: FlowMeta,
-        tx: Transaction,
-    },
-    Anomaly {
-        ts: Ts,
-        meta: FlowMeta,
-        what: FlowAnomaly,
-    },
+    Http { meta: FlowMeta, tx: Transaction },
+    Anomaly { ts: Ts, meta: FlowMeta, what: FlowAnomaly },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -225,8 +218,7 @@ impl FlowTable {
             notes.gap |= n.gap;
             notes.conflict |= n.conflict;
         }
-        let closing = flow.closed_at.is_none()
-            && (seg.flags & tcp_flags::RST != 0 || (flow.eof[0] && flow.eof[1]));
+        let closing = flow.closed_at.is_none() && (seg.flags & tcp_flags::RST != 0 || (flow.eof[0] && flow.eof[1]));
         if closing {
             flow.closed_at = Some(seg.ts);
             self.stats.closed += 1;
@@ -327,13 +319,7 @@ struct Ctx<'a> {
 }
 
 impl Flow {
-    fn segment(
-        &mut self,
-        d: usize,
-        seg: &TcpSegment<'_>,
-        ctx: Ctx<'_>,
-        fstats: &mut FlowStats,
-    ) -> Notes {
+    fn segment(&mut self, d: usize, seg: &TcpSegment<'_>, ctx: Ctx<'_>, fstats: &mut FlowStats) -> Notes {
         let syn = seg.flags & tcp_flags::SYN != 0;
         let ack = seg.flags & tcp_flags::ACK != 0;
         if syn {
@@ -353,23 +339,14 @@ impl Flow {
             self.conn = Some(Conn::new(self.syn_client, ctx.hcfg));
         }
         // SYN consumes one sequence number: its data (TCP Fast Open) starts at seq + 1.
-        let seq = if syn {
-            seg.seq.wrapping_add(1)
-        } else {
-            seg.seq
-        };
+        let seq = if syn { seg.seq.wrapping_add(1) } else { seg.seq };
         let fin = seg.flags & tcp_flags::FIN != 0;
-        let ack_off = if ack {
-            self.streams[d ^ 1].offset_of(seg.ack)
-        } else {
-            None
-        };
+        self.streams[d].note_ack(if ack { Some(seg.ack) } else { None });
+        let map = self.streams[d ^ 1].seq_map();
+        let mut ack_off = None;
         let ts = seg.ts;
         let Flow {
-            streams,
-            conn,
-            pkts,
-            ..
+            streams, conn, pkts, ..
         } = self;
         let hcfg = ctx.hcfg;
         let notes = streams[d].segment(
@@ -384,6 +361,7 @@ impl Flow {
             &mut |c| {
                 if let Some(conn) = conn.as_mut() {
                     match c {
+                        Chunk::Ack(a) => ack_off = map.map(|(off, next)| seq_offset(off, next, a)),
                         Chunk::Data(b) => conn.data(d, b, ts, ack_off, hcfg),
                         Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
                     }
@@ -399,6 +377,10 @@ impl Flow {
             return Notes::default();
         }
         let hcfg = ctx.hcfg;
+        // Each piece of data comes with the acknowledgement its segment carried, mapped to an
+        // offset of the other direction, so a response waits for its request (http::conn).
+        let map = self.streams[d ^ 1].seq_map();
+        let mut ack_off = None;
         let Flow {
             streams,
             conn,
@@ -406,15 +388,15 @@ impl Flow {
             ack,
             ..
         } = self;
-        let notes =
-            streams[d].check_stale(*pkts, ack[d ^ 1], ctx.rcfg, ctx.budget, ctx.st, &mut |c| {
-                if let Some(conn) = conn.as_mut() {
-                    match c {
-                        Chunk::Data(b) => conn.data(d, b, ts, None, hcfg),
-                        Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
-                    }
+        let notes = streams[d].check_stale(*pkts, ack[d ^ 1], ctx.rcfg, ctx.budget, ctx.st, &mut |c| {
+            if let Some(conn) = conn.as_mut() {
+                match c {
+                    Chunk::Ack(a) => ack_off = map.map(|(off, next)| seq_offset(off, next, a)),
+                    Chunk::Data(b) => conn.data(d, b, ts, ack_off, hcfg),
+                    Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
                 }
-            });
+            }
+        });
         self.check_eof(d, ts, hcfg);
         notes
     }
@@ -433,11 +415,14 @@ impl Flow {
         let mut notes = Notes::default();
         let hcfg = ctx.hcfg;
         for d in 0..2 {
+            let map = self.streams[d ^ 1].seq_map();
+            let mut ack_off = None;
             let Flow { streams, conn, .. } = self;
             let n = streams[d].flush(ctx.budget, ctx.st, &mut |c| {
                 if let Some(conn) = conn.as_mut() {
                     match c {
-                        Chunk::Data(b) => conn.data(d, b, ts, None, hcfg),
+                        Chunk::Ack(a) => ack_off = map.map(|(off, next)| seq_offset(off, next, a)),
+                        Chunk::Data(b) => conn.data(d, b, ts, ack_off, hcfg),
                         Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
                     }
                 }
@@ -473,14 +458,7 @@ impl Flow {
         }
     }
 
-    fn collect(
-        &mut self,
-        ts: Ts,
-        notes: Notes,
-        cfg: &FlowConfig,
-        st: &mut FlowStats,
-        out: &mut Vec<FlowOutput>,
-    ) {
+    fn collect(&mut self, ts: Ts, notes: Notes, cfg: &FlowConfig, st: &mut FlowStats, out: &mut Vec<FlowOutput>) {
         let mut txs = Vec::new();
         let mut http_anoms = Vec::new();
         if let Some(c) = self.conn.as_mut() {
@@ -515,12 +493,14 @@ impl Flow {
         }
         st.transactions += txs.len() as u64;
         for tx in txs {
-            out.push(FlowOutput::Http {
-                meta: meta.clone(),
-                tx,
-            });
+            out.push(FlowOutput::Http { meta: meta.clone(), tx });
         }
     }
+}
+
+/// Stream offset of sequence number `seq`, given a stream's (offset, next_seq) snapshot.
+fn seq_offset(off: u64, next: u32, seq: u32) -> u64 {
+    (off as i64 + seq.wrapping_sub(next) as i32 as i64).max(0) as u64
 }
 
 /// A flow id stable for a given flow and start time, below 2^53 so JSON readers keep it exact.
@@ -560,14 +540,7 @@ mod tests {
     const C: [u8; 4] = [10, 0, 0, 2];
     const S: [u8; 4] = [10, 0, 0, 1];
 
-    fn seg<'a>(
-        ts: Ts,
-        from_client: bool,
-        seq: u32,
-        ack: u32,
-        flags: u8,
-        payload: &'a [u8],
-    ) -> TcpSegment<'a> {
+    fn seg<'a>(ts: Ts, from_client: bool, seq: u32, ack: u32, flags: u8, payload: &'a [u8]) -> TcpSegment<'a> {
         let (src, dst, sport, dport) = if from_client {
             (v4(C), v4(S), 40000, 80)
         } else {
@@ -621,10 +594,7 @@ mod tests {
         let mut out = Vec::new();
         let (ci, si) = (1000u32, 5000u32);
         t.process(&seg(1, true, ci, 0, tcp_flags::SYN, b""), &mut out);
-        t.process(
-            &seg(2, false, si, ci + 1, tcp_flags::SYN | A, b""),
-            &mut out,
-        );
+        t.process(&seg(2, false, si, ci + 1, tcp_flags::SYN | A, b""), &mut out);
         t.process(&seg(3, true, ci + 1, si + 1, A, b""), &mut out);
         let (a, b) = REQ.split_at(cut);
         let s1 = seg(4, true, ci + 1, si + 1, PA, a);
@@ -639,25 +609,11 @@ mod tests {
         let ra = ci + 1 + REQ.len() as u32;
         t.process(&seg(6, false, si + 1, ra, PA, RESP), &mut out);
         t.process(
-            &seg(
-                7,
-                true,
-                ra,
-                si + 1 + RESP.len() as u32,
-                A | tcp_flags::FIN,
-                b"",
-            ),
+            &seg(7, true, ra, si + 1 + RESP.len() as u32, A | tcp_flags::FIN, b""),
             &mut out,
         );
         t.process(
-            &seg(
-                8,
-                false,
-                si + 1 + RESP.len() as u32,
-                ra + 1,
-                A | tcp_flags::FIN,
-                b"",
-            ),
+            &seg(8, false, si + 1 + RESP.len() as u32, ra + 1, A | tcp_flags::FIN, b""),
             &mut out,
         );
         assert_eq!(t.stats.closed, 1);
@@ -666,20 +622,10 @@ mod tests {
 
     #[test]
     fn request_split_at_every_offset_and_reordered_gives_the_same_event() {
-        let want = vec![(
-            "10.0.0.2:40000".to_string(),
-            "/api/users/7".to_string(),
-            200,
-            5,
-            false,
-        )];
+        let want = vec![("10.0.0.2:40000".to_string(), "/api/users/7".to_string(), 200, 5, false)];
         for cut in 0..=REQ.len() {
             for reorder in [false, true] {
-                assert_eq!(
-                    http(&conversation(cut, reorder)),
-                    want,
-                    "cut {cut} reorder {reorder}"
-                );
+                assert_eq!(http(&conversation(cut, reorder)), want, "cut {cut} reorder {reorder}");
             }
         }
     }
@@ -689,25 +635,13 @@ mod tests {
         let mut t = table();
         let mut out = Vec::new();
         // The server's packet is seen first: direction 0 is the server, yet src is the client.
-        t.process(
-            &seg(1, false, 9000, 100, PA, b"tail of an old response body"),
-            &mut out,
-        );
+        t.process(&seg(1, false, 9000, 100, PA, b"tail of an old response body"), &mut out);
         t.process(&seg(2, true, 100, 9029, PA, REQ), &mut out);
-        t.process(
-            &seg(3, false, 9029, 100 + REQ.len() as u32, PA, RESP),
-            &mut out,
-        );
+        t.process(&seg(3, false, 9029, 100 + REQ.len() as u32, PA, RESP), &mut out);
         t.flush_all(4, &mut out);
         assert_eq!(
             http(&out),
-            vec![(
-                "10.0.0.2:40000".to_string(),
-                "/api/users/7".to_string(),
-                200,
-                5,
-                false
-            )]
+            vec![("10.0.0.2:40000".to_string(), "/api/users/7".to_string(), 200, 5, false)]
         );
         assert_eq!(t.stats.midstream, 1);
     }
@@ -720,40 +654,21 @@ mod tests {
         t.process(&seg(2, false, 900, 101, tcp_flags::SYN | A, b""), &mut out);
         t.process(&seg(3, true, 101, 901, PA, REQ), &mut out);
         let head = b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n";
-        t.process(
-            &seg(4, false, 901, 101 + REQ.len() as u32, PA, head),
-            &mut out,
-        );
+        t.process(&seg(4, false, 901, 101 + REQ.len() as u32, PA, head), &mut out);
         let body_at = 901 + head.len() as u32;
         // 10 body bytes lost, 20 arrive
         t.process(
-            &seg(
-                5,
-                false,
-                body_at + 10,
-                101 + REQ.len() as u32,
-                PA,
-                &[b'x'; 20],
-            ),
+            &seg(5, false, body_at + 10, 101 + REQ.len() as u32, PA, &[b'x'; 20]),
             &mut out,
         );
         // next request and response on the same connection
         let r2 = b"GET /next HTTP/1.1\r\n\r\n";
-        t.process(
-            &seg(6, true, 101 + REQ.len() as u32, body_at + 30, PA, r2),
-            &mut out,
-        );
+        t.process(&seg(6, true, 101 + REQ.len() as u32, body_at + 30, PA, r2), &mut out);
         t.flush_all(7, &mut out);
         let got = http(&out);
         assert_eq!(
             got[0],
-            (
-                "10.0.0.2:40000".to_string(),
-                "/api/users/7".to_string(),
-                200,
-                30,
-                true
-            )
+            ("10.0.0.2:40000".to_string(), "/api/users/7".to_string(), 200, 30, true)
         );
         assert_eq!(got[1].1, "/next");
         assert!(out.iter().any(|o| matches!(

@@ -67,10 +67,7 @@ mod tests {
             Decoded::Done(v) => assert_eq!(v.len(), 64 << 10),
             _ => panic!(),
         }
-        assert!(matches!(
-            decode("gzip", b"not gzip at all", 1024),
-            Decoded::Failed
-        ));
+        assert!(matches!(decode("gzip", b"not gzip at all", 1024), Decoded::Failed));
         assert!(matches!(decode("br", b"x", 1024), Decoded::NotEncoded));
     }
 }

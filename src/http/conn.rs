@@ -49,10 +49,28 @@ impl Entry {
     }
 }
 
+/// Response bytes that wait for the request they answer (see [`Conn::should_defer`]).
+struct Deferred {
+    dir: usize,
+    /// Client-stream offset the server had acknowledged.
+    need: u64,
+    chunks: Vec<(Ts, Held)>,
+    bytes: usize,
+}
+
+enum Held {
+    Data(Vec<u8>, Option<u64>),
+    Gap(u64),
+}
+
+/// Most response bytes held back waiting for their request.
+const MAX_DEFER: usize = 256 << 10;
+
 pub struct Conn {
     halves: [Half; 2],
     client: Option<usize>,
     q: Q,
+    deferred: Option<Deferred>,
 }
 
 /// Everything but the two parsers, so a parser can report into it while borrowed.
@@ -73,18 +91,11 @@ impl Conn {
     /// `client`: the direction index (0 or 1) whose sender is the client, if the handshake
     /// told us; otherwise the first message seen decides.
     pub fn new(client: Option<usize>, cfg: &HttpConfig) -> Self {
-        let role = |d: usize| {
-            client.map(|c| {
-                if c == d {
-                    Role::Request
-                } else {
-                    Role::Response
-                }
-            })
-        };
+        let role = |d: usize| client.map(|c| if c == d { Role::Request } else { Role::Response });
         Conn {
             halves: [Half::new(role(0)), Half::new(role(1))],
             client,
+            deferred: None,
             q: Q {
                 pending: VecDeque::new(),
                 out: Vec::new(),
@@ -105,7 +116,7 @@ impl Conn {
 
     /// Nothing in flight: no partial message, no request waiting for its response.
     pub fn is_idle(&self) -> bool {
-        self.q.pending.is_empty() && self.halves.iter().all(|h| h.is_idle())
+        self.deferred.is_none() && self.q.pending.is_empty() && self.halves.iter().all(|h| h.is_idle())
     }
 
     pub fn tunnel(&self) -> bool {
@@ -133,8 +144,18 @@ impl Conn {
         if self.q.tunnel {
             return;
         }
+        let dir = dir & 1;
+        if self.should_defer(dir, ack_off) {
+            self.defer(dir, ts, Held::Data(d.to_vec(), ack_off), ack_off, cfg);
+            return;
+        }
+        self.feed(dir, d, ts, ack_off, cfg);
+        self.try_release(cfg);
+    }
+
+    fn feed(&mut self, dir: usize, d: &[u8], ts: Ts, ack_off: Option<u64>, cfg: &HttpConfig) {
         self.q.ack_off = ack_off;
-        self.halves[dir & 1].feed(d, ts, cfg, &mut self.q);
+        self.halves[dir].feed(d, ts, cfg, &mut self.q);
         self.after(dir);
     }
 
@@ -142,18 +163,109 @@ impl Conn {
         if self.q.tunnel {
             return;
         }
-        self.halves[dir & 1].gap(n, ts, cfg, &mut self.q);
+        let dir = dir & 1;
+        if self.deferred.as_ref().is_some_and(|df| df.dir == dir) {
+            self.defer(dir, ts, Held::Gap(n), None, cfg);
+            return;
+        }
+        self.halves[dir].gap(n, ts, cfg, &mut self.q);
         self.after(dir);
+        self.try_release(cfg);
     }
 
     pub fn eof(&mut self, dir: usize, ts: Ts, cfg: &HttpConfig) {
+        // Whatever waited for the other side is processed before a side closes.
+        self.release(cfg);
         self.halves[dir & 1].eof(ts, cfg, &mut self.q);
         self.after(dir);
+    }
+
+    /// A response must not be parsed before the request it answers: on a mirror the two
+    /// directions can arrive out of order. When the server's packet acknowledges client bytes
+    /// we have not seen yet and a new response would start, its bytes wait (copied, at most
+    /// `MAX_DEFER`) until the client's stream catches up (or a gap skips it, or it closes).
+    fn should_defer(&self, dir: usize, ack_off: Option<u64>) -> bool {
+        if let Some(df) = &self.deferred {
+            return df.dir == dir;
+        }
+        let (Some(c), Some(a)) = (self.client, ack_off) else {
+            return false;
+        };
+        dir != c && self.halves[dir].at_message_start() && a > self.halves[c].pos()
+    }
+
+    fn defer(&mut self, dir: usize, ts: Ts, h: Held, ack_off: Option<u64>, cfg: &HttpConfig) {
+        let df = self.deferred.get_or_insert_with(|| Deferred {
+            dir,
+            need: ack_off.unwrap_or(0),
+            chunks: Vec::new(),
+            bytes: 0,
+        });
+        if let Held::Data(v, _) = &h {
+            df.bytes += v.len();
+        }
+        df.chunks.push((ts, h));
+        if df.bytes > MAX_DEFER {
+            self.release(cfg);
+        }
+    }
+
+    fn release(&mut self, cfg: &HttpConfig) {
+        self.release_until_blocked(cfg, true);
+    }
+
+    fn try_release(&mut self, cfg: &HttpConfig) {
+        let ready = match (&self.deferred, self.client) {
+            (Some(df), Some(c)) => self.halves[c].pos() >= df.need,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if ready {
+            self.release_until_blocked(cfg, false);
+        }
+    }
+
+    /// Process held response bytes in order; stop again at a response whose request has
+    /// still not been seen (unless `force`: the client side closed or the cap was reached).
+    fn release_until_blocked(&mut self, cfg: &HttpConfig, force: bool) {
+        let Some(df) = self.deferred.take() else { return };
+        let mut chunks = df.chunks.into_iter();
+        while let Some((ts, h)) = chunks.next() {
+            if self.q.tunnel {
+                break;
+            }
+            if let (false, Held::Data(_, Some(a)), Some(c)) = (force, &h, self.client) {
+                let a = *a;
+                if self.halves[df.dir].at_message_start() && a > self.halves[c].pos() {
+                    let mut rest: Vec<(Ts, Held)> = vec![(ts, h)];
+                    rest.extend(chunks);
+                    let bytes = rest
+                        .iter()
+                        .map(|(_, h)| if let Held::Data(v, _) = h { v.len() } else { 0 })
+                        .sum();
+                    self.deferred = Some(Deferred {
+                        dir: df.dir,
+                        need: a,
+                        chunks: rest,
+                        bytes,
+                    });
+                    return;
+                }
+            }
+            match h {
+                Held::Data(v, ack) => self.feed(df.dir, &v, ts, ack, cfg),
+                Held::Gap(n) => {
+                    self.halves[df.dir].gap(n, ts, cfg, &mut self.q);
+                    self.after(df.dir);
+                }
+            }
+        }
     }
 
     /// End of the flow: close both directions and emit everything still pending, requests
     /// without responses included.
     pub fn flush(&mut self, ts: Ts, cfg: &HttpConfig) {
+        self.release(cfg);
         // Responses first: a close-delimited response ends with the connection.
         let order = match self.client {
             Some(c) => [c ^ 1, c],
@@ -163,7 +275,11 @@ impl Conn {
             self.halves[d].eof(ts, cfg, &mut self.q);
         }
         self.q.pop_ready();
-        while let Some(e) = self.q.pending.pop_front() {
+        // Requests still unanswered when the response side lost bytes: their responses were
+        // most likely in the hole.
+        let resp_gap = self.q.resp_gap;
+        while let Some(mut e) = self.q.pending.pop_front() {
+            e.resp_lost |= resp_gap && e.resp.is_none();
             if e.req.is_some() || e.resp.is_some() {
                 let lost = e.resp_lost;
                 self.q.out.push(Transaction::new(e.req, e.resp, lost));
@@ -173,6 +289,15 @@ impl Conn {
 
     fn after(&mut self, dir: usize) {
         let dir = dir & 1;
+        if self.client.is_none() && self.halves.iter().all(|h| h.probe_exhausted()) {
+            // Picked up mid-stream and a megabyte each way without one HTTP message: not HTTP.
+            self.q.not_http = true;
+            self.q.tunnel = true;
+            for h in &mut self.halves {
+                h.set_dead();
+            }
+            return;
+        }
         if let Some(role) = self.q.role_found.take() {
             let other = match role {
                 Role::Request => Role::Response,
@@ -267,8 +392,7 @@ impl Events for Q {
                 }
             }
         }
-        self.pending
-            .push_back(Entry::new(ReqState::InProgress, kind));
+        self.pending.push_back(Entry::new(ReqState::InProgress, kind));
     }
 
     fn response_head(&mut self, _msg: &Message) -> ReqKind {
@@ -278,8 +402,7 @@ impl Events for Q {
             None => {
                 // A response to a request we never saw (capture started mid-connection, or the
                 // request was lost).
-                self.pending
-                    .push_back(Entry::new(ReqState::Lost, ReqKind::Other));
+                self.pending.push_back(Entry::new(ReqState::Lost, ReqKind::Other));
                 self.pending.len() - 1
             }
         };
@@ -289,26 +412,19 @@ impl Events for Q {
 
     fn done(&mut self, role: Role, msg: Message, end_off: u64) {
         match role {
-            Role::Request => {
-                match self
-                    .pending
-                    .iter_mut()
-                    .rev()
-                    .find(|e| e.state == ReqState::InProgress)
-                {
-                    Some(e) => {
-                        e.req = Some(msg);
-                        e.state = ReqState::Done;
-                        e.end_off = Some(end_off);
-                    }
-                    None => {
-                        let mut e = Entry::new(ReqState::Done, ReqKind::Other);
-                        e.req = Some(msg);
-                        e.end_off = Some(end_off);
-                        self.pending.push_back(e);
-                    }
+            Role::Request => match self.pending.iter_mut().rev().find(|e| e.state == ReqState::InProgress) {
+                Some(e) => {
+                    e.req = Some(msg);
+                    e.state = ReqState::Done;
+                    e.end_off = Some(end_off);
                 }
-            }
+                None => {
+                    let mut e = Entry::new(ReqState::Done, ReqKind::Other);
+                    e.req = Some(msg);
+                    e.end_off = Some(end_off);
+                    self.pending.push_back(e);
+                }
+            },
             Role::Response => match self
                 .pending
                 .iter_mut()
@@ -337,8 +453,7 @@ impl Events for Q {
                     if self.pending.len() >= self.max_pending {
                         return;
                     }
-                    self.pending
-                        .push_back(Entry::new(ReqState::Lost, ReqKind::Other));
+                    self.pending.push_back(Entry::new(ReqState::Lost, ReqKind::Other));
                 }
             }
             Role::Response => self.resp_gap = true,
@@ -441,26 +556,15 @@ mod tests {
 
     #[test]
     fn split_at_every_offset_gives_the_same_transactions() {
-        let req: &[u8] = b"POST /api/x?q=1 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        let req: &[u8] =
+            b"POST /api/x?q=1 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
         let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{\"a\":1}";
-        let whole = run(&[(0, req), (1, resp)])
-            .iter()
-            .map(line)
-            .collect::<Vec<_>>();
+        let whole = run(&[(0, req), (1, resp)]).iter().map(line).collect::<Vec<_>>();
         assert_eq!(whole, vec![("POST".into(), "/api/x?q=1".into(), 200, 3, 7)]);
         for i in 0..=req.len() {
             for j in [0, resp.len() / 2, resp.len()] {
-                let t = run(&[
-                    (0, &req[..i]),
-                    (0, &req[i..]),
-                    (1, &resp[..j]),
-                    (1, &resp[j..]),
-                ]);
-                assert_eq!(
-                    t.iter().map(line).collect::<Vec<_>>(),
-                    whole,
-                    "split at {i}/{j}"
-                );
+                let t = run(&[(0, &req[..i]), (0, &req[i..]), (1, &resp[..j]), (1, &resp[j..])]);
+                assert_eq!(t.iter().map(line).collect::<Vec<_>>(), whole, "split at {i}/{j}");
             }
         }
     }
@@ -476,13 +580,7 @@ mod tests {
             None,
             &cfg,
         );
-        c.data(
-            0,
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
-            2,
-            None,
-            &cfg,
-        );
+        c.data(0, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 2, None, &cfg);
         assert_eq!(c.client(), Some(1));
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
@@ -507,33 +605,15 @@ mod tests {
         );
         // request 2 lost entirely
         c.gap(0, 19, 3, &cfg);
-        c.data(
-            1,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2",
-            4,
-            Some(38),
-            &cfg,
-        );
+        c.data(1, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2", 4, Some(38), &cfg);
         c.data(0, b"GET /3 HTTP/1.1\r\n\r\n", 5, None, &cfg);
-        c.data(
-            1,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n3",
-            6,
-            Some(57),
-            &cfg,
-        );
+        c.data(1, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n3", 6, Some(57), &cfg);
         c.flush(7, &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
         let got: Vec<_> = t
             .iter()
-            .map(|t| {
-                (
-                    line(t).1,
-                    t.response.as_ref().map(|r| r.body.clone()),
-                    t.gap,
-                )
-            })
+            .map(|t| (line(t).1, t.response.as_ref().map(|r| r.body.clone()), t.gap))
             .collect();
         assert_eq!(
             got,

@@ -70,8 +70,9 @@ enum St {
     Dead,
 }
 
-/// Bytes of junk a direction of unknown role may show before it is declared not HTTP.
-const PROBE_LIMIT: u64 = 64 << 10;
+/// Bytes without a message start, in both directions of a connection picked up mid-stream,
+/// before it is declared not HTTP (a large body in flight can take a while to end).
+const PROBE_LIMIT: u64 = 1 << 20;
 const MAX_CHUNK_LINE: usize = 1024;
 const MAX_TRAILERS: usize = 8 << 10;
 const MAX_HEADERS: usize = 128;
@@ -109,6 +110,17 @@ impl Half {
         self.role
     }
 
+    /// This direction has shown `PROBE_LIMIT` bytes without a single HTTP message start.
+    pub fn probe_exhausted(&self) -> bool {
+        !self.ever_synced && self.pos > PROBE_LIMIT
+    }
+
+    /// Stop parsing (the connection is not HTTP).
+    pub fn set_dead(&mut self) {
+        self.st = St::Dead;
+        self.buf = Vec::new();
+    }
+
     /// The other direction found its role: this one has the opposite.
     pub fn set_role(&mut self, role: Role) {
         if self.role.is_none() {
@@ -119,6 +131,16 @@ impl Half {
     pub fn set_tunnel(&mut self) {
         self.st = St::Tunnel;
         self.buf = Vec::new();
+    }
+
+    /// Between messages, nothing partial held: the next byte starts a message.
+    pub fn at_message_start(&self) -> bool {
+        self.st == St::Idle && self.buf.is_empty()
+    }
+
+    /// Stream offset of the next byte (data and gaps fed so far).
+    pub fn pos(&self) -> u64 {
+        self.pos
     }
 
     pub fn is_idle(&self) -> bool {
@@ -134,11 +156,6 @@ impl Half {
                 St::Body(f) => self.body(f, &mut d, ts, end_pos, cfg, ev),
                 St::Resync => {
                     if !self.resync(&mut d, ev) {
-                        // Never found a message start in this direction: probably not HTTP.
-                        if !self.ever_synced && self.role.is_none() && self.pos > PROBE_LIMIT {
-                            ev.anomaly(HttpAnomaly::NotHttp);
-                            self.st = St::Dead;
-                        }
                         return;
                     }
                 }
@@ -240,9 +257,7 @@ impl Half {
                 let pos = self.pos;
                 if role == Role::Request {
                     ev.request_head(&msg, pos);
-                } else if (100..200).contains(&msg.status)
-                    || ev.response_head(&msg) == ReqKind::Connect
-                {
+                } else if (100..200).contains(&msg.status) || ev.response_head(&msg) == ReqKind::Connect {
                     return;
                 }
                 self.cur = msg;
@@ -258,10 +273,7 @@ impl Half {
     fn head(&mut self, d: &mut &[u8], ts: Ts, end_pos: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
         if self.buf.is_empty() {
             // Blank lines between messages are allowed (RFC 9112 §2.2).
-            let skip = d
-                .iter()
-                .take_while(|b| **b == b'\r' || **b == b'\n')
-                .count();
+            let skip = d.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
             *d = &d[skip..];
             if d.is_empty() {
                 return;
@@ -329,15 +341,7 @@ impl Half {
         }
     }
 
-    fn start_body(
-        &mut self,
-        role: Role,
-        msg: Message,
-        ts: Ts,
-        head_end: u64,
-        cfg: &HttpConfig,
-        ev: &mut dyn Events,
-    ) {
+    fn start_body(&mut self, role: Role, msg: Message, ts: Ts, head_end: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
         self.cur = msg;
         let framing = match role {
             Role::Request => {
@@ -376,15 +380,7 @@ impl Half {
         }
     }
 
-    fn body(
-        &mut self,
-        f: Framing,
-        d: &mut &[u8],
-        ts: Ts,
-        end_pos: u64,
-        cfg: &HttpConfig,
-        ev: &mut dyn Events,
-    ) {
+    fn body(&mut self, f: Framing, d: &mut &[u8], ts: Ts, end_pos: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
         match f {
             Framing::Length(rem) => {
                 let take = rem.min(d.len() as u64) as usize;
@@ -618,12 +614,7 @@ fn map_err(e: httparse::Error) -> HttpAnomaly {
 
 fn owned_headers(h: &[httparse::Header<'_>]) -> Vec<(String, String)> {
     h.iter()
-        .map(|h| {
-            (
-                h.name.to_string(),
-                String::from_utf8_lossy(h.value).trim().to_string(),
-            )
-        })
+        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).trim().to_string()))
         .collect()
 }
 

@@ -94,9 +94,7 @@ pub struct Transaction {
 
 impl Transaction {
     pub fn new(request: Option<Message>, response: Option<Message>, lost: bool) -> Self {
-        let any = |f: fn(&Message) -> bool| {
-            request.as_ref().is_some_and(f) || response.as_ref().is_some_and(f)
-        };
+        let any = |f: fn(&Message) -> bool| request.as_ref().is_some_and(f) || response.as_ref().is_some_and(f);
         let gap = lost || request.is_none() || any(|m| m.gap);
         let truncated = any(|m| m.truncated);
         Transaction {
@@ -109,10 +107,7 @@ impl Transaction {
 
     /// Request start, else response start.
     pub fn start(&self) -> Ts {
-        self.request
-            .as_ref()
-            .or(self.response.as_ref())
-            .map_or(0, |m| m.start)
+        self.request.as_ref().or(self.response.as_ref()).map_or(0, |m| m.start)
     }
 
     /// Wire latency: request end to response start, microseconds.
@@ -137,7 +132,6 @@ pub enum HttpAnomaly {
     TooManyPipelined,
     ResponseWithoutRequest,
     BodyDecodeError,
-    NotHttp,
     Gap,
 }
 
@@ -156,7 +150,6 @@ impl HttpAnomaly {
             HttpAnomaly::TooManyPipelined => "TOO_MANY_PIPELINED_REQUESTS",
             HttpAnomaly::ResponseWithoutRequest => "UNSOLICITED_RESPONSE",
             HttpAnomaly::BodyDecodeError => "BODY_DECODE_ERROR",
-            HttpAnomaly::NotHttp => "NOT_HTTP",
             HttpAnomaly::Gap => "GAP_IN_MESSAGE",
         }
     }
@@ -244,10 +237,7 @@ mod tests {
     #[test]
     fn request_and_status_line_probes() {
         assert_eq!(starts_request(b"GET / HTTP/1.1"), Some(true));
-        assert_eq!(
-            starts_request(b"RPC_IN_DATA /rpc/rpcproxy.dll HTTP/1.1"),
-            Some(true)
-        );
+        assert_eq!(starts_request(b"RPC_IN_DATA /rpc/rpcproxy.dll HTTP/1.1"), Some(true));
         assert_eq!(starts_request(b"BREW http://pot/ HTTP/1.1"), Some(true));
         assert_eq!(starts_request(b"GE"), None);
         assert_eq!(starts_request(b"SSH-2.0-OpenSSH_9.2"), Some(false));

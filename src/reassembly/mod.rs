@@ -30,6 +30,9 @@ pub enum Chunk<'a> {
     Data(&'a [u8]),
     /// `n` bytes were lost: the stream skips them.
     Gap(u64),
+    /// The data that follows was carried by a segment acknowledging this sequence number of
+    /// the other direction (lets the consumer order the two directions, see http::conn).
+    Ack(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -88,13 +91,16 @@ pub struct Stream {
     next_seq: u32,
     /// Stream offset of `next_seq`.
     off: u64,
-    ooo: BTreeMap<u64, Vec<u8>>,
+    /// Out-of-order bytes by stream offset, with the acknowledgement their segment carried.
+    ooo: BTreeMap<u64, (Vec<u8>, Option<u32>)>,
     ooo_bytes: usize,
     hist: Vec<u8>,
     hist_from: u64,
     fin_seq: Option<u32>,
     fin_done: bool,
     hole_since: u64,
+    /// Acknowledgement carried by the segment being processed (set by [`Stream::note_ack`]).
+    seg_ack: Option<u32>,
 }
 
 impl Stream {
@@ -122,13 +128,23 @@ impl Stream {
 
     /// Stream offset that sequence number `seq` stands for (e.g. an acknowledgement).
     pub fn offset_of(&self, seq: u32) -> Option<u64> {
-        self.started.then(|| {
-            (self.off as i64 + seq.wrapping_sub(self.next_seq) as i32 as i64).max(0) as u64
-        })
+        self.started
+            .then(|| (self.off as i64 + seq.wrapping_sub(self.next_seq) as i32 as i64).max(0) as u64)
+    }
+
+    /// (offset, next expected sequence number), to map acknowledgements to offsets while the
+    /// stream itself is borrowed elsewhere.
+    pub fn seq_map(&self) -> Option<(u64, u32)> {
+        self.started.then_some((self.off, self.next_seq))
     }
 
     pub fn buffered(&self) -> usize {
         self.ooo_bytes
+    }
+
+    /// The next segment fed carries this acknowledgement (for [`Chunk::Ack`]).
+    pub fn note_ack(&mut self, ack: Option<u32>) {
+        self.seg_ack = ack;
     }
 
     /// Feed one segment. `missing` bytes after `payload` were cut off by the capture.
@@ -191,7 +207,8 @@ impl Stream {
             return notes;
         }
         if rel == 0 {
-            self.deliver(payload, missing, st, out);
+            let ack = self.seg_ack;
+            self.deliver(payload, missing, ack, st, out);
             self.drain(st, budget, &mut notes, out);
         } else {
             st.ooo_segments += 1;
@@ -203,9 +220,7 @@ impl Stream {
                 st.overlap_conflicts += 1;
                 notes.conflict = true;
             }
-            while self.ooo_bytes > cfg.max_ooo_per_stream
-                || (budget.used > cfg.max_ooo_total && !self.ooo.is_empty())
-            {
+            while self.ooo_bytes > cfg.max_ooo_per_stream || (budget.used > cfg.max_ooo_total && !self.ooo.is_empty()) {
                 st.cap_skips += 1;
                 self.skip_hole(st, budget, &mut notes, out);
             }
@@ -240,12 +255,7 @@ impl Stream {
     }
 
     /// Skip every remaining hole and deliver all buffered data (close, timeout, end of input).
-    pub fn flush(
-        &mut self,
-        budget: &mut Budget,
-        st: &mut ReassemblyStats,
-        out: &mut dyn FnMut(Chunk<'_>),
-    ) -> Notes {
+    pub fn flush(&mut self, budget: &mut Budget, st: &mut ReassemblyStats, out: &mut dyn FnMut(Chunk<'_>)) -> Notes {
         let mut notes = Notes::default();
         while !self.ooo.is_empty() {
             self.skip_hole(st, budget, &mut notes, out);
@@ -273,10 +283,14 @@ impl Stream {
         &mut self,
         payload: &[u8],
         missing: u32,
+        ack: Option<u32>,
         st: &mut ReassemblyStats,
         out: &mut dyn FnMut(Chunk<'_>),
     ) {
         if !payload.is_empty() {
+            if let Some(a) = ack {
+                out(Chunk::Ack(a));
+            }
             out(Chunk::Data(payload));
             self.remember(payload);
             self.next_seq = self.next_seq.wrapping_add(payload.len() as u32);
@@ -304,7 +318,7 @@ impl Stream {
             if at > self.off {
                 break;
             }
-            let data = entry.remove();
+            let (data, ack) = entry.remove();
             self.ooo_bytes -= data.len();
             budget.used -= data.len();
             let end = at + data.len() as u64;
@@ -316,7 +330,7 @@ impl Stream {
                 st.overlap_conflicts += 1;
                 notes.conflict = true;
             }
-            self.deliver(&data[skip..], 0, st, out);
+            self.deliver(&data[skip..], 0, ack, st, out);
         }
     }
 
@@ -350,7 +364,7 @@ impl Stream {
         let mut conflict = false;
         let mut pieces: Vec<(u64, u64)> = Vec::new();
         let mut cur = at;
-        for (&s, v) in self.ooo.range(..end) {
+        for (&s, (v, _)) in self.ooo.range(..end) {
             let e = s + v.len() as u64;
             if e <= cur {
                 continue;
@@ -373,7 +387,7 @@ impl Stream {
             let v = data[(s - at) as usize..(e - at) as usize].to_vec();
             self.ooo_bytes += v.len();
             budget.used += v.len();
-            self.ooo.insert(s, v);
+            self.ooo.insert(s, (v, self.seg_ack));
         }
         conflict
     }
@@ -457,6 +471,7 @@ mod tests {
                 &mut |c| match c {
                     Chunk::Data(d) => out.extend_from_slice(d),
                     Chunk::Gap(n) => gaps.push(n),
+                    Chunk::Ack(_) => {}
                 },
             )
         }
@@ -465,6 +480,8 @@ mod tests {
             self.s.flush(&mut self.b, &mut self.st, &mut |c| match c {
                 Chunk::Data(d) => out.extend_from_slice(d),
                 Chunk::Gap(n) => gaps.push(n),
+                Chunk::Ack(_) => {}
+                Chunk::Ack(_) => {}
             });
         }
     }
@@ -515,11 +532,7 @@ mod tests {
         r.seg(10, b"xyz");
         assert_eq!(r.gaps.len(), 0);
         r.seg(20, b"12");
-        assert_eq!(
-            r.gaps,
-            vec![8],
-            "only the first hole is skipped to get under the cap"
-        );
+        assert_eq!(r.gaps, vec![8], "only the first hole is skipped to get under the cap");
         assert_eq!(r.out, b"axyz");
         r.flush();
         assert_eq!(r.gaps, vec![8, 7]);
@@ -537,6 +550,8 @@ mod tests {
         let mut sink = |c: Chunk<'_>| match c {
             Chunk::Data(d) => out.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
+            Chunk::Ack(_) => {}
+            Chunk::Ack(_) => {}
         };
         r.s.check_stale(3, Some(8), &r.cfg, &mut r.b, &mut r.st, &mut sink);
         r.s.check_stale(5, Some(8), &r.cfg, &mut r.b, &mut r.st, &mut sink);
@@ -551,6 +566,8 @@ mod tests {
         let mut sink = |c: Chunk<'_>| match c {
             Chunk::Data(d) => out.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
+            Chunk::Ack(_) => {}
+            Chunk::Ack(_) => {}
         };
         r.s.check_stale(3, Some(8), &r.cfg, &mut r.b, &mut r.st, &mut sink);
         assert!(r.gaps.is_empty(), "skipped too early");

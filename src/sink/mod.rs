@@ -47,7 +47,9 @@ impl std::str::FromStr for SinkSpec {
             return check_addr(a).map(|_| SinkSpec::SyslogTcp(a.to_string()));
         }
         if s.contains("://") {
-            return Err(format!("unknown sink scheme in {s:?} (use -, PATH, syslog+udp://HOST:PORT or syslog+tcp://HOST:PORT)"));
+            return Err(format!(
+                "unknown sink scheme in {s:?} (use -, PATH, syslog+udp://HOST:PORT or syslog+tcp://HOST:PORT)"
+            ));
         }
         Ok(SinkSpec::File(PathBuf::from(s.strip_prefix("file:").unwrap_or(s))))
     }
@@ -106,12 +108,14 @@ pub struct SinkOptions {
     pub queue: usize,
     /// Failures are fatal (replay to a file or stdout) rather than dropped and retried (live).
     pub fatal_errors: bool,
+    /// Start files empty (replay) instead of appending (live).
+    pub truncate_files: bool,
 }
 
 pub fn open(spec: &SinkSpec, o: &SinkOptions) -> io::Result<Box<dyn Sink>> {
     Ok(match spec {
         SinkSpec::Stdout => Box::new(StdoutSink(BufWriter::with_capacity(1 << 20, io::stdout()))),
-        SinkSpec::File(p) => Box::new(FileSink::open(p.clone())?),
+        SinkSpec::File(p) => Box::new(FileSink::open(p.clone(), o.truncate_files)?),
         SinkSpec::SyslogUdp(a) => Box::new(syslog::Syslog::udp(a, &o.sensor_name, o.facility)?),
         SinkSpec::SyslogTcp(a) => Box::new(syslog::Syslog::tcp(a, &o.sensor_name, o.facility)?),
     })
@@ -135,9 +139,16 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    pub fn open(path: PathBuf) -> io::Result<Self> {
-        let f = OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(FileSink { path, w: BufWriter::with_capacity(1 << 20, f) })
+    pub fn open(path: PathBuf, truncate: bool) -> io::Result<Self> {
+        let f = if truncate {
+            File::create(&path)?
+        } else {
+            OpenOptions::new().create(true).append(true).open(&path)?
+        };
+        Ok(FileSink {
+            path,
+            w: BufWriter::with_capacity(1 << 20, f),
+        })
     }
 }
 
@@ -181,11 +192,23 @@ impl SinkHandle {
         let stats = Arc::new(SinkStats::default());
         let st = stats.clone();
         let spec2 = spec.clone();
-        let opts = SinkOptions { sensor_name: o.sensor_name.clone(), facility: o.facility, queue: o.queue, fatal_errors: o.fatal_errors };
+        // Reconnects append: the first open already truncated what had to be.
+        let opts = SinkOptions {
+            sensor_name: o.sensor_name.clone(),
+            facility: o.facility,
+            queue: o.queue,
+            fatal_errors: o.fatal_errors,
+            truncate_files: false,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("apitap-sink-{spec}"))
             .spawn(move || run(spec2, opts, first, rx, st, reopen_gen))?;
-        Ok(SinkHandle { name: spec.to_string(), tx, stats, thread })
+        Ok(SinkHandle {
+            name: spec.to_string(),
+            tx,
+            stats,
+            thread,
+        })
     }
 
     /// Queue a batch; in a live run (`block` false) a full queue drops it, counted.
@@ -205,7 +228,9 @@ impl SinkHandle {
     /// Close the queue, wait for the thread to write what it holds.
     pub fn finish(self) -> io::Result<()> {
         drop(self.tx);
-        self.thread.join().unwrap_or_else(|_| Err(io::Error::other("sink thread panicked")))
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("sink thread panicked")))
     }
 }
 
@@ -264,7 +289,9 @@ fn run(
             st.dropped.fetch_add(b.events, Ordering::Relaxed);
             continue;
         };
-        let r = s.write_lines(&b.bytes).and_then(|_| if rx.is_empty() { s.flush() } else { Ok(()) });
+        let r = s
+            .write_lines(&b.bytes)
+            .and_then(|_| if rx.is_empty() { s.flush() } else { Ok(()) });
         match r {
             Ok(()) => {
                 st.written.fetch_add(b.events, Ordering::Relaxed);
@@ -297,9 +324,18 @@ mod tests {
     #[test]
     fn specs_parse() {
         assert_eq!("-".parse::<SinkSpec>(), Ok(SinkSpec::Stdout));
-        assert_eq!("/var/log/x.json".parse::<SinkSpec>(), Ok(SinkSpec::File("/var/log/x.json".into())));
-        assert_eq!("syslog+udp://127.0.0.1:514".parse::<SinkSpec>(), Ok(SinkSpec::SyslogUdp("127.0.0.1:514".into())));
-        assert_eq!("syslog+tcp://[::1]:601".parse::<SinkSpec>(), Ok(SinkSpec::SyslogTcp("[::1]:601".into())));
+        assert_eq!(
+            "/var/log/x.json".parse::<SinkSpec>(),
+            Ok(SinkSpec::File("/var/log/x.json".into()))
+        );
+        assert_eq!(
+            "syslog+udp://127.0.0.1:514".parse::<SinkSpec>(),
+            Ok(SinkSpec::SyslogUdp("127.0.0.1:514".into()))
+        );
+        assert_eq!(
+            "syslog+tcp://[::1]:601".parse::<SinkSpec>(),
+            Ok(SinkSpec::SyslogTcp("[::1]:601".into()))
+        );
         assert!("syslog+udp://nohostport".parse::<SinkSpec>().is_err());
         assert!("kafka://x:1".parse::<SinkSpec>().is_err());
     }

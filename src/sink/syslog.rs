@@ -39,13 +39,22 @@ impl Syslog {
         let s = TcpStream::connect_timeout(&target, Duration::from_secs(3))?;
         s.set_write_timeout(Some(Duration::from_secs(5)))?;
         s.set_nodelay(true)?;
-        Ok(Self::new(Conn::Tcp(BufWriter::with_capacity(256 << 10, s)), host, facility))
+        Ok(Self::new(
+            Conn::Tcp(BufWriter::with_capacity(256 << 10, s)),
+            host,
+            facility,
+        ))
     }
 
     fn new(conn: Conn, host: &str, facility: u8) -> Self {
         let host: String = host.chars().filter(|c| c.is_ascii_graphic()).take(255).collect();
         let host = if host.is_empty() { "-".to_string() } else { host };
-        Syslog { conn, header_tail: format!("{host} apitap {}", std::process::id()), pri: facility.min(23) * 8 + 6, buf: Vec::new() }
+        Syslog {
+            conn,
+            header_tail: format!("{host} apitap {}", std::process::id()),
+            pri: facility.min(23) * 8 + 6,
+            buf: Vec::new(),
+        }
     }
 
     fn frame(&mut self, line: &[u8]) {
@@ -74,7 +83,9 @@ fn event_type(line: &[u8]) -> &str {
 }
 
 fn resolve(addr: &str) -> io::Result<std::net::SocketAddr> {
-    addr.to_socket_addrs()?.next().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: no address")))
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: no address")))
 }
 
 impl Sink for Syslog {
@@ -114,7 +125,8 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         let mut s = Syslog::tcp(&addr, "sensor-1", 16).unwrap();
-        s.write_lines(b"{\"event_type\":\"http\",\"a\":1}\n{\"event_type\":\"stats\"}\n").unwrap();
+        s.write_lines(b"{\"event_type\":\"http\",\"a\":1}\n{\"event_type\":\"stats\"}\n")
+            .unwrap();
         s.flush().unwrap();
         drop(s);
         let (mut c, _) = l.accept().unwrap();
@@ -124,7 +136,10 @@ mod tests {
         let len: usize = len.parse().unwrap();
         let first = &rest[..len];
         assert!(first.starts_with("<134>1 "), "{first}");
-        assert!(first.contains(" sensor-1 apitap ") && first.contains(" http - {\"event_type\":\"http\",\"a\":1}"), "{first}");
+        assert!(
+            first.contains(" sensor-1 apitap ") && first.contains(" http - {\"event_type\":\"http\",\"a\":1}"),
+            "{first}"
+        );
         assert!(rest[len..].contains("stats - {\"event_type\":\"stats\"}"));
     }
 }
