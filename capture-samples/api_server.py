@@ -218,6 +218,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.server_version
 
     timeout = 60  # idle keep-alive connections are closed after this
+    # Headers and body are separate send()s; without TCP_NODELAY Nagle +
+    # delayed ACK would stall every response by ~40 ms.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):  # silence the default stderr log
         pass

@@ -30,9 +30,11 @@ VX_SRV4=10.1.0.1
 VX_CLI4=10.1.0.2
 API_PORT=8080
 PY=${PYTHON:-python3}
+export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in the source folder
 
 CAP_PIDS=()
 API_PID=
+# shellcheck disable=SC2034  # read by the calling scripts
 CAP_DROPS=0
 
 log() { printf '\033[1m[%s] %s\033[0m\n' "$(date +%T)" "$*" >&2; }
@@ -126,7 +128,9 @@ nginx_conf() { # workdir wwwroot accesslog logbuf
 servers_start() {
     rm -f "$WORK/nginx-access.log" "$WORK/api-access.log"
     srv nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
-    srv "$PY" "$HERE/api_server.py" --port "$API_PORT" --log "$WORK/api-access.log" \
+    # (background jobs call `ip netns exec` directly, not via srv(), so that
+    # $! is the server's own pid: `ip netns exec` execs the command)
+    ip netns exec "$SRV_NS" "$PY" "$HERE/api_server.py" --port "$API_PORT" --log "$WORK/api-access.log" \
         --max-body $((2 * 1024 * 1024)) >"$WORK/api.out" 2>&1 &
     API_PID=$!
     wait_listen 80
@@ -158,12 +162,17 @@ servers_stop() {
 # ---------------------------------------------------------------------------
 # capture
 
-# cap_start FILE IFACE [extra tcpdump args]; SNAP (default 0 = whole frame)
+# cap_start FILE IFACE [extra tcpdump args]; SNAP (default 0 = whole frame).
+# --immediate-mode: without it libpcap (TPACKET_V3) hands packets over in
+# blocks, and the last partial block can be lost when tcpdump is stopped.
+# -B 65536: 64 MiB kernel ring so that bursts (1 MB bodies at veth speed)
+# are not dropped. Set CAP_OPTS to override.
 cap_start() {
-    local f=$1 ifc=$2 i
+    local f=$1 ifc=$2 i opts
     shift 2
+    read -r -a opts <<<"${CAP_OPTS:---immediate-mode -U -B 65536}"
     rm -f "$f" "$f.tcpdump.log"
-    srv tcpdump -i "$ifc" -s "${SNAP:-0}" -U -n -Z root -w "$f" "$@" 2>"$f.tcpdump.log" &
+    ip netns exec "$SRV_NS" tcpdump -i "$ifc" -s "${SNAP:-0}" -n -Z root "${opts[@]}" -w "$f" "$@" 2>"$f.tcpdump.log" &
     CAP_PIDS+=($!)
     for i in $(seq 100); do
         grep -q "listening on" "$f.tcpdump.log" 2>/dev/null && break
@@ -175,16 +184,50 @@ cap_start() {
 # cap_stop: SIGINT every running tcpdump, wait, check kernel drops
 cap_stop() {
     local pid f
-    sleep 0.5
+    sleep "${CAP_LINGER:-1}"
     for pid in "${CAP_PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
     for pid in "${CAP_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     CAP_PIDS=()
     for f in "$@"; do
         if ! grep -q "^0 packets dropped by kernel" "$f.tcpdump.log"; then
             log "warning: $f: $(grep 'dropped by kernel' "$f.tcpdump.log" || echo 'no tcpdump stats')"
+            # shellcheck disable=SC2034
             CAP_DROPS=1
         fi
     done
+}
+
+# ---------------------------------------------------------------------------
+# clients
+
+# curl_many [curl options] -- URL...: all URLs in one curl run, hence on one
+# keep-alive connection per host:port; bodies discarded, status printed.
+curl_many() {
+    local opts=() urls=() u
+    while [ "$1" != "--" ]; do opts+=("$1"); shift; done
+    shift
+    for u in "$@"; do urls+=(-o /dev/null "$u"); done
+    cli curl -sS ${opts[@]+"${opts[@]}"} -w '  %{http_code} %{url_effective}\n' "${urls[@]}"
+}
+
+# gzip_fetch MAP URL...: GET the URLs on one connection with
+# "Accept-Encoding: gzip" and add {request-target: body size} to the JSON
+# file MAP. curl writes the body de-chunked but still compressed, which is
+# exactly resp_body_bytes; logtool.py needs it for nginx's chunked responses.
+gzip_fetch() {
+    local map=$1 args=() i=0 u
+    shift
+    for u in "$@"; do args+=(-o "$WORK/gz.$i" "$u"); i=$((i + 1)); done
+    cli curl -sS -H 'Accept-Encoding: gzip' -w '  %{http_code} %{url_effective}\n' "${args[@]}"
+    "$PY" - "$map" "$WORK/gz" "$@" <<'EOF'
+import json, os, sys, urllib.parse
+m, pre, urls = sys.argv[1], sys.argv[2], sys.argv[3:]
+d = json.load(open(m)) if os.path.exists(m) else {}
+for i, u in enumerate(urls):
+    s = urllib.parse.urlsplit(u)
+    d[s.path + ("?" + s.query if s.query else "")] = os.path.getsize("%s.%d" % (pre, i))
+json.dump(d, open(m, "w"), indent=1)
+EOF
 }
 
 # ---------------------------------------------------------------------------

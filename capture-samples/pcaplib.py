@@ -206,3 +206,59 @@ def inet_checksum(b):
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return (~s) & 0xFFFF
+
+
+def read_pcapng(raw):
+    """Minimal pcapng reader (one or more sections, EPB/SPB/PB blocks) into a
+    PcapFile. Timestamps are converted to ns precision when if_tsresol is
+    9, else to us. Only what the samples use; not a general library."""
+    pf = None
+    off = 0
+    end = "<"
+    ifaces = []
+    while off + 12 <= len(raw):
+        btype = struct.unpack_from(end + "I", raw, off)[0]
+        if btype == 0x0A0D0D0A:
+            bom = raw[off + 8:off + 12]
+            end = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+            ifaces = []
+        blen = struct.unpack_from(end + "I", raw, off + 4)[0]
+        body = raw[off + 8:off + blen - 4]
+        if btype == 1:
+            linktype, _, snaplen = struct.unpack_from(end + "HHI", body, 0)
+            tsresol = 6
+            o = 8
+            while o + 4 <= len(body):
+                code, olen = struct.unpack_from(end + "HH", body, o)
+                if code == 0:
+                    break
+                if code == 9:
+                    tsresol = body[o + 4]
+                o += 4 + olen + (4 - olen % 4) % 4
+            ifaces.append((linktype, tsresol))
+            if pf is None:
+                pf = PcapFile(linktype=linktype, snaplen=snaplen, nanosec=(tsresol == 9))
+        elif btype == 6:
+            iface, hi, lo, caplen, origlen = struct.unpack_from(end + "IIIII", body, 0)
+            res = ifaces[iface][1]
+            ts = (hi << 32) | lo
+            sec, frac = divmod(ts, 10 ** res)
+            if pf.nanosec:
+                frac = frac * 10 ** (9 - res) if res <= 9 else frac // 10 ** (res - 9)
+            else:
+                frac = frac * 10 ** (6 - res) if res <= 6 else frac // 10 ** (res - 6)
+            pf.packets.append(Packet(sec, frac, body[20:20 + caplen], origlen))
+        off += blen
+    if pf is None:
+        raise ValueError("pcapng: no interface description block")
+    return pf
+
+
+def read_any(path):
+    """Classic pcap (either byte order, us/ns), pcapng, optionally gzip'd."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if raw[:4] == b"\x0a\x0d\x0d\x0a":
+        return read_pcapng(raw)
+    return PcapFile.parse(raw)

@@ -174,10 +174,8 @@ fn corpus() {
         );
         return;
     }
-    let manifest: Value = serde_json::from_str(
-        &fs::read_to_string(&manifest_path).expect("read corpus MANIFEST.json"),
-    )
-    .expect("corpus MANIFEST.json is JSON");
+    let manifest: Value = serde_json::from_str(&fs::read_to_string(&manifest_path).expect("read corpus MANIFEST.json"))
+        .expect("corpus MANIFEST.json is JSON");
     let cases = manifest.as_array().expect("MANIFEST.json is an array");
     let only = std::env::var("CORPUS_ONLY").ok();
 
@@ -216,10 +214,7 @@ fn corpus() {
         if r.crash.is_none() && r.mismatches.is_empty() {
             n_pass += 1;
             if let Some(reason) = explained(&r.id) {
-                eprintln!(
-                    "  STALE     {}: listed in EXPLAINED ({reason}) but passes",
-                    r.id
-                );
+                eprintln!("  STALE     {}: listed in EXPLAINED ({reason}) but passes", r.id);
             }
             continue;
         }
@@ -231,10 +226,7 @@ fn corpus() {
         match explained(&r.id) {
             Some(reason) if r.crash.is_none() => {
                 n_explained += 1;
-                eprintln!(
-                    "  EXPLAINED {}: {} [http={}] -- {}",
-                    r.id, why, r.http_events, reason
-                );
+                eprintln!("  EXPLAINED {}: {} [http={}] -- {}", r.id, why, r.http_events, reason);
             }
             _ => {
                 n_fail += 1;
@@ -312,11 +304,7 @@ fn run_case(dir: &Path, tmp: &Path, case: &Value) -> CaseResult {
         Ok(run) => {
             result.exit_code = run.exit_code;
             result.peak_rss_kb = run.peak_rss_kb;
-            result.http_events = run
-                .events
-                .iter()
-                .filter(|e| e["event_type"] == "http")
-                .count();
+            result.http_events = run.events.iter().filter(|e| e["event_type"] == "http").count();
             if direct {
                 if run.exit_code != Some(0) {
                     result
@@ -331,12 +319,7 @@ fn run_case(dir: &Path, tmp: &Path, case: &Value) -> CaseResult {
 }
 
 /// Run `apitap replay`; Err(reason) for a crash, a hang or invalid output.
-fn run_apitap(
-    pcap: &Path,
-    out_path: &Path,
-    err_path: &Path,
-    log_headers: bool,
-) -> Result<RunOutput, String> {
+fn run_apitap(pcap: &Path, out_path: &Path, err_path: &Path, log_headers: bool) -> Result<RunOutput, String> {
     let stderr_file = fs::File::create(err_path).map_err(|e| format!("stderr file: {e}"))?;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_apitap"));
     cmd.arg("replay")
@@ -365,9 +348,7 @@ fn run_apitap(
                 if start.elapsed() > CASE_TIMEOUT {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!(
-                        "timeout: still running after {CASE_TIMEOUT:?}, killed"
-                    ));
+                    return Err(format!("timeout: still running after {CASE_TIMEOUT:?}, killed"));
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -389,10 +370,7 @@ fn run_apitap(
             #[cfg(unix)]
             {
                 use std::os::unix::process::ExitStatusExt;
-                return Err(format!(
-                    "killed by signal {:?}: {stderr_tail}",
-                    status.signal()
-                ));
+                return Err(format!("killed by signal {:?}: {stderr_tail}", status.signal()));
             }
             #[cfg(not(unix))]
             return Err(format!("no exit code: {stderr_tail}"));
@@ -449,10 +427,7 @@ fn read_vm_hwm_kb(status_path: &str) -> Option<u64> {
 // ---------------------------------------------------------------------------------------
 
 fn check_expectations(expected: &Value, events: &[Value], out: &mut Vec<String>) {
-    let http: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event_type"] == "http")
-        .collect();
+    let http: Vec<&Value> = events.iter().filter(|e| e["event_type"] == "http").collect();
 
     // Arkime's figure is a sum of per-method *request* counters: compare it with the
     // events that carry a request (apitap also logs responses whose request it never
@@ -462,27 +437,18 @@ fn check_expectations(expected: &Value, events: &[Value], out: &mut Vec<String>)
         .is_some_and(|s| s.contains("requests, not responses"));
     if let Some(n) = expected["http_transactions"].as_u64() {
         let got = if requests_only {
-            http.iter()
-                .filter(|e| e["http"].get("http_method").is_some())
-                .count()
+            http.iter().filter(|e| e["http"].get("http_method").is_some()).count()
         } else {
             http.len()
         };
         if got as u64 != n {
-            let what = if requests_only {
-                " (events with a request)"
-            } else {
-                ""
-            };
+            let what = if requests_only { " (events with a request)" } else { "" };
             out.push(format!("http_transactions: expected {n}, got {got}{what}"));
         }
     }
     if let Some(n) = expected["http_transactions_min"].as_u64() {
         if (http.len() as u64) < n {
-            out.push(format!(
-                "http_transactions_min: expected >= {n}, got {}",
-                http.len()
-            ));
+            out.push(format!("http_transactions_min: expected >= {n}, got {}", http.len()));
         }
     }
 
@@ -606,9 +572,7 @@ fn endpoints_match(e: &Value, ends: &[(&'static str, Value)]) -> bool {
         "src_port" => "dest_port",
         _ => "src_port",
     };
-    let fwd = ends
-        .iter()
-        .all(|(k, v)| value_matches(k, v, lookup(e, k).as_ref()));
+    let fwd = ends.iter().all(|(k, v)| value_matches(k, v, lookup(e, k).as_ref()));
     let rev = ends
         .iter()
         .all(|(k, v)| value_matches(k, v, lookup(e, swap(k)).as_ref()));
@@ -626,10 +590,7 @@ fn constraint_holds(e: &Value, k: &str, v: &Value) -> bool {
     }
     // Equivalence: Suricata always logs `length` (0 when no response body was seen);
     // apitap leaves `length` out when it saw no response at all (no status either).
-    k == "http.length"
-        && v.as_u64() == Some(0)
-        && actual.is_none()
-        && e["http"].get("status").is_none()
+    k == "http.length" && v.as_u64() == Some(0) && actual.is_none() && e["http"].get("status").is_none()
 }
 
 fn describe(cs: &[Constraint]) -> String {
@@ -664,10 +625,7 @@ fn nearest(http: &[&Value], cs: &[Constraint]) -> String {
                     format!(
                         "{} is {}",
                         k.trim_start_matches("http."),
-                        lookup(e, k)
-                            .as_ref()
-                            .map(short)
-                            .unwrap_or_else(|| "absent".into())
+                        lookup(e, k).as_ref().map(short).unwrap_or_else(|| "absent".into())
                     )
                 })
                 .collect();
@@ -685,10 +643,7 @@ fn lookup(e: &Value, path: &str) -> Option<Value> {
     let mut cur = e;
     for part in path.split('.') {
         if part == "__len" {
-            let n = cur
-                .as_array()
-                .map(|a| a.len())
-                .or(cur.as_object().map(|o| o.len()))?;
+            let n = cur.as_array().map(|a| a.len()).or(cur.as_object().map(|o| o.len()))?;
             return Some(Value::from(n));
         }
         let (name, idx) = match part.find('[') {
@@ -728,9 +683,7 @@ fn value_matches(key: &str, expected: &Value, actual: Option<&Value>) -> bool {
                 a == b
             }
         }
-        (Value::Number(a), Some(Value::String(b))) | (Value::String(b), Some(Value::Number(a))) => {
-            a.to_string() == *b
-        }
+        (Value::Number(a), Some(Value::String(b))) | (Value::String(b), Some(Value::Number(a))) => a.to_string() == *b,
         (Value::Object(o), Some(act)) => o.iter().all(|(k, v)| value_matches(k, v, act.get(k))),
         (a, Some(b)) => a == b,
     }
@@ -750,10 +703,7 @@ fn parse_endpoint(s: &str) -> Option<(IpAddr, u16)> {
 fn event_endpoints(e: &Value) -> Option<((IpAddr, u16), (IpAddr, u16))> {
     let ip = |k: &str| e[k].as_str()?.parse::<IpAddr>().ok();
     let port = |k: &str| e[k].as_u64().and_then(|p| u16::try_from(p).ok());
-    Some((
-        (ip("src_ip")?, port("src_port")?),
-        (ip("dest_ip")?, port("dest_port")?),
-    ))
+    Some(((ip("src_ip")?, port("src_port")?), (ip("dest_ip")?, port("dest_port")?)))
 }
 
 /// Host without a port; IPv6 literals keep/lose brackets consistently; lower-case.
@@ -766,9 +716,7 @@ fn normalize_host(h: &str) -> String {
     }
     match h.rsplit_once(':') {
         // exactly one colon: host:port
-        Some((host, port)) if !host.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => {
-            host.to_string()
-        }
+        Some((host, port)) if !host.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => host.to_string(),
         _ => h,
     }
 }
@@ -792,9 +740,7 @@ fn check_session(s: &Value, http: &[&Value], out: &mut Vec<String>) {
     let evs: Vec<&Value> = http
         .iter()
         .copied()
-        .filter(|e| {
-            event_endpoints(e).is_some_and(|(x, y)| (x == a && y == b) || (x == b && y == a))
-        })
+        .filter(|e| event_endpoints(e).is_some_and(|(x, y)| (x == a && y == b) || (x == b && y == a)))
         .collect();
     let label = format!("session {src}->{dst}");
 
@@ -831,10 +777,7 @@ fn check_session(s: &Value, http: &[&Value], out: &mut Vec<String>) {
         }
     }
     if let Some(cs) = s["status_codes"].as_array() {
-        let have: BTreeSet<u64> = evs
-            .iter()
-            .filter_map(|e| e["http"]["status"].as_u64())
-            .collect();
+        let have: BTreeSet<u64> = evs.iter().filter_map(|e| e["http"]["status"].as_u64()).collect();
         for c in cs.iter().filter_map(Value::as_u64) {
             if !have.contains(&c) {
                 missing.push(format!("status {c}"));
@@ -848,11 +791,7 @@ fn check_session(s: &Value, http: &[&Value], out: &mut Vec<String>) {
             .any(|e| e["http"]["hostname"].as_str().is_none_or(|h| h.is_empty()));
         for h in hs.iter().filter_map(Value::as_str) {
             let n = normalize_host(h);
-            let ok = if n.is_empty() {
-                no_host
-            } else {
-                have.contains(&n)
-            };
+            let ok = if n.is_empty() { no_host } else { have.contains(&n) };
             if !ok {
                 missing.push(format!("host {h:?}"));
             }

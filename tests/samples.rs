@@ -42,10 +42,7 @@ fn read_jsonl(p: &Path) -> Vec<Value> {
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("{}: bad line ({e}): {l}", p.display()))
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad line ({e}): {l}", p.display())))
         .collect()
 }
 
@@ -79,10 +76,7 @@ fn reported(ev: &Value) -> Tx {
     Tx {
         client: ev["src_ip"].as_str().unwrap_or_default().to_string(),
         port: ev["src_port"].as_u64().unwrap_or(0),
-        method: ev["http"]["http_method"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        method: ev["http"]["http_method"].as_str().unwrap_or_default().to_string(),
         uri: ev["http"]["url"].as_str().unwrap_or_default().to_string(),
         status: ev["http"]["status"].as_u64().unwrap_or(0),
         req_body: ev["api"]["request_body_bytes"].as_u64().unwrap_or(0),
@@ -97,11 +91,7 @@ fn captures() -> Vec<(PathBuf, PathBuf)> {
     };
     for e in rd.flatten() {
         let p = e.path();
-        let name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         let stem = ["pcap.gz", "pcapng", "pcap"]
             .iter()
             .find_map(|ext| name.strip_suffix(&format!(".{ext}")));
@@ -146,21 +136,13 @@ fn every_sample_matches_its_access_log() {
     );
     let mut failures = Vec::new();
     for (cap, log) in &caps {
-        let (code, events, stderr) = apitap(&[
-            "replay",
-            cap.to_str().unwrap_or_default(),
-            "--no-progress",
-            "-q",
-        ]);
+        let (code, events, stderr) = apitap(&["replay", cap.to_str().unwrap_or_default(), "--no-progress", "-q"]);
         let name = cap.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if code != 0 {
             failures.push(format!("{name}: exit {code}: {stderr}"));
             continue;
         }
-        let http: Vec<&Value> = events
-            .iter()
-            .filter(|e| e["event_type"] == "http")
-            .collect();
+        let http: Vec<&Value> = events.iter().filter(|e| e["event_type"] == "http").collect();
         let want: Vec<Tx> = read_jsonl(log)
             .iter()
             .filter(|e| e["before_capture"] != true)
@@ -234,8 +216,7 @@ fn bad_files_get_one_clear_line_and_exit_1() {
         if f != "does-not-exist.pcap" && !p.exists() {
             panic!("{} missing", p.display());
         }
-        let (code, lines, err) =
-            apitap(&["replay", p.to_str().unwrap_or_default(), "--no-progress"]);
+        let (code, lines, err) = apitap(&["replay", p.to_str().unwrap_or_default(), "--no-progress"]);
         assert_eq!(code, 1, "{f}: {err}");
         assert!(lines.is_empty(), "{f}: no output expected");
         let err = err.trim();
@@ -246,6 +227,13 @@ fn bad_files_get_one_clear_line_and_exit_1() {
 
 #[test]
 fn truncated_file_is_read_up_to_the_cut_with_a_warning() {
+    // cut inside a record header: everything before it is read
+    let p = samples_dir().join("bad-truncated-header.pcap");
+    let (code, lines, err) = apitap(&["replay", p.to_str().unwrap_or_default(), "--no-progress"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("file ends inside a record header"), "{err}");
+    assert!(lines.iter().any(|e| e["event_type"] == "http"));
+    // cut inside a packet
     let p = samples_dir().join("bad-truncated.pcap");
     let (code, lines, err) = apitap(&["replay", p.to_str().unwrap_or_default(), "--no-progress"]);
     assert_eq!(code, 0, "{err}");
@@ -253,33 +241,29 @@ fn truncated_file_is_read_up_to_the_cut_with_a_warning() {
         err.contains("bad-truncated.pcap") && err.contains("read up to there"),
         "{err}"
     );
-    let stats = lines
-        .iter()
-        .rfind(|e| e["event_type"] == "stats")
-        .expect("final stats");
+    let stats = lines.iter().rfind(|e| e["event_type"] == "stats").expect("final stats");
     assert_eq!(stats["stats"]["capture"]["truncated_files"], 1);
     assert!(stats["stats"]["capture"]["packets"].as_u64().unwrap_or(0) > 0);
 }
 
 #[test]
+fn impossible_record_length_stops_the_walk_with_a_warning() {
+    let p = samples_dir().join("bad-huge-caplen.pcap");
+    let (code, lines, err) = apitap(&["replay", p.to_str().unwrap_or_default(), "--no-progress", "-q"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("corrupt record"), "{err}");
+    let stats = lines.iter().rfind(|e| e["event_type"] == "stats").expect("final stats");
+    assert_eq!(stats["stats"]["capture"]["truncated_files"], 1);
+}
+
+#[test]
 fn snaplen_cut_capture_counts_gaps_and_never_invents_bodies() {
     let p = samples_dir().join("bad-snaplen.pcap");
-    let (code, lines, err) = apitap(&[
-        "replay",
-        p.to_str().unwrap_or_default(),
-        "--no-progress",
-        "-q",
-    ]);
+    let (code, lines, err) = apitap(&["replay", p.to_str().unwrap_or_default(), "--no-progress", "-q"]);
     assert_eq!(code, 0, "{err}");
-    let stats = lines
-        .iter()
-        .rfind(|e| e["event_type"] == "stats")
-        .expect("final stats");
+    let stats = lines.iter().rfind(|e| e["event_type"] == "stats").expect("final stats");
     assert!(
-        stats["stats"]["reassembly"]["gap_bytes"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0,
+        stats["stats"]["reassembly"]["gap_bytes"].as_u64().unwrap_or(0) > 0,
         "cut bytes are gaps"
     );
     for e in lines.iter().filter(|e| e["event_type"] == "http") {
@@ -342,12 +326,7 @@ fn events_validate_against_the_eve_schema() {
                 .iter_errors(&e)
                 .map(|er| format!("{er} at {}", er.instance_path()))
                 .collect();
-            assert!(
-                errs.is_empty(),
-                "{}: {e}\n{}",
-                cap.display(),
-                errs.join("\n")
-            );
+            assert!(errs.is_empty(), "{}: {e}\n{}", cap.display(), errs.join("\n"));
             checked += 1;
         }
     }
