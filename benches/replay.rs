@@ -9,6 +9,10 @@
 use std::time::Instant;
 
 use apitap::app;
+
+// The same allocator as the apitap binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use apitap::capture::file::CaptureFile;
 use apitap::config::Config;
 

@@ -24,7 +24,8 @@ use crate::capture::{Frame, Ts};
 use crate::config::Config;
 use crate::decode::{Decoder, Outcome, Skip};
 use crate::event::{AnomalyEvent, Event, Formatter};
-use crate::flow::{FlowOutput, FlowTable};
+use crate::flow::{FlowAnomaly, FlowOutput, FlowTable};
+use crate::http::HttpAnomaly;
 use crate::redact::Redactor;
 use crate::sink::{Batch, SinkHandle, SinkOptions, SinkSpec};
 
@@ -74,6 +75,8 @@ pub enum Mode {
 #[derive(Debug, Default)]
 struct Drops {
     worker_queue: AtomicU64,
+    /// Anomaly events the workers added (bodies that failed to decode).
+    worker_anomalies: AtomicU64,
 }
 
 struct Pipeline {
@@ -109,17 +112,20 @@ impl Pipeline {
             sinks.push(h);
         }
         let sinks = Arc::new(sinks);
+        let drops = Arc::new(Drops::default());
         let mut shards = Vec::new();
         let mut workers = Vec::new();
         for i in 0..cfg.workers.max(1) {
             let (tx, rx) = bounded::<Vec<Event>>(32);
             let fmt = fmt.clone();
             let sk = sinks.clone();
+            let decode = cfg.http.decompress.then_some(cfg.http.body_depth);
+            let drops = drops.clone();
             shards.push(tx);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("apitap-worker-{i}"))
-                    .spawn(move || worker_loop(rx, fmt, sk, mode))
+                    .spawn(move || worker_loop(rx, fmt, sk, mode, decode, drops))
                     .map_err(|e| AppError::Usage(format!("cannot start a worker thread: {e}")))?,
             );
         }
@@ -132,7 +138,7 @@ impl Pipeline {
             sinks,
             fmt,
             counts: EventCounts::default(),
-            drops: Arc::new(Drops::default()),
+            drops,
         })
     }
 
@@ -204,7 +210,7 @@ impl Pipeline {
     }
 
     /// Drain the workers, then write `last` (the final stats) to every sink and close them.
-    fn finish(mut self, last: Event) -> Result<(), AppError> {
+    fn finish(mut self, last: impl FnOnce(&Pipeline) -> Event) -> Result<(), AppError> {
         let mode = self.mode;
         self.mode = Mode::Replay; // at shutdown nothing more is dropped: wait for the workers
         let mut res = self.flush();
@@ -213,35 +219,64 @@ impl Pipeline {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        let last = last(&self);
         let mut buf = Vec::new();
         self.fmt.write(&last, &mut buf);
         let b = Arc::new(Batch { bytes: buf, events: 1 });
+        // Live: a sink stuck in a write (a pipe nobody reads) must not hold the exit hostage.
+        let deadline = (mode == Mode::Live).then(|| Instant::now() + Duration::from_secs(5));
         for s in self.sinks.iter() {
-            s.send(&b, true);
+            match mode {
+                Mode::Replay => {
+                    s.send(&b, true);
+                }
+                Mode::Live => {
+                    s.send_timeout(&b, Duration::from_secs(2));
+                }
+            }
         }
         let sinks = Arc::try_unwrap(self.sinks).map_err(|_| AppError::Output(io::Error::other("sink still shared")))?;
         for s in sinks {
             let name = s.name.clone();
-            if let Err(e) = s.finish() {
-                if res.is_ok() {
-                    res = Err(AppError::Output(io::Error::new(e.kind(), format!("{name}: {e}"))));
-                }
+            match s.finish(deadline) {
+                Ok(()) => {}
+                Err(e) if mode == Mode::Live => warn!("sink {name}: {e}"),
+                Err(e) if res.is_ok() => res = Err(AppError::Output(io::Error::new(e.kind(), format!("{name}: {e}")))),
+                Err(_) => {}
             }
         }
         res
     }
 }
 
-fn worker_loop(rx: Receiver<Vec<Event>>, fmt: Arc<Formatter>, sinks: Arc<Vec<SinkHandle>>, mode: Mode) {
-    for batch in rx {
+/// A worker shard: decodes bodies for inspection, formats events, hands lines to every sink.
+fn worker_loop(
+    rx: Receiver<Vec<Event>>,
+    fmt: Arc<Formatter>,
+    sinks: Arc<Vec<SinkHandle>>,
+    mode: Mode,
+    decode: Option<usize>,
+    drops: Arc<Drops>,
+) {
+    for mut batch in rx {
         let mut bytes = Vec::with_capacity(batch.len() * 700);
-        for ev in &batch {
+        let mut n = batch.len() as u64;
+        for ev in &mut batch {
+            if let (Event::Http { meta, tx }, Some(cap)) = (&mut *ev, decode) {
+                if !tx.decode_bodies(cap) {
+                    let a = AnomalyEvent::from_flow(
+                        tx.start(),
+                        meta.clone(),
+                        FlowAnomaly::Http(HttpAnomaly::BodyDecodeError),
+                    );
+                    fmt.write(&Event::Anomaly(a), &mut bytes);
+                    drops.worker_anomalies.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                }
+            }
             fmt.write(ev, &mut bytes);
         }
-        let b = Arc::new(Batch {
-            bytes,
-            events: batch.len() as u64,
-        });
+        let b = Arc::new(Batch { bytes, events: n });
         let mut alive = false;
         for s in sinks.iter() {
             alive |= s.send(&b, mode == Mode::Replay);
@@ -372,7 +407,7 @@ impl Capture {
             },
             "http": {"transactions": f.transactions},
             "memory": {"ooo_bytes": self.flows.buffered_bytes(), "frag_bytes": self.decoder.frags.memory(), "flows": self.flows.active()},
-            "events": {"http": events.http, "anomaly": events.anomaly, "stats": events.stats + 1, "anomalies_suppressed": f.anomalies_suppressed},
+            "events": {"http": events.http, "anomaly": events.anomaly + p.drops.worker_anomalies.load(Ordering::Relaxed), "stats": events.stats + 1, "anomalies_suppressed": f.anomalies_suppressed},
             "drops": {"worker_queue": p.drops.worker_queue.load(Ordering::Relaxed), "sinks": p.sink_stats()},
             "interfaces": live.map(|rs| rs.iter().map(|r| {
                 let st = &r.stats;
@@ -431,14 +466,17 @@ fn finish_run(
     if res.is_ok() {
         res = cap.forward(&mut p);
     }
-    let stats = cap.stats(&p, readers);
     let mut events = p.counts;
     events.stats += 1;
-    let last = Event::Stats {
-        ts,
-        stats: stats.clone(),
-    };
-    let fin = p.finish(last);
+    // The last stats are taken once the workers have drained, so their drops are in them.
+    let mut stats = serde_json::Value::Null;
+    let fin = p.finish(|p| {
+        stats = cap.stats(p, readers);
+        Event::Stats {
+            ts,
+            stats: stats.clone(),
+        }
+    });
     res?;
     fin?;
     Ok(Summary {

@@ -149,7 +149,7 @@ max_ooo_per_stream = 262144
 # Out-of-order bytes buffered over all flows.
 max_ooo_total = 67108864
 # Bytes remembered per direction to detect retransmissions with different data.
-overlap_window = 1024
+overlap_window = 256
 # Packets to wait, once the peer acknowledged past a hole, before skipping it.
 reorder_packets = 16
 

@@ -338,19 +338,29 @@ fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
     }
 }
 
-/// EVE timestamp: `2026-11-29T05:50:07.123456+0000` (UTC, microseconds).
+/// EVE timestamp: `2026-11-29T05:50:07.123456+0000` (UTC, microseconds). Written digit by
+/// digit into a fixed buffer: five of these per http event, so no `format!` machinery.
 pub fn fmt_ts(ns: Ts) -> String {
     let secs = (ns / 1_000_000_000) as i64;
-    let micros = (ns % 1_000_000_000) / 1000;
+    let micros = ((ns % 1_000_000_000) / 1000) as u32;
     let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
+    let rem = secs.rem_euclid(86_400) as u32;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}+0000",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let mut b = *b"0000-00-00T00:00:00.000000+0000";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for k in (at..at + width).rev() {
+            b[k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y.clamp(0, 9999) as u32);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, rem / 3600);
+    put(14, 2, (rem % 3600) / 60);
+    put(17, 2, rem % 60);
+    put(20, 6, micros);
+    b.iter().map(|c| *c as char).collect()
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

@@ -74,3 +74,8 @@ fn main() -> ExitCode {
         }
     }
 }
+
+// Events are allocated on the capture thread and freed on the workers: glibc's malloc pays for
+// that in arena locking and consolidation; mimalloc's thread-free lists do not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -6,6 +6,7 @@
 //! (from `pcap_stats`) are published for the `stats` event. Readers wake at least every 100 ms
 //! to notice the stop flag.
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -95,10 +96,14 @@ pub fn start(
         c.open()
     };
     // Not every platform offers nanosecond stamps.
-    let (mut cap, nano) = match build(true) {
+    let (cap, nano) = match build(true) {
         Ok(c) => (c, true),
         Err(_) => (build(false).map_err(err)?, false),
     };
+    // Non-blocking reads and our own poll(2) with a timeout: libpcap's blocking read on Linux
+    // (TPACKET_V3) does not return on its timeout when no packet comes, so a quiet interface
+    // would never let the reader see the stop flag.
+    let mut cap = cap.setnonblock().map_err(err)?;
     if !cfg.bpf.is_empty() {
         cap.filter(&cfg.bpf, true)
             .map_err(|e| format!("interface {iface}: BPF filter {:?}: {e}", cfg.bpf))?;
@@ -136,10 +141,14 @@ fn read_loop(
             Err(TrySendError::Disconnected(_)) => false,
         }
     };
+    let mut draining = false;
     loop {
-        if stop.load(Ordering::Relaxed) {
-            break;
+        // On stop, keep reading what the kernel already holds, then leave at the first
+        // timeout: packets captured before SIGTERM are not lost.
+        if !draining && stop.load(Ordering::Relaxed) {
+            draining = true;
         }
+        let mut idle = false;
         match cap.next_packet() {
             Ok(p) => {
                 let h = p.header;
@@ -150,7 +159,11 @@ fn read_loop(
                 batch.index.push((ts, h.len, s, batch.data.len()));
                 st.packets.fetch_add(1, Ordering::Relaxed);
             }
-            Err(pcap::Error::TimeoutExpired) => {}
+            // Non-blocking: nothing ready now.
+            Err(pcap::Error::TimeoutExpired) if draining => break,
+            Err(pcap::Error::TimeoutExpired) => {
+                idle = true;
+            }
             Err(e) => {
                 warn!("capture stopped: {e}");
                 break;
@@ -164,6 +177,17 @@ fn read_loop(
                 return;
             }
             last_send = Instant::now();
+        }
+        if idle {
+            let mut pfd = libc::pollfd {
+                fd: cap.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, for the duration of the call.
+            unsafe {
+                libc::poll(&mut pfd, 1, 50);
+            }
         }
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = Instant::now();

@@ -89,6 +89,8 @@ pub struct Half {
     line_start: bool,
     trailer_bytes: usize,
     ever_synced: bool,
+    /// Keep the current message's body for inspection (by its content type).
+    inspect: bool,
 }
 
 impl Half {
@@ -103,6 +105,7 @@ impl Half {
             line_start: true,
             trailer_bytes: 0,
             ever_synced: false,
+            inspect: true,
         }
     }
 
@@ -343,6 +346,7 @@ impl Half {
 
     fn start_body(&mut self, role: Role, msg: Message, ts: Ts, head_end: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
         self.cur = msg;
+        self.inspect = super::worth_inspecting(self.cur.header("content-type"));
         let framing = match role {
             Role::Request => {
                 ev.request_head(&self.cur, head_end);
@@ -466,7 +470,11 @@ impl Half {
 
     fn take_body(&mut self, b: &[u8], cfg: &HttpConfig) {
         self.cur.body_len += b.len() as u64;
-        let room = cfg.body_depth.saturating_sub(self.cur.body.len());
+        let room = if self.inspect {
+            cfg.body_depth.saturating_sub(self.cur.body.len())
+        } else {
+            0
+        };
         if room > 0 {
             self.cur.body.extend_from_slice(&b[..room.min(b.len())]);
         }
@@ -477,21 +485,11 @@ impl Half {
         self.finish_at(ts, pos, cfg, ev);
     }
 
-    fn finish_at(&mut self, ts: Ts, end_off: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
+    fn finish_at(&mut self, ts: Ts, end_off: u64, _cfg: &HttpConfig, ev: &mut dyn Events) {
         let mut msg = std::mem::take(&mut self.cur);
         msg.end = ts;
-        if cfg.decompress && !msg.body.is_empty() {
-            if let Some(enc) = msg.header("content-encoding") {
-                match super::body::decode(enc, &msg.body, cfg.body_depth) {
-                    super::body::Decoded::Done(v) => {
-                        msg.body = v;
-                        msg.body_decoded = true;
-                    }
-                    super::body::Decoded::Failed => ev.anomaly(HttpAnomaly::BodyDecodeError),
-                    super::body::Decoded::NotEncoded => {}
-                }
-            }
-        }
+        // Content-encoded bodies are decoded later, off the capture thread
+        // (Transaction::decode_bodies, called by the workers).
         if self.st != St::Tunnel {
             self.st = St::Idle;
         }

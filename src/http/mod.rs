@@ -64,6 +64,26 @@ pub struct Message {
 }
 
 impl Message {
+    /// Decode a gzip/deflate body prefix in place (output capped at `cap` bytes). Returns
+    /// false when the body claimed an encoding but did not decode.
+    pub fn decode_body(&mut self, cap: usize) -> bool {
+        if self.body_decoded || self.body.is_empty() {
+            return true;
+        }
+        let Some(enc) = self.header("content-encoding") else {
+            return true;
+        };
+        match body::decode(enc, &self.body, cap) {
+            body::Decoded::Done(v) => {
+                self.body = v;
+                self.body_decoded = true;
+                true
+            }
+            body::Decoded::Failed => false,
+            body::Decoded::NotEncoded => true,
+        }
+    }
+
     /// First header with this name (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -103,6 +123,13 @@ impl Transaction {
             gap,
             truncated,
         }
+    }
+
+    /// Decode both bodies for inspection (see [`Message::decode_body`]); false if one failed.
+    pub fn decode_bodies(&mut self, cap: usize) -> bool {
+        let a = self.request.as_mut().is_none_or(|m| m.decode_body(cap));
+        let b = self.response.as_mut().is_none_or(|m| m.decode_body(cap));
+        a && b
     }
 
     /// Request start, else response start.
@@ -153,6 +180,36 @@ impl HttpAnomaly {
             HttpAnomaly::Gap => "GAP_IN_MESSAGE",
         }
     }
+}
+
+/// Is a body of this content type worth keeping for inspection (parameters, credentials,
+/// attack payloads, sensitive data)? Media, fonts and archives are counted, not kept.
+/// No content type: kept (API clients often omit it).
+pub fn worth_inspecting(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else { return true };
+    let ct = ct.trim_start();
+    const SKIP: &[&str] = &[
+        "image/",
+        "video/",
+        "audio/",
+        "font/",
+        "application/octet-stream",
+        "application/zip",
+        "application/gzip",
+        "application/x-gzip",
+        "application/pdf",
+        "application/wasm",
+        "application/vnd.ms-fontobject",
+        "application/x-tar",
+        "application/x-7z",
+        "application/javascript",
+        "text/javascript",
+        "text/css",
+        "application/font",
+    ];
+    !SKIP
+        .iter()
+        .any(|p| ct.len() >= p.len() && ct[..p.len()].eq_ignore_ascii_case(p))
 }
 
 /// Known request methods, for probing a stream and resynchronising after a gap.

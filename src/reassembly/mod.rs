@@ -41,7 +41,7 @@ pub struct ReassemblyConfig {
     pub max_ooo_per_stream: usize,
     /// Out-of-order bytes buffered over all flows. Default 64 MiB.
     pub max_ooo_total: usize,
-    /// Delivered bytes kept per direction to check retransmissions for conflicts. Default 1 KiB.
+    /// Delivered bytes kept per direction to check retransmissions for conflicts. Default 256.
     pub overlap_window: usize,
     /// Packets of the flow to wait, once the peer acked past a hole, before skipping it. Default 16.
     pub reorder_packets: u64,
@@ -52,7 +52,7 @@ impl Default for ReassemblyConfig {
         ReassemblyConfig {
             max_ooo_per_stream: 256 << 10,
             max_ooo_total: 64 << 20,
-            overlap_window: 1024,
+            overlap_window: 256,
             reorder_packets: 16,
         }
     }
@@ -397,11 +397,13 @@ impl Stream {
         if w == 0 {
             return;
         }
+        // Keep the last `w` bytes: at most two copies into the ring, never a loop per byte.
         let tail = &d[d.len().saturating_sub(w)..];
-        let start = self.off + (d.len() - tail.len()) as u64;
-        for (i, b) in tail.iter().enumerate() {
-            self.hist[((start + i as u64) % w as u64) as usize] = *b;
-        }
+        let start = ((self.off + (d.len() - tail.len()) as u64) % w as u64) as usize;
+        let first = (w - start).min(tail.len());
+        self.hist[start..start + first].copy_from_slice(&tail[..first]);
+        let rest = tail.len() - first;
+        self.hist[..rest].copy_from_slice(&tail[first..]);
     }
 
     /// Enable the retransmission check with a window of `w` bytes (allocated once).

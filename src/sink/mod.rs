@@ -171,6 +171,8 @@ impl Sink for FileSink {
 pub struct SinkHandle {
     pub name: String,
     tx: Sender<Arc<Batch>>,
+    /// A second receiving end, to count what is still queued if the sink is abandoned.
+    rx: Receiver<Arc<Batch>>,
     pub stats: Arc<SinkStats>,
     thread: JoinHandle<io::Result<()>>,
 }
@@ -189,6 +191,7 @@ impl SinkHandle {
             Err(e) => return Err(e),
         };
         let (tx, rx) = bounded::<Arc<Batch>>(o.queue.max(1));
+        let rx_keep = rx.clone();
         let stats = Arc::new(SinkStats::default());
         let st = stats.clone();
         let spec2 = spec.clone();
@@ -206,6 +209,7 @@ impl SinkHandle {
         Ok(SinkHandle {
             name: spec.to_string(),
             tx,
+            rx: rx_keep,
             stats,
             thread,
         })
@@ -225,9 +229,34 @@ impl SinkHandle {
         }
     }
 
-    /// Close the queue, wait for the thread to write what it holds.
-    pub fn finish(self) -> io::Result<()> {
+    /// Queue a batch, waiting at most `t` for room (shutdown of a live run).
+    pub fn send_timeout(&self, b: &Arc<Batch>, t: Duration) -> bool {
+        match self.tx.send_timeout(b.clone(), t) {
+            Ok(()) => true,
+            Err(_) => {
+                self.stats.dropped.fetch_add(b.events, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Close the queue, wait for the thread to write what it holds. With a deadline (live), a
+    /// sink stuck in a write is abandoned rather than holding the process hostage.
+    pub fn finish(self, deadline: Option<Instant>) -> io::Result<()> {
         drop(self.tx);
+        if let Some(d) = deadline {
+            while !self.thread.is_finished() {
+                if Instant::now() >= d {
+                    let lost: u64 = self.rx.try_iter().map(|b| b.events).sum();
+                    self.stats.dropped.fetch_add(lost, Ordering::Relaxed);
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("still blocked in a write at shutdown; abandoned with {lost} events queued"),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         self.thread
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("sink thread panicked")))
