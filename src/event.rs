@@ -292,7 +292,7 @@ impl Formatter {
                 response_headers: headers(r),
             },
             api: ApiObj {
-                path: q.map(|m| m.uri.split(['?', '#']).next().unwrap_or("")),
+                path: q.map(|m| target_path(&m.uri)),
                 request_body_bytes: q.map(|m| m.body_len),
                 response_body_bytes: r.map(|m| m.body_len),
                 latency_us: tx.latency_us(),
@@ -317,6 +317,16 @@ impl Formatter {
             },
         }
     }
+}
+
+/// The path of a request target: without query or fragment, and for the absolute form
+/// (`http://user:pass@host/p`, proxies) without scheme, credentials and authority.
+pub fn target_path(uri: &str) -> &str {
+    let p = match uri.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => uri,
+    };
+    p.split(['?', '#']).next().unwrap_or("")
 }
 
 /// `example.com:8080` -> (example.com, 8080); `[::1]:80` -> ([::1], 80).
@@ -386,6 +396,14 @@ mod tests {
         assert_eq!(fmt_ts(0), "1970-01-01T00:00:00.000000+0000");
         assert_eq!(fmt_ts(1_795_931_407_123_456_789), "2026-11-29T05:50:07.123456+0000");
         assert_eq!(fmt_ts(951_782_400_000_000_000), "2000-02-29T00:00:00.000000+0000");
+    }
+
+    #[test]
+    fn target_paths() {
+        assert_eq!(target_path("/a/b?c=1#f"), "/a/b");
+        assert_eq!(target_path("http://u:p@h:8080/x/y?z"), "/x/y");
+        assert_eq!(target_path("http://h"), "/");
+        assert_eq!(target_path("*"), "*");
     }
 
     #[test]

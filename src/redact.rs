@@ -181,6 +181,28 @@ impl Redactor {
 
     /// The request target with secret query values replaced by their keyed hash.
     pub fn url<'a>(&self, uri: &'a str) -> Cow<'a, str> {
+        // Absolute form with credentials (`http://user:pass@host/`): keep the user, hash the rest.
+        if let Some(rest) = uri.split_once("://").map(|(_, r)| r) {
+            let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            if let Some(at) = rest[..auth_end].rfind('@') {
+                let scheme_len = uri.len() - rest.len();
+                let userinfo = &rest[..at];
+                let user = userinfo.split(':').next().unwrap_or("");
+                let cleaned = format!(
+                    "{}{}:{}@{}",
+                    &uri[..scheme_len],
+                    user,
+                    self.hash(userinfo),
+                    &rest[at + 1..]
+                );
+                return Cow::Owned(self.query(&cleaned).into_owned());
+            }
+        }
+        self.query(uri)
+    }
+
+    /// `uri` with the values of secret query parameters hashed.
+    fn query<'a>(&self, uri: &'a str) -> Cow<'a, str> {
         let Some((path, q)) = uri.split_once('?') else {
             return Cow::Borrowed(uri);
         };
@@ -339,6 +361,14 @@ mod tests {
         assert!(u.starts_with("/login?user=bob&password=h:"));
         assert!(u.ends_with("&x=1"));
         assert_eq!(r.url("/a?b=c"), "/a?b=c");
+        let u = r.url("http://carol:pw@h/x?password=p2");
+        assert!(
+            u.starts_with("http://carol:h:")
+                && u.contains("@h/x?password=h:")
+                && !u.contains("pw@")
+                && !u.contains("=p2"),
+            "{u}"
+        );
         assert!(!r.header("Authorization", "Bearer abc.def.ghi").contains("abc"));
         assert!(!r.header("Cookie", "a=1; sid=secretvalue").contains("secretvalue"));
         let sc = r.header("Set-Cookie", "sid=zzz; Path=/; HttpOnly");

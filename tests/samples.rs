@@ -332,3 +332,30 @@ fn events_validate_against_the_eve_schema() {
     }
     assert!(checked > 100, "only {checked} events checked");
 }
+
+/// Replay output does not depend on the number of worker shards (order aside).
+#[test]
+fn output_is_the_same_whatever_the_worker_count() {
+    let p = samples_dir().join("http-mixed-api.pcap");
+    let run = |w: &str| {
+        let (code, lines, err) = apitap(&[
+            "replay",
+            p.to_str().unwrap_or_default(),
+            "-q",
+            "--no-progress",
+            "--workers",
+            w,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let mut v: Vec<String> = lines
+            .iter()
+            .filter(|e| e["event_type"] != "stats")
+            .map(|e| e.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let one = run("1");
+    assert!(one.len() > 700);
+    assert_eq!(one, run("4"));
+}
