@@ -4,71 +4,19 @@
 
 use std::process::Command;
 
-/// Ethernet/IPv4/TCP frame (checksums left zero: a sensor never verifies them).
-fn frame(c2s: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let (src, dst, sp, dp) = if c2s {
-        ([10, 9, 0, 2], [10, 9, 0, 1], 41000u16, 80u16)
-    } else {
-        ([10, 9, 0, 1], [10, 9, 0, 2], 80, 41000)
-    };
-    let total = 40 + payload.len();
-    let mut f = vec![0u8; 12];
-    f.extend([
-        0x08,
-        0x00,
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        6,
-        0,
-        0,
-    ]);
-    f.extend(src);
-    f.extend(dst);
-    f.extend(sp.to_be_bytes());
-    f.extend(dp.to_be_bytes());
-    f.extend(seq.to_be_bytes());
-    f.extend(ack.to_be_bytes());
-    f.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    f.extend(payload);
-    f
-}
+mod common;
 
-/// A classic pcap of one connection carrying `exchanges` (request, response) in order.
-fn pcap(exchanges: &[(String, String)]) -> Vec<u8> {
-    let mut out = vec![
-        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0,
-    ];
-    let mut t = 1_700_000_000u32;
-    let mut rec = |f: Vec<u8>| {
-        t += 1;
-        out.extend(t.to_le_bytes());
-        out.extend(0u32.to_le_bytes());
-        out.extend((f.len() as u32).to_le_bytes());
-        out.extend((f.len() as u32).to_le_bytes());
-        out.extend(f);
-    };
-    let (mut cs, mut ss) = (1000u32, 9000u32);
-    rec(frame(true, cs, 0, 0x02, b""));
-    rec(frame(false, ss, cs + 1, 0x12, b""));
-    cs += 1;
-    ss += 1;
-    rec(frame(true, cs, ss, 0x10, b""));
+use common::{Conv, PcapWriter};
+
+/// A capture of one connection carrying `exchanges` (request, response) in order.
+fn write_pcap(p: &std::path::Path, exchanges: &[(String, String)]) {
+    let mut w = PcapWriter::create(p);
+    let mut c = Conv::open(&mut w, [10, 9, 0, 2], [10, 9, 0, 1], 41000, 80);
     for (q, r) in exchanges {
-        rec(frame(true, cs, ss, 0x18, q.as_bytes()));
-        cs += q.len() as u32;
-        rec(frame(false, ss, cs, 0x18, r.as_bytes()));
-        ss += r.len() as u32;
+        c.client(&mut w, q.as_bytes());
+        c.server(&mut w, r.as_bytes());
     }
-    rec(frame(true, cs, ss, 0x11, b""));
-    rec(frame(false, ss, cs + 1, 0x11, b""));
-    out
+    w.finish();
 }
 
 const SECRETS: &[&str] = &[
@@ -131,7 +79,7 @@ fn exchanges() -> Vec<(String, String)> {
 fn no_secret_leaves_in_the_clear_in_any_event_or_sink() {
     let dir = tempfile::tempdir().expect("tmp");
     let cap = dir.path().join("secrets.pcap");
-    std::fs::write(&cap, pcap(&exchanges())).expect("write pcap");
+    write_pcap(&cap, &exchanges());
     let file_sink = dir.path().join("eve.json");
     let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
         .args([

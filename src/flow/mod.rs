@@ -94,7 +94,8 @@ struct Flow {
     /// addr[d] is the sender of direction d.
     addr: [(IpAddr, u16); 2],
     streams: [Stream; 2],
-    conn: Option<Conn>,
+    /// Boxed: most flows of a SYN flood or a scan never carry data.
+    conn: Option<Box<Conn>>,
     /// Direction of the client, from the handshake.
     syn_client: Option<usize>,
     /// Last acknowledgement number sent by direction d (it acknowledges direction d^1).
@@ -336,7 +337,7 @@ impl Flow {
             if self.syn_client.is_none() {
                 fstats.midstream += 1;
             }
-            self.conn = Some(Conn::new(self.syn_client, ctx.hcfg));
+            self.conn = Some(Box::new(Conn::new(self.syn_client, ctx.hcfg)));
         }
         // SYN consumes one sequence number: its data (TCP Fast Open) starts at seq + 1.
         let seq = if syn { seg.seq.wrapping_add(1) } else { seg.seq };

@@ -1,0 +1,185 @@
+//! Bounded memory against hostile traffic: each test generates a capture that pushes one cap
+//! far past its limit, replays it, and checks that apitap's own memory (peak anonymous RSS,
+//! sampled while it runs; the memory-mapped capture file is not apitap's allocation) stays
+//! under a bound far below what the traffic would take unbounded, and that the overflow is
+//! counted or reported.
+
+mod common;
+
+use std::io::Write;
+
+use common::{Conv, PcapWriter, final_stats, run_measured, tcp_frame};
+
+fn cfg_file(dir: &std::path::Path, toml: &str) -> String {
+    let p = dir.join("apitap.toml");
+    std::fs::write(&p, toml).expect("config");
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn syn_flood_from_a_million_spoofed_sources() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cap = dir.path().join("synflood.pcap");
+    let mut w = PcapWriter::create(&cap);
+    for i in 0..1_000_000u32 {
+        let src = [11, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        w.frame(&tcp_frame(
+            src,
+            [10, 0, 0, 1],
+            1024 + (i % 50000) as u16,
+            80,
+            i,
+            0,
+            0x02,
+            b"",
+        ));
+    }
+    w.finish();
+    let conf = cfg_file(dir.path(), "[flow]\nmax_flows = 65536\n");
+    let (st, out, err, peak_kb) = run_measured(&["replay", cap.to_str().unwrap_or_default(), "-q", "--config", &conf]);
+    assert!(st.success(), "{err}");
+    let s = final_stats(&out);
+    assert_eq!(s["flow"]["created"], 1_000_000);
+    assert!(
+        s["flow"]["evicted"].as_u64().unwrap_or(0) >= 1_000_000 - 65_536,
+        "{}",
+        s["flow"]
+    );
+    // Unbounded, a million flows take several hundred MB; capped at 65,536 far less.
+    assert!(peak_kb < 120 * 1024, "peak anonymous RSS {peak_kb} KiB");
+}
+
+#[test]
+fn out_of_order_segments_in_five_thousand_flows() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cap = dir.path().join("ooo.pcap");
+    let mut w = PcapWriter::create(&cap);
+    let seg = vec![b'x'; 40_000];
+    for i in 0..5_000u32 {
+        let c = [12, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        w.frame(&tcp_frame(c, [10, 0, 0, 1], 2000, 80, 100, 0, 0x02, b""));
+        // a hole of 1000 bytes before each 40 KB segment
+        w.frame(&tcp_frame(c, [10, 0, 0, 1], 2000, 80, 101 + 1000, 0, 0x18, &seg));
+    }
+    w.finish();
+    let conf = cfg_file(dir.path(), "[reassembly]\nmax_ooo_total = 8388608\n");
+    let (st, out, err, peak_kb) = run_measured(&["replay", cap.to_str().unwrap_or_default(), "-q", "--config", &conf]);
+    assert!(st.success(), "{err}");
+    let s = final_stats(&out);
+    assert!(
+        s["reassembly"]["cap_skips"].as_u64().unwrap_or(0) > 4_000,
+        "{}",
+        s["reassembly"]
+    );
+    assert!(s["reassembly"]["gaps"].as_u64().unwrap_or(0) >= 5_000);
+    // 200 MB would wait in buffers unbounded; the cap is 8 MiB
+    assert!(peak_kb < 80 * 1024, "peak anonymous RSS {peak_kb} KiB");
+}
+
+#[test]
+fn endless_pipelined_requests_without_responses() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cap = dir.path().join("pipeline.pcap");
+    let mut w = PcapWriter::create(&cap);
+    let mut c = Conv::open(&mut w, [10, 0, 0, 2], [10, 0, 0, 1], 40000, 80);
+    let batch: Vec<u8> = b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n".repeat(50);
+    for _ in 0..1200 {
+        c.client(&mut w, &batch);
+    }
+    w.finish();
+    let (st, out, err, peak_kb) = run_measured(&["replay", cap.to_str().unwrap_or_default(), "-q"]);
+    assert!(st.success(), "{err}");
+    let s = final_stats(&out);
+    // every request is reported (answered or not), the queue never holds more than 64
+    assert_eq!(s["http"]["transactions"], 60_000);
+    assert!(
+        s["events"]["anomalies_suppressed"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        s["events"]
+    );
+    assert!(out.contains("TOO_MANY_PIPELINED_REQUESTS"));
+    assert!(peak_kb < 100 * 1024, "peak anonymous RSS {peak_kb} KiB");
+}
+
+#[test]
+fn ten_gigabyte_chunk_is_counted_not_kept() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cap = dir.path().join("bigchunk.pcap");
+    let mut w = PcapWriter::create(&cap);
+    let mut c = Conv::open(&mut w, [10, 0, 0, 2], [10, 0, 0, 1], 40001, 80);
+    c.client(&mut w, b"GET /download HTTP/1.1\r\nHost: a\r\n\r\n");
+    // one chunk announced as 10 GiB (0x280000000 bytes); 42 MB of it is in the capture
+    c.server(
+        &mut w,
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n280000000\r\n",
+    );
+    let data = vec![b'{'; 1400];
+    for _ in 0..30_000 {
+        c.server(&mut w, &data);
+    }
+    w.finish();
+    let (st, out, err, peak_kb) = run_measured(&["replay", cap.to_str().unwrap_or_default(), "-q"]);
+    assert!(st.success(), "{err}");
+    let http: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event_type"] == "http")
+        .collect();
+    assert_eq!(http.len(), 1);
+    assert_eq!(http[0]["api"]["response_body_bytes"], 42_000_000u64);
+    assert_eq!(http[0]["api"]["truncated"], true);
+    assert!(peak_kb < 60 * 1024, "peak anonymous RSS {peak_kb} KiB");
+}
+
+#[test]
+fn header_flood_is_cut_at_max_head() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cap = dir.path().join("headers.pcap");
+    let mut w = PcapWriter::create(&cap);
+    let mut c = Conv::open(&mut w, [10, 0, 0, 2], [10, 0, 0, 1], 40002, 80);
+    c.client(&mut w, b"GET / HTTP/1.1\r\n");
+    // long header lines: the 32 KiB head limit is reached before the 128-header one
+    let mut line = b"X-Flood: ".to_vec();
+    line.extend(vec![b'a'; 4000]);
+    line.extend(b"\r\n");
+    let lines = line.repeat(10);
+    for _ in 0..2_000 {
+        c.client(&mut w, &lines);
+    }
+    w.finish();
+    let (st, out, err, peak_kb) = run_measured(&["replay", cap.to_str().unwrap_or_default(), "-q"]);
+    assert!(st.success(), "{err}");
+    assert!(out.contains("HEADER_TOO_LONG"), "an anomaly reports the flood");
+    assert!(peak_kb < 60 * 1024, "peak anonymous RSS {peak_kb} KiB");
+}
+
+#[test]
+fn gzip_bomb_decodes_only_to_the_inspection_depth() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cap = dir.path().join("bomb.pcap");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..512 {
+        enc.write_all(&zeros).expect("gzip");
+    }
+    let bomb = enc.finish().expect("gzip"); // 512 MiB of zeros in well under 1 MiB
+    let mut w = PcapWriter::create(&cap);
+    let mut c = Conv::open(&mut w, [10, 0, 0, 2], [10, 0, 0, 1], 40003, 80);
+    c.client(&mut w, b"GET /data HTTP/1.1\r\nHost: a\r\n\r\n");
+    c.server(
+        &mut w,
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            bomb.len()
+        )
+        .as_bytes(),
+    );
+    for part in bomb.chunks(1400) {
+        c.server(&mut w, part);
+    }
+    w.finish();
+    let (st, out, err, peak_kb) = run_measured(&["replay", cap.to_str().unwrap_or_default(), "-q"]);
+    assert!(st.success(), "{err}");
+    assert!(out.contains(&format!("\"response_body_bytes\":{}", bomb.len())));
+    assert!(peak_kb < 60 * 1024, "peak anonymous RSS {peak_kb} KiB");
+}
