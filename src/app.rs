@@ -549,6 +549,39 @@ pub fn replay_with(cfg: &Config, files: &[String], sig: &Signals) -> Result<Summ
     finish_run(cap, p, None, res)
 }
 
+/// Become `user` (its uid and primary group, no supplementary groups): the capture handles
+/// and outputs are already open, so nothing privileged is needed any more. Files reopened on
+/// SIGHUP must then be writable by that user.
+fn drop_privileges(user: &str) -> Result<(), AppError> {
+    let name = std::ffi::CString::new(user).map_err(|_| AppError::Usage(format!("user {user:?}: bad name")))?;
+    // SAFETY: getpwnam returns a pointer to static storage or null; read at once, one thread
+    // calls it during start-up.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return Err(AppError::Usage(format!("user {user:?}: no such user")));
+    }
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    let fail = |what: &str| {
+        AppError::Usage(format!(
+            "cannot switch to user {user:?}: {what}: {}",
+            io::Error::last_os_error()
+        ))
+    };
+    // SAFETY: plain system calls; glibc applies set*id to every thread of the process.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            return Err(fail("setgroups"));
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(fail("setgid"));
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(fail("setuid"));
+        }
+    }
+    Ok(())
+}
+
 /// Capture from interfaces until SIGINT/SIGTERM; then flush every flow and event and return.
 /// A full queue anywhere drops (and counts) rather than stall capture.
 pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
@@ -574,6 +607,13 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     drop(tx);
     info!("capturing on {}", cfg.capture.interfaces.join(", "));
     let mut p = Pipeline::start(cfg, Mode::Live, sig.reopen.clone())?;
+    if let Some(u) = &cfg.user {
+        if let Err(e) = drop_privileges(u) {
+            sig.stop.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        info!("running as user {u}");
+    }
     let mut cap = Capture::new(cfg);
     cap.packet_time_stats = false;
     let iv = Duration::from_secs(cfg.stats_interval_s);

@@ -61,6 +61,9 @@ pub struct LiveArgs {
     /// Do not put the interface in promiscuous mode.
     #[arg(long)]
     pub no_promisc: bool,
+    /// Once capturing, switch to this user and drop all privileges (when started as root).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -161,6 +164,9 @@ impl LiveArgs {
         }
         if self.no_promisc {
             c.capture.promiscuous = false;
+        }
+        if let Some(u) = &self.user {
+            c.user = Some(u.clone());
         }
         c.progress = false;
         Ok(c)

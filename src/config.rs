@@ -21,6 +21,10 @@ pub struct Config {
     pub syslog_facility: u8,
     /// Log level of apitap's own logs (RUST_LOG overrides). Default `info`.
     pub log_level: String,
+    /// Live: switch to this user (and its group) once the interfaces and outputs are open,
+    /// dropping every privilege. Default: none (stay as started; under systemd the unit
+    /// already runs unprivileged with only the capture capabilities).
+    pub user: Option<String>,
     pub capture: CaptureConfig,
     /// Worker shards that format events. Default: cores - 1, at least 1.
     pub workers: usize,
@@ -50,6 +54,7 @@ impl Default for Config {
             sink_queue: 64,
             syslog_facility: 16,
             log_level: "info".into(),
+            user: None,
             capture: CaptureConfig::default(),
             workers: default_workers(),
             log_headers: false,
@@ -100,6 +105,8 @@ log_headers = false
 stats_interval = 60
 # Log level for apitap's own logs on stderr (RUST_LOG overrides): error, warn, info, debug.
 log_level = "info"
+# Live: once the interfaces and outputs are open, become this user (started as root).
+# user = "apitap"
 
 [capture]
 # Interfaces for `apitap live` (or -i on the command line).
@@ -175,6 +182,7 @@ struct FileConfig {
     log_headers: Option<bool>,
     stats_interval: Option<u64>,
     log_level: Option<String>,
+    user: Option<String>,
     capture: Option<CaptureSection>,
     output: Option<OutputSection>,
     decode: Option<DecodeSection>,
@@ -321,6 +329,12 @@ impl Config {
                 return Err(bad("log_level", "must be error, warn, info, debug or trace"));
             }
             c.log_level = v;
+        }
+        if let Some(v) = f.user {
+            if v.is_empty() {
+                return Err(bad("user", "must not be empty"));
+            }
+            c.user = Some(v);
         }
         if let Some(s) = f.capture {
             let cc = &mut c.capture;

@@ -31,14 +31,6 @@ impl Event {
             Event::Stats { .. } => None,
         }
     }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Event::Http { .. } => "http",
-            Event::Anomaly(_) => "anomaly",
-            Event::Stats { .. } => "stats",
-        }
-    }
 }
 
 #[derive(Debug)]

@@ -17,9 +17,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let cfg = match &cli.cmd {
-        Cmd::Replay(a) => a.common.to_config(),
-        Cmd::Live(a) => a.to_config(),
+    // `files` is Some for a replay, None for a live run.
+    let (cfg, files) = match &cli.cmd {
+        Cmd::Replay(a) => (a.common.to_config(), Some(&a.files)),
+        Cmd::Live(a) => (a.to_config(), None),
         Cmd::Config(ConfigCmd::Default) => {
             print!("{DEFAULT_TOML}");
             return ExitCode::SUCCESS;
@@ -53,10 +54,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level)),
         )
         .init();
-    let res = Signals::install().and_then(|sig| match &cli.cmd {
-        Cmd::Replay(a) => app::replay_with(&cfg, &a.files, &sig),
-        Cmd::Live(_) => app::live(&cfg, &sig),
-        Cmd::Config(_) => Err(AppError::Usage("unreachable".into())),
+    let res = Signals::install().and_then(|sig| match files {
+        Some(files) => app::replay_with(&cfg, files, &sig),
+        None => app::live(&cfg, &sig),
     });
     match res {
         Ok(s) => {

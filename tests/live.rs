@@ -692,3 +692,71 @@ fn systemd_unit_verifies() {
         .expect("apitap");
     assert!(st.success());
 }
+
+/// Started as root, `--user nobody` drops to that user once the interface and the output are
+/// open, and still captures and writes.
+#[test]
+fn live_drops_privileges_after_opening_capture_and_outputs() {
+    if skip_unless(&["curl", "nginx"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let (conf, log) = nginx_conf(dir.path(), "127.0.0.1:28090");
+    let _nginx = Proc(
+        Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx"),
+    );
+    wait_for(
+        || sh_ok_status("curl -s -o /dev/null http://127.0.0.1:28090/"),
+        "nginx up",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = std::fs::write(&log, "");
+    let eve = dir.path().join("eve.json");
+    let mut ap = Proc(
+        Command::new(env!("CARGO_BIN_EXE_apitap"))
+            .args([
+                "live",
+                "-i",
+                "lo",
+                "--bpf",
+                "tcp port 28090",
+                "--user",
+                "nobody",
+                "--stats-interval",
+                "0",
+            ])
+            .args(["-o", eve.to_str().unwrap_or_default()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("apitap"),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", ap.id())).expect("status");
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap_or_default()
+        .to_string();
+    let cap_eff = status
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .unwrap_or_default()
+        .to_string();
+    for i in 0..5 {
+        sh(&format!(
+            "curl -s -o /dev/null 'http://127.0.0.1:28090/index.html?u={i}'"
+        ));
+    }
+    assert_eq!(sigterm_and_wait(&mut ap), 0);
+    assert!(uid_line.split_whitespace().skip(1).all(|u| u == "65534"), "{uid_line}");
+    assert!(cap_eff.ends_with("0000000000000000"), "no capability left: {cap_eff}");
+    let n = read_events(&eve).iter().filter(|e| e["event_type"] == "http").count();
+    assert_eq!(n, access_log(&log).len());
+}

@@ -114,15 +114,6 @@ impl Conn {
         self.client
     }
 
-    /// Nothing in flight: no partial message, no request waiting for its response.
-    pub fn is_idle(&self) -> bool {
-        self.deferred.is_none() && self.q.pending.is_empty() && self.halves.iter().all(|h| h.is_idle())
-    }
-
-    pub fn tunnel(&self) -> bool {
-        self.q.tunnel
-    }
-
     /// The connection turned out not to speak HTTP.
     pub fn not_http(&self) -> bool {
         self.q.not_http
@@ -623,5 +614,51 @@ mod tests {
                 ("/3".into(), Some(b"3".to_vec()), false),
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod evasion_tests {
+    use super::*;
+
+    fn anomalies(chunks: &[(usize, &[u8])]) -> (Vec<Transaction>, Vec<HttpAnomaly>) {
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        for (i, (d, b)) in chunks.iter().enumerate() {
+            c.data(*d, b, i as u64, None, &cfg);
+        }
+        c.flush(99, &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        (t, a)
+    }
+
+    #[test]
+    fn smuggling_shapes_are_reported() {
+        // CL.TE: both framings; chunked wins (RFC 9112 §6.3) and it is an anomaly
+        let (t, a) = anomalies(&[(
+            0,
+            b"POST / HTTP/1.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+        )]);
+        assert!(a.contains(&HttpAnomaly::ContentLengthAndChunked), "{a:?}");
+        assert_eq!(t[0].request.as_ref().map(|m| m.body_len), Some(0));
+        // TE.CL, with an obfuscated Transfer-Encoding
+        let (_, a) = anomalies(&[(
+            0,
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\nContent-Length: 4\r\n\r\n5c\r\n",
+        )]);
+        assert!(
+            a.contains(&HttpAnomaly::ContentLengthAndChunked) && a.contains(&HttpAnomaly::UnknownTransferEncoding),
+            "{a:?}"
+        );
+        // duplicate, different Content-Length
+        let (_, a) = anomalies(&[(
+            0,
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabc",
+        )]);
+        assert!(a.contains(&HttpAnomaly::MultipleContentLength), "{a:?}");
+        // obs-fold in a request header
+        let (_, a) = anomalies(&[(0, b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n")]);
+        assert!(a.contains(&HttpAnomaly::ObsFold), "{a:?}");
     }
 }

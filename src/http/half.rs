@@ -109,10 +109,6 @@ impl Half {
         }
     }
 
-    pub fn role(&self) -> Option<Role> {
-        self.role
-    }
-
     /// This direction has shown `PROBE_LIMIT` bytes without a single HTTP message start.
     pub fn probe_exhausted(&self) -> bool {
         !self.ever_synced && self.pos > PROBE_LIMIT
@@ -144,10 +140,6 @@ impl Half {
     /// Stream offset of the next byte (data and gaps fed so far).
     pub fn pos(&self) -> u64 {
         self.pos
-    }
-
-    pub fn is_idle(&self) -> bool {
-        matches!(self.st, St::Tunnel | St::Dead) || (self.st == St::Idle && self.buf.is_empty())
     }
 
     pub fn feed(&mut self, mut d: &[u8], ts: Ts, cfg: &HttpConfig, ev: &mut dyn Events) {
@@ -306,6 +298,15 @@ impl Half {
         };
         match parsed {
             Ok(Some((mut msg, n))) => {
+                // A header continued on the next line (obs-fold, RFC 9112 §5.2): parsers
+                // disagree on it, a classic smuggling vector. httparse tolerates it; we report it.
+                let head = &src[..n.min(src.len())];
+                if memchr::memmem::find(head, b"\n ")
+                    .or_else(|| memchr::memmem::find(head, b"\n\t"))
+                    .is_some()
+                {
+                    ev.anomaly(HttpAnomaly::ObsFold);
+                }
                 let used = if from_buf { n.saturating_sub(old) } else { n };
                 *d = &d[used.min(d.len())..];
                 self.buf.clear();

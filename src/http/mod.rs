@@ -159,6 +159,7 @@ pub enum HttpAnomaly {
     TooManyPipelined,
     ResponseWithoutRequest,
     BodyDecodeError,
+    ObsFold,
     Gap,
 }
 
@@ -177,6 +178,7 @@ impl HttpAnomaly {
             HttpAnomaly::TooManyPipelined => "TOO_MANY_PIPELINED_REQUESTS",
             HttpAnomaly::ResponseWithoutRequest => "UNSOLICITED_RESPONSE",
             HttpAnomaly::BodyDecodeError => "BODY_DECODE_ERROR",
+            HttpAnomaly::ObsFold => "OBSOLETE_LINE_FOLDING",
             HttpAnomaly::Gap => "GAP_IN_MESSAGE",
         }
     }

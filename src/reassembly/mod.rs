@@ -112,10 +112,6 @@ impl Stream {
         }
     }
 
-    pub fn started(&self) -> bool {
-        self.started
-    }
-
     /// Stream offset of the next expected byte (bytes delivered plus bytes skipped).
     pub fn offset(&self) -> u64 {
         self.off
@@ -124,12 +120,6 @@ impl Stream {
     /// True once every byte up to the FIN has been delivered or skipped.
     pub fn finished(&self) -> bool {
         self.fin_done
-    }
-
-    /// Stream offset that sequence number `seq` stands for (e.g. an acknowledgement).
-    pub fn offset_of(&self, seq: u32) -> Option<u64> {
-        self.started
-            .then(|| (self.off as i64 + seq.wrapping_sub(self.next_seq) as i32 as i64).max(0) as u64)
     }
 
     /// (offset, next expected sequence number), to map acknowledgements to offsets while the
