@@ -10,33 +10,10 @@ use apitap::http::conn::Conn;
 use apitap::reassembly::ReassemblyConfig;
 use proptest::prelude::*;
 
+mod common;
+
 fn eth_ipv4_tcp(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let total = 40 + payload.len();
-    let mut f = vec![0u8; 12];
-    f.extend([
-        0x08,
-        0x00,
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        6,
-        0,
-        0,
-    ]);
-    f.extend([10, 0, 0, 1, 10, 0, 0, 2]);
-    f.extend(40000u16.to_be_bytes());
-    f.extend(80u16.to_be_bytes());
-    f.extend(seq.to_be_bytes());
-    f.extend(0u32.to_be_bytes());
-    f.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    f.extend(payload);
-    f
+    common::tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 40000, 80, seq, 0, flags, payload)
 }
 
 fn run_frames(frames: &[(u32, Vec<u8>)]) {

@@ -344,12 +344,19 @@ impl Flow {
         let fin = seg.flags & tcp_flags::FIN != 0;
         self.streams[d].note_ack(if ack { Some(seg.ack) } else { None });
         let map = self.streams[d ^ 1].seq_map();
-        let mut ack_off = None;
         let ts = seg.ts;
         let Flow {
             streams, conn, pkts, ..
         } = self;
         let hcfg = ctx.hcfg;
+        let mut feed = Feed {
+            conn,
+            dir: d,
+            ts,
+            hcfg,
+            map,
+            ack_off: None,
+        };
         let notes = streams[d].segment(
             seq,
             seg.payload,
@@ -359,15 +366,7 @@ impl Flow {
             ctx.rcfg,
             ctx.budget,
             ctx.st,
-            &mut |c| {
-                if let Some(conn) = conn.as_mut() {
-                    match c {
-                        Chunk::Ack(a) => ack_off = map.map(|(off, next)| seq_offset(off, next, a)),
-                        Chunk::Data(b) => conn.data(d, b, ts, ack_off, hcfg),
-                        Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
-                    }
-                }
-            },
+            &mut |c| feed.chunk(c),
         );
         self.check_eof(d, ts, hcfg);
         notes
@@ -378,10 +377,7 @@ impl Flow {
             return Notes::default();
         }
         let hcfg = ctx.hcfg;
-        // Each piece of data comes with the acknowledgement its segment carried, mapped to an
-        // offset of the other direction, so a response waits for its request (http::conn).
         let map = self.streams[d ^ 1].seq_map();
-        let mut ack_off = None;
         let Flow {
             streams,
             conn,
@@ -389,15 +385,15 @@ impl Flow {
             ack,
             ..
         } = self;
-        let notes = streams[d].check_stale(*pkts, ack[d ^ 1], ctx.rcfg, ctx.budget, ctx.st, &mut |c| {
-            if let Some(conn) = conn.as_mut() {
-                match c {
-                    Chunk::Ack(a) => ack_off = map.map(|(off, next)| seq_offset(off, next, a)),
-                    Chunk::Data(b) => conn.data(d, b, ts, ack_off, hcfg),
-                    Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
-                }
-            }
-        });
+        let mut feed = Feed {
+            conn,
+            dir: d,
+            ts,
+            hcfg,
+            map,
+            ack_off: None,
+        };
+        let notes = streams[d].check_stale(*pkts, ack[d ^ 1], ctx.rcfg, ctx.budget, ctx.st, &mut |c| feed.chunk(c));
         self.check_eof(d, ts, hcfg);
         notes
     }
@@ -417,17 +413,16 @@ impl Flow {
         let hcfg = ctx.hcfg;
         for d in 0..2 {
             let map = self.streams[d ^ 1].seq_map();
-            let mut ack_off = None;
             let Flow { streams, conn, .. } = self;
-            let n = streams[d].flush(ctx.budget, ctx.st, &mut |c| {
-                if let Some(conn) = conn.as_mut() {
-                    match c {
-                        Chunk::Ack(a) => ack_off = map.map(|(off, next)| seq_offset(off, next, a)),
-                        Chunk::Data(b) => conn.data(d, b, ts, ack_off, hcfg),
-                        Chunk::Gap(n) => conn.gap(d, n, ts, hcfg),
-                    }
-                }
-            });
+            let mut feed = Feed {
+                conn,
+                dir: d,
+                ts,
+                hcfg,
+                map,
+                ack_off: None,
+            };
+            let n = streams[d].flush(ctx.budget, ctx.st, &mut |c| feed.chunk(c));
             notes.gap |= n.gap;
         }
         if let Some(c) = self.conn.as_mut() {
@@ -495,6 +490,30 @@ impl Flow {
         st.transactions += txs.len() as u64;
         for tx in txs {
             out.push(FlowOutput::Http { meta: meta.clone(), tx });
+        }
+    }
+}
+
+/// Hands one direction's reassembled chunks to the flow's HTTP connection. Each piece of data
+/// comes after the acknowledgement its segment carried ([`Chunk::Ack`]), mapped here to an
+/// offset of the other direction, so a response can wait for its request (http::conn).
+struct Feed<'a> {
+    conn: &'a mut Option<Box<Conn>>,
+    dir: usize,
+    ts: Ts,
+    hcfg: &'a HttpConfig,
+    /// (offset, next_seq) of the other direction's stream.
+    map: Option<(u64, u32)>,
+    ack_off: Option<u64>,
+}
+
+impl Feed<'_> {
+    fn chunk(&mut self, c: Chunk<'_>) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        match c {
+            Chunk::Ack(a) => self.ack_off = self.map.map(|(off, next)| seq_offset(off, next, a)),
+            Chunk::Data(b) => conn.data(self.dir, b, self.ts, self.ack_off, self.hcfg),
+            Chunk::Gap(n) => conn.gap(self.dir, n, self.ts, self.hcfg),
         }
     }
 }
