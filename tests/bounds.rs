@@ -183,3 +183,43 @@ fn gzip_bomb_decodes_only_to_the_inspection_depth() {
     assert!(out.contains(&format!("\"response_body_bytes\":{}", bomb.len())));
     assert!(peak_kb < 60 * 1024, "peak anonymous RSS {peak_kb} KiB");
 }
+
+#[test]
+fn fragment_flood_stays_within_the_fragment_cap() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cap = dir.path().join("frags.pcap");
+    let mut w = PcapWriter::create(&cap);
+    // 100,000 datagrams, each a first fragment of 1,480 bytes whose rest never comes: 148 MB
+    // would wait unbounded; the cap is 4 MiB.
+    let payload = vec![0u8; 1480];
+    for i in 0..100_000u32 {
+        let mut f = tcp_frame(
+            [13, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+            [10, 0, 0, 1],
+            5000,
+            80,
+            1,
+            0,
+            0x18,
+            &payload[20..],
+        );
+        // IP id = i, More Fragments set, offset 0
+        f[18] = (i >> 8) as u8;
+        f[19] = i as u8;
+        f[20] = 0x20;
+        f[21] = 0;
+        w.frame(&f);
+    }
+    w.finish();
+    let conf = cfg_file(dir.path(), "[decode]\nfrag_memory = 4194304\n");
+    let (st, out, err, peak_kb) = run_measured(&["replay", cap.to_str().unwrap_or_default(), "-q", "--config", &conf]);
+    assert!(st.success(), "{err}");
+    let s = final_stats(&out);
+    assert!(
+        s["decoder"]["frag_memcap_drops"].as_u64().unwrap_or(0) > 50_000,
+        "{}",
+        s["decoder"]
+    );
+    assert!(s["memory"]["frag_bytes"].as_u64().unwrap_or(u64::MAX) <= 4_194_304);
+    assert!(peak_kb < 60 * 1024, "peak anonymous RSS {peak_kb} KiB");
+}
