@@ -21,6 +21,7 @@ use tracing::{info, warn};
 use crate::capture::file::CaptureFile;
 use crate::capture::live;
 use crate::capture::{Frame, Ts};
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::decode::{Decoder, Outcome, Skip};
 use crate::event::{AnomalyEvent, Event, Formatter};
@@ -44,7 +45,7 @@ pub enum AppError {
 }
 
 /// What a run did, for the exit summary and for tests.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Summary {
     pub packets: u64,
     pub bytes: u64,
@@ -53,6 +54,8 @@ pub struct Summary {
     pub truncated_files: u64,
     pub seconds: f64,
     pub stats: serde_json::Value,
+    /// The merged API catalog, when profiling was on.
+    pub catalog: Option<Catalog>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -83,7 +86,9 @@ struct Pipeline {
     mode: Mode,
     shards: Vec<Sender<Vec<Event>>>,
     batches: Vec<Vec<Event>>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Vec<JoinHandle<Option<Catalog>>>,
+    /// The workers' catalogs, merged once they have drained.
+    catalog: Option<Catalog>,
     sinks: Arc<Vec<SinkHandle>>,
     fmt: Arc<Formatter>,
     counts: EventCounts,
@@ -121,11 +126,12 @@ impl Pipeline {
             let sk = sinks.clone();
             let decode = cfg.http.decompress.then_some(cfg.http.body_depth);
             let drops = drops.clone();
+            let catalog = cfg.profile.then(|| Catalog::new(cfg.catalog.clone()));
             shards.push(tx);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("apitap-worker-{i}"))
-                    .spawn(move || worker_loop(rx, fmt, sk, mode, decode, drops))
+                    .spawn(move || worker_loop(rx, fmt, sk, mode, decode, drops, catalog))
                     .map_err(|e| AppError::Usage(format!("cannot start a worker thread: {e}")))?,
             );
         }
@@ -135,6 +141,7 @@ impl Pipeline {
             shards,
             batches: (0..n).map(|_| Vec::with_capacity(BATCH)).collect(),
             workers,
+            catalog: None,
             sinks,
             fmt,
             counts: EventCounts::default(),
@@ -210,14 +217,19 @@ impl Pipeline {
     }
 
     /// Drain the workers, then write `last` (the final stats) to every sink and close them.
-    fn finish(mut self, last: impl FnOnce(&Pipeline) -> Event) -> Result<(), AppError> {
+    fn finish(mut self, last: impl FnOnce(&Pipeline) -> Event) -> Result<Option<Catalog>, AppError> {
         let mode = self.mode;
         self.mode = Mode::Replay; // at shutdown nothing more is dropped: wait for the workers
         let mut res = self.flush();
         self.mode = mode;
         drop(std::mem::take(&mut self.shards));
         for w in self.workers.drain(..) {
-            let _ = w.join();
+            if let Ok(Some(c)) = w.join() {
+                match &mut self.catalog {
+                    Some(m) => m.merge(&c),
+                    None => self.catalog = Some(c),
+                }
+            }
         }
         let last = last(&self);
         let mut buf = Vec::new();
@@ -245,7 +257,7 @@ impl Pipeline {
                 Err(_) => {}
             }
         }
-        res
+        res.map(|()| self.catalog.take())
     }
 }
 
@@ -257,7 +269,8 @@ fn worker_loop(
     mode: Mode,
     decode: Option<usize>,
     drops: Arc<Drops>,
-) {
+    mut catalog: Option<Catalog>,
+) -> Option<Catalog> {
     for mut batch in rx {
         let mut bytes = Vec::with_capacity(batch.len() * 700);
         let mut n = batch.len() as u64;
@@ -274,7 +287,24 @@ fn worker_loop(
                     n += 1;
                 }
             }
+            if let (Event::Http { meta, tx }, Some(c)) = (&*ev, catalog.as_mut()) {
+                let auth = tx
+                    .request
+                    .as_ref()
+                    .map(|q| fmt.redactor.auth(q))
+                    .unwrap_or(crate::redact::Auth {
+                        scheme: "none",
+                        principal: None,
+                    });
+                c.observe(tx, meta, &auth);
+            }
+            if sinks.is_empty() {
+                continue;
+            }
             fmt.write(ev, &mut bytes);
+        }
+        if sinks.is_empty() {
+            continue;
         }
         let b = Arc::new(Batch { bytes, events: n });
         let mut alive = false;
@@ -282,9 +312,10 @@ fn worker_loop(
             alive |= s.send(&b, mode == Mode::Replay);
         }
         if !alive && mode == Mode::Replay {
-            return;
+            return catalog;
         }
     }
+    catalog
 }
 
 /// Capture-thread state: decoder, flow table, counters.
@@ -478,8 +509,9 @@ fn finish_run(
         }
     });
     res?;
-    fin?;
+    let catalog = fin?;
     Ok(Summary {
+        catalog,
         packets: cap.packets,
         bytes: cap.decoder.stats.bytes,
         transactions: cap.flows.stats.transactions,
@@ -683,6 +715,17 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     }
     info!("stopped capture on {}", names.join(", "));
     out
+}
+
+/// Write a JSON document (the catalog) to `path` (`-`: stdout), pretty-printed.
+pub fn write_document(path: &str, doc: &serde_json::Value) -> Result<(), AppError> {
+    let text = serde_json::to_string_pretty(doc).map_err(|e| AppError::Output(io::Error::other(e)))? + "\n";
+    if path == "-" || path.is_empty() {
+        use std::io::Write;
+        io::stdout().lock().write_all(text.as_bytes()).map_err(AppError::Output)
+    } else {
+        std::fs::write(path, text).map_err(|e| AppError::Output(io::Error::new(e.kind(), format!("{path}: {e}"))))
+    }
 }
 
 /// The human summary printed to stderr at exit.

@@ -25,6 +25,8 @@ pub enum Cmd {
     /// Check a configuration file, or print the commented default one.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// The API inventory of capture files: endpoints, parameters, schemas, as OpenAPI 3.1 or JSON.
+    Catalog(CatalogArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -42,6 +44,43 @@ pub struct ReplayArgs {
     pub files: Vec<String>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CatalogArgs {
+    /// Capture files, read in order as one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+    /// openapi (an OpenAPI 3.1 document) or json (the raw catalog).
+    #[arg(long, value_name = "FORMAT", default_value = "openapi", value_parser = ["openapi", "json"])]
+    pub format: String,
+    /// Write the document to PATH (`-`: stdout).
+    #[arg(short, long, value_name = "PATH", default_value = "-")]
+    pub output: String,
+    /// TOML configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<String>,
+    /// Distinct values at one path position before it is learned as a parameter.
+    #[arg(long, value_name = "N")]
+    pub learn_threshold: Option<usize>,
+}
+
+impl CatalogArgs {
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        c.sinks = Vec::new();
+        c.profile = true;
+        c.progress = false;
+        c.summary = false;
+        c.stats_interval_s = 0;
+        if let Some(t) = self.learn_threshold {
+            c.catalog.learn_threshold = t;
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -98,6 +137,9 @@ pub struct CommonArgs {
     /// Key for the keyed hashes that replace secrets in output.
     #[arg(long, value_name = "KEY", env = "APITAP_HASH_KEY", hide_env_values = true)]
     pub hash_key: Option<String>,
+    /// Profile the API catalog and write it (OpenAPI 3.1) to PATH at exit.
+    #[arg(long, value_name = "PATH")]
+    pub catalog: Option<String>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -140,6 +182,10 @@ impl CommonArgs {
         }
         if let Some(s) = self.stats_interval {
             c.stats_interval_s = s;
+        }
+        if let Some(p) = &self.catalog {
+            c.profile = true;
+            c.catalog_path = Some(p.clone());
         }
         c.progress = !self.no_progress;
         c.summary = !self.quiet;

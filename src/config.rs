@@ -26,6 +26,11 @@ pub struct Config {
     /// already runs unprivileged with only the capture capabilities).
     pub user: Option<String>,
     pub capture: CaptureConfig,
+    /// Profile transactions into the API catalog (on for `apitap catalog` and `--catalog`).
+    pub profile: bool,
+    /// Write the catalog (OpenAPI 3.1) here at exit. Default: none.
+    pub catalog_path: Option<String>,
+    pub catalog: crate::catalog::CatalogConfig,
     /// Worker shards that format events. Default: cores - 1, at least 1.
     pub workers: usize,
     /// Include request and response headers (redacted) in `http` events. Default off.
@@ -56,6 +61,9 @@ impl Default for Config {
             log_level: "info".into(),
             user: None,
             capture: CaptureConfig::default(),
+            profile: false,
+            catalog_path: None,
+            catalog: crate::catalog::CatalogConfig::default(),
             workers: default_workers(),
             log_headers: false,
             stats_interval_s: 60,

@@ -151,6 +151,9 @@ struct Times {
 struct ApiObj<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<&'a str>,
+    /// Method and path template (`GET /users/{id}`), by the catalog's rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_body_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -285,6 +288,13 @@ impl Formatter {
             },
             api: ApiObj {
                 path: q.map(|m| target_path(&m.uri)),
+                endpoint: q.map(|m| {
+                    format!(
+                        "{} {}",
+                        m.method,
+                        crate::catalog::template::template(target_path(&m.uri)).0
+                    )
+                }),
                 request_body_bytes: q.map(|m| m.body_len),
                 response_body_bytes: r.map(|m| m.body_len),
                 latency_us: tx.latency_us(),

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     // `files` is Some for a replay, None for a live run.
     let (cfg, files) = match &cli.cmd {
         Cmd::Replay(a) => (a.common.to_config(), Some(&a.files)),
+        Cmd::Catalog(a) => (a.to_config(), Some(&a.files)),
         Cmd::Live(a) => (a.to_config(), None),
         Cmd::Config(ConfigCmd::Default) => {
             print!("{DEFAULT_TOML}");
@@ -57,6 +58,20 @@ fn main() -> ExitCode {
     let res = Signals::install().and_then(|sig| match files {
         Some(files) => app::replay_with(&cfg, files, &sig),
         None => app::live(&cfg, &sig),
+    });
+    let res = res.and_then(|s| {
+        if let Some(c) = &s.catalog {
+            let (doc, path) = match &cli.cmd {
+                Cmd::Catalog(a) if a.format == "json" => (c.json(), a.output.clone()),
+                Cmd::Catalog(a) => (apitap::catalog::openapi::document(c), a.output.clone()),
+                _ => (
+                    apitap::catalog::openapi::document(c),
+                    cfg.catalog_path.clone().unwrap_or_default(),
+                ),
+            };
+            app::write_document(&path, &doc)?;
+        }
+        Ok(s)
     });
     match res {
         Ok(s) => {

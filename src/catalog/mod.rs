@@ -1,0 +1,670 @@
+//! The API catalog: endpoints (host + method + path template) and what each one looks like.
+//!
+//! Each worker shard profiles the transactions it sees into its own [`Catalog`]; catalogs merge
+//! for output ([`Catalog::merge`]). Bounds: at most `max_hosts` hosts and
+//! `max_endpoints_per_host` endpoints per host (the rest fold into one overflow endpoint per
+//! host), `max_params` query/body parameter names per endpoint, bounded sets everywhere.
+//! Learned parameters: at export, where a position under the same prefix shows more than
+//! `learn_threshold` distinct literal values, those values fold into one `{param}` (user
+//! names, slugs). Endpoints that only ever answered 404 (a scanner's guesses) are kept apart
+//! from the real ones.
+
+pub mod openapi;
+pub mod schema;
+pub mod sensitive;
+pub mod template;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use serde_json::{Value, json};
+
+use crate::capture::Ts;
+use crate::flow::FlowMeta;
+use crate::http::{Message, Transaction};
+use crate::redact::{Auth, percent_decode_lossy, query_pairs};
+use schema::Schema;
+use sensitive::Sensitive;
+use template::ParamKind;
+
+#[derive(Debug, Clone)]
+pub struct CatalogConfig {
+    /// Hosts tracked. Default 256.
+    pub max_hosts: usize,
+    /// Endpoints per host; more fold into an overflow endpoint. Default 2,000.
+    pub max_endpoints_per_host: usize,
+    /// Query and body parameter names kept per endpoint. Default 64.
+    pub max_params: usize,
+    /// Distinct literal values at one position before it becomes `{param}`. Default 20.
+    pub learn_threshold: usize,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig {
+            max_hosts: 256,
+            max_endpoints_per_host: 2000,
+            max_params: 64,
+            learn_threshold: 20,
+        }
+    }
+}
+
+/// A bounded log-scale latency histogram (microseconds): 4 buckets per power of two.
+#[derive(Debug, Clone, Default)]
+pub struct Latency {
+    buckets: BTreeMap<u16, u64>,
+    n: u64,
+}
+
+impl Latency {
+    fn bucket(us: u64) -> u16 {
+        if us < 4 {
+            return us as u16;
+        }
+        let lz = 63 - us.leading_zeros() as u64;
+        let frac = (us >> (lz - 2)) & 3;
+        (lz * 4 + frac) as u16
+    }
+
+    fn value(b: u16) -> u64 {
+        if b < 4 {
+            return b as u64;
+        }
+        let (e, f) = ((b / 4) as u64, (b % 4) as u64);
+        (1u64 << e) + (f << (e - 2))
+    }
+
+    pub fn add(&mut self, us: u64) {
+        *self.buckets.entry(Self::bucket(us)).or_default() += 1;
+        self.n += 1;
+    }
+
+    pub fn merge(&mut self, o: &Latency) {
+        for (b, c) in &o.buckets {
+            *self.buckets.entry(*b).or_default() += c;
+        }
+        self.n += o.n;
+    }
+
+    /// The `q` quantile (0..1), in microseconds (bucket lower bound).
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        if self.n == 0 {
+            return None;
+        }
+        let want = ((self.n as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (b, c) in &self.buckets {
+            seen += c;
+            if seen >= want {
+                return Some(Self::value(*b));
+            }
+        }
+        None
+    }
+}
+
+/// HyperLogLog with 256 registers (about 6.5% error): distinct clients in 256 bytes.
+#[derive(Debug, Clone)]
+pub struct Distinct([u8; 256]);
+
+impl Default for Distinct {
+    fn default() -> Self {
+        Distinct([0; 256])
+    }
+}
+
+impl Distinct {
+    pub fn add(&mut self, v: impl Hash) {
+        let mut h = DefaultHasher::new();
+        v.hash(&mut h);
+        let x = h.finish();
+        let idx = (x >> 56) as usize;
+        let rank = ((x << 8) | 0x80).leading_zeros() as u8 + 1;
+        self.0[idx] = self.0[idx].max(rank);
+    }
+
+    pub fn merge(&mut self, o: &Distinct) {
+        for (a, b) in self.0.iter_mut().zip(o.0.iter()) {
+            *a = (*a).max(*b);
+        }
+    }
+
+    pub fn estimate(&self) -> u64 {
+        let m = 256.0f64;
+        let sum: f64 = self.0.iter().map(|r| 2f64.powi(-(*r as i32))).sum();
+        let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
+        let zeros = self.0.iter().filter(|r| **r == 0).count();
+        if raw <= 2.5 * m && zeros > 0 {
+            (m * (m / zeros as f64).ln()).round() as u64
+        } else {
+            raw.round() as u64
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Sizes {
+    pub min: u64,
+    pub max: u64,
+    pub sum: u64,
+    pub n: u64,
+}
+
+impl Sizes {
+    fn add(&mut self, v: u64) {
+        self.min = if self.n == 0 { v } else { self.min.min(v) };
+        self.max = self.max.max(v);
+        self.sum += v;
+        self.n += 1;
+    }
+
+    fn merge(&mut self, o: &Sizes) {
+        if o.n == 0 {
+            return;
+        }
+        self.min = if self.n == 0 { o.min } else { self.min.min(o.min) };
+        self.max = self.max.max(o.max);
+        self.sum += o.sum;
+        self.n += o.n;
+    }
+
+    fn json(&self) -> Value {
+        json!({"min": self.min, "max": self.max, "mean": self.sum.checked_div(self.n).unwrap_or(0)})
+    }
+}
+
+/// What one endpoint looks like.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint {
+    pub host: String,
+    pub method: String,
+    pub template: String,
+    pub count: u64,
+    pub first: Ts,
+    pub last: Ts,
+    pub status: BTreeMap<u16, u64>,
+    pub latency: Latency,
+    pub request_size: Sizes,
+    pub response_size: Sizes,
+    pub request_types: BTreeSet<String>,
+    pub response_types: BTreeSet<String>,
+    pub query: BTreeMap<String, Schema>,
+    pub request_body: Option<Schema>,
+    pub response_body: BTreeMap<u16, Schema>,
+    pub auth: BTreeMap<&'static str, u64>,
+    pub authenticated: u64,
+    pub sensitive: BTreeSet<Sensitive>,
+    pub clients: Distinct,
+    /// Fields dropped at a cap.
+    pub truncated: bool,
+}
+
+fn content_type(m: &Message) -> Option<String> {
+    m.header("content-type")
+        .map(|c| c.split(';').next().unwrap_or(c).trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty())
+}
+
+impl Endpoint {
+    fn observe(&mut self, tx: &Transaction, client: &FlowMeta, auth: &Auth, cfg: &CatalogConfig) {
+        let ts = tx.start();
+        self.first = if self.count == 0 { ts } else { self.first.min(ts) };
+        self.last = self.last.max(ts);
+        self.count += 1;
+        self.clients.add(client.src);
+        *self.auth.entry(auth.scheme).or_default() += 1;
+        if auth.scheme != "none" {
+            self.authenticated += 1;
+        }
+        if let Some(l) = tx.latency_us() {
+            self.latency.add(l);
+        }
+        if let Some(q) = &tx.request {
+            self.request_size.add(q.body_len);
+            if let Some(ct) = content_type(q) {
+                if self.request_types.len() < 8 {
+                    self.request_types.insert(ct);
+                }
+            }
+            if let Some((_, qs)) = q.uri.split_once('?') {
+                for (k, v) in query_pairs(qs) {
+                    let k = percent_decode_lossy(k).into_owned();
+                    let s = Schema::of_text(&percent_decode_lossy(v));
+                    let room = self.query.len() < cfg.max_params;
+                    match self.query.get_mut(&k) {
+                        Some(e) => e.merge(&s),
+                        None if room => {
+                            self.query.insert(k, s);
+                        }
+                        None => self.truncated = true,
+                    }
+                }
+            }
+            if let Some(s) = body_schema(q, cfg) {
+                match &mut self.request_body {
+                    Some(e) => e.merge(&s),
+                    None => self.request_body = Some(s),
+                }
+            }
+        }
+        if let Some(r) = &tx.response {
+            *self.status.entry(r.status).or_default() += 1;
+            self.response_size.add(r.body_len);
+            if let Some(ct) = content_type(r) {
+                if self.response_types.len() < 8 {
+                    self.response_types.insert(ct);
+                }
+            }
+            if let Some(s) = body_schema(r, cfg) {
+                if let Some(e) = self.response_body.get_mut(&r.status) {
+                    e.merge(&s);
+                } else if self.response_body.len() < 16 {
+                    self.response_body.insert(r.status, s);
+                }
+            }
+            if !r.body.is_empty() {
+                self.sensitive.extend(sensitive::scan(&r.body));
+            }
+        }
+    }
+
+    pub fn merge(&mut self, o: &Endpoint) {
+        if o.count == 0 {
+            return;
+        }
+        self.first = if self.count == 0 {
+            o.first
+        } else {
+            self.first.min(o.first)
+        };
+        self.last = self.last.max(o.last);
+        self.count += o.count;
+        for (k, v) in &o.status {
+            *self.status.entry(*k).or_default() += v;
+        }
+        self.latency.merge(&o.latency);
+        self.request_size.merge(&o.request_size);
+        self.response_size.merge(&o.response_size);
+        self.request_types.extend(o.request_types.iter().cloned());
+        self.response_types.extend(o.response_types.iter().cloned());
+        for (k, s) in &o.query {
+            match self.query.get_mut(k) {
+                Some(e) => e.merge(s),
+                None => {
+                    self.query.insert(k.clone(), s.clone());
+                }
+            }
+        }
+        match (&mut self.request_body, &o.request_body) {
+            (Some(a), Some(b)) => a.merge(b),
+            (None, Some(b)) => self.request_body = Some(b.clone()),
+            _ => {}
+        }
+        for (k, s) in &o.response_body {
+            match self.response_body.get_mut(k) {
+                Some(e) => e.merge(s),
+                None => {
+                    self.response_body.insert(*k, s.clone());
+                }
+            }
+        }
+        for (k, v) in &o.auth {
+            *self.auth.entry(k).or_default() += v;
+        }
+        self.authenticated += o.authenticated;
+        self.sensitive.extend(o.sensitive.iter().copied());
+        self.clients.merge(&o.clients);
+        self.truncated |= o.truncated;
+    }
+
+    /// Only ever answered 404: a guess, not an endpoint.
+    pub fn not_found_only(&self) -> bool {
+        !self.status.is_empty() && self.status.keys().all(|s| *s == 404)
+    }
+
+    /// Path parameters of the template, in order.
+    pub fn path_params(&self) -> Vec<(String, ParamKind)> {
+        self.template
+            .split('/')
+            .filter_map(|seg| ParamKind::from_placeholder(seg).map(|k| (seg.trim_matches(['{', '}']).to_string(), k)))
+            .collect()
+    }
+
+    pub fn json(&self) -> Value {
+        let ms = |q: f64| self.latency.quantile(q).map(|us| us as f64 / 1000.0);
+        json!({
+            "host": self.host, "method": self.method, "template": self.template,
+            "endpoint": format!("{} {}", self.method, self.template),
+            "count": self.count,
+            "first_seen": crate::event::fmt_ts(self.first), "last_seen": crate::event::fmt_ts(self.last),
+            "status": self.status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99)},
+            "request_bytes": self.request_size.json(), "response_bytes": self.response_size.json(),
+            "request_content_types": self.request_types, "response_content_types": self.response_types,
+            "path_params": self.path_params().iter().map(|(n, k)| json!({"name": n, "type": k.openapi().0, "format": k.openapi().1})).collect::<Vec<_>>(),
+            "query_params": self.query.iter().map(|(k, s)| (k.clone(), s.json())).collect::<serde_json::Map<_, _>>(),
+            "request_body": self.request_body.as_ref().map(|s| s.json()),
+            "auth": self.auth,
+            "authenticated_share": if self.count > 0 { self.authenticated as f64 / self.count as f64 } else { 0.0 },
+            "sensitive": self.sensitive.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "distinct_clients": self.clients.estimate(),
+            "truncated": self.truncated,
+        })
+    }
+}
+
+fn body_schema(m: &Message, cfg: &CatalogConfig) -> Option<Schema> {
+    if m.body.is_empty() {
+        return None;
+    }
+    let ct = content_type(m).unwrap_or_default();
+    if ct.contains("json") || (ct.is_empty() && matches!(m.body.first(), Some(b'{') | Some(b'['))) {
+        let v: Value = serde_json::from_slice(&m.body).ok()?;
+        return Some(Schema::of_json(&v, cfg.max_params));
+    }
+    if ct == "application/x-www-form-urlencoded" {
+        let text = String::from_utf8_lossy(&m.body);
+        let mut obj = serde_json::Map::new();
+        for (k, v) in query_pairs(&text).take(cfg.max_params) {
+            obj.insert(
+                percent_decode_lossy(k).into_owned(),
+                Value::String(percent_decode_lossy(v).into_owned()),
+            );
+        }
+        return Some(Schema::of_json(&Value::Object(obj), cfg.max_params));
+    }
+    None
+}
+
+#[derive(Debug, Clone, Default)]
+struct HostEntry {
+    endpoints: BTreeMap<(String, String), Endpoint>,
+    overflow: Endpoint,
+}
+
+/// The catalog of one shard, or a merged one.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub cfg: CatalogConfig,
+    hosts: BTreeMap<String, HostEntry>,
+    /// Transactions whose host was beyond `max_hosts`.
+    pub hosts_overflow: u64,
+}
+
+/// The endpoint a transaction belongs to: (host, method, rule-based template).
+pub fn endpoint_of(tx: &Transaction, meta: &FlowMeta) -> Option<(String, String, String)> {
+    let q = tx.request.as_ref()?;
+    let host = q
+        .header("host")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("{}:{}", meta.dst, meta.dport));
+    let path = crate::event::target_path(&q.uri);
+    Some((host, q.method.clone(), template::template(path).0))
+}
+
+impl Catalog {
+    pub fn new(cfg: CatalogConfig) -> Self {
+        Catalog {
+            cfg,
+            hosts: BTreeMap::new(),
+            hosts_overflow: 0,
+        }
+    }
+
+    pub fn observe(&mut self, tx: &Transaction, meta: &FlowMeta, auth: &Auth) {
+        let Some((host, method, tpl)) = endpoint_of(tx, meta) else {
+            return;
+        };
+        if !self.hosts.contains_key(&host) && self.hosts.len() >= self.cfg.max_hosts {
+            self.hosts_overflow += 1;
+            return;
+        }
+        let cfg = self.cfg.clone();
+        let h = self.hosts.entry(host.clone()).or_default();
+        let key = (method.clone(), tpl.clone());
+        let ep = if h.endpoints.contains_key(&key) || h.endpoints.len() < cfg.max_endpoints_per_host {
+            h.endpoints.entry(key).or_insert_with(|| Endpoint {
+                host,
+                method,
+                template: tpl,
+                ..Endpoint::default()
+            })
+        } else {
+            if h.overflow.count == 0 {
+                h.overflow = Endpoint {
+                    host,
+                    method: "*".into(),
+                    template: "/{overflow}".into(),
+                    ..Endpoint::default()
+                };
+            }
+            &mut h.overflow
+        };
+        ep.observe(tx, meta, auth, &cfg);
+    }
+
+    pub fn merge(&mut self, o: &Catalog) {
+        self.hosts_overflow += o.hosts_overflow;
+        for (host, oh) in &o.hosts {
+            if !self.hosts.contains_key(host) && self.hosts.len() >= self.cfg.max_hosts {
+                self.hosts_overflow += oh.endpoints.values().map(|e| e.count).sum::<u64>();
+                continue;
+            }
+            let h = self.hosts.entry(host.clone()).or_default();
+            for (k, e) in &oh.endpoints {
+                h.endpoints
+                    .entry(k.clone())
+                    .or_insert_with(|| Endpoint {
+                        host: e.host.clone(),
+                        method: e.method.clone(),
+                        template: e.template.clone(),
+                        ..Endpoint::default()
+                    })
+                    .merge(e);
+            }
+            if h.overflow.count == 0 {
+                h.overflow = oh.overflow.clone();
+            } else {
+                h.overflow.merge(&oh.overflow);
+            }
+        }
+    }
+
+    /// Endpoints after learning parameters: (real endpoints, 404-only guesses).
+    pub fn endpoints(&self) -> (Vec<Endpoint>, Vec<Endpoint>) {
+        let (mut real, mut guesses) = (Vec::new(), Vec::new());
+        for h in self.hosts.values() {
+            let mut by_method: BTreeMap<&str, Vec<&Endpoint>> = BTreeMap::new();
+            for e in h.endpoints.values() {
+                by_method.entry(&e.method).or_default().push(e);
+            }
+            for eps in by_method.values() {
+                // Learn on the endpoints that answered something other than 404 only.
+                let (ok, nf): (Vec<&Endpoint>, Vec<&Endpoint>) = eps.iter().partition(|e| !e.not_found_only());
+                real.extend(learn(&ok, self.cfg.learn_threshold));
+                guesses.extend(nf.into_iter().cloned());
+            }
+            if h.overflow.count > 0 {
+                real.push(h.overflow.clone());
+            }
+        }
+        (real, guesses)
+    }
+
+    /// The raw catalog as JSON.
+    pub fn json(&self) -> Value {
+        let (real, guesses) = self.endpoints();
+        json!({
+            "endpoints": real.iter().map(Endpoint::json).collect::<Vec<_>>(),
+            "not_found_only": guesses.iter().map(|e| json!({"host": e.host, "endpoint": format!("{} {}", e.method, e.template), "count": e.count})).collect::<Vec<_>>(),
+            "hosts_overflow": self.hosts_overflow,
+        })
+    }
+}
+
+/// Fold positions with more than `threshold` distinct literal values under one prefix into
+/// `{param}`, merging the endpoints that differ only there.
+fn learn(eps: &[&Endpoint], threshold: usize) -> Vec<Endpoint> {
+    let mut cur: Vec<Endpoint> = eps.iter().map(|e| (*e).clone()).collect();
+    let max_depth = cur.iter().map(|e| e.template.split('/').count()).max().unwrap_or(0);
+    for pos in 1..max_depth {
+        // group by (segment count, all segments except `pos`)
+        let mut groups: BTreeMap<(usize, Vec<String>), BTreeSet<String>> = BTreeMap::new();
+        for e in &cur {
+            let segs: Vec<&str> = e.template.split('/').collect();
+            if pos >= segs.len() || segs[pos].starts_with('{') {
+                continue;
+            }
+            let mut key: Vec<String> = segs.iter().map(|s| s.to_string()).collect();
+            key[pos] = String::new();
+            groups
+                .entry((segs.len(), key))
+                .or_default()
+                .insert(segs[pos].to_string());
+        }
+        let fold: BTreeSet<(usize, Vec<String>)> = groups
+            .into_iter()
+            .filter(|(_, v)| v.len() > threshold)
+            .map(|(k, _)| k)
+            .collect();
+        if fold.is_empty() {
+            continue;
+        }
+        let mut merged: BTreeMap<String, Endpoint> = BTreeMap::new();
+        for mut e in cur.drain(..) {
+            let segs: Vec<&str> = e.template.split('/').collect();
+            if pos < segs.len() && !segs[pos].starts_with('{') {
+                let mut key: Vec<String> = segs.iter().map(|s| s.to_string()).collect();
+                key[pos] = String::new();
+                if fold.contains(&(segs.len(), key)) {
+                    let mut t: Vec<String> = segs.iter().map(|s| s.to_string()).collect();
+                    t[pos] = "{param}".into();
+                    e.template = t.join("/");
+                }
+            }
+            match merged.get_mut(&e.template) {
+                Some(m) => m.merge(&e),
+                None => {
+                    merged.insert(e.template.clone(), e);
+                }
+            }
+        }
+        cur = merged.into_values().collect();
+    }
+    cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    fn tx(method: &str, uri: &str, status: u16, body: &str, ct: &str) -> Transaction {
+        let q = Message {
+            method: method.into(),
+            uri: uri.into(),
+            headers: vec![("Host".into(), "api.example".into())],
+            ..Default::default()
+        };
+        let r = Message {
+            status,
+            headers: vec![("Content-Type".into(), ct.into())],
+            body: body.as_bytes().to_vec(),
+            body_len: body.len() as u64,
+            ..Default::default()
+        };
+        Transaction::new(Some(q), Some(r), false)
+    }
+
+    fn meta(i: u8) -> FlowMeta {
+        FlowMeta {
+            flow_id: 1,
+            community_id: Arc::from("1:x"),
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)),
+            sport: 1,
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            dport: 80,
+        }
+    }
+
+    #[test]
+    fn templates_learned_params_and_404s_kept_apart() {
+        let mut c = Catalog::new(CatalogConfig::default());
+        let none = Auth {
+            scheme: "none",
+            principal: None,
+        };
+        for i in 0..50u8 {
+            c.observe(
+                &tx(
+                    "GET",
+                    &format!("/users/{i}"),
+                    200,
+                    r#"{"id":1,"email":"a@example.com"}"#,
+                    "application/json",
+                ),
+                &meta(i),
+                &none,
+            );
+            c.observe(
+                &tx("GET", &format!("/profiles/user{i}name"), 200, "{}", "application/json"),
+                &meta(i),
+                &none,
+            );
+            c.observe(
+                &tx("GET", &format!("/admin{i}.php"), 404, "", "text/html"),
+                &meta(i),
+                &none,
+            );
+        }
+        c.observe(&tx("GET", "/health", 200, "ok", "text/plain"), &meta(1), &none);
+        let (real, guesses) = c.endpoints();
+        let names: BTreeSet<String> = real.iter().map(|e| format!("{} {}", e.method, e.template)).collect();
+        assert_eq!(
+            names,
+            ["GET /health", "GET /profiles/{param}", "GET /users/{id}"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        );
+        assert_eq!(guesses.len(), 50);
+        let users = real.iter().find(|e| e.template == "/users/{id}").expect("users");
+        assert_eq!(users.count, 50);
+        assert!(users.sensitive.contains(&Sensitive::Email));
+        let est = users.clients.estimate();
+        assert!((45..=55).contains(&est), "distinct clients {est}");
+    }
+
+    #[test]
+    fn endpoints_per_host_are_capped() {
+        let mut c = Catalog::new(CatalogConfig {
+            max_endpoints_per_host: 10,
+            ..CatalogConfig::default()
+        });
+        let none = Auth {
+            scheme: "none",
+            principal: None,
+        };
+        for i in 0..1000 {
+            c.observe(&tx("GET", &format!("/p{i}x/a"), 200, "", "text/plain"), &meta(1), &none);
+        }
+        let (real, _) = c.endpoints();
+        assert!(real.len() <= 11);
+        assert!(real.iter().any(|e| e.template == "/{overflow}" && e.count == 990));
+    }
+
+    #[test]
+    fn latency_quantiles_are_close() {
+        let mut l = Latency::default();
+        for us in 1..=1000u64 {
+            l.add(us * 10);
+        }
+        let p50 = l.quantile(0.5).unwrap_or(0);
+        assert!((4000..=5000).contains(&p50), "{p50}");
+        let p99 = l.quantile(0.99).unwrap_or(0);
+        assert!((8000..=9900).contains(&p99), "{p99}");
+    }
+}

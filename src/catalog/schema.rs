@@ -1,0 +1,183 @@
+//! Inferred JSON schemas: types (with string formats), object properties and array items,
+//! merged across samples. Depth and property counts are capped.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+const MAX_DEPTH: usize = 6;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Schema {
+    types: BTreeSet<&'static str>,
+    /// String format, kept while every sample agrees.
+    format: Option<&'static str>,
+    format_conflict: bool,
+    props: BTreeMap<String, Schema>,
+    items: Option<Box<Schema>>,
+}
+
+/// Format of a string value: uuid, email, date-time, date, ipv4, uri.
+pub fn string_format(s: &str) -> Option<&'static str> {
+    use super::template::{ParamKind, classify};
+    match classify(s) {
+        Some(ParamKind::Uuid) => return Some("uuid"),
+        Some(ParamKind::Email) if s.contains('@') => return Some("email"),
+        Some(ParamKind::Date) => return Some(if s.len() > 10 { "date-time" } else { "date" }),
+        _ => {}
+    }
+    if s.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Some("ipv4");
+    }
+    if s.starts_with("http://") || s.starts_with("https://") {
+        return Some("uri");
+    }
+    None
+}
+
+impl Schema {
+    fn scalar(t: &'static str, format: Option<&'static str>) -> Schema {
+        Schema {
+            types: [t].into_iter().collect(),
+            format,
+            ..Schema::default()
+        }
+    }
+
+    /// Type of a text value (query or form parameter).
+    pub fn of_text(s: &str) -> Schema {
+        if !s.is_empty() && s.len() <= 19 && s.parse::<i64>().is_ok() {
+            Schema::scalar("integer", None)
+        } else if s.parse::<f64>().is_ok_and(|f| f.is_finite()) && s.contains('.') {
+            Schema::scalar("number", None)
+        } else if s == "true" || s == "false" {
+            Schema::scalar("boolean", None)
+        } else {
+            Schema::scalar("string", string_format(s))
+        }
+    }
+
+    pub fn of_json(v: &Value, max_props: usize) -> Schema {
+        Self::of_json_at(v, max_props, 0)
+    }
+
+    fn of_json_at(v: &Value, max_props: usize, depth: usize) -> Schema {
+        match v {
+            Value::Null => Schema::scalar("null", None),
+            Value::Bool(_) => Schema::scalar("boolean", None),
+            Value::Number(n) if n.is_i64() || n.is_u64() => Schema::scalar("integer", None),
+            Value::Number(_) => Schema::scalar("number", None),
+            Value::String(s) => Schema::scalar("string", string_format(s)),
+            Value::Array(a) => {
+                let mut s = Schema::scalar("array", None);
+                if depth < MAX_DEPTH {
+                    for x in a.iter().take(16) {
+                        let i = Self::of_json_at(x, max_props, depth + 1);
+                        match &mut s.items {
+                            Some(it) => it.merge(&i),
+                            None => s.items = Some(Box::new(i)),
+                        }
+                    }
+                }
+                s
+            }
+            Value::Object(o) => {
+                let mut s = Schema::scalar("object", None);
+                if depth < MAX_DEPTH {
+                    for (k, x) in o.iter().take(max_props) {
+                        s.props.insert(k.clone(), Self::of_json_at(x, max_props, depth + 1));
+                    }
+                }
+                s
+            }
+        }
+    }
+
+    pub fn merge(&mut self, o: &Schema) {
+        let had = !self.types.is_empty();
+        self.types.extend(o.types.iter().copied());
+        if !had {
+            self.format = o.format;
+            self.format_conflict = o.format_conflict;
+        } else if self.format != o.format {
+            self.format_conflict = true;
+        }
+        if self.format_conflict {
+            self.format = None;
+        }
+        for (k, v) in &o.props {
+            let room = self.props.len() < 256;
+            match self.props.get_mut(k) {
+                Some(p) => p.merge(v),
+                None if room => {
+                    self.props.insert(k.clone(), v.clone());
+                }
+                None => {}
+            }
+        }
+        match (&mut self.items, &o.items) {
+            (Some(a), Some(b)) => a.merge(b),
+            (None, Some(b)) => self.items = Some(b.clone()),
+            _ => {}
+        }
+    }
+
+    /// As a JSON Schema (2020-12, the dialect of OpenAPI 3.1).
+    pub fn json(&self) -> Value {
+        let mut types: Vec<&str> = self.types.iter().copied().collect();
+        // an integer seen beside a number is a number
+        if types.contains(&"number") {
+            types.retain(|t| *t != "integer");
+        }
+        let mut o = serde_json::Map::new();
+        match types.len() {
+            0 => {}
+            1 => {
+                o.insert("type".into(), json!(types[0]));
+            }
+            _ => {
+                o.insert("type".into(), json!(types));
+            }
+        }
+        if let Some(f) = self.format {
+            o.insert("format".into(), json!(f));
+        }
+        if !self.props.is_empty() {
+            o.insert(
+                "properties".into(),
+                Value::Object(self.props.iter().map(|(k, v)| (k.clone(), v.json())).collect()),
+            );
+        }
+        if let Some(i) = &self.items {
+            o.insert("items".into(), i.json());
+        }
+        Value::Object(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemas_merge_across_samples() {
+        let a: Value = serde_json::from_str(r#"{"id":1,"email":"a@b.io","tags":["x"],"geo":{"lat":1.5}}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"id":2,"email":"c@d.io","tags":[],"note":null,"geo":{"lat":2}}"#).unwrap();
+        let mut s = Schema::of_json(&a, 64);
+        s.merge(&Schema::of_json(&b, 64));
+        let j = s.json();
+        assert_eq!(j["type"], "object");
+        assert_eq!(j["properties"]["id"]["type"], "integer");
+        assert_eq!(j["properties"]["email"]["format"], "email");
+        assert_eq!(j["properties"]["tags"]["items"]["type"], "string");
+        assert_eq!(j["properties"]["note"]["type"], "null");
+        assert_eq!(j["properties"]["geo"]["properties"]["lat"]["type"], "number");
+        assert_eq!(Schema::of_text("42").json()["type"], "integer");
+        assert_eq!(
+            Schema::of_text("0b7c7e6e-2f0a-4f43-9d4c-1c1f8a3e9e01").json()["format"],
+            "uuid"
+        );
+        assert_eq!(Schema::of_text("true").json()["type"], "boolean");
+    }
+}
