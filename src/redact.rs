@@ -80,25 +80,28 @@ pub struct Auth {
 
 #[derive(Clone)]
 pub struct Redactor {
-    key: Vec<u8>,
+    /// HMAC-SHA256 state already keyed: each hash clones it instead of re-keying.
+    mac: Hmac<Sha256>,
 }
 
 impl Redactor {
     pub fn new(key: &[u8]) -> Self {
-        Redactor { key: key.to_vec() }
+        // Cannot fail: HMAC accepts keys of any length (long ones are hashed first).
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");
+        Redactor { mac }
     }
 
     /// Keyed hash of a secret: `h:` and 16 hex digits.
     pub fn hash(&self, v: &str) -> String {
-        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| {
-            <Hmac<Sha256> as KeyInit>::new_from_slice(b"apitap").expect("HMAC takes any key length")
-        });
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut m = self.mac.clone();
         m.update(v.as_bytes());
         let d = m.finalize().into_bytes();
         let mut s = String::with_capacity(18);
         s.push_str("h:");
         for b in &d[..8] {
-            s.push_str(&format!("{b:02x}"));
+            s.push(HEX[(b >> 4) as usize] as char);
+            s.push(HEX[(b & 15) as usize] as char);
         }
         s
     }
