@@ -349,14 +349,7 @@ impl Flow {
             streams, conn, pkts, ..
         } = self;
         let hcfg = ctx.hcfg;
-        let mut feed = Feed {
-            conn,
-            dir: d,
-            ts,
-            hcfg,
-            map,
-            ack_off: None,
-        };
+        let mut feed = Feed::new(conn, d, ts, hcfg, map);
         let notes = streams[d].segment(
             seq,
             seg.payload,
@@ -385,14 +378,7 @@ impl Flow {
             ack,
             ..
         } = self;
-        let mut feed = Feed {
-            conn,
-            dir: d,
-            ts,
-            hcfg,
-            map,
-            ack_off: None,
-        };
+        let mut feed = Feed::new(conn, d, ts, hcfg, map);
         let notes = streams[d].check_stale(*pkts, ack[d ^ 1], ctx.rcfg, ctx.budget, ctx.st, &mut |c| feed.chunk(c));
         self.check_eof(d, ts, hcfg);
         notes
@@ -414,14 +400,7 @@ impl Flow {
         for d in 0..2 {
             let map = self.streams[d ^ 1].seq_map();
             let Flow { streams, conn, .. } = self;
-            let mut feed = Feed {
-                conn,
-                dir: d,
-                ts,
-                hcfg,
-                map,
-                ack_off: None,
-            };
+            let mut feed = Feed::new(conn, d, ts, hcfg, map);
             let n = streams[d].flush(ctx.budget, ctx.st, &mut |c| feed.chunk(c));
             notes.gap |= n.gap;
         }
@@ -507,7 +486,18 @@ struct Feed<'a> {
     ack_off: Option<u64>,
 }
 
-impl Feed<'_> {
+impl<'a> Feed<'a> {
+    fn new(conn: &'a mut Option<Box<Conn>>, dir: usize, ts: Ts, hcfg: &'a HttpConfig, map: Option<(u64, u32)>) -> Self {
+        Feed {
+            conn,
+            dir,
+            ts,
+            hcfg,
+            map,
+            ack_off: None,
+        }
+    }
+
     fn chunk(&mut self, c: Chunk<'_>) {
         let Some(conn) = self.conn.as_mut() else { return };
         match c {
