@@ -7,14 +7,13 @@
 //! nothing is dropped: a full channel makes the reader wait. The final `stats` event is written
 //! after every worker has drained, so it is the last line.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, IsTerminal};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{RecvTimeoutError, Sender, TrySendError, bounded, unbounded};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -24,9 +23,11 @@ use crate::capture::{Frame, Ts};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::decode::{Decoder, Outcome, Skip};
+use crate::engine::{Cross, Engine, client_ip, shard_of_ip};
 use crate::event::{AnomalyEvent, Event, Formatter};
-use crate::flow::{FlowAnomaly, FlowOutput, FlowTable};
-use crate::http::HttpAnomaly;
+use crate::flow::{FlowOutput, FlowTable};
+use crate::worker::{Shared, Worker};
+
 use crate::redact::Redactor;
 use crate::sink::{Batch, SinkHandle, SinkOptions, SinkSpec};
 
@@ -78,8 +79,6 @@ pub enum Mode {
 #[derive(Debug, Default)]
 struct Drops {
     worker_queue: AtomicU64,
-    /// Anomaly events the workers added (bodies that failed to decode).
-    worker_anomalies: AtomicU64,
 }
 
 struct Pipeline {
@@ -93,6 +92,13 @@ struct Pipeline {
     fmt: Arc<Formatter>,
     counts: EventCounts,
     drops: Arc<Drops>,
+    /// Taken at finish, so the sinks have one owner again.
+    shared: Option<Arc<Shared>>,
+    counters: Arc<crate::worker::WorkerCounters>,
+    trusted: Vec<crate::engine::Cidr>,
+    ticks: u64,
+    /// Packet time of the last event, for the final snapshot.
+    last_ts: Ts,
 }
 
 impl Pipeline {
@@ -118,24 +124,52 @@ impl Pipeline {
         }
         let sinks = Arc::new(sinks);
         let drops = Arc::new(Drops::default());
+        let n = cfg.workers.max(1);
+        let rules = if cfg.rules_enabled {
+            Some(Arc::new(cfg.load_rules().map_err(|e| AppError::Usage(e.to_string()))?))
+        } else {
+            None
+        };
+        let spec = match &cfg.spec_path {
+            Some(p) => Some(Arc::new(
+                crate::catalog::spec::Spec::from_file(p).map_err(AppError::Usage)?,
+            )),
+            None => None,
+        };
+        let shared = Arc::new(Shared::new(
+            fmt.clone(),
+            sinks.clone(),
+            mode,
+            cfg.http.decompress.then_some(cfg.http.body_depth),
+            n,
+            cfg.catalog_path.clone(),
+            rules.clone().unwrap_or_default(),
+            &cfg.engine,
+            cfg.catalog.max_hosts * cfg.catalog.max_endpoints_per_host,
+            cfg.endpoint_events && cfg.profile,
+        ));
         let mut shards = Vec::new();
         let mut workers = Vec::new();
-        for i in 0..cfg.workers.max(1) {
+        let (cross_tx, cross_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| unbounded::<Vec<Cross>>()).unzip();
+        for (i, crx) in cross_rx.into_iter().enumerate() {
             let (tx, rx) = bounded::<Vec<Event>>(32);
-            let fmt = fmt.clone();
-            let sk = sinks.clone();
-            let decode = cfg.http.decompress.then_some(cfg.http.body_depth);
-            let drops = drops.clone();
-            let catalog = cfg.profile.then(|| Catalog::new(cfg.catalog.clone()));
+            let catalog = cfg.profile.then(|| {
+                let mut c = Catalog::new(cfg.catalog.clone());
+                c.spec = spec.clone();
+                c
+            });
+            let engine = rules.as_ref().map(|r| Engine::new(r.clone(), cfg.engine.clone(), i, n));
+            let w = Worker::new(i, shared.clone(), catalog, engine);
+            let peers = cross_tx.clone();
             shards.push(tx);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("apitap-worker-{i}"))
-                    .spawn(move || worker_loop(rx, fmt, sk, mode, decode, drops, catalog))
+                    .spawn(move || w.run(rx, crx, peers))
                     .map_err(|e| AppError::Usage(format!("cannot start a worker thread: {e}")))?,
             );
         }
-        let n = shards.len();
+        drop(cross_tx);
         Ok(Pipeline {
             mode,
             shards,
@@ -146,7 +180,22 @@ impl Pipeline {
             fmt,
             counts: EventCounts::default(),
             drops,
+            counters: shared.counters.clone(),
+            shared: Some(shared),
+            trusted: cfg.engine.trusted_proxies.clone(),
+            ticks: 0,
+            last_ts: 0,
         })
+    }
+
+    /// A catalog snapshot point for every shard.
+    fn tick(&mut self, ts: Ts) -> Result<(), AppError> {
+        self.ticks += 1;
+        for s in 0..self.shards.len() {
+            self.batches[s].push(Event::Tick { ts, seq: self.ticks });
+            self.send(s)?;
+        }
+        Ok(())
     }
 
     fn push(&mut self, ev: Event) -> Result<(), AppError> {
@@ -154,15 +203,14 @@ impl Pipeline {
             Event::Http { .. } => self.counts.http += 1,
             Event::Anomaly(_) => self.counts.anomaly += 1,
             Event::Stats { .. } => self.counts.stats += 1,
+            Event::Tick { .. } => {}
         }
-        let shard = match ev.entity() {
-            Some(ip) => {
-                let mut h = DefaultHasher::new();
-                ip.hash(&mut h);
-                (h.finish() % self.shards.len() as u64) as usize
-            }
-            None => 0,
+        // The entity's shard: the client address, or behind a trusted proxy the forwarded one.
+        let ip = match &ev {
+            Event::Http { meta, tx } if !self.trusted.is_empty() => Some(client_ip(meta, tx, &self.trusted)),
+            _ => ev.entity(),
         };
+        let shard = ip.map_or(0, |ip| shard_of_ip(ip, self.shards.len()));
         self.batches[shard].push(ev);
         if self.batches[shard].len() >= BATCH {
             self.send(shard)?;
@@ -231,10 +279,16 @@ impl Pipeline {
                 }
             }
         }
-        let last = last(&self);
         let mut buf = Vec::new();
+        let mut events = 1;
+        if let (Some(c), Some(sh)) = (&self.catalog, &self.shared) {
+            buf = sh.write_snapshot(c, self.last_ts, "snapshot");
+            events += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        }
+        self.shared = None;
+        let last = last(&self);
         self.fmt.write(&last, &mut buf);
-        let b = Arc::new(Batch { bytes: buf, events: 1 });
+        let b = Arc::new(Batch { bytes: buf, events });
         // Live: a sink stuck in a write (a pipe nobody reads) must not hold the exit hostage.
         let deadline = (mode == Mode::Live).then(|| Instant::now() + Duration::from_secs(5));
         for s in self.sinks.iter() {
@@ -261,63 +315,6 @@ impl Pipeline {
     }
 }
 
-/// A worker shard: decodes bodies for inspection, formats events, hands lines to every sink.
-fn worker_loop(
-    rx: Receiver<Vec<Event>>,
-    fmt: Arc<Formatter>,
-    sinks: Arc<Vec<SinkHandle>>,
-    mode: Mode,
-    decode: Option<usize>,
-    drops: Arc<Drops>,
-    mut catalog: Option<Catalog>,
-) -> Option<Catalog> {
-    for mut batch in rx {
-        let mut bytes = Vec::with_capacity(batch.len() * 700);
-        let mut n = batch.len() as u64;
-        for ev in &mut batch {
-            if let (Event::Http { meta, tx }, Some(cap)) = (&mut *ev, decode) {
-                if !tx.decode_bodies(cap) {
-                    let a = AnomalyEvent::from_flow(
-                        tx.start(),
-                        meta.clone(),
-                        FlowAnomaly::Http(HttpAnomaly::BodyDecodeError),
-                    );
-                    fmt.write(&Event::Anomaly(a), &mut bytes);
-                    drops.worker_anomalies.fetch_add(1, Ordering::Relaxed);
-                    n += 1;
-                }
-            }
-            if let (Event::Http { meta, tx }, Some(c)) = (&*ev, catalog.as_mut()) {
-                let auth = tx
-                    .request
-                    .as_ref()
-                    .map(|q| fmt.redactor.auth(q))
-                    .unwrap_or(crate::redact::Auth {
-                        scheme: "none",
-                        principal: None,
-                    });
-                c.observe(tx, meta, &auth);
-            }
-            if sinks.is_empty() {
-                continue;
-            }
-            fmt.write(ev, &mut bytes);
-        }
-        if sinks.is_empty() {
-            continue;
-        }
-        let b = Arc::new(Batch { bytes, events: n });
-        let mut alive = false;
-        for s in sinks.iter() {
-            alive |= s.send(&b, mode == Mode::Replay);
-        }
-        if !alive && mode == Mode::Replay {
-            return catalog;
-        }
-    }
-    catalog
-}
-
 /// Capture-thread state: decoder, flow table, counters.
 struct Capture {
     cfg: Config,
@@ -327,6 +324,7 @@ struct Capture {
     packets: u64,
     last_ts: Ts,
     next_stats: Option<Ts>,
+    next_snapshot: Option<Ts>,
     decode_anomalies: [u64; Skip::ALL.len()],
     truncated_files: u64,
     files: u64,
@@ -345,6 +343,7 @@ impl Capture {
             packets: 0,
             last_ts: 0,
             next_stats: None,
+            next_snapshot: None,
             decode_anomalies: [0; Skip::ALL.len()],
             truncated_files: 0,
             files: 0,
@@ -377,6 +376,17 @@ impl Capture {
         }
         if !self.out.is_empty() {
             self.forward(p)?;
+        }
+        if self.packet_time_stats && self.cfg.snapshot_interval_s > 0 && self.cfg.profile {
+            let iv = self.cfg.snapshot_interval_s * 1_000_000_000;
+            match self.next_snapshot {
+                None => self.next_snapshot = Some(self.last_ts + iv),
+                Some(t) if self.last_ts >= t => {
+                    self.next_snapshot = Some(self.last_ts + iv);
+                    p.tick(self.last_ts)?;
+                }
+                _ => {}
+            }
         }
         if self.packet_time_stats && self.cfg.stats_interval_s > 0 {
             let iv = self.cfg.stats_interval_s * 1_000_000_000;
@@ -413,6 +423,7 @@ impl Capture {
         let r = &self.flows.rstats;
         let f = &self.flows.stats;
         let fr = &self.decoder.frags.stats;
+        let wc = &p.counters;
         let skipped: serde_json::Map<String, serde_json::Value> = Skip::ALL
             .iter()
             .filter(|s| d.skipped[**s as usize] > 0)
@@ -438,7 +449,16 @@ impl Capture {
             },
             "http": {"transactions": f.transactions},
             "memory": {"ooo_bytes": self.flows.buffered_bytes(), "frag_bytes": self.decoder.frags.memory(), "flows": self.flows.active()},
-            "events": {"http": events.http, "anomaly": events.anomaly + p.drops.worker_anomalies.load(Ordering::Relaxed), "stats": events.stats + 1, "anomalies_suppressed": f.anomalies_suppressed},
+            "events": {
+                "http": events.http, "anomaly": events.anomaly + wc.anomaly.load(Ordering::Relaxed), "stats": events.stats + 1,
+                "alert": wc.alert.load(Ordering::Relaxed), "entity": wc.entity.load(Ordering::Relaxed),
+                "endpoint": wc.endpoint.load(Ordering::Relaxed), "anomalies_suppressed": f.anomalies_suppressed,
+            },
+            "engine": {
+                "rule_matches": wc.rule_matches.load(Ordering::Relaxed), "cross_shard_messages": wc.cross_messages.load(Ordering::Relaxed),
+                "entities": wc.entities.load(Ordering::Relaxed), "entity_evictions": wc.entity_evictions.load(Ordering::Relaxed),
+                "state_evictions": wc.state_evictions.load(Ordering::Relaxed),
+            },
             "drops": {"worker_queue": p.drops.worker_queue.load(Ordering::Relaxed), "sinks": p.sink_stats()},
             "interfaces": live.map(|rs| rs.iter().map(|r| {
                 let st = &r.stats;
@@ -499,6 +519,7 @@ fn finish_run(
     }
     let mut events = p.counts;
     events.stats += 1;
+    p.last_ts = ts;
     // The last stats are taken once the workers have drained, so their drops are in them.
     let mut stats = serde_json::Value::Null;
     let fin = p.finish(|p| {
@@ -650,6 +671,8 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     cap.packet_time_stats = false;
     let iv = Duration::from_secs(cfg.stats_interval_s);
     let mut next_stats = Instant::now() + iv;
+    let snap_iv = Duration::from_secs(cfg.snapshot_interval_s.max(1));
+    let mut next_snapshot = Instant::now() + snap_iv;
     let mut last_tick = Instant::now();
     let mut res = Ok(());
     loop {
@@ -689,6 +712,13 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
             if let Err(e) = p.flush() {
                 res = Err(e);
                 break;
+            }
+            if cfg.profile && cfg.snapshot_interval_s > 0 && Instant::now() >= next_snapshot {
+                next_snapshot = Instant::now() + snap_iv;
+                if let Err(e) = p.tick(cap.last_ts.max(now)) {
+                    res = Err(e);
+                    break;
+                }
             }
             if cfg.stats_interval_s > 0 && Instant::now() >= next_stats {
                 next_stats = Instant::now() + iv;

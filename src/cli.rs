@@ -27,6 +27,18 @@ pub enum Cmd {
     Config(ConfigCmd),
     /// The API inventory of capture files: endpoints, parameters, schemas, as OpenAPI 3.1 or JSON.
     Catalog(CatalogArgs),
+    /// Check a rule file, or print the built-in rule pack.
+    #[command(subcommand)]
+    Rules(RulesCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCmd {
+    /// Validate FILE (with the built-in pack it extends): exit 0 if good, else one line naming
+    /// the rule, the key and the line, exit 2.
+    Check { file: String },
+    /// Print the built-in rule pack.
+    Default,
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,6 +75,9 @@ pub struct CatalogArgs {
     /// Distinct values at one path position before it is learned as a parameter.
     #[arg(long, value_name = "N")]
     pub learn_threshold: Option<usize>,
+    /// A reference OpenAPI document (JSON or YAML): mark endpoints shadow or zombie.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<String>,
 }
 
 impl CatalogArgs {
@@ -73,6 +88,12 @@ impl CatalogArgs {
         };
         c.sinks = Vec::new();
         c.profile = true;
+        c.rules_enabled = false;
+        c.endpoint_events = false;
+        c.snapshot_interval_s = 0;
+        if let Some(p) = &self.spec {
+            c.spec_path = Some(p.clone());
+        }
         c.progress = false;
         c.summary = false;
         c.stats_interval_s = 0;
@@ -137,9 +158,18 @@ pub struct CommonArgs {
     /// Key for the keyed hashes that replace secrets in output.
     #[arg(long, value_name = "KEY", env = "APITAP_HASH_KEY", hide_env_values = true)]
     pub hash_key: Option<String>,
-    /// Profile the API catalog and write it (OpenAPI 3.1) to PATH at exit.
+    /// Write the API catalog (OpenAPI 3.1) to PATH at every snapshot and at exit.
     #[arg(long, value_name = "PATH")]
     pub catalog: Option<String>,
+    /// A reference OpenAPI document (JSON or YAML): endpoints are marked shadow or zombie.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<String>,
+    /// A rule file added to the built-in pack (see `apitap rules default`).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<String>,
+    /// No rules, alerts or entity tracking.
+    #[arg(long)]
+    pub no_rules: bool,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -186,6 +216,15 @@ impl CommonArgs {
         if let Some(p) = &self.catalog {
             c.profile = true;
             c.catalog_path = Some(p.clone());
+        }
+        if let Some(p) = &self.spec {
+            c.spec_path = Some(p.clone());
+        }
+        if let Some(p) = &self.rules {
+            c.rules_file = Some(p.clone());
+        }
+        if self.no_rules {
+            c.rules_enabled = false;
         }
         c.progress = !self.no_progress;
         c.summary = !self.quiet;

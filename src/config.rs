@@ -26,11 +26,25 @@ pub struct Config {
     /// already runs unprivileged with only the capture capabilities).
     pub user: Option<String>,
     pub capture: CaptureConfig,
-    /// Profile transactions into the API catalog (on for `apitap catalog` and `--catalog`).
+    /// Profile transactions into the API catalog. Default on.
     pub profile: bool,
-    /// Write the catalog (OpenAPI 3.1) here at exit. Default: none.
+    /// Write the catalog (OpenAPI 3.1) here at every snapshot and at exit. Default: none.
     pub catalog_path: Option<String>,
     pub catalog: crate::catalog::CatalogConfig,
+    /// A reference OpenAPI document: endpoints are marked documented, shadow or zombie.
+    pub spec_path: Option<String>,
+    /// Seconds between catalog snapshots (`endpoint` events, the catalog file); 0: only at
+    /// exit. Default 300.
+    pub snapshot_interval_s: u64,
+    /// Emit `endpoint` events (first seen, snapshots). Default on.
+    pub endpoint_events: bool,
+    /// Run the rules and entity risk. Default on.
+    pub rules_enabled: bool,
+    /// A rule file added to the default pack (same id: replaces that rule). Default none.
+    pub rules_file: Option<String>,
+    /// The rule file replaces the default pack instead of adding to it. Default off.
+    pub rules_replace: bool,
+    pub engine: crate::engine::EngineConfig,
     /// Worker shards that format events. Default: cores - 1, at least 1.
     pub workers: usize,
     /// Include request and response headers (redacted) in `http` events. Default off.
@@ -61,9 +75,16 @@ impl Default for Config {
             log_level: "info".into(),
             user: None,
             capture: CaptureConfig::default(),
-            profile: false,
+            profile: true,
             catalog_path: None,
             catalog: crate::catalog::CatalogConfig::default(),
+            spec_path: None,
+            snapshot_interval_s: 300,
+            endpoint_events: true,
+            rules_enabled: true,
+            rules_file: None,
+            rules_replace: false,
+            engine: crate::engine::EngineConfig::default(),
             workers: default_workers(),
             log_headers: false,
             stats_interval_s: 60,
@@ -177,6 +198,52 @@ max_head = 32768
 max_pending = 64
 # Decode gzip/deflate bodies for inspection.
 decompress = true
+
+[catalog]
+# Profile endpoints (the API catalog; rules use its templates either way).
+enabled = true
+# Write the catalog as OpenAPI 3.1 here at every snapshot and at exit ("" = don't).
+path = ""
+# A reference OpenAPI document (JSON or YAML): endpoints seen but not in it are "shadow",
+# deprecated ones still called are "zombie" ("" = none).
+spec = ""
+# Seconds between snapshots (endpoint events and the catalog file; 0 = only at exit).
+snapshot_interval = 300
+# endpoint events: when an endpoint is first seen answering, and at every snapshot.
+endpoint_events = true
+max_hosts = 256
+# More endpoints on one host fold into one overflow endpoint.
+max_endpoints_per_host = 2000
+# Query and body parameter names kept per endpoint.
+max_params = 64
+# Distinct values at one path position before it is learned as a {param}.
+learn_threshold = 20
+
+[rules]
+# Run the rule engine and entity risk.
+enabled = true
+# A rule file added to the built-in pack (a rule with a built-in id replaces it); SIGHUP
+# reloads it ("" = only the built-in pack; see `apitap rules default`).
+file = ""
+# The file replaces the built-in pack instead of adding to it.
+replace_defaults = false
+# Proxies (addresses or CIDR blocks) whose X-Forwarded-For / Forwarded header names the client.
+trusted_proxies = []
+# (rule, entity) window states per worker; the longest idle sixteenth goes when full.
+max_states = 200000
+
+[entity]
+# Entities (addresses, principals, ...) tracked per worker; the least risky, longest idle
+# sixteenth goes when full.
+max_entities = 100000
+# Seconds for an entity's risk to halve.
+half_life = 900
+# Risk levels that raise a risk_threshold alert and an entity event.
+thresholds = [50, 100, 200]
+# Failed authentications followed by a success within takeover_window: account takeover.
+takeover_failures = 5
+takeover_window = 600
+takeover_risk = 50
 "#;
 
 use serde::Deserialize;
@@ -197,6 +264,44 @@ struct FileConfig {
     flow: Option<FlowSection>,
     reassembly: Option<ReassemblySection>,
     http: Option<HttpSection>,
+    catalog: Option<CatalogSection>,
+    rules: Option<RulesSection>,
+    entity: Option<EntitySection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogSection {
+    enabled: Option<bool>,
+    path: Option<String>,
+    spec: Option<String>,
+    snapshot_interval: Option<u64>,
+    endpoint_events: Option<bool>,
+    max_hosts: Option<usize>,
+    max_endpoints_per_host: Option<usize>,
+    max_params: Option<usize>,
+    learn_threshold: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesSection {
+    enabled: Option<bool>,
+    file: Option<String>,
+    replace_defaults: Option<bool>,
+    trusted_proxies: Option<Vec<String>>,
+    max_states: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntitySection {
+    max_entities: Option<usize>,
+    half_life: Option<f64>,
+    thresholds: Option<Vec<f64>>,
+    takeover_failures: Option<u32>,
+    takeover_window: Option<u64>,
+    takeover_risk: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +360,21 @@ struct HttpSection {
 }
 
 /// Live capture settings.
+impl Config {
+    /// The rules this configuration runs: the built-in pack, plus or instead of the file.
+    pub fn load_rules(&self) -> Result<crate::rules::RuleSet, crate::rules::RuleError> {
+        let base = if self.rules_replace && self.rules_file.is_some() {
+            crate::rules::RuleSet::default()
+        } else {
+            crate::rules::RuleSet::parse("<default rules>", crate::rules::DEFAULT_RULES)?
+        };
+        match &self.rules_file {
+            Some(p) => base.extend(crate::rules::RuleSet::from_file(p)?),
+            None => Ok(base),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureConfig {
     pub interfaces: Vec<String>,
@@ -451,6 +571,97 @@ impl Config {
             }
             if let Some(v) = s.decompress {
                 h.decompress = v;
+            }
+        }
+        if let Some(s) = f.catalog {
+            let k = &mut c.catalog;
+            if let Some(v) = s.enabled {
+                c.profile = v;
+            }
+            if let Some(v) = s.path {
+                c.catalog_path = (!v.is_empty()).then_some(v);
+            }
+            if let Some(v) = s.spec {
+                c.spec_path = (!v.is_empty()).then_some(v);
+            }
+            if let Some(v) = s.snapshot_interval {
+                c.snapshot_interval_s = v;
+            }
+            if let Some(v) = s.endpoint_events {
+                c.endpoint_events = v;
+            }
+            let positive = |key: &str, v: usize| {
+                if v == 0 {
+                    Err(bad(key, "must be at least 1"))
+                } else {
+                    Ok(v)
+                }
+            };
+            if let Some(v) = s.max_hosts {
+                k.max_hosts = positive("catalog.max_hosts", v)?;
+            }
+            if let Some(v) = s.max_endpoints_per_host {
+                k.max_endpoints_per_host = positive("catalog.max_endpoints_per_host", v)?;
+            }
+            if let Some(v) = s.max_params {
+                k.max_params = positive("catalog.max_params", v)?;
+            }
+            if let Some(v) = s.learn_threshold {
+                k.learn_threshold = positive("catalog.learn_threshold", v)?;
+            }
+        }
+        if let Some(s) = f.rules {
+            if let Some(v) = s.enabled {
+                c.rules_enabled = v;
+            }
+            if let Some(v) = s.file {
+                c.rules_file = (!v.is_empty()).then_some(v);
+            }
+            if let Some(v) = s.replace_defaults {
+                c.rules_replace = v;
+            }
+            if let Some(v) = s.trusted_proxies {
+                c.engine.trusted_proxies = v
+                    .iter()
+                    .map(|p| {
+                        crate::engine::Cidr::parse(p).ok_or_else(|| {
+                            bad(
+                                "rules.trusted_proxies",
+                                &format!("{p:?} is not an address or CIDR block"),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            if let Some(v) = s.max_states {
+                c.engine.max_states = v.max(16);
+            }
+        }
+        if let Some(s) = f.entity {
+            let e = &mut c.engine.entity;
+            if let Some(v) = s.max_entities {
+                e.max_entities = v.max(16);
+            }
+            if let Some(v) = s.half_life {
+                if v <= 0.0 {
+                    return Err(bad("entity.half_life", "must be more than 0 seconds"));
+                }
+                e.half_life_s = v;
+            }
+            if let Some(v) = s.thresholds {
+                if v.is_empty() || v.windows(2).any(|w| w[0] >= w[1]) || v[0] <= 0.0 {
+                    return Err(bad("entity.thresholds", "must be positive and increasing"));
+                }
+                e.thresholds = v;
+            }
+            if let Some(v) = s.takeover_failures {
+                e.takeover_failures = v;
+            }
+            if let Some(v) = s.takeover_window {
+                e.takeover_window_s = v;
+            }
+            if let Some(v) = s.takeover_risk {
+                e.takeover_risk = v;
             }
         }
         Ok(c)

@@ -17,9 +17,20 @@ use crate::redact::Redactor;
 /// An event on its way to the sink.
 #[derive(Debug)]
 pub enum Event {
-    Http { meta: FlowMeta, tx: Transaction },
+    Http {
+        meta: FlowMeta,
+        tx: Transaction,
+    },
     Anomaly(AnomalyEvent),
-    Stats { ts: Ts, stats: serde_json::Value },
+    Stats {
+        ts: Ts,
+        stats: serde_json::Value,
+    },
+    /// Catalog snapshot time: every shard gets one (packet time in a replay).
+    Tick {
+        ts: Ts,
+        seq: u64,
+    },
 }
 
 impl Event {
@@ -28,7 +39,7 @@ impl Event {
         match self {
             Event::Http { meta, .. } => Some(meta.src),
             Event::Anomaly(a) => a.meta.as_ref().map(|m| m.src),
-            Event::Stats { .. } => None,
+            Event::Stats { .. } | Event::Tick { .. } => None,
         }
     }
 }
@@ -217,7 +228,18 @@ impl Formatter {
     /// Append one JSON line for `ev` to `out`.
     pub fn write(&self, ev: &Event, out: &mut Vec<u8>) {
         let r = match ev {
-            Event::Http { meta, tx } => serde_json::to_writer(&mut *out, &self.http(meta, tx)),
+            Event::Http { meta, tx } => {
+                let auth = tx.request.as_ref().map(|m| self.redactor.auth(m));
+                let endpoint = tx.request.as_ref().map(|m| {
+                    format!(
+                        "{} {}",
+                        m.method,
+                        crate::catalog::template::template(target_path(&m.uri)).0
+                    )
+                });
+                serde_json::to_writer(&mut *out, &self.http(meta, tx, auth, endpoint))
+            }
+            Event::Tick { .. } => return,
             Event::Anomaly(a) => serde_json::to_writer(
                 &mut *out,
                 &AnomalyOut {
@@ -245,7 +267,28 @@ impl Formatter {
         let _ = out.write_all(b"\n");
     }
 
-    fn http<'a>(&'a self, meta: &'a FlowMeta, tx: &'a Transaction) -> HttpEvent<'a> {
+    /// An `http` line with the auth and endpoint the worker already worked out.
+    pub fn write_http(
+        &self,
+        meta: &FlowMeta,
+        tx: &Transaction,
+        auth: crate::redact::Auth,
+        endpoint: Option<String>,
+        out: &mut Vec<u8>,
+    ) {
+        if serde_json::to_writer(&mut *out, &self.http(meta, tx, Some(auth), endpoint)).is_err() {
+            out.extend_from_slice(b"{}");
+        }
+        out.push(b'\n');
+    }
+
+    fn http<'a>(
+        &'a self,
+        meta: &'a FlowMeta,
+        tx: &'a Transaction,
+        auth: Option<crate::redact::Auth>,
+        endpoint: Option<String>,
+    ) -> HttpEvent<'a> {
         let q = tx.request.as_ref();
         let r = tx.response.as_ref();
         let host_hdr = q.and_then(|m| m.header("host"));
@@ -265,7 +308,6 @@ impl Formatter {
             })
             .unwrap_or_default()
         };
-        let auth = q.map(|m| self.redactor.auth(m));
         HttpEvent {
             common: self.common(tx.start(), "http", Some(meta)),
             http: HttpObj {
@@ -288,13 +330,7 @@ impl Formatter {
             },
             api: ApiObj {
                 path: q.map(|m| target_path(&m.uri)),
-                endpoint: q.map(|m| {
-                    format!(
-                        "{} {}",
-                        m.method,
-                        crate::catalog::template::template(target_path(&m.uri)).0
-                    )
-                }),
+                endpoint,
                 request_body_bytes: q.map(|m| m.body_len),
                 response_body_bytes: r.map(|m| m.body_len),
                 latency_us: tx.latency_us(),
@@ -413,5 +449,135 @@ mod tests {
         assert_eq!(split_host_port("a.example:8080"), (Some("a.example"), Some(8080)));
         assert_eq!(split_host_port("[::1]:80"), (Some("[::1]"), Some(80)));
         assert_eq!(split_host_port("a.example"), (Some("a.example"), None));
+    }
+}
+
+/// `endpoint`, `alert` and `entity` lines: rarer than `http`, built as JSON values.
+impl Formatter {
+    fn head(&self, ts: Ts, event_type: &str) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("timestamp".into(), fmt_ts(ts).into());
+        m.insert("event_type".into(), event_type.into());
+        m
+    }
+
+    fn line(&self, mut m: serde_json::Map<String, serde_json::Value>, out: &mut Vec<u8>) {
+        m.insert("host".into(), self.host.clone().into());
+        if serde_json::to_writer(&mut *out, &m).is_err() {
+            out.extend_from_slice(b"{}");
+        }
+        out.push(b'\n');
+    }
+
+    /// A catalog entry (`reason`: `first_seen` or `snapshot`).
+    pub fn write_endpoint(&self, ts: Ts, mut endpoint: serde_json::Value, reason: &str, out: &mut Vec<u8>) {
+        let mut m = self.head(ts, "endpoint");
+        endpoint["reason"] = reason.into();
+        m.insert("endpoint".into(), endpoint);
+        self.line(m, out);
+    }
+
+    /// An EVE alert with apitap's `indicator`.
+    pub fn write_alert(&self, a: &crate::engine::Alert, out: &mut Vec<u8>) {
+        use serde_json::json;
+        let mut m = self.head(a.ts, "alert");
+        let entity_ip: Option<IpAddr> = (a.key.kind == "ip").then(|| a.key.value.parse().ok()).flatten();
+        if let Some(meta) = &a.meta {
+            m.insert("flow_id".into(), meta.flow_id.into());
+            m.insert("community_id".into(), (*meta.community_id).into());
+            let src = entity_ip.unwrap_or(meta.src);
+            m.insert("src_ip".into(), src.to_string().into());
+            if src == meta.src {
+                m.insert("src_port".into(), meta.sport.into());
+            }
+            m.insert("dest_ip".into(), meta.dst.to_string().into());
+            m.insert("dest_port".into(), meta.dport.into());
+            m.insert("proto".into(), "TCP".into());
+            m.insert("app_proto".into(), "http".into());
+        } else if let Some(ip) = entity_ip {
+            m.insert("src_ip".into(), ip.to_string().into());
+        }
+        m.insert(
+            "alert".into(),
+            json!({
+                "action": "allowed", "gid": 1, "signature_id": a.sid, "rev": a.rev,
+                "signature": a.signature, "category": a.category, "severity": a.severity,
+                "metadata": {"tag": [a.itype]},
+            }),
+        );
+        if let Some(h) = &a.http {
+            let mut o = serde_json::Map::new();
+            if let Some(hn) = &h.hostname {
+                o.insert("hostname".into(), split_host_port(hn).0.unwrap_or(hn).into());
+            }
+            o.insert("url".into(), h.url.clone().into());
+            o.insert("http_method".into(), h.method.clone().into());
+            if let Some(s) = h.status {
+                o.insert("status".into(), s.into());
+            }
+            if let Some(ua) = &h.user_agent {
+                o.insert("http_user_agent".into(), ua.clone().into());
+            }
+            m.insert("http".into(), serde_json::Value::Object(o));
+        }
+        let samples: Vec<serde_json::Value> = a
+            .samples
+            .iter()
+            .map(|s| json!({"url": s.url, "status": s.status, "flow_id": s.flow_id, "detail": s.detail}))
+            .collect();
+        let mut flow_ids: Vec<u64> = a.samples.iter().map(|s| s.flow_id).collect();
+        flow_ids.dedup();
+        let mut evidence = json!({"rule": a.rule_id, "count": a.count, "samples": samples});
+        if let Some(d) = a.distinct {
+            evidence["distinct"] = d.into();
+        }
+        let r2 = |x: f64| (x * 100.0).round() / 100.0;
+        m.insert(
+            "indicator".into(),
+            json!({
+                "kind": if a.compromise { "compromise" } else { "attack" },
+                "type": a.itype,
+                "entity": {"type": a.key.kind, "value": a.key.value},
+                "risk": r2(a.risk), "entity_risk": r2(a.entity_risk),
+                "host": a.host, "endpoint": a.endpoint,
+                "window_s": a.window_s, "count": a.count,
+                "owasp": a.owasp, "mitre": a.mitre,
+                "first_seen": fmt_ts(a.first), "last_seen": fmt_ts(a.last),
+                "evidence": evidence, "flow_ids": flow_ids,
+            }),
+        );
+        self.line(m, out);
+    }
+
+    /// An attacker-centric profile, when an entity's risk escalates.
+    pub fn write_entity(&self, r: &crate::engine::entity::EntityReport, out: &mut Vec<u8>) {
+        use serde_json::json;
+        let mut m = self.head(r.ts, "entity");
+        if r.key.kind == "ip" {
+            m.insert("src_ip".into(), r.key.value.clone().into());
+        }
+        let r2 = |x: f64| (x * 100.0).round() / 100.0;
+        m.insert(
+            "entity".into(),
+            json!({
+                "type": r.key.kind, "value": r.key.value,
+                "risk": r2(r.risk), "level": r.level, "threshold": r.threshold,
+                "first_seen": fmt_ts(r.first), "last_seen": fmt_ts(r.last),
+                "requests": r.requests, "errors": r.errors,
+                "error_ratio": if r.requests > 0 { r2(r.errors as f64 / r.requests as f64) } else { 0.0 },
+                "statuses": r.statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "endpoints": r.endpoints, "endpoints_more": r.endpoints_more,
+                "auth": {"failures": r.auth_failures, "successes": r.auth_successes, "unauthenticated": r.unauthenticated},
+                "user_agents": r.user_agents,
+                "addresses": r.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "principals": r.principals,
+                "indicators": r.indicators.iter().map(|i| json!({
+                    "type": i.itype, "kind": if i.compromise { "compromise" } else { "attack" },
+                    "count": i.count, "first_seen": fmt_ts(i.first), "last_seen": fmt_ts(i.last),
+                    "signature_ids": i.sids,
+                })).collect::<Vec<_>>(),
+            }),
+        );
+        self.line(m, out);
     }
 }

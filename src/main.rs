@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use apitap::app::{self, AppError, Signals};
-use apitap::cli::{Cli, Cmd, ConfigCmd};
+use apitap::cli::{Cli, Cmd, ConfigCmd, RulesCmd};
 use apitap::config::{Config, DEFAULT_TOML};
 use clap::Parser;
 
@@ -25,6 +25,24 @@ fn main() -> ExitCode {
         Cmd::Config(ConfigCmd::Default) => {
             print!("{DEFAULT_TOML}");
             return ExitCode::SUCCESS;
+        }
+        Cmd::Rules(RulesCmd::Default) => {
+            print!("{}", apitap::rules::DEFAULT_RULES);
+            return ExitCode::SUCCESS;
+        }
+        Cmd::Rules(RulesCmd::Check { file }) => {
+            let r = apitap::rules::RuleSet::from_file(file)
+                .and_then(|extra| apitap::rules::RuleSet::defaults().extend(extra));
+            return match r {
+                Ok(r) => {
+                    println!("{file}: ok ({} rules with the built-in pack)", r.rules.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("apitap: {e}");
+                    ExitCode::from(2)
+                }
+            };
         }
         Cmd::Config(ConfigCmd::Check { file }) => {
             return match Config::from_file(file) {
@@ -61,15 +79,17 @@ fn main() -> ExitCode {
     });
     let res = res.and_then(|s| {
         if let Some(c) = &s.catalog {
-            let (doc, path) = match &cli.cmd {
-                Cmd::Catalog(a) if a.format == "json" => (c.json(), a.output.clone()),
-                Cmd::Catalog(a) => (apitap::catalog::openapi::document(c), a.output.clone()),
-                _ => (
-                    apitap::catalog::openapi::document(c),
-                    cfg.catalog_path.clone().unwrap_or_default(),
-                ),
+            let out = match &cli.cmd {
+                Cmd::Catalog(a) if a.format == "json" => Some((c.json(), a.output.clone())),
+                Cmd::Catalog(a) => Some((apitap::catalog::openapi::document(c), a.output.clone())),
+                _ => cfg
+                    .catalog_path
+                    .clone()
+                    .map(|p| (apitap::catalog::openapi::document(c), p)),
             };
-            app::write_document(&path, &doc)?;
+            if let Some((doc, path)) = out {
+                app::write_document(&path, &doc)?;
+            }
         }
         Ok(s)
     });

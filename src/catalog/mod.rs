@@ -12,6 +12,7 @@
 pub mod openapi;
 pub mod schema;
 pub mod sensitive;
+pub mod spec;
 pub mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -207,7 +208,10 @@ fn content_type(m: &Message) -> Option<String> {
 }
 
 impl Endpoint {
-    fn observe(&mut self, tx: &Transaction, client: &FlowMeta, auth: &Auth, cfg: &CatalogConfig) {
+    /// Profile one transaction. True when this made the endpoint real: its first answer other
+    /// than 404 (a scanner's guesses never become endpoints).
+    fn observe(&mut self, tx: &Transaction, client: &FlowMeta, auth: &Auth, cfg: &CatalogConfig) -> bool {
+        let was_real = self.is_real();
         let ts = tx.start();
         self.first = if self.count == 0 { ts } else { self.first.min(ts) };
         self.last = self.last.max(ts);
@@ -267,6 +271,12 @@ impl Endpoint {
                 self.sensitive.extend(sensitive::scan(&r.body));
             }
         }
+        !was_real && self.is_real()
+    }
+
+    /// Answered something other than 404 at least once.
+    pub fn is_real(&self) -> bool {
+        self.status.keys().any(|s| *s != 404)
     }
 
     pub fn merge(&mut self, o: &Endpoint) {
@@ -390,6 +400,8 @@ pub struct Catalog {
     hosts: BTreeMap<String, HostEntry>,
     /// Transactions whose host was beyond `max_hosts`.
     pub hosts_overflow: u64,
+    /// The reference spec, for shadow and zombie marking.
+    pub spec: Option<std::sync::Arc<spec::Spec>>,
 }
 
 /// The endpoint a transaction belongs to: (host, method, rule-based template).
@@ -410,21 +422,23 @@ impl Catalog {
             cfg,
             hosts: BTreeMap::new(),
             hosts_overflow: 0,
+            spec: None,
         }
     }
 
-    pub fn observe(&mut self, tx: &Transaction, meta: &FlowMeta, auth: &Auth) {
-        let Some((host, method, tpl)) = endpoint_of(tx, meta) else {
-            return;
-        };
+    /// Profile one transaction into its endpoint. Returns the endpoint when this transaction
+    /// made it real (first seen answering something other than 404), for an `endpoint` event.
+    pub fn observe(&mut self, tx: &Transaction, meta: &FlowMeta, auth: &Auth) -> Option<Value> {
+        let (host, method, tpl) = endpoint_of(tx, meta)?;
         if !self.hosts.contains_key(&host) && self.hosts.len() >= self.cfg.max_hosts {
             self.hosts_overflow += 1;
-            return;
+            return None;
         }
         let cfg = self.cfg.clone();
         let h = self.hosts.entry(host.clone()).or_default();
         let key = (method.clone(), tpl.clone());
-        let ep = if h.endpoints.contains_key(&key) || h.endpoints.len() < cfg.max_endpoints_per_host {
+        let fits = h.endpoints.contains_key(&key) || h.endpoints.len() < cfg.max_endpoints_per_host;
+        let ep = if fits {
             h.endpoints.entry(key).or_insert_with(|| Endpoint {
                 host,
                 method,
@@ -442,11 +456,53 @@ impl Catalog {
             }
             &mut h.overflow
         };
-        ep.observe(tx, meta, auth, &cfg);
+        let new = ep.observe(tx, meta, auth, &cfg);
+        if !(new && fits) {
+            return None;
+        }
+        let mut v = ep.json();
+        if let Some(s) = &self.spec {
+            v["spec"] = json!(s.status(&ep.method, &ep.template).as_str());
+        }
+        Some(v)
+    }
+
+    /// (calls, calls with credentials) of an endpoint this shard knows.
+    pub fn auth_counts(&self, host: &str, method: &str, tpl: &str) -> Option<(u64, u64)> {
+        let h = self.hosts.get(host)?;
+        let e = h.endpoints.get(&(method.to_string(), tpl.to_string()))?;
+        Some((e.count, e.authenticated))
+    }
+
+    /// Where an endpoint stands against the reference spec, if one was given.
+    pub fn spec_status(&self, e: &Endpoint) -> Option<spec::SpecStatus> {
+        let s = self.spec.as_ref()?;
+        (e.template != "/{overflow}").then(|| s.status(&e.method, &e.template))
+    }
+
+    /// An endpoint as JSON, with its standing against the reference spec.
+    pub fn endpoint_json(&self, e: &Endpoint) -> Value {
+        let mut v = e.json();
+        if let Some(st) = self.spec_status(e) {
+            v["spec"] = json!(st.as_str());
+        }
+        v
+    }
+
+    /// Endpoints held (before learning), for memory accounting.
+    pub fn len(&self) -> usize {
+        self.hosts.values().map(|h| h.endpoints.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn merge(&mut self, o: &Catalog) {
         self.hosts_overflow += o.hosts_overflow;
+        if self.spec.is_none() {
+            self.spec = o.spec.clone();
+        }
         for (host, oh) in &o.hosts {
             if !self.hosts.contains_key(host) && self.hosts.len() >= self.cfg.max_hosts {
                 self.hosts_overflow += oh.endpoints.values().map(|e| e.count).sum::<u64>();
@@ -497,7 +553,7 @@ impl Catalog {
     pub fn json(&self) -> Value {
         let (real, guesses) = self.endpoints();
         json!({
-            "endpoints": real.iter().map(Endpoint::json).collect::<Vec<_>>(),
+            "endpoints": real.iter().map(|e| self.endpoint_json(e)).collect::<Vec<_>>(),
             "not_found_only": guesses.iter().map(|e| json!({"host": e.host, "endpoint": format!("{} {}", e.method, e.template), "count": e.count})).collect::<Vec<_>>(),
             "hosts_overflow": self.hosts_overflow,
         })

@@ -116,7 +116,11 @@ pub fn document(c: &Catalog) -> Value {
             .and_then(|o| o["x-apitap-count"].as_u64())
             .is_none_or(|n| n < e.count);
         if busier {
-            item.insert(method, operation(e));
+            let mut op = operation(e);
+            if let Some(st) = c.spec_status(e) {
+                op["x-apitap-spec"] = json!(st.as_str());
+            }
+            item.insert(method, op);
         }
         for s in e.auth.keys() {
             if let Some(v) = security_scheme(s) {

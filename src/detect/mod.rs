@@ -1,0 +1,327 @@
+//! Built-in classifiers of one transaction, used by rules as `match = { detector = "NAME" }`.
+//!
+//! Payload classifiers look at the request as the application would see it: the path, query
+//! names and values, header values (not `Authorization` or `Cookie`) and the body, each
+//! percent-decoded twice (`%2527` is `'`) with `+` as a space, lowercased. They score evidence
+//! and fire on a score, not on one character: a lone apostrophe in `O'Brien` is not SQL
+//! injection, `' or 1=1--` is.
+
+pub mod payload;
+pub mod ssrf;
+
+use crate::catalog::sensitive::Sensitive;
+use crate::http::Transaction;
+use crate::redact::percent_decode_lossy;
+
+/// A classifier a rule can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Detector {
+    /// Any of the injection classifiers below.
+    Injection,
+    Sqli,
+    Nosqli,
+    Cmdi,
+    Traversal,
+    Xss,
+    Ssti,
+    Ldap,
+    Jndi,
+    /// A parameter carrying a URL or host that points inside (loopback, private, link-local,
+    /// metadata) or a dangerous scheme (file:, gopher:, dict:).
+    Ssrf,
+    /// A known attack tool's user agent.
+    ScannerUa,
+    /// A login attempt: a request to a login-like endpoint (path ends in login, signin,
+    /// token, session, auth, authenticate; method POST).
+    Login,
+    /// A failed authentication: 401, or a login attempt answered 400/403/422/200 whose body
+    /// says the credentials were wrong.
+    AuthFailure,
+    /// A successful login: a login attempt answered 2xx that is not a failure.
+    LoginSuccess,
+    /// Sensitive data (e-mail, phone, card, national id, keys) in the response body.
+    SensitiveResponse,
+    /// A 2xx without credentials on an endpoint that nearly always sees them (the catalog's
+    /// authenticated share, at least `auth_bypass_share` over `auth_bypass_min` calls).
+    AuthBypass,
+}
+
+impl Detector {
+    pub const NAMES: [&'static str; 16] = [
+        "injection",
+        "sqli",
+        "nosqli",
+        "cmdi",
+        "traversal",
+        "xss",
+        "ssti",
+        "ldap",
+        "jndi",
+        "ssrf",
+        "scanner_ua",
+        "login",
+        "auth_failure",
+        "login_success",
+        "sensitive_response",
+        "auth_bypass",
+    ];
+    const ALL: [Detector; 16] = [
+        Detector::Injection,
+        Detector::Sqli,
+        Detector::Nosqli,
+        Detector::Cmdi,
+        Detector::Traversal,
+        Detector::Xss,
+        Detector::Ssti,
+        Detector::Ldap,
+        Detector::Jndi,
+        Detector::Ssrf,
+        Detector::ScannerUa,
+        Detector::Login,
+        Detector::AuthFailure,
+        Detector::LoginSuccess,
+        Detector::SensitiveResponse,
+        Detector::AuthBypass,
+    ];
+
+    pub fn parse(s: &str) -> Option<Detector> {
+        Detector::NAMES.iter().position(|n| *n == s).map(|i| Detector::ALL[i])
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Detector::NAMES[self as usize]
+    }
+}
+
+/// Percent-decode twice and turn `+` into a space, lowercased.
+pub fn normalize(s: &str) -> String {
+    let once = percent_decode_lossy(&s.replace('+', " ")).into_owned();
+    let twice = if once.contains('%') {
+        percent_decode_lossy(&once).into_owned()
+    } else {
+        once
+    };
+    twice.to_lowercase()
+}
+
+/// What the classifiers look at, built once per transaction.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// (where, normalized text): `path`, `query:NAME`, `header:NAME`, `body`.
+    pub parts: Vec<(String, String)>,
+}
+
+/// Headers whose values are credentials: never scanned, never quoted as evidence.
+const SECRET_HEADERS: [&str; 4] = ["authorization", "cookie", "proxy-authorization", "x-api-key"];
+
+impl Inputs {
+    pub fn of(tx: &Transaction) -> Inputs {
+        let mut parts = Vec::new();
+        let Some(q) = &tx.request else {
+            return Inputs { parts };
+        };
+        let (path, query) = q.uri.split_once('?').unwrap_or((&q.uri, ""));
+        parts.push(("path".to_string(), normalize(path)));
+        for (k, v) in crate::redact::query_pairs(query) {
+            let k = normalize(k);
+            parts.push((format!("query:{k}"), normalize(v)));
+            if k.contains(['$', '[', '(', '<', '\'']) {
+                parts.push(("query-name".to_string(), k));
+            }
+        }
+        for (n, v) in &q.headers {
+            let n = n.to_ascii_lowercase();
+            if SECRET_HEADERS.contains(&n.as_str()) || n == "host" || n == "content-length" {
+                continue;
+            }
+            parts.push((format!("header:{n}"), normalize(v)));
+        }
+        if !q.body.is_empty() {
+            let text = String::from_utf8_lossy(&q.body);
+            let ct = q.header("content-type").unwrap_or("").to_ascii_lowercase();
+            if ct.contains("x-www-form-urlencoded") {
+                for (k, v) in crate::redact::query_pairs(&text) {
+                    parts.push((format!("body:{}", normalize(k)), normalize(v)));
+                }
+            } else {
+                parts.push(("body".to_string(), text.to_lowercase()));
+            }
+        }
+        Inputs { parts }
+    }
+}
+
+/// The classifiers' verdicts on one transaction, with a short evidence string for each.
+#[derive(Debug, Default)]
+pub struct Verdicts {
+    hits: Vec<(Detector, String)>,
+}
+
+impl Verdicts {
+    pub fn has(&self, d: Detector) -> bool {
+        match d {
+            Detector::Injection => self.hits.iter().any(|(h, _)| h.is_injection()),
+            _ => self.hits.iter().any(|(h, _)| *h == d),
+        }
+    }
+
+    /// The evidence of `d` (for injection: the first injection classifier that fired).
+    pub fn evidence(&self, d: Detector) -> Option<(&'static str, &str)> {
+        self.hits
+            .iter()
+            .find(|(h, _)| *h == d || (d == Detector::Injection && h.is_injection()))
+            .map(|(h, e)| (h.as_str(), e.as_str()))
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.hits.iter().map(|(h, _)| h.as_str()).collect()
+    }
+}
+
+impl Detector {
+    fn is_injection(self) -> bool {
+        matches!(
+            self,
+            Detector::Sqli
+                | Detector::Nosqli
+                | Detector::Cmdi
+                | Detector::Traversal
+                | Detector::Xss
+                | Detector::Ssti
+                | Detector::Ldap
+                | Detector::Jndi
+        )
+    }
+}
+
+/// Login-like endpoints by their path's last literal segment.
+pub fn is_login_path(path: &str) -> bool {
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let last = last.split(['.', ';']).next().unwrap_or("");
+    matches!(
+        last,
+        "login"
+            | "signin"
+            | "sign-in"
+            | "sign_in"
+            | "logon"
+            | "token"
+            | "session"
+            | "sessions"
+            | "auth"
+            | "authenticate"
+            | "oauth2"
+            | "j_security_check"
+    )
+}
+
+/// Words in a response body that say the credentials were wrong.
+fn failure_body(body: &[u8]) -> bool {
+    let t = String::from_utf8_lossy(&body[..body.len().min(2048)]).to_lowercase();
+    [
+        "invalid",
+        "incorrect",
+        "wrong",
+        "failed",
+        "denied",
+        "unauthorized",
+        "bad credentials",
+        "not match",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
+}
+
+/// Run every classifier over one transaction.
+pub fn classify(tx: &Transaction, inputs: &Inputs) -> Verdicts {
+    let mut v = Verdicts::default();
+    for (d, e) in payload::scan(inputs) {
+        v.hits.push((d, e));
+    }
+    if let Some(e) = ssrf::scan(inputs) {
+        v.hits.push((Detector::Ssrf, e));
+    }
+    let q = tx.request.as_ref();
+    if let Some(ua) = q.and_then(|q| q.header("user-agent")) {
+        if let Some(tool) = scanner_tool(ua) {
+            v.hits.push((Detector::ScannerUa, tool.to_string()));
+        }
+    }
+    let status = tx.response.as_ref().map(|r| r.status).unwrap_or(0);
+    let login = q.is_some_and(|q| q.method == "POST" && is_login_path(crate::event::target_path(&q.uri)));
+    if login {
+        v.hits.push((Detector::Login, String::new()));
+    }
+    let body = tx.response.as_ref().map(|r| r.body.as_slice()).unwrap_or(&[]);
+    let failed = status == 401 || (login && matches!(status, 200 | 400 | 403 | 422) && failure_body(body));
+    if failed {
+        v.hits.push((Detector::AuthFailure, status.to_string()));
+    } else if login && (200..300).contains(&status) {
+        v.hits.push((Detector::LoginSuccess, status.to_string()));
+    }
+    if !body.is_empty() {
+        // Personal data and private keys; tokens are what login endpoints are for.
+        let mut kinds = crate::catalog::sensitive::scan(body);
+        kinds.retain(|k| !matches!(k, Sensitive::Jwt | Sensitive::ApiKey));
+        if !kinds.is_empty() {
+            v.hits.push((
+                Detector::SensitiveResponse,
+                kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(","),
+            ));
+        }
+    }
+    v
+}
+
+/// Known attack tools by their user agent: (substring, tool).
+const TOOLS: [(&str, &str); 22] = [
+    ("sqlmap", "sqlmap"),
+    ("nikto", "nikto"),
+    ("gobuster", "gobuster"),
+    ("fuzz faster u fool", "ffuf"),
+    ("ffuf", "ffuf"),
+    ("wfuzz", "wfuzz"),
+    ("dirbuster", "dirbuster"),
+    ("feroxbuster", "feroxbuster"),
+    ("(hydra)", "hydra"),
+    ("nmap scripting engine", "nmap"),
+    ("masscan", "masscan"),
+    ("nuclei", "nuclei"),
+    ("zgrab", "zgrab"),
+    ("acunetix", "acunetix"),
+    ("netsparker", "netsparker"),
+    ("burpcollaborator", "burp"),
+    ("w3af", "w3af"),
+    ("arachni", "arachni"),
+    ("wpscan", "wpscan"),
+    ("openvas", "openvas"),
+    ("commix", "commix"),
+    ("jaeles", "jaeles"),
+];
+
+pub fn scanner_tool(ua: &str) -> Option<&'static str> {
+    let ua = ua.to_ascii_lowercase();
+    TOOLS.iter().find(|(s, _)| ua.contains(s)).map(|(_, t)| *t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_paths_and_tools() {
+        assert!(is_login_path("/api/v1/login"));
+        assert!(is_login_path("/oauth/token"));
+        assert!(!is_login_path("/api/v1/users/login-history"));
+        assert_eq!(scanner_tool("sqlmap/1.7.2#stable (https://sqlmap.org)"), Some("sqlmap"));
+        assert_eq!(scanner_tool("Mozilla/5.0 (Hydra)"), Some("hydra"));
+        assert_eq!(scanner_tool("Fuzz Faster U Fool v1.1.0"), Some("ffuf"));
+        assert_eq!(scanner_tool("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"), None);
+        assert_eq!(normalize("%2527%20OR+1%3D1"), "' or 1=1");
+    }
+}

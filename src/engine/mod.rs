@@ -1,0 +1,785 @@
+//! The rule engine and entity risk (SPEC §7), one per worker shard.
+//!
+//! Matching runs where the transaction is (the shard of its client address). Threshold
+//! windows, risk and profiles live with the entity's *owner* shard: an address's own shard,
+//! or for principals, API keys and user agents the shard their key hashes to; a match for an
+//! entity owned elsewhere travels there as a small [`Cross`] message. All time is packet time.
+//!
+//! Bounds: a window holds at most `count + 1` timestamps or distinct values; the state table
+//! and the entity table are capped, and when full the least risky, longest idle sixteenth is
+//! evicted (counted), so a flood of spoofed sources cannot exhaust memory.
+
+pub mod entity;
+
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use crate::capture::Ts;
+use crate::detect::{Detector, Inputs, Verdicts};
+use crate::flow::FlowMeta;
+use crate::http::Transaction;
+use crate::redact::Auth;
+use crate::rules::{Cond, EntityKind, Field, ParamLoc, Rule, RuleSet};
+pub use entity::{EntityConfig, EntityTable};
+
+/// An entity: what a rule counts by. `kind` is `ip`, `principal`, ... or a `+`-joined list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntityKey {
+    pub kind: String,
+    pub value: String,
+}
+
+impl EntityKey {
+    pub fn ip(a: IpAddr) -> EntityKey {
+        EntityKey {
+            kind: "ip".into(),
+            value: a.to_string(),
+        }
+    }
+
+    pub fn shard(&self, n: usize, own: usize) -> usize {
+        if self.kind == "ip" || n <= 1 {
+            // Transactions are already sharded by client address.
+            return if n <= 1 { 0 } else { own_or_hash(self, n, own) };
+        }
+        hash_of(self) as usize % n
+    }
+}
+
+fn own_or_hash(k: &EntityKey, n: usize, own: usize) -> usize {
+    // An address entity is owned by the shard its transactions go to; the capture thread
+    // hashes the address the same way (`shard_of_ip`).
+    match k.value.parse::<IpAddr>() {
+        Ok(ip) => shard_of_ip(ip, n),
+        Err(_) => own,
+    }
+}
+
+/// The shard of a client address: the capture thread and the engine agree on it.
+pub fn shard_of_ip(ip: IpAddr, n: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    ip.hash(&mut h);
+    (h.finish() % n.max(1) as u64) as usize
+}
+
+fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
+    let mut h = DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+/// A CIDR block of trusted proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, b) = s.split_once('/').unwrap_or((s, ""));
+        let net: IpAddr = a.trim().parse().ok()?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = if b.is_empty() { max } else { b.trim().parse().ok()? };
+        (bits <= max).then_some(Cidr { net, bits })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                let m = if self.bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.bits as u32)
+                };
+                (u32::from(n) & m) == (u32::from(i) & m)
+            }
+            (IpAddr::V6(n), IpAddr::V6(i)) => {
+                let m = if self.bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.bits as u32)
+                };
+                (u128::from(n) & m) == (u128::from(i) & m)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The client address of a transaction: the TCP peer, or when the peer is a trusted proxy,
+/// the right-most address in X-Forwarded-For (or `Forwarded: for=`) that is not itself a
+/// trusted proxy (as nginx's `real_ip_recursive`). A header from an untrusted peer is ignored.
+pub fn client_ip(meta: &FlowMeta, tx: &Transaction, trusted: &[Cidr]) -> IpAddr {
+    if trusted.is_empty() || !trusted.iter().any(|c| c.contains(meta.src)) {
+        return meta.src;
+    }
+    let Some(q) = &tx.request else { return meta.src };
+    let mut hops: Vec<IpAddr> = Vec::new();
+    if let Some(x) = q.header("x-forwarded-for") {
+        hops.extend(x.split(',').filter_map(|h| parse_hop(h.trim())));
+    } else if let Some(f) = q.header("forwarded") {
+        for el in f.split(',') {
+            for pair in el.split(';') {
+                if let Some((k, v)) = pair.trim().split_once('=') {
+                    if k.trim().eq_ignore_ascii_case("for") {
+                        if let Some(ip) = parse_hop(v.trim().trim_matches('"')) {
+                            hops.push(ip);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for h in hops.iter().rev() {
+        if !trusted.iter().any(|c| c.contains(*h)) {
+            return *h;
+        }
+    }
+    hops.first().copied().unwrap_or(meta.src)
+}
+
+fn parse_hop(h: &str) -> Option<IpAddr> {
+    if let Ok(ip) = h.parse() {
+        return Some(ip);
+    }
+    if let Some(v6) = h.strip_prefix('[') {
+        return v6.split(']').next()?.parse().ok();
+    }
+    h.rsplit_once(':').and_then(|(a, _)| a.parse().ok())
+}
+
+/// One transaction as the engine sees it.
+pub struct View<'a> {
+    pub meta: &'a FlowMeta,
+    pub tx: &'a Transaction,
+    pub auth: &'a Auth,
+    pub client: IpAddr,
+    pub host: &'a str,
+    /// `METHOD /template`
+    pub endpoint: &'a str,
+    pub path: &'a str,
+    pub url: String,
+    /// The endpoint nearly always sees credentials and this call had none yet got a 2xx.
+    pub auth_bypass: bool,
+    inputs: std::cell::OnceCell<Inputs>,
+    verdicts: std::cell::OnceCell<Verdicts>,
+    body: std::cell::OnceCell<Option<serde_json::Value>>,
+}
+
+impl<'a> View<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        meta: &'a FlowMeta,
+        tx: &'a Transaction,
+        auth: &'a Auth,
+        client: IpAddr,
+        host: &'a str,
+        endpoint: &'a str,
+        url: String,
+    ) -> Self {
+        let path = tx
+            .request
+            .as_ref()
+            .map(|q| crate::event::target_path(&q.uri))
+            .unwrap_or("");
+        View {
+            meta,
+            tx,
+            auth,
+            client,
+            host,
+            endpoint,
+            path,
+            url,
+            auth_bypass: false,
+            inputs: Default::default(),
+            verdicts: Default::default(),
+            body: Default::default(),
+        }
+    }
+
+    pub fn verdicts(&self) -> &Verdicts {
+        self.verdicts.get_or_init(|| {
+            let inputs = self.inputs.get_or_init(|| Inputs::of(self.tx));
+            crate::detect::classify(self.tx, inputs)
+        })
+    }
+
+    pub fn status(&self) -> u16 {
+        self.tx.response.as_ref().map(|r| r.status).unwrap_or(0)
+    }
+
+    fn header(&self, name: &str) -> Option<&'a str> {
+        self.tx.request.as_ref().and_then(|q| q.header(name))
+    }
+
+    fn json_body(&self) -> Option<&serde_json::Value> {
+        self.body
+            .get_or_init(|| {
+                let q = self.tx.request.as_ref()?;
+                if q.body.is_empty() {
+                    return None;
+                }
+                let ct = q.header("content-type").unwrap_or("").to_ascii_lowercase();
+                if ct.contains("x-www-form-urlencoded") {
+                    let text = String::from_utf8_lossy(&q.body);
+                    let m: serde_json::Map<String, serde_json::Value> = crate::redact::query_pairs(&text)
+                        .take(256)
+                        .map(|(k, v)| {
+                            (
+                                crate::redact::percent_decode_lossy(k).into_owned(),
+                                serde_json::Value::String(crate::redact::percent_decode_lossy(v).into_owned()),
+                            )
+                        })
+                        .collect();
+                    return Some(serde_json::Value::Object(m));
+                }
+                serde_json::from_slice(&q.body).ok()
+            })
+            .as_ref()
+    }
+
+    fn query(&self, name: &str) -> Option<String> {
+        let q = self.tx.request.as_ref()?;
+        let (_, qs) = q.uri.split_once('?')?;
+        crate::redact::query_pairs(qs)
+            .find(|(k, _)| crate::redact::percent_decode_lossy(k) == name)
+            .map(|(_, v)| crate::redact::percent_decode_lossy(v).into_owned())
+    }
+
+    fn body_field(&self, name: &str) -> Option<String> {
+        let mut v = self.json_body()?;
+        for part in name.split('.') {
+            v = v.get(part)?;
+        }
+        Some(match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    /// The value of a path parameter by its template name (`id`, `uuid`, `param`, ...) or
+    /// its position among the parameters (`0`, `1`).
+    fn path_param(&self, name: &str) -> Option<String> {
+        let tpl = self.endpoint.split_once(' ').map(|(_, t)| t)?;
+        let idx: Option<usize> = name.parse().ok();
+        let mut k = 0;
+        for (t, p) in tpl.split('/').zip(self.path.split('/')) {
+            if t.starts_with('{') {
+                if idx == Some(k) || t.trim_matches(['{', '}']) == name {
+                    return Some(p.to_string());
+                }
+                k += 1;
+            }
+        }
+        None
+    }
+
+    pub fn field(&self, f: &Field) -> Option<String> {
+        match f {
+            Field::PathParam(n) => self.path_param(n),
+            Field::Query(n) => self.query(n),
+            Field::Body(n) => self.body_field(n),
+            Field::Param(n) => self.query(n).or_else(|| self.body_field(n)),
+            Field::Path => Some(self.path.to_string()),
+            Field::Endpoint => Some(self.endpoint.to_string()),
+            Field::UserAgent => self.header("user-agent").map(str::to_string),
+            Field::Principal => self.auth.principal.clone(),
+            Field::Ip => Some(self.client.to_string()),
+            Field::Header(n) => self.header(n).map(str::to_string),
+        }
+    }
+
+    fn entity(&self, kinds: &[EntityKind]) -> Option<EntityKey> {
+        let mut kind = String::new();
+        let mut value = String::new();
+        for k in kinds {
+            let v = match k {
+                EntityKind::Ip => self.client.to_string(),
+                EntityKind::Principal => self.auth.principal.clone()?,
+                EntityKind::ApiKey if self.auth.scheme == "api_key" => self.auth.principal.clone()?,
+                EntityKind::ApiKey => return None,
+                EntityKind::UserAgent => self.header("user-agent")?.to_string(),
+            };
+            if !kind.is_empty() {
+                kind.push('+');
+                value.push('|');
+            }
+            kind.push_str(k.as_str());
+            value.push_str(&v);
+        }
+        Some(EntityKey { kind, value })
+    }
+
+    pub fn matches(&self, c: &Cond) -> bool {
+        let q = self.tx.request.as_ref();
+        let r = self.tx.response.as_ref();
+        match c {
+            Cond::All(v) => v.iter().all(|c| self.matches(c)),
+            Cond::Any(v) => v.iter().any(|c| self.matches(c)),
+            Cond::Not(c) => !self.matches(c),
+            Cond::Method(m) => q.is_some_and(|q| m.iter().any(|x| *x == q.method)),
+            Cond::Path(g) => g.matches(&crate::redact::percent_decode_lossy(self.path)),
+            Cond::Endpoint(g) => g.matches(self.endpoint),
+            Cond::Status(rs) => r.is_some_and(|r| rs.iter().any(|(a, b)| (*a..=*b).contains(&r.status))),
+            Cond::HeaderPresent(h) => self.header(h).is_some(),
+            Cond::HeaderAbsent(h) => self.header(h).is_none(),
+            Cond::HeaderMatch(h, re) => self.header(h).is_some_and(|v| re.is_match(v)),
+            Cond::Param(loc, name, re) => {
+                let v = match loc {
+                    ParamLoc::Query => self.query(name),
+                    ParamLoc::Body => self.body_field(name),
+                    ParamLoc::Either => self.query(name).or_else(|| self.body_field(name)),
+                };
+                match (v, re) {
+                    (Some(v), Some(re)) => re.is_match(&v),
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                }
+            }
+            Cond::RequestBytes(rg) => q.is_some_and(|q| rg.contains(q.body_len as f64)),
+            Cond::ResponseBytes(rg) => r.is_some_and(|r| rg.contains(r.body_len as f64)),
+            Cond::LatencyMs(rg) => self.tx.latency_us().is_some_and(|l| rg.contains(l as f64 / 1000.0)),
+            Cond::Auth(schemes) => schemes.iter().any(|s| s == self.auth.scheme),
+            Cond::ContentType(g) => q
+                .and_then(|q| q.header("content-type"))
+                .is_some_and(|c| g.matches(c.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str())),
+            Cond::ResponseContentType(g) => r
+                .and_then(|r| r.header("content-type"))
+                .is_some_and(|c| g.matches(c.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str())),
+            Cond::Detector(Detector::AuthBypass) => self.auth_bypass,
+            Cond::Detector(d) => self.verdicts().has(*d),
+        }
+    }
+
+    fn in_scope(&self, r: &Rule) -> bool {
+        (r.scope.hosts.is_empty() || r.scope.hosts.iter().any(|g| g.matches(self.host)))
+            && (r.scope.endpoints.is_empty() || r.scope.endpoints.iter().any(|g| g.matches(self.endpoint)))
+    }
+}
+
+/// A few words on what was seen, for `indicator.evidence`.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub url: String,
+    pub flow_id: u64,
+    pub status: u16,
+    pub detail: Option<String>,
+}
+
+/// The HTTP facts of the transaction that raised an alert (EVE puts them in `http`).
+#[derive(Debug, Clone, Default)]
+pub struct HttpBrief {
+    pub hostname: Option<String>,
+    pub url: String,
+    pub method: String,
+    pub status: Option<u16>,
+    pub user_agent: Option<String>,
+}
+
+/// A match on its way to the owner of its entity's state.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub rule: String,
+    pub key: EntityKey,
+    /// The transaction's `METHOD /template`.
+    pub endpoint: String,
+    /// The window's extra key: the endpoint when `threshold.per = "endpoint"`, else empty.
+    pub per: String,
+    pub host: String,
+    pub ts: Ts,
+    pub distinct: Option<u64>,
+    pub sample: Sample,
+    pub meta: FlowMeta,
+    pub http: HttpBrief,
+}
+
+/// A transaction's facts for an entity profile, on its way to the owner.
+#[derive(Debug, Clone)]
+pub struct Obs {
+    pub key: EntityKey,
+    pub ts: Ts,
+    pub client: IpAddr,
+    pub endpoint: String,
+    pub status: u16,
+    pub user_agent: Option<String>,
+    pub principal: Option<String>,
+    pub auth_failure: bool,
+    pub login_success: bool,
+    pub authenticated: bool,
+}
+
+/// Messages between shards.
+#[derive(Debug, Clone)]
+pub enum Cross {
+    Hit(Box<Hit>),
+    Obs(Box<Obs>),
+}
+
+/// What the engine asks its worker to write.
+#[derive(Debug)]
+pub enum Out {
+    Alert(Box<Alert>),
+    Entity(Box<entity::EntityReport>),
+}
+
+/// An alert, ready to format.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub ts: Ts,
+    pub sid: u64,
+    pub rev: u64,
+    pub signature: String,
+    pub category: &'static str,
+    pub severity: u8,
+    pub itype: &'static str,
+    pub compromise: bool,
+    pub key: EntityKey,
+    pub risk: f64,
+    pub entity_risk: f64,
+    pub host: String,
+    pub endpoint: String,
+    pub window_s: f64,
+    pub count: u64,
+    pub distinct: Option<u64>,
+    pub first: Ts,
+    pub last: Ts,
+    pub owasp: Vec<String>,
+    pub mitre: Vec<String>,
+    pub samples: Vec<Sample>,
+    pub meta: Option<FlowMeta>,
+    pub http: Option<HttpBrief>,
+    pub rule_id: String,
+}
+
+/// Sliding-window state of one (rule, entity[, endpoint]).
+#[derive(Debug, Default)]
+struct Window {
+    times: VecDeque<Ts>,
+    distinct: HashMap<u64, Ts>,
+    last: Ts,
+    episode: Option<Episode>,
+}
+
+#[derive(Debug)]
+struct Episode {
+    first: Ts,
+    count: u64,
+    distinct: u64,
+    alerted_at: u64,
+    samples: Vec<Sample>,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// (rule, entity) window states per shard. Default 200,000.
+    pub max_states: usize,
+    pub entity: EntityConfig,
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_states: 200_000,
+            entity: EntityConfig::default(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Counters for `stats`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EngineStats {
+    pub matches: u64,
+    pub alerts: u64,
+    pub state_evictions: u64,
+    pub entity_evictions: u64,
+    pub states: u64,
+    pub entities: u64,
+}
+
+pub struct Engine {
+    pub rules: Arc<RuleSet>,
+    cfg: EngineConfig,
+    states: HashMap<(String, EntityKey, String), Window>,
+    pub entities: EntityTable,
+    pub stats: EngineStats,
+    shard: usize,
+    shards: usize,
+}
+
+const SAMPLES: usize = 5;
+
+impl Engine {
+    pub fn new(rules: Arc<RuleSet>, cfg: EngineConfig, shard: usize, shards: usize) -> Self {
+        Engine {
+            entities: EntityTable::new(cfg.entity.clone()),
+            rules,
+            cfg,
+            states: HashMap::new(),
+            stats: EngineStats::default(),
+            shard,
+            shards: shards.max(1),
+        }
+    }
+
+    /// Swap in reloaded rules; windows of rules that kept their id carry on.
+    pub fn reload(&mut self, rules: Arc<RuleSet>) {
+        self.states
+            .retain(|(id, _, _), _| rules.rules.iter().any(|r| &r.id == id && r.enabled));
+        self.rules = rules;
+    }
+
+    /// Run the rules over one transaction. Hits for entities owned here are applied at once;
+    /// the others come back as messages for their owners.
+    pub fn on_tx(&mut self, v: &View<'_>, out: &mut Vec<Out>, cross: &mut Vec<(usize, Cross)>) {
+        // Entity profiles: the address always (owned here), the principal where it lives.
+        let vd = v.verdicts();
+        let (fail, ok) = (vd.has(Detector::AuthFailure), vd.has(Detector::LoginSuccess));
+        let base = Obs {
+            key: EntityKey::ip(v.client),
+            ts: v.tx.start(),
+            client: v.client,
+            endpoint: v.endpoint.to_string(),
+            status: v.status(),
+            user_agent: v.header("user-agent").map(str::to_string),
+            principal: v.auth.principal.clone(),
+            auth_failure: fail,
+            login_success: ok,
+            authenticated: v.auth.scheme != "none",
+        };
+        if let Some(p) = &v.auth.principal {
+            let key = EntityKey {
+                kind: "principal".into(),
+                value: p.clone(),
+            };
+            let owner = key.shard(self.shards, self.shard);
+            let o = Obs { key, ..base.clone() };
+            if owner == self.shard {
+                self.observe(&o, out);
+            } else {
+                cross.push((owner, Cross::Obs(Box::new(o))));
+            }
+        }
+        self.observe(&base, out);
+        let rules = self.rules.clone();
+        for r in rules.rules.iter().filter(|r| r.enabled) {
+            if !v.in_scope(r) || !v.matches(&r.cond) {
+                continue;
+            }
+            let Some(key) = v.entity(&r.entity) else { continue };
+            self.stats.matches += 1;
+            let distinct = match &r.threshold.distinct {
+                Some(f) => match v.field(f) {
+                    Some(x) => Some(hash_of(x.as_str())),
+                    None => continue, // nothing to count
+                },
+                None => None,
+            };
+            let detail = match &r.cond {
+                Cond::Detector(d) => v.verdicts().evidence(*d).map(|(n, e)| format!("{n}: {e}")),
+                _ => None,
+            };
+            let q = v.tx.request.as_ref();
+            let hit = Hit {
+                rule: r.id.clone(),
+                endpoint: v.endpoint.to_string(),
+                per: if r.threshold.per_endpoint {
+                    v.endpoint.to_string()
+                } else {
+                    String::new()
+                },
+                host: v.host.to_string(),
+                ts: v.tx.start(),
+                distinct,
+                sample: Sample {
+                    url: v.url.clone(),
+                    flow_id: v.meta.flow_id,
+                    status: v.status(),
+                    detail,
+                },
+                meta: v.meta.clone(),
+                http: HttpBrief {
+                    hostname: q.and_then(|q| q.header("host")).map(str::to_string),
+                    url: v.url.clone(),
+                    method: q.map(|q| q.method.clone()).unwrap_or_default(),
+                    status: v.tx.response.as_ref().map(|r| r.status),
+                    user_agent: v.header("user-agent").map(str::to_string),
+                },
+                key,
+            };
+            let owner = hit.key.shard(self.shards, self.shard);
+            if owner == self.shard {
+                self.apply(&hit, out);
+            } else {
+                cross.push((owner, Cross::Hit(Box::new(hit))));
+            }
+        }
+    }
+
+    /// A message from another shard.
+    pub fn on_cross(&mut self, m: &Cross, out: &mut Vec<Out>) {
+        match m {
+            Cross::Hit(h) => self.apply(h, out),
+            Cross::Obs(o) => self.observe(o, out),
+        }
+    }
+
+    fn observe(&mut self, o: &Obs, out: &mut Vec<Out>) {
+        if let Some(ato) = self.entities.observe(o) {
+            // A success right after a run of failures: the engine's own detector.
+            out.push(Out::Alert(Box::new(ato)));
+            self.stats.alerts += 1;
+            self.escalate(out);
+        }
+    }
+
+    fn escalate(&mut self, out: &mut Vec<Out>) {
+        for (alert, report) in self.entities.take_escalations() {
+            out.push(Out::Alert(Box::new(alert)));
+            out.push(Out::Entity(Box::new(report)));
+            self.stats.alerts += 1;
+        }
+    }
+
+    /// Count a match in its window; alert when the threshold is crossed.
+    fn apply(&mut self, h: &Hit, out: &mut Vec<Out>) {
+        let Some(r) = self.rules.rules.iter().find(|r| r.id == h.rule) else {
+            return; // the rule went away in a reload
+        };
+        let r = r.clone();
+        if self.states.len() >= self.cfg.max_states {
+            self.evict_states(h.ts);
+        }
+        let w = self
+            .states
+            .entry((h.rule.clone(), h.key.clone(), h.per.clone()))
+            .or_default();
+        let th = &r.threshold;
+        let cutoff = h.ts.saturating_sub(th.window_ns);
+        // The episode ends after a quiet period.
+        if w.episode.is_some() && h.ts.saturating_sub(w.last) > r.quiet_ns {
+            w.episode = None;
+            w.times.clear();
+            w.distinct.clear();
+        }
+        w.last = w.last.max(h.ts);
+        let level = match h.distinct {
+            None => {
+                while w.times.front().is_some_and(|t| *t < cutoff) {
+                    w.times.pop_front();
+                }
+                if w.times.len() as u64 > th.count {
+                    w.times.pop_front();
+                }
+                w.times.push_back(h.ts);
+                w.times.len() as u64
+            }
+            Some(d) => {
+                if (w.distinct.len() as u64) > th.count {
+                    w.distinct.retain(|_, t| *t >= cutoff);
+                }
+                if let Some(t) = w.distinct.get_mut(&d) {
+                    *t = (*t).max(h.ts);
+                } else if (w.distinct.len() as u64) <= th.count {
+                    w.distinct.insert(d, h.ts);
+                }
+                w.distinct.len() as u64
+            }
+        };
+        let ep = w.episode.get_or_insert(Episode {
+            first: h.ts,
+            count: 0,
+            distinct: 0,
+            alerted_at: 0,
+            samples: Vec::new(),
+        });
+        ep.count += 1;
+        if h.distinct.is_some() {
+            ep.distinct = ep.distinct.max(level);
+        }
+        if ep.samples.len() < SAMPLES {
+            ep.samples.push(h.sample.clone());
+        } else if ep.alerted_at == 0 {
+            // Keep the most recent samples until the alert.
+            ep.samples.remove(0);
+            ep.samples.push(h.sample.clone());
+        }
+        let crossed = level > th.count;
+        // One alert per episode, and again only on escalation (the count doubled).
+        let fire = if ep.alerted_at == 0 {
+            crossed
+        } else {
+            ep.count >= ep.alerted_at.saturating_mul(2)
+        };
+        if !fire {
+            return;
+        }
+        ep.alerted_at = ep.count;
+        let (first, count, distinct, samples) =
+            (ep.first, ep.count, h.distinct.map(|_| ep.distinct), ep.samples.clone());
+        let entity_risk = self.entities.add_risk(&h.key, h.ts, &r);
+        self.stats.alerts += 1;
+        out.push(Out::Alert(Box::new(Alert {
+            ts: h.ts,
+            sid: r.sid,
+            rev: r.rev,
+            signature: r.signature.clone(),
+            category: r.category(),
+            severity: r.severity,
+            itype: r.itype,
+            compromise: r.compromise,
+            key: h.key.clone(),
+            risk: r.risk,
+            entity_risk,
+            host: h.host.clone(),
+            endpoint: h.endpoint.clone(),
+            window_s: th.window_ns as f64 / 1e9,
+            count,
+            distinct,
+            first,
+            last: h.ts,
+            owasp: r.owasp.clone(),
+            mitre: r.mitre.clone(),
+            samples,
+            meta: Some(h.meta.clone()),
+            http: Some(h.http.clone()),
+            rule_id: r.id.clone(),
+        })));
+        self.escalate(out);
+    }
+
+    /// Evict the sixteenth of window states idle longest.
+    fn evict_states(&mut self, _now: Ts) {
+        let n = (self.states.len() / 16).max(1);
+        let mut lasts: Vec<Ts> = self.states.values().map(|w| w.last).collect();
+        let idx = n.min(lasts.len()) - 1;
+        lasts.select_nth_unstable(idx);
+        let cut = lasts[idx];
+        let before = self.states.len();
+        let mut left = n;
+        self.states.retain(|_, w| {
+            if left > 0 && w.last <= cut {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.stats.state_evictions += (before - self.states.len()) as u64;
+    }
+
+    pub fn snapshot_stats(&mut self) -> EngineStats {
+        self.stats.states = self.states.len() as u64;
+        self.stats.entities = self.entities.len() as u64;
+        self.stats.entity_evictions = self.entities.evictions;
+        self.stats
+    }
+}

@@ -1,0 +1,426 @@
+//! A worker shard: body decoding, the catalog profiler, the rule engine and entity risk, and
+//! JSON formatting, for the transactions of the client addresses hashed to it.
+//!
+//! Shards talk to each other only through [`Cross`] messages (matches and profile facts for
+//! entities another shard owns) on unbounded channels: a shard never blocks on another, so
+//! they cannot deadlock; the messages are small and bounded by the transactions in flight.
+//! Catalog snapshots: on a `Tick` every shard merges its catalog into the tick's slot; the
+//! last one to arrive writes the `endpoint` snapshot events (and the catalog file).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crossbeam_channel::{Receiver, Sender, select};
+use hashbrown::{HashMap, HashSet};
+
+use crate::app::Mode;
+use crate::capture::Ts;
+use crate::catalog::Catalog;
+use crate::engine::{Cidr, Cross, Engine, EngineConfig, Out, View, client_ip};
+use crate::event::{AnomalyEvent, Event, Formatter};
+use crate::flow::FlowAnomaly;
+use crate::http::HttpAnomaly;
+use crate::redact::Auth;
+use crate::rules::RuleSet;
+use crate::sink::{Batch, SinkHandle};
+
+/// Events the workers made, for `stats`.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    pub anomaly: AtomicU64,
+    pub endpoint: AtomicU64,
+    pub alert: AtomicU64,
+    pub entity: AtomicU64,
+    pub cross_messages: AtomicU64,
+    pub rule_matches: AtomicU64,
+    pub state_evictions: AtomicU64,
+    pub entity_evictions: AtomicU64,
+    pub entities: AtomicU64,
+}
+
+/// When an unauthenticated 2xx counts as an auth bypass.
+#[derive(Debug, Clone, Copy)]
+pub struct BypassConfig {
+    /// Calls the endpoint must have seen first. Default 20.
+    pub min_calls: u64,
+    /// Share of them that carried credentials. Default 0.9.
+    pub share: f64,
+}
+
+impl Default for BypassConfig {
+    fn default() -> Self {
+        BypassConfig {
+            min_calls: 20,
+            share: 0.9,
+        }
+    }
+}
+
+/// What every shard shares.
+pub struct Shared {
+    pub fmt: Arc<Formatter>,
+    pub sinks: Arc<Vec<SinkHandle>>,
+    pub mode: Mode,
+    /// Decode bodies up to this depth for inspection.
+    pub decode: Option<usize>,
+    pub counters: Arc<WorkerCounters>,
+    /// Endpoints already announced (hash of host, method, template), bounded.
+    seen: Mutex<HashSet<u64>>,
+    seen_cap: usize,
+    snapshots: Mutex<HashMap<u64, (usize, Catalog)>>,
+    pub shards: usize,
+    pub catalog_path: Option<String>,
+    pub rules: RwLock<Arc<RuleSet>>,
+    pub rules_gen: AtomicU64,
+    pub trusted: Vec<Cidr>,
+    pub bypass: BypassConfig,
+    pub endpoint_events: bool,
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        fmt: Arc<Formatter>,
+        sinks: Arc<Vec<SinkHandle>>,
+        mode: Mode,
+        decode: Option<usize>,
+        shards: usize,
+        catalog_path: Option<String>,
+        rules: Arc<RuleSet>,
+        engine: &EngineConfig,
+        seen_cap: usize,
+        endpoint_events: bool,
+    ) -> Self {
+        Shared {
+            fmt,
+            sinks,
+            mode,
+            decode,
+            counters: Arc::new(WorkerCounters::default()),
+            seen: Mutex::new(HashSet::new()),
+            seen_cap,
+            snapshots: Mutex::new(HashMap::new()),
+            shards,
+            catalog_path,
+            rules: RwLock::new(rules),
+            rules_gen: AtomicU64::new(0),
+            trusted: engine.trusted_proxies.clone(),
+            bypass: BypassConfig::default(),
+            endpoint_events,
+        }
+    }
+
+    /// Replace the rules (SIGHUP); the shards pick them up at their next batch.
+    pub fn swap_rules(&self, r: Arc<RuleSet>) {
+        if let Ok(mut g) = self.rules.write() {
+            *g = r;
+        }
+        self.rules_gen.fetch_add(1, Ordering::Release);
+    }
+
+    /// Hand a batch of lines to every sink. False when every sink is gone (replay: stop).
+    pub fn send(&self, bytes: Vec<u8>, events: u64) -> bool {
+        if self.sinks.is_empty() || bytes.is_empty() {
+            return true;
+        }
+        let b = Arc::new(Batch { bytes, events });
+        let mut alive = false;
+        for s in self.sinks.iter() {
+            alive |= s.send(&b, self.mode == Mode::Replay);
+        }
+        alive
+    }
+
+    /// `endpoint` events for every endpoint of a merged catalog, and the catalog file.
+    pub fn write_snapshot(&self, c: &Catalog, ts: Ts, reason: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.endpoint_events {
+            let (real, _) = c.endpoints();
+            for e in &real {
+                self.fmt.write_endpoint(ts, c.endpoint_json(e), reason, &mut out);
+                self.counters.endpoint.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(p) = &self.catalog_path {
+            let doc = crate::catalog::openapi::document(c);
+            if let Err(e) = write_atomically(p, &doc) {
+                tracing::warn!("catalog {p}: {e}");
+            }
+        }
+        out
+    }
+}
+
+/// Write a document next to `path` and rename it over, so readers never see half a file.
+pub fn write_atomically(path: &str, doc: &serde_json::Value) -> std::io::Result<()> {
+    if path == "-" || path.is_empty() {
+        return Ok(()); // stdout gets the catalog once, at exit
+    }
+    let tmp = format!("{path}.tmp");
+    let text = serde_json::to_string_pretty(doc).map_err(std::io::Error::other)? + "\n";
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// One shard's state.
+pub struct Worker {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub catalog: Option<Catalog>,
+    pub engine: Option<Engine>,
+    rules_seen: u64,
+    cross_out: Vec<(usize, Cross)>,
+    outs: Vec<Out>,
+}
+
+fn none_auth() -> Auth {
+    Auth {
+        scheme: "none",
+        principal: None,
+    }
+}
+
+impl Worker {
+    pub fn new(id: usize, shared: Arc<Shared>, catalog: Option<Catalog>, engine: Option<Engine>) -> Self {
+        Worker {
+            id,
+            shared,
+            catalog,
+            engine,
+            rules_seen: 0,
+            cross_out: Vec::new(),
+            outs: Vec::new(),
+        }
+    }
+
+    fn reload_rules(&mut self) {
+        let g = self.shared.rules_gen.load(Ordering::Acquire);
+        if g == self.rules_seen {
+            return;
+        }
+        self.rules_seen = g;
+        if let (Some(e), Ok(r)) = (self.engine.as_mut(), self.shared.rules.read()) {
+            e.reload(r.clone());
+        }
+    }
+
+    /// Process one batch of events into lines.
+    fn batch(&mut self, batch: &mut [Event], bytes: &mut Vec<u8>) -> u64 {
+        self.reload_rules();
+        let sh = self.shared.clone();
+        let mut n = 0u64;
+        for ev in batch.iter_mut() {
+            match ev {
+                Event::Tick { ts, seq } => {
+                    n += self.tick(*ts, *seq, bytes);
+                    continue;
+                }
+                Event::Http { meta, tx } => {
+                    if let Some(cap) = sh.decode {
+                        if !tx.decode_bodies(cap) {
+                            let a = AnomalyEvent::from_flow(
+                                tx.start(),
+                                meta.clone(),
+                                FlowAnomaly::Http(HttpAnomaly::BodyDecodeError),
+                            );
+                            sh.fmt.write(&Event::Anomaly(a), bytes);
+                            sh.counters.anomaly.fetch_add(1, Ordering::Relaxed);
+                            n += 1;
+                        }
+                    }
+                    let auth = tx
+                        .request
+                        .as_ref()
+                        .map(|q| sh.fmt.redactor.auth(q))
+                        .unwrap_or_else(none_auth);
+                    let ep = crate::catalog::endpoint_of(tx, meta);
+                    let endpoint = ep.as_ref().map(|(_, m, t)| format!("{m} {t}"));
+                    let mut bypass = false;
+                    if let (Some(c), Some((host, m, t))) = (self.catalog.as_mut(), &ep) {
+                        if let Some((count, authd)) = c.auth_counts(host, m, t) {
+                            let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
+                            bypass = ok
+                                && auth.scheme == "none"
+                                && count >= sh.bypass.min_calls
+                                && authd as f64 >= sh.bypass.share * count as f64;
+                        }
+                        if let Some(v) = c.observe(tx, meta, &auth) {
+                            if sh.endpoint_events && first_time(&sh, host, m, t) {
+                                sh.fmt.write_endpoint(tx.start(), v, "first_seen", bytes);
+                                sh.counters.endpoint.fetch_add(1, Ordering::Relaxed);
+                                n += 1;
+                            }
+                        }
+                    }
+                    if let (Some(engine), Some((host, _, _)), Some(endpoint)) = (self.engine.as_mut(), &ep, &endpoint) {
+                        let client = client_ip(meta, tx, &sh.trusted);
+                        let url = tx
+                            .request
+                            .as_ref()
+                            .map(|q| sh.fmt.redactor.url(&q.uri).into_owned())
+                            .unwrap_or_default();
+                        let mut v = View::new(meta, tx, &auth, client, host, endpoint, url);
+                        v.auth_bypass = bypass;
+                        engine.on_tx(&v, &mut self.outs, &mut self.cross_out);
+                    }
+                    sh.fmt.write_http(meta, tx, auth, endpoint, bytes);
+                    n += 1;
+                    n += self.flush_outs(bytes);
+                }
+                other => {
+                    sh.fmt.write(other, bytes);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    fn flush_outs(&mut self, bytes: &mut Vec<u8>) -> u64 {
+        let mut n = 0;
+        for o in self.outs.drain(..) {
+            match o {
+                Out::Alert(a) => {
+                    self.shared.fmt.write_alert(&a, bytes);
+                    self.shared.counters.alert.fetch_add(1, Ordering::Relaxed);
+                }
+                Out::Entity(r) => {
+                    self.shared.fmt.write_entity(&r, bytes);
+                    self.shared.counters.entity.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            n += 1;
+        }
+        n
+    }
+
+    fn tick(&mut self, ts: Ts, seq: u64, bytes: &mut Vec<u8>) -> u64 {
+        let sh = self.shared.clone();
+        let Some(cat) = &self.catalog else { return 0 };
+        let merged = {
+            let Ok(mut slots) = sh.snapshots.lock() else { return 0 };
+            let slot = slots.entry(seq).or_insert_with(|| (0, Catalog::new(cat.cfg.clone())));
+            slot.1.merge(cat);
+            slot.0 += 1;
+            if slot.0 < sh.shards {
+                return 0;
+            }
+            slots.remove(&seq).map(|s| s.1)
+        };
+        let Some(m) = merged else { return 0 };
+        let before = bytes.len();
+        let out = sh.write_snapshot(&m, ts, "snapshot");
+        bytes.extend_from_slice(&out);
+        bytes[before..].iter().filter(|b| **b == b'\n').count() as u64
+    }
+
+    /// Apply messages from other shards.
+    fn cross(&mut self, msgs: Vec<Cross>, bytes: &mut Vec<u8>) -> u64 {
+        self.reload_rules();
+        if let Some(e) = self.engine.as_mut() {
+            for m in &msgs {
+                e.on_cross(m, &mut self.outs);
+            }
+        }
+        self.flush_outs(bytes)
+    }
+
+    fn send_cross(&mut self, peers: &[Sender<Vec<Cross>>]) {
+        if self.cross_out.is_empty() {
+            return;
+        }
+        let mut per: Vec<Vec<Cross>> = (0..peers.len()).map(|_| Vec::new()).collect();
+        for (to, m) in self.cross_out.drain(..) {
+            if let Some(v) = per.get_mut(to) {
+                v.push(m);
+            }
+        }
+        for (to, v) in per.into_iter().enumerate() {
+            if !v.is_empty() {
+                self.shared
+                    .counters
+                    .cross_messages
+                    .fetch_add(v.len() as u64, Ordering::Relaxed);
+                let _ = peers[to].send(v);
+            }
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        if let Some(e) = self.engine.as_mut() {
+            let st = e.snapshot_stats();
+            let c = &self.shared.counters;
+            c.rule_matches.fetch_add(st.matches, Ordering::Relaxed);
+            c.state_evictions.fetch_add(st.state_evictions, Ordering::Relaxed);
+            c.entity_evictions.fetch_add(st.entity_evictions, Ordering::Relaxed);
+            c.entities.fetch_add(st.entities, Ordering::Relaxed);
+        }
+    }
+
+    /// The shard's loop: events from the capture thread and messages from the other shards
+    /// until both are done. Returns the shard's catalog for the final merge.
+    pub fn run(
+        mut self,
+        rx: Receiver<Vec<Event>>,
+        cross_rx: Receiver<Vec<Cross>>,
+        peers: Vec<Sender<Vec<Cross>>>,
+    ) -> Option<Catalog> {
+        let mut peers = Some(peers);
+        let mut main_open = true;
+        loop {
+            let mut bytes = Vec::new();
+            let n;
+            if main_open {
+                select! {
+                    recv(rx) -> m => match m {
+                        Ok(mut b) => {
+                            bytes.reserve(b.len() * 700);
+                            n = self.batch(&mut b, &mut bytes);
+                        }
+                        Err(_) => {
+                            main_open = false;
+                            // Our last messages go out, then we stop being a sender: the
+                            // others' cross channels close once every shard got here.
+                            if let Some(p) = &peers {
+                                let p = p.clone();
+                                self.send_cross(&p);
+                            }
+                            peers = None;
+                            continue;
+                        }
+                    },
+                    recv(cross_rx) -> m => match m {
+                        Ok(msgs) => n = self.cross(msgs, &mut bytes),
+                        Err(_) => continue,
+                    },
+                }
+                if let Some(p) = &peers {
+                    let p = p.clone();
+                    self.send_cross(&p);
+                }
+            } else {
+                match cross_rx.recv() {
+                    Ok(msgs) => n = self.cross(msgs, &mut bytes),
+                    Err(_) => break,
+                }
+            }
+            if !self.shared.send(bytes, n) && self.shared.mode == Mode::Replay {
+                break;
+            }
+        }
+        self.publish_stats();
+        self.catalog
+    }
+}
+
+fn first_time(sh: &Shared, host: &str, method: &str, tpl: &str) -> bool {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    (host, method, tpl).hash(&mut h);
+    let k = h.finish();
+    let Ok(mut seen) = sh.seen.lock() else { return false };
+    if seen.len() >= sh.seen_cap {
+        return false;
+    }
+    seen.insert(k)
+}
