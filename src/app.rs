@@ -188,6 +188,21 @@ impl Pipeline {
         })
     }
 
+    /// SIGHUP: read the rule file again; a bad file keeps the rules running (and says why).
+    /// Windows and entity risk carry on for rules that keep their id.
+    fn reload_rules(&self, cfg: &Config) {
+        let (Some(sh), true) = (&self.shared, cfg.rules_enabled) else {
+            return;
+        };
+        match cfg.load_rules() {
+            Ok(r) => {
+                info!("SIGHUP: {} rules loaded", r.rules.len());
+                sh.swap_rules(Arc::new(r));
+            }
+            Err(e) => warn!("SIGHUP: keeping the current rules: {e}"),
+        }
+    }
+
     /// A catalog snapshot point for every shard.
     fn tick(&mut self, ts: Ts) -> Result<(), AppError> {
         self.ticks += 1;
@@ -495,12 +510,14 @@ impl Signals {
         Ok(s)
     }
 
-    /// Turn a pending SIGHUP into a reopen request for the sinks.
-    fn poll_hup(&self) {
+    /// Turn a pending SIGHUP into a reopen request for the sinks. True if there was one.
+    fn poll_hup(&self) -> bool {
         if self.hup.swap(false, Ordering::Relaxed) {
             info!("SIGHUP: reopening output files");
             self.reopen.fetch_add(1, Ordering::Relaxed);
+            return true;
         }
+        false
     }
 }
 
@@ -676,7 +693,9 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     let mut last_tick = Instant::now();
     let mut res = Ok(());
     loop {
-        sig.poll_hup();
+        if sig.poll_hup() {
+            p.reload_rules(cfg);
+        }
         let stopping = sig.stop.load(Ordering::Relaxed);
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(b) => {

@@ -783,3 +783,6 @@ impl Engine {
         self.stats
     }
 }
+
+#[cfg(test)]
+mod tests;

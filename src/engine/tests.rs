@@ -1,0 +1,647 @@
+//! Each match criterion, scope, entity kind and threshold type of the rule language, the
+//! episode and escalation logic, trusted proxies, risk decay and cross-shard ownership.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use super::*;
+use crate::http::Message;
+use crate::redact::Redactor;
+
+const S: u64 = 1_000_000_000;
+
+/// A transaction builder.
+#[derive(Clone)]
+struct T {
+    method: &'static str,
+    uri: String,
+    status: u16,
+    req_headers: Vec<(String, String)>,
+    req_body: Vec<u8>,
+    resp_headers: Vec<(String, String)>,
+    resp_body: Vec<u8>,
+    ts: Ts,
+    latency_us: u64,
+    src: u8,
+}
+
+fn t(method: &'static str, uri: &str, status: u16) -> T {
+    T {
+        method,
+        uri: uri.into(),
+        status,
+        req_headers: vec![("Host".into(), "api.example".into())],
+        req_body: Vec::new(),
+        resp_headers: Vec::new(),
+        resp_body: Vec::new(),
+        ts: 1_000 * S,
+        latency_us: 1000,
+        src: 9,
+    }
+}
+
+impl T {
+    fn h(mut self, n: &str, v: &str) -> T {
+        self.req_headers.push((n.into(), v.into()));
+        self
+    }
+    fn body(mut self, ct: &str, b: &str) -> T {
+        self.req_headers.push(("Content-Type".into(), ct.into()));
+        self.req_body = b.as_bytes().to_vec();
+        self
+    }
+    fn resp(mut self, ct: &str, b: &str) -> T {
+        self.resp_headers.push(("Content-Type".into(), ct.into()));
+        self.resp_body = b.as_bytes().to_vec();
+        self
+    }
+    fn at(mut self, secs: f64) -> T {
+        self.ts = 1_000 * S + (secs * 1e9) as u64;
+        self
+    }
+    fn from(mut self, last_octet: u8) -> T {
+        self.src = last_octet;
+        self
+    }
+    fn tx(&self) -> (FlowMeta, Transaction) {
+        let q = Message {
+            method: self.method.into(),
+            uri: self.uri.clone(),
+            headers: self.req_headers.clone(),
+            body_len: self.req_body.len() as u64,
+            body: self.req_body.clone(),
+            start: self.ts,
+            end: self.ts,
+            minor: 1,
+            ..Default::default()
+        };
+        let r = Message {
+            status: self.status,
+            headers: self.resp_headers.clone(),
+            body_len: self.resp_body.len() as u64,
+            body: self.resp_body.clone(),
+            start: self.ts + self.latency_us * 1000,
+            end: self.ts + self.latency_us * 1000,
+            minor: 1,
+            ..Default::default()
+        };
+        let meta = FlowMeta {
+            flow_id: 7,
+            community_id: Arc::from("1:x"),
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, self.src)),
+            sport: 40000,
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            dport: 80,
+        };
+        (meta, Transaction::new(Some(q), Some(r), false))
+    }
+}
+
+struct Harness {
+    engine: Engine,
+    red: Redactor,
+    trusted: Vec<Cidr>,
+    alerts: Vec<Alert>,
+    entities: Vec<entity::EntityReport>,
+}
+
+fn harness(rules: &str) -> Harness {
+    harness_with(rules, EngineConfig::default())
+}
+
+fn harness_with(rules: &str, cfg: EngineConfig) -> Harness {
+    let rs = RuleSet::parse("test.toml", rules).unwrap_or_else(|e| panic!("{e}"));
+    Harness {
+        trusted: cfg.trusted_proxies.clone(),
+        engine: Engine::new(Arc::new(rs), cfg, 0, 1),
+        red: Redactor::new(b"k"),
+        alerts: Vec::new(),
+        entities: Vec::new(),
+    }
+}
+
+impl Harness {
+    fn feed(&mut self, x: &T) -> usize {
+        let (meta, tx) = x.tx();
+        let auth = self.red.auth(tx.request.as_ref().expect("request"));
+        let (host, m, tpl) = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
+        let endpoint = format!("{m} {tpl}");
+        let client = client_ip(&meta, &tx, &self.trusted);
+        let v = View::new(&meta, &tx, &auth, client, &host, &endpoint, x.uri.clone());
+        let mut out = Vec::new();
+        let mut cross = Vec::new();
+        self.engine.on_tx(&v, &mut out, &mut cross);
+        assert!(cross.is_empty(), "one shard owns everything");
+        let before = self.alerts.len();
+        for o in out {
+            match o {
+                Out::Alert(a) => self.alerts.push(*a),
+                Out::Entity(e) => self.entities.push(*e),
+            }
+        }
+        self.alerts.len() - before
+    }
+
+    fn rule_alerts(&self, id: &str) -> Vec<&Alert> {
+        self.alerts.iter().filter(|a| a.rule_id == id).collect()
+    }
+}
+
+const SEED: &str = r#"
+[[rule]]
+id = "seed"
+sid = 1
+type = "forced_browsing"
+match = { status = 404 }
+threshold = { count = 10, window = 10 }
+"#;
+
+#[test]
+fn seed_rule_fires_on_the_eleventh_404_within_ten_seconds_only() {
+    let mut h = harness(SEED);
+    for i in 0..10 {
+        h.feed(&t("GET", &format!("/x{i}"), 404).at(i as f64 * 0.5));
+    }
+    assert!(h.alerts.is_empty(), "ten is not more than ten");
+    h.feed(&t("GET", "/x10", 404).at(5.5));
+    let a = h.rule_alerts("seed");
+    assert_eq!(a.len(), 1);
+    assert_eq!((a[0].count, a[0].key.value.as_str()), (11, "10.0.0.9"));
+    assert_eq!(a[0].samples.len(), 5);
+
+    // The same eleven spread over 22 s never have more than ten in a window.
+    let mut h = harness(SEED);
+    for i in 0..11 {
+        h.feed(&t("GET", "/y", 404).at(i as f64 * 2.0));
+    }
+    assert!(h.alerts.is_empty());
+    // 200s do not count; another client has its own window.
+    let mut h = harness(SEED);
+    for i in 0..20 {
+        h.feed(
+            &t("GET", "/y", if i % 2 == 0 { 200 } else { 404 })
+                .at(i as f64 * 0.1)
+                .from(1 + (i % 4) as u8),
+        );
+    }
+    assert!(h.alerts.is_empty());
+}
+
+#[test]
+fn one_alert_per_episode_again_on_escalation_and_after_quiet() {
+    let mut h = harness(SEED);
+    for i in 0..21 {
+        h.feed(&t("GET", "/x", 404).at(i as f64 * 0.1));
+    }
+    assert_eq!(h.rule_alerts("seed").len(), 1, "11..21 is one episode");
+    h.feed(&t("GET", "/x", 404).at(2.2));
+    assert_eq!(h.rule_alerts("seed").len(), 2, "the count doubled: escalation");
+    assert_eq!(h.rule_alerts("seed")[1].count, 22);
+    // quiet (default: max(window, 60 s)) then a fresh burst alerts again
+    for i in 0..11 {
+        h.feed(&t("GET", "/x", 404).at(100.0 + i as f64 * 0.1));
+    }
+    assert_eq!(h.rule_alerts("seed").len(), 3);
+}
+
+/// A rule that fires on the first match of `m`.
+fn once(m: &str) -> String {
+    format!(
+        "[[rule]]\nid = \"r\"\nsid = 5\ntype = \"scanner\"\nmatch = {m}\nthreshold = {{ count = 0, window = 60 }}\n"
+    )
+}
+
+#[test]
+fn every_match_criterion_has_a_hit_and_a_miss() {
+    let login = |u: &str| {
+        t("POST", "/api/login", 401).body(
+            "application/json",
+            &format!("{{\"username\":\"{u}\",\"password\":\"x\"}}"),
+        )
+    };
+    let cases: Vec<(&str, T, T)> = vec![
+        (
+            "{ method = [\"DELETE\", \"PUT\"] }",
+            t("DELETE", "/a", 200),
+            t("GET", "/a", 200),
+        ),
+        (
+            "{ path = \"/admin/*\" }",
+            t("GET", "/admin/x/y", 200),
+            t("GET", "/api/admin", 200),
+        ),
+        (
+            "{ endpoint = \"GET /users/{id}\" }",
+            t("GET", "/users/42", 200),
+            t("GET", "/users/me", 200),
+        ),
+        ("{ status = \"500-599\" }", t("GET", "/a", 503), t("GET", "/a", 404)),
+        ("{ status = [401, 403] }", t("GET", "/a", 403), t("GET", "/a", 402)),
+        (
+            "{ header = \"x-debug\" }",
+            t("GET", "/a", 200).h("X-Debug", "1"),
+            t("GET", "/a", 200),
+        ),
+        (
+            "{ header_absent = \"user-agent\" }",
+            t("GET", "/a", 200),
+            t("GET", "/a", 200).h("User-Agent", "curl/8"),
+        ),
+        (
+            "{ header_match = { name = \"user-agent\", regex = \"(?i)python-requests\" } }",
+            t("GET", "/a", 200).h("User-Agent", "Python-Requests/2.31"),
+            t("GET", "/a", 200).h("User-Agent", "curl/8"),
+        ),
+        (
+            "{ query = \"debug\" }",
+            t("GET", "/a?debug=1", 200),
+            t("GET", "/a?x=1", 200),
+        ),
+        (
+            "{ query = { name = \"limit\", regex = \"^[0-9]{4,}$\" } }",
+            t("GET", "/a?limit=10000", 200),
+            t("GET", "/a?limit=10", 200),
+        ),
+        (
+            "{ body = \"username\" }",
+            login("bob"),
+            t("POST", "/api/login", 401).body("application/json", "{}"),
+        ),
+        (
+            "{ body = { name = \"role\", regex = \"^admin$\" } }",
+            t("POST", "/u", 200).body("application/x-www-form-urlencoded", "name=x&role=admin"),
+            t("POST", "/u", 200).body("application/x-www-form-urlencoded", "name=x&role=user"),
+        ),
+        (
+            "{ param = \"email\" }",
+            t("GET", "/l?email=a%40b.c", 200),
+            t("GET", "/l?mail=a", 200),
+        ),
+        (
+            "{ request_bytes = \">10\" }",
+            t("POST", "/a", 200).body("text/plain", "0123456789AB"),
+            t("POST", "/a", 200).body("text/plain", "0"),
+        ),
+        (
+            "{ response_bytes = \"100-200\" }",
+            t("GET", "/a", 200).resp("text/plain", &"x".repeat(150)),
+            t("GET", "/a", 200).resp("text/plain", "x"),
+        ),
+        (
+            "{ latency_ms = \">500\" }",
+            T {
+                latency_us: 900_000,
+                ..t("GET", "/a", 200)
+            },
+            t("GET", "/a", 200),
+        ),
+        (
+            "{ auth = \"none\" }",
+            t("GET", "/a", 200),
+            t("GET", "/a", 200).h("Authorization", "Bearer abc"),
+        ),
+        (
+            "{ auth = [\"basic\"] }",
+            t("GET", "/a", 200).h("Authorization", "Basic dXNlcjpwYXNz"),
+            t("GET", "/a", 200),
+        ),
+        (
+            "{ content_type = \"application/*json\" }",
+            t("POST", "/a", 200).body("application/json; charset=utf-8", "{}"),
+            t("POST", "/a", 200).body("text/plain", "x"),
+        ),
+        (
+            "{ response_content_type = \"text/html\" }",
+            t("GET", "/a", 200).resp("text/html", "<p>"),
+            t("GET", "/a", 200).resp("application/json", "{}"),
+        ),
+        (
+            "{ detector = \"injection\" }",
+            t("GET", "/a?q=1%27%20OR%20%271%27%3D%271", 200),
+            t("GET", "/a?q=O%27Brien", 200),
+        ),
+        (
+            "{ detector = \"ssrf\" }",
+            t("GET", "/fetch?url=http://169.254.169.254/", 200),
+            t("GET", "/fetch?url=https://example.com/", 200),
+        ),
+        (
+            "{ detector = \"auth_failure\" }",
+            login("a"),
+            t("POST", "/api/login", 200).resp("application/json", "{\"token\":\"x\"}"),
+        ),
+        (
+            "{ all = [{ method = \"GET\" }, { status = 404 }] }",
+            t("GET", "/a", 404),
+            t("POST", "/a", 404),
+        ),
+        (
+            "{ any = [{ status = 401 }, { status = 403 }] }",
+            t("GET", "/a", 401),
+            t("GET", "/a", 404),
+        ),
+        (
+            "{ not = { method = \"GET\" } }",
+            t("POST", "/a", 200),
+            t("GET", "/a", 200),
+        ),
+    ];
+    for (m, hit, miss) in cases {
+        let mut h = harness(&once(m));
+        assert_eq!(h.feed(&hit), 1, "{m} should match");
+        let mut h = harness(&once(m));
+        assert_eq!(h.feed(&miss), 0, "{m} should not match");
+    }
+}
+
+#[test]
+fn scopes_host_group_and_endpoint() {
+    let rules = r#"
+[groups]
+login = ["POST */login"]
+[[rule]]
+id = "host"
+sid = 1
+type = "scanner"
+scope = { host = "*.internal" }
+threshold = { count = 0 }
+[[rule]]
+id = "group"
+sid = 2
+type = "brute_force"
+scope = { group = "login" }
+threshold = { count = 0 }
+[[rule]]
+id = "ep"
+sid = 3
+type = "enumeration"
+scope = { endpoint = "GET /users/{id}" }
+threshold = { count = 0 }
+"#;
+    let mut h = harness(rules);
+    let mut x = t("GET", "/a", 200);
+    x.req_headers = vec![("Host".into(), "billing.internal".into())];
+    h.feed(&x);
+    h.feed(&t("POST", "/v2/login", 200).from(2));
+    h.feed(&t("GET", "/users/5", 200).from(3));
+    h.feed(&t("GET", "/users/5/orders", 200).from(4));
+    let ids: Vec<(&str, &str)> = h
+        .alerts
+        .iter()
+        .map(|a| (a.rule_id.as_str(), a.key.value.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![("host", "10.0.0.9"), ("group", "10.0.0.2"), ("ep", "10.0.0.3")]
+    );
+}
+
+#[test]
+fn entity_kinds_and_combinations() {
+    let rule = |e: &str| {
+        format!(
+            "[[rule]]\nid = \"r\"\nsid = 1\ntype = \"brute_force\"\nentity = {e}\nmatch = {{ status = 401 }}\nthreshold = {{ count = 2, window = 60 }}\n"
+        )
+    };
+    // principal: three addresses, one Basic user -> one entity with three hits
+    let mut h = harness(&rule("\"principal\""));
+    for i in 0..3u8 {
+        h.feed(
+            &t("GET", "/a", 401)
+                .h("Authorization", "Basic Ym9iOng=")
+                .from(10 + i)
+                .at(i as f64),
+        );
+    }
+    assert_eq!(h.alerts.len(), 1);
+    assert_eq!(
+        (h.alerts[0].key.kind.as_str(), h.alerts[0].key.value.as_str()),
+        ("principal", "bob")
+    );
+    // no principal: the rule cannot count
+    let mut h = harness(&rule("\"principal\""));
+    for i in 0..5 {
+        h.feed(&t("GET", "/a", 401).at(i as f64));
+    }
+    assert!(h.alerts.is_empty());
+    // api_key: only API-key credentials, keyed hash as the value
+    let mut h = harness(&rule("\"api_key\""));
+    for i in 0..3u8 {
+        h.feed(&t("GET", "/a", 401).h("X-API-Key", "secret-key-1").from(20 + i));
+    }
+    assert_eq!(h.alerts.len(), 1);
+    assert_ne!(h.alerts[0].key.value, "secret-key-1", "the key itself never appears");
+    // user agent, and ip + user agent
+    let mut h = harness(&rule("\"user_agent\""));
+    for i in 0..3u8 {
+        h.feed(&t("GET", "/a", 401).h("User-Agent", "evil/1").from(30 + i));
+    }
+    assert_eq!(h.alerts.len(), 1);
+    let mut h = harness(&rule("[\"ip\", \"user_agent\"]"));
+    for i in 0..3u8 {
+        h.feed(&t("GET", "/a", 401).h("User-Agent", "evil/1").from(30 + i));
+    }
+    assert!(h.alerts.is_empty(), "three entities of one hit each");
+    for _ in 0..3 {
+        h.feed(&t("GET", "/a", 401).h("User-Agent", "evil/1").from(40));
+    }
+    assert_eq!(h.alerts.len(), 1);
+    assert_eq!(h.alerts[0].key.kind, "ip+user_agent");
+}
+
+#[test]
+fn distinct_counts_on_a_path_parameter_and_a_json_body_field() {
+    let rules = r#"
+[[rule]]
+id = "ids"
+sid = 1
+type = "enumeration"
+match = { endpoint = "GET /users/{id}" }
+threshold = { count = 5, window = 60, distinct = "path.id", per = "endpoint" }
+[[rule]]
+id = "users"
+sid = 2
+type = "credential_stuffing"
+match = { status = 401 }
+threshold = { count = 3, window = 60, distinct = "body.username" }
+"#;
+    let mut h = harness(rules);
+    for _ in 0..20 {
+        h.feed(&t("GET", "/users/1", 200)); // the same id over and over
+    }
+    assert!(h.rule_alerts("ids").is_empty());
+    for i in 2..7 {
+        h.feed(&t("GET", &format!("/users/{i}"), 200));
+    }
+    assert_eq!(h.rule_alerts("ids").len(), 1, "six distinct ids");
+    assert_eq!(h.rule_alerts("ids")[0].distinct, Some(6));
+    for u in ["a", "a", "b", "c"] {
+        h.feed(&t("POST", "/login", 401).body("application/json", &format!("{{\"username\":\"{u}\"}}")));
+    }
+    assert!(h.rule_alerts("users").is_empty());
+    h.feed(&t("POST", "/login", 401).body("application/json", "{\"username\":\"d\"}"));
+    assert_eq!(h.rule_alerts("users").len(), 1);
+}
+
+#[test]
+fn forwarded_for_is_honoured_only_from_trusted_proxies() {
+    let cfg = EngineConfig {
+        trusted_proxies: vec![Cidr::parse("10.0.0.250/32").expect("cidr")],
+        ..EngineConfig::default()
+    };
+    let mut h = harness_with(SEED, cfg.clone());
+    for i in 0..11 {
+        h.feed(
+            &t("GET", "/x", 404)
+                .h("X-Forwarded-For", "198.51.100.7, 10.0.0.250")
+                .from(250)
+                .at(i as f64 * 0.1),
+        );
+    }
+    assert_eq!(h.alerts[0].key.value, "198.51.100.7", "behind the trusted proxy");
+    // A client that is not a trusted proxy cannot choose its entity.
+    let mut h = harness_with(SEED, cfg);
+    for i in 0..11 {
+        h.feed(
+            &t("GET", "/x", 404)
+                .h("X-Forwarded-For", &format!("203.0.113.{i}"))
+                .from(66)
+                .at(i as f64 * 0.1),
+        );
+    }
+    assert_eq!(h.alerts.len(), 1);
+    assert_eq!(h.alerts[0].key.value, "10.0.0.66");
+    assert!(
+        Cidr::parse("10.0.0.0/8")
+            .expect("cidr")
+            .contains("10.9.8.7".parse().expect("ip"))
+    );
+    assert!(
+        !Cidr::parse("fd00::/8")
+            .expect("cidr")
+            .contains("10.9.8.7".parse().expect("ip"))
+    );
+}
+
+#[test]
+fn risk_decays_and_the_threshold_alert_fires_once_per_escalation() {
+    let rules = r#"
+[[rule]]
+id = "r"
+sid = 1
+type = "injection"
+risk = 30
+match = { status = 500 }
+threshold = { count = 0, window = 1 }
+quiet = 0
+"#;
+    let cfg = EngineConfig {
+        entity: EntityConfig {
+            half_life_s: 100.0,
+            thresholds: vec![50.0, 100.0],
+            ..EntityConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let mut h = harness_with(rules, cfg);
+    h.feed(&t("GET", "/a", 500).at(0.0));
+    let key = EntityKey::ip("10.0.0.9".parse().expect("ip"));
+    assert!((h.engine.entities.risk(&key, 1_000 * S) - 30.0).abs() < 1e-6);
+    assert!(
+        (h.engine.entities.risk(&key, 1_100 * S) - 15.0).abs() < 1e-6,
+        "one half-life later"
+    );
+    h.feed(&t("GET", "/a", 500).at(2.0)); // ~59.6 -> crosses 50
+    let rt = |h: &Harness| h.alerts.iter().filter(|a| a.itype == "risk_threshold").count();
+    assert_eq!(rt(&h), 1);
+    assert_eq!(h.entities.len(), 1, "an entity event with the profile");
+    assert_eq!(h.entities[0].indicators[0].count, 2);
+    h.feed(&t("GET", "/a", 500).at(4.0)); // ~89: above 50 already, below 100
+    assert_eq!(rt(&h), 1, "no second alert for the same level");
+    h.feed(&t("GET", "/a", 500).at(6.0)); // ~118 -> crosses 100
+    assert_eq!(rt(&h), 2);
+    // a long quiet: risk decays below half the first level; a new escalation alerts again
+    h.feed(&t("GET", "/a", 500).at(2000.0));
+    h.feed(&t("GET", "/a", 500).at(2001.0));
+    assert_eq!(rt(&h), 3);
+}
+
+#[test]
+fn account_takeover_after_a_run_of_failures() {
+    let mut h = harness("");
+    let fail = t("POST", "/api/login", 401).body("application/json", "{\"username\":\"amy\",\"password\":\"x\"}");
+    for i in 0..6 {
+        h.feed(&fail.clone().at(i as f64));
+    }
+    let ok = t("POST", "/api/login", 200)
+        .body("application/json", "{\"username\":\"amy\",\"password\":\"y\"}")
+        .resp("application/json", "{\"token\":\"abc\"}");
+    h.feed(&ok.clone().at(7.0));
+    let ato: Vec<&Alert> = h.alerts.iter().filter(|a| a.itype == "account_takeover").collect();
+    assert_eq!(ato.len(), 1);
+    assert!(ato[0].compromise);
+    // One typo then success is a user, not a takeover.
+    let mut h = harness("");
+    h.feed(&fail.clone().from(3));
+    h.feed(&ok.clone().from(3).at(1.0));
+    assert!(h.alerts.is_empty());
+}
+
+#[test]
+fn matches_for_entities_owned_elsewhere_travel_to_their_shard() {
+    let rules = r#"
+[[rule]]
+id = "p"
+sid = 1
+type = "enumeration"
+entity = "principal"
+threshold = { count = 3, window = 60 }
+"#;
+    let rs = Arc::new(RuleSet::parse("t", rules).expect("rules"));
+    let mut shards: Vec<Engine> = (0..4)
+        .map(|i| Engine::new(rs.clone(), EngineConfig::default(), i, 4))
+        .collect();
+    let red = Redactor::new(b"k");
+    let mut alerts = 0;
+    for i in 0..4u8 {
+        let x = t("GET", "/a", 200).h("Authorization", "Basic Ym9iOng=").from(i * 37);
+        let (meta, tx) = x.tx();
+        let auth = red.auth(tx.request.as_ref().expect("request"));
+        let home = shard_of_ip(meta.src, 4);
+        let v = View::new(&meta, &tx, &auth, meta.src, "api.example", "GET /a", x.uri.clone());
+        let (mut out, mut cross) = (Vec::new(), Vec::new());
+        shards[home].on_tx(&v, &mut out, &mut cross);
+        for (to, m) in cross {
+            assert_ne!(to, home);
+            shards[to].on_cross(&m, &mut out);
+        }
+        alerts += out.iter().filter(|o| matches!(o, Out::Alert(_))).count();
+    }
+    assert_eq!(alerts, 1, "four matches from four addresses counted in one place");
+}
+
+#[test]
+fn entity_table_is_capped() {
+    let cfg = EngineConfig {
+        entity: EntityConfig {
+            max_entities: 1000,
+            ..EntityConfig::default()
+        },
+        max_states: 1000,
+        ..EngineConfig::default()
+    };
+    let mut h = harness_with(SEED, cfg);
+    for i in 0..20_000u32 {
+        let mut x = t("GET", "/x", 404).at(i as f64 * 0.001);
+        x.src = (i % 250) as u8;
+        let (mut meta, tx) = x.tx();
+        meta.src = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+        let auth = h.red.auth(tx.request.as_ref().expect("request"));
+        let v = View::new(&meta, &tx, &auth, meta.src, "h", "GET /x", x.uri.clone());
+        let (mut out, mut cross) = (Vec::new(), Vec::new());
+        h.engine.on_tx(&v, &mut out, &mut cross);
+    }
+    let st = h.engine.snapshot_stats();
+    assert!(st.entities <= 1000 && st.states <= 1000, "{st:?}");
+    assert!(st.entity_evictions >= 19_000 && st.state_evictions >= 19_000, "{st:?}");
+}
