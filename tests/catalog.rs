@@ -129,3 +129,150 @@ fn http_events_carry_their_endpoint() {
         .expect("a users call");
     assert_eq!(e["api"]["endpoint"], "GET /api/users/{id}");
 }
+
+fn replay(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
+        .args(["replay", "-q", "--no-progress"])
+        .args(args)
+        .output()
+        .expect("apitap");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .collect()
+}
+
+fn sample(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("capture-samples")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `endpoint` events: one when an endpoint first answers something other than 404 (once, even
+/// with several shards), and a snapshot of every endpoint at exit; 404-only guesses never.
+#[test]
+fn endpoint_events_first_seen_once_and_snapshot_at_exit() {
+    for workers in ["1", "3"] {
+        let ev = replay(&[&sample("http-mixed-api.pcap"), "--workers", workers]);
+        let of = |reason: &str| -> Vec<String> {
+            let mut v: Vec<String> = ev
+                .iter()
+                .filter(|e| e["event_type"] == "endpoint" && e["endpoint"]["reason"] == reason)
+                .map(|e| e["endpoint"]["endpoint"].as_str().unwrap_or("").to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        let first = of("first_seen");
+        let dedup: BTreeSet<&String> = first.iter().collect();
+        assert_eq!(first.len(), dedup.len(), "announced twice: {first:?}");
+        assert_eq!(first.len(), 7, "{first:?}");
+        assert!(
+            !first.iter().any(|e| e.contains("missing")),
+            "a 404-only path: {first:?}"
+        );
+        let snap = of("snapshot");
+        assert_eq!(snap.len(), 7, "{snap:?}");
+        let users = ev
+            .iter()
+            .find(|e| {
+                e["event_type"] == "endpoint"
+                    && e["endpoint"]["reason"] == "snapshot"
+                    && e["endpoint"]["endpoint"] == "GET /api/users/{id}"
+            })
+            .expect("users snapshot");
+        assert!(users["endpoint"]["count"].as_u64().unwrap_or(0) > 10);
+        assert!(users["endpoint"]["latency_ms"]["p50"].is_number());
+    }
+}
+
+/// Against a reference spec: documented, shadow (not in the spec) and zombie (deprecated,
+/// still called), in the catalog, the OpenAPI export and the endpoint events.
+#[test]
+fn reference_spec_marks_shadow_and_zombie_endpoints() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = dir.path().join("spec.yaml");
+    std::fs::write(
+        &spec,
+        "openapi: 3.0.3\ninfo: {title: shop, version: '1'}\nservers:\n  - url: http://10.0.0.1:8080/api\npaths:\n  /users/{userId}:\n    get: {responses: {'200': {description: ok}}}\n  /products:\n    get: {responses: {'200': {description: ok}}}\n  /orders:\n    post:\n      deprecated: true\n      responses: {'201': {description: ok}}\n",
+    )
+    .expect("write");
+    let spec = spec.to_string_lossy().into_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
+        .args([
+            "catalog",
+            "--format",
+            "json",
+            "--spec",
+            &spec,
+            &sample("http-mixed-api.pcap"),
+        ])
+        .output()
+        .expect("apitap");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let status = |name: &str| {
+        c["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["endpoint"] == name)
+            .map(|e| e["spec"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(status("GET /api/users/{id}"), "documented");
+    assert_eq!(status("GET /api/products"), "documented");
+    assert_eq!(status("POST /api/orders"), "zombie");
+    assert_eq!(status("POST /api/login"), "shadow");
+    assert_eq!(status("GET /api/orders/{uuid}"), "shadow");
+    let ev = replay(&["--spec", &spec, &sample("http-mixed-api.pcap")]);
+    let zombie = ev
+        .iter()
+        .find(|e| e["event_type"] == "endpoint" && e["endpoint"]["endpoint"] == "POST /api/orders")
+        .expect("orders endpoint event");
+    assert_eq!(zombie["endpoint"]["spec"], "zombie");
+    // A broken spec is one clear line and exit 2.
+    std::fs::write(dir.path().join("bad.yaml"), "paths: {}\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
+        .args(["replay", "-q", "--spec"])
+        .arg(dir.path().join("bad.yaml"))
+        .arg(sample("http-keepalive.pcap"))
+        .output()
+        .expect("apitap");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml") && err.contains("not an OpenAPI document"),
+        "{err}"
+    );
+}
+
+/// Snapshots follow packet time: with a 1 s interval a replay writes several, and the catalog
+/// file (`--catalog`) is a complete OpenAPI document after the run.
+#[test]
+fn snapshots_follow_packet_time_and_the_catalog_file_is_written() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[catalog]\nsnapshot_interval = 1\n").expect("write");
+    let file = dir.path().join("openapi.json");
+    let ev = replay(&[
+        "--config",
+        &cfg.to_string_lossy(),
+        "--catalog",
+        &file.to_string_lossy(),
+        &sample("http-mixed-api.pcap"),
+    ]);
+    let times: BTreeSet<String> = ev
+        .iter()
+        .filter(|e| e["event_type"] == "endpoint" && e["endpoint"]["reason"] == "snapshot")
+        .map(|e| e["timestamp"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(times.len() >= 2, "snapshots at {times:?}");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&file).expect("catalog file")).expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/api/users/{id}"]["get"].is_object());
+    assert!(!dir.path().join("openapi.json.tmp").exists());
+}

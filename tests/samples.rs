@@ -292,8 +292,8 @@ fn usage_errors_exit_2() {
     assert_eq!(code, 1, "{err}");
 }
 
-/// Every `http` and `anomaly` event validates against Suricata's EVE schema once apitap's own
-/// keys (`api`, `indicator`) are removed (SPEC §5). Uses `../shared/eve-schema.json`.
+/// Every `http`, `anomaly` and `alert` event validates against Suricata's EVE schema once
+/// apitap's own keys (`api`, `indicator`) are removed (SPEC §5). Uses `../shared/eve-schema.json`.
 #[test]
 fn events_validate_against_the_eve_schema() {
     let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/eve-schema.json");
@@ -304,6 +304,7 @@ fn events_validate_against_the_eve_schema() {
     let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     let mut checked = 0;
+    let mut alerts = 0;
     let mut inputs: Vec<PathBuf> = captures().into_iter().map(|(c, _)| c).collect();
     inputs.push(samples_dir().join("bad-snaplen.pcap"));
     for cap in inputs {
@@ -315,8 +316,12 @@ fn events_validate_against_the_eve_schema() {
             "--log-headers",
         ]);
         for mut e in events {
-            if e["event_type"] != "http" && e["event_type"] != "anomaly" {
+            if !["http", "anomaly", "alert"].iter().any(|t| e["event_type"] == *t) {
                 continue;
+            }
+            if e["event_type"] == "alert" {
+                assert!(e["indicator"]["type"].is_string(), "{e}");
+                alerts += 1;
             }
             if let Some(o) = e.as_object_mut() {
                 o.remove("api");
@@ -331,6 +336,7 @@ fn events_validate_against_the_eve_schema() {
         }
     }
     assert!(checked > 100, "only {checked} events checked");
+    assert!(alerts > 0, "no alert was checked");
 }
 
 /// Replay output does not depend on the number of worker shards (order aside).

@@ -183,8 +183,8 @@ def cmd_run(work):
             p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env=env, cwd=work)
             running[a["name"]] = p
-            info["attacks"][a["name"]] = {"launched": time.time(), "cmd": cmd[6:]}
-            print("[%5.1fs] start %-20s %s %s" % (time.time() - t0, a["name"], a["address"], " ".join(cmd[6:])),
+            info["attacks"][a["name"]] = {"launched": time.time(), "cmd": cmd[8:]}
+            print("[%5.1fs] start %-20s %s %s" % (time.time() - t0, a["name"], a["address"], " ".join(cmd[8:])),
                   flush=True)
         for name, p in list(running.items()):
             rc = p.poll()
