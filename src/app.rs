@@ -107,6 +107,7 @@ impl Pipeline {
             host: cfg.sensor_name.clone(),
             redactor: Redactor::new(&cfg.hash_key),
             log_headers: cfg.log_headers,
+            types: cfg.event_types,
         });
         let opts = SinkOptions {
             sensor_name: cfg.sensor_name.clone(),

@@ -137,6 +137,10 @@ pub struct CommonArgs {
     /// Repeat for several sinks. Replaces the config's output.sinks.
     #[arg(short, long, value_name = "PATH")]
     pub output: Vec<String>,
+    /// Event types to write, comma-separated (http, alert, anomaly, endpoint, entity, stats;
+    /// default all).
+    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    pub types: Vec<String>,
     /// Worker threads (default: cores - 1, at least 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
@@ -190,6 +194,10 @@ impl CommonArgs {
                     .map_err(|e| ConfigError(format!("--output {o:?}: {e}")))?;
             }
             c.sinks = self.output.clone();
+        }
+        if !self.types.is_empty() {
+            c.event_types =
+                crate::event::EventTypes::parse(&self.types).map_err(|e| ConfigError(format!("--types: {e}")))?;
         }
         if let Some(w) = self.workers {
             c.workers = w as usize;

@@ -49,6 +49,8 @@ pub struct Config {
     pub workers: usize,
     /// Include request and response headers (redacted) in `http` events. Default off.
     pub log_headers: bool,
+    /// Event types written (`output.types`). Default all.
+    pub event_types: crate::event::EventTypes,
     /// Seconds of packet time between `stats` events (0: only at exit). Default 60.
     pub stats_interval_s: u64,
     /// Key for the keyed hashes that stand in for secrets. Default: a fixed key; set your own.
@@ -87,6 +89,7 @@ impl Default for Config {
             engine: crate::engine::EngineConfig::default(),
             workers: default_workers(),
             log_headers: false,
+            event_types: crate::event::EventTypes::all(),
             stats_interval_s: 60,
             hash_key: b"apitap-default-key: set hash_key in production".to_vec(),
             progress: true,
@@ -156,6 +159,8 @@ queue = 1024
 # Where JSON lines go; several at once: "-" (stdout), "/path/eve.json" (appended, reopened on
 # SIGHUP), "syslog+udp://127.0.0.1:514", "syslog+tcp://127.0.0.1:601" (RFC 5424, octet-counted).
 sinks = ["-"]
+# Event types written, as Suricata's eve-log types.
+types = ["http", "alert", "anomaly", "endpoint", "entity", "stats"]
 # Batches (of up to 256 events) queued per sink; live, a full queue drops and counts.
 queue = 64
 # Syslog facility number (16 = local0).
@@ -320,6 +325,7 @@ struct CaptureSection {
 #[serde(deny_unknown_fields)]
 struct OutputSection {
     sinks: Option<Vec<String>>,
+    types: Option<Vec<String>>,
     queue: Option<usize>,
     syslog_facility: Option<u8>,
 }
@@ -501,6 +507,9 @@ impl Config {
                         .map_err(|e| bad("output.sinks", &e))?;
                 }
                 c.sinks = v;
+            }
+            if let Some(v) = s.types {
+                c.event_types = crate::event::EventTypes::parse(&v).map_err(|e| bad("output.types", &e))?;
             }
             if let Some(v) = s.queue {
                 c.sink_queue = v.max(1);

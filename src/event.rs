@@ -78,6 +78,41 @@ pub struct Formatter {
     pub host: String,
     pub redactor: Redactor,
     pub log_headers: bool,
+    /// Event types written (as Suricata's eve-log `types`); the others are skipped.
+    pub types: EventTypes,
+}
+
+/// A set of event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTypes(u8);
+
+impl EventTypes {
+    pub const NAMES: [&'static str; 6] = ["http", "alert", "anomaly", "endpoint", "entity", "stats"];
+
+    pub fn all() -> Self {
+        EventTypes(0x3f)
+    }
+
+    /// From names; an unknown name is an error naming it.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, String> {
+        let mut m = 0;
+        for n in names {
+            let n = n.as_ref();
+            let i = Self::NAMES
+                .iter()
+                .position(|x| *x == n)
+                .ok_or_else(|| format!("{n:?} is not one of {}", Self::NAMES.join(", ")))?;
+            m |= 1 << i;
+        }
+        Ok(EventTypes(m))
+    }
+
+    pub fn has(self, name: &str) -> bool {
+        Self::NAMES
+            .iter()
+            .position(|x| *x == name)
+            .is_some_and(|i| self.0 & (1 << i) != 0)
+    }
 }
 
 #[derive(Serialize)]
@@ -225,8 +260,17 @@ impl Formatter {
         }
     }
 
-    /// Append one JSON line for `ev` to `out`.
+    /// Append one JSON line for `ev` to `out` (nothing if its type is not written).
     pub fn write(&self, ev: &Event, out: &mut Vec<u8>) {
+        let t = match ev {
+            Event::Http { .. } => "http",
+            Event::Anomaly(_) => "anomaly",
+            Event::Stats { .. } => "stats",
+            Event::Tick { .. } => return,
+        };
+        if !self.types.has(t) {
+            return;
+        }
         let r = match ev {
             Event::Http { meta, tx } => {
                 let auth = tx.request.as_ref().map(|m| self.redactor.auth(m));
@@ -276,6 +320,9 @@ impl Formatter {
         endpoint: Option<String>,
         out: &mut Vec<u8>,
     ) {
+        if !self.types.has("http") {
+            return;
+        }
         if serde_json::to_writer(&mut *out, &self.http(meta, tx, Some(auth), endpoint)).is_err() {
             out.extend_from_slice(b"{}");
         }
@@ -471,6 +518,9 @@ impl Formatter {
 
     /// A catalog entry (`reason`: `first_seen` or `snapshot`).
     pub fn write_endpoint(&self, ts: Ts, mut endpoint: serde_json::Value, reason: &str, out: &mut Vec<u8>) {
+        if !self.types.has("endpoint") {
+            return;
+        }
         let mut m = self.head(ts, "endpoint");
         endpoint["reason"] = reason.into();
         m.insert("endpoint".into(), endpoint);
@@ -479,6 +529,9 @@ impl Formatter {
 
     /// An EVE alert with apitap's `indicator`.
     pub fn write_alert(&self, a: &crate::engine::Alert, out: &mut Vec<u8>) {
+        if !self.types.has("alert") {
+            return;
+        }
         use serde_json::json;
         let mut m = self.head(a.ts, "alert");
         let entity_ip: Option<IpAddr> = (a.key.kind == "ip").then(|| a.key.value.parse().ok()).flatten();
@@ -551,6 +604,9 @@ impl Formatter {
 
     /// An attacker-centric profile, when an entity's risk escalates.
     pub fn write_entity(&self, r: &crate::engine::entity::EntityReport, out: &mut Vec<u8>) {
+        if !self.types.has("entity") {
+            return;
+        }
         use serde_json::json;
         let mut m = self.head(r.ts, "entity");
         if r.key.kind == "ip" {

@@ -119,10 +119,12 @@ impl Shared {
     }
 
     /// Hand a batch of lines to every sink. False when every sink is gone (replay: stop).
-    pub fn send(&self, bytes: Vec<u8>, events: u64) -> bool {
+    pub fn send(&self, bytes: Vec<u8>) -> bool {
         if self.sinks.is_empty() || bytes.is_empty() {
             return true;
         }
+        // Lines, as written: types filtered out by `output.types` never were.
+        let events = memchr::memchr_iter(b'\n', &bytes).count() as u64;
         let b = Arc::new(Batch { bytes, events });
         let mut alive = false;
         for s in self.sinks.iter() {
@@ -205,14 +207,13 @@ impl Worker {
     }
 
     /// Process one batch of events into lines.
-    fn batch(&mut self, batch: &mut [Event], bytes: &mut Vec<u8>) -> u64 {
+    fn batch(&mut self, batch: &mut [Event], bytes: &mut Vec<u8>) {
         self.reload_rules();
         let sh = self.shared.clone();
-        let mut n = 0u64;
         for ev in batch.iter_mut() {
             match ev {
                 Event::Tick { ts, seq } => {
-                    n += self.tick(*ts, *seq, bytes);
+                    self.tick(*ts, *seq, bytes);
                     continue;
                 }
                 Event::Http { meta, tx } => {
@@ -225,7 +226,6 @@ impl Worker {
                             );
                             sh.fmt.write(&Event::Anomaly(a), bytes);
                             sh.counters.anomaly.fetch_add(1, Ordering::Relaxed);
-                            n += 1;
                         }
                     }
                     let auth = tx
@@ -248,7 +248,6 @@ impl Worker {
                             if sh.endpoint_events && first_time(&sh, host, m, t) {
                                 sh.fmt.write_endpoint(tx.start(), v, "first_seen", bytes);
                                 sh.counters.endpoint.fetch_add(1, Ordering::Relaxed);
-                                n += 1;
                             }
                         }
                     }
@@ -264,20 +263,14 @@ impl Worker {
                         engine.on_tx(&v, &mut self.outs, &mut self.cross_out);
                     }
                     sh.fmt.write_http(meta, tx, auth, endpoint, bytes);
-                    n += 1;
-                    n += self.flush_outs(bytes);
+                    self.flush_outs(bytes);
                 }
-                other => {
-                    sh.fmt.write(other, bytes);
-                    n += 1;
-                }
+                other => sh.fmt.write(other, bytes),
             }
         }
-        n
     }
 
-    fn flush_outs(&mut self, bytes: &mut Vec<u8>) -> u64 {
-        let mut n = 0;
+    fn flush_outs(&mut self, bytes: &mut Vec<u8>) {
         for o in self.outs.drain(..) {
             match o {
                 Out::Alert(a) => {
@@ -289,40 +282,36 @@ impl Worker {
                     self.shared.counters.entity.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            n += 1;
         }
-        n
     }
 
-    fn tick(&mut self, ts: Ts, seq: u64, bytes: &mut Vec<u8>) -> u64 {
+    fn tick(&mut self, ts: Ts, seq: u64, bytes: &mut Vec<u8>) {
         let sh = self.shared.clone();
-        let Some(cat) = &self.catalog else { return 0 };
+        let Some(cat) = &self.catalog else { return };
         let merged = {
-            let Ok(mut slots) = sh.snapshots.lock() else { return 0 };
+            let Ok(mut slots) = sh.snapshots.lock() else { return };
             let slot = slots.entry(seq).or_insert_with(|| (0, Catalog::new(cat.cfg.clone())));
             slot.1.merge(cat);
             slot.0 += 1;
             if slot.0 < sh.shards {
-                return 0;
+                return;
             }
             slots.remove(&seq).map(|s| s.1)
         };
-        let Some(m) = merged else { return 0 };
-        let before = bytes.len();
-        let out = sh.write_snapshot(&m, ts, "snapshot");
-        bytes.extend_from_slice(&out);
-        bytes[before..].iter().filter(|b| **b == b'\n').count() as u64
+        if let Some(m) = merged {
+            bytes.extend_from_slice(&sh.write_snapshot(&m, ts, "snapshot"));
+        }
     }
 
     /// Apply messages from other shards.
-    fn cross(&mut self, msgs: Vec<Cross>, bytes: &mut Vec<u8>) -> u64 {
+    fn cross(&mut self, msgs: Vec<Cross>, bytes: &mut Vec<u8>) {
         self.reload_rules();
         if let Some(e) = self.engine.as_mut() {
             for m in &msgs {
                 e.on_cross(m, &mut self.outs);
             }
         }
-        self.flush_outs(bytes)
+        self.flush_outs(bytes);
     }
 
     fn send_cross(&mut self, peers: &[Sender<Vec<Cross>>]) {
@@ -369,13 +358,12 @@ impl Worker {
         let mut main_open = true;
         loop {
             let mut bytes = Vec::new();
-            let n;
             if main_open {
                 select! {
                     recv(rx) -> m => match m {
                         Ok(mut b) => {
                             bytes.reserve(b.len() * 700);
-                            n = self.batch(&mut b, &mut bytes);
+                            self.batch(&mut b, &mut bytes);
                         }
                         Err(_) => {
                             main_open = false;
@@ -390,7 +378,7 @@ impl Worker {
                         }
                     },
                     recv(cross_rx) -> m => match m {
-                        Ok(msgs) => n = self.cross(msgs, &mut bytes),
+                        Ok(msgs) => self.cross(msgs, &mut bytes),
                         Err(_) => continue,
                     },
                 }
@@ -400,11 +388,11 @@ impl Worker {
                 }
             } else {
                 match cross_rx.recv() {
-                    Ok(msgs) => n = self.cross(msgs, &mut bytes),
+                    Ok(msgs) => self.cross(msgs, &mut bytes),
                     Err(_) => break,
                 }
             }
-            if !self.shared.send(bytes, n) && self.shared.mode == Mode::Replay {
+            if !self.shared.send(bytes) && self.shared.mode == Mode::Replay {
                 break;
             }
         }

@@ -223,3 +223,116 @@ fn fragment_flood_stays_within_the_fragment_cap() {
     assert!(s["memory"]["frag_bytes"].as_u64().unwrap_or(u64::MAX) <= 4_194_304);
     assert!(peak_kb < 60 * 1024, "peak anonymous RSS {peak_kb} KiB");
 }
+
+/// A scanner's flood: one million distinct random word-like paths (not templated by the
+/// rules), every one answered 200 (the worst case: a 404 would be kept apart anyway), over
+/// 1,000 keep-alive connections. The catalog folds what exceeds the per-host cap into the
+/// overflow endpoint, so memory stays flat.
+#[test]
+fn a_million_distinct_random_paths() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cap = dir.path().join("paths.pcap");
+    let mut w = PcapWriter::create(&cap);
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut word = || {
+        let mut s = String::new();
+        for _ in 0..10 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            s.push((b'a' + (rng % 26) as u8) as char);
+        }
+        s
+    };
+    for c in 0..1000u32 {
+        let mut conv = Conv::open(&mut w, [13, 0, (c >> 8) as u8, c as u8], [10, 0, 0, 1], 3000, 80);
+        for _ in 0..1000 {
+            conv.client(
+                &mut w,
+                format!("GET /{}/{} HTTP/1.1\r\nHost: api\r\n\r\n", word(), word()).as_bytes(),
+            );
+            conv.server(&mut w, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    }
+    w.finish();
+    let catalog = dir.path().join("catalog.json");
+    let (st, out, err, peak_kb) = run_measured(&[
+        "replay",
+        cap.to_str().unwrap_or_default(),
+        "-q",
+        "--types",
+        "stats",
+        "--catalog",
+        catalog.to_str().unwrap_or_default(),
+    ]);
+    assert!(st.success(), "{err}");
+    assert_eq!(final_stats(&out)["http"]["transactions"], 1_000_000);
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&catalog).expect("catalog")).expect("json");
+    let paths = doc["paths"].as_object().map_or(0, |m| m.len());
+    // learned: /{param}/{param}; the rest of the first 2,000 distinct prefixes, and the overflow
+    assert!(paths <= 2_001, "{paths} paths");
+    assert!(peak_kb < 150 * 1024, "peak anonymous RSS {peak_kb} KiB");
+    eprintln!(
+        "1M random paths: {paths} paths in the catalog, peak anonymous RSS {} MiB",
+        peak_kb / 1024
+    );
+}
+
+/// One million distinct client addresses, each with one request answered 404 (the seed
+/// rule's match): the entity and window tables stay at their caps, evictions are counted.
+#[test]
+fn a_million_distinct_entities() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cap = dir.path().join("entities.pcap");
+    let mut w = PcapWriter::create(&cap);
+    for i in 0..1_000_000u32 {
+        let c = [14, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        // picked up mid-stream: the request, then the response
+        w.frame(&tcp_frame(
+            c,
+            [10, 0, 0, 1],
+            4000,
+            80,
+            1,
+            1,
+            0x18,
+            b"GET /x HTTP/1.1\r\nHost: api\r\n\r\n",
+        ));
+        w.frame(&tcp_frame(
+            [10, 0, 0, 1],
+            c,
+            80,
+            4000,
+            1,
+            31,
+            0x18,
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        ));
+    }
+    w.finish();
+    let conf = cfg_file(
+        dir.path(),
+        "[flow]\nmax_flows = 16384\n[entity]\nmax_entities = 100000\n[rules]\nmax_states = 100000\n",
+    );
+    let (st, out, err, peak_kb) = run_measured(&[
+        "replay",
+        cap.to_str().unwrap_or_default(),
+        "-q",
+        "--types",
+        "stats,alert",
+        "--workers",
+        "1",
+        "--config",
+        &conf,
+    ]);
+    assert!(st.success(), "{err}");
+    let s = final_stats(&out);
+    assert_eq!(s["http"]["transactions"], 1_000_000, "{}", s["http"]);
+    let e = &s["engine"];
+    assert!(e["entities"].as_u64().unwrap_or(u64::MAX) <= 100_000, "{e}");
+    assert!(e["entity_evictions"].as_u64().unwrap_or(0) >= 900_000, "{e}");
+    // ~1.2 KiB per entity with its profile and window state: unbounded, a million entities
+    // would take well over a gigabyte; capped at 100,000 (plus 16,384 flows) about 300 MiB.
+    assert!(peak_kb < 400 * 1024, "peak anonymous RSS {peak_kb} KiB");
+    eprintln!("1M entities: {e}, peak anonymous RSS {} MiB", peak_kb / 1024);
+}
