@@ -137,7 +137,7 @@ impl Pipeline {
             )),
             None => None,
         };
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             fmt.clone(),
             sinks.clone(),
             mode,
@@ -148,7 +148,9 @@ impl Pipeline {
             &cfg.engine,
             cfg.catalog.max_hosts * cfg.catalog.max_endpoints_per_host,
             cfg.endpoint_events && cfg.profile,
-        ));
+        );
+        shared.bypass = cfg.bypass;
+        let shared = Arc::new(shared);
         let mut shards = Vec::new();
         let mut workers = Vec::new();
         let (cross_tx, cross_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| unbounded::<Vec<Cross>>()).unzip();

@@ -45,6 +45,8 @@ pub struct Config {
     /// The rule file replaces the default pack instead of adding to it. Default off.
     pub rules_replace: bool,
     pub engine: crate::engine::EngineConfig,
+    /// When an unauthenticated 2xx is an auth bypass.
+    pub bypass: crate::worker::BypassConfig,
     /// Worker shards that format events. Default: cores - 1, at least 1.
     pub workers: usize,
     /// Include request and response headers (redacted) in `http` events. Default off.
@@ -87,6 +89,7 @@ impl Default for Config {
             rules_file: None,
             rules_replace: false,
             engine: crate::engine::EngineConfig::default(),
+            bypass: crate::worker::BypassConfig::default(),
             workers: default_workers(),
             log_headers: false,
             event_types: crate::event::EventTypes::all(),
@@ -224,6 +227,27 @@ max_params = 64
 # Distinct values at one path position before it is learned as a {param}.
 learn_threshold = 20
 
+[detectors]
+# rate_abuse: requests per rate_bucket seconds above rate_floor AND rate_factor times both the
+# peers' p90 (buckets that did not alert) and the client's own mean.
+rate_bucket = 10
+rate_floor = 100
+rate_factor = 5.0
+# error_spike / latency_anomaly per endpoint, in endpoint_bucket windows of at least min_calls
+# calls, once learn_buckets windows made a baseline: errors (5xx, 4xx but 401/403/404/405/429)
+# above error_floor and error_factor x baseline; p95 above latency_floor_ms and latency_factor x.
+endpoint_bucket = 60
+min_calls = 20
+learn_buckets = 3
+error_floor = 0.25
+error_factor = 3.0
+latency_floor_ms = 250.0
+latency_factor = 4.0
+# auth_bypass: a 2xx without credentials on an endpoint whose first auth_bypass_min_calls calls
+# carried credentials at least auth_bypass_share of the time.
+auth_bypass_min_calls = 20
+auth_bypass_share = 0.9
+
 [rules]
 # Run the rule engine and entity risk.
 enabled = true
@@ -270,6 +294,7 @@ struct FileConfig {
     reassembly: Option<ReassemblySection>,
     http: Option<HttpSection>,
     catalog: Option<CatalogSection>,
+    detectors: Option<DetectorsSection>,
     rules: Option<RulesSection>,
     entity: Option<EntitySection>,
 }
@@ -286,6 +311,23 @@ struct CatalogSection {
     max_endpoints_per_host: Option<usize>,
     max_params: Option<usize>,
     learn_threshold: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetectorsSection {
+    rate_bucket: Option<u64>,
+    rate_floor: Option<u64>,
+    rate_factor: Option<f64>,
+    endpoint_bucket: Option<u64>,
+    min_calls: Option<u64>,
+    learn_buckets: Option<u32>,
+    error_floor: Option<f64>,
+    error_factor: Option<f64>,
+    latency_floor_ms: Option<f64>,
+    latency_factor: Option<f64>,
+    auth_bypass_min_calls: Option<u64>,
+    auth_bypass_share: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -617,6 +659,55 @@ impl Config {
             }
             if let Some(v) = s.learn_threshold {
                 k.learn_threshold = positive("catalog.learn_threshold", v)?;
+            }
+        }
+        if let Some(s) = f.detectors {
+            let b = &mut c.engine.baseline;
+            let pos = |key: &str, v: f64| {
+                if v > 0.0 && v.is_finite() {
+                    Ok(v)
+                } else {
+                    Err(bad(key, "must be more than 0"))
+                }
+            };
+            if let Some(v) = s.rate_bucket {
+                b.rate_bucket_s = pos("detectors.rate_bucket", v as f64)? as u64;
+            }
+            if let Some(v) = s.rate_floor {
+                b.rate_floor = v;
+            }
+            if let Some(v) = s.rate_factor {
+                b.rate_factor = pos("detectors.rate_factor", v)?;
+            }
+            if let Some(v) = s.endpoint_bucket {
+                b.endpoint_bucket_s = pos("detectors.endpoint_bucket", v as f64)? as u64;
+            }
+            if let Some(v) = s.min_calls {
+                b.min_calls = v.max(1);
+            }
+            if let Some(v) = s.learn_buckets {
+                b.learn_buckets = v;
+            }
+            if let Some(v) = s.error_floor {
+                b.error_floor = pos("detectors.error_floor", v)?;
+            }
+            if let Some(v) = s.error_factor {
+                b.error_factor = pos("detectors.error_factor", v)?;
+            }
+            if let Some(v) = s.latency_floor_ms {
+                b.latency_floor_ms = pos("detectors.latency_floor_ms", v)?;
+            }
+            if let Some(v) = s.latency_factor {
+                b.latency_factor = pos("detectors.latency_factor", v)?;
+            }
+            if let Some(v) = s.auth_bypass_min_calls {
+                c.bypass.min_calls = v.max(1);
+            }
+            if let Some(v) = s.auth_bypass_share {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(bad("detectors.auth_bypass_share", "must be 0 to 1"));
+                }
+                c.bypass.share = v;
             }
         }
         if let Some(s) = f.rules {

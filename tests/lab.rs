@@ -2,7 +2,8 @@
 //! behind nginx, with ~20 benign clients, one address per attack, and a labels file naming the
 //! indicator types each attack should raise. This scorer replays every lab capture and
 //! reports, per attack, which expected types fired and how soon after the attack's first
-//! request, and every alert on a benign address.
+//! request (for `account_takeover`, after the attacker's first successful login, from the
+//! server's access log), and every alert on a benign address.
 //!
 //! `cargo test --release --test lab -- --nocapture` prints the table. Seeds 1 and 2 were used
 //! to tune the defaults; 3 and 4 were not.
@@ -44,10 +45,9 @@ struct Score {
 }
 
 fn score(pcap: &Path) -> Score {
-    let labels: Value = serde_json::from_slice(
-        &std::fs::read(pcap.with_extension("labels.json")).expect("labels beside the capture"),
-    )
-    .expect("labels json");
+    let labels: Value =
+        serde_json::from_slice(&std::fs::read(pcap.with_extension("labels.json")).expect("labels beside the capture"))
+            .expect("labels json");
     let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
         .args(["replay", "-q", "--no-progress", "--types", "alert", "--workers", "1"])
         .arg(pcap)
@@ -70,6 +70,22 @@ fn score(pcap: &Path) -> Score {
             .push(format!("{} [{t}]", e["alert"]["signature"].as_str().unwrap_or("")));
     }
     let seed = labels["seed"].as_u64().unwrap_or(0);
+    // The takeover itself: an attacker's first successful login (the server's own log).
+    let mut logins: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    if let Ok(text) = std::fs::read_to_string(pcap.with_extension("access.jsonl")) {
+        for l in text.lines() {
+            let Ok(e) = serde_json::from_str::<Value>(l) else {
+                continue;
+            };
+            let ok = e["status"].as_u64().is_some_and(|s| (200..300).contains(&s));
+            if ok && e["method"] == "POST" && e["uri"].as_str().is_some_and(|u| u.contains("login")) {
+                logins
+                    .entry(e["client_ip"].as_str().unwrap_or("").to_string())
+                    .or_default()
+                    .push(e["ts"].as_f64().unwrap_or(0.0));
+            }
+        }
+    }
     let mut s = Score {
         table: Vec::new(),
         missed: Vec::new(),
@@ -85,7 +101,16 @@ fn score(pcap: &Path) -> Score {
         for t in a["expected"].as_array().into_iter().flatten().filter_map(Value::as_str) {
             match got.get(t) {
                 Some(ts) => {
-                    let dt = ts - start;
+                    // A compromise is timed from the moment it happened, an attack from its start.
+                    let t0 = if t == "account_takeover" {
+                        logins
+                            .get(addr)
+                            .and_then(|v| v.iter().copied().filter(|x| *x >= start).reduce(f64::min))
+                            .unwrap_or(start)
+                    } else {
+                        start
+                    };
+                    let dt = ts - t0;
                     cells.push(format!("{t} {dt:.1}s"));
                     if dt > 10.0 && name != "low-and-slow" {
                         s.slow.push(format!("seed {seed} {name}: {t} after {dt:.1} s"));
@@ -97,7 +122,12 @@ fn score(pcap: &Path) -> Score {
                 }
             }
         }
-        let expected: BTreeSet<&str> = a["expected"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let expected: BTreeSet<&str> = a["expected"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let extra: Vec<&String> = got.keys().filter(|k| !expected.contains(k.as_str())).collect();
         s.table.push(format!(
             "| {seed} | {name} | {} | {} | {} |",
@@ -106,7 +136,12 @@ fn score(pcap: &Path) -> Score {
             extra.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", ")
         ));
     }
-    for b in labels["benign"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for b in labels["benign"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
         for sig in by_addr_sigs.get(b).into_iter().flatten() {
             s.benign_alerts.push(format!("seed {seed} benign {b}: {sig}"));
         }

@@ -381,26 +381,53 @@ fn report(k: &EntityKey, e: &Entity, ts: Ts, threshold: f64) -> EntityReport {
 }
 
 fn takeover_rule(cfg: &EntityConfig) -> Rule {
+    let sig = format!(
+        "APITAP Successful login after {} or more failed authentications",
+        cfg.takeover_failures
+    );
+    builtin(
+        "account-takeover",
+        9_100_300,
+        "account_takeover",
+        &sig,
+        cfg.takeover_risk,
+        1,
+        true,
+        &["API2:2023"],
+        &["T1078", "T1110"],
+    )
+}
+
+/// The rule record of a built-in detector (its sid, type, tags and risk).
+#[allow(clippy::too_many_arguments)]
+pub fn builtin(
+    id: &str,
+    sid: u64,
+    itype: &'static str,
+    signature: &str,
+    risk: f64,
+    severity: u8,
+    compromise: bool,
+    owasp: &[&str],
+    mitre: &[&str],
+) -> Rule {
     Rule {
-        id: "account-takeover".into(),
-        sid: 9_100_300,
+        id: id.into(),
+        sid,
         rev: 1,
-        signature: format!(
-            "APITAP Successful login after {} or more failed authentications",
-            cfg.takeover_failures
-        ),
-        itype: "account_takeover",
-        compromise: true,
-        severity: 1,
-        risk: cfg.takeover_risk,
-        owasp: vec!["API2:2023".into()],
-        mitre: vec!["T1078".into(), "T1110".into()],
+        signature: signature.into(),
+        itype,
+        compromise,
+        severity,
+        risk,
+        owasp: owasp.iter().map(|s| s.to_string()).collect(),
+        mitre: mitre.iter().map(|s| s.to_string()).collect(),
         entity: vec![crate::rules::EntityKind::Ip],
         scope: Default::default(),
         cond: crate::rules::Cond::All(Vec::new()),
         threshold: crate::rules::Threshold {
             count: 0,
-            window_ns: cfg.takeover_window_s * 1_000_000_000,
+            window_ns: 0,
             distinct: None,
             per_endpoint: false,
         },

@@ -9,6 +9,7 @@
 //! and the entity table are capped, and when full the least risky, longest idle sixteenth is
 //! evicted (counted), so a flood of spoofed sources cannot exhaust memory.
 
+pub mod baseline;
 pub mod entity;
 
 use std::collections::VecDeque;
@@ -482,6 +483,7 @@ pub struct EngineConfig {
     pub max_states: usize,
     pub entity: EntityConfig,
     pub trusted_proxies: Vec<Cidr>,
+    pub baseline: baseline::BaselineConfig,
 }
 
 impl Default for EngineConfig {
@@ -490,6 +492,7 @@ impl Default for EngineConfig {
             max_states: 200_000,
             entity: EntityConfig::default(),
             trusted_proxies: Vec::new(),
+            baseline: baseline::BaselineConfig::default(),
         }
     }
 }
@@ -510,6 +513,7 @@ pub struct Engine {
     cfg: EngineConfig,
     states: HashMap<(String, EntityKey, String), Window>,
     pub entities: EntityTable,
+    baselines: baseline::Baselines,
     pub stats: EngineStats,
     shard: usize,
     shards: usize,
@@ -521,6 +525,7 @@ impl Engine {
     pub fn new(rules: Arc<RuleSet>, cfg: EngineConfig, shard: usize, shards: usize) -> Self {
         Engine {
             entities: EntityTable::new(cfg.entity.clone()),
+            baselines: baseline::Baselines::new(cfg.baseline.clone()),
             rules,
             cfg,
             states: HashMap::new(),
@@ -569,6 +574,7 @@ impl Engine {
             }
         }
         self.observe(&base, out);
+        self.detect_baselines(v, out);
         let rules = self.rules.clone();
         for r in rules.rules.iter().filter(|r| r.enabled) {
             if !v.in_scope(r) || !v.matches(&r.cond) {
@@ -622,6 +628,122 @@ impl Engine {
                 cross.push((owner, Cross::Hit(Box::new(hit))));
             }
         }
+    }
+
+    /// The learned-baseline detectors (rate per address, errors and latency per endpoint).
+    fn detect_baselines(&mut self, v: &View<'_>, out: &mut Vec<Out>) {
+        let ts = v.tx.start();
+        let mut found = Vec::new();
+        if let Some(f) = self.baselines.rate(v.client, ts) {
+            found.push((EntityKey::ip(v.client), f));
+        }
+        let ep_key = format!("{} {}", v.host, v.endpoint);
+        for f in self.baselines.endpoint(&ep_key, ts, v.status(), v.tx.latency_us()) {
+            found.push((
+                EntityKey {
+                    kind: "endpoint".into(),
+                    value: ep_key.clone(),
+                },
+                f,
+            ));
+        }
+        for (key, f) in found {
+            let (rule, count, detail) = match f {
+                baseline::Finding::Rate(n, p99, own) => (
+                    entity::builtin(
+                        "rate-abuse",
+                        9_100_070,
+                        "rate_abuse",
+                        "APITAP Request rate far above the client's own and its peers' baseline",
+                        20.0,
+                        2,
+                        false,
+                        &["API4:2023"],
+                        &["T1499.002"],
+                    ),
+                    n,
+                    format!(
+                        "{n} requests in {} s; peers' p90 {p99:.0}, own mean {own:.1}",
+                        self.cfg.baseline.rate_bucket_s
+                    ),
+                ),
+                baseline::Finding::Errors(r, b, n) => (
+                    entity::builtin(
+                        "error-spike",
+                        9_100_091,
+                        "error_spike",
+                        "APITAP Endpoint error rate far above its baseline",
+                        10.0,
+                        2,
+                        false,
+                        &["API8:2023"],
+                        &["T1499"],
+                    ),
+                    n,
+                    format!("error ratio {r:.2} over {n} calls; baseline {b:.3}"),
+                ),
+                baseline::Finding::Latency(p, b, n) => (
+                    entity::builtin(
+                        "latency-anomaly",
+                        9_100_092,
+                        "latency_anomaly",
+                        "APITAP Endpoint p95 latency far above its baseline",
+                        10.0,
+                        2,
+                        false,
+                        &["API4:2023"],
+                        &["T1499"],
+                    ),
+                    n,
+                    format!("p95 {p:.0} ms over {n} calls; baseline {b:.0} ms"),
+                ),
+            };
+            let entity_risk = self.entities.add_risk(&key, ts, &rule);
+            self.stats.alerts += 1;
+            let q = v.tx.request.as_ref();
+            out.push(Out::Alert(Box::new(Alert {
+                ts,
+                sid: rule.sid,
+                rev: 1,
+                signature: rule.signature.clone(),
+                category: rule.category(),
+                severity: rule.severity,
+                itype: rule.itype,
+                compromise: false,
+                key,
+                risk: rule.risk,
+                entity_risk,
+                host: v.host.to_string(),
+                endpoint: v.endpoint.to_string(),
+                window_s: if rule.itype == "rate_abuse" {
+                    self.cfg.baseline.rate_bucket_s
+                } else {
+                    self.cfg.baseline.endpoint_bucket_s
+                } as f64,
+                count,
+                distinct: None,
+                first: ts,
+                last: ts,
+                owasp: rule.owasp.clone(),
+                mitre: rule.mitre.clone(),
+                samples: vec![Sample {
+                    url: v.url.clone(),
+                    flow_id: v.meta.flow_id,
+                    status: v.status(),
+                    detail: Some(detail),
+                }],
+                meta: Some(v.meta.clone()),
+                http: Some(HttpBrief {
+                    hostname: q.and_then(|q| q.header("host")).map(str::to_string),
+                    url: v.url.clone(),
+                    method: q.map(|q| q.method.clone()).unwrap_or_default(),
+                    status: v.tx.response.as_ref().map(|r| r.status),
+                    user_agent: v.header("user-agent").map(str::to_string),
+                }),
+                rule_id: rule.id.clone(),
+            })));
+        }
+        self.escalate(out);
     }
 
     /// A message from another shard.

@@ -1,0 +1,348 @@
+//! Behavioural detectors that learn a baseline (all on packet time):
+//!
+//! - `rate_abuse`: an address's requests per `rate_bucket` seconds against its own usual rate
+//!   and against the population's (the 90th percentile of every address's completed buckets
+//!   that did not alert).
+//!   It fires when the current bucket passes an absolute floor AND `rate_factor` times the
+//!   population p99 AND `rate_factor` times the address's own mean (once it has one), so a
+//!   client that is always busy does not alert, nor does a quiet sensor's first minute.
+//! - `error_spike` / `latency_anomaly`: per endpoint, in `endpoint_bucket` windows: the error
+//!   ratio (status >= 500, or 4xx except 401/403/404 which are clients' business) and the p95
+//!   latency against their moving baselines (learned over `learn_buckets` windows), with floors.
+//!
+//! Tables are capped; a full table forgets addresses and endpoints idle the longest.
+
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use crate::capture::Ts;
+
+#[derive(Debug, Clone)]
+pub struct BaselineConfig {
+    /// Seconds per rate bucket. Default 10.
+    pub rate_bucket_s: u64,
+    /// Requests per bucket below which nothing is a flood. Default 100.
+    pub rate_floor: u64,
+    /// Times the population p99 and the address's own mean. Default 5.
+    pub rate_factor: f64,
+    /// Seconds per endpoint window. Default 60.
+    pub endpoint_bucket_s: u64,
+    /// Calls in a window before its ratios mean anything. Default 20.
+    pub min_calls: u64,
+    /// Windows learned before an endpoint's baseline is trusted. Default 3.
+    pub learn_buckets: u32,
+    /// Error ratio floor and factor over the baseline. Default 0.25 and 3.
+    pub error_floor: f64,
+    pub error_factor: f64,
+    /// p95 latency floor (ms) and factor over the baseline. Default 250 and 4.
+    pub latency_floor_ms: f64,
+    pub latency_factor: f64,
+    /// Addresses and endpoints tracked. Default 100,000 and 10,000.
+    pub max_addresses: usize,
+    pub max_endpoints: usize,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        BaselineConfig {
+            rate_bucket_s: 10,
+            rate_floor: 100,
+            rate_factor: 5.0,
+            endpoint_bucket_s: 60,
+            min_calls: 20,
+            learn_buckets: 3,
+            error_floor: 0.25,
+            error_factor: 3.0,
+            latency_floor_ms: 250.0,
+            latency_factor: 4.0,
+            max_addresses: 100_000,
+            max_endpoints: 10_000,
+        }
+    }
+}
+
+/// What a detector saw, for its alert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finding {
+    /// (requests in the bucket, peers' p90, own mean)
+    Rate(u64, f64, f64),
+    /// (error ratio, baseline, calls)
+    Errors(f64, f64, u64),
+    /// (p95 ms, baseline ms, calls)
+    Latency(f64, f64, u64),
+}
+
+#[derive(Debug, Default)]
+struct Rate {
+    start: Ts,
+    count: u64,
+    mean: f64,
+    buckets: u32,
+    alerted: bool,
+}
+
+/// Log2 histogram of completed bucket counts (population).
+#[derive(Debug, Default)]
+struct Hist {
+    bins: [u64; 32],
+    n: u64,
+}
+
+impl Hist {
+    fn add(&mut self, v: u64) {
+        let b = (64 - v.leading_zeros()).min(31) as usize;
+        self.bins[b] += 1;
+        self.n += 1;
+    }
+
+    /// Upper edge of the bin holding quantile `q`.
+    fn quantile(&self, q: f64) -> f64 {
+        let want = (self.n as f64 * q).ceil() as u64;
+        let mut acc = 0;
+        for (i, c) in self.bins.iter().enumerate() {
+            acc += c;
+            if acc >= want.max(1) {
+                return if i == 0 { 0.0 } else { (1u64 << i) as f64 };
+            }
+        }
+        f64::INFINITY
+    }
+}
+
+#[derive(Debug, Default)]
+struct EndpointWin {
+    start: Ts,
+    total: u64,
+    errors: u64,
+    lat: Vec<u32>,
+    base_err: f64,
+    base_p95: f64,
+    buckets: u32,
+    alerted_err: bool,
+    alerted_lat: bool,
+    last: Ts,
+}
+
+pub struct Baselines {
+    cfg: BaselineConfig,
+    rates: HashMap<IpAddr, Rate>,
+    pop: Hist,
+    endpoints: HashMap<String, EndpointWin>,
+}
+
+fn is_error(status: u16) -> bool {
+    status >= 500 || (status >= 400 && !matches!(status, 401 | 403 | 404 | 405 | 429))
+}
+
+const LAT_SAMPLES: usize = 512;
+
+impl Baselines {
+    pub fn new(cfg: BaselineConfig) -> Self {
+        Baselines {
+            cfg,
+            rates: HashMap::new(),
+            pop: Hist::default(),
+            endpoints: HashMap::new(),
+        }
+    }
+
+    /// One request by `ip`: a rate finding when it makes the current bucket a flood.
+    pub fn rate(&mut self, ip: IpAddr, ts: Ts) -> Option<Finding> {
+        let bucket = self.cfg.rate_bucket_s.max(1) * 1_000_000_000;
+        if !self.rates.contains_key(&ip) && self.rates.len() >= self.cfg.max_addresses {
+            let cut = ts.saturating_sub(6 * bucket);
+            self.rates.retain(|_, r| r.start >= cut);
+            if self.rates.len() >= self.cfg.max_addresses {
+                self.rates.clear();
+            }
+        }
+        let r = self.rates.entry(ip).or_insert(Rate {
+            start: ts,
+            ..Rate::default()
+        });
+        if ts >= r.start + bucket {
+            // close the bucket (and the empty ones since, which pull the mean down)
+            let idle = ((ts - r.start) / bucket).saturating_sub(1).min(1000);
+            // A bucket that alerted is not what peers normally do.
+            if !r.alerted {
+                self.pop.add(r.count);
+            }
+            r.mean = (r.mean * r.buckets as f64 + r.count as f64) / (r.buckets as f64 + 1.0 + idle as f64);
+            r.buckets = r.buckets.saturating_add(1 + idle as u32);
+            r.start = ts - (ts - r.start) % bucket;
+            r.count = 0;
+            r.alerted = false;
+        }
+        r.count += 1;
+        if r.alerted || r.count <= self.cfg.rate_floor {
+            return None;
+        }
+        let p99 = if self.pop.n >= 20 { self.pop.quantile(0.9) } else { 0.0 };
+        let own = if r.buckets >= 3 { r.mean } else { 0.0 };
+        let f = self.cfg.rate_factor;
+        if (r.count as f64) > f * p99 && (r.count as f64) > f * own {
+            r.alerted = true;
+            return Some(Finding::Rate(r.count, p99, own));
+        }
+        None
+    }
+
+    /// One call of `endpoint`: error and latency findings against its baseline.
+    pub fn endpoint(&mut self, endpoint: &str, ts: Ts, status: u16, latency_us: Option<u64>) -> Vec<Finding> {
+        let c = self.cfg.clone();
+        let bucket = c.endpoint_bucket_s.max(1) * 1_000_000_000;
+        if !self.endpoints.contains_key(endpoint) {
+            if self.endpoints.len() >= c.max_endpoints {
+                let cut = ts.saturating_sub(10 * bucket);
+                self.endpoints.retain(|_, e| e.last >= cut);
+                if self.endpoints.len() >= c.max_endpoints {
+                    return Vec::new();
+                }
+            }
+            self.endpoints.insert(
+                endpoint.to_string(),
+                EndpointWin {
+                    start: ts,
+                    ..EndpointWin::default()
+                },
+            );
+        }
+        let Some(e) = self.endpoints.get_mut(endpoint) else {
+            return Vec::new();
+        };
+        e.last = ts;
+        if ts >= e.start + bucket {
+            if e.total >= c.min_calls {
+                let ratio = e.errors as f64 / e.total as f64;
+                let p95 = p95(&mut e.lat);
+                // Learn from windows that were not anomalous.
+                let a = if e.buckets == 0 { 1.0 } else { 0.3 };
+                if !e.alerted_err {
+                    e.base_err = e.base_err * (1.0 - a) + ratio * a;
+                }
+                if !e.alerted_lat {
+                    e.base_p95 = e.base_p95 * (1.0 - a) + p95 * a;
+                }
+                e.buckets += 1;
+            }
+            e.start = ts - (ts - e.start) % bucket;
+            e.total = 0;
+            e.errors = 0;
+            e.lat.clear();
+            e.alerted_err = false;
+            e.alerted_lat = false;
+        }
+        e.total += 1;
+        if is_error(status) {
+            e.errors += 1;
+        }
+        if let Some(l) = latency_us {
+            if e.lat.len() < LAT_SAMPLES {
+                e.lat.push(l.min(u32::MAX as u64) as u32);
+            } else {
+                let i = (e.total as usize * 7919) % LAT_SAMPLES; // keep a spread of the window
+                e.lat[i] = l.min(u32::MAX as u64) as u32;
+            }
+        }
+        let mut out = Vec::new();
+        if e.buckets < c.learn_buckets || e.total < c.min_calls || e.total % 5 != 0 {
+            return out;
+        }
+        let ratio = e.errors as f64 / e.total as f64;
+        if !e.alerted_err && ratio >= c.error_floor && ratio > c.error_factor * e.base_err {
+            e.alerted_err = true;
+            out.push(Finding::Errors(ratio, e.base_err, e.total));
+        }
+        if !e.alerted_lat {
+            let p = p95(&mut e.lat.clone());
+            if p >= c.latency_floor_ms * 1000.0 && p > c.latency_factor * e.base_p95 {
+                e.alerted_lat = true;
+                out.push(Finding::Latency(p / 1000.0, e.base_p95 / 1000.0, e.total));
+            }
+        }
+        out
+    }
+}
+
+fn p95(v: &mut [u32]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let i = ((v.len() as f64 * 0.95).ceil() as usize).clamp(1, v.len()) - 1;
+    *v.select_nth_unstable(i).1 as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_flood_far_above_the_population_fires_once_per_bucket() {
+        let mut b = Baselines::new(BaselineConfig::default());
+        // thirty ordinary clients: ~20 requests per 10 s for a minute
+        for c in 0..30u8 {
+            for i in 0..120u64 {
+                assert_eq!(b.rate(IpAddr::from([10, 0, 1, c]), 1000 * S + i * S / 2), None);
+            }
+        }
+        let flood = IpAddr::from([10, 0, 2, 1]);
+        let hits: Vec<Finding> = (0..400u64)
+            .filter_map(|i| b.rate(flood, 1100 * S + i * S / 100))
+            .collect();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        // peers' p90 is 32 (log2 bins: ~20 per bucket), so the flood alerts at 5 x 32
+        assert!(matches!(hits[0], Finding::Rate(161, p, _) if p == 32.0), "{hits:?}");
+    }
+
+    #[test]
+    fn a_client_that_is_always_busy_is_its_own_baseline() {
+        let mut b = Baselines::new(BaselineConfig::default());
+        let busy = IpAddr::from([10, 0, 3, 1]);
+        let mut n = 0;
+        for i in 0..6000u64 {
+            // 200 requests per 10 s, steadily, for five minutes
+            if b.rate(busy, 1000 * S + i * S / 20).is_some() {
+                n += 1;
+            }
+        }
+        // the first buckets alert (nothing learned yet), then its own mean holds it
+        assert!(n <= 3, "{n} alerts");
+        // near miss: just under the floor never alerts
+        let mut b = Baselines::new(BaselineConfig::default());
+        assert!((0..100u64).all(|i| b.rate(busy, 1000 * S + i * S / 100).is_none()));
+    }
+
+    #[test]
+    fn error_spike_and_latency_against_the_endpoint_baseline() {
+        let mut b = Baselines::new(BaselineConfig::default());
+        let mut t = 1000 * S;
+        // five calm minutes: 2% errors, 20 ms
+        for i in 0..600u64 {
+            let st = if i % 50 == 0 { 500 } else { 200 };
+            assert!(b.endpoint("GET /a", t, st, Some(20_000)).is_empty());
+            t += S / 2;
+        }
+        // then half the calls fail and answer in 900 ms
+        let mut found = Vec::new();
+        for i in 0..60u64 {
+            found.extend(b.endpoint("GET /a", t, if i % 2 == 0 { 503 } else { 200 }, Some(900_000)));
+            t += S / 2;
+        }
+        assert!(found.iter().any(|f| matches!(f, Finding::Errors(..))), "{found:?}");
+        assert!(found.iter().any(|f| matches!(f, Finding::Latency(..))), "{found:?}");
+        assert_eq!(found.len(), 2, "once per window: {found:?}");
+        // near miss: 404s are clients' business, slow but under the floor is fine
+        let mut b = Baselines::new(BaselineConfig::default());
+        let mut t = 1000 * S;
+        let mut found = Vec::new();
+        for i in 0..1000u64 {
+            let (st, l) = if i > 600 { (404, 200_000) } else { (200, 20_000) };
+            found.extend(b.endpoint("GET /b", t, st, Some(l)));
+            t += S / 2;
+        }
+        assert!(found.is_empty(), "{found:?}");
+    }
+}
