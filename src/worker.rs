@@ -16,6 +16,7 @@ use hashbrown::{HashMap, HashSet};
 use crate::app::Mode;
 use crate::capture::Ts;
 use crate::catalog::Catalog;
+use crate::detect::Detector;
 use crate::engine::{Cidr, Cross, Engine, EngineConfig, Out, View, client_ip};
 use crate::event::{AnomalyEvent, Event, Formatter};
 use crate::flow::FlowAnomaly;
@@ -235,23 +236,8 @@ impl Worker {
                         .unwrap_or_else(none_auth);
                     let ep = crate::catalog::endpoint_of(tx, meta);
                     let endpoint = ep.as_ref().map(|(_, m, t)| format!("{m} {t}"));
-                    let mut bypass = false;
-                    if let (Some(c), Some((host, m, t))) = (self.catalog.as_mut(), &ep) {
-                        if let Some((count, authd)) = c.auth_counts(host, m, t) {
-                            let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
-                            bypass = ok
-                                && auth.scheme == "none"
-                                && count >= sh.bypass.min_calls
-                                && authd as f64 >= sh.bypass.share * count as f64;
-                        }
-                        if let Some(v) = c.observe(tx, meta, &auth) {
-                            if sh.endpoint_events && first_time(&sh, host, m, t) {
-                                sh.fmt.write_endpoint(tx.start(), v, "first_seen", bytes);
-                                sh.counters.endpoint.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    if let (Some(engine), Some((host, _, _)), Some(endpoint)) = (self.engine.as_mut(), &ep, &endpoint) {
+                    if let (Some((host, m, t)), Some(endpoint)) = (&ep, &endpoint) {
+                        let tx: &crate::http::Transaction = tx;
                         let client = client_ip(meta, tx, &sh.trusted);
                         let url = tx
                             .request
@@ -259,8 +245,29 @@ impl Worker {
                             .map(|q| sh.fmt.redactor.url(&q.uri).into_owned())
                             .unwrap_or_default();
                         let mut v = View::new(meta, tx, &auth, client, host, endpoint, url);
-                        v.auth_bypass = bypass;
-                        engine.on_tx(&v, &mut self.outs, &mut self.cross_out);
+                        if let Some(c) = self.catalog.as_mut() {
+                            if let Some((count, authd)) = c.auth_counts(host, m, t) {
+                                let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
+                                v.auth_bypass = ok
+                                    && auth.scheme == "none"
+                                    && count >= sh.bypass.min_calls
+                                    && authd as f64 >= sh.bypass.share * count as f64;
+                            }
+                            // Attack traffic does not define the API: requests carrying
+                            // injection payloads or sent by known attack tools are left out.
+                            let vd = v.verdicts();
+                            if vd.has(Detector::Injection) || vd.has(Detector::ScannerUa) {
+                                c.excluded += 1;
+                            } else if let Some(j) = c.observe(tx, meta, &auth) {
+                                if sh.endpoint_events && first_time(&sh, host, m, t) {
+                                    sh.fmt.write_endpoint(tx.start(), j, "first_seen", bytes);
+                                    sh.counters.endpoint.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        if let Some(engine) = self.engine.as_mut() {
+                            engine.on_tx(&v, &mut self.outs, &mut self.cross_out);
+                        }
                     }
                     sh.fmt.write_http(meta, tx, auth, endpoint, bytes);
                     self.flush_outs(bytes);

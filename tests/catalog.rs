@@ -276,3 +276,81 @@ fn snapshots_follow_packet_time_and_the_catalog_file_is_written() {
     assert!(doc["paths"]["/api/users/{id}"]["get"].is_object());
     assert!(!dir.path().join("openapi.json.tmp").exists());
 }
+
+/// The lab's JSON API (capture-samples/lab/lab_api.py) while gobuster, ffuf, nmap, sqlmap,
+/// wfuzz and scripted attackers hammer it: the catalog has exactly its routes. Attack
+/// traffic (injection payloads, attack tools' user agents) does not define endpoints, and
+/// 404-only guesses stay apart.
+#[test]
+fn lab_catalog_has_exactly_the_api_routes_under_attack() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("capture-samples/lab");
+    let mut labs: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    labs.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "pcap"));
+    labs.sort();
+    if labs.is_empty() {
+        eprintln!("no lab captures: skipped");
+        return;
+    }
+    let want: BTreeSet<String> = [
+        "POST /api/v1/login",
+        "GET /api/v1/users/{id}",
+        "GET /api/v1/users/lookup",
+        "GET /api/v1/products",
+        "GET /api/v1/products/{id}",
+        "GET /api/v1/orders/{uuid}",
+        "POST /api/v1/orders",
+        "GET /api/v1/export",
+        "GET /api/v1/admin/stats",
+        "GET /api/v1/reports/{id}",
+        "POST /api/v1/webhooks",
+        "GET /api/v1/health",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for p in labs {
+        let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
+            .args(["catalog", "--format", "json"])
+            .arg(&p)
+            .output()
+            .expect("apitap");
+        assert!(out.status.success());
+        let c: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let got: BTreeSet<String> = c["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["endpoint"].as_str().unwrap_or("").to_string())
+            .collect();
+        let tp = got.intersection(&want).count() as f64;
+        println!(
+            "{}: precision {:.3}, recall {:.3} ({} endpoints, {} attack transactions left out, {} 404-only guesses)",
+            p.display(),
+            tp / got.len().max(1) as f64,
+            tp / want.len() as f64,
+            got.len(),
+            c["excluded_attack_transactions"],
+            c["not_found_only"].as_array().map_or(0, |a| a.len())
+        );
+        assert_eq!(got, want, "{}", p.display());
+        let ep = |name: &str| {
+            c["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["endpoint"] == name)
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert_eq!(ep("GET /api/v1/users/{id}")["path_params"][0]["type"], "integer");
+        assert_eq!(ep("GET /api/v1/orders/{uuid}")["path_params"][0]["format"], "uuid");
+        assert_eq!(
+            ep("GET /api/v1/users/lookup")["query_params"]["email"]["format"],
+            "email"
+        );
+        assert!(ep("GET /api/v1/users/{id}")["auth"]["bearer"].as_u64().unwrap_or(0) > 0);
+        assert!(ep("POST /api/v1/login")["request_body"]["properties"]["username"].is_object());
+    }
+}

@@ -402,6 +402,8 @@ pub struct Catalog {
     pub hosts_overflow: u64,
     /// The reference spec, for shadow and zombie marking.
     pub spec: Option<std::sync::Arc<spec::Spec>>,
+    /// Transactions left out as attack traffic (injection payloads, attack tools).
+    pub excluded: u64,
 }
 
 /// The endpoint a transaction belongs to: (host, method, rule-based template).
@@ -423,6 +425,7 @@ impl Catalog {
             hosts: BTreeMap::new(),
             hosts_overflow: 0,
             spec: None,
+            excluded: 0,
         }
     }
 
@@ -500,6 +503,7 @@ impl Catalog {
 
     pub fn merge(&mut self, o: &Catalog) {
         self.hosts_overflow += o.hosts_overflow;
+        self.excluded += o.excluded;
         if self.spec.is_none() {
             self.spec = o.spec.clone();
         }
@@ -556,6 +560,7 @@ impl Catalog {
             "endpoints": real.iter().map(|e| self.endpoint_json(e)).collect::<Vec<_>>(),
             "not_found_only": guesses.iter().map(|e| json!({"host": e.host, "endpoint": format!("{} {}", e.method, e.template), "count": e.count})).collect::<Vec<_>>(),
             "hosts_overflow": self.hosts_overflow,
+            "excluded_attack_transactions": self.excluded,
         })
     }
 }

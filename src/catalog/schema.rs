@@ -10,9 +10,10 @@ const MAX_DEPTH: usize = 6;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Schema {
     types: BTreeSet<&'static str>,
-    /// String format, kept while every sample agrees.
-    format: Option<&'static str>,
-    format_conflict: bool,
+    /// String samples, and how many had each format: a format is reported when at least 95%
+    /// of the samples have it (a stray bad value, an attacker's probe, does not erase it).
+    strings: u32,
+    formats: BTreeMap<&'static str, u32>,
     props: BTreeMap<String, Schema>,
     items: Option<Box<Schema>>,
 }
@@ -39,9 +40,15 @@ impl Schema {
     fn scalar(t: &'static str, format: Option<&'static str>) -> Schema {
         Schema {
             types: [t].into_iter().collect(),
-            format,
+            strings: (t == "string") as u32,
+            formats: format.map(|f| (f, 1)).into_iter().collect(),
             ..Schema::default()
         }
+    }
+
+    fn format(&self) -> Option<&'static str> {
+        let (f, n) = self.formats.iter().max_by_key(|(_, n)| **n)?;
+        (*n as f64 >= 0.95 * self.strings as f64).then_some(*f)
     }
 
     /// Type of a text value (query or form parameter).
@@ -94,16 +101,11 @@ impl Schema {
     }
 
     pub fn merge(&mut self, o: &Schema) {
-        let had = !self.types.is_empty();
         self.types.extend(o.types.iter().copied());
-        if !had {
-            self.format = o.format;
-            self.format_conflict = o.format_conflict;
-        } else if self.format != o.format {
-            self.format_conflict = true;
-        }
-        if self.format_conflict {
-            self.format = None;
+        self.strings = self.strings.saturating_add(o.strings);
+        for (f, n) in &o.formats {
+            let e = self.formats.entry(f).or_default();
+            *e = e.saturating_add(*n);
         }
         for (k, v) in &o.props {
             let room = self.props.len() < 256;
@@ -139,7 +141,7 @@ impl Schema {
                 o.insert("type".into(), json!(types));
             }
         }
-        if let Some(f) = self.format {
+        if let Some(f) = self.format() {
             o.insert("format".into(), json!(f));
         }
         if !self.props.is_empty() {
@@ -179,5 +181,15 @@ mod tests {
             "uuid"
         );
         assert_eq!(Schema::of_text("true").json()["type"], "boolean");
+        // one probe among forty e-mails keeps the format; half and half drops it
+        let mut e = Schema::of_text("a@b.io");
+        for _ in 0..39 {
+            e.merge(&Schema::of_text("x@y.io"));
+        }
+        e.merge(&Schema::of_text("' OR 1=1--"));
+        assert_eq!(e.json()["format"], "email");
+        let mut h = Schema::of_text("a@b.io");
+        h.merge(&Schema::of_text("plain"));
+        assert!(h.json().get("format").is_none());
     }
 }

@@ -50,6 +50,7 @@ static CLASSES: LazyLock<Vec<Class>> = LazyLock::new(|| {
                 ),
                 (r#"['"`)]\s*(or|and)\s+\d+\s*=\s*\d+"#, 3),
                 (r"\b(or|and)\s+\d+\s*=\s*\d+\s*(--|#|/\*|$)", 2),
+                (r"(^|/)\s*-?\d+\s+(or|and)\s+\d+\s*=\s*\d+", 3),
                 (
                     r#"['"`)]\s*;\s*(select|insert|update|delete|drop|exec|declare|shutdown)\b"#,
                     3,
@@ -204,6 +205,7 @@ mod tests {
             ("1' OR '1'='1", "sqli"),
             ("1%27%20UNION%20SELECT%20username,password%20FROM%20users--", "sqli"),
             ("1 AND SLEEP(5)", "sqli"),
+            ("1%20OR%201=1", "sqli"),
             ("x') AND 1=1 --", "sqli"),
             ("%2527%20or%201%3D1--", "sqli"),
             ("1;WAITFOR DELAY '0:0:5'--", "sqli"),
