@@ -287,7 +287,7 @@ fn lab_catalog_has_exactly_the_api_routes_under_attack() {
     let mut labs: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
-    labs.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "pcap"));
+    labs.retain(|p: &std::path::PathBuf| p.to_string_lossy().ends_with(".pcap.gz"));
     labs.sort();
     if labs.is_empty() {
         eprintln!("no lab captures: skipped");

@@ -19,7 +19,7 @@ fn labs() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
-    v.retain(|p| p.extension().is_some_and(|e| e == "pcap"));
+    v.retain(|p| p.to_string_lossy().ends_with(".pcap.gz"));
     v.sort();
     v
 }
@@ -72,7 +72,8 @@ fn score(pcap: &Path) -> Score {
     let seed = labels["seed"].as_u64().unwrap_or(0);
     // The takeover itself: an attacker's first successful login (the server's own log).
     let mut logins: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    if let Ok(text) = std::fs::read_to_string(pcap.with_extension("access.jsonl")) {
+    {
+        let text = gunzip(&beside(pcap, "access.jsonl.gz"));
         for l in text.lines() {
             let Ok(e) = serde_json::from_str::<Value>(l) else {
                 continue;

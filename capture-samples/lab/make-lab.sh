@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make-lab.sh SEED [OUTDIR] - run the attack lab for one seed and write
-#   OUTDIR/lab-SEED.pcap          capture on the server's client-facing veth
-#   OUTDIR/lab-SEED.access.jsonl  nginx access log (JSON lines), ground truth
+#   OUTDIR/lab-SEED.pcap.gz          capture on the server's client-facing veth (gzip'd)
+#   OUTDIR/lab-SEED.access.jsonl.gz  nginx access log (JSON lines), ground truth (gzip'd)
 #   OUTDIR/lab-SEED.labels.json   benign/attacker addresses, attack windows
 # (OUTDIR defaults to capture-samples/lab). Takes about two minutes.
 #
@@ -158,6 +158,8 @@ cp "$WORK/access.log" "$OUTDIR/lab-$SEED.access.jsonl"
 rc=0
 "$PY" "$LAB/lab_driver.py" finish "$WORK" "$OUTDIR/lab-$SEED.access.jsonl" "$OUTDIR/lab-$SEED.pcap" \
     "$OUTDIR/lab-$SEED.labels.json" || rc=$?
+# kept small in the repository: apitap reads gzip'd captures, the scorer gzip'd logs
+gzip -9 -f "$OUTDIR/lab-$SEED.pcap" "$OUTDIR/lab-$SEED.access.jsonl"
 mkdir -p "$OUTDIR/logs-$SEED"
 cp "$WORK"/logs/*.out "$WORK/driver.out" "$WORK/plan.json" "$WORK/nginx-error.log" "$OUTDIR/logs-$SEED/" 2>/dev/null || true
 ls -l "$OUTDIR/lab-$SEED".* >&2
