@@ -44,9 +44,27 @@ struct Score {
     benign_alerts: Vec<String>,
 }
 
+/// `lab-N.pcap.gz` -> `lab-N.<ext>`
+fn beside(pcap: &Path, ext: &str) -> PathBuf {
+    let name = pcap
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    pcap.with_file_name(format!("{}.{ext}", name.trim_end_matches(".pcap.gz")))
+}
+
+fn gunzip(p: &Path) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    if let Ok(f) = std::fs::File::open(p) {
+        let _ = flate2::read::GzDecoder::new(f).read_to_string(&mut s);
+    }
+    s
+}
+
 fn score(pcap: &Path) -> Score {
     let labels: Value =
-        serde_json::from_slice(&std::fs::read(pcap.with_extension("labels.json")).expect("labels beside the capture"))
+        serde_json::from_slice(&std::fs::read(beside(pcap, "labels.json")).expect("labels beside the capture"))
             .expect("labels json");
     let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
         .args(["replay", "-q", "--no-progress", "--types", "alert", "--workers", "1"])
