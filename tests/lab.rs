@@ -196,3 +196,61 @@ fn lab_attacks_are_detected_and_benign_clients_are_not() {
     assert!(slow.is_empty(), "later than 10 s: {slow:#?}");
     assert!(benign.is_empty(), "alerts on benign clients: {benign:#?}");
 }
+
+/// The seed rule ("more than ten 404 responses within ten seconds") on real content-discovery
+/// tools (gobuster, ffuf) against the lab's real server: it fires for the tools' addresses and
+/// for none of the benign clients, although some of them hit an occasional 404.
+#[test]
+fn seed_rule_fires_for_content_discovery_tools_not_for_ordinary_404s() {
+    let labs = labs();
+    if labs.is_empty() {
+        eprintln!("no lab captures in capture-samples/lab: skipped");
+        return;
+    }
+    let mut benign_404 = 0;
+    for p in &labs {
+        let labels: Value =
+            serde_json::from_slice(&std::fs::read(beside(p, "labels.json")).expect("labels")).expect("json");
+        let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
+            .args(["replay", "-q", "--no-progress", "--types", "alert"])
+            .arg(p)
+            .output()
+            .expect("apitap");
+        let fired: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["alert"]["signature_id"] == 9100001)
+            .map(|e| e["src_ip"].as_str().unwrap_or("").to_string())
+            .collect();
+        for a in labels["attacks"].as_array().into_iter().flatten() {
+            if ["gobuster", "ffuf"].contains(&a["tool"].as_str().unwrap_or("")) {
+                assert!(
+                    fired.contains(a["address"].as_str().unwrap_or("")),
+                    "{}: {a}",
+                    p.display()
+                );
+            }
+        }
+        let benign: BTreeSet<&str> = labels["benign"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            fired.iter().all(|ip| !benign.contains(ip.as_str())),
+            "{}: {fired:?}",
+            p.display()
+        );
+        for l in gunzip(&beside(p, "access.jsonl.gz")).lines() {
+            let e: Value = serde_json::from_str(l).expect("json");
+            if e["status"] == 404 && benign.contains(e["client_ip"].as_str().unwrap_or("")) {
+                benign_404 += 1;
+            }
+        }
+    }
+    assert!(
+        benign_404 > 0,
+        "the benign clients never hit a 404: the near miss is untested"
+    );
+}

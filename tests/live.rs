@@ -760,3 +760,82 @@ fn live_drops_privileges_after_opening_capture_and_outputs() {
     let n = read_events(&eve).iter().filter(|e| e["event_type"] == "http").count();
     assert_eq!(n, access_log(&log).len());
 }
+
+/// SIGHUP reloads the rule file without losing state: a rule that keeps its id keeps its
+/// window (three matches before the reload and three after make six), a new rule starts
+/// working, and a broken file keeps the running rules.
+#[test]
+fn sighup_reloads_rules_and_keeps_their_windows() {
+    if skip_unless(&["ip", "nginx", "curl"]) {
+        return;
+    }
+    let mut lab = Lab::new("atl8", 48);
+    lab.nginx(48);
+    let out = lab.dir.join("eve.json");
+    let rules = lab.dir.join("rules.toml");
+    let rule = |sig: &str| {
+        format!(
+            "[[rule]]\nid = \"probe\"\nsid = 7000001\nsignature = \"{sig}\"\ntype = \"scanner\"\nmatch = {{ path = \"/index.html\" }}\nthreshold = {{ count = 4, window = 600 }}\n"
+        )
+    };
+    std::fs::write(&rules, rule("before")).expect("rules");
+    let mut ap = start_apitap(
+        &lab.srv(),
+        &[
+            "-i",
+            "atl8s0",
+            "-o",
+            out.to_str().unwrap_or_default(),
+            "--stats-interval",
+            "0",
+            "--rules",
+            rules.to_str().unwrap_or_default(),
+        ],
+    );
+    let cli = lab.cli();
+    let burst = |k: usize| {
+        for i in 0..k {
+            sh(&format!(
+                "ip netns exec {cli} curl -s -o /dev/null 'http://10.77.48.1/index.html?n={i}'"
+            ));
+        }
+    };
+    let hup = |ap: &Proc| unsafe {
+        libc::kill(ap.id() as i32, libc::SIGHUP);
+    };
+    burst(3);
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::write(
+        &rules,
+        rule("after")
+            + "[[rule]]\nid = \"new\"\nsid = 7000002\ntype = \"scanner\"\nmatch = { path = \"/index.html\" }\n",
+    )
+    .expect("rules");
+    hup(&ap);
+    std::thread::sleep(Duration::from_millis(1200));
+    burst(3);
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::write(&rules, "[[rule]]\nid = \"broken\"\n").expect("rules");
+    hup(&ap);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        ap.try_wait().expect("wait").is_none(),
+        "a bad rule file does not stop the sensor"
+    );
+    assert_eq!(sigterm_and_wait(&mut ap), 0);
+    let alerts: Vec<Value> = read_events(&out)
+        .into_iter()
+        .filter(|e| e["event_type"] == "alert")
+        .collect();
+    let probe: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["alert"]["signature_id"] == 7000001)
+        .collect();
+    assert_eq!(probe.len(), 1, "{alerts:?}");
+    assert_eq!(probe[0]["alert"]["signature"], "after");
+    assert_eq!(probe[0]["indicator"]["count"], 5, "the window survived the reload");
+    assert!(
+        alerts.iter().any(|a| a["alert"]["signature_id"] == 7000002),
+        "the new rule works"
+    );
+}

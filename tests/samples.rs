@@ -307,6 +307,8 @@ fn events_validate_against_the_eve_schema() {
     let mut alerts = 0;
     let mut inputs: Vec<PathBuf> = captures().into_iter().map(|(c, _)| c).collect();
     inputs.push(samples_dir().join("bad-snaplen.pcap"));
+    // the attack lab: alerts of every kind
+    inputs.push(samples_dir().join("lab/lab-1.pcap.gz"));
     for cap in inputs {
         let (_, events, _) = apitap(&[
             "replay",
