@@ -33,6 +33,9 @@ fn main() {
 
     let mut bare = Vec::new();
     let mut full = Vec::new();
+    // The same replay without rules, and without the catalog either: what each stage costs.
+    let mut no_rules = Vec::new();
+    let mut decode_only = Vec::new();
     let (mut packets, mut bytes) = (0u64, 0u64);
     let mut transactions = 0;
     for _ in 0..runs {
@@ -63,6 +66,20 @@ fn main() {
         let s = app::replay(&cfg, std::slice::from_ref(&path)).expect("replay");
         full.push(t.elapsed().as_secs_f64());
         transactions = s.transactions;
+        let c2 = Config {
+            rules_enabled: false,
+            ..cfg.clone()
+        };
+        let t = Instant::now();
+        app::replay(&c2, std::slice::from_ref(&path)).expect("replay");
+        no_rules.push(t.elapsed().as_secs_f64());
+        let c3 = Config {
+            profile: false,
+            ..c2.clone()
+        };
+        let t = Instant::now();
+        app::replay(&c3, std::slice::from_ref(&path)).expect("replay");
+        decode_only.push(t.elapsed().as_secs_f64());
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
@@ -89,5 +106,13 @@ fn main() {
         (transactions as f64 / f) as u64
     );
     println!("ratio replay/bare: {:.2}x (median of {runs} runs)", f / b);
+    let (nr, d) = (med(&mut no_rules), med(&mut decode_only));
+    println!(
+        "without rules   : {:>8.3} s  {:.2}x the bare walk; without rules and catalog: {:.3} s  {:.2}x",
+        nr,
+        nr / b,
+        d,
+        d / b
+    );
     let _ = std::fs::remove_file(&out);
 }

@@ -243,9 +243,10 @@ error_floor = 0.25
 error_factor = 3.0
 latency_floor_ms = 250.0
 latency_factor = 4.0
-# auth_bypass: a 2xx without credentials on an endpoint whose first auth_bypass_min_calls calls
-# carried credentials at least auth_bypass_share of the time.
-auth_bypass_min_calls = 20
+# auth_bypass: a 2xx without credentials on an endpoint that saw auth_bypass_min_calls calls with
+# credentials and whose clients used credentials (at least auth_bypass_share of them; one client
+# without is tolerated, the one being caught).
+auth_bypass_min_calls = 10
 auth_bypass_share = 0.9
 
 [rules]

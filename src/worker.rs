@@ -42,16 +42,17 @@ pub struct WorkerCounters {
 /// When an unauthenticated 2xx counts as an auth bypass.
 #[derive(Debug, Clone, Copy)]
 pub struct BypassConfig {
-    /// Calls the endpoint must have seen first. Default 20.
+    /// Calls with credentials the endpoint must have seen first. Default 10.
     pub min_calls: u64,
-    /// Share of them that carried credentials. Default 0.9.
+    /// Share of its clients that used credentials: at most `1 - share` of them (at least one
+    /// client) may have had a 2xx without. Default 0.9.
     pub share: f64,
 }
 
 impl Default for BypassConfig {
     fn default() -> Self {
         BypassConfig {
-            min_calls: 20,
+            min_calls: 10,
             share: 0.9,
         }
     }
@@ -246,12 +247,16 @@ impl Worker {
                             .unwrap_or_default();
                         let mut v = View::new(meta, tx, &auth, client, host, endpoint, url);
                         if let Some(c) = self.catalog.as_mut() {
-                            if let Some((count, authd)) = c.auth_counts(host, m, t) {
+                            // Protected: many calls with credentials, and (nearly) no other
+                            // client ever got a 2xx without them. Counted in clients, not calls,
+                            // so one bypasser's volume cannot make the endpoint look public.
+                            if let Some((authd, auth_clients, open_clients)) = c.auth_profile(host, m, t) {
                                 let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
+                                let open_allowed = ((1.0 - sh.bypass.share) * auth_clients as f64).max(1.0);
                                 v.auth_bypass = ok
                                     && auth.scheme == "none"
-                                    && count >= sh.bypass.min_calls
-                                    && authd as f64 >= sh.bypass.share * count as f64;
+                                    && authd >= sh.bypass.min_calls
+                                    && open_clients as f64 <= open_allowed;
                             }
                             // Attack traffic does not define the API: requests carrying
                             // injection payloads or sent by known attack tools are left out.

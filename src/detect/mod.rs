@@ -41,8 +41,8 @@ pub enum Detector {
     LoginSuccess,
     /// Sensitive data (e-mail, phone, card, national id, keys) in the response body.
     SensitiveResponse,
-    /// A 2xx without credentials on an endpoint that nearly always sees them (the catalog's
-    /// authenticated share, at least `auth_bypass_share` over `auth_bypass_min` calls).
+    /// A 2xx without credentials on an endpoint whose clients nearly all use credentials (the
+    /// catalog's clients with and without, after `auth_bypass_min_calls` calls with).
     AuthBypass,
 }
 
