@@ -472,33 +472,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_eve_shaped() {
-        assert_eq!(fmt_ts(0), "1970-01-01T00:00:00.000000+0000");
-        assert_eq!(fmt_ts(1_795_931_407_123_456_789), "2026-11-29T05:50:07.123456+0000");
-        assert_eq!(fmt_ts(951_782_400_000_000_000), "2000-02-29T00:00:00.000000+0000");
-    }
-
-    #[test]
-    fn target_paths() {
-        assert_eq!(target_path("/a/b?c=1#f"), "/a/b");
-        assert_eq!(target_path("http://u:p@h:8080/x/y?z"), "/x/y");
-        assert_eq!(target_path("http://h"), "/");
-        assert_eq!(target_path("*"), "*");
-    }
-
-    #[test]
-    fn host_and_port_split() {
-        assert_eq!(split_host_port("a.example:8080"), (Some("a.example"), Some(8080)));
-        assert_eq!(split_host_port("[::1]:80"), (Some("[::1]"), Some(80)));
-        assert_eq!(split_host_port("a.example"), (Some("a.example"), None));
-    }
-}
-
 /// `endpoint`, `alert` and `entity` lines: rarer than `http`, built as JSON values.
 impl Formatter {
     fn head(&self, ts: Ts, event_type: &str) -> serde_json::Map<String, serde_json::Value> {
@@ -635,5 +608,32 @@ impl Formatter {
             }),
         );
         self.line(m, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_eve_shaped() {
+        assert_eq!(fmt_ts(0), "1970-01-01T00:00:00.000000+0000");
+        assert_eq!(fmt_ts(1_795_931_407_123_456_789), "2026-11-29T05:50:07.123456+0000");
+        assert_eq!(fmt_ts(951_782_400_000_000_000), "2000-02-29T00:00:00.000000+0000");
+    }
+
+    #[test]
+    fn target_paths() {
+        assert_eq!(target_path("/a/b?c=1#f"), "/a/b");
+        assert_eq!(target_path("http://u:p@h:8080/x/y?z"), "/x/y");
+        assert_eq!(target_path("http://h"), "/");
+        assert_eq!(target_path("*"), "*");
+    }
+
+    #[test]
+    fn host_and_port_split() {
+        assert_eq!(split_host_port("a.example:8080"), (Some("a.example"), Some(8080)));
+        assert_eq!(split_host_port("[::1]:80"), (Some("[::1]"), Some(80)));
+        assert_eq!(split_host_port("a.example"), (Some("a.example"), None));
     }
 }

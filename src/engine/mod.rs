@@ -215,6 +215,28 @@ impl<'a> View<'a> {
         self.tx.response.as_ref().map(|r| r.status).unwrap_or(0)
     }
 
+    /// This transaction as alert evidence.
+    fn sample(&self, detail: Option<String>) -> Sample {
+        Sample {
+            url: self.url.clone(),
+            flow_id: self.meta.flow_id,
+            status: self.status(),
+            detail,
+        }
+    }
+
+    /// The HTTP facts an alert carries in EVE's `http` object.
+    fn http_brief(&self) -> HttpBrief {
+        let q = self.tx.request.as_ref();
+        HttpBrief {
+            hostname: q.and_then(|q| q.header("host")).map(str::to_string),
+            url: self.url.clone(),
+            method: q.map(|q| q.method.clone()).unwrap_or_default(),
+            status: self.tx.response.as_ref().map(|r| r.status),
+            user_agent: self.header("user-agent").map(str::to_string),
+        }
+    }
+
     fn header(&self, name: &str) -> Option<&'a str> {
         self.tx.request.as_ref().and_then(|q| q.header(name))
     }
@@ -324,7 +346,7 @@ impl<'a> View<'a> {
             Cond::All(v) => v.iter().all(|c| self.matches(c)),
             Cond::Any(v) => v.iter().any(|c| self.matches(c)),
             Cond::Not(c) => !self.matches(c),
-            Cond::Method(m) => q.is_some_and(|q| m.iter().any(|x| *x == q.method)),
+            Cond::Method(m) => q.is_some_and(|q| m.contains(&q.method)),
             Cond::Path(g) => g.matches(&crate::redact::percent_decode_lossy(self.path)),
             Cond::Endpoint(g) => g.matches(self.endpoint),
             Cond::Status(rs) => r.is_some_and(|r| rs.iter().any(|(a, b)| (*a..=*b).contains(&r.status))),
@@ -593,7 +615,6 @@ impl Engine {
                 Cond::Detector(d) => v.verdicts().evidence(*d).map(|(n, e)| format!("{n}: {e}")),
                 _ => None,
             };
-            let q = v.tx.request.as_ref();
             let hit = Hit {
                 rule: r.id.clone(),
                 endpoint: v.endpoint.to_string(),
@@ -605,20 +626,9 @@ impl Engine {
                 host: v.host.to_string(),
                 ts: v.tx.start(),
                 distinct,
-                sample: Sample {
-                    url: v.url.clone(),
-                    flow_id: v.meta.flow_id,
-                    status: v.status(),
-                    detail,
-                },
+                sample: v.sample(detail),
                 meta: v.meta.clone(),
-                http: HttpBrief {
-                    hostname: q.and_then(|q| q.header("host")).map(str::to_string),
-                    url: v.url.clone(),
-                    method: q.map(|q| q.method.clone()).unwrap_or_default(),
-                    status: v.tx.response.as_ref().map(|r| r.status),
-                    user_agent: v.header("user-agent").map(str::to_string),
-                },
+                http: v.http_brief(),
                 key,
             };
             let owner = hit.key.shard(self.shards, self.shard);
@@ -700,7 +710,6 @@ impl Engine {
             };
             let entity_risk = self.entities.add_risk(&key, ts, &rule);
             self.stats.alerts += 1;
-            let q = v.tx.request.as_ref();
             out.push(Out::Alert(Box::new(Alert {
                 ts,
                 sid: rule.sid,
@@ -726,20 +735,9 @@ impl Engine {
                 last: ts,
                 owasp: rule.owasp.clone(),
                 mitre: rule.mitre.clone(),
-                samples: vec![Sample {
-                    url: v.url.clone(),
-                    flow_id: v.meta.flow_id,
-                    status: v.status(),
-                    detail: Some(detail),
-                }],
+                samples: vec![v.sample(Some(detail))],
                 meta: Some(v.meta.clone()),
-                http: Some(HttpBrief {
-                    hostname: q.and_then(|q| q.header("host")).map(str::to_string),
-                    url: v.url.clone(),
-                    method: q.map(|q| q.method.clone()).unwrap_or_default(),
-                    status: v.tx.response.as_ref().map(|r| r.status),
-                    user_agent: v.header("user-agent").map(str::to_string),
-                }),
+                http: Some(v.http_brief()),
                 rule_id: rule.id.clone(),
             })));
         }

@@ -323,7 +323,7 @@ impl RuleSet {
             if k != "rule" && k != "groups" {
                 return Err(RuleError(format!(
                     "{path}: line {}: unknown top-level key `{k}` (expected `rule` or `groups`)",
-                    line_of(text, &format!("{k}"))
+                    line_of(text, k)
                 )));
             }
         }
