@@ -645,3 +645,40 @@ fn entity_table_is_capped() {
     assert!(st.entities <= 1000 && st.states <= 1000, "{st:?}");
     assert!(st.entity_evictions >= 19_000 && st.state_evictions >= 19_000, "{st:?}");
 }
+
+#[test]
+fn a_principal_profile_links_the_addresses_behind_it() {
+    let rules = r#"
+[[rule]]
+id = "p"
+sid = 1
+type = "enumeration"
+risk = 60
+entity = "principal"
+match = { endpoint = "GET /users/{id}" }
+threshold = { count = 5, window = 60, distinct = "path.id" }
+"#;
+    let mut h = harness(rules);
+    for i in 0..6u8 {
+        h.feed(
+            &t("GET", &format!("/users/{i}"), 200)
+                .h("Authorization", "Basic bWFsbG9yeTp4")
+                .h("User-Agent", "walker/1")
+                .from(100 + i % 3)
+                .at(i as f64),
+        );
+    }
+    assert_eq!(h.rule_alerts("p").len(), 1);
+    let e = h
+        .entities
+        .iter()
+        .find(|e| e.key.kind == "principal")
+        .expect("entity event");
+    assert_eq!(e.key.value, "mallory");
+    let mut addrs: Vec<String> = e.addresses.iter().map(|a| a.to_string()).collect();
+    addrs.sort();
+    assert_eq!(addrs, ["10.0.0.100", "10.0.0.101", "10.0.0.102"]);
+    assert_eq!(e.user_agents, ["walker/1"]);
+    assert_eq!(e.indicators[0].itype, "enumeration");
+    assert_eq!(e.requests, 6);
+}
