@@ -213,7 +213,14 @@ fn content_type(m: &Message) -> Option<String> {
 impl Endpoint {
     /// Profile one transaction. True when this made the endpoint real: its first answer other
     /// than 404 (a scanner's guesses never become endpoints).
-    fn observe(&mut self, tx: &Transaction, client: &FlowMeta, auth: &Auth, cfg: &CatalogConfig) -> bool {
+    fn observe(
+        &mut self,
+        tx: &Transaction,
+        client: &FlowMeta,
+        auth: &Auth,
+        sens: &BTreeSet<Sensitive>,
+        cfg: &CatalogConfig,
+    ) -> bool {
         let was_real = self.is_real();
         let ts = tx.start();
         self.first = if self.count == 0 { ts } else { self.first.min(ts) };
@@ -273,9 +280,7 @@ impl Endpoint {
                     self.response_body.insert(r.status, s);
                 }
             }
-            if !r.body.is_empty() {
-                self.sensitive.extend(sensitive::scan(&r.body));
-            }
+            self.sensitive.extend(sens.iter().copied());
         }
         !was_real && self.is_real()
     }
@@ -440,6 +445,18 @@ impl Catalog {
     /// Profile one transaction into its endpoint. Returns the endpoint when this transaction
     /// made it real (first seen answering something other than 404), for an `endpoint` event.
     pub fn observe(&mut self, tx: &Transaction, meta: &FlowMeta, auth: &Auth) -> Option<Value> {
+        let sens = tx.response.as_ref().map(sensitive::scan_response).unwrap_or_default();
+        self.observe_scanned(tx, meta, auth, &sens)
+    }
+
+    /// [`Catalog::observe`] with the response's sensitive data already scanned.
+    pub fn observe_scanned(
+        &mut self,
+        tx: &Transaction,
+        meta: &FlowMeta,
+        auth: &Auth,
+        sens: &BTreeSet<Sensitive>,
+    ) -> Option<Value> {
         let (host, method, tpl) = endpoint_of(tx, meta)?;
         if !self.hosts.contains_key(&host) && self.hosts.len() >= self.cfg.max_hosts {
             self.hosts_overflow += 1;
@@ -467,7 +484,7 @@ impl Catalog {
             }
             &mut h.overflow
         };
-        let new = ep.observe(tx, meta, auth, &cfg);
+        let new = ep.observe(tx, meta, auth, sens, &cfg);
         if !(new && fits) {
             return None;
         }

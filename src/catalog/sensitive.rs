@@ -51,6 +51,28 @@ fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.' || b == b'+'
 }
 
+/// Bytes of a response body scanned: records sit at the front; a 64 KiB inspection prefix of
+/// a bulk export shows its kinds in the first 32 KiB.
+pub const SCAN_CAP: usize = 32 * 1024;
+
+/// Kinds of sensitive data in a response: textual bodies only (JSON, text, XML, CSV, forms,
+/// JavaScript, or no content type), the first [`SCAN_CAP`] bytes.
+pub fn scan_response(m: &crate::http::Message) -> BTreeSet<Sensitive> {
+    if m.body.is_empty() {
+        return BTreeSet::new();
+    }
+    let textual = m.header("content-type").is_none_or(|ct| {
+        let ct = ct.to_ascii_lowercase();
+        ["json", "text", "xml", "csv", "form", "javascript"]
+            .iter()
+            .any(|t| ct.contains(t))
+    });
+    if !textual {
+        return BTreeSet::new();
+    }
+    scan(&m.body[..m.body.len().min(SCAN_CAP)])
+}
+
 /// Kinds of sensitive data in `body`.
 pub fn scan(body: &[u8]) -> BTreeSet<Sensitive> {
     let mut found = BTreeSet::new();
@@ -58,6 +80,12 @@ pub fn scan(body: &[u8]) -> BTreeSet<Sensitive> {
     let mut i = 0;
     while i < n {
         let c = body[i];
+        // Inside a word only an '@' can start something; at a word start, only these bytes.
+        let boundary = i == 0 || !body[i - 1].is_ascii_alphanumeric();
+        if c != b'@' && !(boundary && (c.is_ascii_digit() || b"e-srgxA".contains(&c))) {
+            i += 1;
+            continue;
+        }
         if c == b'@' && i > 0 {
             // e-mail: word chars before, a dotted domain after
             let mut s = i;
@@ -74,17 +102,20 @@ pub fn scan(body: &[u8]) -> BTreeSet<Sensitive> {
             }
         } else if c.is_ascii_digit() && (i == 0 || !body[i - 1].is_ascii_alphanumeric()) {
             // a run of digits with optional single spaces or dashes
-            let mut digits = Vec::with_capacity(20);
+            let mut buf = [0u8; 20];
+            let mut nd = 0;
             let mut e = i;
-            while e < n && digits.len() <= 19 {
+            while e < n && nd <= 19 {
                 if body[e].is_ascii_digit() {
-                    digits.push(body[e]);
+                    buf[nd] = body[e];
+                    nd += 1;
                 } else if (body[e] == b' ' || body[e] == b'-') && e + 1 < n && body[e + 1].is_ascii_digit() {
                 } else {
                     break;
                 }
                 e += 1;
             }
+            let digits = &buf[..nd];
             let run = &body[i..e];
             let bounded = e >= n || !body[e].is_ascii_alphanumeric();
             if bounded && (13..=19).contains(&digits.len()) && luhn(&digits) && digits.iter().any(|d| *d != digits[0]) {

@@ -143,11 +143,37 @@ impl Inputs {
                 for (k, v) in crate::redact::query_pairs(&text) {
                     parts.push((format!("body:{}", normalize(k)), normalize(v)));
                 }
+            } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                // JSON: the values the application reads, not the quotes and braces around them
+                let mut n = 0;
+                json_leaves(&v, "", 0, &mut n, &mut parts);
             } else {
                 parts.push(("body".to_string(), text.to_lowercase()));
             }
         }
         Inputs { parts }
+    }
+}
+
+/// String leaves of a JSON body as `body:KEY` parts (and keys that look like operators, as
+/// NoSQL injection puts them), bounded in depth and count.
+fn json_leaves(v: &serde_json::Value, key: &str, depth: usize, n: &mut usize, out: &mut Vec<(String, String)>) {
+    if depth > 12 || *n > 256 {
+        return;
+    }
+    *n += 1;
+    match v {
+        serde_json::Value::String(s) => out.push((format!("body:{key}"), normalize(s))),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| json_leaves(x, key, depth + 1, n, out)),
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                if k.starts_with('$') {
+                    out.push(("body-key".to_string(), format!("{{\"{}\":", k.to_lowercase())));
+                }
+                json_leaves(x, k, depth + 1, n, out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -238,7 +264,7 @@ fn failure_body(body: &[u8]) -> bool {
 }
 
 /// Run every classifier over one transaction.
-pub fn classify(tx: &Transaction, inputs: &Inputs) -> Verdicts {
+pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections::BTreeSet<Sensitive>) -> Verdicts {
     let mut v = Verdicts::default();
     for (d, e) in payload::scan(inputs) {
         v.hits.push((d, e));
@@ -264,16 +290,14 @@ pub fn classify(tx: &Transaction, inputs: &Inputs) -> Verdicts {
     } else if login && (200..300).contains(&status) {
         v.hits.push((Detector::LoginSuccess, status.to_string()));
     }
-    if !body.is_empty() {
-        // Personal data and private keys; tokens are what login endpoints are for.
-        let mut kinds = crate::catalog::sensitive::scan(body);
-        kinds.retain(|k| !matches!(k, Sensitive::Jwt | Sensitive::ApiKey));
-        if !kinds.is_empty() {
-            v.hits.push((
-                Detector::SensitiveResponse,
-                kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(","),
-            ));
-        }
+    // Personal data and private keys; tokens are what login endpoints are for.
+    let kinds: Vec<&str> = sensitive
+        .iter()
+        .filter(|k| !matches!(k, Sensitive::Jwt | Sensitive::ApiKey))
+        .map(|k| k.as_str())
+        .collect();
+    if !kinds.is_empty() {
+        v.hits.push((Detector::SensitiveResponse, kinds.join(",")));
     }
     v
 }

@@ -170,6 +170,7 @@ pub struct View<'a> {
     inputs: std::cell::OnceCell<Inputs>,
     verdicts: std::cell::OnceCell<Verdicts>,
     body: std::cell::OnceCell<Option<serde_json::Value>>,
+    sensitive: std::cell::OnceCell<std::collections::BTreeSet<crate::catalog::sensitive::Sensitive>>,
 }
 
 impl<'a> View<'a> {
@@ -201,13 +202,25 @@ impl<'a> View<'a> {
             inputs: Default::default(),
             verdicts: Default::default(),
             body: Default::default(),
+            sensitive: Default::default(),
         }
     }
 
     pub fn verdicts(&self) -> &Verdicts {
         self.verdicts.get_or_init(|| {
             let inputs = self.inputs.get_or_init(|| Inputs::of(self.tx));
-            crate::detect::classify(self.tx, inputs)
+            crate::detect::classify(self.tx, inputs, self.sensitive())
+        })
+    }
+
+    /// Sensitive data kinds in the response, scanned once for the catalog and the detectors.
+    pub fn sensitive(&self) -> &std::collections::BTreeSet<crate::catalog::sensitive::Sensitive> {
+        self.sensitive.get_or_init(|| {
+            self.tx
+                .response
+                .as_ref()
+                .map(crate::catalog::sensitive::scan_response)
+                .unwrap_or_default()
         })
     }
 
