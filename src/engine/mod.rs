@@ -341,6 +341,7 @@ impl<'a> View<'a> {
                 EntityKind::ApiKey if self.auth.scheme == "api_key" => self.auth.principal.clone()?,
                 EntityKind::ApiKey => return None,
                 EntityKind::UserAgent => self.header("user-agent")?.to_string(),
+                EntityKind::Field(_, f) => self.field(f).filter(|v| !v.is_empty())?,
             };
             if !kind.is_empty() {
                 kind.push('+');

@@ -682,3 +682,32 @@ threshold = { count = 5, window = 60, distinct = "path.id" }
     assert_eq!(e.indicators[0].itype, "enumeration");
     assert_eq!(e.requests, 6);
 }
+
+#[test]
+fn one_account_failing_from_many_addresses_is_its_own_entity() {
+    let mut h = harness(crate::rules::DEFAULT_RULES);
+    let fail = |u: &str, ip: u8| {
+        t("POST", "/api/login", 401)
+            .body(
+                "application/json",
+                &format!("{{\"username\":\"{u}\",\"password\":\"x\"}}"),
+            )
+            .from(ip)
+    };
+    // near miss: five addresses, and one address failing for its own account many times
+    for i in 0..5u8 {
+        h.feed(&fail("carol", 50 + i).at(i as f64));
+    }
+    for i in 0..5 {
+        h.feed(&fail("dave", 70).at(10.0 + i as f64));
+    }
+    assert!(h.rule_alerts("account-attacked-from-many-addresses").is_empty());
+    h.feed(&fail("carol", 60).at(20.0));
+    let a = h.rule_alerts("account-attacked-from-many-addresses");
+    assert_eq!(a.len(), 1);
+    assert_eq!(
+        (a[0].key.kind.as_str(), a[0].key.value.as_str()),
+        ("param.username", "carol")
+    );
+    assert_eq!(a[0].distinct, Some(6));
+}

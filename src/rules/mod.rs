@@ -16,7 +16,7 @@
 //! risk = 10                         # risk points added to the entity per alert
 //! owasp = ["API9:2023"]
 //! mitre = ["T1595.003"]
-//! entity = "ip"                     # ip | principal | api_key | user_agent, or a list
+//! entity = "ip"                     # ip | principal | api_key | user_agent | a field, or a list
 //! scope = { host = "api.example.com", group = "login", endpoint = "GET /users/{id}" }
 //! match = { status = "404" }
 //! threshold = { count = 10, window = 10 }   # more than 10 within 10 s (packet time)
@@ -70,7 +70,7 @@ pub const INDICATOR_TYPES: [&str; 14] = [
 ];
 
 /// What an entity is keyed by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntityKind {
     /// The client address (from X-Forwarded-For when the peer is a trusted proxy).
     Ip,
@@ -79,15 +79,19 @@ pub enum EntityKind {
     /// The keyed hash of an API key.
     ApiKey,
     UserAgent,
+    /// A request field (`param.username`, `body.email`, `header.x-device-id`, ...): one
+    /// account attacked from many addresses.
+    Field(String, Field),
 }
 
 impl EntityKind {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             EntityKind::Ip => "ip",
             EntityKind::Principal => "principal",
             EntityKind::ApiKey => "api_key",
             EntityKind::UserAgent => "user_agent",
+            EntityKind::Field(name, _) => name,
         }
     }
 
@@ -97,7 +101,10 @@ impl EntityKind {
             "principal" => EntityKind::Principal,
             "api_key" => EntityKind::ApiKey,
             "user_agent" => EntityKind::UserAgent,
-            _ => return None,
+            f => match Field::parse(f)? {
+                Field::Ip | Field::Principal | Field::UserAgent => return None,
+                x => EntityKind::Field(f.to_string(), x),
+            },
         })
     }
 }
@@ -479,7 +486,9 @@ fn compile_rule(t: &toml::Table, groups: &HashMap<String, Vec<Glob>>) -> Result<
         .ok_or("entity: a kind or a list of kinds")?
         .iter()
         .map(|e| {
-            EntityKind::parse(e).ok_or_else(|| format!("entity: {e:?} is not ip, principal, api_key or user_agent"))
+            EntityKind::parse(e).ok_or_else(|| {
+                format!("entity: {e:?} is not ip, principal, api_key, user_agent or a field (param.NAME, body.NAME, query.NAME, header.NAME, path.NAME)")
+            })
         })
         .collect::<Result<_, _>>()?;
     if entity.is_empty() {
