@@ -243,6 +243,11 @@ error_floor = 0.25
 error_factor = 3.0
 latency_floor_ms = 250.0
 latency_factor = 4.0
+# data_exposure by volume: response bytes per volume_bucket seconds above volume_floor AND
+# volume_factor times the peers' p90 and the client's own mean.
+volume_bucket = 60
+volume_floor = 8388608
+volume_factor = 10.0
 # auth_bypass: a 2xx without credentials on an endpoint that saw auth_bypass_min_calls calls with
 # credentials and whose clients used credentials (at least auth_bypass_share of them; one client
 # without is tolerated, the one being caught).
@@ -327,6 +332,9 @@ struct DetectorsSection {
     error_factor: Option<f64>,
     latency_floor_ms: Option<f64>,
     latency_factor: Option<f64>,
+    volume_bucket: Option<u64>,
+    volume_floor: Option<u64>,
+    volume_factor: Option<f64>,
     auth_bypass_min_calls: Option<u64>,
     auth_bypass_share: Option<f64>,
 }
@@ -700,6 +708,15 @@ impl Config {
             }
             if let Some(v) = s.latency_factor {
                 b.latency_factor = pos("detectors.latency_factor", v)?;
+            }
+            if let Some(v) = s.volume_bucket {
+                b.volume_bucket_s = pos("detectors.volume_bucket", v as f64)? as u64;
+            }
+            if let Some(v) = s.volume_floor {
+                b.volume_floor = v;
+            }
+            if let Some(v) = s.volume_factor {
+                b.volume_factor = pos("detectors.volume_factor", v)?;
             }
             if let Some(v) = s.auth_bypass_min_calls {
                 c.bypass.min_calls = v.max(1);

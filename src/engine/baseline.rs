@@ -10,6 +10,9 @@
 //!   ratio (status >= 500, or 4xx except 401/403/404 which are clients' business) and the p95
 //!   latency against their moving baselines (learned over `learn_buckets` windows), with floors.
 //!
+//! - `data_exposure` by volume: response bytes per address per `volume_bucket` against its
+//!   own mean and the peers' p90, above a floor, as for the rate.
+//!
 //! Tables are capped; a full table forgets addresses and endpoints idle the longest.
 
 use std::net::IpAddr;
@@ -38,6 +41,12 @@ pub struct BaselineConfig {
     /// p95 latency floor (ms) and factor over the baseline. Default 250 and 4.
     pub latency_floor_ms: f64,
     pub latency_factor: f64,
+    /// data_exposure by volume: response bytes per `volume_bucket` seconds above
+    /// `volume_floor` and `volume_factor` times the peers' p90 and the address's own mean.
+    /// Defaults 60 s, 8 MiB, 10.
+    pub volume_bucket_s: u64,
+    pub volume_floor: u64,
+    pub volume_factor: f64,
     /// Addresses and endpoints tracked. Default 100,000 and 10,000.
     pub max_addresses: usize,
     pub max_endpoints: usize,
@@ -56,6 +65,9 @@ impl Default for BaselineConfig {
             error_factor: 3.0,
             latency_floor_ms: 250.0,
             latency_factor: 4.0,
+            volume_bucket_s: 60,
+            volume_floor: 8 << 20,
+            volume_factor: 10.0,
             max_addresses: 100_000,
             max_endpoints: 10_000,
         }
@@ -71,6 +83,8 @@ pub enum Finding {
     Errors(f64, f64, u64),
     /// (p95 ms, baseline ms, calls)
     Latency(f64, f64, u64),
+    /// (response bytes in the bucket, peers' p90, own mean)
+    Volume(u64, f64, f64),
 }
 
 #[derive(Debug, Default)]
@@ -124,10 +138,70 @@ struct EndpointWin {
     last: Ts,
 }
 
+/// Per-address counters in fixed buckets, judged against the address's own mean and the
+/// peers' p90 of buckets that did not alert.
+#[derive(Default)]
+struct Buckets {
+    by_ip: HashMap<IpAddr, Rate>,
+    pop: Hist,
+}
+
+impl Buckets {
+    /// Add `amount` for `ip` at `ts`; a finding (total, peers' p90, own mean) when the bucket
+    /// passes `floor` and `factor` times both baselines.
+    fn add(
+        &mut self,
+        ip: IpAddr,
+        ts: Ts,
+        amount: u64,
+        bucket_s: u64,
+        floor: u64,
+        factor: f64,
+        cap: usize,
+    ) -> Option<(u64, f64, f64)> {
+        let bucket = bucket_s.max(1) * 1_000_000_000;
+        if !self.by_ip.contains_key(&ip) && self.by_ip.len() >= cap {
+            let cut = ts.saturating_sub(6 * bucket);
+            self.by_ip.retain(|_, r| r.start >= cut);
+            if self.by_ip.len() >= cap {
+                self.by_ip.clear();
+            }
+        }
+        let r = self.by_ip.entry(ip).or_insert(Rate {
+            start: ts,
+            ..Rate::default()
+        });
+        if ts >= r.start + bucket {
+            // close the bucket (and the empty ones since, which pull the mean down); a bucket
+            // that alerted is not what peers normally do
+            let idle = ((ts - r.start) / bucket).saturating_sub(1).min(1000);
+            if !r.alerted {
+                self.pop.add(r.count);
+            }
+            r.mean = (r.mean * r.buckets as f64 + r.count as f64) / (r.buckets as f64 + 1.0 + idle as f64);
+            r.buckets = r.buckets.saturating_add(1 + idle as u32);
+            r.start = ts - (ts - r.start) % bucket;
+            r.count = 0;
+            r.alerted = false;
+        }
+        r.count = r.count.saturating_add(amount);
+        if r.alerted || r.count <= floor {
+            return None;
+        }
+        let p90 = if self.pop.n >= 20 { self.pop.quantile(0.9) } else { 0.0 };
+        let own = if r.buckets >= 3 { r.mean } else { 0.0 };
+        if (r.count as f64) > factor * p90 && (r.count as f64) > factor * own {
+            r.alerted = true;
+            return Some((r.count, p90, own));
+        }
+        None
+    }
+}
+
 pub struct Baselines {
     cfg: BaselineConfig,
-    rates: HashMap<IpAddr, Rate>,
-    pop: Hist,
+    rates: Buckets,
+    volume: Buckets,
     endpoints: HashMap<String, EndpointWin>,
 }
 
@@ -141,51 +215,34 @@ impl Baselines {
     pub fn new(cfg: BaselineConfig) -> Self {
         Baselines {
             cfg,
-            rates: HashMap::new(),
-            pop: Hist::default(),
+            rates: Buckets::default(),
+            volume: Buckets::default(),
             endpoints: HashMap::new(),
         }
     }
 
     /// One request by `ip`: a rate finding when it makes the current bucket a flood.
     pub fn rate(&mut self, ip: IpAddr, ts: Ts) -> Option<Finding> {
-        let bucket = self.cfg.rate_bucket_s.max(1) * 1_000_000_000;
-        if !self.rates.contains_key(&ip) && self.rates.len() >= self.cfg.max_addresses {
-            let cut = ts.saturating_sub(6 * bucket);
-            self.rates.retain(|_, r| r.start >= cut);
-            if self.rates.len() >= self.cfg.max_addresses {
-                self.rates.clear();
-            }
-        }
-        let r = self.rates.entry(ip).or_insert(Rate {
-            start: ts,
-            ..Rate::default()
-        });
-        if ts >= r.start + bucket {
-            // close the bucket (and the empty ones since, which pull the mean down)
-            let idle = ((ts - r.start) / bucket).saturating_sub(1).min(1000);
-            // A bucket that alerted is not what peers normally do.
-            if !r.alerted {
-                self.pop.add(r.count);
-            }
-            r.mean = (r.mean * r.buckets as f64 + r.count as f64) / (r.buckets as f64 + 1.0 + idle as f64);
-            r.buckets = r.buckets.saturating_add(1 + idle as u32);
-            r.start = ts - (ts - r.start) % bucket;
-            r.count = 0;
-            r.alerted = false;
-        }
-        r.count += 1;
-        if r.alerted || r.count <= self.cfg.rate_floor {
-            return None;
-        }
-        let p99 = if self.pop.n >= 20 { self.pop.quantile(0.9) } else { 0.0 };
-        let own = if r.buckets >= 3 { r.mean } else { 0.0 };
-        let f = self.cfg.rate_factor;
-        if (r.count as f64) > f * p99 && (r.count as f64) > f * own {
-            r.alerted = true;
-            return Some(Finding::Rate(r.count, p99, own));
-        }
-        None
+        let c = &self.cfg;
+        self.rates
+            .add(ip, ts, 1, c.rate_bucket_s, c.rate_floor, c.rate_factor, c.max_addresses)
+            .map(|(n, p, o)| Finding::Rate(n, p, o))
+    }
+
+    /// Response bytes served to `ip`: a volume finding when it pulls far more than usual.
+    pub fn volume(&mut self, ip: IpAddr, ts: Ts, bytes: u64) -> Option<Finding> {
+        let c = &self.cfg;
+        self.volume
+            .add(
+                ip,
+                ts,
+                bytes,
+                c.volume_bucket_s,
+                c.volume_floor,
+                c.volume_factor,
+                c.max_addresses,
+            )
+            .map(|(n, p, o)| Finding::Volume(n, p, o))
     }
 
     /// One call of `endpoint`: error and latency findings against its baseline.
@@ -313,6 +370,30 @@ mod tests {
         // near miss: just under the floor never alerts
         let mut b = Baselines::new(BaselineConfig::default());
         assert!((0..100u64).all(|i| b.rate(busy, 1000 * S + i * S / 100).is_none()));
+    }
+
+    #[test]
+    fn an_address_pulling_far_more_data_than_its_peers() {
+        let mut b = Baselines::new(BaselineConfig::default());
+        // forty clients pulling ~100 KB a minute for ten minutes
+        for c in 0..40u8 {
+            for i in 0..100u64 {
+                assert_eq!(
+                    b.volume(IpAddr::from([10, 0, 4, c]), 1000 * S + i * 6 * S, 10_000),
+                    None
+                );
+            }
+        }
+        // one pulls 1 MB a second: alerts once the minute passes 8 MiB
+        let hog = IpAddr::from([10, 0, 5, 1]);
+        let hits: Vec<Finding> = (0..60u64)
+            .filter_map(|i| b.volume(hog, 1700 * S + i * S, 1 << 20))
+            .collect();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert!(matches!(hits[0], Finding::Volume(n, ..) if n == 9 << 20));
+        // near miss: 5 MiB in a minute is under the floor
+        let mut b = Baselines::new(BaselineConfig::default());
+        assert!((0..5u64).all(|i| b.volume(hog, 1000 * S + i * S, 1 << 20).is_none()));
     }
 
     #[test]

@@ -661,6 +661,10 @@ impl Engine {
         if let Some(f) = self.baselines.rate(v.client, ts) {
             found.push((EntityKey::ip(v.client), f));
         }
+        let bytes = v.tx.response.as_ref().map_or(0, |r| r.body_len);
+        if let Some(f) = self.baselines.volume(v.client, ts, bytes) {
+            found.push((EntityKey::ip(v.client), f));
+        }
         let ep_key = format!("{} {}", v.host, v.endpoint);
         for f in self.baselines.endpoint(&ep_key, ts, v.status(), v.tx.latency_us()) {
             found.push((
@@ -689,6 +693,24 @@ impl Engine {
                     format!(
                         "{n} requests in {} s; peers' p90 {p99:.0}, own mean {own:.1}",
                         self.cfg.baseline.rate_bucket_s
+                    ),
+                ),
+                baseline::Finding::Volume(n, p90, own) => (
+                    entity::builtin(
+                        "data-volume",
+                        9_100_081,
+                        "data_exposure",
+                        "APITAP Client pulling far more response data than its peers and its own usual",
+                        20.0,
+                        2,
+                        false,
+                        &["API3:2023"],
+                        &["T1530", "T1119"],
+                    ),
+                    n,
+                    format!(
+                        "{n} response bytes in {} s; peers' p90 {p90:.0}, own mean {own:.0}",
+                        self.cfg.baseline.volume_bucket_s
                     ),
                 ),
                 baseline::Finding::Errors(r, b, n) => (
@@ -738,7 +760,9 @@ impl Engine {
                 entity_risk,
                 host: v.host.to_string(),
                 endpoint: v.endpoint.to_string(),
-                window_s: if rule.itype == "rate_abuse" {
+                window_s: if rule.id == "data-volume" {
+                    self.cfg.baseline.volume_bucket_s
+                } else if rule.itype == "rate_abuse" {
                     self.cfg.baseline.rate_bucket_s
                 } else {
                     self.cfg.baseline.endpoint_bucket_s
