@@ -250,13 +250,12 @@ impl Worker {
                             // Protected: many calls with credentials, and (nearly) no other
                             // client ever got a 2xx without them. Counted in clients, not calls,
                             // so one bypasser's volume cannot make the endpoint look public.
-                            if let Some((authd, auth_clients, open_clients)) = c.auth_profile(host, m, t) {
-                                let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
-                                let open_allowed = ((1.0 - sh.bypass.share) * auth_clients as f64).max(1.0);
-                                v.auth_bypass = ok
-                                    && auth.scheme == "none"
-                                    && authd >= sh.bypass.min_calls
-                                    && open_clients as f64 <= open_allowed;
+                            let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
+                            if ok && auth.scheme == "none" {
+                                if let Some((authd, auth_clients, open_clients)) = c.auth_profile(host, m, t) {
+                                    let open_allowed = ((1.0 - sh.bypass.share) * auth_clients as f64).max(1.0);
+                                    v.auth_bypass = authd >= sh.bypass.min_calls && open_clients as f64 <= open_allowed;
+                                }
                             }
                             // Attack traffic does not define the API: requests carrying
                             // injection payloads or sent by known attack tools are left out.

@@ -222,6 +222,9 @@ impl Endpoint {
         cfg: &CatalogConfig,
     ) -> bool {
         let was_real = self.is_real();
+        // Body schemas from the first 64 calls, then one in 32: a schema settles quickly and
+        // parsing every 64 KiB body is most of the profiler's cost.
+        let sample_body = self.count < 64 || self.count % 32 == 0;
         let ts = tx.start();
         self.first = if self.count == 0 { ts } else { self.first.min(ts) };
         self.last = self.last.max(ts);
@@ -258,7 +261,7 @@ impl Endpoint {
                     }
                 }
             }
-            if let Some(s) = body_schema(q, cfg) {
+            if sample_body && let Some(s) = body_schema(q, cfg) {
                 match &mut self.request_body {
                     Some(e) => e.merge(&s),
                     None => self.request_body = Some(s),
@@ -273,7 +276,7 @@ impl Endpoint {
                     self.response_types.insert(ct);
                 }
             }
-            if let Some(s) = body_schema(r, cfg) {
+            if sample_body && let Some(s) = body_schema(r, cfg) {
                 if let Some(e) = self.response_body.get_mut(&r.status) {
                     e.merge(&s);
                 } else if self.response_body.len() < 16 {

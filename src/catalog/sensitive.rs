@@ -73,6 +73,25 @@ pub fn scan_response(m: &crate::http::Message) -> BTreeSet<Sensitive> {
     scan(&m.body[..m.body.len().min(SCAN_CAP)])
 }
 
+/// Bytes that can start something at a word start: digits and the first bytes of the
+/// patterns below.
+const fn starts() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = b'0';
+    while c <= b'9' {
+        t[c as usize] = true;
+        c += 1;
+    }
+    let s = b"e-srgxA@";
+    let mut i = 0;
+    while i < s.len() {
+        t[s[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+static STARTS: [bool; 256] = starts();
+
 /// Kinds of sensitive data in `body`.
 pub fn scan(body: &[u8]) -> BTreeSet<Sensitive> {
     let mut found = BTreeSet::new();
@@ -81,8 +100,7 @@ pub fn scan(body: &[u8]) -> BTreeSet<Sensitive> {
     while i < n {
         let c = body[i];
         // Inside a word only an '@' can start something; at a word start, only these bytes.
-        let boundary = i == 0 || !body[i - 1].is_ascii_alphanumeric();
-        if c != b'@' && !(boundary && (c.is_ascii_digit() || b"e-srgxA".contains(&c))) {
+        if !STARTS[c as usize] || (c != b'@' && i > 0 && body[i - 1].is_ascii_alphanumeric()) {
             i += 1;
             continue;
         }
