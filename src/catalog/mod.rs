@@ -197,9 +197,6 @@ pub struct Endpoint {
     pub authenticated: u64,
     pub sensitive: BTreeSet<Sensitive>,
     pub clients: Distinct,
-    /// Clients that called with credentials, and clients that got a 2xx without any.
-    pub auth_clients: Distinct,
-    pub open_clients: Distinct,
     /// Fields dropped at a cap.
     pub truncated: bool,
 }
@@ -233,9 +230,6 @@ impl Endpoint {
         *self.auth.entry(auth.scheme).or_default() += 1;
         if auth.scheme != "none" {
             self.authenticated += 1;
-            self.auth_clients.add(client.src);
-        } else if tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status)) {
-            self.open_clients.add(client.src);
         }
         if let Some(l) = tx.latency_us() {
             self.latency.add(l);
@@ -339,8 +333,6 @@ impl Endpoint {
         self.authenticated += o.authenticated;
         self.sensitive.extend(o.sensitive.iter().copied());
         self.clients.merge(&o.clients);
-        self.auth_clients.merge(&o.auth_clients);
-        self.open_clients.merge(&o.open_clients);
         self.truncated |= o.truncated;
     }
 
@@ -496,14 +488,6 @@ impl Catalog {
             v["spec"] = json!(s.status(&ep.method, &ep.template).as_str());
         }
         Some(v)
-    }
-
-    /// (calls with credentials, distinct clients with credentials, distinct clients that got a
-    /// 2xx without credentials) of an endpoint this shard knows.
-    pub fn auth_profile(&self, host: &str, method: &str, tpl: &str) -> Option<(u64, u64, u64)> {
-        let h = self.hosts.get(host)?;
-        let e = h.endpoints.get(&(method.to_string(), tpl.to_string()))?;
-        Some((e.authenticated, e.auth_clients.estimate(), e.open_clients.estimate()))
     }
 
     /// Where an endpoint stands against the reference spec, if one was given.
