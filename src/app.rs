@@ -96,6 +96,8 @@ struct Pipeline {
     shared: Option<Arc<Shared>>,
     counters: Arc<crate::worker::WorkerCounters>,
     trusted: Vec<crate::engine::Cidr>,
+    /// Endpoint auth profiles for the auth-bypass detector (rules on).
+    auth: Option<crate::engine::AuthTracker>,
     ticks: u64,
     /// Packet time of the last event, for the final snapshot.
     last_ts: Ts,
@@ -137,7 +139,7 @@ impl Pipeline {
             )),
             None => None,
         };
-        let mut shared = Shared::new(
+        let shared = Shared::new(
             fmt.clone(),
             sinks.clone(),
             mode,
@@ -149,7 +151,6 @@ impl Pipeline {
             cfg.catalog.max_hosts * cfg.catalog.max_endpoints_per_host,
             cfg.endpoint_events && cfg.profile,
         );
-        shared.bypass = cfg.bypass;
         let shared = Arc::new(shared);
         let mut shards = Vec::new();
         let mut workers = Vec::new();
@@ -186,6 +187,7 @@ impl Pipeline {
             counters: shared.counters.clone(),
             shared: Some(shared),
             trusted: cfg.engine.trusted_proxies.clone(),
+            auth: cfg.rules_enabled.then(|| crate::engine::AuthTracker::new(cfg.bypass)),
             ticks: 0,
             last_ts: 0,
         })
@@ -225,7 +227,7 @@ impl Pipeline {
         }
         // The entity's shard: the client address, or behind a trusted proxy the forwarded one.
         let ip = match &ev {
-            Event::Http { meta, tx } if !self.trusted.is_empty() => Some(client_ip(meta, tx, &self.trusted)),
+            Event::Http { meta, tx, .. } if !self.trusted.is_empty() => Some(client_ip(meta, tx, &self.trusted)),
             _ => ev.entity(),
         };
         let shard = ip.map_or(0, |ip| shard_of_ip(ip, self.shards.len()));
@@ -427,7 +429,16 @@ impl Capture {
     fn forward(&mut self, p: &mut Pipeline) -> Result<(), AppError> {
         for o in self.out.drain(..) {
             let ev = match o {
-                FlowOutput::Http { meta, tx } => Event::Http { meta, tx },
+                FlowOutput::Http { meta, tx } => {
+                    let auth_bypass = match &mut p.auth {
+                        Some(a) => {
+                            let client = client_ip(&meta, &tx, &p.trusted);
+                            a.observe(&meta, &tx, client)
+                        }
+                        None => false,
+                    };
+                    Event::Http { meta, tx, auth_bypass }
+                }
                 FlowOutput::Anomaly { ts, meta, what } => Event::Anomaly(AnomalyEvent::from_flow(ts, meta, what)),
             };
             p.push(ev)?;

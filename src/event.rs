@@ -20,6 +20,9 @@ pub enum Event {
     Http {
         meta: FlowMeta,
         tx: Transaction,
+        /// A 2xx without credentials on an endpoint that requires them (set by the capture
+        /// thread's [`crate::engine::AuthTracker`]).
+        auth_bypass: bool,
     },
     Anomaly(AnomalyEvent),
     Stats {
@@ -272,7 +275,7 @@ impl Formatter {
             return;
         }
         let r = match ev {
-            Event::Http { meta, tx } => {
+            Event::Http { meta, tx, .. } => {
                 let auth = tx.request.as_ref().map(|m| self.redactor.auth(m));
                 let endpoint = tx.request.as_ref().map(|m| {
                     format!(

@@ -106,6 +106,21 @@ impl Redactor {
         s
     }
 
+    /// Does the request carry credentials (the same places [`Redactor::auth`] looks), without
+    /// hashing anything.
+    pub fn has_credentials(req: &Message) -> bool {
+        req.header("authorization").is_some()
+            || req.headers.iter().any(|(n, _)| is_key_header(n))
+            || req.uri.split_once('?').is_some_and(|(_, q)| {
+                query_pairs(q).any(|(k, _)| {
+                    ["api_key", "apikey", "key", "access_token"]
+                        .iter()
+                        .any(|x| k.eq_ignore_ascii_case(x))
+                })
+            })
+            || req.header("cookie").is_some_and(|c| cookie_pairs(c).next().is_some())
+    }
+
     pub fn auth(&self, req: &Message) -> Auth {
         if let Some(v) = req.header("authorization") {
             let (scheme, cred) = v.split_once(' ').unwrap_or((v, ""));

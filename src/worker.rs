@@ -75,31 +75,8 @@ pub struct Shared {
     pub rules: RwLock<Arc<RuleSet>>,
     pub rules_gen: AtomicU64,
     pub trusted: Vec<Cidr>,
-    pub bypass: BypassConfig,
     pub endpoint_events: bool,
-    /// Who calls each endpoint with and without credentials, over every shard: an
-    /// endpoint's clients are spread over the shards, its auth profile must not be.
-    auth: Mutex<HashMap<u64, AuthProfile>>,
 }
-
-/// Calls with credentials, and the clients with credentials and those that got a 2xx without.
-#[derive(Default, Clone)]
-struct AuthProfile {
-    authd: u64,
-    auth_clients: crate::catalog::Distinct,
-    open_clients: crate::catalog::Distinct,
-}
-
-impl AuthProfile {
-    fn merge(&mut self, o: &AuthProfile) {
-        self.authd += o.authd;
-        self.auth_clients.merge(&o.auth_clients);
-        self.open_clients.merge(&o.open_clients);
-    }
-}
-
-/// Endpoints whose auth profile is shared.
-const MAX_AUTH_PROFILES: usize = 100_000;
 
 impl Shared {
     #[allow(clippy::too_many_arguments)]
@@ -129,9 +106,7 @@ impl Shared {
             rules: RwLock::new(rules),
             rules_gen: AtomicU64::new(0),
             trusted: engine.trusted_proxies.clone(),
-            bypass: BypassConfig::default(),
             endpoint_events,
-            auth: Mutex::new(HashMap::new()),
         }
     }
 
@@ -198,8 +173,6 @@ pub struct Worker {
     rules_seen: u64,
     cross_out: Vec<(usize, Cross)>,
     outs: Vec<Out>,
-    /// This shard's auth-profile changes not yet merged into the shared ones.
-    auth_delta: HashMap<u64, AuthProfile>,
 }
 
 fn none_auth() -> Auth {
@@ -219,7 +192,6 @@ impl Worker {
             rules_seen: 0,
             cross_out: Vec::new(),
             outs: Vec::new(),
-            auth_delta: HashMap::new(),
         }
     }
 
@@ -244,7 +216,7 @@ impl Worker {
                     self.tick(*ts, *seq, bytes);
                     continue;
                 }
-                Event::Http { meta, tx } => {
+                Event::Http { meta, tx, auth_bypass } => {
                     if let Some(cap) = sh.decode {
                         if !tx.decode_bodies(cap) {
                             let a = AnomalyEvent::from_flow(
@@ -278,9 +250,7 @@ impl Worker {
                             let vd = v.verdicts();
                             vd.has(Detector::Injection) || vd.has(Detector::ScannerUa)
                         };
-                        if self.engine.is_some() {
-                            v.auth_bypass = self.auth_bypass(host, m, t, client, &auth, tx, attack);
-                        }
+                        v.auth_bypass = *auth_bypass;
                         if let Some(c) = self.catalog.as_mut() {
                             if attack {
                                 c.excluded += 1;
@@ -301,67 +271,6 @@ impl Worker {
                 other => sh.fmt.write(other, bytes),
             }
         }
-        self.share_auth_profiles();
-    }
-
-    /// Is this call a 2xx without credentials on a protected endpoint? Protected: many calls
-    /// with credentials, and (nearly) no other client ever got a 2xx without them. Counted in
-    /// clients, not calls, so one bypasser's volume cannot make the endpoint look public; and
-    /// over every shard, since an endpoint's clients are spread over them. Then the call is
-    /// folded into the endpoint's profile (unless it is attack traffic).
-    #[allow(clippy::too_many_arguments)]
-    fn auth_bypass(
-        &mut self,
-        host: &str,
-        method: &str,
-        tpl: &str,
-        client: std::net::IpAddr,
-        auth: &Auth,
-        tx: &crate::http::Transaction,
-        attack: bool,
-    ) -> bool {
-        use std::hash::{DefaultHasher, Hash, Hasher};
-        let sh = &self.shared;
-        let mut h = DefaultHasher::new();
-        (host, method, tpl).hash(&mut h);
-        let key = h.finish();
-        let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
-        let mut bypass = false;
-        if ok && auth.scheme == "none" {
-            let mut p = self.auth_delta.get(&key).cloned().unwrap_or_default();
-            if let Some(g) = sh.auth.lock().ok().and_then(|g| g.get(&key).cloned()) {
-                p.merge(&g);
-            }
-            let open_allowed = ((1.0 - sh.bypass.share) * p.auth_clients.estimate() as f64).max(1.0);
-            bypass = p.authd >= sh.bypass.min_calls && p.open_clients.estimate() as f64 <= open_allowed;
-        }
-        if !attack {
-            let d = self.auth_delta.entry(key).or_default();
-            if auth.scheme != "none" {
-                d.authd += 1;
-                d.auth_clients.add(client);
-            } else if ok {
-                d.open_clients.add(client);
-            }
-        }
-        bypass
-    }
-
-    /// Merge this shard's auth-profile changes into the shared ones (once per batch: one lock).
-    fn share_auth_profiles(&mut self) {
-        if self.auth_delta.is_empty() {
-            return;
-        }
-        if let Ok(mut g) = self.shared.auth.lock() {
-            for (k, d) in self.auth_delta.drain() {
-                if let Some(e) = g.get_mut(&k) {
-                    e.merge(&d);
-                } else if g.len() < MAX_AUTH_PROFILES {
-                    g.insert(k, d);
-                }
-            }
-        }
-        self.auth_delta.clear();
     }
 
     fn flush_outs(&mut self, bytes: &mut Vec<u8>) {

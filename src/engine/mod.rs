@@ -154,6 +154,60 @@ fn parse_hop(h: &str) -> Option<IpAddr> {
     h.rsplit_once(':').and_then(|(a, _)| a.parse().ok())
 }
 
+/// Who calls each endpoint with and without credentials, kept by the capture thread, which
+/// sees every transaction in packet-time order: the auth-bypass verdict must not depend on
+/// which worker shard got there first.
+pub struct AuthTracker {
+    map: HashMap<u64, AuthProfile>,
+    cfg: crate::worker::BypassConfig,
+    cap: usize,
+}
+
+#[derive(Default)]
+struct AuthProfile {
+    authd: u64,
+    auth_clients: crate::catalog::Distinct,
+    open_clients: crate::catalog::Distinct,
+}
+
+impl AuthTracker {
+    pub fn new(cfg: crate::worker::BypassConfig) -> Self {
+        AuthTracker {
+            map: HashMap::new(),
+            cfg,
+            cap: 100_000,
+        }
+    }
+
+    /// Fold one transaction in. True when it is a 2xx without credentials on a protected
+    /// endpoint: one that saw `min_calls` calls with credentials and whose clients nearly all
+    /// used them (at most `1 - share` of them, and at least one, got a 2xx without). Counted in
+    /// clients, not calls, so one bypasser's volume cannot make the endpoint look public.
+    pub fn observe(&mut self, meta: &FlowMeta, tx: &Transaction, client: IpAddr) -> bool {
+        let Some(q) = &tx.request else { return false };
+        let Some((host, method, tpl)) = crate::catalog::endpoint_of(tx, meta) else {
+            return false;
+        };
+        let key = hash_of(&(host, method, tpl));
+        if !self.map.contains_key(&key) && self.map.len() >= self.cap {
+            return false;
+        }
+        let p = self.map.entry(key).or_default();
+        let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
+        if crate::redact::Redactor::has_credentials(q) {
+            p.authd += 1;
+            p.auth_clients.add(client);
+            return false;
+        }
+        if !ok {
+            return false;
+        }
+        p.open_clients.add(client);
+        let open_allowed = ((1.0 - self.cfg.share) * p.auth_clients.estimate() as f64).max(1.0);
+        p.authd >= self.cfg.min_calls && p.open_clients.estimate() as f64 <= open_allowed
+    }
+}
+
 /// One transaction as the engine sees it.
 pub struct View<'a> {
     pub meta: &'a FlowMeta,
@@ -451,11 +505,28 @@ pub struct Obs {
     pub authenticated: bool,
 }
 
+/// One call of an endpoint, for its error and latency baselines (kept by the endpoint's
+/// owner shard: its calls come from clients on every shard).
+#[derive(Debug, Clone)]
+pub struct EpObs {
+    /// `host METHOD /template`
+    pub key: String,
+    pub host: String,
+    pub endpoint: String,
+    pub ts: Ts,
+    pub status: u16,
+    pub latency_us: Option<u64>,
+    pub sample: Sample,
+    pub meta: FlowMeta,
+    pub http: HttpBrief,
+}
+
 /// Messages between shards.
 #[derive(Debug, Clone)]
 pub enum Cross {
     Hit(Box<Hit>),
     Obs(Box<Obs>),
+    Ep(Box<EpObs>),
 }
 
 /// What the engine asks its worker to write.
@@ -463,6 +534,29 @@ pub enum Cross {
 pub enum Out {
     Alert(Box<Alert>),
     Entity(Box<entity::EntityReport>),
+}
+
+/// Where a baseline finding came from.
+struct Ctx<'a> {
+    ts: Ts,
+    host: &'a str,
+    endpoint: &'a str,
+    sample: Sample,
+    meta: &'a FlowMeta,
+    http: HttpBrief,
+}
+
+impl<'a> Ctx<'a> {
+    fn of(v: &'a View<'a>) -> Ctx<'a> {
+        Ctx {
+            ts: v.tx.start(),
+            host: v.host,
+            endpoint: v.endpoint,
+            sample: v.sample(None),
+            meta: v.meta,
+            http: v.http_brief(),
+        }
+    }
 }
 
 /// An alert, ready to format.
@@ -610,7 +704,7 @@ impl Engine {
             }
         }
         self.observe(&base, out);
-        self.detect_baselines(v, out);
+        self.detect_baselines(v, out, cross);
         let rules = self.rules.clone();
         for r in rules.rules.iter().filter(|r| r.enabled) {
             if !v.in_scope(r) || !v.matches(&r.cond) {
@@ -654,28 +748,70 @@ impl Engine {
         }
     }
 
-    /// The learned-baseline detectors (rate per address, errors and latency per endpoint).
-    fn detect_baselines(&mut self, v: &View<'_>, out: &mut Vec<Out>) {
+    /// The learned-baseline detectors: rate and volume per address (owned here), errors and
+    /// latency per endpoint (owned by the shard the endpoint hashes to).
+    fn detect_baselines(&mut self, v: &View<'_>, out: &mut Vec<Out>, cross: &mut Vec<(usize, Cross)>) {
         let ts = v.tx.start();
-        let mut found = Vec::new();
+        let client = EntityKey::ip(v.client);
         if let Some(f) = self.baselines.rate(v.client, ts) {
-            found.push((EntityKey::ip(v.client), f));
+            self.finding(client.clone(), f, Ctx::of(v), out);
         }
         let bytes = v.tx.response.as_ref().map_or(0, |r| r.body_len);
         if let Some(f) = self.baselines.volume(v.client, ts, bytes) {
-            found.push((EntityKey::ip(v.client), f));
+            self.finding(client, f, Ctx::of(v), out);
         }
-        let ep_key = format!("{} {}", v.host, v.endpoint);
-        for f in self.baselines.endpoint(&ep_key, ts, v.status(), v.tx.latency_us()) {
-            found.push((
-                EntityKey {
+        let key = format!("{} {}", v.host, v.endpoint);
+        let owner = if self.shards <= 1 {
+            self.shard
+        } else {
+            (hash_of(key.as_str()) % self.shards as u64) as usize
+        };
+        if owner == self.shard {
+            for f in self.baselines.endpoint(&key, ts, v.status(), v.tx.latency_us()) {
+                let k = EntityKey {
                     kind: "endpoint".into(),
-                    value: ep_key.clone(),
-                },
-                f,
-            ));
+                    value: key.clone(),
+                };
+                self.finding(k, f, Ctx::of(v), out);
+            }
+        } else {
+            let o = EpObs {
+                key,
+                host: v.host.to_string(),
+                endpoint: v.endpoint.to_string(),
+                ts,
+                status: v.status(),
+                latency_us: v.tx.latency_us(),
+                sample: v.sample(None),
+                meta: v.meta.clone(),
+                http: v.http_brief(),
+            };
+            cross.push((owner, Cross::Ep(Box::new(o))));
         }
-        for (key, f) in found {
+    }
+
+    fn endpoint_call(&mut self, o: &EpObs, out: &mut Vec<Out>) {
+        for f in self.baselines.endpoint(&o.key, o.ts, o.status, o.latency_us) {
+            let key = EntityKey {
+                kind: "endpoint".into(),
+                value: o.key.clone(),
+            };
+            let ctx = Ctx {
+                ts: o.ts,
+                host: &o.host,
+                endpoint: &o.endpoint,
+                sample: o.sample.clone(),
+                meta: &o.meta,
+                http: o.http.clone(),
+            };
+            self.finding(key, f, ctx, out);
+        }
+    }
+
+    /// An alert for a baseline detector's finding.
+    fn finding(&mut self, key: EntityKey, f: baseline::Finding, c: Ctx<'_>, out: &mut Vec<Out>) {
+        let ts = c.ts;
+        {
             let (rule, count, detail) = match f {
                 baseline::Finding::Rate(n, p99, own) => (
                     entity::builtin(
@@ -758,8 +894,8 @@ impl Engine {
                 key,
                 risk: rule.risk,
                 entity_risk,
-                host: v.host.to_string(),
-                endpoint: v.endpoint.to_string(),
+                host: c.host.to_string(),
+                endpoint: c.endpoint.to_string(),
                 window_s: if rule.id == "data-volume" {
                     self.cfg.baseline.volume_bucket_s
                 } else if rule.itype == "rate_abuse" {
@@ -773,9 +909,12 @@ impl Engine {
                 last: ts,
                 owasp: rule.owasp.clone(),
                 mitre: rule.mitre.clone(),
-                samples: vec![v.sample(Some(detail))],
-                meta: Some(v.meta.clone()),
-                http: Some(v.http_brief()),
+                samples: vec![Sample {
+                    detail: Some(detail),
+                    ..c.sample
+                }],
+                meta: Some(c.meta.clone()),
+                http: Some(c.http),
                 rule_id: rule.id.clone(),
             })));
         }
@@ -787,6 +926,7 @@ impl Engine {
         match m {
             Cross::Hit(h) => self.apply(h, out),
             Cross::Obs(o) => self.observe(o, out),
+            Cross::Ep(o) => self.endpoint_call(o, out),
         }
     }
 
