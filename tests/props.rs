@@ -117,3 +117,40 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A rule file of any shape is accepted or refused with a message naming the file; the
+    /// parser never panics.
+    #[test]
+    fn rule_files_never_panic(text in "(\\[\\[rule\\]\\]\n|id = \"[a-z]{1,4}\"\n|sid = [0-9]{1,3}\n|type = \"(scanner|enumeration|nope)\"\n|match = \\{ [a-z_]{1,12} = \"[ -~]{0,12}\" \\}\n|threshold = \\{ count = [0-9]{1,3}, window = [0-9]{1,4}, distinct = \"[a-z._]{1,12}\" \\}\n|entity = \"[a-z._]{1,12}\"\n|[ -~]{0,20}\n){0,12}") {
+        if let Err(e) = apitap::rules::RuleSet::parse("p.toml", &text) {
+            prop_assert!(e.0.starts_with("p.toml"), "{}", e.0);
+        }
+    }
+
+    /// The classifiers and the sensitive-data scan read any request and response bytes.
+    #[test]
+    fn classifiers_never_panic(uri in "/[ -~]{0,80}", hv in "[ -~]{0,80}", body in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let q = apitap::http::Message {
+            method: "POST".into(),
+            uri,
+            headers: vec![("User-Agent".into(), hv.clone()), ("Content-Type".into(), "application/json".into()), ("Referer".into(), hv)],
+            body_len: body.len() as u64,
+            body: body.clone(),
+            ..Default::default()
+        };
+        let r = apitap::http::Message {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            body_len: body.len() as u64,
+            body,
+            ..Default::default()
+        };
+        let tx = apitap::http::Transaction::new(Some(q), Some(r), false);
+        let sens = apitap::catalog::sensitive::scan_response(tx.response.as_ref().expect("response"));
+        let inputs = apitap::detect::Inputs::of(&tx);
+        let _ = apitap::detect::classify(&tx, &inputs, &sens);
+    }
+}
