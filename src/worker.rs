@@ -235,7 +235,8 @@ impl Worker {
                         .unwrap_or_else(none_auth);
                     let ep = crate::catalog::endpoint_of(tx, meta);
                     let endpoint = ep.as_ref().map(|(_, m, t)| format!("{m} {t}"));
-                    if let (Some((host, m, t)), Some(endpoint)) = (&ep, &endpoint) {
+                    let analyse = self.catalog.is_some() || self.engine.is_some();
+                    if let (Some((host, m, t)), Some(endpoint), true) = (&ep, &endpoint, analyse) {
                         let tx: &crate::http::Transaction = tx;
                         let client = client_ip(meta, tx, &sh.trusted);
                         let url = tx
@@ -244,15 +245,12 @@ impl Worker {
                             .map(|q| sh.fmt.redactor.url(&q.uri).into_owned())
                             .unwrap_or_default();
                         let mut v = View::new(meta, tx, &auth, client, host, endpoint, url);
-                        // Attack traffic (injection payloads, known attack tools) does not
-                        // define the API, nor what its endpoints normally require.
-                        let attack = {
-                            let vd = v.verdicts();
-                            vd.has(Detector::Injection) || vd.has(Detector::ScannerUa)
-                        };
                         v.auth_bypass = *auth_bypass;
                         if let Some(c) = self.catalog.as_mut() {
-                            if attack {
+                            // Attack traffic (injection payloads, known attack tools) does not
+                            // define the API.
+                            let vd = v.verdicts();
+                            if vd.has(Detector::Injection) || vd.has(Detector::ScannerUa) {
                                 c.excluded += 1;
                             } else if let Some(j) = c.observe_scanned(tx, meta, &auth, v.sensitive()) {
                                 if sh.endpoint_events && first_time(&sh, host, m, t) {
