@@ -264,7 +264,7 @@ impl EntityTable {
             owasp: rule.owasp.clone(),
             mitre: rule.mitre.clone(),
             samples: Vec::new(),
-            meta: None,
+            meta: Some(o.meta.clone()),
             http: None,
             rule_id: rule.id.clone(),
         })

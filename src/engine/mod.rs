@@ -503,6 +503,8 @@ pub struct Obs {
     pub auth_failure: bool,
     pub login_success: bool,
     pub authenticated: bool,
+    /// The flow, for an account-takeover alert raised from this call.
+    pub meta: FlowMeta,
 }
 
 /// One call of an endpoint, for its error and latency baselines (kept by the endpoint's
@@ -689,6 +691,7 @@ impl Engine {
             auth_failure: fail,
             login_success: ok,
             authenticated: v.auth.scheme != "none",
+            meta: v.meta.clone(),
         };
         if let Some(p) = &v.auth.principal {
             let key = EntityKey {
