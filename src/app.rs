@@ -154,7 +154,14 @@ impl Pipeline {
         let shared = Arc::new(shared);
         let mut shards = Vec::new();
         let mut workers = Vec::new();
-        let (cross_tx, cross_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| unbounded::<Vec<Cross>>()).unzip();
+        // Replay: unbounded (the capture thread waits for the slowest shard, which bounds what
+        // is in flight); live: bounded, a full queue drops and counts.
+        let (cross_tx, cross_rx): (Vec<_>, Vec<_>) = (0..n)
+            .map(|_| match mode {
+                Mode::Replay => unbounded::<Vec<Cross>>(),
+                Mode::Live => bounded::<Vec<Cross>>(1024),
+            })
+            .unzip();
         for (i, crx) in cross_rx.into_iter().enumerate() {
             let (tx, rx) = bounded::<Vec<Event>>(32);
             let catalog = cfg.profile.then(|| {
@@ -398,29 +405,19 @@ impl Capture {
             self.forward(p)?;
         }
         if self.packet_time_stats && self.cfg.snapshot_interval_s > 0 && self.cfg.profile {
-            let iv = self.cfg.snapshot_interval_s * 1_000_000_000;
-            match self.next_snapshot {
-                None => self.next_snapshot = Some(self.last_ts + iv),
-                Some(t) if self.last_ts >= t => {
-                    self.next_snapshot = Some(self.last_ts + iv);
-                    p.tick(self.last_ts)?;
-                }
-                _ => {}
+            let iv = self.cfg.snapshot_interval_s.saturating_mul(1_000_000_000);
+            if due(&mut self.next_snapshot, self.last_ts, iv) {
+                p.tick(self.last_ts)?;
             }
         }
         if self.packet_time_stats && self.cfg.stats_interval_s > 0 {
-            let iv = self.cfg.stats_interval_s * 1_000_000_000;
-            match self.next_stats {
-                None => self.next_stats = Some(self.last_ts + iv),
-                Some(t) if self.last_ts >= t => {
-                    self.next_stats = Some(self.last_ts + iv);
-                    let stats = self.stats(p, None);
-                    p.push(Event::Stats {
-                        ts: self.last_ts,
-                        stats,
-                    })?;
-                }
-                _ => {}
+            let iv = self.cfg.stats_interval_s.saturating_mul(1_000_000_000);
+            if due(&mut self.next_stats, self.last_ts, iv) {
+                let stats = self.stats(p, None);
+                p.push(Event::Stats {
+                    ts: self.last_ts,
+                    stats,
+                })?;
             }
         }
         Ok(())
@@ -485,6 +482,7 @@ impl Capture {
             },
             "engine": {
                 "rule_matches": wc.rule_matches.load(Ordering::Relaxed), "cross_shard_messages": wc.cross_messages.load(Ordering::Relaxed),
+                "cross_shard_dropped": wc.cross_dropped.load(Ordering::Relaxed),
                 "entities": wc.entities.load(Ordering::Relaxed), "entity_evictions": wc.entity_evictions.load(Ordering::Relaxed),
                 "state_evictions": wc.state_evictions.load(Ordering::Relaxed),
             },
@@ -500,6 +498,23 @@ impl Capture {
                 }))
             }).collect::<serde_json::Map<_, _>>()),
         })
+    }
+}
+
+/// Is a periodic job due at packet time `now`? The first call only schedules. A crafted
+/// capture can carry timestamps near the end of time: the schedule saturates there and never
+/// fires again rather than wrap around and fire on every packet.
+fn due(next: &mut Option<Ts>, now: Ts, iv: u64) -> bool {
+    match *next {
+        None => {
+            *next = Some(now.checked_add(iv).unwrap_or(Ts::MAX));
+            false
+        }
+        Some(t) if now >= t && t != Ts::MAX => {
+            *next = Some(now.checked_add(iv).unwrap_or(Ts::MAX));
+            true
+        }
+        _ => false,
     }
 }
 

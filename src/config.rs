@@ -426,7 +426,7 @@ impl Config {
             crate::rules::RuleSet::parse("<default rules>", crate::rules::DEFAULT_RULES)?
         };
         match &self.rules_file {
-            Some(p) => base.extend(crate::rules::RuleSet::from_file(p)?),
+            Some(p) => base.extend(crate::rules::RuleSet::from_file(p)?, p),
             None => Ok(base),
         }
     }
@@ -761,13 +761,14 @@ impl Config {
                 e.max_entities = v.max(16);
             }
             if let Some(v) = s.half_life {
-                if v <= 0.0 {
+                if !(v > 0.0 && v.is_finite()) {
                     return Err(bad("entity.half_life", "must be more than 0 seconds"));
                 }
                 e.half_life_s = v;
             }
             if let Some(v) = s.thresholds {
-                if v.is_empty() || v.windows(2).any(|w| w[0] >= w[1]) || v[0] <= 0.0 {
+                if v.is_empty() || v.iter().any(|x| !x.is_finite()) || v.windows(2).any(|w| w[0] >= w[1]) || v[0] <= 0.0
+                {
                     return Err(bad("entity.thresholds", "must be positive and increasing"));
                 }
                 e.thresholds = v;
@@ -779,6 +780,9 @@ impl Config {
                 e.takeover_window_s = v;
             }
             if let Some(v) = s.takeover_risk {
+                if !(v >= 0.0 && v.is_finite()) {
+                    return Err(bad("entity.takeover_risk", "must be 0 or more"));
+                }
                 e.takeover_risk = v;
             }
         }

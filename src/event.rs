@@ -555,6 +555,7 @@ impl Formatter {
             .map(|s| json!({"url": s.url, "status": s.status, "flow_id": s.flow_id, "detail": s.detail}))
             .collect();
         let mut flow_ids: Vec<u64> = a.samples.iter().map(|s| s.flow_id).collect();
+        flow_ids.sort_unstable();
         flow_ids.dedup();
         let mut evidence = json!({"rule": a.rule_id, "count": a.count, "samples": samples});
         if let Some(d) = a.distinct {

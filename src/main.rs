@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         }
         Cmd::Rules(RulesCmd::Check { file }) => {
             let r = apitap::rules::RuleSet::from_file(file)
-                .and_then(|extra| apitap::rules::RuleSet::defaults().extend(extra));
+                .and_then(|extra| apitap::rules::RuleSet::defaults().extend(extra, file));
             return match r {
                 Ok(r) => {
                     println!("{file}: ok ({} rules with the built-in pack)", r.rules.len());

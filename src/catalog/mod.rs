@@ -423,7 +423,42 @@ pub fn endpoint_of(tx: &Transaction, meta: &FlowMeta) -> Option<(String, String,
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("{}:{}", meta.dst, meta.dport));
     let path = crate::event::target_path(&q.uri);
-    Some((host, q.method.clone(), template::template(path).0))
+    Some((
+        cap_str(host, MAX_HOST),
+        cap_str(q.method.clone(), MAX_METHOD),
+        cap_template(template::template(path).0),
+    ))
+}
+
+/// Longest host, method and template kept: a hostile request line cannot make every
+/// endpoint, window key and profile entry 32 KiB long.
+pub const MAX_HOST: usize = 255;
+pub const MAX_METHOD: usize = 32;
+pub const MAX_TEMPLATE: usize = 256;
+
+/// `s` cut to at most `max` bytes at a character boundary.
+pub fn cap_str(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// A template longer than [`MAX_TEMPLATE`] keeps its leading segments and ends in `/{...}`.
+fn cap_template(t: String) -> String {
+    if t.len() <= MAX_TEMPLATE {
+        return t;
+    }
+    let cut = cap_str(t, MAX_TEMPLATE - 6);
+    let base = match cut.rfind('/') {
+        Some(i) if i > 0 => &cut[..i],
+        _ => "",
+    };
+    format!("{base}/{{...}}")
 }
 
 impl Catalog {
@@ -728,6 +763,20 @@ mod tests {
         let (real, _) = c.endpoints();
         assert!(real.len() <= 11);
         assert!(real.iter().any(|e| e.template == "/{overflow}" && e.count == 990));
+    }
+
+    #[test]
+    fn hostile_lengths_are_capped() {
+        let long = format!("/a/{}/b", "x".repeat(40_000));
+        let mut t = tx("GET", &long, 200, "", "text/plain");
+        if let Some(q) = t.request.as_mut() {
+            q.headers = vec![("Host".into(), "h".repeat(10_000))];
+            q.method = "M".repeat(500);
+        }
+        let (h, m, tpl) = endpoint_of(&t, &meta(1)).expect("endpoint");
+        assert_eq!((h.len(), m.len()), (MAX_HOST, MAX_METHOD));
+        assert_eq!(tpl, "/a/{...}");
+        assert_eq!(cap_str("ééé".into(), 3), "é");
     }
 
     #[test]

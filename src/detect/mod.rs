@@ -111,7 +111,8 @@ pub struct Inputs {
     pub parts: Vec<(String, String)>,
 }
 
-/// Headers whose values are credentials: never scanned, never quoted as evidence.
+/// Headers whose values are credentials: never scanned, never quoted as evidence (with the
+/// redactor's API-key headers).
 const SECRET_HEADERS: [&str; 4] = ["authorization", "cookie", "proxy-authorization", "x-api-key"];
 
 impl Inputs {
@@ -131,7 +132,11 @@ impl Inputs {
         }
         for (n, v) in &q.headers {
             let n = n.to_ascii_lowercase();
-            if SECRET_HEADERS.contains(&n.as_str()) || n == "host" || n == "content-length" {
+            if SECRET_HEADERS.contains(&n.as_str())
+                || crate::redact::is_key_header(&n)
+                || n == "host"
+                || n == "content-length"
+            {
                 continue;
             }
             parts.push((format!("header:{n}"), normalize(v)));
@@ -279,7 +284,9 @@ pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections:
         }
     }
     let status = tx.response.as_ref().map(|r| r.status).unwrap_or(0);
-    let login = q.is_some_and(|q| q.method == "POST" && is_login_path(crate::event::target_path(&q.uri)));
+    // A refresh-token grant renews a session; it is not someone logging in.
+    let refresh = q.is_some_and(|q| memchr::memmem::find(&q.body, b"refresh_token").is_some());
+    let login = !refresh && q.is_some_and(|q| q.method == "POST" && is_login_path(crate::event::target_path(&q.uri)));
     if login {
         v.hits.push((Detector::Login, String::new()));
     }
@@ -348,4 +355,23 @@ mod tests {
         assert_eq!(scanner_tool("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"), None);
         assert_eq!(normalize("%2527%20OR+1%3D1"), "' or 1=1");
     }
+}
+
+/// Is this part the value of a secret-named field (a password, a token)? Its text is scanned
+/// but never quoted as evidence.
+pub fn secret_part(at: &str) -> bool {
+    let name = at.rsplit(':').next().unwrap_or("");
+    crate::redact::is_secret_param(name) || crate::redact::is_key_header(name)
+}
+
+/// `scheme://user:pass@host/...` with the credentials replaced by `***`.
+pub fn strip_userinfo(s: &str) -> String {
+    if let Some(i) = s.find("://") {
+        let rest = &s[i + 3..];
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            return format!("{}***{}", &s[..i + 3], &rest[at..]);
+        }
+    }
+    s.to_string()
 }

@@ -184,8 +184,13 @@ pub fn scan(inputs: &Inputs) -> Vec<(Detector, String)> {
             let t = &text[..end];
             let score: u32 = c.set.matches(t).iter().map(|i| c.points[i]).sum();
             if score >= c.threshold {
-                let mut ex: String = t.chars().take(96).collect();
-                ex.retain(|ch| !ch.is_control());
+                let ex = if super::secret_part(at) {
+                    "(a secret field's value)".to_string()
+                } else {
+                    let mut ex: String = super::strip_userinfo(&t.chars().take(96).collect::<String>());
+                    ex.retain(|ch| !ch.is_control());
+                    ex
+                };
                 out.push((c.det, format!("{at}: {ex}")));
                 break;
             }

@@ -73,8 +73,13 @@ pub fn scan(inputs: &Inputs) -> Option<String> {
     None
 }
 
+/// The value as evidence: credentials in the URL replaced, at most 96 characters.
 fn excerpt(s: &str) -> String {
-    s.chars().take(96).filter(|c| !c.is_control()).collect()
+    super::strip_userinfo(s)
+        .chars()
+        .take(96)
+        .filter(|c| !c.is_control())
+        .collect()
 }
 
 fn walk(v: &serde_json::Value, key: &str, depth: usize, budget: &mut usize, f: &mut dyn FnMut(&str, &str)) {
@@ -208,5 +213,14 @@ mod tests {
             assert!(!internal(u, false), "{u}");
         }
         assert!(!internal("example.com", true));
+    }
+
+    #[test]
+    fn evidence_never_quotes_credentials() {
+        let inputs = Inputs {
+            parts: vec![("query:webhook".into(), "http://admin:s3cret@10.0.0.5/x".into())],
+        };
+        let e = scan(&inputs).expect("ssrf");
+        assert!(!e.contains("s3cret") && e.contains("***@10.0.0.5"), "{e}");
     }
 }

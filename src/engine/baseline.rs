@@ -144,6 +144,9 @@ struct EndpointWin {
 struct Buckets {
     by_ip: HashMap<IpAddr, Rate>,
     pop: Hist,
+    last_sweep: Ts,
+    /// Requests not tracked because the table was full of active addresses.
+    skipped: u64,
 }
 
 impl Buckets {
@@ -159,19 +162,25 @@ impl Buckets {
         factor: f64,
         cap: usize,
     ) -> Option<(u64, f64, f64)> {
-        let bucket = bucket_s.max(1) * 1_000_000_000;
+        let bucket = bucket_s.max(1).saturating_mul(1_000_000_000);
         if !self.by_ip.contains_key(&ip) && self.by_ip.len() >= cap {
-            let cut = ts.saturating_sub(6 * bucket);
-            self.by_ip.retain(|_, r| r.start >= cut);
+            // Full: forget addresses idle for six buckets, at most once a bucket (a scan of
+            // the table per request would be a CPU sink); still full, the newcomer waits.
+            if ts >= self.last_sweep.saturating_add(bucket) {
+                self.last_sweep = ts;
+                let cut = ts.saturating_sub(bucket.saturating_mul(6));
+                self.by_ip.retain(|_, r| r.start >= cut);
+            }
             if self.by_ip.len() >= cap {
-                self.by_ip.clear();
+                self.skipped += 1;
+                return None;
             }
         }
         let r = self.by_ip.entry(ip).or_insert(Rate {
             start: ts,
             ..Rate::default()
         });
-        if ts >= r.start + bucket {
+        if ts >= r.start.saturating_add(bucket) {
             // close the bucket (and the empty ones since, which pull the mean down); a bucket
             // that alerted is not what peers normally do
             let idle = ((ts - r.start) / bucket).saturating_sub(1).min(1000);
@@ -203,6 +212,7 @@ pub struct Baselines {
     rates: Buckets,
     volume: Buckets,
     endpoints: HashMap<String, EndpointWin>,
+    last_sweep: Ts,
 }
 
 fn is_error(status: u16) -> bool {
@@ -218,6 +228,7 @@ impl Baselines {
             rates: Buckets::default(),
             volume: Buckets::default(),
             endpoints: HashMap::new(),
+            last_sweep: 0,
         }
     }
 
@@ -248,11 +259,15 @@ impl Baselines {
     /// One call of `endpoint`: error and latency findings against its baseline.
     pub fn endpoint(&mut self, endpoint: &str, ts: Ts, status: u16, latency_us: Option<u64>) -> Vec<Finding> {
         let c = self.cfg.clone();
-        let bucket = c.endpoint_bucket_s.max(1) * 1_000_000_000;
+        let bucket = c.endpoint_bucket_s.max(1).saturating_mul(1_000_000_000);
         if !self.endpoints.contains_key(endpoint) {
             if self.endpoints.len() >= c.max_endpoints {
-                let cut = ts.saturating_sub(10 * bucket);
-                self.endpoints.retain(|_, e| e.last >= cut);
+                // at most one sweep a window, not one per request
+                if ts >= self.last_sweep.saturating_add(bucket) {
+                    self.last_sweep = ts;
+                    let cut = ts.saturating_sub(bucket.saturating_mul(10));
+                    self.endpoints.retain(|_, e| e.last >= cut);
+                }
                 if self.endpoints.len() >= c.max_endpoints {
                     return Vec::new();
                 }
@@ -269,7 +284,7 @@ impl Baselines {
             return Vec::new();
         };
         e.last = ts;
-        if ts >= e.start + bucket {
+        if ts >= e.start.saturating_add(bucket) {
             if e.total >= c.min_calls {
                 let ratio = e.errors as f64 / e.total as f64;
                 let p95 = p95(&mut e.lat);

@@ -220,14 +220,17 @@ impl EntityTable {
         if !o.authenticated {
             p.unauthenticated += 1;
         }
-        let window = cfg.takeover_window_s * 1_000_000_000;
+        let window = cfg.takeover_window_s.saturating_mul(1_000_000_000);
         if o.auth_failure {
             p.auth_failures += 1;
-            if o.ts.saturating_sub(e.fail_last) > window {
-                e.fail_run = 0;
+            // Only failed logins make a takeover run (not an expired token's 401s).
+            if o.login_failure {
+                if o.ts.saturating_sub(e.fail_last) > window {
+                    e.fail_run = 0;
+                }
+                e.fail_run += 1;
+                e.fail_last = o.ts;
             }
-            e.fail_run += 1;
-            e.fail_last = o.ts;
             return None;
         }
         if !o.login_success {

@@ -73,6 +73,16 @@ fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
     h.finish()
 }
 
+/// An entity value from the request, at most 128 bytes: a longer one keeps its first 96 and
+/// a hash of the whole, so distinct values stay distinct and a 60 KB user name costs nothing.
+fn bounded(v: String) -> String {
+    if v.len() <= 128 {
+        return v;
+    }
+    let h = hash_of(v.as_str());
+    format!("{}...{h:016x}", crate::catalog::cap_str(v, 96))
+}
+
 /// A CIDR block of trusted proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -189,19 +199,21 @@ impl AuthTracker {
             return false;
         };
         let key = hash_of(&(host, method, tpl));
-        if !self.map.contains_key(&key) && self.map.len() >= self.cap {
-            return false;
-        }
-        let p = self.map.entry(key).or_default();
         let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
         if crate::redact::Redactor::has_credentials(q) {
+            // Only endpoints called with credentials are tracked: a catch-all answering 200
+            // to random paths cannot fill the table. Full: new endpoints go untracked.
+            if !self.map.contains_key(&key) && self.map.len() >= self.cap {
+                return false;
+            }
+            let p = self.map.entry(key).or_default();
             p.authd += 1;
             p.auth_clients.add(client);
             return false;
         }
-        if !ok {
+        let Some(p) = self.map.get_mut(&key).filter(|_| ok) else {
             return false;
-        }
+        };
         p.open_clients.add(client);
         let open_allowed = ((1.0 - self.cfg.share) * p.auth_clients.estimate() as f64).max(1.0);
         p.authd >= self.cfg.min_calls && p.open_clients.estimate() as f64 <= open_allowed
@@ -394,8 +406,8 @@ impl<'a> View<'a> {
                 EntityKind::Principal => self.auth.principal.clone()?,
                 EntityKind::ApiKey if self.auth.scheme == "api_key" => self.auth.principal.clone()?,
                 EntityKind::ApiKey => return None,
-                EntityKind::UserAgent => self.header("user-agent")?.to_string(),
-                EntityKind::Field(_, f) => self.field(f).filter(|v| !v.is_empty())?,
+                EntityKind::UserAgent => bounded(self.header("user-agent")?.to_string()),
+                EntityKind::Field(_, f) => bounded(self.field(f).filter(|v| !v.is_empty())?),
             };
             if !kind.is_empty() {
                 kind.push('+');
@@ -449,7 +461,12 @@ impl<'a> View<'a> {
     }
 
     fn in_scope(&self, r: &Rule) -> bool {
-        (r.scope.hosts.is_empty() || r.scope.hosts.iter().any(|g| g.matches(self.host)))
+        // `host = "api.example.com"` also covers `api.example.com:8443`
+        let bare = match self.host.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => self.host,
+        };
+        (r.scope.hosts.is_empty() || r.scope.hosts.iter().any(|g| g.matches(self.host) || g.matches(bare)))
             && (r.scope.endpoints.is_empty() || r.scope.endpoints.iter().any(|g| g.matches(self.endpoint)))
     }
 }
@@ -501,6 +518,8 @@ pub struct Obs {
     pub user_agent: Option<String>,
     pub principal: Option<String>,
     pub auth_failure: bool,
+    /// A failed login attempt (not just any 401).
+    pub login_failure: bool,
     pub login_success: bool,
     pub authenticated: bool,
     /// The flow, for an account-takeover alert raised from this call.
@@ -689,6 +708,7 @@ impl Engine {
             user_agent: v.header("user-agent").map(str::to_string),
             principal: v.auth.principal.clone(),
             auth_failure: fail,
+            login_failure: fail && vd.has(Detector::Login),
             login_success: ok,
             authenticated: v.auth.scheme != "none",
             meta: v.meta.clone(),
@@ -965,11 +985,10 @@ impl Engine {
             .or_default();
         let th = &r.threshold;
         let cutoff = h.ts.saturating_sub(th.window_ns);
-        // The episode ends after a quiet period.
+        // The episode ends after a quiet period; the window itself only ever forgets what
+        // fell out of it.
         if w.episode.is_some() && h.ts.saturating_sub(w.last) > r.quiet_ns {
             w.episode = None;
-            w.times.clear();
-            w.distinct.clear();
         }
         w.last = w.last.max(h.ts);
         let level = match h.distinct {
@@ -984,9 +1003,8 @@ impl Engine {
                 w.times.len() as u64
             }
             Some(d) => {
-                if (w.distinct.len() as u64) > th.count {
-                    w.distinct.retain(|_, t| *t >= cutoff);
-                }
+                // at most count + 1 entries: pruning every time is cheap
+                w.distinct.retain(|_, t| *t >= cutoff);
                 if let Some(t) = w.distinct.get_mut(&d) {
                     *t = (*t).max(h.ts);
                 } else if (w.distinct.len() as u64) <= th.count {
@@ -1006,13 +1024,11 @@ impl Engine {
         if h.distinct.is_some() {
             ep.distinct = ep.distinct.max(level);
         }
-        if ep.samples.len() < SAMPLES {
-            ep.samples.push(h.sample.clone());
-        } else if ep.alerted_at == 0 {
-            // Keep the most recent samples until the alert.
+        // The most recent samples, so an escalation shows what happens now.
+        if ep.samples.len() >= SAMPLES {
             ep.samples.remove(0);
-            ep.samples.push(h.sample.clone());
         }
+        ep.samples.push(h.sample.clone());
         let crossed = level > th.count;
         // One alert per episode, and again only on escalation (the count doubled).
         let fire = if ep.alerted_at == 0 {

@@ -585,6 +585,66 @@ fn account_takeover_after_a_run_of_failures() {
     h.feed(&fail.clone().from(3));
     h.feed(&ok.clone().from(3).at(1.0));
     assert!(h.alerts.is_empty());
+    // An expired token: 401s on API calls, then a refresh grant. Not a takeover either.
+    let mut h = harness("");
+    for i in 0..6 {
+        h.feed(
+            &t("GET", "/api/orders", 401)
+                .h("Authorization", "Bearer old")
+                .from(4)
+                .at(i as f64 * 0.1),
+        );
+    }
+    let refresh = t("POST", "/oauth/token", 200)
+        .body(
+            "application/x-www-form-urlencoded",
+            "grant_type=refresh_token&refresh_token=abc",
+        )
+        .resp("application/json", "{\"access_token\":\"x\"}")
+        .from(4)
+        .at(1.0);
+    h.feed(&refresh);
+    assert!(h.alerts.iter().all(|a| a.itype != "account_takeover"), "{:?}", h.alerts);
+}
+
+#[test]
+fn distinct_values_that_fell_out_of_the_window_do_not_count() {
+    let rules = r#"
+[[rule]]
+id = "ids"
+sid = 1
+type = "enumeration"
+match = { endpoint = "GET /items/{id}" }
+threshold = { count = 40, window = 120, distinct = "path.id", per = "endpoint" }
+"#;
+    let mut h = harness(rules);
+    // a new item every 100 s for three hours: never more than two in any 120 s
+    for i in 0..108 {
+        h.feed(&t("GET", &format!("/items/{i}"), 200).at(i as f64 * 100.0));
+    }
+    assert!(
+        h.alerts.is_empty(),
+        "{:?}",
+        h.alerts.first().map(|a| (&a.rule_id, a.distinct))
+    );
+}
+
+#[test]
+fn a_quiet_shorter_than_the_window_keeps_the_window() {
+    let rules = r#"
+[[rule]]
+id = "r"
+sid = 1
+type = "scanner"
+quiet = 5
+match = { status = 404 }
+threshold = { count = 10, window = 60 }
+"#;
+    let mut h = harness(rules);
+    for i in 0..11 {
+        h.feed(&t("GET", "/x", 404).at(i as f64 * 5.5));
+    }
+    assert_eq!(h.rule_alerts("r").len(), 1, "eleven in 60 s, each 5.5 s apart");
 }
 
 #[test]

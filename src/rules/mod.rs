@@ -103,6 +103,15 @@ impl EntityKind {
             "user_agent" => EntityKind::UserAgent,
             f => match Field::parse(f)? {
                 Field::Ip | Field::Principal | Field::UserAgent => return None,
+                // a secret would land in the clear in indicator.entity: use api_key/principal
+                Field::Query(n) | Field::Body(n) | Field::Param(n) | Field::Header(n)
+                    if crate::redact::is_secret_param(&n)
+                        || crate::redact::is_key_header(&n)
+                        || ["authorization", "cookie", "proxy-authorization"]
+                            .contains(&n.to_ascii_lowercase().as_str()) =>
+                {
+                    return None;
+                }
                 x => EntityKind::Field(f.to_string(), x),
             },
         })
@@ -303,15 +312,16 @@ impl RuleSet {
         RuleSet::parse(path, &text)
     }
 
-    /// `base` with `extra`'s rules added; a rule of `extra` with the id of a base rule replaces it.
-    pub fn extend(mut self, extra: RuleSet) -> Result<RuleSet, RuleError> {
+    /// `base` with `extra`'s rules (from `path`) added; a rule of `extra` with the id of a
+    /// base rule replaces it.
+    pub fn extend(mut self, extra: RuleSet, path: &str) -> Result<RuleSet, RuleError> {
         for r in extra.rules {
             match self.rules.iter_mut().find(|x| x.id == r.id) {
                 Some(x) => *x = r,
                 None => self.rules.push(r),
             }
         }
-        check_unique_sids(&self.rules, "rules")?;
+        check_unique_sids(&self.rules, &format!("{path} (with the built-in pack)"))?;
         Ok(self)
     }
 
@@ -362,7 +372,7 @@ impl RuleSet {
                 let at = if id.is_empty() {
                     format!("{path}: rule #{}", i + 1)
                 } else {
-                    format!("{path}: line {}: rule {id:?}", line_of(text, &format!("\"{id}\"")))
+                    format!("{path}: line {}: rule {id:?}", id_line(text, &id))
                 };
                 let rule = compile_rule(t, &groups).map_err(|e| RuleError(format!("{at}: {e}")))?;
                 if rules.iter().any(|x: &Rule| x.id == rule.id) {
@@ -387,6 +397,20 @@ fn check_unique_sids(rules: &[Rule], path: &str) -> Result<(), RuleError> {
         }
     }
     Ok(())
+}
+
+/// The line of `id = "ID"` (either quote style, any spacing), for error messages.
+fn id_line(text: &str, id: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix("id")
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix('='))
+                .map(|r| r.trim().trim_matches(['"', '\'']))
+                .is_some_and(|v| v == id)
+        })
+        .map_or(0, |i| i + 1)
 }
 
 /// The line where `needle` first appears (1-based), for error messages.
@@ -487,7 +511,7 @@ fn compile_rule(t: &toml::Table, groups: &HashMap<String, Vec<Glob>>) -> Result<
         .iter()
         .map(|e| {
             EntityKind::parse(e).ok_or_else(|| {
-                format!("entity: {e:?} is not ip, principal, api_key, user_agent or a field (param.NAME, body.NAME, query.NAME, header.NAME, path.NAME)")
+                format!("entity: {e:?} is not ip, principal, api_key, user_agent or a field (param.NAME, body.NAME, query.NAME, header.NAME, path.NAME) that is not a secret")
             })
         })
         .collect::<Result<_, _>>()?;
@@ -765,6 +789,9 @@ mod tests {
         let t = "[[rule]]\nid = \"a\"\nsid = 1\ntype = \"scanner\"\nmatch = { status = \"4x4\" }\n";
         let e = RuleSet::parse("r.toml", t).unwrap_err().0;
         assert!(e.starts_with("r.toml: line 2: rule \"a\": match.status"), "{e}");
+        let t = "[[rule]]\nid = 'x'\nsid = 1\ntype = \"scanner\"\n[[rule]]\nsignature = \"b\"\nid='b'\nsid = 2\ntype = \"nope\"\n";
+        let e = RuleSet::parse("r.toml", t).unwrap_err().0;
+        assert!(e.starts_with("r.toml: line 7: rule \"b\": type"), "{e}");
         let t = "[[rule]]\nid = \"a\"\nsid = 1\ntype = \"nope\"\n";
         assert!(RuleSet::parse("r.toml", t).unwrap_err().0.contains("type: \"nope\""));
         let t = "[[rule]]\nid = \"a\"\nsid = 1\ntype = \"scanner\"\ncolour = 3\n";
