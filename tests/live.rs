@@ -839,3 +839,57 @@ fn sighup_reloads_rules_and_keeps_their_windows() {
         "the new rule works"
     );
 }
+
+/// The rule engine runs live: a client probing 30 missing paths on a real nginx gets the seed
+/// rule's alert (more than ten 404s in ten seconds) once, and again when the count doubles;
+/// the real page it fetched is in the catalog, the guesses are not.
+#[test]
+fn live_alerts_on_a_burst_of_404s() {
+    if skip_unless(&["ip", "nginx", "curl"]) {
+        return;
+    }
+    let mut lab = Lab::new("atl9", 49);
+    lab.nginx(49);
+    let out = lab.dir.join("eve.json");
+    let mut ap = start_apitap(
+        &lab.srv(),
+        &[
+            "-i",
+            "atl9s0",
+            "-o",
+            out.to_str().unwrap_or_default(),
+            "--stats-interval",
+            "0",
+        ],
+    );
+    let cli = lab.cli();
+    sh(&format!(
+        "ip netns exec {cli} curl -s -o /dev/null http://10.77.49.1/index.html"
+    ));
+    sh(&format!(
+        "ip netns exec {cli} sh -c 'for i in $(seq 1 30); do curl -s -o /dev/null http://10.77.49.1/probe-$i.php; done'"
+    ));
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(sigterm_and_wait(&mut ap), 0);
+    let ev = read_events(&out);
+    let seed: Vec<&Value> = ev
+        .iter()
+        .filter(|e| e["event_type"] == "alert" && e["alert"]["signature_id"] == 9100001)
+        .collect();
+    // the 11th 404 opens the episode, the 22nd doubles it (escalation); 30 raise nothing more
+    let counts: Vec<u64> = seed
+        .iter()
+        .map(|a| a["indicator"]["count"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(counts, [11, 22], "{seed:?}");
+    assert_eq!(seed[0]["src_ip"], "10.77.49.2");
+    assert_eq!(seed[0]["indicator"]["type"], "forced_browsing");
+    assert!(
+        ev.iter()
+            .any(|e| e["event_type"] == "endpoint" && e["endpoint"]["endpoint"] == "GET /index.html")
+    );
+    assert!(
+        !ev.iter().any(|e| e["event_type"] == "endpoint"
+            && e["endpoint"]["endpoint"].as_str().is_some_and(|x| x.contains("probe")))
+    );
+}
