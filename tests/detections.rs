@@ -80,3 +80,53 @@ fn a_public_endpoint_some_clients_call_with_a_token_is_not_a_bypass() {
     let alerts = scenario("/api/reports", 2, 0);
     assert!(bypass_alerts(&alerts).is_empty(), "{alerts:#?}");
 }
+
+/// `apitap rules default` prints a pack that `apitap rules check` accepts; a bad rule file
+/// gets one line naming the file, the line, the rule and the key, and exit 2; replay refuses
+/// to start with it.
+#[test]
+fn rules_default_and_check_on_the_command_line() {
+    let bin = env!("CARGO_BIN_EXE_apitap");
+    let out = std::process::Command::new(bin)
+        .args(["rules", "default"])
+        .output()
+        .expect("apitap");
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, &out.stdout).expect("write");
+    let out = std::process::Command::new(bin)
+        .args(["rules", "check"])
+        .arg(&good)
+        .output()
+        .expect("apitap");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[rule]]\nid = \"mine\"\nsid = 1\ntype = \"scanner\"\n\n[[rule]]\nid = \"typo\"\nsid = 2\ntype = \"scanner\"\nmatch = { stauts = 404 }\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(bin)
+        .args(["rules", "check"])
+        .arg(&bad)
+        .output()
+        .expect("apitap");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("bad.toml: line 7: rule \"typo\": match.stauts: unknown criterion"),
+        "{err}"
+    );
+    let cap = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("capture-samples/http-keepalive.pcap");
+    let out = std::process::Command::new(bin)
+        .args(["replay", "-q", "--rules"])
+        .arg(&bad)
+        .arg(&cap)
+        .output()
+        .expect("apitap");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no output before the rules are good");
+}
