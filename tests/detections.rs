@@ -117,7 +117,7 @@ fn rules_default_and_check_on_the_command_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("bad.toml: line 7: rule \"typo\": match.stauts: unknown criterion"),
+        err.contains("bad.toml: line 10: rule \"typo\": match.stauts: unknown criterion"),
         "{err}"
     );
     let cap = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("capture-samples/http-keepalive.pcap");

@@ -374,7 +374,13 @@ impl RuleSet {
                 } else {
                     format!("{path}: line {}: rule {id:?}", id_line(text, &id))
                 };
-                let rule = compile_rule(t, &groups).map_err(|e| RuleError(format!("{at}: {e}")))?;
+                let rule = compile_rule(t, &groups).map_err(|e| {
+                    // Point at the offending key's line when it can be found in this rule.
+                    match key_line(text, i, &e) {
+                        Some(l) if !id.is_empty() => RuleError(format!("{path}: line {l}: rule {id:?}: {e}")),
+                        _ => RuleError(format!("{at}: {e}")),
+                    }
+                })?;
                 if rules.iter().any(|x: &Rule| x.id == rule.id) {
                     return Err(RuleError(format!("{at}: id: duplicate rule id")));
                 }
@@ -397,6 +403,33 @@ fn check_unique_sids(rules: &[Rule], path: &str) -> Result<(), RuleError> {
         }
     }
     Ok(())
+}
+
+/// The line of the key an error names (`match.stauts: ...` -> the line with `stauts`), looked
+/// for between the `n`-th `[[rule]]` header and the next one.
+fn key_line(text: &str, n: usize, err: &str) -> Option<usize> {
+    let path = err.split(':').next()?;
+    let key = path.rsplit(['.', '[']).next()?.trim_end_matches(']');
+    if key.is_empty() || key.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let headers: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("[[rule]]"))
+        .map(|(i, _)| i)
+        .collect();
+    let start = *headers.get(n)?;
+    let end = headers.get(n + 1).copied().unwrap_or(usize::MAX);
+    text.lines()
+        .enumerate()
+        .skip(start)
+        .take_while(|(i, _)| *i < end)
+        .find(|(_, l)| {
+            l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .any(|w| w == key)
+        })
+        .map(|(i, _)| i + 1)
 }
 
 /// The line of `id = "ID"` (either quote style, any spacing), for error messages.
@@ -788,10 +821,10 @@ mod tests {
     fn errors_name_the_rule_the_key_and_the_line() {
         let t = "[[rule]]\nid = \"a\"\nsid = 1\ntype = \"scanner\"\nmatch = { status = \"4x4\" }\n";
         let e = RuleSet::parse("r.toml", t).unwrap_err().0;
-        assert!(e.starts_with("r.toml: line 2: rule \"a\": match.status"), "{e}");
+        assert!(e.starts_with("r.toml: line 5: rule \"a\": match.status"), "{e}");
         let t = "[[rule]]\nid = 'x'\nsid = 1\ntype = \"scanner\"\n[[rule]]\nsignature = \"b\"\nid='b'\nsid = 2\ntype = \"nope\"\n";
         let e = RuleSet::parse("r.toml", t).unwrap_err().0;
-        assert!(e.starts_with("r.toml: line 7: rule \"b\": type"), "{e}");
+        assert!(e.starts_with("r.toml: line 9: rule \"b\": type"), "{e}");
         let t = "[[rule]]\nid = \"a\"\nsid = 1\ntype = \"nope\"\n";
         assert!(RuleSet::parse("r.toml", t).unwrap_err().0.contains("type: \"nope\""));
         let t = "[[rule]]\nid = \"a\"\nsid = 1\ntype = \"scanner\"\ncolour = 3\n";
