@@ -68,7 +68,8 @@ struct Profile {
     last: Ts,
     requests: u64,
     errors: u64,
-    statuses: BTreeMap<u16, u64>,
+    /// (status, count), at most 16: a small vector, not a tree node per entity.
+    statuses: Vec<(u16, u64)>,
     endpoints: Vec<String>,
     endpoints_more: u64,
     user_agents: Vec<String>,
@@ -204,8 +205,11 @@ impl EntityTable {
         if o.status >= 400 {
             p.errors += 1;
         }
-        if p.statuses.len() < MAX_LIST || p.statuses.contains_key(&o.status) {
-            *p.statuses.entry(o.status).or_default() += 1;
+        let full = p.statuses.len() >= MAX_LIST;
+        match p.statuses.iter_mut().find(|(s, _)| *s == o.status) {
+            Some((_, n)) => *n += 1,
+            None if !full => p.statuses.push((o.status, 1)),
+            None => {}
         }
         if !push_bounded(&mut p.endpoints, o.endpoint.clone(), MAX_ENDPOINTS) {
             p.endpoints_more += 1;
@@ -370,7 +374,7 @@ fn report(k: &EntityKey, e: &Entity, ts: Ts, threshold: f64) -> EntityReport {
         last: p.last.max(ts),
         requests: p.requests,
         errors: p.errors,
-        statuses: p.statuses.clone(),
+        statuses: p.statuses.iter().copied().collect(),
         endpoints: p.endpoints.clone(),
         endpoints_more: p.endpoints_more,
         user_agents: p.user_agents.clone(),

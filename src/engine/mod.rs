@@ -30,7 +30,8 @@ pub use entity::{EntityConfig, EntityTable};
 /// An entity: what a rule counts by. `kind` is `ip`, `principal`, ... or a `+`-joined list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntityKey {
-    pub kind: String,
+    /// `ip`, `principal`, ... (borrowed: no allocation per key) or a composed kind.
+    pub kind: std::borrow::Cow<'static, str>,
     pub value: String,
 }
 
@@ -81,6 +82,17 @@ fn bounded(v: String) -> String {
     }
     let h = hash_of(v.as_str());
     format!("{}...{h:016x}", crate::catalog::cap_str(v, 96))
+}
+
+/// The name of a single entity kind, borrowed when it is a fixed one.
+fn kind_name(k: &EntityKind) -> std::borrow::Cow<'static, str> {
+    match k {
+        EntityKind::Ip => "ip".into(),
+        EntityKind::Principal => "principal".into(),
+        EntityKind::ApiKey => "api_key".into(),
+        EntityKind::UserAgent => "user_agent".into(),
+        EntityKind::Field(name, _) => name.clone().into(),
+    }
 }
 
 /// A CIDR block of trusted proxies.
@@ -416,7 +428,14 @@ impl<'a> View<'a> {
             kind.push_str(k.as_str());
             value.push_str(&v);
         }
-        Some(EntityKey { kind, value })
+        Some(EntityKey {
+            kind: if kinds.len() == 1 {
+                kind_name(&kinds[0])
+            } else {
+                kind.into()
+            },
+            value,
+        })
     }
 
     pub fn matches(&self, c: &Cond) -> bool {

@@ -415,7 +415,7 @@ fn entity_kinds_and_combinations() {
     }
     assert_eq!(h.alerts.len(), 1);
     assert_eq!(
-        (h.alerts[0].key.kind.as_str(), h.alerts[0].key.value.as_str()),
+        (h.alerts[0].key.kind.as_ref(), h.alerts[0].key.value.as_str()),
         ("principal", "bob")
     );
     // no principal: the rule cannot count
@@ -766,7 +766,7 @@ fn one_account_failing_from_many_addresses_is_its_own_entity() {
     let a = h.rule_alerts("account-attacked-from-many-addresses");
     assert_eq!(a.len(), 1);
     assert_eq!(
-        (a[0].key.kind.as_str(), a[0].key.value.as_str()),
+        (a[0].key.kind.as_ref(), a[0].key.value.as_str()),
         ("param.username", "carol")
     );
     assert_eq!(a[0].distinct, Some(6));
