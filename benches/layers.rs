@@ -144,5 +144,86 @@ fn bench_http(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_decode, bench_reassembly, bench_http);
+/// One API transaction (JSON request and response) through the classifiers and the whole
+/// worker-side analysis: catalog profiling, rules and entity risk with the default pack.
+fn bench_analysis(c: &mut Criterion) {
+    use apitap::catalog::{Catalog, CatalogConfig};
+    use apitap::engine::{Engine, EngineConfig, View};
+    use apitap::http::{Message, Transaction};
+    use apitap::rules::RuleSet;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    let body = br#"{"username":"alice","password":"x","items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"note":"O'Brien"}"#;
+    let resp = br#"{"id":42,"name":"Alice","email":"alice@example.com","phone":"+14155550123","orders":[1,2,3]}"#;
+    let tx = |i: u64| {
+        let q = Message {
+            method: "POST".into(),
+            uri: format!("/api/v1/orders/{i}?expand=items&limit=10"),
+            headers: vec![
+                ("Host".into(), "api.example".into()),
+                ("User-Agent".into(), "okhttp/4.11.0".into()),
+                ("Authorization".into(), "Bearer abc.def.ghi".into()),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            body: body.to_vec(),
+            body_len: body.len() as u64,
+            start: i * 1_000_000,
+            end: i * 1_000_000,
+            minor: 1,
+            ..Default::default()
+        };
+        let r = Message {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: resp.to_vec(),
+            body_len: resp.len() as u64,
+            start: i * 1_000_000 + 500_000,
+            end: i * 1_000_000 + 500_000,
+            minor: 1,
+            ..Default::default()
+        };
+        Transaction::new(Some(q), Some(r), false)
+    };
+    let meta = apitap::flow::FlowMeta {
+        flow_id: 1,
+        community_id: Arc::from("1:x"),
+        src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        sport: 40000,
+        dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        dport: 80,
+    };
+    let red = apitap::redact::Redactor::new(b"k");
+    let mut g = c.benchmark_group("analysis");
+    g.throughput(Throughput::Elements(1));
+    let t0 = tx(1);
+    g.bench_function("classify_api_transaction", |b| {
+        b.iter(|| {
+            let inputs = apitap::detect::Inputs::of(&t0);
+            let sens = apitap::catalog::sensitive::scan_response(t0.response.as_ref().expect("response"));
+            std::hint::black_box(apitap::detect::classify(&t0, &inputs, &sens));
+        })
+    });
+    let rules = Arc::new(RuleSet::parse("default", apitap::rules::DEFAULT_RULES).expect("rules"));
+    let mut engine = Engine::new(rules, EngineConfig::default(), 0, 1);
+    let mut catalog = Catalog::new(CatalogConfig::default());
+    let mut i = 0u64;
+    g.bench_function("catalog_rules_entity_per_transaction", |b| {
+        b.iter(|| {
+            i += 1;
+            let t = tx(i % 5000);
+            let auth = red.auth(t.request.as_ref().expect("request"));
+            let (host, m, tpl) = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
+            let ep = format!("{m} {tpl}");
+            let v = View::new(&meta, &t, &auth, meta.src, &host, &ep, "/api/v1/orders".into());
+            catalog.observe_scanned(&t, &meta, &auth, v.sensitive());
+            let (mut out, mut cross) = (Vec::new(), Vec::new());
+            engine.on_tx(&v, &mut out, &mut cross);
+            std::hint::black_box(out.len());
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_reassembly, bench_http, bench_analysis);
 criterion_main!(benches);

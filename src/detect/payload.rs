@@ -169,21 +169,50 @@ fn words(t: &str) -> bool {
     t.len() <= 256 && t.chars().count() <= 64 && t.chars().all(|c| c.is_alphabetic() || " .,'-".contains(c))
 }
 
-/// Every injection classifier that fires, with where and a short excerpt.
+/// Every pattern of every class in one set, so each input is scanned once, not once per class:
+/// (the set, the class of each pattern).
+static ALL: LazyLock<(RegexSet, Vec<usize>)> = LazyLock::new(|| {
+    let mut pats = Vec::new();
+    let mut owner = Vec::new();
+    for (ci, c) in CLASSES.iter().enumerate() {
+        for p in c.set.patterns() {
+            pats.push(p.clone());
+            owner.push(ci);
+        }
+    }
+    (RegexSet::new(&pats).unwrap_or_else(|_| RegexSet::empty()), owner)
+});
+
+/// Every injection classifier that fires, with where (its first input that scores) and a
+/// short excerpt.
 pub fn scan(inputs: &Inputs) -> Vec<(Detector, String)> {
-    let mut out: Vec<(Detector, String)> = Vec::new();
-    for c in CLASSES.iter() {
-        for (at, text) in &inputs.parts {
-            if text.len() < 3 || inert(text) || words(text) {
-                continue; // a name like "o'brien" or plain words carry nothing
+    let (set, owner) = &*ALL;
+    let mut fired: Vec<Option<String>> = vec![None; CLASSES.len()];
+    for (at, text) in &inputs.parts {
+        if text.len() < 3 || inert(text) || words(text) {
+            continue; // a name like "o'brien" or plain words carry nothing
+        }
+        let mut end = text.len().min(SCAN_CAP);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let t = &text[..end];
+        let hits = set.matches(t);
+        if !hits.matched_any() {
+            continue;
+        }
+        let mut score = vec![0u32; CLASSES.len()];
+        let mut first_in_class = vec![usize::MAX; CLASSES.len()];
+        for i in hits.iter() {
+            let ci = owner[i];
+            if first_in_class[ci] == usize::MAX {
+                // the class's own pattern index of its first pattern
+                first_in_class[ci] = owner.iter().position(|o| *o == ci).unwrap_or(0);
             }
-            let mut end = text.len().min(SCAN_CAP);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            let t = &text[..end];
-            let score: u32 = c.set.matches(t).iter().map(|i| c.points[i]).sum();
-            if score >= c.threshold {
+            score[ci] += CLASSES[ci].points[i - first_in_class[ci]];
+        }
+        for (ci, c) in CLASSES.iter().enumerate() {
+            if fired[ci].is_none() && score[ci] >= c.threshold {
                 let ex = if super::secret_part(at) {
                     "(a secret field's value)".to_string()
                 } else {
@@ -191,12 +220,15 @@ pub fn scan(inputs: &Inputs) -> Vec<(Detector, String)> {
                     ex.retain(|ch| !ch.is_control());
                     ex
                 };
-                out.push((c.det, format!("{at}: {ex}")));
-                break;
+                fired[ci] = Some(format!("{at}: {ex}"));
             }
         }
     }
-    out
+    CLASSES
+        .iter()
+        .zip(fired)
+        .filter_map(|(c, f)| f.map(|e| (c.det, e)))
+        .collect()
 }
 
 #[cfg(test)]
