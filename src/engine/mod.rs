@@ -513,6 +513,8 @@ pub struct HttpBrief {
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub rule: String,
+    /// The rule's index in the sender's rule set (checked against the id).
+    pub rule_idx: usize,
     pub key: EntityKey,
     /// The transaction's `METHOD /template`.
     pub endpoint: String,
@@ -631,6 +633,8 @@ pub struct Alert {
 /// Sliding-window state of one (rule, entity[, endpoint]).
 #[derive(Debug, Default)]
 struct Window {
+    /// The rule's id (the map is keyed by a hash of rule, entity and `per`).
+    rule: String,
     times: VecDeque<Ts>,
     distinct: HashMap<u64, Ts>,
     last: Ts,
@@ -681,7 +685,8 @@ pub struct EngineStats {
 pub struct Engine {
     pub rules: Arc<RuleSet>,
     cfg: EngineConfig,
-    states: HashMap<(String, EntityKey, String), Window>,
+    /// Windows by a hash of (rule id, entity, per): a lookup allocates nothing.
+    states: HashMap<u64, Window>,
     pub entities: EntityTable,
     baselines: baseline::Baselines,
     pub stats: EngineStats,
@@ -708,7 +713,7 @@ impl Engine {
     /// Swap in reloaded rules; windows of rules that kept their id carry on.
     pub fn reload(&mut self, rules: Arc<RuleSet>) {
         self.states
-            .retain(|(id, _, _), _| rules.rules.iter().any(|r| &r.id == id && r.enabled));
+            .retain(|_, w| rules.rules.iter().any(|r| r.id == w.rule && r.enabled));
         self.rules = rules;
     }
 
@@ -748,7 +753,7 @@ impl Engine {
         self.observe(&base, out);
         self.detect_baselines(v, out, cross);
         let rules = self.rules.clone();
-        for r in rules.rules.iter().filter(|r| r.enabled) {
+        for (rule_idx, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.enabled) {
             if !v.in_scope(r) || !v.matches(&r.cond) {
                 continue;
             }
@@ -767,6 +772,7 @@ impl Engine {
             };
             let hit = Hit {
                 rule: r.id.clone(),
+                rule_idx,
                 endpoint: v.endpoint.to_string(),
                 per: if r.threshold.per_endpoint {
                     v.endpoint.to_string()
@@ -991,17 +997,25 @@ impl Engine {
 
     /// Count a match in its window; alert when the threshold is crossed.
     fn apply(&mut self, h: &Hit, out: &mut Vec<Out>) {
-        let Some(r) = self.rules.rules.iter().find(|r| r.id == h.rule) else {
-            return; // the rule went away in a reload
+        let rules = self.rules.clone();
+        let r = match rules.rules.get(h.rule_idx).filter(|r| r.id == h.rule) {
+            Some(r) => r,
+            // sent before a reload renumbered the rules, or the rule went away
+            None => match rules.rules.iter().find(|r| r.id == h.rule) {
+                Some(r) => r,
+                None => return,
+            },
         };
-        let r = r.clone();
         if self.states.len() >= self.cfg.max_states {
             self.evict_states(h.ts);
         }
         let w = self
             .states
-            .entry((h.rule.clone(), h.key.clone(), h.per.clone()))
-            .or_default();
+            .entry(hash_of(&(&h.rule, &h.key, &h.per)))
+            .or_insert_with(|| Window {
+                rule: h.rule.clone(),
+                ..Window::default()
+            });
         let th = &r.threshold;
         let cutoff = h.ts.saturating_sub(th.window_ns);
         // The episode ends after a quiet period; the window itself only ever forgets what
