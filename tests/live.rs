@@ -226,6 +226,21 @@ fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
     panic!("timed out waiting for {what}");
 }
 
+/// Wait until `f` reaches `n`; on timeout, say what it got.
+fn wait_for_count(mut f: impl FnMut() -> usize, n: usize, what: &str) {
+    let t = Instant::now();
+    let mut got = 0;
+    while t.elapsed() < Duration::from_secs(20) {
+        got = f();
+        if got >= n {
+            assert_eq!(got, n, "{what}: more than expected");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}: {got} of {n}");
+}
+
 /// Start `apitap live` in the server namespace; returns once it reports capturing.
 fn start_apitap(ns: &str, args: &[&str]) -> Proc {
     let mut c = Command::new("ip")
@@ -581,13 +596,16 @@ fn syslog_sink_survives_rsyslog_restart_and_counts_the_loss() {
     // All on loopback in this namespace: nginx on 127.0.0.1:28080, rsyslog on 127.0.0.1:25701.
     let dir = tempfile::tempdir().expect("tmp");
     let (conf, log) = nginx_conf(dir.path(), "127.0.0.1:28080");
-    let mut nginx = Command::new("nginx")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx");
+    // a guard: a failed run must not leave nginx holding the port for the next one
+    let mut nginx = Proc(
+        Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx"),
+    );
     wait_for(
         || sh_ok_status("curl -s -o /dev/null http://127.0.0.1:28080/"),
         "nginx up",
@@ -632,7 +650,7 @@ fn syslog_sink_survives_rsyslog_restart_and_counts_the_loss() {
             .count()
     };
     burst("a");
-    wait_for(|| count("a") == 20, "burst a in rsyslog");
+    wait_for_count(|| count("a"), 20, "burst a in rsyslog");
     // rsyslog goes away; apitap keeps capturing (the file sink gets everything)
     drop(rs);
     std::thread::sleep(Duration::from_millis(300));
@@ -642,7 +660,7 @@ fn syslog_sink_survives_rsyslog_restart_and_counts_the_loss() {
     // reconnect backoff is at most a few seconds after a short outage
     std::thread::sleep(Duration::from_secs(4));
     burst("c");
-    wait_for(|| count("c") == 20, "burst c in rsyslog after the restart");
+    wait_for_count(|| count("c"), 20, "burst c in rsyslog after the restart");
     assert_eq!(sigterm_and_wait(&mut ap), 0);
     drop(rs);
     let _ = nginx.kill();

@@ -330,10 +330,27 @@ fn run(
                     return Err(e);
                 }
                 st.errors.fetch_add(1, Ordering::Relaxed);
-                st.dropped.fetch_add(b.events, Ordering::Relaxed);
-                warn!("sink {spec}: write failed: {e}; dropping events and reconnecting");
-                sink = None;
-                retry_at = Instant::now() + backoff;
+                // A TCP peer that went away is only noticed on a later write: the server may
+                // already be back. Reconnect at once and write this batch again, once.
+                let again = matches!(spec, SinkSpec::SyslogTcp(_))
+                    .then(|| open(&spec, &o).ok())
+                    .flatten()
+                    .and_then(|mut s2| s2.write_lines(&b.bytes).and_then(|_| s2.flush()).ok().map(|_| s2));
+                match again {
+                    Some(s2) => {
+                        info!("sink {spec}: write failed ({e}); reconnected and wrote the batch again");
+                        st.reconnects.fetch_add(1, Ordering::Relaxed);
+                        st.written.fetch_add(b.events, Ordering::Relaxed);
+                        sink = Some(s2);
+                        backoff = Duration::from_millis(100);
+                    }
+                    None => {
+                        st.dropped.fetch_add(b.events, Ordering::Relaxed);
+                        warn!("sink {spec}: write failed: {e}; dropping events and reconnecting");
+                        sink = None;
+                        retry_at = Instant::now() + backoff;
+                    }
+                }
             }
         }
     }
