@@ -219,6 +219,11 @@ impl CommonArgs {
             c.flow.max_flows = m as usize;
         }
         if let Some(s) = self.stats_interval {
+            if s > 366 * 86_400 {
+                return Err(ConfigError(
+                    "--stats-interval: at most a year (0 = only at exit)".into(),
+                ));
+            }
             c.stats_interval_s = s;
         }
         if let Some(p) = &self.catalog {

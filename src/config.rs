@@ -507,6 +507,9 @@ impl Config {
             c.log_headers = v;
         }
         if let Some(v) = f.stats_interval {
+            if v > 366 * 86_400 {
+                return Err(bad("stats_interval", "at most a year (0 = only at exit)"));
+            }
             c.stats_interval_s = v;
         }
         if let Some(v) = f.log_level {
@@ -645,6 +648,9 @@ impl Config {
                 c.spec_path = (!v.is_empty()).then_some(v);
             }
             if let Some(v) = s.snapshot_interval {
+                if v > 366 * 86_400 {
+                    return Err(bad("catalog.snapshot_interval", "at most a year (0 = only at exit)"));
+                }
                 c.snapshot_interval_s = v;
             }
             if let Some(v) = s.endpoint_events {

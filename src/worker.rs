@@ -297,9 +297,12 @@ impl Worker {
             slot.1.merge(cat);
             slot.0 += 1;
             let done = slot.0 >= sh.shards;
-            // A live shard whose queue was full never saw some tick: forget snapshots that a
-            // newer one overtook instead of keeping their catalogs forever.
-            slots.retain(|k, _| *k >= seq.saturating_sub(2));
+            // Live: a shard whose queue was full never saw some tick; forget snapshots that
+            // newer ones overtook instead of keeping their catalogs forever. (A replay never
+            // drops a tick, and its shards may lag each other by many ticks.)
+            if sh.mode == Mode::Live {
+                slots.retain(|k, _| *k >= seq.saturating_sub(2));
+            }
             if !done {
                 return;
             }
@@ -332,12 +335,25 @@ impl Worker {
             }
         }
         for (to, v) in per.into_iter().enumerate() {
-            if !v.is_empty() {
-                self.shared
-                    .counters
-                    .cross_messages
-                    .fetch_add(v.len() as u64, Ordering::Relaxed);
-                let _ = peers[to].send(v);
+            if v.is_empty() {
+                continue;
+            }
+            let n = v.len() as u64;
+            self.shared.counters.cross_messages.fetch_add(n, Ordering::Relaxed);
+            match self.shared.mode {
+                // Replay: the capture thread waits for the slowest shard, so what is in flight
+                // between shards is bounded by the shards' own queues (the channels are
+                // unbounded: a blocking send between shards could deadlock).
+                Mode::Replay => {
+                    let _ = peers[to].send(v);
+                }
+                // Live: bounded channels; a shard that falls behind loses messages (counted),
+                // never blocks another.
+                Mode::Live => {
+                    if peers[to].try_send(v).is_err() {
+                        self.shared.counters.cross_dropped.fetch_add(n, Ordering::Relaxed);
+                    }
+                }
             }
         }
     }

@@ -879,6 +879,8 @@ fn live_alerts_on_a_burst_of_404s() {
             out.to_str().unwrap_or_default(),
             "--stats-interval",
             "0",
+            "--workers",
+            "3",
         ],
     );
     let cli = lab.cli();

@@ -284,8 +284,16 @@ pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections:
         }
     }
     let status = tx.response.as_ref().map(|r| r.status).unwrap_or(0);
-    // A refresh-token grant renews a session; it is not someone logging in.
-    let refresh = q.is_some_and(|q| memchr::memmem::find(&q.body, b"refresh_token").is_some());
+    // A refresh-token grant (OAuth `grant_type=refresh_token`, no password) renews a session;
+    // it is not someone logging in. A stray `refresh_token` field does not switch login
+    // detection off.
+    let refresh = q.is_some_and(|q| {
+        let b = &q.body;
+        let grant = memchr::memmem::find(b, b"grant_type=refresh_token").is_some()
+            || memchr::memmem::find(b, b"\"grant_type\":\"refresh_token\"").is_some()
+            || memchr::memmem::find(b, b"\"grant_type\": \"refresh_token\"").is_some();
+        grant && memchr::memmem::find(b, b"password").is_none()
+    });
     let login = !refresh && q.is_some_and(|q| q.method == "POST" && is_login_path(crate::event::target_path(&q.uri)));
     if login {
         v.hits.push((Detector::Login, String::new()));

@@ -216,7 +216,7 @@ pub fn scan(inputs: &Inputs) -> Vec<(Detector, String)> {
                 let ex = if super::secret_part(at) {
                     "(a secret field's value)".to_string()
                 } else {
-                    let mut ex: String = super::strip_userinfo(&t.chars().take(96).collect::<String>());
+                    let mut ex: String = super::strip_userinfo(t).chars().take(96).collect();
                     ex.retain(|ch| !ch.is_control());
                     ex
                 };

@@ -415,8 +415,8 @@ impl<'a> View<'a> {
         for k in kinds {
             let v = match k {
                 EntityKind::Ip => self.client.to_string(),
-                EntityKind::Principal => self.auth.principal.clone()?,
-                EntityKind::ApiKey if self.auth.scheme == "api_key" => self.auth.principal.clone()?,
+                EntityKind::Principal => bounded(self.auth.principal.clone()?),
+                EntityKind::ApiKey if self.auth.scheme == "api_key" => bounded(self.auth.principal.clone()?),
                 EntityKind::ApiKey => return None,
                 EntityKind::UserAgent => bounded(self.header("user-agent")?.to_string()),
                 EntityKind::Field(_, f) => bounded(self.field(f).filter(|v| !v.is_empty())?),
@@ -730,7 +730,7 @@ impl Engine {
             endpoint: v.endpoint.to_string(),
             status: v.status(),
             user_agent: v.header("user-agent").map(str::to_string),
-            principal: v.auth.principal.clone(),
+            principal: v.auth.principal.clone().map(bounded),
             auth_failure: fail,
             login_failure: fail && vd.has(Detector::Login),
             login_success: ok,
@@ -740,7 +740,7 @@ impl Engine {
         if let Some(p) = &v.auth.principal {
             let key = EntityKey {
                 kind: "principal".into(),
-                value: p.clone(),
+                value: bounded(p.clone()),
             };
             let owner = key.shard(self.shards, self.shard);
             let o = Obs { key, ..base.clone() };
@@ -998,10 +998,10 @@ impl Engine {
     /// Count a match in its window; alert when the threshold is crossed.
     fn apply(&mut self, h: &Hit, out: &mut Vec<Out>) {
         let rules = self.rules.clone();
-        let r = match rules.rules.get(h.rule_idx).filter(|r| r.id == h.rule) {
+        let r = match rules.rules.get(h.rule_idx).filter(|r| r.id == h.rule && r.enabled) {
             Some(r) => r,
             // sent before a reload renumbered the rules, or the rule went away
-            None => match rules.rules.iter().find(|r| r.id == h.rule) {
+            None => match rules.rules.iter().find(|r| r.id == h.rule && r.enabled) {
                 Some(r) => r,
                 None => return,
             },

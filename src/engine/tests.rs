@@ -605,6 +605,21 @@ fn account_takeover_after_a_run_of_failures() {
         .at(1.0);
     h.feed(&refresh);
     assert!(h.alerts.iter().all(|a| a.itype != "account_takeover"), "{:?}", h.alerts);
+    // A stray refresh_token field does not hide a password login from the detectors.
+    let mut h = harness("");
+    let sneaky = |st: u16| {
+        t("POST", "/api/login", st)
+            .body(
+                "application/json",
+                "{\"username\":\"amy\",\"password\":\"x\",\"refresh_token\":\"\"}",
+            )
+            .from(5)
+    };
+    for i in 0..6 {
+        h.feed(&sneaky(401).at(i as f64));
+    }
+    h.feed(&sneaky(200).resp("application/json", "{\"token\":\"t\"}").at(7.0));
+    assert!(h.alerts.iter().any(|a| a.itype == "account_takeover"), "{:?}", h.alerts);
 }
 
 #[test]

@@ -105,10 +105,12 @@ impl EntityKind {
                 Field::Ip | Field::Principal | Field::UserAgent => return None,
                 // a secret would land in the clear in indicator.entity: use api_key/principal
                 Field::Query(n) | Field::Body(n) | Field::Param(n) | Field::Header(n)
-                    if crate::redact::is_secret_param(&n)
-                        || crate::redact::is_key_header(&n)
-                        || ["authorization", "cookie", "proxy-authorization"]
-                            .contains(&n.to_ascii_lowercase().as_str()) =>
+                    if n.split('.').any(|seg| {
+                        crate::redact::is_secret_param(seg)
+                            || crate::redact::is_key_header(seg)
+                            || ["authorization", "cookie", "proxy-authorization"]
+                                .contains(&seg.to_ascii_lowercase().as_str())
+                    }) =>
                 {
                     return None;
                 }
@@ -843,6 +845,21 @@ mod tests {
         assert!(RuleSet::parse("r.toml", t).unwrap_err().0.contains("no group \"x\""));
         let t = "[[rule]\n";
         assert!(RuleSet::parse("r.toml", t).unwrap_err().0.starts_with("r.toml: line 1"));
+        // a secret as an entity would print it in the clear: refused, nested or not
+        for e in [
+            "param.password",
+            "body.user.password",
+            "header.x-api-key",
+            "query.creds.token",
+        ] {
+            let t = format!("[[rule]]\nid = \"a\"\nsid = 1\ntype = \"scanner\"\nentity = \"{e}\"\n");
+            assert!(
+                RuleSet::parse("r.toml", &t).unwrap_err().0.contains("not a secret"),
+                "{e}"
+            );
+        }
+        let t = "[[rule]]\nid = \"a\"\nsid = 1\ntype = \"scanner\"\nentity = \"param.username\"\n";
+        assert!(RuleSet::parse("r.toml", t).is_ok());
     }
 
     #[test]

@@ -332,7 +332,18 @@ fn run(
                 st.errors.fetch_add(1, Ordering::Relaxed);
                 // A TCP peer that went away is only noticed on a later write: the server may
                 // already be back. Reconnect at once and write this batch again, once.
-                let again = matches!(spec, SinkSpec::SyslogTcp(_))
+                // Only for a connection the peer closed: after a timeout part of the batch may
+                // have gone out, and writing it again would duplicate it. (Lines written into
+                // the dead connection before its failure showed are lost, uncounted: TCP gives
+                // no way to know.)
+                let closed = matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::NotConnected
+                );
+                let again = (closed && matches!(spec, SinkSpec::SyslogTcp(_)))
                     .then(|| open(&spec, &o).ok())
                     .flatten()
                     .and_then(|mut s2| s2.write_lines(&b.bytes).and_then(|_| s2.flush()).ok().map(|_| s2));
