@@ -211,7 +211,8 @@ pub fn worth_inspecting(content_type: Option<&str>) -> bool {
     ];
     !SKIP
         .iter()
-        .any(|p| ct.len() >= p.len() && ct[..p.len()].eq_ignore_ascii_case(p))
+        // bytes, not str: a header value can hold a multi-byte character anywhere
+        .any(|p| ct.len() >= p.len() && ct.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
 }
 
 /// Known request methods, for probing a stream and resynchronising after a gap.
@@ -291,6 +292,17 @@ pub(crate) fn starts_response(d: &[u8]) -> Option<bool> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Found by the `analysis` fuzz target: a Content-Type with a multi-byte character inside
+    /// the first bytes made the prefix comparison slice a `str` mid-character (a panic on the
+    /// capture thread from one header).
+    #[test]
+    fn content_types_with_multibyte_characters() {
+        assert!(worth_inspecting(Some("appl\u{fffd}cation/json")));
+        assert!(worth_inspecting(Some("\u{fffd}\u{fffd}\u{fffd}")));
+        assert!(!worth_inspecting(Some("image/png")));
+    }
+
     use super::*;
 
     #[test]
