@@ -78,6 +78,59 @@ pub struct Auth {
     pub principal: Option<String>,
 }
 
+/// Where a request's credential is, and its raw value.
+enum Cred<'a> {
+    /// `Authorization: Basic <base64>`
+    Basic(&'a str),
+    /// `Authorization: Bearer <token>`
+    Bearer(&'a str),
+    /// Any other Authorization value, an API-key header, or an API-key query parameter.
+    ApiKey(&'a str),
+    /// The session cookie (or, without one, the first cookie).
+    Cookie(&'a str),
+}
+
+/// The request's credential, looked for in this order: Authorization, API-key headers,
+/// API-key query parameters, cookies.
+fn credential(req: &Message) -> Option<Cred<'_>> {
+    if let Some(v) = req.header("authorization") {
+        let (scheme, cred) = v.split_once(' ').unwrap_or((v, ""));
+        let cred = cred.trim();
+        if scheme.eq_ignore_ascii_case("basic") {
+            return Some(Cred::Basic(cred));
+        }
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Some(Cred::Bearer(cred));
+        }
+        return Some(Cred::ApiKey(v));
+    }
+    if let Some((_, v)) = req.headers.iter().find(|(n, _)| is_key_header(n)) {
+        return Some(Cred::ApiKey(v));
+    }
+    if let Some(q) = req.uri.split_once('?').map(|(_, q)| q) {
+        for (k, v) in query_pairs(q) {
+            if ["api_key", "apikey", "key", "access_token"]
+                .iter()
+                .any(|x| k.eq_ignore_ascii_case(x))
+            {
+                return Some(Cred::ApiKey(v));
+            }
+        }
+    }
+    let c = req.header("cookie")?;
+    // The session cookie is the principal; without one, any cookie still identifies.
+    let mut best: Option<&str> = None;
+    for (name, val) in cookie_pairs(c) {
+        let n = name.to_ascii_lowercase();
+        if n.contains("sess") || n.contains("sid") || n.contains("token") || n.contains("auth") || n.contains("jwt") {
+            best = Some(val);
+            break;
+        }
+        best = best.or(Some(val));
+    }
+    best.map(Cred::Cookie)
+}
+
 #[derive(Clone)]
 pub struct Redactor {
     /// HMAC-SHA256 state already keyed: each hash clones it instead of re-keying.
@@ -106,94 +159,35 @@ impl Redactor {
         s
     }
 
-    /// Does the request carry credentials (the same places [`Redactor::auth`] looks), without
+    /// Does the request carry credentials (where [`Redactor::auth`] finds them), without
     /// hashing anything.
     pub fn has_credentials(req: &Message) -> bool {
-        req.header("authorization").is_some()
-            || req.headers.iter().any(|(n, _)| is_key_header(n))
-            || req.uri.split_once('?').is_some_and(|(_, q)| {
-                query_pairs(q).any(|(k, _)| {
-                    ["api_key", "apikey", "key", "access_token"]
-                        .iter()
-                        .any(|x| k.eq_ignore_ascii_case(x))
-                })
-            })
-            || req.header("cookie").is_some_and(|c| cookie_pairs(c).next().is_some())
+        credential(req).is_some()
     }
 
     pub fn auth(&self, req: &Message) -> Auth {
-        if let Some(v) = req.header("authorization") {
-            let (scheme, cred) = v.split_once(' ').unwrap_or((v, ""));
-            let cred = cred.trim();
-            if scheme.eq_ignore_ascii_case("basic") {
+        let (scheme, principal) = match credential(req) {
+            None => {
+                return Auth {
+                    scheme: "none",
+                    principal: None,
+                };
+            }
+            Some(Cred::Basic(cred)) => {
                 let user = base64::engine::general_purpose::STANDARD
                     .decode(cred)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
                     .map(|s| s.split(':').next().unwrap_or("").to_string());
-                return Auth {
-                    scheme: "basic",
-                    principal: Some(user.unwrap_or_else(|| self.hash(cred))),
-                };
+                ("basic", user.unwrap_or_else(|| self.hash(cred)))
             }
-            if scheme.eq_ignore_ascii_case("bearer") {
-                let p = jwt_sub(cred).unwrap_or_else(|| self.hash(cred));
-                return Auth {
-                    scheme: "bearer",
-                    principal: Some(p),
-                };
-            }
-            return Auth {
-                scheme: "api_key",
-                principal: Some(self.hash(v)),
-            };
-        }
-        if let Some((_, v)) = req.headers.iter().find(|(n, _)| is_key_header(n)) {
-            return Auth {
-                scheme: "api_key",
-                principal: Some(self.hash(v)),
-            };
-        }
-        if let Some(q) = req.uri.split_once('?').map(|(_, q)| q) {
-            for (k, v) in query_pairs(q) {
-                if k.eq_ignore_ascii_case("api_key")
-                    || k.eq_ignore_ascii_case("apikey")
-                    || k.eq_ignore_ascii_case("key")
-                    || k.eq_ignore_ascii_case("access_token")
-                {
-                    return Auth {
-                        scheme: "api_key",
-                        principal: Some(self.hash(v)),
-                    };
-                }
-            }
-        }
-        if let Some(c) = req.header("cookie") {
-            // The session cookie is the principal; without one, any cookie still identifies.
-            let mut best: Option<&str> = None;
-            for (name, val) in cookie_pairs(c) {
-                let n = name.to_ascii_lowercase();
-                if n.contains("sess")
-                    || n.contains("sid")
-                    || n.contains("token")
-                    || n.contains("auth")
-                    || n.contains("jwt")
-                {
-                    best = Some(val);
-                    break;
-                }
-                best = best.or(Some(val));
-            }
-            if let Some(v) = best {
-                return Auth {
-                    scheme: "cookie",
-                    principal: Some(self.hash(v)),
-                };
-            }
-        }
+            Some(Cred::Bearer(cred)) => ("bearer", jwt_sub(cred).unwrap_or_else(|| self.hash(cred))),
+            Some(Cred::ApiKey(v)) => ("api_key", self.hash(v)),
+            Some(Cred::Cookie(v)) => ("cookie", self.hash(v)),
+        };
         Auth {
-            scheme: "none",
-            principal: None,
+            scheme,
+            principal: Some(principal),
         }
     }
 

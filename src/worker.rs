@@ -254,7 +254,7 @@ impl Worker {
                             let vd = v.verdicts();
                             if vd.has(Detector::Injection) || vd.has(Detector::ScannerUa) {
                                 c.excluded += 1;
-                            } else if let Some(j) = c.observe_scanned(tx, meta, &auth, v.sensitive()) {
+                            } else if let Some(j) = c.observe_at((host, m, t), tx, meta, &auth, v.sensitive()) {
                                 if sh.endpoint_events && first_time(&sh, host, m, t) {
                                     sh.fmt.write_endpoint(tx.start(), j, "first_seen", bytes);
                                     sh.counters.endpoint.fetch_add(1, Ordering::Relaxed);

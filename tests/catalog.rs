@@ -22,6 +22,17 @@ fn catalog(sample: &str, format: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
+/// The raw catalog's entry for `METHOD /template` (null when absent).
+fn endpoint(c: &Value, name: &str) -> Value {
+    c["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["endpoint"] == name)
+        .cloned()
+        .unwrap_or_default()
+}
+
 #[test]
 fn api_server_routes_are_exactly_the_templates() {
     let c = catalog("http-mixed-api.pcap", "json");
@@ -45,15 +56,7 @@ fn api_server_routes_are_exactly_the_templates() {
     .map(|s| s.to_string())
     .collect();
     assert_eq!(got, want);
-    let ep = |name: &str| {
-        c["endpoints"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|e| e["endpoint"] == name)
-            .cloned()
-            .unwrap_or_default()
-    };
+    let ep = |name: &str| endpoint(&c, name);
     assert_eq!(ep("GET /api/users/{id}")["path_params"][0]["type"], "integer");
     assert_eq!(ep("GET /api/orders/{uuid}")["path_params"][0]["format"], "uuid");
     assert_eq!(ep("GET /api/products")["query_params"]["limit"]["type"], "integer");
@@ -214,15 +217,7 @@ fn reference_spec_marks_shadow_and_zombie_endpoints() {
         .expect("apitap");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let c: Value = serde_json::from_slice(&out.stdout).expect("json");
-    let status = |name: &str| {
-        c["endpoints"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|e| e["endpoint"] == name)
-            .map(|e| e["spec"].clone())
-            .unwrap_or_default()
-    };
+    let status = |name: &str| endpoint(&c, name)["spec"].clone();
     assert_eq!(status("GET /api/users/{id}"), "documented");
     assert_eq!(status("GET /api/products"), "documented");
     assert_eq!(status("POST /api/orders"), "zombie");
@@ -335,15 +330,7 @@ fn lab_catalog_has_exactly_the_api_routes_under_attack() {
             c["not_found_only"].as_array().map_or(0, |a| a.len())
         );
         assert_eq!(got, want, "{}", p.display());
-        let ep = |name: &str| {
-            c["endpoints"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|e| e["endpoint"] == name)
-                .cloned()
-                .unwrap_or_default()
-        };
+        let ep = |name: &str| endpoint(&c, name);
         assert_eq!(ep("GET /api/v1/users/{id}")["path_params"][0]["type"], "integer");
         assert_eq!(ep("GET /api/v1/orders/{uuid}")["path_params"][0]["format"], "uuid");
         assert_eq!(

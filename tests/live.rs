@@ -226,6 +226,28 @@ fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
     panic!("timed out waiting for {what}");
 }
 
+/// nginx on 127.0.0.1:`port` in this namespace, up and with an empty access log; the guard
+/// stops it even when the test fails, so it never holds the port for the next run.
+fn loopback_nginx(dir: &Path, port: u16) -> (Proc, PathBuf) {
+    let (conf, log) = nginx_conf(dir, &format!("127.0.0.1:{port}"));
+    let p = Proc(
+        Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx"),
+    );
+    wait_for(
+        || sh_ok_status(&format!("curl -s -o /dev/null http://127.0.0.1:{port}/")),
+        "nginx up",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = std::fs::write(&log, "");
+    (p, log)
+}
+
 /// Wait until `f` reaches `n`; on timeout, say what it got.
 fn wait_for_count(mut f: impl FnMut() -> usize, n: usize, what: &str) {
     let t = Instant::now();
@@ -595,23 +617,7 @@ fn syslog_sink_survives_rsyslog_restart_and_counts_the_loss() {
     }
     // All on loopback in this namespace: nginx on 127.0.0.1:28080, rsyslog on 127.0.0.1:25701.
     let dir = tempfile::tempdir().expect("tmp");
-    let (conf, log) = nginx_conf(dir.path(), "127.0.0.1:28080");
-    // a guard: a failed run must not leave nginx holding the port for the next one
-    let mut nginx = Proc(
-        Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx"),
-    );
-    wait_for(
-        || sh_ok_status("curl -s -o /dev/null http://127.0.0.1:28080/"),
-        "nginx up",
-    );
-    std::thread::sleep(Duration::from_millis(200));
-    let _ = std::fs::write(&log, "");
+    let (mut nginx, log) = loopback_nginx(dir.path(), 28080);
     let rs_dir = dir.path().join("rs");
     std::fs::create_dir_all(&rs_dir).expect("mkdir");
     let syslog_out = dir.path().join("syslog.log");
@@ -720,22 +726,7 @@ fn live_drops_privileges_after_opening_capture_and_outputs() {
         return;
     }
     let dir = tempfile::tempdir().expect("tmp");
-    let (conf, log) = nginx_conf(dir.path(), "127.0.0.1:28090");
-    let _nginx = Proc(
-        Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx"),
-    );
-    wait_for(
-        || sh_ok_status("curl -s -o /dev/null http://127.0.0.1:28090/"),
-        "nginx up",
-    );
-    std::thread::sleep(Duration::from_millis(200));
-    let _ = std::fs::write(&log, "");
+    let (_nginx, log) = loopback_nginx(dir.path(), 28090);
     let eve = dir.path().join("eve.json");
     let mut ap = Proc(
         Command::new(env!("CARGO_BIN_EXE_apitap"))

@@ -475,38 +475,43 @@ impl Catalog {
     /// Profile one transaction into its endpoint. Returns the endpoint when this transaction
     /// made it real (first seen answering something other than 404), for an `endpoint` event.
     pub fn observe(&mut self, tx: &Transaction, meta: &FlowMeta, auth: &Auth) -> Option<Value> {
+        let (host, method, tpl) = endpoint_of(tx, meta)?;
         let sens = tx.response.as_ref().map(sensitive::scan_response).unwrap_or_default();
-        self.observe_scanned(tx, meta, auth, &sens)
+        self.observe_at((&host, &method, &tpl), tx, meta, auth, &sens)
     }
 
-    /// [`Catalog::observe`] with the response's sensitive data already scanned.
-    pub fn observe_scanned(
+    /// [`Catalog::observe`] with the endpoint ([`endpoint_of`]) and the response's sensitive
+    /// data already worked out by the caller (the worker needs both anyway).
+    pub fn observe_at(
         &mut self,
+        (host, method, tpl): (&str, &str, &str),
         tx: &Transaction,
         meta: &FlowMeta,
         auth: &Auth,
         sens: &BTreeSet<Sensitive>,
     ) -> Option<Value> {
-        let (host, method, tpl) = endpoint_of(tx, meta)?;
-        if !self.hosts.contains_key(&host) && self.hosts.len() >= self.cfg.max_hosts {
-            self.hosts_overflow += 1;
-            return None;
+        if !self.hosts.contains_key(host) {
+            if self.hosts.len() >= self.cfg.max_hosts {
+                self.hosts_overflow += 1;
+                return None;
+            }
+            self.hosts.insert(host.to_string(), HostEntry::default());
         }
         let cfg = self.cfg.clone();
-        let h = self.hosts.entry(host.clone()).or_default();
-        let key = (method.clone(), tpl.clone());
+        let h = self.hosts.get_mut(host)?;
+        let key = (method.to_string(), tpl.to_string());
         let fits = h.endpoints.contains_key(&key) || h.endpoints.len() < cfg.max_endpoints_per_host;
         let ep = if fits {
             h.endpoints.entry(key).or_insert_with(|| Endpoint {
-                host,
-                method,
-                template: tpl,
+                host: host.to_string(),
+                method: method.to_string(),
+                template: tpl.to_string(),
                 ..Endpoint::default()
             })
         } else {
             if h.overflow.count == 0 {
                 h.overflow = Endpoint {
-                    host,
+                    host: host.to_string(),
                     method: "*".into(),
                     template: "/{overflow}".into(),
                     ..Endpoint::default()

@@ -12,16 +12,14 @@ use super::{Detector, Inputs};
 struct Class {
     det: Detector,
     /// (pattern, points)
-    set: RegexSet,
-    points: Vec<u32>,
+    pats: Vec<(&'static str, u32)>,
     threshold: u32,
 }
 
-fn class(det: Detector, threshold: u32, pats: &[(&str, u32)]) -> Class {
+fn class(det: Detector, threshold: u32, pats: &[(&'static str, u32)]) -> Class {
     Class {
         det,
-        set: RegexSet::new(pats.iter().map(|(p, _)| *p)).unwrap_or_else(|_| RegexSet::empty()),
-        points: pats.iter().map(|(_, n)| *n).collect(),
+        pats: pats.to_vec(),
         threshold,
     }
 }
@@ -170,14 +168,14 @@ fn words(t: &str) -> bool {
 }
 
 /// Every pattern of every class in one set, so each input is scanned once, not once per class:
-/// (the set, the class of each pattern).
-static ALL: LazyLock<(RegexSet, Vec<usize>)> = LazyLock::new(|| {
+/// (the set, and for each pattern its class and points).
+static ALL: LazyLock<(RegexSet, Vec<(usize, u32)>)> = LazyLock::new(|| {
     let mut pats = Vec::new();
     let mut owner = Vec::new();
     for (ci, c) in CLASSES.iter().enumerate() {
-        for p in c.set.patterns() {
-            pats.push(p.clone());
-            owner.push(ci);
+        for (p, points) in &c.pats {
+            pats.push(*p);
+            owner.push((ci, *points));
         }
     }
     (RegexSet::new(&pats).unwrap_or_else(|_| RegexSet::empty()), owner)
@@ -202,14 +200,9 @@ pub fn scan(inputs: &Inputs) -> Vec<(Detector, String)> {
             continue;
         }
         let mut score = vec![0u32; CLASSES.len()];
-        let mut first_in_class = vec![usize::MAX; CLASSES.len()];
         for i in hits.iter() {
-            let ci = owner[i];
-            if first_in_class[ci] == usize::MAX {
-                // the class's own pattern index of its first pattern
-                first_in_class[ci] = owner.iter().position(|o| *o == ci).unwrap_or(0);
-            }
-            score[ci] += CLASSES[ci].points[i - first_in_class[ci]];
+            let (ci, points) = owner[i];
+            score[ci] += points;
         }
         for (ci, c) in CLASSES.iter().enumerate() {
             if fired[ci].is_none() && score[ci] >= c.threshold {

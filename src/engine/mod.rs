@@ -43,21 +43,13 @@ impl EntityKey {
         }
     }
 
+    /// The shard that owns this entity's state. An address is owned where its transactions
+    /// go, which is the shard the capture thread chose for it (`shard_of_ip`): here.
     pub fn shard(&self, n: usize, own: usize) -> usize {
-        if self.kind == "ip" || n <= 1 {
-            // Transactions are already sharded by client address.
-            return if n <= 1 { 0 } else { own_or_hash(self, n, own) };
+        if n <= 1 || self.kind == "ip" {
+            return own;
         }
-        hash_of(self) as usize % n
-    }
-}
-
-fn own_or_hash(k: &EntityKey, n: usize, own: usize) -> usize {
-    // An address entity is owned by the shard its transactions go to; the capture thread
-    // hashes the address the same way (`shard_of_ip`).
-    match k.value.parse::<IpAddr>() {
-        Ok(ip) => shard_of_ip(ip, n),
-        Err(_) => own,
+        (hash_of(self) % n as u64) as usize
     }
 }
 
@@ -207,12 +199,17 @@ impl AuthTracker {
     /// clients, not calls, so one bypasser's volume cannot make the endpoint look public.
     pub fn observe(&mut self, meta: &FlowMeta, tx: &Transaction, client: IpAddr) -> bool {
         let Some(q) = &tx.request else { return false };
+        let creds = crate::redact::Redactor::has_credentials(q);
+        let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
+        // This runs on the capture thread: template a path only when the answer can matter.
+        if !creds && (!ok || self.map.is_empty()) {
+            return false;
+        }
         let Some((host, method, tpl)) = crate::catalog::endpoint_of(tx, meta) else {
             return false;
         };
         let key = hash_of(&(host, method, tpl));
-        let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
-        if crate::redact::Redactor::has_credentials(q) {
+        if creds {
             // Only endpoints called with credentials are tracked: a catch-all answering 200
             // to random paths cannot fill the table. Full: new endpoints go untracked.
             if !self.map.contains_key(&key) && self.map.len() >= self.cap {

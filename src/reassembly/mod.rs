@@ -473,7 +473,6 @@ mod tests {
                 Chunk::Data(d) => out.extend_from_slice(d),
                 Chunk::Gap(n) => gaps.push(n),
                 Chunk::Ack(_) => {}
-                Chunk::Ack(_) => {}
             });
         }
     }
@@ -543,7 +542,6 @@ mod tests {
             Chunk::Data(d) => out.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
             Chunk::Ack(_) => {}
-            Chunk::Ack(_) => {}
         };
         r.s.check_stale(3, Some(8), &r.cfg, &mut r.b, &mut r.st, &mut sink);
         r.s.check_stale(5, Some(8), &r.cfg, &mut r.b, &mut r.st, &mut sink);
@@ -558,7 +556,6 @@ mod tests {
         let mut sink = |c: Chunk<'_>| match c {
             Chunk::Data(d) => out.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
-            Chunk::Ack(_) => {}
             Chunk::Ack(_) => {}
         };
         r.s.check_stale(3, Some(8), &r.cfg, &mut r.b, &mut r.st, &mut sink);
