@@ -283,7 +283,9 @@ impl<'a> View<'a> {
 
     pub fn verdicts(&self) -> &Verdicts {
         self.verdicts.get_or_init(|| {
-            let inputs = self.inputs.get_or_init(|| Inputs::of(self.tx));
+            let inputs = self
+                .inputs
+                .get_or_init(|| Inputs::of_site(self.tx, Some((self.meta.dst, self.meta.dport)), &[]));
             crate::detect::classify(self.tx, inputs, self.sensitive())
         })
     }
