@@ -580,6 +580,16 @@ impl Formatter {
         let mut evidence = json!({"rule": a.rule_id, "count": a.count, "samples": samples});
         if let Some(d) = a.distinct {
             evidence["distinct"] = d.into();
+            if a.distinct_estimated {
+                // past the exact bound: a HyperLogLog estimate, said to be one
+                evidence["distinct_estimated"] = true.into();
+            }
+        }
+        if !a.values.is_empty() {
+            evidence["values"] = a.values.clone().into();
+        }
+        if let Some(acc) = &a.account {
+            evidence["account"] = acc.clone().into();
         }
         let r2 = |x: f64| (x * 100.0).round() / 100.0;
         m.insert(

@@ -134,16 +134,22 @@ pub fn client_ip(meta: &FlowMeta, tx: &Transaction, trusted: &[Cidr]) -> IpAddr 
         return meta.src;
     }
     let Some(q) = &tx.request else { return meta.src };
+    // Every X-Forwarded-For line, in order, is one list (RFC 9110 §5.3): a proxy such as
+    // HAProxy appends its own line, so the first (client-written) line must not win.
     let mut hops: Vec<IpAddr> = Vec::new();
-    if let Some(x) = q.header("x-forwarded-for") {
+    let lines = |name: &'static str| q.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name));
+    for (_, x) in lines("x-forwarded-for") {
         hops.extend(x.split(',').filter_map(|h| parse_hop(h.trim())));
-    } else if let Some(f) = q.header("forwarded") {
-        for el in f.split(',') {
-            for pair in el.split(';') {
-                if let Some((k, v)) = pair.trim().split_once('=') {
-                    if k.trim().eq_ignore_ascii_case("for") {
-                        if let Some(ip) = parse_hop(v.trim().trim_matches('"')) {
-                            hops.push(ip);
+    }
+    if hops.is_empty() {
+        for (_, f) in lines("forwarded") {
+            for el in f.split(',') {
+                for pair in el.split(';') {
+                    if let Some((k, v)) = pair.trim().split_once('=') {
+                        if k.trim().eq_ignore_ascii_case("for") {
+                            if let Some(ip) = parse_hop(v.trim().trim_matches('"')) {
+                                hops.push(ip);
+                            }
                         }
                     }
                 }
@@ -393,6 +399,26 @@ impl<'a> View<'a> {
         None
     }
 
+    /// The account a login names (`username`, `email`, `login`, ... in the body or query): a
+    /// login name is not a secret, and it is what a responder needs.
+    pub fn login_account(&self) -> Option<String> {
+        const NAMES: [&str; 8] = [
+            "username",
+            "user",
+            "email",
+            "login",
+            "user_name",
+            "account",
+            "userid",
+            "mail",
+        ];
+        NAMES
+            .iter()
+            .find_map(|n| self.body_field(n).or_else(|| self.query(n)))
+            .filter(|a| !a.is_empty())
+            .map(|a| a.chars().take(128).filter(|c| !c.is_control()).collect())
+    }
+
     pub fn field(&self, f: &Field) -> Option<String> {
         match f {
             Field::PathParam(n) => self.path_param(n),
@@ -522,6 +548,8 @@ pub struct Hit {
     pub host: String,
     pub ts: Ts,
     pub distinct: Option<u64>,
+    /// The distinct value itself, for the alert's list of values (not for secret fields).
+    pub value: Option<String>,
     pub sample: Sample,
     pub meta: FlowMeta,
     pub http: HttpBrief,
@@ -544,6 +572,16 @@ pub struct Obs {
     pub authenticated: bool,
     /// The flow, for an account-takeover alert raised from this call.
     pub meta: FlowMeta,
+    /// A login's account name and its sample and HTTP facts (logins only).
+    pub login: Option<Box<LoginFacts>>,
+}
+
+/// What an account-takeover alert tells about the logins that made it.
+#[derive(Debug, Clone)]
+pub struct LoginFacts {
+    pub account: Option<String>,
+    pub sample: Sample,
+    pub http: HttpBrief,
 }
 
 /// One call of an endpoint, for its error and latency baselines (kept by the endpoint's
@@ -627,7 +665,18 @@ pub struct Alert {
     pub meta: Option<FlowMeta>,
     pub http: Option<HttpBrief>,
     pub rule_id: String,
+    /// `distinct` is a HyperLogLog estimate (past [`EXACT_DISTINCT`] values), not a count.
+    pub distinct_estimated: bool,
+    /// The distinct values (accounts, ids) seen, the first [`MAX_VALUES`].
+    pub values: Vec<String>,
+    /// The account an account-takeover alert is about.
+    pub account: Option<String>,
 }
+
+/// Distinct values are counted exactly up to this many per episode, then estimated.
+pub const EXACT_DISTINCT: usize = 256;
+/// Distinct values listed in an alert.
+pub const MAX_VALUES: usize = 10;
 
 /// Sliding-window state of one (rule, entity[, endpoint]).
 #[derive(Debug, Default)]
@@ -638,15 +687,48 @@ struct Window {
     distinct: HashMap<u64, Ts>,
     last: Ts,
     episode: Option<Episode>,
+    /// `threshold.found`: the window saw a 2xx (the route is real).
+    found: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Episode {
     first: Ts,
     count: u64,
-    distinct: u64,
     alerted_at: u64,
     samples: Vec<Sample>,
+    /// The episode's distinct values: exact while few (the window's own set forgets), then
+    /// a HyperLogLog. Only kept once the episode has alerted (attackers, not every browser).
+    seen: hashbrown::HashSet<u64>,
+    hll: Option<Box<crate::catalog::Distinct>>,
+    values: Vec<String>,
+}
+
+impl Episode {
+    fn add_distinct(&mut self, d: u64) {
+        match &mut self.hll {
+            Some(h) => h.add(d),
+            None => {
+                self.seen.insert(d);
+                if self.seen.len() > EXACT_DISTINCT {
+                    let mut h = Box::<crate::catalog::Distinct>::default();
+                    for x in self.seen.drain() {
+                        h.add(x);
+                    }
+                    self.seen.shrink_to_fit();
+                    self.hll = Some(h);
+                }
+            }
+        }
+    }
+
+    /// (distinct values, estimated?)
+    fn distinct(&self) -> (u64, bool) {
+        match &self.hll {
+            Some(h) => (h.estimate().max(EXACT_DISTINCT as u64), true),
+            None => (self.seen.len() as u64, false),
+        }
+    }
 }
 
 /// Engine settings.
@@ -735,6 +817,13 @@ impl Engine {
             login_success: ok,
             authenticated: v.auth.scheme != "none",
             meta: v.meta.clone(),
+            login: vd.has(Detector::Login).then(|| {
+                Box::new(LoginFacts {
+                    account: v.login_account(),
+                    sample: v.sample(None),
+                    http: v.http_brief(),
+                })
+            }),
         };
         if let Some(p) = &v.auth.principal {
             let key = EntityKey {
@@ -758,12 +847,15 @@ impl Engine {
             }
             let Some(key) = v.entity(&r.entity) else { continue };
             self.stats.matches += 1;
-            let distinct = match &r.threshold.distinct {
+            let (distinct, value) = match &r.threshold.distinct {
                 Some(f) => match v.field(f) {
-                    Some(x) => Some(hash_of(x.as_str())),
+                    Some(x) => {
+                        let listed = (!f.is_secret()).then(|| x.chars().take(64).filter(|c| !c.is_control()).collect());
+                        (Some(hash_of(x.as_str())), listed)
+                    }
                     None => continue, // nothing to count
                 },
-                None => None,
+                None => (None, None),
             };
             let detail = match &r.cond {
                 Cond::Detector(d) => v.verdicts().evidence(*d).map(|(n, e)| format!("{n}: {e}")),
@@ -781,6 +873,7 @@ impl Engine {
                 host: v.host.to_string(),
                 ts: v.tx.start(),
                 distinct,
+                value,
                 sample: v.sample(detail),
                 meta: v.meta.clone(),
                 http: v.http_brief(),
@@ -963,6 +1056,9 @@ impl Engine {
                 meta: Some(c.meta.clone()),
                 http: Some(c.http),
                 rule_id: rule.id.clone(),
+                distinct_estimated: false,
+                values: Vec::new(),
+                account: None,
             })));
         }
         self.escalate(out);
@@ -1023,6 +1119,13 @@ impl Engine {
             w.episode = None;
         }
         w.last = w.last.max(h.ts);
+        if th.found {
+            if (200..300).contains(&h.sample.status) {
+                w.found = true;
+            } else if !w.found {
+                return; // nothing found yet: a guess, not an object
+            }
+        }
         let level = match h.distinct {
             None => {
                 while w.times.front().is_some_and(|t| *t < cutoff) {
@@ -1047,14 +1150,13 @@ impl Engine {
         };
         let ep = w.episode.get_or_insert(Episode {
             first: h.ts,
-            count: 0,
-            distinct: 0,
-            alerted_at: 0,
-            samples: Vec::new(),
+            ..Episode::default()
         });
         ep.count += 1;
-        if h.distinct.is_some() {
-            ep.distinct = ep.distinct.max(level);
+        if let Some(v) = &h.value {
+            if ep.values.len() < MAX_VALUES && !ep.values.contains(v) {
+                ep.values.push(v.clone());
+            }
         }
         // The most recent samples, so an escalation shows what happens now.
         if ep.samples.len() >= SAMPLES {
@@ -1062,18 +1164,33 @@ impl Engine {
         }
         ep.samples.push(h.sample.clone());
         let crossed = level > th.count;
-        // One alert per episode, and again only on escalation (the count doubled).
+        if let Some(d) = h.distinct {
+            if ep.alerted_at == 0 {
+                if crossed {
+                    // the window's values so far open the episode's own count
+                    for k in w.distinct.keys() {
+                        ep.add_distinct(*k);
+                    }
+                }
+            } else {
+                ep.add_distinct(d);
+            }
+        }
+        // One alert per episode, and again only on escalation (the count grew `escalate`
+        // times since the last alert; 0 or 1: never within an episode).
         let fire = if ep.alerted_at == 0 {
             crossed
         } else {
-            ep.count >= ep.alerted_at.saturating_mul(2)
+            r.escalate >= 2 && ep.count >= ep.alerted_at.saturating_mul(r.escalate)
         };
         if !fire {
             return;
         }
         ep.alerted_at = ep.count;
-        let (first, count, distinct, samples) =
-            (ep.first, ep.count, h.distinct.map(|_| ep.distinct), ep.samples.clone());
+        let (first, count, samples) = (ep.first, ep.count, ep.samples.clone());
+        let (nd, estimated) = ep.distinct();
+        let distinct = h.distinct.map(|_| nd);
+        let values = ep.values.clone();
         let entity_risk = self.entities.add_risk(&h.key, h.ts, &r);
         self.stats.alerts += 1;
         out.push(Out::Alert(Box::new(Alert {
@@ -1101,6 +1218,9 @@ impl Engine {
             meta: Some(h.meta.clone()),
             http: Some(h.http.clone()),
             rule_id: r.id.clone(),
+            distinct_estimated: estimated && distinct.is_some(),
+            values,
+            account: None,
         })));
         self.escalate(out);
     }

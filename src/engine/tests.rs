@@ -190,18 +190,129 @@ fn seed_rule_fires_on_the_eleventh_404_within_ten_seconds_only() {
 #[test]
 fn one_alert_per_episode_again_on_escalation_and_after_quiet() {
     let mut h = harness(SEED);
-    for i in 0..21 {
-        h.feed(&t("GET", "/x", 404).at(i as f64 * 0.1));
+    for i in 0..43 {
+        h.feed(&t("GET", "/x", 404).at(i as f64 * 0.05));
     }
-    assert_eq!(h.rule_alerts("seed").len(), 1, "11..21 is one episode");
+    assert_eq!(
+        h.rule_alerts("seed").len(),
+        1,
+        "11..43 is one episode: doubling is not escalation"
+    );
     h.feed(&t("GET", "/x", 404).at(2.2));
-    assert_eq!(h.rule_alerts("seed").len(), 2, "the count doubled: escalation");
-    assert_eq!(h.rule_alerts("seed")[1].count, 22);
+    assert_eq!(h.rule_alerts("seed").len(), 2, "the count grew 4x: escalation");
+    assert_eq!(h.rule_alerts("seed")[1].count, 44);
     // quiet (default: max(window, 60 s)) then a fresh burst alerts again
     for i in 0..11 {
         h.feed(&t("GET", "/x", 404).at(100.0 + i as f64 * 0.1));
     }
     assert_eq!(h.rule_alerts("seed").len(), 3);
+}
+
+#[test]
+fn escalate_factor_is_configurable_and_zero_means_once_per_episode() {
+    let rule = |esc: &str| {
+        format!(
+            "[[rule]]\nid = \"seed\"\nsid = 1\ntype = \"forced_browsing\"\nmatch = {{ status = 404 }}\nthreshold = {{ count = 10, window = 10 }}\n{esc}\n"
+        )
+    };
+    let mut h = harness(&rule("escalate = 2"));
+    for i in 0..22 {
+        h.feed(&t("GET", "/x", 404).at(i as f64 * 0.1));
+    }
+    assert_eq!(h.rule_alerts("seed").len(), 2, "x2: at 11 and 22");
+    let mut h = harness(&rule("escalate = 0"));
+    for i in 0..200 {
+        h.feed(&t("GET", "/x", 404).at(i as f64 * 0.01));
+    }
+    assert_eq!(h.rule_alerts("seed").len(), 1);
+    assert!(RuleSet::parse("t.toml", &rule("escalate = -1")).is_err());
+}
+
+#[test]
+fn distinct_evidence_is_a_true_count_with_the_values_tried() {
+    let rules = r#"
+[[rule]]
+id = "users"
+sid = 2
+type = "credential_stuffing"
+match = { status = 401 }
+threshold = { count = 10, window = 300, distinct = "param.username" }
+"#;
+    let mut h = harness(rules);
+    for i in 0..98 {
+        h.feed(
+            &t("POST", "/login", 401)
+                .body(
+                    "application/json",
+                    &format!("{{\"username\":\"user{i}\",\"password\":\"pw{i}\"}}"),
+                )
+                .at(i as f64 * 0.1),
+        );
+    }
+    let a = h.rule_alerts("users");
+    let last = a.last().expect("alert");
+    // alerts at 11 and (x4) 44 names: each says how many were really tried by then (the
+    // window itself keeps only threshold + 1)
+    assert_eq!(a.len(), 2);
+    assert_eq!(last.count, 44);
+    assert_eq!(
+        last.distinct,
+        Some(44),
+        "the episode's true distinct count, not the threshold"
+    );
+    assert!(!last.distinct_estimated);
+    assert_eq!(last.values.len(), MAX_VALUES);
+    assert_eq!(last.values[0], "user0");
+    // past the exact bound the count is an estimate, and says so
+    let mut h = harness(rules);
+    for i in 0..2000 {
+        h.feed(
+            &t("POST", "/login", 401)
+                .body("application/json", &format!("{{\"username\":\"u{i}\"}}"))
+                .at(i as f64 * 0.01),
+        );
+    }
+    let last = h.rule_alerts("users").last().cloned().expect("alert");
+    let d = last.distinct.expect("distinct") as f64;
+    assert_eq!(last.count, 704, "alerts at 11, 44, 176 and 704 names");
+    assert!(last.distinct_estimated && (560.0..850.0).contains(&d), "{d}");
+    // a secret field is counted, never listed
+    let secret = rules.replace("param.username", "param.password");
+    let mut h = harness(&secret);
+    for i in 0..20 {
+        h.feed(
+            &t("POST", "/login", 401)
+                .body("application/json", &format!("{{\"password\":\"hunter{i}\"}}"))
+                .at(i as f64 * 0.1),
+        );
+    }
+    let a = h.rule_alerts("users");
+    assert!(!a.is_empty() && a.iter().all(|a| a.values.is_empty()));
+}
+
+#[test]
+fn id_walks_count_found_objects_not_404_guesses() {
+    let rules = r#"
+[[rule]]
+id = "enum"
+sid = 3
+type = "enumeration"
+match = { endpoint = "*{id}*" }
+threshold = { count = 40, window = 120, distinct = "path.id", per = "endpoint", found = true }
+"#;
+    // a content-discovery tool's numeric guesses, all 404: not enumeration
+    let mut h = harness(rules);
+    for i in 0..300 {
+        h.feed(&t("GET", &format!("/api/{}", 1990 + i), 404).at(i as f64 * 0.05));
+    }
+    assert!(h.rule_alerts("enum").is_empty());
+    // a walk over a real route: objects found, with the route's own 404s for gaps
+    let mut h = harness(rules);
+    for i in 0..60 {
+        let status = if i % 5 == 4 { 404 } else { 200 };
+        h.feed(&t("GET", &format!("/api/v1/users/{}", 2890 + i), status).at(i as f64 * 0.5));
+    }
+    assert_eq!(h.rule_alerts("enum").len(), 1);
 }
 
 /// A rule that fires on the first match of `m`.
@@ -785,4 +896,30 @@ fn one_account_failing_from_many_addresses_is_its_own_entity() {
         ("param.username", "carol")
     );
     assert_eq!(a[0].distinct, Some(6));
+}
+
+#[test]
+fn duplicate_forwarded_for_lines_are_one_list_and_the_proxy_line_wins() {
+    // HAProxy appends its own X-Forwarded-For line after the client's forged one: the
+    // right-most untrusted hop across all lines is the client.
+    let cfg = EngineConfig {
+        trusted_proxies: vec![Cidr::parse("10.0.0.250/32").expect("cidr")],
+        ..EngineConfig::default()
+    };
+    let mut h = harness_with(SEED, cfg);
+    for i in 0..30 {
+        h.feed(
+            &t("GET", "/x", 404)
+                .h("X-Forwarded-For", &format!("203.0.113.{i}"))
+                .h("X-Forwarded-For", "198.51.100.7")
+                .from(250)
+                .at(i as f64 * 0.1),
+        );
+    }
+    let keys: std::collections::BTreeSet<&str> = h.alerts.iter().map(|a| a.key.value.as_str()).collect();
+    assert_eq!(
+        keys.into_iter().collect::<Vec<_>>(),
+        ["198.51.100.7"],
+        "one attacker, not 30 forged ones"
+    );
 }
