@@ -50,6 +50,9 @@ impl Default for EntityConfig {
 }
 
 const MAX_LIST: usize = 16;
+/// Risk from which an entity's traffic is kept out of the learned baselines (one forced-
+/// browsing or scanner alert, for about a half-life).
+pub const FLAGGED_RISK: f64 = 10.0;
 const MAX_ENDPOINTS: usize = 32;
 
 #[derive(Debug, Clone, Default)]
@@ -172,6 +175,12 @@ impl EntityTable {
     }
 
     /// The entity's risk now.
+    /// Does the entity carry attack indicators now (decayed risk of at least
+    /// [`FLAGGED_RISK`])? Its traffic then teaches no baseline.
+    pub fn flagged(&self, k: &EntityKey, now: Ts) -> bool {
+        self.risk(k, now) >= FLAGGED_RISK
+    }
+
     pub fn risk(&self, k: &EntityKey, now: Ts) -> f64 {
         self.map.get(k).map_or(0.0, |e| self.decay(e, now))
     }

@@ -229,10 +229,31 @@ impl AuthTracker {
         let Some(p) = self.map.get_mut(&key).filter(|_| ok) else {
             return false;
         };
-        p.open_clients.add(client);
+        // Attack traffic (an injection payload, an attack tool, an SSRF probe) answered 2xx
+        // without credentials does not teach the profile that the endpoint is public: an
+        // early injection tool must not hide a later bypass. It is judged, not learned from.
+        let attack = flagged_request(tx);
+        if !attack {
+            p.open_clients.add(client);
+        }
+        let open = p.open_clients.estimate() as f64 + attack as u64 as f64;
         let open_allowed = ((1.0 - self.cfg.share) * p.auth_clients.estimate() as f64).max(1.0);
-        p.authd >= self.cfg.min_calls && p.open_clients.estimate() as f64 <= open_allowed
+        p.authd >= self.cfg.min_calls && open <= open_allowed
     }
+}
+
+/// A request the classifiers flag as an attack on its own (injection, attack tool, SSRF).
+/// Run on the capture thread only for the few transactions whose verdict matters there.
+fn flagged_request(tx: &Transaction) -> bool {
+    let q = match &tx.request {
+        Some(q) => q,
+        None => return false,
+    };
+    if q.header("user-agent").and_then(crate::detect::scanner_tool).is_some() {
+        return true;
+    }
+    let inputs = Inputs::of(tx);
+    !crate::detect::payload::scan(&inputs).is_empty() || crate::detect::ssrf::scan(&inputs).is_some()
 }
 
 /// One transaction as the engine sees it.
@@ -595,6 +616,8 @@ pub struct EpObs {
     pub ts: Ts,
     pub status: u16,
     pub latency_us: Option<u64>,
+    /// Not flagged: the call may teach the endpoint's baseline.
+    pub clean: bool,
     pub sample: Sample,
     pub meta: FlowMeta,
     pub http: HttpBrief,
@@ -893,11 +916,18 @@ impl Engine {
     fn detect_baselines(&mut self, v: &View<'_>, out: &mut Vec<Out>, cross: &mut Vec<(usize, Cross)>) {
         let ts = v.tx.start();
         let client = EntityKey::ip(v.client);
-        if let Some(f) = self.baselines.rate(v.client, ts) {
+        // Only clean traffic teaches the baselines: not a flagged request (injection, an
+        // attack tool), nor one from an address with attack indicators (forced browsing...).
+        let vd = v.verdicts();
+        let clean = !vd.has(Detector::Injection)
+            && !vd.has(Detector::ScannerUa)
+            && !vd.has(Detector::Ssrf)
+            && !self.entities.flagged(&client, ts);
+        if let Some(f) = self.baselines.rate(v.client, ts, clean) {
             self.finding(client.clone(), f, Ctx::of(v), out);
         }
         let bytes = v.tx.response.as_ref().map_or(0, |r| r.body_len);
-        if let Some(f) = self.baselines.volume(v.client, ts, bytes) {
+        if let Some(f) = self.baselines.volume(v.client, ts, bytes, clean) {
             self.finding(client, f, Ctx::of(v), out);
         }
         let key = format!("{} {}", v.host, v.endpoint);
@@ -907,7 +937,7 @@ impl Engine {
             (hash_of(key.as_str()) % self.shards as u64) as usize
         };
         if owner == self.shard {
-            for f in self.baselines.endpoint(&key, ts, v.status(), v.tx.latency_us()) {
+            for f in self.baselines.endpoint(&key, ts, v.status(), v.tx.latency_us(), clean) {
                 let k = EntityKey {
                     kind: "endpoint".into(),
                     value: key.clone(),
@@ -922,6 +952,7 @@ impl Engine {
                 ts,
                 status: v.status(),
                 latency_us: v.tx.latency_us(),
+                clean,
                 sample: v.sample(None),
                 meta: v.meta.clone(),
                 http: v.http_brief(),
@@ -931,7 +962,7 @@ impl Engine {
     }
 
     fn endpoint_call(&mut self, o: &EpObs, out: &mut Vec<Out>) {
-        for f in self.baselines.endpoint(&o.key, o.ts, o.status, o.latency_us) {
+        for f in self.baselines.endpoint(&o.key, o.ts, o.status, o.latency_us, o.clean) {
             let key = EntityKey {
                 kind: "endpoint".into(),
                 value: o.key.clone(),

@@ -923,3 +923,126 @@ fn duplicate_forwarded_for_lines_are_one_list_and_the_proxy_line_wins() {
         "one attacker, not 30 forged ones"
     );
 }
+
+#[test]
+fn an_injection_tool_cannot_teach_the_auth_profile_that_an_endpoint_is_public() {
+    let mut a = AuthTracker::new(crate::worker::BypassConfig::default());
+    let ok = |x: &T| {
+        let (meta, tx) = x.tx();
+        (meta.clone(), tx)
+    };
+    // 12 clients call the profile endpoint with their tokens
+    for c in 0..12u8 {
+        let (meta, tx) = ok(&t("GET", &format!("/api/users/{}/profile", 100 + c as u32), 200)
+            .h("Authorization", "Bearer abc.def.ghi")
+            .from(20 + c));
+        assert!(!a.observe(&meta, &tx, meta.src));
+    }
+    // sqlmap is answered 200 without credentials, many times: judged, not learned from
+    for i in 0..30 {
+        let (meta, tx) = ok(&t(
+            "GET",
+            &format!("/api/users/{i}/profile?id=1%27%20OR%20%271%27=%271"),
+            200,
+        )
+        .h("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")
+        .from(66));
+        assert!(
+            a.observe(&meta, &tx, meta.src),
+            "an attack answered 2xx without credentials is a bypass too"
+        );
+    }
+    // then a plain curl script walks profiles without a token: still a bypass
+    let (meta, tx) = ok(&t("GET", "/api/users/7/profile", 200)
+        .h("User-Agent", "curl/7.88.1")
+        .from(77));
+    assert!(
+        a.observe(&meta, &tx, meta.src),
+        "the poisoned profile must not hide the bypass"
+    );
+    // a near miss: an endpoint that many clients call without credentials is public
+    let mut a = AuthTracker::new(crate::worker::BypassConfig::default());
+    for c in 0..12u8 {
+        let (meta, tx) = ok(&t("GET", "/api/products/1", 200)
+            .h("Authorization", "Bearer x.y.z")
+            .from(20 + c));
+        a.observe(&meta, &tx, meta.src);
+    }
+    let mut last = false;
+    for c in 0..5u8 {
+        let (meta, tx) = ok(&t("GET", "/api/products/1", 200).from(100 + c));
+        last = a.observe(&meta, &tx, meta.src);
+    }
+    assert!(!last, "five anonymous browsers: a public endpoint");
+}
+
+#[test]
+fn flagged_traffic_does_not_teach_the_error_baseline() {
+    let cfg = baseline::BaselineConfig::default();
+    let mut b = baseline::Baselines::new(cfg.clone());
+    let bucket = cfg.endpoint_bucket_s * S;
+    // learning windows full of an early attacker's 500s (flagged), then clean traffic with
+    // the same error ratio must still be a spike
+    let mut found = 0;
+    for w in 0..cfg.learn_buckets as u64 {
+        for i in 0..40 {
+            let ts = 1_000 * S + w * bucket + i * (bucket / 50);
+            let attack = i % 2 == 0;
+            found += b
+                .endpoint("h GET /x", ts, if attack { 500 } else { 200 }, Some(1000), !attack)
+                .len();
+        }
+    }
+    assert_eq!(found, 0);
+    let w = cfg.learn_buckets as u64;
+    for i in 0..40 {
+        let ts = 1_000 * S + w * bucket + i * (bucket / 50);
+        found += b
+            .endpoint("h GET /x", ts, if i % 2 == 0 { 500 } else { 200 }, Some(1000), true)
+            .len();
+    }
+    assert!(
+        found > 0,
+        "half the calls failing is a spike against a clean baseline of none"
+    );
+}
+
+#[test]
+fn a_takeover_alert_names_the_account_and_carries_the_login_flow() {
+    let mut h = harness("");
+    for (i, user) in ["amy", "bob", "amy", "cy", "dee", "amy"].iter().enumerate() {
+        h.feed(
+            &t("POST", "/api/login", 401)
+                .body(
+                    "application/json",
+                    &format!("{{\"username\":\"{user}\",\"password\":\"pw{i}\"}}"),
+                )
+                .at(i as f64),
+        );
+    }
+    h.feed(
+        &t("POST", "/api/login", 200)
+            .body(
+                "application/json",
+                "{\"username\":\"dee\",\"password\":\"Winter2026!\"}",
+            )
+            .resp("application/json", "{\"token\":\"abc\"}")
+            .at(7.0),
+    );
+    let a = h
+        .alerts
+        .iter()
+        .find(|a| a.itype == "account_takeover")
+        .expect("takeover");
+    assert_eq!(a.account.as_deref(), Some("dee"), "the account taken over");
+    let http = a.http.as_ref().expect("the login's http");
+    assert_eq!((http.method.as_str(), http.status), ("POST", Some(200)));
+    assert!(a.meta.is_some(), "the login's flow");
+    assert_eq!(a.samples.len(), 5, "the last four failures and the success");
+    assert_eq!(a.samples.last().map(|s| s.status), Some(200));
+    assert_eq!(a.distinct, Some(4), "accounts tried");
+    assert_eq!(a.values, ["amy", "bob", "cy", "dee"]);
+    assert_eq!(a.first, 1_000 * S, "from the first failure");
+    // the password is nowhere in it
+    assert!(!format!("{a:?}").contains("Winter2026"));
+}
