@@ -557,8 +557,9 @@ def plan_benign(seed, addrs, accounts):
     names = sorted(accounts)
     rnd = random.Random(seed)
     rnd.shuffle(names)
+    staff = sum(1 for i in range(len(addrs)) if accounts[names[i % len(names)]]["role"] in ("support", "admin"))
     roles = ["monitor", "partner", "integrator", "integrator"] + ["mobile"] * 5
-    roles += ["web"] * max(0, len(addrs) - len(roles))
+    roles += ["web"] * max(0, len(addrs) - staff - len(roles))
     prnd = random.Random("%d-personas" % seed)
     prnd.shuffle(roles)
     out = {}
@@ -567,7 +568,7 @@ def plan_benign(seed, addrs, accounts):
         if accounts[u]["role"] in ("support", "admin"):
             out[addr] = ("backoffice", u)
         else:
-            out[addr] = (roles.pop(), u)
+            out[addr] = (roles.pop() if roles else "web", u)
     return out
 
 
