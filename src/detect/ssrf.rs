@@ -73,7 +73,8 @@ pub fn scan(inputs: &Inputs) -> Option<String> {
             continue;
         };
         let hit = if context_header {
-            t.dangerous_scheme || t.metadata
+            // `Origin: file://` or `null` is what a local app or file page sends
+            t.metadata || (t.dangerous_scheme && name == "referer")
         } else {
             t.dangerous_scheme || t.metadata || !inputs.is_site(&t.host, t.port)
         };
@@ -108,6 +109,13 @@ pub fn internal(v: &str, urlish_name: bool) -> bool {
     target(v, urlish_name).is_some()
 }
 
+fn looks_like_host(v: &str) -> bool {
+    let h = v.split(['/', '?', '#']).next().unwrap_or("");
+    h.starts_with('[')
+        || HOSTS.iter().any(|n| h == *n || h.starts_with(&format!("{n}:")))
+        || (h.contains(['.', ':']) && h.bytes().any(|b| b.is_ascii_digit() || b.is_ascii_alphabetic()))
+}
+
 /// `v` (lowercased) as a URL (or, for a URL-ish parameter name, a bare host) that points inside
 /// or uses a dangerous scheme; `None` for anything else.
 pub fn target(v: &str, urlish_name: bool) -> Option<Target> {
@@ -124,7 +132,10 @@ pub fn target(v: &str, urlish_name: bool) -> Option<Target> {
         Some((scheme, rest)) if scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
             (scheme, rest)
         }
-        _ if urlish_name => ("", v),
+        // a bare value under a URL-ish name must look like a host: a dotted address or name,
+        // `host:port`, a bracketed IPv6 literal or a known internal name (`color_link=000000`
+        // and `targetflags=0` are not addresses)
+        _ if urlish_name && looks_like_host(v) => ("", v),
         _ => return None,
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
@@ -268,6 +279,21 @@ mod tests {
             assert!(!internal(u, false), "{u}");
         }
         assert!(!internal("example.com", true));
+        // numbers and flags under URL-ish names are not addresses
+        for v in ["000000", "0", "1", "2130706433", "ff0000"] {
+            assert!(!internal(v, true), "{v}");
+        }
+        assert!(internal("127.0.0.1:6379", true));
+        assert!(internal("[::1]", true));
+        assert!(internal("metadata", true));
+    }
+
+    #[test]
+    fn a_local_apps_origin_is_not_a_probe() {
+        let site = [("192.168.43.1", 80)];
+        assert_eq!(scan(&inputs(&[("header:origin", "file://")], &site)), None);
+        assert_eq!(scan(&inputs(&[("query:color_link", "000000")], &site)), None);
+        assert_eq!(scan(&inputs(&[("body:targetstoreflags", "0")], &site)), None);
     }
 
     fn inputs(parts: &[(&str, &str)], site: &[(&str, u16)]) -> Inputs {

@@ -497,7 +497,7 @@ pub fn builtin(
             window_ns: 0,
             distinct: None,
             per_endpoint: false,
-            found: false,
+            found: crate::rules::Found::Anything,
         },
         quiet_ns: 0,
         escalate: crate::rules::DEFAULT_ESCALATE,

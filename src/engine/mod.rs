@@ -238,8 +238,27 @@ impl AuthTracker {
         }
         let open = p.open_clients.estimate() as f64 + attack as u64 as f64;
         let open_allowed = ((1.0 - self.cfg.share) * p.auth_clients.estimate() as f64).max(1.0);
-        p.authd >= self.cfg.min_calls && open <= open_allowed
+        if open > open_allowed {
+            return false;
+        }
+        // A well-known protected endpoint; or, on one seen only a few times with credentials,
+        // a response that hands someone's personal data to a caller without any: evidence that
+        // does not depend on how many calls the profile has learned from.
+        p.authd >= self.cfg.min_calls || (p.authd >= PERSONAL_MIN_CALLS && personal_data(tx))
     }
+}
+
+/// Calls with credentials after which personal data served without credentials is a bypass.
+const PERSONAL_MIN_CALLS: u64 = 2;
+
+/// Does the response carry personal data (e-mail addresses, phone numbers, cards, ids)?
+fn personal_data(tx: &Transaction) -> bool {
+    use crate::catalog::sensitive::Sensitive;
+    tx.response.as_ref().is_some_and(|r| {
+        crate::catalog::sensitive::scan_response(r)
+            .iter()
+            .any(|k| !matches!(k, Sensitive::Jwt | Sensitive::ApiKey))
+    })
 }
 
 /// A request the classifiers flag as an attack on its own (injection, attack tool, SSRF).
@@ -571,6 +590,8 @@ pub struct Hit {
     pub distinct: Option<u64>,
     /// The distinct value itself, for the alert's list of values (not for secret fields).
     pub value: Option<String>,
+    /// The response carried personal data (`threshold.found = "personal"`).
+    pub personal: bool,
     pub sample: Sample,
     pub meta: FlowMeta,
     pub http: HttpBrief,
@@ -897,6 +918,8 @@ impl Engine {
                 ts: v.tx.start(),
                 distinct,
                 value,
+                personal: r.threshold.found == crate::rules::Found::Personal
+                    && v.verdicts().has(Detector::SensitiveResponse),
                 sample: v.sample(detail),
                 meta: v.meta.clone(),
                 http: v.http_brief(),
@@ -1150,11 +1173,12 @@ impl Engine {
             w.episode = None;
         }
         w.last = w.last.max(h.ts);
-        if th.found {
-            if (200..300).contains(&h.sample.status) {
+        if th.found != crate::rules::Found::Anything {
+            let ok = (200..300).contains(&h.sample.status);
+            if ok && (th.found == crate::rules::Found::Success || h.personal) {
                 w.found = true;
             } else if !w.found {
-                return; // nothing found yet: a guess, not an object
+                return; // nothing found yet: a guess, or a public object, not someone's
             }
         }
         let level = match h.distinct {

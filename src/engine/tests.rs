@@ -1046,3 +1046,50 @@ fn a_takeover_alert_names_the_account_and_carries_the_login_flow() {
     // the password is nowhere in it
     assert!(!format!("{a:?}").contains("Winter2026"));
 }
+
+#[test]
+fn paging_through_a_public_catalogue_is_not_enumeration_but_walking_people_is() {
+    let rules = r#"
+[[rule]]
+id = "enum"
+sid = 3
+type = "enumeration"
+match = { endpoint = "*{id}*" }
+threshold = { count = 40, window = 120, distinct = "path.id", per = "endpoint", found = "personal" }
+"#;
+    let mut h = harness(rules);
+    for i in 0..80 {
+        h.feed(
+            &t("GET", &format!("/api/v1/products/{}", 100 + i), 200)
+                .h("Authorization", "Bearer partner.token.x")
+                .resp(
+                    "application/json",
+                    &format!("{{\"id\":{i},\"name\":\"lamp {i}\",\"price\":12.5}}"),
+                )
+                .at(i as f64 * 0.5),
+        );
+    }
+    assert!(
+        h.rule_alerts("enum").is_empty(),
+        "a partner integration reading products"
+    );
+    let mut h = harness(rules);
+    for i in 0..60 {
+        let x = t(
+            "GET",
+            &format!("/api/v1/users/{}", 2890 + i),
+            if i % 7 == 3 { 404 } else { 200 },
+        );
+        let x = if i % 7 == 3 {
+            x.resp("application/json", "{\"error\":\"not found\"}")
+        } else {
+            x.resp(
+                "application/json",
+                &format!("{{\"id\":{i},\"email\":\"user{i}@mail.example.org\"}}"),
+            )
+        };
+        h.feed(&x.at(i as f64 * 0.5));
+    }
+    assert_eq!(h.rule_alerts("enum").len(), 1, "walking other people's records");
+    assert!(RuleSet::parse("t.toml", &rules.replace("\"personal\"", "\"maybe\"")).is_err());
+}

@@ -261,7 +261,18 @@ pub struct Threshold {
     /// `found = true`: only answers that found something count: a 2xx, and other answers
     /// (the route's own 404 for a missing object) once the window saw a 2xx. A stream of 404
     /// guesses at paths that are not routes is forced browsing, not enumeration.
-    pub found: bool,
+    /// `found = "personal"`: the same, once the window saw a 2xx carrying personal data
+    /// (someone's e-mail, phone, card): walking a public catalogue is not enumeration.
+    pub found: Found,
+}
+
+/// What a window must have seen before its matches count (`threshold.found`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Found {
+    #[default]
+    Anything,
+    Success,
+    Personal,
 }
 
 /// Where a rule applies.
@@ -602,7 +613,7 @@ fn compile_rule(t: &toml::Table, groups: &HashMap<String, Vec<Glob>>) -> Result<
         .get("threshold")
         .map(|v| v.as_table().ok_or("threshold: a table (count, window, distinct)"));
     let (count, window_ns, distinct, per_endpoint, found) = match th {
-        None => (0, 60 * SEC as u64, None, false, false),
+        None => (0, 60 * SEC as u64, None, false, Found::Anything),
         Some(th) => {
             let th = th?;
             for k in th.keys() {
@@ -641,8 +652,16 @@ fn compile_rule(t: &toml::Table, groups: &HashMap<String, Vec<Glob>>) -> Result<
                 _ => return Err("threshold.per: \"endpoint\" or \"entity\"".into()),
             };
             let found = match th.get("found") {
-                None => false,
-                Some(v) => v.as_bool().ok_or("threshold.found: true or false")?,
+                None => Found::Anything,
+                Some(toml::Value::Boolean(b)) => {
+                    if *b {
+                        Found::Success
+                    } else {
+                        Found::Anything
+                    }
+                }
+                Some(toml::Value::String(s)) if s == "personal" => Found::Personal,
+                _ => return Err("threshold.found: true, false or \"personal\"".into()),
             };
             (count, (window * SEC) as u64, distinct, per_endpoint, found)
         }
