@@ -253,6 +253,10 @@ volume_factor = 10.0
 # without is tolerated, the one being caught).
 auth_bypass_min_calls = 10
 auth_bypass_share = 0.9
+# The site's own origins (e.g. ["https://shop.example.com", "10.77.0.10"]): a URL naming one of
+# them in a parameter, Referer or Origin is a link, not an SSRF target. The request's Host and
+# the server's address and port are always the site's own.
+site_origins = []
 
 [rules]
 # Run the rule engine and entity risk.
@@ -337,6 +341,7 @@ struct DetectorsSection {
     volume_factor: Option<f64>,
     auth_bypass_min_calls: Option<u64>,
     auth_bypass_share: Option<f64>,
+    site_origins: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -723,6 +728,18 @@ impl Config {
             }
             if let Some(v) = s.volume_factor {
                 b.volume_factor = pos("detectors.volume_factor", v)?;
+            }
+            if let Some(v) = s.site_origins {
+                if let Some(bad_o) = v
+                    .iter()
+                    .find(|o| o.trim().is_empty() || o.contains(char::is_whitespace))
+                {
+                    return Err(bad(
+                        "detectors.site_origins",
+                        &format!("{bad_o:?} is not an origin (scheme://host[:port] or a host)"),
+                    ));
+                }
+                c.engine.site_origins = v;
             }
             if let Some(v) = s.auth_bypass_min_calls {
                 c.bypass.min_calls = v.max(1);

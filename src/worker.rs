@@ -77,6 +77,7 @@ pub struct Shared {
     pub rules: RwLock<Arc<RuleSet>>,
     pub rules_gen: AtomicU64,
     pub trusted: Vec<Cidr>,
+    pub site_origins: Vec<String>,
     pub endpoint_events: bool,
 }
 
@@ -108,6 +109,7 @@ impl Shared {
             rules: RwLock::new(rules),
             rules_gen: AtomicU64::new(0),
             trusted: engine.trusted_proxies.clone(),
+            site_origins: engine.site_origins.clone(),
             endpoint_events,
         }
     }
@@ -248,6 +250,7 @@ impl Worker {
                             .unwrap_or_default();
                         let mut v = View::new(meta, tx, &auth, client, host, endpoint, url);
                         v.auth_bypass = *auth_bypass;
+                        v.site_origins = &sh.site_origins;
                         if let Some(c) = self.catalog.as_mut() {
                             // Attack traffic (injection payloads, known attack tools) does not
                             // define the API.

@@ -686,3 +686,27 @@ mod input_tests {
         assert!(verdicts(&Transaction::new(Some(q), None, false)).contains(&"cmdi"));
     }
 }
+
+#[cfg(test)]
+mod site_tests {
+    use super::*;
+    use crate::http::{Message, Transaction};
+
+    #[test]
+    fn configured_site_origins_and_the_server_address_are_the_site() {
+        let q = Message {
+            method: "GET".into(),
+            uri: "/login?return_to=http%3A%2F%2F10.1.2.3%2Fcart&next=http://10.9.9.9:8443/a".into(),
+            headers: vec![("Host".into(), "shop.example.com".into())],
+            ..Default::default()
+        };
+        let tx = Transaction::new(Some(q), None, false);
+        let names = |i: &Inputs| classify(&tx, i, &Default::default()).names();
+        // the internal name behind the proxy is unknown: both URLs look like probes
+        assert!(names(&Inputs::of_site(&tx, None, &[])).contains(&"ssrf"));
+        // the server's own address and a configured origin are the site itself
+        let ip: std::net::IpAddr = "10.9.9.9".parse().expect("ip");
+        let i = Inputs::of_site(&tx, Some((ip, 8443)), &["http://10.1.2.3".to_string()]);
+        assert!(names(&i).is_empty(), "{:?}", names(&i));
+    }
+}

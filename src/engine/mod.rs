@@ -288,6 +288,8 @@ pub struct View<'a> {
     pub url: String,
     /// The endpoint nearly always sees credentials and this call had none yet got a 2xx.
     pub auth_bypass: bool,
+    /// The site's own origins (configured), besides its Host and address.
+    pub site_origins: &'a [String],
     inputs: std::cell::OnceCell<Inputs>,
     verdicts: std::cell::OnceCell<Verdicts>,
     body: std::cell::OnceCell<Option<serde_json::Value>>,
@@ -320,6 +322,7 @@ impl<'a> View<'a> {
             path,
             url,
             auth_bypass: false,
+            site_origins: &[],
             inputs: Default::default(),
             verdicts: Default::default(),
             body: Default::default(),
@@ -331,7 +334,7 @@ impl<'a> View<'a> {
         self.verdicts.get_or_init(|| {
             let inputs = self
                 .inputs
-                .get_or_init(|| Inputs::of_site(self.tx, Some((self.meta.dst, self.meta.dport)), &[]));
+                .get_or_init(|| Inputs::of_site(self.tx, Some((self.meta.dst, self.meta.dport)), self.site_origins));
             crate::detect::classify(self.tx, inputs, self.sensitive())
         })
     }
@@ -783,6 +786,9 @@ pub struct EngineConfig {
     pub entity: EntityConfig,
     pub trusted_proxies: Vec<Cidr>,
     pub baseline: baseline::BaselineConfig,
+    /// The site's own origins (`detectors.site_origins`): URLs naming them are links, not
+    /// SSRF targets.
+    pub site_origins: Vec<String>,
 }
 
 impl Default for EngineConfig {
@@ -792,6 +798,7 @@ impl Default for EngineConfig {
             entity: EntityConfig::default(),
             trusted_proxies: Vec::new(),
             baseline: baseline::BaselineConfig::default(),
+            site_origins: Vec::new(),
         }
     }
 }
