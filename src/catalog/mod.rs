@@ -667,7 +667,36 @@ fn learn(eps: &[&Endpoint], threshold: usize) -> Vec<Endpoint> {
         }
         cur = merged.into_values().collect();
     }
-    cur
+    fold_sibling_params(cur)
+}
+
+/// Endpoints that differ only in the kind of a parameter at the same position
+/// (`/orders/{uuid}` and `/orders/{token}`, a mistyped id on the same route) are one route:
+/// they merge into the most called one's template.
+fn fold_sibling_params(eps: Vec<Endpoint>) -> Vec<Endpoint> {
+    let shape = |t: &str| -> String {
+        t.split('/')
+            .map(|s| if s.starts_with('{') { "{}" } else { s })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let mut groups: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
+    for e in eps {
+        groups.entry(shape(&e.template)).or_default().push(e);
+    }
+    let mut out = Vec::new();
+    for (_, mut g) in groups {
+        // the most called first (ties: the template's order, for a stable result)
+        g.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.template.cmp(&b.template)));
+        let mut it = g.into_iter();
+        if let Some(mut head) = it.next() {
+            for e in it {
+                head.merge(&e);
+            }
+            out.push(head);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -702,6 +731,39 @@ mod tests {
             dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             dport: 80,
         }
+    }
+
+    #[test]
+    fn a_mistyped_id_on_a_route_is_the_same_route() {
+        let mut c = Catalog::new(CatalogConfig::default());
+        let none = Auth {
+            scheme: "none",
+            principal: None,
+        };
+        for i in 0..5 {
+            let uuid = format!("6c906c4a-147a-489e-9ed1-7f7fe3ff5d{i:02}");
+            c.observe(
+                &tx("GET", &format!("/api/v1/orders/{uuid}"), 200, "{}", "application/json"),
+                &meta(1),
+                &none,
+            );
+        }
+        // a truncated uuid is no uuid: a token-like segment on the same route, answered 401
+        c.observe(
+            &tx(
+                "GET",
+                "/api/v1/orders/6c906c4a-147a-489e-9ed1-7f7fe3ff5d",
+                401,
+                "{}",
+                "application/json",
+            ),
+            &meta(1),
+            &none,
+        );
+        let (real, _) = c.endpoints();
+        let t: Vec<&str> = real.iter().map(|e| e.template.as_str()).collect();
+        assert_eq!(t, ["/api/v1/orders/{uuid}"]);
+        assert_eq!(real[0].count, 6);
     }
 
     #[test]
