@@ -112,6 +112,17 @@ pub struct Inputs {
     /// The site itself as (host, port), lowercased: the request's Host, the server's address
     /// (see [`Inputs::add_site`]). A URL naming it is a link, not an SSRF target.
     pub site: Vec<(String, u16)>,
+    /// Where the rest of the site comes from, parsed only when a URL needs judging (rare):
+    /// most transactions carry no internal-looking URL at all.
+    pub site_from: Option<Box<SiteFrom>>,
+}
+
+/// The request's Host, the server's address and port, and the configured site origins.
+#[derive(Debug, Default, Clone)]
+pub struct SiteFrom {
+    pub server: Option<(std::net::IpAddr, u16)>,
+    pub host: Option<String>,
+    pub origins: Vec<String>,
 }
 
 /// Headers whose values are credentials: never scanned, never quoted as evidence (with the
@@ -123,9 +134,26 @@ impl Inputs {
     /// host matches; with one, on the site's port or a web port (80, 443: a link written with
     /// the public scheme while the mirror sees the plain port behind a TLS terminator).
     pub fn is_site(&self, host: &str, port: Option<u16>) -> bool {
-        self.site
-            .iter()
-            .any(|(h, p)| h == host && port.is_none_or(|u| u == *p || u == 80 || u == 443))
+        let hit = |site: &[(String, u16)]| {
+            site.iter()
+                .any(|(h, p)| h == host && port.is_none_or(|u| u == *p || u == 80 || u == 443))
+        };
+        if hit(&self.site) {
+            return true;
+        }
+        let Some(f) = &self.site_from else { return false };
+        let mut more = Inputs::default();
+        let dport = f.server.map_or(80, |(_, p)| p);
+        if let Some((ip, p)) = f.server {
+            more.add_site(&ip.to_string(), p);
+        }
+        for o in &f.origins {
+            more.add_site(o, if o.starts_with("https://") { 443 } else { 80 });
+        }
+        if let Some(h) = &f.host {
+            more.add_site(h, dport);
+        }
+        hit(&more.site)
     }
 
     /// Add an authority (`host`, `host:port`, `[v6]:port`, or a URL) as the site itself;
@@ -156,16 +184,11 @@ impl Inputs {
     /// address and port from the flow, and the configured site origins.
     pub fn of_site(tx: &Transaction, server: Option<(std::net::IpAddr, u16)>, origins: &[String]) -> Inputs {
         let mut i = Inputs::of(tx);
-        let port = server.map_or(80, |(_, p)| p);
-        if let Some((ip, p)) = server {
-            i.add_site(&ip.to_string(), p);
-        }
-        for o in origins {
-            i.add_site(o, if o.starts_with("https://") { 443 } else { 80 });
-        }
-        if let Some(h) = tx.request.as_ref().and_then(|q| q.header("host")) {
-            i.add_site(h, port);
-        }
+        i.site_from = Some(Box::new(SiteFrom {
+            server,
+            host: tx.request.as_ref().and_then(|q| q.header("host")).map(str::to_string),
+            origins: origins.to_vec(),
+        }));
         i
     }
 
@@ -174,7 +197,7 @@ impl Inputs {
         let Some(q) = &tx.request else {
             return Inputs {
                 parts,
-                site: Vec::new(),
+                ..Inputs::default()
             };
         };
         let (path, query) = q.uri.split_once('?').unwrap_or((&q.uri, ""));
@@ -218,7 +241,7 @@ impl Inputs {
         }
         Inputs {
             parts,
-            site: Vec::new(),
+            ..Inputs::default()
         }
     }
 }

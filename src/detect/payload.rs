@@ -233,7 +233,7 @@ mod tests {
     fn fires(s: &str) -> Vec<&'static str> {
         let inputs = Inputs {
             parts: vec![("query:q".into(), normalize(s))],
-            site: Vec::new(),
+            ..Inputs::default()
         };
         scan(&inputs).into_iter().map(|(d, _)| d.as_str()).collect()
     }

@@ -300,6 +300,7 @@ mod tests {
         Inputs {
             parts: parts.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
             site: site.iter().map(|(h, p)| (h.to_string(), *p)).collect(),
+            site_from: None,
         }
     }
 
@@ -360,7 +361,7 @@ mod tests {
     fn evidence_never_quotes_credentials() {
         let inputs = Inputs {
             parts: vec![("query:webhook".into(), "http://admin:s3cret@10.0.0.5/x".into())],
-            site: Vec::new(),
+            ..Inputs::default()
         };
         let e = scan(&inputs).expect("ssrf");
         assert!(!e.contains("s3cret") && e.contains("***@10.0.0.5"), "{e}");

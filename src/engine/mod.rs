@@ -229,6 +229,13 @@ impl AuthTracker {
         let Some(p) = self.map.get_mut(&key).filter(|_| ok) else {
             return false;
         };
+        let open_allowed = ((1.0 - self.cfg.share) * p.auth_clients.estimate() as f64).max(1.0);
+        if p.open_clients.estimate() as f64 > open_allowed {
+            // already public: nothing to judge (the count goes on, as the allowance grows with
+            // the clients that use credentials)
+            p.open_clients.add(client);
+            return false;
+        }
         // Attack traffic (an injection payload, an attack tool, an SSRF probe) answered 2xx
         // without credentials does not teach the profile that the endpoint is public: an
         // early injection tool must not hide a later bypass. It is judged, not learned from.
@@ -237,7 +244,6 @@ impl AuthTracker {
             p.open_clients.add(client);
         }
         let open = p.open_clients.estimate() as f64 + attack as u64 as f64;
-        let open_allowed = ((1.0 - self.cfg.share) * p.auth_clients.estimate() as f64).max(1.0);
         if open > open_allowed {
             return false;
         }
