@@ -33,6 +33,8 @@ struct Entry {
     resp: Option<Message>,
     /// Its response was lost in a gap.
     resp_lost: bool,
+    /// Bytes the request holds (counted against `MAX_PENDING_BYTES`).
+    cost: usize,
 }
 
 impl Entry {
@@ -45,6 +47,7 @@ impl Entry {
             resp_started: false,
             resp: None,
             resp_lost: false,
+            cost: 0,
         }
     }
 }
@@ -65,6 +68,20 @@ enum Held {
 
 /// Most response bytes held back waiting for their request.
 const MAX_DEFER: usize = 256 << 10;
+
+/// Most bytes of requests waiting for their responses per connection (heads and kept body
+/// prefixes); past it, as past `max_pending`, the oldest unanswered request is evicted.
+const MAX_PENDING_BYTES: usize = 1 << 20;
+
+/// What a queued message costs in memory, roughly.
+fn msg_cost(m: &Message) -> usize {
+    std::mem::size_of::<Message>()
+        + m.method.len()
+        + m.uri.len()
+        + m.reason.len()
+        + m.body.capacity()
+        + m.headers.iter().map(|(n, v)| n.len() + v.len() + 48).sum::<usize>()
+}
 
 pub struct Conn {
     halves: [Half; 2],
@@ -92,6 +109,8 @@ struct Q {
     skipping: bool,
     /// Responses dropped that way.
     pub evicted_responses: u64,
+    /// Sum of the `cost` of the entries in `pending`.
+    pending_bytes: usize,
 }
 
 /// Runs of evicted request kinds kept per connection (16 bytes each); past it, runs merge
@@ -120,6 +139,7 @@ impl Conn {
                 evicted: VecDeque::new(),
                 skipping: false,
                 evicted_responses: 0,
+                pending_bytes: 0,
             },
         }
     }
@@ -283,7 +303,7 @@ impl Conn {
         // Requests still unanswered when the response side lost bytes: their responses were
         // most likely in the hole.
         let resp_gap = self.q.resp_gap;
-        while let Some(mut e) = self.q.pending.pop_front() {
+        while let Some(mut e) = self.q.remove_at(0) {
             e.resp_lost |= resp_gap && e.resp.is_none();
             if e.req.is_some() || e.resp.is_some() {
                 let lost = e.resp_lost;
@@ -322,12 +342,19 @@ impl Conn {
 }
 
 impl Q {
+    /// Take entry `i` out of the queue, keeping the byte count.
+    fn remove_at(&mut self, i: usize) -> Option<Entry> {
+        let e = self.pending.remove(i)?;
+        self.pending_bytes = self.pending_bytes.saturating_sub(e.cost);
+        Some(e)
+    }
+
     fn pop_ready(&mut self) {
         while let Some(f) = self.pending.front() {
             if f.state == ReqState::InProgress || f.resp.is_none() {
                 break;
             }
-            if let Some(e) = self.pending.pop_front() {
+            if let Some(e) = self.remove_at(0) {
                 let lost = e.resp_lost;
                 self.out.push(Transaction::new(e.req, e.resp, lost));
             }
@@ -336,19 +363,21 @@ impl Q {
 
     /// The pipeline is full: report the oldest unanswered request now, without its response,
     /// and remember that one response still answers it (bounded: a run-length queue).
-    fn evict(&mut self) {
+    /// Returns false when nothing was left to evict.
+    fn evict(&mut self) -> bool {
         self.anomalies.push(HttpAnomaly::TooManyPipelined);
         let i = self
             .first_unanswered()
             .filter(|i| self.pending[*i].state != ReqState::InProgress);
-        let Some(e) = i.and_then(|i| self.pending.remove(i)) else {
-            if let Some(e) = self.pending.pop_front() {
-                let lost = e.resp_lost;
-                if e.req.is_some() || e.resp.is_some() {
-                    self.out.push(Transaction::new(e.req, e.resp, lost));
-                }
+        let Some(e) = i.and_then(|i| self.remove_at(i)) else {
+            let Some(e) = self.remove_at(0) else {
+                return false;
+            };
+            let lost = e.resp_lost;
+            if e.req.is_some() || e.resp.is_some() {
+                self.out.push(Transaction::new(e.req, e.resp, lost));
             }
-            return;
+            return true;
         };
         let full = self.evicted.len() >= MAX_EVICTED_RUNS;
         match self.evicted.back_mut() {
@@ -359,6 +388,7 @@ impl Q {
             self.out.push(Transaction::new(e.req, None, false));
         }
         self.pop_ready();
+        true
     }
 
     fn first_unanswered(&self) -> Option<usize> {
@@ -384,14 +414,14 @@ impl Q {
             }
             match self.pending[i].state {
                 ReqState::Lost => {
-                    self.pending.remove(i);
+                    self.remove_at(i);
                 }
                 ReqState::Done if self.resp_gap => {
                     // Its response was in the bytes the response side lost.
                     self.pending[i].resp_started = true;
                     self.pending[i].resp_lost = true;
                     self.pending[i].resp = None;
-                    if let Some(e) = self.pending.remove(i) {
+                    if let Some(e) = self.remove_at(i) {
                         self.out.push(Transaction::new(e.req, None, true));
                     }
                 }
@@ -417,9 +447,7 @@ impl Events for Q {
         } else {
             ReqKind::Other
         };
-        if self.pending.len() >= self.max_pending {
-            self.evict();
-        }
+        while (self.pending.len() >= self.max_pending || self.pending_bytes > MAX_PENDING_BYTES) && self.evict() {}
         self.pending.push_back(Entry::new(ReqState::InProgress, kind));
     }
 
@@ -466,12 +494,16 @@ impl Events for Q {
         match role {
             Role::Request => match self.pending.iter_mut().rev().find(|e| e.state == ReqState::InProgress) {
                 Some(e) => {
+                    e.cost = msg_cost(&msg);
+                    self.pending_bytes += e.cost;
                     e.req = Some(msg);
                     e.state = ReqState::Done;
                     e.end_off = Some(end_off);
                 }
                 None => {
                     let mut e = Entry::new(ReqState::Done, ReqKind::Other);
+                    e.cost = msg_cost(&msg);
+                    self.pending_bytes += e.cost;
                     e.req = Some(msg);
                     e.end_off = Some(end_off);
                     self.pending.push_back(e);
@@ -969,7 +1001,11 @@ mod parity_tests {
                 resps.extend(body.as_bytes());
             }
         }
-        let (t, a, c) = run_cfg(&HttpConfig::default(), &[(0, &reqs), (1, &resps)]);
+        let cfg = HttpConfig {
+            max_pending: 64,
+            ..HttpConfig::default()
+        };
+        let (t, a, c) = run_cfg(&cfg, &[(0, &reqs), (1, &resps)]);
         assert!(a.contains(&HttpAnomaly::TooManyPipelined));
         assert_eq!(t.len(), n);
         for tx in &t {
@@ -983,6 +1019,39 @@ mod parity_tests {
         let answered = t.iter().filter(|t| t.response.is_some()).count();
         assert_eq!(answered as u64 + c.q.evicted_responses, n as u64);
         assert!(answered >= 64, "{answered}");
+    }
+
+    /// With the default caps, 100 pipelined requests are all held and all paired.
+    #[test]
+    fn a_hundred_pipelined_requests_are_all_paired_by_default() {
+        let mut reqs = Vec::new();
+        let mut resps = Vec::new();
+        for i in 0..100 {
+            reqs.extend(format!("GET /r{i} HTTP/1.1\r\n\r\n").as_bytes());
+            resps.extend(format!("HTTP/1.1 200 OK\r\nX-I: {i}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        }
+        let (t, a) = run(&[(0, &reqs), (1, &resps)]);
+        assert!(!a.contains(&HttpAnomaly::TooManyPipelined));
+        assert_eq!(t.len(), 100);
+        for (i, tx) in t.iter().enumerate() {
+            let x = tx.response.as_ref().and_then(|r| r.header("x-i")).map(String::from);
+            assert_eq!(x, Some(i.to_string()));
+        }
+    }
+
+    /// Requests with large kept bodies are bounded by bytes, not only by count.
+    #[test]
+    fn pending_requests_are_capped_by_bytes() {
+        let body = "b".repeat(60_000);
+        let mut reqs = Vec::new();
+        for i in 0..40 {
+            reqs.extend(format!("POST /u{i} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        }
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        c.data(0, &reqs, 1, None, &cfg);
+        assert!(c.q.pending_bytes <= MAX_PENDING_BYTES + 70_000, "{}", c.q.pending_bytes);
+        assert!(c.q.anomalies.contains(&HttpAnomaly::TooManyPipelined));
     }
 
     #[test]

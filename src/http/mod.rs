@@ -21,7 +21,10 @@ pub struct HttpConfig {
     /// takes 100 lines of 8190 bytes, Go 1 MiB). A longer head is reported as a truncated
     /// message with the headers that fit and a HEADER_TOO_LONG anomaly.
     pub max_head: usize,
-    /// Requests waiting for their responses per connection. Default 64.
+    /// Requests waiting for their responses per connection. Default 1024 (their bytes are
+    /// capped at 1 MiB too). Past either cap the oldest unanswered request is reported without
+    /// its response (TOO_MANY_PIPELINED_REQUESTS) and its response skipped when it comes, so
+    /// later pairings stay exact.
     pub max_pending: usize,
     /// Decode gzip/deflate bodies for inspection (output capped at `body_depth`). Default on.
     pub decompress: bool,
@@ -32,7 +35,7 @@ impl Default for HttpConfig {
         HttpConfig {
             body_depth: 64 << 10,
             max_head: 64 << 10,
-            max_pending: 64,
+            max_pending: 1024,
             decompress: true,
         }
     }
