@@ -1,0 +1,414 @@
+//! Parser parity with a real server (issue 12): request shapes nginx accepts are sent over real
+//! TCP to nginx in a network namespace (a veth pair, MTU 1500, offloads off, so segments are
+//! what a mirror port sees), captured by tcpdump, replayed through apitap, and every request
+//! nginx logged must be an apitap `http` event with the same method, target and status (on the
+//! same client port). Shapes: an unusual first method, HTTP/1.2, 1.9 and 1.01, spaces after
+//! the version, a HEAD over HTTP/1.2 before a run of logins, chunk sizes with leading zeros,
+//! a control byte in a header value, a head over 32 KiB, HTTP/0.9, 100 pipelined requests, a
+//! Content-Length above 2^63-1.
+//!
+//! Needs root (tcpdump), nginx and tcpdump (`.ci/run` installs them); without them it prints
+//! `SKIPPED: ...` and passes.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const PORT: u16 = 80;
+const SRV: &str = "10.231.7.1";
+
+/// Two namespaces (`ph<pid>-s`, `ph<pid>-c`) joined by a veth pair; removed on drop.
+struct Net {
+    tag: String,
+}
+
+impl Net {
+    fn up() -> Net {
+        let tag = format!("ph{}", std::process::id() % 100_000);
+        let net = Net { tag };
+        net.down();
+        let (s, c, t) = (net.srv(), net.cli(), &net.tag);
+        sh(&format!(
+            "ip netns add {s} && ip netns add {c} && \
+             ip link add {t}s0 mtu 1500 type veth peer name {t}c0 mtu 1500 && \
+             ip link set {t}s0 netns {s} && ip link set {t}c0 netns {c} && \
+             ip -n {s} addr add {SRV}/24 dev {t}s0 && ip -n {c} addr add 10.231.7.2/24 dev {t}c0 && \
+             ip -n {s} link set {t}s0 up && ip -n {c} link set {t}c0 up && \
+             ip -n {s} link set lo up && ip -n {c} link set lo up"
+        ));
+        for (ns, dev) in [(&s, format!("{t}s0")), (&c, format!("{t}c0"))] {
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "ip netns exec {ns} ethtool -K {dev} tso off gso off gro off tx off"
+                ))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        net
+    }
+
+    fn srv(&self) -> String {
+        format!("{}-s", self.tag)
+    }
+
+    fn cli(&self) -> String {
+        format!("{}-c", self.tag)
+    }
+
+    fn down(&self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ip netns del {}-s 2>/dev/null; ip netns del {}-c 2>/dev/null",
+                self.tag, self.tag
+            ))
+            .status();
+    }
+
+    /// Run `f` on a thread inside the client namespace.
+    fn in_cli<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.cli());
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("netns file");
+            let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns into the client namespace");
+            f()
+        })
+        .join()
+        .expect("client thread")
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").arg("-c").arg(cmd).status().expect("sh");
+    assert!(st.success(), "failed: {cmd}");
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd} >/dev/null 2>&1"))
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A child process stopped when the test ends, even by a failed assertion.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nginx(net: &Net, dir: &Path) -> (Proc, PathBuf) {
+    let root = dir.join("www");
+    std::fs::create_dir_all(root.join("api")).expect("mkdir");
+    std::fs::write(root.join("index.html"), "<html>hello</html>\n".repeat(20)).expect("write");
+    std::fs::write(root.join("api/users.json"), "{\"users\":[1,2,3]}\n".repeat(10)).expect("write");
+    let log = dir.join("access.jsonl");
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"daemon off;
+master_process off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+worker_processes 1;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
+  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  large_client_header_buffers 8 16k;
+  keepalive_requests 1000;
+  log_format j escape=json '{{"client_port":$remote_port,"method":"$request_method","uri":"$request_uri","status":$status}}';
+  server {{
+    listen {SRV}:{PORT};
+    access_log {log} j;
+    root {root};
+    location / {{ }}
+  }}
+}}
+"#,
+            dir = dir.display(),
+            log = log.display(),
+            root = root.display()
+        ),
+    )
+    .expect("conf");
+    let p = Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &net.srv(), "nginx", "-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx"),
+    );
+    let up = net.in_cli(|| {
+        let t = Instant::now();
+        while TcpStream::connect((SRV, PORT)).is_err() {
+            if t.elapsed() > Duration::from_secs(10) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    });
+    assert!(up, "nginx did not come up");
+    (p, log)
+}
+
+/// Send `segs` on one connection (a short pause between them, so they are separate
+/// segments), read until nginx closes or goes quiet; returns the client port.
+fn send(segs: &[Vec<u8>]) -> u16 {
+    let mut s = TcpStream::connect((SRV, PORT)).expect("connect");
+    let port = s.local_addr().expect("addr").port();
+    s.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+    for seg in segs {
+        if s.write_all(seg).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    let mut buf = [0u8; 65536];
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    port
+}
+
+fn b(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+fn cases() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let mut v: Vec<(&'static str, Vec<Vec<u8>>)> = vec![
+        (
+            "two-letter first method",
+            vec![
+                b("AB / HTTP/1.1\r\nHost: a\r\n\r\n"),
+                b("GET /api/users.json?id=1'%20OR%201=1-- HTTP/1.1\r\nHost: a\r\n\r\n"),
+            ],
+        ),
+        (
+            "21-letter first method",
+            vec![
+                b("ABCDEFGHIJKLMNOPQRSTU / HTTP/1.1\r\nHost: a\r\n\r\n"),
+                b("GET /index.html?after HTTP/1.1\r\nHost: a\r\n\r\n"),
+            ],
+        ),
+        (
+            "versions",
+            vec![
+                b("GET /index.html?v=12'%20UNION%20SELECT%201 HTTP/1.2\r\nHost: a\r\n\r\n"),
+                b("GET /index.html?v=19 HTTP/1.9\r\nHost: a\r\n\r\n"),
+                b("GET /index.html?v=101 HTTP/1.01\r\nHost: a\r\n\r\n"),
+                b("GET /index.html?v=trailing HTTP/1.1  \r\nHost: a\r\n\r\n"),
+            ],
+        ),
+        (
+            "chunk sizes with leading zeros",
+            vec![
+                b("POST /index.html HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                b("00000000000000023\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n\r\n0\r\n\r\n"),
+                b("GET /index.html?after-chunked HTTP/1.1\r\nHost: a\r\n\r\n"),
+            ],
+        ),
+        (
+            "control byte in a header value",
+            vec![b(
+                "GET /api/v?jndi HTTP/1.1\r\nHost: a\r\nX-Api-Version: ${jndi:ldap://127.0.0.1/a}\x7f\r\n\r\n",
+            )],
+        ),
+        ("HTTP/0.9", vec![b("GET /index.html\r\n")]),
+        (
+            "Content-Length above 2^63-1",
+            vec![b(
+                "POST /index.html HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n",
+            )],
+        ),
+    ];
+    let mut login = vec![b("HEAD /index.html HTTP/1.2\r\nHost: a\r\n\r\n")];
+    for i in 0..30 {
+        let body = format!("user=admin&password=guess{i}");
+        login.push(b(&format!(
+            "POST /login HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )));
+    }
+    v.push(("HEAD over HTTP/1.2 then 30 logins", login));
+    let mut big = b("GET /index.html?big=1 HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..12 {
+        big.extend(format!("X-Pad-{i}: {}\r\n", "p".repeat(4000)).as_bytes());
+    }
+    big.extend(b"\r\n");
+    v.push(("head over 32 KiB", vec![big]));
+    let mut pipe = Vec::new();
+    for i in 0..100 {
+        pipe.extend(format!("GET /index.html?pipelined={i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+    }
+    v.push(("100 pipelined requests", vec![pipe]));
+    v
+}
+
+#[test]
+fn every_request_nginx_logged_is_an_apitap_transaction() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: http_parity needs root (network namespaces, tcpdump)");
+        return;
+    }
+    for t in ["nginx", "tcpdump", "ip"] {
+        if !have(t) {
+            eprintln!("SKIPPED: http_parity needs {t} (.ci/run installs it)");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let net = Net::up();
+    let (_nginx, log) = nginx(&net, dir.path());
+    let cap = dir.path().join("parity.pcap");
+    let mut dump = Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &net.srv(), "tcpdump", "-i", &format!("{}s0", net.tag)])
+            .args(["--immediate-mode", "-U", "-n", "-s", "0", "-w"])
+            .arg(&cap)
+            .arg(format!("tcp port {PORT}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump"),
+    );
+    // tcpdump says "listening on" once its capture is open
+    let mut err = dump.0.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("listening on") {
+        match err.read(&mut buf) {
+            Ok(0) | Err(_) => panic!("tcpdump did not start: {}", String::from_utf8_lossy(&seen)),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = std::fs::write(&log, "");
+    let ports: Vec<(u16, &str)> = net.in_cli(|| cases().into_iter().map(|(name, segs)| (send(&segs), name)).collect());
+    std::thread::sleep(Duration::from_millis(1000));
+    unsafe { libc::kill(dump.0.id() as i32, libc::SIGINT) };
+    let _ = dump.0.wait();
+
+    if let Some(keep) = std::env::var_os("HTTP_PARITY_KEEP") {
+        // to compare another build by hand: the capture and nginx's log
+        let keep = PathBuf::from(keep);
+        let _ = std::fs::copy(&cap, keep.join("parity.pcap"));
+        let _ = std::fs::copy(&log, keep.join("parity.access.jsonl"));
+    }
+    let logged: Vec<Value> = std::fs::read_to_string(&log)
+        .expect("access log")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
+        .args([
+            "replay",
+            "-q",
+            "--no-progress",
+            "--log-headers",
+            "--types",
+            "http,anomaly",
+        ])
+        .arg(&cap)
+        .output()
+        .expect("apitap");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut http: Vec<(u64, String, String, u64)> = events
+        .iter()
+        .filter(|e| e["event_type"] == "http")
+        .map(|e| {
+            (
+                e["src_port"].as_u64().unwrap_or(0),
+                e["http"]["http_method"].as_str().unwrap_or("").to_string(),
+                e["http"]["url"].as_str().unwrap_or("").to_string(),
+                e["http"]["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let h09_ports: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event_type"] == "http" && e["http"]["protocol"] == "HTTP/0.9")
+        .filter_map(|e| e["src_port"].as_u64())
+        .collect();
+    let mut missing = Vec::new();
+    for l in &logged {
+        let want = (
+            l["client_port"].as_u64().unwrap_or(0),
+            l["method"].as_str().unwrap_or("").to_string(),
+            l["uri"].as_str().unwrap_or("").to_string(),
+            l["status"].as_u64().unwrap_or(0),
+        );
+        // an HTTP/0.9 reply has no status line: apitap reports status 0 (unknown), nginx its own
+        let h09 = |h: &(u64, String, String, u64)| {
+            h.3 == 0 && (h.0, &h.1, &h.2) == (want.0, &want.1, &want.2) && h09_ports.contains(&h.0)
+        };
+        match http
+            .iter()
+            .position(|h| *h == want)
+            .or_else(|| http.iter().position(h09))
+        {
+            Some(i) => {
+                http.remove(i);
+            }
+            None => {
+                let case = ports.iter().find(|(p, _)| u64::from(*p) == want.0).map_or("?", |c| c.1);
+                let got: Vec<_> = http.iter().filter(|h| h.0 == want.0).collect();
+                missing.push(format!(
+                    "{case}: {want:?}; apitap on that connection: {:?}",
+                    &got[..got.len().min(4)]
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "http_parity: nginx logged {} requests over {} connections; apitap matched {}",
+        logged.len(),
+        ports.len(),
+        logged.len() - missing.len()
+    );
+    assert!(logged.len() >= 140, "nginx logged only {} requests", logged.len());
+    assert!(
+        missing.is_empty(),
+        "requests nginx logged that apitap did not report:\n{}",
+        missing.join("\n")
+    );
+    // the JNDI payload behind a control byte reached the transaction's headers
+    assert!(
+        events
+            .iter()
+            .any(|e| e["http"]["request_headers"].as_array().is_some_and(|h| h
+                .iter()
+                .any(|h| h["value"].as_str().is_some_and(|v| v.contains("${jndi:"))))),
+        "X-Api-Version with a trailing DEL is in the event's headers"
+    );
+}
