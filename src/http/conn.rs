@@ -1122,6 +1122,29 @@ mod parity_tests {
         );
     }
 
+    /// The lenient start-line and header paths and the resumed end-of-head scan give the same
+    /// transactions wherever the stream is cut.
+    #[test]
+    fn unusual_shapes_split_at_every_offset_give_the_same_transactions() {
+        let req: &[u8] = b"AB /x HTTP/1.2 \r\nX-A: v\x7f\r\nTransfer-Encoding: chunked\r\n\r\n0003\r\nabc\r\n0\r\n\r\n\
+GET /a b HTTP/1.01\r\nHost: h\r\n\n";
+        let resp: &[u8] = b"http/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 2XX ?\r\nContent-Length: 0\r\n\r\n";
+        let (whole, _) = run(&[(0, req), (1, resp)]);
+        assert_eq!(mts(&whole), vec![s("AB", "/x", 200), s("GET", "/a b", 0)]);
+        for i in 0..=req.len() {
+            for j in [0, 10, resp.len() - 20, resp.len()] {
+                let (t, _) = run(&[(0, &req[..i]), (0, &req[i..]), (1, &resp[..j]), (1, &resp[j..])]);
+                assert_eq!(mts(&t), mts(&whole), "split at {i}/{j}");
+                let q = t[0].request.as_ref().expect("request");
+                assert_eq!(
+                    (q.header("x-a"), q.body.as_slice()),
+                    (Some("v\x7f"), &b"abc"[..]),
+                    "split at {i}"
+                );
+            }
+        }
+    }
+
     /// A head arriving a byte at a time is scanned for its end once, not from byte 0 per byte,
     /// and gives the same message as in one piece.
     #[test]

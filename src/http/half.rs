@@ -376,10 +376,7 @@ impl Half {
                 // A header continued on the next line (obs-fold, RFC 9112 §5.2): parsers
                 // disagree on it, a classic smuggling vector. httparse tolerates it; we report it.
                 let head = &src[..n.min(src.len())];
-                if memchr::memmem::find(head, b"\n ")
-                    .or_else(|| memchr::memmem::find(head, b"\n\t"))
-                    .is_some()
-                {
+                if memchr::memchr_iter(b'\n', head).any(|i| matches!(head.get(i + 1), Some(b' ' | b'\t'))) {
                     ev.anomaly(HttpAnomaly::ObsFold);
                 }
                 let used = if from_buf { n.saturating_sub(old) } else { n };
@@ -735,6 +732,7 @@ impl Half {
     }
 
     fn synced(&mut self, role: Role, ev: &mut dyn Events) {
+        self.scan = 0;
         if self.role.is_none() {
             self.role = Some(role);
             ev.role_found(role);
@@ -803,9 +801,9 @@ fn parse_head(role: Role, src: &[u8], scan: &mut usize, ev: &mut dyn Events) -> 
             Role::Response => HttpAnomaly::InvalidResponse,
         });
     };
-    if start.msg.http09 {
+    if start.http09 {
         ev.anomaly(HttpAnomaly::UnusualStartLine);
-        return Parsed::Complete(start.msg, lf + 1);
+        return Parsed::Complete(start.message(), lf + 1);
     }
     let Some(end) = head_end(src, (*scan).max(lf), scan) else {
         return Parsed::Partial;
@@ -818,14 +816,14 @@ fn parse_head(role: Role, src: &[u8], scan: &mut usize, ev: &mut dyn Events) -> 
             Ok(None) => {}
             Err(a) => return Parsed::Error(a),
         }
-    } else if start.msg.status == 0 && role == Role::Response {
+    } else if start.status == 0 && role == Role::Response {
         ev.anomaly(HttpAnomaly::InvalidStatus);
     } else {
         ev.anomaly(HttpAnomaly::UnusualStartLine);
     }
     // The start line httparse refuses, or headers it would drop (a control byte in a value,
     // nginx passes them on): parse the headers alone, control bytes masked, values kept.
-    let mut msg = start.msg;
+    let mut msg = start.message();
     match lenient_headers(&src[lf + 1..end], role, ev) {
         Ok(h) => msg.headers = h,
         Err(a) => return Parsed::Error(a),
@@ -836,6 +834,7 @@ fn parse_head(role: Role, src: &[u8], scan: &mut usize, ev: &mut dyn Events) -> 
 /// Index just past the blank line that ends a head (`\n\n` or `\n\r\n`), looking for LFs from
 /// `from`; when not found, `scan` is where to look again once more bytes arrived.
 fn head_end(src: &[u8], from: usize, scan: &mut usize) -> Option<usize> {
+    let from = from.min(src.len());
     for i in memchr::memchr_iter(b'\n', &src[from..]).map(|j| from + j) {
         match (src.get(i + 1), src.get(i + 2)) {
             (Some(b'\n'), _) => return Some(i + 2),
@@ -851,16 +850,38 @@ fn head_end(src: &[u8], from: usize, scan: &mut usize) -> Option<usize> {
     None
 }
 
-struct StartLine {
-    msg: Message,
+/// A start line read by hand, borrowed from the head (owned only when it is used).
+#[derive(Default)]
+struct StartLine<'a> {
+    method: &'a [u8],
+    target: &'a [u8],
+    reason: &'a [u8],
+    status: u16,
+    minor: u8,
+    http09: bool,
     /// Something httparse would refuse: parse the headers on their own.
     unusual: bool,
 }
 
-/// `method SP+ target SP+ HTTP/x.y SP*`, or HTTP/0.9 `method SP+ target` (no version), or a
-/// bare method. The target is everything between the method and the version (nginx takes a
-/// space inside it). `None`: not a request line (no token first).
-fn request_line(line: &[u8]) -> Option<StartLine> {
+impl StartLine<'_> {
+    fn message(&self) -> Message {
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Message {
+            method: s(self.method),
+            uri: s(self.target),
+            reason: s(self.reason),
+            status: self.status,
+            minor: self.minor,
+            http09: self.http09,
+            ..Message::default()
+        }
+    }
+}
+
+/// `method SP+ target SP+ HTTP/x.y SP*`, or HTTP/0.9 `GET SP+ target` (no version). The
+/// target is everything between the method and the version (nginx takes a space inside it).
+/// `None`: not a request line.
+fn request_line(line: &[u8]) -> Option<StartLine<'_>> {
     let tok = line.iter().take_while(|b| is_tchar(**b)).count();
     if tok == 0 || line.get(tok).is_some_and(|b| *b != b' ' && *b != b'\t') {
         return None;
@@ -872,21 +893,21 @@ fn request_line(line: &[u8]) -> Option<StartLine> {
         None if parse_version(rest).is_some() => (&rest[..0], parse_version(rest)),
         _ => (rest, None),
     };
-    let mut msg = Message {
-        method: String::from_utf8_lossy(method).into_owned(),
-        uri: String::from_utf8_lossy(target).into_owned(),
-        ..Message::default()
+    let mut sl = StartLine {
+        method,
+        target,
+        ..StartLine::default()
     };
     let clean = |v: &[u8]| v.len() == 8 && &v[..7] == b"HTTP/1." && (v[7] == b'0' || v[7] == b'1');
-    let unusual = match version {
+    sl.unusual = match version {
         // HTTP/0.9 (nginx takes it for GET only); a bare token is not a request line
         None if target.is_empty() || !(method == b"GET" || target[0] == b'/') => return None,
         None => {
-            msg.http09 = true;
+            sl.http09 = true;
             true
         }
         Some((major, minor)) => {
-            msg.minor = if major == 1 { minor } else { 1 };
+            sl.minor = if major == 1 { minor } else { 1 };
             let vword = &rest[rest.len() - 8.min(rest.len())..];
             !clean(vword)
                 || target.is_empty()
@@ -894,12 +915,12 @@ fn request_line(line: &[u8]) -> Option<StartLine> {
                 || !line.ends_with(vword)
         }
     };
-    Some(StartLine { msg, unusual })
+    Some(sl)
 }
 
 /// `HTTP/x.y SP+ status [SP reason]`, version in any case; a status that is not three digits
 /// (`2XX`) is kept as 0 with an anomaly. `None`: no version first.
-fn status_line(line: &[u8]) -> Option<StartLine> {
+fn status_line(line: &[u8]) -> Option<StartLine<'_>> {
     let mut it = line.splitn(2, |b| *b == b' ' || *b == b'\t');
     let vword = it.next()?;
     let (major, minor) = parse_version(vword)?;
@@ -912,15 +933,12 @@ fn status_line(line: &[u8]) -> Option<StartLine> {
     } else {
         0
     };
-    let unusual = status == 0 || !(vword == b"HTTP/1.1" || vword == b"HTTP/1.0");
     Some(StartLine {
-        msg: Message {
-            status,
-            reason: String::from_utf8_lossy(if status == 0 { rest } else { reason }).into_owned(),
-            minor: if major == 1 { minor } else { 1 },
-            ..Message::default()
-        },
-        unusual,
+        reason: if status == 0 { rest.trim_ascii_end() } else { reason },
+        status,
+        minor: if major == 1 { minor } else { 1 },
+        unusual: status == 0 || !(vword == b"HTTP/1.1" || vword == b"HTTP/1.0"),
+        ..StartLine::default()
     })
 }
 
