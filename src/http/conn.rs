@@ -19,6 +19,9 @@ use crate::capture::Ts;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReqState {
     Lost,
+    /// A response started while this request's head was still arriving (a server that
+    /// rejects a bad head before it ends): the head, when complete, takes this entry.
+    Early,
     InProgress,
     Done,
 }
@@ -101,6 +104,8 @@ struct Q {
     role_found: Option<Role>,
     /// Offset in the client's stream acknowledged by the packet being processed (server side).
     ack_off: Option<u64>,
+    /// The client's side holds part of a request head (set before response bytes are fed).
+    req_head_partial: bool,
     max_pending: usize,
     /// Requests evicted past `max_pending` (reported without their responses), oldest first,
     /// run-length by kind: the next responses answer them, so later pairings stay exact.
@@ -135,6 +140,7 @@ impl Conn {
                 not_http: false,
                 role_found: None,
                 ack_off: None,
+                req_head_partial: false,
                 max_pending: cfg.max_pending,
                 evicted: VecDeque::new(),
                 skipping: false,
@@ -180,6 +186,9 @@ impl Conn {
 
     fn feed(&mut self, dir: usize, d: &[u8], ts: Ts, ack_off: Option<u64>, cfg: &HttpConfig) {
         self.q.ack_off = ack_off;
+        self.q.req_head_partial = self
+            .client
+            .is_some_and(|c| c != dir && self.halves[c].head_in_progress());
         self.halves[dir].feed(d, ts, cfg, &mut self.q);
         self.after(dir);
     }
@@ -351,7 +360,7 @@ impl Q {
 
     fn pop_ready(&mut self) {
         while let Some(f) = self.pending.front() {
-            if f.state == ReqState::InProgress || f.resp.is_none() {
+            if matches!(f.state, ReqState::InProgress | ReqState::Early) || f.resp.is_none() {
                 break;
             }
             if let Some(e) = self.remove_at(0) {
@@ -368,7 +377,7 @@ impl Q {
         self.anomalies.push(HttpAnomaly::TooManyPipelined);
         let i = self
             .first_unanswered()
-            .filter(|i| self.pending[*i].state != ReqState::InProgress);
+            .filter(|i| !matches!(self.pending[*i].state, ReqState::InProgress | ReqState::Early));
         let Some(e) = i.and_then(|i| self.remove_at(i)) else {
             let Some(e) = self.remove_at(0) else {
                 return false;
@@ -447,6 +456,12 @@ impl Events for Q {
         } else {
             ReqKind::Other
         };
+        if let Some(e) = self.pending.back_mut().filter(|e| e.state == ReqState::Early) {
+            // its response already started: this head is the request it answers
+            e.state = ReqState::InProgress;
+            e.kind = kind;
+            return;
+        }
         while (self.pending.len() >= self.max_pending || self.pending_bytes > MAX_PENDING_BYTES) && self.evict() {}
         self.pending.push_back(Entry::new(ReqState::InProgress, kind));
     }
@@ -465,6 +480,12 @@ impl Events for Q {
         }
         let i = match self.first_unanswered() {
             Some(i) => i,
+            None if self.req_head_partial => {
+                // The server answers a request whose head is still arriving (it rejected it
+                // early): pair them once the head is complete.
+                self.pending.push_back(Entry::new(ReqState::Early, ReqKind::Unknown));
+                self.pending.len() - 1
+            }
             None => {
                 // A response to a request we never saw (capture started mid-connection, or the
                 // request was lost).
@@ -1143,6 +1164,24 @@ GET /a b HTTP/1.01\r\nHost: h\r\n\n";
                 );
             }
         }
+    }
+
+    /// Apache answers 400 as soon as it reads a bad request line, before the head is complete:
+    /// the response pairs with that request, not with a phantom before it.
+    #[test]
+    fn response_before_the_request_head_completes_is_paired() {
+        let (t, _) = run(&[
+            (0, b"GET /ok HTTP/1.1\r\n\r\n"),
+            (1, R200),
+            (0, b"DELETE  /bad HTTP/1.0\r\nHost: a\r\nX-Long: "),
+            (
+                1,
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            ),
+            (0, b"still arriving\r\n\r\n"),
+        ]);
+        assert_eq!(mts(&t), vec![s("GET", "/ok", 200), s("DELETE", "/bad", 400)]);
+        assert!(t.iter().all(|t| !t.gap));
     }
 
     /// A head arriving a byte at a time is scanned for its end once, not from byte 0 per byte,

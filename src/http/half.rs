@@ -162,6 +162,11 @@ impl Half {
         self.st == St::Idle && self.buf.is_empty()
     }
 
+    /// Part of a message head has arrived, not all of it.
+    pub fn head_in_progress(&self) -> bool {
+        self.st == St::Idle && !self.buf.is_empty()
+    }
+
     /// Stream offset of the next byte (data and gaps fed so far).
     pub fn pos(&self) -> u64 {
         self.pos
