@@ -7,8 +7,13 @@
 //! a control byte in a header value, a head over 32 KiB, HTTP/0.9, 100 pipelined requests, a
 //! Content-Length above 2^63-1.
 //!
-//! Needs root (tcpdump), nginx and tcpdump (`.ci/run` installs them); without them it prints
-//! `SKIPPED: ...` and passes.
+//! A second test generates request shapes from a small grammar (the habit of HTTP Garden and
+//! T-Reqs) and runs them against nginx and, as a second server family, Apache httpd: 300
+//! cases on a fixed seed by default; `HTTP_PARITY_CASES=5000 HTTP_PARITY_SEED=N` to run long,
+//! `HTTP_PARITY_KEEP=DIR` to keep the captures and the servers' logs.
+//!
+//! Needs root, iproute2, nginx, apache2 and tcpdump (`.ci/run` installs them); without them
+//! it prints `SKIPPED: ...` and passes.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
