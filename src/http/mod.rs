@@ -270,12 +270,12 @@ pub(crate) fn starts_request(d: &[u8]) -> Option<bool> {
     if tok == d.len() {
         return if tok <= MAX_METHOD { None } else { Some(false) };
     }
-    if tok == 0 || tok > MAX_METHOD || d[tok] != b' ' {
+    if tok == 0 || tok > MAX_METHOD || (d[tok] != b' ' && d[tok] != b'\t') {
         return Some(false);
     }
     let method = &d[..tok];
     let rest = &d[tok..];
-    let sp = rest.iter().take_while(|b| **b == b' ').count();
+    let sp = rest.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
     let target = &rest[sp..];
     let Some(&first) = target.first() else {
         return if sp > 16 { Some(false) } else { None };
@@ -303,7 +303,7 @@ pub(crate) fn starts_request(d: &[u8]) -> Option<bool> {
     };
     let line = target[..lf].strip_suffix(b"\r").unwrap_or(&target[..lf]);
     let line = line.trim_ascii_end();
-    let word = line.rsplit(|b| *b == b' ').next().unwrap_or(&[]);
+    let word = line.rsplit(|b| *b == b' ' || *b == b'\t').next().unwrap_or(&[]);
     Some(word.len() < line.len() && parse_version(word).is_some())
 }
 
@@ -381,6 +381,8 @@ mod tests {
         assert_eq!(starts_request(b"X odd-target"), None);
         assert_eq!(starts_request(b"X odd target\r\n"), Some(false));
         assert_eq!(starts_request(b"GET "), None);
+        // Apache takes a tab between the parts (and answers 400 in strict mode, logged)
+        assert_eq!(starts_request(b"PUT\t/x\tHTTP/1.1\r\n"), Some(true));
         assert_eq!(starts_request(b"GET ht"), None);
         assert_eq!(parse_version(b"HTTP/1.01"), Some((1, 1)));
         assert_eq!(parse_version(b"http/1.9"), Some((1, 9)));
