@@ -202,6 +202,7 @@ impl Conn {
             self.defer(dir, ts, Held::Gap(n), None, cfg);
             return;
         }
+        self.note_partial_request(dir);
         self.halves[dir].gap(n, ts, cfg, &mut self.q);
         self.after(dir);
         self.try_release(cfg);
@@ -210,6 +211,7 @@ impl Conn {
     pub fn eof(&mut self, dir: usize, ts: Ts, cfg: &HttpConfig) {
         // Whatever waited for the other side is processed before a side closes.
         self.release(cfg);
+        self.note_partial_request(dir & 1);
         self.halves[dir & 1].eof(ts, cfg, &mut self.q);
         self.after(dir);
     }
@@ -289,6 +291,7 @@ impl Conn {
             match h {
                 Held::Data(v, ack) => self.feed(df.dir, &v, ts, ack, cfg),
                 Held::Gap(n) => {
+                    self.note_partial_request(df.dir);
                     self.halves[df.dir].gap(n, ts, cfg, &mut self.q);
                     self.after(df.dir);
                 }
@@ -306,6 +309,7 @@ impl Conn {
             None => [0, 1],
         };
         for d in order {
+            self.note_partial_request(d);
             self.halves[d].eof(ts, cfg, &mut self.q);
         }
         self.q.pop_ready();
@@ -319,6 +323,14 @@ impl Conn {
                 self.q.out.push(Transaction::new(e.req, e.resp, lost));
             }
         }
+    }
+
+    /// Before bytes of direction `dir` are parsed: does the client's side hold part of a
+    /// request head (a response now answers it)?
+    fn note_partial_request(&mut self, dir: usize) {
+        self.q.req_head_partial = self
+            .client
+            .is_some_and(|c| c != dir && self.halves[c].head_in_progress());
     }
 
     fn after(&mut self, dir: usize) {
@@ -1114,6 +1126,19 @@ mod parity_tests {
         assert!(t[0].truncated && q.truncated);
         assert_eq!(q.header("host"), Some("a"));
         assert_eq!(q.body, b"hello");
+    }
+
+    /// A head over max_head that never ends (the connection closes inside it) is still
+    /// reported, truncated.
+    #[test]
+    fn head_over_max_head_cut_by_the_end_of_the_stream_is_reported() {
+        let mut head = b"POST /cut?x=1 HTTP/1.1\r\nContent-Length: 5\r\n".to_vec();
+        head.extend(format!("X-Pad: {}\r\n", "a".repeat(70_000)).as_bytes());
+        head.extend(b"X-Half: unfinis");
+        let (t, a) = run(&[(0, &head[..30_000]), (0, &head[30_000..])]);
+        assert!(a.contains(&HttpAnomaly::HeadTooLong), "{a:?}");
+        assert_eq!(mts(&t), vec![s("POST", "/cut?x=1", 0)]);
+        assert!(t[0].truncated);
     }
 
     #[test]

@@ -233,14 +233,13 @@ impl Half {
                 self.cur.truncated = true;
                 self.finish(ts, cfg, ev);
             }
-            St::SkipHead(_) => {
-                if self.after_skip.take().is_some() {
-                    self.cur.gap = true;
-                    self.cur.truncated = true;
-                    self.finish(ts, cfg, ev);
-                }
+            St::SkipHead(_) if self.after_skip.is_some() => {
+                self.after_skip = None;
+                self.cur.gap = true;
+                self.cur.truncated = true;
+                self.finish(ts, cfg, ev);
             }
-            St::Idle | St::Resync => {}
+            St::SkipHead(_) | St::Idle | St::Resync => {}
         }
         self.buf.clear();
         self.st = St::Resync;
@@ -261,11 +260,10 @@ impl Half {
                 self.cur.truncated = true;
                 self.finish(ts, cfg, ev);
             }
-            St::SkipHead(_) => {
-                if self.after_skip.take().is_some() {
-                    self.cur.truncated = true;
-                    self.finish(ts, cfg, ev);
-                }
+            St::SkipHead(_) if self.after_skip.is_some() => {
+                self.after_skip = None;
+                self.cur.truncated = true;
+                self.finish(ts, cfg, ev);
             }
             _ => {}
         }
