@@ -106,7 +106,7 @@ pub struct Half {
     /// Keep the current message's body for inspection (by its content type).
     inspect: bool,
     /// Offset in `buf` up to which the end of the head has been looked for.
-    scan: usize,
+    scan: HeadScan,
     /// Body framing to apply once a head cut at `max_head` ends (`None`: message done).
     after_skip: Option<Framing>,
     skipped: u64,
@@ -127,7 +127,7 @@ impl Half {
             trailer_bytes: 0,
             ever_synced: false,
             inspect: true,
-            scan: 0,
+            scan: HeadScan::default(),
             after_skip: None,
             skipped: 0,
             guess_body: false,
@@ -282,7 +282,7 @@ impl Half {
             b.pop();
         }
         b.extend_from_slice(b"\r\n\r\n");
-        let mut scan = 0;
+        let mut scan = HeadScan::default();
         match parse_head(role, &b, &mut scan, ev) {
             Parsed::Complete(mut msg, _) => {
                 msg.start = self.head_ts;
@@ -339,7 +339,7 @@ impl Half {
                 return;
             }
             self.head_ts = ts;
-            self.scan = 0;
+            self.scan = HeadScan::default();
         }
         let Some(role) = self.role else {
             self.st = St::Resync;
@@ -431,7 +431,7 @@ impl Half {
         };
         b.truncate(last_lf + 1);
         b.extend_from_slice(b"\r\n");
-        let mut scan = 0;
+        let mut scan = HeadScan::default();
         let Parsed::Complete(mut msg, _) = parse_head(role, &b, &mut scan, ev) else {
             self.st = St::Resync;
             self.line_start = false;
@@ -735,7 +735,7 @@ impl Half {
     }
 
     fn synced(&mut self, role: Role, ev: &mut dyn Events) {
-        self.scan = 0;
+        self.scan = HeadScan::default();
         if self.role.is_none() {
             self.role = Some(role);
             ev.role_found(role);
@@ -789,9 +789,27 @@ enum Parsed {
 /// non-numeric status in a status line), the headers by httparse. `scan`: how far a previous
 /// call on the same (grown) buffer looked for the end of the head, so a head that arrives in
 /// many segments is scanned once, not from byte 0 on every segment.
-fn parse_head(role: Role, src: &[u8], scan: &mut usize, ev: &mut dyn Events) -> Parsed {
-    let Some(lf) = memchr::memchr(b'\n', src) else {
-        return Parsed::Partial;
+fn parse_head(role: Role, src: &[u8], sc: &mut HeadScan, ev: &mut dyn Events) -> Parsed {
+    if !sc.tried {
+        // Fast path, the common case: an ordinary head, whole in one segment.
+        sc.tried = true;
+        match strict_parse(role, src) {
+            Ok(Some((msg, n))) => return Parsed::Complete(msg, n),
+            Ok(None) => {}
+            Err(a) => return Parsed::Error(a),
+        }
+    }
+    let lf = match sc.line_end {
+        Some(lf) => lf,
+        None => {
+            let from = sc.from.min(src.len());
+            let Some(j) = memchr::memchr(b'\n', &src[from..]) else {
+                sc.from = src.len();
+                return Parsed::Partial;
+            };
+            sc.line_end = Some(from + j);
+            from + j
+        }
     };
     let line = trim_cr(&src[..lf]);
     let start = match role {
@@ -808,14 +826,14 @@ fn parse_head(role: Role, src: &[u8], scan: &mut usize, ev: &mut dyn Events) -> 
         ev.anomaly(HttpAnomaly::UnusualStartLine);
         return Parsed::Complete(start.message(), lf + 1);
     }
-    let Some(end) = head_end(src, (*scan).max(lf), scan) else {
+    let Some(end) = head_end(src, sc.from.max(lf), &mut sc.from) else {
         return Parsed::Partial;
     };
     let head = &src[..end];
     if !start.unusual {
-        // Fast path: httparse on the whole head, strict about headers.
+        // httparse on the whole head, strict about headers.
         match strict_parse(role, head) {
-            Ok(Some(msg)) => return Parsed::Complete(msg, end),
+            Ok(Some((msg, _))) => return Parsed::Complete(msg, end),
             Ok(None) => {}
             Err(a) => return Parsed::Error(a),
         }
@@ -832,6 +850,17 @@ fn parse_head(role: Role, src: &[u8], scan: &mut usize, ev: &mut dyn Events) -> 
         Err(a) => return Parsed::Error(a),
     }
     Parsed::Complete(msg, end)
+}
+
+/// Where a head that arrives in pieces has been looked at: httparse is tried once on the
+/// first piece; after that only new bytes are scanned (for the end of the first line, then
+/// for the blank line), and the head is parsed once, when complete.
+#[derive(Debug, Default, Clone, Copy)]
+struct HeadScan {
+    tried: bool,
+    line_end: Option<usize>,
+    /// Offset from which to look again.
+    from: usize,
 }
 
 /// Index just past the blank line that ends a head (`\n\n` or `\n\r\n`), looking for LFs from
@@ -962,37 +991,46 @@ fn owned_headers(h: &[httparse::Header<'_>]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// httparse on a complete, ordinary head; `Ok(None)` when it refuses something (the caller
-/// falls back to the lenient path), `Err` only for too many headers.
-fn strict_parse(role: Role, head: &[u8]) -> Result<Option<Message>, HttpAnomaly> {
+/// httparse on an ordinary head: the message and the head's length; `Ok(None)` when the
+/// head is not complete or httparse refuses something (the caller looks further), `Err` only
+/// for too many headers.
+fn strict_parse(role: Role, head: &[u8]) -> Result<Option<(Message, usize)>, HttpAnomaly> {
     let mut hs = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let res = match role {
         Role::Request => {
             let mut req = httparse::Request::new(&mut []);
             parser_config(false)
                 .parse_request_with_uninit_headers(&mut req, head, &mut hs)
-                .map(|st| {
-                    st.is_complete().then(|| Message {
-                        method: req.method.unwrap_or("").to_string(),
-                        uri: req.path.unwrap_or("").to_string(),
-                        minor: req.version.unwrap_or(1),
-                        headers: owned_headers(req.headers),
-                        ..Message::default()
-                    })
+                .map(|st| match st {
+                    httparse::Status::Complete(n) => Some((
+                        Message {
+                            method: req.method.unwrap_or("").to_string(),
+                            uri: req.path.unwrap_or("").to_string(),
+                            minor: req.version.unwrap_or(1),
+                            headers: owned_headers(req.headers),
+                            ..Message::default()
+                        },
+                        n,
+                    )),
+                    httparse::Status::Partial => None,
                 })
         }
         Role::Response => {
             let mut resp = httparse::Response::new(&mut []);
             parser_config(false)
                 .parse_response_with_uninit_headers(&mut resp, head, &mut hs)
-                .map(|st| {
-                    st.is_complete().then(|| Message {
-                        status: resp.code.unwrap_or(0),
-                        reason: resp.reason.unwrap_or("").to_string(),
-                        minor: resp.version.unwrap_or(1),
-                        headers: owned_headers(resp.headers),
-                        ..Message::default()
-                    })
+                .map(|st| match st {
+                    httparse::Status::Complete(n) => Some((
+                        Message {
+                            status: resp.code.unwrap_or(0),
+                            reason: resp.reason.unwrap_or("").to_string(),
+                            minor: resp.version.unwrap_or(1),
+                            headers: owned_headers(resp.headers),
+                            ..Message::default()
+                        },
+                        n,
+                    )),
+                    httparse::Status::Partial => None,
                 })
         }
     };
