@@ -562,6 +562,10 @@ impl Events for Q {
     fn lost(&mut self, role: Role, _at_off: u64) {
         match role {
             Role::Request => {
+                // a head that was still arriving is gone: its early response stays unpaired
+                for e in self.pending.iter_mut().filter(|e| e.state == ReqState::Early) {
+                    e.state = ReqState::Lost;
+                }
                 if self
                     .pending
                     .back()
@@ -1207,6 +1211,29 @@ GET /a b HTTP/1.01\r\nHost: h\r\n\n";
         ]);
         assert_eq!(mts(&t), vec![s("GET", "/ok", 200), s("DELETE", "/bad", 400)]);
         assert!(t.iter().all(|t| !t.gap));
+    }
+
+    /// The request whose head was still arriving when its response started is lost in a gap:
+    /// the response is reported alone and later pairs are not held back.
+    #[test]
+    fn early_response_whose_request_is_lost_does_not_block_later_pairs() {
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        let (q1, q2): (&[u8], &[u8]) = (b"GET /partial HTTP/1.1\r\nX-A: ", b"GET /next HTTP/1.1\r\n\r\n");
+        c.data(0, q1, 1, None, &cfg);
+        let r400: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        c.data(1, r400, 2, Some(q1.len() as u64), &cfg);
+        c.gap(0, 100, 3, &cfg);
+        c.data(0, q2, 4, None, &cfg);
+        // the server's acknowledgement says it had received the whole of /next
+        c.data(1, R200, 5, Some((q1.len() + 100 + q2.len()) as u64), &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        assert_eq!(
+            mts(&t),
+            vec![s("", "", 400), s("GET", "/next", 200)],
+            "before the flush"
+        );
     }
 
     /// A head arriving a byte at a time is scanned for its end once, not from byte 0 per byte,
