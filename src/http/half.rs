@@ -9,7 +9,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::{HttpAnomaly, HttpConfig, Message, starts_request, starts_response};
+use super::{HttpAnomaly, HttpConfig, Message, is_tchar, parse_version, starts_request, starts_response};
 use crate::capture::Ts;
 
 /// Which kind of messages this direction carries.
@@ -24,6 +24,10 @@ pub enum Role {
 pub enum ReqKind {
     Head,
     Connect,
+    /// An HTTP/0.9 request: the reply has no head and ends with the connection.
+    Http09,
+    /// A request never seen (lost, or before the capture): the response's framing is a guess.
+    Unknown,
     Other,
 }
 
@@ -35,6 +39,8 @@ pub trait Events {
     fn request_head(&mut self, msg: &Message, end_off: u64);
     /// A response head is complete: which request does it answer?
     fn response_head(&mut self, msg: &Message) -> ReqKind;
+    /// The kind of the request the next response will answer, without claiming it.
+    fn next_response_kind(&self) -> Option<ReqKind>;
     /// A message is complete (or cut short and flagged).
     fn done(&mut self, role: Role, msg: Message, end_off: u64);
     /// Bytes between messages were lost: whole messages may be missing.
@@ -65,6 +71,10 @@ enum Framing {
 enum St {
     Idle,
     Body(Framing),
+    /// The head passed `max_head`: its message was reported with the headers that fit; the
+    /// rest of the head is skipped (newline state: 0 mid-line, 1 after LF, 2 after LF CR),
+    /// then the body framed by `after_skip`.
+    SkipHead(u8),
     Resync,
     Tunnel,
     Dead,
@@ -76,6 +86,10 @@ const PROBE_LIMIT: u64 = 1 << 20;
 const MAX_CHUNK_LINE: usize = 1024;
 const MAX_TRAILERS: usize = 8 << 10;
 const MAX_HEADERS: usize = 128;
+/// Head bytes skipped past `max_head` before giving up on finding its end.
+const MAX_SKIP_HEAD: u64 = 1 << 20;
+/// How far into the first chunk of a direction junk before the first message is skipped.
+const MAX_JUNK: usize = 64 << 10;
 
 pub struct Half {
     role: Option<Role>,
@@ -91,6 +105,13 @@ pub struct Half {
     ever_synced: bool,
     /// Keep the current message's body for inspection (by its content type).
     inspect: bool,
+    /// Offset in `buf` up to which the end of the head has been looked for.
+    scan: HeadScan,
+    /// Body framing to apply once a head cut at `max_head` ends (`None`: message done).
+    after_skip: Option<Framing>,
+    skipped: u64,
+    /// The current response answers a request never seen: its body may be absent (a HEAD).
+    guess_body: bool,
 }
 
 impl Half {
@@ -106,6 +127,10 @@ impl Half {
             trailer_bytes: 0,
             ever_synced: false,
             inspect: true,
+            scan: HeadScan::default(),
+            after_skip: None,
+            skipped: 0,
+            guess_body: false,
         }
     }
 
@@ -137,6 +162,11 @@ impl Half {
         self.st == St::Idle && self.buf.is_empty()
     }
 
+    /// Part of a message head has arrived, not all of it.
+    pub fn head_in_progress(&self) -> bool {
+        self.st == St::Idle && !self.buf.is_empty()
+    }
+
     /// Stream offset of the next byte (data and gaps fed so far).
     pub fn pos(&self) -> u64 {
         self.pos
@@ -149,6 +179,7 @@ impl Half {
             match self.st {
                 St::Idle => self.head(&mut d, ts, end_pos, cfg, ev),
                 St::Body(f) => self.body(f, &mut d, ts, end_pos, cfg, ev),
+                St::SkipHead(nl) => self.skip_head(nl, &mut d, ts, end_pos, cfg, ev),
                 St::Resync => {
                     if !self.resync(&mut d, ev) {
                         return;
@@ -202,7 +233,13 @@ impl Half {
                 self.cur.truncated = true;
                 self.finish(ts, cfg, ev);
             }
-            St::Idle | St::Resync => {}
+            St::SkipHead(_) if self.after_skip.is_some() => {
+                self.after_skip = None;
+                self.cur.gap = true;
+                self.cur.truncated = true;
+                self.finish(ts, cfg, ev);
+            }
+            St::SkipHead(_) | St::Idle | St::Resync => {}
         }
         self.buf.clear();
         self.st = St::Resync;
@@ -223,6 +260,11 @@ impl Half {
                 self.cur.truncated = true;
                 self.finish(ts, cfg, ev);
             }
+            St::SkipHead(_) if self.after_skip.is_some() => {
+                self.after_skip = None;
+                self.cur.truncated = true;
+                self.finish(ts, cfg, ev);
+            }
             _ => {}
         }
         self.buf = Vec::new();
@@ -240,12 +282,9 @@ impl Half {
             b.pop();
         }
         b.extend_from_slice(b"\r\n\r\n");
-        let parsed = match role {
-            Role::Request => parse_request(&b),
-            Role::Response => parse_response(&b),
-        };
-        match parsed {
-            Ok(Some((mut msg, _))) => {
+        let mut scan = HeadScan::default();
+        match parse_head(role, &b, &mut scan, ev) {
+            Parsed::Complete(mut msg, _) => {
                 msg.start = self.head_ts;
                 msg.end = ts;
                 msg.truncated = true;
@@ -265,6 +304,32 @@ impl Half {
         }
     }
 
+    /// The first bytes of a direction: junk before the first message is skipped (an anomaly)
+    /// when a message starts at a later line of this chunk; a direction that shows no message
+    /// start at all is not HTTP (TLS, SSH, SMTP...): the connection is dropped quietly, counted,
+    /// not an anomaly. Returns false when parsing stops.
+    fn first_message(&mut self, d: &mut &[u8], ev: &mut dyn Events) -> bool {
+        if self.classify(d) != Some(None) {
+            return true;
+        }
+        let limit = d.len().min(MAX_JUNK);
+        let mut i = next_line(d, 0);
+        while i < limit {
+            match self.classify(&d[i..]) {
+                Some(Some(_)) => {
+                    ev.anomaly(HttpAnomaly::JunkBeforeMessage);
+                    *d = &d[i..];
+                    return true;
+                }
+                Some(None) => i = next_line(d, i),
+                None => break,
+            }
+        }
+        self.st = St::Dead;
+        ev.not_http();
+        false
+    }
+
     fn head(&mut self, d: &mut &[u8], ts: Ts, end_pos: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
         if self.buf.is_empty() {
             // Blank lines between messages are allowed (RFC 9112 §2.2).
@@ -274,16 +339,33 @@ impl Half {
                 return;
             }
             self.head_ts = ts;
+            self.scan = HeadScan::default();
         }
         let Some(role) = self.role else {
             self.st = St::Resync;
             return;
         };
-        if !self.ever_synced && self.buf.is_empty() && self.classify(d) == Some(None) {
-            // The first bytes of this direction are not HTTP (TLS, SSH, SMTP...): stop
-            // parsing the connection quietly; it is counted, not an anomaly.
-            self.st = St::Dead;
-            ev.not_http();
+        if role == Role::Response
+            && self.buf.is_empty()
+            && starts_response(d) == Some(false)
+            && ev.next_response_kind() == Some(ReqKind::Http09)
+        {
+            // An HTTP/0.9 reply: no head, the body runs until the connection closes.
+            let msg = Message {
+                http09: true,
+                start: ts,
+                end: ts,
+                ..Message::default()
+            };
+            ev.response_head(&msg);
+            self.cur = msg;
+            self.inspect = true;
+            self.guess_body = false;
+            self.ever_synced = true;
+            self.st = St::Body(Framing::Close);
+            return;
+        }
+        if !self.ever_synced && self.buf.is_empty() && !self.first_message(d, ev) {
             return;
         }
         let old = self.buf.len();
@@ -292,19 +374,12 @@ impl Half {
             self.buf.extend_from_slice(d);
         }
         let src: &[u8] = if from_buf { &self.buf } else { d };
-        let parsed = match role {
-            Role::Request => parse_request(src),
-            Role::Response => parse_response(src),
-        };
-        match parsed {
-            Ok(Some((mut msg, n))) => {
+        match parse_head(role, src, &mut self.scan, ev) {
+            Parsed::Complete(mut msg, n) => {
                 // A header continued on the next line (obs-fold, RFC 9112 §5.2): parsers
                 // disagree on it, a classic smuggling vector. httparse tolerates it; we report it.
                 let head = &src[..n.min(src.len())];
-                if memchr::memmem::find(head, b"\n ")
-                    .or_else(|| memchr::memmem::find(head, b"\n\t"))
-                    .is_some()
-                {
+                if memchr::memchr_iter(b'\n', head).any(|i| matches!(head.get(i + 1), Some(b' ' | b'\t'))) {
                     ev.anomaly(HttpAnomaly::ObsFold);
                 }
                 let used = if from_buf { n.saturating_sub(old) } else { n };
@@ -316,24 +391,17 @@ impl Half {
                 let head_end = end_pos - d.len() as u64;
                 self.start_body(role, msg, ts, head_end, cfg, ev);
             }
-            Ok(None) => {
+            Parsed::Partial => {
                 if !from_buf {
                     self.buf.extend_from_slice(d);
                 }
                 *d = &[];
                 if self.buf.len() > cfg.max_head {
-                    ev.anomaly(HttpAnomaly::HeadTooLong);
-                    self.buf.clear();
-                    self.st = St::Resync;
-                    self.line_start = false;
+                    self.head_too_long(role, ts, cfg, ev);
                 }
             }
-            Err(a) => {
-                ev.anomaly(match (a, role) {
-                    (HttpAnomaly::TooManyHeaders, _) => a,
-                    (_, Role::Request) => HttpAnomaly::InvalidRequest,
-                    (_, Role::Response) => HttpAnomaly::InvalidResponse,
-                });
+            Parsed::Error(a) => {
+                ev.anomaly(a);
                 // Rescan the bytes of this chunk, past the first, for the next message.
                 if from_buf {
                     *d = &[];
@@ -342,6 +410,93 @@ impl Half {
                 self.st = St::Resync;
                 self.line_start = false;
             }
+        }
+    }
+
+    /// The head passed `max_head` without ending: report the message with the start line and
+    /// the headers that fit (truncated, HEADER_TOO_LONG), skip the rest of the head, then
+    /// follow the body framing those headers give.
+    fn head_too_long(&mut self, role: Role, ts: Ts, cfg: &HttpConfig, ev: &mut dyn Events) {
+        ev.anomaly(HttpAnomaly::HeadTooLong);
+        let mut b = std::mem::take(&mut self.buf);
+        let Some(last_lf) = memchr::memrchr(b'\n', &b) else {
+            self.st = St::Resync;
+            self.line_start = false;
+            return;
+        };
+        let nl = match &b[last_lf + 1..] {
+            [] => 1,
+            [b'\r'] => 2,
+            _ => 0,
+        };
+        b.truncate(last_lf + 1);
+        b.extend_from_slice(b"\r\n");
+        let mut scan = HeadScan::default();
+        let Parsed::Complete(mut msg, _) = parse_head(role, &b, &mut scan, ev) else {
+            self.st = St::Resync;
+            self.line_start = false;
+            return;
+        };
+        msg.start = self.head_ts;
+        msg.end = ts;
+        msg.truncated = true;
+        self.ever_synced = true;
+        let pos = self.pos;
+        self.start_body(role, msg, ts, pos, cfg, ev);
+        self.after_skip = match self.st {
+            St::Body(f) => Some(f),
+            St::Idle => None,
+            _ => return,
+        };
+        self.skipped = 0;
+        self.st = St::SkipHead(nl);
+    }
+
+    fn skip_head(&mut self, mut nl: u8, d: &mut &[u8], ts: Ts, end_pos: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
+        let mut i = 0;
+        let end = loop {
+            if i >= d.len() {
+                break None;
+            }
+            if nl == 0 {
+                match memchr::memchr(b'\n', &d[i..]) {
+                    Some(j) => {
+                        i += j + 1;
+                        nl = 1;
+                    }
+                    None => {
+                        i = d.len();
+                    }
+                }
+                continue;
+            }
+            let b = d[i];
+            i += 1;
+            nl = match (nl, b) {
+                (_, b'\n') => break Some(i),
+                (1, b'\r') => 2,
+                _ => 0,
+            };
+        };
+        let used = end.unwrap_or(d.len());
+        self.skipped += used as u64;
+        *d = &d[used..];
+        if end.is_some() {
+            self.trailer_bytes = 0;
+            self.st = match self.after_skip.take() {
+                Some(f) => St::Body(f),
+                None => St::Idle,
+            };
+            return;
+        }
+        self.st = St::SkipHead(nl);
+        if self.skipped > MAX_SKIP_HEAD {
+            if self.after_skip.take().is_some() {
+                self.cur.truncated = true;
+                self.finish_at(ts, end_pos - d.len() as u64, cfg, ev);
+            }
+            self.st = St::Resync;
+            self.line_start = false;
         }
     }
 
@@ -373,6 +528,7 @@ impl Half {
                 if kind == ReqKind::Head || status == 204 || status == 304 {
                     Framing::Length(0)
                 } else {
+                    self.guess_body = kind == ReqKind::Unknown;
                     message_framing(&self.cur, ev).unwrap_or(Framing::Close)
                 }
             }
@@ -386,6 +542,20 @@ impl Half {
     }
 
     fn body(&mut self, f: Framing, d: &mut &[u8], ts: Ts, end_pos: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
+        if self.guess_body {
+            // The request was never seen: if it was a HEAD, the "body" is the next response.
+            // Take the reading that shows more messages, and say so.
+            match starts_response(d) {
+                None if d.len() < 8 => {}
+                Some(true) => {
+                    self.guess_body = false;
+                    ev.anomaly(HttpAnomaly::ResponseWithoutBody);
+                    self.finish_at(ts, end_pos - d.len() as u64, cfg, ev);
+                    return;
+                }
+                _ => self.guess_body = false,
+            }
+        }
         match f {
             Framing::Length(rem) => {
                 let take = rem.min(d.len() as u64) as usize;
@@ -452,9 +622,14 @@ impl Half {
                 let size = parse_chunk_size(line);
                 self.buf.clear();
                 match size {
-                    Some(0) => self.st = St::Body(Framing::Chunked(Chunked::Trailers)),
-                    Some(n) => self.st = St::Body(Framing::Chunked(Chunked::Data(n))),
-                    None => self.chunk_error(ts, cfg, ev),
+                    Ok(0) => self.st = St::Body(Framing::Chunked(Chunked::Trailers)),
+                    Ok(n) => self.st = St::Body(Framing::Chunked(Chunked::Data(n))),
+                    Err(a) => {
+                        if a != HttpAnomaly::InvalidChunk {
+                            ev.anomaly(a);
+                        }
+                        self.chunk_error(ts, cfg, ev)
+                    }
                 }
             }
         }
@@ -560,6 +735,7 @@ impl Half {
     }
 
     fn synced(&mut self, role: Role, ev: &mut dyn Events) {
+        self.scan = HeadScan::default();
         if self.role.is_none() {
             self.role = Some(role);
             ev.role_found(role);
@@ -580,35 +756,233 @@ fn trim_cr(l: &[u8]) -> &[u8] {
     l.strip_suffix(b"\r").unwrap_or(l)
 }
 
-fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+/// A chunk-size line's size: hex digits, leading zeros allowed (nginx takes
+/// `00000000000000027`), extensions after `;` ignored. Above 2^63-1 is an overflow.
+fn parse_chunk_size(line: &[u8]) -> Result<u64, HttpAnomaly> {
     let hex = line.split(|b| *b == b';').next().unwrap_or(&[]);
     let hex = hex.trim_ascii();
-    if hex.is_empty() || hex.len() > 15 {
-        return None;
+    if hex.is_empty() || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return Err(HttpAnomaly::InvalidChunk);
     }
-    let mut v: u64 = 0;
-    for b in hex {
-        v = v * 16 + (*b as char).to_digit(16)? as u64;
+    let sig = &hex[hex.iter().take_while(|b| **b == b'0').count()..];
+    if sig.len() > 16 {
+        return Err(HttpAnomaly::ChunkSizeOverflow);
     }
-    Some(v)
+    let v = sig
+        .iter()
+        .fold(0u64, |v, b| (v << 4) | (*b as char).to_digit(16).unwrap_or(0) as u64);
+    if v > i64::MAX as u64 {
+        return Err(HttpAnomaly::ChunkSizeOverflow);
+    }
+    Ok(v)
 }
 
-fn parser_config() -> httparse::ParserConfig {
+enum Parsed {
+    Complete(Message, usize),
+    Partial,
+    Error(HttpAnomaly),
+}
+
+/// Parse a head once it is complete. The start line is read by hand, as leniently as nginx
+/// reads it (any token as a method, `HTTP/1.2`, `HTTP/1.01`, spaces after the version, spaces
+/// inside the target, HTTP/0.9 lines without a version, a lower-case `http/1.1` or a
+/// non-numeric status in a status line), the headers by httparse. `scan`: how far a previous
+/// call on the same (grown) buffer looked for the end of the head, so a head that arrives in
+/// many segments is scanned once, not from byte 0 on every segment.
+fn parse_head(role: Role, src: &[u8], sc: &mut HeadScan, ev: &mut dyn Events) -> Parsed {
+    if !sc.tried {
+        // Fast path, the common case: an ordinary head, whole in one segment.
+        sc.tried = true;
+        match strict_parse(role, src) {
+            Ok(Some((msg, n))) => return Parsed::Complete(msg, n),
+            Ok(None) => {}
+            Err(a) => return Parsed::Error(a),
+        }
+    }
+    let lf = match sc.line_end {
+        Some(lf) => lf,
+        None => {
+            let from = sc.from.min(src.len());
+            let Some(j) = memchr::memchr(b'\n', &src[from..]) else {
+                sc.from = src.len();
+                return Parsed::Partial;
+            };
+            sc.line_end = Some(from + j);
+            from + j
+        }
+    };
+    let line = trim_cr(&src[..lf]);
+    let start = match role {
+        Role::Request => request_line(line),
+        Role::Response => status_line(line),
+    };
+    let Some(start) = start else {
+        return Parsed::Error(match role {
+            Role::Request => HttpAnomaly::InvalidRequest,
+            Role::Response => HttpAnomaly::InvalidResponse,
+        });
+    };
+    if start.http09 {
+        ev.anomaly(HttpAnomaly::UnusualStartLine);
+        return Parsed::Complete(start.message(), lf + 1);
+    }
+    let Some(end) = head_end(src, sc.from.max(lf), &mut sc.from) else {
+        return Parsed::Partial;
+    };
+    let head = &src[..end];
+    if !start.unusual {
+        // httparse on the whole head, strict about headers.
+        match strict_parse(role, head) {
+            Ok(Some((msg, _))) => return Parsed::Complete(msg, end),
+            Ok(None) => {}
+            Err(a) => return Parsed::Error(a),
+        }
+    } else if start.status == 0 && role == Role::Response {
+        ev.anomaly(HttpAnomaly::InvalidStatus);
+    } else {
+        ev.anomaly(HttpAnomaly::UnusualStartLine);
+    }
+    // The start line httparse refuses, or headers it would drop (a control byte in a value,
+    // nginx passes them on): parse the headers alone, control bytes masked, values kept.
+    let mut msg = start.message();
+    match lenient_headers(&src[lf + 1..end], role, ev) {
+        Ok(h) => msg.headers = h,
+        Err(a) => return Parsed::Error(a),
+    }
+    Parsed::Complete(msg, end)
+}
+
+/// Where a head that arrives in pieces has been looked at: httparse is tried once on the
+/// first piece; after that only new bytes are scanned (for the end of the first line, then
+/// for the blank line), and the head is parsed once, when complete.
+#[derive(Debug, Default, Clone, Copy)]
+struct HeadScan {
+    tried: bool,
+    line_end: Option<usize>,
+    /// Offset from which to look again.
+    from: usize,
+}
+
+/// Index just past the blank line that ends a head (`\n\n` or `\n\r\n`), looking for LFs from
+/// `from`; when not found, `scan` is where to look again once more bytes arrived.
+fn head_end(src: &[u8], from: usize, scan: &mut usize) -> Option<usize> {
+    let from = from.min(src.len());
+    for i in memchr::memchr_iter(b'\n', &src[from..]).map(|j| from + j) {
+        match (src.get(i + 1), src.get(i + 2)) {
+            (Some(b'\n'), _) => return Some(i + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(i + 3),
+            (None, _) | (Some(b'\r'), None) => {
+                *scan = i;
+                return None;
+            }
+            _ => {}
+        }
+    }
+    *scan = src.len();
+    None
+}
+
+/// A start line read by hand, borrowed from the head (owned only when it is used).
+#[derive(Default)]
+struct StartLine<'a> {
+    method: &'a [u8],
+    target: &'a [u8],
+    reason: &'a [u8],
+    status: u16,
+    minor: u8,
+    http09: bool,
+    /// Something httparse would refuse: parse the headers on their own.
+    unusual: bool,
+}
+
+impl StartLine<'_> {
+    fn message(&self) -> Message {
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Message {
+            method: s(self.method),
+            uri: s(self.target),
+            reason: s(self.reason),
+            status: self.status,
+            minor: self.minor,
+            http09: self.http09,
+            ..Message::default()
+        }
+    }
+}
+
+/// `method SP+ target SP+ HTTP/x.y SP*`, or HTTP/0.9 `GET SP+ target` (no version). The
+/// target is everything between the method and the version (nginx takes a space inside it).
+/// `None`: not a request line.
+fn request_line(line: &[u8]) -> Option<StartLine<'_>> {
+    let tok = line.iter().take_while(|b| is_tchar(**b)).count();
+    if tok == 0 || line.get(tok).is_some_and(|b| *b != b' ' && *b != b'\t') {
+        return None;
+    }
+    let method = &line[..tok];
+    let rest = line[tok..].trim_ascii();
+    let (target, version) = match rest.iter().rposition(|b| *b == b' ' || *b == b'\t') {
+        Some(i) if parse_version(&rest[i + 1..]).is_some() => (rest[..i].trim_ascii(), parse_version(&rest[i + 1..])),
+        None if parse_version(rest).is_some() => (&rest[..0], parse_version(rest)),
+        _ => (rest, None),
+    };
+    let mut sl = StartLine {
+        method,
+        target,
+        ..StartLine::default()
+    };
+    let clean = |v: &[u8]| v.len() == 8 && &v[..7] == b"HTTP/1." && (v[7] == b'0' || v[7] == b'1');
+    sl.unusual = match version {
+        // HTTP/0.9 (nginx takes it for GET only); a bare token is not a request line
+        None if target.is_empty() || !(method == b"GET" || target[0] == b'/') => return None,
+        None => {
+            sl.http09 = true;
+            true
+        }
+        Some((major, minor)) => {
+            sl.minor = if major == 1 { minor } else { 1 };
+            let vword = &rest[rest.len() - 8.min(rest.len())..];
+            !clean(vword)
+                || target.is_empty()
+                || target.iter().any(|b| *b == b' ' || *b == b'\t')
+                || !line.ends_with(vword)
+        }
+    };
+    Some(sl)
+}
+
+/// `HTTP/x.y SP+ status [SP reason]`, version in any case; a status that is not three digits
+/// (`2XX`) is kept as 0 with an anomaly. `None`: no version first.
+fn status_line(line: &[u8]) -> Option<StartLine<'_>> {
+    let mut it = line.splitn(2, |b| *b == b' ' || *b == b'\t');
+    let vword = it.next()?;
+    let (major, minor) = parse_version(vword)?;
+    let rest = it.next().unwrap_or(&[]).trim_ascii_start();
+    let code_len = rest.iter().take_while(|b| **b != b' ' && **b != b'\t').count();
+    let code = &rest[..code_len];
+    let reason = rest[code_len..].trim_ascii();
+    let status = if code.len() == 3 && code.iter().all(u8::is_ascii_digit) {
+        code.iter().fold(0u16, |a, b| a * 10 + u16::from(b - b'0'))
+    } else {
+        0
+    };
+    Some(StartLine {
+        reason: if status == 0 { rest.trim_ascii_end() } else { reason },
+        status,
+        minor: if major == 1 { minor } else { 1 },
+        unusual: status == 0 || !(vword == b"HTTP/1.1" || vword == b"HTTP/1.0"),
+        ..StartLine::default()
+    })
+}
+
+fn parser_config(lenient: bool) -> httparse::ParserConfig {
     let mut c = httparse::ParserConfig::default();
     c.allow_spaces_after_header_name_in_responses(true)
         .allow_obsolete_multiline_headers_in_responses(true)
         .allow_multiple_spaces_in_request_line_delimiters(true)
         .allow_multiple_spaces_in_response_status_delimiters(true)
-        .ignore_invalid_headers_in_responses(true)
-        .ignore_invalid_headers_in_requests(true);
+        .ignore_invalid_headers_in_responses(lenient)
+        .ignore_invalid_headers_in_requests(lenient);
     c
-}
-
-fn map_err(e: httparse::Error) -> HttpAnomaly {
-    match e {
-        httparse::Error::TooManyHeaders => HttpAnomaly::TooManyHeaders,
-        _ => HttpAnomaly::InvalidRequest,
-    }
 }
 
 fn owned_headers(h: &[httparse::Header<'_>]) -> Vec<(String, String)> {
@@ -617,46 +991,114 @@ fn owned_headers(h: &[httparse::Header<'_>]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn parse_request(src: &[u8]) -> Result<Option<(Message, usize)>, HttpAnomaly> {
+/// httparse on an ordinary head: the message and the head's length; `Ok(None)` when the
+/// head is not complete or httparse refuses something (the caller looks further), `Err` only
+/// for too many headers.
+fn strict_parse(role: Role, head: &[u8]) -> Result<Option<(Message, usize)>, HttpAnomaly> {
     let mut hs = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    match parser_config()
-        .parse_request_with_uninit_headers(&mut req, src, &mut hs)
-        .map_err(map_err)?
-    {
-        httparse::Status::Partial => Ok(None),
-        httparse::Status::Complete(n) => Ok(Some((
-            Message {
-                method: req.method.unwrap_or("").to_string(),
-                uri: req.path.unwrap_or("").to_string(),
-                minor: req.version.unwrap_or(1),
-                headers: owned_headers(req.headers),
-                ..Message::default()
-            },
-            n,
-        ))),
+    let res = match role {
+        Role::Request => {
+            let mut req = httparse::Request::new(&mut []);
+            parser_config(false)
+                .parse_request_with_uninit_headers(&mut req, head, &mut hs)
+                .map(|st| match st {
+                    httparse::Status::Complete(n) => Some((
+                        Message {
+                            method: req.method.unwrap_or("").to_string(),
+                            uri: req.path.unwrap_or("").to_string(),
+                            minor: req.version.unwrap_or(1),
+                            headers: owned_headers(req.headers),
+                            ..Message::default()
+                        },
+                        n,
+                    )),
+                    httparse::Status::Partial => None,
+                })
+        }
+        Role::Response => {
+            let mut resp = httparse::Response::new(&mut []);
+            parser_config(false)
+                .parse_response_with_uninit_headers(&mut resp, head, &mut hs)
+                .map(|st| match st {
+                    httparse::Status::Complete(n) => Some((
+                        Message {
+                            status: resp.code.unwrap_or(0),
+                            reason: resp.reason.unwrap_or("").to_string(),
+                            minor: resp.version.unwrap_or(1),
+                            headers: owned_headers(resp.headers),
+                            ..Message::default()
+                        },
+                        n,
+                    )),
+                    httparse::Status::Partial => None,
+                })
+        }
+    };
+    match res {
+        Ok(m) => Ok(m),
+        Err(httparse::Error::TooManyHeaders) => Err(HttpAnomaly::TooManyHeaders),
+        Err(_) => Ok(None),
     }
 }
 
-fn parse_response(src: &[u8]) -> Result<Option<(Message, usize)>, HttpAnomaly> {
+/// Is this byte one httparse refuses in a header value that nginx passes on?
+fn masked(b: u8) -> bool {
+    (b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n') || b == 0x7f
+}
+
+/// Headers of a head whose start line or header bytes httparse refuses: the header block is
+/// copied behind a plain request line with control bytes masked, parsed by httparse (invalid
+/// lines skipped, obs-fold tolerated), and each value taken back from the original bytes.
+fn lenient_headers(block: &[u8], role: Role, ev: &mut dyn Events) -> Result<Vec<(String, String)>, HttpAnomaly> {
+    const LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
+    let mut copy = Vec::with_capacity(LINE.len() + block.len());
+    copy.extend_from_slice(LINE);
+    let mut ctl = false;
+    for (i, &b) in block.iter().enumerate() {
+        // a CR not followed by LF is a control byte inside a line too
+        let bare_cr = b == b'\r' && block.get(i + 1) != Some(&b'\n');
+        if masked(b) || bare_cr {
+            ctl = true;
+            copy.push(b'!');
+        } else {
+            copy.push(b);
+        }
+    }
+    if ctl {
+        ev.anomaly(HttpAnomaly::HeaderControlChar);
+    }
     let mut hs = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    match parser_config()
-        .parse_response_with_uninit_headers(&mut resp, src, &mut hs)
-        .map_err(map_err)?
-    {
-        httparse::Status::Partial => Ok(None),
-        httparse::Status::Complete(n) => Ok(Some((
-            Message {
-                status: resp.code.unwrap_or(0),
-                reason: resp.reason.unwrap_or("").to_string(),
-                minor: resp.version.unwrap_or(1),
-                headers: owned_headers(resp.headers),
-                ..Message::default()
-            },
-            n,
-        ))),
+    match parser_config(true).parse_response_with_uninit_headers(&mut resp, &copy, &mut hs) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Ok(Vec::new()),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpAnomaly::TooManyHeaders),
+        Err(_) => {
+            return Err(match role {
+                Role::Request => HttpAnomaly::InvalidRequest,
+                Role::Response => HttpAnomaly::InvalidResponse,
+            });
+        }
     }
+    let base = copy.as_ptr() as usize + LINE.len();
+    Ok(resp
+        .headers
+        .iter()
+        .map(|h| {
+            let off = (h.value.as_ptr() as usize).saturating_sub(base);
+            let v = block.get(off..off + h.value.len()).unwrap_or(h.value);
+            (h.name.to_string(), String::from_utf8_lossy(v).trim().to_string())
+        })
+        .collect())
+}
+
+/// A Content-Length value: decimal digits only (no sign), at most 2^63-1 (as nginx's off_t).
+fn parse_content_length(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u64>().ok().filter(|v| *v <= i64::MAX as u64)
 }
 
 /// Body framing from Transfer-Encoding / Content-Length (RFC 9112 §6.3). `None`: neither.
@@ -669,15 +1111,15 @@ fn message_framing(m: &Message, ev: &mut dyn Events) -> Option<Framing> {
             te = Some(v);
         } else if n.eq_ignore_ascii_case("content-length") {
             for part in v.split(',') {
-                match part.trim().parse::<u64>() {
-                    Ok(x) => match cl {
+                match parse_content_length(part) {
+                    Some(x) => match cl {
                         Some(c) if c != x => {
                             ev.anomaly(HttpAnomaly::MultipleContentLength);
                         }
                         Some(_) => {}
                         None => cl = Some(x),
                     },
-                    Err(_) => cl_bad = true,
+                    None => cl_bad = true,
                 }
             }
         }

@@ -17,9 +17,14 @@ use crate::capture::Ts;
 pub struct HttpConfig {
     /// Body bytes kept per message for inspection (after decoding), bytes. Default 64 KiB.
     pub body_depth: usize,
-    /// Longest request or response head (start line + headers), bytes. Default 32 KiB.
+    /// Longest request or response head (start line + headers), bytes. Default 64 KiB (Apache
+    /// takes 100 lines of 8190 bytes, Go 1 MiB). A longer head is reported as a truncated
+    /// message with the headers that fit and a HEADER_TOO_LONG anomaly.
     pub max_head: usize,
-    /// Requests waiting for their responses per connection. Default 64.
+    /// Requests waiting for their responses per connection. Default 1024 (their bytes are
+    /// capped at 1 MiB too). Past either cap the oldest unanswered request is reported without
+    /// its response (TOO_MANY_PIPELINED_REQUESTS) and its response skipped when it comes, so
+    /// later pairings stay exact.
     pub max_pending: usize,
     /// Decode gzip/deflate bodies for inspection (output capped at `body_depth`). Default on.
     pub decompress: bool,
@@ -29,8 +34,8 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             body_depth: 64 << 10,
-            max_head: 32 << 10,
-            max_pending: 64,
+            max_head: 64 << 10,
+            max_pending: 1024,
             decompress: true,
         }
     }
@@ -61,6 +66,8 @@ pub struct Message {
     pub gap: bool,
     /// The message ended before its framing said it would.
     pub truncated: bool,
+    /// An HTTP/0.9 message: a request line without a version, or a reply without a head.
+    pub http09: bool,
 }
 
 impl Message {
@@ -92,9 +99,19 @@ impl Message {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of this header, in the order the lines came (a proxy appends its own
+    /// `X-Forwarded-For` line after the client's: the last lines are the trusted ones).
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn protocol(&self) -> &'static str {
-        match self.minor {
-            0 => "HTTP/1.0",
+        match (self.http09, self.minor) {
+            (true, _) => "HTTP/0.9",
+            (_, 0) => "HTTP/1.0",
             _ => "HTTP/1.1",
         }
     }
@@ -161,6 +178,20 @@ pub enum HttpAnomaly {
     BodyDecodeError,
     ObsFold,
     Gap,
+    /// A start line nginx accepts and a strict parser refuses (`HTTP/1.2`, `HTTP/1.01`, HTTP/0.9,
+    /// a space in the target, a lower-case version...): parsed, and reported.
+    UnusualStartLine,
+    /// A status that is not three digits (`2XX`).
+    InvalidStatus,
+    /// A control byte in a header value (kept, as nginx passes it on).
+    HeaderControlChar,
+    /// Bytes before the first message of a direction (skipped to the first message line).
+    JunkBeforeMessage,
+    /// A chunk size above 2^63-1.
+    ChunkSizeOverflow,
+    /// A response to a request never seen announced a body, and a status line followed at
+    /// once: taken as a bodiless response (a HEAD) followed by the next one.
+    ResponseWithoutBody,
 }
 
 impl HttpAnomaly {
@@ -180,6 +211,12 @@ impl HttpAnomaly {
             HttpAnomaly::BodyDecodeError => "BODY_DECODE_ERROR",
             HttpAnomaly::ObsFold => "OBSOLETE_LINE_FOLDING",
             HttpAnomaly::Gap => "GAP_IN_MESSAGE",
+            HttpAnomaly::UnusualStartLine => "UNUSUAL_START_LINE",
+            HttpAnomaly::InvalidStatus => "INVALID_RESPONSE_STATUS",
+            HttpAnomaly::HeaderControlChar => "HEADER_VALUE_CONTROL_CHARACTER",
+            HttpAnomaly::JunkBeforeMessage => "JUNK_BEFORE_MESSAGE",
+            HttpAnomaly::ChunkSizeOverflow => "CHUNK_SIZE_OVERFLOW",
+            HttpAnomaly::ResponseWithoutBody => "RESPONSE_BODY_IS_NEXT_RESPONSE",
         }
     }
 }
@@ -215,78 +252,88 @@ pub fn worth_inspecting(content_type: Option<&str>) -> bool {
         .any(|p| ct.len() >= p.len() && ct.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
 }
 
-/// Known request methods, for probing a stream and resynchronising after a gap.
-pub(crate) const METHODS: &[&[u8]] = &[
-    b"GET",
-    b"POST",
-    b"PUT",
-    b"DELETE",
-    b"HEAD",
-    b"OPTIONS",
-    b"PATCH",
-    b"CONNECT",
-    b"TRACE",
-    b"PROPFIND",
-    b"PROPPATCH",
-    b"MKCOL",
-    b"COPY",
-    b"MOVE",
-    b"LOCK",
-    b"UNLOCK",
-    b"REPORT",
-    b"SEARCH",
-    b"PURGE",
-];
-
-/// Does `d` start like a request line? A known method and a space, or any upper-case token
-/// (`[A-Z][A-Z_-]{2,19}`, extension methods such as `RPC_IN_DATA`) followed by a space and a
-/// target that starts like one (`/`, `*`, `http`). `None` when too short to tell.
-pub(crate) fn starts_request(d: &[u8]) -> Option<bool> {
-    let mut short = false;
-    for m in METHODS {
-        let n = m.len();
-        if d.len() > n {
-            if &d[..n] == *m && d[n] == b' ' {
-                return Some(true);
-            }
-        } else if m.starts_with(d) {
-            short = true;
-        }
-    }
-    let tok = d
-        .iter()
-        .take(21)
-        .take_while(|b| b.is_ascii_uppercase() || **b == b'_' || **b == b'-')
-        .count();
-    if tok == d.len() && tok <= 20 {
-        return if d.first().is_none_or(|b| b.is_ascii_uppercase()) {
-            None
-        } else {
-            Some(false)
-        };
-    }
-    if short {
-        return None;
-    }
-    if !(3..=20).contains(&tok) || !d[0].is_ascii_uppercase() || d[tok] != b' ' {
-        return Some(false);
-    }
-    match d.get(tok + 1) {
-        None => None,
-        Some(b'/') | Some(b'*') | Some(b'h') => Some(true),
-        Some(_) => Some(false),
-    }
+/// RFC 9110 `tchar`: the bytes of a method token.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Does `d` start like a status line (`HTTP/1.`)? `None` when too short to tell.
+/// Longest method token the probe takes for one (nginx has no limit short of the line).
+const MAX_METHOD: usize = 64;
+
+/// Does `d` start like a request line? The decision is made on the line's shape, not on a
+/// list of methods: a token (any RFC 9110 `tchar`s), one or more spaces, then a target that
+/// starts like one (`/`, `*`, `http://`, `https://`; after `CONNECT` any authority), or, when
+/// the whole line is there, anything followed by a ` HTTP/x.y` version. `None` when too short
+/// to tell.
+pub(crate) fn starts_request(d: &[u8]) -> Option<bool> {
+    let tok = d.iter().take(MAX_METHOD + 1).take_while(|b| is_tchar(**b)).count();
+    if tok == d.len() {
+        return if tok <= MAX_METHOD { None } else { Some(false) };
+    }
+    if tok == 0 || tok > MAX_METHOD || (d[tok] != b' ' && d[tok] != b'\t') {
+        return Some(false);
+    }
+    let method = &d[..tok];
+    let rest = &d[tok..];
+    let sp = rest.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+    let target = &rest[sp..];
+    let Some(&first) = target.first() else {
+        return if sp > 16 { Some(false) } else { None };
+    };
+    if first == b'/' || first == b'*' {
+        return Some(true);
+    }
+    if method == b"CONNECT" && first > b' ' && first < 0x7f {
+        return Some(true);
+    }
+    for scheme in [&b"http://"[..], b"https://"] {
+        let n = scheme.len().min(target.len());
+        if target[..n].eq_ignore_ascii_case(&scheme[..n]) {
+            if n == scheme.len() {
+                return Some(true);
+            }
+            if n == target.len() {
+                return None;
+            }
+        }
+    }
+    // Any other target: only a complete line that ends in a version says "request".
+    let Some(lf) = memchr::memchr(b'\n', target) else {
+        return if target.len() > 8 << 10 { Some(false) } else { None };
+    };
+    let line = target[..lf].strip_suffix(b"\r").unwrap_or(&target[..lf]);
+    let line = line.trim_ascii_end();
+    let word = line.rsplit(|b| *b == b' ' || *b == b'\t').next().unwrap_or(&[]);
+    Some(word.len() < line.len() && parse_version(word).is_some())
+}
+
+/// `HTTP/<major>.<minor>` (ASCII case-insensitive, as some servers and test suites send it;
+/// any number of digits, `HTTP/1.01` is 1.1 as nginx reads it). Values saturate at 255.
+pub(crate) fn parse_version(w: &[u8]) -> Option<(u8, u8)> {
+    if w.len() < 8 || !w[..5].eq_ignore_ascii_case(b"HTTP/") {
+        return None;
+    }
+    let v = &w[5..];
+    let dot = memchr::memchr(b'.', v)?;
+    let num = |s: &[u8]| -> Option<u8> {
+        if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(s.iter().fold(0u32, |a, b| (a * 10 + u32::from(b - b'0')).min(255)) as u8)
+    };
+    Some((num(&v[..dot])?, num(&v[dot + 1..])?))
+}
+
+/// Does `d` start like a status line (`HTTP/1.`, any case)? `None` when too short to tell.
 pub(crate) fn starts_response(d: &[u8]) -> Option<bool> {
     const P: &[u8] = b"HTTP/1.";
-    if d.len() >= P.len() {
-        Some(&d[..P.len()] == P)
-    } else if P.starts_with(d) {
+    let n = P.len().min(d.len());
+    if !d[..n].eq_ignore_ascii_case(&P[..n]) {
+        Some(false)
+    } else if n < P.len() {
         None
     } else {
-        Some(false)
+        Some(true)
     }
 }
 
@@ -311,12 +358,34 @@ mod tests {
         assert_eq!(starts_request(b"RPC_IN_DATA /rpc/rpcproxy.dll HTTP/1.1"), Some(true));
         assert_eq!(starts_request(b"BREW http://pot/ HTTP/1.1"), Some(true));
         assert_eq!(starts_request(b"GE"), None);
-        assert_eq!(starts_request(b"SSH-2.0-OpenSSH_9.2"), Some(false));
+        assert_eq!(starts_request(b"SSH-2.0-OpenSSH_9.2\r\n"), Some(false));
         assert_eq!(starts_request(b"\x16\x03\x01\x02\x00"), Some(false));
-        assert_eq!(starts_request(b"EHLO mail.example"), Some(false));
+        assert_eq!(starts_request(b"EHLO mail.example\r\n"), Some(false));
         assert_eq!(starts_request(b"HTTP/1.1 200 OK"), Some(false));
         assert_eq!(starts_response(b"HTTP/1.1 200 OK"), Some(true));
         assert_eq!(starts_response(b"HTT"), None);
         assert_eq!(starts_response(b"220 smtp ready"), Some(false));
+        assert_eq!(starts_response(b"http/1.1 200 OK"), Some(true));
+    }
+
+    /// Issue 12 item 1: nginx serves any token as a method (405 for unknown ones) and keeps the
+    /// connection: a 2- or 21-letter method must not make the flow "not HTTP".
+    #[test]
+    fn request_line_shape_not_method_list_decides_http() {
+        assert_eq!(starts_request(b"AB / HTTP/1.1\r\n"), Some(true));
+        assert_eq!(starts_request(b"ABCDEFGHIJKLMNOPQRSTU / HTTP/1.1\r\n"), Some(true));
+        assert_eq!(starts_request(b"get /x HTTP/1.1\r\n"), Some(true));
+        assert_eq!(starts_request(b"M-SEARCH * HTTP/1.1\r\n"), Some(true));
+        assert_eq!(starts_request(b"CONNECT example.com:443 HTTP/1.1\r\n"), Some(true));
+        assert_eq!(starts_request(b"X odd-target HTTP/1.1\r\n"), Some(true));
+        assert_eq!(starts_request(b"X odd-target"), None);
+        assert_eq!(starts_request(b"X odd target\r\n"), Some(false));
+        assert_eq!(starts_request(b"GET "), None);
+        // Apache takes a tab between the parts (and answers 400 in strict mode, logged)
+        assert_eq!(starts_request(b"PUT\t/x\tHTTP/1.1\r\n"), Some(true));
+        assert_eq!(starts_request(b"GET ht"), None);
+        assert_eq!(parse_version(b"HTTP/1.01"), Some((1, 1)));
+        assert_eq!(parse_version(b"http/1.9"), Some((1, 9)));
+        assert_eq!(parse_version(b"HTTP/1"), None);
     }
 }
