@@ -14,6 +14,11 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The running test's name (the test harness names each test's thread after it).
+fn test_name() -> String {
+    std::thread::current().name().unwrap_or("test").to_string()
+}
+
 fn labs() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("capture-samples/lab");
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -172,7 +177,7 @@ fn score(pcap: &Path) -> Score {
 fn lab_attacks_are_detected_and_benign_clients_are_not() {
     let labs = labs();
     if labs.is_empty() {
-        eprintln!("no lab captures in capture-samples/lab: skipped");
+        eprintln!("SKIPPED: {}: no lab captures in capture-samples/lab", test_name());
         return;
     }
     let mut missed = Vec::new();
@@ -204,7 +209,7 @@ fn lab_attacks_are_detected_and_benign_clients_are_not() {
 fn seed_rule_fires_for_content_discovery_tools_not_for_ordinary_404s() {
     let labs = labs();
     if labs.is_empty() {
-        eprintln!("no lab captures in capture-samples/lab: skipped");
+        eprintln!("SKIPPED: {}: no lab captures in capture-samples/lab", test_name());
         return;
     }
     let mut benign_404 = 0;
@@ -262,7 +267,7 @@ fn seed_rule_fires_for_content_discovery_tools_not_for_ordinary_404s() {
 fn the_same_alerts_whatever_the_worker_count() {
     let labs = labs();
     if labs.is_empty() {
-        eprintln!("no lab captures in capture-samples/lab: skipped");
+        eprintln!("SKIPPED: {}: no lab captures in capture-samples/lab", test_name());
         return;
     }
     for p in labs {

@@ -82,13 +82,20 @@ def gen_request(rng, rid, last, tags):
     """One request; returns bytes. `tags` gets the deviations used (and conn:close)."""
     k = _w(rng, [(50, 0), (40, 1), (10, 2)])
     feats = set()
-    while len(feats) < k:
-        feats.add(_w(rng, FEATURES))
+    while len(feats) < k:  # at most one deviation per category (method, version, ws, hdr, head, body)
+        f = _w(rng, FEATURES)
+        cat = "body" if f.startswith("chunk:") and f != "body:smuggle-text" else f.split(":")[0]
+        if f == "body:smuggle-text":
+            cat = "smuggle"
+        if all(("body" if g.startswith("chunk:") else g.split(":")[0]) != cat for g in feats
+               if g != "body:smuggle-text"):
+            feats.add(f)
     if "version:none(0.9)" in feats and not last:
         feats.discard("version:none(0.9)")
-    tags.extend(sorted(feats))
-
     method = _w(rng, COMMON_METHODS)
+    if "body:on-get" in feats and method in BODY_METHODS:
+        method = "GET"
+    tags.extend(sorted(feats))
     if "method:odd" in feats:
         method = "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(3, 20)))
     elif "method:odd-len2" in feats or "method:odd-len21" in feats:
