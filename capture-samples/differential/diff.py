@@ -40,7 +40,7 @@ FIRST_CLIENT_PORT = 10000
 MAX_CONNECTIONS = 50000  # client ports FIRST_CLIENT_PORT.. are unique per connection
 MAX_CASES = MAX_CONNECTIONS // 2
 CONN_TIMEOUT = 5.0  # per connection, send + read
-IDLE_AFTER = 0.3  # keep-alive ending: close after this long without response bytes
+IDLE_AFTER = 0.5  # keep-alive ending: close after this long without response bytes
 BATCH = 1000  # cases per capture file
 ID_RE = re.compile(r"id=(\d+-\d+-\d+)")
 
@@ -155,7 +155,7 @@ def gen_request(rng, rid, last, tags):
         payload = "id=%s&q=1'%%20UNION%%20SELECT%%20password%%20FROM%%20users--&" % rid
         payload += "z" * _w(rng, [(6, 0), (3, rng.randint(1, 300)), (1, rng.randint(300, 3000))])
         if "body:smuggle-text" in feats:
-            payload += "\r\nGET /smuggled?id=%s HTTP/1.1\r\nHost: df.test\r\n\r\n" % rid
+            payload += "\r\nGET /smuggled?in=%s HTTP/1.1\r\nHost: df.test\r\n\r\n" % rid
         pb = payload.encode()
         if framing in ("cl", "dup-cl"):
             hdrs.append(("Content-Length", str(len(pb))))
@@ -286,12 +286,21 @@ class Env:
     def cleanup(self):
         for p in reversed(self.procs):
             if p.poll() is None:
-                p.kill()
+                p.terminate()  # Apache's parent stops its children on SIGTERM, not on SIGKILL
                 try:
                     p.wait(5)
                 except subprocess.TimeoutExpired:
-                    pass
+                    p.kill()
+                    p.wait()
         self.procs = []
+        # anything still running inside our own namespaces (started by us: an orphaned server child)
+        for ns in (self.srv, self.cli):
+            r = subprocess.run(["ip", "netns", "pids", ns], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            for pid in r.stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
         self.down()
 
 
@@ -412,17 +421,27 @@ def send_case(job):
         s.connect((job["ip"], job["port"]))
         data = bytes.fromhex(job["data"])
         prev = 0
-        for cut in job["splits"] + [len(data)]:
-            s.sendall(data[prev:cut])
-            prev = cut
-            if cut != len(data):
-                time.sleep(job["gap"])
-        s.settimeout(IDLE_AFTER if not job["close"] else CONN_TIMEOUT)
+        try:
+            for cut in job["splits"] + [len(data)]:
+                s.sendall(data[prev:cut])
+                prev = cut
+                if cut != len(data):
+                    time.sleep(job["gap"])
+        except (BrokenPipeError, ConnectionResetError):
+            res["closed_early"] = True  # the server closed (after a 400, say) before reading it all
+        # until the server closes; a keep-alive ending: until IDLE_AFTER without bytes once the
+        # first response bytes are in (a busy machine may take a while to answer at all)
         while time.monotonic() - t0 < CONN_TIMEOUT:
+            idle = res["recv"] and not job["close"]
+            s.settimeout(IDLE_AFTER if idle else max(0.01, CONN_TIMEOUT - (time.monotonic() - t0)))
             try:
                 b = s.recv(65536)
+            except ConnectionResetError:
+                res["closed_early"] = True
+                break
             except socket.timeout:
-                res["error"] = None if not job["close"] else "timeout waiting for close"
+                if not idle:
+                    res["error"] = "timeout: %s" % ("no close" if job["close"] else "no response")
                 break
             if not b:
                 break
@@ -544,6 +563,7 @@ def compare(work, apitap_out, cases_path, results_path):
     flows = read_apitap(apitap_out)
     summary = {}
     groups = collections.Counter()
+    isolated = collections.Counter()
     examples = {}
     details = []
     for server, sport in PORTS.items():
@@ -553,7 +573,9 @@ def compare(work, apitap_out, cases_path, results_path):
         flagged = collections.Counter()
         anomalies = collections.Counter()
         st["cases"] = sum(1 for k in cases if k[0] == server)
-        st["client_errors"] = sum(1 for k, r in results.items() if k[0] == server and r["error"])
+        errs = [r["error"] for k, r in results.items() if k[0] == server and r["error"]]
+        st["client_timeouts"] = sum(1 for e in errs if e.startswith("timeout"))  # the server waited for more
+        st["client_errors"] = len(errs) - st["client_timeouts"]  # socket errors: the run is unsound
         by_port = collections.defaultdict(list)
         for e in logged:
             by_port[e.get("client_port")].append(e)
@@ -618,30 +640,42 @@ def compare(work, apitap_out, cases_path, results_path):
                 own = [t for t in d["tags"] if t != "conn:close"]
                 feats = (own or ["after:" + t for t in d["earlier_tags"] if t != "conn:close"]
                          or d["conn_tags"] + [t for t in d["tags"] if t == "conn:close"] or ["(default shape)"])
+                what = kind
+                if kind == "mismatch:status" and d["got"]["status"] is None:
+                    what = "mismatch:status(none)"  # no response paired with it
+                what += " [anomaly]" if d["anomalies"] else " [silent]"
                 for t in feats:
-                    groups[(server, kind, t)] += 1
-                    examples.setdefault((server, kind, t), d)
+                    groups[(server, what, t)] += 1
+                    examples.setdefault((server, what, t), d)
+                # one cause only: the request's single deviation on an otherwise plain connection
+                # (else the connection's own features, when no request on it deviates)
+                earlier = [t for t in d["earlier_tags"] if t != "conn:close"]
+                if len(own) == 1 and not earlier:  # (a pipeline over 64 is a cause of its own)
+                    deep = "+pipeline:>64" if "pipeline:>64" in d["conn_tags"] else ""
+                    isolated[(server, what, own[0] + deep)] += 1
+                elif not own and not earlier:
+                    isolated[(server, what, "+".join(d["conn_tags"]) or "(default shape)")] += 1
             # apitap transactions no server logged
             for rid, evs in by_id.items():
                 for ev in evs:
                     if ev["status"] is None:
                         st["apitap_unanswered"] += 1  # a request the server never answered (not logged)
-                    elif rid is not None and "/smuggled" in (ev["url"] or ""):
+                    elif (ev["url"] or "").startswith("/smuggled?in="):
                         st["apitap_phantom_smuggled"] += 1
                     else:
                         st["apitap_extra"] += 1
                     details.append({"server": server, "kind": "extra", "client_port": cport, "got": ev,
                                     "tags": case["tags"], "anomalies": dict(flow["anomalies"])})
         for k in ("logged", "matched", "missing", "mismatched", "server_unparsed", "apitap_unanswered",
-                  "apitap_phantom_smuggled", "apitap_extra", "cases", "client_errors", "cascade",
+                  "apitap_phantom_smuggled", "apitap_extra", "cases", "client_errors", "client_timeouts", "cascade",
                   "connections_with_disagreement"):
             st.setdefault(k, 0)
         summary[server] = dict(st, mismatched_fields=dict(mism), disagreements_with_anomaly=dict(flagged),
                                anomalies=dict(anomalies))
-    return summary, groups, examples, details
+    return summary, groups, isolated, examples, details
 
 
-def print_summary(summary, groups, out=sys.stdout):
+def print_summary(summary, groups, isolated, out=sys.stdout):
     for server, st in summary.items():
         print("== %s: %d cases, %d requests logged, %d matched, %d missing in apitap, %d mismatched %s"
               % (server, st["cases"], st["logged"], st["matched"], st["missing"], st["mismatched"],
@@ -650,17 +684,22 @@ def print_summary(summary, groups, out=sys.stdout):
               "where apitap raised an anomaly: %s" % (st["connections_with_disagreement"], st["cascade"],
                                                       st["disagreements_with_anomaly"]), file=out)
         print("   server log lines without a request (400 on unreadable bytes): %d; apitap transactions no server "
-              "logged: %d unanswered, %d smuggled-in-body, %d other; client errors: %d"
+              "logged: %d unanswered, %d smuggled-in-body, %d other; client errors: %d, timeouts: %d"
               % (st["server_unparsed"], st["apitap_unanswered"], st["apitap_phantom_smuggled"], st["apitap_extra"],
-                 st["client_errors"]), file=out)
+                 st["client_errors"], st["client_timeouts"]), file=out)
         if st["anomalies"]:
             print("   anomalies: %s" % ", ".join("%s=%d" % kv for kv in sorted(st["anomalies"].items())), file=out)
+    if isolated:
+        print("== single-cause disagreements: the first disagreement of a connection whose request carries one "
+              "deviation and follows only plain requests (server, what apitap did, feature: count)", file=out)
+        for (server, kind, tag), n in sorted(isolated.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0])):
+            print("   %-6s %-34s %-28s %6d" % (server, kind, tag, n), file=out)
     if groups:
         print("== first disagreement of each connection, by grammar feature (server, kind, feature: count; the "
               "request's own deviations, else 'after:' those of earlier requests on the connection, else the "
-              "connection's pipeline/split/close features)", file=out)
+              "connection's pipeline/split/close features; [anomaly]: apitap raised an anomaly on that flow)", file=out)
         for (server, kind, tag), n in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0])):
-            print("   %-6s %-24s %-32s %6d" % (server, kind, tag, n), file=out)
+            print("   %-6s %-34s %-28s %6d" % (server, kind, tag, n), file=out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -801,7 +840,7 @@ def compare_only(work, args, t_start=None):
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         log("error: %s" % e)
         return 1
-    summary, groups, examples, details = compare(work, out, os.path.join(work, "cases.jsonl"),
+    summary, groups, isolated, examples, details = compare(work, out, os.path.join(work, "cases.jsonl"),
                                                  os.path.join(work, "client-results.jsonl"))
     summary = {s: v for s, v in summary.items() if s in meta["servers"]}
     with open(os.path.join(work, "disagreements.jsonl"), "w") as f:
@@ -809,19 +848,21 @@ def compare_only(work, args, t_start=None):
             f.write(json.dumps(d) + "\n")
     result = {"seed": meta["seed"], "cases": meta["cases"], "capture_drops": meta["capture_drops"],
               "apitap": apitap, "seconds": round(time.monotonic() - t_start, 1), "servers": summary,
+              "single_cause": [{"server": s, "kind": k, "feature": t, "count": n}
+                               for (s, k, t), n in isolated.most_common()],
               "groups": [{"server": s, "kind": k, "feature": t, "count": n} for (s, k, t), n in groups.most_common()]}
     with open(os.path.join(work, "summary.json"), "w") as f:
         json.dump(result, f, indent=1)
     if args.summary:
         shutil.copy(os.path.join(work, "summary.json"), args.summary)
     print("seed %d, %d cases per server, apitap %s, work dir %s" % (meta["seed"], meta["cases"], apitap, work))
-    print_summary(summary, groups)
+    print_summary(summary, groups, isolated)
     bad = False
     for s, st in summary.items():
         if st["missing"] or st["mismatched"]:
             bad = True
-        if st["logged"] == 0:
-            log("unsound run: %s logged no request" % s)
+        if st["logged"] == 0 or st["client_errors"]:
+            log("unsound run: %s: %d requests logged, %d client socket errors" % (s, st["logged"], st["client_errors"]))
             bad = True
     if meta["capture_drops"]:
         log("unsound run: tcpdump dropped packets in %d captures" % meta["capture_drops"])
