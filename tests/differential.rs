@@ -114,10 +114,14 @@ fn every_request_nginx_and_apache_logged_is_reported_with_the_same_method_target
         );
         assert_eq!(s["client_errors"], 0, "{server}: client errors\n{out}\n{err}");
     }
-    assert_eq!(
-        code, 0,
-        "apitap disagrees with the servers (work dir kept in a tempdir, see the table):\n{out}\n{err}"
-    );
+    if code != 0 {
+        // keep the captures, logs and disagreements.jsonl for whoever reads the failure
+        let kept = work.keep();
+        panic!(
+            "apitap disagrees with the servers (exit {code}); work dir kept: {}\n{out}\n{err}",
+            kept.display()
+        );
+    }
     for server in ["nginx", "apache"] {
         let s = &summary["servers"][server];
         assert_eq!(
