@@ -497,8 +497,10 @@ def read_server_log(work, server):
                 if m and m != "-" and uri.startswith(m):
                     uri = uri[len(m):]
                 uri = uri.strip(" \t")
-                if proto and uri.endswith(proto):
-                    uri = uri[: -len(proto)].rstrip(" \t")
+                # the version as sent (%H normalises it: "HTTP/1.01" is logged as HTTP/1.0)
+                v = re.fullmatch(r"(.*?)[ \t]+HTTP/\S*", uri, re.I | re.S)
+                if v and proto != "HTTP/0.9":
+                    uri = v.group(1)
                 e["uri"] = "" if lr == "-" else uri
                 e["method"] = "" if m == "-" else m
             out.append(e)
