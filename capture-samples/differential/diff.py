@@ -60,7 +60,8 @@ def _w(rng, table):
 
 COMMON_METHODS = [(12, "GET"), (5, "POST"), (1, "HEAD"), (1, "PUT"), (1, "DELETE"), (1, "OPTIONS"), (1, "PATCH")]
 PATHS = ["/echo", "/index.html", "/api/users.json", "/", "/missing/x"]
-PAYLOADS = ["", "&q=1'%20OR%201=1--", "&cmd=;cat%20/etc/passwd", "&x=%3Cscript%3Ealert(1)%3C/script%3E", "&p=../../etc/passwd"]
+PAYLOADS = ["", "&q=1'%20OR%201=1--", "&cmd=;cat%20/etc/passwd", "&x=%3Cscript%3Ealert(1)%3C/script%3E",
+            "&p=../../etc/passwd"]
 CTL_BYTES = [c for c in range(1, 32) if c not in (9, 10, 13)] + [0x7F]
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 # Deviations from a plain request; a request carries none (half of them), one, or two, so that a
@@ -355,6 +356,13 @@ http {{
     return conf
 
 
+# One JSON object per request once Apache's \xhh escapes are decoded (see unescape_apache).
+APACHE_LOG_FORMAT = (
+    'LogFormat "{\\"client_port\\":%{remote}p,\\"method\\":\\"%m\\",\\"line\\":\\"%r\\",'
+    '\\"protocol\\":\\"%H\\",\\"status\\":%>s,\\"n\\":%k}" df'
+)
+
+
 def apache_conf(work, www):
     conf = os.path.join(work, "apache2.conf")
     mods = "/usr/lib/apache2/modules"
@@ -388,9 +396,9 @@ DocumentRoot {www}
 <Directory {www}>
   Require all granted
 </Directory>
-LogFormat "{{\\"client_port\\":%{{remote}}p,\\"method\\":\\"%m\\",\\"line\\":\\"%r\\",\\"protocol\\":\\"%H\\",\\"status\\":%>s,\\"n\\":%k}}" df
+{logformat}
 CustomLog {w}/apache-access.log df
-""".format(w=work, www=www, ip=SRV_IP, port=PORTS["apache"], m=mods))
+""".format(logformat=APACHE_LOG_FORMAT, w=work, www=www, ip=SRV_IP, port=PORTS["apache"], m=mods))
     return conf
 
 
