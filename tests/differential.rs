@@ -130,6 +130,7 @@ fn every_request_nginx_and_apache_logged_is_reported_with_the_same_method_target
             "{server}\n{out}"
         );
         assert_eq!(s["matched"], s["logged"], "{server}\n{out}");
+        assert_eq!(s["server_unparsed_silent"], 0, "{server}: a 400 left no trace\n{out}");
     }
 }
 

@@ -604,6 +604,9 @@ def compare(work, apitap_out, cases_path, results_path):
                 m = ID_RE.search(e.get("uri") or "")
                 if not e.get("method") or not m:
                     st["server_unparsed"] += 1  # a 400 for bytes the server could not read as a request
+                    # apitap at least saw trouble there: an anomaly, or a transaction with that status
+                    if not flow["anomalies"] and not any(ev["status"] == e.get("status") for ev in flow["http"]):
+                        st["server_unparsed_silent"] += 1
                     continue
                 st["logged"] += 1
                 rid = m.group(1)
@@ -676,7 +679,8 @@ def compare(work, apitap_out, cases_path, results_path):
                         st["apitap_extra"] += 1
                     details.append({"server": server, "kind": "extra", "client_port": cport, "got": ev,
                                     "tags": case["tags"], "anomalies": dict(flow["anomalies"])})
-        for k in ("logged", "matched", "missing", "mismatched", "server_unparsed", "apitap_unanswered",
+        for k in ("logged", "matched", "missing", "mismatched", "server_unparsed", "server_unparsed_silent",
+                  "apitap_unanswered",
                   "apitap_phantom_smuggled", "apitap_extra", "cases", "client_errors", "client_timeouts", "cascade",
                   "connections_with_disagreement"):
             st.setdefault(k, 0)
@@ -693,10 +697,12 @@ def print_summary(summary, groups, isolated, out=sys.stdout):
         print("   connections with a disagreement: %d (later disagreements on them: %d); disagreements on flows "
               "where apitap raised an anomaly: %s" % (st["connections_with_disagreement"], st["cascade"],
                                                       st["disagreements_with_anomaly"]), file=out)
-        print("   server log lines without a request (400 on unreadable bytes): %d; apitap transactions no server "
-              "logged: %d unanswered, %d smuggled-in-body, %d other; client errors: %d, timeouts: %d"
-              % (st["server_unparsed"], st["apitap_unanswered"], st["apitap_phantom_smuggled"], st["apitap_extra"],
-                 st["client_errors"], st["client_timeouts"]), file=out)
+        print("   server log lines without a request (400 on unreadable bytes): %d (%d with neither an anomaly nor "
+              "a transaction with that status on the flow); apitap transactions no server logged: %d unanswered, "
+              "%d smuggled-in-body, %d other; client errors: %d, timeouts: %d"
+              % (st["server_unparsed"], st["server_unparsed_silent"], st["apitap_unanswered"],
+                 st["apitap_phantom_smuggled"], st["apitap_extra"], st["client_errors"], st["client_timeouts"]),
+              file=out)
         if st["anomalies"]:
             print("   anomalies: %s" % ", ".join("%s=%d" % kv for kv in sorted(st["anomalies"].items())), file=out)
     if isolated:
@@ -869,7 +875,7 @@ def compare_only(work, args, t_start=None):
     print_summary(summary, groups, isolated)
     bad = False
     for s, st in summary.items():
-        if st["missing"] or st["mismatched"]:
+        if st["missing"] or st["mismatched"] or st["server_unparsed_silent"]:
             bad = True
         if st["logged"] == 0 or st["client_errors"]:
             log("unsound run: %s: %d requests logged, %d client socket errors" % (s, st["logged"], st["client_errors"]))
