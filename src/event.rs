@@ -410,11 +410,31 @@ impl Formatter {
 /// The path of a request target: without query or fragment, and for the absolute form
 /// (`http://user:pass@host/p`, proxies) without scheme, credentials and authority.
 pub fn target_path(uri: &str) -> &str {
-    let p = match uri.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => uri,
+    // RFC 9112 §3.2: origin-form (`/p?q`), absolute-form (`scheme://authority/p?q`, the scheme at
+    // the very start), authority-form (`host:port`, CONNECT) and asterisk-form (`*`). A `://`
+    // further in (a URL inside the query, `/fetch?url=http://h/x`) is data, not the target's
+    // authority: only a target that does not start with `/` can be absolute-form.
+    let p = if uri.starts_with('/') {
+        uri
+    } else {
+        match absolute_rest(uri) {
+            Some(rest) => rest.find(['/', '?', '#']).map_or("/", |i| match rest.as_bytes()[i] {
+                b'/' => &rest[i..],
+                _ => "/",
+            }),
+            None => uri,
+        }
     };
     p.split(['?', '#']).next().unwrap_or("")
+}
+
+/// `scheme://rest` with an RFC 3986 scheme (ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )) at the
+/// start: `rest`.
+pub fn absolute_rest(uri: &str) -> Option<&str> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let mut b = scheme.bytes();
+    let first_ok = b.next().is_some_and(|c| c.is_ascii_alphabetic());
+    (first_ok && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))).then_some(rest)
 }
 
 /// `example.com:8080` -> (example.com, 8080); `[::1]:80` -> ([::1], 80).
@@ -560,6 +580,16 @@ impl Formatter {
         let mut evidence = json!({"rule": a.rule_id, "count": a.count, "samples": samples});
         if let Some(d) = a.distinct {
             evidence["distinct"] = d.into();
+            if a.distinct_estimated {
+                // past the exact bound: a HyperLogLog estimate, said to be one
+                evidence["distinct_estimated"] = true.into();
+            }
+        }
+        if !a.values.is_empty() {
+            evidence["values"] = a.values.clone().into();
+        }
+        if let Some(acc) = &a.account {
+            evidence["account"] = acc.clone().into();
         }
         let r2 = |x: f64| (x * 100.0).round() / 100.0;
         m.insert(
@@ -632,6 +662,22 @@ mod tests {
         assert_eq!(target_path("http://u:p@h:8080/x/y?z"), "/x/y");
         assert_eq!(target_path("http://h"), "/");
         assert_eq!(target_path("*"), "*");
+        assert_eq!(target_path("http://h?x=1"), "/");
+        assert_eq!(target_path("example.com:443"), "example.com:443");
+    }
+
+    #[test]
+    fn a_url_in_the_query_is_not_the_target() {
+        // origin-form: the path is everything before `?`, whatever the query holds
+        assert_eq!(
+            target_path("/api/fetch?url=http://169.254.169.254/latest/meta-data/"),
+            "/api/fetch"
+        );
+        assert_eq!(target_path("/r?next=https://a.example/b#c"), "/r");
+        assert_eq!(target_path("/a/http://b/c"), "/a/http://b/c");
+        // absolute-form only with a scheme at the very start
+        assert_eq!(target_path("https://api.example/v1/x?u=http://i/j"), "/v1/x");
+        assert_eq!(target_path("1http://h/x"), "1http://h/x");
     }
 
     #[test]

@@ -159,6 +159,12 @@ impl Redactor {
         s
     }
 
+    /// [`Redactor::hash`] of a value that may be empty: an empty secret stays empty (there is
+    /// nothing to hide, and `h:...` would claim a value was sent).
+    pub fn hash_nonempty(&self, v: &str) -> String {
+        if v.is_empty() { String::new() } else { self.hash(v) }
+    }
+
     /// Does the request carry credentials (where [`Redactor::auth`] finds them), without
     /// hashing anything.
     pub fn has_credentials(req: &Message) -> bool {
@@ -232,7 +238,7 @@ impl Redactor {
                 Some((k, v)) if is_secret_param(&percent_decode_lossy(k)) => {
                     s.push_str(k);
                     s.push('=');
-                    s.push_str(&self.hash(v));
+                    s.push_str(&self.hash_nonempty(v));
                 }
                 _ => s.push_str(part),
             }
@@ -247,18 +253,18 @@ impl Redactor {
             return Cow::Owned(format!("{scheme} {}", self.hash(value)));
         }
         if is_key_header(name) {
-            return Cow::Owned(self.hash(value));
+            return Cow::Owned(self.hash_nonempty(value.trim()));
         }
         if name.eq_ignore_ascii_case("cookie") {
             let v: Vec<String> = cookie_pairs(value)
-                .map(|(n, v)| format!("{n}={}", self.hash(v)))
+                .map(|(n, v)| format!("{n}={}", self.hash_nonempty(v)))
                 .collect();
             return Cow::Owned(v.join("; "));
         }
         if name.eq_ignore_ascii_case("set-cookie") {
             let (first, attrs) = value.split_once(';').unwrap_or((value, ""));
             let (n, v) = first.split_once('=').unwrap_or((first, ""));
-            let mut s = format!("{}={}", n.trim(), self.hash(v.trim()));
+            let mut s = format!("{}={}", n.trim(), self.hash_nonempty(v.trim()));
             if !attrs.is_empty() {
                 s.push(';');
                 s.push_str(attrs);
@@ -386,5 +392,20 @@ mod tests {
         let sc = r.header("Set-Cookie", "sid=zzz; Path=/; HttpOnly");
         assert!(!sc.contains("zzz") && sc.ends_with("; Path=/; HttpOnly"));
         assert_eq!(percent_decode_lossy("pass%77ord+x%"), "password x%");
+    }
+
+    #[test]
+    fn empty_secret_values_stay_empty() {
+        let r = Redactor::new(b"k");
+        // Nothing was sent, so there is nothing to hash: `h:...` would claim a token.
+        assert_eq!(r.url("/cb?access_token=&state=x"), "/cb?access_token=&state=x");
+        assert_eq!(r.url("/cb?access_token&x=1"), "/cb?access_token&x=1");
+        assert!(r.url("/cb?access_token=t0k3n").starts_with("/cb?access_token=h:"));
+        assert_eq!(
+            r.header("Cookie", "sid=; theme=dark"),
+            format!("sid=; theme={}", r.hash("dark"))
+        );
+        assert_eq!(r.header("X-API-Key", ""), "");
+        assert!(r.header("Set-Cookie", "sid=; Max-Age=0").starts_with("sid=;"));
     }
 }

@@ -154,3 +154,24 @@ proptest! {
         let _ = apitap::detect::classify(&tx, &inputs, &sens);
     }
 }
+
+proptest! {
+    /// RFC 9112 origin-form: the path is everything before `?`. Whatever query is appended
+    /// (URLs with `://` and `/` included), `api.path` and `api.endpoint` do not change.
+    #[test]
+    fn appending_a_query_never_changes_path_or_endpoint(
+        segs in proptest::collection::vec("[A-Za-z0-9._~:@!$&'()*+,;=%-]{0,12}", 1..6),
+        query in "[ -~]{0,80}",
+    ) {
+        let path = format!("/{}", segs.join("/"));
+        let with_query = format!("{path}?{query}");
+        let p0 = apitap::event::target_path(&path);
+        let p1 = apitap::event::target_path(&with_query);
+        prop_assert_eq!(p0, p1);
+        let t0 = apitap::catalog::template::template(p0).0;
+        let t1 = apitap::catalog::template::template(p1).0;
+        prop_assert_eq!(t0, t1);
+        let url_query = format!("{path}?url=http://169.254.169.254/{query}");
+        prop_assert_eq!(apitap::event::target_path(&url_query), p0);
+    }
+}

@@ -21,7 +21,18 @@ Routes (all JSON):
   GET  /api/v1/admin/stats      admin token -> 200, other token -> 403, none -> 401
   GET  /api/v1/reports/{id}     BUG: 200 with or without a token (ids 1..300)
   POST /api/v1/webhooks         {"url"} stored, never fetched -> 201; token required
+  GET  /api/v1/webhooks, DELETE /api/v1/webhooks/{id}   the caller's own hooks
   GET  /api/v1/health
+  POST /api/v1/oauth/token      form: grant_type=password (username, password, client_id) or
+                                grant_type=refresh_token (refresh_token); the mobile app's login.
+                                Access tokens live TOKEN_TTL s; expired -> 401 invalid_token
+                                (RFC 6750); a bad grant -> 400 {"error":"invalid_grant"} (RFC 6749)
+  GET  /api/v1/users/search?name=     support/admin token: name search (parameterized, no SQL error)
+  PATCH /api/v1/users/{id}      own record (or support/admin): name, address, company, website
+  GET  /api/v1/products?page=&per_page=  catalogue pages (an empty page after the last)
+  POST /api/v1/products/{id}/reviews  token: {"rating","title","text"} free text -> 201
+  POST /api/v1/contact          form or JSON free text -> 202
+  OPTIONS any path              CORS preflight -> 204 with Access-Control-Allow-*
 plus a few non-API paths (/, /login, /robots.txt, /admin, /api) so directory
 scanners find something. Anything else: 404 {"error":"not found"}.
 
@@ -51,6 +62,7 @@ DOMAINS = ["example.com", "mail.example.org", "corp.example.net", "example.io"]
 PRODUCT_WORDS = ["phone", "laptop", "cable", "charger", "case", "headphones", "speaker", "mouse",
                  "keyboard", "monitor", "camera", "tablet", "watch", "router", "drive", "adapter",
                  "lamp", "desk", "chair", "bag"]
+ODD_LAST = ["O'Brien", "D'Angelo", "O'Neil", "Müller", "García-López", "N'Diaye", "Smith & Sons", "O'Hara"]
 ADJ = ["basic", "pro", "mini", "max", "ultra", "lite", "classic", "smart", "wireless", "eco"]
 PASSWORDS = ["Summer2023!", "correct-horse-battery", "Tr0ub4dor&3", "blue.Falcon.77", "Pa55word!x",
              "mango-river-42", "Qwerty!2024", "hunter2hunter2", "N0rthWind#", "ilovecats99",
@@ -81,12 +93,19 @@ def build_data(seed):
         u = users[uid]
         if i == 19:
             u["role"] = "admin"
+        elif i == 18:  # a customer support agent (looks customers up all day)
+            u["role"] = "support"
         accounts[u["username"]] = {"password": PASSWORDS[i], "id": uid, "role": u["role"],
                                    "email": u["email"]}
     products = {}
     for pid in range(1, 201):
         products[pid] = {"id": pid, "name": "%s %s %d" % (rnd.choice(ADJ), rnd.choice(PRODUCT_WORDS), pid),
                          "price": round(rnd.uniform(3, 900), 2), "stock": rnd.randrange(0, 500)}
+    # names with apostrophes, accents and ampersands for the support agent's searches; set after
+    # every draw from rnd so the rest of the data set is the same as before for a seed
+    for uid, u in users.items():
+        if uid % 41 == 3:
+            u["name"] = "%s %s" % (u["name"].split()[0], ODD_LAST[uid % len(ODD_LAST)])
     return users, accounts, products
 
 
@@ -95,14 +114,18 @@ class State:
         self.users, self.accounts, self.products = build_data(seed)
         self.by_email = {u["email"]: u for u in self.users.values()}
         self.tokens = {}  # token -> username
+        self.expiry = {}  # token -> expiry time (OAuth access tokens only)
+        self.refresh = {}  # refresh token -> username
         self.orders = {}
         self.webhooks = []
+        self.hook_seq = 0
         self.lock = threading.Lock()
         self.started = time.time()
         self.hits = 0
 
 
 STATE = None
+TOKEN_TTL = 30  # seconds an OAuth (mobile app) access token lives; /login tokens never expire in the lab
 SQL_BAD = re.compile(r"['\"`;\\]|--|/\*")
 
 
@@ -143,8 +166,23 @@ class Handler(BaseHTTPRequestHandler):
     def user(self):
         a = self.headers.get("Authorization", "")
         if a.startswith("Bearer "):
-            return STATE.tokens.get(a[7:].strip())
+            tok = a[7:].strip()
+            exp = STATE.expiry.get(tok)
+            if exp is not None and time.time() > exp:
+                return None
+            return STATE.tokens.get(tok)
         return None
+
+    def unauthorized(self):
+        a = self.headers.get("Authorization", "")
+        if a.startswith("Bearer ") and a[7:].strip() in STATE.expiry:
+            return self.send(401, {"error": "invalid_token", "error_description": "The access token expired"},
+                             extra={"WWW-Authenticate": 'Bearer error="invalid_token", '
+                                                        'error_description="The access token expired"'})
+        return self.send(401, {"error": "authentication required"}, extra={"WWW-Authenticate": "Bearer"})
+
+    def role(self, who):
+        return STATE.accounts[who]["role"] if who in STATE.accounts else "user"
 
     # -- dispatch ------------------------------------------------------------
     def do_GET(self):
@@ -191,6 +229,14 @@ class Handler(BaseHTTPRequestHandler):
         q1 = lambda k, d="": (qs.get(k) or [d])[0]  # noqa: E731
         parts = [p for p in path.split("/") if p]
 
+        if method == "OPTIONS":  # CORS preflight (the back office SPA is on another origin)
+            origin = self.headers.get("Origin", "*")
+            return self.send(204, b"", extra={
+                "Access-Control-Allow-Origin": origin, "Vary": "Origin",
+                "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": "authorization, content-type, x-requested-with",
+                "Access-Control-Max-Age": "600"})
+
         if path in ("/", "/index.html"):
             return self.send(200, "<!doctype html><title>Shop</title><h1>Shop</h1><a href=/login>login</a>",
                              "text/html")
@@ -211,6 +257,33 @@ class Handler(BaseHTTPRequestHandler):
 
         if res == ["health"]:
             return self.send(200, {"status": "ok", "uptime": round(time.time() - STATE.started, 1)})
+
+        if res == ["oauth", "token"]:
+            if method != "POST":
+                return self.send(405, {"error": "method not allowed"}, extra={"Allow": "POST"})
+            f = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}
+            g = f.get("grant_type")
+            who = None
+            if g == "password":
+                acct = STATE.accounts.get(f.get("username", ""))
+                if acct and f.get("password") == acct["password"]:
+                    who = f["username"]
+                else:
+                    time.sleep(0.02)
+            elif g == "refresh_token":
+                with STATE.lock:
+                    who = STATE.refresh.pop(f.get("refresh_token", ""), None)
+            else:
+                return self.send(400, {"error": "unsupported_grant_type"})
+            if not who:
+                return self.send(400, {"error": "invalid_grant"})
+            tok, rt = secrets.token_hex(20), secrets.token_hex(24)
+            with STATE.lock:
+                STATE.tokens[tok] = who
+                STATE.expiry[tok] = time.time() + TOKEN_TTL
+                STATE.refresh[rt] = who
+            return self.send(200, {"access_token": tok, "token_type": "Bearer", "expires_in": TOKEN_TTL,
+                                   "refresh_token": rt, "user_id": STATE.accounts[who]["id"]})
 
         if res == ["login"]:
             if method != "POST":
@@ -247,10 +320,20 @@ class Handler(BaseHTTPRequestHandler):
                 if not u:
                     return self.send(404, {"error": "no account for this email"})
                 return self.send(200, {"id": u["id"], "username": u["username"], "name": u["name"]})
+            if res == ["users", "search"]:
+                who = self.user()
+                if not who:
+                    return self.unauthorized()
+                if self.role(who) not in ("support", "admin"):
+                    return self.send(403, {"error": "support staff only"})
+                name = q1("name").strip().lower()
+                hits = [{"id": u["id"], "name": u["name"], "email": u["email"]}
+                        for u in STATE.users.values() if name and name in u["name"].lower()][:20]
+                return self.send(200, {"count": len(hits), "items": hits})
             if len(res) == 2:
-                if not self.user():
-                    return self.send(401, {"error": "authentication required"},
-                                     extra={"WWW-Authenticate": "Bearer"})
+                who = self.user()
+                if not who:
+                    return self.unauthorized()
                 try:
                     uid = int(res[1])
                 except ValueError:
@@ -258,6 +341,19 @@ class Handler(BaseHTTPRequestHandler):
                 u = STATE.users.get(uid)
                 if not u:
                     return self.send(404, {"error": "user not found"})
+                if method == "PATCH":
+                    if uid != STATE.accounts[who]["id"] and self.role(who) not in ("support", "admin"):
+                        return self.send(403, {"error": "not your account"})
+                    try:
+                        ch = json.loads(body or b"{}")
+                        assert isinstance(ch, dict)
+                    except Exception:
+                        return self.send(400, {"error": "bad body"})
+                    with STATE.lock:
+                        for k in ("name", "address", "company", "website", "note"):
+                            if isinstance(ch.get(k), str):
+                                u[k] = ch[k][:200]
+                    return self.send(200, u)
                 return self.send(200, u)  # BOLA: any user's record, not just one's own
             return self.send(404, {"error": "not found"})
 
@@ -271,11 +367,33 @@ class Handler(BaseHTTPRequestHandler):
                                                      "syntax to use near '%s' at line 1" % q[:60]})
                 try:
                     limit = max(1, min(50, int(q1("limit", "10"))))
+                    page = int(q1("page", "0"))
+                    per_page = max(1, min(50, int(q1("per_page", "20"))))
                 except ValueError:
                     return self.send(400, {"error": "bad limit"})
                 ql = q.lower()
+                if page > 0:  # catalogue pages, with an absolute next link like many APIs
+                    allp = [p for p in STATE.products.values() if ql in p["name"]]
+                    items = allp[(page - 1) * per_page: page * per_page]
+                    nxt = None
+                    if page * per_page < len(allp):
+                        nxt = "http://%s/api/v1/products?page=%d&per_page=%d" % (
+                            self.headers.get("Host", "localhost"), page + 1, per_page)
+                    return self.send(200, {"page": page, "per_page": per_page, "total": len(allp),
+                                           "count": len(items), "items": items, "next": nxt})
                 items = [p for p in STATE.products.values() if ql in p["name"]][:limit]
                 return self.send(200, {"count": len(items), "items": items})
+            if len(res) == 3 and res[2] == "reviews":
+                if method != "POST":
+                    return self.send(405, {"error": "method not allowed"})
+                if not self.user():
+                    return self.unauthorized()
+                try:
+                    rv = json.loads(body or b"{}")
+                    assert isinstance(rv, dict) and isinstance(rv.get("text"), str)
+                except Exception:
+                    return self.send(400, {"error": "text required"})
+                return self.send(201, {"id": secrets.randbelow(10 ** 6), "status": "pending moderation"})
             if len(res) == 2:
                 try:
                     pid = int(res[1])
@@ -285,10 +403,15 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, p) if p else self.send(404, {"error": "product not found"})
             return self.send(404, {"error": "not found"})
 
+        if res == ["contact"]:
+            if method != "POST":
+                return self.send(405, {"error": "method not allowed"})
+            return self.send(202, {"status": "received", "ticket": secrets.randbelow(10 ** 6)})
+
         if res[0] == "orders":
             who = self.user()
             if not who:
-                return self.send(401, {"error": "authentication required"})
+                return self.unauthorized()
             if len(res) == 1 and method == "POST":
                 try:
                     o = json.loads(body or b"{}")
@@ -300,6 +423,8 @@ class Handler(BaseHTTPRequestHandler):
                 oid = str(uuid.uuid4())
                 order = {"id": oid, "user": who, "product_id": pid, "quantity": qty,
                          "total": round(STATE.products[pid]["price"] * qty, 2), "status": "placed"}
+                if isinstance(o.get("callback_url"), str):
+                    order["callback_url"] = o["callback_url"][:300]  # stored only; never fetched
                 with STATE.lock:
                     STATE.orders[oid] = order
                 return self.send(201, order, extra={"Location": "/api/v1/orders/" + oid})
@@ -344,19 +469,34 @@ class Handler(BaseHTTPRequestHandler):
                                    "customers": [STATE.users[u]["email"] for u in
                                                  r.sample(sorted(STATE.users), 3)]})
 
+        if res[0] == "webhooks" and len(res) == 2 and method == "DELETE":
+            who = self.user()
+            if not who:
+                return self.unauthorized()
+            with STATE.lock:
+                n = len(STATE.webhooks)
+                STATE.webhooks = [h for h in STATE.webhooks if not (str(h["id"]) == res[1] and h.get("owner") == who)]
+                gone = n != len(STATE.webhooks)
+            return self.send(204, b"") if gone else self.send(404, {"error": "webhook not found"})
+        if res == ["webhooks"] and method == "GET":
+            who = self.user()
+            if not who:
+                return self.unauthorized()
+            return self.send(200, [h for h in STATE.webhooks if h.get("owner") == who])
         if res == ["webhooks"]:
             if method != "POST":
                 return self.send(405, {"error": "method not allowed"})
             if not self.user():
-                return self.send(401, {"error": "authentication required"})
+                return self.unauthorized()
             try:
                 url = json.loads(body or b"{}")["url"]
                 assert isinstance(url, str)
             except Exception:
                 return self.send(400, {"error": "url required"})
             # stored only; never fetched
-            hook = {"id": len(STATE.webhooks) + 1, "url": url, "active": True}
             with STATE.lock:
+                STATE.hook_seq += 1
+                hook = {"id": STATE.hook_seq, "url": url, "active": True, "owner": self.user()}
                 STATE.webhooks.append(hook)
             return self.send(201, hook)
 
@@ -374,8 +514,8 @@ def main():
     STATE = State(a.seed)
     if a.dump_users:
         emails = [u["email"] for u in STATE.users.values()]
-        json.dump({"accounts": STATE.accounts, "emails": emails,
-                   "user_ids": sorted(STATE.users)}, open(a.dump_users, "w"))
+        json.dump({"accounts": STATE.accounts, "emails": emails, "user_ids": sorted(STATE.users),
+                   "names": {str(k): u["name"] for k, u in STATE.users.items()}}, open(a.dump_users, "w"))
         return
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.request_queue_size = 256

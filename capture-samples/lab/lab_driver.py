@@ -294,7 +294,15 @@ def cmd_finish(work, access, pcap, labels_path):
         pipelined = names.get(addr) == "nmap-http-enum"
         if y > x + 2 or (x > y * 1.05 + 2 and not pipelined):
             problems.append("%s: %d requests in the pcap, %d in the log" % (addr, x, y))
+    personas = {}
+    try:  # lab_clients.py benign prints {address: {"persona", "account", "requests", "statuses"}}
+        for addr, v in json.load(open(os.path.join(work, "logs", "benign.out"))).items():
+            if isinstance(v, dict) and "persona" in v:
+                personas[addr] = v["persona"]
+    except (OSError, ValueError):
+        problems.append("benign.out unreadable: no personas")
     labels = {"seed": plan["seed"], "server": plan["server"] + ":80", "benign": plan["benign"],
+              "benign_personas": personas,
               "attacks": sorted(attacks, key=lambda e: e["start"] or 0),
               "lab_start": round(run["t0"], 3), "lab_end": round(run["t_end"], 3),
               "requests": len(recs), "benign_requests": sum(ben_counts.values()),

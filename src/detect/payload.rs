@@ -82,7 +82,8 @@ static CLASSES: LazyLock<Vec<Class>> = LazyLock::new(|| {
             2,
             &[
                 (
-                    r"(;|\|\|?|&&|\n|`|\$\()\s*(cat|id|ls|uname|whoami|wget|curl|nc|ncat|bash|sh|ping|nslookup|sleep|echo|powershell|cmd)\b",
+                    // a command word, not a `;name=value` matrix parameter or a `&name=` pair
+                    r"(;|\|\|?|&&|\n|`|\$\()\s*(cat|id|ls|uname|whoami|wget|curl|nc|ncat|bash|sh|ping|nslookup|sleep|echo|powershell|cmd)([\s;|&<>`)'\x22]|$)",
                     2,
                 ),
                 (r"/bin/(ba)?sh\b|cmd\.exe|/etc/passwd|/etc/shadow", 1),
@@ -158,12 +159,12 @@ static CLASSES: LazyLock<Vec<Class>> = LazyLock::new(|| {
 const SCAN_CAP: usize = 4096;
 
 /// Identifiers, numbers, e-mail addresses, UUIDs, tokens, dates: nothing to score.
-fn inert(t: &str) -> bool {
+pub fn inert(t: &str) -> bool {
     t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@:+".contains(&b))
 }
 
 /// Plain words (a name like "o'brien", "rock 'n' roll"): letters, spaces, `.,'-`, short.
-fn words(t: &str) -> bool {
+pub fn words(t: &str) -> bool {
     t.len() <= 256 && t.chars().count() <= 64 && t.chars().all(|c| c.is_alphabetic() || " .,'-".contains(c))
 }
 
@@ -232,6 +233,7 @@ mod tests {
     fn fires(s: &str) -> Vec<&'static str> {
         let inputs = Inputs {
             parts: vec![("query:q".into(), normalize(s))],
+            site: Vec::new(),
         };
         scan(&inputs).into_iter().map(|(d, _)| d.as_str()).collect()
     }

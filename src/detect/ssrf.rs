@@ -12,7 +12,7 @@ use super::Inputs;
 const SCHEMES: [&str; 8] = [
     "file:", "gopher:", "dict:", "ldap:", "tftp:", "jar:", "netdoc:", "expect:",
 ];
-const URLISH: [&str; 16] = [
+pub const URLISH: [&str; 16] = [
     "url",
     "uri",
     "link",
@@ -39,38 +39,60 @@ const HOSTS: [&str; 6] = [
     "metadata.azure.com",
 ];
 
-/// The first value that points inside, as `where: value`.
+/// Cloud metadata services: the SSRF target that matters most, wherever it is named.
+const METADATA: [&str; 6] = [
+    "169.254.169.254",
+    "fd00:ec2::254",
+    "100.100.100.200",
+    "metadata.google.internal",
+    "metadata.azure.com",
+    "instance-data",
+];
+
+/// Where SSRF is looked for, per input (documented in the README, "Detections"):
+/// - query and body parameters: a URL (any parameter) or a host (URL-ish names) that points
+///   inside, unless it names the site itself (the request's Host or server address on a web
+///   port, or a configured site origin): a link back to the site is not a probe;
+/// - `X-Forwarded-Host`, `X-Original-URL`, `X-Rewrite-URL` (routing headers some proxies and
+///   frameworks act on): the same test;
+/// - `Referer` and `Origin` are context a browser sends about the page it is on, and intranet
+///   pages are private addresses: only a dangerous scheme or a cloud metadata address there;
+/// - other headers: never (payloads in them are the injection classifiers' business).
 pub fn scan(inputs: &Inputs) -> Option<String> {
     for (at, text) in &inputs.parts {
         let name = at.rsplit(':').next().unwrap_or("");
         let urlish_name = URLISH.iter().any(|u| name.contains(u));
-        if at == "body" {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
-                let mut found = None;
-                walk(&v, "", 0, &mut 0, &mut |k, s| {
-                    if found.is_none() && internal(s, URLISH.iter().any(|u| k.contains(u))) {
-                        found = Some(format!("body.{k}: {}", excerpt(s)));
-                    }
-                });
-                if found.is_some() {
-                    return found;
-                }
-                continue;
-            }
-        }
+        let context_header = at.starts_with("header:") && matches!(name, "referer" | "origin");
         if at.starts_with("header:")
-            && !matches!(
-                name,
-                "x-forwarded-host" | "referer" | "x-original-url" | "x-rewrite-url"
-            )
+            && !context_header
+            && !matches!(name, "x-forwarded-host" | "x-original-url" | "x-rewrite-url")
         {
             continue;
         }
-        if internal(text, urlish_name) {
+        let Some(t) = target(text, urlish_name && !context_header) else {
+            continue;
+        };
+        let hit = if context_header {
+            // `Origin: file://` or `null` is what a local app or file page sends
+            t.metadata || (t.dangerous_scheme && name == "referer")
+        } else {
+            t.dangerous_scheme || t.metadata || !inputs.is_site(&t.host, t.port)
+        };
+        if hit {
             return Some(format!("{at}: {}", excerpt(text)));
         }
     }
     None
+}
+
+/// What an internal URL or host value points at.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    /// The explicit port, else the scheme's (80 for http, 443 for https), else none.
+    pub port: Option<u16>,
+    pub dangerous_scheme: bool,
+    pub metadata: bool,
 }
 
 /// The value as evidence: credentials in the URL replaced, at most 96 characters.
@@ -82,40 +104,84 @@ fn excerpt(s: &str) -> String {
         .collect()
 }
 
-fn walk(v: &serde_json::Value, key: &str, depth: usize, budget: &mut usize, f: &mut dyn FnMut(&str, &str)) {
-    if depth > 16 || *budget > 512 {
-        return;
-    }
-    *budget += 1;
-    match v {
-        serde_json::Value::String(s) => f(key, &s.to_lowercase()),
-        serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, key, depth + 1, budget, f)),
-        serde_json::Value::Object(o) => o
-            .iter()
-            .for_each(|(k, x)| walk(x, &k.to_lowercase(), depth + 1, budget, f)),
-        _ => {}
-    }
-}
-
 /// Does `v` (lowercased) point inside?
 pub fn internal(v: &str, urlish_name: bool) -> bool {
+    target(v, urlish_name).is_some()
+}
+
+fn looks_like_host(v: &str) -> bool {
+    let h = v.split(['/', '?', '#']).next().unwrap_or("");
+    h.starts_with('[')
+        || HOSTS.iter().any(|n| h == *n || h.starts_with(&format!("{n}:")))
+        || (h.contains(['.', ':']) && h.bytes().any(|b| b.is_ascii_digit() || b.is_ascii_alphabetic()))
+}
+
+/// `v` (lowercased) as a URL (or, for a URL-ish parameter name, a bare host) that points inside
+/// or uses a dangerous scheme; `None` for anything else.
+pub fn target(v: &str, urlish_name: bool) -> Option<Target> {
     let v = v.trim();
     if SCHEMES.iter().any(|s| v.starts_with(s)) {
-        return true;
+        return Some(Target {
+            host: String::new(),
+            port: None,
+            dangerous_scheme: true,
+            metadata: false,
+        });
     }
-    let rest = match v.split_once("://") {
-        Some((scheme, rest)) if scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => rest,
-        _ if urlish_name => v,
-        _ => return false,
+    let (scheme, rest) = match v.split_once("://") {
+        Some((scheme, rest)) if scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+            (scheme, rest)
+        }
+        // a bare value under a URL-ish name must look like a host: a dotted address or name,
+        // `host:port`, a bracketed IPv6 literal or a known internal name (`color_link=000000`
+        // and `targetflags=0` are not addresses)
+        _ if urlish_name && looks_like_host(v) => ("", v),
+        _ => return None,
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let hostport = authority.rsplit('@').next().unwrap_or("");
-    let host = if let Some(h) = hostport.strip_prefix('[') {
-        h.split(']').next().unwrap_or("")
+    let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+        let (h, after) = h.split_once(']').unwrap_or((h, ""));
+        (h, after.strip_prefix(':'))
     } else {
-        hostport.split(':').next().unwrap_or("")
+        match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
     };
-    internal_host(host.trim_end_matches('.'))
+    let host = host.trim_end_matches('.');
+    if !internal_host(host) {
+        return None;
+    }
+    let port = match port {
+        Some(p) => p.parse().ok(),
+        None => match scheme {
+            "http" | "ws" => Some(80),
+            "https" | "wss" => Some(443),
+            _ => None,
+        },
+    };
+    let canon = canonical_host(host);
+    Some(Target {
+        metadata: METADATA.contains(&canon.as_str()) || METADATA.contains(&host),
+        host: canon,
+        port,
+        dangerous_scheme: false,
+    })
+}
+
+/// An address in its usual text form (`0x7f000001` and `127.1` -> `127.0.0.1`), a name as is.
+pub fn canonical_host(h: &str) -> String {
+    if let Ok(a) = h.parse::<Ipv6Addr>() {
+        return match a.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => a.to_string(),
+        };
+    }
+    match parse_v4_loose(h) {
+        Some(a) => a.to_string(),
+        None => h.to_string(),
+    }
 }
 
 fn internal_host(h: &str) -> bool {
@@ -213,12 +279,88 @@ mod tests {
             assert!(!internal(u, false), "{u}");
         }
         assert!(!internal("example.com", true));
+        // numbers and flags under URL-ish names are not addresses
+        for v in ["000000", "0", "1", "2130706433", "ff0000"] {
+            assert!(!internal(v, true), "{v}");
+        }
+        assert!(internal("127.0.0.1:6379", true));
+        assert!(internal("[::1]", true));
+        assert!(internal("metadata", true));
+    }
+
+    #[test]
+    fn a_local_apps_origin_is_not_a_probe() {
+        let site = [("192.168.43.1", 80)];
+        assert_eq!(scan(&inputs(&[("header:origin", "file://")], &site)), None);
+        assert_eq!(scan(&inputs(&[("query:color_link", "000000")], &site)), None);
+        assert_eq!(scan(&inputs(&[("body:targetstoreflags", "0")], &site)), None);
+    }
+
+    fn inputs(parts: &[(&str, &str)], site: &[(&str, u16)]) -> Inputs {
+        Inputs {
+            parts: parts.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            site: site.iter().map(|(h, p)| (h.to_string(), *p)).collect(),
+        }
+    }
+
+    #[test]
+    fn referer_and_origin_naming_the_site_are_context_not_targets() {
+        let site = [("10.77.0.10", 80)];
+        for (h, v) in [
+            ("header:referer", "http://10.77.0.10/"),
+            ("header:referer", "http://10.77.0.10/shop/cart?x=1"),
+            ("header:origin", "http://10.77.0.10"),
+            // an intranet page linking to another intranet site, and a developer's local app
+            (
+                "header:referer",
+                "http://splunk.corp.internal:8000/en-us/app/launcher/home",
+            ),
+            ("header:referer", "http://192.168.1.20/sites/team/default.aspx"),
+            ("header:origin", "http://localhost:3000"),
+        ] {
+            assert_eq!(scan(&inputs(&[(h, v)], &site)), None, "{h}: {v}");
+        }
+        // but a metadata address or a dangerous scheme is a probe wherever it sits
+        assert!(scan(&inputs(&[("header:referer", "http://169.254.169.254/latest/")], &site)).is_some());
+        assert!(scan(&inputs(&[("header:referer", "gopher://127.0.0.1:6379/_x")], &site)).is_some());
+    }
+
+    #[test]
+    fn a_link_back_to_the_site_is_not_a_probe() {
+        let site = [("10.77.0.10", 80)];
+        for v in [
+            "http://10.77.0.10/cart",
+            "https://10.77.0.10/cart",
+            "http://10.77.0.10:80/x",
+            "10.77.0.10",
+        ] {
+            assert_eq!(scan(&inputs(&[("query:next", v)], &site)), None, "{v}");
+            assert_eq!(scan(&inputs(&[("body:callback_url", v)], &site)), None, "{v}");
+        }
+        // another port on the site's own address, another internal host, loopback: probes
+        for v in [
+            "http://10.77.0.10:6379/",
+            "http://10.77.0.11/",
+            "http://127.0.0.1/admin",
+        ] {
+            assert!(scan(&inputs(&[("query:url", v)], &site)).is_some(), "{v}");
+        }
+        // the metadata service never belongs to the site
+        let meta_site = [("169.254.169.254", 80)];
+        assert!(
+            scan(&inputs(
+                &[("query:url", "http://169.254.169.254/latest/meta-data/")],
+                &meta_site
+            ))
+            .is_some()
+        );
     }
 
     #[test]
     fn evidence_never_quotes_credentials() {
         let inputs = Inputs {
             parts: vec![("query:webhook".into(), "http://admin:s3cret@10.0.0.5/x".into())],
+            site: Vec::new(),
         };
         let e = scan(&inputs).expect("ssrf");
         assert!(!e.contains("s3cret") && e.contains("***@10.0.0.5"), "{e}");

@@ -94,6 +94,9 @@ struct Rate {
     mean: f64,
     buckets: u32,
     alerted: bool,
+    /// The bucket holds attack traffic (flagged requests): it teaches neither the peers'
+    /// baseline nor the address's own.
+    tainted: bool,
 }
 
 /// Log2 histogram of completed bucket counts (population).
@@ -129,7 +132,12 @@ struct EndpointWin {
     start: Ts,
     total: u64,
     errors: u64,
+    /// The window's calls and errors that were not flagged: what the baseline learns from.
+    clean_total: u64,
+    clean_errors: u64,
     lat: Vec<u32>,
+    /// Latency of the window's clean calls (what the baseline learns from).
+    clean_lat: Vec<u32>,
     base_err: f64,
     base_p95: f64,
     buckets: u32,
@@ -161,6 +169,7 @@ impl Buckets {
         floor: u64,
         factor: f64,
         cap: usize,
+        clean: bool,
     ) -> Option<(u64, f64, f64)> {
         let bucket = bucket_s.max(1).saturating_mul(1_000_000_000);
         if !self.by_ip.contains_key(&ip) && self.by_ip.len() >= cap {
@@ -184,15 +193,18 @@ impl Buckets {
             // close the bucket (and the empty ones since, which pull the mean down); a bucket
             // that alerted is not what peers normally do
             let idle = ((ts - r.start) / bucket).saturating_sub(1).min(1000);
-            if !r.alerted {
+            if !r.alerted && !r.tainted {
                 self.pop.add(r.count);
             }
-            r.mean = (r.mean * r.buckets as f64 + r.count as f64) / (r.buckets as f64 + 1.0 + idle as f64);
+            let learned = if r.tainted { 0.0 } else { r.count as f64 };
+            r.mean = (r.mean * r.buckets as f64 + learned) / (r.buckets as f64 + 1.0 + idle as f64);
             r.buckets = r.buckets.saturating_add(1 + idle as u32);
             r.start = ts - (ts - r.start) % bucket;
             r.count = 0;
             r.alerted = false;
+            r.tainted = false;
         }
+        r.tainted |= !clean;
         r.count = r.count.saturating_add(amount);
         if r.alerted || r.count <= floor {
             return None;
@@ -233,15 +245,27 @@ impl Baselines {
     }
 
     /// One request by `ip`: a rate finding when it makes the current bucket a flood.
-    pub fn rate(&mut self, ip: IpAddr, ts: Ts) -> Option<Finding> {
+    /// `clean`: the request is not flagged (injection, attack tool, an address with attack
+    /// indicators); only clean traffic teaches baselines, so an early attacker cannot make its
+    /// own attack look normal.
+    pub fn rate(&mut self, ip: IpAddr, ts: Ts, clean: bool) -> Option<Finding> {
         let c = &self.cfg;
         self.rates
-            .add(ip, ts, 1, c.rate_bucket_s, c.rate_floor, c.rate_factor, c.max_addresses)
+            .add(
+                ip,
+                ts,
+                1,
+                c.rate_bucket_s,
+                c.rate_floor,
+                c.rate_factor,
+                c.max_addresses,
+                clean,
+            )
             .map(|(n, p, o)| Finding::Rate(n, p, o))
     }
 
     /// Response bytes served to `ip`: a volume finding when it pulls far more than usual.
-    pub fn volume(&mut self, ip: IpAddr, ts: Ts, bytes: u64) -> Option<Finding> {
+    pub fn volume(&mut self, ip: IpAddr, ts: Ts, bytes: u64, clean: bool) -> Option<Finding> {
         let c = &self.cfg;
         self.volume
             .add(
@@ -252,12 +276,20 @@ impl Baselines {
                 c.volume_floor,
                 c.volume_factor,
                 c.max_addresses,
+                clean,
             )
             .map(|(n, p, o)| Finding::Volume(n, p, o))
     }
 
     /// One call of `endpoint`: error and latency findings against its baseline.
-    pub fn endpoint(&mut self, endpoint: &str, ts: Ts, status: u16, latency_us: Option<u64>) -> Vec<Finding> {
+    pub fn endpoint(
+        &mut self,
+        endpoint: &str,
+        ts: Ts,
+        status: u16,
+        latency_us: Option<u64>,
+        clean: bool,
+    ) -> Vec<Finding> {
         let c = self.cfg.clone();
         let bucket = c.endpoint_bucket_s.max(1).saturating_mul(1_000_000_000);
         if !self.endpoints.contains_key(endpoint) {
@@ -285,9 +317,9 @@ impl Baselines {
         };
         e.last = ts;
         if ts >= e.start.saturating_add(bucket) {
-            if e.total >= c.min_calls {
-                let ratio = e.errors as f64 / e.total as f64;
-                let p95 = p95(&mut e.lat);
+            if e.clean_total >= c.min_calls {
+                let ratio = e.clean_errors as f64 / e.clean_total as f64;
+                let p95 = p95(&mut e.clean_lat);
                 // Learn from windows that were not anomalous.
                 let a = if e.buckets == 0 { 1.0 } else { 0.3 };
                 if !e.alerted_err {
@@ -301,20 +333,33 @@ impl Baselines {
             e.start = ts - (ts - e.start) % bucket;
             e.total = 0;
             e.errors = 0;
+            e.clean_total = 0;
+            e.clean_errors = 0;
             e.lat.clear();
+            e.clean_lat.clear();
             e.alerted_err = false;
             e.alerted_lat = false;
         }
         e.total += 1;
-        if is_error(status) {
-            e.errors += 1;
+        let err = is_error(status);
+        e.errors += err as u64;
+        if clean {
+            e.clean_total += 1;
+            e.clean_errors += err as u64;
         }
         if let Some(l) = latency_us {
-            if e.lat.len() < LAT_SAMPLES {
-                e.lat.push(l.min(u32::MAX as u64) as u32);
-            } else {
-                let i = (e.total as usize * 7919) % LAT_SAMPLES; // keep a spread of the window
-                e.lat[i] = l.min(u32::MAX as u64) as u32;
+            let l = l.min(u32::MAX as u64) as u32;
+            // keep a spread of the window
+            let spread = |v: &mut Vec<u32>, n: u64| {
+                if v.len() < LAT_SAMPLES {
+                    v.push(l);
+                } else {
+                    v[(n as usize * 7919) % LAT_SAMPLES] = l;
+                }
+            };
+            spread(&mut e.lat, e.total);
+            if clean {
+                spread(&mut e.clean_lat, e.clean_total);
             }
         }
         let mut out = Vec::new();
@@ -357,12 +402,12 @@ mod tests {
         // thirty ordinary clients: ~20 requests per 10 s for a minute
         for c in 0..30u8 {
             for i in 0..120u64 {
-                assert_eq!(b.rate(IpAddr::from([10, 0, 1, c]), 1000 * S + i * S / 2), None);
+                assert_eq!(b.rate(IpAddr::from([10, 0, 1, c]), 1000 * S + i * S / 2, true), None);
             }
         }
         let flood = IpAddr::from([10, 0, 2, 1]);
         let hits: Vec<Finding> = (0..400u64)
-            .filter_map(|i| b.rate(flood, 1100 * S + i * S / 100))
+            .filter_map(|i| b.rate(flood, 1100 * S + i * S / 100, true))
             .collect();
         assert_eq!(hits.len(), 1, "{hits:?}");
         // peers' p90 is 32 (log2 bins: ~20 per bucket), so the flood alerts at 5 x 32
@@ -376,7 +421,7 @@ mod tests {
         let mut n = 0;
         for i in 0..6000u64 {
             // 200 requests per 10 s, steadily, for five minutes
-            if b.rate(busy, 1000 * S + i * S / 20).is_some() {
+            if b.rate(busy, 1000 * S + i * S / 20, true).is_some() {
                 n += 1;
             }
         }
@@ -384,7 +429,7 @@ mod tests {
         assert!(n <= 3, "{n} alerts");
         // near miss: just under the floor never alerts
         let mut b = Baselines::new(BaselineConfig::default());
-        assert!((0..100u64).all(|i| b.rate(busy, 1000 * S + i * S / 100).is_none()));
+        assert!((0..100u64).all(|i| b.rate(busy, 1000 * S + i * S / 100, true).is_none()));
     }
 
     #[test]
@@ -394,7 +439,7 @@ mod tests {
         for c in 0..40u8 {
             for i in 0..100u64 {
                 assert_eq!(
-                    b.volume(IpAddr::from([10, 0, 4, c]), 1000 * S + i * 6 * S, 10_000),
+                    b.volume(IpAddr::from([10, 0, 4, c]), 1000 * S + i * 6 * S, 10_000, true),
                     None
                 );
             }
@@ -402,13 +447,13 @@ mod tests {
         // one pulls 1 MB a second: alerts once the minute passes 8 MiB
         let hog = IpAddr::from([10, 0, 5, 1]);
         let hits: Vec<Finding> = (0..60u64)
-            .filter_map(|i| b.volume(hog, 1700 * S + i * S, 1 << 20))
+            .filter_map(|i| b.volume(hog, 1700 * S + i * S, 1 << 20, true))
             .collect();
         assert_eq!(hits.len(), 1, "{hits:?}");
         assert!(matches!(hits[0], Finding::Volume(n, ..) if n == 9 << 20));
         // near miss: 5 MiB in a minute is under the floor
         let mut b = Baselines::new(BaselineConfig::default());
-        assert!((0..5u64).all(|i| b.volume(hog, 1000 * S + i * S, 1 << 20).is_none()));
+        assert!((0..5u64).all(|i| b.volume(hog, 1000 * S + i * S, 1 << 20, true).is_none()));
     }
 
     #[test]
@@ -418,13 +463,13 @@ mod tests {
         // five calm minutes: 2% errors, 20 ms
         for i in 0..600u64 {
             let st = if i % 50 == 0 { 500 } else { 200 };
-            assert!(b.endpoint("GET /a", t, st, Some(20_000)).is_empty());
+            assert!(b.endpoint("GET /a", t, st, Some(20_000), true).is_empty());
             t += S / 2;
         }
         // then half the calls fail and answer in 900 ms
         let mut found = Vec::new();
         for i in 0..60u64 {
-            found.extend(b.endpoint("GET /a", t, if i % 2 == 0 { 503 } else { 200 }, Some(900_000)));
+            found.extend(b.endpoint("GET /a", t, if i % 2 == 0 { 503 } else { 200 }, Some(900_000), true));
             t += S / 2;
         }
         assert!(found.iter().any(|f| matches!(f, Finding::Errors(..))), "{found:?}");
@@ -436,7 +481,7 @@ mod tests {
         let mut found = Vec::new();
         for i in 0..1000u64 {
             let (st, l) = if i > 600 { (404, 200_000) } else { (200, 20_000) };
-            found.extend(b.endpoint("GET /b", t, st, Some(l)));
+            found.extend(b.endpoint("GET /b", t, st, Some(l), true));
             t += S / 2;
         }
         assert!(found.is_empty(), "{found:?}");

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use hashbrown::HashMap;
 
-use super::{Alert, EntityKey, Obs};
+use super::{Alert, EXACT_DISTINCT, EntityKey, MAX_VALUES, Obs, Sample};
 use crate::capture::Ts;
 use crate::rules::Rule;
 
@@ -50,6 +50,9 @@ impl Default for EntityConfig {
 }
 
 const MAX_LIST: usize = 16;
+/// Risk from which an entity's traffic is kept out of the learned baselines (one forced-
+/// browsing or scanner alert, for about a half-life).
+pub const FLAGGED_RISK: f64 = 10.0;
 const MAX_ENDPOINTS: usize = 32;
 
 #[derive(Debug, Clone, Default)]
@@ -88,7 +91,19 @@ struct Entity {
     level: usize,
     fail_run: u32,
     fail_last: Ts,
+    /// The current run of failed logins: accounts tried, latest samples (only entities that
+    /// fail to log in pay for it).
+    fail_detail: Option<Box<FailRun>>,
     profile: Box<Profile>,
+}
+
+#[derive(Debug, Default)]
+struct FailRun {
+    first: Ts,
+    /// Hashes of the accounts tried, exact up to [`EXACT_DISTINCT`] (then saturating).
+    hashes: hashbrown::HashSet<u64>,
+    accounts: Vec<String>,
+    samples: Vec<Sample>,
 }
 
 /// An `entity` event's content.
@@ -160,6 +175,12 @@ impl EntityTable {
     }
 
     /// The entity's risk now.
+    /// Does the entity carry attack indicators now (decayed risk of at least
+    /// [`FLAGGED_RISK`])? Its traffic then teaches no baseline.
+    pub fn flagged(&self, k: &EntityKey, now: Ts) -> bool {
+        self.risk(k, now) >= FLAGGED_RISK
+    }
+
     pub fn risk(&self, k: &EntityKey, now: Ts) -> f64 {
         self.map.get(k).map_or(0.0, |e| self.decay(e, now))
     }
@@ -231,9 +252,30 @@ impl EntityTable {
             if o.login_failure {
                 if o.ts.saturating_sub(e.fail_last) > window {
                     e.fail_run = 0;
+                    e.fail_detail = None;
                 }
                 e.fail_run += 1;
                 e.fail_last = o.ts;
+                if let Some(l) = &o.login {
+                    let d = e.fail_detail.get_or_insert_with(|| {
+                        Box::new(FailRun {
+                            first: o.ts,
+                            ..FailRun::default()
+                        })
+                    });
+                    if let Some(a) = &l.account {
+                        if d.hashes.len() < EXACT_DISTINCT {
+                            d.hashes.insert(super::hash_of(a.as_str()));
+                        }
+                        if d.accounts.len() < MAX_VALUES && !d.accounts.contains(a) {
+                            d.accounts.push(a.clone());
+                        }
+                    }
+                    if d.samples.len() >= 4 {
+                        d.samples.remove(0);
+                    }
+                    d.samples.push(l.sample.clone());
+                }
             }
             return None;
         }
@@ -244,8 +286,16 @@ impl EntityTable {
         let run = e.fail_run;
         let recent = o.ts.saturating_sub(e.fail_last) <= window;
         e.fail_run = 0;
+        let detail = e.fail_detail.take();
         if run < cfg.takeover_failures || !recent || cfg.takeover_failures == 0 {
             return None;
+        }
+        let detail = detail.unwrap_or_default();
+        let (tried, estimated) = (detail.hashes.len() as u64, detail.hashes.len() >= EXACT_DISTINCT);
+        let first = if detail.first > 0 { detail.first } else { o.ts };
+        let mut samples = detail.samples;
+        if let Some(l) = &o.login {
+            samples.push(l.sample.clone());
         }
         let rule = takeover_rule(&cfg);
         let entity_risk = self.add_risk(&o.key, o.ts, &rule);
@@ -261,19 +311,26 @@ impl EntityTable {
             key: o.key.clone(),
             risk: rule.risk,
             entity_risk,
-            host: String::new(),
+            host: o
+                .login
+                .as_ref()
+                .and_then(|l| l.http.hostname.clone())
+                .unwrap_or_default(),
             endpoint: o.endpoint.clone(),
             window_s: cfg.takeover_window_s as f64,
             count: run as u64 + 1,
-            distinct: None,
-            first: o.ts,
+            distinct: (tried > 0).then_some(tried),
+            first,
             last: o.ts,
             owasp: rule.owasp.clone(),
             mitre: rule.mitre.clone(),
-            samples: Vec::new(),
+            samples,
             meta: Some(o.meta.clone()),
-            http: None,
+            http: o.login.as_ref().map(|l| l.http.clone()),
             rule_id: rule.id.clone(),
+            distinct_estimated: estimated,
+            values: detail.accounts,
+            account: o.login.as_ref().and_then(|l| l.account.clone()),
         })
     }
 
@@ -351,6 +408,9 @@ impl EntityTable {
                 meta: None,
                 http: None,
                 rule_id: "risk-threshold".into(),
+                distinct_estimated: false,
+                values: Vec::new(),
+                account: None,
             };
             self.pending.push((alert, report));
         }
@@ -437,8 +497,10 @@ pub fn builtin(
             window_ns: 0,
             distinct: None,
             per_endpoint: false,
+            found: crate::rules::Found::Anything,
         },
         quiet_ns: 0,
+        escalate: crate::rules::DEFAULT_ESCALATE,
         enabled: true,
     }
 }

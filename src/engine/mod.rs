@@ -134,16 +134,22 @@ pub fn client_ip(meta: &FlowMeta, tx: &Transaction, trusted: &[Cidr]) -> IpAddr 
         return meta.src;
     }
     let Some(q) = &tx.request else { return meta.src };
+    // Every X-Forwarded-For line, in order, is one list (RFC 9110 §5.3): a proxy such as
+    // HAProxy appends its own line, so the first (client-written) line must not win.
     let mut hops: Vec<IpAddr> = Vec::new();
-    if let Some(x) = q.header("x-forwarded-for") {
+    let lines = |name: &'static str| q.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name));
+    for (_, x) in lines("x-forwarded-for") {
         hops.extend(x.split(',').filter_map(|h| parse_hop(h.trim())));
-    } else if let Some(f) = q.header("forwarded") {
-        for el in f.split(',') {
-            for pair in el.split(';') {
-                if let Some((k, v)) = pair.trim().split_once('=') {
-                    if k.trim().eq_ignore_ascii_case("for") {
-                        if let Some(ip) = parse_hop(v.trim().trim_matches('"')) {
-                            hops.push(ip);
+    }
+    if hops.is_empty() {
+        for (_, f) in lines("forwarded") {
+            for el in f.split(',') {
+                for pair in el.split(';') {
+                    if let Some((k, v)) = pair.trim().split_once('=') {
+                        if k.trim().eq_ignore_ascii_case("for") {
+                            if let Some(ip) = parse_hop(v.trim().trim_matches('"')) {
+                                hops.push(ip);
+                            }
                         }
                     }
                 }
@@ -223,10 +229,50 @@ impl AuthTracker {
         let Some(p) = self.map.get_mut(&key).filter(|_| ok) else {
             return false;
         };
-        p.open_clients.add(client);
+        // Attack traffic (an injection payload, an attack tool, an SSRF probe) answered 2xx
+        // without credentials does not teach the profile that the endpoint is public: an
+        // early injection tool must not hide a later bypass. It is judged, not learned from.
+        let attack = flagged_request(tx);
+        if !attack {
+            p.open_clients.add(client);
+        }
+        let open = p.open_clients.estimate() as f64 + attack as u64 as f64;
         let open_allowed = ((1.0 - self.cfg.share) * p.auth_clients.estimate() as f64).max(1.0);
-        p.authd >= self.cfg.min_calls && p.open_clients.estimate() as f64 <= open_allowed
+        if open > open_allowed {
+            return false;
+        }
+        // A well-known protected endpoint; or, on one seen only a few times with credentials,
+        // a response that hands someone's personal data to a caller without any: evidence that
+        // does not depend on how many calls the profile has learned from.
+        p.authd >= self.cfg.min_calls || (p.authd >= PERSONAL_MIN_CALLS && personal_data(tx))
     }
+}
+
+/// Calls with credentials after which personal data served without credentials is a bypass.
+const PERSONAL_MIN_CALLS: u64 = 2;
+
+/// Does the response carry personal data (e-mail addresses, phone numbers, cards, ids)?
+fn personal_data(tx: &Transaction) -> bool {
+    use crate::catalog::sensitive::Sensitive;
+    tx.response.as_ref().is_some_and(|r| {
+        crate::catalog::sensitive::scan_response(r)
+            .iter()
+            .any(|k| !matches!(k, Sensitive::Jwt | Sensitive::ApiKey))
+    })
+}
+
+/// A request the classifiers flag as an attack on its own (injection, attack tool, SSRF).
+/// Run on the capture thread only for the few transactions whose verdict matters there.
+fn flagged_request(tx: &Transaction) -> bool {
+    let q = match &tx.request {
+        Some(q) => q,
+        None => return false,
+    };
+    if q.header("user-agent").and_then(crate::detect::scanner_tool).is_some() {
+        return true;
+    }
+    let inputs = Inputs::of(tx);
+    !crate::detect::payload::scan(&inputs).is_empty() || crate::detect::ssrf::scan(&inputs).is_some()
 }
 
 /// One transaction as the engine sees it.
@@ -283,7 +329,9 @@ impl<'a> View<'a> {
 
     pub fn verdicts(&self) -> &Verdicts {
         self.verdicts.get_or_init(|| {
-            let inputs = self.inputs.get_or_init(|| Inputs::of(self.tx));
+            let inputs = self
+                .inputs
+                .get_or_init(|| Inputs::of_site(self.tx, Some((self.meta.dst, self.meta.dport)), &[]));
             crate::detect::classify(self.tx, inputs, self.sensitive())
         })
     }
@@ -389,6 +437,26 @@ impl<'a> View<'a> {
             }
         }
         None
+    }
+
+    /// The account a login names (`username`, `email`, `login`, ... in the body or query): a
+    /// login name is not a secret, and it is what a responder needs.
+    pub fn login_account(&self) -> Option<String> {
+        const NAMES: [&str; 8] = [
+            "username",
+            "user",
+            "email",
+            "login",
+            "user_name",
+            "account",
+            "userid",
+            "mail",
+        ];
+        NAMES
+            .iter()
+            .find_map(|n| self.body_field(n).or_else(|| self.query(n)))
+            .filter(|a| !a.is_empty())
+            .map(|a| a.chars().take(128).filter(|c| !c.is_control()).collect())
     }
 
     pub fn field(&self, f: &Field) -> Option<String> {
@@ -520,6 +588,10 @@ pub struct Hit {
     pub host: String,
     pub ts: Ts,
     pub distinct: Option<u64>,
+    /// The distinct value itself, for the alert's list of values (not for secret fields).
+    pub value: Option<String>,
+    /// The response carried personal data (`threshold.found = "personal"`).
+    pub personal: bool,
     pub sample: Sample,
     pub meta: FlowMeta,
     pub http: HttpBrief,
@@ -542,6 +614,16 @@ pub struct Obs {
     pub authenticated: bool,
     /// The flow, for an account-takeover alert raised from this call.
     pub meta: FlowMeta,
+    /// A login's account name and its sample and HTTP facts (logins only).
+    pub login: Option<Box<LoginFacts>>,
+}
+
+/// What an account-takeover alert tells about the logins that made it.
+#[derive(Debug, Clone)]
+pub struct LoginFacts {
+    pub account: Option<String>,
+    pub sample: Sample,
+    pub http: HttpBrief,
 }
 
 /// One call of an endpoint, for its error and latency baselines (kept by the endpoint's
@@ -555,6 +637,8 @@ pub struct EpObs {
     pub ts: Ts,
     pub status: u16,
     pub latency_us: Option<u64>,
+    /// Not flagged: the call may teach the endpoint's baseline.
+    pub clean: bool,
     pub sample: Sample,
     pub meta: FlowMeta,
     pub http: HttpBrief,
@@ -625,7 +709,18 @@ pub struct Alert {
     pub meta: Option<FlowMeta>,
     pub http: Option<HttpBrief>,
     pub rule_id: String,
+    /// `distinct` is a HyperLogLog estimate (past [`EXACT_DISTINCT`] values), not a count.
+    pub distinct_estimated: bool,
+    /// The distinct values (accounts, ids) seen, the first [`MAX_VALUES`].
+    pub values: Vec<String>,
+    /// The account an account-takeover alert is about.
+    pub account: Option<String>,
 }
+
+/// Distinct values are counted exactly up to this many per episode, then estimated.
+pub const EXACT_DISTINCT: usize = 256;
+/// Distinct values listed in an alert.
+pub const MAX_VALUES: usize = 10;
 
 /// Sliding-window state of one (rule, entity[, endpoint]).
 #[derive(Debug, Default)]
@@ -636,15 +731,48 @@ struct Window {
     distinct: HashMap<u64, Ts>,
     last: Ts,
     episode: Option<Episode>,
+    /// `threshold.found`: the window saw a 2xx (the route is real).
+    found: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Episode {
     first: Ts,
     count: u64,
-    distinct: u64,
     alerted_at: u64,
     samples: Vec<Sample>,
+    /// The episode's distinct values: exact while few (the window's own set forgets), then
+    /// a HyperLogLog. Only kept once the episode has alerted (attackers, not every browser).
+    seen: hashbrown::HashSet<u64>,
+    hll: Option<Box<crate::catalog::Distinct>>,
+    values: Vec<String>,
+}
+
+impl Episode {
+    fn add_distinct(&mut self, d: u64) {
+        match &mut self.hll {
+            Some(h) => h.add(d),
+            None => {
+                self.seen.insert(d);
+                if self.seen.len() > EXACT_DISTINCT {
+                    let mut h = Box::<crate::catalog::Distinct>::default();
+                    for x in self.seen.drain() {
+                        h.add(x);
+                    }
+                    self.seen.shrink_to_fit();
+                    self.hll = Some(h);
+                }
+            }
+        }
+    }
+
+    /// (distinct values, estimated?)
+    fn distinct(&self) -> (u64, bool) {
+        match &self.hll {
+            Some(h) => (h.estimate().max(EXACT_DISTINCT as u64), true),
+            None => (self.seen.len() as u64, false),
+        }
+    }
 }
 
 /// Engine settings.
@@ -733,6 +861,13 @@ impl Engine {
             login_success: ok,
             authenticated: v.auth.scheme != "none",
             meta: v.meta.clone(),
+            login: vd.has(Detector::Login).then(|| {
+                Box::new(LoginFacts {
+                    account: v.login_account(),
+                    sample: v.sample(None),
+                    http: v.http_brief(),
+                })
+            }),
         };
         if let Some(p) = &v.auth.principal {
             let key = EntityKey {
@@ -756,12 +891,15 @@ impl Engine {
             }
             let Some(key) = v.entity(&r.entity) else { continue };
             self.stats.matches += 1;
-            let distinct = match &r.threshold.distinct {
+            let (distinct, value) = match &r.threshold.distinct {
                 Some(f) => match v.field(f) {
-                    Some(x) => Some(hash_of(x.as_str())),
+                    Some(x) => {
+                        let listed = (!f.is_secret()).then(|| x.chars().take(64).filter(|c| !c.is_control()).collect());
+                        (Some(hash_of(x.as_str())), listed)
+                    }
                     None => continue, // nothing to count
                 },
-                None => None,
+                None => (None, None),
             };
             let detail = match &r.cond {
                 Cond::Detector(d) => v.verdicts().evidence(*d).map(|(n, e)| format!("{n}: {e}")),
@@ -779,6 +917,9 @@ impl Engine {
                 host: v.host.to_string(),
                 ts: v.tx.start(),
                 distinct,
+                value,
+                personal: r.threshold.found == crate::rules::Found::Personal
+                    && v.verdicts().has(Detector::SensitiveResponse),
                 sample: v.sample(detail),
                 meta: v.meta.clone(),
                 http: v.http_brief(),
@@ -798,11 +939,18 @@ impl Engine {
     fn detect_baselines(&mut self, v: &View<'_>, out: &mut Vec<Out>, cross: &mut Vec<(usize, Cross)>) {
         let ts = v.tx.start();
         let client = EntityKey::ip(v.client);
-        if let Some(f) = self.baselines.rate(v.client, ts) {
+        // Only clean traffic teaches the baselines: not a flagged request (injection, an
+        // attack tool), nor one from an address with attack indicators (forced browsing...).
+        let vd = v.verdicts();
+        let clean = !vd.has(Detector::Injection)
+            && !vd.has(Detector::ScannerUa)
+            && !vd.has(Detector::Ssrf)
+            && !self.entities.flagged(&client, ts);
+        if let Some(f) = self.baselines.rate(v.client, ts, clean) {
             self.finding(client.clone(), f, Ctx::of(v), out);
         }
         let bytes = v.tx.response.as_ref().map_or(0, |r| r.body_len);
-        if let Some(f) = self.baselines.volume(v.client, ts, bytes) {
+        if let Some(f) = self.baselines.volume(v.client, ts, bytes, clean) {
             self.finding(client, f, Ctx::of(v), out);
         }
         let key = format!("{} {}", v.host, v.endpoint);
@@ -812,7 +960,7 @@ impl Engine {
             (hash_of(key.as_str()) % self.shards as u64) as usize
         };
         if owner == self.shard {
-            for f in self.baselines.endpoint(&key, ts, v.status(), v.tx.latency_us()) {
+            for f in self.baselines.endpoint(&key, ts, v.status(), v.tx.latency_us(), clean) {
                 let k = EntityKey {
                     kind: "endpoint".into(),
                     value: key.clone(),
@@ -827,6 +975,7 @@ impl Engine {
                 ts,
                 status: v.status(),
                 latency_us: v.tx.latency_us(),
+                clean,
                 sample: v.sample(None),
                 meta: v.meta.clone(),
                 http: v.http_brief(),
@@ -836,7 +985,7 @@ impl Engine {
     }
 
     fn endpoint_call(&mut self, o: &EpObs, out: &mut Vec<Out>) {
-        for f in self.baselines.endpoint(&o.key, o.ts, o.status, o.latency_us) {
+        for f in self.baselines.endpoint(&o.key, o.ts, o.status, o.latency_us, o.clean) {
             let key = EntityKey {
                 kind: "endpoint".into(),
                 value: o.key.clone(),
@@ -961,6 +1110,9 @@ impl Engine {
                 meta: Some(c.meta.clone()),
                 http: Some(c.http),
                 rule_id: rule.id.clone(),
+                distinct_estimated: false,
+                values: Vec::new(),
+                account: None,
             })));
         }
         self.escalate(out);
@@ -1021,6 +1173,14 @@ impl Engine {
             w.episode = None;
         }
         w.last = w.last.max(h.ts);
+        if th.found != crate::rules::Found::Anything {
+            let ok = (200..300).contains(&h.sample.status);
+            if ok && (th.found == crate::rules::Found::Success || h.personal) {
+                w.found = true;
+            } else if !w.found {
+                return; // nothing found yet: a guess, or a public object, not someone's
+            }
+        }
         let level = match h.distinct {
             None => {
                 while w.times.front().is_some_and(|t| *t < cutoff) {
@@ -1045,14 +1205,13 @@ impl Engine {
         };
         let ep = w.episode.get_or_insert(Episode {
             first: h.ts,
-            count: 0,
-            distinct: 0,
-            alerted_at: 0,
-            samples: Vec::new(),
+            ..Episode::default()
         });
         ep.count += 1;
-        if h.distinct.is_some() {
-            ep.distinct = ep.distinct.max(level);
+        if let Some(v) = &h.value {
+            if ep.values.len() < MAX_VALUES && !ep.values.contains(v) {
+                ep.values.push(v.clone());
+            }
         }
         // The most recent samples, so an escalation shows what happens now.
         if ep.samples.len() >= SAMPLES {
@@ -1060,18 +1219,33 @@ impl Engine {
         }
         ep.samples.push(h.sample.clone());
         let crossed = level > th.count;
-        // One alert per episode, and again only on escalation (the count doubled).
+        if let Some(d) = h.distinct {
+            if ep.alerted_at == 0 {
+                if crossed {
+                    // the window's values so far open the episode's own count
+                    for k in w.distinct.keys() {
+                        ep.add_distinct(*k);
+                    }
+                }
+            } else {
+                ep.add_distinct(d);
+            }
+        }
+        // One alert per episode, and again only on escalation (the count grew `escalate`
+        // times since the last alert; 0 or 1: never within an episode).
         let fire = if ep.alerted_at == 0 {
             crossed
         } else {
-            ep.count >= ep.alerted_at.saturating_mul(2)
+            r.escalate >= 2 && ep.count >= ep.alerted_at.saturating_mul(r.escalate)
         };
         if !fire {
             return;
         }
         ep.alerted_at = ep.count;
-        let (first, count, distinct, samples) =
-            (ep.first, ep.count, h.distinct.map(|_| ep.distinct), ep.samples.clone());
+        let (first, count, samples) = (ep.first, ep.count, ep.samples.clone());
+        let (nd, estimated) = ep.distinct();
+        let distinct = h.distinct.map(|_| nd);
+        let values = ep.values.clone();
         let entity_risk = self.entities.add_risk(&h.key, h.ts, &r);
         self.stats.alerts += 1;
         out.push(Out::Alert(Box::new(Alert {
@@ -1099,6 +1273,9 @@ impl Engine {
             meta: Some(h.meta.clone()),
             http: Some(h.http.clone()),
             rule_id: r.id.clone(),
+            distinct_estimated: estimated && distinct.is_some(),
+            values,
+            account: None,
         })));
         self.escalate(out);
     }

@@ -190,18 +190,129 @@ fn seed_rule_fires_on_the_eleventh_404_within_ten_seconds_only() {
 #[test]
 fn one_alert_per_episode_again_on_escalation_and_after_quiet() {
     let mut h = harness(SEED);
-    for i in 0..21 {
-        h.feed(&t("GET", "/x", 404).at(i as f64 * 0.1));
+    for i in 0..43 {
+        h.feed(&t("GET", "/x", 404).at(i as f64 * 0.05));
     }
-    assert_eq!(h.rule_alerts("seed").len(), 1, "11..21 is one episode");
+    assert_eq!(
+        h.rule_alerts("seed").len(),
+        1,
+        "11..43 is one episode: doubling is not escalation"
+    );
     h.feed(&t("GET", "/x", 404).at(2.2));
-    assert_eq!(h.rule_alerts("seed").len(), 2, "the count doubled: escalation");
-    assert_eq!(h.rule_alerts("seed")[1].count, 22);
+    assert_eq!(h.rule_alerts("seed").len(), 2, "the count grew 4x: escalation");
+    assert_eq!(h.rule_alerts("seed")[1].count, 44);
     // quiet (default: max(window, 60 s)) then a fresh burst alerts again
     for i in 0..11 {
         h.feed(&t("GET", "/x", 404).at(100.0 + i as f64 * 0.1));
     }
     assert_eq!(h.rule_alerts("seed").len(), 3);
+}
+
+#[test]
+fn escalate_factor_is_configurable_and_zero_means_once_per_episode() {
+    let rule = |esc: &str| {
+        format!(
+            "[[rule]]\nid = \"seed\"\nsid = 1\ntype = \"forced_browsing\"\nmatch = {{ status = 404 }}\nthreshold = {{ count = 10, window = 10 }}\n{esc}\n"
+        )
+    };
+    let mut h = harness(&rule("escalate = 2"));
+    for i in 0..22 {
+        h.feed(&t("GET", "/x", 404).at(i as f64 * 0.1));
+    }
+    assert_eq!(h.rule_alerts("seed").len(), 2, "x2: at 11 and 22");
+    let mut h = harness(&rule("escalate = 0"));
+    for i in 0..200 {
+        h.feed(&t("GET", "/x", 404).at(i as f64 * 0.01));
+    }
+    assert_eq!(h.rule_alerts("seed").len(), 1);
+    assert!(RuleSet::parse("t.toml", &rule("escalate = -1")).is_err());
+}
+
+#[test]
+fn distinct_evidence_is_a_true_count_with_the_values_tried() {
+    let rules = r#"
+[[rule]]
+id = "users"
+sid = 2
+type = "credential_stuffing"
+match = { status = 401 }
+threshold = { count = 10, window = 300, distinct = "param.username" }
+"#;
+    let mut h = harness(rules);
+    for i in 0..98 {
+        h.feed(
+            &t("POST", "/login", 401)
+                .body(
+                    "application/json",
+                    &format!("{{\"username\":\"user{i}\",\"password\":\"pw{i}\"}}"),
+                )
+                .at(i as f64 * 0.1),
+        );
+    }
+    let a = h.rule_alerts("users");
+    let last = a.last().expect("alert");
+    // alerts at 11 and (x4) 44 names: each says how many were really tried by then (the
+    // window itself keeps only threshold + 1)
+    assert_eq!(a.len(), 2);
+    assert_eq!(last.count, 44);
+    assert_eq!(
+        last.distinct,
+        Some(44),
+        "the episode's true distinct count, not the threshold"
+    );
+    assert!(!last.distinct_estimated);
+    assert_eq!(last.values.len(), MAX_VALUES);
+    assert_eq!(last.values[0], "user0");
+    // past the exact bound the count is an estimate, and says so
+    let mut h = harness(rules);
+    for i in 0..2000 {
+        h.feed(
+            &t("POST", "/login", 401)
+                .body("application/json", &format!("{{\"username\":\"u{i}\"}}"))
+                .at(i as f64 * 0.01),
+        );
+    }
+    let last = h.rule_alerts("users").last().cloned().expect("alert");
+    let d = last.distinct.expect("distinct") as f64;
+    assert_eq!(last.count, 704, "alerts at 11, 44, 176 and 704 names");
+    assert!(last.distinct_estimated && (560.0..850.0).contains(&d), "{d}");
+    // a secret field is counted, never listed
+    let secret = rules.replace("param.username", "param.password");
+    let mut h = harness(&secret);
+    for i in 0..20 {
+        h.feed(
+            &t("POST", "/login", 401)
+                .body("application/json", &format!("{{\"password\":\"hunter{i}\"}}"))
+                .at(i as f64 * 0.1),
+        );
+    }
+    let a = h.rule_alerts("users");
+    assert!(!a.is_empty() && a.iter().all(|a| a.values.is_empty()));
+}
+
+#[test]
+fn id_walks_count_found_objects_not_404_guesses() {
+    let rules = r#"
+[[rule]]
+id = "enum"
+sid = 3
+type = "enumeration"
+match = { endpoint = "*{id}*" }
+threshold = { count = 40, window = 120, distinct = "path.id", per = "endpoint", found = true }
+"#;
+    // a content-discovery tool's numeric guesses, all 404: not enumeration
+    let mut h = harness(rules);
+    for i in 0..300 {
+        h.feed(&t("GET", &format!("/api/{}", 1990 + i), 404).at(i as f64 * 0.05));
+    }
+    assert!(h.rule_alerts("enum").is_empty());
+    // a walk over a real route: objects found, with the route's own 404s for gaps
+    let mut h = harness(rules);
+    for i in 0..60 {
+        let status = if i % 5 == 4 { 404 } else { 200 };
+        h.feed(&t("GET", &format!("/api/v1/users/{}", 2890 + i), status).at(i as f64 * 0.5));
+    }
+    assert_eq!(h.rule_alerts("enum").len(), 1);
 }
 
 /// A rule that fires on the first match of `m`.
@@ -785,4 +896,200 @@ fn one_account_failing_from_many_addresses_is_its_own_entity() {
         ("param.username", "carol")
     );
     assert_eq!(a[0].distinct, Some(6));
+}
+
+#[test]
+fn duplicate_forwarded_for_lines_are_one_list_and_the_proxy_line_wins() {
+    // HAProxy appends its own X-Forwarded-For line after the client's forged one: the
+    // right-most untrusted hop across all lines is the client.
+    let cfg = EngineConfig {
+        trusted_proxies: vec![Cidr::parse("10.0.0.250/32").expect("cidr")],
+        ..EngineConfig::default()
+    };
+    let mut h = harness_with(SEED, cfg);
+    for i in 0..30 {
+        h.feed(
+            &t("GET", "/x", 404)
+                .h("X-Forwarded-For", &format!("203.0.113.{i}"))
+                .h("X-Forwarded-For", "198.51.100.7")
+                .from(250)
+                .at(i as f64 * 0.1),
+        );
+    }
+    let keys: std::collections::BTreeSet<&str> = h.alerts.iter().map(|a| a.key.value.as_str()).collect();
+    assert_eq!(
+        keys.into_iter().collect::<Vec<_>>(),
+        ["198.51.100.7"],
+        "one attacker, not 30 forged ones"
+    );
+}
+
+#[test]
+fn an_injection_tool_cannot_teach_the_auth_profile_that_an_endpoint_is_public() {
+    let mut a = AuthTracker::new(crate::worker::BypassConfig::default());
+    let ok = |x: &T| {
+        let (meta, tx) = x.tx();
+        (meta.clone(), tx)
+    };
+    // 12 clients call the profile endpoint with their tokens
+    for c in 0..12u8 {
+        let (meta, tx) = ok(&t("GET", &format!("/api/users/{}/profile", 100 + c as u32), 200)
+            .h("Authorization", "Bearer abc.def.ghi")
+            .from(20 + c));
+        assert!(!a.observe(&meta, &tx, meta.src));
+    }
+    // sqlmap is answered 200 without credentials, many times: judged, not learned from
+    for i in 0..30 {
+        let (meta, tx) = ok(&t(
+            "GET",
+            &format!("/api/users/{i}/profile?id=1%27%20OR%20%271%27=%271"),
+            200,
+        )
+        .h("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")
+        .from(66));
+        assert!(
+            a.observe(&meta, &tx, meta.src),
+            "an attack answered 2xx without credentials is a bypass too"
+        );
+    }
+    // then a plain curl script walks profiles without a token: still a bypass
+    let (meta, tx) = ok(&t("GET", "/api/users/7/profile", 200)
+        .h("User-Agent", "curl/7.88.1")
+        .from(77));
+    assert!(
+        a.observe(&meta, &tx, meta.src),
+        "the poisoned profile must not hide the bypass"
+    );
+    // a near miss: an endpoint that many clients call without credentials is public
+    let mut a = AuthTracker::new(crate::worker::BypassConfig::default());
+    for c in 0..12u8 {
+        let (meta, tx) = ok(&t("GET", "/api/products/1", 200)
+            .h("Authorization", "Bearer x.y.z")
+            .from(20 + c));
+        a.observe(&meta, &tx, meta.src);
+    }
+    let mut last = false;
+    for c in 0..5u8 {
+        let (meta, tx) = ok(&t("GET", "/api/products/1", 200).from(100 + c));
+        last = a.observe(&meta, &tx, meta.src);
+    }
+    assert!(!last, "five anonymous browsers: a public endpoint");
+}
+
+#[test]
+fn flagged_traffic_does_not_teach_the_error_baseline() {
+    let cfg = baseline::BaselineConfig::default();
+    let mut b = baseline::Baselines::new(cfg.clone());
+    let bucket = cfg.endpoint_bucket_s * S;
+    // learning windows full of an early attacker's 500s (flagged), then clean traffic with
+    // the same error ratio must still be a spike
+    let mut found = 0;
+    for w in 0..cfg.learn_buckets as u64 {
+        for i in 0..40 {
+            let ts = 1_000 * S + w * bucket + i * (bucket / 50);
+            let attack = i % 2 == 0;
+            found += b
+                .endpoint("h GET /x", ts, if attack { 500 } else { 200 }, Some(1000), !attack)
+                .len();
+        }
+    }
+    assert_eq!(found, 0);
+    let w = cfg.learn_buckets as u64;
+    for i in 0..40 {
+        let ts = 1_000 * S + w * bucket + i * (bucket / 50);
+        found += b
+            .endpoint("h GET /x", ts, if i % 2 == 0 { 500 } else { 200 }, Some(1000), true)
+            .len();
+    }
+    assert!(
+        found > 0,
+        "half the calls failing is a spike against a clean baseline of none"
+    );
+}
+
+#[test]
+fn a_takeover_alert_names_the_account_and_carries_the_login_flow() {
+    let mut h = harness("");
+    for (i, user) in ["amy", "bob", "amy", "cy", "dee", "amy"].iter().enumerate() {
+        h.feed(
+            &t("POST", "/api/login", 401)
+                .body(
+                    "application/json",
+                    &format!("{{\"username\":\"{user}\",\"password\":\"pw{i}\"}}"),
+                )
+                .at(i as f64),
+        );
+    }
+    h.feed(
+        &t("POST", "/api/login", 200)
+            .body(
+                "application/json",
+                "{\"username\":\"dee\",\"password\":\"Winter2026!\"}",
+            )
+            .resp("application/json", "{\"token\":\"abc\"}")
+            .at(7.0),
+    );
+    let a = h
+        .alerts
+        .iter()
+        .find(|a| a.itype == "account_takeover")
+        .expect("takeover");
+    assert_eq!(a.account.as_deref(), Some("dee"), "the account taken over");
+    let http = a.http.as_ref().expect("the login's http");
+    assert_eq!((http.method.as_str(), http.status), ("POST", Some(200)));
+    assert!(a.meta.is_some(), "the login's flow");
+    assert_eq!(a.samples.len(), 5, "the last four failures and the success");
+    assert_eq!(a.samples.last().map(|s| s.status), Some(200));
+    assert_eq!(a.distinct, Some(4), "accounts tried");
+    assert_eq!(a.values, ["amy", "bob", "cy", "dee"]);
+    assert_eq!(a.first, 1_000 * S, "from the first failure");
+    // the password is nowhere in it
+    assert!(!format!("{a:?}").contains("Winter2026"));
+}
+
+#[test]
+fn paging_through_a_public_catalogue_is_not_enumeration_but_walking_people_is() {
+    let rules = r#"
+[[rule]]
+id = "enum"
+sid = 3
+type = "enumeration"
+match = { endpoint = "*{id}*" }
+threshold = { count = 40, window = 120, distinct = "path.id", per = "endpoint", found = "personal" }
+"#;
+    let mut h = harness(rules);
+    for i in 0..80 {
+        h.feed(
+            &t("GET", &format!("/api/v1/products/{}", 100 + i), 200)
+                .h("Authorization", "Bearer partner.token.x")
+                .resp(
+                    "application/json",
+                    &format!("{{\"id\":{i},\"name\":\"lamp {i}\",\"price\":12.5}}"),
+                )
+                .at(i as f64 * 0.5),
+        );
+    }
+    assert!(
+        h.rule_alerts("enum").is_empty(),
+        "a partner integration reading products"
+    );
+    let mut h = harness(rules);
+    for i in 0..60 {
+        let x = t(
+            "GET",
+            &format!("/api/v1/users/{}", 2890 + i),
+            if i % 7 == 3 { 404 } else { 200 },
+        );
+        let x = if i % 7 == 3 {
+            x.resp("application/json", "{\"error\":\"not found\"}")
+        } else {
+            x.resp(
+                "application/json",
+                &format!("{{\"id\":{i},\"email\":\"user{i}@mail.example.org\"}}"),
+            )
+        };
+        h.feed(&x.at(i as f64 * 0.5));
+    }
+    assert_eq!(h.rule_alerts("enum").len(), 1, "walking other people's records");
+    assert!(RuleSet::parse("t.toml", &rules.replace("\"personal\"", "\"maybe\"")).is_err());
 }

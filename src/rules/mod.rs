@@ -36,8 +36,9 @@
 //! `query.<name>`, `body.<name>`, `param.<name>`, `path`, `endpoint`, `user_agent`,
 //! `principal`, `ip`, `header.<name>`), and `per = "endpoint"` for one window per endpoint
 //! (distinct ids on one template). `count = 0` fires on every first match of an episode.
-//! An alert opens an episode for (rule, entity); it re-alerts only when the count doubles
-//! (escalation) or after `quiet` seconds without a match (default: the window, at least 60).
+//! An alert opens an episode for (rule, entity); it re-alerts only when the count has grown
+//! `escalate` times (default 4; 0 never) or after `quiet` seconds without a match (default:
+//! the window, at least 60).
 
 pub mod glob;
 
@@ -219,6 +220,18 @@ pub enum Field {
 }
 
 impl Field {
+    /// A field whose values are secrets (a password, a token): counted, never listed.
+    pub fn is_secret(&self) -> bool {
+        match self {
+            Field::Query(n) | Field::Body(n) | Field::Param(n) | Field::Header(n) => {
+                let last = n.rsplit('.').next().unwrap_or(n);
+                crate::redact::is_secret_param(last) || crate::redact::is_key_header(last)
+            }
+            Field::Principal => false,
+            _ => false,
+        }
+    }
+
     fn parse(s: &str) -> Option<Field> {
         let (a, b) = s.split_once('.').map_or((s, ""), |(a, b)| (a, b));
         Some(match (a, b) {
@@ -245,6 +258,21 @@ pub struct Threshold {
     pub distinct: Option<Field>,
     /// One window per endpoint (`per = "endpoint"`), e.g. distinct ids on one template.
     pub per_endpoint: bool,
+    /// `found = true`: only answers that found something count: a 2xx, and other answers
+    /// (the route's own 404 for a missing object) once the window saw a 2xx. A stream of 404
+    /// guesses at paths that are not routes is forced browsing, not enumeration.
+    /// `found = "personal"`: the same, once the window saw a 2xx carrying personal data
+    /// (someone's e-mail, phone, card): walking a public catalogue is not enumeration.
+    pub found: Found,
+}
+
+/// What a window must have seen before its matches count (`threshold.found`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Found {
+    #[default]
+    Anything,
+    Success,
+    Personal,
 }
 
 /// Where a rule applies.
@@ -272,6 +300,9 @@ pub struct Rule {
     pub cond: Cond,
     pub threshold: Threshold,
     pub quiet_ns: u64,
+    /// Re-alert within an episode when the count has grown this many times since the last
+    /// alert (`escalate = 4`: at 4x, 16x, ...); 0 or 1: one alert per episode. Default 4.
+    pub escalate: u64,
     /// `enabled = false` turns a rule (a default one, by its id) off.
     pub enabled: bool,
 }
@@ -469,7 +500,7 @@ fn num(v: &Value) -> Option<f64> {
     }
 }
 
-const RULE_KEYS: [&str; 16] = [
+const RULE_KEYS: [&str; 17] = [
     "id",
     "sid",
     "rev",
@@ -485,6 +516,7 @@ const RULE_KEYS: [&str; 16] = [
     "match",
     "threshold",
     "quiet",
+    "escalate",
     "enabled",
 ];
 
@@ -580,13 +612,15 @@ fn compile_rule(t: &toml::Table, groups: &HashMap<String, Vec<Glob>>) -> Result<
     let th = t
         .get("threshold")
         .map(|v| v.as_table().ok_or("threshold: a table (count, window, distinct)"));
-    let (count, window_ns, distinct, per_endpoint) = match th {
-        None => (0, 60 * SEC as u64, None, false),
+    let (count, window_ns, distinct, per_endpoint, found) = match th {
+        None => (0, 60 * SEC as u64, None, false, Found::Anything),
         Some(th) => {
             let th = th?;
             for k in th.keys() {
-                if !["count", "window", "distinct", "per"].contains(&k.as_str()) {
-                    return Err(format!("threshold: unknown key `{k}` (count, window, distinct, per)"));
+                if !["count", "window", "distinct", "per", "found"].contains(&k.as_str()) {
+                    return Err(format!(
+                        "threshold: unknown key `{k}` (count, window, distinct, per, found)"
+                    ));
                 }
             }
             let count = match th.get("count") {
@@ -617,12 +651,31 @@ fn compile_rule(t: &toml::Table, groups: &HashMap<String, Vec<Glob>>) -> Result<
                 Some(Some("entity")) => false,
                 _ => return Err("threshold.per: \"endpoint\" or \"entity\"".into()),
             };
-            (count, (window * SEC) as u64, distinct, per_endpoint)
+            let found = match th.get("found") {
+                None => Found::Anything,
+                Some(toml::Value::Boolean(b)) => {
+                    if *b {
+                        Found::Success
+                    } else {
+                        Found::Anything
+                    }
+                }
+                Some(toml::Value::String(s)) if s == "personal" => Found::Personal,
+                _ => return Err("threshold.found: true, false or \"personal\"".into()),
+            };
+            (count, (window * SEC) as u64, distinct, per_endpoint, found)
         }
     };
     let quiet_ns = match t.get("quiet") {
         None => window_ns.max(60 * SEC as u64),
         Some(v) => (num(v).filter(|x| *x >= 0.0).ok_or("quiet: seconds, 0 or more")? * SEC) as u64,
+    };
+    let escalate = match t.get("escalate") {
+        None => DEFAULT_ESCALATE,
+        Some(v) => v
+            .as_integer()
+            .filter(|x| (0..=1_000_000).contains(x))
+            .ok_or("escalate: an integer factor, 0 (never) to 1000000")? as u64,
     };
     let enabled = match t.get("enabled") {
         None => true,
@@ -647,11 +700,17 @@ fn compile_rule(t: &toml::Table, groups: &HashMap<String, Vec<Glob>>) -> Result<
             window_ns,
             distinct,
             per_endpoint,
+            found,
         },
         quiet_ns,
+        escalate,
         enabled,
     })
 }
+
+/// Re-alert factor within an episode (`escalate`): a handful of alerts per attacker, not one
+/// more each time a count doubles.
+pub const DEFAULT_ESCALATE: u64 = 4;
 
 fn regex(v: &str, at: &str) -> Result<Regex, String> {
     regex::RegexBuilder::new(v)
