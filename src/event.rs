@@ -160,7 +160,7 @@ struct HttpObj<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     http_refer: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    xff: Option<&'a str>,
+    xff: Option<std::borrow::Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     http_method: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -369,7 +369,22 @@ impl Formatter {
                     .and_then(|m| m.header("content-type"))
                     .map(|c| c.split(';').next().unwrap_or(c).trim()),
                 http_refer: q.and_then(|m| m.header("referer")),
-                xff: q.and_then(|m| m.header("x-forwarded-for")),
+                // every X-Forwarded-For line, in order, as one list (a proxy appends its own)
+                xff: q.and_then(|m| {
+                    let mut it = m.header_values("x-forwarded-for");
+                    let first = it.next()?;
+                    match it.next() {
+                        None => Some(std::borrow::Cow::Borrowed(first)),
+                        Some(second) => {
+                            let mut all = format!("{first}, {second}");
+                            for v in it {
+                                all.push_str(", ");
+                                all.push_str(v);
+                            }
+                            Some(std::borrow::Cow::Owned(all))
+                        }
+                    }
+                }),
                 http_method: q.map(|m| m.method.as_str()),
                 redirect: r.and_then(|m| m.header("location")),
                 protocol: q.or(r).map(|m| m.protocol()),

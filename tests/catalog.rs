@@ -92,7 +92,10 @@ fn openapi_export_validates_as_3_1() {
         .status()
         .is_ok_and(|s| s.success());
     if !has {
-        eprintln!("openapi validation skipped: python3 with openapi-spec-validator not installed");
+        eprintln!(
+            "SKIPPED: OpenAPI validation: python3 with openapi-spec-validator not installed (the README's second \
+             command installs it)"
+        );
         return;
     }
     for sample in ["http-keepalive.pcap", "http-mixed-api.pcap", "http-ipv6.pcap"] {
@@ -285,7 +288,7 @@ fn lab_catalog_has_exactly_the_api_routes_under_attack() {
     labs.retain(|p: &std::path::PathBuf| p.to_string_lossy().ends_with(".pcap.gz"));
     labs.sort();
     if labs.is_empty() {
-        eprintln!("no lab captures: skipped");
+        eprintln!("SKIPPED: lab catalog: no lab captures in capture-samples/lab");
         return;
     }
     let want: BTreeSet<String> = [

@@ -169,7 +169,7 @@ fn corpus() {
     let manifest_path = dir.join("MANIFEST.json");
     if !manifest_path.is_file() {
         eprintln!(
-            "corpus: {} not found (no ../shared/corpus/MANIFEST.json next to the repo), skipping",
+            "SKIPPED: corpus: {} not found (no ../shared/corpus/MANIFEST.json next to the repo)",
             dir.display()
         );
         return;

@@ -40,7 +40,7 @@ fn run(case: &str) -> Option<(usize, BTreeMap<String, usize>, Vec<serde_json::Va
 #[test]
 fn evasion_cases_from_the_corpus() {
     if !Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus").exists() {
-        eprintln!("evasion: ../shared/corpus not found, skipping");
+        eprintln!("SKIPPED: evasion_cases_from_the_corpus: ../shared/corpus not found (the external corpus)");
         return;
     }
     for case in [

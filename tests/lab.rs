@@ -35,6 +35,11 @@ fn set_of(seed: u64) -> &'static str {
     if HELD_OUT.contains(&seed) { "held-out" } else { "tuning" }
 }
 
+/// The running test's name (the test harness names each test's thread after it).
+fn test_name() -> String {
+    std::thread::current().name().unwrap_or("test").to_string()
+}
+
 /// Every lab capture, by seed; only the seeds listed in `APITAP_LAB_SEEDS` (comma-separated)
 /// when it is set.
 fn labs() -> Vec<PathBuf> {
@@ -425,7 +430,7 @@ fn print_precision(scores: &[Score]) {
 fn lab_attacks_are_detected_and_benign_clients_are_not() {
     let labs = labs();
     if labs.is_empty() {
-        eprintln!("no lab captures in capture-samples/lab: skipped");
+        eprintln!("SKIPPED: {}: no lab captures in capture-samples/lab", test_name());
         return;
     }
     let mut missed = Vec::new();
@@ -459,7 +464,7 @@ fn lab_attacks_are_detected_and_benign_clients_are_not() {
 fn seed_rule_fires_for_content_discovery_tools_not_for_ordinary_404s() {
     let labs = labs();
     if labs.is_empty() {
-        eprintln!("no lab captures in capture-samples/lab: skipped");
+        eprintln!("SKIPPED: {}: no lab captures in capture-samples/lab", test_name());
         return;
     }
     let mut benign_404 = 0;
@@ -517,7 +522,7 @@ fn seed_rule_fires_for_content_discovery_tools_not_for_ordinary_404s() {
 fn the_same_alerts_whatever_the_worker_count() {
     let labs = labs();
     if labs.is_empty() {
-        eprintln!("no lab captures in capture-samples/lab: skipped");
+        eprintln!("SKIPPED: {}: no lab captures in capture-samples/lab", test_name());
         return;
     }
     for p in labs {

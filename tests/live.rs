@@ -26,14 +26,22 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The running test's name (the test harness names each test's thread after it).
+fn test_name() -> String {
+    std::thread::current().name().unwrap_or("test").to_string()
+}
+
 fn skip_unless(tools: &[&str]) -> bool {
     if !is_root() {
-        eprintln!("live test skipped: needs root (network namespaces, capture)");
+        eprintln!("SKIPPED: {}: needs root (network namespaces, capture)", test_name());
         return true;
     }
     for t in tools {
         if !have(t) {
-            eprintln!("live test skipped: {t} not installed (.ci/run installs it)");
+            eprintln!(
+                "SKIPPED: {}: {t} not installed (the README's second command installs it)",
+                test_name()
+            );
             return true;
         }
     }
@@ -690,7 +698,7 @@ fn syslog_sink_survives_rsyslog_restart_and_counts_the_loss() {
 #[test]
 fn systemd_unit_verifies() {
     if !have("systemd-analyze") {
-        eprintln!("systemd unit test skipped: systemd-analyze not installed");
+        eprintln!("SKIPPED: systemd_unit_verifies: systemd-analyze not installed (package systemd)");
         return;
     }
     let unit =

@@ -298,7 +298,7 @@ fn usage_errors_exit_2() {
 fn events_validate_against_the_eve_schema() {
     let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/eve-schema.json");
     let Ok(text) = std::fs::read_to_string(&schema_path) else {
-        eprintln!("eve schema: {} not found, skipping", schema_path.display());
+        eprintln!("SKIPPED: EVE schema validation: {} not found", schema_path.display());
         return;
     };
     let schema: Value = serde_json::from_str(&text).expect("schema is JSON");

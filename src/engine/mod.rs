@@ -137,12 +137,11 @@ pub fn client_ip(meta: &FlowMeta, tx: &Transaction, trusted: &[Cidr]) -> IpAddr 
     // Every X-Forwarded-For line, in order, is one list (RFC 9110 §5.3): a proxy such as
     // HAProxy appends its own line, so the first (client-written) line must not win.
     let mut hops: Vec<IpAddr> = Vec::new();
-    let lines = |name: &'static str| q.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name));
-    for (_, x) in lines("x-forwarded-for") {
+    for x in q.header_values("x-forwarded-for") {
         hops.extend(x.split(',').filter_map(|h| parse_hop(h.trim())));
     }
     if hops.is_empty() {
-        for (_, f) in lines("forwarded") {
+        for f in q.header_values("forwarded") {
             for el in f.split(',') {
                 for pair in el.split(';') {
                     if let Some((k, v)) = pair.trim().split_once('=') {
