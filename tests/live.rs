@@ -887,7 +887,7 @@ fn live_alerts_on_a_burst_of_404s() {
         "ip netns exec {cli} curl -s -o /dev/null http://10.77.49.1/index.html"
     ));
     sh(&format!(
-        "ip netns exec {cli} sh -c 'for i in $(seq 1 30); do curl -s -o /dev/null http://10.77.49.1/probe-$i.php; done'"
+        "ip netns exec {cli} sh -c 'for i in $(seq 1 50); do curl -s -o /dev/null http://10.77.49.1/probe-$i.php; done'"
     ));
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(sigterm_and_wait(&mut ap), 0);
@@ -896,12 +896,13 @@ fn live_alerts_on_a_burst_of_404s() {
         .iter()
         .filter(|e| e["event_type"] == "alert" && e["alert"]["signature_id"] == 9100001)
         .collect();
-    // the 11th 404 opens the episode, the 22nd doubles it (escalation); 30 raise nothing more
+    // the 11th 404 opens the episode, the 44th is four times that (escalation); 50 raise
+    // nothing more
     let counts: Vec<u64> = seed
         .iter()
         .map(|a| a["indicator"]["count"].as_u64().unwrap_or(0))
         .collect();
-    assert_eq!(counts, [11, 22], "{seed:?}");
+    assert_eq!(counts, [11, 44], "{seed:?}");
     assert_eq!(seed[0]["src_ip"], "10.77.49.2");
     assert_eq!(seed[0]["indicator"]["type"], "forced_browsing");
     assert!(
