@@ -868,6 +868,39 @@ mod parity_tests {
     }
 
     #[test]
+    fn junk_sent_alone_in_its_own_segment_does_not_hide_the_connection() {
+        // a stray text line in the first segment, the request in the next: nginx skips the
+        // line (400 or ignores it) and serves the request; apitap must not call the flow "not
+        // HTTP" on the first segment alone
+        let (t, a) = run(&[
+            (0, b"hello there\r\n"),
+            (0, b"GET /second?cmd=;cat%20/etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (1, R200),
+        ]);
+        assert_eq!(mts(&t), vec![s("GET", "/second?cmd=;cat%20/etc/passwd", 200)]);
+        assert!(a.contains(&HttpAnomaly::JunkBeforeMessage), "{a:?}");
+        // text that never turns into HTTP is given up after MAX_JUNK bytes, binary at once
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        for i in 0..200 {
+            c.data(
+                0,
+                b"SSH-2.0-OpenSSH_9.2p1 Debian-2 padding padding padding padding padding\r\n",
+                i,
+                None,
+                &cfg,
+            );
+            c.data(0, &[b'x'; 400], i, None, &cfg);
+        }
+        assert!(c.not_http());
+        let mut c = Conn::new(Some(0), &cfg);
+        c.data(0, b"SSH-2.0-OpenSSH_9.2p1\r\n", 1, None, &cfg);
+        assert!(!c.not_http());
+        c.data(0, b"\x00\x00\x05\xdc\x0a\x14\x9b", 2, None, &cfg);
+        assert!(c.not_http());
+    }
+
+    #[test]
     fn request_lines_nginx_accepts_are_reported() {
         let (t, a) = run(&[
             (0, b"GET /v12?q=1'%20UNION%20SELECT HTTP/1.2\r\nHost: a\r\n\r\n"),

@@ -103,6 +103,10 @@ pub struct Half {
     line_start: bool,
     trailer_bytes: usize,
     ever_synced: bool,
+    /// Text bytes seen before the first message (junk a server would skip: an anomaly when a
+    /// message follows), and whether the last junk chunk ended mid-line.
+    junk: u64,
+    junk_midline: bool,
     /// Keep the current message's body for inspection (by its content type).
     inspect: bool,
     /// Offset in `buf` up to which the end of the head has been looked for.
@@ -126,6 +130,8 @@ impl Half {
             line_start: true,
             trailer_bytes: 0,
             ever_synced: false,
+            junk: 0,
+            junk_midline: false,
             inspect: true,
             scan: HeadScan::default(),
             after_skip: None,
@@ -309,11 +315,16 @@ impl Half {
     /// start at all is not HTTP (TLS, SSH, SMTP...): the connection is dropped quietly, counted,
     /// not an anomaly. Returns false when parsing stops.
     fn first_message(&mut self, d: &mut &[u8], ev: &mut dyn Events) -> bool {
-        if self.classify(d) != Some(None) {
+        // after a junk chunk that ended mid-line, the rest of that line is junk too
+        let start = if self.junk_midline { next_line(d, 0) } else { 0 };
+        if start == 0 && self.classify(d) != Some(None) {
+            if self.junk > 0 {
+                ev.anomaly(HttpAnomaly::JunkBeforeMessage);
+            }
             return true;
         }
         let limit = d.len().min(MAX_JUNK);
-        let mut i = next_line(d, 0);
+        let mut i = if start == 0 { next_line(d, 0) } else { start };
         while i < limit {
             match self.classify(&d[i..]) {
                 Some(Some(_)) => {
@@ -322,8 +333,25 @@ impl Half {
                     return true;
                 }
                 Some(None) => i = next_line(d, i),
-                None => break,
+                // a line cut by the end of the chunk that may start a message: the head
+                // parser holds it until it is whole
+                None => {
+                    self.junk += i as u64;
+                    ev.anomaly(HttpAnomaly::JunkBeforeMessage);
+                    *d = &d[i..];
+                    return true;
+                }
             }
+        }
+        // Text lines with no message start (a stray line sent alone in its own segment): a
+        // server would skip them, so wait for a message up to MAX_JUNK bytes. Binary bytes
+        // (TLS, SSH's key exchange...) are not HTTP.
+        let texty = d.iter().all(|b| matches!(b, b'\t' | b'\n' | b'\r' | 0x20..=0x7e));
+        if texty && self.junk + (d.len() as u64) <= MAX_JUNK as u64 {
+            self.junk += d.len() as u64;
+            self.junk_midline = !d.ends_with(b"\n");
+            *d = &d[d.len()..];
+            return false;
         }
         self.st = St::Dead;
         ev.not_http();
