@@ -466,7 +466,7 @@ impl Capture {
             },
             "flow": {
                 "active": self.flows.active(), "created": f.created, "closed": f.closed, "timed_out": f.timed_out,
-                "evicted": f.evicted, "midstream": f.midstream, "not_http": f.not_http,
+                "evicted": f.evicted, "midstream": f.midstream, "not_http": f.not_http, "reused": f.reused,
             },
             "reassembly": {
                 "segments": r.segments, "bytes": r.bytes, "retransmits": r.retransmits, "overlaps": r.overlaps,
