@@ -461,7 +461,7 @@ impl Capture {
                 "tcp": d.tcp, "ipv4": d.ipv4, "ipv6": d.ipv6, "vlan": d.vlan, "mpls": d.mpls,
                 "vxlan": d.vxlan, "gre": d.gre, "erspan": d.erspan,
                 "fragments": d.fragments, "reassembled": d.reassembled,
-                "frag_timeouts": fr.timeouts, "frag_memcap_drops": fr.memcap_drops, "frag_invalid": fr.invalid, "frag_overlaps": fr.overlaps,
+                "frag_timeouts": fr.timeouts, "frag_memcap_drops": fr.memcap_drops, "frag_invalid": fr.invalid, "frag_overlaps": fr.overlaps, "frag_overlap_conflicts": fr.overlap_conflicts,
                 "skipped": skipped,
             },
             "flow": {

@@ -75,6 +75,8 @@ pub enum Skip {
     Esp,
     FragmentHeld,
     FragmentDropped,
+    /// Overlapping IP fragments with different bytes: the datagram is dropped, as Linux does.
+    FragmentOverlapConflict,
     Udp,
     Icmp,
     IpProtoOther,
@@ -84,7 +86,7 @@ pub enum Skip {
 }
 
 impl Skip {
-    pub const ALL: [Skip; 16] = [
+    pub const ALL: [Skip; 17] = [
         Skip::UnknownLinktype,
         Skip::LinkTruncated,
         Skip::EthertypeOther,
@@ -95,6 +97,7 @@ impl Skip {
         Skip::Esp,
         Skip::FragmentHeld,
         Skip::FragmentDropped,
+        Skip::FragmentOverlapConflict,
         Skip::Udp,
         Skip::Icmp,
         Skip::IpProtoOther,
@@ -115,6 +118,7 @@ impl Skip {
             Skip::Esp => "esp",
             Skip::FragmentHeld => "fragment_held",
             Skip::FragmentDropped => "fragment_dropped",
+            Skip::FragmentOverlapConflict => "fragment_overlap_conflict",
             Skip::Udp => "udp",
             Skip::Icmp => "icmp",
             Skip::IpProtoOther => "ip_proto_other",
@@ -136,6 +140,7 @@ impl Skip {
                 | Skip::TunnelMalformed
                 | Skip::TunnelTooDeep
                 | Skip::FragmentDropped
+                | Skip::FragmentOverlapConflict
         )
     }
 }
@@ -465,6 +470,7 @@ impl Decoder {
         match self.frags.insert(ts, key, off, more, data) {
             frag::Insert::Held => Err(Skip::FragmentHeld),
             frag::Insert::Dropped => Err(Skip::FragmentDropped),
+            frag::Insert::Conflict => Err(Skip::FragmentOverlapConflict),
             frag::Insert::Complete(buf) => {
                 self.stats.reassembled += 1;
                 let r = self.l4(ts, meta, proto, &buf, buf.len(), depth, on_tcp);
@@ -767,5 +773,72 @@ pub(crate) mod tests {
         assert_eq!(s.skipped[Skip::LinkTruncated as usize], 1);
         let (_, s) = run(9999, &[0u8; 64]);
         assert_eq!(s.skipped[Skip::UnknownLinktype as usize], 1);
+    }
+
+    /// An IPv4 fragment of a TCP segment (`body` = TCP header and payload bytes from `off`).
+    fn ipv4_frag(id: u16, off: usize, more: bool, body: &[u8]) -> Vec<u8> {
+        let total = 20 + body.len();
+        let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+        let mut f = vec![0u8; 12];
+        f.extend([0x08, 0x00, 0x45, 0, (total >> 8) as u8, total as u8]);
+        f.extend(id.to_be_bytes());
+        f.extend(fo.to_be_bytes());
+        f.extend([64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend(body);
+        f
+    }
+
+    #[test]
+    fn overlapping_fragments_with_different_data_are_dropped_and_reported() {
+        let seg = ipv4_tcp(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            1234,
+            80,
+            1,
+            0x18,
+            b"GET /aaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n",
+        );
+        let tcp = &seg[20..];
+        let mut d = Decoder::new(DecodeConfig::default());
+        let mut got = Vec::new();
+        let feed = |d: &mut Decoder, f: &[u8], got: &mut Vec<Vec<u8>>| {
+            let fr = Frame {
+                ts: 1,
+                linktype: 1,
+                data: f,
+                orig_len: f.len() as u32,
+            };
+            match d.decode(&fr, &mut |s| got.push(s.payload.to_vec())) {
+                Outcome::Tcp => None,
+                Outcome::Skipped(s) => Some(s),
+            }
+        };
+        assert_eq!(
+            feed(&mut d, &ipv4_frag(9, 0, true, &tcp[..32]), &mut got),
+            Some(Skip::FragmentHeld)
+        );
+        // a second copy of bytes 24..40 that says something else
+        let mut forged = tcp[24..40].to_vec();
+        forged[2] = b'X';
+        assert_eq!(
+            feed(&mut d, &ipv4_frag(9, 24, true, &forged), &mut got),
+            Some(Skip::FragmentOverlapConflict)
+        );
+        assert!(Skip::FragmentOverlapConflict.is_anomaly());
+        assert_eq!(d.frags.stats.overlap_conflicts, 1);
+        assert!(got.is_empty());
+        // the same overlap with the same bytes reassembles
+        let mut d = Decoder::new(DecodeConfig::default());
+        assert_eq!(
+            feed(&mut d, &ipv4_frag(9, 0, true, &tcp[..32]), &mut got),
+            Some(Skip::FragmentHeld)
+        );
+        assert_eq!(
+            feed(&mut d, &ipv4_frag(9, 24, true, &tcp[24..40]), &mut got),
+            Some(Skip::FragmentHeld)
+        );
+        assert_eq!(feed(&mut d, &ipv4_frag(9, 40, false, &tcp[40..]), &mut got), None);
+        assert_eq!(got, vec![tcp[20..].to_vec()]);
     }
 }
