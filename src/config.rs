@@ -196,6 +196,10 @@ max_ooo_total = 67108864
 overlap_window = 256
 # Packets to wait, once the peer acknowledged past a hole, before skipping it.
 reorder_packets = 16
+# TCP checksum validation: "yes" refuses segments with a bad checksum (the server never saw
+# them), "no" never checks, "auto" watches the first 64 and validates unless one in ten is bad
+# (a capture of offloaded checksums); it stops after 32 bad ones in a row.
+checksums = "auto"
 
 [http]
 # Body bytes inspected per message (after gzip/deflate decoding).
@@ -405,6 +409,7 @@ struct ReassemblySection {
     max_ooo_total: Option<usize>,
     overlap_window: Option<usize>,
     reorder_packets: Option<u64>,
+    checksums: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -617,6 +622,10 @@ impl Config {
             if let Some(v) = s.reorder_packets {
                 r.reorder_packets = v;
             }
+            if let Some(v) = s.checksums {
+                c.decode.checksums = crate::decode::ChecksumMode::parse(&v)
+                    .ok_or_else(|| bad("reassembly.checksums", "must be \"auto\", \"yes\" or \"no\""))?;
+            }
         }
         if let Some(s) = f.http {
             let h = &mut c.http;
@@ -821,5 +830,19 @@ mod tests {
         assert!(e.0.starts_with("a.toml: line 1:"), "{}", e.0);
         let c = Config::from_toml("a.toml", "[flow]\nidle_timeout = 5\n[http]\nbody_depth = 10\n").unwrap();
         assert_eq!((c.flow.idle_timeout, c.http.body_depth), (5 * SEC, 10));
+    }
+
+    #[test]
+    fn reassembly_checksums_key_takes_auto_yes_or_no() {
+        use crate::decode::ChecksumMode;
+        let c = Config::from_toml("a.toml", "[reassembly]\nchecksums = \"yes\"\n").unwrap();
+        assert_eq!(c.decode.checksums, ChecksumMode::Yes);
+        let c = Config::from_toml("a.toml", "[reassembly]\nchecksums = \"no\"\n").unwrap();
+        assert_eq!(c.decode.checksums, ChecksumMode::No);
+        assert_eq!(Config::default().decode.checksums, ChecksumMode::Auto);
+        let e = Config::from_toml("a.toml", "[reassembly]\nchecksums = \"sometimes\"\n")
+            .err()
+            .unwrap();
+        assert!(e.0.contains("reassembly.checksums"), "{}", e.0);
     }
 }

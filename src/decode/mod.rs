@@ -6,6 +6,11 @@
 //! on any input (lengths are checked before every read) and nothing allocates per packet except
 //! fragment reassembly, which is capped. Tunnels (VXLAN, GRE, ERSPAN II/III) are unwrapped and
 //! the inner flow is what is analysed; nesting is limited to [`MAX_DEPTH`] levels.
+//!
+//! TCP checksums are validated as configured ([`ChecksumMode`], `reassembly.checksums`): a
+//! segment with a bad checksum never reached the server's stack, so it must not reach
+//! reassembly either (an evasion: data only the sensor sees). Mirror copies of traffic whose
+//! sender offloads checksums carry bad ones everywhere, which `auto` detects.
 
 pub mod frag;
 
@@ -77,6 +82,8 @@ pub enum Skip {
     FragmentDropped,
     /// Overlapping IP fragments with different bytes: the datagram is dropped, as Linux does.
     FragmentOverlapConflict,
+    /// A TCP segment whose checksum is wrong, refused (see [`ChecksumMode`]).
+    TcpBadChecksum,
     Udp,
     Icmp,
     IpProtoOther,
@@ -86,7 +93,7 @@ pub enum Skip {
 }
 
 impl Skip {
-    pub const ALL: [Skip; 17] = [
+    pub const ALL: [Skip; 18] = [
         Skip::UnknownLinktype,
         Skip::LinkTruncated,
         Skip::EthertypeOther,
@@ -98,6 +105,7 @@ impl Skip {
         Skip::FragmentHeld,
         Skip::FragmentDropped,
         Skip::FragmentOverlapConflict,
+        Skip::TcpBadChecksum,
         Skip::Udp,
         Skip::Icmp,
         Skip::IpProtoOther,
@@ -119,6 +127,7 @@ impl Skip {
             Skip::FragmentHeld => "fragment_held",
             Skip::FragmentDropped => "fragment_dropped",
             Skip::FragmentOverlapConflict => "fragment_overlap_conflict",
+            Skip::TcpBadChecksum => "tcp_bad_checksum",
             Skip::Udp => "udp",
             Skip::Icmp => "icmp",
             Skip::IpProtoOther => "ip_proto_other",
@@ -141,6 +150,7 @@ impl Skip {
                 | Skip::TunnelTooDeep
                 | Skip::FragmentDropped
                 | Skip::FragmentOverlapConflict
+                | Skip::TcpBadChecksum
         )
     }
 }
@@ -160,7 +170,51 @@ pub struct DecodeStats {
     pub erspan: u64,
     pub fragments: u64,
     pub reassembled: u64,
+    /// TCP checksums computed, and found wrong (refused or not, see [`ChecksumMode`]).
+    pub checksum_checked: u64,
+    pub checksum_bad: u64,
+    /// Whether bad checksums are being refused now (`auto` turns it on and off).
+    pub checksum_validation: bool,
     pub skipped: [u64; Skip::ALL.len()],
+}
+
+/// TCP checksum validation (`reassembly.checksums`), as Suricata's `checksum-validation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChecksumMode {
+    /// Watch the first [`AUTO_SAMPLE`] checksums without refusing anything: if at least one in
+    /// ten is bad, the capture carries offloaded checksums and nothing is validated; otherwise
+    /// bad checksums are refused from then on, until a run of [`AUTO_BAD_RUN`] bad ones in a row
+    /// shows offloaded traffic after all (validation stops for good).
+    #[default]
+    Auto,
+    /// Always refuse segments with a bad checksum.
+    Yes,
+    /// Never compute checksums.
+    No,
+}
+
+impl ChecksumMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(ChecksumMode::Auto),
+            "yes" => Some(ChecksumMode::Yes),
+            "no" => Some(ChecksumMode::No),
+            _ => None,
+        }
+    }
+}
+
+/// Checksums `auto` looks at before deciding.
+pub const AUTO_SAMPLE: u64 = 64;
+/// Bad checksums in a row that switch `auto` validation off once on.
+pub const AUTO_BAD_RUN: u32 = 32;
+
+/// Where `auto` stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Validation {
+    Deciding,
+    On,
+    Off,
 }
 
 /// Decoder configuration.
@@ -172,6 +226,8 @@ pub struct DecodeConfig {
     pub frag_memory: usize,
     /// A datagram whose fragments do not all arrive within this time is dropped. Default 30 s.
     pub frag_timeout: Ts,
+    /// TCP checksum validation. Default auto.
+    pub checksums: ChecksumMode,
 }
 
 impl Default for DecodeConfig {
@@ -180,6 +236,7 @@ impl Default for DecodeConfig {
             vxlan_ports: vec![4789],
             frag_memory: 16 << 20,
             frag_timeout: 30_000_000_000,
+            checksums: ChecksumMode::Auto,
         }
     }
 }
@@ -188,6 +245,8 @@ pub struct Decoder {
     cfg: DecodeConfig,
     pub frags: FragTable,
     pub stats: DecodeStats,
+    validation: Validation,
+    bad_run: u32,
 }
 
 /// What one frame came to.
@@ -205,10 +264,21 @@ struct IpMeta {
 impl Decoder {
     pub fn new(cfg: DecodeConfig) -> Self {
         let frags = FragTable::new(cfg.frag_memory, cfg.frag_timeout);
+        let validation = match cfg.checksums {
+            ChecksumMode::Auto => Validation::Deciding,
+            ChecksumMode::Yes => Validation::On,
+            ChecksumMode::No => Validation::Off,
+        };
+        let stats = DecodeStats {
+            checksum_validation: validation == Validation::On,
+            ..DecodeStats::default()
+        };
         Decoder {
             cfg,
             frags,
-            stats: DecodeStats::default(),
+            stats,
+            validation,
+            bad_run: 0,
         }
     }
 
@@ -497,6 +567,14 @@ impl Decoder {
                 let hl = t.slice().len();
                 let payload = &d[hl..];
                 let missing = declared.saturating_sub(hl).saturating_sub(payload.len()) as u32;
+                // Only a segment captured whole can be checked.
+                if self.validation != Validation::Off
+                    && missing == 0
+                    && declared == d.len()
+                    && !self.checksum_ok(meta, d)
+                {
+                    return Err(Skip::TcpBadChecksum);
+                }
                 let b = t.slice();
                 on_tcp(&TcpSegment {
                     ts,
@@ -546,6 +624,38 @@ impl Decoder {
         }
     }
 
+    /// Check a whole TCP segment's checksum and update the `auto` decision; false = refuse it.
+    fn checksum_ok(&mut self, meta: IpMeta, tcp: &[u8]) -> bool {
+        self.stats.checksum_checked += 1;
+        let good = tcp_checksum_valid(meta.src, meta.dst, tcp);
+        if !good {
+            self.stats.checksum_bad += 1;
+        }
+        match self.validation {
+            Validation::Deciding => {
+                if self.stats.checksum_checked >= AUTO_SAMPLE {
+                    let offloaded = self.stats.checksum_bad * 10 >= self.stats.checksum_checked;
+                    self.validation = if offloaded { Validation::Off } else { Validation::On };
+                    self.stats.checksum_validation = !offloaded;
+                }
+                true
+            }
+            Validation::On if good => {
+                self.bad_run = 0;
+                true
+            }
+            Validation::On => {
+                self.bad_run += 1;
+                if self.cfg.checksums == ChecksumMode::Auto && self.bad_run >= AUTO_BAD_RUN {
+                    self.validation = Validation::Off;
+                    self.stats.checksum_validation = false;
+                }
+                false
+            }
+            Validation::Off => true,
+        }
+    }
+
     /// GRE (RFC 2784/2890), carrying IP, transparent Ethernet bridging, or ERSPAN I/II/III.
     fn gre(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
         let h = d.get(..4).ok_or(Skip::TunnelMalformed)?;
@@ -590,6 +700,50 @@ impl Decoder {
             _ => Err(Skip::EthertypeOther),
         }
     }
+}
+
+/// Is the TCP checksum of `tcp` (header and payload, whole) right for these addresses?
+pub fn tcp_checksum_valid(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> bool {
+    let len = tcp.len() as u64;
+    let mut acc = 6 + (len >> 16) + (len & 0xffff);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            acc = ones_sum(acc, &s.octets());
+            acc = ones_sum(acc, &d.octets());
+        }
+        (s, d) => {
+            for a in [s, d] {
+                acc = match a {
+                    IpAddr::V6(a) => ones_sum(acc, &a.octets()),
+                    IpAddr::V4(a) => ones_sum(acc, &a.to_ipv6_mapped().octets()),
+                };
+            }
+        }
+    }
+    fold(ones_sum(acc, tcp)) == 0xffff
+}
+
+/// One's complement sum of big-endian 32-bit words (a trailing partial word padded with zeros)
+/// added to `acc`; [`fold`] turns it into the 16-bit sum.
+fn ones_sum(mut acc: u64, d: &[u8]) -> u64 {
+    let mut words = d.chunks_exact(4);
+    for w in &mut words {
+        acc += u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as u64;
+    }
+    let r = words.remainder();
+    if !r.is_empty() {
+        let mut w = [0u8; 4];
+        w[..r.len()].copy_from_slice(r);
+        acc += u32::from_be_bytes(w) as u64;
+    }
+    acc
+}
+
+fn fold(mut acc: u64) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
 }
 
 pub fn v4(a: [u8; 4]) -> IpAddr {
@@ -840,5 +994,106 @@ pub(crate) mod tests {
         );
         assert_eq!(feed(&mut d, &ipv4_frag(9, 40, false, &tcp[40..]), &mut got), None);
         assert_eq!(got, vec![tcp[20..].to_vec()]);
+    }
+
+    /// Set the TCP checksum of an Ethernet/IPv4/TCP frame built by [`eth_ipv4_tcp`] (the
+    /// reference one's complement sum, 16 bits at a time, as RFC 1071 writes it).
+    fn with_checksum(mut f: Vec<u8>) -> Vec<u8> {
+        let tcp_at = 14 + 20;
+        let len = f.len() - tcp_at;
+        let mut sum: u32 = 6 + len as u32;
+        let mut words: Vec<u8> = f[26..34].to_vec();
+        words.extend(&f[tcp_at..]);
+        if words.len() % 2 == 1 {
+            words.push(0);
+        }
+        for w in words.chunks(2) {
+            sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+        }
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let c = !(sum as u16);
+        f[tcp_at + 16..tcp_at + 18].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    fn decode_all(cfg: DecodeConfig, frames: &[Vec<u8>]) -> (usize, Decoder) {
+        let mut d = Decoder::new(cfg);
+        let mut n = 0;
+        for f in frames {
+            let fr = Frame {
+                ts: 1,
+                linktype: 1,
+                data: f,
+                orig_len: f.len() as u32,
+            };
+            d.decode(&fr, &mut |_| n += 1);
+        }
+        (n, d)
+    }
+
+    #[test]
+    fn tcp_checksum_matches_the_reference_sum() {
+        for len in [0usize, 1, 2, 3, 7, 1448] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+            let f = with_checksum(eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 99, 0x18, &payload));
+            assert!(
+                tcp_checksum_valid(v4([10, 0, 0, 1]), v4([10, 0, 0, 2]), &f[34..]),
+                "len {len}"
+            );
+            let mut bad = f.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0x40;
+            assert!(
+                !tcp_checksum_valid(v4([10, 0, 0, 1]), v4([10, 0, 0, 2]), &bad[34..]),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_checksum_segment_is_refused_where_the_mirror_has_good_ones() {
+        let good: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| with_checksum(eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, i, 0x18, b"data")))
+            .collect();
+        let mut forged = with_checksum(eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 500, 0x18, b"evil"));
+        let n = forged.len();
+        forged[n - 1] = b'L';
+        let mut frames = good.clone();
+        frames.push(forged.clone());
+        // yes: refused; auto: refused once the capture showed good checksums; no: taken
+        for (mode, want, refused) in [
+            (ChecksumMode::Yes, 100, 1),
+            (ChecksumMode::Auto, 100, 1),
+            (ChecksumMode::No, 101, 0),
+        ] {
+            let cfg = DecodeConfig {
+                checksums: mode,
+                ..DecodeConfig::default()
+            };
+            let (n, d) = decode_all(cfg, &frames);
+            assert_eq!(n, want, "{mode:?}");
+            assert_eq!(d.stats.skipped[Skip::TcpBadChecksum as usize], refused, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn auto_checksums_stop_on_a_capture_of_offloaded_checksums() {
+        // every checksum wrong (offloaded at the sender): auto takes everything
+        let frames: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, i, 0x18, b"data"))
+            .collect();
+        let (n, d) = decode_all(DecodeConfig::default(), &frames);
+        assert_eq!(n, 300);
+        assert!(!d.stats.checksum_validation);
+        // good at first, then offloaded: a run of bad ones switches validation off
+        let mut frames: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| with_checksum(eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, i, 0x18, b"data")))
+            .collect();
+        frames.extend((0..100u32).map(|i| eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, i, 0x18, b"data")));
+        let (n, d) = decode_all(DecodeConfig::default(), &frames);
+        assert_eq!(n, 200 - AUTO_BAD_RUN as usize);
+        assert!(!d.stats.checksum_validation);
     }
 }
