@@ -172,7 +172,7 @@ syslog_facility = 16
 [decode]
 # UDP destination ports decoded as VXLAN.
 vxlan_ports = [4789]
-# Memory for IP fragments awaiting reassembly, bytes.
+# Memory for IP fragments awaiting reassembly (buffers and per-datagram bookkeeping), bytes.
 frag_memory = 16777216
 # Seconds before an incomplete fragmented datagram is dropped.
 frag_timeout = 30
@@ -188,9 +188,10 @@ closed_timeout = 10
 max_anomalies_per_flow = 32
 
 [reassembly]
-# Out-of-order bytes buffered per direction before the first hole is skipped.
+# Memory for out-of-order data per direction (payload plus 96 bytes per buffered segment)
+# before the first hole is skipped.
 max_ooo_per_stream = 262144
-# Out-of-order bytes buffered over all flows.
+# The same over all flows.
 max_ooo_total = 67108864
 # Bytes remembered per direction to detect retransmissions with different data.
 overlap_window = 256

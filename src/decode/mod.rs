@@ -222,7 +222,8 @@ enum Validation {
 pub struct DecodeConfig {
     /// UDP destination ports decoded as VXLAN. Default: [4789].
     pub vxlan_ports: Vec<u16>,
-    /// Memory cap for IP fragments awaiting reassembly, bytes. Default 16 MiB.
+    /// Memory cap for IP fragments awaiting reassembly (buffers, table slots and bookkeeping,
+    /// see [`frag::DATAGRAM_OVERHEAD`]), bytes. Default 16 MiB.
     pub frag_memory: usize,
     /// A datagram whose fragments do not all arrive within this time is dropped. Default 30 s.
     pub frag_timeout: Ts,
