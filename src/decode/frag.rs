@@ -80,6 +80,11 @@ pub struct FragTable {
     cap: usize,
     timeout: Ts,
     last_sweep: Ts,
+    /// No held datagram started before this (a lower bound): a sweep before `oldest + timeout`
+    /// would free nothing, so a full table does not sweep on every new fragment.
+    oldest: Ts,
+    /// Sweeps done (each walks the whole table).
+    sweeps: u64,
     spare: Vec<u8>,
     pub stats: FragStats,
 }
@@ -92,6 +97,8 @@ impl FragTable {
             cap,
             timeout,
             last_sweep: 0,
+            oldest: Ts::MAX,
+            sweeps: 0,
             spare: Vec::new(),
             stats: FragStats::default(),
         }
@@ -116,7 +123,9 @@ impl FragTable {
         if !self.map.contains_key(&key) {
             let need = DATAGRAM_OVERHEAD + end + 4 * std::mem::size_of::<(usize, usize)>();
             if self.mem + need > self.cap {
-                self.sweep(ts);
+                if ts.saturating_sub(self.oldest) > self.timeout {
+                    self.sweep(ts);
+                }
                 if self.mem + need > self.cap {
                     self.stats.memcap_drops += 1;
                     return Insert::Dropped;
@@ -137,6 +146,7 @@ impl FragTable {
                 pieces: 0,
             };
             self.mem += dg.cost();
+            self.oldest = self.oldest.min(ts);
             self.map.insert(key, dg);
         }
         let Some(dg) = self.map.get_mut(&key) else {
@@ -216,17 +226,22 @@ impl FragTable {
 
     fn sweep(&mut self, now: Ts) {
         self.last_sweep = now;
+        self.sweeps += 1;
         let timeout = self.timeout;
         let mut freed = 0;
         let mut n = 0;
+        let mut oldest = Ts::MAX;
         self.map.retain(|_, dg| {
             let keep = now.saturating_sub(dg.first) <= timeout;
-            if !keep {
+            if keep {
+                oldest = oldest.min(dg.first);
+            } else {
                 freed += dg.cost();
                 n += 1;
             }
             keep
         });
+        self.oldest = oldest;
         self.mem -= freed;
         self.stats.timeouts += n;
         // Give back the slots of a flood that is over.
@@ -323,5 +338,17 @@ mod tests {
             assert!(t.memory() <= 10_000);
         }
         assert!(t.stats.memcap_drops > 0);
+    }
+
+    #[test]
+    fn full_table_does_not_sweep_on_every_new_datagram() {
+        let mut t = FragTable::new(1 << 20, 30_000_000_000);
+        for id in 0..200_000u32 {
+            let k = FragKey::new(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::LOCALHOST), 6, id);
+            // one new datagram per microsecond: the table is full long before any can expire
+            t.insert(1_000 * id as u64, k, 0, true, &[0u8; 8]);
+        }
+        assert!(t.stats.memcap_drops > 150_000);
+        assert!(t.sweeps <= 2, "{} sweeps of the whole table", t.sweeps);
     }
 }
