@@ -462,7 +462,7 @@ impl Capture {
                 "vxlan": d.vxlan, "gre": d.gre, "erspan": d.erspan,
                 "fragments": d.fragments, "reassembled": d.reassembled,
                 "frag_timeouts": fr.timeouts, "frag_memcap_drops": fr.memcap_drops, "frag_invalid": fr.invalid, "frag_overlaps": fr.overlaps, "frag_overlap_conflicts": fr.overlap_conflicts,
-                "checksum_checked": d.checksum_checked, "checksum_bad": d.checksum_bad, "checksum_validation": d.checksum_validation,
+                "checksum_checked": d.checksum_checked, "checksum_bad": d.checksum_bad, "checksum_offloaded": d.checksum_offloaded, "checksum_validation": d.checksum_validation,
                 "skipped": skipped,
             },
             "flow": {

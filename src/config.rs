@@ -199,7 +199,8 @@ overlap_window = 256
 reorder_packets = 16
 # TCP checksum validation: "yes" refuses segments with a bad checksum (the server never saw
 # them), "no" never checks, "auto" watches the first 64 and validates unless one in ten is bad
-# (a capture of offloaded checksums); it stops after 32 bad ones in a row.
+# (a capture of offloaded checksums); it stops after 32 bad ones in a row, and takes a
+# checksum holding only the pseudo-header sum (offloaded by the capturing host) as good.
 checksums = "auto"
 
 [http]

@@ -173,6 +173,9 @@ pub struct DecodeStats {
     /// TCP checksums computed, and found wrong (refused or not, see [`ChecksumMode`]).
     pub checksum_checked: u64,
     pub checksum_bad: u64,
+    /// Checksums holding only the pseudo-header sum (offloaded by the sending host), which
+    /// `auto` takes as good.
+    pub checksum_offloaded: u64,
     /// Whether bad checksums are being refused now (`auto` turns it on and off).
     pub checksum_validation: bool,
     pub skipped: [u64; Skip::ALL.len()],
@@ -184,7 +187,9 @@ pub enum ChecksumMode {
     /// Watch the first [`AUTO_SAMPLE`] checksums without refusing anything: if at least one in
     /// ten is bad, the capture carries offloaded checksums and nothing is validated; otherwise
     /// bad checksums are refused from then on, until a run of [`AUTO_BAD_RUN`] bad ones in a row
-    /// shows offloaded traffic after all (validation stops for good).
+    /// shows offloaded traffic after all (validation stops for good). A checksum field holding
+    /// just the pseudo-header sum (a capture on a host that offloads checksums, such as its TSO
+    /// super-segments) is taken as good.
     #[default]
     Auto,
     /// Always refuse segments with a bad checksum.
@@ -628,7 +633,15 @@ impl Decoder {
     /// Check a whole TCP segment's checksum and update the `auto` decision; false = refuse it.
     fn checksum_ok(&mut self, meta: IpMeta, tcp: &[u8]) -> bool {
         self.stats.checksum_checked += 1;
-        let good = tcp_checksum_valid(meta.src, meta.dst, tcp);
+        let good = match tcp_checksum(meta.src, meta.dst, tcp) {
+            Checksum::Good => true,
+            // The sending host's NIC fills it in: the server did get those bytes.
+            Checksum::Partial if self.cfg.checksums == ChecksumMode::Auto => {
+                self.stats.checksum_offloaded += 1;
+                return true;
+            }
+            Checksum::Partial | Checksum::Bad => false,
+        };
         if !good {
             self.stats.checksum_bad += 1;
         }
@@ -705,23 +718,37 @@ impl Decoder {
 
 /// Is the TCP checksum of `tcp` (header and payload, whole) right for these addresses?
 pub fn tcp_checksum_valid(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> bool {
+    tcp_checksum(src, dst, tcp) == Checksum::Good
+}
+
+/// What a TCP segment's checksum field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    Good,
+    /// Only the pseudo-header sum: the sender's stack left the rest to its NIC (checksum
+    /// offload, CHECKSUM_PARTIAL), as a capture on the sending host shows it.
+    Partial,
+    Bad,
+}
+
+/// Check a whole TCP segment (header and payload) against its pseudo-header.
+pub fn tcp_checksum(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Checksum {
     let len = tcp.len() as u64;
     let mut acc = 6 + (len >> 16) + (len & 0xffff);
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            acc = ones_sum(acc, &s.octets());
-            acc = ones_sum(acc, &d.octets());
-        }
-        (s, d) => {
-            for a in [s, d] {
-                acc = match a {
-                    IpAddr::V6(a) => ones_sum(acc, &a.octets()),
-                    IpAddr::V4(a) => ones_sum(acc, &a.to_ipv6_mapped().octets()),
-                };
-            }
-        }
+    for a in [src, dst] {
+        acc = match a {
+            IpAddr::V4(a) => ones_sum(acc, &a.octets()),
+            IpAddr::V6(a) => ones_sum(acc, &a.octets()),
+        };
     }
-    fold(ones_sum(acc, tcp)) == 0xffff
+    let pseudo = fold(acc);
+    if fold(ones_sum(acc, tcp)) == 0xffff {
+        return Checksum::Good;
+    }
+    match tcp.get(16..18) {
+        Some(c) if u16::from_be_bytes([c[0], c[1]]) == pseudo => Checksum::Partial,
+        _ => Checksum::Bad,
+    }
 }
 
 /// One's complement sum of big-endian 32-bit words (a trailing partial word padded with zeros)
@@ -1096,5 +1123,36 @@ pub(crate) mod tests {
         let (n, d) = decode_all(DecodeConfig::default(), &frames);
         assert_eq!(n, 200 - AUTO_BAD_RUN as usize);
         assert!(!d.stats.checksum_validation);
+    }
+
+    #[test]
+    fn offloaded_partial_checksum_is_taken_by_auto_and_refused_by_yes() {
+        let mut frames: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| with_checksum(eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, i, 0x18, b"data")))
+            .collect();
+        // a super-segment sent by the capturing host: its checksum field holds the pseudo-header
+        // sum (192.168.56.101 -> .1, 2928 bytes of TCP: 0xfd2d, as in a real capture)
+        let mut tso = eth_ipv4_tcp(
+            [192, 168, 56, 101],
+            [192, 168, 56, 1],
+            443,
+            49368,
+            3066,
+            0x10,
+            &[7u8; 2908],
+        );
+        tso[34 + 16..34 + 18].copy_from_slice(&0xfd2du16.to_be_bytes());
+        assert_eq!(
+            tcp_checksum(v4([192, 168, 56, 101]), v4([192, 168, 56, 1]), &tso[34..]),
+            Checksum::Partial
+        );
+        frames.push(tso);
+        let (n, d) = decode_all(DecodeConfig::default(), &frames);
+        assert_eq!((n, d.stats.checksum_offloaded), (101, 1));
+        let cfg = DecodeConfig {
+            checksums: ChecksumMode::Yes,
+            ..DecodeConfig::default()
+        };
+        assert_eq!(decode_all(cfg, &frames).0, 100);
     }
 }
