@@ -83,6 +83,9 @@ pub enum FlowOutput {
     Anomaly { ts: Ts, meta: FlowMeta, what: FlowAnomaly },
 }
 
+/// An address and port.
+type Endpoint = (IpAddr, u16);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
     lo: (IpAddr, u16),
@@ -178,7 +181,8 @@ impl FlowTable {
         }
         // Port reuse: a fresh SYN on a closed flow starts a new one; on an open flow, a SYN far
         // from the sequence space waits for the peer's answer (see the module doc).
-        let mut restart: Option<((IpAddr, u16), (IpAddr, u16), u32)> = None;
+        // (client, server, the client's ISN) of a confirmed new connection
+        let mut restart: Option<(Endpoint, Endpoint, u32)> = None;
         if let Some(f) = self.map.get_mut(&key) {
             let d = if f.addr[0] == a { 0 } else { 1 };
             let syn_only = seg.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
