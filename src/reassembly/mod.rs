@@ -422,6 +422,7 @@ impl Stream {
     /// buffered bytes it covers were first, so they are delivered instead of its own and compared
     /// with them; its bytes in between go out straight from the packet (no copy).
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     fn deliver_over_buffered(
         &mut self,
         mut p: &[u8],
@@ -478,7 +479,13 @@ impl Stream {
     /// Insert out-of-order bytes at stream offset `at`; bytes already buffered win. Returns
     /// whether the new bytes disagree with buffered ones. Only the entry before `at` and the
     /// entries starting inside the new range are visited.
+    #[inline(never)]
     fn insert_ooo(&mut self, at: u64, data: &[u8], budget: &mut Budget, st: &mut ReassemblyStats) -> bool {
+        if self.ooo.is_empty() {
+            // The usual case (one segment overtook another): nothing to compare or merge with.
+            self.add(at, data.to_vec(), self.seg_ack, budget);
+            return false;
+        }
         let end = at + data.len() as u64;
         let mut conflict = false;
         let mut overlapped = false;
@@ -534,11 +541,15 @@ impl Stream {
                 return;
             }
         }
-        let v = bytes.to_vec();
-        let c = entry_cost(v.capacity());
+        self.add(s, bytes.to_vec(), ack, budget);
+    }
+
+    /// A new entry at offset `s` (nothing buffered overlaps it).
+    fn add(&mut self, s: u64, data: Vec<u8>, ack: Option<u32>, budget: &mut Budget) {
+        let c = entry_cost(data.capacity());
         self.ooo_bytes += c;
         budget.used += c;
-        self.ooo.insert(s, Seg { data: v, ack });
+        self.ooo.insert(s, Seg { data, ack });
     }
 
     fn remember(&mut self, d: &[u8]) {
