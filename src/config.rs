@@ -199,8 +199,9 @@ overlap_window = 256
 reorder_packets = 16
 # TCP checksum validation: "yes" refuses segments with a bad checksum (the server never saw
 # them), "no" never checks, "auto" watches the first 64 and validates unless one in ten is bad
-# (a capture of offloaded checksums); it stops after 32 bad ones in a row, and takes a
-# checksum holding only the pseudo-header sum (offloaded by the capturing host) as good.
+# (a capture of offloaded checksums); it stops after 32 bad ones in a row, takes a checksum
+# holding only the pseudo-header sum (offloaded by the capturing host) as good and leaves
+# segments bigger than a 1500-byte frame (TSO/GRO super-segments) unchecked.
 checksums = "auto"
 
 [http]

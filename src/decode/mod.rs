@@ -173,8 +173,8 @@ pub struct DecodeStats {
     /// TCP checksums computed, and found wrong (refused or not, see [`ChecksumMode`]).
     pub checksum_checked: u64,
     pub checksum_bad: u64,
-    /// Checksums holding only the pseudo-header sum (offloaded by the sending host), which
-    /// `auto` takes as good.
+    /// Segments `auto` takes unchecked: checksums holding only the pseudo-header sum (offloaded
+    /// by the sending host) and super-segments bigger than a frame.
     pub checksum_offloaded: u64,
     /// Whether bad checksums are being refused now (`auto` turns it on and off).
     pub checksum_validation: bool,
@@ -188,8 +188,9 @@ pub enum ChecksumMode {
     /// ten is bad, the capture carries offloaded checksums and nothing is validated; otherwise
     /// bad checksums are refused from then on, until a run of [`AUTO_BAD_RUN`] bad ones in a row
     /// shows offloaded traffic after all (validation stops for good). A checksum field holding
-    /// just the pseudo-header sum (a capture on a host that offloads checksums, such as its TSO
-    /// super-segments) is taken as good.
+    /// just the pseudo-header sum (a capture on a host that offloads checksums) is taken as
+    /// good, and a segment bigger than a standard frame ([`MAX_WIRE_TCP`]: a TSO or GRO
+    /// super-segment of the capturing host) is not checked.
     #[default]
     Auto,
     /// Always refuse segments with a bad checksum.
@@ -213,6 +214,10 @@ impl ChecksumMode {
 pub const AUTO_SAMPLE: u64 = 64;
 /// Bad checksums in a row that switch `auto` validation off once on.
 pub const AUTO_BAD_RUN: u32 = 32;
+
+/// TCP bytes (header and payload) of the largest segment a 1500-byte Ethernet frame carries;
+/// `auto` does not check bigger ones (host-side super-segments).
+pub const MAX_WIRE_TCP: usize = 1500 - 20;
 
 /// Where `auto` stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -632,6 +637,12 @@ impl Decoder {
 
     /// Check a whole TCP segment's checksum and update the `auto` decision; false = refuse it.
     fn checksum_ok(&mut self, meta: IpMeta, tcp: &[u8]) -> bool {
+        if self.cfg.checksums == ChecksumMode::Auto && tcp.len() > MAX_WIRE_TCP {
+            // Larger than any standard frame: a super-segment of the capturing host (TSO on
+            // send, GRO on receive), whose checksum the NIC computes or already checked.
+            self.stats.checksum_offloaded += 1;
+            return true;
+        }
         self.stats.checksum_checked += 1;
         let good = match tcp_checksum(meta.src, meta.dst, tcp) {
             Checksum::Good => true,
@@ -1147,8 +1158,39 @@ pub(crate) mod tests {
             Checksum::Partial
         );
         frames.push(tso);
+        // and a small one: 10.0.0.1 -> 10.0.0.2, 24 bytes of TCP: pseudo-header sum 0x1421
+        let mut small = eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 200, 0x18, b"tiny");
+        small[34 + 16..34 + 18].copy_from_slice(&0x1421u16.to_be_bytes());
+        frames.push(small);
         let (n, d) = decode_all(DecodeConfig::default(), &frames);
-        assert_eq!((n, d.stats.checksum_offloaded), (101, 1));
+        assert_eq!((n, d.stats.checksum_offloaded, d.stats.checksum_bad), (102, 2, 0));
+        let cfg = DecodeConfig {
+            checksums: ChecksumMode::Yes,
+            ..DecodeConfig::default()
+        };
+        assert_eq!(decode_all(cfg, &frames).0, 100);
+    }
+
+    #[test]
+    fn super_segment_of_the_capturing_host_is_not_checked_by_auto() {
+        let mut frames: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| with_checksum(eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, i, 0x18, b"data")))
+            .collect();
+        // GRO on the receiving host merged two segments: the checksum field is the first one's
+        let mut gro = with_checksum(eth_ipv4_tcp(
+            [10, 0, 0, 2],
+            [10, 0, 0, 1],
+            80,
+            1234,
+            7,
+            0x10,
+            &[1u8; 2896],
+        ));
+        let n = gro.len();
+        gro[n - 1] = 2;
+        frames.push(gro);
+        let (n, d) = decode_all(DecodeConfig::default(), &frames);
+        assert_eq!((n, d.stats.checksum_offloaded, d.stats.checksum_bad), (101, 1, 0));
         let cfg = DecodeConfig {
             checksums: ChecksumMode::Yes,
             ..DecodeConfig::default()
