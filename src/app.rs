@@ -461,12 +461,13 @@ impl Capture {
                 "tcp": d.tcp, "ipv4": d.ipv4, "ipv6": d.ipv6, "vlan": d.vlan, "mpls": d.mpls,
                 "vxlan": d.vxlan, "gre": d.gre, "erspan": d.erspan,
                 "fragments": d.fragments, "reassembled": d.reassembled,
-                "frag_timeouts": fr.timeouts, "frag_memcap_drops": fr.memcap_drops, "frag_invalid": fr.invalid, "frag_overlaps": fr.overlaps,
+                "frag_timeouts": fr.timeouts, "frag_memcap_drops": fr.memcap_drops, "frag_invalid": fr.invalid, "frag_overlaps": fr.overlaps, "frag_overlap_conflicts": fr.overlap_conflicts,
+                "checksum_checked": d.checksum_checked, "checksum_bad": d.checksum_bad, "checksum_offloaded": d.checksum_offloaded, "checksum_validation": d.checksum_validation,
                 "skipped": skipped,
             },
             "flow": {
                 "active": self.flows.active(), "created": f.created, "closed": f.closed, "timed_out": f.timed_out,
-                "evicted": f.evicted, "midstream": f.midstream, "not_http": f.not_http,
+                "evicted": f.evicted, "midstream": f.midstream, "not_http": f.not_http, "reused": f.reused,
             },
             "reassembly": {
                 "segments": r.segments, "bytes": r.bytes, "retransmits": r.retransmits, "overlaps": r.overlaps,

@@ -172,7 +172,7 @@ syslog_facility = 16
 [decode]
 # UDP destination ports decoded as VXLAN.
 vxlan_ports = [4789]
-# Memory for IP fragments awaiting reassembly, bytes.
+# Memory for IP fragments awaiting reassembly (buffers and per-datagram bookkeeping), bytes.
 frag_memory = 16777216
 # Seconds before an incomplete fragmented datagram is dropped.
 frag_timeout = 30
@@ -188,14 +188,21 @@ closed_timeout = 10
 max_anomalies_per_flow = 32
 
 [reassembly]
-# Out-of-order bytes buffered per direction before the first hole is skipped.
+# Memory for out-of-order data per direction (payload plus 96 bytes per buffered segment)
+# before the first hole is skipped.
 max_ooo_per_stream = 262144
-# Out-of-order bytes buffered over all flows.
+# The same over all flows.
 max_ooo_total = 67108864
 # Bytes remembered per direction to detect retransmissions with different data.
 overlap_window = 256
 # Packets to wait, once the peer acknowledged past a hole, before skipping it.
 reorder_packets = 16
+# TCP checksum validation: "yes" refuses segments with a bad checksum (the server never saw
+# them), "no" never checks, "auto" watches the first 64 and validates unless one in ten is bad
+# (a capture of offloaded checksums); it stops after 32 bad ones in a row, takes a checksum
+# holding only the pseudo-header sum (offloaded by the capturing host) as good and leaves
+# segments bigger than a 1500-byte frame (TSO/GRO super-segments) unchecked.
+checksums = "auto"
 
 [http]
 # Body bytes inspected per message (after gzip/deflate decoding).
@@ -411,6 +418,7 @@ struct ReassemblySection {
     max_ooo_total: Option<usize>,
     overlap_window: Option<usize>,
     reorder_packets: Option<u64>,
+    checksums: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -622,6 +630,10 @@ impl Config {
             }
             if let Some(v) = s.reorder_packets {
                 r.reorder_packets = v;
+            }
+            if let Some(v) = s.checksums {
+                c.decode.checksums = crate::decode::ChecksumMode::parse(&v)
+                    .ok_or_else(|| bad("reassembly.checksums", "must be \"auto\", \"yes\" or \"no\""))?;
             }
         }
         if let Some(s) = f.http {
@@ -839,5 +851,19 @@ mod tests {
         assert!(e.0.starts_with("a.toml: line 1:"), "{}", e.0);
         let c = Config::from_toml("a.toml", "[flow]\nidle_timeout = 5\n[http]\nbody_depth = 10\n").unwrap();
         assert_eq!((c.flow.idle_timeout, c.http.body_depth), (5 * SEC, 10));
+    }
+
+    #[test]
+    fn reassembly_checksums_key_takes_auto_yes_or_no() {
+        use crate::decode::ChecksumMode;
+        let c = Config::from_toml("a.toml", "[reassembly]\nchecksums = \"yes\"\n").unwrap();
+        assert_eq!(c.decode.checksums, ChecksumMode::Yes);
+        let c = Config::from_toml("a.toml", "[reassembly]\nchecksums = \"no\"\n").unwrap();
+        assert_eq!(c.decode.checksums, ChecksumMode::No);
+        assert_eq!(Config::default().decode.checksums, ChecksumMode::Auto);
+        let e = Config::from_toml("a.toml", "[reassembly]\nchecksums = \"sometimes\"\n")
+            .err()
+            .unwrap();
+        assert!(e.0.contains("reassembly.checksums"), "{}", e.0);
     }
 }

@@ -1,10 +1,16 @@
 //! IPv4 and IPv6 fragment reassembly under a global memory cap.
 //!
-//! Fragments are keyed by (source, destination, protocol, identification). Overlaps follow the
-//! same policy as TCP reassembly: bytes already received win (first data wins). A datagram is
+//! Fragments are keyed by (source, destination, protocol, identification). Overlaps that carry
+//! the same bytes are harmless (retransmissions): first data wins. Overlaps whose bytes differ
+//! drop the whole datagram, as Linux does (RFC 5722 for IPv6; Linux for IPv4 as well): a server
+//! on Linux never sees it. They are counted and reported ([`Insert::Conflict`]). A datagram is
 //! complete when the last fragment (MF clear) has been seen and no hole remains. Datagrams that
 //! stay incomplete past the timeout, or that would push the table past its memory cap, are
 //! dropped and counted; the largest datagram accepted is 65,535 bytes of payload.
+//!
+//! The memory cap counts what a datagram really costs ([`FragTable::memory`]): its table slot
+//! and bookkeeping ([`DATAGRAM_OVERHEAD`]) plus its buffers' capacity, so a flood of tiny first
+//! fragments is held to the cap, not to the cap divided by eight bytes.
 
 use std::net::IpAddr;
 
@@ -15,6 +21,10 @@ use crate::capture::Ts;
 const MAX_DATAGRAM: usize = 65_535;
 /// Fragments of one datagram; past it a datagram is dropped (a "tiny fragments" flood).
 const MAX_PIECES: usize = 128;
+
+/// What a datagram costs besides its buffers: its hash-table slot (key and value) counted twice,
+/// because the table may have just doubled, plus 16 B of control bytes and allocation rounding.
+pub const DATAGRAM_OVERHEAD: usize = 2 * std::mem::size_of::<(FragKey, Datagram)>() + 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FragKey {
@@ -30,7 +40,7 @@ impl FragKey {
     }
 }
 
-struct Datagram {
+pub struct Datagram {
     first: Ts,
     data: Vec<u8>,
     /// Received byte ranges, sorted and merged.
@@ -39,9 +49,18 @@ struct Datagram {
     pieces: usize,
 }
 
+impl Datagram {
+    /// Memory this datagram holds, for the cap.
+    fn cost(&self) -> usize {
+        DATAGRAM_OVERHEAD + self.data.capacity() + self.have.capacity() * std::mem::size_of::<(usize, usize)>()
+    }
+}
+
 pub enum Insert {
     Held,
     Dropped,
+    /// Overlapping fragments with different bytes: the datagram was dropped.
+    Conflict,
     Complete(Vec<u8>),
 }
 
@@ -51,6 +70,8 @@ pub struct FragStats {
     pub memcap_drops: u64,
     pub invalid: u64,
     pub overlaps: u64,
+    /// Datagrams dropped because overlapping fragments carried different bytes.
+    pub overlap_conflicts: u64,
 }
 
 pub struct FragTable {
@@ -59,6 +80,11 @@ pub struct FragTable {
     cap: usize,
     timeout: Ts,
     last_sweep: Ts,
+    /// No held datagram started before this (a lower bound): a sweep before `oldest + timeout`
+    /// would free nothing, so a full table does not sweep on every new fragment.
+    oldest: Ts,
+    /// Sweeps done (each walks the whole table).
+    sweeps: u64,
     spare: Vec<u8>,
     pub stats: FragStats,
 }
@@ -71,12 +97,14 @@ impl FragTable {
             cap,
             timeout,
             last_sweep: 0,
+            oldest: Ts::MAX,
+            sweeps: 0,
             spare: Vec::new(),
             stats: FragStats::default(),
         }
     }
 
-    /// Bytes held for incomplete datagrams.
+    /// Memory held for incomplete datagrams (slots, bookkeeping and buffers), bytes.
     pub fn memory(&self) -> usize {
         self.mem
     }
@@ -93,31 +121,39 @@ impl FragTable {
             return Insert::Dropped;
         }
         if !self.map.contains_key(&key) {
-            if self.mem + end > self.cap {
-                self.sweep(ts);
-                if self.mem + end > self.cap {
+            let need = DATAGRAM_OVERHEAD + end + 4 * std::mem::size_of::<(usize, usize)>();
+            if self.mem + need > self.cap {
+                if ts.saturating_sub(self.oldest) > self.timeout {
+                    self.sweep(ts);
+                }
+                if self.mem + need > self.cap {
                     self.stats.memcap_drops += 1;
                     return Insert::Dropped;
                 }
             }
-            let mut buf = std::mem::take(&mut self.spare);
+            // The spare buffer is reused only if its capacity fits under the cap.
+            let mut buf = if self.mem + need + self.spare.capacity() <= self.cap {
+                std::mem::take(&mut self.spare)
+            } else {
+                Vec::new()
+            };
             buf.clear();
-            self.map.insert(
-                key,
-                Datagram {
-                    first: ts,
-                    data: buf,
-                    have: Vec::new(),
-                    total: None,
-                    pieces: 0,
-                },
-            );
+            let dg = Datagram {
+                first: ts,
+                data: buf,
+                have: Vec::new(),
+                total: None,
+                pieces: 0,
+            };
+            self.mem += dg.cost();
+            self.oldest = self.oldest.min(ts);
+            self.map.insert(key, dg);
         }
         let Some(dg) = self.map.get_mut(&key) else {
             return Insert::Dropped;
         };
         dg.pieces += 1;
-        let grow = end.saturating_sub(dg.data.len());
+        let grow = end.saturating_sub(dg.data.capacity());
         if dg.pieces > MAX_PIECES || self.mem + grow > self.cap {
             self.stats.memcap_drops += 1;
             self.drop_key(&key);
@@ -135,34 +171,37 @@ impl FragTable {
             self.drop_key(&key);
             return Insert::Dropped;
         }
-        if grow > 0 {
-            dg.data.resize(end, 0);
-            self.mem += grow;
-        }
-        // First data wins: copy only the parts of [off, end) not already held.
-        let mut cur = off;
+        // Bytes already held must match: a difference drops the datagram (as Linux does).
         let mut overlapped = false;
         for &(s, e) in dg.have.iter() {
-            if e <= cur || s >= end {
+            let (os, oe) = (s.max(off), e.min(end));
+            if os >= oe {
                 continue;
             }
             overlapped = true;
-            if s > cur {
-                dg.data[cur..s].copy_from_slice(&data[cur - off..s - off]);
+            if dg.data[os..oe] != data[os - off..oe - off] {
+                self.stats.overlaps += 1;
+                self.stats.overlap_conflicts += 1;
+                self.drop_key(&key);
+                return Insert::Conflict;
             }
-            cur = cur.max(e);
         }
-        if cur < end {
-            dg.data[cur..end].copy_from_slice(&data[cur - off..]);
+        let before = dg.cost();
+        if end > dg.data.len() {
+            dg.data.reserve_exact(end - dg.data.len());
+            dg.data.resize(end, 0);
         }
+        // Same bytes where they overlap: copy the new range whole.
+        dg.data[off..end].copy_from_slice(data);
         if overlapped {
             self.stats.overlaps += 1;
         }
         merge(&mut dg.have, off, end);
+        self.mem = self.mem - before + dg.cost();
         if let Some(t) = dg.total {
             if dg.have.len() == 1 && dg.have[0] == (0, t) {
                 if let Some(dg) = self.map.remove(&key) {
-                    self.mem -= dg.data.len();
+                    self.mem -= dg.cost();
                     let mut out = dg.data;
                     out.truncate(t);
                     return Insert::Complete(out);
@@ -181,25 +220,34 @@ impl FragTable {
 
     fn drop_key(&mut self, key: &FragKey) {
         if let Some(dg) = self.map.remove(key) {
-            self.mem -= dg.data.len();
+            self.mem -= dg.cost();
         }
     }
 
     fn sweep(&mut self, now: Ts) {
         self.last_sweep = now;
+        self.sweeps += 1;
         let timeout = self.timeout;
         let mut freed = 0;
         let mut n = 0;
+        let mut oldest = Ts::MAX;
         self.map.retain(|_, dg| {
             let keep = now.saturating_sub(dg.first) <= timeout;
-            if !keep {
-                freed += dg.data.len();
+            if keep {
+                oldest = oldest.min(dg.first);
+            } else {
+                freed += dg.cost();
                 n += 1;
             }
             keep
         });
+        self.oldest = oldest;
         self.mem -= freed;
         self.stats.timeouts += n;
+        // Give back the slots of a flood that is over.
+        if self.map.capacity() > 1024 && self.map.len() * 8 < self.map.capacity() {
+            self.map.shrink_to(self.map.len() * 2);
+        }
     }
 }
 
@@ -239,17 +287,46 @@ mod tests {
     }
 
     #[test]
-    fn first_data_wins_on_overlap() {
+    fn overlap_with_the_same_bytes_reassembles() {
+        let mut t = FragTable::new(1 << 20, 30_000_000_000);
+        let data: Vec<u8> = (0..24u8).collect();
+        t.insert(1, key(), 0, true, &data[..16]);
+        match t.insert(1, key(), 8, false, &data[8..]) {
+            Insert::Complete(v) => assert_eq!(v, data),
+            _ => panic!("not complete"),
+        }
+        assert_eq!((t.stats.overlaps, t.stats.overlap_conflicts), (1, 0));
+        assert_eq!(t.memory(), 0);
+    }
+
+    #[test]
+    fn overlapping_fragments_with_different_bytes_drop_the_datagram() {
         let mut t = FragTable::new(1 << 20, 30_000_000_000);
         t.insert(1, key(), 0, true, &[1u8; 16]);
-        match t.insert(1, key(), 8, false, &[2u8; 16]) {
-            Insert::Complete(v) => {
-                assert_eq!(&v[..16], &[1u8; 16]);
-                assert_eq!(&v[16..], &[2u8; 8]);
-            }
-            _ => panic!(),
+        assert!(matches!(t.insert(1, key(), 8, false, &[2u8; 16]), Insert::Conflict));
+        assert_eq!(t.stats.overlap_conflicts, 1);
+        assert_eq!(t.memory(), 0, "the datagram is gone");
+        // the rest of the dropped datagram does not complete it
+        assert!(matches!(t.insert(1, key(), 16, false, &[1u8; 8]), Insert::Held));
+    }
+
+    #[test]
+    fn tiny_fragment_flood_is_charged_what_it_holds() {
+        let cap = 1 << 20;
+        let mut t = FragTable::new(cap, 30_000_000_000);
+        for id in 0..100_000u32 {
+            let k = FragKey::new(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::LOCALHOST), 6, id);
+            t.insert(1, k, 0, true, &[0u8; 8]);
+            assert!(t.memory() <= cap);
         }
-        assert_eq!(t.stats.overlaps, 1);
+        // each held datagram owns at least its slot and its 8 bytes
+        let floor = t.map.len() * (std::mem::size_of::<(FragKey, Datagram)>() + 8);
+        assert!(
+            floor <= cap,
+            "{} datagrams hold at least {floor} B under a {cap} B cap",
+            t.map.len()
+        );
+        assert!(t.stats.memcap_drops > 90_000);
     }
 
     #[test]
@@ -261,5 +338,17 @@ mod tests {
             assert!(t.memory() <= 10_000);
         }
         assert!(t.stats.memcap_drops > 0);
+    }
+
+    #[test]
+    fn full_table_does_not_sweep_on_every_new_datagram() {
+        let mut t = FragTable::new(1 << 20, 30_000_000_000);
+        for id in 0..200_000u32 {
+            let k = FragKey::new(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::LOCALHOST), 6, id);
+            // one new datagram per microsecond: the table is full long before any can expire
+            t.insert(1_000 * id as u64, k, 0, true, &[0u8; 8]);
+        }
+        assert!(t.stats.memcap_drops > 150_000);
+        assert!(t.sweeps <= 2, "{} sweeps of the whole table", t.sweeps);
     }
 }

@@ -6,6 +6,11 @@
 //! on any input (lengths are checked before every read) and nothing allocates per packet except
 //! fragment reassembly, which is capped. Tunnels (VXLAN, GRE, ERSPAN II/III) are unwrapped and
 //! the inner flow is what is analysed; nesting is limited to [`MAX_DEPTH`] levels.
+//!
+//! TCP checksums are validated as configured ([`ChecksumMode`], `reassembly.checksums`): a
+//! segment with a bad checksum never reached the server's stack, so it must not reach
+//! reassembly either (an evasion: data only the sensor sees). Mirror copies of traffic whose
+//! sender offloads checksums carry bad ones everywhere, which `auto` detects.
 
 pub mod frag;
 
@@ -75,6 +80,10 @@ pub enum Skip {
     Esp,
     FragmentHeld,
     FragmentDropped,
+    /// Overlapping IP fragments with different bytes: the datagram is dropped, as Linux does.
+    FragmentOverlapConflict,
+    /// A TCP segment whose checksum is wrong, refused (see [`ChecksumMode`]).
+    TcpBadChecksum,
     Udp,
     Icmp,
     IpProtoOther,
@@ -84,7 +93,7 @@ pub enum Skip {
 }
 
 impl Skip {
-    pub const ALL: [Skip; 16] = [
+    pub const ALL: [Skip; 18] = [
         Skip::UnknownLinktype,
         Skip::LinkTruncated,
         Skip::EthertypeOther,
@@ -95,6 +104,8 @@ impl Skip {
         Skip::Esp,
         Skip::FragmentHeld,
         Skip::FragmentDropped,
+        Skip::FragmentOverlapConflict,
+        Skip::TcpBadChecksum,
         Skip::Udp,
         Skip::Icmp,
         Skip::IpProtoOther,
@@ -115,6 +126,8 @@ impl Skip {
             Skip::Esp => "esp",
             Skip::FragmentHeld => "fragment_held",
             Skip::FragmentDropped => "fragment_dropped",
+            Skip::FragmentOverlapConflict => "fragment_overlap_conflict",
+            Skip::TcpBadChecksum => "tcp_bad_checksum",
             Skip::Udp => "udp",
             Skip::Icmp => "icmp",
             Skip::IpProtoOther => "ip_proto_other",
@@ -136,6 +149,8 @@ impl Skip {
                 | Skip::TunnelMalformed
                 | Skip::TunnelTooDeep
                 | Skip::FragmentDropped
+                | Skip::FragmentOverlapConflict
+                | Skip::TcpBadChecksum
         )
     }
 }
@@ -155,7 +170,61 @@ pub struct DecodeStats {
     pub erspan: u64,
     pub fragments: u64,
     pub reassembled: u64,
+    /// TCP checksums computed, and found wrong (refused or not, see [`ChecksumMode`]).
+    pub checksum_checked: u64,
+    pub checksum_bad: u64,
+    /// Segments `auto` takes unchecked: checksums holding only the pseudo-header sum (offloaded
+    /// by the sending host) and super-segments bigger than a frame.
+    pub checksum_offloaded: u64,
+    /// Whether bad checksums are being refused now (`auto` turns it on and off).
+    pub checksum_validation: bool,
     pub skipped: [u64; Skip::ALL.len()],
+}
+
+/// TCP checksum validation (`reassembly.checksums`), as Suricata's `checksum-validation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChecksumMode {
+    /// Watch the first [`AUTO_SAMPLE`] checksums without refusing anything: if at least one in
+    /// ten is bad, the capture carries offloaded checksums and nothing is validated; otherwise
+    /// bad checksums are refused from then on, until a run of [`AUTO_BAD_RUN`] bad ones in a row
+    /// shows offloaded traffic after all (validation stops for good). A checksum field holding
+    /// just the pseudo-header sum (a capture on a host that offloads checksums) is taken as
+    /// good, and a segment bigger than a standard frame ([`MAX_WIRE_TCP`]: a TSO or GRO
+    /// super-segment of the capturing host) is not checked.
+    #[default]
+    Auto,
+    /// Always refuse segments with a bad checksum.
+    Yes,
+    /// Never compute checksums.
+    No,
+}
+
+impl ChecksumMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(ChecksumMode::Auto),
+            "yes" => Some(ChecksumMode::Yes),
+            "no" => Some(ChecksumMode::No),
+            _ => None,
+        }
+    }
+}
+
+/// Checksums `auto` looks at before deciding.
+pub const AUTO_SAMPLE: u64 = 64;
+/// Bad checksums in a row that switch `auto` validation off once on.
+pub const AUTO_BAD_RUN: u32 = 32;
+
+/// TCP bytes (header and payload) of the largest segment a 1500-byte Ethernet frame carries;
+/// `auto` does not check bigger ones (host-side super-segments).
+pub const MAX_WIRE_TCP: usize = 1500 - 20;
+
+/// Where `auto` stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Validation {
+    Deciding,
+    On,
+    Off,
 }
 
 /// Decoder configuration.
@@ -163,10 +232,13 @@ pub struct DecodeStats {
 pub struct DecodeConfig {
     /// UDP destination ports decoded as VXLAN. Default: [4789].
     pub vxlan_ports: Vec<u16>,
-    /// Memory cap for IP fragments awaiting reassembly, bytes. Default 16 MiB.
+    /// Memory cap for IP fragments awaiting reassembly (buffers, table slots and bookkeeping,
+    /// see [`frag::DATAGRAM_OVERHEAD`]), bytes. Default 16 MiB.
     pub frag_memory: usize,
     /// A datagram whose fragments do not all arrive within this time is dropped. Default 30 s.
     pub frag_timeout: Ts,
+    /// TCP checksum validation. Default auto.
+    pub checksums: ChecksumMode,
 }
 
 impl Default for DecodeConfig {
@@ -175,6 +247,7 @@ impl Default for DecodeConfig {
             vxlan_ports: vec![4789],
             frag_memory: 16 << 20,
             frag_timeout: 30_000_000_000,
+            checksums: ChecksumMode::Auto,
         }
     }
 }
@@ -183,6 +256,8 @@ pub struct Decoder {
     cfg: DecodeConfig,
     pub frags: FragTable,
     pub stats: DecodeStats,
+    validation: Validation,
+    bad_run: u32,
 }
 
 /// What one frame came to.
@@ -200,10 +275,21 @@ struct IpMeta {
 impl Decoder {
     pub fn new(cfg: DecodeConfig) -> Self {
         let frags = FragTable::new(cfg.frag_memory, cfg.frag_timeout);
+        let validation = match cfg.checksums {
+            ChecksumMode::Auto => Validation::Deciding,
+            ChecksumMode::Yes => Validation::On,
+            ChecksumMode::No => Validation::Off,
+        };
+        let stats = DecodeStats {
+            checksum_validation: validation == Validation::On,
+            ..DecodeStats::default()
+        };
         Decoder {
             cfg,
             frags,
-            stats: DecodeStats::default(),
+            stats,
+            validation,
+            bad_run: 0,
         }
     }
 
@@ -465,6 +551,7 @@ impl Decoder {
         match self.frags.insert(ts, key, off, more, data) {
             frag::Insert::Held => Err(Skip::FragmentHeld),
             frag::Insert::Dropped => Err(Skip::FragmentDropped),
+            frag::Insert::Conflict => Err(Skip::FragmentOverlapConflict),
             frag::Insert::Complete(buf) => {
                 self.stats.reassembled += 1;
                 let r = self.l4(ts, meta, proto, &buf, buf.len(), depth, on_tcp);
@@ -491,6 +578,14 @@ impl Decoder {
                 let hl = t.slice().len();
                 let payload = &d[hl..];
                 let missing = declared.saturating_sub(hl).saturating_sub(payload.len()) as u32;
+                // Only a segment captured whole can be checked.
+                if self.validation != Validation::Off
+                    && missing == 0
+                    && declared == d.len()
+                    && !self.checksum_ok(meta, d)
+                {
+                    return Err(Skip::TcpBadChecksum);
+                }
                 let b = t.slice();
                 on_tcp(&TcpSegment {
                     ts,
@@ -540,6 +635,52 @@ impl Decoder {
         }
     }
 
+    /// Check a whole TCP segment's checksum and update the `auto` decision; false = refuse it.
+    fn checksum_ok(&mut self, meta: IpMeta, tcp: &[u8]) -> bool {
+        if self.cfg.checksums == ChecksumMode::Auto && tcp.len() > MAX_WIRE_TCP {
+            // Larger than any standard frame: a super-segment of the capturing host (TSO on
+            // send, GRO on receive), whose checksum the NIC computes or already checked.
+            self.stats.checksum_offloaded += 1;
+            return true;
+        }
+        self.stats.checksum_checked += 1;
+        let good = match tcp_checksum(meta.src, meta.dst, tcp) {
+            Checksum::Good => true,
+            // The sending host's NIC fills it in: the server did get those bytes.
+            Checksum::Partial if self.cfg.checksums == ChecksumMode::Auto => {
+                self.stats.checksum_offloaded += 1;
+                return true;
+            }
+            Checksum::Partial | Checksum::Bad => false,
+        };
+        if !good {
+            self.stats.checksum_bad += 1;
+        }
+        match self.validation {
+            Validation::Deciding => {
+                if self.stats.checksum_checked >= AUTO_SAMPLE {
+                    let offloaded = self.stats.checksum_bad * 10 >= self.stats.checksum_checked;
+                    self.validation = if offloaded { Validation::Off } else { Validation::On };
+                    self.stats.checksum_validation = !offloaded;
+                }
+                true
+            }
+            Validation::On if good => {
+                self.bad_run = 0;
+                true
+            }
+            Validation::On => {
+                self.bad_run += 1;
+                if self.cfg.checksums == ChecksumMode::Auto && self.bad_run >= AUTO_BAD_RUN {
+                    self.validation = Validation::Off;
+                    self.stats.checksum_validation = false;
+                }
+                false
+            }
+            Validation::Off => true,
+        }
+    }
+
     /// GRE (RFC 2784/2890), carrying IP, transparent Ethernet bridging, or ERSPAN I/II/III.
     fn gre(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
         let h = d.get(..4).ok_or(Skip::TunnelMalformed)?;
@@ -584,6 +725,64 @@ impl Decoder {
             _ => Err(Skip::EthertypeOther),
         }
     }
+}
+
+/// Is the TCP checksum of `tcp` (header and payload, whole) right for these addresses?
+pub fn tcp_checksum_valid(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> bool {
+    tcp_checksum(src, dst, tcp) == Checksum::Good
+}
+
+/// What a TCP segment's checksum field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    Good,
+    /// Only the pseudo-header sum: the sender's stack left the rest to its NIC (checksum
+    /// offload, CHECKSUM_PARTIAL), as a capture on the sending host shows it.
+    Partial,
+    Bad,
+}
+
+/// Check a whole TCP segment (header and payload) against its pseudo-header.
+pub fn tcp_checksum(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Checksum {
+    let len = tcp.len() as u64;
+    let mut acc = 6 + (len >> 16) + (len & 0xffff);
+    for a in [src, dst] {
+        acc = match a {
+            IpAddr::V4(a) => ones_sum(acc, &a.octets()),
+            IpAddr::V6(a) => ones_sum(acc, &a.octets()),
+        };
+    }
+    let pseudo = fold(acc);
+    if fold(ones_sum(acc, tcp)) == 0xffff {
+        return Checksum::Good;
+    }
+    match tcp.get(16..18) {
+        Some(c) if u16::from_be_bytes([c[0], c[1]]) == pseudo => Checksum::Partial,
+        _ => Checksum::Bad,
+    }
+}
+
+/// One's complement sum of big-endian 32-bit words (a trailing partial word padded with zeros)
+/// added to `acc`; [`fold`] turns it into the 16-bit sum.
+fn ones_sum(mut acc: u64, d: &[u8]) -> u64 {
+    let mut words = d.chunks_exact(4);
+    for w in &mut words {
+        acc += u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as u64;
+    }
+    let r = words.remainder();
+    if !r.is_empty() {
+        let mut w = [0u8; 4];
+        w[..r.len()].copy_from_slice(r);
+        acc += u32::from_be_bytes(w) as u64;
+    }
+    acc
+}
+
+fn fold(mut acc: u64) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
 }
 
 pub fn v4(a: [u8; 4]) -> IpAddr {
@@ -767,5 +966,235 @@ pub(crate) mod tests {
         assert_eq!(s.skipped[Skip::LinkTruncated as usize], 1);
         let (_, s) = run(9999, &[0u8; 64]);
         assert_eq!(s.skipped[Skip::UnknownLinktype as usize], 1);
+    }
+
+    /// An IPv4 fragment of a TCP segment (`body` = TCP header and payload bytes from `off`).
+    fn ipv4_frag(id: u16, off: usize, more: bool, body: &[u8]) -> Vec<u8> {
+        let total = 20 + body.len();
+        let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+        let mut f = vec![0u8; 12];
+        f.extend([0x08, 0x00, 0x45, 0, (total >> 8) as u8, total as u8]);
+        f.extend(id.to_be_bytes());
+        f.extend(fo.to_be_bytes());
+        f.extend([64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend(body);
+        f
+    }
+
+    #[test]
+    fn overlapping_fragments_with_different_data_are_dropped_and_reported() {
+        let seg = ipv4_tcp(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            1234,
+            80,
+            1,
+            0x18,
+            b"GET /aaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n",
+        );
+        let tcp = &seg[20..];
+        let mut d = Decoder::new(DecodeConfig::default());
+        let mut got = Vec::new();
+        let feed = |d: &mut Decoder, f: &[u8], got: &mut Vec<Vec<u8>>| {
+            let fr = Frame {
+                ts: 1,
+                linktype: 1,
+                data: f,
+                orig_len: f.len() as u32,
+            };
+            match d.decode(&fr, &mut |s| got.push(s.payload.to_vec())) {
+                Outcome::Tcp => None,
+                Outcome::Skipped(s) => Some(s),
+            }
+        };
+        assert_eq!(
+            feed(&mut d, &ipv4_frag(9, 0, true, &tcp[..32]), &mut got),
+            Some(Skip::FragmentHeld)
+        );
+        // a second copy of bytes 24..40 that says something else
+        let mut forged = tcp[24..40].to_vec();
+        forged[2] = b'X';
+        assert_eq!(
+            feed(&mut d, &ipv4_frag(9, 24, true, &forged), &mut got),
+            Some(Skip::FragmentOverlapConflict)
+        );
+        assert!(Skip::FragmentOverlapConflict.is_anomaly());
+        assert_eq!(d.frags.stats.overlap_conflicts, 1);
+        assert!(got.is_empty());
+        // the same overlap with the same bytes reassembles
+        let mut d = Decoder::new(DecodeConfig::default());
+        assert_eq!(
+            feed(&mut d, &ipv4_frag(9, 0, true, &tcp[..32]), &mut got),
+            Some(Skip::FragmentHeld)
+        );
+        assert_eq!(
+            feed(&mut d, &ipv4_frag(9, 24, true, &tcp[24..40]), &mut got),
+            Some(Skip::FragmentHeld)
+        );
+        assert_eq!(feed(&mut d, &ipv4_frag(9, 40, false, &tcp[40..]), &mut got), None);
+        assert_eq!(got, vec![tcp[20..].to_vec()]);
+    }
+
+    /// Set the TCP checksum of an Ethernet/IPv4/TCP frame built by [`eth_ipv4_tcp`] (the
+    /// reference one's complement sum, 16 bits at a time, as RFC 1071 writes it).
+    fn with_checksum(mut f: Vec<u8>) -> Vec<u8> {
+        let tcp_at = 14 + 20;
+        let len = f.len() - tcp_at;
+        let mut sum: u32 = 6 + len as u32;
+        let mut words: Vec<u8> = f[26..34].to_vec();
+        words.extend(&f[tcp_at..]);
+        if words.len() % 2 == 1 {
+            words.push(0);
+        }
+        for w in words.chunks(2) {
+            sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+        }
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let c = !(sum as u16);
+        f[tcp_at + 16..tcp_at + 18].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    fn decode_all(cfg: DecodeConfig, frames: &[Vec<u8>]) -> (usize, Decoder) {
+        let mut d = Decoder::new(cfg);
+        let mut n = 0;
+        for f in frames {
+            let fr = Frame {
+                ts: 1,
+                linktype: 1,
+                data: f,
+                orig_len: f.len() as u32,
+            };
+            d.decode(&fr, &mut |_| n += 1);
+        }
+        (n, d)
+    }
+
+    #[test]
+    fn tcp_checksum_matches_the_reference_sum() {
+        for len in [0usize, 1, 2, 3, 7, 1448] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+            let f = with_checksum(eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 99, 0x18, &payload));
+            assert!(
+                tcp_checksum_valid(v4([10, 0, 0, 1]), v4([10, 0, 0, 2]), &f[34..]),
+                "len {len}"
+            );
+            let mut bad = f.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0x40;
+            assert!(
+                !tcp_checksum_valid(v4([10, 0, 0, 1]), v4([10, 0, 0, 2]), &bad[34..]),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_checksum_segment_is_refused_where_the_mirror_has_good_ones() {
+        let good: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| with_checksum(eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, i, 0x18, b"data")))
+            .collect();
+        let mut forged = with_checksum(eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 500, 0x18, b"evil"));
+        let n = forged.len();
+        forged[n - 1] = b'L';
+        let mut frames = good.clone();
+        frames.push(forged.clone());
+        // yes: refused; auto: refused once the capture showed good checksums; no: taken
+        for (mode, want, refused) in [
+            (ChecksumMode::Yes, 100, 1),
+            (ChecksumMode::Auto, 100, 1),
+            (ChecksumMode::No, 101, 0),
+        ] {
+            let cfg = DecodeConfig {
+                checksums: mode,
+                ..DecodeConfig::default()
+            };
+            let (n, d) = decode_all(cfg, &frames);
+            assert_eq!(n, want, "{mode:?}");
+            assert_eq!(d.stats.skipped[Skip::TcpBadChecksum as usize], refused, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn auto_checksums_stop_on_a_capture_of_offloaded_checksums() {
+        // every checksum wrong (offloaded at the sender): auto takes everything
+        let frames: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, i, 0x18, b"data"))
+            .collect();
+        let (n, d) = decode_all(DecodeConfig::default(), &frames);
+        assert_eq!(n, 300);
+        assert!(!d.stats.checksum_validation);
+        // good at first, then offloaded: a run of bad ones switches validation off
+        let mut frames: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| with_checksum(eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, i, 0x18, b"data")))
+            .collect();
+        frames.extend((0..100u32).map(|i| eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, i, 0x18, b"data")));
+        let (n, d) = decode_all(DecodeConfig::default(), &frames);
+        assert_eq!(n, 200 - AUTO_BAD_RUN as usize);
+        assert!(!d.stats.checksum_validation);
+    }
+
+    #[test]
+    fn offloaded_partial_checksum_is_taken_by_auto_and_refused_by_yes() {
+        let mut frames: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| with_checksum(eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, i, 0x18, b"data")))
+            .collect();
+        // a super-segment sent by the capturing host: its checksum field holds the pseudo-header
+        // sum (192.168.56.101 -> .1, 2928 bytes of TCP: 0xfd2d, as in a real capture)
+        let mut tso = eth_ipv4_tcp(
+            [192, 168, 56, 101],
+            [192, 168, 56, 1],
+            443,
+            49368,
+            3066,
+            0x10,
+            &[7u8; 2908],
+        );
+        tso[34 + 16..34 + 18].copy_from_slice(&0xfd2du16.to_be_bytes());
+        assert_eq!(
+            tcp_checksum(v4([192, 168, 56, 101]), v4([192, 168, 56, 1]), &tso[34..]),
+            Checksum::Partial
+        );
+        frames.push(tso);
+        // and a small one: 10.0.0.1 -> 10.0.0.2, 24 bytes of TCP: pseudo-header sum 0x1421
+        let mut small = eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 200, 0x18, b"tiny");
+        small[34 + 16..34 + 18].copy_from_slice(&0x1421u16.to_be_bytes());
+        frames.push(small);
+        let (n, d) = decode_all(DecodeConfig::default(), &frames);
+        assert_eq!((n, d.stats.checksum_offloaded, d.stats.checksum_bad), (102, 2, 0));
+        let cfg = DecodeConfig {
+            checksums: ChecksumMode::Yes,
+            ..DecodeConfig::default()
+        };
+        assert_eq!(decode_all(cfg, &frames).0, 100);
+    }
+
+    #[test]
+    fn super_segment_of_the_capturing_host_is_not_checked_by_auto() {
+        let mut frames: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| with_checksum(eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, i, 0x18, b"data")))
+            .collect();
+        // GRO on the receiving host merged two segments: the checksum field is the first one's
+        let mut gro = with_checksum(eth_ipv4_tcp(
+            [10, 0, 0, 2],
+            [10, 0, 0, 1],
+            80,
+            1234,
+            7,
+            0x10,
+            &[1u8; 2896],
+        ));
+        let n = gro.len();
+        gro[n - 1] = 2;
+        frames.push(gro);
+        let (n, d) = decode_all(DecodeConfig::default(), &frames);
+        assert_eq!((n, d.stats.checksum_offloaded, d.stats.checksum_bad), (101, 1, 0));
+        let cfg = DecodeConfig {
+            checksums: ChecksumMode::Yes,
+            ..DecodeConfig::default()
+        };
+        assert_eq!(decode_all(cfg, &frames).0, 100);
     }
 }

@@ -9,6 +9,12 @@
 //! flushed and evicted at once (amortised O(1) per new flow, counted). Flows idle longer than
 //! `idle_timeout` (packet time) are flushed and removed; closed flows (FIN both ways, or RST)
 //! linger `closed_timeout` to absorb retransmissions. At end of input everything is flushed.
+//!
+//! Port reuse: a SYN on a closed flow starts a new one. A SYN (no ACK) on a flow still open, with
+//! an ISN far from the sender's sequence space, is a new connection whose predecessor's close the
+//! capture lost: it is held back until the peer's SYN-ACK acknowledges it (or the sender goes on
+//! from it), then the old flow is flushed and a new one (new flow id, new HTTP state) starts. A
+//! forged SYN the server does not answer changes nothing.
 
 pub mod community_id;
 
@@ -47,6 +53,10 @@ impl Default for FlowConfig {
     }
 }
 
+/// A SYN this far (sequence numbers, either way) from where its sender's stream is, is not a
+/// retransmission: beyond any unscaled window.
+const REUSE_DISTANCE: u32 = 1 << 16;
+
 /// Addresses of a flow as they appear in events: `src` is the client.
 #[derive(Debug, Clone)]
 pub struct FlowMeta {
@@ -72,6 +82,9 @@ pub enum FlowOutput {
     Http { meta: FlowMeta, tx: Transaction },
     Anomaly { ts: Ts, meta: FlowMeta, what: FlowAnomaly },
 }
+
+/// An address and port.
+type Endpoint = (IpAddr, u16);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
@@ -106,6 +119,8 @@ struct Flow {
     pkts: u64,
     anomalies: u32,
     cid: Option<Arc<str>>,
+    /// A SYN far from the sequence space (direction, ISN), waiting for the peer to answer it.
+    reuse: Option<(usize, u32)>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -119,6 +134,8 @@ pub struct FlowStats {
     pub anomalies_suppressed: u64,
     /// Connections whose first bytes were not HTTP (parsing stopped).
     pub not_http: u64,
+    /// Open flows ended by a new connection on the same ports (a lost FIN or RST).
+    pub reused: u64,
 }
 
 pub struct FlowTable {
@@ -162,36 +179,48 @@ impl FlowTable {
         if seg.ts.saturating_sub(self.last_sweep) >= 1_000_000_000 {
             self.sweep(seg.ts, out);
         }
-        // Port reuse: a fresh SYN on a closed flow starts a new one.
-        if seg.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
-            if let Some(f) = self.map.get(&key) {
-                if f.closed_at.is_some() {
-                    if let Some(f) = self.map.remove(&key) {
-                        self.finish(f, seg.ts, out);
-                    }
+        // Port reuse: a fresh SYN on a closed flow starts a new one; on an open flow, a SYN far
+        // from the sequence space waits for the peer's answer (see the module doc).
+        // (client, server, the client's ISN) of a confirmed new connection
+        let mut restart: Option<(Endpoint, Endpoint, u32)> = None;
+        if let Some(f) = self.map.get_mut(&key) {
+            let d = if f.addr[0] == a { 0 } else { 1 };
+            let syn_only = seg.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+            if syn_only && f.closed_at.is_some() {
+                if let Some(f) = self.map.remove(&key) {
+                    self.finish(f, seg.ts, out);
+                }
+            } else if syn_only && f.far_syn(d, seg.seq) {
+                f.reuse = Some((d, seg.seq));
+                f.last_seen = seg.ts;
+                return;
+            } else if let Some((c, isn)) = f.reuse {
+                let answered = d != c
+                    && seg.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK
+                    && seg.ack == isn.wrapping_add(1);
+                let went_on = d == c && seg.flags & tcp_flags::SYN == 0 && seg.seq == isn.wrapping_add(1);
+                if answered || went_on {
+                    restart = Some((f.addr[c], f.addr[c ^ 1], isn));
                 }
             }
+        }
+        if let Some((client, server, isn)) = restart {
+            if let Some(f) = self.map.remove(&key) {
+                self.stats.reused += 1;
+                self.finish(f, seg.ts, out);
+            }
+            self.stats.created += 1;
+            let mut f = Flow::new(&key, [client, server], seg.ts);
+            f.syn_client = Some(0);
+            f.streams[0].init(isn);
+            self.map.insert(key, Box::new(f));
         }
         if !self.map.contains_key(&key) {
             if self.map.len() >= self.cfg.max_flows {
                 self.evict(seg.ts, out);
             }
             self.stats.created += 1;
-            let f = Flow {
-                id: flow_id(&key, seg.ts),
-                addr: [a, b],
-                streams: [Stream::default(), Stream::default()],
-                conn: None,
-                syn_client: None,
-                ack: [None, None],
-                eof: [false, false],
-                last_seen: seg.ts,
-                closed_at: None,
-                pkts: 0,
-                anomalies: 0,
-                cid: None,
-            };
-            self.map.insert(key, Box::new(f));
+            self.map.insert(key, Box::new(Flow::new(&key, [a, b], seg.ts)));
         }
         let Some(flow) = self.map.get_mut(&key) else {
             return;
@@ -320,6 +349,34 @@ struct Ctx<'a> {
 }
 
 impl Flow {
+    fn new(key: &FlowKey, addr: [(IpAddr, u16); 2], ts: Ts) -> Self {
+        Flow {
+            id: flow_id(key, ts),
+            addr,
+            streams: [Stream::default(), Stream::default()],
+            conn: None,
+            syn_client: None,
+            ack: [None, None],
+            eof: [false, false],
+            last_seen: ts,
+            closed_at: None,
+            pkts: 0,
+            anomalies: 0,
+            cid: None,
+            reuse: None,
+        }
+    }
+
+    /// Is a SYN from direction `d` with this sequence number far from that direction's stream
+    /// (not a retransmission of its SYN)?
+    fn far_syn(&self, d: usize, seq: u32) -> bool {
+        let s = &self.streams[d];
+        match s.seq_map() {
+            Some((_, next)) => s.isn() != Some(seq) && (seq.wrapping_sub(next) as i32).unsigned_abs() > REUSE_DISTANCE,
+            None => false,
+        }
+    }
+
     fn segment(&mut self, d: usize, seg: &TcpSegment<'_>, ctx: Ctx<'_>, fstats: &mut FlowStats) -> Notes {
         let syn = seg.flags & tcp_flags::SYN != 0;
         let ack = seg.flags & tcp_flags::ACK != 0;
@@ -331,6 +388,8 @@ impl Flow {
         }
         if ack {
             self.ack[d] = Some(seg.ack);
+            // A peer that answered a SYN twice: follow the ISN this side acknowledges.
+            self.streams[d ^ 1].confirm(seg.ack);
         }
         let has_data = !seg.payload.is_empty() || seg.missing > 0;
         if has_data && self.conn.is_none() {
@@ -709,5 +768,82 @@ mod tests {
             assert!(t.active() <= 64);
         }
         assert!(t.stats.evicted >= 10_000 - 64);
+    }
+
+    fn flow_ids(out: &[FlowOutput]) -> Vec<u64> {
+        out.iter()
+            .filter_map(|o| match o {
+                FlowOutput::Http { meta, .. } => Some(meta.flow_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Handshake from `ci`/`si`, one request and its response; no FIN (the mirror lost it).
+    fn exchange(t: &mut FlowTable, ts: Ts, ci: u32, si: u32, req: &[u8], out: &mut Vec<FlowOutput>) {
+        t.process(&seg(ts, true, ci, 0, tcp_flags::SYN, b""), out);
+        t.process(&seg(ts + 1, false, si, ci + 1, tcp_flags::SYN | A, b""), out);
+        t.process(&seg(ts + 2, true, ci + 1, si + 1, A, b""), out);
+        t.process(&seg(ts + 3, true, ci + 1, si + 1, PA, req), out);
+        let ra = ci + 1 + req.len() as u32;
+        t.process(&seg(ts + 4, false, si + 1, ra, PA, RESP), out);
+        t.process(&seg(ts + 5, true, ra, si + 1 + RESP.len() as u32, A, b""), out);
+    }
+
+    #[test]
+    fn port_reused_after_a_lost_fin_starts_a_new_connection() {
+        let mut t = table();
+        let mut out = Vec::new();
+        exchange(&mut t, 10, 1000, 5000, REQ, &mut out);
+        let second = b"GET /second?cmd=;cat%20/etc/passwd HTTP/1.1\r\nHost: api\r\n\r\n";
+        // same ports, new ISNs far from the old sequence space, no FIN or RST seen in between
+        exchange(&mut t, 1_000_000_000, 3_000_000_000, 77_000_000, second, &mut out);
+        t.flush_all(2_000_000_000, &mut out);
+        let got = http(&out);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].1, "/api/users/7");
+        assert_eq!((got[1].1.as_str(), got[1].2), ("/second?cmd=;cat%20/etc/passwd", 200));
+        let ids = flow_ids(&out);
+        assert_ne!(ids[0], ids[1], "the new connection has its own flow id");
+        assert_eq!(t.stats.reused, 1);
+    }
+
+    #[test]
+    fn unanswered_far_syn_on_an_open_flow_changes_nothing() {
+        let mut t = table();
+        let mut out = Vec::new();
+        exchange(&mut t, 10, 1000, 5000, REQ, &mut out);
+        // a forged SYN nobody answers, then the old connection goes on
+        t.process(&seg(20, true, 3_000_000_000, 0, tcp_flags::SYN, b""), &mut out);
+        let c = 1001 + REQ.len() as u32;
+        let s = 5001 + RESP.len() as u32;
+        t.process(&seg(21, true, c, s, PA, b"GET /more HTTP/1.1\r\n\r\n"), &mut out);
+        t.process(&seg(22, false, s, c + 22, PA, RESP), &mut out);
+        t.flush_all(30, &mut out);
+        let got = http(&out);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!((got[1].1.as_str(), got[1].2), ("/more", 200));
+        let ids = flow_ids(&out);
+        assert_eq!(ids[0], ids[1]);
+        assert_eq!(t.stats.reused, 0);
+    }
+
+    #[test]
+    fn server_answering_a_syn_twice_is_followed_where_the_client_acks() {
+        let mut t = table();
+        let mut out = Vec::new();
+        let (ci, s1, s2) = (1000u32, 5000u32, 900_000_000u32);
+        t.process(&seg(1, true, ci, 0, tcp_flags::SYN, b""), &mut out);
+        t.process(&seg(2, false, s1, ci + 1, tcp_flags::SYN | A, b""), &mut out);
+        t.process(&seg(3, false, s2, ci + 1, tcp_flags::SYN | A, b""), &mut out);
+        // the client acknowledges the first SYN-ACK: that is the connection
+        t.process(&seg(4, true, ci + 1, s1 + 1, A, b""), &mut out);
+        t.process(&seg(5, true, ci + 1, s1 + 1, PA, REQ), &mut out);
+        t.process(&seg(6, false, s1 + 1, ci + 1 + REQ.len() as u32, PA, RESP), &mut out);
+        t.flush_all(7, &mut out);
+        assert_eq!(
+            http(&out),
+            vec![("10.0.0.2:40000".to_string(), "/api/users/7".to_string(), 200, 5, false)]
+        );
     }
 }
