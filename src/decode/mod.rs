@@ -762,20 +762,26 @@ pub fn tcp_checksum(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Checksum {
     }
 }
 
-/// One's complement sum of big-endian 32-bit words (a trailing partial word padded with zeros)
-/// added to `acc`; [`fold`] turns it into the 16-bit sum.
-fn ones_sum(mut acc: u64, d: &[u8]) -> u64 {
-    let mut words = d.chunks_exact(4);
+/// One's complement sum of big-endian 64-bit words (a trailing partial word padded with zeros)
+/// added to `acc`, with end-around carry; [`fold`] turns it into the 16-bit sum (2^64 and 2^32
+/// are 1 modulo 2^16 - 1, so the word size does not change the sum: RFC 1071 §2).
+fn ones_sum(acc: u64, d: &[u8]) -> u64 {
+    let add = |s: u64, w: u64| {
+        let (v, c) = s.overflowing_add(w);
+        v + c as u64
+    };
+    let mut s = acc;
+    let mut words = d.chunks_exact(8);
     for w in &mut words {
-        acc += u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as u64;
+        s = add(s, u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]));
     }
     let r = words.remainder();
     if !r.is_empty() {
-        let mut w = [0u8; 4];
+        let mut w = [0u8; 8];
         w[..r.len()].copy_from_slice(r);
-        acc += u32::from_be_bytes(w) as u64;
+        s = add(s, u64::from_be_bytes(w));
     }
-    acc
+    s
 }
 
 fn fold(mut acc: u64) -> u16 {
