@@ -148,10 +148,21 @@ impl Inputs {
             more.add_site(&ip.to_string(), p);
         }
         for o in &f.origins {
-            more.add_site(o, if o.starts_with("https://") { 443 } else { 80 });
+            let https = o.get(..8).is_some_and(|x| x.eq_ignore_ascii_case("https://"));
+            more.add_site(o, if https { 443 } else { 80 });
         }
+        let trusted = more.site.clone();
         if let Some(h) = &f.host {
+            // The client writes the Host: it names the site only where it cannot be used to
+            // launder a probe. An address must be the server's own; a name must not be one
+            // of the internal names (`localhost`, `*.internal`, metadata).
             more.add_site(h, dport);
+            if let Some((hh, hp)) = more.site.last().cloned().filter(|e| !trusted.contains(e)) {
+                let ok = hh.parse::<std::net::IpAddr>().is_err() && ssrf::target(&hh, true).is_none();
+                if !ok {
+                    more.site.retain(|e| *e != (hh.clone(), hp));
+                }
+            }
         }
         hit(&more.site)
     }
@@ -259,59 +270,73 @@ fn urlish_key(k: &str) -> bool {
 /// (body depth) is fine.
 pub fn json_strings(text: &str, out: &mut Vec<(String, String)>) -> bool {
     let b = text.as_bytes();
-    // per open container: Some(current key) for an object, None for an array
-    let mut stack: Vec<Option<String>> = Vec::new();
+    // per open container: is it an object; and the open objects' current keys (the innermost
+    // key is the last one: O(1) per value, whatever the nesting)
+    let mut objects: Vec<bool> = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
     let mut expect_key = false;
     let mut i = 0;
     let mut sbuf = String::new();
+    let value = |key: &str, raw: &str, out: &mut Vec<(String, String)>| {
+        let v = normalize(raw);
+        let inert = v.len() < 3 || payload::inert(&v) || payload::words(&v);
+        if !inert || (v.len() >= 3 && urlish_key(key)) {
+            out.push((format!("body:{key}"), v));
+        }
+    };
     while i < b.len() {
         match b[i] {
             b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' => {
                 if b[i] == b',' {
-                    expect_key = matches!(stack.last(), Some(Some(_)));
+                    expect_key = objects.last() == Some(&true);
                 }
                 i += 1;
             }
             b'{' => {
-                stack.push(Some(String::new()));
+                objects.push(true);
+                keys.push(String::new());
                 expect_key = true;
                 i += 1;
             }
             b'[' => {
-                stack.push(None);
+                objects.push(false);
                 expect_key = false;
                 i += 1;
             }
             b'}' | b']' => {
-                if stack.pop().is_none() {
-                    return false;
+                match objects.pop() {
+                    Some(true) => {
+                        keys.pop();
+                    }
+                    Some(false) => {}
+                    None => return false,
                 }
                 expect_key = false;
                 i += 1;
             }
             b'"' => {
                 let Some(end) = json_string(text, i + 1, &mut sbuf) else {
-                    return true; // cut short inside a string
+                    // cut short inside a string (the inspection depth): what was read counts
+                    if !expect_key {
+                        value(keys.last().map_or("", |k| k.as_str()), &sbuf, out);
+                    }
+                    return true;
                 };
                 i = end;
                 if expect_key {
-                    let k = sbuf.to_lowercase();
+                    // keys are names: at most 64 characters kept as the part's name
+                    let k: String = sbuf.to_lowercase();
                     if k.starts_with('$') {
-                        out.push(("body-key".to_string(), format!("{{\"{k}\":")));
+                        out.push(("body-key".to_string(), format!("{{\"{}\":", cut(&k, 64))));
                     } else if k.contains(['[', '(', '<', '\'', '"', ';', '|', '`']) {
                         out.push(("body-name".to_string(), normalize(&k)));
                     }
-                    if let Some(Some(cur)) = stack.last_mut() {
-                        *cur = k;
+                    if let Some(cur) = keys.last_mut() {
+                        *cur = cut(&k, 64).to_string();
                     }
                     expect_key = false;
                 } else {
-                    let key = stack.iter().rev().find_map(|k| k.as_deref()).unwrap_or("");
-                    let v = normalize(&sbuf);
-                    let inert = v.len() < 3 || payload::inert(&v) || payload::words(&v);
-                    if !inert || (v.len() >= 3 && urlish_key(key)) {
-                        out.push((format!("body:{key}"), v));
-                    }
+                    value(keys.last().map_or("", |k| k.as_str()), &sbuf, out);
                 }
             }
             // numbers, true, false, null
@@ -320,6 +345,15 @@ pub fn json_strings(text: &str, out: &mut Vec<(String, String)>) -> bool {
         }
     }
     true
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// A JSON string's contents from `t[start..]` (just after the opening quote) into `out`,
@@ -376,6 +410,8 @@ fn json_string(t: &str, start: usize, out: &mut String) -> Option<usize> {
             _ => i += 1,
         }
     }
+    // cut short: keep what was read
+    out.push_str(t.get(run..).unwrap_or(""));
     None
 }
 
@@ -653,10 +689,17 @@ mod input_tests {
                 ("body:c", "tom & jerry")
             ]
         );
-        // cut short by the body depth: what came before is kept
+        // cut short by the body depth: what came before is kept, and the string cut short too
         out.clear();
-        assert!(json_strings(r#"{"q":"a;b c","r":"unfinish"#, &mut out));
-        assert_eq!(out.len(), 1);
+        assert!(json_strings(
+            r#"{"q":"a;b c","r":"1' UNION SELECT pass FROM us"#,
+            &mut out
+        ));
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[1],
+            ("body:r".to_string(), "1' union select pass from us".to_string())
+        );
     }
 
     #[test]
@@ -729,7 +772,31 @@ mod site_tests {
         assert!(names(&Inputs::of_site(&tx, None, &[])).contains(&"ssrf"));
         // the server's own address and a configured origin are the site itself
         let ip: std::net::IpAddr = "10.9.9.9".parse().expect("ip");
-        let i = Inputs::of_site(&tx, Some((ip, 8443)), &["http://10.1.2.3".to_string()]);
+        let i = Inputs::of_site(&tx, Some((ip, 8443)), &["HTTP://10.1.2.3".to_string()]);
         assert!(names(&i).is_empty(), "{:?}", names(&i));
+    }
+
+    #[test]
+    fn a_forged_host_cannot_launder_a_probe() {
+        let server: std::net::IpAddr = "10.0.0.5".parse().expect("ip");
+        for (host, url) in [
+            ("127.0.0.1", "http://127.0.0.1/admin"),
+            ("localhost", "http://localhost/admin"),
+            ("10.0.0.5:6379", "http://10.0.0.5:6379/"),
+            ("169.254.169.254", "http://169.254.169.254/latest/meta-data/"),
+        ] {
+            let q = Message {
+                method: "GET".into(),
+                uri: format!("/fetch?url={url}"),
+                headers: vec![("Host".into(), host.into())],
+                ..Default::default()
+            };
+            let tx = Transaction::new(Some(q), None, false);
+            let i = Inputs::of_site(&tx, Some((server, 80)), &[]);
+            assert!(
+                classify(&tx, &i, &Default::default()).names().contains(&"ssrf"),
+                "Host {host}, {url}"
+            );
+        }
     }
 }

@@ -196,9 +196,11 @@ impl Buckets {
             if !r.alerted && !r.tainted {
                 self.pop.add(r.count);
             }
-            let learned = if r.tainted { 0.0 } else { r.count as f64 };
-            r.mean = (r.mean * r.buckets as f64 + learned) / (r.buckets as f64 + 1.0 + idle as f64);
-            r.buckets = r.buckets.saturating_add(1 + idle as u32);
+            // a tainted bucket teaches nothing: not a busy bucket, not an idle one either
+            if !r.tainted {
+                r.mean = (r.mean * r.buckets as f64 + r.count as f64) / (r.buckets as f64 + 1.0 + idle as f64);
+                r.buckets = r.buckets.saturating_add(1 + idle as u32);
+            }
             r.start = ts - (ts - r.start) % bucket;
             r.count = 0;
             r.alerted = false;

@@ -277,6 +277,8 @@ fn flagged_request(tx: &Transaction) -> bool {
         return true;
     }
     let inputs = Inputs::of(tx);
+    // (no site: a link back to the site is rare in this narrow case, and counting it as an
+    // attack only keeps that call out of the profile)
     !crate::detect::payload::scan(&inputs).is_empty() || crate::detect::ssrf::scan(&inputs).is_some()
 }
 
@@ -460,10 +462,11 @@ impl<'a> View<'a> {
             "userid",
             "mail",
         ];
+        // a name is a string or a number; an object (`"user": {"email", "password"}`) is not
         NAMES
             .iter()
             .find_map(|n| self.body_field(n).or_else(|| self.query(n)))
-            .filter(|a| !a.is_empty())
+            .filter(|a| !a.is_empty() && !a.starts_with(['{', '[']))
             .map(|a| a.chars().take(128).filter(|c| !c.is_control()).collect())
     }
 
@@ -906,7 +909,10 @@ impl Engine {
             let (distinct, value) = match &r.threshold.distinct {
                 Some(f) => match v.field(f) {
                     Some(x) => {
-                        let listed = (!f.is_secret()).then(|| x.chars().take(64).filter(|c| !c.is_control()).collect());
+                        // listed only when it is a plain value of a field that is not a secret
+                        // (an object's text could hold a password)
+                        let listed = (!f.is_secret() && !x.starts_with(['{', '[']))
+                            .then(|| x.chars().take(64).filter(|c| !c.is_control()).collect());
                         (Some(hash_of(x.as_str())), listed)
                     }
                     None => continue, // nothing to count

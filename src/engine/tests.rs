@@ -1093,3 +1093,37 @@ threshold = { count = 40, window = 120, distinct = "path.id", per = "endpoint", 
     assert_eq!(h.rule_alerts("enum").len(), 1, "walking other people's records");
     assert!(RuleSet::parse("t.toml", &rules.replace("\"personal\"", "\"maybe\"")).is_err());
 }
+
+#[test]
+fn a_login_name_is_a_plain_value_never_an_object_holding_a_password() {
+    let mut h = harness("");
+    let fail = t("POST", "/api/login", 401).body(
+        "application/json",
+        "{\"user\":{\"email\":\"amy@x.example\",\"password\":\"hunter2\"}}",
+    );
+    for i in 0..6 {
+        h.feed(&fail.clone().at(i as f64));
+    }
+    h.feed(
+        &t("POST", "/api/login", 200)
+            .body(
+                "application/json",
+                "{\"user\":{\"email\":\"amy@x.example\",\"password\":\"Winter2026\"}}",
+            )
+            .at(7.0),
+    );
+    let a = h
+        .alerts
+        .iter()
+        .find(|a| a.itype == "account_takeover")
+        .expect("takeover");
+    let text = format!("{:?} {:?}", a.account, a.values);
+    assert!(!text.contains("hunter2") && !text.contains("Winter2026"), "{text}");
+    // nested secret-like names are never listed either
+    let f = crate::rules::RuleSet::parse(
+        "t.toml",
+        "[[rule]]\nid = \"x\"\nsid = 1\ntype = \"scanner\"\nmatch = { status = 401 }\nthreshold = { count = 1, window = 60, distinct = \"body.new_password\" }\n",
+    )
+    .expect("rules");
+    assert!(f.rules[0].threshold.distinct.as_ref().is_some_and(|d| d.is_secret()));
+}

@@ -879,6 +879,13 @@ mod parity_tests {
         ]);
         assert_eq!(mts(&t), vec![s("GET", "/second?cmd=;cat%20/etc/passwd", 200)]);
         assert!(a.contains(&HttpAnomaly::JunkBeforeMessage), "{a:?}");
+        // a junk line that ends at the start of the next segment does not eat the request
+        let (t, _) = run(&[
+            (0, b"<<junk>>"),
+            (0, b"\r\nGET /third HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (1, R200),
+        ]);
+        assert_eq!(mts(&t), vec![s("GET", "/third", 200)]);
         // text that never turns into HTTP is given up after MAX_JUNK bytes, binary at once
         let cfg = HttpConfig::default();
         let mut c = Conn::new(Some(0), &cfg);

@@ -362,6 +362,9 @@ impl Half {
         if self.buf.is_empty() {
             // Blank lines between messages are allowed (RFC 9112 §2.2).
             let skip = d.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+            if d[..skip].contains(&b'\n') {
+                self.junk_midline = false; // the junk line ended here
+            }
             *d = &d[skip..];
             if d.is_empty() {
                 return;

@@ -224,8 +224,21 @@ impl Field {
     pub fn is_secret(&self) -> bool {
         match self {
             Field::Query(n) | Field::Body(n) | Field::Param(n) | Field::Header(n) => {
-                let last = n.rsplit('.').next().unwrap_or(n);
-                crate::redact::is_secret_param(last) || crate::redact::is_key_header(last)
+                let last = n.rsplit('.').next().unwrap_or(n).to_ascii_lowercase();
+                crate::redact::is_secret_param(&last)
+                    || crate::redact::is_key_header(&last)
+                    || [
+                        "pass",
+                        "secret",
+                        "token",
+                        "cookie",
+                        "authorization",
+                        "credential",
+                        "pwd",
+                        "pin",
+                    ]
+                    .iter()
+                    .any(|w| last.contains(w))
             }
             Field::Principal => false,
             _ => false,
