@@ -388,18 +388,19 @@ impl Capture {
             decoder, flows, out, ..
         } = self;
         let outcome = decoder.decode(frame, &mut |seg| flows.process(seg, out));
-        if let Outcome::Skipped(s) = outcome {
-            if s.is_anomaly() && self.decode_anomalies[s as usize] < self.cfg.max_decode_anomalies {
-                self.decode_anomalies[s as usize] += 1;
-                p.push(Event::Anomaly(AnomalyEvent {
-                    ts: frame.ts,
-                    meta: None,
-                    atype: "decode",
-                    event: s.as_str(),
-                    layer: "decode",
-                    app_proto: None,
-                }))?;
-            }
+        if let Outcome::Skipped(s) = outcome
+            && s.is_anomaly()
+            && self.decode_anomalies[s as usize] < self.cfg.max_decode_anomalies
+        {
+            self.decode_anomalies[s as usize] += 1;
+            p.push(Event::Anomaly(AnomalyEvent {
+                ts: frame.ts,
+                meta: None,
+                atype: "decode",
+                event: s.as_str(),
+                layer: "decode",
+                app_proto: None,
+            }))?;
         }
         if !self.out.is_empty() {
             self.forward(p)?;
@@ -627,7 +628,7 @@ pub fn replay_with(cfg: &Config, files: &[String], sig: &Signals) -> Result<Summ
                 break 'files;
             }
             n = n.wrapping_add(1);
-            if n % 16384 == 0 {
+            if n.is_multiple_of(16384) {
                 if let Some(b) = &bar {
                     b.set_position(done + r.offset() as u64);
                 }

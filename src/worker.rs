@@ -221,16 +221,16 @@ impl Worker {
                     continue;
                 }
                 Event::Http { meta, tx, auth_bypass } => {
-                    if let Some(cap) = sh.decode {
-                        if !tx.decode_bodies(cap) {
-                            let a = AnomalyEvent::from_flow(
-                                tx.start(),
-                                meta.clone(),
-                                FlowAnomaly::Http(HttpAnomaly::BodyDecodeError),
-                            );
-                            sh.fmt.write(&Event::Anomaly(a), bytes);
-                            sh.counters.anomaly.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if let Some(cap) = sh.decode
+                        && !tx.decode_bodies(cap)
+                    {
+                        let a = AnomalyEvent::from_flow(
+                            tx.start(),
+                            meta.clone(),
+                            FlowAnomaly::Http(HttpAnomaly::BodyDecodeError),
+                        );
+                        sh.fmt.write(&Event::Anomaly(a), bytes);
+                        sh.counters.anomaly.fetch_add(1, Ordering::Relaxed);
                     }
                     let auth = tx
                         .request
@@ -257,11 +257,12 @@ impl Worker {
                             let vd = v.verdicts();
                             if vd.has(Detector::Injection) || vd.has(Detector::ScannerUa) {
                                 c.excluded += 1;
-                            } else if let Some(j) = c.observe_at((host, m, t), tx, meta, &auth, v.sensitive()) {
-                                if sh.endpoint_events && first_time(&sh, host, m, t) {
-                                    sh.fmt.write_endpoint(tx.start(), j, "first_seen", bytes);
-                                    sh.counters.endpoint.fetch_add(1, Ordering::Relaxed);
-                                }
+                            } else if let Some(j) = c.observe_at((host, m, t), tx, meta, &auth, v.sensitive())
+                                && sh.endpoint_events
+                                && first_time(&sh, host, m, t)
+                            {
+                                sh.fmt.write_endpoint(tx.start(), j, "first_seen", bytes);
+                                sh.counters.endpoint.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                         if let Some(engine) = self.engine.as_mut() {

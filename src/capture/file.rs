@@ -339,7 +339,7 @@ impl<'a> Reader<'a> {
             };
             let btype = rd32(be, &rest[0..4]);
             let blen = rd32(be, &rest[4..8]) as usize;
-            if blen < 12 || blen % 4 != 0 {
+            if blen < 12 || !blen.is_multiple_of(4) {
                 return self.stop("corrupt pcapng block length");
             }
             let Some(block) = rest.get(..blen) else {
@@ -355,10 +355,10 @@ impl<'a> Reader<'a> {
                     }
                     let linktype = rd16(be, &body[0..2]) as u32;
                     let units = idb_tsresol(be, &body[8..]);
-                    if let Kind::Pcapng { ifaces, .. } = &mut self.kind {
-                        if ifaces.len() < 1024 {
-                            ifaces.push(Iface { linktype, units });
-                        }
+                    if let Kind::Pcapng { ifaces, .. } = &mut self.kind
+                        && ifaces.len() < 1024
+                    {
+                        ifaces.push(Iface { linktype, units });
                     }
                 }
                 6 | 2 => {

@@ -221,7 +221,7 @@ impl Endpoint {
         let was_real = self.is_real();
         // Body schemas from the first 64 calls, then one in 32: a schema settles quickly and
         // parsing every 64 KiB body is most of the profiler's cost.
-        let sample_body = self.count < 64 || self.count % 32 == 0;
+        let sample_body = self.count < 64 || self.count.is_multiple_of(32);
         let ts = tx.start();
         self.first = if self.count == 0 { ts } else { self.first.min(ts) };
         self.last = self.last.max(ts);
@@ -236,10 +236,10 @@ impl Endpoint {
         }
         if let Some(q) = &tx.request {
             self.request_size.add(q.body_len);
-            if let Some(ct) = content_type(q) {
-                if self.request_types.len() < 8 {
-                    self.request_types.insert(ct);
-                }
+            if let Some(ct) = content_type(q)
+                && self.request_types.len() < 8
+            {
+                self.request_types.insert(ct);
             }
             if let Some((_, qs)) = q.uri.split_once('?') {
                 for (k, v) in query_pairs(qs) {
@@ -265,10 +265,10 @@ impl Endpoint {
         if let Some(r) = &tx.response {
             *self.status.entry(r.status).or_default() += 1;
             self.response_size.add(r.body_len);
-            if let Some(ct) = content_type(r) {
-                if self.response_types.len() < 8 {
-                    self.response_types.insert(ct);
-                }
+            if let Some(ct) = content_type(r)
+                && self.response_types.len() < 8
+            {
+                self.response_types.insert(ct);
             }
             if sample_body && let Some(s) = body_schema(r, cfg) {
                 if let Some(e) = self.response_body.get_mut(&r.status) {

@@ -44,7 +44,7 @@ fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn is_word(b: u8) -> bool {
@@ -136,7 +136,7 @@ pub fn scan(body: &[u8]) -> BTreeSet<Sensitive> {
             let digits = &buf[..nd];
             let run = &body[i..e];
             let bounded = e >= n || !body[e].is_ascii_alphanumeric();
-            if bounded && (13..=19).contains(&digits.len()) && luhn(&digits) && digits.iter().any(|d| *d != digits[0]) {
+            if bounded && (13..=19).contains(&digits.len()) && luhn(digits) && digits.iter().any(|d| *d != digits[0]) {
                 found.insert(Sensitive::CardNumber);
             }
             if bounded && run.len() == 11 && run[3] == b'-' && run[6] == b'-' && digits.len() == 9 {

@@ -109,10 +109,12 @@ pub fn classify(seg: &str) -> Option<ParamKind> {
         return Some(ParamKind::Date);
     }
     let decoded = seg.replace("%40", "@");
-    if let Some((user, domain)) = decoded.split_once('@') {
-        if !user.is_empty() && domain.contains('.') && !domain.starts_with('.') {
-            return Some(ParamKind::Email);
-        }
+    if let Some((user, domain)) = decoded.split_once('@')
+        && !user.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+    {
+        return Some(ParamKind::Email);
     }
     if b.len() >= 16
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')

@@ -115,7 +115,7 @@ impl FragTable {
         }
         let end = off + data.len();
         // A non-final fragment must carry a multiple of 8 bytes; nothing may pass 64 KiB.
-        if end > MAX_DATAGRAM || (more && data.len() % 8 != 0) || (data.is_empty() && more) {
+        if end > MAX_DATAGRAM || (more && !data.len().is_multiple_of(8)) || (data.is_empty() && more) {
             self.stats.invalid += 1;
             self.drop_key(&key);
             return Insert::Dropped;
@@ -198,15 +198,15 @@ impl FragTable {
         }
         merge(&mut dg.have, off, end);
         self.mem = self.mem - before + dg.cost();
-        if let Some(t) = dg.total {
-            if dg.have.len() == 1 && dg.have[0] == (0, t) {
-                if let Some(dg) = self.map.remove(&key) {
-                    self.mem -= dg.cost();
-                    let mut out = dg.data;
-                    out.truncate(t);
-                    return Insert::Complete(out);
-                }
-            }
+        if let Some(t) = dg.total
+            && dg.have.len() == 1
+            && dg.have[0] == (0, t)
+            && let Some(dg) = self.map.remove(&key)
+        {
+            self.mem -= dg.cost();
+            let mut out = dg.data;
+            out.truncate(t);
+            return Insert::Complete(out);
         }
         Insert::Held
     }

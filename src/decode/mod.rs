@@ -522,15 +522,15 @@ impl Decoder {
             }
         }
         let declared = declared_total.saturating_sub(consumed);
-        if let Some((off, more, id)) = frag {
-            if off != 0 || more {
-                self.stats.fragments += 1;
-                if p.len() < declared {
-                    return Err(Skip::FragmentDropped);
-                }
-                let key = FragKey::new(meta.src, meta.dst, nh, id);
-                return self.fragment(ts, key, off, more, p, meta, nh, depth, on_tcp);
+        if let Some((off, more, id)) = frag
+            && (off != 0 || more)
+        {
+            self.stats.fragments += 1;
+            if p.len() < declared {
+                return Err(Skip::FragmentDropped);
             }
+            let key = FragKey::new(meta.src, meta.dst, nh, id);
+            return self.fragment(ts, key, off, more, p, meta, nh, depth, on_tcp);
         }
         self.l4(ts, meta, nh, p, declared, depth, on_tcp)
     }

@@ -389,11 +389,12 @@ fn json_string(t: &str, start: usize, out: &mut String) -> Option<usize> {
                             }
                             None => 0xfffd,
                         };
-                        if (0xd800..0xdc00).contains(&cp) && t.get(i..i + 2) == Some("\\u") {
-                            if let Some(lo) = hex4(i + 2).filter(|lo| (0xdc00..0xe000).contains(lo)) {
-                                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                                i += 6;
-                            }
+                        if (0xd800..0xdc00).contains(&cp)
+                            && t.get(i..i + 2) == Some("\\u")
+                            && let Some(lo) = hex4(i + 2).filter(|lo| (0xdc00..0xe000).contains(lo))
+                        {
+                            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                            i += 6;
                         }
                         out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
                     }
@@ -511,10 +512,10 @@ pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections:
         v.hits.push((Detector::Ssrf, e));
     }
     let q = tx.request.as_ref();
-    if let Some(ua) = q.and_then(|q| q.header("user-agent")) {
-        if let Some(tool) = scanner_tool(ua) {
-            v.hits.push((Detector::ScannerUa, tool.to_string()));
-        }
+    if let Some(ua) = q.and_then(|q| q.header("user-agent"))
+        && let Some(tool) = scanner_tool(ua)
+    {
+        v.hits.push((Detector::ScannerUa, tool.to_string()));
     }
     let status = tx.response.as_ref().map(|r| r.status).unwrap_or(0);
     // A refresh-token grant (OAuth `grant_type=refresh_token`, no password) renews a session;

@@ -160,6 +160,7 @@ struct Buckets {
 impl Buckets {
     /// Add `amount` for `ip` at `ts`; a finding (total, peers' p90, own mean) when the bucket
     /// passes `floor` and `factor` times both baselines.
+    #[allow(clippy::too_many_arguments)] // the bucket's shape and caps, passed by the two callers
     fn add(
         &mut self,
         ip: IpAddr,

@@ -144,12 +144,11 @@ pub fn client_ip(meta: &FlowMeta, tx: &Transaction, trusted: &[Cidr]) -> IpAddr 
         for f in q.header_values("forwarded") {
             for el in f.split(',') {
                 for pair in el.split(';') {
-                    if let Some((k, v)) = pair.trim().split_once('=') {
-                        if k.trim().eq_ignore_ascii_case("for") {
-                            if let Some(ip) = parse_hop(v.trim().trim_matches('"')) {
-                                hops.push(ip);
-                            }
-                        }
+                    if let Some((k, v)) = pair.trim().split_once('=')
+                        && k.trim().eq_ignore_ascii_case("for")
+                        && let Some(ip) = parse_hop(v.trim().trim_matches('"'))
+                    {
+                        hops.push(ip);
                     }
                 }
             }
@@ -1226,10 +1225,11 @@ impl Engine {
             ..Episode::default()
         });
         ep.count += 1;
-        if let Some(v) = &h.value {
-            if ep.values.len() < MAX_VALUES && !ep.values.contains(v) {
-                ep.values.push(v.clone());
-            }
+        if let Some(v) = &h.value
+            && ep.values.len() < MAX_VALUES
+            && !ep.values.contains(v)
+        {
+            ep.values.push(v.clone());
         }
         // The most recent samples, so an escalation shows what happens now.
         if ep.samples.len() >= SAMPLES {
@@ -1264,7 +1264,7 @@ impl Engine {
         let (nd, estimated) = ep.distinct();
         let distinct = h.distinct.map(|_| nd);
         let values = ep.values.clone();
-        let entity_risk = self.entities.add_risk(&h.key, h.ts, &r);
+        let entity_risk = self.entities.add_risk(&h.key, h.ts, r);
         self.stats.alerts += 1;
         out.push(Out::Alert(Box::new(Alert {
             ts: h.ts,

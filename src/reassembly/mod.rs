@@ -165,12 +165,12 @@ impl Stream {
         if self.off != 0 || !self.ooo.is_empty() || ack == self.next_seq {
             return;
         }
-        if let Some(alt) = self.alt_isn {
-            if alt.wrapping_add(1) == ack {
-                self.alt_isn = self.isn;
-                self.isn = Some(alt);
-                self.next_seq = ack;
-            }
+        if let Some(alt) = self.alt_isn
+            && alt.wrapping_add(1) == ack
+        {
+            self.alt_isn = self.isn;
+            self.isn = Some(alt);
+            self.next_seq = ack;
         }
     }
 
@@ -306,12 +306,12 @@ impl Stream {
         if self.ooo.is_empty() || pkt_no.saturating_sub(self.hole_since) < cfg.reorder_packets {
             return notes;
         }
-        if let Some(ack) = peer_ack {
-            if (ack.wrapping_sub(self.next_seq) as i32) > 0 {
-                self.skip_hole(st, budget, &mut notes, out);
-                self.hole_since = pkt_no;
-                self.check_fin();
-            }
+        if let Some(ack) = peer_ack
+            && (ack.wrapping_sub(self.next_seq) as i32) > 0
+        {
+            self.skip_hole(st, budget, &mut notes, out);
+            self.hole_since = pkt_no;
+            self.check_fin();
         }
         notes
     }
@@ -334,10 +334,11 @@ impl Stream {
     }
 
     fn check_fin(&mut self) {
-        if let Some(f) = self.fin_seq {
-            if !self.fin_done && (f.wrapping_sub(self.next_seq) as i32) <= 0 {
-                self.fin_done = true;
-            }
+        if let Some(f) = self.fin_seq
+            && !self.fin_done
+            && (f.wrapping_sub(self.next_seq) as i32) <= 0
+        {
+            self.fin_done = true;
         }
     }
 
@@ -531,15 +532,17 @@ impl Stream {
     /// Buffer `bytes` at offset `s` (a hole: nothing buffered there), appended to the entry that
     /// ends at `s` when that one is small and carried the same acknowledgement.
     fn put(&mut self, s: u64, bytes: &[u8], ack: Option<u32>, budget: &mut Budget) {
-        if let Some((&ps, prev)) = self.ooo.range_mut(..s).next_back() {
-            if ps + prev.data.len() as u64 == s && prev.ack == ack && prev.data.len() + bytes.len() <= MERGE_LIMIT {
-                let before = entry_cost(prev.data.capacity());
-                prev.data.extend_from_slice(bytes);
-                let after = entry_cost(prev.data.capacity());
-                self.ooo_bytes += after - before;
-                budget.used += after - before;
-                return;
-            }
+        if let Some((&ps, prev)) = self.ooo.range_mut(..s).next_back()
+            && ps + prev.data.len() as u64 == s
+            && prev.ack == ack
+            && prev.data.len() + bytes.len() <= MERGE_LIMIT
+        {
+            let before = entry_cost(prev.data.capacity());
+            prev.data.extend_from_slice(bytes);
+            let after = entry_cost(prev.data.capacity());
+            self.ooo_bytes += after - before;
+            budget.used += after - before;
+            return;
         }
         self.add(s, bytes.to_vec(), ack, budget);
     }

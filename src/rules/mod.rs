@@ -156,13 +156,13 @@ impl Range {
                 hi: num(x)? - 1e-9,
             });
         }
-        if let Some((a, b)) = s.split_once('-') {
-            if !a.trim().is_empty() {
-                return Some(Range {
-                    lo: num(a)?,
-                    hi: num(b)?,
-                });
-            }
+        if let Some((a, b)) = s.split_once('-')
+            && !a.trim().is_empty()
+        {
+            return Some(Range {
+                lo: num(a)?,
+                hi: num(b)?,
+            });
         }
         let v = num(s)?;
         Some(Range { lo: v, hi: v })
