@@ -469,6 +469,7 @@ impl Capture {
             "flow": {
                 "active": self.flows.active(), "created": f.created, "closed": f.closed, "timed_out": f.timed_out,
                 "evicted": f.evicted, "midstream": f.midstream, "not_http": f.not_http, "reused": f.reused,
+                "pipeline_evicted_responses": f.pipeline_evicted_responses,
             },
             "reassembly": {
                 "segments": r.segments, "bytes": r.bytes, "retransmits": r.retransmits, "overlaps": r.overlaps,

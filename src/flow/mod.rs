@@ -136,6 +136,9 @@ pub struct FlowStats {
     pub not_http: u64,
     /// Open flows ended by a new connection on the same ports (a lost FIN or RST).
     pub reused: u64,
+    /// Responses skipped because their request was evicted from a too-deep pipeline (counted
+    /// when the flow ends).
+    pub pipeline_evicted_responses: u64,
 }
 
 pub struct FlowTable {
@@ -332,8 +335,9 @@ impl FlowTable {
         };
         let notes = f.flush(ts, ctx);
         f.collect(ts, notes, &self.cfg, &mut self.stats, out);
-        if f.conn.as_ref().is_some_and(|c| c.not_http()) {
-            self.stats.not_http += 1;
+        if let Some(c) = f.conn.as_ref() {
+            self.stats.not_http += c.not_http() as u64;
+            self.stats.pipeline_evicted_responses += c.evicted_responses();
         }
         for s in &mut f.streams {
             s.discard(&mut self.budget);

@@ -154,6 +154,12 @@ impl Conn {
         self.client
     }
 
+    /// Responses skipped because their request had been evicted from a pipeline past its caps
+    /// (reported without a response, so later pairings stay exact).
+    pub fn evicted_responses(&self) -> u64 {
+        self.q.evicted_responses
+    }
+
     /// The connection turned out not to speak HTTP.
     pub fn not_http(&self) -> bool {
         self.q.not_http
