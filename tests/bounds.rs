@@ -8,7 +8,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{Conv, PcapWriter, final_stats, run_measured, tcp_frame};
+use common::{Conv, PcapWriter, final_stats, run_measured, run_peak, tcp_frame};
 
 fn cfg_file(dir: &std::path::Path, toml: &str) -> String {
     let p = dir.join("apitap.toml");
@@ -380,4 +380,39 @@ fn a_million_distinct_entities() {
     // would take well over a gigabyte; capped at 100,000 (plus 16,384 flows) about 300 MiB.
     assert!(peak_kb < 400 * 1024, "peak anonymous RSS {peak_kb} KiB");
     eprintln!("1M entities: {e}, peak anonymous RSS {} MiB", peak_kb / 1024);
+}
+
+#[test]
+fn a_replayed_capture_does_not_stay_resident_behind_the_reader() {
+    // 400 MB of ordinary keep-alive traffic: the mapped file's pages behind the reader are
+    // given back (madvise), so the replay holds tens of MiB of it, not the whole file.
+    let dir = tempfile::tempdir().expect("tmp");
+    let cap = dir.path().join("big.pcap");
+    let mut w = PcapWriter::create(&cap);
+    let body = vec![b'a'; 1400];
+    let resp = [b"HTTP/1.1 200 OK\r\nContent-Length: 140000\r\n\r\n".as_slice()].concat();
+    for f in 0..28u32 {
+        let mut v = Conv::open(&mut w, [10, 1, (f >> 8) as u8, f as u8], [10, 0, 0, 1], 40000, 80);
+        for _ in 0..100 {
+            v.client(&mut w, b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n");
+            v.server(&mut w, &resp);
+            for _ in 0..100 {
+                v.server(&mut w, &body);
+            }
+        }
+    }
+    w.finish();
+    let size = std::fs::metadata(&cap).expect("size").len();
+    assert!(size > 350 << 20, "{size}");
+    let (st, out, err, peak_kb) = run_peak(
+        &["replay", cap.to_str().unwrap_or_default(), "-q", "--types", "stats"],
+        "RssFile:",
+    );
+    assert!(st.success(), "{err}");
+    assert_eq!(final_stats(&out)["http"]["transactions"].as_u64(), Some(2800));
+    assert!(
+        peak_kb < 96 * 1024,
+        "peak file-backed RSS {peak_kb} KiB for a {} MiB capture",
+        size >> 20
+    );
 }

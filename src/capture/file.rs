@@ -120,22 +120,26 @@ impl CaptureFile {
     /// A walker over this file's packet records.
     pub fn reader(&self) -> Reader<'_> {
         let data = self.bytes();
-        match self.format {
-            Format::Pcap { be, nano, linktype } => Reader {
-                data,
-                pos: 24,
-                kind: Kind::Pcap { be, nano, linktype },
-                stopped: None,
-            },
-            Format::Pcapng => Reader {
-                data,
-                pos: 0,
-                kind: Kind::Pcapng {
+        // Only a file mapping gives its pages back behind the reader: they are the file's, and
+        // come back from it if touched again. Heap buffers (stdin, gzip) are never released.
+        let release = matches!(self.buf, Buf::Map(_));
+        let (pos, kind) = match self.format {
+            Format::Pcap { be, nano, linktype } => (24, Kind::Pcap { be, nano, linktype }),
+            Format::Pcapng => (
+                0,
+                Kind::Pcapng {
                     be: false,
                     ifaces: Vec::new(),
                 },
-                stopped: None,
-            },
+            ),
+        };
+        Reader {
+            data,
+            pos,
+            kind,
+            stopped: None,
+            release,
+            released: 0,
         }
     }
 }
@@ -252,7 +256,18 @@ pub struct Reader<'a> {
     pos: usize,
     kind: Kind,
     stopped: Option<Stopped>,
+    /// Give the mapped file's pages behind the reader back to the kernel (`madvise`), so a
+    /// replayed capture does not show as resident memory and one larger than free memory
+    /// replays at full speed. `released`: the offset released so far.
+    release: bool,
+    released: usize,
 }
+
+/// Release mapped pages in steps of this many bytes, keeping the last `RELEASE_KEEP` bytes
+/// behind the reader mapped (frames borrowed from them may still be in use; released pages
+/// would come back from the file anyway, only slower).
+const RELEASE_STEP: usize = 16 << 20;
+const RELEASE_KEEP: usize = 4 << 20;
 
 impl<'a> Reader<'a> {
     /// Byte offset of the next record (progress reporting).
@@ -263,6 +278,27 @@ impl<'a> Reader<'a> {
     /// Set when the walk ended early: the file is cut or a record is corrupt.
     pub fn stopped(&self) -> Option<Stopped> {
         self.stopped
+    }
+
+    /// `madvise(MADV_DONTNEED)` the mapped pages from `released` to `RELEASE_KEEP` bytes
+    /// behind the reader. On a read-only private file mapping this drops the process's
+    /// mapping of those pages (they stay in the page cache); touching them again reads them
+    /// back from the file, so every borrowed frame stays valid.
+    #[cold]
+    fn release_behind(&mut self) {
+        const PAGE: usize = 4096; // madvise needs a page-aligned start; 4 KiB divides every page size
+        let base = self.data.as_ptr() as usize;
+        let start = (base + self.released).next_multiple_of(PAGE);
+        let end = (base + self.pos - RELEASE_KEEP) & !(PAGE - 1);
+        if end > start {
+            // SAFETY: [start, end) lies inside this reader's mapping (`data` is the whole
+            // mapped file), the mapping is private and read-only, and MADV_DONTNEED on it only
+            // makes later reads fault the same file bytes back in. A failure changes nothing.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+        self.released = end.saturating_sub(base).max(self.released);
     }
 
     fn stop(&mut self, reason: &'static str) -> Option<Frame<'a>> {
@@ -277,6 +313,9 @@ impl<'a> Reader<'a> {
     /// The next frame, or `None` at the end (or at a cut; see [`Reader::stopped`]).
     #[inline]
     pub fn next_frame(&mut self) -> Option<Frame<'a>> {
+        if self.release && self.pos >= self.released + RELEASE_STEP + RELEASE_KEEP {
+            self.release_behind();
+        }
         match self.kind {
             Kind::Pcap { be, nano, linktype } => self.next_pcap(be, nano, linktype),
             Kind::Pcapng { .. } => self.next_pcapng(),

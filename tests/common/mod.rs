@@ -125,9 +125,9 @@ impl Conv {
     }
 }
 
-fn rss_anon_kb(pid: u32) -> Option<u64> {
+fn rss_kb(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let l = s.lines().find(|l| l.starts_with("RssAnon:"))?;
+    let l = s.lines().find(|l| l.starts_with(key))?;
     l.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -135,6 +135,13 @@ fn rss_anon_kb(pid: u32) -> Option<u64> {
 /// capture file's own pages (memory-mapped, file-backed) are not counted: only what apitap
 /// allocates.
 pub fn run_measured(args: &[&str]) -> (ExitStatus, String, String, u64) {
+    run_peak(args, "RssAnon:")
+}
+
+/// [`run_measured`] with the peak of another `/proc/PID/status` line (`RssFile:`: the mapped
+/// capture file's resident pages, the executable's).
+#[allow(dead_code)]
+pub fn run_peak(args: &[&str], key: &str) -> (ExitStatus, String, String, u64) {
     let dir = tempfile::tempdir().expect("tmp");
     let out_p = dir.path().join("out");
     let err_p = dir.path().join("err");
@@ -146,7 +153,7 @@ pub fn run_measured(args: &[&str]) -> (ExitStatus, String, String, u64) {
         .expect("apitap");
     let mut peak = 0;
     let status = loop {
-        if let Some(kb) = rss_anon_kb(child.id()) {
+        if let Some(kb) = rss_kb(child.id(), key) {
             peak = peak.max(kb);
         }
         if let Some(s) = child.try_wait().expect("wait") {
