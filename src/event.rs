@@ -371,18 +371,11 @@ impl Formatter {
                 http_refer: q.and_then(|m| m.header("referer")),
                 // every X-Forwarded-For line, in order, as one list (a proxy appends its own)
                 xff: q.and_then(|m| {
-                    let mut it = m.header_values("x-forwarded-for");
-                    let first = it.next()?;
-                    match it.next() {
-                        None => Some(std::borrow::Cow::Borrowed(first)),
-                        Some(second) => {
-                            let mut all = format!("{first}, {second}");
-                            for v in it {
-                                all.push_str(", ");
-                                all.push_str(v);
-                            }
-                            Some(std::borrow::Cow::Owned(all))
-                        }
+                    let lines: Vec<&str> = m.header_values("x-forwarded-for").collect();
+                    match lines.as_slice() {
+                        [] => None,
+                        [one] => Some(std::borrow::Cow::Borrowed(*one)),
+                        _ => Some(std::borrow::Cow::Owned(lines.join(", "))),
                     }
                 }),
                 http_method: q.map(|m| m.method.as_str()),
@@ -454,7 +447,7 @@ pub fn absolute_rest(uri: &str) -> Option<&str> {
 }
 
 /// `example.com:8080` -> (example.com, 8080); `[::1]:80` -> ([::1], 80).
-fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
+pub(crate) fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
     let h = h.trim();
     if h.starts_with('[') {
         // An IPv6 literal keeps its brackets, as in a URL (and as Suricata logs it).

@@ -6,6 +6,9 @@
 //! Needs root and the tools the README's second command installs (iproute2, nginx, apache2,
 //! tcpdump, ethtool, python3); without them the test prints "SKIPPED: ..." and passes.
 
+mod common;
+use common::have;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,14 +17,6 @@ use serde_json::Value;
 
 const SEED: &str = "1";
 const CASES: &str = "300";
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd} >/dev/null 2>&1"))
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 fn skip_reason() -> Option<String> {
     if unsafe { libc::geteuid() } != 0 {

@@ -15,6 +15,9 @@
 //! Needs root, iproute2, nginx, apache2 and tcpdump (`.ci/run` installs them); without them
 //! it prints `SKIPPED: ...` and passes.
 
+mod common;
+use common::have;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -99,14 +102,6 @@ impl Drop for Net {
 fn sh(cmd: &str) {
     let st = Command::new("sh").arg("-c").arg(cmd).status().expect("sh");
     assert!(st.success(), "failed: {cmd}");
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd} >/dev/null 2>&1"))
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// A child process stopped when the test ends, even by a failed assertion.

@@ -7,20 +7,15 @@
 //! Needs root and the tools `.ci/run` installs (iproute2, nginx, curl, apache2-utils,
 //! rsyslog). Without them each test prints why it is skipped and passes.
 
+mod common;
+use common::have;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd} >/dev/null 2>&1"))
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }

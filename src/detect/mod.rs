@@ -117,6 +117,25 @@ pub struct Inputs {
     pub site_from: Option<Box<SiteFrom>>,
 }
 
+/// Push an authority (`host`, `host:port`, `[v6]:port`, or a URL) onto `site` as (canonical
+/// host, port), `default_port` when it names none.
+fn push_site(site: &mut Vec<(String, u16)>, authority: &str, default_port: u16) {
+    let a = authority.trim().to_ascii_lowercase();
+    let a = crate::event::absolute_rest(&a).unwrap_or(&a);
+    let a = a.split(['/', '?', '#']).next().unwrap_or("");
+    let (Some(h), p) = crate::event::split_host_port(a) else {
+        return;
+    };
+    let h = h.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.');
+    if h.is_empty() {
+        return;
+    }
+    let entry = (ssrf::canonical_host(h), p.unwrap_or(default_port));
+    if !site.contains(&entry) {
+        site.push(entry);
+    }
+}
+
 /// The request's Host, the server's address and port, and the configured site origins.
 #[derive(Debug, Default, Clone)]
 pub struct SiteFrom {
@@ -142,53 +161,32 @@ impl Inputs {
             return true;
         }
         let Some(f) = &self.site_from else { return false };
-        let mut more = Inputs::default();
+        let mut site = Vec::new();
         let dport = f.server.map_or(80, |(_, p)| p);
         if let Some((ip, p)) = f.server {
-            more.add_site(&ip.to_string(), p);
+            push_site(&mut site, &ip.to_string(), p);
         }
         for o in &f.origins {
             let https = o.get(..8).is_some_and(|x| x.eq_ignore_ascii_case("https://"));
-            more.add_site(o, if https { 443 } else { 80 });
+            push_site(&mut site, o, if https { 443 } else { 80 });
         }
-        let trusted = more.site.clone();
-        if let Some(h) = &f.host {
-            // The client writes the Host: it names the site only where it cannot be used to
-            // launder a probe. An address must be the server's own; a name must not be one
-            // of the internal names (`localhost`, `*.internal`, metadata).
-            more.add_site(h, dport);
-            if let Some((hh, hp)) = more.site.last().cloned().filter(|e| !trusted.contains(e)) {
-                let ok = hh.parse::<std::net::IpAddr>().is_err() && ssrf::target(&hh, true).is_none();
-                if !ok {
-                    more.site.retain(|e| *e != (hh.clone(), hp));
-                }
-            }
+        if hit(&site) {
+            return true;
         }
-        hit(&more.site)
+        // The client writes the Host: it names the site only where it cannot be used to
+        // launder a probe. An address must be the server's own (above); a name must not be one
+        // of the internal names (`localhost`, `*.internal`, metadata).
+        let Some(h) = &f.host else { return false };
+        let mut host = Vec::new();
+        push_site(&mut host, h, dport);
+        host.retain(|(hh, _)| hh.parse::<std::net::IpAddr>().is_err() && ssrf::target(hh, true).is_none());
+        hit(&host)
     }
 
     /// Add an authority (`host`, `host:port`, `[v6]:port`, or a URL) as the site itself;
     /// `default_port` when it names none.
     pub fn add_site(&mut self, authority: &str, default_port: u16) {
-        let a = authority.trim().to_ascii_lowercase();
-        let a = crate::event::absolute_rest(&a).unwrap_or(&a);
-        let a = a.split(['/', '?', '#']).next().unwrap_or("");
-        let (h, p) = if let Some(v6) = a.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').unwrap_or((v6, ""));
-            (h, after.strip_prefix(':').and_then(|p| p.parse().ok()))
-        } else {
-            match a.rsplit_once(':') {
-                Some((h, p)) if !h.contains(':') => (h, p.parse().ok()),
-                _ => (a, None),
-            }
-        };
-        if h.is_empty() {
-            return;
-        }
-        let entry = (ssrf::canonical_host(h.trim_end_matches('.')), p.unwrap_or(default_port));
-        if !self.site.contains(&entry) {
-            self.site.push(entry);
-        }
+        push_site(&mut self.site, authority, default_port);
     }
 
     /// [`Inputs::of`], with the site itself known: the request's Host and the server's
@@ -348,7 +346,7 @@ pub fn json_strings(text: &str, out: &mut Vec<(String, String)>) -> bool {
 }
 
 /// `s` cut to at most `max` bytes at a character boundary.
-fn cut(s: &str, max: usize) -> &str {
+pub(crate) fn cut(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -436,6 +434,12 @@ impl Verdicts {
             .iter()
             .find(|(h, _)| *h == d || (d == Detector::Injection && h.is_injection()))
             .map(|(h, e)| (h.as_str(), e.as_str()))
+    }
+
+    /// Flagged as an attack on its own: an injection payload, an attack tool, an SSRF probe.
+    /// Such traffic is judged but teaches no baseline or profile.
+    pub fn attack(&self) -> bool {
+        self.has(Detector::Injection) || self.has(Detector::ScannerUa) || self.has(Detector::Ssrf)
     }
 
     pub fn names(&self) -> Vec<&'static str> {

@@ -191,11 +191,7 @@ pub fn scan(inputs: &Inputs) -> Vec<(Detector, String)> {
         if text.len() < 3 || inert(text) || words(text) {
             continue; // a name like "o'brien" or plain words carry nothing
         }
-        let mut end = text.len().min(SCAN_CAP);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let t = &text[..end];
+        let t = super::cut(text, SCAN_CAP);
         let hits = set.matches(t);
         if !hits.matched_any() {
             continue;

@@ -268,17 +268,9 @@ fn personal_data(tx: &Transaction) -> bool {
 /// A request the classifiers flag as an attack on its own (injection, attack tool, SSRF).
 /// Run on the capture thread only for the few transactions whose verdict matters there.
 fn flagged_request(tx: &Transaction) -> bool {
-    let q = match &tx.request {
-        Some(q) => q,
-        None => return false,
-    };
-    if q.header("user-agent").and_then(crate::detect::scanner_tool).is_some() {
-        return true;
-    }
-    let inputs = Inputs::of(tx);
     // (no site: a link back to the site is rare in this narrow case, and counting it as an
     // attack only keeps that call out of the profile)
-    !crate::detect::payload::scan(&inputs).is_empty() || crate::detect::ssrf::scan(&inputs).is_some()
+    crate::detect::classify(tx, &Inputs::of(tx), &Default::default()).attack()
 }
 
 /// One transaction as the engine sees it.
@@ -958,11 +950,7 @@ impl Engine {
         let client = EntityKey::ip(v.client);
         // Only clean traffic teaches the baselines: not a flagged request (injection, an
         // attack tool), nor one from an address with attack indicators (forced browsing...).
-        let vd = v.verdicts();
-        let clean = !vd.has(Detector::Injection)
-            && !vd.has(Detector::ScannerUa)
-            && !vd.has(Detector::Ssrf)
-            && !self.entities.flagged(&client, ts);
+        let clean = !v.verdicts().attack() && !self.entities.flagged(&client, ts);
         if let Some(f) = self.baselines.rate(v.client, ts, clean) {
             self.finding(client.clone(), f, Ctx::of(v), out);
         }

@@ -140,7 +140,6 @@ pub fn run_measured(args: &[&str]) -> (ExitStatus, String, String, u64) {
 
 /// [`run_measured`] with the peak of another `/proc/PID/status` line (`RssFile:`: the mapped
 /// capture file's resident pages, the executable's).
-#[allow(dead_code)]
 pub fn run_peak(args: &[&str], key: &str) -> (ExitStatus, String, String, u64) {
     let dir = tempfile::tempdir().expect("tmp");
     let out_p = dir.path().join("out");
@@ -177,4 +176,13 @@ pub fn final_stats(out: &str) -> serde_json::Value {
         .last()
         .map(|e| e["stats"].clone())
         .expect("a stats event")
+}
+
+/// Is `cmd` on the PATH? (Tests that need a tool say SKIPPED when it is not.)
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd} >/dev/null 2>&1"))
+        .status()
+        .is_ok_and(|s| s.success())
 }
