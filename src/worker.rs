@@ -269,7 +269,7 @@ impl Worker {
                             engine.on_tx(&v, &mut self.outs, &mut self.cross_out);
                         }
                     }
-                    sh.fmt.write_http(meta, tx, auth, endpoint, bytes);
+                    sh.fmt.write_http(meta, tx, auth, endpoint.as_deref(), bytes);
                     self.flush_outs(bytes);
                 }
                 other => sh.fmt.write(other, bytes),

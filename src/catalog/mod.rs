@@ -355,7 +355,7 @@ impl Endpoint {
             "host": self.host, "method": self.method, "template": self.template,
             "endpoint": format!("{} {}", self.method, self.template),
             "count": self.count,
-            "first_seen": crate::event::fmt_ts(self.first), "last_seen": crate::event::fmt_ts(self.last),
+            "first_seen": crate::util::fmt_ts(self.first), "last_seen": crate::util::fmt_ts(self.last),
             "status": self.status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99)},
             "request_bytes": self.request_size.json(), "response_bytes": self.response_size.json(),
