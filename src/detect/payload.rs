@@ -163,6 +163,11 @@ pub fn inert(t: &str) -> bool {
     t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@:+".contains(&b))
 }
 
+/// Values the injection classifiers never look at: short, identifier-like, or plain words.
+pub fn skipped(t: &str) -> bool {
+    t.len() < 3 || inert(t) || words(t)
+}
+
 /// Plain words (a name like "o'brien", "rock 'n' roll"): letters, spaces, `.,'-`, short.
 pub fn words(t: &str) -> bool {
     t.len() <= 256 && t.chars().count() <= 64 && t.chars().all(|c| c.is_alphabetic() || " .,'-".contains(c))
@@ -188,7 +193,7 @@ pub fn scan(inputs: &Inputs) -> Vec<(Detector, String)> {
     let (set, owner) = &*ALL;
     let mut fired: Vec<Option<String>> = vec![None; CLASSES.len()];
     for (at, text) in &inputs.parts {
-        if text.len() < 3 || inert(text) || words(text) {
+        if skipped(text) {
             continue; // a name like "o'brien" or plain words carry nothing
         }
         let t = super::cut(text, SCAN_CAP);

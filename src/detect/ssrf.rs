@@ -58,17 +58,19 @@ const METADATA: [&str; 6] = [
 /// - `Referer` and `Origin` are context a browser sends about the page it is on, and intranet
 ///   pages are private addresses: only a dangerous scheme or a cloud metadata address there;
 /// - other headers: never (payloads in them are the injection classifiers' business).
+/// The request headers this classifier reads (lowercase): context (`referer`, `origin`) and
+/// the ones proxies route by.
+pub const READS_HEADERS: [&str; 5] = ["referer", "origin", "x-forwarded-host", "x-original-url", "x-rewrite-url"];
+
 pub fn scan(inputs: &Inputs) -> Option<String> {
     for (at, text) in &inputs.parts {
         let name = at.rsplit(':').next().unwrap_or("");
-        let urlish_name = URLISH.iter().any(|u| name.contains(u));
-        let context_header = at.starts_with("header:") && matches!(name, "referer" | "origin");
-        if at.starts_with("header:")
-            && !context_header
-            && !matches!(name, "x-forwarded-host" | "x-original-url" | "x-rewrite-url")
-        {
+        let header = at.starts_with("header:");
+        if header && !READS_HEADERS.contains(&name) {
             continue;
         }
+        let context_header = header && matches!(name, "referer" | "origin");
+        let urlish_name = URLISH.iter().any(|u| name.contains(u));
         let Some(t) = target(text, urlish_name && !context_header) else {
             continue;
         };

@@ -39,7 +39,7 @@ impl EntityKey {
     pub fn ip(a: IpAddr) -> EntityKey {
         EntityKey {
             kind: "ip".into(),
-            value: a.to_string(),
+            value: crate::util::ip_string(a),
         }
     }
 
@@ -471,7 +471,7 @@ impl<'a> View<'a> {
             Field::Endpoint => Some(self.endpoint.to_string()),
             Field::UserAgent => self.header("user-agent").map(str::to_string),
             Field::Principal => self.auth.principal.clone(),
-            Field::Ip => Some(self.client.to_string()),
+            Field::Ip => Some(crate::util::ip_string(self.client)),
             Field::Header(n) => self.header(n).map(str::to_string),
         }
     }
@@ -481,7 +481,7 @@ impl<'a> View<'a> {
         let mut value = String::new();
         for k in kinds {
             let v = match k {
-                EntityKind::Ip => self.client.to_string(),
+                EntityKind::Ip => crate::util::ip_string(self.client),
                 EntityKind::Principal => bounded(self.auth.principal.clone()?),
                 EntityKind::ApiKey if self.auth.scheme == "api_key" => bounded(self.auth.principal.clone()?),
                 EntityKind::ApiKey => return None,
