@@ -599,6 +599,72 @@ pub struct Hit {
     pub http: HttpBrief,
 }
 
+/// A match as the window owner reads it: borrowed from the transaction's view when the owner
+/// is this shard (most matches: nothing is copied unless a window keeps it), or from a [`Hit`]
+/// another shard sent.
+struct HitRef<'a> {
+    rule: &'a str,
+    rule_idx: usize,
+    key: &'a EntityKey,
+    endpoint: &'a str,
+    per: &'a str,
+    host: &'a str,
+    ts: Ts,
+    distinct: Option<u64>,
+    value: Option<&'a str>,
+    personal: bool,
+    status: u16,
+    ctx: HitCtx<'a>,
+}
+
+/// Where a match's evidence (sample, flow, HTTP facts) comes from.
+enum HitCtx<'a> {
+    Here { v: &'a View<'a>, detail: &'a Option<String> },
+    Sent(&'a Hit),
+}
+
+impl HitCtx<'_> {
+    fn sample(&self) -> Sample {
+        match self {
+            HitCtx::Here { v, detail } => v.sample((*detail).clone()),
+            HitCtx::Sent(h) => h.sample.clone(),
+        }
+    }
+
+    fn meta(&self) -> FlowMeta {
+        match self {
+            HitCtx::Here { v, .. } => v.meta.clone(),
+            HitCtx::Sent(h) => h.meta.clone(),
+        }
+    }
+
+    fn http(&self) -> HttpBrief {
+        match self {
+            HitCtx::Here { v, .. } => v.http_brief(),
+            HitCtx::Sent(h) => h.http.clone(),
+        }
+    }
+}
+
+impl Hit {
+    fn borrowed(&self) -> HitRef<'_> {
+        HitRef {
+            rule: &self.rule,
+            rule_idx: self.rule_idx,
+            key: &self.key,
+            endpoint: &self.endpoint,
+            per: &self.per,
+            host: &self.host,
+            ts: self.ts,
+            distinct: self.distinct,
+            value: self.value.as_deref(),
+            personal: self.personal,
+            status: self.sample.status,
+            ctx: HitCtx::Sent(self),
+        }
+    }
+}
+
 /// A transaction's facts for an entity profile, on its way to the owner.
 #[derive(Debug, Clone)]
 pub struct Obs {
@@ -914,30 +980,45 @@ impl Engine {
                 Cond::Detector(d) => v.verdicts().evidence(*d).map(|(n, e)| format!("{n}: {e}")),
                 _ => None,
             };
-            let hit = Hit {
-                rule: r.id.clone(),
-                rule_idx,
-                endpoint: v.endpoint.to_string(),
-                per: if r.threshold.per_endpoint {
-                    v.endpoint.to_string()
-                } else {
-                    String::new()
-                },
-                host: v.host.to_string(),
-                ts: v.tx.start(),
-                distinct,
-                value,
-                personal: r.threshold.found == crate::rules::Found::Personal
-                    && v.verdicts().has(Detector::SensitiveResponse),
-                sample: v.sample(detail),
-                meta: v.meta.clone(),
-                http: v.http_brief(),
-                key,
-            };
-            let owner = hit.key.shard(self.shards, self.shard);
+            let per = if r.threshold.per_endpoint { v.endpoint } else { "" };
+            let personal =
+                r.threshold.found == crate::rules::Found::Personal && v.verdicts().has(Detector::SensitiveResponse);
+            let owner = key.shard(self.shards, self.shard);
             if owner == self.shard {
-                self.apply(&hit, out);
+                // applied here: nothing copied unless the window keeps it
+                self.apply(
+                    HitRef {
+                        rule: &r.id,
+                        rule_idx,
+                        key: &key,
+                        endpoint: v.endpoint,
+                        per,
+                        host: v.host,
+                        ts: v.tx.start(),
+                        distinct,
+                        value: value.as_deref(),
+                        personal,
+                        status: v.status(),
+                        ctx: HitCtx::Here { v, detail: &detail },
+                    },
+                    out,
+                );
             } else {
+                let hit = Hit {
+                    rule: r.id.clone(),
+                    rule_idx,
+                    endpoint: v.endpoint.to_string(),
+                    per: per.to_string(),
+                    host: v.host.to_string(),
+                    ts: v.tx.start(),
+                    distinct,
+                    value,
+                    personal,
+                    sample: v.sample(detail),
+                    meta: v.meta.clone(),
+                    http: v.http_brief(),
+                    key,
+                };
                 cross.push((owner, Cross::Hit(Box::new(hit))));
             }
         }
@@ -1126,7 +1207,7 @@ impl Engine {
     /// A message from another shard.
     pub fn on_cross(&mut self, m: &Cross, out: &mut Vec<Out>) {
         match m {
-            Cross::Hit(h) => self.apply(h, out),
+            Cross::Hit(h) => self.apply(h.borrowed(), out),
             Cross::Obs(o) => self.observe(o, out),
             Cross::Ep(o) => self.endpoint_call(o, out),
         }
@@ -1150,7 +1231,7 @@ impl Engine {
     }
 
     /// Count a match in its window; alert when the threshold is crossed.
-    fn apply(&mut self, h: &Hit, out: &mut Vec<Out>) {
+    fn apply(&mut self, h: HitRef<'_>, out: &mut Vec<Out>) {
         let rules = self.rules.clone();
         let r = match rules.rules.get(h.rule_idx).filter(|r| r.id == h.rule && r.enabled) {
             Some(r) => r,
@@ -1165,9 +1246,9 @@ impl Engine {
         }
         let w = self
             .states
-            .entry(hash_of(&(&h.rule, &h.key, &h.per)))
+            .entry(hash_of(&(h.rule, h.key, h.per)))
             .or_insert_with(|| Window {
-                rule: h.rule.clone(),
+                rule: h.rule.to_string(),
                 ..Window::default()
             });
         let th = &r.threshold;
@@ -1179,7 +1260,7 @@ impl Engine {
         }
         w.last = w.last.max(h.ts);
         if th.found != crate::rules::Found::Anything {
-            let ok = (200..300).contains(&h.sample.status);
+            let ok = (200..300).contains(&h.status);
             if ok && (th.found == crate::rules::Found::Success || h.personal) {
                 w.found = true;
             } else if !w.found {
@@ -1213,17 +1294,17 @@ impl Engine {
             ..Episode::default()
         });
         ep.count += 1;
-        if let Some(v) = &h.value
+        if let Some(v) = h.value
             && ep.values.len() < MAX_VALUES
-            && !ep.values.contains(v)
+            && !ep.values.iter().any(|x| x == v)
         {
-            ep.values.push(v.clone());
+            ep.values.push(v.to_string());
         }
         // The most recent samples, so an escalation shows what happens now.
         if ep.samples.len() >= SAMPLES {
             ep.samples.remove(0);
         }
-        ep.samples.push(h.sample.clone());
+        ep.samples.push(h.ctx.sample());
         let crossed = level > th.count;
         if let Some(d) = h.distinct {
             if ep.alerted_at == 0 {
@@ -1252,7 +1333,7 @@ impl Engine {
         let (nd, estimated) = ep.distinct();
         let distinct = h.distinct.map(|_| nd);
         let values = ep.values.clone();
-        let entity_risk = self.entities.add_risk(&h.key, h.ts, r);
+        let entity_risk = self.entities.add_risk(h.key, h.ts, r);
         self.stats.alerts += 1;
         out.push(Out::Alert(Box::new(Alert {
             ts: h.ts,
@@ -1266,8 +1347,8 @@ impl Engine {
             key: h.key.clone(),
             risk: r.risk,
             entity_risk,
-            host: h.host.clone(),
-            endpoint: h.endpoint.clone(),
+            host: h.host.to_string(),
+            endpoint: h.endpoint.to_string(),
             window_s: th.window_ns as f64 / 1e9,
             count,
             distinct,
@@ -1276,8 +1357,8 @@ impl Engine {
             owasp: r.owasp.clone(),
             mitre: r.mitre.clone(),
             samples,
-            meta: Some(h.meta.clone()),
-            http: Some(h.http.clone()),
+            meta: Some(h.ctx.meta()),
+            http: Some(h.ctx.http()),
             rule_id: r.id.clone(),
             distinct_estimated: estimated && distinct.is_some(),
             values,
