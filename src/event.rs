@@ -23,6 +23,8 @@ pub enum Event {
         /// A 2xx without credentials on an endpoint that requires them (set by the capture
         /// thread's [`crate::engine::AuthTracker`]).
         auth_bypass: bool,
+        /// (host, method, template) when the capture thread already worked it out.
+        endpoint: Option<Box<crate::catalog::EndpointId>>,
     },
     Anomaly(AnomalyEvent),
     Stats {

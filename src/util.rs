@@ -16,7 +16,23 @@ pub fn fmt_ts(ns: Ts) -> String {
 
 /// [`fmt_ts`] appended to a buffer.
 pub fn push_ts(out: &mut Vec<u8>, ns: Ts) {
-    out.extend_from_slice(&ts_bytes(ns));
+    // The date and time to the second, per thread, for the last second written: an event's
+    // five timestamps, and the next events', mostly fall in the same second.
+    thread_local! {
+        static LAST: std::cell::Cell<(u64, [u8; 31])> = const { std::cell::Cell::new((u64::MAX, [0; 31])) };
+    }
+    let secs = ns / 1_000_000_000;
+    let (s, mut b) = LAST.get();
+    if s != secs {
+        b = ts_bytes(ns);
+        LAST.set((secs, b));
+    }
+    let mut micros = ((ns % 1_000_000_000) / 1000) as u32;
+    for k in (20..26).rev() {
+        b[k] = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    out.extend_from_slice(&b);
 }
 
 fn ts_bytes(ns: Ts) -> [u8; 31] {
@@ -103,6 +119,17 @@ pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&b[i..]);
 }
 
+/// Does any byte of this word need escaping? (SWAR: a byte below 0x20, `"` or `\\`.)
+#[inline]
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    // bytes < 0x20 (bytes >= 0x80 set the high bit of w itself and are masked out by !w)
+    let below = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    below | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64)) != 0
+}
+
 /// Does this byte need escaping in a JSON string (as serde_json escapes)?
 #[inline]
 fn needs_escape(b: u8) -> bool {
@@ -117,10 +144,22 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(b.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
+    let mut i = 0;
+    while i < b.len() {
+        // eight bytes at a time while none needs escaping (most strings: all of them)
+        if i + 8 <= b.len() {
+            let w = u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+            if !word_needs_escape(w) {
+                i += 8;
+                continue;
+            }
+        }
+        let c = b[i];
+        i += 1;
         if !needs_escape(c) {
             continue;
         }
+        let i = i - 1;
         out.extend_from_slice(&b[start..i]);
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -169,5 +208,11 @@ mod tests {
         }
         assert_eq!(fmt_ts(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456+0000");
         assert_eq!(fmt_ts(0), "1970-01-01T00:00:00.000000+0000");
+        // the per-thread cache of the last second: same second, next second, back again
+        for ns in [1_700_000_000_123_456_789u64, 1_700_000_000_999_999_000, 1_700_000_001_000_001_000, 5] {
+            let mut v = Vec::new();
+            push_ts(&mut v, ns);
+            assert_eq!(String::from_utf8(v).unwrap(), fmt_ts(ns));
+        }
     }
 }

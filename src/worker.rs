@@ -220,7 +220,12 @@ impl Worker {
                     self.tick(*ts, *seq, bytes);
                     continue;
                 }
-                Event::Http { meta, tx, auth_bypass } => {
+                Event::Http {
+                    meta,
+                    tx,
+                    auth_bypass,
+                    endpoint: known,
+                } => {
                     if let Some(cap) = sh.decode
                         && !tx.decode_bodies(cap)
                     {
@@ -237,7 +242,10 @@ impl Worker {
                         .as_ref()
                         .map(|q| sh.fmt.redactor.auth(q))
                         .unwrap_or_else(none_auth);
-                    let ep = crate::catalog::endpoint_of(tx, meta);
+                    let ep = match known.take() {
+                        Some(e) => Some(*e),
+                        None => crate::catalog::endpoint_of(tx, meta),
+                    };
                     let endpoint = ep.as_ref().map(|(_, m, t)| format!("{m} {t}"));
                     let analyse = self.catalog.is_some() || self.engine.is_some();
                     if let (Some((host, m, t)), Some(endpoint), true) = (&ep, &endpoint, analyse) {

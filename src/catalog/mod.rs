@@ -415,7 +415,10 @@ pub struct Catalog {
 }
 
 /// The endpoint a transaction belongs to: (host, method, rule-based template).
-pub fn endpoint_of(tx: &Transaction, meta: &FlowMeta) -> Option<(String, String, String)> {
+/// An endpoint: (host, method, template).
+pub type EndpointId = (String, String, String);
+
+pub fn endpoint_of(tx: &Transaction, meta: &FlowMeta) -> Option<EndpointId> {
     let q = tx.request.as_ref()?;
     let host = q
         .header("host")

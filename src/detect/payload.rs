@@ -197,6 +197,11 @@ pub fn scan(inputs: &Inputs) -> Vec<(Detector, String)> {
             continue; // a name like "o'brien" or plain words carry nothing
         }
         let t = super::cut(text, SCAN_CAP);
+        // one pass that stops at the first pattern (most values match none) before the pass
+        // that lists every pattern
+        if !set.is_match(t) {
+            continue;
+        }
         let hits = set.matches(t);
         if !hits.matched_any() {
             continue;

@@ -201,7 +201,14 @@ impl AuthTracker {
     /// endpoint: one that saw `min_calls` calls with credentials and whose clients nearly all
     /// used them (at most `1 - share` of them, and at least one, got a 2xx without). Counted in
     /// clients, not calls, so one bypasser's volume cannot make the endpoint look public.
-    pub fn observe(&mut self, meta: &FlowMeta, tx: &Transaction, client: IpAddr) -> bool {
+    /// `endpoint` keeps the endpoint when this worked it out, for the worker.
+    pub fn observe(
+        &mut self,
+        meta: &FlowMeta,
+        tx: &Transaction,
+        client: IpAddr,
+        endpoint: &mut Option<crate::catalog::EndpointId>,
+    ) -> bool {
         let Some(q) = &tx.request else { return false };
         let creds = crate::redact::Redactor::has_credentials(q);
         let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
@@ -209,7 +216,10 @@ impl AuthTracker {
         if !creds && (!ok || self.map.is_empty()) {
             return false;
         }
-        let Some((host, method, tpl)) = crate::catalog::endpoint_of(tx, meta) else {
+        if endpoint.is_none() {
+            *endpoint = crate::catalog::endpoint_of(tx, meta);
+        }
+        let Some((host, method, tpl)) = endpoint.as_ref() else {
             return false;
         };
         let key = hash_of(&(host, method, tpl));

@@ -9,6 +9,8 @@ pub struct Glob {
     /// (a prefix, a suffix and substrings between: the leftmost occurrence of each middle piece
     /// is always the best choice when `*` is the only wildcard).
     pieces: Option<Vec<String>>,
+    /// A searcher per middle piece, built once (building one costs more than most searches).
+    finders: Vec<memchr::memmem::Finder<'static>>,
 }
 
 impl PartialEq for Glob {
@@ -21,10 +23,15 @@ impl Eq for Glob {}
 
 impl Glob {
     pub fn new(p: &str) -> Glob {
-        Glob {
-            pat: p.to_string(),
-            pieces: (!p.contains('?')).then(|| p.split('*').map(str::to_string).collect()),
-        }
+        let pieces: Option<Vec<String>> = (!p.contains('?')).then(|| p.split('*').map(str::to_string).collect());
+        let finders = match &pieces {
+            Some(v) if v.len() > 2 => v[1..v.len() - 1]
+                .iter()
+                .map(|m| memchr::memmem::Finder::new(m.as_bytes()).into_owned())
+                .collect(),
+            _ => Vec::new(),
+        };
+        Glob { pat: p.to_string(), pieces, finders }
     }
 
     pub fn as_str(&self) -> &str {
@@ -33,12 +40,12 @@ impl Glob {
 
     pub fn matches(&self, s: &str) -> bool {
         match &self.pieces {
-            Some(p) => Self::match_pieces(p, s.as_bytes()),
+            Some(p) => self.match_pieces(p, s.as_bytes()),
             None => self.match_wild(s),
         }
     }
 
-    fn match_pieces(p: &[String], s: &[u8]) -> bool {
+    fn match_pieces(&self, p: &[String], s: &[u8]) -> bool {
         let (first, last) = (p[0].as_bytes(), p[p.len() - 1].as_bytes());
         if p.len() == 1 {
             return s == first;
@@ -47,12 +54,13 @@ impl Glob {
             return false;
         }
         let mut rest = &s[first.len()..s.len() - last.len()];
-        for mid in &p[1..p.len() - 1] {
-            if mid.is_empty() {
+        for f in &self.finders {
+            let n = f.needle().len();
+            if n == 0 {
                 continue;
             }
-            match memchr::memmem::find(rest, mid.as_bytes()) {
-                Some(i) => rest = &rest[i + mid.len()..],
+            match f.find(rest) {
+                Some(i) => rest = &rest[i + n..],
                 None => return false,
             }
         }
