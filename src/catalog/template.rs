@@ -109,7 +109,7 @@ pub fn classify(seg: &str) -> Option<ParamKind> {
         return Some(ParamKind::Date);
     }
     // (`%40` is the only encoding of `@` worth decoding; most segments have neither)
-    let decoded = if memchr::memchr(b'@', b).is_some() || seg.contains("%40") {
+    let decoded = if memchr::memchr2(b'@', b'%', b).is_some() && (seg.contains('@') || seg.contains("%40")) {
         std::borrow::Cow::Owned(seg.replace("%40", "@"))
     } else {
         std::borrow::Cow::Borrowed("")

@@ -70,8 +70,10 @@ pub fn scan(inputs: &Inputs) -> Option<String> {
             continue;
         }
         let context_header = header && matches!(name, "referer" | "origin");
-        let urlish_name = URLISH.iter().any(|u| name.contains(u));
-        let Some(t) = target(text, urlish_name && !context_header) else {
+        // the name only matters for a bare host (target's one use of it): asked last
+        let urlish_name =
+            !context_header && looks_like_host(text.trim()) && URLISH.iter().any(|u| name.contains(u));
+        let Some(t) = target(text, urlish_name) else {
             continue;
         };
         let hit = if context_header {
@@ -114,7 +116,9 @@ pub fn internal(v: &str, urlish_name: bool) -> bool {
 fn looks_like_host(v: &str) -> bool {
     let h = v.split(['/', '?', '#']).next().unwrap_or("");
     h.starts_with('[')
-        || HOSTS.iter().any(|n| h == *n || h.starts_with(&format!("{n}:")))
+        || HOSTS
+            .iter()
+            .any(|n| h.strip_prefix(n).is_some_and(|rest| rest.is_empty() || rest.starts_with(':')))
         || (h.contains(['.', ':']) && h.bytes().any(|b| b.is_ascii_digit() || b.is_ascii_alphabetic()))
 }
 
