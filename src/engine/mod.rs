@@ -439,15 +439,24 @@ impl<'a> View<'a> {
         let tpl = self.endpoint.split_once(' ').map(|(_, t)| t)?;
         let idx: Option<usize> = name.parse().ok();
         let mut k = 0;
-        for (t, p) in tpl.split('/').zip(self.path.split('/')) {
+        // segment by segment, template and path side by side (a byte loop: segments are short)
+        let (tb, pb) = (tpl.as_bytes(), self.path.as_bytes());
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let te = tb[i..].iter().position(|&b| b == b'/').map_or(tb.len(), |x| i + x);
+            let pe = pb[j..].iter().position(|&b| b == b'/').map_or(pb.len(), |x| j + x);
+            let t = &tpl[i..te];
             if t.starts_with('{') {
                 if idx == Some(k) || t.trim_matches(['{', '}']) == name {
-                    return Some(p.to_string());
+                    return Some(self.path[j..pe].to_string());
                 }
                 k += 1;
             }
+            if te == tb.len() || pe == pb.len() {
+                return None;
+            }
+            (i, j) = (te + 1, pe + 1);
         }
-        None
     }
 
     /// The account a login names (`username`, `email`, `login`, ... in the body or query): a
@@ -558,11 +567,11 @@ impl<'a> View<'a> {
 
     fn in_scope(&self, r: &Rule) -> bool {
         // `host = "api.example.com"` also covers `api.example.com:8443`
-        let bare = match self.host.rsplit_once(':') {
+        let bare = || match self.host.rsplit_once(':') {
             Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
             _ => self.host,
         };
-        (r.scope.hosts.is_empty() || r.scope.hosts.iter().any(|g| g.matches(self.host) || g.matches(bare)))
+        (r.scope.hosts.is_empty() || r.scope.hosts.iter().any(|g| g.matches(self.host) || g.matches(bare())))
             && (r.scope.endpoints.is_empty() || r.scope.endpoints.iter().any(|g| g.matches(self.endpoint)))
     }
 }
@@ -968,7 +977,8 @@ impl Engine {
         self.detect_baselines(v, out, cross);
         let rules = self.rules.clone();
         for (rule_idx, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.enabled) {
-            if !v.in_scope(r) || !v.matches(&r.cond) {
+            // the condition first: a scope's globs cost more than most conditions
+            if !v.matches(&r.cond) || !v.in_scope(r) {
                 continue;
             }
             let Some(key) = v.entity(&r.entity) else { continue };
