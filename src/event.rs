@@ -358,7 +358,9 @@ impl Formatter {
         push_u64(out, r.map_or(0, |m| m.body_len));
         if self.log_headers {
             for (name, m) in [("request_headers", q), ("response_headers", r)] {
-                let Some(m) = m.filter(|m| !m.headers.is_empty()) else { continue };
+                let Some(m) = m.filter(|m| !m.headers.is_empty()) else {
+                    continue;
+                };
                 key(out, name);
                 out.push(b'[');
                 for (i, (n, v)) in m.headers.iter().enumerate() {

@@ -168,10 +168,9 @@ impl Redactor {
             return self.hash_uncached(v);
         }
         // FNV-1a: a slot, not a defence (a colliding value only evicts an entry)
-        let slot = v
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64 ^ self.id, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
-            as usize
+        let slot = v.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ self.id, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        }) as usize
             % HASH_CACHE;
         RECENT.with(|c| {
             let mut c = c.borrow_mut();

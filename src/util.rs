@@ -183,7 +183,15 @@ mod tests {
 
     #[test]
     fn addresses_are_written_as_display_writes_them() {
-        for a in ["0.0.0.0", "10.0.0.1", "192.168.100.255", "1.20.255.9", "::1", "fe80::1:2", "::ffff:1.2.3.4"] {
+        for a in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "192.168.100.255",
+            "1.20.255.9",
+            "::1",
+            "fe80::1:2",
+            "::ffff:1.2.3.4",
+        ] {
             let ip: IpAddr = a.parse().unwrap();
             assert_eq!(ip_string(ip), ip.to_string());
         }
@@ -191,11 +199,25 @@ mod tests {
 
     #[test]
     fn json_strings_are_escaped_as_serde_json_escapes_them() {
-        let all: String = (0u8..=0x7f).map(char::from).chain("é€😀\u{7f}\u{2028}".chars()).collect();
-        for s in ["", "plain", "a\"b\\c", "line\nbreak\r\t\u{8}\u{c}", "\u{1}\u{1f}", all.as_str()] {
+        let all: String = (0u8..=0x7f)
+            .map(char::from)
+            .chain("é€😀\u{7f}\u{2028}".chars())
+            .collect();
+        for s in [
+            "",
+            "plain",
+            "a\"b\\c",
+            "line\nbreak\r\t\u{8}\u{c}",
+            "\u{1}\u{1f}",
+            all.as_str(),
+        ] {
             let mut v = Vec::new();
             push_json_str(&mut v, s);
-            assert_eq!(String::from_utf8(v).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
+            assert_eq!(
+                String::from_utf8(v).unwrap(),
+                serde_json::to_string(s).unwrap(),
+                "{s:?}"
+            );
         }
     }
 
@@ -209,7 +231,12 @@ mod tests {
         assert_eq!(fmt_ts(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456+0000");
         assert_eq!(fmt_ts(0), "1970-01-01T00:00:00.000000+0000");
         // the per-thread cache of the last second: same second, next second, back again
-        for ns in [1_700_000_000_123_456_789u64, 1_700_000_000_999_999_000, 1_700_000_001_000_001_000, 5] {
+        for ns in [
+            1_700_000_000_123_456_789u64,
+            1_700_000_000_999_999_000,
+            1_700_000_001_000_001_000,
+            5,
+        ] {
             let mut v = Vec::new();
             push_ts(&mut v, ns);
             assert_eq!(String::from_utf8(v).unwrap(), fmt_ts(ns));

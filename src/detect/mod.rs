@@ -96,7 +96,10 @@ impl Detector {
 /// Percent-decode twice and turn `+` into a space, lowercased.
 pub fn normalize(s: &str) -> String {
     // most values hold nothing to decode and no capital: copied as they are
-    if !s.bytes().any(|b| b == b'%' || b == b'+' || b.is_ascii_uppercase() || !b.is_ascii()) {
+    if !s
+        .bytes()
+        .any(|b| b == b'%' || b == b'+' || b.is_ascii_uppercase() || !b.is_ascii())
+    {
         return s.to_string();
     }
     let once = percent_decode_lossy(&s.replace('+', " ")).into_owned();

@@ -200,8 +200,9 @@ mod clean {
     }
 
     fn slot(t: &str) -> usize {
-        t.bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)) as usize
+        t.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        }) as usize
             % SLOTS
     }
 

@@ -60,7 +60,13 @@ const METADATA: [&str; 6] = [
 /// - other headers: never (payloads in them are the injection classifiers' business).
 /// The request headers this classifier reads (lowercase): context (`referer`, `origin`) and
 /// the ones proxies route by.
-pub const READS_HEADERS: [&str; 5] = ["referer", "origin", "x-forwarded-host", "x-original-url", "x-rewrite-url"];
+pub const READS_HEADERS: [&str; 5] = [
+    "referer",
+    "origin",
+    "x-forwarded-host",
+    "x-original-url",
+    "x-rewrite-url",
+];
 
 pub fn scan(inputs: &Inputs) -> Option<String> {
     for (at, text) in &inputs.parts {
@@ -71,8 +77,7 @@ pub fn scan(inputs: &Inputs) -> Option<String> {
         }
         let context_header = header && matches!(name, "referer" | "origin");
         // the name only matters for a bare host (target's one use of it): asked last
-        let urlish_name =
-            !context_header && looks_like_host(text.trim()) && URLISH.iter().any(|u| name.contains(u));
+        let urlish_name = !context_header && looks_like_host(text.trim()) && URLISH.iter().any(|u| name.contains(u));
         let Some(t) = target(text, urlish_name) else {
             continue;
         };
@@ -116,9 +121,10 @@ pub fn internal(v: &str, urlish_name: bool) -> bool {
 fn looks_like_host(v: &str) -> bool {
     let h = v.split(['/', '?', '#']).next().unwrap_or("");
     h.starts_with('[')
-        || HOSTS
-            .iter()
-            .any(|n| h.strip_prefix(n).is_some_and(|rest| rest.is_empty() || rest.starts_with(':')))
+        || HOSTS.iter().any(|n| {
+            h.strip_prefix(n)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+        })
         || (h.contains(['.', ':']) && h.bytes().any(|b| b.is_ascii_digit() || b.is_ascii_alphabetic()))
 }
 

@@ -142,6 +142,9 @@ fn push_bounded<T: PartialEq>(v: &mut Vec<T>, x: T, cap: usize) -> bool {
     if v.contains(&x) {
         return true;
     }
+    if v.is_empty() {
+        v.reserve_exact(1); // most entities are seen with one of each
+    }
     if v.len() < cap {
         v.push(x);
         return true;
@@ -237,7 +240,12 @@ impl EntityTable {
         let full = p.statuses.len() >= MAX_LIST;
         match p.statuses.iter_mut().find(|(s, _)| *s == o.status) {
             Some((_, n)) => *n += 1,
-            None if !full => p.statuses.push((o.status, 1)),
+            None if !full => {
+                if p.statuses.is_empty() {
+                    p.statuses.reserve_exact(1);
+                }
+                p.statuses.push((o.status, 1))
+            }
             None => {}
         }
         // (a value already listed is not copied: most calls repeat the last one's)

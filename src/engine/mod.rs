@@ -638,7 +638,10 @@ struct HitRef<'a> {
 
 /// Where a match's evidence (sample, flow, HTTP facts) comes from.
 enum HitCtx<'a> {
-    Here { v: &'a View<'a>, detail: &'a Option<String> },
+    Here {
+        v: &'a View<'a>,
+        detail: &'a Option<String>,
+    },
     Sent(&'a Hit),
 }
 
@@ -812,8 +815,9 @@ pub const MAX_VALUES: usize = 10;
 /// Sliding-window state of one (rule, entity[, endpoint]).
 #[derive(Debug, Default)]
 struct Window {
-    /// The rule's id (the map is keyed by a hash of rule, entity and `per`).
-    rule: String,
+    /// A hash of the rule's id (the map is keyed by a hash of rule, entity and `per`): a
+    /// reload keeps the windows of rules that kept their id.
+    rule: u64,
     times: VecDeque<Ts>,
     distinct: HashMap<u64, Ts>,
     last: Ts,
@@ -929,7 +933,7 @@ impl Engine {
     /// Swap in reloaded rules; windows of rules that kept their id carry on.
     pub fn reload(&mut self, rules: Arc<RuleSet>) {
         self.states
-            .retain(|_, w| rules.rules.iter().any(|r| r.id == w.rule && r.enabled));
+            .retain(|_, w| rules.rules.iter().any(|r| hash_of(r.id.as_str()) == w.rule && r.enabled));
         self.rules = rules;
     }
 
@@ -1268,7 +1272,7 @@ impl Engine {
             .states
             .entry(hash_of(&(h.rule, h.key, h.per)))
             .or_insert_with(|| Window {
-                rule: h.rule.to_string(),
+                rule: hash_of(h.rule),
                 ..Window::default()
             });
         let th = &r.threshold;
@@ -1318,13 +1322,21 @@ impl Engine {
             && ep.values.len() < MAX_VALUES
             && !ep.values.iter().any(|x| x == v)
         {
+            if ep.values.is_empty() {
+                ep.values.reserve_exact(1); // most episodes never see a second value
+            }
             ep.values.push(v.to_string());
         }
-        // The most recent samples, so an escalation shows what happens now.
-        if ep.samples.len() >= SAMPLES {
-            ep.samples.remove(0);
+        // The most recent samples, so an escalation shows what happens now. A window's level
+        // grows by at most one per match, so the last SAMPLES matches before it crosses its
+        // threshold all come at a level above `count - SAMPLES`: below that nothing kept could
+        // reach an alert (and a window that never gets close keeps none).
+        if ep.alerted_at > 0 || level + SAMPLES as u64 > th.count {
+            if ep.samples.len() >= SAMPLES {
+                ep.samples.remove(0);
+            }
+            ep.samples.push(h.ctx.sample());
         }
-        ep.samples.push(h.ctx.sample());
         let crossed = level > th.count;
         if let Some(d) = h.distinct {
             if ep.alerted_at == 0 {

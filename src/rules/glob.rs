@@ -31,7 +31,11 @@ impl Glob {
                 .collect(),
             _ => Vec::new(),
         };
-        Glob { pat: p.to_string(), pieces, finders }
+        Glob {
+            pat: p.to_string(),
+            pieces,
+            finders,
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -126,7 +130,10 @@ mod tests {
             let mut out = vec![String::new()];
             let mut cur = vec![String::new()];
             for _ in 0..n {
-                cur = cur.iter().flat_map(|w| al.iter().map(move |c| format!("{w}{c}"))).collect();
+                cur = cur
+                    .iter()
+                    .flat_map(|w| al.iter().map(move |c| format!("{w}{c}")))
+                    .collect();
                 out.extend(cur.iter().cloned());
             }
             out
