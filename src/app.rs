@@ -68,12 +68,7 @@ pub struct EventCounts {
 
 const BATCH: usize = 256;
 
-/// Replay waits for the slowest stage; live drops (and counts) instead of blocking capture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Replay,
-    Live,
-}
+pub use crate::worker::Mode;
 
 /// Events lost between the flow thread and the sinks (live only).
 #[derive(Debug, Default)]

@@ -177,6 +177,55 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// The path of a request target: without query or fragment, and for the absolute form
+/// (`http://user:pass@host/p`, proxies) without scheme, credentials and authority.
+pub fn target_path(uri: &str) -> &str {
+    // RFC 9112 §3.2: origin-form (`/p?q`), absolute-form (`scheme://authority/p?q`, the scheme at
+    // the very start), authority-form (`host:port`, CONNECT) and asterisk-form (`*`). A `://`
+    // further in (a URL inside the query, `/fetch?url=http://h/x`) is data, not the target's
+    // authority: only a target that does not start with `/` can be absolute-form.
+    let p = if uri.starts_with('/') {
+        uri
+    } else {
+        match absolute_rest(uri) {
+            Some(rest) => rest.find(['/', '?', '#']).map_or("/", |i| match rest.as_bytes()[i] {
+                b'/' => &rest[i..],
+                _ => "/",
+            }),
+            None => uri,
+        }
+    };
+    p.split(['?', '#']).next().unwrap_or("")
+}
+
+/// `scheme://rest` with an RFC 3986 scheme (ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )) at the
+/// start: `rest`.
+pub fn absolute_rest(uri: &str) -> Option<&str> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let mut b = scheme.bytes();
+    let first_ok = b.next().is_some_and(|c| c.is_ascii_alphabetic());
+    (first_ok && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))).then_some(rest)
+}
+
+/// `example.com:8080` -> (example.com, 8080); `[::1]:80` -> ([::1], 80).
+pub fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
+    let h = h.trim();
+    if h.starts_with('[') {
+        // An IPv6 literal keeps its brackets, as in a URL (and as Suricata logs it).
+        if let Some(end) = h.find(']') {
+            let port = h[end + 1..].strip_prefix(':').and_then(|p| p.parse().ok());
+            return (Some(&h[..=end]), port);
+        }
+    }
+    match h.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => match port.parse() {
+            Ok(p) => (Some(name), Some(p)),
+            Err(_) => (Some(h), None),
+        },
+        _ => (Some(h), None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use crossbeam_channel::{Receiver, Sender, select};
 use hashbrown::{HashMap, HashSet};
 
-use crate::app::Mode;
 use crate::capture::Ts;
 use crate::catalog::Catalog;
 use crate::detect::Detector;
@@ -41,23 +40,13 @@ pub struct WorkerCounters {
     pub entities: AtomicU64,
 }
 
-/// When an unauthenticated 2xx counts as an auth bypass.
-#[derive(Debug, Clone, Copy)]
-pub struct BypassConfig {
-    /// Calls with credentials the endpoint must have seen first. Default 10.
-    pub min_calls: u64,
-    /// Share of its clients that used credentials: at most `1 - share` of them (at least one
-    /// client) may have had a 2xx without. Default 0.9.
-    pub share: f64,
-}
+pub use crate::engine::BypassConfig;
 
-impl Default for BypassConfig {
-    fn default() -> Self {
-        BypassConfig {
-            min_calls: 10,
-            share: 0.9,
-        }
-    }
+/// Replay waits for the slowest stage; live drops (and counts) instead of blocking capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Replay,
+    Live,
 }
 
 /// What every shard shares.

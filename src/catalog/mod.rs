@@ -425,7 +425,7 @@ pub fn endpoint_of(tx: &Transaction, meta: &FlowMeta) -> Option<EndpointId> {
         .map(|h| h.trim().to_ascii_lowercase())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("{}:{}", meta.dst, meta.dport));
-    let path = crate::event::target_path(&q.uri);
+    let path = crate::util::target_path(&q.uri);
     Some((
         cap_str(host, MAX_HOST),
         cap_str(q.method.clone(), MAX_METHOD),

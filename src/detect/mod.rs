@@ -128,9 +128,9 @@ pub struct Inputs {
 /// host, port), `default_port` when it names none.
 fn push_site(site: &mut Vec<(String, u16)>, authority: &str, default_port: u16) {
     let a = authority.trim().to_ascii_lowercase();
-    let a = crate::event::absolute_rest(&a).unwrap_or(&a);
+    let a = crate::util::absolute_rest(&a).unwrap_or(&a);
     let a = a.split(['/', '?', '#']).next().unwrap_or("");
-    let (Some(h), p) = crate::event::split_host_port(a) else {
+    let (Some(h), p) = crate::util::split_host_port(a) else {
         return;
     };
     let h = h.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.');
@@ -547,7 +547,7 @@ pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections:
             || memchr::memmem::find(b, b"\"grant_type\": \"refresh_token\"").is_some();
         grant && memchr::memmem::find(b, b"password").is_none()
     });
-    let login = !refresh && q.is_some_and(|q| q.method == "POST" && is_login_path(crate::event::target_path(&q.uri)));
+    let login = !refresh && q.is_some_and(|q| q.method == "POST" && is_login_path(crate::util::target_path(&q.uri)));
     if login {
         v.hits.push((Detector::Login, String::new()));
     }

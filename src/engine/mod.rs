@@ -27,6 +27,25 @@ use crate::redact::Auth;
 use crate::rules::{Cond, EntityKind, Field, ParamLoc, Rule, RuleSet};
 pub use entity::{EntityConfig, EntityTable};
 
+/// When an unauthenticated 2xx counts as an auth bypass.
+#[derive(Debug, Clone, Copy)]
+pub struct BypassConfig {
+    /// Calls with credentials the endpoint must have seen first. Default 10.
+    pub min_calls: u64,
+    /// Share of its clients that used credentials: at most `1 - share` of them (at least one
+    /// client) may have had a 2xx without. Default 0.9.
+    pub share: f64,
+}
+
+impl Default for BypassConfig {
+    fn default() -> Self {
+        BypassConfig {
+            min_calls: 10,
+            share: 0.9,
+        }
+    }
+}
+
 /// An entity: what a rule counts by. `kind` is `ip`, `principal`, ... or a `+`-joined list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntityKey {
@@ -177,7 +196,7 @@ fn parse_hop(h: &str) -> Option<IpAddr> {
 /// which worker shard got there first.
 pub struct AuthTracker {
     map: HashMap<u64, AuthProfile>,
-    cfg: crate::worker::BypassConfig,
+    cfg: crate::engine::BypassConfig,
     cap: usize,
 }
 
@@ -189,7 +208,7 @@ struct AuthProfile {
 }
 
 impl AuthTracker {
-    pub fn new(cfg: crate::worker::BypassConfig) -> Self {
+    pub fn new(cfg: crate::engine::BypassConfig) -> Self {
         AuthTracker {
             map: HashMap::new(),
             cfg,
@@ -318,7 +337,7 @@ impl<'a> View<'a> {
         let path = tx
             .request
             .as_ref()
-            .map(|q| crate::event::target_path(&q.uri))
+            .map(|q| crate::util::target_path(&q.uri))
             .unwrap_or("");
         View {
             meta,

@@ -926,7 +926,7 @@ fn duplicate_forwarded_for_lines_are_one_list_and_the_proxy_line_wins() {
 
 #[test]
 fn an_injection_tool_cannot_teach_the_auth_profile_that_an_endpoint_is_public() {
-    let mut a = AuthTracker::new(crate::worker::BypassConfig::default());
+    let mut a = AuthTracker::new(crate::engine::BypassConfig::default());
     let ok = |x: &T| {
         let (meta, tx) = x.tx();
         (meta.clone(), tx)
@@ -961,7 +961,7 @@ fn an_injection_tool_cannot_teach_the_auth_profile_that_an_endpoint_is_public() 
         "the poisoned profile must not hide the bypass"
     );
     // a near miss: an endpoint that many clients call without credentials is public
-    let mut a = AuthTracker::new(crate::worker::BypassConfig::default());
+    let mut a = AuthTracker::new(crate::engine::BypassConfig::default());
     for c in 0..12u8 {
         let (meta, tx) = ok(&t("GET", "/api/products/1", 200)
             .h("Authorization", "Bearer x.y.z")
