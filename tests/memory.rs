@@ -116,9 +116,17 @@ fn per_client(rules: RuleSet) -> (f64, u64, u64) {
 #[test]
 fn what_a_client_costs_in_memory() {
     let (bare, entities, windows) = per_client(RuleSet::default());
-    assert_eq!((entities, windows), (N as u64, 0), "every client is an entity, no windows without rules");
+    assert_eq!(
+        (entities, windows),
+        (N as u64, 0),
+        "every client is an entity, no windows without rules"
+    );
     assert!(bare < 820.0, "{bare:.0} bytes per client for its profile and baselines");
     let (ruled, _, windows) = per_client(RuleSet::defaults());
-    assert_eq!(windows, 3 * N as u64, "the three object-id enumeration windows per client");
+    assert_eq!(
+        windows,
+        3 * N as u64,
+        "the three object-id enumeration windows per client"
+    );
     assert!(ruled < 2_500.0, "{ruled:.0} bytes per client with the default rules");
 }
