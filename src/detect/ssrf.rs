@@ -49,15 +49,6 @@ const METADATA: [&str; 6] = [
     "instance-data",
 ];
 
-/// Where SSRF is looked for, per input (documented in the README, "Detections"):
-/// - query and body parameters: a URL (any parameter) or a host (URL-ish names) that points
-///   inside, unless it names the site itself (the request's Host or server address on a web
-///   port, or a configured site origin): a link back to the site is not a probe;
-/// - `X-Forwarded-Host`, `X-Original-URL`, `X-Rewrite-URL` (routing headers some proxies and
-///   frameworks act on): the same test;
-/// - `Referer` and `Origin` are context a browser sends about the page it is on, and intranet
-///   pages are private addresses: only a dangerous scheme or a cloud metadata address there;
-/// - other headers: never (payloads in them are the injection classifiers' business).
 /// The request headers this classifier reads (lowercase): context (`referer`, `origin`) and
 /// the ones proxies route by.
 pub const READS_HEADERS: [&str; 5] = [
@@ -67,6 +58,16 @@ pub const READS_HEADERS: [&str; 5] = [
     "x-original-url",
     "x-rewrite-url",
 ];
+
+/// Where SSRF is looked for, per input (documented in the README, "Detections"):
+/// - query and body parameters: a URL (any parameter) or a host (URL-ish names) that points
+///   inside, unless it names the site itself (the request's Host or server address on a web
+///   port, or a configured site origin): a link back to the site is not a probe;
+/// - `X-Forwarded-Host`, `X-Original-URL`, `X-Rewrite-URL` (routing headers some proxies and
+///   frameworks act on): the same test;
+/// - `Referer` and `Origin` are context a browser sends about the page it is on, and intranet
+///   pages are private addresses: only a dangerous scheme or a cloud metadata address there;
+/// - other headers: never (payloads in them are the injection classifiers' business).
 
 pub fn scan(inputs: &Inputs) -> Option<String> {
     for (at, text) in &inputs.parts {
