@@ -68,7 +68,6 @@ pub const READS_HEADERS: [&str; 5] = [
 /// - `Referer` and `Origin` are context a browser sends about the page it is on, and intranet
 ///   pages are private addresses: only a dangerous scheme or a cloud metadata address there;
 /// - other headers: never (payloads in them are the injection classifiers' business).
-
 pub fn scan(inputs: &Inputs) -> Option<String> {
     for (at, text) in &inputs.parts {
         let name = at.rsplit(':').next().unwrap_or("");
