@@ -104,19 +104,10 @@ pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
-/// A decimal number appended to a buffer.
-pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut b = [0u8; 20];
-    let mut i = b.len();
-    loop {
-        i -= 1;
-        b[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&b[i..]);
+/// A decimal number appended to a buffer (`itoa`: two digits per step from a table, about
+/// twice as fast as a digit-by-digit loop; eight numbers per `http` line).
+pub fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Does any byte of this word need escaping? (SWAR: a byte below 0x20, `"` or `\\`.)
