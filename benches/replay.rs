@@ -8,8 +8,9 @@
 //! - + rules, detectors, entity risk: everything on (the default replay).
 //!
 //! The process is pinned to one core (CPU 0) for all of these, so the capture thread and the
-//! worker share it: µs per transaction per stage is the difference between two rows. A last
-//! row runs the whole replay unpinned with one worker (capture and worker on their own cores).
+//! worker share it: µs per transaction per stage is the difference between two rows. The last
+//! rows run the whole replay unpinned with one and with two workers (where cores are free, more
+//! workers add throughput).
 //!
 //! Make the captures first (real nginx + API clients in network namespaces):
 //!     sudo capture-samples/make-bench-capture.sh target/bench/mixed.pcap
@@ -93,6 +94,7 @@ fn bench(path: &str, runs: usize) {
     let mut bare = Vec::new();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); stages.len()];
     let mut two_cores = Vec::new();
+    let mut two_workers = Vec::new();
     for _ in 0..runs {
         pin(Some(0));
         let t = Instant::now();
@@ -116,6 +118,13 @@ fn bench(path: &str, runs: usize) {
         let t = Instant::now();
         app::replay(&full, &[path.to_string()]).expect("replay");
         two_cores.push(t.elapsed().as_secs_f64());
+        let two = Config {
+            workers: 2,
+            ..full.clone()
+        };
+        let t = Instant::now();
+        app::replay(&two, &[path.to_string()]).expect("replay");
+        two_workers.push(t.elapsed().as_secs_f64());
     }
     let out_bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let _ = std::fs::remove_file(&out);
@@ -159,6 +168,17 @@ fn bench(path: &str, runs: usize) {
     println!(
         "{:<34} {:>8.3} {:>8.2} {:>12.0} {:>12.0} {:>10.2} {:>9}",
         "whole replay, 2 cores (1 worker)",
+        s,
+        s / b,
+        packets as f64 / s,
+        tx / s,
+        s * 1e6 / tx,
+        "-"
+    );
+    let s = median(&mut two_workers);
+    println!(
+        "{:<34} {:>8.3} {:>8.2} {:>12.0} {:>12.0} {:>10.2} {:>9}",
+        "whole replay, 2 cores (2 workers)",
         s,
         s / b,
         packets as f64 / s,
