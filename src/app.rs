@@ -461,6 +461,7 @@ impl Capture {
             "decoder": {
                 "tcp": d.tcp, "ipv4": d.ipv4, "ipv6": d.ipv6, "vlan": d.vlan, "mpls": d.mpls,
                 "vxlan": d.vxlan, "gre": d.gre, "erspan": d.erspan,
+                "gtpu": d.gtpu, "teredo": d.teredo, "ayiya": d.ayiya, "gre_udp": d.gre_udp, "llc_snap": d.llc_snap, "wifi": d.wifi,
                 "fragments": d.fragments, "reassembled": d.reassembled,
                 "frag_timeouts": fr.timeouts, "frag_memcap_drops": fr.memcap_drops, "frag_invalid": fr.invalid, "frag_overlaps": fr.overlaps, "frag_overlap_conflicts": fr.overlap_conflicts,
                 "checksum_checked": d.checksum_checked, "checksum_bad": d.checksum_bad, "checksum_offloaded": d.checksum_offloaded, "checksum_validation": d.checksum_validation,

@@ -45,11 +45,6 @@ const CASE_MAX_RSS_KB: u64 = 1 << 20;
 /// defensible reason. A mismatch is still reported for these, but does not fail the test.
 /// apitap bugs do NOT belong here.
 const EXPLAINED: &[(&str, &str)] = &[
-    // --- link types apitap does not decode (counted as stats.decoder.skipped.unknown_linktype)
-    (
-        "other/arkime/80211http.pcap",
-        "linktype IEEE802_11_RADIOTAP (127) is not supported (a wired-tap sensor); skipped.unknown_linktype",
-    ),
     // --- protocols / encapsulations outside apitap's scope
     (
         "other/arkime/sctp-www.pcap",
