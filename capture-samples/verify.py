@@ -2,7 +2,7 @@
 """Independent cross-check of a capture against its ground-truth log: a tiny
 reference decoder (standard library only) that unwraps VLAN/QinQ, GRE,
 ERSPAN II/III, VXLAN, GTP-U, Teredo, AYIYA, GRE in UDP, LLC/SNAP and 802.11
-(plain or radiotap), reassembles TCP (sorting by sequence number,
+(plain or radiotap), strips SOCKS4/4a/5 handshakes, reassembles TCP (sorting by sequence number,
 dropping duplicates), parses HTTP/1.x (Content-Length, chunked, HEAD,
 1xx, 204/304, close-delimited bodies) and compares the transactions it finds
 with NAME.access.jsonl as a multiset.
@@ -148,6 +148,26 @@ def head(buf, i):
     return lines[0], hdrs, j + 4
 
 
+def unsocks(rq, rs):
+    """The tunnelled bytes after a SOCKS4/4a/5 handshake (RFC 1928/1929)."""
+    if rq[:1] == b"\x04" and len(rs) >= 8:
+        i = rq.index(b"\0", 8) + 1
+        if rq[4:7] == b"\0\0\0" and rq[7]:
+            i = rq.index(b"\0", i) + 1
+        return rq[i:], rs[8:]
+    if rq[:1] == b"\x05" and len(rs) >= 2:
+        i = 2 + rq[1]
+        j = 2
+        if rs[1] == 2:                       # user/password
+            i += 3 + rq[i + 1] + rq[i + 2 + rq[i + 1]]
+            j += 2
+        alen = {1: 4, 4: 16}.get(rq[i + 3], 1 + rq[i + 4] if len(rq) > i + 4 else 0)
+        i += 6 + alen
+        blen = {1: 4, 4: 16}.get(rs[j + 3], 1 + rs[j + 4])
+        return rq[i:], rs[j + 6 + blen:]
+    return rq, rs
+
+
 def transactions(path):
     pf = read_any(path)
     conns = collections.OrderedDict()
@@ -179,6 +199,7 @@ def transactions(path):
     for c in conns.values():
         rq = reassemble(c.segs[0], c.isn.get(0))
         rs = reassemble(c.segs[1], c.isn.get(1))
+        rq, rs = unsocks(rq, rs)
         reqs, i = [], 0
         while i < len(rq):
             h = head(rq, i)

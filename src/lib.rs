@@ -18,4 +18,5 @@ pub mod reassembly;
 pub mod redact;
 pub mod rules;
 pub mod sink;
+pub mod tls;
 pub mod worker;

@@ -55,24 +55,8 @@ const EXPLAINED: &[(&str, &str)] = &[
         "innermost tunnel is VXLAN-GPE (UDP 4790, next-protocol header); apitap decodes VXLAN on UDP 4789 only, like Suricata's default; the session is a lone response anyway",
     ),
     (
-        "other/arkime/socks-http-example.pcap",
-        "HTTP inside SOCKS4 tunnels: apitap does not decode the SOCKS handshake; it reports INVALID_REQUEST/RESPONSE_LINE anomalies for the flows",
-    ),
-    (
-        "other/arkime/socks-http-pass.pcap",
-        "HTTP inside a SOCKS4 (user/pass) tunnel: SOCKS handshake not decoded; anomalies reported",
-    ),
-    (
-        "other/arkime/socks5-http-302.pcap",
-        "HTTP inside a SOCKS5 tunnel: SOCKS handshake not decoded; anomalies reported",
-    ),
-    (
-        "other/arkime/socks5-http-302-frag.pcap",
-        "HTTP inside a SOCKS5 tunnel (IP-fragmented): SOCKS handshake not decoded; anomalies reported",
-    ),
-    (
         "other/arkime/socks5-reverse.pcap",
-        "HTTP inside a SOCKS5 tunnel: SOCKS handshake not decoded; anomalies reported",
+        "reverse SOCKS5: the TCP client sends 6 bytes of its own first and the TCP server then opens SOCKS as the client (05 01 00); apitap reads SOCKS only when the connecting side opens with it, so the tunnel is not decoded",
     ),
     // --- HTTP/0.9 and non-HTTP/1.x request lines
     (
