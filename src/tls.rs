@@ -641,6 +641,42 @@ mod tests {
         assert!(t.complete());
     }
 
+    /// Random bytes after a valid record header, split at random points: never a panic, and
+    /// never more held than the caps.
+    #[test]
+    fn random_handshake_bytes_never_panic() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..2000 {
+            let n = (rnd() % 3000) as usize;
+            let mut b: Vec<u8> = (0..n).map(|_| rnd() as u8).collect();
+            if round % 2 == 0 && b.len() > 9 {
+                // a plausible start: handshake record, ClientHello/ServerHello/Certificate
+                b[..6].copy_from_slice(&[22, 3, 3, (n >> 8) as u8, n as u8, [1, 2, 11][round % 3]]);
+            }
+            let mut t = TlsState::new(round % 2, 0);
+            let mut rest = &b[..];
+            while !rest.is_empty() {
+                let k = ((rnd() % 200) as usize + 1).min(rest.len());
+                t.data((rnd() % 2) as usize, &rest[..k], 1);
+                rest = &rest[k..];
+                assert!(
+                    t.sides
+                        .iter()
+                        .all(|s| s.rec.len() <= MAX_RECORD + 5 && s.msgs.len() <= MAX_HANDSHAKE)
+                );
+            }
+            if round % 7 == 0 {
+                t.gap(0);
+            }
+        }
+    }
+
     #[test]
     fn garbage_and_oversized_records_stop_parsing_without_panic() {
         let mut t = TlsState::new(0, 0);

@@ -1028,6 +1028,57 @@ pub(crate) mod tests {
         }
     }
 
+    /// IPv4/UDP around `payload` (checksum 0).
+    fn ipv4_udp(sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
+        let total = 28 + payload.len();
+        let mut f = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0, 0, 64, 17, 0, 0];
+        f.extend([192, 0, 2, 1, 192, 0, 2, 2]);
+        f.extend(sp.to_be_bytes());
+        f.extend(dp.to_be_bytes());
+        f.extend(((8 + payload.len()) as u16).to_be_bytes());
+        f.extend([0, 0]);
+        f.extend(payload);
+        f
+    }
+
+    fn gtpu_pdu(ip: &[u8]) -> Vec<u8> {
+        let mut g = vec![0x30, 0xFF];
+        g.extend((ip.len() as u16).to_be_bytes());
+        g.extend(7u32.to_be_bytes());
+        g.extend(ip);
+        g
+    }
+
+    #[test]
+    fn udp_tunnels_nest_until_the_depth_limit() {
+        let ip = ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 1, 0x18, b"GET /");
+        let mut p = ip.clone();
+        for depth in 1..=MAX_DEPTH as usize + 1 {
+            p = ipv4_udp(2152, 2152, &gtpu_pdu(&p));
+            let (g, s) = run(101, &p);
+            if depth <= MAX_DEPTH as usize {
+                assert_eq!((g.len(), s.gtpu), (1, depth as u64), "depth {depth}");
+            } else {
+                assert!(g.is_empty());
+                assert_eq!(s.skipped[Skip::TunnelTooDeep as usize], 1);
+            }
+        }
+        // GRE in UDP carrying IPv4; AYIYA and GTP-U signalling are UDP, not anomalies
+        let mut gre = vec![0, 0, 0x08, 0x00];
+        gre.extend(&ip);
+        let (g, s) = run(101, &ipv4_udp(50000, 4754, &gre));
+        assert_eq!((g.len(), s.gre_udp, s.gre), (1, 1, 1));
+        let (_, s) = run(101, &ipv4_udp(2152, 2152, &[0x32, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(s.skipped[Skip::Udp as usize], 1);
+        // a broken GTP-U header is malformed (an anomaly), not silently dropped
+        let (_, s) = run(
+            101,
+            &ipv4_udp(2152, 2152, &[0x34, 0xFF, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0x85]),
+        );
+        assert_eq!(s.skipped[Skip::TunnelMalformed as usize], 1);
+        assert!(Skip::TunnelMalformed.is_anomaly() && !Skip::WifiProtected.is_anomaly());
+    }
+
     #[test]
     fn snaplen_cut_reports_missing_bytes() {
         let f = eth_ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 1, 0x18, b"0123456789");

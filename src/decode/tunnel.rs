@@ -266,6 +266,27 @@ mod tests {
     }
 
     #[test]
+    fn random_headers_never_panic() {
+        let mut x = 0x1234_5678_9ABC_DEF1u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let n = (rnd() % 96) as usize;
+            let b: Vec<u8> = (0..n).map(|_| rnd() as u8 % 16).collect();
+            let _ = gtpu(&b);
+            let _ = teredo(&b);
+            let _ = ayiya(&b);
+            let _ = llc_snap(&b);
+            let _ = ieee80211(&b);
+            let _ = radiotap(&b);
+        }
+    }
+
+    #[test]
     fn wifi_qos_data_protected_and_radiotap_fcs() {
         // QoS data, FromDS, 24 + 2 bytes
         let mut f = vec![0x88u8, 0x02];

@@ -287,6 +287,29 @@ mod tests {
     }
 
     #[test]
+    fn random_handshakes_never_panic_and_stay_bounded() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..3000 {
+            let mut s = Socks::new(round % 2, [4, 5][round % 2]);
+            for _ in 0..20 {
+                let n = (rnd() % 40) as usize;
+                let mut b: Vec<u8> = (0..n).map(|_| rnd() as u8 % 8).collect();
+                if let Some(f) = b.first_mut() {
+                    *f = [0, 1, 4, 5][(rnd() % 4) as usize];
+                }
+                s.data((rnd() % 2) as usize, &b);
+                assert!(s.buf.iter().all(|b| b.len() <= MAX_MSG + 40));
+            }
+        }
+    }
+
+    #[test]
     fn refusals_and_garbage_fail_without_panic() {
         let mut s = Socks::new(0, 5);
         s.data(0, &[5, 1, 0]);
