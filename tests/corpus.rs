@@ -54,10 +54,6 @@ const EXPLAINED: &[(&str, &str)] = &[
         "other/arkime/gre-erspan-vxlan.pcap",
         "innermost tunnel is VXLAN-GPE (UDP 4790, next-protocol header); apitap decodes VXLAN on UDP 4789 only, like Suricata's default; the session is a lone response anyway",
     ),
-    (
-        "other/arkime/socks5-reverse.pcap",
-        "reverse SOCKS5: the TCP client sends 6 bytes of its own first and the TCP server then opens SOCKS as the client (05 01 00); apitap reads SOCKS only when the connecting side opens with it, so the tunnel is not decoded",
-    ),
     // --- HTTP/0.9 and non-HTTP/1.x request lines
     (
         "suricata-verify/bug-3844",

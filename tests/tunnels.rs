@@ -214,6 +214,16 @@ fn corpus_tunnel_cases_are_decoded() {
             "",
             &[("GET", "www.google.com", "/")],
         ),
+        // reverse SOCKS5: the connecting agent sends 6 bytes, the side it reached opens SOCKS
+        (
+            "other/arkime/socks5-reverse/socks5-reverse.pcap",
+            "",
+            &[(
+                "GET",
+                "www.google.com",
+                "/search?client=firefox&rls=en&q=sheepskin%20boots&start=0&num=10&hl=en&gl=us&uule=xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            )],
+        ),
         ("other/arkime/arkime_synthetic/arkime_synthetic.pcap", "gtpu", &[]),
     ];
     for (pcap, counter, want) in cases {

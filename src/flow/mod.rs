@@ -643,7 +643,17 @@ impl<'a> Feed<'a> {
                 let cut = self.pre.stripped[dir ^ 1];
                 self.ack_off = self.map.map(|(off, next)| seq_offset(off, next, a).saturating_sub(cut));
             }
-            Chunk::Data(b) => self.pre.data(dir, b, ts, &mut |x| conn.data(dir, x, ts, ack_off, hcfg)),
+            Chunk::Data(b) => {
+                let mut to_http = |d: usize, x: &[u8]| {
+                    let ack = if d == dir { ack_off } else { None };
+                    conn.data(d, x, ts, ack, hcfg)
+                };
+                self.pre.data(dir, b, ts, &mut to_http);
+                if let Some(c) = self.pre.take_switch() {
+                    // Reverse SOCKS: the side that opened SOCKS is the client of the tunnel.
+                    *conn = Box::new(Conn::new(Some(c), hcfg));
+                }
+            }
             Chunk::Gap(n) => self.pre.gap(dir, n, &mut |n| conn.gap(dir, n, ts, hcfg)),
         }
     }

@@ -6,6 +6,11 @@
 //! ClientHello (or, picked up late, a ServerHello) starts [`TlsState`]; anything else goes to
 //! the HTTP parser untouched, and from then on every chunk does (one branch on the hot path).
 //! After a SOCKS handshake the tunnel's first bytes decide again (HTTPS through SOCKS is TLS).
+//! Reverse SOCKS (an agent connects out, sends a few bytes of its own, and the side it reached
+//! then opens SOCKS5 as the client): a short first chunk with binary bytes from the connecting side is held
+//! back (at most [`MAX_HELD`] bytes) until the other side speaks; a SOCKS5 greeting then makes
+//! that side the client ([`Preface::take_switch`]), anything else gets the held bytes replayed
+//! first, so the HTTP parser sees exactly what it would have.
 //! Bytes kept from the HTTP parser are counted per direction ([`Preface::stripped`]), so
 //! acknowledgement numbers still map onto the offsets the parser sees.
 
@@ -23,8 +28,16 @@ enum Inner {
     Opaque,
 }
 
+/// Longest first chunk held back as a possible reverse-SOCKS preamble.
+pub const MAX_HELD: usize = 16;
+
 pub struct Preface {
     client: Option<usize>,
+    /// A short binary first chunk of the connecting side (direction, bytes).
+    held: Option<(usize, Vec<u8>)>,
+    /// The client turned out to be the other side (reverse SOCKS): the HTTP parser must be
+    /// made anew with this client direction before it gets the tunnel's bytes.
+    switch: Option<usize>,
     socks: Option<Box<Socks>>,
     inner: Inner,
     /// Bytes per direction not handed to the HTTP parser.
@@ -42,6 +55,8 @@ impl Preface {
     pub fn new(client: Option<usize>) -> Self {
         Preface {
             client,
+            held: None,
+            switch: None,
             socks: None,
             inner: Inner::Detect,
             stripped: [0, 0],
@@ -79,19 +94,38 @@ impl Preface {
         matches!(self.inner, Inner::Tls(_))
     }
 
-    /// Bytes of direction `dir`; what belongs to HTTP is handed to `pass`.
-    pub fn data(&mut self, dir: usize, b: &[u8], ts: Ts, pass: &mut dyn FnMut(&[u8])) {
+    /// A new client direction for the HTTP parser (reverse SOCKS), once.
+    pub fn take_switch(&mut self) -> Option<usize> {
+        self.switch.take()
+    }
+
+    /// Bytes of direction `dir`; what belongs to HTTP is handed to `pass` with its direction.
+    pub fn data(&mut self, dir: usize, b: &[u8], ts: Ts, pass: &mut dyn FnMut(usize, &[u8])) {
         let dir = dir & 1;
         if b.is_empty() {
             return;
         }
-        if self.socks.is_none()
-            && matches!(self.inner, Inner::Detect)
-            && self.client == Some(dir)
-            && self.stripped == [0, 0]
-            && socks::looks_like_socks(b)
-        {
-            self.socks = Some(Box::new(Socks::new(dir, b[0])));
+        if self.socks.is_none() && matches!(self.inner, Inner::Detect) {
+            if let Some((hd, held)) = self.held.take() {
+                if hd != dir && b[0] == 5 && socks::looks_like_socks(b) {
+                    // Reverse SOCKS: the held bytes were the agent's own preamble.
+                    self.client = Some(dir);
+                    self.switch = Some(dir);
+                    self.socks = Some(Box::new(Socks::new(dir, 5)));
+                } else {
+                    self.stripped[hd] -= held.len() as u64;
+                    self.inner = Inner::Pass;
+                    pass(hd, &held);
+                }
+            } else if self.client == Some(dir) && self.stripped == [0, 0] {
+                if socks::looks_like_socks(b) {
+                    self.socks = Some(Box::new(Socks::new(dir, b[0])));
+                } else if b.len() <= MAX_HELD && b.iter().any(|c| !(c.is_ascii_graphic() || b" \r\n".contains(c))) {
+                    self.stripped[dir] += b.len() as u64;
+                    self.held = Some((dir, b.to_vec()));
+                    return;
+                }
+            }
         }
         if let Some(s) = self.socks.as_mut() {
             if s.failed {
@@ -115,7 +149,7 @@ impl Preface {
         self.inner_data(dir, b, ts, pass);
     }
 
-    fn inner_data(&mut self, dir: usize, b: &[u8], ts: Ts, pass: &mut dyn FnMut(&[u8])) {
+    fn inner_data(&mut self, dir: usize, b: &[u8], ts: Ts, pass: &mut dyn FnMut(usize, &[u8])) {
         if matches!(self.inner, Inner::Detect) {
             self.inner = match tls::hello_kind(b) {
                 Some(k) => Inner::Tls(Box::new(TlsState::new(if k == 1 { dir } else { dir ^ 1 }, ts))),
@@ -128,13 +162,15 @@ impl Preface {
                 t.data(dir, b, ts);
             }
             Inner::Opaque => self.stripped[dir] += b.len() as u64,
-            Inner::Pass | Inner::Detect => pass(b),
+            Inner::Pass | Inner::Detect => pass(dir, b),
         }
     }
 
     /// `n` bytes of direction `dir` were lost; `pass` hands a gap to the HTTP parser.
     pub fn gap(&mut self, dir: usize, n: u64, pass: &mut dyn FnMut(u64)) {
         let dir = dir & 1;
+        // Held preamble bytes before a hole stay out (at most MAX_HELD bytes, counted).
+        self.held = None;
         if let Some(s) = self.socks.as_ref()
             && !s.done(dir)
             && !s.failed
@@ -181,5 +217,49 @@ impl Preface {
     /// The TLS bytes seen broke a limit or were not TLS after all.
     pub fn tls_malformed(&self) -> bool {
         matches!(&self.inner, Inner::Tls(t) if t.malformed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(p: &mut Preface, dir: usize, b: &[u8]) -> Vec<(usize, Vec<u8>)> {
+        let mut got = Vec::new();
+        p.data(dir, b, 1, &mut |d, x| got.push((d, x.to_vec())));
+        got
+    }
+
+    #[test]
+    fn reverse_socks5_makes_the_answering_side_the_client() {
+        let mut p = Preface::new(Some(0));
+        assert!(feed(&mut p, 0, &[0x4e, 0x5a, 0x8d, 0x08, 0x87, 0x4e]).is_empty());
+        assert!(feed(&mut p, 1, &[5, 1, 0]).is_empty());
+        assert_eq!(p.take_switch(), Some(1));
+        assert!(feed(&mut p, 0, &[5, 0]).is_empty());
+        assert!(feed(&mut p, 1, &[5, 1, 0, 1, 74, 125, 131, 103, 0, 80]).is_empty());
+        assert!(feed(&mut p, 0, &[5, 0, 0, 1, 74, 125, 131, 103, 0, 80]).is_empty());
+        assert_eq!(
+            feed(&mut p, 1, b"GET / HTTP/1.1\r\n"),
+            vec![(1, b"GET / HTTP/1.1\r\n".to_vec())]
+        );
+        assert_eq!(p.socks_target(), Some("74.125.131.103"));
+        assert_eq!(p.stripped, [6 + 2 + 10, 3 + 10]);
+    }
+
+    #[test]
+    fn held_first_bytes_are_replayed_when_no_socks_follows() {
+        let mut p = Preface::new(Some(0));
+        assert!(feed(&mut p, 0, &[0, 1, 2]).is_empty());
+        assert_eq!(p.stripped, [3, 0]);
+        assert_eq!(feed(&mut p, 1, b"xyz"), vec![(0, vec![0, 1, 2]), (1, b"xyz".to_vec())]);
+        assert_eq!(p.stripped, [0, 0]);
+        assert!(p.passthrough() && p.take_switch().is_none());
+        // HTTP is never held
+        let mut p = Preface::new(Some(0));
+        assert_eq!(
+            feed(&mut p, 0, b"GET / HTTP/1.0\r\n"),
+            vec![(0, b"GET / HTTP/1.0\r\n".to_vec())]
+        );
     }
 }
