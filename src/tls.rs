@@ -445,8 +445,8 @@ fn version_name(v: u16) -> String {
     }
 }
 
-/// JA4 (FoxIO, JA4 spec): `t` + version + `d`/`i` (SNI or not) + cipher and extension counts
-/// + first and last character of the first ALPN, `_`, the truncated SHA-256 of the sorted
+/// JA4 (FoxIO, JA4 spec): `t`, version, `d`/`i` (SNI or not), cipher and extension counts,
+/// first and last character of the first ALPN, `_`, the truncated SHA-256 of the sorted
 /// cipher list, `_`, that of the sorted extensions (without SNI and ALPN) and the signature
 /// algorithms in wire order. GREASE values are left out everywhere.
 pub fn ja4(version: u16, has_sni: bool, ciphers: &[u16], exts: &[u16], sigs: &[u16], alpns: &[String]) -> String {

@@ -179,7 +179,8 @@ fn corpus_tunnel_cases_are_decoded() {
         return;
     }
     // (capture, decoder counter that must be > 0 or "", expected (method, host, url) requests)
-    let cases: &[(&str, &str, &[(&str, &str, &str)])] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str, &'a str)]);
+    let cases: &[Case] = &[
         (
             "suricata-verify/decode-teredo-01/input.pcap",
             "teredo",

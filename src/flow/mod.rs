@@ -651,7 +651,7 @@ impl<'a> Feed<'a> {
                 self.pre.data(dir, b, ts, &mut to_http);
                 if let Some(c) = self.pre.take_switch() {
                     // Reverse SOCKS: the side that opened SOCKS is the client of the tunnel.
-                    *conn = Box::new(Conn::new(Some(c), hcfg));
+                    **conn = Conn::new(Some(c), hcfg);
                 }
             }
             Chunk::Gap(n) => self.pre.gap(dir, n, &mut |n| conn.gap(dir, n, ts, hcfg)),
