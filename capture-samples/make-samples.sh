@@ -304,6 +304,17 @@ tcprewrite --enet-vlan=add --enet-vlan-tag=100 --enet-vlan-cfi=0 --enet-vlan-pri
 "$PY" "$HERE/encap.py" erspan2 "$SRC" "$OUT/erspan2-http.pcap" --session 1 --index 5
 "$PY" "$HERE/encap.py" erspan3 "$SRC" "$OUT/erspan3-http.pcap" --session 2 --hwid 1
 same_log http-keepalive vlan-http qinq-http gre-http gre-ip-http erspan2-http erspan3-http
+# the tunnels and link layers a mirror brings besides those (see encap.py)
+"$PY" "$HERE/encap.py" gtpu "$SRC" "$OUT/gtpu-http.pcap"
+"$PY" "$HERE/encap.py" ayiya "$SRC" "$OUT/ayiya-http.pcap"
+"$PY" "$HERE/encap.py" greudp "$SRC" "$OUT/greudp-http.pcap"
+"$PY" "$HERE/encap.py" wifi "$SRC" "$OUT/radiotap-http.pcap"
+"$PY" "$HERE/encap.py" wifi --plain "$SRC" "$OUT/wifi-http.pcap"
+same_log http-keepalive gtpu-http ayiya-http greudp-http radiotap-http wifi-http
+"$PY" "$HERE/encap.py" teredo "$OUT/http-ipv6.pcap" "$OUT/teredo-http.pcap"
+same_log http-ipv6 teredo-http
+"$PY" "$HERE/encap.py" llcsnap "$OUT/http-head.pcap" "$OUT/llcsnap-http.pcap"
+same_log http-head llcsnap-http
 
 # file formats / link types
 "$PY" "$HERE/convert.py" pcapng "$OUT/http-nanosec.pcap" "$OUT/http-pcapng.pcapng"

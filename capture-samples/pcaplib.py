@@ -22,6 +22,8 @@ LINKTYPE_NAMES = {
     101: "RAW (IP)",
     113: "LINUX_SLL",
     276: "LINUX_SLL2",
+    105: "IEEE802_11",
+    127: "IEEE802_11_RADIOTAP",
 }
 
 MAGIC_USEC = 0xA1B2C3D4
@@ -133,6 +135,8 @@ def strip_l2(linktype, data):
             return None, None
         et = struct.unpack("!H", data[12:14])[0]
         off = 14
+        if et <= 1500 and data[14:17] == b"\xaa\xaa\x03":   # 802.3 + LLC/SNAP
+            et, off = struct.unpack("!H", data[20:22])[0], 22
         while et in (0x8100, 0x88A8, 0x9100) and len(data) >= off + 4:
             et = struct.unpack("!H", data[off + 2:off + 4])[0]
             off += 4
@@ -146,6 +150,19 @@ def strip_l2(linktype, data):
         return struct.unpack("!H", data[14:16])[0], data[16:]
     if linktype == LINKTYPE_LINUX_SLL2:
         return struct.unpack("!H", data[0:2])[0], data[20:]
+    if linktype in (105, 127):   # IEEE 802.11, bare or under radiotap
+        if linktype == 127:
+            rlen = struct.unpack("<H", data[2:4])[0]
+            present = struct.unpack("<I", data[4:8])[0]
+            flags = data[16] if present & 3 == 3 else data[8] if present & 2 else 0
+            data = data[rlen:-4] if flags & 0x10 else data[rlen:]
+        if len(data) < 24 or (data[0] >> 2) & 3 != 2 or data[1] & 0x40:
+            return None, None           # not a data frame, or encrypted
+        hl = 24 + (6 if data[1] & 3 == 3 else 0) + (2 if data[0] & 0x80 else 0)
+        body = data[hl:]
+        if body[:3] != b"\xaa\xaa\x03":
+            return None, None
+        return struct.unpack("!H", body[6:8])[0], body[8:]
     if linktype == LINKTYPE_NULL:
         af = struct.unpack("<I", data[:4])[0]
         return (0x0800 if af == 2 else 0x86DD), data[4:]

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Independent cross-check of a capture against its ground-truth log: a tiny
 reference decoder (standard library only) that unwraps VLAN/QinQ, GRE,
-ERSPAN II/III and VXLAN, reassembles TCP (sorting by sequence number,
+ERSPAN II/III, VXLAN, GTP-U, Teredo, AYIYA, GRE in UDP, LLC/SNAP and 802.11
+(plain or radiotap), strips SOCKS4/4a/5 handshakes, reassembles TCP (sorting by sequence number,
 dropping duplicates), parses HTTP/1.x (Content-Length, chunked, HEAD,
 1xx, 204/304, close-delimited bodies) and compares the transactions it finds
 with NAME.access.jsonl as a multiset.
@@ -49,7 +50,36 @@ def unwrap(et, l3, depth=0):
         return unwrap(*strip_l2(LINKTYPE_ETHERNET, inner), depth + 1)
     if proto == 17 and len(pay) >= 16 and struct.unpack("!H", pay[2:4])[0] == 4789:
         return unwrap(*strip_l2(LINKTYPE_ETHERNET, pay[16:]), depth + 1)
+    if proto == 17 and len(pay) >= 8:
+        sport, dport, ulen = struct.unpack("!HHH", pay[:6])
+        u = pay[8:ulen]
+        ports = (sport, dport)
+        inner = None
+        if 2152 in ports and len(u) >= 8 and u[1] == 0xFF:           # GTP-U G-PDU
+            i = 8
+            if u[0] & 0x07:
+                nxt, i = u[11], 12
+                while nxt:
+                    n = u[i] * 4
+                    nxt, i = u[i + n - 1], i + n
+            inner = u[i:]
+        elif dport == 4754:                                           # GRE in UDP
+            # the GRE packet as if it were IP protocol 47 (the branch above reads it)
+            total = ihl + len(u)
+            outer = l3[:2] + struct.pack("!H", total) + l3[4:9] + bytes([47]) + l3[10:ihl]
+            return unwrap(et, outer + u, depth + 1)
+        elif 5072 in ports and len(u) >= 8:                           # AYIYA
+            inner = u[8 + (1 << (u[0] >> 4)) + (u[1] >> 4) * 4:]
+        elif 3544 in ports:                                           # Teredo
+            if u[:2] == b"\x00\x01":
+                u = u[4 + u[2] + u[3] + 9:]
+            if u[:2] == b"\x00\x00":
+                u = u[8:]
+            inner = u
+        if inner:
+            return unwrap(0x0800 if inner[0] >> 4 == 4 else 0x86DD, inner, depth + 1)
     return et, l3
+
 
 
 def tcp_of(et, l3):
@@ -118,6 +148,26 @@ def head(buf, i):
     return lines[0], hdrs, j + 4
 
 
+def unsocks(rq, rs):
+    """The tunnelled bytes after a SOCKS4/4a/5 handshake (RFC 1928/1929)."""
+    if rq[:1] == b"\x04" and len(rs) >= 8:
+        i = rq.index(b"\0", 8) + 1
+        if rq[4:7] == b"\0\0\0" and rq[7]:
+            i = rq.index(b"\0", i) + 1
+        return rq[i:], rs[8:]
+    if rq[:1] == b"\x05" and len(rs) >= 2:
+        i = 2 + rq[1]
+        j = 2
+        if rs[1] == 2:                       # user/password
+            i += 3 + rq[i + 1] + rq[i + 2 + rq[i + 1]]
+            j += 2
+        alen = {1: 4, 4: 16}.get(rq[i + 3], 1 + rq[i + 4] if len(rq) > i + 4 else 0)
+        i += 6 + alen
+        blen = {1: 4, 4: 16}.get(rs[j + 3], 1 + rs[j + 4])
+        return rq[i:], rs[j + 6 + blen:]
+    return rq, rs
+
+
 def transactions(path):
     pf = read_any(path)
     conns = collections.OrderedDict()
@@ -149,6 +199,7 @@ def transactions(path):
     for c in conns.values():
         rq = reassemble(c.segs[0], c.isn.get(0))
         rs = reassemble(c.segs[1], c.isn.get(1))
+        rq, rs = unsocks(rq, rs)
         reqs, i = [], 0
         while i < len(rq):
             h = head(rq, i)

@@ -64,6 +64,7 @@ pub struct EventCounts {
     pub http: u64,
     pub anomaly: u64,
     pub stats: u64,
+    pub tls: u64,
 }
 
 const BATCH: usize = 256;
@@ -224,6 +225,7 @@ impl Pipeline {
         match &ev {
             Event::Http { .. } => self.counts.http += 1,
             Event::Anomaly(_) => self.counts.anomaly += 1,
+            Event::Tls(_) => self.counts.tls += 1,
             Event::Stats { .. } => self.counts.stats += 1,
             Event::Tick { .. } => {}
         }
@@ -353,6 +355,8 @@ struct Capture {
     started: Instant,
     /// Stats intervals follow packet time (replay); live uses the wall clock.
     packet_time_stats: bool,
+    /// TLS connections by server name (SNI), bounded.
+    tls_names: crate::tls::NameCounts,
 }
 
 impl Capture {
@@ -367,6 +371,7 @@ impl Capture {
             next_stats: None,
             next_snapshot: None,
             decode_anomalies: [0; Skip::ALL.len()],
+            tls_names: crate::tls::NameCounts::default(),
             truncated_files: 0,
             files: 0,
             started: Instant::now(),
@@ -439,6 +444,10 @@ impl Capture {
                     }
                 }
                 FlowOutput::Anomaly { ts, meta, what } => Event::Anomaly(AnomalyEvent::from_flow(ts, meta, what)),
+                FlowOutput::Tls { ts, meta, tls } => {
+                    self.tls_names.add(tls.sni.as_deref());
+                    Event::Tls(Box::new(crate::event::TlsEvent { ts, meta, tls: *tls }))
+                }
             };
             p.push(ev)?;
         }
@@ -462,6 +471,7 @@ impl Capture {
             "decoder": {
                 "tcp": d.tcp, "ipv4": d.ipv4, "ipv6": d.ipv6, "vlan": d.vlan, "mpls": d.mpls,
                 "vxlan": d.vxlan, "gre": d.gre, "erspan": d.erspan,
+                "gtpu": d.gtpu, "teredo": d.teredo, "ayiya": d.ayiya, "gre_udp": d.gre_udp, "llc_snap": d.llc_snap, "wifi": d.wifi,
                 "fragments": d.fragments, "reassembled": d.reassembled,
                 "frag_timeouts": fr.timeouts, "frag_memcap_drops": fr.memcap_drops, "frag_invalid": fr.invalid, "frag_overlaps": fr.overlaps, "frag_overlap_conflicts": fr.overlap_conflicts,
                 "checksum_checked": d.checksum_checked, "checksum_bad": d.checksum_bad, "checksum_offloaded": d.checksum_offloaded, "checksum_validation": d.checksum_validation,
@@ -478,9 +488,11 @@ impl Capture {
                 "gap_bytes": r.gap_bytes, "cap_skips": r.cap_skips, "out_of_window": r.out_of_window,
             },
             "http": {"transactions": f.transactions},
+            "tunnel": {"socks": f.socks},
+            "tls": {"flows": f.tls, "malformed": f.tls_malformed, "by_sni": self.tls_names.top(crate::tls::TOP_NAMES)},
             "memory": {"ooo_bytes": self.flows.buffered_bytes(), "frag_bytes": self.decoder.frags.memory(), "flows": self.flows.active()},
             "events": {
-                "http": events.http, "anomaly": events.anomaly + wc.anomaly.load(Ordering::Relaxed), "stats": events.stats + 1,
+                "http": events.http, "anomaly": events.anomaly + wc.anomaly.load(Ordering::Relaxed), "stats": events.stats + 1, "tls": events.tls,
                 "alert": wc.alert.load(Ordering::Relaxed), "entity": wc.entity.load(Ordering::Relaxed),
                 "endpoint": wc.endpoint.load(Ordering::Relaxed), "anomalies_suppressed": f.anomalies_suppressed,
             },

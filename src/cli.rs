@@ -137,7 +137,7 @@ pub struct CommonArgs {
     /// Repeat for several sinks. Replaces the config's output.sinks.
     #[arg(short, long, value_name = "PATH")]
     pub output: Vec<String>,
-    /// Event types to write, comma-separated (http, alert, anomaly, endpoint, entity, stats;
+    /// Event types to write, comma-separated (http, alert, anomaly, endpoint, entity, stats, tls;
     /// default all).
     #[arg(long, value_name = "TYPES", value_delimiter = ',')]
     pub types: Vec<String>,

@@ -163,7 +163,7 @@ queue = 1024
 # SIGHUP), "syslog+udp://127.0.0.1:514", "syslog+tcp://127.0.0.1:601" (RFC 5424, octet-counted).
 sinks = ["-"]
 # Event types written, as Suricata's eve-log types.
-types = ["http", "alert", "anomaly", "endpoint", "entity", "stats"]
+types = ["http", "alert", "anomaly", "endpoint", "entity", "stats", "tls"]
 # Batches (of up to 256 events) queued per sink; live, a full queue drops and counts.
 queue = 64
 # Syslog facility number (16 = local0).

@@ -27,6 +27,8 @@ pub enum Event {
         endpoint: Option<Box<crate::catalog::EndpointId>>,
     },
     Anomaly(AnomalyEvent),
+    /// A TLS handshake (EVE `tls`).
+    Tls(Box<TlsEvent>),
     Stats {
         ts: Ts,
         stats: serde_json::Value,
@@ -38,12 +40,21 @@ pub enum Event {
     },
 }
 
+/// One connection's TLS handshake, as the flow layer saw it.
+#[derive(Debug)]
+pub struct TlsEvent {
+    pub ts: Ts,
+    pub meta: FlowMeta,
+    pub tls: crate::tls::TlsInfo,
+}
+
 impl Event {
     /// The entity this event belongs to (client address), for sharding.
     pub fn entity(&self) -> Option<IpAddr> {
         match self {
             Event::Http { meta, .. } => Some(meta.src),
             Event::Anomaly(a) => a.meta.as_ref().map(|m| m.src),
+            Event::Tls(t) => Some(t.meta.src),
             Event::Stats { .. } | Event::Tick { .. } => None,
         }
     }
@@ -92,10 +103,10 @@ pub struct Formatter {
 pub struct EventTypes(u8);
 
 impl EventTypes {
-    pub const NAMES: [&'static str; 6] = ["http", "alert", "anomaly", "endpoint", "entity", "stats"];
+    pub const NAMES: [&'static str; 7] = ["http", "alert", "anomaly", "endpoint", "entity", "stats", "tls"];
 
     pub fn all() -> Self {
-        EventTypes(0x3f)
+        EventTypes(0x7f)
     }
 
     /// From names; an unknown name is an error naming it.
@@ -159,6 +170,13 @@ struct AnomalyOut<'a> {
 }
 
 #[derive(Serialize)]
+struct TlsOut<'a> {
+    #[serde(flatten)]
+    common: Common<'a>,
+    tls: &'a crate::tls::TlsInfo,
+}
+
+#[derive(Serialize)]
 struct StatsOut<'a> {
     #[serde(flatten)]
     common: Common<'a>,
@@ -186,6 +204,7 @@ impl Formatter {
         let t = match ev {
             Event::Http { .. } => "http",
             Event::Anomaly(_) => "anomaly",
+            Event::Tls(_) => "tls",
             Event::Stats { .. } => "stats",
             Event::Tick { .. } => return,
         };
@@ -216,6 +235,13 @@ impl Formatter {
                         layer: a.layer,
                         app_proto: a.app_proto,
                     },
+                },
+            ),
+            Event::Tls(t) => serde_json::to_writer(
+                &mut *out,
+                &TlsOut {
+                    common: self.common(t.ts, "tls", Some(&t.meta)),
+                    tls: &t.tls,
                 },
             ),
             Event::Stats { ts, stats } => serde_json::to_writer(

@@ -18,5 +18,6 @@ pub mod reassembly;
 pub mod redact;
 pub mod rules;
 pub mod sink;
+pub mod tls;
 pub mod util;
 pub mod worker;

@@ -45,11 +45,6 @@ const CASE_MAX_RSS_KB: u64 = 1 << 20;
 /// defensible reason. A mismatch is still reported for these, but does not fail the test.
 /// apitap bugs do NOT belong here.
 const EXPLAINED: &[(&str, &str)] = &[
-    // --- link types apitap does not decode (counted as stats.decoder.skipped.unknown_linktype)
-    (
-        "other/arkime/80211http.pcap",
-        "linktype IEEE802_11_RADIOTAP (127) is not supported (a wired-tap sensor); skipped.unknown_linktype",
-    ),
     // --- protocols / encapsulations outside apitap's scope
     (
         "other/arkime/sctp-www.pcap",
@@ -58,26 +53,6 @@ const EXPLAINED: &[(&str, &str)] = &[
     (
         "other/arkime/gre-erspan-vxlan.pcap",
         "innermost tunnel is VXLAN-GPE (UDP 4790, next-protocol header); apitap decodes VXLAN on UDP 4789 only, like Suricata's default; the session is a lone response anyway",
-    ),
-    (
-        "other/arkime/socks-http-example.pcap",
-        "HTTP inside SOCKS4 tunnels: apitap does not decode the SOCKS handshake; it reports INVALID_REQUEST/RESPONSE_LINE anomalies for the flows",
-    ),
-    (
-        "other/arkime/socks-http-pass.pcap",
-        "HTTP inside a SOCKS4 (user/pass) tunnel: SOCKS handshake not decoded; anomalies reported",
-    ),
-    (
-        "other/arkime/socks5-http-302.pcap",
-        "HTTP inside a SOCKS5 tunnel: SOCKS handshake not decoded; anomalies reported",
-    ),
-    (
-        "other/arkime/socks5-http-302-frag.pcap",
-        "HTTP inside a SOCKS5 tunnel (IP-fragmented): SOCKS handshake not decoded; anomalies reported",
-    ),
-    (
-        "other/arkime/socks5-reverse.pcap",
-        "HTTP inside a SOCKS5 tunnel: SOCKS handshake not decoded; anomalies reported",
     ),
     // --- HTTP/0.9 and non-HTTP/1.x request lines
     (

@@ -4,8 +4,9 @@
 //! either the frame or, for a reassembled IP datagram, the fragment table's buffer. Every frame
 //! that does not yield a TCP segment is counted once under a [`Skip`] reason; nothing here panics
 //! on any input (lengths are checked before every read) and nothing allocates per packet except
-//! fragment reassembly, which is capped. Tunnels (VXLAN, GRE, ERSPAN II/III) are unwrapped and
-//! the inner flow is what is analysed; nesting is limited to [`MAX_DEPTH`] levels.
+//! fragment reassembly, which is capped. Tunnels (VXLAN, GRE, ERSPAN II/III, GTP-U, Teredo,
+//! AYIYA, GRE in UDP; LLC/SNAP and 802.11 data frames, see [`tunnel`]) are unwrapped and the
+//! inner flow is what is analysed; nesting is limited to [`MAX_DEPTH`] levels.
 //!
 //! TCP checksums are validated as configured ([`ChecksumMode`], `reassembly.checksums`): a
 //! segment with a bad checksum never reached the server's stack, so it must not reach
@@ -13,6 +14,7 @@
 //! sender offloads checksums carry bad ones everywhere, which `auto` detects.
 
 pub mod frag;
+pub mod tunnel;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -38,6 +40,8 @@ pub mod linktype {
     pub const LINUX_SLL2: u32 = 276;
     pub const C_HDLC: u32 = 104;
     pub const NFLOG: u32 = 239;
+    pub const IEEE802_11: u32 = 105;
+    pub const IEEE802_11_RADIOTAP: u32 = 127;
 }
 
 /// TCP flag bits as on the wire.
@@ -90,10 +94,16 @@ pub enum Skip {
     TcpTruncated,
     TunnelMalformed,
     TunnelTooDeep,
+    /// An encrypted 802.11 data frame (WEP/WPA): nothing to read without keys.
+    WifiProtected,
+    /// 802.11 management, control, null-data and aggregate frames.
+    WifiNonData,
+    /// A radiotap frame whose flags say its FCS was bad (corrupted in the air).
+    WifiBadFcs,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 18] = [
+    pub const ALL: [Skip; 21] = [
         Skip::UnknownLinktype,
         Skip::LinkTruncated,
         Skip::EthertypeOther,
@@ -112,6 +122,9 @@ impl Skip {
         Skip::TcpTruncated,
         Skip::TunnelMalformed,
         Skip::TunnelTooDeep,
+        Skip::WifiProtected,
+        Skip::WifiNonData,
+        Skip::WifiBadFcs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -134,6 +147,9 @@ impl Skip {
             Skip::TcpTruncated => "tcp_truncated",
             Skip::TunnelMalformed => "tunnel_malformed",
             Skip::TunnelTooDeep => "tunnel_too_deep",
+            Skip::WifiProtected => "wifi_protected",
+            Skip::WifiNonData => "wifi_non_data",
+            Skip::WifiBadFcs => "wifi_bad_fcs",
         }
     }
 
@@ -168,6 +184,14 @@ pub struct DecodeStats {
     pub vxlan: u64,
     pub gre: u64,
     pub erspan: u64,
+    /// UDP tunnels: GTP-U G-PDUs, Teredo, AYIYA, GRE in UDP (also counted in `gre`).
+    pub gtpu: u64,
+    pub teredo: u64,
+    pub ayiya: u64,
+    pub gre_udp: u64,
+    /// 802.3 frames with an LLC/SNAP header, and 802.11 data frames decoded.
+    pub llc_snap: u64,
+    pub wifi: u64,
     pub fragments: u64,
     pub reassembled: u64,
     /// TCP checksums computed, and found wrong (refused or not, see [`ChecksumMode`]).
@@ -366,7 +390,27 @@ impl Decoder {
                 let h = d.get(..20).ok_or(Skip::LinkTruncated)?;
                 self.ethertype(ts, u16::from_be_bytes([h[0], h[1]]), &d[20..], depth, on_tcp)
             }
+            linktype::IEEE802_11 => self.wifi(ts, d, depth, on_tcp),
+            linktype::IEEE802_11_RADIOTAP => match tunnel::radiotap(d)? {
+                Some(f) => self.wifi(ts, f, depth, on_tcp),
+                None => Err(Skip::WifiBadFcs),
+            },
             _ => Err(Skip::UnknownLinktype),
+        }
+    }
+
+    /// An 802.11 frame: a data frame's LLC/SNAP body goes on by its ethertype.
+    fn wifi(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
+        match tunnel::ieee80211(d)? {
+            tunnel::Wifi::Data(body) => {
+                self.stats.wifi += 1;
+                match tunnel::llc_snap(body)? {
+                    Some((et, p)) => self.ethertype(ts, et, p, depth, on_tcp),
+                    None => Err(Skip::EthertypeOther),
+                }
+            }
+            tunnel::Wifi::Protected => Err(Skip::WifiProtected),
+            tunnel::Wifi::Other => Err(Skip::WifiNonData),
         }
     }
 
@@ -392,6 +436,14 @@ impl Decoder {
         }
         match et {
             0x0800 | 0x86DD => self.ip(ts, d, depth, on_tcp),
+            // An 802.3 length field: LLC, and with SNAP an ethertype after all.
+            0..=1500 => match tunnel::llc_snap(d)? {
+                Some((et, p)) if et > 1500 => {
+                    self.stats.llc_snap += 1;
+                    self.ethertype(ts, et, p, depth, on_tcp)
+                }
+                _ => Err(Skip::EthertypeOther),
+            },
             0x8864 => {
                 // PPPoE session: 6-byte header, then the PPP protocol field (1 byte when
                 // compressed: an odd first byte).
@@ -603,6 +655,7 @@ impl Decoder {
             }
             17 => {
                 let u = d.get(..8).ok_or(Skip::Udp)?;
+                let sport = u16::from_be_bytes([u[0], u[1]]);
                 let dport = u16::from_be_bytes([u[2], u[3]]);
                 if self.cfg.vxlan_ports.contains(&dport) {
                     if depth >= MAX_DEPTH {
@@ -616,7 +669,7 @@ impl Decoder {
                     self.stats.vxlan += 1;
                     return self.ethernet(ts, &d[16..], depth + 1, on_tcp);
                 }
-                Err(Skip::Udp)
+                self.udp_tunnel(ts, sport, dport, d, depth, on_tcp)
             }
             47 => {
                 if depth >= MAX_DEPTH {
@@ -632,6 +685,61 @@ impl Decoder {
             }
             1 | 58 => Err(Skip::Icmp),
             _ => Err(Skip::IpProtoOther),
+        }
+    }
+
+    /// GTP-U, Teredo, AYIYA and GRE in UDP (`d`: the UDP header and what follows).
+    fn udp_tunnel(
+        &mut self,
+        ts: Ts,
+        sport: u16,
+        dport: u16,
+        d: &[u8],
+        depth: u8,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
+        let either = |p: u16| sport == p || dport == p;
+        let tunnel = either(tunnel::GTPU_PORT) || either(tunnel::TEREDO_PORT) || either(tunnel::AYIYA_PORT);
+        if !tunnel && dport != tunnel::GRE_UDP_PORT {
+            return Err(Skip::Udp);
+        }
+        if depth >= MAX_DEPTH {
+            return Err(Skip::TunnelTooDeep);
+        }
+        // The UDP length bounds the payload (Ethernet padding is not part of it).
+        let ulen = u16::from_be_bytes([d[4], d[5]]) as usize;
+        if ulen < 8 {
+            return Err(Skip::TunnelMalformed);
+        }
+        let p = &d[8..ulen.min(d.len())];
+        if either(tunnel::GTPU_PORT) {
+            return match tunnel::gtpu(p)? {
+                tunnel::Gtpu::Pdu(ip) => {
+                    self.stats.gtpu += 1;
+                    self.ip(ts, ip, depth + 1, on_tcp)
+                }
+                tunnel::Gtpu::Signalling => Err(Skip::Udp),
+            };
+        }
+        if dport == tunnel::GRE_UDP_PORT {
+            self.stats.gre_udp += 1;
+            return self.gre(ts, p, depth + 1, on_tcp);
+        }
+        if either(tunnel::AYIYA_PORT) {
+            return match tunnel::ayiya(p)? {
+                Some(ip) => {
+                    self.stats.ayiya += 1;
+                    self.ip(ts, ip, depth + 1, on_tcp)
+                }
+                None => Err(Skip::Udp),
+            };
+        }
+        match tunnel::teredo(p) {
+            Some(ip6) => {
+                self.stats.teredo += 1;
+                self.ip(ts, ip6, depth + 1, on_tcp)
+            }
+            None => Err(Skip::Udp),
         }
     }
 
@@ -918,6 +1026,57 @@ pub(crate) mod tests {
             assert_eq!(g.len(), 1, "gre proto {proto:#x}");
             assert_eq!(s.gre, 1);
         }
+    }
+
+    /// IPv4/UDP around `payload` (checksum 0).
+    fn ipv4_udp(sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
+        let total = 28 + payload.len();
+        let mut f = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0, 0, 64, 17, 0, 0];
+        f.extend([192, 0, 2, 1, 192, 0, 2, 2]);
+        f.extend(sp.to_be_bytes());
+        f.extend(dp.to_be_bytes());
+        f.extend(((8 + payload.len()) as u16).to_be_bytes());
+        f.extend([0, 0]);
+        f.extend(payload);
+        f
+    }
+
+    fn gtpu_pdu(ip: &[u8]) -> Vec<u8> {
+        let mut g = vec![0x30, 0xFF];
+        g.extend((ip.len() as u16).to_be_bytes());
+        g.extend(7u32.to_be_bytes());
+        g.extend(ip);
+        g
+    }
+
+    #[test]
+    fn udp_tunnels_nest_until_the_depth_limit() {
+        let ip = ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 1, 0x18, b"GET /");
+        let mut p = ip.clone();
+        for depth in 1..=MAX_DEPTH as usize + 1 {
+            p = ipv4_udp(2152, 2152, &gtpu_pdu(&p));
+            let (g, s) = run(101, &p);
+            if depth <= MAX_DEPTH as usize {
+                assert_eq!((g.len(), s.gtpu), (1, depth as u64), "depth {depth}");
+            } else {
+                assert!(g.is_empty());
+                assert_eq!(s.skipped[Skip::TunnelTooDeep as usize], 1);
+            }
+        }
+        // GRE in UDP carrying IPv4; AYIYA and GTP-U signalling are UDP, not anomalies
+        let mut gre = vec![0, 0, 0x08, 0x00];
+        gre.extend(&ip);
+        let (g, s) = run(101, &ipv4_udp(50000, 4754, &gre));
+        assert_eq!((g.len(), s.gre_udp, s.gre), (1, 1, 1));
+        let (_, s) = run(101, &ipv4_udp(2152, 2152, &[0x32, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(s.skipped[Skip::Udp as usize], 1);
+        // a broken GTP-U header is malformed (an anomaly), not silently dropped
+        let (_, s) = run(
+            101,
+            &ipv4_udp(2152, 2152, &[0x34, 0xFF, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0x85]),
+        );
+        assert_eq!(s.skipped[Skip::TunnelMalformed as usize], 1);
+        assert!(Skip::TunnelMalformed.is_anomaly() && !Skip::WifiProtected.is_anomaly());
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! forged SYN the server does not answer changes nothing.
 
 pub mod community_id;
+pub mod preface;
+pub mod socks;
 
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -29,6 +31,7 @@ use crate::decode::{TcpSegment, tcp_flags};
 use crate::http::conn::Conn;
 use crate::http::{HttpAnomaly, HttpConfig, Transaction};
 use crate::reassembly::{Budget, Chunk, Notes, ReassemblyConfig, ReassemblyStats, Stream};
+use preface::Preface;
 
 #[derive(Debug, Clone)]
 pub struct FlowConfig {
@@ -79,8 +82,21 @@ pub enum FlowAnomaly {
 /// What the flow layer hands on.
 #[derive(Debug)]
 pub enum FlowOutput {
-    Http { meta: FlowMeta, tx: Transaction },
-    Anomaly { ts: Ts, meta: FlowMeta, what: FlowAnomaly },
+    Http {
+        meta: FlowMeta,
+        tx: Transaction,
+    },
+    /// A TLS handshake (SNI, version, fingerprints, certificate), once per connection.
+    Tls {
+        ts: Ts,
+        meta: FlowMeta,
+        tls: Box<crate::tls::TlsInfo>,
+    },
+    Anomaly {
+        ts: Ts,
+        meta: FlowMeta,
+        what: FlowAnomaly,
+    },
 }
 
 /// An address and port.
@@ -109,6 +125,8 @@ struct Flow {
     streams: [Stream; 2],
     /// Boxed: most flows of a SYN flood or a scan never carry data.
     conn: Option<Box<Conn>>,
+    /// SOCKS and TLS before (or instead of) HTTP.
+    pre: Preface,
     /// Direction of the client, from the handshake.
     syn_client: Option<usize>,
     /// Last acknowledgement number sent by direction d (it acknowledges direction d^1).
@@ -139,6 +157,11 @@ pub struct FlowStats {
     /// Responses skipped because their request was evicted from a too-deep pipeline (counted
     /// when the flow ends).
     pub pipeline_evicted_responses: u64,
+    /// Connections through a granted SOCKS tunnel, and TLS handshakes reported (and those
+    /// whose bytes broke the parser's limits or were not TLS after all).
+    pub socks: u64,
+    pub tls: u64,
+    pub tls_malformed: u64,
 }
 
 pub struct FlowTable {
@@ -335,6 +358,7 @@ impl FlowTable {
         };
         let notes = f.flush(ts, ctx);
         f.collect(ts, notes, &self.cfg, &mut self.stats, out);
+        self.stats.socks += f.pre.socks_version().is_some() as u64;
         if let Some(c) = f.conn.as_ref() {
             self.stats.not_http += c.not_http() as u64;
             self.stats.pipeline_evicted_responses += c.evicted_responses();
@@ -359,6 +383,7 @@ impl Flow {
             addr,
             streams: [Stream::default(), Stream::default()],
             conn: None,
+            pre: Preface::new(None),
             syn_client: None,
             ack: [None, None],
             eof: [false, false],
@@ -401,6 +426,7 @@ impl Flow {
                 fstats.midstream += 1;
             }
             self.conn = Some(Box::new(Conn::new(self.syn_client, ctx.hcfg)));
+            self.pre = Preface::new(self.syn_client);
         }
         // SYN consumes one sequence number: its data (TCP Fast Open) starts at seq + 1.
         let seq = if syn { seg.seq.wrapping_add(1) } else { seg.seq };
@@ -409,10 +435,14 @@ impl Flow {
         let map = self.streams[d ^ 1].seq_map();
         let ts = seg.ts;
         let Flow {
-            streams, conn, pkts, ..
+            streams,
+            conn,
+            pkts,
+            pre,
+            ..
         } = self;
         let hcfg = ctx.hcfg;
-        let mut feed = Feed::new(conn, d, ts, hcfg, map);
+        let mut feed = Feed::new(conn, pre, d, ts, hcfg, map);
         let notes = streams[d].segment(
             seq,
             seg.payload,
@@ -439,9 +469,10 @@ impl Flow {
             conn,
             pkts,
             ack,
+            pre,
             ..
         } = self;
-        let mut feed = Feed::new(conn, d, ts, hcfg, map);
+        let mut feed = Feed::new(conn, pre, d, ts, hcfg, map);
         let notes = streams[d].check_stale(*pkts, ack[d ^ 1], ctx.rcfg, ctx.budget, ctx.st, &mut |c| feed.chunk(c));
         self.check_eof(d, ts, hcfg);
         notes
@@ -462,8 +493,8 @@ impl Flow {
         let hcfg = ctx.hcfg;
         for d in 0..2 {
             let map = self.streams[d ^ 1].seq_map();
-            let Flow { streams, conn, .. } = self;
-            let mut feed = Feed::new(conn, d, ts, hcfg, map);
+            let Flow { streams, conn, pre, .. } = self;
+            let mut feed = Feed::new(conn, pre, d, ts, hcfg, map);
             let n = streams[d].flush(ctx.budget, ctx.st, &mut |c| feed.chunk(c));
             notes.gap |= n.gap;
         }
@@ -480,6 +511,7 @@ impl Flow {
             .as_ref()
             .and_then(|c| c.client())
             .or(self.syn_client)
+            .or(self.pre.tls_client())
             .unwrap_or(0);
         let (src, dst) = (self.addr[client], self.addr[client ^ 1]);
         let cid = self
@@ -497,6 +529,19 @@ impl Flow {
     }
 
     fn collect(&mut self, ts: Ts, notes: Notes, cfg: &FlowConfig, st: &mut FlowStats, out: &mut Vec<FlowOutput>) {
+        if !self.pre.passthrough() {
+            let end = self.eof[0] && self.eof[1];
+            if let Some(t) = self.pre.take_tls(end) {
+                st.tls += 1;
+                st.tls_malformed += self.pre.tls_malformed() as u64;
+                let meta = self.meta();
+                out.push(FlowOutput::Tls {
+                    ts: t.ts,
+                    meta,
+                    tls: Box::new(t.info),
+                });
+            }
+        }
         let mut txs = Vec::new();
         let mut http_anoms = Vec::new();
         if let Some(c) = self.conn.as_mut() {
@@ -530,6 +575,16 @@ impl Flow {
             anomaly(FlowAnomaly::Http(a), out);
         }
         st.transactions += txs.len() as u64;
+        if let Some(target) = self.pre.socks_target() {
+            // Through SOCKS, the host is the tunnel's target when the request does not name one.
+            for tx in txs.iter_mut() {
+                if let Some(q) = tx.request.as_mut()
+                    && q.header("host").is_none()
+                {
+                    q.headers.push(("Host".into(), target.to_string()));
+                }
+            }
+        }
         for tx in txs {
             out.push(FlowOutput::Http { meta: meta.clone(), tx });
         }
@@ -541,6 +596,7 @@ impl Flow {
 /// offset of the other direction, so a response can wait for its request (http::conn).
 struct Feed<'a> {
     conn: &'a mut Option<Box<Conn>>,
+    pre: &'a mut Preface,
     dir: usize,
     ts: Ts,
     hcfg: &'a HttpConfig,
@@ -550,9 +606,17 @@ struct Feed<'a> {
 }
 
 impl<'a> Feed<'a> {
-    fn new(conn: &'a mut Option<Box<Conn>>, dir: usize, ts: Ts, hcfg: &'a HttpConfig, map: Option<(u64, u32)>) -> Self {
+    fn new(
+        conn: &'a mut Option<Box<Conn>>,
+        pre: &'a mut Preface,
+        dir: usize,
+        ts: Ts,
+        hcfg: &'a HttpConfig,
+        map: Option<(u64, u32)>,
+    ) -> Self {
         Feed {
             conn,
+            pre,
             dir,
             ts,
             hcfg,
@@ -563,10 +627,34 @@ impl<'a> Feed<'a> {
 
     fn chunk(&mut self, c: Chunk<'_>) {
         let Some(conn) = self.conn.as_mut() else { return };
+        let (dir, ts, ack_off, hcfg) = (self.dir, self.ts, self.ack_off, self.hcfg);
+        if self.pre.passthrough() {
+            match c {
+                Chunk::Ack(a) => self.ack_off = self.map.map(|(off, next)| seq_offset(off, next, a)),
+                Chunk::Data(b) => conn.data(dir, b, ts, ack_off, hcfg),
+                Chunk::Gap(n) => conn.gap(dir, n, ts, hcfg),
+            }
+            return;
+        }
         match c {
-            Chunk::Ack(a) => self.ack_off = self.map.map(|(off, next)| seq_offset(off, next, a)),
-            Chunk::Data(b) => conn.data(self.dir, b, self.ts, self.ack_off, self.hcfg),
-            Chunk::Gap(n) => conn.gap(self.dir, n, self.ts, self.hcfg),
+            // Offsets of the other direction as the HTTP parser counts them (without the
+            // SOCKS handshake).
+            Chunk::Ack(a) => {
+                let cut = self.pre.stripped[dir ^ 1];
+                self.ack_off = self.map.map(|(off, next)| seq_offset(off, next, a).saturating_sub(cut));
+            }
+            Chunk::Data(b) => {
+                let mut to_http = |d: usize, x: &[u8]| {
+                    let ack = if d == dir { ack_off } else { None };
+                    conn.data(d, x, ts, ack, hcfg)
+                };
+                self.pre.data(dir, b, ts, &mut to_http);
+                if let Some(c) = self.pre.take_switch() {
+                    // Reverse SOCKS: the side that opened SOCKS is the client of the tunnel.
+                    **conn = Conn::new(Some(c), hcfg);
+                }
+            }
+            Chunk::Gap(n) => self.pre.gap(dir, n, &mut |n| conn.gap(dir, n, ts, hcfg)),
         }
     }
 }
