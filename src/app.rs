@@ -284,6 +284,7 @@ impl Pipeline {
                         "dropped": st.dropped.load(Ordering::Relaxed),
                         "errors": st.errors.load(Ordering::Relaxed),
                         "reconnects": st.reconnects.load(Ordering::Relaxed),
+                        "queued": s.queued(),
                     }),
                 )
             })
@@ -486,7 +487,7 @@ impl Capture {
             "engine": {
                 "rule_matches": wc.rule_matches.load(Ordering::Relaxed), "cross_shard_messages": wc.cross_messages.load(Ordering::Relaxed),
                 "cross_shard_dropped": wc.cross_dropped.load(Ordering::Relaxed),
-                "entities": wc.entities.load(Ordering::Relaxed), "entity_evictions": wc.entity_evictions.load(Ordering::Relaxed),
+                "entities": wc.entities.load(Ordering::Relaxed), "states": wc.states.load(Ordering::Relaxed), "entity_evictions": wc.entity_evictions.load(Ordering::Relaxed),
                 "state_evictions": wc.state_evictions.load(Ordering::Relaxed),
             },
             "drops": {"worker_queue": p.drops.worker_queue.load(Ordering::Relaxed), "sinks": p.sink_stats()},
@@ -692,6 +693,15 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
             "live: no interface (use -i IFACE or capture.interfaces)".into(),
         ));
     }
+    // Bound before capture starts: a busy port is a usage error, before any packet is read.
+    let metrics = cfg.metrics_listen.map(|_| Arc::new(crate::metrics::Metrics::default()));
+    let metrics_server = match (cfg.metrics_listen, &metrics) {
+        (Some(a), Some(m)) => Some(
+            crate::metrics::Server::start(a, m.clone())
+                .map_err(|e| AppError::Usage(format!("metrics {a}: cannot listen: {e}")))?,
+        ),
+        _ => None,
+    };
     let (tx, rx) = bounded::<live::PacketBatch>(cfg.capture.queue);
     let mut readers = Vec::new();
     for i in &cfg.capture.interfaces {
@@ -708,6 +718,9 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     }
     drop(tx);
     info!("capturing on {}", cfg.capture.interfaces.join(", "));
+    if let Some(s) = &metrics_server {
+        info!("metrics at http://{}/metrics", s.addr);
+    }
     let mut p = Pipeline::start(cfg, Mode::Live, sig.reopen.clone())?;
     if let Some(u) = &cfg.user {
         if let Err(e) = drop_privileges(u) {
@@ -723,6 +736,10 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     let snap_iv = Duration::from_secs(cfg.snapshot_interval_s.max(1));
     let mut next_snapshot = Instant::now() + snap_iv;
     let mut last_tick = Instant::now();
+    // The last metrics snapshot (published every second on the same stats as the events).
+    let mut last_metrics = Instant::now()
+        .checked_sub(Duration::from_secs(1))
+        .unwrap_or_else(Instant::now);
     let mut res = Ok(());
     loop {
         if sig.poll_hup() {
@@ -771,6 +788,12 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
                     break;
                 }
             }
+            if let Some(m) = &metrics
+                && last_metrics.elapsed() >= Duration::from_secs(1)
+            {
+                last_metrics = Instant::now();
+                m.publish(cap.stats(&p, Some(&readers)));
+            }
             if cfg.stats_interval_s > 0 && Instant::now() >= next_stats {
                 next_stats = Instant::now() + iv;
                 let stats = cap.stats(&p, Some(&readers));
@@ -794,6 +817,7 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     for r in readers {
         r.join();
     }
+    drop(metrics_server);
     info!("stopped capture on {}", names.join(", "));
     out
 }

@@ -124,6 +124,9 @@ pub struct LiveArgs {
     /// Once capturing, switch to this user and drop all privileges (when started as root).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9157).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -265,6 +268,10 @@ impl LiveArgs {
         }
         if let Some(u) = &self.user {
             c.user = Some(u.clone());
+        }
+        if let Some(m) = &self.metrics {
+            c.metrics_listen =
+                Some(crate::config::parse_listen(m).map_err(|e| ConfigError(format!("--metrics: {e}")))?);
         }
         c.progress = false;
         Ok(c)

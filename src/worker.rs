@@ -38,7 +38,9 @@ pub struct WorkerCounters {
     pub rule_matches: AtomicU64,
     pub state_evictions: AtomicU64,
     pub entity_evictions: AtomicU64,
+    /// Entities and rule window states held now (the sum over shards).
     pub entities: AtomicU64,
+    pub states: AtomicU64,
 }
 
 /// When an unauthenticated 2xx counts as an auth bypass.
@@ -177,6 +179,9 @@ pub struct Worker {
     rules_seen: u64,
     cross_out: Vec<(usize, Cross)>,
     outs: Vec<Out>,
+    /// The engine counters last added to the shared ones (shards publish differences), and when.
+    published: crate::engine::EngineStats,
+    published_at: std::time::Instant,
 }
 
 fn none_auth() -> Auth {
@@ -196,6 +201,8 @@ impl Worker {
             rules_seen: 0,
             cross_out: Vec::new(),
             outs: Vec::new(),
+            published: Default::default(),
+            published_at: std::time::Instant::now(),
         }
     }
 
@@ -362,14 +369,25 @@ impl Worker {
         }
     }
 
+    /// Add what changed in the engine's counters since the last call to the shared ones (the
+    /// table sizes too: a shrinking table adds a wrapped difference, so the sum stays right).
+    /// Called about once a second while running, so live `stats` and metrics move.
     fn publish_stats(&mut self) {
+        self.published_at = std::time::Instant::now();
         if let Some(e) = self.engine.as_mut() {
             let st = e.snapshot_stats();
+            let old = std::mem::replace(&mut self.published, st);
             let c = &self.shared.counters;
-            c.rule_matches.fetch_add(st.matches, Ordering::Relaxed);
-            c.state_evictions.fetch_add(st.state_evictions, Ordering::Relaxed);
-            c.entity_evictions.fetch_add(st.entity_evictions, Ordering::Relaxed);
-            c.entities.fetch_add(st.entities, Ordering::Relaxed);
+            let add = |a: &AtomicU64, new: u64, old: u64| {
+                if new != old {
+                    a.fetch_add(new.wrapping_sub(old), Ordering::Relaxed);
+                }
+            };
+            add(&c.rule_matches, st.matches, old.matches);
+            add(&c.state_evictions, st.state_evictions, old.state_evictions);
+            add(&c.entity_evictions, st.entity_evictions, old.entity_evictions);
+            add(&c.entities, st.entities, old.entities);
+            add(&c.states, st.states, old.states);
         }
     }
 
@@ -421,6 +439,9 @@ impl Worker {
             }
             if !self.shared.send(bytes) && self.shared.mode == Mode::Replay {
                 break;
+            }
+            if self.published_at.elapsed() >= std::time::Duration::from_secs(1) {
+                self.publish_stats();
             }
         }
         self.publish_stats();

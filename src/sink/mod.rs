@@ -215,6 +215,11 @@ impl SinkHandle {
         })
     }
 
+    /// Batches waiting in the queue now.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
     /// Queue a batch; in a live run (`block` false) a full queue drops it, counted.
     pub fn send(&self, b: &Arc<Batch>, block: bool) -> bool {
         if block {

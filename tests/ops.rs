@@ -1,0 +1,363 @@
+//! What operators look at (issue 16): Prometheus metrics scraped by a real Prometheus from a
+//! live sensor, the forensic HTML report opened in a real browser, and the command line's
+//! answers at the end of a replay.
+//!
+//! The live test needs root, iproute2, python3, curl and prometheus; the report test needs
+//! chromium. Without them each test prints why it is skipped and passes.
+
+mod common;
+use common::have;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_apitap");
+
+fn test_name() -> String {
+    std::thread::current().name().unwrap_or("test").to_string()
+}
+
+fn skip_unless(root: bool, tools: &[&str]) -> bool {
+    if root && unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: {}: needs root (network namespaces, capture)", test_name());
+        return true;
+    }
+    for t in tools {
+        if !have(t) {
+            eprintln!(
+                "SKIPPED: {}: {t} not installed (the README's second command installs it)",
+                test_name()
+            );
+            return true;
+        }
+    }
+    false
+}
+
+/// A child process killed when the test ends, even by a failed assertion.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
+    assert!(
+        out.status.success(),
+        "command failed: {cmd}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sh_quiet(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Poll `f` until it gives a value, at most `secs` seconds.
+fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Namespaces `op-<tag>-s` (10.77.<n>.1) and `op-<tag>-c` (10.77.<n>.2) joined by a veth pair,
+/// removed on drop.
+struct Lab {
+    tag: String,
+    n: u8,
+    dir: PathBuf,
+}
+
+impl Lab {
+    fn new(tag: &str, n: u8) -> Lab {
+        let lab = Lab {
+            tag: tag.into(),
+            n,
+            dir: tempfile::tempdir().expect("tmp").keep(),
+        };
+        lab.down();
+        let (s, c) = (lab.srv(), lab.cli());
+        sh(&format!(
+            "ip netns add {s} && ip netns add {c} && \
+             ip link add op{tag}s0 type veth peer name op{tag}c0 && \
+             ip link set op{tag}s0 netns {s} && ip link set op{tag}c0 netns {c} && \
+             ip -n {s} addr add 10.77.{n}.1/24 dev op{tag}s0 && ip -n {c} addr add 10.77.{n}.2/24 dev op{tag}c0 && \
+             ip -n {s} link set op{tag}s0 up && ip -n {c} link set op{tag}c0 up && \
+             ip -n {s} link set lo up && ip -n {c} link set lo up"
+        ));
+        for (ns, dev) in [(&s, format!("op{tag}s0")), (&c, format!("op{tag}c0"))] {
+            sh_quiet(&format!(
+                "ip netns exec {ns} ethtool -K {dev} tso off gso off gro off tx off"
+            ));
+        }
+        lab
+    }
+
+    fn srv(&self) -> String {
+        format!("op-{}-s", self.tag)
+    }
+
+    fn cli(&self) -> String {
+        format!("op-{}-c", self.tag)
+    }
+
+    fn srv_ip(&self) -> String {
+        format!("10.77.{}.1", self.n)
+    }
+
+    fn iface(&self) -> String {
+        format!("op{}s0", self.tag)
+    }
+
+    fn down(&self) {
+        sh_quiet(&format!("ip netns del {}; ip netns del {}", self.srv(), self.cli()));
+    }
+
+    fn spawn(&self, ns: &str, args: &[&str], log: &str) -> Proc {
+        let out = std::fs::File::create(self.dir.join(log)).expect("log");
+        Proc(
+            Command::new("ip")
+                .args(["netns", "exec", ns])
+                .args(args)
+                .current_dir(&self.dir)
+                .stdout(out.try_clone().expect("log"))
+                .stderr(out)
+                .spawn()
+                .expect("spawn"),
+        )
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.down();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `apitap live` in namespace `ns`; returns once it says it is capturing.
+fn start_live(ns: &str, args: &[&str]) -> Proc {
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", ns, BIN, "live"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("apitap live");
+    let err = c.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(err);
+        let mut line = String::new();
+        let mut sent = false;
+        while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+            eprint!("apitap: {line}");
+            if !sent && line.contains("capturing on") {
+                let _ = tx.send(());
+                sent = true;
+            }
+            line.clear();
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(15))
+        .expect("apitap did not start capturing");
+    std::thread::sleep(Duration::from_millis(300));
+    Proc(c)
+}
+
+fn sigterm_and_wait(c: &mut Child) -> i32 {
+    unsafe {
+        libc::kill(c.id() as i32, libc::SIGTERM);
+    }
+    let t = Instant::now();
+    loop {
+        if let Some(s) = c.try_wait().expect("wait") {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "apitap did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn events(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .expect("events")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line ({e}): {l}")))
+        .collect()
+}
+
+/// One instant-vector value from Prometheus' HTTP query API, run inside namespace `ns`.
+fn prom_query(ns: &str, q: &str) -> Option<f64> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-s", "--max-time", "3", "-G"])
+        .arg("http://127.0.0.1:9090/api/v1/query")
+        .arg("--data-urlencode")
+        .arg(format!("query={q}"))
+        .output()
+        .ok()?;
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+#[test]
+fn prometheus_scrapes_live_packet_and_transaction_counts() {
+    if skip_unless(true, &["ip", "curl", "python3", "prometheus"]) {
+        return;
+    }
+    let lab = Lab::new("m", 157);
+    let (srv, cli) = (lab.srv(), lab.cli());
+    std::fs::create_dir_all(lab.dir.join("www/api")).expect("mkdir");
+    std::fs::write(lab.dir.join("www/api/users.json"), "{\"users\":[1,2,3]}\n".repeat(50)).expect("write");
+    let www = lab.dir.join("www");
+    let ip = lab.srv_ip();
+    let _web = lab.spawn(
+        &srv,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            &ip,
+            "--directory",
+            www.to_str().unwrap_or_default(),
+            "80",
+        ],
+        "web.log",
+    );
+    wait_for(15, "web server up", || {
+        sh_quiet(&format!(
+            "ip netns exec {cli} curl -sf -o /dev/null http://{ip}/api/users.json"
+        ))
+        .then_some(())
+    });
+    let prom_yml = lab.dir.join("prometheus.yml");
+    std::fs::write(
+        &prom_yml,
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: apitap\n    static_configs:\n      - targets: ['127.0.0.1:9157']\n",
+    )
+    .expect("prometheus.yml");
+    let tsdb = lab.dir.join("tsdb");
+    let _prom = lab.spawn(
+        &srv,
+        &[
+            "prometheus",
+            &format!("--config.file={}", prom_yml.display()),
+            &format!("--storage.tsdb.path={}", tsdb.display()),
+            "--web.listen-address=127.0.0.1:9090",
+        ],
+        "prometheus.log",
+    );
+    let out = lab.dir.join("eve.json");
+    let iface = lab.iface();
+    let mut ap = start_live(
+        &srv,
+        &[
+            "-i",
+            &iface,
+            "-o",
+            out.to_str().unwrap_or_default(),
+            "--metrics",
+            "127.0.0.1:9157",
+            "--no-rules",
+        ],
+    );
+    // The endpoint answers directly too, in the text format.
+    let direct = sh(&format!("ip netns exec {srv} curl -s http://127.0.0.1:9157/metrics"));
+    assert!(
+        direct.contains("# TYPE apitap_capture_packets_total counter"),
+        "{direct}"
+    );
+    const N: usize = 25;
+    for i in 0..N {
+        sh(&format!(
+            "ip netns exec {cli} curl -s -o /dev/null 'http://{ip}/api/users.json?page={i}'"
+        ));
+    }
+    // The preflight request above came before apitap started: only these N count.
+    let tx = wait_for(30, "Prometheus to have scraped N transactions", || {
+        prom_query(&srv, "apitap_http_transactions_total").filter(|v| *v as usize == N)
+    });
+    assert_eq!(tx as usize, N);
+    // Packets: once the wire is quiet, Prometheus' value equals the final stats event's.
+    std::thread::sleep(Duration::from_millis(2500));
+    let packets = prom_query(&srv, "apitap_capture_packets_total").expect("packets from Prometheus");
+    let up = prom_query(&srv, "up{job=\"apitap\"}").expect("up");
+    assert_eq!(up, 1.0);
+    let drops = prom_query(&srv, "sum(apitap_interface_dropped_packets_total)").expect("drops");
+    assert_eq!(drops, 0.0);
+    assert_eq!(sigterm_and_wait(&mut ap.0), 0);
+    let ev = events(&out);
+    let last = ev
+        .iter()
+        .rev()
+        .find(|e| e["event_type"] == "stats")
+        .expect("final stats");
+    assert_eq!(
+        packets as u64,
+        last["stats"]["capture"]["packets"].as_u64().unwrap_or(0),
+        "{last}"
+    );
+    assert_eq!(ev.iter().filter(|e| e["event_type"] == "http").count(), N);
+    assert!(
+        packets as usize >= N * 6,
+        "a curl connection is at least 6 packets: {packets}"
+    );
+}
+
+#[test]
+fn busy_metrics_port_is_one_line_and_exit_2() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    let out = Command::new(BIN)
+        .args(["live", "-i", "lo", "--metrics", &addr, "-o", "/dev/null"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("apitap: metrics {addr}: cannot listen")),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_check_rejects_a_bad_metrics_listen_address() {
+    let d = tempfile::tempdir().expect("tmp");
+    let p = d.path().join("c.toml");
+    std::fs::write(&p, "[metrics]\nlisten = \"localhost\"\n").expect("write");
+    let out = Command::new(BIN)
+        .args(["config", "check", p.to_str().unwrap_or_default()])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("metrics.listen"), "{err}");
+    std::fs::write(&p, "[metrics]\nlisten = \"127.0.0.1:9157\"\n").expect("write");
+    let out = Command::new(BIN)
+        .args(["config", "check", p.to_str().unwrap_or_default()])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
