@@ -125,6 +125,12 @@ impl Pipeline {
                 .map_err(|e| AppError::Usage(format!("output {spec}: cannot open: {e}")))?;
             sinks.push(h);
         }
+        if let Some(p) = &cfg.report_path {
+            let spec = SinkSpec::Report(p.into(), cfg.report_sources.clone());
+            let h = SinkHandle::start(&spec, &opts, reopen.clone())
+                .map_err(|e| AppError::Usage(format!("report {p}: cannot write: {e}")))?;
+            sinks.push(h);
+        }
         let sinks = Arc::new(sinks);
         let drops = Arc::new(Drops::default());
         let n = cfg.workers.max(1);
@@ -601,6 +607,15 @@ pub fn replay(cfg: &Config, files: &[String]) -> Result<Summary, AppError> {
 }
 
 pub fn replay_with(cfg: &Config, files: &[String], sig: &Signals) -> Result<Summary, AppError> {
+    let with_sources;
+    let cfg = if cfg.report_path.is_some() && cfg.report_sources.is_empty() {
+        let mut c = cfg.clone();
+        c.report_sources = files.to_vec();
+        with_sources = c;
+        &with_sources
+    } else {
+        cfg
+    };
     let caps = files
         .iter()
         .map(|f| CaptureFile::open(f).map_err(|e| AppError::Input(e.to_string())))

@@ -30,6 +30,66 @@ pub enum Cmd {
     /// Check a rule file, or print the built-in rule pack.
     #[command(subcommand)]
     Rules(RulesCmd),
+    /// A forensic HTML report of capture files: summary, timeline, attackers, API catalog.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Capture files, read in order as one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+    /// Write the report (one self-contained HTML file) to PATH.
+    #[arg(short, long, value_name = "PATH", required = true)]
+    pub output: String,
+    /// TOML configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<String>,
+    /// A rule file added to the built-in pack.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<String>,
+    /// A reference OpenAPI document: mark endpoints shadow or zombie.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<String>,
+    /// Key for the keyed hashes that replace secrets.
+    #[arg(long, value_name = "KEY", env = "APITAP_HASH_KEY", hide_env_values = true)]
+    pub hash_key: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// No summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl ReportArgs {
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        c.sinks = Vec::new();
+        c.report_path = Some(self.output.clone());
+        c.event_types = crate::event::EventTypes::all();
+        c.profile = true;
+        c.endpoint_events = true;
+        c.stats_interval_s = 0;
+        if let Some(p) = &self.rules {
+            c.rules_file = Some(p.clone());
+        }
+        if let Some(p) = &self.spec {
+            c.spec_path = Some(p.clone());
+        }
+        if let Some(k) = &self.hash_key {
+            if k.is_empty() {
+                return Err(ConfigError("--hash-key: must not be empty".into()));
+            }
+            c.hash_key = k.as_bytes().to_vec();
+        }
+        c.progress = !self.no_progress;
+        c.summary = !self.quiet;
+        Ok(c)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,6 +237,10 @@ pub struct CommonArgs {
     /// No rules, alerts or entity tracking.
     #[arg(long)]
     pub no_rules: bool,
+    /// Also write a forensic HTML report (summary, timeline, attackers, catalog) to PATH at
+    /// the end of the run (it sees the event types written).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<String>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -241,6 +305,9 @@ impl CommonArgs {
         }
         if self.no_rules {
             c.rules_enabled = false;
+        }
+        if let Some(p) = &self.report {
+            c.report_path = Some(p.clone());
         }
         c.progress = !self.no_progress;
         c.summary = !self.quiet;

@@ -27,6 +27,10 @@ pub struct Config {
     pub user: Option<String>,
     /// Live: serve Prometheus metrics at `http://ADDR/metrics` (`metrics.listen`). Default: off.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Write the forensic HTML report here when the run ends (`--report`). Default: none.
+    pub report_path: Option<String>,
+    /// What the report says it was made from (the capture files).
+    pub report_sources: Vec<String>,
     pub capture: CaptureConfig,
     /// Profile transactions into the API catalog. Default on.
     pub profile: bool,
@@ -81,6 +85,8 @@ impl Default for Config {
             log_level: "info".into(),
             user: None,
             metrics_listen: None,
+            report_path: None,
+            report_sources: Vec::new(),
             capture: CaptureConfig::default(),
             profile: true,
             catalog_path: None,

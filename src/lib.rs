@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod reassembly;
 pub mod redact;
+pub mod report;
 pub mod rules;
 pub mod sink;
 pub mod worker;

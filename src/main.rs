@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     let (cfg, files) = match &cli.cmd {
         Cmd::Replay(a) => (a.common.to_config(), Some(&a.files)),
         Cmd::Catalog(a) => (a.to_config(), Some(&a.files)),
+        Cmd::Report(a) => (a.to_config(), Some(&a.files)),
         Cmd::Live(a) => (a.to_config(), None),
         Cmd::Config(ConfigCmd::Default) => {
             print!("{DEFAULT_TOML}");

@@ -361,3 +361,198 @@ fn config_check_rejects_a_bad_metrics_listen_address() {
         .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The text of the element with `id` in a DOM dump.
+fn by_id(dom: &str, id: &str) -> Option<String> {
+    let at = dom.find(&format!("id=\"{id}\""))?;
+    let rest = &dom[at..];
+    let start = rest.find('>')? + 1;
+    let end = rest[start..].find('<')?;
+    Some(rest[start..start + end].trim().to_string())
+}
+
+fn lab1() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("capture-samples/lab/lab-1.pcap.gz")
+}
+
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--enable-logging=stderr",
+    "--v=0",
+];
+
+/// Run headless chromium on `page` with `extra` flags and a fresh profile; (stdout, stderr).
+fn chromium(dir: &Path, page: &Path, extra: &[&str]) -> (String, String) {
+    let profile = dir.join(format!("chrome-{}", extra.len()));
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg("chromium")
+        .args(CHROMIUM_FLAGS)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn report_of_a_lab_capture_opens_in_chromium_with_the_json_counts() {
+    if skip_unless(false, &["chromium"]) {
+        return;
+    }
+    let d = tempfile::tempdir().expect("tmp");
+    let (eve, html) = (d.path().join("eve.json"), d.path().join("report.html"));
+    let st = Command::new(BIN)
+        .args(["replay", "-q", "--no-progress"])
+        .arg(lab1())
+        .args([
+            "-o",
+            eve.to_str().unwrap_or_default(),
+            "--report",
+            html.to_str().unwrap_or_default(),
+        ])
+        .status()
+        .expect("replay");
+    assert!(st.success());
+    let ev = events(&eve);
+    let count = |t: &str| ev.iter().filter(|e| e["event_type"] == t).count();
+    let (http, alerts) = (count("http"), count("alert"));
+    assert!(alerts > 50, "the lab capture has attacks: {alerts} alerts");
+    let clients: std::collections::BTreeSet<&str> = ev
+        .iter()
+        .filter(|e| e["event_type"] == "http")
+        .filter_map(|e| e["src_ip"].as_str())
+        .collect();
+    let mut by_type = std::collections::BTreeMap::<String, usize>::new();
+    let mut attackers = std::collections::BTreeSet::<String>::new();
+    for e in ev.iter().filter(|e| e["event_type"] == "alert") {
+        *by_type
+            .entry(e["indicator"]["type"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+        let en = &e["indicator"]["entity"];
+        attackers.insert(format!(
+            "{}:{}",
+            en["type"].as_str().unwrap_or(""),
+            en["value"].as_str().unwrap_or("")
+        ));
+    }
+    for e in ev.iter().filter(|e| e["event_type"] == "entity") {
+        let en = &e["entity"];
+        attackers.insert(format!(
+            "{}:{}",
+            en["type"].as_str().unwrap_or(""),
+            en["value"].as_str().unwrap_or("")
+        ));
+    }
+    let stats = ev.iter().rev().find(|e| e["event_type"] == "stats").expect("stats");
+
+    // Self-contained: no resource is loaded from anywhere, and the policy forbids it.
+    let page = std::fs::read_to_string(&html).expect("report");
+    assert!(page.contains("Content-Security-Policy\" content=\"default-src 'none'"));
+    for bad in [" src=\"", " href=\"", "<link", "<img", "<iframe", "url(", "@import"] {
+        assert!(!page.contains(bad), "report loads something: {bad}");
+    }
+    assert!(page.len() < 2_000_000, "report too big: {} bytes", page.len());
+
+    // The DOM after the page's script ran.
+    let (dom, log) = chromium(d.path(), &html, &["--dump-dom"]);
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page's script did not finish:\n{log}"
+    );
+    for l in log.lines() {
+        assert!(
+            !l.contains("CONSOLE") && !l.contains("Uncaught") && !l.contains("Refused to"),
+            "console error or blocked request: {l}"
+        );
+    }
+    let num = |id: &str| -> u64 {
+        by_id(&dom, id)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no number in #{id}"))
+    };
+    assert_eq!(num("n-http") as usize, http);
+    assert_eq!(num("n-alerts") as usize, alerts);
+    assert_eq!(num("n-clients") as usize, clients.len());
+    assert_eq!(num("n-attackers") as usize, attackers.len());
+    assert_eq!(
+        num("n-packets"),
+        stats["stats"]["capture"]["packets"].as_u64().unwrap_or(0)
+    );
+    assert!(
+        dom.contains(&format!("data-alert-sum=\"{alerts}\"")),
+        "alert-type rows do not add up"
+    );
+    for (t, n) in &by_type {
+        let row = format!("data-alert-type=\"{t}\"><td>{t}</td><td class=\"n count\">{n}</td>");
+        assert!(dom.contains(&row), "alert type {t}: want {n}");
+    }
+    let shown = dom.matches("<details class=\"attacker\"").count();
+    assert_eq!(shown, attackers.len().min(50), "attackers shown");
+
+    // A screenshot for a person to look at.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-lab-1.png");
+    chromium(
+        d.path(),
+        &html,
+        &["--window-size=1300,2400", &format!("--screenshot={}", shot.display())],
+    );
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 50_000,
+        "screenshot too small"
+    );
+    eprintln!("report screenshot: {}", shot.display());
+}
+
+#[test]
+fn report_command_writes_the_same_numbers_and_refuses_an_unwritable_path() {
+    let d = tempfile::tempdir().expect("tmp");
+    let html = d.path().join("r.html");
+    let out = Command::new(BIN)
+        .args(["report", "-q", "--no-progress"])
+        .arg(lab1())
+        .args(["-o", html.to_str().unwrap_or_default()])
+        .output()
+        .expect("report");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "report writes nothing on stdout");
+    let page = std::fs::read_to_string(&html).expect("report");
+    let n = by_id(&page, "n-http").expect("n-http");
+    let eve = Command::new(BIN)
+        .args(["replay", "-q", "--no-progress", "--types", "http"])
+        .arg(lab1())
+        .output()
+        .expect("replay");
+    assert_eq!(n, String::from_utf8_lossy(&eve.stdout).lines().count().to_string());
+    assert!(page.contains("lab-1.pcap.gz"), "the report names its capture");
+
+    let out = Command::new(BIN)
+        .args(["report", "-q", "--no-progress"])
+        .arg(lab1())
+        .args(["-o", "/nonexistent-dir/r.html"])
+        .output()
+        .expect("report");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("apitap: report /nonexistent-dir/r.html: cannot write"),
+        "{err}"
+    );
+}
