@@ -57,6 +57,8 @@ pub struct Summary {
     pub stats: serde_json::Value,
     /// The merged API catalog, when profiling was on.
     pub catalog: Option<Catalog>,
+    /// The riskiest entities at the end of the run, riskiest first (at most 5).
+    pub top_entities: Vec<crate::worker::TopEntity>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -362,6 +364,8 @@ struct Capture {
     decode_anomalies: [u64; Skip::ALL.len()],
     truncated_files: u64,
     files: u64,
+    /// Frames left out by the replay filters (--bpf, --since, --until).
+    filtered: u64,
     started: Instant,
     /// Stats intervals follow packet time (replay); live uses the wall clock.
     packet_time_stats: bool,
@@ -381,6 +385,7 @@ impl Capture {
             decode_anomalies: [0; Skip::ALL.len()],
             truncated_files: 0,
             files: 0,
+            filtered: 0,
             started: Instant::now(),
             packet_time_stats: true,
         }
@@ -464,7 +469,7 @@ impl Capture {
             .map(|s| (s.as_str().to_string(), json!(d.skipped[*s as usize])))
             .collect();
         json!({
-            "capture": {"files": self.files, "packets": self.packets, "bytes": d.bytes, "truncated_files": self.truncated_files},
+            "capture": {"files": self.files, "packets": self.packets, "bytes": d.bytes, "truncated_files": self.truncated_files, "filtered": self.filtered},
             "decoder": {
                 "tcp": d.tcp, "ipv4": d.ipv4, "ipv6": d.ipv6, "vlan": d.vlan, "mpls": d.mpls,
                 "vxlan": d.vxlan, "gre": d.gre, "erspan": d.erspan,
@@ -489,6 +494,7 @@ impl Capture {
                 "http": events.http, "anomaly": events.anomaly + wc.anomaly.load(Ordering::Relaxed), "stats": events.stats + 1,
                 "alert": wc.alert.load(Ordering::Relaxed), "entity": wc.entity.load(Ordering::Relaxed),
                 "endpoint": wc.endpoint.load(Ordering::Relaxed), "anomalies_suppressed": f.anomalies_suppressed,
+                "alert_types": wc.alert_types.lock().map(|m| json!(*m)).unwrap_or_default(),
             },
             "engine": {
                 "rule_matches": wc.rule_matches.load(Ordering::Relaxed), "cross_shard_messages": wc.cross_messages.load(Ordering::Relaxed),
@@ -578,6 +584,7 @@ fn finish_run(
     p.last_ts = ts;
     // The last stats are taken once the workers have drained, so their drops are in them.
     let mut stats = serde_json::Value::Null;
+    let counters = p.counters.clone();
     let fin = p.finish(|p| {
         stats = cap.stats(p, readers);
         Event::Stats {
@@ -587,8 +594,12 @@ fn finish_run(
     });
     res?;
     let catalog = fin?;
+    let mut top_entities = counters.top_entities.lock().map(|t| t.clone()).unwrap_or_default();
+    top_entities.sort_by(|a, b| b.risk.total_cmp(&a.risk).then_with(|| a.value.cmp(&b.value)));
+    top_entities.truncate(5);
     Ok(Summary {
         catalog,
+        top_entities,
         packets: cap.packets,
         bytes: cap.decoder.stats.bytes,
         transactions: cap.flows.stats.transactions,
@@ -631,6 +642,8 @@ pub fn replay_with(cfg: &Config, files: &[String], sig: &Signals) -> Result<Summ
         );
         b
     });
+    let mut filter =
+        crate::capture::filter::FrameFilter::new(&cfg.capture.bpf, cfg.since, cfg.until).map_err(AppError::Usage)?;
     let mut p = Pipeline::start(cfg, Mode::Replay, sig.reopen.clone())?;
     let mut cap = Capture::new(cfg);
     let mut done: u64 = 0;
@@ -640,6 +653,12 @@ pub fn replay_with(cfg: &Config, files: &[String], sig: &Signals) -> Result<Summ
         let mut r = f.reader();
         let mut n: u32 = 0;
         while let Some(frame) = r.next_frame() {
+            if let Some(f) = &mut filter
+                && !f.pass(&frame)
+            {
+                cap.filtered = f.filtered;
+                continue;
+            }
             if let Err(e) = cap.packet(&frame, &mut p) {
                 res = Err(e);
                 break 'files;
@@ -865,4 +884,33 @@ pub fn print_summary(s: &Summary) {
         r["overlap_conflicts"],
         skipped.filter(|x| !x.is_empty()).unwrap_or_else(|| "none".into())
     );
+    if let Some(m) = s.stats["events"]["alert_types"].as_object()
+        && !m.is_empty()
+    {
+        let mut v: Vec<(&String, u64)> = m.iter().map(|(k, n)| (k, n.as_u64().unwrap_or(0))).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let total: u64 = v.iter().map(|x| x.1).sum();
+        let list = v.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
+        eprintln!("apitap: {total} alerts: {list}");
+    }
+    let filtered = s.stats["capture"]["filtered"].as_u64().unwrap_or(0);
+    if filtered > 0 {
+        eprintln!("apitap: {filtered} packets left out by --bpf/--since/--until");
+    }
+    for (i, t) in s.top_entities.iter().enumerate() {
+        let ind = t
+            .indicators
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        eprintln!(
+            "apitap: top entity #{}: {} {} risk {:.0}, {} requests; {ind}",
+            i + 1,
+            t.kind,
+            t.value,
+            t.risk,
+            t.requests
+        );
+    }
 }

@@ -114,8 +114,41 @@ pub struct ReplayArgs {
     /// Capture files, read in order as one capture.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
+    /// Only frames matching this BPF expression (libpcap syntax, e.g. "tcp port 8080").
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
+    /// Only frames at or after this time (2026-11-29T09:05:00Z, "2026-11-29 09:05:00", or
+    /// Unix seconds; UTC unless an offset is given).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only frames at or before this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+impl ReplayArgs {
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut c = self.common.to_config()?;
+        if let Some(b) = &self.bpf {
+            c.capture.bpf = b.clone();
+        }
+        let t = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(crate::capture::filter::parse_time)
+                .transpose()
+                .map_err(|e| ConfigError(format!("{flag}: {e}")))
+        };
+        c.since = t("--since", &self.since)?;
+        c.until = t("--until", &self.until)?;
+        if let (Some(s), Some(u)) = (c.since, c.until)
+            && s > u
+        {
+            return Err(ConfigError("--since is after --until".into()));
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Args, Debug)]

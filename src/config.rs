@@ -29,6 +29,9 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Write the forensic HTML report here when the run ends (`--report`). Default: none.
     pub report_path: Option<String>,
+    /// Replay: only frames in this time range (nanoseconds). Default: all.
+    pub since: Option<u64>,
+    pub until: Option<u64>,
     /// What the report says it was made from (the capture files).
     pub report_sources: Vec<String>,
     pub capture: CaptureConfig,
@@ -87,6 +90,8 @@ impl Default for Config {
             metrics_listen: None,
             report_path: None,
             report_sources: Vec::new(),
+            since: None,
+            until: None,
             capture: CaptureConfig::default(),
             profile: true,
             catalog_path: None,

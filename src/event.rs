@@ -632,7 +632,7 @@ impl Formatter {
         m.insert(
             "entity".into(),
             json!({
-                "type": r.key.kind, "value": r.key.value,
+                "type": r.key.kind, "value": r.key.value, "reason": r.reason,
                 "risk": r2(r.risk), "level": r.level, "threshold": r.threshold,
                 "first_seen": fmt_ts(r.first), "last_seen": fmt_ts(r.last),
                 "requests": r.requests, "errors": r.errors,

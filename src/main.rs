@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     };
     // `files` is Some for a replay, None for a live run.
     let (cfg, files) = match &cli.cmd {
-        Cmd::Replay(a) => (a.common.to_config(), Some(&a.files)),
+        Cmd::Replay(a) => (a.to_config(), Some(&a.files)),
         Cmd::Catalog(a) => (a.to_config(), Some(&a.files)),
         Cmd::Report(a) => (a.to_config(), Some(&a.files)),
         Cmd::Live(a) => (a.to_config(), None),

@@ -41,7 +41,24 @@ pub struct WorkerCounters {
     /// Entities and rule window states held now (the sum over shards).
     pub entities: AtomicU64,
     pub states: AtomicU64,
+    /// Alerts by indicator type, for stats and the exit summary.
+    pub alert_types: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// The riskiest entities at the end of the run (each shard's top few), for the summary.
+    pub top_entities: Mutex<Vec<TopEntity>>,
 }
+
+/// One line of the exit summary's top entities.
+#[derive(Debug, Clone)]
+pub struct TopEntity {
+    pub risk: f64,
+    pub kind: String,
+    pub value: String,
+    pub requests: u64,
+    pub indicators: Vec<(&'static str, u64)>,
+}
+
+/// Entities a shard reports at the end of the run (riskiest first).
+const FINAL_ENTITIES: usize = 1000;
 
 /// When an unauthenticated 2xx counts as an auth bypass.
 #[derive(Debug, Clone, Copy)]
@@ -290,6 +307,9 @@ impl Worker {
                 Out::Alert(a) => {
                     self.shared.fmt.write_alert(&a, bytes);
                     self.shared.counters.alert.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut m) = self.shared.counters.alert_types.lock() {
+                        *m.entry(a.itype).or_default() += 1;
+                    }
                 }
                 Out::Entity(r) => {
                     self.shared.fmt.write_entity(&r, bytes);
@@ -369,6 +389,34 @@ impl Worker {
         }
     }
 
+    /// The end of the run (replay's end, live shutdown): every entity that carried an
+    /// indicator gets an `entity` event with its true totals (`reason: final`).
+    fn final_entities(&mut self) {
+        let Some(e) = self.engine.as_ref() else { return };
+        let (reports, left) = e.entities.final_reports(FINAL_ENTITIES);
+        if left > 0 {
+            tracing::info!(
+                "shard {}: {left} more entities with indicators not reported at exit",
+                self.id
+            );
+        }
+        let mut bytes = Vec::new();
+        for r in &reports {
+            self.shared.fmt.write_entity(r, &mut bytes);
+            self.shared.counters.entity.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut top) = self.shared.counters.top_entities.lock() {
+            top.extend(reports.iter().take(10).map(|r| TopEntity {
+                risk: r.risk,
+                kind: r.key.kind.to_string(),
+                value: r.key.value.clone(),
+                requests: r.requests,
+                indicators: r.indicators.iter().map(|i| (i.itype, i.count)).collect(),
+            }));
+        }
+        self.shared.send(bytes);
+    }
+
     /// Add what changed in the engine's counters since the last call to the shared ones (the
     /// table sizes too: a shrinking table adds a wrapped difference, so the sum stays right).
     /// Called about once a second while running, so live `stats` and metrics move.
@@ -444,6 +492,7 @@ impl Worker {
                 self.publish_stats();
             }
         }
+        self.final_entities();
         self.publish_stats();
         self.catalog
     }

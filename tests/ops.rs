@@ -556,3 +556,151 @@ fn report_command_writes_the_same_numbers_and_refuses_an_unwritable_path() {
         "{err}"
     );
 }
+
+/// Replay lab-1 with extra arguments; (events, stderr).
+fn replay_lab1(args: &[&str]) -> (Vec<Value>, String) {
+    let out = Command::new(BIN)
+        .args(["replay", "--no-progress"])
+        .arg(lab1())
+        .args(args)
+        .output()
+        .expect("replay");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let ev = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    (ev, err)
+}
+
+#[test]
+fn replay_ends_with_final_entity_profiles_carrying_true_totals() {
+    let (ev, _) = replay_lab1(&["-q"]);
+    let finals: Vec<&Value> = ev
+        .iter()
+        .filter(|e| e["event_type"] == "entity" && e["entity"]["reason"] == "final")
+        .collect();
+    assert!(finals.len() >= 10, "final entity profiles: {}", finals.len());
+    let thresholds = ev
+        .iter()
+        .filter(|e| e["event_type"] == "entity" && e["entity"]["reason"] == "threshold")
+        .count();
+    assert!(thresholds > 0);
+    // The final events come after every http event of the run.
+    let last_http = ev.iter().rposition(|e| e["event_type"] == "http").expect("http");
+    let first_final = ev
+        .iter()
+        .position(|e| e["event_type"] == "entity" && e["entity"]["reason"] == "final")
+        .expect("final");
+    assert!(first_final > last_http);
+    let mut checked = 0;
+    for f in finals.iter().filter(|f| f["entity"]["type"] == "ip") {
+        let ip = f["entity"]["value"].as_str().unwrap_or("");
+        let http: Vec<&Value> = ev
+            .iter()
+            .filter(|e| e["event_type"] == "http" && e["src_ip"] == ip)
+            .collect();
+        assert_eq!(
+            f["entity"]["requests"].as_u64(),
+            Some(http.len() as u64),
+            "{ip}: requests"
+        );
+        let last = http.iter().filter_map(|e| e["timestamp"].as_str()).max().unwrap_or("");
+        assert_eq!(f["entity"]["last_seen"].as_str(), Some(last), "{ip}: last seen");
+        // Larger than the snapshot taken when risk first crossed a threshold.
+        let first_snap = ev
+            .iter()
+            .find(|e| e["event_type"] == "entity" && e["entity"]["value"] == ip)
+            .expect("snapshot");
+        assert!(first_snap["entity"]["requests"].as_u64() <= f["entity"]["requests"].as_u64());
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} ip entities checked");
+}
+
+#[test]
+fn exit_summary_counts_alerts_by_type_and_names_top_entities() {
+    let (ev, err) = replay_lab1(&[]);
+    let mut by_type = std::collections::BTreeMap::<String, u64>::new();
+    for e in ev.iter().filter(|e| e["event_type"] == "alert") {
+        *by_type
+            .entry(e["indicator"]["type"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    let total: u64 = by_type.values().sum();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with(&format!("apitap: {total} alerts: ")))
+        .unwrap_or_else(|| panic!("no alert line in:\n{err}"));
+    for (t, n) in &by_type {
+        assert!(line.contains(&format!("{t} {n}")), "{t} {n} missing: {line}");
+    }
+    let stats = ev.iter().rev().find(|e| e["event_type"] == "stats").expect("stats");
+    assert_eq!(
+        stats["stats"]["events"]["alert_types"]["scanner"].as_u64(),
+        by_type.get("scanner").copied()
+    );
+    let top: Vec<&str> = err.lines().filter(|l| l.starts_with("apitap: top entity #")).collect();
+    assert_eq!(top.len(), 5, "{err}");
+    // The riskiest final profile is named first.
+    let best = ev
+        .iter()
+        .filter(|e| e["event_type"] == "entity" && e["entity"]["reason"] == "final")
+        .max_by(|a, b| {
+            a["entity"]["risk"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&b["entity"]["risk"].as_f64().unwrap_or(0.0))
+        })
+        .expect("final entity");
+    let v = best["entity"]["value"].as_str().unwrap_or("");
+    assert!(top[0].contains(&format!(" {v} risk ")), "{} vs {v}", top[0]);
+}
+
+#[test]
+fn replay_bpf_and_time_range_leave_frames_out_and_count_them() {
+    let (all, _) = replay_lab1(&["-q", "--types", "http"]);
+    let want = all.iter().filter(|e| e["src_ip"] == "10.77.0.53").count();
+    assert!(want > 10);
+    let (ev, _) = replay_lab1(&["-q", "--types", "http,stats", "--bpf", "host 10.77.0.53"]);
+    let http: Vec<&Value> = ev.iter().filter(|e| e["event_type"] == "http").collect();
+    assert_eq!(http.len(), want);
+    assert!(http.iter().all(|e| e["src_ip"] == "10.77.0.53"));
+    let stats = ev.iter().rev().find(|e| e["event_type"] == "stats").expect("stats");
+    assert!(
+        stats["stats"]["capture"]["filtered"].as_u64().unwrap_or(0) > 1000,
+        "{stats}"
+    );
+
+    // A time window: every transaction inside it, fewer than all, none lost inside.
+    let (since, until) = ("2026-11-29T09:05:10Z", "2026-11-29 09:05:30");
+    let inside = |e: &&Value| {
+        let t = e["timestamp"].as_str().unwrap_or("");
+        t >= "2026-11-29T09:05:10.5" && t < "2026-11-29T09:05:29.5"
+    };
+    let (ev, _) = replay_lab1(&["-q", "--types", "http", "--since", since, "--until", until]);
+    assert!(!ev.is_empty() && ev.len() < all.len(), "{} of {}", ev.len(), all.len());
+    for e in &ev {
+        let t = e["timestamp"].as_str().unwrap_or("");
+        assert!(
+            ("2026-11-29T09:05:10".."2026-11-29T09:05:30.000001").contains(&t),
+            "{t}"
+        );
+    }
+    // Transactions well inside the window are all there (edges may cut a connection).
+    assert_eq!(ev.iter().filter(inside).count(), all.iter().filter(inside).count());
+
+    for (flag, v) in [("--bpf", "tcp port"), ("--since", "yesterday")] {
+        let out = Command::new(BIN)
+            .args(["replay", "-q"])
+            .arg(lab1())
+            .args([flag, v])
+            .output()
+            .expect("replay");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(&format!("apitap: {flag}")), "{err}");
+    }
+}
