@@ -722,6 +722,20 @@ fn drop_privileges(user: &str) -> Result<(), AppError> {
 /// Capture from interfaces until SIGINT/SIGTERM; then flush every flow and event and return.
 /// A full queue anywhere drops (and counts) rather than stall capture.
 pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
+    let with_sources;
+    let cfg = if cfg.report_path.is_some() && cfg.report_sources.is_empty() {
+        let mut c = cfg.clone();
+        c.report_sources = cfg
+            .capture
+            .interfaces
+            .iter()
+            .map(|i| format!("live capture on {i}"))
+            .collect();
+        with_sources = c;
+        &with_sources
+    } else {
+        cfg
+    };
     if cfg.capture.interfaces.is_empty() {
         return Err(AppError::Usage(
             "live: no interface (use -i IFACE or capture.interfaces)".into(),

@@ -306,6 +306,24 @@ fn prometheus_scrapes_live_packet_and_transaction_counts() {
     assert_eq!(up, 1.0);
     let drops = prom_query(&srv, "sum(apitap_interface_dropped_packets_total)").expect("drops");
     assert_eq!(drops, 0.0);
+    // Every metric the sample Grafana dashboard plots is served.
+    let direct = sh(&format!("ip netns exec {srv} curl -s http://127.0.0.1:9157/metrics"));
+    let dash = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/grafana-dashboard.json"))
+        .expect("dashboard");
+    let dash: Value = serde_json::from_str(&dash).expect("dashboard json");
+    let mut names = 0;
+    for p in dash["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().expect("targets") {
+            let expr = t["expr"].as_str().unwrap_or("");
+            for w in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if w.starts_with("apitap_") || w.starts_with("process_") {
+                    assert!(direct.contains(&format!("\n{w}")), "dashboard metric {w} not served");
+                    names += 1;
+                }
+            }
+        }
+    }
+    assert!(names >= 10);
     assert_eq!(sigterm_and_wait(&mut ap.0), 0);
     let ev = events(&out);
     let last = ev
