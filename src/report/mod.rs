@@ -833,6 +833,27 @@ mod tests {
     }
 
     #[test]
+    fn timeline_reads_at_five_minutes_and_at_a_day() {
+        for (span, step, want_bw) in [(300i64, 1i64, "per 2 s"), (86_400, 10, "per 10 min")] {
+            let mut r = Report::new(Vec::new());
+            let t0 = parse_ts("2026-11-29T00:00:00+0000").unwrap();
+            for i in (0..span).step_by(step as usize) {
+                let ts = format!("{}+0000", fmt_ts(t0 + i, true).replace(' ', "T"));
+                r.observe(&json!({"event_type": "http", "timestamp": ts, "src_ip": "10.0.0.1",
+                    "http": {"status": if i % 7 == 0 { 500 } else { 200 }}, "api": {"endpoint": "GET /"}}));
+            }
+            let svg = r.svg(span >= 86_400);
+            let bars = svg.matches("<rect class=\"req\"").count();
+            assert!((30..=BINS as usize).contains(&bars), "{span} s: {bars} bars");
+            assert!(svg.contains(want_bw), "{span} s: {}", &svg[svg.len() - 200..]);
+            assert!(svg.contains("<rect class=\"err\""));
+            if span >= 86_400 {
+                assert!(svg.contains(">2026-11-29 00:00:00<"), "a day's axis names dates");
+            }
+        }
+    }
+
+    #[test]
     fn timeline_buckets_coarsen_instead_of_growing() {
         let mut r = Report::new(Vec::new());
         for i in 0..(MAX_BUCKETS as i64 * 3) {
