@@ -101,10 +101,14 @@ impl EventTypes {
         let mut m = 0;
         for n in names {
             let n = n.as_ref();
-            let i = Self::NAMES
-                .iter()
-                .position(|x| *x == n)
-                .ok_or_else(|| format!("{n:?} is not one of {}", Self::NAMES.join(", ")))?;
+            let i = Self::NAMES.iter().position(|x| *x == n).ok_or_else(|| {
+                // `alerts` -> did you mean `alert`?
+                let near = Self::NAMES
+                    .iter()
+                    .find(|x| n.trim_end_matches('s').eq_ignore_ascii_case(x) || n.eq_ignore_ascii_case(x));
+                let hint = near.map(|x| format!(" (did you mean {x:?}?)")).unwrap_or_default();
+                format!("{n:?} is not one of {}{hint}", Self::NAMES.join(", "))
+            })?;
             m |= 1 << i;
         }
         Ok(EventTypes(m))

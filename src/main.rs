@@ -101,6 +101,13 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        // `apitap replay f.pcap | head`: the reader went away; that is not an error (as in
+        // ripgrep): exit 0, say nothing.
+        Err(AppError::Output(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe && e.to_string().starts_with("stdout") =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("apitap: {e}");
             ExitCode::from(match e {

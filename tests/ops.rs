@@ -722,3 +722,32 @@ fn replay_bpf_and_time_range_leave_frames_out_and_count_them() {
         assert!(err.starts_with(&format!("apitap: {flag}")), "{err}");
     }
 }
+
+#[test]
+fn replay_into_a_closed_pipe_exits_quietly_and_types_suggest_the_singular() {
+    let mut c = Command::new(BIN)
+        .args(["replay", "--no-progress"])
+        .arg(lab1())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("replay");
+    // Read one line, then close the pipe, as `| head -1` does.
+    let mut out = BufReader::new(c.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("line");
+    drop(out);
+    let o = c.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+
+    let o = Command::new(BIN)
+        .args(["replay", "--types", "alerts"])
+        .arg(lab1())
+        .output()
+        .expect("replay");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("(did you mean \"alert\"?)"), "{err}");
+}
