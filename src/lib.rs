@@ -20,4 +20,5 @@ pub mod redact;
 pub mod report;
 pub mod rules;
 pub mod sink;
+pub mod util;
 pub mod worker;
