@@ -57,6 +57,8 @@ pub struct Summary {
     pub stats: serde_json::Value,
     /// The merged API catalog, when profiling was on.
     pub catalog: Option<Catalog>,
+    /// The riskiest entities at the end of the run, riskiest first (at most 5).
+    pub top_entities: Vec<crate::worker::TopEntity>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -119,6 +121,12 @@ impl Pipeline {
             let spec: SinkSpec = s.parse().map_err(|e| AppError::Usage(format!("output {s:?}: {e}")))?;
             let h = SinkHandle::start(&spec, &opts, reopen.clone())
                 .map_err(|e| AppError::Usage(format!("output {spec}: cannot open: {e}")))?;
+            sinks.push(h);
+        }
+        if let Some(p) = &cfg.report_path {
+            let spec = SinkSpec::Report(p.into(), cfg.report_sources.clone());
+            let h = SinkHandle::start(&spec, &opts, reopen.clone())
+                .map_err(|e| AppError::Usage(format!("report {p}: cannot write: {e}")))?;
             sinks.push(h);
         }
         let sinks = Arc::new(sinks);
@@ -281,6 +289,7 @@ impl Pipeline {
                         "dropped": st.dropped.load(Ordering::Relaxed),
                         "errors": st.errors.load(Ordering::Relaxed),
                         "reconnects": st.reconnects.load(Ordering::Relaxed),
+                        "queued": s.queued(),
                     }),
                 )
             })
@@ -352,6 +361,8 @@ struct Capture {
     decode_anomalies: [u64; Skip::ALL.len()],
     truncated_files: u64,
     files: u64,
+    /// Frames left out by the replay filters (--bpf, --since, --until).
+    filtered: u64,
     started: Instant,
     /// Stats intervals follow packet time (replay); live uses the wall clock.
     packet_time_stats: bool,
@@ -374,6 +385,7 @@ impl Capture {
             tls_names: crate::tls::NameCounts::default(),
             truncated_files: 0,
             files: 0,
+            filtered: 0,
             started: Instant::now(),
             packet_time_stats: true,
         }
@@ -467,7 +479,7 @@ impl Capture {
             .map(|s| (s.as_str().to_string(), json!(d.skipped[*s as usize])))
             .collect();
         json!({
-            "capture": {"files": self.files, "packets": self.packets, "bytes": d.bytes, "truncated_files": self.truncated_files},
+            "capture": {"files": self.files, "packets": self.packets, "bytes": d.bytes, "truncated_files": self.truncated_files, "filtered": self.filtered},
             "decoder": {
                 "tcp": d.tcp, "ipv4": d.ipv4, "ipv6": d.ipv6, "vlan": d.vlan, "mpls": d.mpls,
                 "vxlan": d.vxlan, "gre": d.gre, "erspan": d.erspan,
@@ -495,11 +507,12 @@ impl Capture {
                 "http": events.http, "anomaly": events.anomaly + wc.anomaly.load(Ordering::Relaxed), "stats": events.stats + 1, "tls": events.tls,
                 "alert": wc.alert.load(Ordering::Relaxed), "entity": wc.entity.load(Ordering::Relaxed),
                 "endpoint": wc.endpoint.load(Ordering::Relaxed), "anomalies_suppressed": f.anomalies_suppressed,
+                "alert_types": wc.alert_types.lock().map(|m| json!(*m)).unwrap_or_default(),
             },
             "engine": {
                 "rule_matches": wc.rule_matches.load(Ordering::Relaxed), "cross_shard_messages": wc.cross_messages.load(Ordering::Relaxed),
                 "cross_shard_dropped": wc.cross_dropped.load(Ordering::Relaxed),
-                "entities": wc.entities.load(Ordering::Relaxed), "entity_evictions": wc.entity_evictions.load(Ordering::Relaxed),
+                "entities": wc.entities.load(Ordering::Relaxed), "states": wc.states.load(Ordering::Relaxed), "entity_evictions": wc.entity_evictions.load(Ordering::Relaxed),
                 "state_evictions": wc.state_evictions.load(Ordering::Relaxed),
             },
             "drops": {"worker_queue": p.drops.worker_queue.load(Ordering::Relaxed), "sinks": p.sink_stats()},
@@ -584,6 +597,7 @@ fn finish_run(
     p.last_ts = ts;
     // The last stats are taken once the workers have drained, so their drops are in them.
     let mut stats = serde_json::Value::Null;
+    let counters = p.counters.clone();
     let fin = p.finish(|p| {
         stats = cap.stats(p, readers);
         Event::Stats {
@@ -593,8 +607,12 @@ fn finish_run(
     });
     res?;
     let catalog = fin?;
+    let mut top_entities = counters.top_entities.lock().map(|t| t.clone()).unwrap_or_default();
+    top_entities.sort_by(|a, b| b.risk.total_cmp(&a.risk).then_with(|| a.value.cmp(&b.value)));
+    top_entities.truncate(5);
     Ok(Summary {
         catalog,
+        top_entities,
         packets: cap.packets,
         bytes: cap.decoder.stats.bytes,
         transactions: cap.flows.stats.transactions,
@@ -613,6 +631,15 @@ pub fn replay(cfg: &Config, files: &[String]) -> Result<Summary, AppError> {
 }
 
 pub fn replay_with(cfg: &Config, files: &[String], sig: &Signals) -> Result<Summary, AppError> {
+    let with_sources;
+    let cfg = if cfg.report_path.is_some() && cfg.report_sources.is_empty() {
+        let mut c = cfg.clone();
+        c.report_sources = files.to_vec();
+        with_sources = c;
+        &with_sources
+    } else {
+        cfg
+    };
     let caps = files
         .iter()
         .map(|f| CaptureFile::open(f).map_err(|e| AppError::Input(e.to_string())))
@@ -628,6 +655,8 @@ pub fn replay_with(cfg: &Config, files: &[String], sig: &Signals) -> Result<Summ
         );
         b
     });
+    let mut filter =
+        crate::capture::filter::FrameFilter::new(&cfg.capture.bpf, cfg.since, cfg.until).map_err(AppError::Usage)?;
     let mut p = Pipeline::start(cfg, Mode::Replay, sig.reopen.clone())?;
     let mut cap = Capture::new(cfg);
     let mut done: u64 = 0;
@@ -637,6 +666,12 @@ pub fn replay_with(cfg: &Config, files: &[String], sig: &Signals) -> Result<Summ
         let mut r = f.reader();
         let mut n: u32 = 0;
         while let Some(frame) = r.next_frame() {
+            if let Some(f) = &mut filter
+                && !f.pass(&frame)
+            {
+                cap.filtered = f.filtered;
+                continue;
+            }
             if let Err(e) = cap.packet(&frame, &mut p) {
                 res = Err(e);
                 break 'files;
@@ -700,11 +735,34 @@ fn drop_privileges(user: &str) -> Result<(), AppError> {
 /// Capture from interfaces until SIGINT/SIGTERM; then flush every flow and event and return.
 /// A full queue anywhere drops (and counts) rather than stall capture.
 pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
+    let with_sources;
+    let cfg = if cfg.report_path.is_some() && cfg.report_sources.is_empty() {
+        let mut c = cfg.clone();
+        c.report_sources = cfg
+            .capture
+            .interfaces
+            .iter()
+            .map(|i| format!("live capture on {i}"))
+            .collect();
+        with_sources = c;
+        &with_sources
+    } else {
+        cfg
+    };
     if cfg.capture.interfaces.is_empty() {
         return Err(AppError::Usage(
             "live: no interface (use -i IFACE or capture.interfaces)".into(),
         ));
     }
+    // Bound before capture starts: a busy port is a usage error, before any packet is read.
+    let metrics = cfg.metrics_listen.map(|_| Arc::new(crate::metrics::Metrics::default()));
+    let metrics_server = match (cfg.metrics_listen, &metrics) {
+        (Some(a), Some(m)) => Some(
+            crate::metrics::Server::start(a, m.clone())
+                .map_err(|e| AppError::Usage(format!("metrics {a}: cannot listen: {e}")))?,
+        ),
+        _ => None,
+    };
     let (tx, rx) = bounded::<live::PacketBatch>(cfg.capture.queue);
     let mut readers = Vec::new();
     for i in &cfg.capture.interfaces {
@@ -721,6 +779,9 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     }
     drop(tx);
     info!("capturing on {}", cfg.capture.interfaces.join(", "));
+    if let Some(s) = &metrics_server {
+        info!("metrics at http://{}/metrics", s.addr);
+    }
     let mut p = Pipeline::start(cfg, Mode::Live, sig.reopen.clone())?;
     if let Some(u) = &cfg.user {
         if let Err(e) = drop_privileges(u) {
@@ -736,6 +797,10 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     let snap_iv = Duration::from_secs(cfg.snapshot_interval_s.max(1));
     let mut next_snapshot = Instant::now() + snap_iv;
     let mut last_tick = Instant::now();
+    // The last metrics snapshot (published every second on the same stats as the events).
+    let mut last_metrics = Instant::now()
+        .checked_sub(Duration::from_secs(1))
+        .unwrap_or_else(Instant::now);
     let mut res = Ok(());
     loop {
         if sig.poll_hup() {
@@ -784,6 +849,12 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
                     break;
                 }
             }
+            if let Some(m) = &metrics
+                && last_metrics.elapsed() >= Duration::from_secs(1)
+            {
+                last_metrics = Instant::now();
+                m.publish(cap.stats(&p, Some(&readers)));
+            }
             if cfg.stats_interval_s > 0 && Instant::now() >= next_stats {
                 next_stats = Instant::now() + iv;
                 let stats = cap.stats(&p, Some(&readers));
@@ -807,6 +878,7 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     for r in readers {
         r.join();
     }
+    drop(metrics_server);
     info!("stopped capture on {}", names.join(", "));
     out
 }
@@ -839,4 +911,33 @@ pub fn print_summary(s: &Summary) {
         r["overlap_conflicts"],
         skipped.filter(|x| !x.is_empty()).unwrap_or_else(|| "none".into())
     );
+    if let Some(m) = s.stats["events"]["alert_types"].as_object()
+        && !m.is_empty()
+    {
+        let mut v: Vec<(&String, u64)> = m.iter().map(|(k, n)| (k, n.as_u64().unwrap_or(0))).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let total: u64 = v.iter().map(|x| x.1).sum();
+        let list = v.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
+        eprintln!("apitap: {total} alerts: {list}");
+    }
+    let filtered = s.stats["capture"]["filtered"].as_u64().unwrap_or(0);
+    if filtered > 0 {
+        eprintln!("apitap: {filtered} packets left out by --bpf/--since/--until");
+    }
+    for (i, t) in s.top_entities.iter().enumerate() {
+        let ind = t
+            .indicators
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        eprintln!(
+            "apitap: top entity #{}: {} {} risk {:.0}, {} requests; {ind}",
+            i + 1,
+            t.kind,
+            t.value,
+            t.risk,
+            t.requests
+        );
+    }
 }

@@ -30,6 +30,66 @@ pub enum Cmd {
     /// Check a rule file, or print the built-in rule pack.
     #[command(subcommand)]
     Rules(RulesCmd),
+    /// A forensic HTML report of capture files: summary, timeline, attackers, API catalog.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Capture files, read in order as one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+    /// Write the report (one self-contained HTML file) to PATH.
+    #[arg(short, long, value_name = "PATH", required = true)]
+    pub output: String,
+    /// TOML configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<String>,
+    /// A rule file added to the built-in pack.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<String>,
+    /// A reference OpenAPI document: mark endpoints shadow or zombie.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<String>,
+    /// Key for the keyed hashes that replace secrets.
+    #[arg(long, value_name = "KEY", env = "APITAP_HASH_KEY", hide_env_values = true)]
+    pub hash_key: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// No summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl ReportArgs {
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        c.sinks = Vec::new();
+        c.report_path = Some(self.output.clone());
+        c.event_types = crate::event::EventTypes::all();
+        c.profile = true;
+        c.endpoint_events = true;
+        c.stats_interval_s = 0;
+        if let Some(p) = &self.rules {
+            c.rules_file = Some(p.clone());
+        }
+        if let Some(p) = &self.spec {
+            c.spec_path = Some(p.clone());
+        }
+        if let Some(k) = &self.hash_key {
+            if k.is_empty() {
+                return Err(ConfigError("--hash-key: must not be empty".into()));
+            }
+            c.hash_key = k.as_bytes().to_vec();
+        }
+        c.progress = !self.no_progress;
+        c.summary = !self.quiet;
+        Ok(c)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -54,8 +114,41 @@ pub struct ReplayArgs {
     /// Capture files, read in order as one capture.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
+    /// Only frames matching this BPF expression (libpcap syntax, e.g. "tcp port 8080").
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
+    /// Only frames at or after this time (2026-11-29T09:05:00Z, "2026-11-29 09:05:00", or
+    /// Unix seconds; UTC unless an offset is given).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only frames at or before this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+impl ReplayArgs {
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut c = self.common.to_config()?;
+        if let Some(b) = &self.bpf {
+            c.capture.bpf = b.clone();
+        }
+        let t = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(crate::capture::filter::parse_time)
+                .transpose()
+                .map_err(|e| ConfigError(format!("{flag}: {e}")))
+        };
+        c.since = t("--since", &self.since)?;
+        c.until = t("--until", &self.until)?;
+        if let (Some(s), Some(u)) = (c.since, c.until)
+            && s > u
+        {
+            return Err(ConfigError("--since is after --until".into()));
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -124,6 +217,9 @@ pub struct LiveArgs {
     /// Once capturing, switch to this user and drop all privileges (when started as root).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9157).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -174,6 +270,10 @@ pub struct CommonArgs {
     /// No rules, alerts or entity tracking.
     #[arg(long)]
     pub no_rules: bool,
+    /// Also write a forensic HTML report (summary, timeline, attackers, catalog) to PATH at
+    /// the end of the run (it sees the event types written).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<String>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -239,6 +339,9 @@ impl CommonArgs {
         if self.no_rules {
             c.rules_enabled = false;
         }
+        if let Some(p) = &self.report {
+            c.report_path = Some(p.clone());
+        }
         c.progress = !self.no_progress;
         c.summary = !self.quiet;
         Ok(c)
@@ -265,6 +368,10 @@ impl LiveArgs {
         }
         if let Some(u) = &self.user {
             c.user = Some(u.clone());
+        }
+        if let Some(m) = &self.metrics {
+            c.metrics_listen =
+                Some(crate::config::parse_listen(m).map_err(|e| ConfigError(format!("--metrics: {e}")))?);
         }
         c.progress = false;
         Ok(c)

@@ -25,6 +25,15 @@ pub struct Config {
     /// dropping every privilege. Default: none (stay as started; under systemd the unit
     /// already runs unprivileged with only the capture capabilities).
     pub user: Option<String>,
+    /// Live: serve Prometheus metrics at `http://ADDR/metrics` (`metrics.listen`). Default: off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Write the forensic HTML report here when the run ends (`--report`). Default: none.
+    pub report_path: Option<String>,
+    /// Replay: only frames in this time range (nanoseconds). Default: all.
+    pub since: Option<u64>,
+    pub until: Option<u64>,
+    /// What the report says it was made from (the capture files).
+    pub report_sources: Vec<String>,
     pub capture: CaptureConfig,
     /// Profile transactions into the API catalog. Default on.
     pub profile: bool,
@@ -78,6 +87,11 @@ impl Default for Config {
             syslog_facility: 16,
             log_level: "info".into(),
             user: None,
+            metrics_listen: None,
+            report_path: None,
+            report_sources: Vec::new(),
+            since: None,
+            until: None,
             capture: CaptureConfig::default(),
             profile: true,
             catalog_path: None,
@@ -157,6 +171,11 @@ promiscuous = true
 immediate = true
 # Packet batches queued between the interface readers and the flow thread.
 queue = 1024
+
+[metrics]
+# Live: serve Prometheus metrics (text format) at http://LISTEN/metrics, e.g. "127.0.0.1:9157"
+# ("" = off). Counters come from the same numbers as the stats events.
+listen = ""
 
 [output]
 # Where JSON lines go; several at once: "-" (stdout), "/path/eve.json" (appended, reopened on
@@ -306,6 +325,7 @@ struct FileConfig {
     log_level: Option<String>,
     user: Option<String>,
     capture: Option<CaptureSection>,
+    metrics: Option<MetricsSection>,
     output: Option<OutputSection>,
     decode: Option<DecodeSection>,
     flow: Option<FlowSection>,
@@ -383,6 +403,12 @@ struct CaptureSection {
     promiscuous: Option<bool>,
     immediate: Option<bool>,
     queue: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsSection {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -476,6 +502,12 @@ impl Default for CaptureConfig {
 
 const SEC: u64 = 1_000_000_000;
 
+/// A metrics listen address: `HOST:PORT` with an IP address (`127.0.0.1:9157`, `[::1]:9157`).
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse::<std::net::SocketAddr>()
+        .map_err(|_| format!("{s:?} is not IP:PORT (e.g. 127.0.0.1:9157)"))
+}
+
 /// A configuration error: which file, where, what.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -564,6 +596,11 @@ impl Config {
             if let Some(v) = s.queue {
                 cc.queue = v.max(1);
             }
+        }
+        if let Some(v) = f.metrics.and_then(|m| m.listen)
+            && !v.is_empty()
+        {
+            c.metrics_listen = Some(parse_listen(&v).map_err(|e| bad("metrics.listen", &e))?);
         }
         if let Some(s) = f.output {
             if let Some(v) = s.sinks {

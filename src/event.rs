@@ -114,10 +114,14 @@ impl EventTypes {
         let mut m = 0;
         for n in names {
             let n = n.as_ref();
-            let i = Self::NAMES
-                .iter()
-                .position(|x| *x == n)
-                .ok_or_else(|| format!("{n:?} is not one of {}", Self::NAMES.join(", ")))?;
+            let i = Self::NAMES.iter().position(|x| *x == n).ok_or_else(|| {
+                // `alerts` -> did you mean `alert`?
+                let near = Self::NAMES
+                    .iter()
+                    .find(|x| n.trim_end_matches('s').eq_ignore_ascii_case(x) || n.eq_ignore_ascii_case(x));
+                let hint = near.map(|x| format!(" (did you mean {x:?}?)")).unwrap_or_default();
+                format!("{n:?} is not one of {}{hint}", Self::NAMES.join(", "))
+            })?;
             m |= 1 << i;
         }
         Ok(EventTypes(m))
@@ -606,7 +610,7 @@ impl Formatter {
         m.insert(
             "entity".into(),
             json!({
-                "type": r.key.kind, "value": r.key.value,
+                "type": r.key.kind, "value": r.key.value, "reason": r.reason,
                 "risk": r2(r.risk), "level": r.level, "threshold": r.threshold,
                 "first_seen": fmt_ts(r.first), "last_seen": fmt_ts(r.last),
                 "requests": r.requests, "errors": r.errors,

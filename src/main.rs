@@ -19,8 +19,9 @@ fn main() -> ExitCode {
     };
     // `files` is Some for a replay, None for a live run.
     let (cfg, files) = match &cli.cmd {
-        Cmd::Replay(a) => (a.common.to_config(), Some(&a.files)),
+        Cmd::Replay(a) => (a.to_config(), Some(&a.files)),
         Cmd::Catalog(a) => (a.to_config(), Some(&a.files)),
+        Cmd::Report(a) => (a.to_config(), Some(&a.files)),
         Cmd::Live(a) => (a.to_config(), None),
         Cmd::Config(ConfigCmd::Default) => {
             print!("{DEFAULT_TOML}");
@@ -98,6 +99,13 @@ fn main() -> ExitCode {
             if cfg.summary {
                 app::print_summary(&s);
             }
+            ExitCode::SUCCESS
+        }
+        // `apitap replay f.pcap | head`: the reader went away; that is not an error (as in
+        // ripgrep): exit 0, say nothing.
+        Err(AppError::Output(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe && e.to_string().starts_with("stdout") =>
+        {
             ExitCode::SUCCESS
         }
         Err(e) => {

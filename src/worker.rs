@@ -37,8 +37,27 @@ pub struct WorkerCounters {
     pub rule_matches: AtomicU64,
     pub state_evictions: AtomicU64,
     pub entity_evictions: AtomicU64,
+    /// Entities and rule window states held now (the sum over shards).
     pub entities: AtomicU64,
+    pub states: AtomicU64,
+    /// Alerts by indicator type, for stats and the exit summary.
+    pub alert_types: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// The riskiest entities at the end of the run (each shard's top few), for the summary.
+    pub top_entities: Mutex<Vec<TopEntity>>,
 }
+
+/// One line of the exit summary's top entities.
+#[derive(Debug, Clone)]
+pub struct TopEntity {
+    pub risk: f64,
+    pub kind: String,
+    pub value: String,
+    pub requests: u64,
+    pub indicators: Vec<(&'static str, u64)>,
+}
+
+/// Entities a shard reports at the end of the run (riskiest first).
+const FINAL_ENTITIES: usize = 1000;
 
 pub use crate::engine::BypassConfig;
 
@@ -166,6 +185,9 @@ pub struct Worker {
     rules_seen: u64,
     cross_out: Vec<(usize, Cross)>,
     outs: Vec<Out>,
+    /// The engine counters last added to the shared ones (shards publish differences), and when.
+    published: crate::engine::EngineStats,
+    published_at: std::time::Instant,
 }
 
 fn none_auth() -> Auth {
@@ -185,6 +207,8 @@ impl Worker {
             rules_seen: 0,
             cross_out: Vec::new(),
             outs: Vec::new(),
+            published: Default::default(),
+            published_at: std::time::Instant::now(),
         }
     }
 
@@ -280,6 +304,9 @@ impl Worker {
                 Out::Alert(a) => {
                     self.shared.fmt.write_alert(&a, bytes);
                     self.shared.counters.alert.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut m) = self.shared.counters.alert_types.lock() {
+                        *m.entry(a.itype).or_default() += 1;
+                    }
                 }
                 Out::Entity(r) => {
                     self.shared.fmt.write_entity(&r, bytes);
@@ -359,14 +386,53 @@ impl Worker {
         }
     }
 
+    /// The end of the run (replay's end, live shutdown): every entity that carried an
+    /// indicator gets an `entity` event with its true totals (`reason: final`).
+    fn final_entities(&mut self) {
+        let Some(e) = self.engine.as_ref() else { return };
+        let (reports, left) = e.entities.final_reports(FINAL_ENTITIES);
+        if left > 0 {
+            tracing::info!(
+                "shard {}: {left} more entities with indicators not reported at exit",
+                self.id
+            );
+        }
+        let mut bytes = Vec::new();
+        for r in &reports {
+            self.shared.fmt.write_entity(r, &mut bytes);
+            self.shared.counters.entity.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut top) = self.shared.counters.top_entities.lock() {
+            top.extend(reports.iter().take(10).map(|r| TopEntity {
+                risk: r.risk,
+                kind: r.key.kind.to_string(),
+                value: r.key.value.clone(),
+                requests: r.requests,
+                indicators: r.indicators.iter().map(|i| (i.itype, i.count)).collect(),
+            }));
+        }
+        self.shared.send(bytes);
+    }
+
+    /// Add what changed in the engine's counters since the last call to the shared ones (the
+    /// table sizes too: a shrinking table adds a wrapped difference, so the sum stays right).
+    /// Called about once a second while running, so live `stats` and metrics move.
     fn publish_stats(&mut self) {
+        self.published_at = std::time::Instant::now();
         if let Some(e) = self.engine.as_mut() {
             let st = e.snapshot_stats();
+            let old = std::mem::replace(&mut self.published, st);
             let c = &self.shared.counters;
-            c.rule_matches.fetch_add(st.matches, Ordering::Relaxed);
-            c.state_evictions.fetch_add(st.state_evictions, Ordering::Relaxed);
-            c.entity_evictions.fetch_add(st.entity_evictions, Ordering::Relaxed);
-            c.entities.fetch_add(st.entities, Ordering::Relaxed);
+            let add = |a: &AtomicU64, new: u64, old: u64| {
+                if new != old {
+                    a.fetch_add(new.wrapping_sub(old), Ordering::Relaxed);
+                }
+            };
+            add(&c.rule_matches, st.matches, old.matches);
+            add(&c.state_evictions, st.state_evictions, old.state_evictions);
+            add(&c.entity_evictions, st.entity_evictions, old.entity_evictions);
+            add(&c.entities, st.entities, old.entities);
+            add(&c.states, st.states, old.states);
         }
     }
 
@@ -419,7 +485,11 @@ impl Worker {
             if !self.shared.send(bytes) && self.shared.mode == Mode::Replay {
                 break;
             }
+            if self.published_at.elapsed() >= std::time::Duration::from_secs(1) {
+                self.publish_stats();
+            }
         }
+        self.final_entities();
         self.publish_stats();
         self.catalog
     }

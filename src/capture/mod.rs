@@ -5,6 +5,7 @@
 //! packet bytes: no packet is copied at this layer. Live capture (libpcap) lands here too.
 
 pub mod file;
+pub mod filter;
 pub mod live;
 
 /// Packet time in nanoseconds since the Unix epoch. All windows and timeouts run on it.

@@ -128,6 +128,8 @@ pub struct EntityReport {
     pub auth_successes: u64,
     pub unauthenticated: u64,
     pub indicators: Vec<Indicator>,
+    /// `threshold` (risk crossed a level) or `final` (the end of the run).
+    pub reason: &'static str,
 }
 
 /// The first `n` characters of `s`.
@@ -442,6 +444,31 @@ impl EntityTable {
     pub fn take_escalations(&mut self) -> Vec<(Alert, EntityReport)> {
         std::mem::take(&mut self.pending)
     }
+
+    /// The end of a run: the profile of every entity that carried an indicator, with its true
+    /// totals (the threshold reports are snapshots taken when risk crossed a level), riskiest
+    /// first, at most `cap` of them; the second value counts those left out.
+    pub fn final_reports(&self, cap: usize) -> (Vec<EntityReport>, u64) {
+        let mut v: Vec<(&EntityKey, &Entity)> = self
+            .map
+            .iter()
+            .filter(|(_, e)| !e.profile.indicators.is_empty())
+            .collect();
+        let n = v.len();
+        v.sort_by(|a, b| b.1.risk.total_cmp(&a.1.risk).then_with(|| a.0.value.cmp(&b.0.value)));
+        let out = v
+            .into_iter()
+            .take(cap)
+            .map(|(k, e)| {
+                let mut r = report(k, e, e.profile.last, 0.0);
+                r.risk = self.decay(e, e.profile.last);
+                r.reason = "final";
+                r
+            })
+            .collect::<Vec<_>>();
+        let left = (n - out.len()) as u64;
+        (out, left)
+    }
 }
 
 fn report(k: &EntityKey, e: &Entity, ts: Ts, threshold: f64) -> EntityReport {
@@ -466,6 +493,7 @@ fn report(k: &EntityKey, e: &Entity, ts: Ts, threshold: f64) -> EntityReport {
         auth_successes: p.auth_successes,
         unauthenticated: p.unauthenticated,
         indicators: p.indicators.clone(),
+        reason: "threshold",
     }
 }
 

@@ -28,6 +28,9 @@ pub enum SinkSpec {
     File(PathBuf),
     SyslogUdp(String),
     SyslogTcp(String),
+    /// The forensic HTML report (`--report PATH`), written when the run ends; never parsed
+    /// from an output string.
+    Report(PathBuf, Vec<String>),
 }
 
 impl std::str::FromStr for SinkSpec {
@@ -69,6 +72,7 @@ impl std::fmt::Display for SinkSpec {
             SinkSpec::File(p) => write!(f, "file:{}", p.display()),
             SinkSpec::SyslogUdp(a) => write!(f, "syslog+udp://{a}"),
             SinkSpec::SyslogTcp(a) => write!(f, "syslog+tcp://{a}"),
+            SinkSpec::Report(p, _) => write!(f, "report:{}", p.display()),
         }
     }
 }
@@ -98,6 +102,10 @@ pub trait Sink: Send {
     fn reopen(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// The run is over: write what is left. Default: flush.
+    fn finish(&mut self) -> io::Result<()> {
+        self.flush()
+    }
 }
 
 pub struct SinkOptions {
@@ -118,6 +126,7 @@ pub fn open(spec: &SinkSpec, o: &SinkOptions) -> io::Result<Box<dyn Sink>> {
         SinkSpec::File(p) => Box::new(FileSink::open(p.clone(), o.truncate_files)?),
         SinkSpec::SyslogUdp(a) => Box::new(syslog::Syslog::udp(a, &o.sensor_name, o.facility)?),
         SinkSpec::SyslogTcp(a) => Box::new(syslog::Syslog::tcp(a, &o.sensor_name, o.facility)?),
+        SinkSpec::Report(p, src) => Box::new(crate::report::ReportSink::create(p, src)?),
     })
 }
 
@@ -213,6 +222,11 @@ impl SinkHandle {
             stats,
             thread,
         })
+    }
+
+    /// Batches waiting in the queue now.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
     }
 
     /// Queue a batch; in a live run (`block` false) a full queue drops it, counted.
@@ -367,7 +381,7 @@ fn run(
     }
     match sink.as_mut() {
         Some(s) => {
-            let r = s.flush();
+            let r = s.finish();
             if o.fatal_errors { r } else { Ok(()) }
         }
         None => Ok(()),
