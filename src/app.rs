@@ -29,6 +29,8 @@ use crate::flow::{FlowOutput, FlowTable};
 use crate::worker::{Shared, Worker};
 
 use crate::redact::Redactor;
+
+mod afpacket;
 use crate::sink::{Batch, SinkHandle, SinkOptions, SinkSpec};
 
 /// Errors that end a run, by exit code.
@@ -198,6 +200,28 @@ impl Pipeline {
             ticks: 0,
             last_ts: 0,
         })
+    }
+
+    /// A second way into the same worker shards and sinks, for another capture thread
+    /// (af_packet): its own batches, event counts and auth tracker; no workers of its own.
+    fn front(&self, cfg: &Config) -> Pipeline {
+        Pipeline {
+            mode: self.mode,
+            shards: self.shards.clone(),
+            batches: (0..self.shards.len()).map(|_| Vec::with_capacity(BATCH)).collect(),
+            workers: Vec::new(),
+            catalog: None,
+            sinks: self.sinks.clone(),
+            fmt: self.fmt.clone(),
+            counts: EventCounts::default(),
+            drops: self.drops.clone(),
+            shared: None,
+            counters: self.counters.clone(),
+            trusted: self.trusted.clone(),
+            auth: self.auth.is_some().then(|| crate::engine::AuthTracker::new(cfg.bypass)),
+            ticks: 0,
+            last_ts: 0,
+        }
     }
 
     /// SIGHUP: read the rule file again; a bad file keeps the rules running (and says why).
@@ -691,6 +715,9 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
         return Err(AppError::Usage(
             "live: no interface (use -i IFACE or capture.interfaces)".into(),
         ));
+    }
+    if cfg.capture.method == crate::config::CaptureMethod::AfPacket {
+        return afpacket::live(cfg, sig);
     }
     let (tx, rx) = bounded::<live::PacketBatch>(cfg.capture.queue);
     let mut readers = Vec::new();
