@@ -103,6 +103,8 @@ struct Pipeline {
     ticks: u64,
     /// Packet time of the last event, for the final snapshot.
     last_ts: Ts,
+    /// Fleet counters (`[fleet]` on).
+    fleet: Option<Arc<crate::fleet::FleetCounters>>,
 }
 
 impl Pipeline {
@@ -153,6 +155,22 @@ impl Pipeline {
             cfg.catalog.max_hosts * cfg.catalog.max_endpoints_per_host,
             cfg.endpoint_events && cfg.profile,
         );
+        let mut shared = shared;
+        let fleet = match cfg.fleet.redis {
+            Some(_) => {
+                let out = crate::fleet::Output {
+                    fmt: fmt.clone(),
+                    sinks: sinks.clone(),
+                    mode,
+                    counters: shared.counters.clone(),
+                };
+                let f = crate::fleet::Fleet::start(&cfg.fleet, &cfg.sensor_name, out).map_err(AppError::Usage)?;
+                let c = f.counters.clone();
+                shared.fleet = Some(f);
+                Some(c)
+            }
+            None => None,
+        };
         let shared = Arc::new(shared);
         let mut shards = Vec::new();
         let mut workers = Vec::new();
@@ -199,6 +217,7 @@ impl Pipeline {
             auth: cfg.rules_enabled.then(|| crate::engine::AuthTracker::new(cfg.bypass)),
             ticks: 0,
             last_ts: 0,
+            fleet,
         })
     }
 
@@ -221,6 +240,7 @@ impl Pipeline {
             auth: self.auth.is_some().then(|| crate::engine::AuthTracker::new(cfg.bypass)),
             ticks: 0,
             last_ts: 0,
+            fleet: self.fleet.clone(),
         }
     }
 
@@ -514,6 +534,7 @@ impl Capture {
                 "state_evictions": wc.state_evictions.load(Ordering::Relaxed),
             },
             "drops": {"worker_queue": p.drops.worker_queue.load(Ordering::Relaxed), "sinks": p.sink_stats()},
+            "fleet": p.fleet.as_ref().map(|f| f.json()),
             "interfaces": live.map(|rs| rs.iter().map(|r| {
                 let st = &r.stats;
                 (r.name.clone(), json!({

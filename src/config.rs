@@ -67,6 +67,7 @@ pub struct Config {
     pub flow: FlowConfig,
     pub reassembly: ReassemblyConfig,
     pub http: HttpConfig,
+    pub fleet: crate::fleet::FleetConfig,
 }
 
 impl Default for Config {
@@ -102,6 +103,7 @@ impl Default for Config {
             flow: FlowConfig::default(),
             reassembly: ReassemblyConfig::default(),
             http: HttpConfig::default(),
+            fleet: crate::fleet::FleetConfig::default(),
         }
     }
 }
@@ -301,6 +303,16 @@ thresholds = [50, 100, 200]
 takeover_failures = 5
 takeover_window = 600
 takeover_risk = 50
+
+[fleet]
+# Share state with the other sensors through Redis: distinct counts of the distinct-count
+# rules (credential stuffing...), one alert per episode fleet-wide, the sensors that saw the
+# entity. Redis down: local state, counted (stats.fleet.unavailable), retried with backoff.
+# redis = "redis://127.0.0.1:6379"
+# Hits and alerts queued for the fleet thread (live: a full queue is counted, not waited for).
+queue = 4096
+# Prefix of every Redis key.
+prefix = "apitap"
 "#;
 
 use serde::Deserialize;
@@ -325,6 +337,15 @@ struct FileConfig {
     detectors: Option<DetectorsSection>,
     rules: Option<RulesSection>,
     entity: Option<EntitySection>,
+    fleet: Option<FleetSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetSection {
+    redis: Option<String>,
+    queue: Option<usize>,
+    prefix: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -893,6 +914,25 @@ impl Config {
                     return Err(bad("entity.takeover_risk", "must be 0 or more"));
                 }
                 e.takeover_risk = v;
+            }
+        }
+        if let Some(s) = f.fleet {
+            if let Some(v) = s.redis {
+                crate::fleet::check_url(&v).map_err(|e| bad("fleet.redis", &e))?;
+                c.fleet.redis = Some(v);
+                c.engine.fleet = true;
+            }
+            if let Some(v) = s.queue {
+                if v == 0 {
+                    return Err(bad("fleet.queue", "must be at least 1"));
+                }
+                c.fleet.queue = v;
+            }
+            if let Some(v) = s.prefix {
+                if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(bad("fleet.prefix", "must be 1 to 64 printable characters"));
+                }
+                c.fleet.prefix = v;
             }
         }
         Ok(c)

@@ -286,3 +286,281 @@ fn redis_sink_counts_drops_while_down_and_reconnects() {
     let in_stream = r.stream_events("live").len() as u64;
     assert_eq!(in_stream + 10, st.written.load(Ordering::Relaxed), "{st:?}");
 }
+
+// ---- fleet state ----
+
+use common::{Conv, PcapWriter};
+
+/// Failed JSON logins from `client` to `server` (Host `site`), one connection, user names
+/// `user{from}..user{to}`.
+fn failed_logins(
+    w: &mut PcapWriter,
+    client: [u8; 4],
+    cport: u16,
+    server: [u8; 4],
+    site: &str,
+    users: std::ops::Range<u32>,
+) {
+    let mut c = Conv::open(w, client, server, cport, 80);
+    for u in users {
+        let body = format!("{{\"username\":\"user{u}@corp.example\",\"password\":\"Winter2024!\"}}");
+        let req = format!(
+            "POST /api/login HTTP/1.1\r\nHost: {site}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        c.client(w, req.as_bytes());
+        c.server(
+            w,
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"error\":\"bad credentials\"}",
+        );
+    }
+}
+
+fn write_pcap(p: &std::path::Path, f: impl FnOnce(&mut PcapWriter)) {
+    let mut w = PcapWriter::create(p);
+    f(&mut w);
+    w.finish();
+}
+
+fn replay_events(args: &[&str]) -> (std::process::Output, Vec<serde_json::Value>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
+        .args(["replay", "-q", "--no-progress"])
+        .args(args)
+        .output()
+        .unwrap();
+    let ev = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (out, ev)
+}
+
+fn stuffing_alerts(ev: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    ev.iter()
+        .filter(|e| e["event_type"] == "alert" && e["indicator"]["type"] == "credential_stuffing")
+        .collect()
+}
+
+#[test]
+fn fleet_two_sensors_each_below_threshold_raise_one_alert() {
+    if skip_without_redis() {
+        return;
+    }
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, all) = (
+        dir.path().join("a.pcap"),
+        dir.path().join("b.pcap"),
+        dir.path().join("all.pcap"),
+    );
+    let attacker = [10, 9, 0, 5];
+    // One client stuffing credentials into two sites, 8 user names each: under the rule's
+    // threshold (more than 10 distinct user names) on either site, 16 together.
+    write_pcap(&a, |w| {
+        failed_logins(w, attacker, 40001, [10, 1, 0, 1], "shop-a.example", 0..8)
+    });
+    write_pcap(&b, |w| {
+        failed_logins(w, attacker, 40002, [10, 2, 0, 1], "shop-b.example", 8..16)
+    });
+    write_pcap(&all, |w| {
+        failed_logins(w, attacker, 40001, [10, 1, 0, 1], "shop-a.example", 0..8);
+        failed_logins(w, attacker, 40002, [10, 2, 0, 1], "shop-b.example", 8..16);
+    });
+    let (ap, bp, allp) = (a.to_str().unwrap(), b.to_str().unwrap(), all.to_str().unwrap());
+    // Alone, each half stays under the threshold; the whole capture crosses it.
+    for half in [ap, bp] {
+        let (o, ev) = replay_events(&[half]);
+        assert!(o.status.success());
+        assert_eq!(stuffing_alerts(&ev).len(), 0, "{half} alone");
+    }
+    let (_, ev) = replay_events(&[allp]);
+    assert_eq!(stuffing_alerts(&ev).len(), 1, "the whole capture on one sensor");
+
+    let conf = |prefix: &str| {
+        let p = dir.path().join(format!("{prefix}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "[fleet]\nredis = \"redis://127.0.0.1:{}\"\nprefix = \"{prefix}\"\n",
+                r.port
+            ),
+        )
+        .unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let c1 = conf("t1");
+    // Two sensors at once, each given one half.
+    let run = |pcap: &str, name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_apitap"))
+            .args([
+                "replay",
+                "-q",
+                "--no-progress",
+                "--config",
+                &c1,
+                "--sensor-name",
+                name,
+                pcap,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (sa, sb) = (run(ap, "sensor-a"), run(bp, "sensor-b"));
+    let mut alerts = Vec::new();
+    let mut fleet_stats = Vec::new();
+    for s in [sa, sb] {
+        let o = s.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let ev: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        alerts.extend(stuffing_alerts(&ev).into_iter().cloned());
+        let st = ev.iter().rfind(|e| e["event_type"] == "stats").unwrap();
+        fleet_stats.push(st["stats"]["fleet"].clone());
+    }
+    assert_eq!(alerts.len(), 1, "one alert fleet-wide: {alerts:?}");
+    let f = &alerts[0]["indicator"]["fleet"];
+    assert_eq!(f["sensors"], serde_json::json!(["sensor-a", "sensor-b"]), "{f}");
+    // Raised when the fleet-wide count crossed the threshold (more than 10 user names).
+    assert!(f["distinct"].as_u64().unwrap() > 10, "{f}");
+    for s in &fleet_stats {
+        assert_eq!(s["unavailable"], 0, "{s}");
+        assert!(s["shared"].as_u64().unwrap() >= 8, "{s}");
+    }
+    // The merged capture on one sensor of a fresh fleet: the same single alert.
+    let c2 = conf("t2");
+    let (o, ev) = replay_events(&["--config", &c2, "--sensor-name", "solo", allp]);
+    assert!(o.status.success());
+    let al = stuffing_alerts(&ev);
+    assert_eq!(al.len(), 1);
+    assert_eq!(al[0]["indicator"]["fleet"]["sensors"], serde_json::json!(["solo"]));
+    // No user name, address or host in Redis keys.
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut r.con()).unwrap();
+    assert!(!keys.is_empty());
+    assert!(
+        keys.iter().all(|k| !k.contains("user") && !k.contains("10.9.0.5")),
+        "{keys:?}"
+    );
+}
+
+#[test]
+fn fleet_without_redis_goes_on_with_local_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all.pcap");
+    write_pcap(&all, |w| {
+        failed_logins(w, [10, 9, 0, 5], 40001, [10, 1, 0, 1], "shop-a.example", 0..16);
+    });
+    let conf = dir.path().join("f.toml");
+    std::fs::write(
+        &conf,
+        format!("[fleet]\nredis = \"redis://127.0.0.1:{}\"\n", free_port()),
+    )
+    .unwrap();
+    let (o, ev) = replay_events(&["--config", conf.to_str().unwrap(), all.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // The local alert still comes; the loss is counted and logged once.
+    assert_eq!(stuffing_alerts(&ev).len(), 1);
+    let st = &ev.iter().rfind(|e| e["event_type"] == "stats").unwrap()["stats"]["fleet"];
+    assert!(st["unavailable"].as_u64().unwrap() >= 16, "{st}");
+    assert_eq!(st["shared"], 0);
+    assert_eq!(err.matches("unavailable").count(), 1, "{err}");
+}
+
+#[test]
+fn fleet_bad_redis_url_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in ["127.0.0.1:6379", "redis://nohost", "redis://:s3cret@h:0"] {
+        let conf = dir.path().join("f.toml");
+        std::fs::write(&conf, format!("[fleet]\nredis = \"{url}\"\n")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
+            .args(["config", "check"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert!(
+            err.contains("fleet.redis") && err.trim().lines().count() == 1,
+            "{url}: {err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
+
+/// Redis killed while two sensors replay a long capture: both keep running to the end, count
+/// what they could not share, and share again once it is back.
+#[test]
+fn fleet_redis_killed_mid_run_both_sensors_keep_running() {
+    if skip_without_redis() {
+        return;
+    }
+    let mut r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let caps: Vec<PathBuf> = (0..2u8)
+        .map(|s| {
+            let p = dir.path().join(format!("s{s}.pcap"));
+            write_pcap(&p, |w| {
+                // many clients, 10 user names each (at the stuffing threshold, not over): a
+                // long run of fleet messages
+                for c in 0..3000u32 {
+                    let ip = [10, 20 + s, (c >> 8) as u8, c as u8];
+                    failed_logins(w, ip, 30000 + (c % 20000) as u16, [10, 1, 0, 1], "shop.example", 0..10);
+                }
+            });
+            p
+        })
+        .collect();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(&conf, format!("[fleet]\nredis = \"redis://127.0.0.1:{}\"\n", r.port)).unwrap();
+    let t0 = Instant::now();
+    let mut procs: Vec<Child> = caps
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Command::new(env!("CARGO_BIN_EXE_apitap"))
+                .args(["replay", "-q", "--no-progress", "--config"])
+                .arg(&conf)
+                .args(["--sensor-name", &format!("s{i}")])
+                .arg(p)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let running_at_kill = procs.iter_mut().all(|p| p.try_wait().unwrap().is_none());
+    r.down();
+    std::thread::sleep(Duration::from_millis(700));
+    let running_at_restart = procs.iter_mut().all(|p| p.try_wait().unwrap().is_none());
+    r.up();
+    assert!(
+        running_at_kill && running_at_restart,
+        "the replays ended before Redis was killed and restarted ({:?}): the capture is too short for this machine",
+        t0.elapsed()
+    );
+    for p in procs {
+        let o = p.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        let ev: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let st = &ev.iter().rfind(|e| e["event_type"] == "stats").unwrap()["stats"];
+        let f = &st["fleet"];
+        assert_eq!(st["http"]["transactions"], 30000, "every transaction of the run");
+        assert!(f["unavailable"].as_u64().unwrap() > 0, "{f}");
+        assert!(f["reconnects"].as_u64().unwrap() >= 1, "{f}");
+        // Shared before the kill and after the restart.
+        assert!(
+            f["shared"].as_u64().unwrap() > f["unavailable"].as_u64().unwrap(),
+            "{f}"
+        );
+        assert_eq!(err.matches("unavailable").count(), 1, "logged once: {err}");
+    }
+}

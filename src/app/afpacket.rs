@@ -43,6 +43,7 @@ struct RingThread {
 const SHARED: &[&str] = &[
     "engine",
     "drops",
+    "fleet",
     "interfaces",
     "events.alert",
     "events.entity",

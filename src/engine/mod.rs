@@ -788,6 +788,8 @@ pub struct EngineConfig {
     /// The site's own origins (`detectors.site_origins`): URLs naming them are links, not
     /// SSRF targets.
     pub site_origins: Vec<String>,
+    /// Fleet state on (`[fleet]`): distinct-count hits go to [`Engine::fleet_hits`].
+    pub fleet: bool,
 }
 
 impl Default for EngineConfig {
@@ -798,6 +800,7 @@ impl Default for EngineConfig {
             trusted_proxies: Vec::new(),
             baseline: baseline::BaselineConfig::default(),
             site_origins: Vec::new(),
+            fleet: false,
         }
     }
 }
@@ -823,6 +826,9 @@ pub struct Engine {
     pub stats: EngineStats,
     shard: usize,
     shards: usize,
+    /// Fleet on: every distinct-count hit, as the alert it would raise, for the fleet to count
+    /// across sensors and to claim (the worker drains it after each transaction).
+    pub fleet_hits: Vec<crate::fleet::FleetHit>,
 }
 
 const SAMPLES: usize = 5;
@@ -838,6 +844,7 @@ impl Engine {
             stats: EngineStats::default(),
             shard,
             shards: shards.max(1),
+            fleet_hits: Vec::new(),
         }
     }
 
@@ -1244,17 +1251,25 @@ impl Engine {
         } else {
             r.escalate >= 2 && ep.count >= ep.alerted_at.saturating_mul(r.escalate)
         };
-        if !fire {
+        // Fleet on: a distinct-count hit below the local threshold may still cross it fleet-wide.
+        let fleet = self.cfg.fleet && h.distinct.is_some();
+        if !fire && !fleet {
             return;
         }
-        ep.alerted_at = ep.count;
+        if fire {
+            ep.alerted_at = ep.count;
+        }
         let (first, count, samples) = (ep.first, ep.count, ep.samples.clone());
         let (nd, estimated) = ep.distinct();
         let distinct = h.distinct.map(|_| nd);
         let values = ep.values.clone();
-        let entity_risk = self.entities.add_risk(&h.key, h.ts, r);
-        self.stats.alerts += 1;
-        out.push(Out::Alert(Box::new(Alert {
+        let entity_risk = if fire {
+            self.entities.add_risk(&h.key, h.ts, r)
+        } else {
+            0.0
+        };
+        self.stats.alerts += fire as u64;
+        let alert = Box::new(Alert {
             ts: h.ts,
             sid: r.sid,
             rev: r.rev,
@@ -1282,8 +1297,22 @@ impl Engine {
             distinct_estimated: estimated && distinct.is_some(),
             values,
             account: None,
-        })));
-        self.escalate(out);
+        });
+        if fleet {
+            self.fleet_hits.push(crate::fleet::FleetHit {
+                alert,
+                fire,
+                distinct: h.distinct.unwrap_or(0),
+                window_ns: th.window_ns,
+                threshold: th.count,
+                quiet_ns: r.quiet_ns,
+            });
+        } else {
+            out.push(Out::Alert(alert));
+        }
+        if fire {
+            self.escalate(out);
+        }
     }
 
     /// Evict the sixteenth of window states idle longest.
