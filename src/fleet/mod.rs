@@ -7,8 +7,9 @@
 //!   entity, window bucket) (`PFADD`), and the fleet-wide count is the union of this bucket
 //!   and the one before (`PFCOUNT`), so a window of W seconds is counted over 1 to 2 W;
 //! - the alert claim: an episode alerts once across the fleet. Before an alert is written the
-//!   fleet thread takes `SET PREFIX:claim:KEY SENSOR NX PX T` (T: the rule's window or quiet
-//!   period, at least 60 s); a sensor that does not get it drops its alert (`suppressed`);
+//!   fleet thread runs [`CLAIM`] (a Lua script, atomic in Redis) on `PREFIX:claim:KEY`: the
+//!   first alert of an episode takes it, later ones of the same episode (by packet time and
+//!   the rule's quiet period) are dropped (`suppressed`), escalations within an episode too;
 //! - the sensors that saw the entity (`SADD`), listed in the alert's `indicator.fleet.sensors`.
 //!
 //! Nothing of this runs on a capture or worker thread: a worker hands a hit or an alert to
@@ -168,6 +169,7 @@ impl Fleet {
             retry_at: Instant::now(),
             down_logged: false,
             ever_up: false,
+            sha: String::new(),
         };
         let thread = std::thread::Builder::new()
             .name("apitap-fleet".into())
@@ -240,6 +242,8 @@ struct Thread {
     retry_at: Instant,
     down_logged: bool,
     ever_up: bool,
+    /// SHA1 of [`CLAIM`], loaded at each connect.
+    sha: String,
 }
 
 /// A short stable hash of the key parts (no value in the clear in Redis).
@@ -256,41 +260,52 @@ impl Thread {
     fn run(mut self, rx: Receiver<Msg>) {
         self.connect();
         loop {
-            let m = match rx.recv_timeout(Duration::from_millis(500)) {
+            let first = match rx.recv_timeout(Duration::from_millis(500)) {
                 Ok(m) => m,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if self.con.is_none() {
+                    if self.con.is_none() && Instant::now() >= self.retry_at {
                         self.connect();
                     }
                     continue;
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             };
+            // Whatever else is queued goes in the same round trips.
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
             if self.con.is_none() && Instant::now() >= self.retry_at {
                 self.connect();
             }
             let r = match self.con.as_mut() {
-                Some(c) => settle(c, &m, &self.prefix, &self.sensor, &self.counters),
+                Some(c) => settle(c, &self.sha, &batch, &self.prefix, &self.sensor, &self.counters),
                 None => Err(None),
             };
             match r {
-                Ok(Some((alert, fleet))) => {
-                    self.counters.shared.fetch_add(1, Ordering::Relaxed);
-                    self.counters.claimed.fetch_add(1, Ordering::Relaxed);
-                    self.emit(&alert, Some(fleet));
-                }
-                Ok(None) => {
-                    self.counters.shared.fetch_add(1, Ordering::Relaxed);
+                Ok(claims) => {
+                    self.counters.shared.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for (alert, fleet) in claims {
+                        self.counters.claimed.fetch_add(1, Ordering::Relaxed);
+                        self.emit(&alert, Some(fleet));
+                    }
                 }
                 Err(e) => {
                     if let Some(e) = e {
                         self.down(&e.to_string());
                     }
-                    self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-                    match m {
-                        Msg::Alert(a) => self.emit(&a, None),
-                        Msg::Hit(h) if h.fire => self.emit(&h.alert, None),
-                        Msg::Hit(_) => {}
+                    self.counters
+                        .unavailable
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for m in batch {
+                        match m {
+                            Msg::Alert(a) => self.emit(&a, None),
+                            Msg::Hit(h) if h.fire => self.emit(&h.alert, None),
+                            Msg::Hit(_) => {}
+                        }
                     }
                 }
             }
@@ -298,10 +313,18 @@ impl Thread {
     }
 
     fn connect(&mut self) {
-        match self.client.get_connection_with_timeout(Duration::from_secs(1)) {
-            Ok(c) => {
-                let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
-                let _ = c.set_write_timeout(Some(Duration::from_secs(1)));
+        let con = self
+            .client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .and_then(|mut c| {
+                c.set_read_timeout(Some(Duration::from_secs(1)))?;
+                c.set_write_timeout(Some(Duration::from_secs(1)))?;
+                let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(CLAIM).query(&mut c)?;
+                Ok((c, sha))
+            });
+        match con {
+            Ok((c, sha)) => {
+                self.sha = sha;
                 if self.ever_up {
                     info!("fleet: redis {} is back; sharing again", self.name);
                     self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -360,97 +383,187 @@ fn ms(ns: u64) -> u64 {
     (ns / 1_000_000).max(1)
 }
 
-/// Settle one message with Redis. Ok(Some(alert, fleet info)): this sensor claimed the episode
-/// and writes the alert; Ok(None): nothing to write (below the fleet threshold, or claimed
-/// elsewhere); Err: Redis failed (Some) or is down (None).
+/// The episode claim, atomic in Redis. The key holds `LAST COUNT SENSOR`: the packet time (ms)
+/// of the episode's latest alert or claim attempt, the count of the alert that took it, and the
+/// sensor that alerted. An alert whose episode began after LAST + quiet opens a new episode and
+/// takes the claim (1). Within the episode only an escalation gets through: a sensor's own
+/// engine alerts again when its count grew (4x by default), so an alert that may escalate
+/// (ARGV[7] = 1) with at least twice the alerted count takes the claim again; anything else is
+/// already alerted (0) and only moves LAST on. Packet time, not the key's expiry, ends an
+/// episode, so a replay of hours of traffic in seconds keeps its episodes apart; the expiry
+/// only clears idle keys.
+const CLAIM: &str = r#"
+local v = redis.call('GET', KEYS[1])
+local first, last, quiet = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local count, esc = tonumber(ARGV[6]), ARGV[7] == '1'
+if v then
+  local a, b, who = string.match(v, '^(%d+) (%d+) (.*)$')
+  local held, n = tonumber(a) or 0, tonumber(b) or 0
+  if first <= held + quiet and not (esc and count >= 2 * n) then
+    if last > held then
+      redis.call('SET', KEYS[1], ARGV[3] .. ' ' .. b .. ' ' .. who, 'PX', ARGV[5])
+    end
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[1], 'PX', ARGV[5])
+return 1
+"#;
+
+/// Messages settled per round trip at most.
+const BATCH: usize = 256;
+
+/// Settle a batch of messages with Redis in at most two pipelined round trips: the distinct
+/// counts first, then the claims of the alerts and of the hits over the fleet threshold.
+/// Returns the alerts this sensor claimed (to write, with the fleet's view); Err: Redis
+/// failed (Some) or is down (None).
 fn settle(
     c: &mut redis::Connection,
-    m: &Msg,
+    sha: &str,
+    batch: &[Msg],
     prefix: &str,
     sensor: &str,
     n: &FleetCounters,
-) -> Result<Option<(Box<Alert>, serde_json::Value)>, Option<io::Error>> {
+) -> Result<Vec<(Box<Alert>, serde_json::Value)>, Option<io::Error>> {
     let err = |e: redis::RedisError| Some(io::Error::other(e.to_string()));
-    let (alert, fire, claim_ms, rk, count) = match m {
-        Msg::Hit(h) => {
-            let a = &h.alert;
-            let rk = key_hash(&[&a.rule_id, &a.key.kind, &a.key.value]);
-            let w = h.window_ns.max(1_000_000_000);
-            let bucket = a.last / w;
-            let cur = format!("{prefix}:hll:{rk}:{bucket}");
-            let prev = format!("{prefix}:hll:{rk}:{}", bucket.saturating_sub(1));
-            let sensors = format!("{prefix}:sensors:{rk}");
-            let keep = 2 * ms(w) + 60_000;
-            let (count,): (u64,) = redis::pipe()
-                .cmd("PFADD")
-                .arg(&cur)
-                .arg(format!("{:016x}", h.distinct))
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&cur)
-                .arg(keep)
-                .ignore()
-                .cmd("PFCOUNT")
-                .arg(&cur)
-                .arg(&prev)
-                .cmd("SADD")
-                .arg(&sensors)
-                .arg(sensor)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&sensors)
-                .arg(keep)
-                .ignore()
-                .query(c)
-                .map_err(err)?;
-            n.round_trips.fetch_add(1, Ordering::Relaxed);
-            (a, h.fire, ms(w.max(h.quiet_ns)).max(60_000), rk, Some(count))
-        }
-        Msg::Alert(a) => {
-            let rk = key_hash(&[&a.rule_id, &a.key.kind, &a.key.value]);
-            let w = (a.window_s * 1000.0) as u64;
-            (a, true, w.max(60_000), rk, None)
-        }
-    };
-    let over = match (m, count) {
-        (Msg::Hit(h), Some(c)) => c > h.threshold,
-        _ => false,
-    };
-    if !fire && !over {
-        return Ok(None);
+    let rk_of = |a: &Alert| key_hash(&[&a.rule_id, &a.sid.to_string(), &a.key.kind, &a.key.value]);
+    // 1. distinct counts: per (rule, entity, bucket) key of the batch, one PFADD of all its
+    // values, the fleet-wide count after them, and the expiries.
+    let mut keys: Vec<(String, String, String, u64, Vec<String>)> = Vec::new(); // cur, prev, rk, keep ms, values
+    let mut key_of: Vec<usize> = Vec::new(); // per hit, its index in keys
+    for m in batch {
+        let Msg::Hit(h) = m else { continue };
+        let a = &h.alert;
+        let rk = rk_of(a);
+        let w = h.window_ns.max(1_000_000_000);
+        let bucket = a.last / w;
+        let cur = format!("{prefix}:hll:{rk}:{bucket}");
+        let i = match keys.iter().position(|k| k.0 == cur) {
+            Some(i) => i,
+            None => {
+                let prev = format!("{prefix}:hll:{rk}:{}", bucket.saturating_sub(1));
+                keys.push((cur, prev, rk, 2 * ms(w) + 60_000, Vec::new()));
+                keys.len() - 1
+            }
+        };
+        keys[i].4.push(format!("{:016x}", h.distinct));
+        key_of.push(i);
     }
-    let claim = format!("{prefix}:claim:{rk}");
-    let sensors = format!("{prefix}:sensors:{rk}");
-    let (got, mut names): (Option<String>, Vec<String>) = redis::pipe()
-        .cmd("SADD")
-        .arg(&sensors)
-        .arg(sensor)
-        .ignore()
-        .cmd("SET")
-        .arg(&claim)
-        .arg(sensor)
-        .arg("NX")
-        .arg("PX")
-        .arg(claim_ms)
-        .cmd("SMEMBERS")
-        .arg(&sensors)
-        .query(c)
-        .map_err(err)?;
+    let mut pipe = redis::pipe();
+    for (cur, prev, rk, keep, values) in &keys {
+        let sensors = format!("{prefix}:sensors:{rk}");
+        pipe.cmd("PFADD")
+            .arg(cur)
+            .arg(values)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(cur)
+            .arg(*keep)
+            .ignore()
+            .cmd("PFCOUNT")
+            .arg(cur)
+            .arg(prev)
+            .cmd("SADD")
+            .arg(&sensors)
+            .arg(sensor)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&sensors)
+            .arg(*keep)
+            .ignore();
+    }
+    let counts: Vec<u64> = if keys.is_empty() {
+        Vec::new()
+    } else {
+        n.round_trips.fetch_add(1, Ordering::Relaxed);
+        pipe.query(c).map_err(err)?
+    };
+    // 2. claims: (alert, may escalate, quiet ms, key hash, fleet-wide count). A hit over the
+    // fleet threshold asks once per key and batch; an alert of the local engine always asks.
+    // (A key whose local window crossed in this batch claims with that alert instead.)
+    let mut claims: Vec<(&Alert, bool, u64, String, Option<u64>, u64)> = Vec::new();
+    let mut asked: Vec<usize> = batch
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Hit(h) => Some(h),
+            _ => None,
+        })
+        .zip(&key_of)
+        .filter(|(h, _)| h.fire)
+        .map(|(_, i)| *i)
+        .collect();
+    let mut hit_no = 0;
+    for m in batch {
+        match m {
+            Msg::Hit(h) => {
+                let i = key_of[hit_no];
+                hit_no += 1;
+                let count = counts.get(i).copied().unwrap_or(0);
+                let over = count > h.threshold && !asked.contains(&i);
+                if h.fire || over {
+                    if !h.fire {
+                        asked.push(i);
+                    }
+                    let w = h.window_ns.max(1_000_000_000);
+                    // A claim over the fleet threshold stands for a local crossing (threshold
+                    // + 1 hits) when a later local alert asks whether it escalates.
+                    let n_alerted = if h.fire { h.alert.count } else { h.alert.count.max(h.threshold + 1) };
+                    claims.push((&h.alert, h.fire, ms(h.quiet_ns.max(w)), keys[i].2.clone(), Some(count), n_alerted));
+                }
+            }
+            Msg::Alert(a) => claims.push((a, true, ((a.window_s * 1000.0) as u64).max(1000), rk_of(a), None, a.count)),
+        }
+    }
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for (alert, fire, quiet_ms, rk, _, n_alerted) in &claims {
+        let sensors = format!("{prefix}:sensors:{rk}");
+        // Idle keys go after the quiet period or 10 minutes of wall time, whichever is longer.
+        let px = (*quiet_ms).max(600_000);
+        pipe.cmd("SADD")
+            .arg(&sensors)
+            .arg(sensor)
+            .ignore()
+            .cmd("EVALSHA")
+            .arg(sha)
+            .arg(1)
+            .arg(format!("{prefix}:claim:{rk}"))
+            .arg(sensor)
+            .arg(alert.first / 1_000_000)
+            .arg(alert.last / 1_000_000)
+            .arg(*quiet_ms)
+            .arg(px)
+            .arg(*n_alerted)
+            .arg(if *fire { "1" } else { "0" })
+            .cmd("SMEMBERS")
+            .arg(&sensors);
+    }
     n.round_trips.fetch_add(1, Ordering::Relaxed);
-    if got.is_none() {
-        n.suppressed.fetch_add(1, Ordering::Relaxed);
-        return Ok(None);
+    let replies: Vec<redis::Value> = pipe.query(c).map_err(err)?;
+    let mut out = Vec::new();
+    for ((alert, _, _, _, count, _), pair) in claims.iter().zip(replies.chunks(2)) {
+        let [got, names] = pair else { break };
+        let bad = |e: redis::ParsingError| Some(io::Error::other(e.to_string()));
+        let got: i64 = redis::from_redis_value(got.clone()).map_err(bad)?;
+        if got != 1 {
+            n.suppressed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let mut names: Vec<String> = redis::from_redis_value(names.clone()).map_err(bad)?;
+        names.sort();
+        let mut a = Box::new((*alert).clone());
+        if let Some(c) = count
+            && a.distinct.is_some()
+        {
+            a.distinct = Some(a.distinct.unwrap_or(0).max(*c));
+            a.distinct_estimated = true;
+        }
+        let info = json!({"sensors": names, "claimed_by": sensor, "distinct": count});
+        out.push((a, info));
     }
-    names.sort();
-    let mut a = alert.clone();
-    if let Some(c) = count
-        && a.distinct.is_some()
-    {
-        a.distinct = Some(a.distinct.unwrap_or(0).max(c));
-        a.distinct_estimated = true;
-    }
-    let info = json!({"sensors": names, "claimed_by": sensor, "distinct": count});
-    Ok(Some((a, info)))
+    Ok(out)
 }
 
 #[cfg(test)]
