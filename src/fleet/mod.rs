@@ -410,6 +410,10 @@ redis.call('SET', KEYS[1], ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[1], 'PX', AR
 return 1
 "#;
 
+/// An alert asking for its episode's claim: (alert, may escalate, quiet ms, key hash,
+/// fleet-wide count, the count it stands for).
+type Claim<'a> = (&'a Alert, bool, u64, String, Option<u64>, u64);
+
 /// Messages settled per round trip at most.
 const BATCH: usize = 256;
 
@@ -478,10 +482,11 @@ fn settle(
         n.round_trips.fetch_add(1, Ordering::Relaxed);
         pipe.query(c).map_err(err)?
     };
-    // 2. claims: (alert, may escalate, quiet ms, key hash, fleet-wide count). A hit over the
+    // 2. claims: (alert, may escalate, quiet ms, key hash, fleet-wide count, count it stands
+    // for). A hit over the
     // fleet threshold asks once per key and batch; an alert of the local engine always asks.
     // (A key whose local window crossed in this batch claims with that alert instead.)
-    let mut claims: Vec<(&Alert, bool, u64, String, Option<u64>, u64)> = Vec::new();
+    let mut claims: Vec<Claim<'_>> = Vec::new();
     let mut asked: Vec<usize> = batch
         .iter()
         .filter_map(|m| match m {
@@ -507,11 +512,29 @@ fn settle(
                     let w = h.window_ns.max(1_000_000_000);
                     // A claim over the fleet threshold stands for a local crossing (threshold
                     // + 1 hits) when a later local alert asks whether it escalates.
-                    let n_alerted = if h.fire { h.alert.count } else { h.alert.count.max(h.threshold + 1) };
-                    claims.push((&h.alert, h.fire, ms(h.quiet_ns.max(w)), keys[i].2.clone(), Some(count), n_alerted));
+                    let n_alerted = if h.fire {
+                        h.alert.count
+                    } else {
+                        h.alert.count.max(h.threshold + 1)
+                    };
+                    claims.push((
+                        &h.alert,
+                        h.fire,
+                        ms(h.quiet_ns.max(w)),
+                        keys[i].2.clone(),
+                        Some(count),
+                        n_alerted,
+                    ));
                 }
             }
-            Msg::Alert(a) => claims.push((a, true, ((a.window_s * 1000.0) as u64).max(1000), rk_of(a), None, a.count)),
+            Msg::Alert(a) => claims.push((
+                a,
+                true,
+                ((a.window_s * 1000.0) as u64).max(1000),
+                rk_of(a),
+                None,
+                a.count,
+            )),
         }
     }
     if claims.is_empty() {
