@@ -265,6 +265,50 @@ fn bench_analysis(c: &mut Criterion) {
             std::hint::black_box(out.len());
         })
     });
+    // The worker's stages one at a time (the per-stage split of benches/replay.rs, without
+    // the capture thread): catalog profiling, rules and entity risk, and the http line.
+    let mut catalog = Catalog::new(CatalogConfig::default());
+    let mut i = 0u64;
+    g.bench_function("catalog_per_transaction", |b| {
+        b.iter(|| {
+            i += 1;
+            let t = tx(i % 5000);
+            let auth = red.auth(t.request.as_ref().expect("request"));
+            let (host, m, tpl) = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
+            let sens = apitap::catalog::sensitive::scan_response(t.response.as_ref().expect("response"));
+            std::hint::black_box(catalog.observe_at((&host, &m, &tpl), &t, &meta, &auth, &sens));
+        })
+    });
+    let rules = Arc::new(RuleSet::parse("default", apitap::rules::DEFAULT_RULES).expect("rules"));
+    let mut engine = Engine::new(rules, EngineConfig::default(), 0, 1);
+    g.bench_function("rules_detectors_entity_per_transaction", |b| {
+        b.iter(|| {
+            i += 1;
+            let t = tx(i % 5000);
+            let auth = red.auth(t.request.as_ref().expect("request"));
+            let (host, m, tpl) = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
+            let ep = format!("{m} {tpl}");
+            let v = View::new(&meta, &t, &auth, meta.src, &host, &ep, "/api/v1/orders".into());
+            let (mut out, mut cross) = (Vec::new(), Vec::new());
+            engine.on_tx(&v, &mut out, &mut cross);
+            std::hint::black_box(out.len());
+        })
+    });
+    let fmt = apitap::event::Formatter {
+        host: "sensor".into(),
+        redactor: apitap::redact::Redactor::new(b"k"),
+        log_headers: false,
+        types: apitap::event::EventTypes::all(),
+    };
+    let mut line = Vec::with_capacity(2048);
+    g.bench_function("json_http_line", |b| {
+        b.iter(|| {
+            line.clear();
+            let auth = fmt.redactor.auth(t0.request.as_ref().expect("request"));
+            fmt.write_http(&meta, &t0, auth, Some("POST /api/v1/orders/{id}"), &mut line);
+            std::hint::black_box(line.len());
+        })
+    });
     g.finish();
 }
 

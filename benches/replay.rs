@@ -1,10 +1,22 @@
-//! Whole-pipeline replay benchmark: a large mixed capture through decode, reassembly, HTTP,
-//! JSON formatting and a file sink, against a bare loop that only walks the same file's packet
-//! records (the floor). Prints packets/s and Gbit/s per core and the ratio to the bare walk.
+//! Whole-pipeline replay benchmark, per stage, against a bare walk of the same file (the
+//! floor), for each capture given, in the same run:
 //!
-//! Make the capture first (real nginx + API server + wrk/ab/curl in network namespaces):
+//! - bare walk: map the file and visit every packet record;
+//! - decode + reassembly + HTTP: the pipeline with no analysis and no event written;
+//! - + JSON: `http` lines formatted and written to a file;
+//! - + catalog: the API profiler on;
+//! - + rules, detectors, entity risk: everything on (the default replay).
+//!
+//! The process is pinned to one core (CPU 0) for all of these, so the capture thread and the
+//! worker share it: µs per transaction per stage is the difference between two rows. The last
+//! rows run the whole replay unpinned with one and with two workers (where cores are free, more
+//! workers add throughput).
+//!
+//! Make the captures first (real nginx + API clients in network namespaces):
 //!     sudo capture-samples/make-bench-capture.sh target/bench/mixed.pcap
-//! then: `cargo bench --bench replay` (or APITAP_BENCH_PCAP=path cargo bench --bench replay).
+//!     sudo capture-samples/make-api-bench-capture.sh target/bench/api.pcap
+//! then: `cargo bench --bench replay` (APITAP_BENCH_PCAP=a.pcap,b.pcap for others;
+//! APITAP_BENCH_RUNS=N, default 5, medians reported).
 
 use std::time::Instant;
 
@@ -15,33 +27,78 @@ use apitap::app;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use apitap::capture::file::CaptureFile;
 use apitap::config::Config;
+use apitap::event::EventTypes;
 
-fn main() {
-    let path = std::env::var("APITAP_BENCH_PCAP").unwrap_or_else(|_| "target/bench/mixed.pcap".into());
-    if !std::path::Path::new(&path).exists() {
-        eprintln!("replay bench: {path} not found; make it with capture-samples/make-bench-capture.sh (skipping)");
-        return;
+/// Pin this thread (and the threads it starts later) to `cpu`.
+fn pin(cpu: Option<usize>) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        match cpu {
+            Some(c) => libc::CPU_SET(c, &mut set),
+            None => {
+                for c in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+                    libc::CPU_SET(c, &mut set);
+                }
+            }
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
-    let runs: usize = std::env::var("APITAP_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn bench(path: &str, runs: usize) {
     let out = std::env::temp_dir().join("apitap-bench-out.json");
-
-    // Warm the page cache so both loops read from memory.
-    let _ = std::fs::read(&path);
-
+    // Warm the page cache so every row reads from memory.
+    let _ = std::fs::read(path);
+    let full = Config {
+        sinks: vec![out.to_string_lossy().into_owned()],
+        workers: 1,
+        progress: false,
+        summary: false,
+        stats_interval_s: 0,
+        ..Config::default()
+    };
+    let stages: Vec<(&str, Config)> = vec![
+        (
+            "decode + reassembly + HTTP",
+            Config {
+                profile: false,
+                rules_enabled: false,
+                event_types: EventTypes::parse::<&str>(&[]).unwrap_or(EventTypes::all()),
+                ..full.clone()
+            },
+        ),
+        (
+            "+ JSON (http lines to a file)",
+            Config {
+                profile: false,
+                rules_enabled: false,
+                ..full.clone()
+            },
+        ),
+        (
+            "+ catalog",
+            Config {
+                rules_enabled: false,
+                ..full.clone()
+            },
+        ),
+        ("+ rules, detectors, entity risk", full.clone()),
+    ];
+    let (mut packets, mut bytes, mut transactions) = (0u64, 0u64, 0u64);
     let mut bare = Vec::new();
-    let mut full = Vec::new();
-    // The same replay without rules, and without the catalog either: what each stage costs.
-    let mut no_rules = Vec::new();
-    let mut decode_only = Vec::new();
-    let (mut packets, mut bytes) = (0u64, 0u64);
-    let mut transactions = 0;
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); stages.len()];
+    let mut two_cores = Vec::new();
+    let mut two_workers = Vec::new();
     for _ in 0..runs {
-        // Bare walk: open (map) the file and visit every packet record, touching its bytes' length.
+        pin(Some(0));
         let t = Instant::now();
-        let f = CaptureFile::open(&path).expect("open capture");
+        let f = CaptureFile::open(path).expect("open capture");
         let mut r = f.reader();
         let (mut n, mut b) = (0u64, 0u64);
         while let Some(fr) = r.next_frame() {
@@ -50,69 +107,103 @@ fn main() {
             std::hint::black_box(fr.data.first());
         }
         bare.push(t.elapsed().as_secs_f64());
-        packets = n;
-        bytes = b;
-
-        // Whole pipeline, one worker, output to a file.
-        let cfg = Config {
-            sinks: vec![out.to_string_lossy().into_owned()],
-            workers: 1,
-            progress: false,
-            summary: false,
-            stats_interval_s: 0,
-            ..Config::default()
+        (packets, bytes) = (n, b);
+        for (i, (_, cfg)) in stages.iter().enumerate() {
+            let t = Instant::now();
+            let s = app::replay(cfg, &[path.to_string()]).expect("replay");
+            times[i].push(t.elapsed().as_secs_f64());
+            transactions = s.transactions;
+        }
+        pin(None);
+        let t = Instant::now();
+        app::replay(&full, &[path.to_string()]).expect("replay");
+        two_cores.push(t.elapsed().as_secs_f64());
+        let two = Config {
+            workers: 2,
+            ..full.clone()
         };
         let t = Instant::now();
-        let s = app::replay(&cfg, std::slice::from_ref(&path)).expect("replay");
-        full.push(t.elapsed().as_secs_f64());
-        transactions = s.transactions;
-        let c2 = Config {
-            rules_enabled: false,
-            ..cfg.clone()
-        };
-        let t = Instant::now();
-        app::replay(&c2, std::slice::from_ref(&path)).expect("replay");
-        no_rules.push(t.elapsed().as_secs_f64());
-        let c3 = Config {
-            profile: false,
-            ..c2.clone()
-        };
-        let t = Instant::now();
-        app::replay(&c3, std::slice::from_ref(&path)).expect("replay");
-        decode_only.push(t.elapsed().as_secs_f64());
+        app::replay(&two, &[path.to_string()]).expect("replay");
+        two_workers.push(t.elapsed().as_secs_f64());
     }
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
-    let (b, f) = (med(&mut bare), med(&mut full));
     let out_bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_file(&out);
+    let b = median(&mut bare);
+    let tx = transactions.max(1) as f64;
     println!(
-        "capture: {path}: {packets} packets, {:.1} MB, {transactions} http transactions; output {:.1} MB",
+        "\n{path}: {packets} packets, {:.1} MB, {transactions} http transactions; output {:.1} MB; median of {runs} runs",
         bytes as f64 / 1e6,
         out_bytes as f64 / 1e6
     );
     println!(
-        "bare walk : {:>8.3} s  {:>10.0} packets/s  {:>6.2} Gbit/s",
+        "{:<34} {:>8} {:>8} {:>12} {:>12} {:>10} {:>9}",
+        "pinned to one core", "s", "x bare", "packets/s", "tx/s", "us/tx", "stage us"
+    );
+    println!(
+        "{:<34} {:>8.3} {:>8.2} {:>12.0} {:>12} {:>10} {:>9}",
+        "bare walk",
         b,
+        1.0,
         packets as f64 / b,
-        bytes as f64 * 8.0 / b / 1e9
+        "-",
+        "-",
+        "-"
     );
+    let mut prev = b;
+    for (i, (name, _)) in stages.iter().enumerate() {
+        let s = median(&mut times[i]);
+        println!(
+            "{:<34} {:>8.3} {:>8.2} {:>12.0} {:>12.0} {:>10.2} {:>9.2}",
+            name,
+            s,
+            s / b,
+            packets as f64 / s,
+            tx / s,
+            s * 1e6 / tx,
+            (s - prev) * 1e6 / tx
+        );
+        prev = s;
+    }
+    let s = median(&mut two_cores);
     println!(
-        "replay    : {:>8.3} s  {:>10.0} packets/s  {:>6.2} Gbit/s  ({} transactions/s)",
-        f,
-        packets as f64 / f,
-        bytes as f64 * 8.0 / f / 1e9,
-        (transactions as f64 / f) as u64
+        "{:<34} {:>8.3} {:>8.2} {:>12.0} {:>12.0} {:>10.2} {:>9}",
+        "whole replay, 2 cores (1 worker)",
+        s,
+        s / b,
+        packets as f64 / s,
+        tx / s,
+        s * 1e6 / tx,
+        "-"
     );
-    println!("ratio replay/bare: {:.2}x (median of {runs} runs)", f / b);
-    let (nr, d) = (med(&mut no_rules), med(&mut decode_only));
+    let s = median(&mut two_workers);
     println!(
-        "without rules   : {:>8.3} s  {:.2}x the bare walk; without rules and catalog: {:.3} s  {:.2}x",
-        nr,
-        nr / b,
-        d,
-        d / b
+        "{:<34} {:>8.3} {:>8.2} {:>12.0} {:>12.0} {:>10.2} {:>9}",
+        "whole replay, 2 cores (2 workers)",
+        s,
+        s / b,
+        packets as f64 / s,
+        tx / s,
+        s * 1e6 / tx,
+        "-"
     );
-    let _ = std::fs::remove_file(&out);
+}
+
+fn main() {
+    let paths =
+        std::env::var("APITAP_BENCH_PCAP").unwrap_or_else(|_| "target/bench/mixed.pcap,target/bench/api.pcap".into());
+    let runs: usize = std::env::var("APITAP_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    for path in paths.split(',').filter(|p| !p.is_empty()) {
+        if !std::path::Path::new(path).exists() {
+            eprintln!(
+                "replay bench: {path} not found; make it with capture-samples/make-bench-capture.sh or \
+                 make-api-bench-capture.sh (skipping)"
+            );
+            continue;
+        }
+        bench(path, runs);
+    }
 }

@@ -70,12 +70,7 @@ pub struct EventCounts {
 
 const BATCH: usize = 256;
 
-/// Replay waits for the slowest stage; live drops (and counts) instead of blocking capture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Replay,
-    Live,
-}
+pub use crate::worker::Mode;
 
 /// Events lost between the flow thread and the sinks (live only).
 #[derive(Debug, Default)]
@@ -472,14 +467,20 @@ impl Capture {
         for o in self.out.drain(..) {
             let ev = match o {
                 FlowOutput::Http { meta, tx } => {
+                    let mut endpoint = None;
                     let auth_bypass = match &mut p.auth {
                         Some(a) => {
                             let client = client_ip(&meta, &tx, &p.trusted);
-                            a.observe(&meta, &tx, client)
+                            a.observe(&meta, &tx, client, &mut endpoint)
                         }
                         None => false,
                     };
-                    Event::Http { meta, tx, auth_bypass }
+                    Event::Http {
+                        meta,
+                        tx,
+                        auth_bypass,
+                        endpoint: endpoint.map(Box::new),
+                    }
                 }
                 FlowOutput::Anomaly { ts, meta, what } => Event::Anomaly(AnomalyEvent::from_flow(ts, meta, what)),
             };

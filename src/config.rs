@@ -46,7 +46,7 @@ pub struct Config {
     pub rules_replace: bool,
     pub engine: crate::engine::EngineConfig,
     /// When an unauthenticated 2xx is an auth bypass.
-    pub bypass: crate::worker::BypassConfig,
+    pub bypass: crate::engine::BypassConfig,
     /// Worker shards that format events. Default: cores - 1, at least 1.
     pub workers: usize,
     /// Include request and response headers (redacted) in `http` events. Default off.
@@ -90,7 +90,7 @@ impl Default for Config {
             rules_file: None,
             rules_replace: false,
             engine: crate::engine::EngineConfig::default(),
-            bypass: crate::worker::BypassConfig::default(),
+            bypass: crate::engine::BypassConfig::default(),
             workers: default_workers(),
             log_headers: false,
             event_types: crate::event::EventTypes::all(),

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::capture::Ts;
 use crate::flow::{FlowAnomaly, FlowMeta};
-use crate::http::{Message, Transaction};
+use crate::http::Transaction;
 use crate::redact::Redactor;
 
 /// An event on its way to the sink.
@@ -23,6 +23,8 @@ pub enum Event {
         /// A 2xx without credentials on an endpoint that requires them (set by the capture
         /// thread's [`crate::engine::AuthTracker`]).
         auth_bypass: bool,
+        /// (host, method, template) when the capture thread already worked it out.
+        endpoint: Option<Box<crate::catalog::EndpointId>>,
     },
     Anomaly(AnomalyEvent),
     Stats {
@@ -140,90 +142,6 @@ struct Common<'a> {
 }
 
 #[derive(Serialize)]
-struct HeaderKv<'a> {
-    name: &'a str,
-    value: std::borrow::Cow<'a, str>,
-}
-
-#[derive(Serialize)]
-struct HttpObj<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hostname: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    http_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<std::borrow::Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    http_user_agent: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    http_content_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    http_refer: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    xff: Option<std::borrow::Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    http_method: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    redirect: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    protocol: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    length: Option<u64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    request_headers: Vec<HeaderKv<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    response_headers: Vec<HeaderKv<'a>>,
-}
-
-#[derive(Serialize)]
-struct AuthObj {
-    scheme: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    principal: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Times {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_start: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_end: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_start: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_end: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ApiObj<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path: Option<&'a str>,
-    /// Method and path template (`GET /users/{id}`), by the catalog's rules.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    endpoint: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_body_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_body_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_us: Option<u64>,
-    auth: AuthObj,
-    gap: bool,
-    truncated: bool,
-    times: Times,
-}
-
-#[derive(Serialize)]
-struct HttpEvent<'a> {
-    #[serde(flatten)]
-    common: Common<'a>,
-    http: HttpObj<'a>,
-    api: ApiObj<'a>,
-}
-
-#[derive(Serialize)]
 struct AnomalyObj {
     #[serde(rename = "type")]
     atype: &'static str,
@@ -254,9 +172,9 @@ impl Formatter {
             flow_id: meta.map(|m| m.flow_id),
             community_id: meta.map(|m| &*m.community_id),
             event_type,
-            src_ip: meta.map(|m| m.src.to_string()),
+            src_ip: meta.map(|m| crate::util::ip_string(m.src)),
             src_port: meta.map(|m| m.sport),
-            dest_ip: meta.map(|m| m.dst.to_string()),
+            dest_ip: meta.map(|m| crate::util::ip_string(m.dst)),
             dest_port: meta.map(|m| m.dport),
             proto: meta.map(|_| "TCP"),
             host: &self.host,
@@ -284,7 +202,8 @@ impl Formatter {
                         crate::catalog::template::template(target_path(&m.uri)).0
                     )
                 });
-                serde_json::to_writer(&mut *out, &self.http(meta, tx, auth, endpoint))
+                self.http_line(meta, tx, auth, endpoint.as_deref(), out);
+                return;
             }
             Event::Tick { .. } => return,
             Event::Anomaly(a) => serde_json::to_writer(
@@ -320,189 +239,218 @@ impl Formatter {
         meta: &FlowMeta,
         tx: &Transaction,
         auth: crate::redact::Auth,
-        endpoint: Option<String>,
+        endpoint: Option<&str>,
         out: &mut Vec<u8>,
     ) {
         if !self.types.has("http") {
             return;
         }
-        if serde_json::to_writer(&mut *out, &self.http(meta, tx, Some(auth), endpoint)).is_err() {
-            out.extend_from_slice(b"{}");
-        }
-        out.push(b'\n');
+        self.http_line(meta, tx, Some(auth), endpoint, out);
     }
 
-    fn http<'a>(
-        &'a self,
-        meta: &'a FlowMeta,
-        tx: &'a Transaction,
+    /// The `http` line, written field by field (the most frequent event: serde's generic
+    /// machinery and the temporary strings cost more than the rest of formatting). Keys and
+    /// their order are the contract (SPEC §5): absent values are left out, as before.
+    fn http_line(
+        &self,
+        meta: &FlowMeta,
+        tx: &Transaction,
         auth: Option<crate::redact::Auth>,
-        endpoint: Option<String>,
-    ) -> HttpEvent<'a> {
+        endpoint: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
+        use crate::util::{push_ip, push_json_str as js, push_ts, push_u64};
         let q = tx.request.as_ref();
         let r = tx.response.as_ref();
-        let host_hdr = q.and_then(|m| m.header("host"));
-        let (hostname, http_port) = host_hdr.map(split_host_port).unwrap_or((None, None));
-        let headers = |m: Option<&'a Message>| -> Vec<HeaderKv<'a>> {
-            if !self.log_headers {
-                return Vec::new();
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        push_ts(out, tx.start());
+        out.extend_from_slice(b"\",\"flow_id\":");
+        push_u64(out, meta.flow_id);
+        out.extend_from_slice(b",\"community_id\":");
+        js(out, &meta.community_id);
+        out.extend_from_slice(b",\"event_type\":\"http\",\"src_ip\":\"");
+        push_ip(out, meta.src);
+        out.extend_from_slice(b"\",\"src_port\":");
+        push_u64(out, meta.sport.into());
+        out.extend_from_slice(b",\"dest_ip\":\"");
+        push_ip(out, meta.dst);
+        out.extend_from_slice(b"\",\"dest_port\":");
+        push_u64(out, meta.dport.into());
+        out.extend_from_slice(b",\"proto\":\"TCP\",\"host\":");
+        js(out, &self.host);
+
+        // http: EVE's fields
+        out.extend_from_slice(b",\"http\":{");
+        let mut first = true;
+        let mut key = |out: &mut Vec<u8>, k: &str| {
+            if !first {
+                out.push(b',');
             }
-            m.map(|m| {
-                m.headers
-                    .iter()
-                    .map(|(n, v)| HeaderKv {
-                        name: n,
-                        value: self.redactor.header(n, v),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+            first = false;
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
         };
-        HttpEvent {
-            common: self.common(tx.start(), "http", Some(meta)),
-            http: HttpObj {
-                hostname,
-                http_port,
-                url: q.map(|m| self.redactor.url(&m.uri)),
-                http_user_agent: q.and_then(|m| m.header("user-agent")),
-                http_content_type: r
-                    .and_then(|m| m.header("content-type"))
-                    .map(|c| c.split(';').next().unwrap_or(c).trim()),
-                http_refer: q.and_then(|m| m.header("referer")),
-                // every X-Forwarded-For line, in order, as one list (a proxy appends its own)
-                xff: q.and_then(|m| {
-                    let lines: Vec<&str> = m.header_values("x-forwarded-for").collect();
-                    match lines.as_slice() {
-                        [] => None,
-                        [one] => Some(std::borrow::Cow::Borrowed(*one)),
-                        _ => Some(std::borrow::Cow::Owned(lines.join(", "))),
+        let (hostname, http_port) = q
+            .and_then(|m| m.header("host"))
+            .map(split_host_port)
+            .unwrap_or((None, None));
+        if let Some(h) = hostname {
+            key(out, "hostname");
+            js(out, h);
+        }
+        if let Some(p) = http_port {
+            key(out, "http_port");
+            push_u64(out, p.into());
+        }
+        if let Some(m) = q {
+            key(out, "url");
+            js(out, &self.redactor.url(&m.uri));
+        }
+        if let Some(ua) = q.and_then(|m| m.header("user-agent")) {
+            key(out, "http_user_agent");
+            js(out, ua);
+        }
+        if let Some(c) = r.and_then(|m| m.header("content-type")) {
+            key(out, "http_content_type");
+            js(out, c.split(';').next().unwrap_or(c).trim());
+        }
+        if let Some(v) = q.and_then(|m| m.header("referer")) {
+            key(out, "http_refer");
+            js(out, v);
+        }
+        // every X-Forwarded-For line, in order, as one list (a proxy appends its own)
+        if let Some(m) = q {
+            let mut lines = m.header_values("x-forwarded-for");
+            if let Some(one) = lines.next() {
+                key(out, "xff");
+                match lines.next() {
+                    None => js(out, one),
+                    Some(two) => {
+                        let mut all = format!("{one}, {two}");
+                        for l in lines {
+                            all.push_str(", ");
+                            all.push_str(l);
+                        }
+                        js(out, &all);
                     }
-                }),
-                http_method: q.map(|m| m.method.as_str()),
-                redirect: r.and_then(|m| m.header("location")),
-                protocol: q.or(r).map(|m| m.protocol()),
-                status: r.map(|m| m.status),
-                // Suricata writes 0 for a request without a response
-                length: Some(r.map_or(0, |m| m.body_len)),
-                request_headers: headers(q),
-                response_headers: headers(r),
-            },
-            api: ApiObj {
-                path: q.map(|m| target_path(&m.uri)),
-                endpoint,
-                request_body_bytes: q.map(|m| m.body_len),
-                response_body_bytes: r.map(|m| m.body_len),
-                latency_us: tx.latency_us(),
-                auth: match auth {
-                    Some(a) => AuthObj {
-                        scheme: a.scheme,
-                        principal: a.principal,
-                    },
-                    None => AuthObj {
-                        scheme: "none",
-                        principal: None,
-                    },
-                },
-                gap: tx.gap,
-                truncated: tx.truncated,
-                times: Times {
-                    request_start: q.map(|m| fmt_ts(m.start)),
-                    request_end: q.map(|m| fmt_ts(m.end)),
-                    response_start: r.map(|m| fmt_ts(m.start)),
-                    response_end: r.map(|m| fmt_ts(m.end)),
-                },
-            },
+                }
+            }
         }
+        if let Some(m) = q {
+            key(out, "http_method");
+            js(out, &m.method);
+        }
+        if let Some(v) = r.and_then(|m| m.header("location")) {
+            key(out, "redirect");
+            js(out, v);
+        }
+        if let Some(m) = q.or(r) {
+            key(out, "protocol");
+            js(out, m.protocol());
+        }
+        if let Some(m) = r {
+            key(out, "status");
+            push_u64(out, m.status.into());
+        }
+        // Suricata writes 0 for a request without a response
+        key(out, "length");
+        push_u64(out, r.map_or(0, |m| m.body_len));
+        if self.log_headers {
+            for (name, m) in [("request_headers", q), ("response_headers", r)] {
+                let Some(m) = m.filter(|m| !m.headers.is_empty()) else {
+                    continue;
+                };
+                key(out, name);
+                out.push(b'[');
+                for (i, (n, v)) in m.headers.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"{\"name\":");
+                    js(out, n);
+                    out.extend_from_slice(b",\"value\":");
+                    js(out, &self.redactor.header(n, v));
+                    out.push(b'}');
+                }
+                out.push(b']');
+            }
+        }
+
+        // api: apitap's own
+        out.extend_from_slice(b"},\"api\":{");
+        let mut first = true;
+        let mut key = |out: &mut Vec<u8>, k: &str| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+        };
+        if let Some(m) = q {
+            key(out, "path");
+            js(out, target_path(&m.uri));
+        }
+        if let Some(e) = endpoint {
+            key(out, "endpoint");
+            js(out, e);
+        }
+        if let Some(m) = q {
+            key(out, "request_body_bytes");
+            push_u64(out, m.body_len);
+        }
+        if let Some(m) = r {
+            key(out, "response_body_bytes");
+            push_u64(out, m.body_len);
+        }
+        if let Some(l) = tx.latency_us() {
+            key(out, "latency_us");
+            push_u64(out, l);
+        }
+        key(out, "auth");
+        out.extend_from_slice(b"{\"scheme\":");
+        match &auth {
+            Some(a) => {
+                js(out, a.scheme);
+                if let Some(p) = &a.principal {
+                    out.extend_from_slice(b",\"principal\":");
+                    js(out, p);
+                }
+            }
+            None => js(out, "none"),
+        }
+        out.push(b'}');
+        key(out, "gap");
+        out.extend_from_slice(if tx.gap { b"true" } else { b"false" });
+        key(out, "truncated");
+        out.extend_from_slice(if tx.truncated { b"true" } else { b"false" });
+        key(out, "times");
+        out.push(b'{');
+        let mut first_t = true;
+        for (k, t) in [
+            ("request_start", q.map(|m| m.start)),
+            ("request_end", q.map(|m| m.end)),
+            ("response_start", r.map(|m| m.start)),
+            ("response_end", r.map(|m| m.end)),
+        ] {
+            let Some(t) = t else { continue };
+            if !first_t {
+                out.push(b',');
+            }
+            first_t = false;
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":\"");
+            push_ts(out, t);
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"}}}\n");
     }
 }
 
-/// The path of a request target: without query or fragment, and for the absolute form
-/// (`http://user:pass@host/p`, proxies) without scheme, credentials and authority.
-pub fn target_path(uri: &str) -> &str {
-    // RFC 9112 §3.2: origin-form (`/p?q`), absolute-form (`scheme://authority/p?q`, the scheme at
-    // the very start), authority-form (`host:port`, CONNECT) and asterisk-form (`*`). A `://`
-    // further in (a URL inside the query, `/fetch?url=http://h/x`) is data, not the target's
-    // authority: only a target that does not start with `/` can be absolute-form.
-    let p = if uri.starts_with('/') {
-        uri
-    } else {
-        match absolute_rest(uri) {
-            Some(rest) => rest.find(['/', '?', '#']).map_or("/", |i| match rest.as_bytes()[i] {
-                b'/' => &rest[i..],
-                _ => "/",
-            }),
-            None => uri,
-        }
-    };
-    p.split(['?', '#']).next().unwrap_or("")
-}
-
-/// `scheme://rest` with an RFC 3986 scheme (ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )) at the
-/// start: `rest`.
-pub fn absolute_rest(uri: &str) -> Option<&str> {
-    let (scheme, rest) = uri.split_once("://")?;
-    let mut b = scheme.bytes();
-    let first_ok = b.next().is_some_and(|c| c.is_ascii_alphabetic());
-    (first_ok && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))).then_some(rest)
-}
-
-/// `example.com:8080` -> (example.com, 8080); `[::1]:80` -> ([::1], 80).
-pub(crate) fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
-    let h = h.trim();
-    if h.starts_with('[') {
-        // An IPv6 literal keeps its brackets, as in a URL (and as Suricata logs it).
-        if let Some(end) = h.find(']') {
-            let port = h[end + 1..].strip_prefix(':').and_then(|p| p.parse().ok());
-            return (Some(&h[..=end]), port);
-        }
-    }
-    match h.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') => match port.parse() {
-            Ok(p) => (Some(name), Some(p)),
-            Err(_) => (Some(h), None),
-        },
-        _ => (Some(h), None),
-    }
-}
-
-/// EVE timestamp: `2026-11-29T05:50:07.123456+0000` (UTC, microseconds). Written digit by
-/// digit into a fixed buffer: five of these per http event, so no `format!` machinery.
-pub fn fmt_ts(ns: Ts) -> String {
-    let secs = (ns / 1_000_000_000) as i64;
-    let micros = ((ns % 1_000_000_000) / 1000) as u32;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400) as u32;
-    let (y, m, d) = civil_from_days(days);
-    let mut b = *b"0000-00-00T00:00:00.000000+0000";
-    let mut put = |at: usize, width: usize, mut v: u32| {
-        for k in (at..at + width).rev() {
-            b[k] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, y.clamp(0, 9999) as u32);
-    put(5, 2, m);
-    put(8, 2, d);
-    put(11, 2, rem / 3600);
-    put(14, 2, (rem % 3600) / 60);
-    put(17, 2, rem % 60);
-    put(20, 6, micros);
-    b.iter().map(|c| *c as char).collect()
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+pub use crate::util::{fmt_ts, split_host_port, target_path};
 
 /// `endpoint`, `alert` and `entity` lines: rarer than `http`, built as JSON values.
 impl Formatter {

@@ -19,4 +19,5 @@ pub mod reassembly;
 pub mod redact;
 pub mod rules;
 pub mod sink;
+pub mod util;
 pub mod worker;

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use crossbeam_channel::{Receiver, Sender, select};
 use hashbrown::{HashMap, HashSet};
 
-use crate::app::Mode;
 use crate::capture::Ts;
 use crate::catalog::Catalog;
 use crate::detect::Detector;
@@ -41,23 +40,13 @@ pub struct WorkerCounters {
     pub entities: AtomicU64,
 }
 
-/// When an unauthenticated 2xx counts as an auth bypass.
-#[derive(Debug, Clone, Copy)]
-pub struct BypassConfig {
-    /// Calls with credentials the endpoint must have seen first. Default 10.
-    pub min_calls: u64,
-    /// Share of its clients that used credentials: at most `1 - share` of them (at least one
-    /// client) may have had a 2xx without. Default 0.9.
-    pub share: f64,
-}
+pub use crate::engine::BypassConfig;
 
-impl Default for BypassConfig {
-    fn default() -> Self {
-        BypassConfig {
-            min_calls: 10,
-            share: 0.9,
-        }
-    }
+/// Replay waits for the slowest stage; live drops (and counts) instead of blocking capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Replay,
+    Live,
 }
 
 /// What every shard shares.
@@ -223,7 +212,12 @@ impl Worker {
                     self.tick(*ts, *seq, bytes);
                     continue;
                 }
-                Event::Http { meta, tx, auth_bypass } => {
+                Event::Http {
+                    meta,
+                    tx,
+                    auth_bypass,
+                    endpoint: known,
+                } => {
                     if let Some(cap) = sh.decode
                         && !tx.decode_bodies(cap)
                     {
@@ -240,7 +234,10 @@ impl Worker {
                         .as_ref()
                         .map(|q| sh.fmt.redactor.auth(q))
                         .unwrap_or_else(none_auth);
-                    let ep = crate::catalog::endpoint_of(tx, meta);
+                    let ep = match known.take() {
+                        Some(e) => Some(*e),
+                        None => crate::catalog::endpoint_of(tx, meta),
+                    };
                     let endpoint = ep.as_ref().map(|(_, m, t)| format!("{m} {t}"));
                     let analyse = self.catalog.is_some() || self.engine.is_some();
                     if let (Some((host, m, t)), Some(endpoint), true) = (&ep, &endpoint, analyse) {
@@ -272,7 +269,7 @@ impl Worker {
                             engine.on_tx(&v, &mut self.outs, &mut self.cross_out);
                         }
                     }
-                    sh.fmt.write_http(meta, tx, auth, endpoint, bytes);
+                    sh.fmt.write_http(meta, tx, auth, endpoint.as_deref(), bytes);
                     self.flush_outs(bytes);
                 }
                 other => sh.fmt.write(other, bytes),

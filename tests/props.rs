@@ -165,13 +165,13 @@ proptest! {
     ) {
         let path = format!("/{}", segs.join("/"));
         let with_query = format!("{path}?{query}");
-        let p0 = apitap::event::target_path(&path);
-        let p1 = apitap::event::target_path(&with_query);
+        let p0 = apitap::util::target_path(&path);
+        let p1 = apitap::util::target_path(&with_query);
         prop_assert_eq!(p0, p1);
         let t0 = apitap::catalog::template::template(p0).0;
         let t1 = apitap::catalog::template::template(p1).0;
         prop_assert_eq!(t0, t1);
         let url_query = format!("{path}?url=http://169.254.169.254/{query}");
-        prop_assert_eq!(apitap::event::target_path(&url_query), p0);
+        prop_assert_eq!(apitap::util::target_path(&url_query), p0);
     }
 }

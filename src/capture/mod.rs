@@ -9,7 +9,7 @@ pub mod file;
 pub mod live;
 
 /// Packet time in nanoseconds since the Unix epoch. All windows and timeouts run on it.
-pub type Ts = u64;
+pub use crate::util::Ts;
 
 /// One captured frame. Borrowed from the capture buffer; never leaves the capture thread.
 #[derive(Debug, Clone, Copy)]

@@ -355,7 +355,7 @@ impl Endpoint {
             "host": self.host, "method": self.method, "template": self.template,
             "endpoint": format!("{} {}", self.method, self.template),
             "count": self.count,
-            "first_seen": crate::event::fmt_ts(self.first), "last_seen": crate::event::fmt_ts(self.last),
+            "first_seen": crate::util::fmt_ts(self.first), "last_seen": crate::util::fmt_ts(self.last),
             "status": self.status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99)},
             "request_bytes": self.request_size.json(), "response_bytes": self.response_size.json(),
@@ -415,14 +415,17 @@ pub struct Catalog {
 }
 
 /// The endpoint a transaction belongs to: (host, method, rule-based template).
-pub fn endpoint_of(tx: &Transaction, meta: &FlowMeta) -> Option<(String, String, String)> {
+/// An endpoint: (host, method, template).
+pub type EndpointId = (String, String, String);
+
+pub fn endpoint_of(tx: &Transaction, meta: &FlowMeta) -> Option<EndpointId> {
     let q = tx.request.as_ref()?;
     let host = q
         .header("host")
         .map(|h| h.trim().to_ascii_lowercase())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("{}:{}", meta.dst, meta.dport));
-    let path = crate::event::target_path(&q.uri);
+    let path = crate::util::target_path(&q.uri);
     Some((
         cap_str(host, MAX_HOST),
         cap_str(q.method.clone(), MAX_METHOD),

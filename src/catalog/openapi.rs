@@ -38,8 +38,8 @@ fn operation(e: &Endpoint) -> Value {
         "operationId": op_id(e),
         "responses": {},
         "x-apitap-count": e.count,
-        "x-apitap-first-seen": crate::event::fmt_ts(e.first),
-        "x-apitap-last-seen": crate::event::fmt_ts(e.last),
+        "x-apitap-first-seen": crate::util::fmt_ts(e.first),
+        "x-apitap-last-seen": crate::util::fmt_ts(e.last),
         "x-apitap-latency-ms": {
             "p50": e.latency.quantile(0.5).map(|u| u as f64 / 1000.0),
             "p90": e.latency.quantile(0.9).map(|u| u as f64 / 1000.0),

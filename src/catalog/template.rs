@@ -108,7 +108,12 @@ pub fn classify(seg: &str) -> Option<ParamKind> {
     {
         return Some(ParamKind::Date);
     }
-    let decoded = seg.replace("%40", "@");
+    // (`%40` is the only encoding of `@` worth decoding; most segments have neither)
+    let decoded = if memchr::memchr2(b'@', b'%', b).is_some() && (seg.contains('@') || seg.contains("%40")) {
+        std::borrow::Cow::Owned(seg.replace("%40", "@"))
+    } else {
+        std::borrow::Cow::Borrowed("")
+    };
     if let Some((user, domain)) = decoded.split_once('@')
         && !user.is_empty()
         && domain.contains('.')
@@ -140,7 +145,8 @@ pub fn template(path: &str) -> (String, Vec<ParamKind>) {
                 out.push('{');
                 out.push_str(k.name());
                 if n > 0 {
-                    out.push_str(&(n + 1).to_string());
+                    use std::fmt::Write;
+                    let _ = write!(out, "{}", n + 1);
                 }
                 out.push('}');
             }

@@ -95,6 +95,13 @@ impl Detector {
 
 /// Percent-decode twice and turn `+` into a space, lowercased.
 pub fn normalize(s: &str) -> String {
+    // most values hold nothing to decode and no capital: copied as they are
+    if !s
+        .bytes()
+        .any(|b| b == b'%' || b == b'+' || b.is_ascii_uppercase() || !b.is_ascii())
+    {
+        return s.to_string();
+    }
     let once = percent_decode_lossy(&s.replace('+', " ")).into_owned();
     let twice = if once.contains('%') {
         percent_decode_lossy(&once).into_owned()
@@ -121,9 +128,9 @@ pub struct Inputs {
 /// host, port), `default_port` when it names none.
 fn push_site(site: &mut Vec<(String, u16)>, authority: &str, default_port: u16) {
     let a = authority.trim().to_ascii_lowercase();
-    let a = crate::event::absolute_rest(&a).unwrap_or(&a);
+    let a = crate::util::absolute_rest(&a).unwrap_or(&a);
     let a = a.split(['/', '?', '#']).next().unwrap_or("");
-    let (Some(h), p) = crate::event::split_host_port(a) else {
+    let (Some(h), p) = crate::util::split_host_port(a) else {
         return;
     };
     let h = h.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.');
@@ -164,7 +171,7 @@ impl Inputs {
         let mut site = Vec::new();
         let dport = f.server.map_or(80, |(_, p)| p);
         if let Some((ip, p)) = f.server {
-            push_site(&mut site, &ip.to_string(), p);
+            push_site(&mut site, &crate::util::ip_string(ip), p);
         }
         for o in &f.origins {
             let https = o.get(..8).is_some_and(|x| x.eq_ignore_ascii_case("https://"));
@@ -219,15 +226,23 @@ impl Inputs {
             }
         }
         for (n, v) in &q.headers {
-            let n = n.to_ascii_lowercase();
-            if SECRET_HEADERS.contains(&n.as_str())
-                || crate::redact::is_key_header(&n)
-                || n == "host"
-                || n == "content-length"
+            if SECRET_HEADERS.iter().any(|s| n.eq_ignore_ascii_case(s))
+                || n.eq_ignore_ascii_case("host")
+                || n.eq_ignore_ascii_case("content-length")
             {
                 continue;
             }
-            parts.push((format!("header:{n}"), normalize(v)));
+            let n = n.to_ascii_lowercase();
+            if crate::redact::is_key_header(&n) {
+                continue;
+            }
+            let v = normalize(v);
+            // Only the injection classifiers read most headers, and they skip plain values
+            // (see payload::scan); the SSRF classifier reads these few whatever they hold.
+            if payload::skipped(&v) && !ssrf::READS_HEADERS.contains(&n.as_str()) {
+                continue;
+            }
+            parts.push((format!("header:{n}"), v));
         }
         if !q.body.is_empty() {
             let text = String::from_utf8_lossy(&q.body);
@@ -532,7 +547,7 @@ pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections:
             || memchr::memmem::find(b, b"\"grant_type\": \"refresh_token\"").is_some();
         grant && memchr::memmem::find(b, b"password").is_none()
     });
-    let login = !refresh && q.is_some_and(|q| q.method == "POST" && is_login_path(crate::event::target_path(&q.uri)));
+    let login = !refresh && q.is_some_and(|q| q.method == "POST" && is_login_path(crate::util::target_path(&q.uri)));
     if login {
         v.hits.push((Detector::Login, String::new()));
     }

@@ -163,6 +163,11 @@ pub fn inert(t: &str) -> bool {
     t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@:+".contains(&b))
 }
 
+/// Values the injection classifiers never look at: short, identifier-like, or plain words.
+pub fn skipped(t: &str) -> bool {
+    t.len() < 3 || inert(t) || words(t)
+}
+
 /// Plain words (a name like "o'brien", "rock 'n' roll"): letters, spaces, `.,'-`, short.
 pub fn words(t: &str) -> bool {
     t.len() <= 256 && t.chars().count() <= 64 && t.chars().all(|c| c.is_alphabetic() || " .,'-".contains(c))
@@ -182,16 +187,64 @@ static ALL: LazyLock<(RegexSet, Vec<(usize, u32)>)> = LazyLock::new(|| {
     (RegexSet::new(&pats).unwrap_or_else(|_| RegexSet::empty()), owner)
 });
 
+/// Per-thread memory of values that matched no pattern: direct-mapped, 4096 slots, values up
+/// to 256 bytes, compared whole (a slot holds one value; a colliding value evicts it).
+mod clean {
+    use std::cell::RefCell;
+
+    const SLOTS: usize = 4096;
+    const MAX: usize = 256;
+
+    thread_local! {
+        static SEEN: RefCell<Vec<Box<str>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn slot(t: &str) -> usize {
+        t.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        }) as usize
+            % SLOTS
+    }
+
+    pub fn seen(t: &str) -> bool {
+        t.len() <= MAX && SEEN.with(|s| s.borrow().get(slot(t)).is_some_and(|v| &**v == t))
+    }
+
+    pub fn add(t: &str) {
+        if t.len() > MAX {
+            return;
+        }
+        SEEN.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.is_empty() {
+                s.resize(SLOTS, Box::from(""));
+            }
+            let i = slot(t);
+            s[i] = t.into();
+        });
+    }
+}
+
 /// Every injection classifier that fires, with where (its first input that scores) and a
 /// short excerpt.
 pub fn scan(inputs: &Inputs) -> Vec<(Detector, String)> {
     let (set, owner) = &*ALL;
     let mut fired: Vec<Option<String>> = vec![None; CLASSES.len()];
     for (at, text) in &inputs.parts {
-        if text.len() < 3 || inert(text) || words(text) {
+        if skipped(text) {
             continue; // a name like "o'brien" or plain words carry nothing
         }
         let t = super::cut(text, SCAN_CAP);
+        // Values repeat (a client's user agent and accept headers, enum-like fields): one seen
+        // to match no pattern lately is not searched again. Then one pass that stops at the
+        // first pattern (most values match none) before the pass that lists every pattern.
+        if clean::seen(t) {
+            continue;
+        }
+        if !set.is_match(t) {
+            clean::add(t);
+            continue;
+        }
         let hits = set.matches(t);
         if !hits.matched_any() {
             continue;

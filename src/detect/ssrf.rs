@@ -49,6 +49,16 @@ const METADATA: [&str; 6] = [
     "instance-data",
 ];
 
+/// The request headers this classifier reads (lowercase): context (`referer`, `origin`) and
+/// the ones proxies route by.
+pub const READS_HEADERS: [&str; 5] = [
+    "referer",
+    "origin",
+    "x-forwarded-host",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
 /// Where SSRF is looked for, per input (documented in the README, "Detections"):
 /// - query and body parameters: a URL (any parameter) or a host (URL-ish names) that points
 ///   inside, unless it names the site itself (the request's Host or server address on a web
@@ -61,15 +71,14 @@ const METADATA: [&str; 6] = [
 pub fn scan(inputs: &Inputs) -> Option<String> {
     for (at, text) in &inputs.parts {
         let name = at.rsplit(':').next().unwrap_or("");
-        let urlish_name = URLISH.iter().any(|u| name.contains(u));
-        let context_header = at.starts_with("header:") && matches!(name, "referer" | "origin");
-        if at.starts_with("header:")
-            && !context_header
-            && !matches!(name, "x-forwarded-host" | "x-original-url" | "x-rewrite-url")
-        {
+        let header = at.starts_with("header:");
+        if header && !READS_HEADERS.contains(&name) {
             continue;
         }
-        let Some(t) = target(text, urlish_name && !context_header) else {
+        let context_header = header && matches!(name, "referer" | "origin");
+        // the name only matters for a bare host (target's one use of it): asked last
+        let urlish_name = !context_header && looks_like_host(text.trim()) && URLISH.iter().any(|u| name.contains(u));
+        let Some(t) = target(text, urlish_name) else {
             continue;
         };
         let hit = if context_header {
@@ -112,7 +121,10 @@ pub fn internal(v: &str, urlish_name: bool) -> bool {
 fn looks_like_host(v: &str) -> bool {
     let h = v.split(['/', '?', '#']).next().unwrap_or("");
     h.starts_with('[')
-        || HOSTS.iter().any(|n| h == *n || h.starts_with(&format!("{n}:")))
+        || HOSTS.iter().any(|n| {
+            h.strip_prefix(n)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+        })
         || (h.contains(['.', ':']) && h.bytes().any(|b| b.is_ascii_digit() || b.is_ascii_alphabetic()))
 }
 

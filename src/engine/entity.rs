@@ -130,9 +130,20 @@ pub struct EntityReport {
     pub indicators: Vec<Indicator>,
 }
 
+/// The first `n` characters of `s`.
+fn cut_chars(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
 fn push_bounded<T: PartialEq>(v: &mut Vec<T>, x: T, cap: usize) -> bool {
     if v.contains(&x) {
         return true;
+    }
+    if v.is_empty() {
+        v.reserve_exact(1); // most entities are seen with one of each
     }
     if v.len() < cap {
         v.push(x);
@@ -217,7 +228,7 @@ impl EntityTable {
     /// Fold a transaction into the entity's profile. Returns an account-takeover alert when a
     /// success follows a run of failures.
     pub fn observe(&mut self, o: &Obs) -> Option<Alert> {
-        let cfg = self.cfg.clone();
+        let (takeover_window_s, takeover_failures) = (self.cfg.takeover_window_s, self.cfg.takeover_failures);
         let e = self.entry(&o.key, o.ts);
         let p = &mut e.profile;
         p.first = p.first.min(o.ts);
@@ -229,23 +240,34 @@ impl EntityTable {
         let full = p.statuses.len() >= MAX_LIST;
         match p.statuses.iter_mut().find(|(s, _)| *s == o.status) {
             Some((_, n)) => *n += 1,
-            None if !full => p.statuses.push((o.status, 1)),
+            None if !full => {
+                if p.statuses.is_empty() {
+                    p.statuses.reserve_exact(1);
+                }
+                p.statuses.push((o.status, 1))
+            }
             None => {}
         }
-        if !push_bounded(&mut p.endpoints, o.endpoint.clone(), MAX_ENDPOINTS) {
+        // (a value already listed is not copied: most calls repeat the last one's)
+        if !p.endpoints.contains(&o.endpoint) && !push_bounded(&mut p.endpoints, o.endpoint.clone(), MAX_ENDPOINTS) {
             p.endpoints_more += 1;
         }
         if let Some(ua) = &o.user_agent {
-            push_bounded(&mut p.user_agents, ua.chars().take(200).collect(), MAX_LIST / 2);
+            let cut = cut_chars(ua, 200);
+            if !p.user_agents.iter().any(|u| u == cut) {
+                push_bounded(&mut p.user_agents, cut.to_string(), MAX_LIST / 2);
+            }
         }
         push_bounded(&mut p.addresses, o.client, MAX_LIST);
-        if let Some(pr) = &o.principal {
+        if let Some(pr) = &o.principal
+            && !p.principals.contains(pr)
+        {
             push_bounded(&mut p.principals, pr.clone(), MAX_LIST / 2);
         }
         if !o.authenticated {
             p.unauthenticated += 1;
         }
-        let window = cfg.takeover_window_s.saturating_mul(1_000_000_000);
+        let window = takeover_window_s.saturating_mul(1_000_000_000);
         if o.auth_failure {
             p.auth_failures += 1;
             // Only failed logins make a takeover run (not an expired token's 401s).
@@ -287,7 +309,7 @@ impl EntityTable {
         let recent = o.ts.saturating_sub(e.fail_last) <= window;
         e.fail_run = 0;
         let detail = e.fail_detail.take();
-        if run < cfg.takeover_failures || !recent || cfg.takeover_failures == 0 {
+        if run < takeover_failures || !recent || takeover_failures == 0 {
             return None;
         }
         let detail = detail.unwrap_or_default();
@@ -297,7 +319,7 @@ impl EntityTable {
         if let Some(l) = &o.login {
             samples.push(l.sample.clone());
         }
-        let rule = takeover_rule(&cfg);
+        let rule = takeover_rule(&self.cfg);
         let entity_risk = self.add_risk(&o.key, o.ts, &rule);
         Some(Alert {
             ts: o.ts,
@@ -317,7 +339,7 @@ impl EntityTable {
                 .and_then(|l| l.http.hostname.clone())
                 .unwrap_or_default(),
             endpoint: o.endpoint.clone(),
-            window_s: cfg.takeover_window_s as f64,
+            window_s: takeover_window_s as f64,
             count: run as u64 + 1,
             distinct: (tried > 0).then_some(tried),
             first,

@@ -9,8 +9,13 @@
 //! and the entity table are capped, and when full the least risky, longest idle sixteenth is
 //! evicted (counted), so a flood of spoofed sources cannot exhaust memory.
 
+mod auth;
 pub mod baseline;
+mod client;
 pub mod entity;
+mod msg;
+mod view;
+mod window;
 
 use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -25,7 +30,14 @@ use crate::flow::FlowMeta;
 use crate::http::Transaction;
 use crate::redact::Auth;
 use crate::rules::{Cond, EntityKind, Field, ParamLoc, Rule, RuleSet};
+pub use auth::{AuthTracker, BypassConfig};
+pub use client::{Cidr, client_ip};
 pub use entity::{EntityConfig, EntityTable};
+pub use msg::{Alert, Cross, EpObs, Hit, HttpBrief, LoginFacts, Obs, Out, Sample};
+use msg::{Ctx, HitCtx, HitRef};
+pub use view::View;
+use window::Window;
+pub use window::{EXACT_DISTINCT, MAX_VALUES};
 
 /// An entity: what a rule counts by. `kind` is `ip`, `principal`, ... or a `+`-joined list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,7 +51,7 @@ impl EntityKey {
     pub fn ip(a: IpAddr) -> EntityKey {
         EntityKey {
             kind: "ip".into(),
-            value: a.to_string(),
+            value: crate::util::ip_string(a),
         }
     }
 
@@ -84,696 +96,6 @@ fn kind_name(k: &EntityKind) -> std::borrow::Cow<'static, str> {
         EntityKind::ApiKey => "api_key".into(),
         EntityKind::UserAgent => "user_agent".into(),
         EntityKind::Field(name, _) => name.clone().into(),
-    }
-}
-
-/// A CIDR block of trusted proxies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    net: IpAddr,
-    bits: u8,
-}
-
-impl Cidr {
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let (a, b) = s.split_once('/').unwrap_or((s, ""));
-        let net: IpAddr = a.trim().parse().ok()?;
-        let max = if net.is_ipv4() { 32 } else { 128 };
-        let bits = if b.is_empty() { max } else { b.trim().parse().ok()? };
-        (bits <= max).then_some(Cidr { net, bits })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(i)) => {
-                let m = if self.bits == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.bits as u32)
-                };
-                (u32::from(n) & m) == (u32::from(i) & m)
-            }
-            (IpAddr::V6(n), IpAddr::V6(i)) => {
-                let m = if self.bits == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.bits as u32)
-                };
-                (u128::from(n) & m) == (u128::from(i) & m)
-            }
-            _ => false,
-        }
-    }
-}
-
-/// The client address of a transaction: the TCP peer, or when the peer is a trusted proxy,
-/// the right-most address in X-Forwarded-For (or `Forwarded: for=`) that is not itself a
-/// trusted proxy (as nginx's `real_ip_recursive`). A header from an untrusted peer is ignored.
-pub fn client_ip(meta: &FlowMeta, tx: &Transaction, trusted: &[Cidr]) -> IpAddr {
-    if trusted.is_empty() || !trusted.iter().any(|c| c.contains(meta.src)) {
-        return meta.src;
-    }
-    let Some(q) = &tx.request else { return meta.src };
-    // Every X-Forwarded-For line, in order, is one list (RFC 9110 §5.3): a proxy such as
-    // HAProxy appends its own line, so the first (client-written) line must not win.
-    let mut hops: Vec<IpAddr> = Vec::new();
-    for x in q.header_values("x-forwarded-for") {
-        hops.extend(x.split(',').filter_map(|h| parse_hop(h.trim())));
-    }
-    if hops.is_empty() {
-        for f in q.header_values("forwarded") {
-            for el in f.split(',') {
-                for pair in el.split(';') {
-                    if let Some((k, v)) = pair.trim().split_once('=')
-                        && k.trim().eq_ignore_ascii_case("for")
-                        && let Some(ip) = parse_hop(v.trim().trim_matches('"'))
-                    {
-                        hops.push(ip);
-                    }
-                }
-            }
-        }
-    }
-    for h in hops.iter().rev() {
-        if !trusted.iter().any(|c| c.contains(*h)) {
-            return *h;
-        }
-    }
-    hops.first().copied().unwrap_or(meta.src)
-}
-
-fn parse_hop(h: &str) -> Option<IpAddr> {
-    if let Ok(ip) = h.parse() {
-        return Some(ip);
-    }
-    if let Some(v6) = h.strip_prefix('[') {
-        return v6.split(']').next()?.parse().ok();
-    }
-    h.rsplit_once(':').and_then(|(a, _)| a.parse().ok())
-}
-
-/// Who calls each endpoint with and without credentials, kept by the capture thread, which
-/// sees every transaction in packet-time order: the auth-bypass verdict must not depend on
-/// which worker shard got there first.
-pub struct AuthTracker {
-    map: HashMap<u64, AuthProfile>,
-    cfg: crate::worker::BypassConfig,
-    cap: usize,
-}
-
-#[derive(Default)]
-struct AuthProfile {
-    authd: u64,
-    auth_clients: crate::catalog::Distinct,
-    open_clients: crate::catalog::Distinct,
-}
-
-impl AuthTracker {
-    pub fn new(cfg: crate::worker::BypassConfig) -> Self {
-        AuthTracker {
-            map: HashMap::new(),
-            cfg,
-            cap: 100_000,
-        }
-    }
-
-    /// Fold one transaction in. True when it is a 2xx without credentials on a protected
-    /// endpoint: one that saw `min_calls` calls with credentials and whose clients nearly all
-    /// used them (at most `1 - share` of them, and at least one, got a 2xx without). Counted in
-    /// clients, not calls, so one bypasser's volume cannot make the endpoint look public.
-    pub fn observe(&mut self, meta: &FlowMeta, tx: &Transaction, client: IpAddr) -> bool {
-        let Some(q) = &tx.request else { return false };
-        let creds = crate::redact::Redactor::has_credentials(q);
-        let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
-        // This runs on the capture thread: template a path only when the answer can matter.
-        if !creds && (!ok || self.map.is_empty()) {
-            return false;
-        }
-        let Some((host, method, tpl)) = crate::catalog::endpoint_of(tx, meta) else {
-            return false;
-        };
-        let key = hash_of(&(host, method, tpl));
-        if creds {
-            // Only endpoints called with credentials are tracked: a catch-all answering 200
-            // to random paths cannot fill the table. Full: new endpoints go untracked.
-            if !self.map.contains_key(&key) && self.map.len() >= self.cap {
-                return false;
-            }
-            let p = self.map.entry(key).or_default();
-            p.authd += 1;
-            p.auth_clients.add(client);
-            return false;
-        }
-        let Some(p) = self.map.get_mut(&key).filter(|_| ok) else {
-            return false;
-        };
-        let open_allowed = ((1.0 - self.cfg.share) * p.auth_clients.estimate() as f64).max(1.0);
-        if p.open_clients.estimate() as f64 > open_allowed {
-            // already public: nothing to judge (the count goes on, as the allowance grows with
-            // the clients that use credentials)
-            p.open_clients.add(client);
-            return false;
-        }
-        // Attack traffic (an injection payload, an attack tool, an SSRF probe) answered 2xx
-        // without credentials does not teach the profile that the endpoint is public: an
-        // early injection tool must not hide a later bypass. It is judged, not learned from.
-        let attack = flagged_request(tx);
-        if !attack {
-            p.open_clients.add(client);
-        }
-        let open = p.open_clients.estimate() as f64 + attack as u64 as f64;
-        if open > open_allowed {
-            return false;
-        }
-        // A well-known protected endpoint; or, on one seen only a few times with credentials,
-        // a response that hands someone's personal data to a caller without any: evidence that
-        // does not depend on how many calls the profile has learned from.
-        p.authd >= self.cfg.min_calls || (p.authd >= PERSONAL_MIN_CALLS && personal_data(tx))
-    }
-}
-
-/// Calls with credentials after which personal data served without credentials is a bypass.
-const PERSONAL_MIN_CALLS: u64 = 2;
-
-/// Does the response carry personal data (e-mail addresses, phone numbers, cards, ids)?
-fn personal_data(tx: &Transaction) -> bool {
-    use crate::catalog::sensitive::Sensitive;
-    tx.response.as_ref().is_some_and(|r| {
-        crate::catalog::sensitive::scan_response(r)
-            .iter()
-            .any(|k| !matches!(k, Sensitive::Jwt | Sensitive::ApiKey))
-    })
-}
-
-/// A request the classifiers flag as an attack on its own (injection, attack tool, SSRF).
-/// Run on the capture thread only for the few transactions whose verdict matters there.
-fn flagged_request(tx: &Transaction) -> bool {
-    // (no site: a link back to the site is rare in this narrow case, and counting it as an
-    // attack only keeps that call out of the profile)
-    crate::detect::classify(tx, &Inputs::of(tx), &Default::default()).attack()
-}
-
-/// One transaction as the engine sees it.
-pub struct View<'a> {
-    pub meta: &'a FlowMeta,
-    pub tx: &'a Transaction,
-    pub auth: &'a Auth,
-    pub client: IpAddr,
-    pub host: &'a str,
-    /// `METHOD /template`
-    pub endpoint: &'a str,
-    pub path: &'a str,
-    pub url: String,
-    /// The endpoint nearly always sees credentials and this call had none yet got a 2xx.
-    pub auth_bypass: bool,
-    /// The site's own origins (configured), besides its Host and address.
-    pub site_origins: &'a [String],
-    inputs: std::cell::OnceCell<Inputs>,
-    verdicts: std::cell::OnceCell<Verdicts>,
-    body: std::cell::OnceCell<Option<serde_json::Value>>,
-    sensitive: std::cell::OnceCell<std::collections::BTreeSet<crate::catalog::sensitive::Sensitive>>,
-}
-
-impl<'a> View<'a> {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        meta: &'a FlowMeta,
-        tx: &'a Transaction,
-        auth: &'a Auth,
-        client: IpAddr,
-        host: &'a str,
-        endpoint: &'a str,
-        url: String,
-    ) -> Self {
-        let path = tx
-            .request
-            .as_ref()
-            .map(|q| crate::event::target_path(&q.uri))
-            .unwrap_or("");
-        View {
-            meta,
-            tx,
-            auth,
-            client,
-            host,
-            endpoint,
-            path,
-            url,
-            auth_bypass: false,
-            site_origins: &[],
-            inputs: Default::default(),
-            verdicts: Default::default(),
-            body: Default::default(),
-            sensitive: Default::default(),
-        }
-    }
-
-    pub fn verdicts(&self) -> &Verdicts {
-        self.verdicts.get_or_init(|| {
-            let inputs = self
-                .inputs
-                .get_or_init(|| Inputs::of_site(self.tx, Some((self.meta.dst, self.meta.dport)), self.site_origins));
-            crate::detect::classify(self.tx, inputs, self.sensitive())
-        })
-    }
-
-    /// Sensitive data kinds in the response, scanned once for the catalog and the detectors.
-    pub fn sensitive(&self) -> &std::collections::BTreeSet<crate::catalog::sensitive::Sensitive> {
-        self.sensitive.get_or_init(|| {
-            self.tx
-                .response
-                .as_ref()
-                .map(crate::catalog::sensitive::scan_response)
-                .unwrap_or_default()
-        })
-    }
-
-    pub fn status(&self) -> u16 {
-        self.tx.response.as_ref().map(|r| r.status).unwrap_or(0)
-    }
-
-    /// This transaction as alert evidence.
-    fn sample(&self, detail: Option<String>) -> Sample {
-        Sample {
-            url: self.url.clone(),
-            flow_id: self.meta.flow_id,
-            status: self.status(),
-            detail,
-        }
-    }
-
-    /// The HTTP facts an alert carries in EVE's `http` object.
-    fn http_brief(&self) -> HttpBrief {
-        let q = self.tx.request.as_ref();
-        HttpBrief {
-            hostname: q.and_then(|q| q.header("host")).map(str::to_string),
-            url: self.url.clone(),
-            method: q.map(|q| q.method.clone()).unwrap_or_default(),
-            status: self.tx.response.as_ref().map(|r| r.status),
-            user_agent: self.header("user-agent").map(str::to_string),
-        }
-    }
-
-    fn header(&self, name: &str) -> Option<&'a str> {
-        self.tx.request.as_ref().and_then(|q| q.header(name))
-    }
-
-    fn json_body(&self) -> Option<&serde_json::Value> {
-        self.body
-            .get_or_init(|| {
-                let q = self.tx.request.as_ref()?;
-                if q.body.is_empty() {
-                    return None;
-                }
-                let ct = q.header("content-type").unwrap_or("").to_ascii_lowercase();
-                if ct.contains("x-www-form-urlencoded") {
-                    let text = String::from_utf8_lossy(&q.body);
-                    let m: serde_json::Map<String, serde_json::Value> = crate::redact::query_pairs(&text)
-                        .take(256)
-                        .map(|(k, v)| {
-                            (
-                                crate::redact::percent_decode_lossy(k).into_owned(),
-                                serde_json::Value::String(crate::redact::percent_decode_lossy(v).into_owned()),
-                            )
-                        })
-                        .collect();
-                    return Some(serde_json::Value::Object(m));
-                }
-                serde_json::from_slice(&q.body).ok()
-            })
-            .as_ref()
-    }
-
-    fn query(&self, name: &str) -> Option<String> {
-        let q = self.tx.request.as_ref()?;
-        let (_, qs) = q.uri.split_once('?')?;
-        crate::redact::query_pairs(qs)
-            .find(|(k, _)| crate::redact::percent_decode_lossy(k) == name)
-            .map(|(_, v)| crate::redact::percent_decode_lossy(v).into_owned())
-    }
-
-    fn body_field(&self, name: &str) -> Option<String> {
-        let mut v = self.json_body()?;
-        for part in name.split('.') {
-            v = v.get(part)?;
-        }
-        Some(match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-    }
-
-    /// The value of a path parameter by its template name (`id`, `uuid`, `param`, ...) or
-    /// its position among the parameters (`0`, `1`).
-    fn path_param(&self, name: &str) -> Option<String> {
-        let tpl = self.endpoint.split_once(' ').map(|(_, t)| t)?;
-        let idx: Option<usize> = name.parse().ok();
-        let mut k = 0;
-        for (t, p) in tpl.split('/').zip(self.path.split('/')) {
-            if t.starts_with('{') {
-                if idx == Some(k) || t.trim_matches(['{', '}']) == name {
-                    return Some(p.to_string());
-                }
-                k += 1;
-            }
-        }
-        None
-    }
-
-    /// The account a login names (`username`, `email`, `login`, ... in the body or query): a
-    /// login name is not a secret, and it is what a responder needs.
-    pub fn login_account(&self) -> Option<String> {
-        const NAMES: [&str; 8] = [
-            "username",
-            "user",
-            "email",
-            "login",
-            "user_name",
-            "account",
-            "userid",
-            "mail",
-        ];
-        // a name is a string or a number; an object (`"user": {"email", "password"}`) is not
-        NAMES
-            .iter()
-            .find_map(|n| self.body_field(n).or_else(|| self.query(n)))
-            .filter(|a| !a.is_empty() && !a.starts_with(['{', '[']))
-            .map(|a| a.chars().take(128).filter(|c| !c.is_control()).collect())
-    }
-
-    pub fn field(&self, f: &Field) -> Option<String> {
-        match f {
-            Field::PathParam(n) => self.path_param(n),
-            Field::Query(n) => self.query(n),
-            Field::Body(n) => self.body_field(n),
-            Field::Param(n) => self.query(n).or_else(|| self.body_field(n)),
-            Field::Path => Some(self.path.to_string()),
-            Field::Endpoint => Some(self.endpoint.to_string()),
-            Field::UserAgent => self.header("user-agent").map(str::to_string),
-            Field::Principal => self.auth.principal.clone(),
-            Field::Ip => Some(self.client.to_string()),
-            Field::Header(n) => self.header(n).map(str::to_string),
-        }
-    }
-
-    fn entity(&self, kinds: &[EntityKind]) -> Option<EntityKey> {
-        let mut kind = String::new();
-        let mut value = String::new();
-        for k in kinds {
-            let v = match k {
-                EntityKind::Ip => self.client.to_string(),
-                EntityKind::Principal => bounded(self.auth.principal.clone()?),
-                EntityKind::ApiKey if self.auth.scheme == "api_key" => bounded(self.auth.principal.clone()?),
-                EntityKind::ApiKey => return None,
-                EntityKind::UserAgent => bounded(self.header("user-agent")?.to_string()),
-                EntityKind::Field(_, f) => bounded(self.field(f).filter(|v| !v.is_empty())?),
-            };
-            if !kind.is_empty() {
-                kind.push('+');
-                value.push('|');
-            }
-            kind.push_str(k.as_str());
-            value.push_str(&v);
-        }
-        Some(EntityKey {
-            kind: if kinds.len() == 1 {
-                kind_name(&kinds[0])
-            } else {
-                kind.into()
-            },
-            value,
-        })
-    }
-
-    pub fn matches(&self, c: &Cond) -> bool {
-        let q = self.tx.request.as_ref();
-        let r = self.tx.response.as_ref();
-        match c {
-            Cond::All(v) => v.iter().all(|c| self.matches(c)),
-            Cond::Any(v) => v.iter().any(|c| self.matches(c)),
-            Cond::Not(c) => !self.matches(c),
-            Cond::Method(m) => q.is_some_and(|q| m.contains(&q.method)),
-            Cond::Path(g) => g.matches(&crate::redact::percent_decode_lossy(self.path)),
-            Cond::Endpoint(g) => g.matches(self.endpoint),
-            Cond::Status(rs) => r.is_some_and(|r| rs.iter().any(|(a, b)| (*a..=*b).contains(&r.status))),
-            Cond::HeaderPresent(h) => self.header(h).is_some(),
-            Cond::HeaderAbsent(h) => self.header(h).is_none(),
-            Cond::HeaderMatch(h, re) => self.header(h).is_some_and(|v| re.is_match(v)),
-            Cond::Param(loc, name, re) => {
-                let v = match loc {
-                    ParamLoc::Query => self.query(name),
-                    ParamLoc::Body => self.body_field(name),
-                    ParamLoc::Either => self.query(name).or_else(|| self.body_field(name)),
-                };
-                match (v, re) {
-                    (Some(v), Some(re)) => re.is_match(&v),
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                }
-            }
-            Cond::RequestBytes(rg) => q.is_some_and(|q| rg.contains(q.body_len as f64)),
-            Cond::ResponseBytes(rg) => r.is_some_and(|r| rg.contains(r.body_len as f64)),
-            Cond::LatencyMs(rg) => self.tx.latency_us().is_some_and(|l| rg.contains(l as f64 / 1000.0)),
-            Cond::Auth(schemes) => schemes.iter().any(|s| s == self.auth.scheme),
-            Cond::ContentType(g) => q
-                .and_then(|q| q.header("content-type"))
-                .is_some_and(|c| g.matches(c.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str())),
-            Cond::ResponseContentType(g) => r
-                .and_then(|r| r.header("content-type"))
-                .is_some_and(|c| g.matches(c.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str())),
-            Cond::Detector(Detector::AuthBypass) => self.auth_bypass,
-            Cond::Detector(d) => self.verdicts().has(*d),
-        }
-    }
-
-    fn in_scope(&self, r: &Rule) -> bool {
-        // `host = "api.example.com"` also covers `api.example.com:8443`
-        let bare = match self.host.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => self.host,
-        };
-        (r.scope.hosts.is_empty() || r.scope.hosts.iter().any(|g| g.matches(self.host) || g.matches(bare)))
-            && (r.scope.endpoints.is_empty() || r.scope.endpoints.iter().any(|g| g.matches(self.endpoint)))
-    }
-}
-
-/// A few words on what was seen, for `indicator.evidence`.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    pub url: String,
-    pub flow_id: u64,
-    pub status: u16,
-    pub detail: Option<String>,
-}
-
-/// The HTTP facts of the transaction that raised an alert (EVE puts them in `http`).
-#[derive(Debug, Clone, Default)]
-pub struct HttpBrief {
-    pub hostname: Option<String>,
-    pub url: String,
-    pub method: String,
-    pub status: Option<u16>,
-    pub user_agent: Option<String>,
-}
-
-/// A match on its way to the owner of its entity's state.
-#[derive(Debug, Clone)]
-pub struct Hit {
-    pub rule: String,
-    /// The rule's index in the sender's rule set (checked against the id).
-    pub rule_idx: usize,
-    pub key: EntityKey,
-    /// The transaction's `METHOD /template`.
-    pub endpoint: String,
-    /// The window's extra key: the endpoint when `threshold.per = "endpoint"`, else empty.
-    pub per: String,
-    pub host: String,
-    pub ts: Ts,
-    pub distinct: Option<u64>,
-    /// The distinct value itself, for the alert's list of values (not for secret fields).
-    pub value: Option<String>,
-    /// The response carried personal data (`threshold.found = "personal"`).
-    pub personal: bool,
-    pub sample: Sample,
-    pub meta: FlowMeta,
-    pub http: HttpBrief,
-}
-
-/// A transaction's facts for an entity profile, on its way to the owner.
-#[derive(Debug, Clone)]
-pub struct Obs {
-    pub key: EntityKey,
-    pub ts: Ts,
-    pub client: IpAddr,
-    pub endpoint: String,
-    pub status: u16,
-    pub user_agent: Option<String>,
-    pub principal: Option<String>,
-    pub auth_failure: bool,
-    /// A failed login attempt (not just any 401).
-    pub login_failure: bool,
-    pub login_success: bool,
-    pub authenticated: bool,
-    /// The flow, for an account-takeover alert raised from this call.
-    pub meta: FlowMeta,
-    /// A login's account name and its sample and HTTP facts (logins only).
-    pub login: Option<Box<LoginFacts>>,
-}
-
-/// What an account-takeover alert tells about the logins that made it.
-#[derive(Debug, Clone)]
-pub struct LoginFacts {
-    pub account: Option<String>,
-    pub sample: Sample,
-    pub http: HttpBrief,
-}
-
-/// One call of an endpoint, for its error and latency baselines (kept by the endpoint's
-/// owner shard: its calls come from clients on every shard).
-#[derive(Debug, Clone)]
-pub struct EpObs {
-    /// `host METHOD /template`
-    pub key: String,
-    pub host: String,
-    pub endpoint: String,
-    pub ts: Ts,
-    pub status: u16,
-    pub latency_us: Option<u64>,
-    /// Not flagged: the call may teach the endpoint's baseline.
-    pub clean: bool,
-    pub sample: Sample,
-    pub meta: FlowMeta,
-    pub http: HttpBrief,
-}
-
-/// Messages between shards.
-#[derive(Debug, Clone)]
-pub enum Cross {
-    Hit(Box<Hit>),
-    Obs(Box<Obs>),
-    Ep(Box<EpObs>),
-}
-
-/// What the engine asks its worker to write.
-#[derive(Debug)]
-pub enum Out {
-    Alert(Box<Alert>),
-    Entity(Box<entity::EntityReport>),
-}
-
-/// Where a baseline finding came from.
-struct Ctx<'a> {
-    ts: Ts,
-    host: &'a str,
-    endpoint: &'a str,
-    sample: Sample,
-    meta: &'a FlowMeta,
-    http: HttpBrief,
-}
-
-impl<'a> Ctx<'a> {
-    fn of(v: &'a View<'a>) -> Ctx<'a> {
-        Ctx {
-            ts: v.tx.start(),
-            host: v.host,
-            endpoint: v.endpoint,
-            sample: v.sample(None),
-            meta: v.meta,
-            http: v.http_brief(),
-        }
-    }
-}
-
-/// An alert, ready to format.
-#[derive(Debug, Clone)]
-pub struct Alert {
-    pub ts: Ts,
-    pub sid: u64,
-    pub rev: u64,
-    pub signature: String,
-    pub category: &'static str,
-    pub severity: u8,
-    pub itype: &'static str,
-    pub compromise: bool,
-    pub key: EntityKey,
-    pub risk: f64,
-    pub entity_risk: f64,
-    pub host: String,
-    pub endpoint: String,
-    pub window_s: f64,
-    pub count: u64,
-    pub distinct: Option<u64>,
-    pub first: Ts,
-    pub last: Ts,
-    pub owasp: Vec<String>,
-    pub mitre: Vec<String>,
-    pub samples: Vec<Sample>,
-    pub meta: Option<FlowMeta>,
-    pub http: Option<HttpBrief>,
-    pub rule_id: String,
-    /// `distinct` is a HyperLogLog estimate (past [`EXACT_DISTINCT`] values), not a count.
-    pub distinct_estimated: bool,
-    /// The distinct values (accounts, ids) seen, the first [`MAX_VALUES`].
-    pub values: Vec<String>,
-    /// The account an account-takeover alert is about.
-    pub account: Option<String>,
-}
-
-/// Distinct values are counted exactly up to this many per episode, then estimated.
-pub const EXACT_DISTINCT: usize = 256;
-/// Distinct values listed in an alert.
-pub const MAX_VALUES: usize = 10;
-
-/// Sliding-window state of one (rule, entity[, endpoint]).
-#[derive(Debug, Default)]
-struct Window {
-    /// The rule's id (the map is keyed by a hash of rule, entity and `per`).
-    rule: String,
-    times: VecDeque<Ts>,
-    distinct: HashMap<u64, Ts>,
-    last: Ts,
-    episode: Option<Episode>,
-    /// `threshold.found`: the window saw a 2xx (the route is real).
-    found: bool,
-}
-
-#[derive(Debug, Default)]
-struct Episode {
-    first: Ts,
-    count: u64,
-    alerted_at: u64,
-    samples: Vec<Sample>,
-    /// The episode's distinct values: exact while few (the window's own set forgets), then
-    /// a HyperLogLog. Only kept once the episode has alerted (attackers, not every browser).
-    seen: hashbrown::HashSet<u64>,
-    hll: Option<Box<crate::catalog::Distinct>>,
-    values: Vec<String>,
-}
-
-impl Episode {
-    fn add_distinct(&mut self, d: u64) {
-        match &mut self.hll {
-            Some(h) => h.add(d),
-            None => {
-                self.seen.insert(d);
-                if self.seen.len() > EXACT_DISTINCT {
-                    let mut h = Box::<crate::catalog::Distinct>::default();
-                    for x in self.seen.drain() {
-                        h.add(x);
-                    }
-                    self.seen.shrink_to_fit();
-                    self.hll = Some(h);
-                }
-            }
-        }
-    }
-
-    /// (distinct values, estimated?)
-    fn distinct(&self) -> (u64, bool) {
-        match &self.hll {
-            Some(h) => (h.estimate().max(EXACT_DISTINCT as u64), true),
-            None => (self.seen.len() as u64, false),
-        }
     }
 }
 
@@ -850,8 +172,12 @@ impl Engine {
 
     /// Swap in reloaded rules; windows of rules that kept their id carry on.
     pub fn reload(&mut self, rules: Arc<RuleSet>) {
-        self.states
-            .retain(|_, w| rules.rules.iter().any(|r| r.id == w.rule && r.enabled));
+        self.states.retain(|_, w| {
+            rules
+                .rules
+                .iter()
+                .any(|r| hash_of(r.id.as_str()) == w.rule && r.enabled)
+        });
         self.rules = rules;
     }
 
@@ -899,7 +225,8 @@ impl Engine {
         self.detect_baselines(v, out, cross);
         let rules = self.rules.clone();
         for (rule_idx, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.enabled) {
-            if !v.in_scope(r) || !v.matches(&r.cond) {
+            // the condition first: a scope's globs cost more than most conditions
+            if !v.matches(&r.cond) || !v.in_scope(r) {
                 continue;
             }
             let Some(key) = v.entity(&r.entity) else { continue };
@@ -921,30 +248,45 @@ impl Engine {
                 Cond::Detector(d) => v.verdicts().evidence(*d).map(|(n, e)| format!("{n}: {e}")),
                 _ => None,
             };
-            let hit = Hit {
-                rule: r.id.clone(),
-                rule_idx,
-                endpoint: v.endpoint.to_string(),
-                per: if r.threshold.per_endpoint {
-                    v.endpoint.to_string()
-                } else {
-                    String::new()
-                },
-                host: v.host.to_string(),
-                ts: v.tx.start(),
-                distinct,
-                value,
-                personal: r.threshold.found == crate::rules::Found::Personal
-                    && v.verdicts().has(Detector::SensitiveResponse),
-                sample: v.sample(detail),
-                meta: v.meta.clone(),
-                http: v.http_brief(),
-                key,
-            };
-            let owner = hit.key.shard(self.shards, self.shard);
+            let per = if r.threshold.per_endpoint { v.endpoint } else { "" };
+            let personal =
+                r.threshold.found == crate::rules::Found::Personal && v.verdicts().has(Detector::SensitiveResponse);
+            let owner = key.shard(self.shards, self.shard);
             if owner == self.shard {
-                self.apply(&hit, out);
+                // applied here: nothing copied unless the window keeps it
+                self.apply(
+                    HitRef {
+                        rule: &r.id,
+                        rule_idx,
+                        key: &key,
+                        endpoint: v.endpoint,
+                        per,
+                        host: v.host,
+                        ts: v.tx.start(),
+                        distinct,
+                        value: value.as_deref(),
+                        personal,
+                        status: v.status(),
+                        ctx: HitCtx::Here { v, detail: &detail },
+                    },
+                    out,
+                );
             } else {
+                let hit = Hit {
+                    rule: r.id.clone(),
+                    rule_idx,
+                    endpoint: v.endpoint.to_string(),
+                    per: per.to_string(),
+                    host: v.host.to_string(),
+                    ts: v.tx.start(),
+                    distinct,
+                    value,
+                    personal,
+                    sample: v.sample(detail),
+                    meta: v.meta.clone(),
+                    http: v.http_brief(),
+                    key,
+                };
                 cross.push((owner, Cross::Hit(Box::new(hit))));
             }
         }
@@ -1133,7 +475,7 @@ impl Engine {
     /// A message from another shard.
     pub fn on_cross(&mut self, m: &Cross, out: &mut Vec<Out>) {
         match m {
-            Cross::Hit(h) => self.apply(h, out),
+            Cross::Hit(h) => self.apply(h.borrowed(), out),
             Cross::Obs(o) => self.observe(o, out),
             Cross::Ep(o) => self.endpoint_call(o, out),
         }
@@ -1154,185 +496,6 @@ impl Engine {
             out.push(Out::Entity(Box::new(report)));
             self.stats.alerts += 1;
         }
-    }
-
-    /// Count a match in its window; alert when the threshold is crossed.
-    fn apply(&mut self, h: &Hit, out: &mut Vec<Out>) {
-        let rules = self.rules.clone();
-        let r = match rules.rules.get(h.rule_idx).filter(|r| r.id == h.rule && r.enabled) {
-            Some(r) => r,
-            // sent before a reload renumbered the rules, or the rule went away
-            None => match rules.rules.iter().find(|r| r.id == h.rule && r.enabled) {
-                Some(r) => r,
-                None => return,
-            },
-        };
-        if self.states.len() >= self.cfg.max_states {
-            self.evict_states(h.ts);
-        }
-        let w = self
-            .states
-            .entry(hash_of(&(&h.rule, &h.key, &h.per)))
-            .or_insert_with(|| Window {
-                rule: h.rule.clone(),
-                ..Window::default()
-            });
-        let th = &r.threshold;
-        let cutoff = h.ts.saturating_sub(th.window_ns);
-        // The episode ends after a quiet period; the window itself only ever forgets what
-        // fell out of it.
-        if w.episode.is_some() && h.ts.saturating_sub(w.last) > r.quiet_ns {
-            w.episode = None;
-        }
-        w.last = w.last.max(h.ts);
-        if th.found != crate::rules::Found::Anything {
-            let ok = (200..300).contains(&h.sample.status);
-            if ok && (th.found == crate::rules::Found::Success || h.personal) {
-                w.found = true;
-            } else if !w.found {
-                return; // nothing found yet: a guess, or a public object, not someone's
-            }
-        }
-        let level = match h.distinct {
-            None => {
-                while w.times.front().is_some_and(|t| *t < cutoff) {
-                    w.times.pop_front();
-                }
-                if w.times.len() as u64 > th.count {
-                    w.times.pop_front();
-                }
-                w.times.push_back(h.ts);
-                w.times.len() as u64
-            }
-            Some(d) => {
-                // at most count + 1 entries: pruning every time is cheap
-                w.distinct.retain(|_, t| *t >= cutoff);
-                if let Some(t) = w.distinct.get_mut(&d) {
-                    *t = (*t).max(h.ts);
-                } else if (w.distinct.len() as u64) <= th.count {
-                    w.distinct.insert(d, h.ts);
-                }
-                w.distinct.len() as u64
-            }
-        };
-        let ep = w.episode.get_or_insert(Episode {
-            first: h.ts,
-            ..Episode::default()
-        });
-        ep.count += 1;
-        if let Some(v) = &h.value
-            && ep.values.len() < MAX_VALUES
-            && !ep.values.contains(v)
-        {
-            ep.values.push(v.clone());
-        }
-        // The most recent samples, so an escalation shows what happens now.
-        if ep.samples.len() >= SAMPLES {
-            ep.samples.remove(0);
-        }
-        ep.samples.push(h.sample.clone());
-        let crossed = level > th.count;
-        if let Some(d) = h.distinct {
-            if ep.alerted_at == 0 {
-                if crossed {
-                    // the window's values so far open the episode's own count
-                    for k in w.distinct.keys() {
-                        ep.add_distinct(*k);
-                    }
-                }
-            } else {
-                ep.add_distinct(d);
-            }
-        }
-        // One alert per episode, and again only on escalation (the count grew `escalate`
-        // times since the last alert; 0 or 1: never within an episode).
-        let fire = if ep.alerted_at == 0 {
-            crossed
-        } else {
-            r.escalate >= 2 && ep.count >= ep.alerted_at.saturating_mul(r.escalate)
-        };
-        // Fleet on: a distinct-count hit below the local threshold may still cross it fleet-wide.
-        let fleet = self.cfg.fleet && h.distinct.is_some();
-        if !fire && !fleet {
-            return;
-        }
-        if fire {
-            ep.alerted_at = ep.count;
-        }
-        let (first, count, samples) = (ep.first, ep.count, ep.samples.clone());
-        let (nd, estimated) = ep.distinct();
-        let distinct = h.distinct.map(|_| nd);
-        let values = ep.values.clone();
-        let entity_risk = if fire {
-            self.entities.add_risk(&h.key, h.ts, r)
-        } else {
-            0.0
-        };
-        self.stats.alerts += fire as u64;
-        let alert = Box::new(Alert {
-            ts: h.ts,
-            sid: r.sid,
-            rev: r.rev,
-            signature: r.signature.clone(),
-            category: r.category(),
-            severity: r.severity,
-            itype: r.itype,
-            compromise: r.compromise,
-            key: h.key.clone(),
-            risk: r.risk,
-            entity_risk,
-            host: h.host.clone(),
-            endpoint: h.endpoint.clone(),
-            window_s: th.window_ns as f64 / 1e9,
-            count,
-            distinct,
-            first,
-            last: h.ts,
-            owasp: r.owasp.clone(),
-            mitre: r.mitre.clone(),
-            samples,
-            meta: Some(h.meta.clone()),
-            http: Some(h.http.clone()),
-            rule_id: r.id.clone(),
-            distinct_estimated: estimated && distinct.is_some(),
-            values,
-            account: None,
-        });
-        if fleet {
-            self.fleet_hits.push(crate::fleet::FleetHit {
-                alert,
-                fire,
-                distinct: h.distinct.unwrap_or(0),
-                window_ns: th.window_ns,
-                threshold: th.count,
-                quiet_ns: r.quiet_ns,
-            });
-        } else {
-            out.push(Out::Alert(alert));
-        }
-        if fire {
-            self.escalate(out);
-        }
-    }
-
-    /// Evict the sixteenth of window states idle longest.
-    fn evict_states(&mut self, _now: Ts) {
-        let n = (self.states.len() / 16).max(1);
-        let mut lasts: Vec<Ts> = self.states.values().map(|w| w.last).collect();
-        let idx = n.min(lasts.len()) - 1;
-        lasts.select_nth_unstable(idx);
-        let cut = lasts[idx];
-        let before = self.states.len();
-        let mut left = n;
-        self.states.retain(|_, w| {
-            if left > 0 && w.last <= cut {
-                left -= 1;
-                false
-            } else {
-                true
-            }
-        });
-        self.stats.state_evictions += (before - self.states.len()) as u64;
     }
 
     pub fn snapshot_stats(&mut self) -> EngineStats {

@@ -926,7 +926,7 @@ fn duplicate_forwarded_for_lines_are_one_list_and_the_proxy_line_wins() {
 
 #[test]
 fn an_injection_tool_cannot_teach_the_auth_profile_that_an_endpoint_is_public() {
-    let mut a = AuthTracker::new(crate::worker::BypassConfig::default());
+    let mut a = AuthTracker::new(crate::engine::BypassConfig::default());
     let ok = |x: &T| {
         let (meta, tx) = x.tx();
         (meta.clone(), tx)
@@ -936,7 +936,7 @@ fn an_injection_tool_cannot_teach_the_auth_profile_that_an_endpoint_is_public() 
         let (meta, tx) = ok(&t("GET", &format!("/api/users/{}/profile", 100 + c as u32), 200)
             .h("Authorization", "Bearer abc.def.ghi")
             .from(20 + c));
-        assert!(!a.observe(&meta, &tx, meta.src));
+        assert!(!a.observe(&meta, &tx, meta.src, &mut None));
     }
     // sqlmap is answered 200 without credentials, many times: judged, not learned from
     for i in 0..30 {
@@ -948,7 +948,7 @@ fn an_injection_tool_cannot_teach_the_auth_profile_that_an_endpoint_is_public() 
         .h("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")
         .from(66));
         assert!(
-            a.observe(&meta, &tx, meta.src),
+            a.observe(&meta, &tx, meta.src, &mut None),
             "an attack answered 2xx without credentials is a bypass too"
         );
     }
@@ -957,21 +957,21 @@ fn an_injection_tool_cannot_teach_the_auth_profile_that_an_endpoint_is_public() 
         .h("User-Agent", "curl/7.88.1")
         .from(77));
     assert!(
-        a.observe(&meta, &tx, meta.src),
+        a.observe(&meta, &tx, meta.src, &mut None),
         "the poisoned profile must not hide the bypass"
     );
     // a near miss: an endpoint that many clients call without credentials is public
-    let mut a = AuthTracker::new(crate::worker::BypassConfig::default());
+    let mut a = AuthTracker::new(crate::engine::BypassConfig::default());
     for c in 0..12u8 {
         let (meta, tx) = ok(&t("GET", "/api/products/1", 200)
             .h("Authorization", "Bearer x.y.z")
             .from(20 + c));
-        a.observe(&meta, &tx, meta.src);
+        a.observe(&meta, &tx, meta.src, &mut None);
     }
     let mut last = false;
     for c in 0..5u8 {
         let (meta, tx) = ok(&t("GET", "/api/products/1", 200).from(100 + c));
-        last = a.observe(&meta, &tx, meta.src);
+        last = a.observe(&meta, &tx, meta.src, &mut None);
     }
     assert!(!last, "five anonymous browsers: a public endpoint");
 }

@@ -59,7 +59,7 @@ impl Syslog {
 
     fn frame(&mut self, line: &[u8]) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let ts = crate::event::fmt_ts(now.as_nanos() as u64);
+        let ts = crate::util::fmt_ts(now.as_nanos() as u64);
         // RFC 5424 wants RFC 3339: "+0000" becomes "Z".
         let ts = ts.strip_suffix("+0000").map(|t| format!("{t}Z")).unwrap_or(ts);
         let msgid = event_type(line);

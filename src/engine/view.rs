@@ -1,0 +1,296 @@
+//! One transaction as the rules see it: conditions, fields, entities, evidence.
+
+use super::*;
+
+/// One transaction as the engine sees it.
+pub struct View<'a> {
+    pub meta: &'a FlowMeta,
+    pub tx: &'a Transaction,
+    pub auth: &'a Auth,
+    pub client: IpAddr,
+    pub host: &'a str,
+    /// `METHOD /template`
+    pub endpoint: &'a str,
+    pub path: &'a str,
+    pub url: String,
+    /// The endpoint nearly always sees credentials and this call had none yet got a 2xx.
+    pub auth_bypass: bool,
+    /// The site's own origins (configured), besides its Host and address.
+    pub site_origins: &'a [String],
+    pub(super) inputs: std::cell::OnceCell<Inputs>,
+    pub(super) verdicts: std::cell::OnceCell<Verdicts>,
+    pub(super) body: std::cell::OnceCell<Option<serde_json::Value>>,
+    pub(super) sensitive: std::cell::OnceCell<std::collections::BTreeSet<crate::catalog::sensitive::Sensitive>>,
+}
+
+impl<'a> View<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        meta: &'a FlowMeta,
+        tx: &'a Transaction,
+        auth: &'a Auth,
+        client: IpAddr,
+        host: &'a str,
+        endpoint: &'a str,
+        url: String,
+    ) -> Self {
+        let path = tx
+            .request
+            .as_ref()
+            .map(|q| crate::util::target_path(&q.uri))
+            .unwrap_or("");
+        View {
+            meta,
+            tx,
+            auth,
+            client,
+            host,
+            endpoint,
+            path,
+            url,
+            auth_bypass: false,
+            site_origins: &[],
+            inputs: Default::default(),
+            verdicts: Default::default(),
+            body: Default::default(),
+            sensitive: Default::default(),
+        }
+    }
+
+    pub fn verdicts(&self) -> &Verdicts {
+        self.verdicts.get_or_init(|| {
+            let inputs = self
+                .inputs
+                .get_or_init(|| Inputs::of_site(self.tx, Some((self.meta.dst, self.meta.dport)), self.site_origins));
+            crate::detect::classify(self.tx, inputs, self.sensitive())
+        })
+    }
+
+    /// Sensitive data kinds in the response, scanned once for the catalog and the detectors.
+    pub fn sensitive(&self) -> &std::collections::BTreeSet<crate::catalog::sensitive::Sensitive> {
+        self.sensitive.get_or_init(|| {
+            self.tx
+                .response
+                .as_ref()
+                .map(crate::catalog::sensitive::scan_response)
+                .unwrap_or_default()
+        })
+    }
+
+    pub fn status(&self) -> u16 {
+        self.tx.response.as_ref().map(|r| r.status).unwrap_or(0)
+    }
+
+    /// This transaction as alert evidence.
+    pub(super) fn sample(&self, detail: Option<String>) -> Sample {
+        Sample {
+            url: self.url.clone(),
+            flow_id: self.meta.flow_id,
+            status: self.status(),
+            detail,
+        }
+    }
+
+    /// The HTTP facts an alert carries in EVE's `http` object.
+    pub(super) fn http_brief(&self) -> HttpBrief {
+        let q = self.tx.request.as_ref();
+        HttpBrief {
+            hostname: q.and_then(|q| q.header("host")).map(str::to_string),
+            url: self.url.clone(),
+            method: q.map(|q| q.method.clone()).unwrap_or_default(),
+            status: self.tx.response.as_ref().map(|r| r.status),
+            user_agent: self.header("user-agent").map(str::to_string),
+        }
+    }
+
+    pub(super) fn header(&self, name: &str) -> Option<&'a str> {
+        self.tx.request.as_ref().and_then(|q| q.header(name))
+    }
+
+    pub(super) fn json_body(&self) -> Option<&serde_json::Value> {
+        self.body
+            .get_or_init(|| {
+                let q = self.tx.request.as_ref()?;
+                if q.body.is_empty() {
+                    return None;
+                }
+                let ct = q.header("content-type").unwrap_or("").to_ascii_lowercase();
+                if ct.contains("x-www-form-urlencoded") {
+                    let text = String::from_utf8_lossy(&q.body);
+                    let m: serde_json::Map<String, serde_json::Value> = crate::redact::query_pairs(&text)
+                        .take(256)
+                        .map(|(k, v)| {
+                            (
+                                crate::redact::percent_decode_lossy(k).into_owned(),
+                                serde_json::Value::String(crate::redact::percent_decode_lossy(v).into_owned()),
+                            )
+                        })
+                        .collect();
+                    return Some(serde_json::Value::Object(m));
+                }
+                serde_json::from_slice(&q.body).ok()
+            })
+            .as_ref()
+    }
+
+    pub(super) fn query(&self, name: &str) -> Option<String> {
+        let q = self.tx.request.as_ref()?;
+        let (_, qs) = q.uri.split_once('?')?;
+        crate::redact::query_pairs(qs)
+            .find(|(k, _)| crate::redact::percent_decode_lossy(k) == name)
+            .map(|(_, v)| crate::redact::percent_decode_lossy(v).into_owned())
+    }
+
+    pub(super) fn body_field(&self, name: &str) -> Option<String> {
+        let mut v = self.json_body()?;
+        for part in name.split('.') {
+            v = v.get(part)?;
+        }
+        Some(match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    /// The value of a path parameter by its template name (`id`, `uuid`, `param`, ...) or
+    /// its position among the parameters (`0`, `1`).
+    pub(super) fn path_param(&self, name: &str) -> Option<String> {
+        let tpl = self.endpoint.split_once(' ').map(|(_, t)| t)?;
+        let idx: Option<usize> = name.parse().ok();
+        let mut k = 0;
+        // segment by segment, template and path side by side (a byte loop: segments are short)
+        let (tb, pb) = (tpl.as_bytes(), self.path.as_bytes());
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let te = tb[i..].iter().position(|&b| b == b'/').map_or(tb.len(), |x| i + x);
+            let pe = pb[j..].iter().position(|&b| b == b'/').map_or(pb.len(), |x| j + x);
+            let t = &tpl[i..te];
+            if t.starts_with('{') {
+                if idx == Some(k) || t.trim_matches(['{', '}']) == name {
+                    return Some(self.path[j..pe].to_string());
+                }
+                k += 1;
+            }
+            if te == tb.len() || pe == pb.len() {
+                return None;
+            }
+            (i, j) = (te + 1, pe + 1);
+        }
+    }
+
+    /// The account a login names (`username`, `email`, `login`, ... in the body or query): a
+    /// login name is not a secret, and it is what a responder needs.
+    pub fn login_account(&self) -> Option<String> {
+        const NAMES: [&str; 8] = [
+            "username",
+            "user",
+            "email",
+            "login",
+            "user_name",
+            "account",
+            "userid",
+            "mail",
+        ];
+        // a name is a string or a number; an object (`"user": {"email", "password"}`) is not
+        NAMES
+            .iter()
+            .find_map(|n| self.body_field(n).or_else(|| self.query(n)))
+            .filter(|a| !a.is_empty() && !a.starts_with(['{', '[']))
+            .map(|a| a.chars().take(128).filter(|c| !c.is_control()).collect())
+    }
+
+    pub fn field(&self, f: &Field) -> Option<String> {
+        match f {
+            Field::PathParam(n) => self.path_param(n),
+            Field::Query(n) => self.query(n),
+            Field::Body(n) => self.body_field(n),
+            Field::Param(n) => self.query(n).or_else(|| self.body_field(n)),
+            Field::Path => Some(self.path.to_string()),
+            Field::Endpoint => Some(self.endpoint.to_string()),
+            Field::UserAgent => self.header("user-agent").map(str::to_string),
+            Field::Principal => self.auth.principal.clone(),
+            Field::Ip => Some(crate::util::ip_string(self.client)),
+            Field::Header(n) => self.header(n).map(str::to_string),
+        }
+    }
+
+    pub(super) fn entity(&self, kinds: &[EntityKind]) -> Option<EntityKey> {
+        let mut kind = String::new();
+        let mut value = String::new();
+        for k in kinds {
+            let v = match k {
+                EntityKind::Ip => crate::util::ip_string(self.client),
+                EntityKind::Principal => bounded(self.auth.principal.clone()?),
+                EntityKind::ApiKey if self.auth.scheme == "api_key" => bounded(self.auth.principal.clone()?),
+                EntityKind::ApiKey => return None,
+                EntityKind::UserAgent => bounded(self.header("user-agent")?.to_string()),
+                EntityKind::Field(_, f) => bounded(self.field(f).filter(|v| !v.is_empty())?),
+            };
+            if !kind.is_empty() {
+                kind.push('+');
+                value.push('|');
+            }
+            kind.push_str(k.as_str());
+            value.push_str(&v);
+        }
+        Some(EntityKey {
+            kind: if kinds.len() == 1 {
+                kind_name(&kinds[0])
+            } else {
+                kind.into()
+            },
+            value,
+        })
+    }
+
+    pub fn matches(&self, c: &Cond) -> bool {
+        let q = self.tx.request.as_ref();
+        let r = self.tx.response.as_ref();
+        match c {
+            Cond::All(v) => v.iter().all(|c| self.matches(c)),
+            Cond::Any(v) => v.iter().any(|c| self.matches(c)),
+            Cond::Not(c) => !self.matches(c),
+            Cond::Method(m) => q.is_some_and(|q| m.contains(&q.method)),
+            Cond::Path(g) => g.matches(&crate::redact::percent_decode_lossy(self.path)),
+            Cond::Endpoint(g) => g.matches(self.endpoint),
+            Cond::Status(rs) => r.is_some_and(|r| rs.iter().any(|(a, b)| (*a..=*b).contains(&r.status))),
+            Cond::HeaderPresent(h) => self.header(h).is_some(),
+            Cond::HeaderAbsent(h) => self.header(h).is_none(),
+            Cond::HeaderMatch(h, re) => self.header(h).is_some_and(|v| re.is_match(v)),
+            Cond::Param(loc, name, re) => {
+                let v = match loc {
+                    ParamLoc::Query => self.query(name),
+                    ParamLoc::Body => self.body_field(name),
+                    ParamLoc::Either => self.query(name).or_else(|| self.body_field(name)),
+                };
+                match (v, re) {
+                    (Some(v), Some(re)) => re.is_match(&v),
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                }
+            }
+            Cond::RequestBytes(rg) => q.is_some_and(|q| rg.contains(q.body_len as f64)),
+            Cond::ResponseBytes(rg) => r.is_some_and(|r| rg.contains(r.body_len as f64)),
+            Cond::LatencyMs(rg) => self.tx.latency_us().is_some_and(|l| rg.contains(l as f64 / 1000.0)),
+            Cond::Auth(schemes) => schemes.iter().any(|s| s == self.auth.scheme),
+            Cond::ContentType(g) => q
+                .and_then(|q| q.header("content-type"))
+                .is_some_and(|c| g.matches(c.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str())),
+            Cond::ResponseContentType(g) => r
+                .and_then(|r| r.header("content-type"))
+                .is_some_and(|c| g.matches(c.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str())),
+            Cond::Detector(Detector::AuthBypass) => self.auth_bypass,
+            Cond::Detector(d) => self.verdicts().has(*d),
+        }
+    }
+
+    pub(super) fn in_scope(&self, r: &Rule) -> bool {
+        // `host = "api.example.com"` also covers `api.example.com:8443`
+        let bare = || match self.host.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => self.host,
+        };
+        (r.scope.hosts.is_empty() || r.scope.hosts.iter().any(|g| g.matches(self.host) || g.matches(bare())))
+            && (r.scope.endpoints.is_empty() || r.scope.endpoints.iter().any(|g| g.matches(self.endpoint)))
+    }
+}

@@ -1,0 +1,251 @@
+//! Sliding windows and episodes: a match counted, a threshold crossed, an alert raised.
+
+use super::*;
+
+/// Distinct values are counted exactly up to this many per episode, then estimated.
+pub const EXACT_DISTINCT: usize = 256;
+/// Distinct values listed in an alert.
+pub const MAX_VALUES: usize = 10;
+
+/// Sliding-window state of one (rule, entity[, endpoint]).
+#[derive(Debug, Default)]
+pub(super) struct Window {
+    /// A hash of the rule's id (the map is keyed by a hash of rule, entity and `per`): a
+    /// reload keeps the windows of rules that kept their id.
+    pub(super) rule: u64,
+    pub(super) times: VecDeque<Ts>,
+    pub(super) distinct: HashMap<u64, Ts>,
+    pub(super) last: Ts,
+    pub(super) episode: Option<Episode>,
+    /// `threshold.found`: the window saw a 2xx (the route is real).
+    pub(super) found: bool,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Episode {
+    pub(super) first: Ts,
+    pub(super) count: u64,
+    pub(super) alerted_at: u64,
+    pub(super) samples: Vec<Sample>,
+    /// The episode's distinct values: exact while few (the window's own set forgets), then
+    /// a HyperLogLog. Only kept once the episode has alerted (attackers, not every browser).
+    pub(super) seen: hashbrown::HashSet<u64>,
+    pub(super) hll: Option<Box<crate::catalog::Distinct>>,
+    pub(super) values: Vec<String>,
+}
+
+impl Episode {
+    pub(super) fn add_distinct(&mut self, d: u64) {
+        match &mut self.hll {
+            Some(h) => h.add(d),
+            None => {
+                self.seen.insert(d);
+                if self.seen.len() > EXACT_DISTINCT {
+                    let mut h = Box::<crate::catalog::Distinct>::default();
+                    for x in self.seen.drain() {
+                        h.add(x);
+                    }
+                    self.seen.shrink_to_fit();
+                    self.hll = Some(h);
+                }
+            }
+        }
+    }
+
+    /// (distinct values, estimated?)
+    pub(super) fn distinct(&self) -> (u64, bool) {
+        match &self.hll {
+            Some(h) => (h.estimate().max(EXACT_DISTINCT as u64), true),
+            None => (self.seen.len() as u64, false),
+        }
+    }
+}
+
+impl Engine {
+    /// Count a match in its window; alert when the threshold is crossed.
+    pub(super) fn apply(&mut self, h: HitRef<'_>, out: &mut Vec<Out>) {
+        let rules = self.rules.clone();
+        let r = match rules.rules.get(h.rule_idx).filter(|r| r.id == h.rule && r.enabled) {
+            Some(r) => r,
+            // sent before a reload renumbered the rules, or the rule went away
+            None => match rules.rules.iter().find(|r| r.id == h.rule && r.enabled) {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        if self.states.len() >= self.cfg.max_states {
+            self.evict_states(h.ts);
+        }
+        let w = self
+            .states
+            .entry(hash_of(&(h.rule, h.key, h.per)))
+            .or_insert_with(|| Window {
+                rule: hash_of(h.rule),
+                ..Window::default()
+            });
+        let th = &r.threshold;
+        let cutoff = h.ts.saturating_sub(th.window_ns);
+        // The episode ends after a quiet period; the window itself only ever forgets what
+        // fell out of it.
+        if w.episode.is_some() && h.ts.saturating_sub(w.last) > r.quiet_ns {
+            w.episode = None;
+        }
+        w.last = w.last.max(h.ts);
+        if th.found != crate::rules::Found::Anything {
+            let ok = (200..300).contains(&h.status);
+            if ok && (th.found == crate::rules::Found::Success || h.personal) {
+                w.found = true;
+            } else if !w.found {
+                return; // nothing found yet: a guess, or a public object, not someone's
+            }
+        }
+        let level = match h.distinct {
+            None => {
+                while w.times.front().is_some_and(|t| *t < cutoff) {
+                    w.times.pop_front();
+                }
+                if w.times.len() as u64 > th.count {
+                    w.times.pop_front();
+                }
+                w.times.push_back(h.ts);
+                w.times.len() as u64
+            }
+            Some(d) => {
+                // at most count + 1 entries: pruning every time is cheap
+                w.distinct.retain(|_, t| *t >= cutoff);
+                if let Some(t) = w.distinct.get_mut(&d) {
+                    *t = (*t).max(h.ts);
+                } else if (w.distinct.len() as u64) <= th.count {
+                    w.distinct.insert(d, h.ts);
+                }
+                w.distinct.len() as u64
+            }
+        };
+        let ep = w.episode.get_or_insert(Episode {
+            first: h.ts,
+            ..Episode::default()
+        });
+        ep.count += 1;
+        if let Some(v) = h.value
+            && ep.values.len() < MAX_VALUES
+            && !ep.values.iter().any(|x| x == v)
+        {
+            if ep.values.is_empty() {
+                ep.values.reserve_exact(1); // most episodes never see a second value
+            }
+            ep.values.push(v.to_string());
+        }
+        // The most recent samples, so an escalation shows what happens now. A window's level
+        // grows by at most one per match, so the last SAMPLES matches before it crosses its
+        // threshold all come at a level above `count - SAMPLES`: below that nothing kept could
+        // reach an alert (and a window that never gets close keeps none).
+        if ep.alerted_at > 0 || level + SAMPLES as u64 > th.count {
+            if ep.samples.len() >= SAMPLES {
+                ep.samples.remove(0);
+            }
+            ep.samples.push(h.ctx.sample());
+        }
+        let crossed = level > th.count;
+        if let Some(d) = h.distinct {
+            if ep.alerted_at == 0 {
+                if crossed {
+                    // the window's values so far open the episode's own count
+                    for k in w.distinct.keys() {
+                        ep.add_distinct(*k);
+                    }
+                }
+            } else {
+                ep.add_distinct(d);
+            }
+        }
+        // One alert per episode, and again only on escalation (the count grew `escalate`
+        // times since the last alert; 0 or 1: never within an episode).
+        let fire = if ep.alerted_at == 0 {
+            crossed
+        } else {
+            r.escalate >= 2 && ep.count >= ep.alerted_at.saturating_mul(r.escalate)
+        };
+        // Fleet on: a distinct-count hit below the local threshold may still cross it fleet-wide.
+        let fleet = self.cfg.fleet && h.distinct.is_some();
+        if !fire && !fleet {
+            return;
+        }
+        if fire {
+            ep.alerted_at = ep.count;
+        }
+        let (first, count, samples) = (ep.first, ep.count, ep.samples.clone());
+        let (nd, estimated) = ep.distinct();
+        let distinct = h.distinct.map(|_| nd);
+        let values = ep.values.clone();
+        let entity_risk = if fire {
+            self.entities.add_risk(h.key, h.ts, r)
+        } else {
+            0.0
+        };
+        self.stats.alerts += fire as u64;
+        let alert = Box::new(Alert {
+            ts: h.ts,
+            sid: r.sid,
+            rev: r.rev,
+            signature: r.signature.clone(),
+            category: r.category(),
+            severity: r.severity,
+            itype: r.itype,
+            compromise: r.compromise,
+            key: h.key.clone(),
+            risk: r.risk,
+            entity_risk,
+            host: h.host.to_string(),
+            endpoint: h.endpoint.to_string(),
+            window_s: th.window_ns as f64 / 1e9,
+            count,
+            distinct,
+            first,
+            last: h.ts,
+            owasp: r.owasp.clone(),
+            mitre: r.mitre.clone(),
+            samples,
+            meta: Some(h.ctx.meta()),
+            http: Some(h.ctx.http()),
+            rule_id: r.id.clone(),
+            distinct_estimated: estimated && distinct.is_some(),
+            values,
+            account: None,
+        });
+        if fleet {
+            self.fleet_hits.push(crate::fleet::FleetHit {
+                alert,
+                fire,
+                distinct: h.distinct.unwrap_or(0),
+                window_ns: th.window_ns,
+                threshold: th.count,
+                quiet_ns: r.quiet_ns,
+            });
+        } else {
+            out.push(Out::Alert(alert));
+        }
+        if fire {
+            self.escalate(out);
+        }
+    }
+
+    /// Evict the sixteenth of window states idle longest.
+    pub(super) fn evict_states(&mut self, _now: Ts) {
+        let n = (self.states.len() / 16).max(1);
+        let mut lasts: Vec<Ts> = self.states.values().map(|w| w.last).collect();
+        let idx = n.min(lasts.len()) - 1;
+        lasts.select_nth_unstable(idx);
+        let cut = lasts[idx];
+        let before = self.states.len();
+        let mut left = n;
+        self.states.retain(|_, w| {
+            if left > 0 && w.last <= cut {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.stats.state_evictions += (before - self.states.len()) as u64;
+    }
+}
