@@ -29,6 +29,8 @@ use crate::flow::{FlowOutput, FlowTable};
 use crate::worker::{Shared, Worker};
 
 use crate::redact::Redactor;
+
+mod afpacket;
 use crate::sink::{Batch, SinkHandle, SinkOptions, SinkSpec};
 
 /// Errors that end a run, by exit code.
@@ -99,6 +101,8 @@ struct Pipeline {
     ticks: u64,
     /// Packet time of the last event, for the final snapshot.
     last_ts: Ts,
+    /// Fleet counters (`[fleet]` on).
+    fleet: Option<Arc<crate::fleet::FleetCounters>>,
 }
 
 impl Pipeline {
@@ -155,6 +159,22 @@ impl Pipeline {
             cfg.catalog.max_hosts * cfg.catalog.max_endpoints_per_host,
             cfg.endpoint_events && cfg.profile,
         );
+        let mut shared = shared;
+        let fleet = match cfg.fleet.redis {
+            Some(_) => {
+                let out = crate::fleet::Output {
+                    fmt: fmt.clone(),
+                    sinks: sinks.clone(),
+                    mode,
+                    counters: shared.counters.clone(),
+                };
+                let f = crate::fleet::Fleet::start(&cfg.fleet, &cfg.sensor_name, out).map_err(AppError::Usage)?;
+                let c = f.counters.clone();
+                shared.fleet = Some(f);
+                Some(c)
+            }
+            None => None,
+        };
         let shared = Arc::new(shared);
         let mut shards = Vec::new();
         let mut workers = Vec::new();
@@ -201,7 +221,31 @@ impl Pipeline {
             auth: cfg.rules_enabled.then(|| crate::engine::AuthTracker::new(cfg.bypass)),
             ticks: 0,
             last_ts: 0,
+            fleet,
         })
+    }
+
+    /// A second way into the same worker shards and sinks, for another capture thread
+    /// (af_packet): its own batches, event counts and auth tracker; no workers of its own.
+    fn front(&self, cfg: &Config) -> Pipeline {
+        Pipeline {
+            mode: self.mode,
+            shards: self.shards.clone(),
+            batches: (0..self.shards.len()).map(|_| Vec::with_capacity(BATCH)).collect(),
+            workers: Vec::new(),
+            catalog: None,
+            sinks: self.sinks.clone(),
+            fmt: self.fmt.clone(),
+            counts: EventCounts::default(),
+            drops: self.drops.clone(),
+            shared: None,
+            counters: self.counters.clone(),
+            trusted: self.trusted.clone(),
+            auth: self.auth.is_some().then(|| crate::engine::AuthTracker::new(cfg.bypass)),
+            ticks: 0,
+            last_ts: 0,
+            fleet: self.fleet.clone(),
+        }
     }
 
     /// SIGHUP: read the rule file again; a bad file keeps the rules running (and says why).
@@ -516,6 +560,7 @@ impl Capture {
                 "state_evictions": wc.state_evictions.load(Ordering::Relaxed),
             },
             "drops": {"worker_queue": p.drops.worker_queue.load(Ordering::Relaxed), "sinks": p.sink_stats()},
+            "fleet": p.fleet.as_ref().map(|f| f.json()),
             "interfaces": live.map(|rs| rs.iter().map(|r| {
                 let st = &r.stats;
                 (r.name.clone(), json!({
@@ -753,6 +798,12 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
         return Err(AppError::Usage(
             "live: no interface (use -i IFACE or capture.interfaces)".into(),
         ));
+    }
+    if cfg.capture.method == crate::config::CaptureMethod::AfPacket {
+        if cfg.metrics_listen.is_some() {
+            tracing::warn!("metrics.listen: not served with capture.method = \"af_packet\" yet (libpcap only)");
+        }
+        return afpacket::live(cfg, sig);
     }
     // Bound before capture starts: a busy port is a usage error, before any packet is read.
     let metrics = cfg.metrics_listen.map(|_| Arc::new(crate::metrics::Metrics::default()));

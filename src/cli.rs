@@ -214,6 +214,12 @@ pub struct LiveArgs {
     /// Do not put the interface in promiscuous mode.
     #[arg(long)]
     pub no_promisc: bool,
+    /// Capture method: pcap (libpcap) or af_packet (Linux rings with fanout).
+    #[arg(long, value_name = "METHOD", value_parser = ["pcap", "af_packet"])]
+    pub method: Option<String>,
+    /// af_packet: capture threads per interface.
+    #[arg(long, value_name = "K")]
+    pub threads: Option<usize>,
     /// Once capturing, switch to this user and drop all privileges (when started as root).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
@@ -365,6 +371,22 @@ impl LiveArgs {
         }
         if self.no_promisc {
             c.capture.promiscuous = false;
+        }
+        if let Some(m) = &self.method {
+            c.capture.method = if m == "af_packet" {
+                crate::config::CaptureMethod::AfPacket
+            } else {
+                crate::config::CaptureMethod::Pcap
+            };
+        }
+        if let Some(k) = self.threads {
+            if !(1..=64).contains(&k) {
+                return Err(ConfigError("--threads: must be 1 to 64".into()));
+            }
+            c.capture.threads = k;
+        }
+        if c.capture.method == crate::config::CaptureMethod::AfPacket {
+            crate::capture::afpacket::check(&c.capture.ring()).map_err(ConfigError)?;
         }
         if let Some(u) = &self.user {
             c.user = Some(u.clone());

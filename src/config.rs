@@ -76,6 +76,7 @@ pub struct Config {
     pub flow: FlowConfig,
     pub reassembly: ReassemblyConfig,
     pub http: HttpConfig,
+    pub fleet: crate::fleet::FleetConfig,
 }
 
 impl Default for Config {
@@ -116,6 +117,7 @@ impl Default for Config {
             flow: FlowConfig::default(),
             reassembly: ReassemblyConfig::default(),
             http: HttpConfig::default(),
+            fleet: crate::fleet::FleetConfig::default(),
         }
     }
 }
@@ -171,6 +173,16 @@ promiscuous = true
 immediate = true
 # Packet batches queued between the interface readers and the flow thread.
 queue = 1024
+# "pcap" (libpcap, one reader per interface, portable) or "af_packet" (Linux: `threads`
+# TPACKET_V3 rings per interface in one PACKET_FANOUT hash group; each thread owns its flows).
+method = "pcap"
+# af_packet: capture threads per interface, each with its own ring, flows and HTTP state.
+threads = 1
+# af_packet: ring block size in bytes (a power of two, at least snaplen + 128), blocks per
+# ring, and milliseconds before the kernel hands over a block that is not full.
+block_size = 1048576
+block_count = 64
+block_timeout = 10
 
 [metrics]
 # Live: serve Prometheus metrics (text format) at http://LISTEN/metrics, e.g. "127.0.0.1:9157"
@@ -310,6 +322,16 @@ thresholds = [50, 100, 200]
 takeover_failures = 5
 takeover_window = 600
 takeover_risk = 50
+
+[fleet]
+# Share state with the other sensors through Redis: distinct counts of the distinct-count
+# rules (credential stuffing...), one alert per episode fleet-wide, the sensors that saw the
+# entity. Redis down: local state, counted (stats.fleet.unavailable), retried with backoff.
+# redis = "redis://127.0.0.1:6379"
+# Hits and alerts queued for the fleet thread (live: a full queue is counted, not waited for).
+queue = 4096
+# Prefix of every Redis key.
+prefix = "apitap"
 "#;
 
 use serde::Deserialize;
@@ -335,6 +357,15 @@ struct FileConfig {
     detectors: Option<DetectorsSection>,
     rules: Option<RulesSection>,
     entity: Option<EntitySection>,
+    fleet: Option<FleetSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetSection {
+    redis: Option<String>,
+    queue: Option<usize>,
+    prefix: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -396,6 +427,11 @@ struct EntitySection {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CaptureSection {
+    method: Option<String>,
+    threads: Option<usize>,
+    block_size: Option<u32>,
+    block_count: Option<u32>,
+    block_timeout: Option<u32>,
     interfaces: Option<Vec<String>>,
     bpf: Option<String>,
     snaplen: Option<u32>,
@@ -484,6 +520,34 @@ pub struct CaptureConfig {
     pub immediate: bool,
     /// Packet batches queued between interface readers and the flow thread. Default 1024.
     pub queue: usize,
+    /// libpcap (default) or AF_PACKET rings with fanout.
+    pub method: CaptureMethod,
+    /// af_packet: capture threads (rings) per interface. Default 1.
+    pub threads: usize,
+    /// af_packet ring: block size in bytes (default 1 MiB), blocks (default 64), and the
+    /// milliseconds before a block that is not full is handed over (default 10).
+    pub block_size: u32,
+    pub block_count: u32,
+    pub block_timeout_ms: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaptureMethod {
+    #[default]
+    Pcap,
+    AfPacket,
+}
+
+impl CaptureConfig {
+    pub fn ring(&self) -> crate::capture::afpacket::RingConfig {
+        crate::capture::afpacket::RingConfig {
+            block_size: self.block_size,
+            block_count: self.block_count,
+            block_timeout_ms: self.block_timeout_ms,
+            snaplen: self.snaplen,
+            promiscuous: self.promiscuous,
+        }
+    }
 }
 
 impl Default for CaptureConfig {
@@ -496,6 +560,11 @@ impl Default for CaptureConfig {
             promiscuous: true,
             immediate: true,
             queue: 1024,
+            method: CaptureMethod::Pcap,
+            threads: 1,
+            block_size: 1 << 20,
+            block_count: 64,
+            block_timeout_ms: 10,
         }
     }
 }
@@ -595,6 +664,31 @@ impl Config {
             }
             if let Some(v) = s.queue {
                 cc.queue = v.max(1);
+            }
+            if let Some(v) = s.method {
+                cc.method = match v.as_str() {
+                    "pcap" | "libpcap" => CaptureMethod::Pcap,
+                    "af_packet" => CaptureMethod::AfPacket,
+                    _ => return Err(bad("capture.method", "must be \"pcap\" or \"af_packet\"")),
+                };
+            }
+            if let Some(v) = s.threads {
+                if !(1..=64).contains(&v) {
+                    return Err(bad("capture.threads", "must be 1 to 64"));
+                }
+                cc.threads = v;
+            }
+            if let Some(v) = s.block_size {
+                cc.block_size = v;
+            }
+            if let Some(v) = s.block_count {
+                cc.block_count = v;
+            }
+            if let Some(v) = s.block_timeout {
+                cc.block_timeout_ms = v;
+            }
+            if cc.method == CaptureMethod::AfPacket {
+                crate::capture::afpacket::check(&cc.ring()).map_err(|e| ConfigError(format!("{path}: {e}")))?;
             }
         }
         if let Some(v) = f.metrics.and_then(|m| m.listen)
@@ -857,6 +951,25 @@ impl Config {
                     return Err(bad("entity.takeover_risk", "must be 0 or more"));
                 }
                 e.takeover_risk = v;
+            }
+        }
+        if let Some(s) = f.fleet {
+            if let Some(v) = s.redis {
+                crate::fleet::check_url(&v).map_err(|e| bad("fleet.redis", &e))?;
+                c.fleet.redis = Some(v);
+                c.engine.fleet = true;
+            }
+            if let Some(v) = s.queue {
+                if v == 0 {
+                    return Err(bad("fleet.queue", "must be at least 1"));
+                }
+                c.fleet.queue = v;
+            }
+            if let Some(v) = s.prefix {
+                if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(bad("fleet.prefix", "must be 1 to 64 printable characters"));
+                }
+                c.fleet.prefix = v;
             }
         }
         Ok(c)

@@ -12,6 +12,7 @@ pub mod decode;
 pub mod detect;
 pub mod engine;
 pub mod event;
+pub mod fleet;
 pub mod flow;
 pub mod http;
 pub mod metrics;

@@ -87,6 +87,8 @@ pub struct Shared {
     pub trusted: Vec<Cidr>,
     pub site_origins: Vec<String>,
     pub endpoint_events: bool,
+    /// Fleet state through Redis (`[fleet]`): alerts are claimed fleet-wide before they are written.
+    pub fleet: Option<crate::fleet::Fleet>,
 }
 
 impl Shared {
@@ -119,6 +121,7 @@ impl Shared {
             trusted: engine.trusted_proxies.clone(),
             site_origins: engine.site_origins.clone(),
             endpoint_events,
+            fleet: None,
         }
     }
 
@@ -299,6 +302,29 @@ impl Worker {
     }
 
     fn flush_outs(&mut self, bytes: &mut Vec<u8>) {
+        // Fleet on: distinct-count hits and alerts go to the fleet thread; what it hands back
+        // (its queue was full) is written here.
+        if let Some(f) = &self.shared.fleet {
+            if let Some(e) = self.engine.as_mut() {
+                for h in e.fleet_hits.drain(..) {
+                    if let Some(a) = f.hit(h) {
+                        self.outs.push(Out::Alert(a));
+                    }
+                }
+            }
+            let outs = std::mem::take(&mut self.outs);
+            for o in outs {
+                match o {
+                    Out::Alert(a) => {
+                        if let Some(a) = f.alert(a) {
+                            self.shared.fmt.write_alert(&a, bytes);
+                            self.shared.counters.alert.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    o => self.outs.push(o),
+                }
+            }
+        }
         for o in self.outs.drain(..) {
             match o {
                 Out::Alert(a) => {

@@ -4,6 +4,7 @@
 //! files, an owned buffer for gzip'd captures and stdin) and yields [`Frame`]s that borrow the
 //! packet bytes: no packet is copied at this layer. Live capture (libpcap) lands here too.
 
+pub mod afpacket;
 pub mod file;
 pub mod filter;
 pub mod live;

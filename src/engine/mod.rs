@@ -110,6 +110,8 @@ pub struct EngineConfig {
     /// The site's own origins (`detectors.site_origins`): URLs naming them are links, not
     /// SSRF targets.
     pub site_origins: Vec<String>,
+    /// Fleet state on (`[fleet]`): distinct-count hits go to [`Engine::fleet_hits`].
+    pub fleet: bool,
 }
 
 impl Default for EngineConfig {
@@ -120,6 +122,7 @@ impl Default for EngineConfig {
             trusted_proxies: Vec::new(),
             baseline: baseline::BaselineConfig::default(),
             site_origins: Vec::new(),
+            fleet: false,
         }
     }
 }
@@ -145,6 +148,9 @@ pub struct Engine {
     pub stats: EngineStats,
     shard: usize,
     shards: usize,
+    /// Fleet on: every distinct-count hit, as the alert it would raise, for the fleet to count
+    /// across sensors and to claim (the worker drains it after each transaction).
+    pub fleet_hits: Vec<crate::fleet::FleetHit>,
 }
 
 const SAMPLES: usize = 5;
@@ -160,6 +166,7 @@ impl Engine {
             stats: EngineStats::default(),
             shard,
             shards: shards.max(1),
+            fleet_hits: Vec::new(),
         }
     }
 

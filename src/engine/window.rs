@@ -165,17 +165,25 @@ impl Engine {
         } else {
             r.escalate >= 2 && ep.count >= ep.alerted_at.saturating_mul(r.escalate)
         };
-        if !fire {
+        // Fleet on: a distinct-count hit below the local threshold may still cross it fleet-wide.
+        let fleet = self.cfg.fleet && h.distinct.is_some();
+        if !fire && !fleet {
             return;
         }
-        ep.alerted_at = ep.count;
+        if fire {
+            ep.alerted_at = ep.count;
+        }
         let (first, count, samples) = (ep.first, ep.count, ep.samples.clone());
         let (nd, estimated) = ep.distinct();
         let distinct = h.distinct.map(|_| nd);
         let values = ep.values.clone();
-        let entity_risk = self.entities.add_risk(h.key, h.ts, r);
-        self.stats.alerts += 1;
-        out.push(Out::Alert(Box::new(Alert {
+        let entity_risk = if fire {
+            self.entities.add_risk(h.key, h.ts, r)
+        } else {
+            0.0
+        };
+        self.stats.alerts += fire as u64;
+        let alert = Box::new(Alert {
             ts: h.ts,
             sid: r.sid,
             rev: r.rev,
@@ -203,8 +211,22 @@ impl Engine {
             distinct_estimated: estimated && distinct.is_some(),
             values,
             account: None,
-        })));
-        self.escalate(out);
+        });
+        if fleet {
+            self.fleet_hits.push(crate::fleet::FleetHit {
+                alert,
+                fire,
+                distinct: h.distinct.unwrap_or(0),
+                window_ns: th.window_ns,
+                threshold: th.count,
+                quiet_ns: r.quiet_ns,
+            });
+        } else {
+            out.push(Out::Alert(alert));
+        }
+        if fire {
+            self.escalate(out);
+        }
     }
 
     /// Evict the sixteenth of window states idle longest.

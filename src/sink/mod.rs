@@ -1,4 +1,4 @@
-//! Sinks: where JSON lines go (stdout, a file, syslog over UDP or TCP).
+//! Sinks: where JSON lines go (stdout, a file, syslog over UDP or TCP, a Redis Stream).
 //!
 //! Each sink runs on its own thread behind a bounded queue of formatted batches (whole lines
 //! only, shared between sinks, never split). In a live run a full queue never blocks the
@@ -7,6 +7,7 @@
 //! sink reopens its path when the reopen generation changes (SIGHUP), so logrotate's rename
 //! works without losing or splitting a line.
 
+pub mod redis;
 pub mod syslog;
 
 use std::fs::{File, OpenOptions};
@@ -21,7 +22,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounde
 use tracing::{info, warn};
 
 /// Where a sink writes. Parsed from `-`, `PATH`, `file:PATH`, `syslog+udp://HOST:PORT`,
-/// `syslog+tcp://HOST:PORT`.
+/// `syslog+tcp://HOST:PORT`, `redis://HOST:PORT/STREAM[?maxlen=N]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkSpec {
     Stdout,
@@ -31,6 +32,7 @@ pub enum SinkSpec {
     /// The forensic HTML report (`--report PATH`), written when the run ends; never parsed
     /// from an output string.
     Report(PathBuf, Vec<String>),
+    Redis(redis::RedisSpec),
 }
 
 impl std::str::FromStr for SinkSpec {
@@ -49,9 +51,12 @@ impl std::str::FromStr for SinkSpec {
         if let Some(a) = s.strip_prefix("syslog+tcp://").or_else(|| s.strip_prefix("syslog://")) {
             return check_addr(a).map(|_| SinkSpec::SyslogTcp(a.to_string()));
         }
-        if s.contains("://") {
+        if let Some(a) = s.strip_prefix("redis://") {
+            return redis::RedisSpec::parse(a).map(SinkSpec::Redis);
+        }
+        if let Some((scheme, _)) = s.split_once("://") {
             return Err(format!(
-                "unknown sink scheme in {s:?} (use -, PATH, syslog+udp://HOST:PORT or syslog+tcp://HOST:PORT)"
+                "unknown sink scheme {scheme:?} (use -, PATH, syslog+udp://HOST:PORT, syslog+tcp://HOST:PORT or redis://HOST:PORT/STREAM)"
             ));
         }
         Ok(SinkSpec::File(PathBuf::from(s.strip_prefix("file:").unwrap_or(s))))
@@ -73,6 +78,7 @@ impl std::fmt::Display for SinkSpec {
             SinkSpec::SyslogUdp(a) => write!(f, "syslog+udp://{a}"),
             SinkSpec::SyslogTcp(a) => write!(f, "syslog+tcp://{a}"),
             SinkSpec::Report(p, _) => write!(f, "report:{}", p.display()),
+            SinkSpec::Redis(r) => write!(f, "{r}"),
         }
     }
 }
@@ -127,6 +133,7 @@ pub fn open(spec: &SinkSpec, o: &SinkOptions) -> io::Result<Box<dyn Sink>> {
         SinkSpec::SyslogUdp(a) => Box::new(syslog::Syslog::udp(a, &o.sensor_name, o.facility)?),
         SinkSpec::SyslogTcp(a) => Box::new(syslog::Syslog::tcp(a, &o.sensor_name, o.facility)?),
         SinkSpec::Report(p, src) => Box::new(crate::report::ReportSink::create(p, src)?),
+        SinkSpec::Redis(r) => Box::new(redis::RedisSink::connect(r)?),
     })
 }
 
@@ -192,8 +199,13 @@ impl SinkHandle {
         let first = open(spec, o);
         let first = match first {
             Ok(s) => Some(s),
-            // A syslog server that is down at start is retried; a bad file path is an error.
-            Err(e) if matches!(spec, SinkSpec::SyslogTcp(_) | SinkSpec::SyslogUdp(_)) && !o.fatal_errors => {
+            // A syslog or Redis server that is down at start is retried; a bad file path is an error.
+            Err(e)
+                if matches!(
+                    spec,
+                    SinkSpec::SyslogTcp(_) | SinkSpec::SyslogUdp(_) | SinkSpec::Redis(_)
+                ) && !o.fatal_errors =>
+            {
                 warn!("sink {spec}: {e}; retrying in the background");
                 None
             }
@@ -409,5 +421,10 @@ mod tests {
         );
         assert!("syslog+udp://nohostport".parse::<SinkSpec>().is_err());
         assert!("kafka://x:1".parse::<SinkSpec>().is_err());
+        assert!(matches!(
+            "redis://127.0.0.1:6379/eve".parse::<SinkSpec>(),
+            Ok(SinkSpec::Redis(r)) if r.stream == "eve"
+        ));
+        assert!("redis://127.0.0.1:6379".parse::<SinkSpec>().is_err());
     }
 }
