@@ -213,6 +213,24 @@ struct ApiObj<'a> {
     gap: bool,
     truncated: bool,
     times: Times,
+    /// SPEC §4b: a gRPC call's service, method, status and message counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc: Option<GrpcObj<'a>>,
+}
+
+#[derive(Serialize)]
+struct GrpcObj<'a> {
+    service: &'a str,
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    request_messages: u64,
+    response_messages: u64,
+    request_message_bytes: u64,
+    response_message_bytes: u64,
+    compressed: bool,
 }
 
 #[derive(Serialize)]
@@ -411,6 +429,17 @@ impl Formatter {
                     response_start: r.map(|m| fmt_ts(m.start)),
                     response_end: r.map(|m| fmt_ts(m.end)),
                 },
+                grpc: tx.grpc.as_deref().map(|g| GrpcObj {
+                    service: &g.service,
+                    method: &g.method,
+                    status: g.status,
+                    message: g.message.as_deref(),
+                    request_messages: g.request_messages,
+                    response_messages: g.response_messages,
+                    request_message_bytes: g.request_message_bytes,
+                    response_message_bytes: g.response_message_bytes,
+                    compressed: g.compressed,
+                }),
             },
         }
     }

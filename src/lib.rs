@@ -14,6 +14,7 @@ pub mod engine;
 pub mod event;
 pub mod flow;
 pub mod http;
+pub mod http2;
 pub mod reassembly;
 pub mod redact;
 pub mod rules;

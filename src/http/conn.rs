@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use super::half::{Events, Half, ReqKind, Role};
 use super::{HttpAnomaly, HttpConfig, Message, Transaction};
 use crate::capture::Ts;
+use crate::http2::{self, H2Conn, Start};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReqState {
@@ -91,6 +92,9 @@ pub struct Conn {
     client: Option<usize>,
     q: Q,
     deferred: Option<Deferred>,
+    /// The connection speaks HTTP/2 (preface, `Upgrade: h2c`, or its frame layout): every
+    /// byte from then on goes there.
+    h2: Option<Box<H2Conn>>,
 }
 
 /// Everything but the two parsers, so a parser can report into it while borrowed.
@@ -131,6 +135,7 @@ impl Conn {
             halves: [Half::new(role(0)), Half::new(role(1))],
             client,
             deferred: None,
+            h2: None,
             q: Q {
                 pending: VecDeque::new(),
                 out: Vec::new(),
@@ -151,7 +156,12 @@ impl Conn {
     }
 
     pub fn client(&self) -> Option<usize> {
-        self.client
+        self.client.or_else(|| self.h2.as_ref().and_then(|h| h.client()))
+    }
+
+    /// HTTP/2 counters, when the connection turned out to speak it.
+    pub fn h2_stats(&self) -> Option<http2::H2Stats> {
+        self.h2.as_ref().map(|h| h.stats())
     }
 
     /// Responses skipped because their request had been evicted from a pipeline past its caps
@@ -169,19 +179,85 @@ impl Conn {
     pub fn take(&mut self, txs: &mut Vec<Transaction>, anomalies: &mut Vec<HttpAnomaly>) {
         txs.append(&mut self.q.out);
         anomalies.append(&mut self.q.anomalies);
+        if let Some(h) = self.h2.as_mut() {
+            h.take(txs, anomalies);
+        }
     }
 
     pub fn has_output(&self) -> bool {
-        !self.q.out.is_empty() || !self.q.anomalies.is_empty()
+        !self.q.out.is_empty() || !self.q.anomalies.is_empty() || self.h2.as_ref().is_some_and(|h| h.has_output())
+    }
+
+    /// Before HTTP/1 parsing: does direction `dir` show HTTP/2 (the client preface at its start,
+    /// or, before either side spoke HTTP/1, the frame layout)? If so, switch and feed it.
+    fn detect_h2(&mut self, dir: usize, d: &[u8], ts: Ts, cfg: &HttpConfig) -> bool {
+        let at_start = |c: &Conn, e: usize| c.halves[e].pos() == 0;
+        let fresh = !self.halves[0].ever_synced() && !self.halves[1].ever_synced();
+        let (client, skip) = if at_start(self, dir) && http2::starts_preface(d) {
+            (Some(dir), 0)
+        } else if fresh && self.halves[dir].pos() < 1 << 20 {
+            match http2::find_frames(d, true) {
+                Some(k) => (self.client, k),
+                None => return false,
+            }
+        } else {
+            return false;
+        };
+        let start = |e: usize| {
+            if at_start(self, e) && (e != dir || skip == 0) {
+                Start::Beginning
+            } else {
+                Start::Midstream
+            }
+        };
+        let mut h = H2Conn::new(client, [start(0), start(1)], cfg);
+        self.q.tunnel = true;
+        for half in &mut self.halves {
+            half.set_tunnel();
+        }
+        // a midstream direction finds the same frame again at the start of `d[skip..]`
+        h.data(dir, &d[skip..], ts, cfg);
+        self.h2 = Some(Box::new(h));
+        true
+    }
+
+    /// After HTTP/1 parsing: a 101 answering `Upgrade: h2c` hands the connection to HTTP/2,
+    /// its request becoming stream 1's, with the server bytes after the 101 (`rest`).
+    fn upgrade_h2(&mut self, dir: usize, rest: &[u8], ts: Ts, cfg: &HttpConfig) {
+        let is_h2c = |t: &Transaction| {
+            t.response.as_ref().is_some_and(|r| {
+                r.status == 101
+                    && r.header("upgrade")
+                        .is_some_and(|u| u.trim().eq_ignore_ascii_case("h2c"))
+            })
+        };
+        let Some(i) = self.q.out.iter().rposition(is_h2c) else {
+            return;
+        };
+        let Some(client) = self.client else { return };
+        let t = self.q.out.remove(i);
+        let Some(req) = t.request else { return };
+        let mut h = H2Conn::upgraded(client, req, cfg);
+        if dir != client && !rest.is_empty() {
+            h.data(dir, rest, ts, cfg);
+        }
+        self.h2 = Some(Box::new(h));
     }
 
     /// Bytes of direction `dir`. `ack_off`: the offset of the other direction's stream that this
     /// packet acknowledges (used when `dir` carries responses).
     pub fn data(&mut self, dir: usize, d: &[u8], ts: Ts, ack_off: Option<u64>, cfg: &HttpConfig) {
+        if let Some(h) = self.h2.as_mut() {
+            h.data(dir, d, ts, cfg);
+            return;
+        }
         if self.q.tunnel {
             return;
         }
         let dir = dir & 1;
+        if self.deferred.is_none() && self.detect_h2(dir, d, ts, cfg) {
+            return;
+        }
         if self.should_defer(dir, ack_off) {
             self.defer(dir, ts, Held::Data(d.to_vec(), ack_off), ack_off, cfg);
             return;
@@ -195,11 +271,18 @@ impl Conn {
         self.q.req_head_partial = self
             .client
             .is_some_and(|c| c != dir && self.halves[c].head_in_progress());
-        self.halves[dir].feed(d, ts, cfg, &mut self.q);
+        let rest = self.halves[dir].feed(d, ts, cfg, &mut self.q);
         self.after(dir);
+        if self.q.tunnel && self.h2.is_none() {
+            self.upgrade_h2(dir, &d[d.len() - rest..], ts, cfg);
+        }
     }
 
     pub fn gap(&mut self, dir: usize, n: u64, ts: Ts, cfg: &HttpConfig) {
+        if let Some(h) = self.h2.as_mut() {
+            h.gap(dir, n, ts);
+            return;
+        }
         if self.q.tunnel {
             return;
         }
@@ -215,6 +298,10 @@ impl Conn {
     }
 
     pub fn eof(&mut self, dir: usize, ts: Ts, cfg: &HttpConfig) {
+        if let Some(h) = self.h2.as_mut() {
+            h.eof(dir, ts);
+            return;
+        }
         // Whatever waited for the other side is processed before a side closes.
         self.release(cfg);
         self.note_partial_request(dir & 1);
@@ -308,6 +395,9 @@ impl Conn {
     /// End of the flow: close both directions and emit everything still pending, requests
     /// without responses included.
     pub fn flush(&mut self, ts: Ts, cfg: &HttpConfig) {
+        if let Some(h) = self.h2.as_mut() {
+            h.flush(ts);
+        }
         self.release(cfg);
         // Responses first: a close-delimited response ends with the connection.
         let order = match self.client {

@@ -178,7 +178,9 @@ impl Half {
         self.pos
     }
 
-    pub fn feed(&mut self, mut d: &[u8], ts: Ts, cfg: &HttpConfig, ev: &mut dyn Events) {
+    /// Parse `d`. Returns how many bytes at its end were left unparsed because the connection
+    /// switched protocols (Upgrade, CONNECT) or is not HTTP.
+    pub fn feed(&mut self, mut d: &[u8], ts: Ts, cfg: &HttpConfig, ev: &mut dyn Events) -> usize {
         self.pos += d.len() as u64;
         let end_pos = self.pos;
         while !d.is_empty() {
@@ -188,12 +190,18 @@ impl Half {
                 St::SkipHead(nl) => self.skip_head(nl, &mut d, ts, end_pos, cfg, ev),
                 St::Resync => {
                     if !self.resync(&mut d, ev) {
-                        return;
+                        return 0;
                     }
                 }
-                St::Tunnel | St::Dead => return,
+                St::Tunnel | St::Dead => return d.len(),
             }
         }
+        0
+    }
+
+    /// Has this direction ever found an HTTP/1 message start?
+    pub fn ever_synced(&self) -> bool {
+        self.ever_synced
     }
 
     /// `n` bytes were lost at the current position.
