@@ -128,31 +128,56 @@ fn header_at(b: &[u8]) -> Option<Frame> {
 }
 
 /// Where in `b` (bytes of unknown alignment) an HTTP/2 frame starts, judged by the layout:
-/// a plausible frame header whose length leads to another plausible one (or exactly to the
-/// end of `b`). `strict`: two frames needed, or one that fills `b` from its first byte.
+/// plausible frame headers, each length leading to the next. The first offset whose chain of
+/// frames ends exactly at the end of `b` wins (segments usually end at a frame boundary; a
+/// SETTINGS payload can look like a frame or two, rarely like a chain that ends right);
+/// else the first whose first two frames chain (or, unless `strict`, a single frame at offset
+/// 0 that runs past the end).
 pub fn find_frames(b: &[u8], strict: bool) -> Option<usize> {
     // a believable length (< 2^20) starts with a byte <= 0x10: text is passed over at once
-    (0..b.len().saturating_sub(8)).find(|&k| b[k] <= 0x10 && chain(&b[k..], strict || k > 0))
+    let cands = || (0..b.len().saturating_sub(8)).filter(|&k| b[k] <= 0x10);
+    if let Some(k) = cands().find(|&k| chain(&b[k..]) == Chain::Exact) {
+        return Some(k);
+    }
+    cands().find(|&k| match chain(&b[k..]) {
+        Chain::Exact | Chain::Two => true,
+        Chain::One => k == 0 && !strict,
+        Chain::No => false,
+    })
 }
 
-fn chain(b: &[u8], need_two: bool) -> bool {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chain {
+    /// Frames that end exactly at the end of the bytes (two or more, or one with a payload).
+    Exact,
+    /// At least two frames chain.
+    Two,
+    /// One plausible frame header, running past the end.
+    One,
+    No,
+}
+
+fn chain(b: &[u8]) -> Chain {
     let mut off = 0usize;
     let mut n = 0;
     while let Some(f) = header_at(&b[off..]) {
         if !f.plausible() {
-            return false;
+            return if n >= 2 { Chain::Two } else { Chain::No };
         }
         n += 1;
         off += 9 + f.len as usize;
         if off == b.len() {
-            return n >= 2 || off > 9 || !need_two;
+            return if n >= 2 || f.len > 0 { Chain::Exact } else { Chain::One };
         }
-        if off > b.len() || n >= 3 {
-            return n >= 2 || !need_two;
+        if off > b.len() {
+            break;
         }
     }
-    // a header cut by the end of `b`
-    n >= 2
+    match n {
+        0 => Chain::No,
+        1 => Chain::One,
+        _ => Chain::Two,
+    }
 }
 
 /// Does a direction start with (a prefix of) the client preface?
@@ -239,6 +264,9 @@ struct Stream {
     kept: usize,
     /// Its request came in a PUSH_PROMISE from direction `pushed_by`.
     pushed_by: Option<usize>,
+    /// Direction d lost bytes before this stream's message in it began: if that message never
+    /// shows up complete, it may have been in the hole.
+    maybe_lost: [bool; 2],
 }
 
 /// Counters of one connection, added to the flow stats when it ends.
@@ -456,12 +484,16 @@ impl H2Conn {
         self.s.stats.resyncs += 1;
         self.s.anomalies.push(HttpAnomaly::Gap);
         for st in self.s.streams.values_mut() {
-            if !st.done[dir] {
-                st.gap = true;
-                st.grpc[dir].lost = true;
-                if let Some(m) = st.msg[dir].as_mut() {
+            if st.done[dir] {
+                continue;
+            }
+            match st.msg[dir].as_mut() {
+                Some(m) => {
+                    st.gap = true;
+                    st.grpc[dir].lost = true;
                     m.gap = true;
                 }
+                None => st.maybe_lost[dir] = true,
             }
         }
     }
@@ -896,6 +928,9 @@ impl Shared {
             return;
         };
         self.kept = self.kept.saturating_sub(st.kept);
+        for d in 0..2 {
+            st.gap |= st.maybe_lost[d] && !st.done[d];
+        }
         let [a, b] = std::mem::take(&mut st.msg);
         let mut msgs = [a, b];
         if cut {
@@ -949,5 +984,441 @@ impl Shared {
         let mut tx = Transaction::new(req, resp, st.gap);
         tx.grpc = g;
         self.out.push(tx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::conn::Conn;
+
+    fn frame(typ: u8, flags: u8, sid: u32, p: &[u8]) -> Vec<u8> {
+        let mut v = (p.len() as u32).to_be_bytes()[1..].to_vec();
+        v.extend_from_slice(&[typ, flags]);
+        v.extend_from_slice(&sid.to_be_bytes());
+        v.extend_from_slice(p);
+        v
+    }
+
+    /// A literal field without indexing, literal name (RFC 7541 §6.2.2).
+    fn lit(n: &str, v: &str) -> Vec<u8> {
+        let mut b = vec![0x00, n.len() as u8];
+        b.extend_from_slice(n.as_bytes());
+        b.push(v.len() as u8);
+        b.extend_from_slice(v.as_bytes());
+        b
+    }
+
+    /// A literal with incremental indexing, literal name: it enters the dynamic table.
+    fn idx(n: &str, v: &str) -> Vec<u8> {
+        let mut b = lit(n, v);
+        b[0] = 0x40;
+        b
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    type Line = (String, String, u16, u64, u64, bool, bool);
+
+    fn line(t: &Transaction) -> Line {
+        let q = t.request.as_ref();
+        let r = t.response.as_ref();
+        (
+            q.map_or(String::new(), |m| m.method.clone()),
+            q.map_or(String::new(), |m| m.uri.clone()),
+            r.map_or(0, |m| m.status),
+            q.map_or(0, |m| m.body_len),
+            r.map_or(0, |m| m.body_len),
+            t.gap,
+            t.truncated,
+        )
+    }
+
+    fn l(m: &str, u: &str, s: u16, qb: u64, rb: u64) -> Line {
+        (m.into(), u.into(), s, qb, rb, false, false)
+    }
+
+    fn run_cfg(
+        chunks: &[(usize, Vec<u8>)],
+        client: Option<usize>,
+        cfg: &HttpConfig,
+    ) -> (Vec<Transaction>, Vec<HttpAnomaly>) {
+        let mut c = Conn::new(client, cfg);
+        for (i, (d, b)) in chunks.iter().enumerate() {
+            c.data(*d, b, i as u64 * 1000, None, cfg);
+        }
+        c.flush(1 << 40, cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        t.sort_by_key(|t| t.request.as_ref().map(|m| m.uri.clone()));
+        (t, a)
+    }
+
+    fn run(chunks: &[(usize, Vec<u8>)]) -> (Vec<Transaction>, Vec<HttpAnomaly>) {
+        run_cfg(chunks, Some(0), &HttpConfig::default())
+    }
+
+    /// A prior-knowledge conversation with every framing feature: HEADERS with priority and
+    /// padding, a block split over CONTINUATION, padded DATA, trailers, interleaved streams,
+    /// dynamic table references across blocks.
+    fn conversation() -> (Vec<u8>, Vec<u8>) {
+        let settings = frame(ty::SETTINGS, 0, 0, &[0, 1, 0, 0, 0x10, 0, 0, 3, 0, 0, 0, 100]);
+        let mut h1 = vec![3u8]; // pad length
+        h1.extend_from_slice(&[0, 0, 0, 0, 16]); // priority
+        h1.extend(cat(&[
+            &[0x82, 0x86],
+            &lit(":path", "/a?x=1"),
+            &idx(":authority", "api.example"),
+        ]));
+        h1.extend_from_slice(&[0, 0, 0]);
+        let req1 = frame(
+            ty::HEADERS,
+            flag::END_STREAM | flag::END_HEADERS | flag::PADDED | flag::PRIORITY,
+            1,
+            &h1,
+        );
+        // stream 3: POST, its block in HEADERS + CONTINUATION; :authority from the table (62)
+        let block3 = cat(&[
+            &[0x83, 0x86, 0xbe],
+            &lit(":path", "/b"),
+            &lit("content-type", "application/json"),
+        ]);
+        let (b3a, b3b) = block3.split_at(4);
+        let mut data3 = vec![2u8];
+        data3.extend_from_slice(b"{\"k\":1}");
+        data3.extend_from_slice(&[0, 0]);
+        let client = cat(&[
+            PREFACE,
+            &settings,
+            &req1,
+            &frame(ty::HEADERS, 0, 3, b3a),
+            &frame(ty::CONTINUATION, flag::END_HEADERS, 3, b3b),
+            &frame(ty::DATA, flag::PADDED, 3, &data3),
+            &frame(ty::DATA, flag::END_STREAM, 3, b""),
+        ]);
+        let resp3 = cat(&[&idx(":status", "201"), &lit("content-type", "application/json")]);
+        let server = cat(&[
+            &frame(ty::SETTINGS, 0, 0, &[]),
+            &frame(ty::SETTINGS, flag::ACK, 0, &[]),
+            &frame(ty::HEADERS, flag::END_HEADERS, 3, &resp3),
+            &frame(ty::HEADERS, flag::END_HEADERS, 1, &[0x88]),
+            &frame(ty::DATA, 0, 3, b"{\"id\":7}"),
+            &frame(ty::DATA, flag::END_STREAM, 1, b"hello"),
+            &frame(
+                ty::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                3,
+                &lit("x-trailer", "t"),
+            ),
+            &frame(ty::GOAWAY, 0, 0, &[0, 0, 0, 3, 0, 0, 0, 0]),
+        ]);
+        (client, server)
+    }
+
+    #[test]
+    fn prior_knowledge_streams_are_transactions() {
+        let (c, s) = conversation();
+        let (t, a) = run(&[(0, c), (1, s)]);
+        assert_eq!(a, vec![]);
+        assert_eq!(
+            t.iter().map(line).collect::<Vec<_>>(),
+            vec![l("GET", "/a?x=1", 200, 0, 5), l("POST", "/b", 201, 7, 8)]
+        );
+        let q = t[1].request.as_ref().unwrap();
+        assert_eq!(q.header("host"), Some("api.example"));
+        assert_eq!(q.protocol(), "HTTP/2");
+        assert_eq!(t[1].response.as_ref().unwrap().header("x-trailer"), Some("t"));
+        assert!(t.iter().all(|t| t.grpc.is_none()));
+    }
+
+    /// Any split of either direction into two chunks gives the same transactions.
+    #[test]
+    fn split_at_every_offset_gives_the_same_transactions() {
+        let (c, s) = conversation();
+        let whole: Vec<Line> = run(&[(0, c.clone()), (1, s.clone())]).0.iter().map(line).collect();
+        for i in 0..=c.len() {
+            let (t, a) = run(&[(0, c[..i].to_vec()), (0, c[i..].to_vec()), (1, s.clone())]);
+            assert_eq!(t.iter().map(line).collect::<Vec<_>>(), whole, "client split at {i}");
+            assert!(a.is_empty());
+        }
+        for i in 0..=s.len() {
+            let (t, _) = run(&[(0, c.clone()), (1, s[..i].to_vec()), (1, s[i..].to_vec())]);
+            assert_eq!(t.iter().map(line).collect::<Vec<_>>(), whole, "server split at {i}");
+        }
+    }
+
+    /// A flow joined late: the frames are found by their layout; a block that refers to an
+    /// entry inserted before the join is `gap`, one made of static entries and literals is exact.
+    #[test]
+    fn midstream_join_finds_frames_and_marks_unknown_headers() {
+        let (c, s) = conversation();
+        // drop the preface, SETTINGS and 3 bytes of the first HEADERS frame
+        let cut = PREFACE.len() + 9 + 12 + 3;
+        let (t, _) = run_cfg(&[(0, c[cut..].to_vec()), (1, s.clone())], None, &HttpConfig::default());
+        let got: Vec<Line> = t.iter().map(line).collect();
+        // stream 1's request is lost: its response alone, gap; stream 3 used table entry 62
+        // (the lost :authority), so it is reported, gap, with everything else exact
+        assert_eq!(
+            got,
+            vec![
+                (String::new(), String::new(), 200, 0, 5, true, false),
+                ("POST".into(), "/b".into(), 201, 7, 8, true, false)
+            ]
+        );
+        assert_eq!(t[1].request.as_ref().unwrap().header("host"), None);
+    }
+
+    /// Lost bytes inside a DATA frame keep the layout; a loss across frames resynchronises.
+    #[test]
+    fn losses_inside_data_stay_in_sync_and_across_frames_resync() {
+        let cfg = HttpConfig::default();
+        let (c, s) = conversation();
+        let mut conn = Conn::new(Some(0), &cfg);
+        conn.data(0, &c, 0, None, &cfg);
+        // the server's first 3 frames (SETTINGS, ACK, HEADERS 3) and 2 bytes of HEADERS 1
+        let resp3_len = 9 + 0 + 9 + 9 + 5 + 18;
+        let _ = resp3_len;
+        let head = 9 + 9;
+        conn.data(1, &s[..head], 1, None, &cfg);
+        // lose the HEADERS of stream 3 entirely (a frame boundary crossed)
+        let h3 = 9 + u32::from_be_bytes([0, s[head], s[head + 1], s[head + 2]]) as usize;
+        conn.gap(1, h3 as u64, 2, &cfg);
+        conn.data(1, &s[head + h3..], 3, None, &cfg);
+        conn.flush(4, &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        conn.take(&mut t, &mut a);
+        t.sort_by_key(|t| t.request.as_ref().map(|m| m.uri.clone()));
+        let got: Vec<Line> = t.iter().map(line).collect();
+        // stream 1 is exact (its block is a static reference); stream 3's response head is
+        // lost: request exact, response unknown, gap
+        assert_eq!(
+            got,
+            vec![
+                l("GET", "/a?x=1", 200, 0, 5),
+                ("POST".into(), "/b".into(), 0, 7, 0, true, false)
+            ]
+        );
+        assert!(a.contains(&HttpAnomaly::Gap));
+
+        // a hole inside the 8-byte DATA of stream 3: counted, layout kept
+        let mut conn = Conn::new(Some(0), &cfg);
+        conn.data(0, &c, 0, None, &cfg);
+        let at = s.windows(8).position(|w| w == b"{\"id\":7}").unwrap();
+        conn.data(1, &s[..at + 2], 1, None, &cfg);
+        conn.gap(1, 3, 2, &cfg);
+        conn.data(1, &s[at + 5..], 3, None, &cfg);
+        conn.flush(4, &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        conn.take(&mut t, &mut a);
+        t.sort_by_key(|t| t.request.as_ref().map(|m| m.uri.clone()));
+        let got: Vec<Line> = t.iter().map(line).collect();
+        assert_eq!(
+            got,
+            vec![
+                l("GET", "/a?x=1", 200, 0, 5),
+                ("POST".into(), "/b".into(), 201, 7, 8, true, false)
+            ]
+        );
+        assert!(a.is_empty(), "{a:?}");
+    }
+
+    #[test]
+    fn upgrade_h2c_makes_the_http1_request_stream_one() {
+        let req = b"GET /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n".to_vec();
+        let sw = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
+        let server = cat(&[
+            &sw,
+            &frame(ty::SETTINGS, 0, 0, &[]),
+            &frame(ty::HEADERS, flag::END_HEADERS, 1, &[0x88]),
+            &frame(ty::DATA, flag::END_STREAM, 1, b"upgraded"),
+            &frame(ty::HEADERS, flag::END_HEADERS, 3, &[0x8d]),
+            &frame(ty::DATA, flag::END_STREAM, 3, b"nf"),
+        ]);
+        let client = cat(&[
+            PREFACE,
+            &frame(ty::SETTINGS, 0, 0, &[]),
+            &frame(
+                ty::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                3,
+                &cat(&[&[0x82], &lit(":path", "/two")]),
+            ),
+        ]);
+        // the server's 101 and first frames arrive in one chunk, split in two
+        let (t, a) = run(&[
+            (0, req),
+            (1, server[..sw.len() + 5].to_vec()),
+            (1, server[sw.len() + 5..].to_vec()),
+            (0, client),
+        ]);
+        assert!(a.is_empty(), "{a:?}");
+        let got: Vec<Line> = t.iter().map(line).collect();
+        assert_eq!(got, vec![l("GET", "/two", 404, 0, 2), l("GET", "/up", 200, 0, 8)]);
+        assert!(t.iter().all(|t| t.request.as_ref().unwrap().protocol() == "HTTP/2"));
+        assert_eq!(t[1].request.as_ref().unwrap().header("host"), Some("h"));
+    }
+
+    #[test]
+    fn push_promise_reset_and_grpc_trailers_only() {
+        let promise = cat(&[
+            &[0, 0, 0, 2],
+            &[0x82],
+            &lit(":path", "/style.css"),
+            &lit(":authority", "h"),
+        ]);
+        let grpc_req = cat(&[
+            &[0x83],
+            &lit(":path", "/pkg.Svc/Get"),
+            &lit("content-type", "application/grpc"),
+        ]);
+        let mut msg = vec![0u8, 0, 0, 0, 3];
+        msg.extend_from_slice(b"abc");
+        let client = cat(&[
+            PREFACE,
+            &frame(
+                ty::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                1,
+                &cat(&[&[0x82], &lit(":path", "/page")]),
+            ),
+            &frame(
+                ty::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                3,
+                &cat(&[&[0x82], &lit(":path", "/slow")]),
+            ),
+            &frame(ty::HEADERS, flag::END_HEADERS, 5, &grpc_req),
+            &frame(ty::DATA, flag::END_STREAM, 5, &msg),
+        ]);
+        let trailers_only = cat(&[
+            &[0x88],
+            &lit("content-type", "application/grpc"),
+            &lit("grpc-status", "5"),
+            &lit("grpc-message", "not%20found"),
+        ]);
+        let server = cat(&[
+            &frame(ty::PUSH_PROMISE, flag::END_HEADERS, 1, &promise),
+            &frame(ty::HEADERS, flag::END_HEADERS, 1, &[0x88]),
+            &frame(ty::HEADERS, flag::END_HEADERS, 2, &[0x88]),
+            &frame(ty::DATA, flag::END_STREAM, 2, b"css"),
+            &frame(ty::DATA, flag::END_STREAM, 1, b"page"),
+            &frame(ty::HEADERS, flag::END_HEADERS, 3, &[0x88]),
+            &frame(ty::DATA, 0, 3, b"par"),
+            &frame(ty::RST_STREAM, 0, 3, &[0, 0, 0, 8]),
+            &frame(ty::HEADERS, flag::END_HEADERS | flag::END_STREAM, 5, &trailers_only),
+        ]);
+        let (t, a) = run(&[(0, client), (1, server)]);
+        assert!(a.is_empty(), "{a:?}");
+        let got: Vec<Line> = t.iter().map(line).collect();
+        assert_eq!(
+            got,
+            vec![
+                l("GET", "/page", 200, 0, 4),
+                l("POST", "/pkg.Svc/Get", 200, 3 + 5, 0),
+                ("GET".into(), "/slow".into(), 200, 0, 3, false, true),
+                l("GET", "/style.css", 200, 0, 3),
+            ]
+        );
+        let g = t[1].grpc.as_deref().unwrap();
+        assert_eq!((g.service.as_str(), g.method.as_str()), ("pkg.Svc", "Get"));
+        assert_eq!((g.status, g.message.as_deref()), (Some(5), Some("not found")));
+        assert_eq!(
+            (g.request_messages, g.response_messages, g.request_message_bytes),
+            (1, 0, 3)
+        );
+        assert!(g.is_error());
+    }
+
+    #[test]
+    fn continuation_flood_and_stream_cap_are_anomalies_not_memory() {
+        let mut client = PREFACE.to_vec();
+        client.extend(frame(ty::HEADERS, 0, 1, &[0x82]));
+        for _ in 0..1000 {
+            client.extend(frame(ty::CONTINUATION, 0, 1, &[0x84; 200]));
+        }
+        client.extend(frame(
+            ty::CONTINUATION,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &[0x84],
+        ));
+        // afterwards, a clean stream made of static references and literals is exact
+        client.extend(frame(
+            ty::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            3,
+            &cat(&[&[0x82], &lit(":path", "/ok")]),
+        ));
+        let server = cat(&[
+            &frame(ty::HEADERS, flag::END_HEADERS | flag::END_STREAM, 1, &[0x88]),
+            &frame(ty::HEADERS, flag::END_HEADERS | flag::END_STREAM, 3, &[0x88]),
+        ]);
+        let (t, a) = run(&[(0, client), (1, server)]);
+        assert!(a.contains(&HttpAnomaly::H2ContinuationFlood), "{a:?}");
+        assert_eq!(
+            t.iter().map(line).collect::<Vec<_>>().last(),
+            Some(&l("GET", "/ok", 200, 0, 0))
+        );
+
+        let cfg = HttpConfig {
+            max_pending: 4,
+            ..HttpConfig::default()
+        };
+        let mut client = PREFACE.to_vec();
+        for i in 0..10u32 {
+            client.extend(frame(
+                ty::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                2 * i + 1,
+                &[0x82, 0x84],
+            ));
+        }
+        let (t, a) = run_cfg(&[(0, client)], Some(0), &cfg);
+        assert_eq!(t.len(), 10);
+        assert_eq!(a.iter().filter(|a| **a == HttpAnomaly::H2TooManyStreams).count(), 6);
+    }
+
+    #[test]
+    fn frame_layout_detection() {
+        let (c, s) = conversation();
+        assert_eq!(find_frames(&s, true), Some(0));
+        assert_eq!(find_frames(&c[PREFACE.len()..], true), Some(0));
+        assert_eq!(find_frames(&c[PREFACE.len() + 3..], true), Some(9 + 12 - 3));
+        assert_eq!(find_frames(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", true), None);
+        assert_eq!(find_frames(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", true), None);
+        assert!(starts_preface(b"PRI * HTTP/2.0\r\n"));
+        assert!(!starts_preface(b"POST / HTTP/1.1\r\n"));
+    }
+
+    /// Arbitrary bytes after a preface, whole or split, never panic and stay bounded.
+    #[test]
+    fn arbitrary_frames_never_panic() {
+        use proptest::prelude::*;
+        let cfg = HttpConfig {
+            max_head: 512,
+            max_pending: 8,
+            body_depth: 64,
+            decompress: false,
+        };
+        proptest!(ProptestConfig::with_cases(400), |(a in proptest::collection::vec(any::<u8>(), 0..600),
+                                                     b in proptest::collection::vec(any::<u8>(), 0..600),
+                                                     cut in 0usize..600, gap in 0u64..50)| {
+            let mut c = Conn::new(Some(0), &cfg);
+            let mut ca = PREFACE.to_vec();
+            ca.extend_from_slice(&a);
+            let cut = cut.min(ca.len());
+            c.data(0, &ca[..cut], 0, None, &cfg);
+            c.gap(0, gap, 1, &cfg);
+            c.data(0, &ca[cut..], 2, None, &cfg);
+            c.data(1, &b, 3, None, &cfg);
+            c.gap(1, gap, 4, &cfg);
+            c.data(1, &a, 5, None, &cfg);
+            c.flush(6, &cfg);
+            let (mut t, mut an) = (vec![], vec![]);
+            c.take(&mut t, &mut an);
+            prop_assert!(t.len() <= 1 + a.len() / 9 + b.len() / 9 + 8);
+        });
     }
 }
