@@ -25,6 +25,25 @@ impl Grpc {
     pub fn is_error(&self) -> bool {
         self.status.is_some_and(|s| s != 0)
     }
+
+    /// The HTTP status a failed call's code maps to (google.rpc.Code's documented mapping, as
+    /// grpc-gateway uses it); `None` for OK or no status.
+    pub fn http_status(&self) -> Option<u16> {
+        Some(match self.status? {
+            0 => return None,
+            1 => 499,
+            3 | 9 | 11 => 400,
+            4 => 504,
+            5 => 404,
+            6 | 10 => 409,
+            7 => 403,
+            8 => 429,
+            12 => 501,
+            14 => 503,
+            16 => 401,
+            _ => 500,
+        })
+    }
 }
 
 /// Is this a gRPC content type (`application/grpc`, `application/grpc+proto`, `;...`)?
