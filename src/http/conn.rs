@@ -95,6 +95,13 @@ pub struct Conn {
     /// The connection speaks HTTP/2 (preface, `Upgrade: h2c`, or its frame layout): every
     /// byte from then on goes there.
     h2: Option<Box<H2Conn>>,
+    /// Bytes of each direction handed to a tentative `h2` (given back to HTTP/1 if it fails).
+    h2_bytes: [u64; 2],
+    /// A frame layout was taken for HTTP/2 and was not: never again on this connection.
+    h2_failed: bool,
+    /// The tentative `h2` began at the first byte of a direction (so, if it fails, the
+    /// connection started with binary bytes: not HTTP/1 either).
+    h2_at_start: bool,
 }
 
 /// Everything but the two parsers, so a parser can report into it while borrowed.
@@ -136,6 +143,9 @@ impl Conn {
             client,
             deferred: None,
             h2: None,
+            h2_bytes: [0; 2],
+            h2_failed: false,
+            h2_at_start: false,
             q: Q {
                 pending: VecDeque::new(),
                 out: Vec::new(),
@@ -170,9 +180,10 @@ impl Conn {
         self.q.evicted_responses
     }
 
-    /// The connection turned out not to speak HTTP.
+    /// The connection turned out not to speak HTTP (a frame layout taken for HTTP/2 that never
+    /// showed a request or a response counts too).
     pub fn not_http(&self) -> bool {
-        self.q.not_http
+        self.q.not_http || self.h2.as_ref().is_some_and(|h| h.tentative())
     }
 
     /// Finished transactions and anomalies since the last call.
@@ -191,26 +202,41 @@ impl Conn {
     /// Before HTTP/1 parsing: does direction `dir` show HTTP/2 (the client preface at its start,
     /// or, before either side spoke HTTP/1, the frame layout)? If so, switch and feed it.
     fn detect_h2(&mut self, dir: usize, d: &[u8], ts: Ts, cfg: &HttpConfig) -> bool {
+        // Offset 0 is the connection's first byte only when the handshake was seen (a flow
+        // picked up mid-stream starts its offsets at the first byte captured).
         let at_start = |c: &Conn, e: usize| c.halves[e].pos() == 0;
+        let known_start = |c: &Conn, e: usize| at_start(c, e) && c.client.is_some();
         let fresh = !self.halves[0].ever_synced() && !self.halves[1].ever_synced();
-        let (client, skip) = if at_start(self, dir) && http2::starts_preface(d) {
+        let preface = at_start(self, dir) && http2::starts_preface(d);
+        let (client, skip) = if preface {
             (Some(dir), 0)
         } else if fresh && self.halves[dir].pos() < 1 << 20 {
+            // At a connection's first byte, HTTP/2 starts with the preface (a client) or a
+            // frame (a server); in the middle, the frame layout is looked for anywhere.
+            let first = known_start(self, dir);
+            if first && self.client == Some(dir) {
+                return false;
+            }
             match http2::find_frames(d, true) {
-                Some(k) => (self.client, k),
-                None => return false,
+                Some(k) if !first || k == 0 => (self.client, k),
+                _ => return false,
             }
         } else {
             return false;
         };
         let start = |e: usize| {
-            if at_start(self, e) && (e != dir || skip == 0) {
-                Start::Beginning
+            let beginning = if e == dir {
+                preface || (skip == 0 && known_start(self, e))
             } else {
-                Start::Midstream
-            }
+                at_start(self, e) && (preface || self.client.is_some())
+            };
+            if beginning { Start::Beginning } else { Start::Midstream }
         };
-        let mut h = H2Conn::new(client, [start(0), start(1)], cfg);
+        let starts = [start(0), start(1)];
+        let mut h = H2Conn::new(client, starts, cfg);
+        if !preface {
+            h.set_tentative();
+        }
         self.q.tunnel = true;
         for half in &mut self.halves {
             half.set_tunnel();
@@ -218,7 +244,33 @@ impl Conn {
         // a midstream direction finds the same frame again at the start of `d[skip..]`
         h.data(dir, &d[skip..], ts, cfg);
         self.h2 = Some(Box::new(h));
+        self.h2_bytes = [0; 2];
+        self.h2_bytes[dir] = d.len() as u64;
+        self.h2_at_start = starts[dir] == Start::Beginning;
+        self.h2_check();
         true
+    }
+
+    /// A tentative HTTP/2 that broke the frame rules was something else: HTTP/1 parsing
+    /// resumes (resynchronising) after the bytes it had taken.
+    fn h2_check(&mut self) {
+        if !self.h2.as_ref().is_some_and(|h| h.failed()) {
+            return;
+        }
+        self.h2 = None;
+        self.h2_failed = true;
+        if self.h2_at_start {
+            // binary from the first byte, and not HTTP/2: not HTTP at all
+            self.q.not_http = true;
+            for half in &mut self.halves {
+                half.set_dead();
+            }
+            return;
+        }
+        self.q.tunnel = false;
+        for (half, n) in self.halves.iter_mut().zip(self.h2_bytes) {
+            half.resume(n);
+        }
     }
 
     /// After HTTP/1 parsing: a 101 answering `Upgrade: h2c` hands the connection to HTTP/2,
@@ -249,13 +301,15 @@ impl Conn {
     pub fn data(&mut self, dir: usize, d: &[u8], ts: Ts, ack_off: Option<u64>, cfg: &HttpConfig) {
         if let Some(h) = self.h2.as_mut() {
             h.data(dir, d, ts, cfg);
+            self.h2_bytes[dir & 1] += d.len() as u64;
+            self.h2_check();
             return;
         }
         if self.q.tunnel {
             return;
         }
         let dir = dir & 1;
-        if self.deferred.is_none() && self.detect_h2(dir, d, ts, cfg) {
+        if self.deferred.is_none() && !self.h2_failed && self.detect_h2(dir, d, ts, cfg) {
             return;
         }
         if self.should_defer(dir, ack_off) {
@@ -281,6 +335,8 @@ impl Conn {
     pub fn gap(&mut self, dir: usize, n: u64, ts: Ts, cfg: &HttpConfig) {
         if let Some(h) = self.h2.as_mut() {
             h.gap(dir, n, ts);
+            self.h2_bytes[dir & 1] += n;
+            self.h2_check();
             return;
         }
         if self.q.tunnel {

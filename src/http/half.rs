@@ -199,6 +199,18 @@ impl Half {
         0
     }
 
+    /// Parse again after `n` bytes were handled elsewhere (a connection taken for HTTP/2 by its
+    /// frame layout that turned out not to be): look for the next message start.
+    pub fn resume(&mut self, n: u64) {
+        self.pos += n;
+        self.buf.clear();
+        if self.st != St::Dead {
+            self.st = St::Resync;
+        }
+        // as after a gap: the next chunk may start a message
+        self.line_start = true;
+    }
+
     /// Has this direction ever found an HTTP/1 message start?
     pub fn ever_synced(&self) -> bool {
         self.ever_synced

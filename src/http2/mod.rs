@@ -288,6 +288,11 @@ struct Shared {
     stats: H2Stats,
     /// Open streams kept (`max_pending`).
     max_streams: usize,
+    /// Recognised by the frame layout alone: no anomaly is reported, and the first frame error
+    /// ends it (`failed`: the connection is not HTTP/2 after all), until a header block decodes
+    /// into a request or a response.
+    tentative: bool,
+    failed: bool,
 }
 
 pub struct H2Conn {
@@ -320,6 +325,8 @@ impl H2Conn {
                 kept: 0,
                 stats: H2Stats::default(),
                 max_streams: cfg.max_pending.max(1),
+                tentative: false,
+                failed: false,
             },
         }
     }
@@ -352,6 +359,22 @@ impl H2Conn {
         self.s.client
     }
 
+    /// Recognised by its frame layout only (a flow joined late, or a server speaking first):
+    /// until a header block confirms it, a frame error means it was not HTTP/2 ([`Self::failed`]).
+    pub fn set_tentative(&mut self) {
+        self.s.tentative = true;
+    }
+
+    /// A tentative HTTP/2 connection broke the frame rules: it is something else.
+    pub fn failed(&self) -> bool {
+        self.s.failed
+    }
+
+    /// Still unconfirmed: no request or response seen yet.
+    pub fn tentative(&self) -> bool {
+        self.s.tentative
+    }
+
     pub fn stats(&self) -> H2Stats {
         self.s.stats
     }
@@ -367,7 +390,7 @@ impl H2Conn {
 
     pub fn data(&mut self, dir: usize, mut d: &[u8], ts: Ts, cfg: &HttpConfig) {
         let dir = dir & 1;
-        while !d.is_empty() {
+        while !d.is_empty() && !self.s.failed {
             let dr = &mut self.dirs[dir];
             match dr.st {
                 St::Preface(n) => {
@@ -375,6 +398,7 @@ impl H2Conn {
                     if n + m == PREFACE.len() {
                         d = &d[m..];
                         dr.st = St::Head;
+                        self.s.tentative = false;
                         if self.s.client.is_none() {
                             self.s.client = Some(dir);
                         }
@@ -384,7 +408,7 @@ impl H2Conn {
                     } else if n == 0 {
                         dr.st = St::Head;
                     } else {
-                        self.s.anomalies.push(HttpAnomaly::H2Frame);
+                        self.s.anomaly(HttpAnomaly::H2Frame);
                         self.lose(dir, ts);
                     }
                 }
@@ -429,6 +453,9 @@ impl H2Conn {
     /// `n` bytes of direction `dir` were lost.
     pub fn gap(&mut self, dir: usize, n: u64, ts: Ts) {
         let dir = dir & 1;
+        if self.s.failed {
+            return;
+        }
         let dr = &mut self.dirs[dir];
         if n == 0 {
             return;
@@ -482,7 +509,7 @@ impl H2Conn {
         dr.block = None;
         dr.hpack.lose();
         self.s.stats.resyncs += 1;
-        self.s.anomalies.push(HttpAnomaly::Gap);
+        self.s.anomaly(HttpAnomaly::Gap);
         for st in self.s.streams.values_mut() {
             if st.done[dir] {
                 continue;
@@ -521,7 +548,7 @@ impl H2Conn {
         dr.left = f.len;
         dr.buf.clear();
         if !f.valid() {
-            self.s.anomalies.push(HttpAnomaly::H2Frame);
+            self.s.anomaly(HttpAnomaly::H2Frame);
             self.lose(dir, ts);
             return;
         }
@@ -532,7 +559,7 @@ impl H2Conn {
             let sid = b.sid;
             dr.block = None;
             dr.hpack.lose();
-            self.s.anomalies.push(HttpAnomaly::H2Frame);
+            self.s.anomaly(HttpAnomaly::H2Frame);
             self.s.stream_gap(sid, dir);
         }
         let dr = &mut self.dirs[dir];
@@ -570,7 +597,7 @@ impl H2Conn {
                 dr.left -= 1;
                 used = 1;
                 if p as u32 > dr.left {
-                    self.s.anomalies.push(HttpAnomaly::H2Frame);
+                    self.s.anomaly(HttpAnomaly::H2Frame);
                     self.lose(dir, ts);
                     return used;
                 }
@@ -632,9 +659,9 @@ impl H2Conn {
                     _ => {
                         b.broken = true;
                         if !kept && f.len as usize > cfg.max_head {
-                            self.s.anomalies.push(HttpAnomaly::HeadTooLong);
+                            self.s.anomaly(HttpAnomaly::HeadTooLong);
                         } else if kept {
-                            self.s.anomalies.push(HttpAnomaly::H2Frame);
+                            self.s.anomaly(HttpAnomaly::H2Frame);
                         }
                     }
                 }
@@ -648,14 +675,14 @@ impl H2Conn {
             ty::CONTINUATION => {
                 let Some(b) = dr.block.as_mut() else {
                     // a CONTINUATION without its HEADERS (or after a dropped one)
-                    self.s.anomalies.push(HttpAnomaly::H2Frame);
+                    self.s.anomaly(HttpAnomaly::H2Frame);
                     return;
                 };
                 b.continuations += 1;
                 if b.continuations > MAX_CONTINUATIONS && !b.broken {
                     b.broken = true;
                     b.bytes = Vec::new();
-                    self.s.anomalies.push(HttpAnomaly::H2ContinuationFlood);
+                    self.s.anomaly(HttpAnomaly::H2ContinuationFlood);
                 }
                 if !b.broken {
                     if kept {
@@ -663,7 +690,7 @@ impl H2Conn {
                     } else {
                         b.broken = true;
                         b.bytes = Vec::new();
-                        self.s.anomalies.push(HttpAnomaly::H2ContinuationFlood);
+                        self.s.anomaly(HttpAnomaly::H2ContinuationFlood);
                     }
                 }
                 dr.buf = p;
@@ -709,16 +736,16 @@ impl H2Conn {
         let unknown = match r {
             Ok(info) => {
                 if info.dropped > 0 {
-                    self.s.anomalies.push(HttpAnomaly::HeadTooLong);
+                    self.s.anomaly(HttpAnomaly::HeadTooLong);
                 }
                 if info.oversized_table {
-                    self.s.anomalies.push(HttpAnomaly::HpackTableSize);
+                    self.s.anomaly(HttpAnomaly::HpackTableSize);
                 }
                 info.unknown > 0
             }
             Err(_) => {
                 dr.hpack.lose();
-                self.s.anomalies.push(HttpAnomaly::HpackError);
+                self.s.anomaly(HttpAnomaly::HpackError);
                 true
             }
         };
@@ -756,10 +783,18 @@ fn fragment<'a>(f: &Frame, p: &'a [u8]) -> Option<(&'a [u8], Option<u32>)> {
 }
 
 impl Shared {
+    fn anomaly(&mut self, a: HttpAnomaly) {
+        if !self.tentative {
+            self.anomalies.push(a);
+        } else if matches!(a, HttpAnomaly::H2Frame | HttpAnomaly::HpackError) {
+            self.failed = true;
+        }
+    }
+
     fn stream(&mut self, sid: u32, ts: Ts) -> &mut Stream {
         if !self.streams.contains_key(&sid) {
             if self.streams.len() >= self.max_streams {
-                self.anomalies.push(HttpAnomaly::H2TooManyStreams);
+                self.anomaly(HttpAnomaly::H2TooManyStreams);
                 if let Some(old) = self.streams.keys().min().copied() {
                     self.finish(old, ts, true);
                 }
@@ -824,7 +859,7 @@ impl Shared {
                     m.status = v.trim().parse().unwrap_or(0);
                     pseudo = true;
                     if m.status == 0 {
-                        self.anomalies.push(HttpAnomaly::InvalidStatus);
+                        self.anomaly(HttpAnomaly::InvalidStatus);
                     }
                 }
                 ":scheme" | ":protocol" => pseudo = true,
@@ -837,6 +872,10 @@ impl Shared {
             headers.insert(0, ("host".to_string(), a));
         }
         m.headers = headers;
+        if (!m.method.is_empty() && !m.uri.is_empty()) || (100..600).contains(&m.status) {
+            // a request or a response: this is HTTP/2
+            self.tentative = false;
+        }
         if (100..200).contains(&m.status) {
             // interim response (103 Early Hints): not the answer
             return;
@@ -869,7 +908,7 @@ impl Shared {
             Some(_) => {
                 // a second header block with pseudo-headers: malformed, keep the first
                 st.gap |= unknown;
-                self.anomalies.push(HttpAnomaly::H2Frame);
+                self.anomaly(HttpAnomaly::H2Frame);
                 return;
             }
             None => st.msg[dir] = Some(m),
@@ -1420,5 +1459,90 @@ mod tests {
             c.take(&mut t, &mut an);
             prop_assert!(t.len() <= 1 + a.len() / 9 + b.len() / 9 + 8);
         });
+    }
+}
+
+#[cfg(test)]
+mod detection_tests {
+    use super::*;
+    use crate::http::conn::Conn;
+
+    fn frame(typ: u8, flags: u8, sid: u32, p: &[u8]) -> Vec<u8> {
+        let mut v = (p.len() as u32).to_be_bytes()[1..].to_vec();
+        v.extend_from_slice(&[typ, flags]);
+        v.extend_from_slice(&sid.to_be_bytes());
+        v.extend_from_slice(p);
+        v
+    }
+
+    fn run(client: Option<usize>, chunks: &[(usize, Vec<u8>)]) -> (Conn, Vec<Transaction>, Vec<HttpAnomaly>) {
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(client, &cfg);
+        for (i, (d, b)) in chunks.iter().enumerate() {
+            c.data(*d, b, i as u64, None, &cfg);
+        }
+        c.flush(99, &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        (c, t, a)
+    }
+
+    /// Found on the Arkime corpus capture: a TLS ClientHello and SMB at the first byte of a
+    /// connection whose handshake was seen hold byte runs that chain like frames further in.
+    /// A connection's first byte must be the preface or a frame: they stay "not HTTP", quietly.
+    #[test]
+    fn binary_protocols_at_a_connection_start_are_not_http2() {
+        let hex = |h: &str| {
+            (0..h.len() / 2)
+                .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+                .collect::<Vec<u8>>()
+        };
+        let hello = hex(
+            "16030100450100004103030000000000000000000000000000000000000000000000000000000000000000000002c02f010000160000000e000c000009746573742e636f6d",
+        );
+        let smb = hex(
+            "00000068fe534d4240000000000000000000010000000000000000000100000000000000000000000000000000000000000000000000000000000000000000000000000024000200000000000000000000000000000000000000000000000000000000000000000002021002",
+        );
+        assert!(
+            find_frames(&hello, true).is_some_and(|k| k > 0),
+            "the case needs a frame-like run inside"
+        );
+        let (c, t, a) = run(Some(0), &[(0, smb)]);
+        assert!(t.is_empty() && a.is_empty(), "{a:?}");
+        assert!(c.not_http());
+        let (c, t, a) = run(Some(0), &[(0, hello)]);
+        assert!(t.is_empty() && a.is_empty(), "{a:?}");
+        assert!(c.not_http());
+    }
+
+    /// A flow joined in the middle of an HTTP/1 binary body that happens to chain like frames:
+    /// the tentative HTTP/2 breaks a frame rule, HTTP/1 parsing resumes and finds the next
+    /// request, and no HTTP/2 anomaly is reported.
+    #[test]
+    fn a_false_frame_layout_falls_back_to_http1() {
+        let mut body = frame(ty::WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]);
+        body.extend(frame(ty::WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
+        // then a PING of the wrong length: not HTTP/2
+        body.extend(frame(ty::PING, 0, 0, &[1, 2, 3]));
+        let (c, t, a) = run(
+            None,
+            &[
+                (0, body),
+                (0, b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n".to_vec()),
+                (1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()),
+            ],
+        );
+        assert!(a.is_empty(), "{a:?}");
+        let got: Vec<(String, u16)> = t
+            .iter()
+            .map(|t| {
+                (
+                    t.request.as_ref().map_or(String::new(), |m| m.uri.clone()),
+                    t.response.as_ref().map_or(0, |m| m.status),
+                )
+            })
+            .collect();
+        assert_eq!(got, vec![("/next".to_string(), 200)]);
+        assert!(!c.not_http());
     }
 }
