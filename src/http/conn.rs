@@ -212,14 +212,19 @@ impl Conn {
             (Some(dir), 0)
         } else if fresh && self.halves[dir].pos() < 1 << 20 {
             // At a connection's first byte, HTTP/2 starts with the preface (a client) or a
-            // frame (a server); in the middle, the frame layout is looked for anywhere.
-            let first = known_start(self, dir);
-            if first && self.client == Some(dir) {
-                return false;
-            }
-            match http2::find_frames(d, true) {
-                Some(k) if !first || k == 0 => (self.client, k),
-                _ => return false,
+            // SETTINGS frame (a server); in the middle, the frame layout is looked for anywhere.
+            if known_start(self, dir) {
+                // a server's first frame is its SETTINGS (RFC 9113 §3.4); a client's first
+                // bytes would be the preface
+                if self.client == Some(dir) || !http2::starts_settings(d) {
+                    return false;
+                }
+                (self.client, 0)
+            } else {
+                match http2::find_frames(d, true) {
+                    Some(k) => (self.client, k),
+                    None => return false,
+                }
             }
         } else {
             return false;

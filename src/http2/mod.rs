@@ -37,6 +37,9 @@ pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Body bytes kept for inspection across the open streams of one connection.
 pub const MAX_KEPT_BODY: usize = 1 << 20;
 
+/// Stream ids remembered after they were reported.
+const CLOSED_KEPT: usize = 64;
+
 /// CONTINUATION frames accepted for one header block (an empty CONTINUATION flood costs no
 /// memory but unbounded work otherwise).
 const MAX_CONTINUATIONS: u32 = 256;
@@ -180,6 +183,11 @@ fn chain(b: &[u8]) -> Chain {
     }
 }
 
+/// Does `d` start with a SETTINGS frame (not an ACK), as a server's first bytes do?
+pub fn starts_settings(d: &[u8]) -> bool {
+    header_at(d).is_some_and(|f| f.typ == ty::SETTINGS && f.flags & flag::ACK == 0 && f.plausible())
+}
+
 /// Does a direction start with (a prefix of) the client preface?
 pub fn starts_preface(d: &[u8]) -> bool {
     let n = d.len().min(PREFACE.len());
@@ -293,6 +301,10 @@ struct Shared {
     /// into a request or a response.
     tentative: bool,
     failed: bool,
+    /// The last streams reported (most recent last, at most [`CLOSED_KEPT`]): frames that
+    /// still come for them (the answer to a request the client reset, crossing its
+    /// RST_STREAM) are decoded for the table and otherwise ignored, not a new stream.
+    closed: std::collections::VecDeque<u32>,
 }
 
 pub struct H2Conn {
@@ -327,6 +339,7 @@ impl H2Conn {
                 max_streams: cfg.max_pending.max(1),
                 tentative: false,
                 failed: false,
+                closed: std::collections::VecDeque::new(),
             },
         }
     }
@@ -804,7 +817,14 @@ impl Shared {
         self.streams.entry(sid).or_default()
     }
 
+    fn is_closed(&self, sid: u32) -> bool {
+        !self.streams.contains_key(&sid) && self.closed.contains(&sid)
+    }
+
     fn stream_gap(&mut self, sid: u32, dir: usize) {
+        if self.is_closed(sid) {
+            return;
+        }
         if let Some(st) = self.streams.get_mut(&sid) {
             st.gap = true;
             if let Some(m) = st.msg[dir].as_mut() {
@@ -876,8 +896,8 @@ impl Shared {
             // a request or a response: this is HTTP/2
             self.tentative = false;
         }
-        if (100..200).contains(&m.status) {
-            // interim response (103 Early Hints): not the answer
+        if (100..200).contains(&m.status) || self.is_closed(sid) {
+            // interim response (103 Early Hints): not the answer; or a stream already reported
             return;
         }
         if m.status != 0 && self.client.is_none() {
@@ -921,6 +941,9 @@ impl Shared {
     }
 
     fn body(&mut self, sid: u32, dir: usize, d: &[u8], ts: Ts, cfg: &HttpConfig) {
+        if self.is_closed(sid) {
+            return;
+        }
         let room = MAX_KEPT_BODY.saturating_sub(self.kept);
         let st = self.stream(sid, ts);
         if st.is_grpc {
@@ -966,6 +989,10 @@ impl Shared {
         let Some(mut st) = self.streams.remove(&sid) else {
             return;
         };
+        if self.closed.len() >= CLOSED_KEPT {
+            self.closed.pop_front();
+        }
+        self.closed.push_back(sid);
         self.kept = self.kept.saturating_sub(st.kept);
         for d in 0..2 {
             st.gap |= st.maybe_lost[d] && !st.done[d];
@@ -1544,5 +1571,76 @@ mod detection_tests {
             .collect();
         assert_eq!(got, vec![("/next".to_string(), 200)]);
         assert!(!c.not_http());
+    }
+}
+
+#[cfg(test)]
+mod server_first_tests {
+    use super::*;
+    use crate::http::conn::Conn;
+
+    /// suricata-verify http2-errorcode: the server sends its SETTINGS before the client's
+    /// preface arrives (a 9-byte segment at the connection's first byte). It was taken for a
+    /// binary non-HTTP server and the whole connection dropped.
+    #[test]
+    fn a_server_speaking_first_with_settings_is_http2() {
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        c.data(1, &[0, 0, 0, 4, 0, 0, 0, 0, 0], 1, None, &cfg);
+        let mut q = PREFACE.to_vec();
+        q.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        q.extend_from_slice(&[0, 0, 2, 1, 5, 0, 0, 0, 1, 0x82, 0x84]);
+        c.data(0, &q, 2, None, &cfg);
+        c.data(1, &[0, 0, 1, 1, 5, 0, 0, 0, 1, 0x88], 3, None, &cfg);
+        c.flush(4, &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        assert!(a.is_empty(), "{a:?}");
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].response.as_ref().map(|m| m.status), Some(200));
+        assert!(!t[0].gap);
+        assert!(!c.not_http());
+    }
+}
+
+#[cfg(test)]
+mod reset_tests {
+    use super::*;
+    use crate::http::conn::Conn;
+
+    fn frame(typ: u8, flags: u8, sid: u32, p: &[u8]) -> Vec<u8> {
+        let mut v = (p.len() as u32).to_be_bytes()[1..].to_vec();
+        v.extend_from_slice(&[typ, flags]);
+        v.extend_from_slice(&sid.to_be_bytes());
+        v.extend_from_slice(p);
+        v
+    }
+
+    /// suricata-verify dns-over-http2: the client resets stream 7 while the server's answer is
+    /// already on its way. The answer must not become a second, request-less transaction; its
+    /// header block still feeds the table (the next block refers to what it inserted).
+    #[test]
+    fn an_answer_crossing_a_reset_is_not_a_new_stream() {
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        let mut q = PREFACE.to_vec();
+        q.extend(frame(ty::HEADERS, 5, 7, &[0x82, 0x84]));
+        q.extend(frame(ty::RST_STREAM, 0, 7, &[0, 0, 0, 8]));
+        q.extend(frame(ty::HEADERS, 5, 9, &[0x82, 0x84]));
+        c.data(0, &q, 1, None, &cfg);
+        // 0x48 0x03 "203": :status 203 with incremental indexing (entry 62); then 0xbe uses it
+        let mut r = frame(ty::HEADERS, 4, 7, &[0x48, 3, b'2', b'0', b'3']);
+        r.extend(frame(ty::DATA, 1, 7, b"late"));
+        r.extend(frame(ty::HEADERS, 5, 9, &[0xbe]));
+        c.data(1, &r, 2, None, &cfg);
+        c.flush(3, &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        assert!(a.is_empty(), "{a:?}");
+        let got: Vec<(u16, bool)> = t
+            .iter()
+            .map(|t| (t.response.as_ref().map_or(0, |m| m.status), t.gap))
+            .collect();
+        assert_eq!(got, vec![(0, false), (203, false)]);
     }
 }
