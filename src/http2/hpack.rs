@@ -120,11 +120,14 @@ pub struct BlockInfo {
 /// A field as decoded: the name is `None` when it referred to an unknown entry.
 pub type FieldSink<'a> = dyn FnMut(&[u8], &[u8]) + 'a;
 
+/// A dynamic table entry: name and value.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
 /// One direction's HPACK state.
 #[derive(Debug)]
 pub struct Decoder {
     /// Newest first: index 62 is `table[0]`.
-    table: VecDeque<(Box<[u8]>, Box<[u8]>)>,
+    table: VecDeque<Entry>,
     size: usize,
     max: usize,
     /// The table may hold entries older than ours that we never saw (after a loss or a late

@@ -101,7 +101,7 @@ impl Frame {
             ty::PRIORITY => on_stream && self.len == 5,
             ty::RST_STREAM => on_stream && self.len == 4,
             ty::PUSH_PROMISE => on_stream && self.len >= 4,
-            ty::SETTINGS => !on_stream && self.len % 6 == 0 && (self.flags & flag::ACK == 0 || self.len == 0),
+            ty::SETTINGS => !on_stream && self.len.is_multiple_of(6) && (self.flags & flag::ACK == 0 || self.len == 0),
             ty::PING => !on_stream && self.len == 8,
             ty::GOAWAY => !on_stream && self.len >= 8,
             ty::WINDOW_UPDATE => self.len == 4,
