@@ -476,7 +476,39 @@ impl Formatter {
             push_ts(out, t);
             out.push(b'"');
         }
-        out.extend_from_slice(b"}}}\n");
+        out.push(b'}');
+        // SPEC §4b: a gRPC call's service, method, status and message counts
+        if let Some(g) = tx.grpc.as_deref() {
+            out.extend_from_slice(b",\"grpc\":{\"service\":");
+            js(out, &g.service);
+            out.extend_from_slice(b",\"method\":");
+            js(out, &g.method);
+            if let Some(st) = g.status {
+                out.extend_from_slice(b",\"status\":");
+                push_u64(out, st.into());
+            }
+            if let Some(m) = &g.message {
+                out.extend_from_slice(b",\"message\":");
+                js(out, m);
+            }
+            for (k, v) in [
+                ("request_messages", g.request_messages),
+                ("response_messages", g.response_messages),
+                ("request_message_bytes", g.request_message_bytes),
+                ("response_message_bytes", g.response_message_bytes),
+            ] {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(k.as_bytes());
+                out.extend_from_slice(b"\":");
+                push_u64(out, v);
+            }
+            out.extend_from_slice(if g.compressed {
+                b",\"compressed\":true}"
+            } else {
+                b",\"compressed\":false}"
+            });
+        }
+        out.extend_from_slice(b"}}\n");
     }
 }
 

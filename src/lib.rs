@@ -15,6 +15,7 @@ pub mod event;
 pub mod fleet;
 pub mod flow;
 pub mod http;
+pub mod http2;
 pub mod metrics;
 pub mod reassembly;
 pub mod redact;

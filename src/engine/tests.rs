@@ -1127,3 +1127,68 @@ fn a_login_name_is_a_plain_value_never_an_object_holding_a_password() {
     .expect("rules");
     assert!(f.rules[0].threshold.distinct.as_ref().is_some_and(|d| d.is_secret()));
 }
+
+fn grpc_call(method: &str, code: Option<u32>) -> (FlowMeta, Transaction) {
+    let x = t("POST", &format!("/pkg.Svc/{method}"), 200).body("application/grpc", "\0\0\0\0\0");
+    let (meta, mut tx) = x.tx();
+    tx.grpc = Some(Box::new(crate::http2::grpc::Grpc {
+        service: "pkg.Svc".into(),
+        method: method.into(),
+        status: code,
+        ..Default::default()
+    }));
+    (meta, tx)
+}
+
+/// SPEC §4b: `grpc_status` is a match field; a call without a gRPC status never matches.
+#[test]
+fn grpc_status_is_a_match_field() {
+    let rules = r#"
+[[rule]]
+id = "grpc-unavailable"
+sid = 77
+type = "error_spike"
+match = { grpc_status = ["13-14"] }
+threshold = { count = 0, window = 10 }
+"#;
+    let mut h = harness(rules);
+    let mut fire = |meta: &FlowMeta, tx: &Transaction| {
+        let auth = h.red.auth(tx.request.as_ref().expect("request"));
+        let (host, m, tpl) = crate::catalog::endpoint_of(tx, meta).expect("endpoint");
+        let endpoint = format!("{m} {tpl}");
+        let v = View::new(meta, tx, &auth, meta.src, &host, &endpoint, "/x".into());
+        let (mut out, mut cross) = (Vec::new(), Vec::new());
+        h.engine.on_tx(&v, &mut out, &mut cross);
+        out.iter()
+            .filter(|o| matches!(o, Out::Alert(a) if a.rule_id == "grpc-unavailable"))
+            .count()
+    };
+    let (m, ok) = grpc_call("Get", Some(0));
+    assert_eq!(fire(&m, &ok), 0);
+    let (m, plain) = t("POST", "/pkg.Svc/Get", 503).tx();
+    assert_eq!(fire(&m, &plain), 0, "an HTTP 503 is not a gRPC status");
+    let (m, none) = grpc_call("Get", None);
+    assert_eq!(fire(&m, &none), 0);
+    let (m, down) = grpc_call("Get", Some(14));
+    assert_eq!(fire(&m, &down), 1);
+    assert!(RuleSet::parse("r.toml", &rules.replace("13-14", "17")).is_err());
+}
+
+/// A failed gRPC call (HTTP 200, grpc-status not OK) is an error for the baselines and the
+/// entity profiles, as its HTTP equivalent.
+#[test]
+fn a_grpc_error_counts_as_its_http_equivalent() {
+    let red = Redactor::new(b"k");
+    for (code, want) in [
+        (Some(0), 200),
+        (None, 200),
+        (Some(14), 503),
+        (Some(13), 500),
+        (Some(5), 404),
+    ] {
+        let (meta, tx) = grpc_call("Get", code);
+        let auth = red.auth(tx.request.as_ref().expect("request"));
+        let v = View::new(&meta, &tx, &auth, meta.src, "h", "POST /pkg.Svc/Get", "/x".into());
+        assert_eq!(v.status(), want, "grpc-status {code:?}");
+    }
+}

@@ -77,8 +77,15 @@ impl<'a> View<'a> {
         })
     }
 
+    /// The response status; for a gRPC call that failed (HTTP 200, grpc-status not OK), the
+    /// HTTP status its code maps to (UNAVAILABLE 503, NOT_FOUND 404...), so baselines and
+    /// entity profiles count a gRPC error as they count an HTTP one (SPEC §4b).
     pub fn status(&self) -> u16 {
-        self.tx.response.as_ref().map(|r| r.status).unwrap_or(0)
+        let s = self.tx.response.as_ref().map(|r| r.status).unwrap_or(0);
+        match self.tx.grpc.as_deref().and_then(|g| g.http_status()) {
+            Some(e) if s == 200 => e,
+            _ => s,
+        }
     }
 
     /// This transaction as alert evidence.
@@ -254,6 +261,10 @@ impl<'a> View<'a> {
             Cond::Path(g) => g.matches(&crate::redact::percent_decode_lossy(self.path)),
             Cond::Endpoint(g) => g.matches(self.endpoint),
             Cond::Status(rs) => r.is_some_and(|r| rs.iter().any(|(a, b)| (*a..=*b).contains(&r.status))),
+            Cond::GrpcStatus(rs) => {
+                let code = self.tx.grpc.as_deref().and_then(|g| g.status);
+                code.is_some_and(|c| rs.iter().any(|(a, b)| (*a..=*b).contains(&c)))
+            }
             Cond::HeaderPresent(h) => self.header(h).is_some(),
             Cond::HeaderAbsent(h) => self.header(h).is_none(),
             Cond::HeaderMatch(h, re) => self.header(h).is_some_and(|v| re.is_match(v)),

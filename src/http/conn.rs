@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use super::half::{Events, Half, ReqKind, Role};
 use super::{HttpAnomaly, HttpConfig, Message, Transaction};
 use crate::capture::Ts;
+use crate::http2::{self, H2Conn, Start};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReqState {
@@ -91,6 +92,16 @@ pub struct Conn {
     client: Option<usize>,
     q: Q,
     deferred: Option<Deferred>,
+    /// The connection speaks HTTP/2 (preface, `Upgrade: h2c`, or its frame layout): every
+    /// byte from then on goes there.
+    h2: Option<Box<H2Conn>>,
+    /// Bytes of each direction handed to a tentative `h2` (given back to HTTP/1 if it fails).
+    h2_bytes: [u64; 2],
+    /// A frame layout was taken for HTTP/2 and was not: never again on this connection.
+    h2_failed: bool,
+    /// The tentative `h2` began at the first byte of a direction (so, if it fails, the
+    /// connection started with binary bytes: not HTTP/1 either).
+    h2_at_start: bool,
 }
 
 /// Everything but the two parsers, so a parser can report into it while borrowed.
@@ -131,6 +142,10 @@ impl Conn {
             halves: [Half::new(role(0)), Half::new(role(1))],
             client,
             deferred: None,
+            h2: None,
+            h2_bytes: [0; 2],
+            h2_failed: false,
+            h2_at_start: false,
             q: Q {
                 pending: VecDeque::new(),
                 out: Vec::new(),
@@ -151,7 +166,12 @@ impl Conn {
     }
 
     pub fn client(&self) -> Option<usize> {
-        self.client
+        self.client.or_else(|| self.h2.as_ref().and_then(|h| h.client()))
+    }
+
+    /// HTTP/2 counters, when the connection turned out to speak it.
+    pub fn h2_stats(&self) -> Option<http2::H2Stats> {
+        self.h2.as_ref().map(|h| h.stats())
     }
 
     /// Responses skipped because their request had been evicted from a pipeline past its caps
@@ -160,28 +180,143 @@ impl Conn {
         self.q.evicted_responses
     }
 
-    /// The connection turned out not to speak HTTP.
+    /// The connection turned out not to speak HTTP (a frame layout taken for HTTP/2 that never
+    /// showed a request or a response counts too).
     pub fn not_http(&self) -> bool {
-        self.q.not_http
+        self.q.not_http || self.h2.as_ref().is_some_and(|h| h.tentative())
     }
 
     /// Finished transactions and anomalies since the last call.
     pub fn take(&mut self, txs: &mut Vec<Transaction>, anomalies: &mut Vec<HttpAnomaly>) {
         txs.append(&mut self.q.out);
         anomalies.append(&mut self.q.anomalies);
+        if let Some(h) = self.h2.as_mut() {
+            h.take(txs, anomalies);
+        }
     }
 
     pub fn has_output(&self) -> bool {
-        !self.q.out.is_empty() || !self.q.anomalies.is_empty()
+        !self.q.out.is_empty() || !self.q.anomalies.is_empty() || self.h2.as_ref().is_some_and(|h| h.has_output())
+    }
+
+    /// Before HTTP/1 parsing: does direction `dir` show HTTP/2 (the client preface at its start,
+    /// or, before either side spoke HTTP/1, the frame layout)? If so, switch and feed it.
+    fn detect_h2(&mut self, dir: usize, d: &[u8], ts: Ts, cfg: &HttpConfig) -> bool {
+        // Offset 0 is the connection's first byte only when the handshake was seen (a flow
+        // picked up mid-stream starts its offsets at the first byte captured).
+        let at_start = |c: &Conn, e: usize| c.halves[e].pos() == 0;
+        let known_start = |c: &Conn, e: usize| at_start(c, e) && c.client.is_some();
+        let fresh = !self.halves[0].ever_synced() && !self.halves[1].ever_synced();
+        let preface = at_start(self, dir) && http2::starts_preface(d);
+        let (client, skip) = if preface {
+            (Some(dir), 0)
+        } else if fresh && self.halves[dir].pos() < 1 << 20 {
+            // At a connection's first byte, HTTP/2 starts with the preface (a client) or a
+            // SETTINGS frame (a server); in the middle, the frame layout is looked for anywhere.
+            if known_start(self, dir) {
+                // a server's first frame is its SETTINGS (RFC 9113 §3.4); a client's first
+                // bytes would be the preface
+                if self.client == Some(dir) || !http2::starts_settings(d) {
+                    return false;
+                }
+                (self.client, 0)
+            } else {
+                match http2::find_frames(d, true) {
+                    Some(k) => (self.client, k),
+                    None => return false,
+                }
+            }
+        } else {
+            return false;
+        };
+        let start = |e: usize| {
+            let beginning = if e == dir {
+                preface || (skip == 0 && known_start(self, e))
+            } else {
+                at_start(self, e) && (preface || self.client.is_some())
+            };
+            if beginning { Start::Beginning } else { Start::Midstream }
+        };
+        let starts = [start(0), start(1)];
+        let mut h = H2Conn::new(client, starts, cfg);
+        if !preface {
+            h.set_tentative();
+        }
+        self.q.tunnel = true;
+        for half in &mut self.halves {
+            half.set_tunnel();
+        }
+        // a midstream direction finds the same frame again at the start of `d[skip..]`
+        h.data(dir, &d[skip..], ts, cfg);
+        self.h2 = Some(Box::new(h));
+        self.h2_bytes = [0; 2];
+        self.h2_bytes[dir] = d.len() as u64;
+        self.h2_at_start = starts[dir] == Start::Beginning;
+        self.h2_check();
+        true
+    }
+
+    /// A tentative HTTP/2 that broke the frame rules was something else: HTTP/1 parsing
+    /// resumes (resynchronising) after the bytes it had taken.
+    fn h2_check(&mut self) {
+        if !self.h2.as_ref().is_some_and(|h| h.failed()) {
+            return;
+        }
+        self.h2 = None;
+        self.h2_failed = true;
+        if self.h2_at_start {
+            // binary from the first byte, and not HTTP/2: not HTTP at all
+            self.q.not_http = true;
+            for half in &mut self.halves {
+                half.set_dead();
+            }
+            return;
+        }
+        self.q.tunnel = false;
+        for (half, n) in self.halves.iter_mut().zip(self.h2_bytes) {
+            half.resume(n);
+        }
+    }
+
+    /// After HTTP/1 parsing: a 101 answering `Upgrade: h2c` hands the connection to HTTP/2,
+    /// its request becoming stream 1's, with the server bytes after the 101 (`rest`).
+    fn upgrade_h2(&mut self, dir: usize, rest: &[u8], ts: Ts, cfg: &HttpConfig) {
+        let is_h2c = |t: &Transaction| {
+            t.response.as_ref().is_some_and(|r| {
+                r.status == 101
+                    && r.header("upgrade")
+                        .is_some_and(|u| u.trim().eq_ignore_ascii_case("h2c"))
+            })
+        };
+        let Some(i) = self.q.out.iter().rposition(is_h2c) else {
+            return;
+        };
+        let Some(client) = self.client else { return };
+        let t = self.q.out.remove(i);
+        let Some(req) = t.request else { return };
+        let mut h = H2Conn::upgraded(client, req, cfg);
+        if dir != client && !rest.is_empty() {
+            h.data(dir, rest, ts, cfg);
+        }
+        self.h2 = Some(Box::new(h));
     }
 
     /// Bytes of direction `dir`. `ack_off`: the offset of the other direction's stream that this
     /// packet acknowledges (used when `dir` carries responses).
     pub fn data(&mut self, dir: usize, d: &[u8], ts: Ts, ack_off: Option<u64>, cfg: &HttpConfig) {
+        if let Some(h) = self.h2.as_mut() {
+            h.data(dir, d, ts, cfg);
+            self.h2_bytes[dir & 1] += d.len() as u64;
+            self.h2_check();
+            return;
+        }
         if self.q.tunnel {
             return;
         }
         let dir = dir & 1;
+        if self.deferred.is_none() && !self.h2_failed && self.detect_h2(dir, d, ts, cfg) {
+            return;
+        }
         if self.should_defer(dir, ack_off) {
             self.defer(dir, ts, Held::Data(d.to_vec(), ack_off), ack_off, cfg);
             return;
@@ -195,11 +330,20 @@ impl Conn {
         self.q.req_head_partial = self
             .client
             .is_some_and(|c| c != dir && self.halves[c].head_in_progress());
-        self.halves[dir].feed(d, ts, cfg, &mut self.q);
+        let rest = self.halves[dir].feed(d, ts, cfg, &mut self.q);
         self.after(dir);
+        if self.q.tunnel && self.h2.is_none() {
+            self.upgrade_h2(dir, &d[d.len() - rest..], ts, cfg);
+        }
     }
 
     pub fn gap(&mut self, dir: usize, n: u64, ts: Ts, cfg: &HttpConfig) {
+        if let Some(h) = self.h2.as_mut() {
+            h.gap(dir, n, ts);
+            self.h2_bytes[dir & 1] += n;
+            self.h2_check();
+            return;
+        }
         if self.q.tunnel {
             return;
         }
@@ -215,6 +359,10 @@ impl Conn {
     }
 
     pub fn eof(&mut self, dir: usize, ts: Ts, cfg: &HttpConfig) {
+        if let Some(h) = self.h2.as_mut() {
+            h.eof(dir, ts);
+            return;
+        }
         // Whatever waited for the other side is processed before a side closes.
         self.release(cfg);
         self.note_partial_request(dir & 1);
@@ -308,6 +456,9 @@ impl Conn {
     /// End of the flow: close both directions and emit everything still pending, requests
     /// without responses included.
     pub fn flush(&mut self, ts: Ts, cfg: &HttpConfig) {
+        if let Some(h) = self.h2.as_mut() {
+            h.flush(ts);
+        }
         self.release(cfg);
         // Responses first: a close-delimited response ends with the connection.
         let order = match self.client {

@@ -178,7 +178,9 @@ impl Half {
         self.pos
     }
 
-    pub fn feed(&mut self, mut d: &[u8], ts: Ts, cfg: &HttpConfig, ev: &mut dyn Events) {
+    /// Parse `d`. Returns how many bytes at its end were left unparsed because the connection
+    /// switched protocols (Upgrade, CONNECT) or is not HTTP.
+    pub fn feed(&mut self, mut d: &[u8], ts: Ts, cfg: &HttpConfig, ev: &mut dyn Events) -> usize {
         self.pos += d.len() as u64;
         let end_pos = self.pos;
         while !d.is_empty() {
@@ -188,12 +190,30 @@ impl Half {
                 St::SkipHead(nl) => self.skip_head(nl, &mut d, ts, end_pos, cfg, ev),
                 St::Resync => {
                     if !self.resync(&mut d, ev) {
-                        return;
+                        return 0;
                     }
                 }
-                St::Tunnel | St::Dead => return,
+                St::Tunnel | St::Dead => return d.len(),
             }
         }
+        0
+    }
+
+    /// Parse again after `n` bytes were handled elsewhere (a connection taken for HTTP/2 by its
+    /// frame layout that turned out not to be): look for the next message start.
+    pub fn resume(&mut self, n: u64) {
+        self.pos += n;
+        self.buf.clear();
+        if self.st != St::Dead {
+            self.st = St::Resync;
+        }
+        // as after a gap: the next chunk may start a message
+        self.line_start = true;
+    }
+
+    /// Has this direction ever found an HTTP/1 message start?
+    pub fn ever_synced(&self) -> bool {
+        self.ever_synced
     }
 
     /// `n` bytes were lost at the current position.

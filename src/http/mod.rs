@@ -68,6 +68,8 @@ pub struct Message {
     pub truncated: bool,
     /// An HTTP/0.9 message: a request line without a version, or a reply without a head.
     pub http09: bool,
+    /// An HTTP/2 message (a stream's header block and DATA, see [`crate::http2`]).
+    pub h2: bool,
 }
 
 impl Message {
@@ -110,6 +112,7 @@ impl Message {
 
     pub fn protocol(&self) -> &'static str {
         match (self.http09, self.minor) {
+            _ if self.h2 => "HTTP/2",
             (true, _) => "HTTP/0.9",
             (_, 0) => "HTTP/1.0",
             _ => "HTTP/1.1",
@@ -127,6 +130,8 @@ pub struct Transaction {
     pub gap: bool,
     /// A message ended before its framing said it would.
     pub truncated: bool,
+    /// A gRPC call's summary (HTTP/2 with `content-type: application/grpc*`).
+    pub grpc: Option<Box<crate::http2::grpc::Grpc>>,
 }
 
 impl Transaction {
@@ -139,6 +144,7 @@ impl Transaction {
             response,
             gap,
             truncated,
+            grpc: None,
         }
     }
 
@@ -192,6 +198,17 @@ pub enum HttpAnomaly {
     /// A response to a request never seen announced a body, and a status line followed at
     /// once: taken as a bodiless response (a HEAD) followed by the next one.
     ResponseWithoutBody,
+    /// An HTTP/2 frame that breaks RFC 9113 (stream id, length, padding, order of a header
+    /// block's frames): the direction resynchronises on the frame layout.
+    H2Frame,
+    /// A header block of more than 256 CONTINUATION frames or `max_head` bytes: dropped.
+    H2ContinuationFlood,
+    /// More open HTTP/2 streams than `max_pending`: the oldest is reported as it is.
+    H2TooManyStreams,
+    /// A header block HPACK cannot decode: the direction's table becomes unknown.
+    HpackError,
+    /// A dynamic table size update above what the peer allowed (or above our cap).
+    HpackTableSize,
 }
 
 impl HttpAnomaly {
@@ -217,6 +234,11 @@ impl HttpAnomaly {
             HttpAnomaly::JunkBeforeMessage => "JUNK_BEFORE_MESSAGE",
             HttpAnomaly::ChunkSizeOverflow => "CHUNK_SIZE_OVERFLOW",
             HttpAnomaly::ResponseWithoutBody => "RESPONSE_BODY_IS_NEXT_RESPONSE",
+            HttpAnomaly::H2Frame => "HTTP2_INVALID_FRAME",
+            HttpAnomaly::H2ContinuationFlood => "HTTP2_CONTINUATION_FLOOD",
+            HttpAnomaly::H2TooManyStreams => "HTTP2_TOO_MANY_STREAMS",
+            HttpAnomaly::HpackError => "HTTP2_HPACK_DECODE_ERROR",
+            HttpAnomaly::HpackTableSize => "HTTP2_HPACK_TABLE_SIZE_EXCEEDED",
         }
     }
 }

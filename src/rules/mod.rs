@@ -29,7 +29,8 @@
 //! `request_bytes`, `response_bytes`, `latency_ms` (`">1000"`, `"<10"`, `"100-200"`), `auth`
 //! (scheme or list; `none` for unauthenticated), `content_type` (glob on the request's,
 //! `response_content_type` on the response's), `detector` (a built-in classifier, see
-//! [`crate::detect`]).
+//! [`crate::detect`]), `grpc_status` (a gRPC call's status code: `5`, `"1-16"`, or a list;
+//! never matches a call without one, nor a request that is not gRPC).
 //!
 //! `threshold`: `count` (fires when more than `count` matches fall within `window` seconds),
 //! optionally `distinct` = the field whose distinct values are counted instead (`path.<param>`,
@@ -191,6 +192,8 @@ pub enum Cond {
     Path(Glob),
     Endpoint(Glob),
     Status(Vec<(u16, u16)>),
+    /// gRPC status codes (inclusive ranges).
+    GrpcStatus(Vec<(u32, u32)>),
     HeaderPresent(String),
     HeaderAbsent(String),
     HeaderMatch(String, Regex),
@@ -812,6 +815,32 @@ fn compile_cond(v: &Value, at: &str) -> Result<Cond, String> {
                     }
                 }
                 Cond::Status(out)
+            }
+            "grpc_status" => {
+                let items: Vec<String> = match v {
+                    Value::Integer(i) => vec![i.to_string()],
+                    Value::String(s) => vec![s.clone()],
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|x| match x {
+                            Value::Integer(i) => Some(i.to_string()),
+                            Value::String(s) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| format!("{here}: gRPC codes or ranges"))?,
+                    _ => return Err(format!("{here}: a gRPC code, a range \"1-16\" or a list")),
+                };
+                let mut out = Vec::new();
+                for it in items {
+                    let (a, b) = it.split_once('-').unwrap_or((&it, &it));
+                    let p = |x: &str| x.trim().parse::<u32>().ok().filter(|c| *c <= 16);
+                    match (p(a), p(b)) {
+                        (Some(a), Some(b)) if a <= b => out.push((a, b)),
+                        _ => return Err(format!("{here}: {it:?} is not a gRPC code (0-16) or a range")),
+                    }
+                }
+                Cond::GrpcStatus(out)
             }
             "header" => Cond::All(
                 strs()?
