@@ -311,16 +311,8 @@ impl Formatter {
 
         // http: EVE's fields
         out.extend_from_slice(b",\"http\":{");
-        let mut first = true;
-        let mut key = |out: &mut Vec<u8>, k: &str| {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.push(b'"');
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(b"\":");
-        };
+        let mut keys = Keys::default();
+        let mut key = |out: &mut Vec<u8>, k: &str| keys.key(out, k);
         let (hostname, http_port) = q
             .and_then(|m| m.header("host"))
             .map(split_host_port)
@@ -409,16 +401,8 @@ impl Formatter {
 
         // api: apitap's own
         out.extend_from_slice(b"},\"api\":{");
-        let mut first = true;
-        let mut key = |out: &mut Vec<u8>, k: &str| {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.push(b'"');
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(b"\":");
-        };
+        let mut keys = Keys::default();
+        let mut key = |out: &mut Vec<u8>, k: &str| keys.key(out, k);
         if let Some(m) = q {
             key(out, "path");
             js(out, target_path(&m.uri));
@@ -458,7 +442,7 @@ impl Formatter {
         out.extend_from_slice(if tx.truncated { b"true" } else { b"false" });
         key(out, "times");
         out.push(b'{');
-        let mut first_t = true;
+        let mut times = Keys::default();
         for (k, t) in [
             ("request_start", q.map(|m| m.start)),
             ("request_end", q.map(|m| m.end)),
@@ -466,13 +450,8 @@ impl Formatter {
             ("response_end", r.map(|m| m.end)),
         ] {
             let Some(t) = t else { continue };
-            if !first_t {
-                out.push(b',');
-            }
-            first_t = false;
+            times.key(out, k);
             out.push(b'"');
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(b"\":\"");
             push_ts(out, t);
             out.push(b'"');
         }
@@ -513,6 +492,25 @@ impl Formatter {
 }
 
 pub use crate::util::{fmt_ts, split_host_port, target_path};
+
+/// The keys of one JSON object written by hand: `"key":`, with a comma before all but the
+/// first.
+#[derive(Default)]
+struct Keys {
+    some: bool,
+}
+
+impl Keys {
+    fn key(&mut self, out: &mut Vec<u8>, k: &str) {
+        if self.some {
+            out.push(b',');
+        }
+        self.some = true;
+        out.push(b'"');
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b"\":");
+    }
+}
 
 /// `endpoint`, `alert` and `entity` lines: rarer than `http`, built as JSON values.
 impl Formatter {
