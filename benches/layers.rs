@@ -208,7 +208,8 @@ fn bench_analysis(c: &mut Criterion) {
                 ("User-Agent".into(), "okhttp/4.11.0".into()),
                 ("Authorization".into(), "Bearer abc.def.ghi".into()),
                 ("Content-Type".into(), "application/json".into()),
-            ],
+            ]
+            .into(),
             body: body.to_vec(),
             body_len: body.len() as u64,
             start: i * 1_000_000,
@@ -218,7 +219,7 @@ fn bench_analysis(c: &mut Criterion) {
         };
         let r = Message {
             status: 200,
-            headers: vec![("Content-Type".into(), "application/json".into())],
+            headers: vec![("Content-Type".into(), "application/json".into())].into(),
             body: resp.to_vec(),
             body_len: resp.len() as u64,
             start: i * 1_000_000 + 500_000,

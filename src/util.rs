@@ -168,6 +168,16 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// The strings one after the other, in one allocation (`format!` costs ten times more for
+/// the same result on a per-transaction path).
+pub fn concat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
+}
+
 /// The path of a request target: without query or fragment, and for the absolute form
 /// (`http://user:pass@host/p`, proxies) without scheme, credentials and authority.
 pub fn target_path(uri: &str) -> &str {

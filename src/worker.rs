@@ -262,7 +262,7 @@ impl Worker {
                         Some(e) => Some(*e),
                         None => crate::catalog::endpoint_of(tx, meta),
                     };
-                    let endpoint = ep.as_ref().map(|(_, m, t)| format!("{m} {t}"));
+                    let endpoint = ep.as_ref().map(|(_, m, t)| crate::util::concat(&[m, " ", t]));
                     let analyse = self.catalog.is_some() || self.engine.is_some();
                     if let (Some((host, m, t)), Some(endpoint), true) = (&ep, &endpoint, analyse) {
                         let tx: &crate::http::Transaction = tx;

@@ -136,14 +136,14 @@ proptest! {
         let q = apitap::http::Message {
             method: "POST".into(),
             uri,
-            headers: vec![("User-Agent".into(), hv.clone()), ("Content-Type".into(), "application/json".into()), ("Referer".into(), hv)],
+            headers: vec![("User-Agent".into(), hv.clone()), ("Content-Type".into(), "application/json".into()), ("Referer".into(), hv)].into(),
             body_len: body.len() as u64,
             body: body.clone(),
             ..Default::default()
         };
         let r = apitap::http::Message {
             status: 200,
-            headers: vec![("Content-Type".into(), "text/plain".into())],
+            headers: vec![("Content-Type".into(), "text/plain".into())].into(),
             body_len: body.len() as u64,
             body,
             ..Default::default()

@@ -712,12 +712,12 @@ mod tests {
         let q = Message {
             method: method.into(),
             uri: uri.into(),
-            headers: vec![("Host".into(), "api.example".into())],
+            headers: vec![("Host".into(), "api.example".into())].into(),
             ..Default::default()
         };
         let r = Message {
             status,
-            headers: vec![("Content-Type".into(), ct.into())],
+            headers: vec![("Content-Type".into(), ct.into())].into(),
             body: body.as_bytes().to_vec(),
             body_len: body.len() as u64,
             ..Default::default()
@@ -840,7 +840,7 @@ mod tests {
         let long = format!("/a/{}/b", "x".repeat(40_000));
         let mut t = tx("GET", &long, 200, "", "text/plain");
         if let Some(q) = t.request.as_mut() {
-            q.headers = vec![("Host".into(), "h".repeat(10_000))];
+            q.headers = vec![("Host".into(), "h".repeat(10_000))].into();
             q.method = "M".repeat(500);
         }
         let (h, m, tpl) = endpoint_of(&t, &meta(1)).expect("endpoint");

@@ -220,7 +220,7 @@ impl Inputs {
         parts.push(("path".to_string(), normalize(path)));
         for (k, v) in crate::redact::query_pairs(query) {
             let k = normalize(k);
-            parts.push((format!("query:{k}"), normalize(v)));
+            parts.push((crate::util::concat(&["query:", &k]), normalize(v)));
             if k.contains(['$', '[', '(', '<', '\'']) {
                 parts.push(("query-name".to_string(), k));
             }
@@ -242,14 +242,14 @@ impl Inputs {
             if payload::skipped(&v) && !ssrf::READS_HEADERS.contains(&n.as_str()) {
                 continue;
             }
-            parts.push((format!("header:{n}"), v));
+            parts.push((crate::util::concat(&["header:", &n]), v));
         }
         if !q.body.is_empty() {
             let text = String::from_utf8_lossy(&q.body);
             let ct = q.header("content-type").unwrap_or("").to_ascii_lowercase();
             if ct.contains("x-www-form-urlencoded") {
                 for (k, v) in crate::redact::query_pairs(&text) {
-                    parts.push((format!("body:{}", normalize(k)), normalize(v)));
+                    parts.push((crate::util::concat(&["body:", &normalize(k)]), normalize(v)));
                 }
             } else if text.trim_start().starts_with(['{', '[']) {
                 // JSON: the values the application reads, not the quotes and braces around
@@ -294,7 +294,7 @@ pub fn json_strings(text: &str, out: &mut Vec<(String, String)>) -> bool {
         let v = normalize(raw);
         let inert = v.len() < 3 || payload::inert(&v) || payload::words(&v);
         if !inert || (v.len() >= 3 && urlish_key(key)) {
-            out.push((format!("body:{key}"), v));
+            out.push((crate::util::concat(&["body:", key]), v));
         }
     };
     while i < b.len() {
@@ -655,7 +655,7 @@ mod input_tests {
         let q = Message {
             method: "POST".into(),
             uri: "/api/search".into(),
-            headers: h,
+            headers: h.into(),
             body_len: body.len() as u64,
             body: body.as_bytes().to_vec(),
             ..Default::default()
@@ -759,7 +759,7 @@ mod input_tests {
         let q = Message {
             method: "GET".into(),
             uri: "/activityi;src=4378683;type=invmedia;cat=abcdef;ord=1;num=12345?".into(),
-            headers: vec![("Host".into(), "ad.example".into())],
+            headers: vec![("Host".into(), "ad.example".into())].into(),
             ..Default::default()
         };
         let tx = Transaction::new(Some(q), None, false);
@@ -783,7 +783,7 @@ mod site_tests {
         let q = Message {
             method: "GET".into(),
             uri: "/login?return_to=http%3A%2F%2F10.1.2.3%2Fcart&next=http://10.9.9.9:8443/a".into(),
-            headers: vec![("Host".into(), "shop.example.com".into())],
+            headers: vec![("Host".into(), "shop.example.com".into())].into(),
             ..Default::default()
         };
         let tx = Transaction::new(Some(q), None, false);
@@ -808,7 +808,7 @@ mod site_tests {
             let q = Message {
                 method: "GET".into(),
                 uri: format!("/fetch?url={url}"),
-                headers: vec![("Host".into(), host.into())],
+                headers: vec![("Host".into(), host.into())].into(),
                 ..Default::default()
             };
             let tx = Transaction::new(Some(q), None, false);

@@ -307,7 +307,7 @@ impl Engine {
         if let Some(f) = self.baselines.volume(v.client, ts, bytes, clean) {
             self.finding(client, f, Ctx::of(v), out);
         }
-        let key = format!("{} {}", v.host, v.endpoint);
+        let key = crate::util::concat(&[v.host, " ", v.endpoint]);
         let owner = if self.shards <= 1 {
             self.shard
         } else {

@@ -67,7 +67,7 @@ impl T {
         let q = Message {
             method: self.method.into(),
             uri: self.uri.clone(),
-            headers: self.req_headers.clone(),
+            headers: self.req_headers.clone().into(),
             body_len: self.req_body.len() as u64,
             body: self.req_body.clone(),
             start: self.ts,
@@ -77,7 +77,7 @@ impl T {
         };
         let r = Message {
             status: self.status,
-            headers: self.resp_headers.clone(),
+            headers: self.resp_headers.clone().into(),
             body_len: self.resp_body.len() as u64,
             body: self.resp_body.clone(),
             start: self.ts + self.latency_us * 1000,

@@ -9,7 +9,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::{HttpAnomaly, HttpConfig, Message, is_tchar, parse_version, starts_request, starts_response};
+use super::{Headers, HttpAnomaly, HttpConfig, Message, is_tchar, parse_version, starts_request, starts_response};
 use crate::capture::Ts;
 
 /// Which kind of messages this direction carries.
@@ -1036,10 +1036,21 @@ fn parser_config(lenient: bool) -> httparse::ParserConfig {
     c
 }
 
-fn owned_headers(h: &[httparse::Header<'_>]) -> Vec<(String, String)> {
-    h.iter()
-        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).trim().to_string()))
-        .collect()
+fn owned_headers(h: &[httparse::Header<'_>]) -> Headers {
+    let bytes = h.iter().map(|h| h.name.len() + h.value.len()).sum();
+    let mut out = Headers::with_capacity(h.len(), bytes);
+    for h in h {
+        push_value(&mut out, h.name, h.value);
+    }
+    out
+}
+
+/// A header line with its value trimmed and made UTF-8 (invalid bytes replaced).
+fn push_value(out: &mut Headers, name: &str, value: &[u8]) {
+    match std::str::from_utf8(value) {
+        Ok(v) => out.push(name, v.trim()),
+        Err(_) => out.push(name, String::from_utf8_lossy(value).trim()),
+    }
 }
 
 /// httparse on an ordinary head: the message and the head's length; `Ok(None)` when the
@@ -1100,7 +1111,7 @@ fn masked(b: u8) -> bool {
 /// Headers of a head whose start line or header bytes httparse refuses: the header block is
 /// copied behind a plain request line with control bytes masked, parsed by httparse (invalid
 /// lines skipped, obs-fold tolerated), and each value taken back from the original bytes.
-fn lenient_headers(block: &[u8], role: Role, ev: &mut dyn Events) -> Result<Vec<(String, String)>, HttpAnomaly> {
+fn lenient_headers(block: &[u8], role: Role, ev: &mut dyn Events) -> Result<Headers, HttpAnomaly> {
     const LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
     let mut copy = Vec::with_capacity(LINE.len() + block.len());
     copy.extend_from_slice(LINE);
@@ -1122,7 +1133,7 @@ fn lenient_headers(block: &[u8], role: Role, ev: &mut dyn Events) -> Result<Vec<
     let mut resp = httparse::Response::new(&mut []);
     match parser_config(true).parse_response_with_uninit_headers(&mut resp, &copy, &mut hs) {
         Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Ok(Vec::new()),
+        Ok(httparse::Status::Partial) => return Ok(Headers::default()),
         Err(httparse::Error::TooManyHeaders) => return Err(HttpAnomaly::TooManyHeaders),
         Err(_) => {
             return Err(match role {
@@ -1132,15 +1143,13 @@ fn lenient_headers(block: &[u8], role: Role, ev: &mut dyn Events) -> Result<Vec<
         }
     }
     let base = copy.as_ptr() as usize + LINE.len();
-    Ok(resp
-        .headers
-        .iter()
-        .map(|h| {
-            let off = (h.value.as_ptr() as usize).saturating_sub(base);
-            let v = block.get(off..off + h.value.len()).unwrap_or(h.value);
-            (h.name.to_string(), String::from_utf8_lossy(v).trim().to_string())
-        })
-        .collect())
+    let mut out = Headers::with_capacity(resp.headers.len(), block.len());
+    for h in resp.headers.iter() {
+        let off = (h.value.as_ptr() as usize).saturating_sub(base);
+        let v = block.get(off..off + h.value.len()).unwrap_or(h.value);
+        push_value(&mut out, h.name, v);
+    }
+    Ok(out)
 }
 
 /// A Content-Length value: decimal digits only (no sign), at most 2^63-1 (as nginx's off_t).

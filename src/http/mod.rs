@@ -41,6 +41,111 @@ impl Default for HttpConfig {
     }
 }
 
+/// A message's header lines in the order they came: every name and value in one buffer
+/// (two allocations per message, not two per line; a head is at most `max_head` bytes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    buf: String,
+    /// Per line: where its name ends (its value starts there) and where its value ends. A
+    /// name starts where the line before ended.
+    ends: Vec<(u32, u32)>,
+}
+
+impl Headers {
+    pub fn with_capacity(lines: usize, bytes: usize) -> Headers {
+        Headers {
+            buf: String::with_capacity(bytes),
+            ends: Vec::with_capacity(lines),
+        }
+    }
+
+    pub fn push(&mut self, name: &str, value: &str) {
+        self.buf.push_str(name);
+        let n = self.buf.len() as u32;
+        self.buf.push_str(value);
+        self.ends.push((n, self.buf.len() as u32));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes of names and values.
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Line `i`: (name, value).
+    pub fn get(&self, i: usize) -> Option<(&str, &str)> {
+        let &(n, v) = self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
+        Some((&self.buf[start as usize..n as usize], &self.buf[n as usize..v as usize]))
+    }
+
+    pub fn iter(&self) -> HeaderIter<'_> {
+        HeaderIter { h: self, i: 0 }
+    }
+}
+
+pub struct HeaderIter<'a> {
+    h: &'a Headers,
+    i: usize,
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        let r = self.h.get(self.i)?;
+        self.i += 1;
+        Some(r)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.h.len() - self.i;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for HeaderIter<'_> {}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = (&'a str, &'a str);
+    type IntoIter = HeaderIter<'a>;
+
+    fn into_iter(self) -> HeaderIter<'a> {
+        self.iter()
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(it: I) -> Headers {
+        let mut h = Headers::default();
+        for (n, v) in it {
+            h.push(n.as_ref(), v.as_ref());
+        }
+        h
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> Extend<(N, V)> for Headers {
+    fn extend<I: IntoIterator<Item = (N, V)>>(&mut self, it: I) {
+        for (n, v) in it {
+            self.push(n.as_ref(), v.as_ref());
+        }
+    }
+}
+
+impl From<Vec<(String, String)>> for Headers {
+    fn from(v: Vec<(String, String)>) -> Headers {
+        v.into_iter().collect()
+    }
+}
+
 /// A parsed request or response. Owned: it leaves the capture thread inside a transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Message {
@@ -53,7 +158,7 @@ pub struct Message {
     pub reason: String,
     /// Minor version: `HTTP/1.<minor>`.
     pub minor: u8,
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// Body bytes on the wire after removing chunked framing (still content-encoded).
     pub body_len: u64,
     /// The first `body_depth` bytes of the body, decoded if it was gzip/deflate.
@@ -98,7 +203,7 @@ impl Message {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// Every value of this header, in the order the lines came (a proxy appends its own
@@ -107,7 +212,7 @@ impl Message {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     pub fn protocol(&self) -> &'static str {
@@ -409,5 +514,46 @@ mod tests {
         assert_eq!(parse_version(b"HTTP/1.01"), Some((1, 1)));
         assert_eq!(parse_version(b"http/1.9"), Some((1, 9)));
         assert_eq!(parse_version(b"HTTP/1"), None);
+    }
+
+    #[test]
+    fn headers_keep_lines_in_order_with_empty_and_repeated_ones() {
+        let mut h = Headers::default();
+        assert!(h.is_empty() && h.get(0).is_none() && h.iter().next().is_none());
+        h.push("Host", "api.example");
+        h.push("X-Empty", "");
+        h.push("", "");
+        h.push("X-Forwarded-For", "10.0.0.1");
+        h.push("x-forwarded-for", "naïve ☃");
+        let lines: Vec<_> = h.iter().collect();
+        assert_eq!(
+            lines,
+            [
+                ("Host", "api.example"),
+                ("X-Empty", ""),
+                ("", ""),
+                ("X-Forwarded-For", "10.0.0.1"),
+                ("x-forwarded-for", "naïve ☃")
+            ]
+        );
+        assert_eq!(h.len(), 5);
+        assert_eq!(h.iter().len(), 5);
+        assert_eq!(h.get(4), Some(("x-forwarded-for", "naïve ☃")));
+        assert!(h.get(5).is_none());
+        let m = Message {
+            headers: h.clone(),
+            ..Message::default()
+        };
+        assert_eq!(m.header("x-empty"), Some(""));
+        assert_eq!(
+            m.header_values("X-FORWARDED-FOR").collect::<Vec<_>>(),
+            ["10.0.0.1", "naïve ☃"]
+        );
+        let from: Headers = lines
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into();
+        assert_eq!(from, h);
     }
 }

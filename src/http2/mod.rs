@@ -29,7 +29,7 @@ mod huffman_table;
 use hashbrown::HashMap;
 
 use crate::capture::Ts;
-use crate::http::{HttpAnomaly, HttpConfig, Message, Transaction, worth_inspecting};
+use crate::http::{Headers, HttpAnomaly, HttpConfig, Message, Transaction, worth_inspecting};
 
 /// RFC 9113 §3.4 client connection preface.
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -886,12 +886,14 @@ impl Shared {
                 _ => headers.push((n, v)),
             }
         }
+        let bytes = headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
+        m.headers = Headers::with_capacity(headers.len() + 1, bytes + authority.as_ref().map_or(0, |a| a.len() + 4));
         if let Some(a) = authority
             && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host"))
         {
-            headers.insert(0, ("host".to_string(), a));
+            m.headers.push("host", &a);
         }
-        m.headers = headers;
+        m.headers.extend(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         if (!m.method.is_empty() && !m.uri.is_empty()) || (100..600).contains(&m.status) {
             // a request or a response: this is HTTP/2
             self.tentative = false;
@@ -914,7 +916,7 @@ impl Shared {
         match st.msg[dir].as_mut() {
             Some(prev) if !pseudo && (prev.status != 0 || !prev.method.is_empty()) => {
                 // trailers
-                prev.headers.extend(m.headers);
+                prev.headers.extend(m.headers.iter());
                 prev.gap |= m.gap;
                 prev.end = ts;
             }
