@@ -604,7 +604,48 @@ static TOOL_SET: std::sync::LazyLock<regex::RegexSet> = std::sync::LazyLock::new
 });
 
 pub fn scanner_tool(ua: &str) -> Option<&'static str> {
-    TOOL_SET.matches(ua).iter().next().map(|i| TOOLS[i].1)
+    tool_cache::get(ua, |ua| TOOL_SET.matches(ua).iter().next().map(|i| TOOLS[i].1))
+}
+
+/// The answers for the user agents seen lately (per thread; exact, direct-mapped): a client
+/// sends the same User-Agent on every call, and the pattern set costs ~1.5k instructions a
+/// look.
+mod tool_cache {
+    use std::cell::RefCell;
+
+    const SLOTS: usize = 1024;
+    const MAX: usize = 512;
+
+    type Slot = Option<(Box<str>, Option<&'static str>)>;
+
+    thread_local! {
+        static SEEN: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn get(ua: &str, look: impl FnOnce(&str) -> Option<&'static str>) -> Option<&'static str> {
+        if ua.len() > MAX {
+            return look(ua);
+        }
+        let i = ua
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)) as usize
+            % SLOTS;
+        if let Some(hit) = SEEN.with(|s| match s.borrow().get(i) {
+            Some(Some((k, v))) if &**k == ua => Some(*v),
+            _ => None,
+        }) {
+            return hit;
+        }
+        let v = look(ua);
+        SEEN.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.is_empty() {
+                s.resize(SLOTS, None);
+            }
+            s[i] = Some((ua.into(), v));
+        });
+        v
+    }
 }
 
 #[cfg(test)]
@@ -619,6 +660,9 @@ mod tests {
         assert_eq!(scanner_tool("sqlmap/1.7.2#stable (https://sqlmap.org)"), Some("sqlmap"));
         assert_eq!(scanner_tool("Mozilla/5.0 (Hydra)"), Some("hydra"));
         assert_eq!(scanner_tool("Fuzz Faster U Fool v1.1.0"), Some("ffuf"));
+        assert_eq!(scanner_tool("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"), None);
+        // asked again: the cached answers are the same
+        assert_eq!(scanner_tool("sqlmap/1.7.2#stable (https://sqlmap.org)"), Some("sqlmap"));
         assert_eq!(scanner_tool("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"), None);
         assert_eq!(normalize("%2527%20OR+1%3D1"), "' or 1=1");
     }

@@ -148,11 +148,24 @@ impl<'a> View<'a> {
             .map(|(_, v)| crate::redact::percent_decode_lossy(v).into_owned())
     }
 
-    pub(super) fn body_field(&self, name: &str) -> Option<String> {
+    fn has_query(&self, name: &str) -> bool {
+        let Some((_, qs)) = self.tx.request.as_ref().and_then(|q| q.uri.split_once('?')) else {
+            return false;
+        };
+        crate::redact::query_pairs(qs).any(|(k, _)| crate::redact::percent_decode_lossy(k) == name)
+    }
+
+    /// The JSON value at a dotted path of the request body.
+    fn body_value(&self, name: &str) -> Option<&serde_json::Value> {
         let mut v = self.json_body()?;
         for part in name.split('.') {
             v = v.get(part)?;
         }
+        Some(v)
+    }
+
+    pub(super) fn body_field(&self, name: &str) -> Option<String> {
+        let v = self.body_value(name)?;
         Some(match v {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -268,6 +281,12 @@ impl<'a> View<'a> {
             Cond::HeaderPresent(h) => self.header(h).is_some(),
             Cond::HeaderAbsent(h) => self.header(h).is_none(),
             Cond::HeaderMatch(h, re) => self.header(h).is_some_and(|v| re.is_match(v)),
+            Cond::Param(loc, name, None) => match loc {
+                // present: nothing to copy
+                ParamLoc::Query => self.has_query(name),
+                ParamLoc::Body => self.body_value(name).is_some(),
+                ParamLoc::Either => self.has_query(name) || self.body_value(name).is_some(),
+            },
             Cond::Param(loc, name, re) => {
                 let v = match loc {
                     ParamLoc::Query => self.query(name),
