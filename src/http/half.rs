@@ -1046,7 +1046,7 @@ fn owned_headers(h: &[httparse::Header<'_>]) -> Headers {
 }
 
 /// A header line with its value trimmed and made UTF-8 (invalid bytes replaced).
-fn push_value(out: &mut Headers, name: &str, value: &[u8]) {
+pub(super) fn push_value(out: &mut Headers, name: &str, value: &[u8]) {
     match std::str::from_utf8(value) {
         Ok(v) => out.push(name, v.trim()),
         Err(_) => out.push(name, String::from_utf8_lossy(value).trim()),
@@ -1204,4 +1204,5 @@ fn message_framing(m: &Message, ev: &mut dyn Events) -> Option<Framing> {
         return Some(Framing::Length(0));
     }
     cl.map(Framing::Length)
+
 }

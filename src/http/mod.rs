@@ -556,4 +556,25 @@ mod tests {
             .into();
         assert_eq!(from, h);
     }
+
+    #[test]
+    fn header_values_are_trimmed_as_str_trim_does() {
+        let cases: [&[u8]; 9] = [
+            b"  plain value \t",
+            b"\x0bvt\x0c\r\n",
+            b"",
+            b"   ",
+            b"a",
+            b" caf\xc3\xa9 \xe2\x80\x83",
+            b"\xff\xfe broken ",
+            b"\t x y \t",
+            b"\x1f ctl \x7f",
+        ];
+        for v in cases {
+            let mut h = Headers::default();
+            half::push_value(&mut h, "X", v);
+            let want = String::from_utf8_lossy(v).trim().to_string();
+            assert_eq!(h.get(0), Some(("X", want.as_str())), "{v:?}");
+        }
+    }
 }
