@@ -20,8 +20,10 @@
 #   * wrk -t1 -c4 (wrk-api.lua): API GETs and JSON POSTs, BENCH_API requests
 #     (default 5000)
 #   * curl: 40 URLs on one connection (static + API)
-# Every load generator is bounded by count and by time (wrk -d 15s,
-# timeout 90); the whole script takes about a minute.
+# Every load generator is bounded by count and by time (wrk -d BENCH_SECONDS,
+# default 15 s; timeout BENCH_SECONDS + 75); the whole script takes about a
+# minute with the defaults. A ~1.5 GB capture (as issue 13 measures):
+#   BENCH_STATIC=150000 BENCH_AB=30000 BENCH_API=20000 BENCH_SECONDS=120
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,6 +38,8 @@ OUTLOG=${OUTPCAP%.pcap}.access.jsonl
 BENCH_STATIC=${BENCH_STATIC:-20000}
 BENCH_AB=${BENCH_AB:-8000}
 BENCH_API=${BENCH_API:-5000}
+BENCH_SECONDS=${BENCH_SECONDS:-15}
+CLI_T=$((BENCH_SECONDS + 75))
 
 WORK=$(mktemp -d /tmp/apitap-bench.XXXXXX)
 on_exit() {
@@ -71,12 +75,12 @@ servers_start
 # linger before SIGINT lets libpcap hand over the last partial block.
 CAP_OPTS="-B 262144" cap_start "$OUTPCAP" "$SRV_IF"
 START=$(date +%s)
-CLI_TIMEOUT=90 cli env WRK_LIMIT=$((BENCH_STATIC / 2)) WRK_SEED=1 \
-    wrk -t2 -c16 -d15s -s "$HERE/wrk-static.lua" "$S" >"$WORK/wrk-static.log" &
+CLI_TIMEOUT=$CLI_T cli env WRK_LIMIT=$((BENCH_STATIC / 2)) WRK_SEED=1 \
+    wrk -t2 -c16 -d${BENCH_SECONDS}s -s "$HERE/wrk-static.lua" "$S" >"$WORK/wrk-static.log" &
 P1=$!
-CLI_TIMEOUT=90 cli ab -q -k -c 4 -n "$BENCH_AB" "$A/api/users/42" >"$WORK/ab.log" &
+CLI_TIMEOUT=$CLI_T cli ab -q -k -c 4 -n "$BENCH_AB" "$A/api/users/42" >"$WORK/ab.log" &
 P2=$!
-CLI_TIMEOUT=90 cli env WRK_LIMIT="$BENCH_API" wrk -t1 -c4 -d15s -s "$HERE/wrk-api.lua" "$A" \
+CLI_TIMEOUT=$CLI_T cli env WRK_LIMIT="$BENCH_API" wrk -t1 -c4 -d${BENCH_SECONDS}s -s "$HERE/wrk-api.lua" "$A" \
     >"$WORK/wrk-api.log" &
 P3=$!
 URLS=()
