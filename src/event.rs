@@ -225,7 +225,7 @@ impl Formatter {
                         crate::catalog::template::template(target_path(&m.uri)).0
                     )
                 });
-                self.http_line(meta, tx, auth, endpoint.as_deref(), out);
+                self.http_line(meta, tx, auth, endpoint.as_deref(), None, out);
                 return;
             }
             Event::Tick { .. } => return,
@@ -263,19 +263,20 @@ impl Formatter {
         let _ = out.write_all(b"\n");
     }
 
-    /// An `http` line with the auth and endpoint the worker already worked out.
+    /// An `http` line with the auth, endpoint and redacted URL the worker already worked out.
     pub fn write_http(
         &self,
         meta: &FlowMeta,
         tx: &Transaction,
         auth: crate::redact::Auth,
         endpoint: Option<&str>,
+        url: Option<&str>,
         out: &mut Vec<u8>,
     ) {
         if !self.types.has("http") {
             return;
         }
-        self.http_line(meta, tx, Some(auth), endpoint, out);
+        self.http_line(meta, tx, Some(auth), endpoint, url, out);
     }
 
     /// The `http` line, written field by field (the most frequent event: serde's generic
@@ -287,6 +288,7 @@ impl Formatter {
         tx: &Transaction,
         auth: Option<crate::redact::Auth>,
         endpoint: Option<&str>,
+        url: Option<&str>,
         out: &mut Vec<u8>,
     ) {
         use crate::util::{push_ip, push_json_str as js, push_ts, push_u64};
@@ -327,7 +329,10 @@ impl Formatter {
         }
         if let Some(m) = q {
             key(out, "url");
-            js(out, &self.redactor.url(&m.uri));
+            match url {
+                Some(u) => js(out, u),
+                None => js(out, &self.redactor.url(&m.uri)),
+            }
         }
         if let Some(ua) = q.and_then(|m| m.header("user-agent")) {
             key(out, "http_user_agent");

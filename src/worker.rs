@@ -264,13 +264,14 @@ impl Worker {
                     };
                     let endpoint = ep.as_ref().map(|(_, m, t)| crate::util::concat(&[m, " ", t]));
                     let analyse = self.catalog.is_some() || self.engine.is_some();
+                    // redacted once, for the analysis and the http line
+                    let red_url = tx.request.as_ref().map(|q| sh.fmt.redactor.url(&q.uri));
                     if let (Some((host, m, t)), Some(endpoint), true) = (&ep, &endpoint, analyse) {
                         let tx: &crate::http::Transaction = tx;
                         let client = client_ip(meta, tx, &sh.trusted);
-                        let url = tx
-                            .request
-                            .as_ref()
-                            .map(|q| crate::catalog::cap_str(sh.fmt.redactor.url(&q.uri).into_owned(), 512))
+                        let url = red_url
+                            .as_deref()
+                            .map(|u| crate::catalog::cap_str(u.to_string(), 512))
                             .unwrap_or_default();
                         let mut v = View::new(meta, tx, &auth, client, host, endpoint, url);
                         v.auth_bypass = *auth_bypass;
@@ -293,7 +294,7 @@ impl Worker {
                             engine.on_tx(&v, &mut self.outs, &mut self.cross_out);
                         }
                     }
-                    sh.fmt.write_http(meta, tx, auth, endpoint.as_deref(), bytes);
+                    sh.fmt.write_http(meta, tx, auth, endpoint.as_deref(), red_url.as_deref(), bytes);
                     self.flush_outs(bytes);
                 }
                 other => sh.fmt.write(other, bytes),
