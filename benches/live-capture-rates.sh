@@ -98,8 +98,9 @@ for m in $METHODS; do
     if run "$m" "$r"; then best=$r; else break; fi
   done
   # The best rate again: it stands only if every repeat is clean.
+  verdict=$best
   if [ "$best" != none ]; then
-    for _ in $(seq "$REPEAT"); do run "$m" "$best" || best="$best(dropped on repeat)"; done
+    for _ in $(seq "$REPEAT"); do run "$m" "$best" || verdict="$best, but it dropped on a repeat"; done
   fi
-  echo "# $m: highest drop-free rate: $best"
+  echo "# $m: highest drop-free rate: $verdict"
 done
