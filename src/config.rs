@@ -624,7 +624,7 @@ pub fn parse_quantity(text: &str, units: &[(&str, u64)]) -> Result<u64, String> 
         frac.parse().map_err(|_| too_big())?
     };
     let part = f * mult as u128;
-    if part % scale != 0 {
+    if !part.is_multiple_of(scale) {
         return Err(format!("{text:?} is not a whole number of {}", units[0].0));
     }
     let v = whole as u128 * mult as u128 + part / scale;

@@ -343,7 +343,7 @@ pub fn fanout_group(ifindex_seed: usize) -> u16 {
 /// A byte count as the configuration would write it: `"4MiB"`, `"3145728B"`.
 fn size_text(b: u64) -> String {
     for (unit, m) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if b >= m && b % m == 0 {
+        if b >= m && b.is_multiple_of(m) {
             return format!("{}{unit}", b / m);
         }
     }
