@@ -536,7 +536,7 @@ impl Capture {
             "flow": {
                 "active": self.flows.active(), "created": f.created, "closed": f.closed, "timed_out": f.timed_out,
                 "evicted": f.evicted, "midstream": f.midstream, "not_http": f.not_http, "reused": f.reused,
-                "pipeline_evicted_responses": f.pipeline_evicted_responses,
+                "pipeline_evicted_responses": f.pipeline_evicted_responses, "one_way": f.one_way,
             },
             "reassembly": {
                 "segments": r.segments, "bytes": r.bytes, "retransmits": r.retransmits, "overlaps": r.overlaps,
@@ -777,6 +777,41 @@ fn drop_privileges(user: &str) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The Prometheus endpoint of a live run (`metrics.listen`), whatever the capture method: it
+/// serves the very object the run writes as a `stats` event, taken about once a second.
+struct MetricsFeed {
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Stopped (and joined) on drop.
+    _server: crate::metrics::Server,
+    last: Option<Instant>,
+}
+
+impl MetricsFeed {
+    /// Bind the listen address, if one is set (a busy port: a usage error, before capture).
+    fn start(cfg: &Config) -> Result<Option<MetricsFeed>, AppError> {
+        let Some(a) = cfg.metrics_listen else {
+            return Ok(None);
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let server = crate::metrics::Server::start(a, metrics.clone())
+            .map_err(|e| AppError::Usage(format!("metrics {a}: cannot listen: {e}")))?;
+        info!("metrics at http://{}/metrics", server.addr);
+        Ok(Some(MetricsFeed {
+            metrics,
+            _server: server,
+            last: None,
+        }))
+    }
+
+    /// Publish `stats()` if the last snapshot is a second old (or there is none yet).
+    fn feed(&mut self, stats: impl FnOnce() -> serde_json::Value) {
+        if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            self.last = Some(Instant::now());
+            self.metrics.publish(stats());
+        }
+    }
+}
+
 /// Capture from interfaces until SIGINT/SIGTERM; then flush every flow and event and return.
 /// A full queue anywhere drops (and counts) rather than stall capture.
 pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
@@ -799,21 +834,11 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
             "live: no interface (use -i IFACE or capture.interfaces)".into(),
         ));
     }
-    if cfg.capture.method == crate::config::CaptureMethod::AfPacket {
-        if cfg.metrics_listen.is_some() {
-            tracing::warn!("metrics.listen: not served with capture.method = \"af_packet\" yet (libpcap only)");
-        }
-        return afpacket::live(cfg, sig);
-    }
     // Bound before capture starts: a busy port is a usage error, before any packet is read.
-    let metrics = cfg.metrics_listen.map(|_| Arc::new(crate::metrics::Metrics::default()));
-    let metrics_server = match (cfg.metrics_listen, &metrics) {
-        (Some(a), Some(m)) => Some(
-            crate::metrics::Server::start(a, m.clone())
-                .map_err(|e| AppError::Usage(format!("metrics {a}: cannot listen: {e}")))?,
-        ),
-        _ => None,
-    };
+    let mut metrics = MetricsFeed::start(cfg)?;
+    if cfg.capture.method == crate::config::CaptureMethod::AfPacket {
+        return afpacket::live(cfg, sig, metrics.as_mut());
+    }
     let (tx, rx) = bounded::<live::PacketBatch>(cfg.capture.queue);
     let mut readers = Vec::new();
     for i in &cfg.capture.interfaces {
@@ -830,9 +855,6 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     }
     drop(tx);
     info!("capturing on {}", cfg.capture.interfaces.join(", "));
-    if let Some(s) = &metrics_server {
-        info!("metrics at http://{}/metrics", s.addr);
-    }
     let mut p = Pipeline::start(cfg, Mode::Live, sig.reopen.clone())?;
     if let Some(u) = &cfg.user {
         if let Err(e) = drop_privileges(u) {
@@ -848,10 +870,6 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     let snap_iv = Duration::from_secs(cfg.snapshot_interval_s.max(1));
     let mut next_snapshot = Instant::now() + snap_iv;
     let mut last_tick = Instant::now();
-    // The last metrics snapshot (published every second on the same stats as the events).
-    let mut last_metrics = Instant::now()
-        .checked_sub(Duration::from_secs(1))
-        .unwrap_or_else(Instant::now);
     let mut res = Ok(());
     loop {
         if sig.poll_hup() {
@@ -900,11 +918,8 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
                     break;
                 }
             }
-            if let Some(m) = &metrics
-                && last_metrics.elapsed() >= Duration::from_secs(1)
-            {
-                last_metrics = Instant::now();
-                m.publish(cap.stats(&p, Some(&readers)));
+            if let Some(m) = &mut metrics {
+                m.feed(|| cap.stats(&p, Some(&readers)));
             }
             if cfg.stats_interval_s > 0 && Instant::now() >= next_stats {
                 next_stats = Instant::now() + iv;
@@ -929,7 +944,7 @@ pub fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     for r in readers {
         r.join();
     }
-    drop(metrics_server);
+    drop(metrics);
     info!("stopped capture on {}", names.join(", "));
     out
 }

@@ -166,8 +166,8 @@ interfaces = []
 bpf = ""
 # Bytes captured per packet.
 snaplen = 65535
-# Kernel capture buffer, bytes.
-buffer_size = 134217728
+# Kernel capture buffer (libpcap): bytes, or a size with a unit ("128MiB", "1 GiB", "512KiB").
+buffer_size = "128MiB"
 promiscuous = true
 # Deliver packets as they arrive instead of batching in the kernel.
 immediate = true
@@ -178,11 +178,15 @@ queue = 1024
 method = "pcap"
 # af_packet: capture threads per interface, each with its own ring, flows and HTTP state.
 threads = 1
-# af_packet: ring block size in bytes (a power of two, at least snaplen + 128), blocks per
-# ring, and milliseconds before the kernel hands over a block that is not full.
-block_size = 1048576
+# af_packet: ring block size: bytes, or a size with a unit (B, KiB, MiB, GiB; KB, MB, GB are
+# powers of ten), e.g. "1MiB", "4 MiB", 1048576. A power of two from 4KiB to 256MiB that holds
+# one snaplen packet and its 128-byte header.
+block_size = "1MiB"
+# af_packet: blocks per ring (2 to 65536; block_size x block_count at most 4GiB per ring).
 block_count = 64
-block_timeout = 10
+# af_packet: how long before the kernel hands over a block that is not full: milliseconds, or
+# a duration with a unit (ms, s, min), e.g. "10ms", "1s", 10. From 1ms to 10s.
+block_timeout = "10ms"
 
 [metrics]
 # Live: serve Prometheus metrics (text format) at http://LISTEN/metrics, e.g. "127.0.0.1:9157"
@@ -429,13 +433,14 @@ struct EntitySection {
 struct CaptureSection {
     method: Option<String>,
     threads: Option<usize>,
-    block_size: Option<u32>,
+    /// Sizes and durations: an integer in the base unit or a string with a unit.
+    block_size: Option<toml::Value>,
     block_count: Option<u32>,
-    block_timeout: Option<u32>,
+    block_timeout: Option<toml::Value>,
     interfaces: Option<Vec<String>>,
     bpf: Option<String>,
     snaplen: Option<u32>,
-    buffer_size: Option<u32>,
+    buffer_size: Option<toml::Value>,
     promiscuous: Option<bool>,
     immediate: Option<bool>,
     queue: Option<usize>,
@@ -571,6 +576,74 @@ impl Default for CaptureConfig {
 
 const SEC: u64 = 1_000_000_000;
 
+/// Units of a size, in bytes: binary (KiB = 1024) and decimal (KB = 1000), any case.
+pub const SIZE_UNITS: &[(&str, u64)] = &[
+    ("B", 1),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+    ("KB", 1_000),
+    ("MB", 1_000_000),
+    ("GB", 1_000_000_000),
+];
+
+/// Units of a duration, in milliseconds.
+pub const MS_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("min", 60_000)];
+
+/// A quantity with a unit from `units` (`"4 MiB"`, `"1.5s"`, `"10ms"`), in the base unit
+/// (the unit worth 1). A bare number is in the base unit; a fraction must come out whole
+/// (`"1.5KiB"` is 1536 bytes, `"0.5B"` is an error). Errors say what was wrong, not where.
+pub fn parse_quantity(text: &str, units: &[(&str, u64)]) -> Result<u64, String> {
+    let t = text.trim();
+    let num_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = (&t[..num_end], t[num_end..].trim());
+    let names = || units.iter().map(|u| u.0).collect::<Vec<_>>().join(", ");
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() && frac.is_empty() || frac.contains('.') || frac.len() > 9 {
+        return Err(format!("{text:?} is not a number with a unit ({})", names()));
+    }
+    let mult = if unit.is_empty() {
+        1
+    } else {
+        units
+            .iter()
+            .find(|u| u.0.eq_ignore_ascii_case(unit))
+            .map(|u| u.1)
+            .ok_or_else(|| format!("{text:?}: unknown unit {unit:?} (use {})", names()))?
+    };
+    let too_big = || format!("{text:?} is too large");
+    let whole: u64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| too_big())?
+    };
+    let scale = 10u128.pow(frac.len() as u32);
+    let f: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().map_err(|_| too_big())?
+    };
+    let part = f * mult as u128;
+    if !part.is_multiple_of(scale) {
+        return Err(format!("{text:?} is not a whole number of {}", units[0].0));
+    }
+    let v = whole as u128 * mult as u128 + part / scale;
+    u64::try_from(v).map_err(|_| too_big())
+}
+
+/// A TOML size or duration value: an integer in the base unit, or a string with a unit.
+fn quantity(v: &toml::Value, units: &[(&str, u64)]) -> Result<u64, String> {
+    match v {
+        toml::Value::Integer(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
+        toml::Value::String(s) => parse_quantity(s, units),
+        _ => Err(format!(
+            "must be an integer ({}) or a string with a unit, e.g. \"{}\"",
+            units[0].0,
+            if units[0].0 == "B" { "4MiB" } else { "10ms" }
+        )),
+    }
+}
+
 /// A metrics listen address: `HOST:PORT` with an IP address (`127.0.0.1:9157`, `[::1]:9157`).
 pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
     s.parse::<std::net::SocketAddr>()
@@ -654,7 +727,11 @@ impl Config {
                 cc.snaplen = v;
             }
             if let Some(v) = s.buffer_size {
-                cc.buffer_size = v;
+                let b = quantity(&v, SIZE_UNITS).map_err(|e| bad("capture.buffer_size", &e))?;
+                cc.buffer_size = u32::try_from(b)
+                    .ok()
+                    .filter(|b| *b > 0)
+                    .ok_or_else(|| bad("capture.buffer_size", "must be 1 byte to 4GiB - 1"))?;
             }
             if let Some(v) = s.promiscuous {
                 cc.promiscuous = v;
@@ -678,16 +755,23 @@ impl Config {
                 }
                 cc.threads = v;
             }
+            let ring_keys = s.block_size.is_some() || s.block_count.is_some() || s.block_timeout.is_some();
             if let Some(v) = s.block_size {
-                cc.block_size = v;
+                let b = quantity(&v, SIZE_UNITS).map_err(|e| bad("capture.block_size", &e))?;
+                crate::capture::afpacket::check_block_size(b, cc.snaplen)
+                    .map_err(|e| ConfigError(format!("{path}: {e}")))?;
+                cc.block_size = b as u32;
             }
             if let Some(v) = s.block_count {
                 cc.block_count = v;
             }
             if let Some(v) = s.block_timeout {
-                cc.block_timeout_ms = v;
+                let t = quantity(&v, MS_UNITS).map_err(|e| bad("capture.block_timeout", &e))?;
+                // Beyond u32: saturated, still out of range for the ring check below.
+                cc.block_timeout_ms = u32::try_from(t).unwrap_or(u32::MAX);
             }
-            if cc.method == CaptureMethod::AfPacket {
+            // Checked when set even with libpcap: `--method af_packet` may select them later.
+            if cc.method == CaptureMethod::AfPacket || ring_keys {
                 crate::capture::afpacket::check(&cc.ring()).map_err(|e| ConfigError(format!("{path}: {e}")))?;
             }
         }
@@ -1015,5 +1099,86 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.0.contains("reassembly.checksums"), "{}", e.0);
+    }
+
+    #[test]
+    fn sizes_and_durations_take_units() {
+        let sz = |t: &str| parse_quantity(t, SIZE_UNITS);
+        assert_eq!(sz("1MiB"), Ok(1 << 20));
+        assert_eq!(sz("4 MiB"), Ok(4 << 20));
+        assert_eq!(sz("256kib"), Ok(256 << 10));
+        assert_eq!(sz("1.5KiB"), Ok(1536));
+        assert_eq!(sz("2GB"), Ok(2_000_000_000));
+        assert_eq!(sz("4096"), Ok(4096));
+        assert_eq!(sz(" 64 B "), Ok(64));
+        assert!(sz("4 MB/s").unwrap_err().contains("unknown unit \"MB/s\""));
+        assert!(sz("MiB").unwrap_err().contains("not a number"));
+        assert!(sz("-1MiB").unwrap_err().contains("not a number"));
+        assert!(sz("1.2.3MiB").is_err());
+        assert!(sz("0.5B").unwrap_err().contains("whole number of B"));
+        assert!(sz("99999999999999999999").unwrap_err().contains("too large"));
+        assert!(sz("20000000000GiB").unwrap_err().contains("too large"));
+        let ms = |t: &str| parse_quantity(t, MS_UNITS);
+        assert_eq!(ms("10ms"), Ok(10));
+        assert_eq!(ms("1s"), Ok(1000));
+        assert_eq!(ms("1.5 s"), Ok(1500));
+        assert_eq!(ms("2min"), Ok(120_000));
+        assert_eq!(ms("25"), Ok(25));
+        assert!(ms("1h").unwrap_err().contains("use ms, s, min"));
+        assert!(ms("0.5ms").is_err());
+    }
+
+    #[test]
+    fn ring_settings_take_units_and_bad_ones_name_the_key() {
+        let c = Config::from_toml(
+            "a.toml",
+            "[capture]\nmethod = \"af_packet\"\nblock_size = \"4 MiB\"\nblock_timeout = \"1s\"\nbuffer_size = \"64MiB\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.capture.block_size, c.capture.block_timeout_ms, c.capture.buffer_size),
+            (4 << 20, 1000, 64 << 20)
+        );
+        let c = Config::from_toml("a.toml", "[capture]\nblock_size = 2097152\nblock_timeout = 50\n").unwrap();
+        assert_eq!((c.capture.block_size, c.capture.block_timeout_ms), (2 << 20, 50));
+        let d = Config::default().capture;
+        assert_eq!((d.block_size, d.block_count, d.block_timeout_ms), (1 << 20, 64, 10));
+        for (body, want) in [
+            (
+                "block_size = \"1 MB\"",
+                "capture.block_size: 1000000B is not a power of two",
+            ),
+            (
+                "block_size = \"1 furlong\"",
+                "capture.block_size: \"1 furlong\": unknown unit",
+            ),
+            ("block_size = 0", "capture.block_size: must be more than 0"),
+            ("block_size = \"8GiB\"", "capture.block_size: 8GiB is too large"),
+            ("block_size = \"999GiB\"", "capture.block_size: 999GiB is too large"),
+            ("block_size = \"32KiB\"", "cannot hold a 65535-byte packet"),
+            ("block_size = -4096", "capture.block_size: -4096 is negative"),
+            (
+                "block_size = 1.5",
+                "capture.block_size: must be an integer (B) or a string with a unit",
+            ),
+            ("block_timeout = \"0s\"", "capture.block_timeout: must be more than 0"),
+            ("block_timeout = \"1h\"", "capture.block_timeout: \"1h\": unknown unit"),
+            ("block_timeout = \"1min\"", "capture.block_timeout: 60000ms is too long"),
+            (
+                "buffer_size = \"4GiB\"",
+                "capture.buffer_size: must be 1 byte to 4GiB - 1",
+            ),
+        ] {
+            let e = Config::from_toml("a.toml", &format!("[capture]\nmethod = \"af_packet\"\n{body}\n"))
+                .err()
+                .unwrap_or_else(|| panic!("{body}: accepted"));
+            assert!(
+                e.0.starts_with("a.toml: ") && e.0.contains(want) && !e.0.contains('\n'),
+                "{body}: {}",
+                e.0
+            );
+        }
+        // Ring keys are checked even with libpcap (`--method af_packet` may pick them up).
+        assert!(Config::from_toml("a.toml", "[capture]\nblock_size = \"3MiB\"\n").is_err());
     }
 }

@@ -132,6 +132,11 @@ const COUNTERS: &[(&str, &str, &[&str])] = &[
         &["flow", "midstream"],
     ),
     (
+        "apitap_flows_one_way",
+        "TCP flows that ended with packets from one direction only.",
+        &["flow", "one_way"],
+    ),
+    (
         "apitap_flows_not_http",
         "TCP flows that carried no HTTP.",
         &["flow", "not_http"],
@@ -353,7 +358,39 @@ impl Collector for StatsCollector {
             MetricType::Counter,
             &["interface", "where"],
             &drops,
-        )
+        )?;
+        // af_packet: each ring of each interface (label ring = the capture thread's index).
+        for (name, help, key) in [
+            (
+                "apitap_ring_packets",
+                "af_packet: packets read from the ring.",
+                "packets",
+            ),
+            (
+                "apitap_ring_dropped_packets",
+                "af_packet: packets the kernel dropped because the ring was full (tp_drops).",
+                "kernel_dropped",
+            ),
+            (
+                "apitap_ring_queue_freezes",
+                "af_packet: times the kernel froze the ring's queue for want of a free block (tp_freeze_q_cnt).",
+                "freeze_q_cnt",
+            ),
+            (
+                "apitap_ring_one_way_flows",
+                "af_packet: flows the ring saw from one direction only.",
+                "one_way_flows",
+            ),
+        ] {
+            let mut rows: Vec<(Vec<String>, u64)> = Vec::new();
+            for (i, x) in ifs.as_object().into_iter().flatten() {
+                for (j, r) in x["rings"].as_array().into_iter().flatten().enumerate() {
+                    rows.push((vec![i.clone(), j.to_string()], r[key].as_u64().unwrap_or(0)));
+                }
+            }
+            family(&mut e, name, help, MetricType::Counter, &["interface", "ring"], &rows)?;
+        }
+        Ok(())
     }
 }
 
@@ -478,7 +515,10 @@ mod tests {
             "http": {"transactions": 5},
             "events": {"http": 5, "alert": 2},
             "drops": {"worker_queue": 0, "sinks": {"/tmp/e\"ve.json": {"written": 7, "dropped": 1, "queued": 2}}},
-            "interfaces": {"eth1": {"packets": 12, "kernel_dropped": 4}},
+            "interfaces": {"eth1": {"packets": 12, "kernel_dropped": 4},
+                "eth2": {"packets": 7, "kernel_dropped": 3, "rings": [
+                    {"packets": 5, "kernel_dropped": 1, "freeze_q_cnt": 0, "one_way_flows": 0},
+                    {"packets": 2, "kernel_dropped": 2, "freeze_q_cnt": 1, "one_way_flows": 0}]}},
             "decoder": {"skipped": {"not_ip": 2}},
         }));
         let t = m.render();
@@ -492,6 +532,11 @@ mod tests {
             "apitap_sink_written_events_total{sink=\"/tmp/e\\\"ve.json\"} 7\n",
             "apitap_sink_queue_batches{sink=\"/tmp/e\\\"ve.json\"} 2\n",
             "apitap_interface_dropped_packets_total{interface=\"eth1\",where=\"kernel\"} 4\n",
+            "apitap_interface_dropped_packets_total{interface=\"eth2\",where=\"kernel\"} 3\n",
+            "apitap_ring_packets_total{interface=\"eth2\",ring=\"0\"} 5\n",
+            "apitap_ring_dropped_packets_total{interface=\"eth2\",ring=\"1\"} 2\n",
+            "apitap_ring_queue_freezes_total{interface=\"eth2\",ring=\"1\"} 1\n",
+            "apitap_ring_one_way_flows_total{interface=\"eth2\",ring=\"0\"} 0\n",
             "apitap_decoder_skipped_packets_total{reason=\"not_ip\"} 2\n",
             "apitap_build_info{version=",
         ] {

@@ -1,5 +1,5 @@
-//! `capture.method = "af_packet"` with real parts: two network namespaces (`fl<N>-s`,
-//! `fl<N>-c`) joined by a veth pair; tcpreplay sends a bundled capture from the client side at
+//! `capture.method = "af_packet"` with real parts: two network namespaces (`afp<N>-s`,
+//! `afp<N>-c`) joined by a veth pair; tcpreplay sends a bundled capture from the client side at
 //! a bounded rate, `apitap live` reads the server side with 1 or 2 ring threads. The
 //! transactions must be those of an offline replay of the same file, whatever the thread count.
 //!
@@ -56,7 +56,7 @@ fn sh_quiet(cmd: &str) {
         .status();
 }
 
-/// `fl<n>-s` and `fl<n>-c` joined by veth `fl<n>s0` / `fl<n>c0` (no addresses: tcpreplay
+/// `afp<n>-s` and `afp<n>-c` joined by veth `afp<n>s0` / `afp<n>c0` (no addresses: tcpreplay
 /// writes frames as they are); removed on drop.
 struct Lab {
     tag: String,
@@ -64,7 +64,7 @@ struct Lab {
 
 impl Lab {
     fn new(n: u8) -> Lab {
-        let lab = Lab { tag: format!("fl{n}") };
+        let lab = Lab { tag: format!("afp{n}") };
         lab.down();
         let t = &lab.tag;
         sh(&format!(
@@ -91,6 +91,11 @@ impl Lab {
     /// Run `apitap live` on the server end with `args`, send `pcap` with tcpreplay at `pps`,
     /// stop it with SIGTERM; returns the events written.
     fn capture(&self, pcap: &Path, pps: u32, args: &[&str]) -> Vec<Value> {
+        self.capture_and(pcap, pps, args, || ())
+    }
+
+    /// [`Lab::capture`], calling `during` once tcpreplay is done, before apitap is stopped.
+    fn capture_and(&self, pcap: &Path, pps: u32, args: &[&str], during: impl FnOnce()) -> Vec<Value> {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("eve.json");
         let t = &self.tag;
@@ -128,6 +133,7 @@ impl Lab {
             .unwrap();
         assert!(r.status.success(), "tcpreplay: {}", String::from_utf8_lossy(&r.stderr));
         std::thread::sleep(Duration::from_millis(500));
+        during();
         unsafe {
             libc::kill(child.0.id() as i32, libc::SIGTERM);
         }
@@ -213,6 +219,16 @@ fn iface<'a>(events: &'a [Value], name: &str) -> &'a Value {
     &last_stats(events)["interfaces"][name]
 }
 
+/// `key` of each ring of an interface's stats.
+fn per_ring(st: &Value, key: &str) -> Vec<u64> {
+    st["rings"]
+        .as_array()
+        .expect("rings")
+        .iter()
+        .map(|r| r[key].as_u64().expect(key))
+        .collect()
+}
+
 #[test]
 fn af_packet_two_threads_give_the_same_transactions_as_one() {
     if skip_unless_root_with(&["ip", "tcpreplay"]) {
@@ -220,23 +236,37 @@ fn af_packet_two_threads_give_the_same_transactions_as_one() {
     }
     let dir = tempfile::tempdir().unwrap();
     let pcap = lab_pcap(dir.path());
-    let want = transactions(&offline(&pcap));
+    let off = offline(&pcap);
+    let want = transactions(&off);
     assert!(want.values().sum::<u32>() > 4000);
+    let off_flow = &last_stats(&off)["flow"];
     let lab = Lab::new(1);
     for k in ["1", "2"] {
         let ev = lab.capture(&pcap, 10_000, &["--threads", k]);
-        let st = iface(&ev, "fl1s0");
+        let st = iface(&ev, "afp1s0");
         assert_eq!(st["kernel_dropped"], 0, "k={k}: {st}");
         assert_eq!(st["threads"].as_u64(), Some(k.parse().unwrap()));
+        assert_eq!(per_ring(st, "kernel_dropped").iter().sum::<u64>(), 0, "k={k}: {st}");
+        // Both directions of every connection reached one ring: the rings together saw the
+        // flows the offline replay sees, and no more seen from one direction only (a flow
+        // whose directions the fanout split would be two one-way flows on two rings).
+        assert_eq!(
+            per_ring(st, "one_way_flows").iter().sum::<u64>(),
+            off_flow["one_way"].as_u64().unwrap(),
+            "k={k}: one-way flows per ring {:?}",
+            per_ring(st, "one_way_flows")
+        );
+        assert_eq!(
+            per_ring(st, "flows").iter().sum::<u64>(),
+            off_flow["created"].as_u64().unwrap(),
+            "k={k}: flows per ring {:?}",
+            per_ring(st, "flows")
+        );
         if k == "2" {
             // The fanout hash spread the flows over both rings.
-            let per: Vec<u64> = st["thread_packets"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap())
-                .collect();
+            let per = per_ring(st, "packets");
             assert!(per.iter().all(|n| *n > 1000), "k=2 spread {per:?}");
+            assert!(per_ring(st, "flows").iter().all(|n| *n > 10), "k=2 flows {st}");
         }
         let got = transactions(&ev);
         assert_eq!(
@@ -305,6 +335,30 @@ fn af_packet_ring_settings_are_checked_by_config_check() {
             "capture.block_timeout",
         ),
         ("[capture]\nthreads = 0\n", "capture.threads"),
+        (
+            "[capture]\nmethod = \"af_packet\"\nblock_size = \"3MiB\"\n",
+            "capture.block_size: 3MiB is not a power of two",
+        ),
+        (
+            "[capture]\nmethod = \"af_packet\"\nblock_size = \"4 MB/s\"\n",
+            "capture.block_size: \"4 MB/s\": unknown unit",
+        ),
+        (
+            "[capture]\nmethod = \"af_packet\"\nblock_size = \"1GiB\"\n",
+            "capture.block_size: 1GiB is too large",
+        ),
+        (
+            "[capture]\nmethod = \"af_packet\"\nblock_size = \"32KiB\"\n",
+            "capture.block_size: 32KiB cannot hold a 65535-byte packet",
+        ),
+        (
+            "[capture]\nmethod = \"af_packet\"\nblock_timeout = \"1h\"\n",
+            "capture.block_timeout: \"1h\": unknown unit",
+        ),
+        (
+            "[capture]\nmethod = \"af_packet\"\nblock_timeout = \"0ms\"\n",
+            "capture.block_timeout: must be more than 0",
+        ),
         ("[capture]\nmethod = \"netmap\"\n", "capture.method"),
     ] {
         let f = dir.path().join("a.toml");
@@ -330,4 +384,84 @@ fn af_packet_ring_settings_are_checked_by_config_check() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &f,
+        "[capture]\nmethod = \"af_packet\"\nblock_size = \"4 MiB\"\nblock_timeout = \"1s\"\nsnaplen = 1514\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
+        .args(["config", "check"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// One scrape of the metrics endpoint inside namespace `ns`.
+fn scrape(ns: &str, addr: &str) -> String {
+    let out = Command::new("timeout")
+        .args(["10", "ip", "netns", "exec", ns, "curl", "-s", "--max-time", "5"])
+        .arg(format!("http://{addr}/metrics"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of the sample `series` (name with its labels, as written) in a scrape.
+fn sample_value(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn af_packet_serves_prometheus_metrics_during_the_run() {
+    if skip_unless_root_with(&["ip", "tcpreplay", "curl"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = lab_pcap(dir.path());
+    let lab = Lab::new(4);
+    let addr = "127.0.0.1:9157";
+    let mut page = String::new();
+    let ev = lab.capture_and(&pcap, 10_000, &["--threads", "2", "--metrics", addr], || {
+        // The wire has been quiet for 0.5 s; the snapshot is at most a second old: wait for it.
+        std::thread::sleep(Duration::from_millis(2500));
+        page = scrape("afp4-s", addr);
+    });
+    let st = last_stats(&ev);
+    // The same series as with libpcap, from the same numbers as the stats events.
+    let packets = sample_value(&page, "apitap_capture_packets_total").expect("packets series");
+    assert!(packets > 0, "{page}");
+    // The wire is quiet but for the kernel's own few (IPv6 neighbour discovery on the veth).
+    let fin = st["capture"]["packets"].as_u64().unwrap();
+    assert!(packets <= fin && fin - packets < 20, "scraped {packets}, final {fin}");
+    assert!(sample_value(&page, "apitap_http_transactions_total").expect("transactions series") > 0);
+    assert!(
+        sample_value(&page, "apitap_events_total{type=\"http\"}").unwrap_or(0) > 0,
+        "{page}"
+    );
+    assert_eq!(
+        sample_value(&page, "apitap_interface_packets_total{interface=\"afp4s0\"}"),
+        Some(packets)
+    );
+    for w in ["kernel", "interface", "queue"] {
+        let s = format!("apitap_interface_dropped_packets_total{{interface=\"afp4s0\",where=\"{w}\"}}");
+        assert_eq!(sample_value(&page, &s), Some(0), "{s} in\n{page}");
+    }
+    // Per ring: packets read, tp_drops and tp_freeze_q_cnt.
+    let mut ring_packets = 0;
+    for r in ["0", "1"] {
+        let l = format!("{{interface=\"afp4s0\",ring=\"{r}\"}}");
+        let p = sample_value(&page, &format!("apitap_ring_packets_total{l}")).expect("ring packets");
+        assert!(p > 0, "ring {r}: {page}");
+        ring_packets += p;
+        assert_eq!(
+            sample_value(&page, &format!("apitap_ring_dropped_packets_total{l}")),
+            Some(0)
+        );
+        assert!(sample_value(&page, &format!("apitap_ring_queue_freezes_total{l}")).is_some());
+    }
+    assert_eq!(ring_packets, packets);
+    assert!(page.contains("# TYPE apitap_flows_active gauge"), "{page}");
 }

@@ -16,20 +16,27 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::{AppError, Capture, EventCounts, Mode, Pipeline, Signals, Summary, drop_privileges};
+use super::{AppError, Capture, EventCounts, MetricsFeed, Mode, Pipeline, Signals, Summary, drop_privileges};
 use crate::capture::Ts;
 use crate::capture::afpacket::{Ring, fanout_group};
 use crate::config::Config;
 use crate::event::Event;
 
-/// Counters of one interface, added to by its capture threads.
-struct IfaceCounters {
+/// Counters of one ring (one capture thread), from its reads and the socket's statistics.
+#[derive(Default)]
+struct RingCounters {
+    /// Packets read from the ring.
     packets: AtomicU64,
+    /// `tp_packets`, `tp_drops`, `tp_freeze_q_cnt` added up.
     received: AtomicU64,
     kernel_dropped: AtomicU64,
     freeze_q: AtomicU64,
-    /// Packets read by each of the interface's capture threads (how the fanout spread them).
-    per_thread: Vec<AtomicU64>,
+}
+
+impl RingCounters {
+    fn get(&self) -> [u64; 4] {
+        [&self.packets, &self.received, &self.kernel_dropped, &self.freeze_q].map(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 struct RingThread {
@@ -97,8 +104,7 @@ fn ring_loop(
     cfg: Config,
     mut front: Pipeline,
     stop: Arc<AtomicBool>,
-    ic: Arc<IfaceCounters>,
-    j: usize,
+    rc: Arc<RingCounters>,
     snap: Arc<Mutex<Value>>,
 ) -> Value {
     let mut cap = Capture::new(&cfg);
@@ -110,9 +116,9 @@ fn ring_loop(
     let mut stop_at: Option<Instant> = None;
     let read_stats = |ring: &mut Ring| {
         let (p, d, f) = ring.read_stats();
-        ic.received.fetch_add(p, Ordering::Relaxed);
-        ic.kernel_dropped.fetch_add(d, Ordering::Relaxed);
-        ic.freeze_q.fetch_add(f, Ordering::Relaxed);
+        rc.received.fetch_add(p, Ordering::Relaxed);
+        rc.kernel_dropped.fetch_add(d, Ordering::Relaxed);
+        rc.freeze_q.fetch_add(f, Ordering::Relaxed);
     };
     loop {
         // On stop, read what the ring already holds (a block that is not full is handed over
@@ -126,8 +132,7 @@ fn ring_loop(
                 failed = true;
             }
         });
-        ic.packets.fetch_add(n as u64, Ordering::Relaxed);
-        ic.per_thread[j].fetch_add(n as u64, Ordering::Relaxed);
+        rc.packets.fetch_add(n as u64, Ordering::Relaxed);
         if let Some(t) = stop_at
             && (n == 0 || t.elapsed() >= Duration::from_secs(2))
         {
@@ -167,13 +172,58 @@ fn ring_loop(
     v
 }
 
+/// `stats.interfaces`: per interface the totals of its rings (the keys libpcap's readers have,
+/// so the metrics are the same series) and each ring's own counters: packets read, the
+/// socket's `tp_packets`, `tp_drops` and `tp_freeze_q_cnt`, and, from the thread's latest
+/// snapshot, the flows it tracked and those it saw from one direction only (both directions of
+/// a connection hashed to one ring leave none that the capture itself does not have).
+fn interfaces(cfg: &Config, counters: &[Arc<RingCounters>], snaps: &[Value]) -> Value {
+    let k = cfg.capture.threads.max(1);
+    let m: serde_json::Map<String, Value> = cfg
+        .capture
+        .interfaces
+        .iter()
+        .enumerate()
+        .map(|(ii, name)| {
+            let mut total = [0u64; 4];
+            let rings: Vec<Value> = (ii * k..(ii + 1) * k)
+                .map(|i| {
+                    let c = counters.get(i).map_or([0; 4], |c| c.get());
+                    for (t, x) in total.iter_mut().zip(c) {
+                        *t += x;
+                    }
+                    let flow = snaps.get(i).map_or(&Value::Null, |s| &s["flow"]);
+                    json!({
+                        "packets": c[0], "received": c[1], "kernel_dropped": c[2], "freeze_q_cnt": c[3],
+                        "flows": flow["created"].as_u64().unwrap_or(0),
+                        "one_way_flows": flow["one_way"].as_u64().unwrap_or(0),
+                    })
+                })
+                .collect();
+            let v = json!({
+                "method": "af_packet",
+                "threads": k,
+                "packets": total[0],
+                "received": total[1],
+                "kernel_dropped": total[2],
+                "freeze_q_cnt": total[3],
+                "if_dropped": 0,
+                "queue_dropped": 0,
+                "rings": rings,
+            });
+            (name.clone(), v)
+        })
+        .collect();
+    Value::Object(m)
+}
+
 fn thread_stats(cap: &Capture, front: &Pipeline) -> Value {
     let mut v = cap.stats(front, None);
     v["front"] = json!({"anomaly": front.counts.anomaly, "tls": front.counts.tls});
     v
 }
 
-pub(super) fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
+pub(super) fn live(cfg: &Config, sig: &Signals, mut metrics: Option<&mut MetricsFeed>) -> Result<Summary, AppError> {
     let k = cfg.capture.threads.max(1);
     let rc = cfg.capture.ring();
     // Every ring is opened before anything starts, so a bad interface fails the run at once.
@@ -187,20 +237,8 @@ pub(super) fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
             ));
         }
     }
-    let counters: Vec<Arc<IfaceCounters>> = cfg
-        .capture
-        .interfaces
-        .iter()
-        .map(|_| {
-            Arc::new(IfaceCounters {
-                packets: AtomicU64::new(0),
-                received: AtomicU64::new(0),
-                kernel_dropped: AtomicU64::new(0),
-                freeze_q: AtomicU64::new(0),
-                per_thread: (0..k).map(|_| AtomicU64::new(0)).collect(),
-            })
-        })
-        .collect();
+    // Ring i is thread i % k of interface i / k.
+    let counters: Vec<Arc<RingCounters>> = rings.iter().map(|_| Arc::default()).collect();
     let mut p = Pipeline::start(cfg, Mode::Live, sig.reopen.clone())?;
     if let Some(u) = &cfg.user {
         drop_privileges(u)?;
@@ -208,19 +246,18 @@ pub(super) fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    for (i, (ii, ring)) in rings.into_iter().enumerate() {
+    for (i, (_, ring)) in rings.into_iter().enumerate() {
         let snap = Arc::new(Mutex::new(Value::Null));
-        let (front, c, st, ic, sn) = (
+        let (front, c, st, rc, sn) = (
             p.front(cfg),
             cfg.clone(),
             stop.clone(),
-            counters[ii].clone(),
+            counters[i].clone(),
             snap.clone(),
         );
-        let j = i % k;
         let handle = std::thread::Builder::new()
             .name(format!("apitap-ring-{i}"))
-            .spawn(move || ring_loop(ring, c, front, st, ic, j, sn))
+            .spawn(move || ring_loop(ring, c, front, st, rc, sn))
             .map_err(|e| AppError::Usage(format!("cannot start a capture thread: {e}")))?;
         threads.push(RingThread { handle, snap });
     }
@@ -230,31 +267,6 @@ pub(super) fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
         if k == 1 { "" } else { "s" }
     );
     let base = Capture::new(cfg);
-    let ifaces = || -> Value {
-        let m: serde_json::Map<String, Value> = cfg
-            .capture
-            .interfaces
-            .iter()
-            .zip(&counters)
-            .map(|(n, c)| {
-                (
-                    n.clone(),
-                    json!({
-                        "method": "af_packet",
-                        "threads": k,
-                        "packets": c.packets.load(Ordering::Relaxed),
-                        "received": c.received.load(Ordering::Relaxed),
-                        "kernel_dropped": c.kernel_dropped.load(Ordering::Relaxed),
-                        "freeze_q_cnt": c.freeze_q.load(Ordering::Relaxed),
-                        "thread_packets": c.per_thread.iter().map(|x| x.load(Ordering::Relaxed)).collect::<Vec<_>>(),
-                        "if_dropped": 0,
-                        "queue_dropped": 0,
-                    }),
-                )
-            })
-            .collect();
-        Value::Object(m)
-    };
     let merged = |p: &Pipeline, snaps: &[Value]| -> Value {
         let mut v = base.stats(p, None);
         let mut anomalies = v["events"]["anomaly"].as_u64().unwrap_or(0);
@@ -266,7 +278,7 @@ pub(super) fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
         if let Value::Object(m) = &mut v {
             m.remove("last_ts");
         }
-        v["interfaces"] = ifaces();
+        v["interfaces"] = interfaces(cfg, &counters, snaps);
         v
     };
     let iv = Duration::from_secs(cfg.stats_interval_s);
@@ -286,13 +298,18 @@ pub(super) fn live(cfg: &Config, sig: &Signals) -> Result<Summary, AppError> {
                 break;
             }
         }
-        if cfg.stats_interval_s > 0 && Instant::now() >= next_stats {
-            next_stats = Instant::now() + iv;
-            let snaps: Vec<Value> = threads
+        let snaps = || -> Vec<Value> {
+            threads
                 .iter()
                 .map(|t| t.snap.lock().map(|v| v.clone()).unwrap_or(Value::Null))
-                .collect();
-            let stats = merged(&p, &snaps);
+                .collect()
+        };
+        if let Some(m) = metrics.as_deref_mut() {
+            m.feed(|| merged(&p, &snaps()));
+        }
+        if cfg.stats_interval_s > 0 && Instant::now() >= next_stats {
+            next_stats = Instant::now() + iv;
+            let stats = merged(&p, &snaps());
             if let Err(e) = p.push(Event::Stats { ts: wall_ns(), stats }) {
                 res = Err(e);
                 break;

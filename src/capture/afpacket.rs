@@ -340,26 +340,68 @@ pub fn fanout_group(ifindex_seed: usize) -> u16 {
     ((pid.wrapping_mul(2654435761) >> 8) as u16).wrapping_add(ifindex_seed as u16 * 0x101)
 }
 
-/// Check a ring layout; the message names the key.
-pub fn check(cfg: &RingConfig) -> Result<(), String> {
-    let bs = cfg.block_size;
-    if !bs.is_power_of_two() || !(4096..=(256 << 20)).contains(&bs) {
-        return Err("capture.block_size: must be a power of two from 4096 to 268435456 bytes".into());
+/// A byte count as the configuration would write it: `"4MiB"`, `"3145728B"`.
+fn size_text(b: u64) -> String {
+    for (unit, m) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if b >= m && b.is_multiple_of(m) {
+            return format!("{}{unit}", b / m);
+        }
     }
-    if bs < cfg.snaplen + 128 {
+    format!("{b}B")
+}
+
+/// Check a ring block size (bytes, any size the configuration can write) against the range and
+/// the snap length.
+pub fn check_block_size(bs: u64, snaplen: u32) -> Result<(), String> {
+    let bst = size_text(bs);
+    if bs == 0 {
+        return Err("capture.block_size: must be more than 0 (a power of two from 4KiB to 256MiB)".into());
+    }
+    if bs < 4096 {
         return Err(format!(
-            "capture.block_size: {bs} bytes cannot hold a {}-byte packet (snaplen) and its header",
-            cfg.snaplen
+            "capture.block_size: {bst} is too small (a power of two from 4KiB to 256MiB)"
         ));
     }
+    if bs > 256 << 20 {
+        return Err(format!(
+            "capture.block_size: {bst} is too large (a power of two from 4KiB to 256MiB)"
+        ));
+    }
+    if !bs.is_power_of_two() {
+        return Err(format!(
+            "capture.block_size: {bst} is not a power of two (e.g. 1MiB, 2MiB, 4MiB)"
+        ));
+    }
+    if bs < snaplen as u64 + 128 {
+        return Err(format!(
+            "capture.block_size: {bst} cannot hold a {snaplen}-byte packet (capture.snaplen) and its 128-byte header"
+        ));
+    }
+    Ok(())
+}
+
+/// Check a ring layout; the message names the key and the allowed range, on one line.
+pub fn check(cfg: &RingConfig) -> Result<(), String> {
+    check_block_size(cfg.block_size as u64, cfg.snaplen)?;
+    let bs = cfg.block_size;
     if !(2..=65_536).contains(&cfg.block_count) {
-        return Err("capture.block_count: must be 2 to 65536".into());
+        return Err(format!("capture.block_count: {} is not 2 to 65536", cfg.block_count));
     }
-    if bs as u64 * cfg.block_count as u64 > 4 << 30 {
-        return Err("capture.block_size x capture.block_count: at most 4 GiB per ring".into());
+    let ring = bs as u64 * cfg.block_count as u64;
+    if ring > 4 << 30 {
+        return Err(format!(
+            "capture.block_size x capture.block_count: {} per ring is too large (at most 4GiB)",
+            size_text(ring)
+        ));
     }
-    if !(1..=10_000).contains(&cfg.block_timeout_ms) {
-        return Err("capture.block_timeout: must be 1 to 10000 ms".into());
+    if cfg.block_timeout_ms == 0 {
+        return Err("capture.block_timeout: must be more than 0 (1ms to 10s)".into());
+    }
+    if cfg.block_timeout_ms > 10_000 {
+        return Err(format!(
+            "capture.block_timeout: {}ms is too long (1ms to 10s)",
+            cfg.block_timeout_ms
+        ));
     }
     Ok(())
 }
@@ -378,37 +420,88 @@ mod tests {
             promiscuous: true,
         };
         assert!(check(&ok).is_ok());
+        let err = |c: RingConfig| check(&c).unwrap_err();
+        for (c, key, why) in [
+            (
+                RingConfig {
+                    block_size: 3 << 20,
+                    ..ok
+                },
+                "capture.block_size",
+                "3MiB is not a power of two",
+            ),
+            (RingConfig { block_size: 0, ..ok }, "capture.block_size", "more than 0"),
+            (
+                RingConfig { block_size: 2048, ..ok },
+                "capture.block_size",
+                "2KiB is too small",
+            ),
+            (
+                RingConfig {
+                    block_size: 512 << 20,
+                    ..ok
+                },
+                "capture.block_size",
+                "512MiB is too large",
+            ),
+            (
+                RingConfig {
+                    block_size: u32::MAX,
+                    ..ok
+                },
+                "capture.block_size",
+                "too large",
+            ),
+            (
+                RingConfig {
+                    block_size: 32768,
+                    ..ok
+                },
+                "capture.block_size",
+                "65535-byte packet (capture.snaplen)",
+            ),
+            (
+                RingConfig { block_count: 1, ..ok },
+                "capture.block_count",
+                "1 is not 2 to 65536",
+            ),
+            (
+                RingConfig {
+                    block_timeout_ms: 0,
+                    ..ok
+                },
+                "capture.block_timeout",
+                "more than 0",
+            ),
+            (
+                RingConfig {
+                    block_timeout_ms: 60_000,
+                    ..ok
+                },
+                "capture.block_timeout",
+                "60000ms is too long",
+            ),
+            (
+                RingConfig {
+                    block_size: 256 << 20,
+                    block_count: 32,
+                    ..ok
+                },
+                "capture.block_size x capture.block_count",
+                "8GiB per ring",
+            ),
+        ] {
+            let e = err(c);
+            assert!(e.starts_with(key) && e.contains(why) && !e.contains('\n'), "{c:?}: {e}");
+        }
+        // A small snaplen fits a small block.
         assert!(
             check(&RingConfig {
-                block_size: 3 << 20,
+                block_size: 4096,
+                snaplen: 1514,
                 ..ok
             })
-            .unwrap_err()
-            .contains("power of two")
-        );
-        assert!(
-            check(&RingConfig {
-                block_size: 32768,
-                ..ok
-            })
-            .unwrap_err()
-            .contains("snaplen")
-        );
-        assert!(check(&RingConfig { block_count: 1, ..ok }).is_err());
-        assert!(
-            check(&RingConfig {
-                block_timeout_ms: 0,
-                ..ok
-            })
-            .is_err()
-        );
-        assert!(
-            check(&RingConfig {
-                block_size: 256 << 20,
-                block_count: 32,
-                ..ok
-            })
-            .is_err()
+            .is_ok()
         );
     }
 }

@@ -135,6 +135,8 @@ struct Flow {
     last_seen: Ts,
     closed_at: Option<Ts>,
     pkts: u64,
+    /// Directions seen (bit d: a packet from direction d).
+    dirs: u8,
     anomalies: u32,
     cid: Option<Arc<str>>,
     /// A SYN far from the sequence space (direction, ISN), waiting for the peer to answer it.
@@ -162,6 +164,9 @@ pub struct FlowStats {
     pub socks: u64,
     pub tls: u64,
     pub tls_malformed: u64,
+    /// Flows that ended having seen packets from one direction only: a one-sided tap, a scan,
+    /// or a capture that split a connection's directions (an asymmetric fanout hash).
+    pub one_way: u64,
 }
 
 pub struct FlowTable {
@@ -253,6 +258,7 @@ impl FlowTable {
         };
         let d = if flow.addr[0] == a { 0 } else { 1 };
         flow.pkts += 1;
+        flow.dirs |= 1 << d;
         flow.last_seen = seg.ts;
         let ctx = Ctx {
             rcfg: &self.rcfg,
@@ -359,6 +365,7 @@ impl FlowTable {
         let notes = f.flush(ts, ctx);
         f.collect(ts, notes, &self.cfg, &mut self.stats, out);
         self.stats.socks += f.pre.socks_version().is_some() as u64;
+        self.stats.one_way += (f.dirs != 3) as u64;
         if let Some(c) = f.conn.as_ref() {
             self.stats.not_http += c.not_http() as u64;
             self.stats.pipeline_evicted_responses += c.evicted_responses();
@@ -390,6 +397,7 @@ impl Flow {
             last_seen: ts,
             closed_at: None,
             pkts: 0,
+            dirs: 0,
             anomalies: 0,
             cid: None,
             reuse: None,
@@ -937,5 +945,22 @@ mod tests {
             http(&out),
             vec![("10.0.0.2:40000".to_string(), "/api/users/7".to_string(), 200, 5, false)]
         );
+    }
+
+    #[test]
+    fn flows_seen_from_one_direction_only_are_counted() {
+        let mut t = table();
+        let mut out = Vec::new();
+        // The client's half of a connection (as a ring would see it if the fanout split it)...
+        t.process(&seg(1, true, 1000, 0, tcp_flags::SYN, b""), &mut out);
+        t.process(&seg(3, true, 1001, 5001, PA, REQ), &mut out);
+        t.flush_all(10, &mut out);
+        assert_eq!(t.stats.one_way, 1);
+        // ...and a whole one.
+        let mut t = table();
+        t.process(&seg(1, true, 1000, 0, tcp_flags::SYN, b""), &mut out);
+        t.process(&seg(2, false, 5000, 1001, tcp_flags::SYN | A, b""), &mut out);
+        t.flush_all(10, &mut out);
+        assert_eq!((t.stats.one_way, t.stats.created), (0, 1));
     }
 }
