@@ -12,6 +12,7 @@
 mod auth;
 pub mod baseline;
 mod client;
+mod dense;
 pub mod entity;
 mod msg;
 mod view;

@@ -7,16 +7,18 @@ pub const EXACT_DISTINCT: usize = 256;
 /// Distinct values listed in an alert.
 pub const MAX_VALUES: usize = 10;
 
-/// Sliding-window state of one (rule, entity[, endpoint]).
+/// Sliding-window state of one (rule, entity[, endpoint]): 88 bytes, plus the episode's.
 #[derive(Debug, Default)]
 pub(super) struct Window {
     /// A hash of the rule's id (the map is keyed by a hash of rule, entity and `per`): a
     /// reload keeps the windows of rules that kept their id.
     pub(super) rule: u64,
     pub(super) times: VecDeque<Ts>,
-    pub(super) distinct: HashMap<u64, Ts>,
+    /// (value hash, last seen) of a distinct-count rule: at most `count + 1`, a short list
+    /// (a hash set would cost a table per window).
+    pub(super) distinct: Vec<(u64, Ts)>,
     pub(super) last: Ts,
-    pub(super) episode: Option<Episode>,
+    pub(super) episode: Option<Box<Episode>>,
     /// `threshold.found`: the window saw a 2xx (the route is real).
     pub(super) found: bool,
 }
@@ -27,26 +29,34 @@ pub(super) struct Episode {
     pub(super) count: u64,
     pub(super) alerted_at: u64,
     pub(super) samples: Vec<Sample>,
-    /// The episode's distinct values: exact while few (the window's own set forgets), then
-    /// a HyperLogLog. Only kept once the episode has alerted (attackers, not every browser).
-    pub(super) seen: hashbrown::HashSet<u64>,
-    pub(super) hll: Option<Box<crate::catalog::Distinct>>,
+    /// The episode's distinct values: only kept once the episode has alerted (attackers, not
+    /// every browser).
+    pub(super) seen: Option<Box<Seen>>,
     pub(super) values: Vec<String>,
+}
+
+/// An episode's distinct values: exact while few (the window's own set forgets), then a
+/// HyperLogLog.
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    pub(super) exact: hashbrown::HashSet<u64>,
+    pub(super) hll: Option<Box<crate::catalog::Distinct>>,
 }
 
 impl Episode {
     pub(super) fn add_distinct(&mut self, d: u64) {
-        match &mut self.hll {
+        let s = self.seen.get_or_insert_with(Default::default);
+        match &mut s.hll {
             Some(h) => h.add(d),
             None => {
-                self.seen.insert(d);
-                if self.seen.len() > EXACT_DISTINCT {
+                s.exact.insert(d);
+                if s.exact.len() > EXACT_DISTINCT {
                     let mut h = Box::<crate::catalog::Distinct>::default();
-                    for x in self.seen.drain() {
+                    for x in s.exact.drain() {
                         h.add(x);
                     }
-                    self.seen.shrink_to_fit();
-                    self.hll = Some(h);
+                    s.exact.shrink_to_fit();
+                    s.hll = Some(h);
                 }
             }
         }
@@ -54,9 +64,10 @@ impl Episode {
 
     /// (distinct values, estimated?)
     pub(super) fn distinct(&self) -> (u64, bool) {
-        match &self.hll {
-            Some(h) => (h.estimate().max(EXACT_DISTINCT as u64), true),
-            None => (self.seen.len() as u64, false),
+        match self.seen.as_deref() {
+            Some(Seen { hll: Some(h), .. }) => (h.estimate().max(EXACT_DISTINCT as u64), true),
+            Some(s) => (s.exact.len() as u64, false),
+            None => (0, false),
         }
     }
 }
@@ -112,18 +123,23 @@ impl Engine {
             }
             Some(d) => {
                 // at most count + 1 entries: pruning every time is cheap
-                w.distinct.retain(|_, t| *t >= cutoff);
-                if let Some(t) = w.distinct.get_mut(&d) {
+                w.distinct.retain(|(_, t)| *t >= cutoff);
+                if let Some((_, t)) = w.distinct.iter_mut().find(|(k, _)| *k == d) {
                     *t = (*t).max(h.ts);
                 } else if (w.distinct.len() as u64) <= th.count {
-                    w.distinct.insert(d, h.ts);
+                    if w.distinct.is_empty() {
+                        w.distinct.reserve_exact(1); // most windows see one value
+                    }
+                    w.distinct.push((d, h.ts));
                 }
                 w.distinct.len() as u64
             }
         };
-        let ep = w.episode.get_or_insert(Episode {
-            first: h.ts,
-            ..Episode::default()
+        let ep = w.episode.get_or_insert_with(|| {
+            Box::new(Episode {
+                first: h.ts,
+                ..Episode::default()
+            })
         });
         ep.count += 1;
         if let Some(v) = h.value
@@ -150,7 +166,7 @@ impl Engine {
             if ep.alerted_at == 0 {
                 if crossed {
                     // the window's values so far open the episode's own count
-                    for k in w.distinct.keys() {
+                    for (k, _) in &w.distinct {
                         ep.add_distinct(*k);
                     }
                 }
