@@ -100,6 +100,10 @@ struct Rate<K> {
     ip: K,
 }
 
+/// The size of an IPv4 address's record (for the size test).
+#[cfg(test)]
+pub(super) const RATE_RECORD: usize = std::mem::size_of::<Rate<u32>>();
+
 const BUCKETS: u32 = (1 << 30) - 1;
 const ALERTED: u32 = 1 << 30;
 /// The bucket holds attack traffic (flagged requests): it teaches neither the peers'

@@ -962,6 +962,23 @@ mod tests {
         assert_eq!(r.addresses, vec![ip], "the inline IPv4 address");
     }
 
+    /// The records' sizes, which the per-client memory figures rest on (64-bit targets).
+    #[test]
+    fn entity_baseline_and_window_records_stay_compact() {
+        use std::mem::size_of;
+        let sizes = (
+            size_of::<Entity>(),
+            super::super::baseline::RATE_RECORD,
+            size_of::<super::super::window::Window>(),
+            size_of::<super::super::window::Episode>(),
+        );
+        eprintln!("entity, rate, window, episode: {sizes:?}");
+        assert!(
+            sizes.0 <= 64 && sizes.1 <= 32 && sizes.2 <= 80 && sizes.3 <= 80,
+            "{sizes:?}"
+        );
+    }
+
     /// A full table evicts; the strings only evicted entities held go with them.
     #[test]
     fn evicted_entities_let_go_of_their_strings() {
