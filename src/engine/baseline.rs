@@ -19,6 +19,7 @@ use std::net::IpAddr;
 
 use hashbrown::HashMap;
 
+use super::dense::{Dense, Keyed};
 use crate::capture::Ts;
 
 #[derive(Debug, Clone)]
@@ -87,16 +88,86 @@ pub enum Finding {
     Volume(u64, f64, f64),
 }
 
-#[derive(Debug, Default)]
-struct Rate {
+/// One address's current bucket and its own baseline: 32 bytes with an IPv4 key.
+#[derive(Debug)]
+struct Rate<K> {
     start: Ts,
     count: u64,
     mean: f64,
-    buckets: u32,
-    alerted: bool,
-    /// The bucket holds attack traffic (flagged requests): it teaches neither the peers'
-    /// baseline nor the address's own.
-    tainted: bool,
+    /// Completed buckets (the low 30 bits, saturating: 340 years of 10 s buckets), then
+    /// [`ALERTED`] and [`TAINTED`].
+    bits: u32,
+    ip: K,
+}
+
+/// The size of an IPv4 address's record (for the size test).
+#[cfg(test)]
+pub(super) const RATE_RECORD: usize = std::mem::size_of::<Rate<u32>>();
+
+const BUCKETS: u32 = (1 << 30) - 1;
+const ALERTED: u32 = 1 << 30;
+/// The bucket holds attack traffic (flagged requests): it teaches neither the peers'
+/// baseline nor the address's own.
+const TAINTED: u32 = 1 << 31;
+
+impl<K: std::hash::Hash + Eq + Copy> Keyed for Rate<K> {
+    type K = K;
+    fn key(&self) -> K {
+        self.ip
+    }
+}
+
+impl<K> Rate<K> {
+    fn buckets(&self) -> u32 {
+        self.bits & BUCKETS
+    }
+
+    /// Count `amount` at `ts`: a finding (total, peers' p90, own mean) when the bucket passes
+    /// `floor` and `factor` times both baselines.
+    #[allow(clippy::too_many_arguments)] // the bucket's shape, as `Buckets::add` takes it
+    fn add(
+        &mut self,
+        pop: &mut Hist,
+        ts: Ts,
+        amount: u64,
+        bucket: u64,
+        floor: u64,
+        factor: f64,
+        clean: bool,
+    ) -> Option<(u64, f64, f64)> {
+        let r = self;
+        if ts >= r.start.saturating_add(bucket) {
+            // close the bucket (and the empty ones since, which pull the mean down); a bucket
+            // that alerted is not what peers normally do
+            let idle = ((ts - r.start) / bucket).saturating_sub(1).min(1000);
+            if r.bits & (ALERTED | TAINTED) == 0 {
+                pop.add(r.count);
+            }
+            // a tainted bucket teaches nothing: not a busy bucket, not an idle one either
+            let mut buckets = r.buckets();
+            if r.bits & TAINTED == 0 {
+                r.mean = (r.mean * buckets as f64 + r.count as f64) / (buckets as f64 + 1.0 + idle as f64);
+                buckets = buckets.saturating_add(1 + idle as u32).min(BUCKETS);
+            }
+            r.start = ts - (ts - r.start) % bucket;
+            r.count = 0;
+            r.bits = buckets;
+        }
+        if !clean {
+            r.bits |= TAINTED;
+        }
+        r.count = r.count.saturating_add(amount);
+        if r.bits & ALERTED != 0 || r.count <= floor {
+            return None;
+        }
+        let p90 = if pop.n >= 20 { pop.quantile(0.9) } else { 0.0 };
+        let own = if r.buckets() >= 3 { r.mean } else { 0.0 };
+        if (r.count as f64) > factor * p90 && (r.count as f64) > factor * own {
+            r.bits |= ALERTED;
+            return Some((r.count, p90, own));
+        }
+        None
+    }
 }
 
 /// Log2 histogram of completed bucket counts (population).
@@ -147,10 +218,12 @@ struct EndpointWin {
 }
 
 /// Per-address counters in fixed buckets, judged against the address's own mean and the
-/// peers' p90 of buckets that did not alert.
+/// peers' p90 of buckets that did not alert. Stored densely (see `dense`): IPv4 addresses
+/// in 32-byte records, IPv6 ones apart.
 #[derive(Default)]
 struct Buckets {
-    by_ip: HashMap<IpAddr, Rate>,
+    v4: Dense<Rate<u32>>,
+    v6: Dense<Rate<u128>>,
     pop: Hist,
     last_sweep: Ts,
     /// Requests not tracked because the table was full of active addresses.
@@ -158,6 +231,10 @@ struct Buckets {
 }
 
 impl Buckets {
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
     /// Add `amount` for `ip` at `ts`; a finding (total, peers' p90, own mean) when the bucket
     /// passes `floor` and `factor` times both baselines.
     #[allow(clippy::too_many_arguments)] // the bucket's shape and caps, passed by the two callers
@@ -173,52 +250,47 @@ impl Buckets {
         clean: bool,
     ) -> Option<(u64, f64, f64)> {
         let bucket = bucket_s.max(1).saturating_mul(1_000_000_000);
-        if !self.by_ip.contains_key(&ip) && self.by_ip.len() >= cap {
+        let at = match ip {
+            IpAddr::V4(a) => self.v4.find(a.into()),
+            IpAddr::V6(a) => self.v6.find(a.into()),
+        };
+        if at.is_none() && self.len() >= cap {
             // Full: forget addresses idle for six buckets, at most once a bucket (a scan of
             // the table per request would be a CPU sink); still full, the newcomer waits.
             if ts >= self.last_sweep.saturating_add(bucket) {
                 self.last_sweep = ts;
                 let cut = ts.saturating_sub(bucket.saturating_mul(6));
-                self.by_ip.retain(|_, r| r.start >= cut);
+                self.v4.retain(|r| r.start >= cut, drop);
+                self.v6.retain(|r| r.start >= cut, drop);
             }
-            if self.by_ip.len() >= cap {
+            if self.len() >= cap {
                 self.skipped += 1;
                 return None;
             }
         }
-        let r = self.by_ip.entry(ip).or_insert(Rate {
+        let pop = &mut self.pop;
+        match ip {
+            IpAddr::V4(a) => {
+                let i = at.unwrap_or_else(|| self.v4.insert_new(Rate::new(a.into(), ts)));
+                self.v4.at_mut(i).add(pop, ts, amount, bucket, floor, factor, clean)
+            }
+            IpAddr::V6(a) => {
+                let i = at.unwrap_or_else(|| self.v6.insert_new(Rate::new(a.into(), ts)));
+                self.v6.at_mut(i).add(pop, ts, amount, bucket, floor, factor, clean)
+            }
+        }
+    }
+}
+
+impl<K> Rate<K> {
+    fn new(ip: K, ts: Ts) -> Self {
+        Rate {
             start: ts,
-            ..Rate::default()
-        });
-        if ts >= r.start.saturating_add(bucket) {
-            // close the bucket (and the empty ones since, which pull the mean down); a bucket
-            // that alerted is not what peers normally do
-            let idle = ((ts - r.start) / bucket).saturating_sub(1).min(1000);
-            if !r.alerted && !r.tainted {
-                self.pop.add(r.count);
-            }
-            // a tainted bucket teaches nothing: not a busy bucket, not an idle one either
-            if !r.tainted {
-                r.mean = (r.mean * r.buckets as f64 + r.count as f64) / (r.buckets as f64 + 1.0 + idle as f64);
-                r.buckets = r.buckets.saturating_add(1 + idle as u32);
-            }
-            r.start = ts - (ts - r.start) % bucket;
-            r.count = 0;
-            r.alerted = false;
-            r.tainted = false;
+            count: 0,
+            mean: 0.0,
+            bits: 0,
+            ip,
         }
-        r.tainted |= !clean;
-        r.count = r.count.saturating_add(amount);
-        if r.alerted || r.count <= floor {
-            return None;
-        }
-        let p90 = if self.pop.n >= 20 { self.pop.quantile(0.9) } else { 0.0 };
-        let own = if r.buckets >= 3 { r.mean } else { 0.0 };
-        if (r.count as f64) > factor * p90 && (r.count as f64) > factor * own {
-            r.alerted = true;
-            return Some((r.count, p90, own));
-        }
-        None
     }
 }
 

@@ -13,8 +13,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use hashbrown::HashMap;
-
+use super::dense::{Dense, Keyed, Strings};
 use super::{Alert, EXACT_DISTINCT, EntityKey, MAX_VALUES, Obs, Sample};
 use crate::capture::Ts;
 use crate::rules::Rule;
@@ -65,27 +64,54 @@ pub struct Indicator {
     pub compromise: bool,
 }
 
-#[derive(Debug, Default)]
-struct Profile {
+/// The profile of one entity, in 64 bytes with its key: what nearly every entity has (one
+/// status, endpoint, user agent, address and principal, counters) sits inline, the first item
+/// of each list; the rest of each list, risk, indicators and login runs live in [`Rare`],
+/// allocated only for the entities that need it. Strings are ids into the table's shared
+/// [`Strings`].
+#[derive(Debug)]
+struct Entity {
+    /// The compact key (see [`EntityTable::compact`]).
+    key: u64,
     first: Ts,
     last: Ts,
-    requests: u64,
-    errors: u64,
-    /// (status, count), at most 16: a small vector, not a tree node per entity.
-    statuses: Vec<(u16, u64)>,
-    endpoints: Vec<String>,
-    endpoints_more: u64,
-    user_agents: Vec<String>,
-    addresses: Vec<IpAddr>,
-    principals: Vec<String>,
-    auth_failures: u64,
-    auth_successes: u64,
-    unauthenticated: u64,
-    indicators: Vec<Indicator>,
+    /// Low 32 bits of the requests, errors and unauthenticated counts (high halves in
+    /// [`Rare::wide`]).
+    requests: u32,
+    errors: u32,
+    unauthenticated: u32,
+    /// The first endpoint, user agent and principal ([`NONE`]: none yet).
+    endpoint: u32,
+    user_agent: u32,
+    principal: u32,
+    /// The first address, when it is an IPv4 one ([`HAS_ADDR`]).
+    addr: u32,
+    /// The first status seen ([`HAS_STATUS`]); its count is what the others do not account for.
+    status: u16,
+    flags: u8,
+    rare: Option<Box<Rare>>,
 }
 
+const NONE: u32 = u32::MAX;
+const HAS_STATUS: u8 = 1;
+const HAS_ADDR: u8 = 2;
+/// [`Rare::wide`] slots.
+const W_REQUESTS: usize = 0;
+const W_ERRORS: usize = 1;
+const W_UNAUTH: usize = 2;
+
+impl Keyed for Entity {
+    type K = u64;
+    fn key(&self) -> u64 {
+        self.key
+    }
+}
+
+/// What few entities need: the tails of the lists, risk and indicators, login failures.
 #[derive(Debug, Default)]
-struct Entity {
+struct Rare {
+    /// The high halves of the inline 32-bit counters.
+    wide: [u32; 3],
     risk: f64,
     risk_ts: Ts,
     level: usize,
@@ -94,7 +120,120 @@ struct Entity {
     /// The current run of failed logins: accounts tried, latest samples (only entities that
     /// fail to log in pay for it).
     fail_detail: Option<Box<FailRun>>,
-    profile: Box<Profile>,
+    /// (status, count) after the first status.
+    statuses: Vec<(u16, u64)>,
+    /// Requests whose status did not fit the list (so the first status's count is exact).
+    statuses_uncounted: u64,
+    endpoints: Vec<u32>,
+    endpoints_more: u64,
+    user_agents: Vec<u32>,
+    /// All the addresses after an inline first one (or all of them when the first was IPv6).
+    addresses: Vec<IpAddr>,
+    principals: Vec<u32>,
+    auth_failures: u64,
+    auth_successes: u64,
+    indicators: Vec<Indicator>,
+}
+
+impl Entity {
+    fn new(key: u64, ts: Ts) -> Entity {
+        Entity {
+            key,
+            first: ts,
+            last: 0,
+            requests: 0,
+            errors: 0,
+            unauthenticated: 0,
+            endpoint: NONE,
+            user_agent: NONE,
+            principal: NONE,
+            addr: 0,
+            status: 0,
+            flags: 0,
+            rare: None,
+        }
+    }
+
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Default::default)
+    }
+
+    fn risk(&self) -> f64 {
+        self.rare.as_ref().map_or(0.0, |r| r.risk)
+    }
+
+    fn indicators(&self) -> &[Indicator] {
+        self.rare.as_ref().map_or(&[], |r| &r.indicators)
+    }
+
+    fn total(&self, lo: u32, w: usize) -> u64 {
+        lo as u64 + ((self.rare.as_ref().map_or(0, |r| r.wide[w]) as u64) << 32)
+    }
+
+    fn bump(lo: &mut u32, rare: &mut Option<Box<Rare>>, w: usize) {
+        if *lo == u32::MAX {
+            *lo = 0;
+            rare.get_or_insert_with(Default::default).wide[w] += 1;
+        } else {
+            *lo += 1;
+        }
+    }
+
+    /// Add string `s` to the list whose first item is `*first` and tail `tail`, at most `cap`
+    /// items. Ok(true): added, Ok(false): listed already, Err: full.
+    fn push_str(
+        strings: &mut Strings,
+        first: &mut u32,
+        rare: &mut Option<Box<Rare>>,
+        tail: fn(&mut Rare) -> &mut Vec<u32>,
+        s: &str,
+        cap: usize,
+    ) -> Result<bool, ()> {
+        let id = strings.find(s);
+        if *first == NONE {
+            *first = strings.intern(s);
+            return Ok(true);
+        }
+        if let Some(id) = id
+            && (*first == id || rare.as_mut().is_some_and(|r| tail(r).contains(&id)))
+        {
+            return Ok(false);
+        }
+        let n = 1 + rare.as_mut().map_or(0, |r| tail(r).len());
+        if n >= cap {
+            return Err(());
+        }
+        let id = strings.intern(s);
+        let v = tail(rare.get_or_insert_with(Default::default));
+        if v.is_empty() {
+            v.reserve_exact(1);
+        }
+        v.push(id);
+        Ok(true)
+    }
+
+    fn list(&self, strings: &Strings, first: u32, tail: fn(&Rare) -> &Vec<u32>) -> Vec<String> {
+        let mut out = Vec::new();
+        if first != NONE {
+            out.push(strings.get(first).to_string());
+        }
+        if let Some(r) = &self.rare {
+            out.extend(tail(r).iter().map(|i| strings.get(*i).to_string()));
+        }
+        out
+    }
+
+    /// Every string id the entity holds besides its key.
+    fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        let tails = self
+            .rare
+            .iter()
+            .flat_map(|r| r.endpoints.iter().chain(&r.user_agents).chain(&r.principals).copied());
+        [self.endpoint, self.user_agent, self.principal]
+            .into_iter()
+            .filter(|i| *i != NONE)
+            .chain(tails)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -154,9 +293,29 @@ fn push_bounded<T: PartialEq>(v: &mut Vec<T>, x: T, cap: usize) -> bool {
     false
 }
 
+/// Entity kinds with a fixed code in a compact key; other kinds are shared strings.
+const KINDS: [&str; 5] = ["ip", "principal", "api_key", "user_agent", "endpoint"];
+/// Kind codes from here on are a shared string's id plus this.
+const KIND_STRINGS: u64 = 8;
+/// A compact key with this bit is an IPv4 address entity (the address in the low 32 bits).
+const KEY_V4: u64 = 1 << 63;
+
+/// The IPv4 address of an `ip` entity whose value is written as [`EntityKey::ip`] writes it.
+fn v4_of(k: &EntityKey) -> Option<u32> {
+    if k.kind != "ip" || k.value.len() > 15 {
+        return None;
+    }
+    // std's parser takes only the canonical form (four decimal octets, no leading zeros), the
+    // one `ip_string` writes, so the value is rebuilt exactly from the address
+    let a: std::net::Ipv4Addr = k.value.parse().ok()?;
+    debug_assert_eq!(crate::util::ip_string(IpAddr::V4(a)), k.value);
+    Some(u32::from(a))
+}
+
 pub struct EntityTable {
     cfg: EntityConfig,
-    map: HashMap<EntityKey, Entity>,
+    map: Dense<Entity>,
+    strings: Strings,
     pending: Vec<(Alert, EntityReport)>,
     pub evictions: u64,
 }
@@ -165,7 +324,8 @@ impl EntityTable {
     pub fn new(cfg: EntityConfig) -> Self {
         EntityTable {
             cfg,
-            map: HashMap::new(),
+            map: Dense::default(),
+            strings: Strings::default(),
             pending: Vec::new(),
             evictions: 0,
         }
@@ -176,15 +336,62 @@ impl EntityTable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.len() == 0
+    }
+
+    /// The compact key of `k` if every string in it is known (else no entity has it).
+    /// Kind (a code, or a shared string's id plus [`KIND_STRINGS`]) in bits 32..63 and the
+    /// value's string id in the low 32, or [`KEY_V4`] and the address: equal keys, equal
+    /// compact keys.
+    fn compact(&self, k: &EntityKey) -> Option<u64> {
+        if let Some(a) = v4_of(k) {
+            return Some(KEY_V4 | a as u64);
+        }
+        let kind = match KINDS.iter().position(|x| *x == k.kind) {
+            Some(i) => i as u64,
+            None => self.strings.find(&k.kind)? as u64 + KIND_STRINGS,
+        };
+        Some(kind << 32 | self.strings.find(&k.value)? as u64)
+    }
+
+    /// The compact key of `k`, its strings interned (one reference each).
+    fn compact_interned(&mut self, k: &EntityKey) -> u64 {
+        if let Some(a) = v4_of(k) {
+            return KEY_V4 | a as u64;
+        }
+        let kind = match KINDS.iter().position(|x| *x == k.kind) {
+            Some(i) => i as u64,
+            None => self.strings.intern(&k.kind) as u64 + KIND_STRINGS,
+        };
+        kind << 32 | self.strings.intern(&k.value) as u64
+    }
+
+    fn key_of(&self, c: u64) -> EntityKey {
+        if c & KEY_V4 != 0 {
+            return EntityKey::ip(IpAddr::V4((c as u32).into()));
+        }
+        let kind = c >> 32;
+        EntityKey {
+            kind: if kind < KIND_STRINGS {
+                std::borrow::Cow::Borrowed(KINDS[kind as usize])
+            } else {
+                self.strings.get((kind - KIND_STRINGS) as u32).to_string().into()
+            },
+            value: self.strings.get(c as u32).to_string(),
+        }
+    }
+
+    fn get(&self, k: &EntityKey) -> Option<&Entity> {
+        self.map.get(self.compact(k)?)
     }
 
     fn decay(&self, e: &Entity, now: Ts) -> f64 {
-        if now <= e.risk_ts || e.risk == 0.0 {
-            return e.risk;
+        let Some(r) = &e.rare else { return 0.0 };
+        if now <= r.risk_ts || r.risk == 0.0 {
+            return r.risk;
         }
-        let dt = (now - e.risk_ts) as f64 / 1e9;
-        e.risk * 0.5f64.powf(dt / self.cfg.half_life_s.max(1e-3))
+        let dt = (now - r.risk_ts) as f64 / 1e9;
+        r.risk * 0.5f64.powf(dt / self.cfg.half_life_s.max(1e-3))
     }
 
     /// The entity's risk now.
@@ -195,35 +402,53 @@ impl EntityTable {
     }
 
     pub fn risk(&self, k: &EntityKey, now: Ts) -> f64 {
-        self.map.get(k).map_or(0.0, |e| self.decay(e, now))
+        self.get(k).map_or(0.0, |e| self.decay(e, now))
     }
 
-    fn entry(&mut self, k: &EntityKey, ts: Ts) -> &mut Entity {
-        if !self.map.contains_key(k) && self.map.len() >= self.cfg.max_entities {
+    /// The entity's position, created when new.
+    fn entry(&mut self, k: &EntityKey, ts: Ts) -> u32 {
+        if let Some(i) = self.compact(k).and_then(|c| self.map.find(c)) {
+            return i;
+        }
+        if self.map.len() >= self.cfg.max_entities {
             self.evict(ts);
         }
-        self.map.entry_ref(k).or_insert_with(|| Entity {
-            profile: Box::new(Profile {
-                first: ts,
-                ..Profile::default()
-            }),
-            ..Entity::default()
-        })
+        let c = self.compact_interned(k);
+        self.map.insert_new(Entity::new(c, ts))
     }
 
     /// Drop the sixteenth with the least (decayed) risk, idle longest first.
     fn evict(&mut self, now: Ts) {
         let n = (self.map.len() / 16).max(1);
-        let mut scored: Vec<(u64, Ts, EntityKey)> = self
+        let mut scored: Vec<(u64, Ts, EntityKey, u64)> = self
             .map
             .iter()
-            .map(|(k, e)| ((self.decay(e, now) * 1000.0) as u64, e.profile.last, k.clone()))
+            .map(|e| ((self.decay(e, now) * 1000.0) as u64, e.last, self.key_of(e.key), e.key))
             .collect();
         let n = n.min(scored.len());
+        if n == 0 {
+            return;
+        }
         scored.select_nth_unstable(n - 1);
-        for (_, _, k) in scored.into_iter().take(n) {
-            self.map.remove(&k);
+        for (_, _, _, c) in scored.into_iter().take(n) {
+            if let Some(e) = self.map.remove(c) {
+                self.release(e);
+            }
             self.evictions += 1;
+        }
+    }
+
+    /// Let go of the strings a removed entity held.
+    fn release(&mut self, e: Entity) {
+        for i in e.ids() {
+            self.strings.release(i);
+        }
+        if e.key & KEY_V4 == 0 {
+            let kind = e.key >> 32;
+            if kind >= KIND_STRINGS {
+                self.strings.release((kind - KIND_STRINGS) as u32);
+            }
+            self.strings.release(e.key as u32);
         }
     }
 
@@ -231,47 +456,90 @@ impl EntityTable {
     /// success follows a run of failures.
     pub fn observe(&mut self, o: &Obs) -> Option<Alert> {
         let (takeover_window_s, takeover_failures) = (self.cfg.takeover_window_s, self.cfg.takeover_failures);
-        let e = self.entry(&o.key, o.ts);
-        let p = &mut e.profile;
-        p.first = p.first.min(o.ts);
-        p.last = p.last.max(o.ts);
-        p.requests += 1;
+        let i = self.entry(&o.key, o.ts);
+        let strings = &mut self.strings;
+        let e = self.map.at_mut(i);
+        e.first = e.first.min(o.ts);
+        e.last = e.last.max(o.ts);
+        Entity::bump(&mut e.requests, &mut e.rare, W_REQUESTS);
         if o.status >= 400 {
-            p.errors += 1;
+            Entity::bump(&mut e.errors, &mut e.rare, W_ERRORS);
         }
-        let full = p.statuses.len() >= MAX_LIST;
-        match p.statuses.iter_mut().find(|(s, _)| *s == o.status) {
-            Some((_, n)) => *n += 1,
-            None if !full => {
-                if p.statuses.is_empty() {
-                    p.statuses.reserve_exact(1);
+        if e.flags & HAS_STATUS == 0 {
+            e.flags |= HAS_STATUS;
+            e.status = o.status;
+        } else if e.status != o.status {
+            let r = e.rare();
+            let full = 1 + r.statuses.len() >= MAX_LIST;
+            match r.statuses.iter_mut().find(|(s, _)| *s == o.status) {
+                Some((_, n)) => *n += 1,
+                None if !full => {
+                    if r.statuses.is_empty() {
+                        r.statuses.reserve_exact(1);
+                    }
+                    r.statuses.push((o.status, 1))
                 }
-                p.statuses.push((o.status, 1))
+                None => r.statuses_uncounted += 1,
             }
-            None => {}
         }
         // (a value already listed is not copied: most calls repeat the last one's)
-        if !p.endpoints.contains(&o.endpoint) && !push_bounded(&mut p.endpoints, o.endpoint.clone(), MAX_ENDPOINTS) {
-            p.endpoints_more += 1;
+        if Entity::push_str(
+            strings,
+            &mut e.endpoint,
+            &mut e.rare,
+            |r| &mut r.endpoints,
+            &o.endpoint,
+            MAX_ENDPOINTS,
+        )
+        .is_err()
+        {
+            e.rare().endpoints_more += 1;
         }
         if let Some(ua) = &o.user_agent {
             let cut = cut_chars(ua, 200);
-            if !p.user_agents.iter().any(|u| u == cut) {
-                push_bounded(&mut p.user_agents, cut.to_string(), MAX_LIST / 2);
+            let _ = Entity::push_str(
+                strings,
+                &mut e.user_agent,
+                &mut e.rare,
+                |r| &mut r.user_agents,
+                cut,
+                MAX_LIST / 2,
+            );
+        }
+        let has_addr = e.flags & HAS_ADDR != 0;
+        let listed = (has_addr && o.client == IpAddr::V4(e.addr.into()))
+            || e.rare.as_ref().is_some_and(|r| r.addresses.contains(&o.client));
+        if !listed {
+            match o.client {
+                IpAddr::V4(a) if !has_addr && e.rare.as_ref().is_none_or(|r| r.addresses.is_empty()) => {
+                    e.flags |= HAS_ADDR;
+                    e.addr = a.into();
+                }
+                ip => {
+                    let r = e.rare();
+                    if (has_addr as usize) + r.addresses.len() < MAX_LIST {
+                        push_bounded(&mut r.addresses, ip, MAX_LIST);
+                    }
+                }
             }
         }
-        push_bounded(&mut p.addresses, o.client, MAX_LIST);
-        if let Some(pr) = &o.principal
-            && !p.principals.contains(pr)
-        {
-            push_bounded(&mut p.principals, pr.clone(), MAX_LIST / 2);
+        if let Some(pr) = &o.principal {
+            let _ = Entity::push_str(
+                strings,
+                &mut e.principal,
+                &mut e.rare,
+                |r| &mut r.principals,
+                pr,
+                MAX_LIST / 2,
+            );
         }
         if !o.authenticated {
-            p.unauthenticated += 1;
+            Entity::bump(&mut e.unauthenticated, &mut e.rare, W_UNAUTH);
         }
         let window = takeover_window_s.saturating_mul(1_000_000_000);
         if o.auth_failure {
-            p.auth_failures += 1;
+            let e = e.rare();
+            e.auth_failures += 1;
             // Only failed logins make a takeover run (not an expired token's 401s).
             if o.login_failure {
                 if o.ts.saturating_sub(e.fail_last) > window {
@@ -306,7 +574,8 @@ impl EntityTable {
         if !o.login_success {
             return None;
         }
-        p.auth_successes += 1;
+        let e = e.rare();
+        e.auth_successes += 1;
         let run = e.fail_run;
         let recent = o.ts.saturating_sub(e.fail_last) <= window;
         e.fail_run = 0;
@@ -363,19 +632,20 @@ impl EntityTable {
     pub fn add_risk(&mut self, k: &EntityKey, ts: Ts, r: &Rule) -> f64 {
         let thresholds = self.cfg.thresholds.clone();
         let half_life = self.cfg.half_life_s;
-        let now_risk = self.map.get(k).map_or(0.0, |e| self.decay(e, ts));
-        let e = self.entry(k, ts);
-        e.risk = now_risk + r.risk;
-        e.risk_ts = ts;
-        let p = &mut e.profile;
-        let n = p.indicators.len();
-        match p.indicators.iter_mut().find(|i| i.itype == r.itype) {
+        let now_risk = self.get(k).map_or(0.0, |e| self.decay(e, ts));
+        let i = self.entry(k, ts);
+        let e = self.map.at_mut(i);
+        let x = e.rare();
+        x.risk = now_risk + r.risk;
+        x.risk_ts = ts;
+        let n = x.indicators.len();
+        match x.indicators.iter_mut().find(|i| i.itype == r.itype) {
             Some(i) => {
                 i.count += 1;
                 i.last = ts;
                 push_bounded(&mut i.sids, r.sid, 8);
             }
-            None if n < 16 => p.indicators.push(Indicator {
+            None if n < 16 => x.indicators.push(Indicator {
                 itype: r.itype,
                 count: 1,
                 first: ts,
@@ -386,19 +656,20 @@ impl EntityTable {
             None => {}
         }
         // Hysteresis: the level drops once risk decayed below half its threshold.
-        while e.level > 0 && now_risk < thresholds[e.level - 1] / 2.0 {
-            e.level -= 1;
+        while x.level > 0 && now_risk < thresholds[x.level - 1] / 2.0 {
+            x.level -= 1;
         }
-        let risk = e.risk;
+        let risk = x.risk;
         let mut crossed = None;
-        while e.level < thresholds.len() && risk >= thresholds[e.level] {
-            e.level += 1;
-            crossed = Some(e.level);
+        while x.level < thresholds.len() && risk >= thresholds[x.level] {
+            x.level += 1;
+            crossed = Some(x.level);
         }
         if let Some(level) = crossed {
-            let report = report(k, e, ts, thresholds[level - 1]);
-            let compromise = e.profile.indicators.iter().any(|i| i.compromise);
-            let types: Vec<&'static str> = e.profile.indicators.iter().map(|i| i.itype).collect();
+            let e = self.map.at(i);
+            let report = self.report(k.clone(), e, ts, thresholds[level - 1]);
+            let compromise = e.indicators().iter().any(|i| i.compromise);
+            let types: Vec<&'static str> = e.indicators().iter().map(|i| i.itype).collect();
             let alert = Alert {
                 ts,
                 sid: 9_199_000 + level as u64,
@@ -422,9 +693,9 @@ impl EntityTable {
                 host: String::new(),
                 endpoint: String::new(),
                 window_s: half_life,
-                count: e.profile.indicators.iter().map(|i| i.count).sum(),
+                count: e.indicators().iter().map(|i| i.count).sum(),
                 distinct: Some(types.len() as u64),
-                first: e.profile.first,
+                first: e.first,
                 last: ts,
                 owasp: Vec::new(),
                 mitre: Vec::new(),
@@ -449,19 +720,24 @@ impl EntityTable {
     /// totals (the threshold reports are snapshots taken when risk crossed a level), riskiest
     /// first, at most `cap` of them; the second value counts those left out.
     pub fn final_reports(&self, cap: usize) -> (Vec<EntityReport>, u64) {
-        let mut v: Vec<(&EntityKey, &Entity)> = self
+        let mut v: Vec<(EntityKey, &Entity)> = self
             .map
             .iter()
-            .filter(|(_, e)| !e.profile.indicators.is_empty())
+            .filter(|e| !e.indicators().is_empty())
+            .map(|e| (self.key_of(e.key), e))
             .collect();
         let n = v.len();
-        v.sort_by(|a, b| b.1.risk.total_cmp(&a.1.risk).then_with(|| a.0.value.cmp(&b.0.value)));
+        v.sort_by(|a, b| {
+            b.1.risk()
+                .total_cmp(&a.1.risk())
+                .then_with(|| a.0.value.cmp(&b.0.value))
+        });
         let out = v
             .into_iter()
             .take(cap)
             .map(|(k, e)| {
-                let mut r = report(k, e, e.profile.last, 0.0);
-                r.risk = self.decay(e, e.profile.last);
+                let mut r = self.report(k, e, e.last, 0.0);
+                r.risk = self.decay(e, e.last);
                 r.reason = "final";
                 r
             })
@@ -469,31 +745,45 @@ impl EntityTable {
         let left = (n - out.len()) as u64;
         (out, left)
     }
-}
 
-fn report(k: &EntityKey, e: &Entity, ts: Ts, threshold: f64) -> EntityReport {
-    let p = &e.profile;
-    EntityReport {
-        ts,
-        key: k.clone(),
-        risk: e.risk,
-        level: e.level,
-        threshold,
-        first: p.first,
-        last: p.last.max(ts),
-        requests: p.requests,
-        errors: p.errors,
-        statuses: p.statuses.iter().copied().collect(),
-        endpoints: p.endpoints.clone(),
-        endpoints_more: p.endpoints_more,
-        user_agents: p.user_agents.clone(),
-        addresses: p.addresses.clone(),
-        principals: p.principals.clone(),
-        auth_failures: p.auth_failures,
-        auth_successes: p.auth_successes,
-        unauthenticated: p.unauthenticated,
-        indicators: p.indicators.clone(),
-        reason: "threshold",
+    fn report(&self, key: EntityKey, e: &Entity, ts: Ts, threshold: f64) -> EntityReport {
+        let rare = e.rare.as_deref();
+        let requests = e.total(e.requests, W_REQUESTS);
+        let mut statuses: BTreeMap<u16, u64> = rare.map(|r| r.statuses.iter().copied().collect()).unwrap_or_default();
+        if e.flags & HAS_STATUS != 0 {
+            let others: u64 = statuses.values().sum::<u64>() + rare.map_or(0, |r| r.statuses_uncounted);
+            statuses.insert(e.status, requests - others);
+        }
+        let mut addresses = Vec::new();
+        if e.flags & HAS_ADDR != 0 {
+            addresses.push(IpAddr::V4(e.addr.into()));
+        }
+        if let Some(r) = rare {
+            addresses.extend_from_slice(&r.addresses);
+        }
+        let s = &self.strings;
+        EntityReport {
+            ts,
+            key,
+            risk: e.risk(),
+            level: rare.map_or(0, |r| r.level),
+            threshold,
+            first: e.first,
+            last: e.last.max(ts),
+            requests,
+            errors: e.total(e.errors, W_ERRORS),
+            statuses,
+            endpoints: e.list(s, e.endpoint, |r| &r.endpoints),
+            endpoints_more: rare.map_or(0, |r| r.endpoints_more),
+            user_agents: e.list(s, e.user_agent, |r| &r.user_agents),
+            addresses,
+            principals: e.list(s, e.principal, |r| &r.principals),
+            auth_failures: rare.map_or(0, |r| r.auth_failures),
+            auth_successes: rare.map_or(0, |r| r.auth_successes),
+            unauthenticated: e.total(e.unauthenticated, W_UNAUTH),
+            indicators: e.indicators().to_vec(),
+            reason: "threshold",
+        }
     }
 }
 
@@ -552,5 +842,174 @@ pub fn builtin(
         quiet_ns: 0,
         escalate: crate::rules::DEFAULT_ESCALATE,
         enabled: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::flow::FlowMeta;
+
+    const S: u64 = 1_000_000_000;
+
+    fn obs(key: EntityKey, i: u64, client: IpAddr, endpoint: &str, status: u16) -> Obs {
+        Obs {
+            key,
+            ts: 1_000 * S + i * S,
+            client,
+            endpoint: endpoint.into(),
+            status,
+            user_agent: Some(format!("ua-{}", i % 11)),
+            principal: Some(format!("user-{}", i % 9)),
+            auth_failure: false,
+            login_failure: false,
+            login_success: false,
+            authenticated: i % 4 != 0,
+            meta: FlowMeta {
+                flow_id: i,
+                community_id: Arc::from("1:x"),
+                src: client,
+                sport: 40000,
+                dst: IpAddr::from([10, 0, 0, 1]),
+                dport: 80,
+            },
+            login: None,
+        }
+    }
+
+    fn rule() -> Rule {
+        builtin("r", 1, "scanner", "s", 60.0, 2, false, &[], &[])
+    }
+
+    /// Past every list's cap: the compact profile (first items inline, the rest apart, the
+    /// first status's count derived) reports what a plain list per field reports.
+    #[test]
+    fn a_compact_profile_reports_every_list_and_count_as_kept() {
+        let mut t = EntityTable::new(EntityConfig::default());
+        let key = EntityKey {
+            kind: "principal".into(),
+            value: "alice".into(),
+        };
+        let mut want_status: BTreeMap<u16, u64> = BTreeMap::new();
+        let (mut eps, mut uas, mut addrs, mut prs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut more, mut errors) = (0, 0);
+        for i in 0..200u64 {
+            // the first address is IPv6: every address then goes to the list apart
+            let client = if i == 0 {
+                "2001:db8::1".parse().expect("v6")
+            } else {
+                IpAddr::from([10, 1, 0, (i % 20) as u8])
+            };
+            let status = [200, 200, 404, 500][i as usize % 4] + (i as u16 / 10);
+            let ep = format!("GET /e{}", i % 45);
+            let o = obs(key.clone(), i, client, &ep, status);
+            errors += (status >= 400) as u64;
+            if want_status.contains_key(&status) || want_status.len() < 16 {
+                *want_status.entry(status).or_default() += 1;
+            }
+            if !eps.contains(&ep) {
+                if eps.len() < 32 {
+                    eps.push(ep);
+                } else {
+                    more += 1;
+                }
+            }
+            let ua = o.user_agent.clone().expect("ua");
+            if !uas.contains(&ua) && uas.len() < 8 {
+                uas.push(ua);
+            }
+            if !addrs.contains(&client) && addrs.len() < 16 {
+                addrs.push(client);
+            }
+            let p = o.principal.clone().expect("principal");
+            if !prs.contains(&p) && prs.len() < 8 {
+                prs.push(p);
+            }
+            assert!(t.observe(&o).is_none());
+        }
+        t.add_risk(&key, 1_200 * S, &rule());
+        let (reports, left) = t.final_reports(10);
+        assert_eq!((reports.len(), left), (1, 0));
+        let r = &reports[0];
+        assert_eq!(r.key, key);
+        assert_eq!((r.requests, r.errors, r.unauthenticated), (200, errors, 50));
+        assert_eq!(errors, 100);
+        assert_eq!(r.statuses, want_status);
+        assert_eq!((&r.endpoints, r.endpoints_more), (&eps, more));
+        assert_eq!((&r.user_agents, &r.addresses, &r.principals), (&uas, &addrs, &prs));
+        assert_eq!((r.first, r.last), (1_000 * S, 1_199 * S));
+        assert_eq!(r.indicators.len(), 1);
+    }
+
+    #[test]
+    fn counters_past_four_billion_carry_into_their_high_halves() {
+        let mut t = EntityTable::new(EntityConfig::default());
+        let ip = IpAddr::from([10, 2, 0, 1]);
+        let key = EntityKey::ip(ip);
+        t.observe(&obs(key.clone(), 0, ip, "GET /a", 500));
+        let i = t.map.find(t.compact(&key).expect("known")).expect("entity");
+        let e = t.map.at_mut(i);
+        (e.requests, e.errors, e.unauthenticated) = (u32::MAX, u32::MAX, u32::MAX);
+        t.observe(&obs(key.clone(), 4, ip, "GET /a", 500));
+        t.observe(&obs(key.clone(), 5, ip, "GET /a", 200));
+        t.add_risk(&key, 1_010 * S, &rule());
+        let r = &t.final_reports(1).0[0];
+        let big = u32::MAX as u64;
+        assert_eq!((r.requests, r.errors, r.unauthenticated), (big + 2, big + 1, big + 1));
+        assert_eq!(r.statuses.get(&500), Some(&(big + 1)));
+        assert_eq!(r.addresses, vec![ip], "the inline IPv4 address");
+    }
+
+    /// The records' sizes, which the per-client memory figures rest on (64-bit targets).
+    #[test]
+    fn entity_baseline_and_window_records_stay_compact() {
+        use std::mem::size_of;
+        let sizes = (
+            size_of::<Entity>(),
+            super::super::baseline::RATE_RECORD,
+            size_of::<super::super::window::Window>(),
+            size_of::<super::super::window::Episode>(),
+        );
+        eprintln!("entity, rate, window, episode: {sizes:?}");
+        assert!(
+            sizes.0 <= 64 && sizes.1 <= 32 && sizes.2 <= 80 && sizes.3 <= 80,
+            "{sizes:?}"
+        );
+    }
+
+    /// A full table evicts; the strings only evicted entities held go with them.
+    #[test]
+    fn evicted_entities_let_go_of_their_strings() {
+        let mut t = EntityTable::new(EntityConfig {
+            max_entities: 32,
+            ..EntityConfig::default()
+        });
+        for i in 0..1000u64 {
+            let key = EntityKey {
+                kind: "api_key".into(),
+                value: format!("k{i}"),
+            };
+            let mut o = obs(key, i, IpAddr::from([10, 3, 0, 1]), &format!("GET /only/{i}"), 200);
+            o.user_agent = Some(format!("agent {i}"));
+            o.principal = None;
+            t.observe(&o);
+        }
+        assert!(
+            t.len() <= 32 && t.evictions >= 968,
+            "{} kept, {} evicted",
+            t.len(),
+            t.evictions
+        );
+        // each entity holds its value, endpoint and agent: nothing else is left
+        assert_eq!(t.strings.len(), 3 * t.len());
+        // the newest are kept and still found
+        let last = EntityKey {
+            kind: "api_key".into(),
+            value: "k999".into(),
+        };
+        assert!(t.get(&last).is_some());
+        assert_eq!(t.key_of(t.compact(&last).expect("known")), last);
     }
 }

@@ -12,6 +12,7 @@
 mod auth;
 pub mod baseline;
 mod client;
+mod dense;
 pub mod entity;
 mod msg;
 mod view;
@@ -142,7 +143,7 @@ pub struct Engine {
     pub rules: Arc<RuleSet>,
     cfg: EngineConfig,
     /// Windows by a hash of (rule id, entity, per): a lookup allocates nothing.
-    states: HashMap<u64, Window>,
+    states: dense::Dense<Window>,
     pub entities: EntityTable,
     baselines: baseline::Baselines,
     pub stats: EngineStats,
@@ -162,7 +163,7 @@ impl Engine {
             baselines: baseline::Baselines::new(cfg.baseline.clone()),
             rules,
             cfg,
-            states: HashMap::new(),
+            states: Default::default(),
             stats: EngineStats::default(),
             shard,
             shards: shards.max(1),
@@ -172,12 +173,15 @@ impl Engine {
 
     /// Swap in reloaded rules; windows of rules that kept their id carry on.
     pub fn reload(&mut self, rules: Arc<RuleSet>) {
-        self.states.retain(|_, w| {
-            rules
-                .rules
-                .iter()
-                .any(|r| hash_of(r.id.as_str()) == w.rule && r.enabled)
-        });
+        self.states.retain(
+            |w| {
+                rules
+                    .rules
+                    .iter()
+                    .any(|r| hash_of(r.id.as_str()) == w.rule && r.enabled)
+            },
+            drop,
+        );
         self.rules = rules;
     }
 

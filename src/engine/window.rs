@@ -1,5 +1,6 @@
 //! Sliding windows and episodes: a match counted, a threshold crossed, an alert raised.
 
+use super::dense::Keyed;
 use super::*;
 
 /// Distinct values are counted exactly up to this many per episode, then estimated.
@@ -7,18 +8,40 @@ pub const EXACT_DISTINCT: usize = 256;
 /// Distinct values listed in an alert.
 pub const MAX_VALUES: usize = 10;
 
-/// Sliding-window state of one (rule, entity[, endpoint]).
+/// Sliding-window state of one (rule, entity[, endpoint]): 72 bytes, plus the episode's.
 #[derive(Debug, Default)]
 pub(super) struct Window {
-    /// A hash of the rule's id (the map is keyed by a hash of rule, entity and `per`): a
-    /// reload keeps the windows of rules that kept their id.
+    /// The map key: a hash of rule, entity and `per`.
+    pub(super) id: u64,
+    /// A hash of the rule's id: a reload keeps the windows of rules that kept their id.
     pub(super) rule: u64,
-    pub(super) times: VecDeque<Ts>,
-    pub(super) distinct: HashMap<u64, Ts>,
+    pub(super) track: Track,
     pub(super) last: Ts,
-    pub(super) episode: Option<Episode>,
+    pub(super) episode: Option<Box<Episode>>,
     /// `threshold.found`: the window saw a 2xx (the route is real).
     pub(super) found: bool,
+}
+
+impl Keyed for Window {
+    type K = u64;
+    fn key(&self) -> u64 {
+        self.id
+    }
+}
+
+/// What a window counts: match times, or distinct values (a rule counts one or the other).
+#[derive(Debug)]
+pub(super) enum Track {
+    Times(VecDeque<Ts>),
+    /// (value hash, last seen): at most `count + 1`, a short list (a hash set would cost a
+    /// table per window).
+    Distinct(Vec<(u64, Ts)>),
+}
+
+impl Default for Track {
+    fn default() -> Self {
+        Track::Times(VecDeque::new())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -27,26 +50,34 @@ pub(super) struct Episode {
     pub(super) count: u64,
     pub(super) alerted_at: u64,
     pub(super) samples: Vec<Sample>,
-    /// The episode's distinct values: exact while few (the window's own set forgets), then
-    /// a HyperLogLog. Only kept once the episode has alerted (attackers, not every browser).
-    pub(super) seen: hashbrown::HashSet<u64>,
-    pub(super) hll: Option<Box<crate::catalog::Distinct>>,
+    /// The episode's distinct values: only kept once the episode has alerted (attackers, not
+    /// every browser).
+    pub(super) seen: Option<Box<Seen>>,
     pub(super) values: Vec<String>,
+}
+
+/// An episode's distinct values: exact while few (the window's own set forgets), then a
+/// HyperLogLog.
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    pub(super) exact: hashbrown::HashSet<u64>,
+    pub(super) hll: Option<Box<crate::catalog::Distinct>>,
 }
 
 impl Episode {
     pub(super) fn add_distinct(&mut self, d: u64) {
-        match &mut self.hll {
+        let s = self.seen.get_or_insert_with(Default::default);
+        match &mut s.hll {
             Some(h) => h.add(d),
             None => {
-                self.seen.insert(d);
-                if self.seen.len() > EXACT_DISTINCT {
+                s.exact.insert(d);
+                if s.exact.len() > EXACT_DISTINCT {
                     let mut h = Box::<crate::catalog::Distinct>::default();
-                    for x in self.seen.drain() {
+                    for x in s.exact.drain() {
                         h.add(x);
                     }
-                    self.seen.shrink_to_fit();
-                    self.hll = Some(h);
+                    s.exact.shrink_to_fit();
+                    s.hll = Some(h);
                 }
             }
         }
@@ -54,9 +85,10 @@ impl Episode {
 
     /// (distinct values, estimated?)
     pub(super) fn distinct(&self) -> (u64, bool) {
-        match &self.hll {
-            Some(h) => (h.estimate().max(EXACT_DISTINCT as u64), true),
-            None => (self.seen.len() as u64, false),
+        match self.seen.as_deref() {
+            Some(Seen { hll: Some(h), .. }) => (h.estimate().max(EXACT_DISTINCT as u64), true),
+            Some(s) => (s.exact.len() as u64, false),
+            None => (0, false),
         }
     }
 }
@@ -76,13 +108,16 @@ impl Engine {
         if self.states.len() >= self.cfg.max_states {
             self.evict_states(h.ts);
         }
-        let w = self
-            .states
-            .entry(hash_of(&(h.rule, h.key, h.per)))
-            .or_insert_with(|| Window {
+        let id = hash_of(&(h.rule, h.key, h.per));
+        let i = match self.states.find(id) {
+            Some(i) => i,
+            None => self.states.insert_new(Window {
+                id,
                 rule: hash_of(h.rule),
                 ..Window::default()
-            });
+            }),
+        };
+        let w = self.states.at_mut(i);
         let th = &r.threshold;
         let cutoff = h.ts.saturating_sub(th.window_ns);
         // The episode ends after a quiet period; the window itself only ever forgets what
@@ -99,31 +134,44 @@ impl Engine {
                 return; // nothing found yet: a guess, or a public object, not someone's
             }
         }
-        let level = match h.distinct {
-            None => {
-                while w.times.front().is_some_and(|t| *t < cutoff) {
-                    w.times.pop_front();
+        // (a reload can turn a rule with the same id from one kind of count to the other)
+        if h.distinct.is_some() != matches!(w.track, Track::Distinct(_)) {
+            w.track = match h.distinct {
+                Some(_) => Track::Distinct(Vec::new()),
+                None => Track::Times(VecDeque::new()),
+            };
+        }
+        let level = match (&mut w.track, h.distinct) {
+            (Track::Times(times), None) => {
+                while times.front().is_some_and(|t| *t < cutoff) {
+                    times.pop_front();
                 }
-                if w.times.len() as u64 > th.count {
-                    w.times.pop_front();
+                if times.len() as u64 > th.count {
+                    times.pop_front();
                 }
-                w.times.push_back(h.ts);
-                w.times.len() as u64
+                times.push_back(h.ts);
+                times.len() as u64
             }
-            Some(d) => {
+            (Track::Distinct(set), Some(d)) => {
                 // at most count + 1 entries: pruning every time is cheap
-                w.distinct.retain(|_, t| *t >= cutoff);
-                if let Some(t) = w.distinct.get_mut(&d) {
+                set.retain(|(_, t)| *t >= cutoff);
+                if let Some((_, t)) = set.iter_mut().find(|(k, _)| *k == d) {
                     *t = (*t).max(h.ts);
-                } else if (w.distinct.len() as u64) <= th.count {
-                    w.distinct.insert(d, h.ts);
+                } else if (set.len() as u64) <= th.count {
+                    if set.is_empty() {
+                        set.reserve_exact(1); // most windows see one value
+                    }
+                    set.push((d, h.ts));
                 }
-                w.distinct.len() as u64
+                set.len() as u64
             }
+            _ => 0, // not reached: the track was just made to fit
         };
-        let ep = w.episode.get_or_insert(Episode {
-            first: h.ts,
-            ..Episode::default()
+        let ep = w.episode.get_or_insert_with(|| {
+            Box::new(Episode {
+                first: h.ts,
+                ..Episode::default()
+            })
         });
         ep.count += 1;
         if let Some(v) = h.value
@@ -150,8 +198,10 @@ impl Engine {
             if ep.alerted_at == 0 {
                 if crossed {
                     // the window's values so far open the episode's own count
-                    for k in w.distinct.keys() {
-                        ep.add_distinct(*k);
+                    if let Track::Distinct(set) = &w.track {
+                        for (k, _) in set {
+                            ep.add_distinct(*k);
+                        }
                     }
                 }
             } else {
@@ -232,20 +282,23 @@ impl Engine {
     /// Evict the sixteenth of window states idle longest.
     pub(super) fn evict_states(&mut self, _now: Ts) {
         let n = (self.states.len() / 16).max(1);
-        let mut lasts: Vec<Ts> = self.states.values().map(|w| w.last).collect();
+        let mut lasts: Vec<Ts> = self.states.iter().map(|w| w.last).collect();
         let idx = n.min(lasts.len()) - 1;
         lasts.select_nth_unstable(idx);
         let cut = lasts[idx];
         let before = self.states.len();
         let mut left = n;
-        self.states.retain(|_, w| {
-            if left > 0 && w.last <= cut {
-                left -= 1;
-                false
-            } else {
-                true
-            }
-        });
+        self.states.retain(
+            |w| {
+                if left > 0 && w.last <= cut {
+                    left -= 1;
+                    false
+                } else {
+                    true
+                }
+            },
+            drop,
+        );
         self.stats.state_evictions += (before - self.states.len()) as u64;
     }
 }
