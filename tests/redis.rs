@@ -893,3 +893,56 @@ fn fleet_two_sensors_share_entity_risk_and_raise_one_risk_alert() {
     assert!(keys.iter().any(|k| k.ends_with(":risk")), "{keys:?}");
     assert!(keys.iter().all(|k| !k.contains("10.9.0.7")), "{keys:?}");
 }
+
+fn brute_force_alerts(ev: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    alerts_of(ev, "brute_force")
+}
+
+/// Count-only windows are shared too: one client fails 5 logins on each of two sites. The
+/// brute-force rule (more than 8 failed POST logins in 60 s) stays quiet on either sensor;
+/// fleet-wide the two windows add up to 10, and exactly one alert is raised.
+#[test]
+fn fleet_two_sensors_share_count_windows_and_raise_one_brute_force_alert() {
+    if skip_without_redis() {
+        return;
+    }
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, all) = (
+        dir.path().join("a.pcap"),
+        dir.path().join("b.pcap"),
+        dir.path().join("all.pcap"),
+    );
+    let attacker = [10, 9, 0, 9];
+    write_pcap(&a, |w| {
+        failed_logins(w, attacker, 42001, [10, 1, 0, 1], "shop-a.example", 0..5)
+    });
+    write_pcap(&b, |w| {
+        failed_logins(w, attacker, 42002, [10, 2, 0, 1], "shop-b.example", 5..10)
+    });
+    write_pcap(&all, |w| {
+        failed_logins(w, attacker, 42001, [10, 1, 0, 1], "shop-a.example", 0..5);
+        failed_logins(w, attacker, 42002, [10, 2, 0, 1], "shop-b.example", 5..10);
+    });
+    let (ap, bp, allp) = (a.to_str().unwrap(), b.to_str().unwrap(), all.to_str().unwrap());
+    for half in [ap, bp] {
+        let (o, ev) = replay_events(&[half]);
+        assert!(o.status.success());
+        assert_eq!(brute_force_alerts(&ev).len(), 0, "{half} alone");
+    }
+    let (_, ev) = replay_events(&[allp]);
+    assert_eq!(brute_force_alerts(&ev).len(), 1, "the whole capture on one sensor");
+
+    let redis = format!("\"redis://127.0.0.1:{}\"", r.port);
+    let c1 = fleet_conf(dir.path(), &redis, "c1", "");
+    let (alerts, stats) = two_sensors(&c1, ap, bp, brute_force_alerts);
+    assert_eq!(alerts.len(), 1, "one alert fleet-wide: {alerts:?}");
+    let f = &alerts[0]["indicator"]["fleet"];
+    assert_eq!(f["sensors"], serde_json::json!(["sensor-a", "sensor-b"]), "{f}");
+    assert_eq!(f["count"], 10, "{f}");
+    for s in &stats {
+        assert_eq!(s["unavailable"], 0, "{s}");
+    }
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut r.con()).unwrap();
+    assert!(keys.iter().any(|k| k.contains(":cnt:")), "{keys:?}");
+}

@@ -89,16 +89,17 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// A distinct-count hit, with the alert it would raise.
+/// A rule window's hit (a distinct-count rule's, or a count-only rule's with a threshold),
+/// with the alert it would raise.
 #[derive(Debug)]
 pub struct FleetHit {
     pub alert: Box<Alert>,
     /// The local window crossed its threshold: an alert even without the fleet.
     pub fire: bool,
-    /// Hash of the distinct value.
-    pub distinct: u64,
+    /// Hash of the distinct value; none: a count-only rule (each hit counts).
+    pub distinct: Option<u64>,
     pub window_ns: u64,
-    /// The rule alerts above this many distinct values.
+    /// The rule alerts above this many distinct values (or hits).
     pub threshold: u64,
     pub quiet_ns: u64,
 }
@@ -118,6 +119,8 @@ pub struct FleetCounters {
     pub suppressed: AtomicU64,
     pub round_trips: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Hits below the local threshold not sent: their episode is already alerted fleet-wide.
+    pub skipped: AtomicU64,
 }
 
 impl FleetCounters {
@@ -126,7 +129,7 @@ impl FleetCounters {
         json!({
             "shared": l(&self.shared), "unavailable": l(&self.unavailable), "queue_full": l(&self.queue_full),
             "claimed": l(&self.claimed), "suppressed": l(&self.suppressed), "round_trips": l(&self.round_trips),
-            "reconnects": l(&self.reconnects),
+            "reconnects": l(&self.reconnects), "skipped": l(&self.skipped),
         })
     }
 }
@@ -197,6 +200,7 @@ impl Fleet {
                 claim: Script::new(CLAIM),
                 risk: Script::new(RISK),
             },
+            memo: Memo::default(),
         };
         let thread = std::thread::Builder::new()
             .name("apitap-fleet".into())
@@ -299,6 +303,49 @@ struct Thread {
     down_logged: bool,
     ever_up: bool,
     scripts: Scripts,
+    memo: Memo,
+}
+
+/// What the fleet thread remembers between batches, bounded (cleared when full).
+#[derive(Default)]
+struct Memo {
+    /// Key hashes by a local hash of their parts: one SHA1 per rule and entity, not per hit.
+    hashes: std::collections::HashMap<u64, String>,
+    /// Per claim key hash: its episode is held (by this sensor or another) until this packet
+    /// time (ms). A hit below the local threshold in a held episode is not sent: it could
+    /// only be suppressed.
+    held: std::collections::HashMap<String, u64>,
+}
+
+/// Entries of each [`Memo`] map at most.
+const MEMO_CAP: usize = 65_536;
+
+impl Memo {
+    fn hash(&mut self, parts: &[&str]) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        parts.hash(&mut h);
+        if self.hashes.len() >= MEMO_CAP {
+            self.hashes.clear();
+        }
+        self.hashes.entry(h.finish()).or_insert_with(|| key_hash(parts)).clone()
+    }
+
+    fn entity(&mut self, k: &crate::engine::EntityKey) -> String {
+        self.hash(&[&k.kind, &k.value])
+    }
+
+    fn rule(&mut self, a: &Alert) -> String {
+        self.hash(&[&a.rule_id, &a.sid.to_string(), &a.key.kind, &a.key.value])
+    }
+
+    fn hold(&mut self, rk: &str, until_ms: u64) {
+        if self.held.len() >= MEMO_CAP {
+            self.held.clear();
+        }
+        let u = self.held.entry(rk.to_string()).or_default();
+        *u = (*u).max(until_ms);
+    }
 }
 
 struct Scripts {
@@ -337,8 +384,13 @@ impl Thread {
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             };
-            // Whatever else is queued goes in the same round trips.
+            // Whatever else comes within LINGER goes in the same round trips. The thread sleeps
+            // rather than waits on the queue, so a worker's send wakes nobody (one wake-up per
+            // batch, not per message).
             let mut batch = vec![first];
+            if rx.len() < BATCH {
+                std::thread::sleep(LINGER);
+            }
             while batch.len() < BATCH {
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
@@ -349,7 +401,15 @@ impl Thread {
                 self.connect();
             }
             let r = match self.con.as_mut() {
-                Some(c) => settle(c, &self.scripts, &batch, &self.prefix, &self.sensor, &self.counters),
+                Some(c) => settle(
+                    c,
+                    &self.scripts,
+                    &mut self.memo,
+                    &batch,
+                    &self.prefix,
+                    &self.sensor,
+                    &self.counters,
+                ),
                 None => Err(None),
             };
             match r {
@@ -567,21 +627,31 @@ struct Claim<'a> {
     entity: Option<Box<EntityReport>>,
 }
 
+/// A rule window's key in one batch.
+struct Win {
+    /// This bucket's key and the one before (one hash tag).
+    cur: String,
+    prev: String,
+    /// The rule and entity's key hash.
+    rk: String,
+    /// Expiry, ms (two windows and a minute).
+    keep: u64,
+    /// Distinct values to add (distinct-count rules).
+    values: Vec<String>,
+    /// Hits to add (count-only rules).
+    hits: u64,
+    distinct: bool,
+}
+
 /// Messages settled per round trip at most.
-const BATCH: usize = 256;
+const BATCH: usize = 512;
+
+/// How long the fleet thread waits for more messages to fill a batch (fewer round trips;
+/// an alert raised through the fleet comes this much later).
+const LINGER: Duration = Duration::from_millis(2);
 
 /// How long (wall time) idle keys stay: at least this.
 const KEEP_MS: u64 = 600_000;
-
-/// The key hash of an entity.
-fn entity_hash(k: &crate::engine::EntityKey) -> String {
-    key_hash(&[&k.kind, &k.value])
-}
-
-/// The key hash of a rule's alerts on an entity.
-fn rule_hash(a: &Alert) -> String {
-    key_hash(&[&a.rule_id, &a.sid.to_string(), &a.key.kind, &a.key.value])
-}
 
 /// Settle a batch of messages with Redis in at most two pipelined round trips: the distinct
 /// counts, the sensors that saw each entity and the risk increments first, then the claims
@@ -591,6 +661,7 @@ fn rule_hash(a: &Alert) -> String {
 fn settle(
     c: &mut Con,
     scripts: &Scripts,
+    memo: &mut Memo,
     batch: &[Msg],
     prefix: &str,
     sensor: &str,
@@ -598,14 +669,15 @@ fn settle(
 ) -> Result<Vec<Write>, Option<io::Error>> {
     let err = |e: redis::RedisError| Some(io::Error::other(e.to_string()));
     let bad = |e: redis::ParsingError| Some(io::Error::other(e.to_string()));
-    // 1. distinct counts: per (rule, entity, bucket) key of the batch, one PFADD of all its
-    // values, the fleet-wide count after them, and the expiries.
-    let mut keys: Vec<(String, String, String, u64, Vec<String>)> = Vec::new(); // cur, prev, rk, keep ms, values
-    let mut key_of: Vec<usize> = Vec::new(); // per hit, its index in keys
+    // 1. rule windows: per (rule, entity, bucket) key of the batch, one PFADD of all its
+    // distinct values (or one INCRBY of its hits, for a count-only rule), the fleet-wide count
+    // of this bucket and the one before after them, and the expiries.
+    let mut keys: Vec<Win> = Vec::new();
+    let mut key_of: Vec<Option<usize>> = Vec::new(); // per hit, its index in keys (none: skipped)
     // the entities of the batch: this sensor saw them
     let mut ents: Vec<String> = Vec::new();
-    let mut saw = |k: &crate::engine::EntityKey| {
-        let ek = entity_hash(k);
+    let mut saw = |memo: &mut Memo, k: &crate::engine::EntityKey| {
+        let ek = memo.entity(k);
         if !ents.contains(&ek) {
             ents.push(ek);
         }
@@ -614,36 +686,59 @@ fn settle(
         match m {
             Msg::Hit(h) => {
                 let a = &h.alert;
-                saw(&a.key);
-                let rk = rule_hash(a);
+                saw(memo, &a.key);
+                let rk = memo.rule(a);
+                if !h.fire && memo.held.get(&rk).is_some_and(|u| a.last / 1_000_000 <= *u) {
+                    n.skipped.fetch_add(1, Ordering::Relaxed);
+                    key_of.push(None);
+                    continue;
+                }
                 let w = h.window_ns.max(1_000_000_000);
                 let bucket = a.last / w;
-                let cur = key(prefix, &rk, &format!("hll:{bucket}"));
-                let i = match keys.iter().position(|k| k.0 == cur) {
+                let kind = if h.distinct.is_some() { "hll" } else { "cnt" };
+                let cur = key(prefix, &rk, &format!("{kind}:{bucket}"));
+                let i = match keys.iter().position(|k| k.cur == cur) {
                     Some(i) => i,
                     None => {
-                        let prev = key(prefix, &rk, &format!("hll:{}", bucket.saturating_sub(1)));
-                        keys.push((cur, prev, rk, 2 * ms(w) + 60_000, Vec::new()));
+                        keys.push(Win {
+                            prev: key(prefix, &rk, &format!("{kind}:{}", bucket.saturating_sub(1))),
+                            cur,
+                            rk,
+                            keep: 2 * ms(w) + 60_000,
+                            values: Vec::new(),
+                            hits: 0,
+                            distinct: h.distinct.is_some(),
+                        });
                         keys.len() - 1
                     }
                 };
-                keys[i].4.push(format!("{:016x}", h.distinct));
-                key_of.push(i);
+                if let Some(d) = h.distinct {
+                    keys[i].values.push(format!("{d:016x}"));
+                }
+                keys[i].hits += 1;
+                key_of.push(Some(i));
             }
-            Msg::Alert(a, _) => saw(&a.key),
-            Msg::Entity(r) => saw(&r.key),
-            Msg::Risk(r) => saw(&r.report.key),
+            Msg::Alert(a, _) => saw(memo, &a.key),
+            Msg::Entity(r) => saw(memo, &r.key),
+            Msg::Risk(r) => saw(memo, &r.report.key),
         }
     }
     let mut pipe = c.pipe();
-    for (cur, prev, rk, keep, values) in &keys {
-        let sensors = key(prefix, rk, "sensors");
-        pipe.cmd("PFADD").arg(cur).arg(values);
-        pipe.cmd("PEXPIRE").arg(cur).arg(*keep);
-        // cur and prev share the hash tag: one slot, so one PFCOUNT of both works in a cluster
-        pipe.get("PFCOUNT").arg(cur).arg(prev);
+    for k in &keys {
+        let sensors = key(prefix, &k.rk, "sensors");
+        if k.distinct {
+            pipe.cmd("PFADD").arg(&k.cur).arg(&k.values);
+            pipe.cmd("PEXPIRE").arg(&k.cur).arg(k.keep);
+            // cur and prev share the hash tag: one slot, so one PFCOUNT of both works in a
+            // cluster
+            pipe.get("PFCOUNT").arg(&k.cur).arg(&k.prev);
+        } else {
+            pipe.get("INCRBY").arg(&k.cur).arg(k.hits);
+            pipe.cmd("PEXPIRE").arg(&k.cur).arg(k.keep);
+            pipe.get("GET").arg(&k.prev);
+        }
         pipe.cmd("SADD").arg(&sensors).arg(sensor);
-        pipe.cmd("PEXPIRE").arg(&sensors).arg(*keep);
+        pipe.cmd("PEXPIRE").arg(&sensors).arg(k.keep);
     }
     for ek in &ents {
         let sensors = key(prefix, ek, "sensors");
@@ -653,13 +748,13 @@ fn settle(
     // entity events: the sensors that saw the entity (after this batch's SADD)
     for m in batch {
         if let Msg::Entity(r) = m {
-            pipe.get("SMEMBERS").arg(key(prefix, &entity_hash(&r.key), "sensors"));
+            pipe.get("SMEMBERS").arg(key(prefix, &memo.entity(&r.key), "sensors"));
         }
     }
     // risk increments: the fleet-wide score (one script per increment, in batch order)
     for m in batch {
         if let Msg::Risk(r) = m {
-            let ek = entity_hash(&r.report.key);
+            let ek = memo.entity(&r.report.key);
             let hl_ms = (r.half_life_s * 1000.0).max(1.0);
             // idle scores go once decayed to under 1/256
             let px = ((hl_ms * 8.0) as u64).max(KEEP_MS);
@@ -685,9 +780,15 @@ fn settle(
     };
     let mut replies = replies.into_iter();
     let mut counts: Vec<u64> = Vec::with_capacity(keys.len());
-    for _ in &keys {
+    for k in &keys {
         let v = replies.next().ok_or(None)?;
-        counts.push(redis::from_redis_value(v).map_err(bad)?);
+        let mut c: u64 = redis::from_redis_value(v).map_err(bad)?;
+        if !k.distinct {
+            let v = replies.next().ok_or(None)?;
+            let prev: Option<u64> = redis::from_redis_value(v).map_err(bad)?;
+            c += prev.unwrap_or(0);
+        }
+        counts.push(c);
     }
     let mut writes = Vec::new();
     for m in batch {
@@ -710,13 +811,16 @@ fn settle(
         })
         .zip(&key_of)
         .filter(|(h, _)| h.fire)
-        .map(|(_, i)| *i)
+        .filter_map(|(_, i)| *i)
         .collect();
     let mut hit_no = 0;
     for m in batch {
         match m {
             Msg::Hit(h) => {
-                let i = key_of[hit_no];
+                let Some(i) = key_of.get(hit_no).copied().flatten() else {
+                    hit_no += 1;
+                    continue;
+                };
                 hit_no += 1;
                 let count = counts.get(i).copied().unwrap_or(0);
                 let over = count > h.threshold && !asked.contains(&i);
@@ -736,8 +840,8 @@ fn settle(
                         alert: std::borrow::Cow::Borrowed(&h.alert),
                         esc: h.fire,
                         quiet_ms: ms(h.quiet_ns.max(w)),
-                        sensors: key(prefix, &keys[i].2, "sensors"),
-                        rk: keys[i].2.clone(),
+                        sensors: key(prefix, &keys[i].rk, "sensors"),
+                        rk: keys[i].rk.clone(),
                         sadd: false,
                         count: Some(count),
                         risk: None,
@@ -747,7 +851,7 @@ fn settle(
                 }
             }
             Msg::Alert(a, e) => {
-                let rk = rule_hash(a);
+                let rk = memo.rule(a);
                 claims.push(Claim {
                     alert: std::borrow::Cow::Borrowed(a),
                     esc: true,
@@ -770,11 +874,11 @@ fn settle(
                     continue;
                 }
                 let (alert, report) = risk_alert(r, level, score);
-                let ek = entity_hash(&r.report.key);
+                let ek = memo.entity(&r.report.key);
                 let n_alerted = alert.count;
                 claims.push(Claim {
                     quiet_ms: ((r.half_life_s * 1000.0) as u64).max(1000),
-                    rk: rule_hash(&alert),
+                    rk: memo.rule(&alert),
                     alert: std::borrow::Cow::Owned(alert),
                     esc: false,
                     sensors: key(prefix, &ek, "sensors"),
@@ -812,6 +916,8 @@ fn settle(
     for (cl, pair) in claims.into_iter().zip(replies.chunks(2)) {
         let [got, names] = pair else { break };
         let got: i64 = redis::from_redis_value(got.clone()).map_err(bad)?;
+        // claimed here or held elsewhere: the episode is alerted until its quiet period ends
+        memo.hold(&cl.rk, cl.alert.last / 1_000_000 + cl.quiet_ms);
         if got != 1 {
             n.suppressed.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -827,7 +933,7 @@ fn settle(
         }
         let mut info = json!({"sensors": names, "claimed_by": sensor});
         if let Some(c) = cl.count {
-            info["distinct"] = json!(c);
+            info[if a.distinct.is_some() { "distinct" } else { "count" }] = json!(c);
         }
         if let Some(r) = cl.risk {
             info["risk"] = json!(r);
