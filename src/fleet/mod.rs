@@ -490,13 +490,8 @@ impl Thread {
             return; // alerts not among output.types
         }
         // The fleet's view goes under `indicator.fleet` (apitap's own key, SPEC §5).
-        if let Some(f) = fleet
-            && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&buf)
-            && v["indicator"].is_object()
-        {
-            v["indicator"]["fleet"] = f;
-            buf = v.to_string().into_bytes();
-            buf.push(b'\n');
+        if let Some(f) = fleet {
+            put_fleet(&mut buf, "indicator", &f);
         }
         self.out.counters.alert.fetch_add(1, Ordering::Relaxed);
         let events = memchr::memchr_iter(b'\n', &buf).count() as u64;
@@ -516,13 +511,8 @@ impl Thread {
         if buf.is_empty() {
             return; // entity events not among output.types
         }
-        if let Some(f) = fleet
-            && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&buf)
-            && v["entity"].is_object()
-        {
-            v["entity"]["fleet"] = f;
-            buf = v.to_string().into_bytes();
-            buf.push(b'\n');
+        if let Some(f) = fleet {
+            put_fleet(&mut buf, "entity", &f);
         }
         self.out.counters.entity.fetch_add(1, Ordering::Relaxed);
         let b = Arc::new(Batch { bytes: buf, events: 1 });
@@ -530,6 +520,28 @@ impl Thread {
             s.send(&b, self.out.mode == Mode::Replay);
         }
     }
+}
+
+/// Put `"fleet": f` first in the event line's object `key` (its first `"key":{` that is a
+/// key, after `{` or `,`: inside a string every quote is escaped), without parsing the line
+/// again. False when the line has no such object.
+fn put_fleet(line: &mut Vec<u8>, key: &str, f: &serde_json::Value) -> bool {
+    let pat = format!("\"{key}\":{{");
+    let mut from = 0;
+    while let Some(i) = memchr::memmem::find(&line[from..], pat.as_bytes()).map(|i| i + from) {
+        if i == 0 || !matches!(line[i - 1], b'{' | b',') {
+            from = i + 1;
+            continue;
+        }
+        let at = i + pat.len();
+        let mut ins = format!("\"fleet\":{f}").into_bytes();
+        if line.get(at) != Some(&b'}') {
+            ins.push(b',');
+        }
+        line.splice(at..at, ins);
+        return true;
+    }
+    false
 }
 
 fn ms(ns: u64) -> u64 {
@@ -1012,6 +1024,22 @@ mod tests {
         let e = check_url("redis://:s3cret@h").unwrap_err();
         assert!(!e.contains("s3cret"), "{e}");
         assert_eq!(redact_url("redis://:s3cret@h:1"), "redis://***@h:1");
+    }
+
+    #[test]
+    fn fleet_view_goes_into_the_named_object_not_into_a_string() {
+        let f = json!({"sensors": ["a", "b"]});
+        let mut l = br#"{"http":{"url":"/x?\"indicator\":{"},"indicator":{"type":"t"}}"#.to_vec();
+        assert!(put_fleet(&mut l, "indicator", &f));
+        let v: serde_json::Value = serde_json::from_slice(&l).unwrap();
+        assert_eq!(v["indicator"]["fleet"]["sensors"][1], "b");
+        assert_eq!(v["indicator"]["type"], "t");
+        assert_eq!(v["http"]["url"], "/x?\"indicator\":{");
+        let mut e = br#"{"entity":{}}"#.to_vec();
+        assert!(put_fleet(&mut e, "entity", &f));
+        assert!(serde_json::from_slice::<serde_json::Value>(&e).unwrap()["entity"]["fleet"].is_object());
+        let mut n = br#"{"event_type":"stats"}"#.to_vec();
+        assert!(!put_fleet(&mut n, "entity", &f));
     }
 
     #[test]
