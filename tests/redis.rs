@@ -712,10 +712,28 @@ fn fleet_redis_killed_mid_run_both_sensors_keep_running() {
                 .unwrap()
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Kill Redis once both share (each sensor's keys are there), bring it back 500 ms later:
+    // the sensors' retries (100 ms doubling) find it within a second.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*sensors*")
+            .query(&mut r.con())
+            .unwrap_or_default();
+        let mut c = r.con();
+        let mut seen = std::collections::BTreeSet::new();
+        for k in keys.iter().take(500) {
+            let m: Vec<String> = redis::cmd("SMEMBERS").arg(k).query(&mut c).unwrap_or_default();
+            seen.extend(m);
+        }
+        if seen.contains("s0") && seen.contains("s1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let running_at_kill = procs.iter_mut().all(|p| p.try_wait().unwrap().is_none());
     r.down();
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(500));
     let running_at_restart = procs.iter_mut().all(|p| p.try_wait().unwrap().is_none());
     r.up();
     assert!(
