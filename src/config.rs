@@ -324,9 +324,10 @@ takeover_window = 600
 takeover_risk = 50
 
 [fleet]
-# Share state with the other sensors through Redis: distinct counts of the distinct-count
-# rules (credential stuffing...), one alert per episode fleet-wide, the sensors that saw the
-# entity. Redis down: local state, counted (stats.fleet.unavailable), retried with backoff.
+# Share state with the other sensors through Redis: rule windows (distinct counts and hit
+# counts), entity risk with its decay, one alert per episode fleet-wide, the sensors that saw
+# the entity (in alerts and entity events). Redis down: local state, counted
+# (stats.fleet.unavailable), retried with backoff. A bad URL: `config check` names it, exit 2.
 # One Redis: a URL (redis://[:PASSWORD@]HOST:PORT[/DB]). A Redis Cluster: a list of seed node
 # URLs (database 0 only; the client finds the other nodes). Every URL is checked at start.
 # redis = "redis://127.0.0.1:6379"

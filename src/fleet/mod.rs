@@ -1,27 +1,33 @@
-//! Fleet state through Redis (`[fleet] redis = "redis://HOST:PORT"`): sensors that see one
-//! attacker count it as one attacker and alert once.
+//! Fleet state through Redis (`[fleet] redis = "redis://HOST:PORT"`, or a list of Redis
+//! Cluster nodes, see [`con`]): sensors that see one attacker count it as one attacker and
+//! alert once.
 //!
-//! What is shared today:
-//! - distinct counts of the distinct-count rules (credential stuffing: user names per client;
-//!   object enumeration...): each hit adds its value's hash to a HyperLogLog per (rule,
-//!   entity, window bucket) (`PFADD`), and the fleet-wide count is the union of this bucket
-//!   and the one before (`PFCOUNT`), so a window of W seconds is counted over 1 to 2 W;
+//! What is shared:
+//! - rule windows: a distinct-count rule's hit adds its value's hash to a HyperLogLog per
+//!   (rule, entity, window bucket) (`PFADD`); a count-only rule's hits add to a counter
+//!   (`INCRBY`). The fleet-wide count is this bucket and the one before (`PFCOUNT` of both,
+//!   or the two counters), so a window of W seconds is counted over 1 to 2 W;
 //! - the alert claim: an episode alerts once across the fleet. Before an alert is written the
-//!   fleet thread runs [`CLAIM`] (a Lua script, atomic in Redis) on `PREFIX:claim:KEY`: the
+//!   fleet thread runs [`CLAIM`] (a Lua script, atomic in Redis) on `PREFIX:{KEY}:claim`: the
 //!   first alert of an episode takes it, later ones of the same episode (by packet time and
-//!   the rule's quiet period) are dropped (`suppressed`), escalations within an episode too;
-//! - the sensors that saw the entity (`SADD`), listed in the alert's `indicator.fleet.sensors`.
+//!   the rule's quiet period) are dropped (`suppressed`), escalations within an episode not;
+//! - entity risk: each risk increment runs [`RISK`] on `PREFIX:{ENTITY}:risk` (decay by
+//!   packet time with the local half-life, add, level with the local hysteresis); the one
+//!   increment that crosses a level fleet-wide claims the `risk_threshold` alert;
+//! - the sensors that saw the entity (`SADD`), listed in the alert's `indicator.fleet.sensors`
+//!   and the `entity` event's `entity.fleet.sensors`.
 //!
 //! Nothing of this runs on a capture or worker thread: a worker hands a hit or an alert to
 //! the one fleet thread over a bounded queue and moves on (a replay waits instead, so it is
-//! exact). Each message costs one pipelined round trip, two when it claims.
+//! exact). A batch of messages costs one pipelined round trip, two when it claims.
 //!
 //! Redis unreachable or failing: the sensor goes on with its local state (its own alerts are
 //! written as they are; hits below the local threshold are not shared), counts
 //! `fleet.unavailable`, logs once, and reconnects with backoff (100 ms doubling to 30 s).
-//! Keys are hashes of the rule and the entity (`PREFIX:hll:...`, `PREFIX:claim:...`,
-//! `PREFIX:sensors:...`) and members are hashes of the values: no user name, address or
-//! token is stored in Redis in the clear.
+//! Keys are hashes of the rule and the entity inside a hash tag (`PREFIX:{HASH}:hll:BUCKET`,
+//! `...:cnt:BUCKET`, `...:claim`, `...:sensors`, `...:risk`: one cluster slot per rule and
+//! entity) and members are hashes of the values: no user name, address or token is stored
+//! in Redis in the clear.
 
 use std::io;
 use std::sync::Arc;
@@ -685,12 +691,14 @@ fn settle(
     // distinct values (or one INCRBY of its hits, for a count-only rule), the fleet-wide count
     // of this bucket and the one before after them, and the expiries.
     let mut keys: Vec<Win> = Vec::new();
+    let mut key_index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut key_of: Vec<Option<usize>> = Vec::new(); // per hit, its index in keys (none: skipped)
     // the entities of the batch: this sensor saw them
     let mut ents: Vec<String> = Vec::new();
+    let mut ent_set: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut saw = |memo: &mut Memo, k: &crate::engine::EntityKey| {
         let ek = memo.entity(k);
-        if !ents.contains(&ek) {
+        if ent_set.insert(ek.clone()) {
             ents.push(ek);
         }
     };
@@ -709,9 +717,10 @@ fn settle(
                 let bucket = a.last / w;
                 let kind = if h.distinct.is_some() { "hll" } else { "cnt" };
                 let cur = key(prefix, &rk, &format!("{kind}:{bucket}"));
-                let i = match keys.iter().position(|k| k.cur == cur) {
-                    Some(i) => i,
+                let i = match key_index.get(&cur) {
+                    Some(i) => *i,
                     None => {
+                        key_index.insert(cur.clone(), keys.len());
                         keys.push(Win {
                             prev: key(prefix, &rk, &format!("{kind}:{}", bucket.saturating_sub(1))),
                             cur,
