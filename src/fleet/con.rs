@@ -109,7 +109,7 @@ impl Client {
                 let c = c.get_connection()?;
                 c.set_read_timeout(Some(TIMEOUT))?;
                 c.set_write_timeout(Some(TIMEOUT))?;
-                Ok(Con::Cluster(c))
+                Ok(Con::Cluster(Box::new(c)))
             }
         }
     }
@@ -117,7 +117,7 @@ impl Client {
 
 pub(super) enum Con {
     One(redis::Connection),
-    Cluster(redis::cluster::ClusterConnection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
 impl Con {
@@ -206,7 +206,7 @@ impl Pipe {
                         p.ignore();
                     }
                 }
-                p.query(c)
+                p.query(c.as_mut())
             }
         }
     }
