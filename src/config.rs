@@ -328,13 +328,17 @@ takeover_window = 600
 takeover_risk = 50
 
 [fleet]
-# Share state with the other sensors through Redis: distinct counts of the distinct-count
-# rules (credential stuffing...), one alert per episode fleet-wide, the sensors that saw the
-# entity. Redis down: local state, counted (stats.fleet.unavailable), retried with backoff.
+# Share state with the other sensors through Redis: rule windows (distinct counts and hit
+# counts), entity risk with its decay, one alert per episode fleet-wide, the sensors that saw
+# the entity (in alerts and entity events). Redis down: local state, counted
+# (stats.fleet.unavailable), retried with backoff. A bad URL: `config check` names it, exit 2.
+# One Redis: a URL (redis://[:PASSWORD@]HOST:PORT[/DB]). A Redis Cluster: a list of seed node
+# URLs (database 0 only; the client finds the other nodes). Every URL is checked at start.
 # redis = "redis://127.0.0.1:6379"
+# redis = ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000", "redis://10.0.0.3:7000"]
 # Hits and alerts queued for the fleet thread (live: a full queue is counted, not waited for).
 queue = 4096
-# Prefix of every Redis key.
+# Prefix of every Redis key (no braces: keys carry a cluster hash tag after it).
 prefix = "apitap"
 "#;
 
@@ -367,7 +371,8 @@ struct FileConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FleetSection {
-    redis: Option<String>,
+    /// a URL (standalone) or an array of URLs (Redis Cluster nodes)
+    redis: Option<toml::Value>,
     queue: Option<usize>,
     prefix: Option<String>,
 }
@@ -1039,8 +1044,25 @@ impl Config {
         }
         if let Some(s) = f.fleet {
             if let Some(v) = s.redis {
-                crate::fleet::check_url(&v).map_err(|e| bad("fleet.redis", &e))?;
-                c.fleet.redis = Some(v);
+                let t = match v {
+                    toml::Value::String(u) => crate::fleet::Target::Standalone(u),
+                    toml::Value::Array(a) => crate::fleet::Target::Cluster(
+                        a.into_iter()
+                            .map(|u| match u {
+                                toml::Value::String(u) => Ok(u),
+                                _ => Err(bad("fleet.redis", "a cluster is a list of redis://HOST:PORT strings")),
+                            })
+                            .collect::<Result<_, _>>()?,
+                    ),
+                    _ => {
+                        return Err(bad(
+                            "fleet.redis",
+                            "must be a redis://HOST:PORT URL or a list of cluster node URLs",
+                        ));
+                    }
+                };
+                t.check().map_err(|e| bad("fleet.redis", &e))?;
+                c.fleet.redis = Some(t);
                 c.engine.fleet = true;
             }
             if let Some(v) = s.queue {
@@ -1050,8 +1072,9 @@ impl Config {
                 c.fleet.queue = v;
             }
             if let Some(v) = s.prefix {
-                if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(bad("fleet.prefix", "must be 1 to 64 printable characters"));
+                // no braces: the keys' hash tag (`PREFIX:{HASH}:...`) must be the first `{...}`
+                if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}') {
+                    return Err(bad("fleet.prefix", "must be 1 to 64 printable characters, no braces"));
                 }
                 c.fleet.prefix = v;
             }

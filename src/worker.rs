@@ -312,17 +312,38 @@ impl Worker {
                         self.outs.push(Out::Alert(a));
                     }
                 }
+                for r in e.entities.fleet_risk.iter_mut().flat_map(|q| q.drain(..)) {
+                    f.risk(r);
+                }
             }
-            let outs = std::mem::take(&mut self.outs);
-            for o in outs {
+            let mut outs = std::mem::take(&mut self.outs).into_iter().peekable();
+            while let Some(o) = outs.next() {
                 match o {
                     Out::Alert(a) => {
-                        if let Some(a) = f.alert(a) {
+                        // a risk_threshold alert's entity event is written with it, if claimed
+                        let e = match outs.peek() {
+                            Some(Out::Entity(r)) if a.itype == "risk_threshold" && r.key == a.key => {
+                                match outs.next() {
+                                    Some(Out::Entity(r)) => Some(r),
+                                    _ => None,
+                                }
+                            }
+                            _ => None,
+                        };
+                        if let Some((a, e)) = f.alert(a, e) {
                             self.shared.fmt.write_alert(&a, bytes);
                             self.shared.counters.alert.fetch_add(1, Ordering::Relaxed);
+                            if let Some(e) = e {
+                                self.outs.push(Out::Entity(e));
+                            }
                         }
                     }
-                    o => self.outs.push(o),
+                    // the entity event names the sensors that saw the entity
+                    Out::Entity(r) => {
+                        if let Some(r) = f.entity(r) {
+                            self.outs.push(Out::Entity(r));
+                        }
+                    }
                 }
             }
         }
@@ -426,6 +447,12 @@ impl Worker {
         }
         let mut bytes = Vec::new();
         for r in &reports {
+            // fleet on: written by the fleet thread, naming the sensors that saw the entity
+            if let Some(f) = &self.shared.fleet
+                && f.entity(Box::new(r.clone())).is_none()
+            {
+                continue;
+            }
             self.shared.fmt.write_entity(r, &mut bytes);
             self.shared.counters.entity.fetch_add(1, Ordering::Relaxed);
         }

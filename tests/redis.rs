@@ -123,6 +123,145 @@ impl Drop for Redis {
     }
 }
 
+fn skip_without_redis_cluster() -> bool {
+    for tool in ["redis-server", "redis-cli"] {
+        if !have(tool) {
+            eprintln!(
+                "SKIPPED: {}: {tool} not installed (the README's second command installs redis-server, which brings redis-cli)",
+                test_name()
+            );
+            return true;
+        }
+    }
+    false
+}
+
+/// A free loopback port P whose cluster bus port (P + 10000) is free too.
+fn free_cluster_port() -> u16 {
+    for _ in 0..100 {
+        let p = free_port();
+        if p <= 55535 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port pair for a cluster node");
+}
+
+/// A 3-node Redis Cluster on 127.0.0.1 (no replicas, no persistence), every node killed on
+/// drop.
+struct Cluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster {
+            ports: Vec::new(),
+            children: Vec::new(),
+            _dir: dir,
+        };
+        while c.ports.len() < 3 {
+            let p = free_cluster_port();
+            if c.ports.contains(&p) {
+                continue;
+            }
+            let conf = c._dir.path().join(format!("nodes-{p}.conf"));
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &p.to_string()])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                .arg(&conf)
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .arg("--dir")
+                .arg(c._dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server");
+            c.ports.push(p);
+            c.children.push(child);
+        }
+        for p in c.ports.clone() {
+            c.wait_node(p, "PING", "PONG");
+        }
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(c.ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for p in c.ports.clone() {
+            c.wait_node(p, "CLUSTER INFO", "cluster_state:ok");
+        }
+        c
+    }
+
+    /// Wait (10 s at most) until node `port` answers `cmd` with a reply holding `want`.
+    fn wait_node(&self, port: u16, cmd: &str, want: &str) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Ok(mut con) = self.node(port).get_connection_with_timeout(Duration::from_millis(200)) {
+                let mut words = cmd.split(' ');
+                let mut c = redis::cmd(words.next().unwrap());
+                for w in words {
+                    c.arg(w);
+                }
+                if let Ok(v) = c.query::<String>(&mut con)
+                    && v.contains(want)
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("cluster node {port}: no {want:?} to {cmd}");
+    }
+
+    fn node(&self, port: u16) -> redis::Client {
+        redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap()
+    }
+
+    /// The `[fleet] redis` value: the nodes as a TOML array.
+    fn toml(&self) -> String {
+        let urls: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("\"redis://127.0.0.1:{p}\""))
+            .collect();
+        format!("[{}]", urls.join(", "))
+    }
+
+    /// Every key on every node.
+    fn keys(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for p in &self.ports {
+            let mut con = self.node(*p).get_connection().unwrap();
+            let k: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+            all.extend(k);
+        }
+        all
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn sample(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("capture-samples")
@@ -347,6 +486,30 @@ fn fleet_two_sensors_each_below_threshold_raise_one_alert() {
         return;
     }
     let r = Redis::start();
+    two_sensors_one_alert(&format!("\"redis://127.0.0.1:{}\"", r.port), &|| {
+        redis::cmd("KEYS").arg("*").query(&mut r.con()).unwrap()
+    });
+}
+
+/// The same two sensors against a real 3-node Redis Cluster: the keys of one rule and entity
+/// share a hash tag, so the two-bucket `PFCOUNT` and the claim script run on one node.
+#[test]
+fn fleet_two_sensors_raise_one_alert_through_a_redis_cluster() {
+    if skip_without_redis_cluster() {
+        return;
+    }
+    let c = Cluster::start();
+    two_sensors_one_alert(&c.toml(), &|| c.keys());
+    // Every key carries the hash tag after the prefix.
+    for k in c.keys() {
+        assert!(k.contains(":{") && k.contains("}:"), "{k}");
+    }
+}
+
+/// Two sensors each given half of a credential-stuffing run (each half under the threshold)
+/// raise exactly one alert fleet-wide naming both, and the merged capture on one sensor gives
+/// the same alert. `redis` is the `[fleet] redis` value; `keys` lists what is in Redis.
+fn two_sensors_one_alert(redis: &str, keys: &dyn Fn() -> Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let (a, b, all) = (
         dir.path().join("a.pcap"),
@@ -376,51 +539,9 @@ fn fleet_two_sensors_each_below_threshold_raise_one_alert() {
     let (_, ev) = replay_events(&[allp]);
     assert_eq!(stuffing_alerts(&ev).len(), 1, "the whole capture on one sensor");
 
-    let conf = |prefix: &str| {
-        let p = dir.path().join(format!("{prefix}.toml"));
-        std::fs::write(
-            &p,
-            format!(
-                "[fleet]\nredis = \"redis://127.0.0.1:{}\"\nprefix = \"{prefix}\"\n",
-                r.port
-            ),
-        )
-        .unwrap();
-        p.to_str().unwrap().to_string()
-    };
+    let conf = |prefix: &str| fleet_conf(dir.path(), redis, prefix, "");
     let c1 = conf("t1");
-    // Two sensors at once, each given one half.
-    let run = |pcap: &str, name: &str| {
-        Command::new(env!("CARGO_BIN_EXE_apitap"))
-            .args([
-                "replay",
-                "-q",
-                "--no-progress",
-                "--config",
-                &c1,
-                "--sensor-name",
-                name,
-                pcap,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (sa, sb) = (run(ap, "sensor-a"), run(bp, "sensor-b"));
-    let mut alerts = Vec::new();
-    let mut fleet_stats = Vec::new();
-    for s in [sa, sb] {
-        let o = s.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let ev: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        alerts.extend(stuffing_alerts(&ev).into_iter().cloned());
-        let st = ev.iter().rfind(|e| e["event_type"] == "stats").unwrap();
-        fleet_stats.push(st["stats"]["fleet"].clone());
-    }
+    let (alerts, fleet_stats) = two_sensors(&c1, ap, bp, stuffing_alerts);
     assert_eq!(alerts.len(), 1, "one alert fleet-wide: {alerts:?}");
     let f = &alerts[0]["indicator"]["fleet"];
     assert_eq!(f["sensors"], serde_json::json!(["sensor-a", "sensor-b"]), "{f}");
@@ -438,12 +559,61 @@ fn fleet_two_sensors_each_below_threshold_raise_one_alert() {
     assert_eq!(al.len(), 1);
     assert_eq!(al[0]["indicator"]["fleet"]["sensors"], serde_json::json!(["solo"]));
     // No user name, address or host in Redis keys.
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut r.con()).unwrap();
+    let keys = keys();
     assert!(!keys.is_empty());
     assert!(
         keys.iter().all(|k| !k.contains("user") && !k.contains("10.9.0.5")),
         "{keys:?}"
     );
+}
+
+/// A config file with `[fleet] redis = REDIS` and `prefix`, plus `extra` TOML at its end.
+fn fleet_conf(dir: &std::path::Path, redis: &str, prefix: &str, extra: &str) -> String {
+    let p = dir.join(format!("{prefix}.toml"));
+    std::fs::write(&p, format!("[fleet]\nredis = {redis}\nprefix = \"{prefix}\"\n{extra}")).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// Two sensors at once (`sensor-a` replays `a`, `sensor-b` replays `b`, both with config
+/// `conf`): the alerts `pick` picks from both outputs, and each one's final `stats.fleet`.
+fn two_sensors(
+    conf: &str,
+    a: &str,
+    b: &str,
+    pick: fn(&[serde_json::Value]) -> Vec<&serde_json::Value>,
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let run = |pcap: &str, name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_apitap"))
+            .args([
+                "replay",
+                "-q",
+                "--no-progress",
+                "--config",
+                conf,
+                "--sensor-name",
+                name,
+                pcap,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (sa, sb) = (run(a, "sensor-a"), run(b, "sensor-b"));
+    let mut alerts = Vec::new();
+    let mut fleet_stats = Vec::new();
+    for s in [sa, sb] {
+        let o = s.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let ev: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        alerts.extend(pick(&ev).into_iter().cloned());
+        let st = ev.iter().rfind(|e| e["event_type"] == "stats").unwrap();
+        fleet_stats.push(st["stats"]["fleet"].clone());
+    }
+    (alerts, fleet_stats)
 }
 
 #[test]
@@ -473,9 +643,19 @@ fn fleet_without_redis_goes_on_with_local_state() {
 #[test]
 fn fleet_bad_redis_url_is_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    for url in ["127.0.0.1:6379", "redis://nohost", "redis://:s3cret@h:0"] {
+    for url in [
+        "\"127.0.0.1:6379\"",
+        "\"redis://nohost\"",
+        "\"redis://:s3cret@h:0\"",
+        // a cluster: every node URL is checked
+        "[\"redis://127.0.0.1:7000\", \"redis://:s3cret@nohost\"]",
+        "[\"redis://127.0.0.1:7000\", 7001]",
+        "[\"redis://127.0.0.1:7000/2\"]",
+        "[]",
+        "6379",
+    ] {
         let conf = dir.path().join("f.toml");
-        std::fs::write(&conf, format!("[fleet]\nredis = \"{url}\"\n")).unwrap();
+        std::fs::write(&conf, format!("[fleet]\nredis = {url}\n")).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_apitap"))
             .args(["config", "check"])
             .arg(&conf)
@@ -532,10 +712,28 @@ fn fleet_redis_killed_mid_run_both_sensors_keep_running() {
                 .unwrap()
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Kill Redis once both share (each sensor's keys are there), bring it back 500 ms later:
+    // the sensors' retries (100 ms doubling) find it within a second.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*sensors*")
+            .query(&mut r.con())
+            .unwrap_or_default();
+        let mut c = r.con();
+        let mut seen = std::collections::BTreeSet::new();
+        for k in keys.iter().take(500) {
+            let m: Vec<String> = redis::cmd("SMEMBERS").arg(k).query(&mut c).unwrap_or_default();
+            seen.extend(m);
+        }
+        if seen.contains("s0") && seen.contains("s1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let running_at_kill = procs.iter_mut().all(|p| p.try_wait().unwrap().is_none());
     r.down();
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(500));
     let running_at_restart = procs.iter_mut().all(|p| p.try_wait().unwrap().is_none());
     r.up();
     assert!(
@@ -563,4 +761,206 @@ fn fleet_redis_killed_mid_run_both_sensors_keep_running() {
         );
         assert_eq!(err.matches("unavailable").count(), 1, "logged once: {err}");
     }
+}
+
+/// One GET from `client` to `server` (Host `site`) answered 200.
+fn get(w: &mut PcapWriter, client: [u8; 4], cport: u16, server: [u8; 4], site: &str, target: &str) {
+    let mut c = Conv::open(w, client, server, cport, 80);
+    let req = format!("GET {target} HTTP/1.1\r\nHost: {site}\r\nAccept: application/json\r\n\r\n");
+    c.client(w, req.as_bytes());
+    c.server(
+        w,
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+    );
+}
+
+fn alerts_of<'a>(ev: &'a [serde_json::Value], itype: &str) -> Vec<&'a serde_json::Value> {
+    ev.iter()
+        .filter(|e| e["event_type"] == "alert" && e["indicator"]["type"] == itype)
+        .collect()
+}
+
+fn risk_alerts(ev: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    alerts_of(ev, "risk_threshold")
+}
+
+/// Entity risk is shared with its decay: one client injects on one site (risk 25) and probes
+/// SSRF on another (risk 30). Each sensor's own risk stays under the first level (50); the
+/// fleet-wide score crosses it, and exactly one `risk_threshold` alert is raised, with an
+/// `entity` event naming both sensors.
+#[test]
+fn fleet_two_sensors_share_entity_risk_and_raise_one_risk_alert() {
+    if skip_without_redis() {
+        return;
+    }
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, all) = (
+        dir.path().join("a.pcap"),
+        dir.path().join("b.pcap"),
+        dir.path().join("all.pcap"),
+    );
+    let attacker = [10, 9, 0, 7];
+    let inject = |w: &mut PcapWriter| {
+        get(
+            w,
+            attacker,
+            41001,
+            [10, 1, 0, 1],
+            "shop-a.example",
+            "/api/items?q=1%27%20OR%20%271%27=%271",
+        )
+    };
+    let ssrf = |w: &mut PcapWriter| {
+        get(
+            w,
+            attacker,
+            41002,
+            [10, 2, 0, 1],
+            "shop-b.example",
+            "/api/fetch?url=http://169.254.169.254/latest/meta-data/",
+        )
+    };
+    write_pcap(&a, inject);
+    write_pcap(&b, ssrf);
+    write_pcap(&all, |w| {
+        inject(w);
+        ssrf(w);
+    });
+    let (ap, bp, allp) = (a.to_str().unwrap(), b.to_str().unwrap(), all.to_str().unwrap());
+    // Alone, each half raises its own alert and no risk alert; together they cross 50.
+    for (half, t) in [(ap, "injection"), (bp, "ssrf")] {
+        let (o, ev) = replay_events(&[half]);
+        assert!(o.status.success());
+        assert_eq!(alerts_of(&ev, t).len(), 1, "{half}: {ev:?}");
+        assert_eq!(risk_alerts(&ev).len(), 0, "{half} alone");
+    }
+    let (_, ev) = replay_events(&[allp]);
+    assert_eq!(risk_alerts(&ev).len(), 1, "the whole capture on one sensor");
+
+    let redis = format!("\"redis://127.0.0.1:{}\"", r.port);
+    let c1 = fleet_conf(dir.path(), &redis, "r1", "");
+    let run = |pcap: &str, name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_apitap"))
+            .args([
+                "replay",
+                "-q",
+                "--no-progress",
+                "--config",
+                &c1,
+                "--sensor-name",
+                name,
+                pcap,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (sa, sb) = (run(ap, "sensor-a"), run(bp, "sensor-b"));
+    let mut ev = Vec::new();
+    for s in [sa, sb] {
+        let o = s.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ev.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()),
+        );
+    }
+    let ra = risk_alerts(&ev);
+    assert_eq!(ra.len(), 1, "one risk alert fleet-wide: {ra:?}");
+    let f = &ra[0]["indicator"]["fleet"];
+    assert_eq!(f["sensors"], serde_json::json!(["sensor-a", "sensor-b"]), "{f}");
+    let score = f["risk"].as_f64().unwrap();
+    assert!((54.9..=55.1).contains(&score), "25 + 30, barely decayed: {f}");
+    assert_eq!(ra[0]["indicator"]["entity"]["value"], "10.9.0.7");
+    // Its entity event names both sensors (under entity.fleet: the event is apitap's own shape).
+    let ent: Vec<&serde_json::Value> = ev
+        .iter()
+        .filter(|e| e["event_type"] == "entity" && e["entity"]["reason"] == "threshold")
+        .collect();
+    assert_eq!(ent.len(), 1, "{ent:?}");
+    assert_eq!(
+        ent[0]["entity"]["fleet"]["sensors"],
+        serde_json::json!(["sensor-a", "sensor-b"])
+    );
+    assert_eq!(ent[0]["entity"]["level"], 1);
+    // Every final profile names the sensors that had seen the entity by then, itself first.
+    let finals: Vec<&serde_json::Value> = ev
+        .iter()
+        .filter(|e| e["event_type"] == "entity" && e["entity"]["reason"] == "final")
+        .collect();
+    assert_eq!(finals.len(), 2, "{finals:?}");
+    for e in finals {
+        let s = e["entity"]["fleet"]["sensors"].as_array().unwrap();
+        assert!(s.iter().any(|n| *n == e["host"]), "{e}");
+    }
+    // The merged capture on one sensor of a fresh fleet: the same single risk alert.
+    let c2 = fleet_conf(dir.path(), &redis, "r2", "");
+    let (o, ev) = replay_events(&["--config", &c2, "--sensor-name", "solo", allp]);
+    assert!(o.status.success());
+    assert_eq!(risk_alerts(&ev).len(), 1, "{ev:?}");
+    let threshold_profiles = ev
+        .iter()
+        .filter(|e| e["event_type"] == "entity" && e["entity"]["reason"] == "threshold")
+        .count();
+    assert_eq!(threshold_profiles, 1, "the risk alert's profile, once");
+    // The stored score and sensors carry no address.
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut r.con()).unwrap();
+    assert!(keys.iter().any(|k| k.ends_with(":risk")), "{keys:?}");
+    assert!(keys.iter().all(|k| !k.contains("10.9.0.7")), "{keys:?}");
+}
+
+fn brute_force_alerts(ev: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    alerts_of(ev, "brute_force")
+}
+
+/// Count-only windows are shared too: one client fails 5 logins on each of two sites. The
+/// brute-force rule (more than 8 failed POST logins in 60 s) stays quiet on either sensor;
+/// fleet-wide the two windows add up to 10, and exactly one alert is raised.
+#[test]
+fn fleet_two_sensors_share_count_windows_and_raise_one_brute_force_alert() {
+    if skip_without_redis() {
+        return;
+    }
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, all) = (
+        dir.path().join("a.pcap"),
+        dir.path().join("b.pcap"),
+        dir.path().join("all.pcap"),
+    );
+    let attacker = [10, 9, 0, 9];
+    write_pcap(&a, |w| {
+        failed_logins(w, attacker, 42001, [10, 1, 0, 1], "shop-a.example", 0..5)
+    });
+    write_pcap(&b, |w| {
+        failed_logins(w, attacker, 42002, [10, 2, 0, 1], "shop-b.example", 5..10)
+    });
+    write_pcap(&all, |w| {
+        failed_logins(w, attacker, 42001, [10, 1, 0, 1], "shop-a.example", 0..5);
+        failed_logins(w, attacker, 42002, [10, 2, 0, 1], "shop-b.example", 5..10);
+    });
+    let (ap, bp, allp) = (a.to_str().unwrap(), b.to_str().unwrap(), all.to_str().unwrap());
+    for half in [ap, bp] {
+        let (o, ev) = replay_events(&[half]);
+        assert!(o.status.success());
+        assert_eq!(brute_force_alerts(&ev).len(), 0, "{half} alone");
+    }
+    let (_, ev) = replay_events(&[allp]);
+    assert_eq!(brute_force_alerts(&ev).len(), 1, "the whole capture on one sensor");
+
+    let redis = format!("\"redis://127.0.0.1:{}\"", r.port);
+    let c1 = fleet_conf(dir.path(), &redis, "c1", "");
+    let (alerts, stats) = two_sensors(&c1, ap, bp, brute_force_alerts);
+    assert_eq!(alerts.len(), 1, "one alert fleet-wide: {alerts:?}");
+    let f = &alerts[0]["indicator"]["fleet"];
+    assert_eq!(f["sensors"], serde_json::json!(["sensor-a", "sensor-b"]), "{f}");
+    assert_eq!(f["count"], 10, "{f}");
+    for s in &stats {
+        assert_eq!(s["unavailable"], 0, "{s}");
+    }
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut r.con()).unwrap();
+    assert!(keys.iter().any(|k| k.contains(":cnt:")), "{keys:?}");
 }

@@ -318,6 +318,9 @@ pub struct EntityTable {
     strings: Strings,
     pending: Vec<(Alert, EntityReport)>,
     pub evictions: u64,
+    /// Fleet on (`[fleet]`): every risk increment, for the fleet-wide score (the worker
+    /// drains it).
+    pub fleet_risk: Option<Vec<crate::fleet::FleetRisk>>,
 }
 
 impl EntityTable {
@@ -328,7 +331,14 @@ impl EntityTable {
             strings: Strings::default(),
             pending: Vec::new(),
             evictions: 0,
+            fleet_risk: None,
         }
+    }
+
+    /// Share risk increments with the fleet (see [`EntityTable::fleet_risk`]).
+    pub fn with_fleet(mut self, on: bool) -> Self {
+        self.fleet_risk = on.then(Vec::new);
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -708,6 +718,17 @@ impl EntityTable {
                 account: None,
             };
             self.pending.push((alert, report));
+        }
+        if let (Some(q), Some(e)) = (self.fleet_risk.as_mut(), self.map.get(k))
+            && r.risk > 0.0
+        {
+            q.push(crate::fleet::FleetRisk {
+                inc: r.risk,
+                ts,
+                half_life_s: half_life,
+                thresholds,
+                report: Box::new(report(k, e, ts, 0.0)),
+            });
         }
         risk
     }

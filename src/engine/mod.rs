@@ -159,7 +159,7 @@ const SAMPLES: usize = 5;
 impl Engine {
     pub fn new(rules: Arc<RuleSet>, cfg: EngineConfig, shard: usize, shards: usize) -> Self {
         Engine {
-            entities: EntityTable::new(cfg.entity.clone()),
+            entities: EntityTable::new(cfg.entity.clone()).with_fleet(cfg.fleet),
             baselines: baseline::Baselines::new(cfg.baseline.clone()),
             rules,
             cfg,

@@ -215,8 +215,10 @@ impl Engine {
         } else {
             r.escalate >= 2 && ep.count >= ep.alerted_at.saturating_mul(r.escalate)
         };
-        // Fleet on: a distinct-count hit below the local threshold may still cross it fleet-wide.
-        let fleet = self.cfg.fleet && h.distinct.is_some();
+        // Fleet on: a window's hit below the local threshold may still cross it fleet-wide. (A
+        // rule alerting on every match has nothing to count; once the episode alerted here,
+        // only its escalations go: the rest could only be suppressed by its claim.)
+        let fleet = self.cfg.fleet && th.count > 0 && (fire || ep.alerted_at == 0);
         if !fire && !fleet {
             return;
         }
@@ -266,7 +268,7 @@ impl Engine {
             self.fleet_hits.push(crate::fleet::FleetHit {
                 alert,
                 fire,
-                distinct: h.distinct.unwrap_or(0),
+                distinct: h.distinct,
                 window_ns: th.window_ns,
                 threshold: th.count,
                 quiet_ns: r.quiet_ns,

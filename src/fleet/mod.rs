@@ -1,27 +1,33 @@
-//! Fleet state through Redis (`[fleet] redis = "redis://HOST:PORT"`): sensors that see one
-//! attacker count it as one attacker and alert once.
+//! Fleet state through Redis (`[fleet] redis = "redis://HOST:PORT"`, or a list of Redis
+//! Cluster nodes, see [`con`]): sensors that see one attacker count it as one attacker and
+//! alert once.
 //!
-//! What is shared today:
-//! - distinct counts of the distinct-count rules (credential stuffing: user names per client;
-//!   object enumeration...): each hit adds its value's hash to a HyperLogLog per (rule,
-//!   entity, window bucket) (`PFADD`), and the fleet-wide count is the union of this bucket
-//!   and the one before (`PFCOUNT`), so a window of W seconds is counted over 1 to 2 W;
+//! What is shared:
+//! - rule windows: a distinct-count rule's hit adds its value's hash to a HyperLogLog per
+//!   (rule, entity, window bucket) (`PFADD`); a count-only rule's hits add to a counter
+//!   (`INCRBY`). The fleet-wide count is this bucket and the one before (`PFCOUNT` of both,
+//!   or the two counters), so a window of W seconds is counted over 1 to 2 W;
 //! - the alert claim: an episode alerts once across the fleet. Before an alert is written the
-//!   fleet thread runs [`CLAIM`] (a Lua script, atomic in Redis) on `PREFIX:claim:KEY`: the
+//!   fleet thread runs [`CLAIM`] (a Lua script, atomic in Redis) on `PREFIX:{KEY}:claim`: the
 //!   first alert of an episode takes it, later ones of the same episode (by packet time and
-//!   the rule's quiet period) are dropped (`suppressed`), escalations within an episode too;
-//! - the sensors that saw the entity (`SADD`), listed in the alert's `indicator.fleet.sensors`.
+//!   the rule's quiet period) are dropped (`suppressed`), escalations within an episode not;
+//! - entity risk: each risk increment runs [`RISK`] on `PREFIX:{ENTITY}:risk` (decay by
+//!   packet time with the local half-life, add, level with the local hysteresis); the one
+//!   increment that crosses a level fleet-wide claims the `risk_threshold` alert;
+//! - the sensors that saw the entity (`SADD`), listed in the alert's `indicator.fleet.sensors`
+//!   and the `entity` event's `entity.fleet.sensors`.
 //!
 //! Nothing of this runs on a capture or worker thread: a worker hands a hit or an alert to
 //! the one fleet thread over a bounded queue and moves on (a replay waits instead, so it is
-//! exact). Each message costs one pipelined round trip, two when it claims.
+//! exact). A batch of messages costs one pipelined round trip, two when it claims.
 //!
 //! Redis unreachable or failing: the sensor goes on with its local state (its own alerts are
 //! written as they are; hits below the local threshold are not shared), counts
 //! `fleet.unavailable`, logs once, and reconnects with backoff (100 ms doubling to 30 s).
-//! Keys are hashes of the rule and the entity (`PREFIX:hll:...`, `PREFIX:claim:...`,
-//! `PREFIX:sensors:...`) and members are hashes of the values: no user name, address or
-//! token is stored in Redis in the clear.
+//! Keys are hashes of the rule and the entity inside a hash tag (`PREFIX:{HASH}:hll:BUCKET`,
+//! `...:cnt:BUCKET`, `...:claim`, `...:sensors`, `...:risk`: one cluster slot per rule and
+//! entity) and members are hashes of the values: no user name, address or token is stored
+//! in Redis in the clear.
 
 use std::io;
 use std::sync::Arc;
@@ -35,15 +41,20 @@ use tracing::{info, warn};
 
 use crate::app::Mode;
 use crate::engine::Alert;
+use crate::engine::entity::EntityReport;
 use crate::event::Formatter;
 use crate::sink::{Batch, SinkHandle};
 use crate::worker::WorkerCounters;
 
+pub mod con;
+pub use con::Target;
+use con::{Client, Con, Script};
+
 /// `[fleet]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetConfig {
-    /// `redis://[:PASSWORD@]HOST:PORT[/DB]`; none: fleet off.
-    pub redis: Option<String>,
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]`, or a list of Redis Cluster nodes; none: fleet off.
+    pub redis: Option<Target>,
     /// Messages queued for the fleet thread (live: a full queue is counted, not waited for).
     pub queue: usize,
     /// Prefix of every key, so several fleets can share one Redis.
@@ -84,16 +95,17 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// A distinct-count hit, with the alert it would raise.
+/// A rule window's hit (a distinct-count rule's, or a count-only rule's with a threshold),
+/// with the alert it would raise.
 #[derive(Debug)]
 pub struct FleetHit {
     pub alert: Box<Alert>,
     /// The local window crossed its threshold: an alert even without the fleet.
     pub fire: bool,
-    /// Hash of the distinct value.
-    pub distinct: u64,
+    /// Hash of the distinct value; none: a count-only rule (each hit counts).
+    pub distinct: Option<u64>,
     pub window_ns: u64,
-    /// The rule alerts above this many distinct values.
+    /// The rule alerts above this many distinct values (or hits).
     pub threshold: u64,
     pub quiet_ns: u64,
 }
@@ -113,6 +125,8 @@ pub struct FleetCounters {
     pub suppressed: AtomicU64,
     pub round_trips: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Hits below the local threshold not sent: their episode is already alerted fleet-wide.
+    pub skipped: AtomicU64,
 }
 
 impl FleetCounters {
@@ -121,14 +135,33 @@ impl FleetCounters {
         json!({
             "shared": l(&self.shared), "unavailable": l(&self.unavailable), "queue_full": l(&self.queue_full),
             "claimed": l(&self.claimed), "suppressed": l(&self.suppressed), "round_trips": l(&self.round_trips),
-            "reconnects": l(&self.reconnects),
+            "reconnects": l(&self.reconnects), "skipped": l(&self.skipped),
         })
     }
 }
 
+/// An entity's risk increment (an alert's risk points), shared so that risk spread over
+/// sensors adds up to one fleet-wide score with the local engine's decay.
+#[derive(Debug)]
+pub struct FleetRisk {
+    /// Risk points added.
+    pub inc: f64,
+    /// Packet time of the increment.
+    pub ts: u64,
+    /// The local engine's `[entity] half_life` and `thresholds`.
+    pub half_life_s: f64,
+    pub thresholds: Vec<f64>,
+    /// The entity's local profile after the increment (for the alert and the `entity`
+    /// event written if the fleet-wide score crosses a level here).
+    pub report: Box<EntityReport>,
+}
+
 enum Msg {
     Hit(FleetHit),
-    Alert(Box<Alert>),
+    /// An alert, with the `entity` event that goes with it (a `risk_threshold` alert's).
+    Alert(Box<Alert>, Option<Box<EntityReport>>),
+    Entity(Box<EntityReport>),
+    Risk(FleetRisk),
 }
 
 /// The worker side: a queue to the fleet thread.
@@ -151,15 +184,15 @@ impl Fleet {
     /// Start the fleet thread. Redis being down is not an error (the thread retries); a bad
     /// URL is.
     pub fn start(cfg: &FleetConfig, sensor: &str, out: Output) -> Result<Fleet, String> {
-        let url = cfg.redis.clone().ok_or("fleet: no redis URL")?;
-        check_url(&url).map_err(|e| format!("fleet.redis: {e}"))?;
-        let client = redis::Client::open(url.as_str()).map_err(|e| format!("fleet.redis: {e}"))?;
+        let target = cfg.redis.clone().ok_or("fleet: no redis URL")?;
+        target.check().map_err(|e| format!("fleet.redis: {e}"))?;
+        let client = Client::open(&target).map_err(|e| format!("fleet.redis: {e}"))?;
         let (tx, rx) = bounded(cfg.queue.max(1));
         let counters = Arc::new(FleetCounters::default());
         let mode = out.mode;
         let st = Thread {
             client,
-            name: redact_url(&url),
+            name: target.name(),
             sensor: sensor.to_string(),
             prefix: cfg.prefix.clone(),
             out,
@@ -169,7 +202,11 @@ impl Fleet {
             retry_at: Instant::now(),
             down_logged: false,
             ever_up: false,
-            sha: String::new(),
+            scripts: Scripts {
+                claim: Script::new(CLAIM),
+                risk: Script::new(RISK),
+            },
+            memo: Memo::default(),
         };
         let thread = std::thread::Builder::new()
             .name("apitap-fleet".into())
@@ -202,19 +239,48 @@ impl Fleet {
                 self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
                 h.fire.then_some(h.alert)
             }
-            Err(Msg::Alert(a)) => Some(a),
+            Err(Msg::Alert(a, _)) => Some(a),
+            Err(_) => None,
         }
     }
 
-    /// Hand an alert over for its claim. Returns it when it must be written here.
-    pub fn alert(&self, a: Box<Alert>) -> Option<Box<Alert>> {
-        match self.send(Msg::Alert(a)) {
+    /// Hand an alert over for its claim, with the `entity` event written only if it is
+    /// claimed. Returns them when they must be written here.
+    pub fn alert(
+        &self,
+        a: Box<Alert>,
+        e: Option<Box<EntityReport>>,
+    ) -> Option<(Box<Alert>, Option<Box<EntityReport>>)> {
+        match self.send(Msg::Alert(a, e)) {
             Ok(()) => None,
-            Err(Msg::Alert(a)) => {
+            Err(Msg::Alert(a, e)) => {
                 self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
-                Some(a)
+                Some((a, e))
             }
-            Err(Msg::Hit(h)) => Some(h.alert),
+            Err(_) => None,
+        }
+    }
+}
+
+impl Fleet {
+    /// Hand an `entity` event over, to be written naming the sensors that saw the entity.
+    /// Returns it when it must be written here (the queue was full).
+    pub fn entity(&self, r: Box<EntityReport>) -> Option<Box<EntityReport>> {
+        match self.send(Msg::Entity(r)) {
+            Ok(()) => None,
+            Err(Msg::Entity(r)) => {
+                self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                Some(r)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Hand a risk increment over (a full queue loses it from the fleet-wide score, counted;
+    /// the local engine has it anyway).
+    pub fn risk(&self, r: FleetRisk) {
+        if self.send(Msg::Risk(r)).is_err() {
+            self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -231,19 +297,73 @@ impl Drop for Fleet {
 }
 
 struct Thread {
-    client: redis::Client,
+    client: Client,
     name: String,
     sensor: String,
     prefix: String,
     out: Output,
     counters: Arc<FleetCounters>,
-    con: Option<redis::Connection>,
+    con: Option<Con>,
     backoff: Duration,
     retry_at: Instant,
     down_logged: bool,
     ever_up: bool,
-    /// SHA1 of [`CLAIM`], loaded at each connect.
-    sha: String,
+    scripts: Scripts,
+    memo: Memo,
+}
+
+/// What the fleet thread remembers between batches, bounded (cleared when full).
+#[derive(Default)]
+struct Memo {
+    /// Key hashes by a local hash of their parts: one SHA1 per rule and entity, not per hit.
+    hashes: std::collections::HashMap<u64, String>,
+    /// Per claim key hash: its episode is held (by this sensor or another) until this packet
+    /// time (ms). A hit below the local threshold in a held episode is not sent: it could
+    /// only be suppressed.
+    held: std::collections::HashMap<String, u64>,
+}
+
+/// Entries of each [`Memo`] map at most.
+const MEMO_CAP: usize = 65_536;
+
+impl Memo {
+    fn hash(&mut self, parts: &[&str]) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        parts.hash(&mut h);
+        if self.hashes.len() >= MEMO_CAP {
+            self.hashes.clear();
+        }
+        self.hashes.entry(h.finish()).or_insert_with(|| key_hash(parts)).clone()
+    }
+
+    fn entity(&mut self, k: &crate::engine::EntityKey) -> String {
+        self.hash(&[&k.kind, &k.value])
+    }
+
+    fn rule(&mut self, a: &Alert) -> String {
+        self.hash(&[&a.rule_id, &a.sid.to_string(), &a.key.kind, &a.key.value])
+    }
+
+    fn hold(&mut self, rk: &str, until_ms: u64) {
+        if self.held.len() >= MEMO_CAP {
+            self.held.clear();
+        }
+        let u = self.held.entry(rk.to_string()).or_default();
+        *u = (*u).max(until_ms);
+    }
+}
+
+struct Scripts {
+    claim: Script,
+    risk: Script,
+}
+
+/// A key of one rule and entity (or one entity): `PREFIX:{HASH}:WHAT`. The hash tag `{HASH}`
+/// puts every key of one (rule, entity) in one Redis Cluster slot, so a command or a script
+/// with several of them (`PFCOUNT` of two buckets, the claim) works in a cluster.
+fn key(prefix: &str, hash: &str, what: &str) -> String {
+    format!("{prefix}:{{{hash}}}:{what}")
 }
 
 /// A short stable hash of the key parts (no value in the clear in Redis).
@@ -270,8 +390,13 @@ impl Thread {
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             };
-            // Whatever else is queued goes in the same round trips.
+            // Whatever else comes within LINGER goes in the same round trips. The thread sleeps
+            // rather than waits on the queue, so a worker's send wakes nobody (one wake-up per
+            // batch, not per message).
             let mut batch = vec![first];
+            if rx.len() < BATCH {
+                std::thread::sleep(LINGER);
+            }
             while batch.len() < BATCH {
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
@@ -282,15 +407,28 @@ impl Thread {
                 self.connect();
             }
             let r = match self.con.as_mut() {
-                Some(c) => settle(c, &self.sha, &batch, &self.prefix, &self.sensor, &self.counters),
+                Some(c) => settle(
+                    c,
+                    &self.scripts,
+                    &mut self.memo,
+                    &batch,
+                    &self.prefix,
+                    &self.sensor,
+                    &self.counters,
+                ),
                 None => Err(None),
             };
             match r {
-                Ok(claims) => {
+                Ok(writes) => {
                     self.counters.shared.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    for (alert, fleet) in claims {
-                        self.counters.claimed.fetch_add(1, Ordering::Relaxed);
-                        self.emit(&alert, Some(fleet));
+                    for w in writes {
+                        match w {
+                            Write::Alert(alert, fleet) => {
+                                self.counters.claimed.fetch_add(1, Ordering::Relaxed);
+                                self.emit(&alert, Some(fleet));
+                            }
+                            Write::Entity(r, fleet) => self.emit_entity(&r, Some(fleet)),
+                        }
                     }
                 }
                 Err(e) => {
@@ -302,9 +440,15 @@ impl Thread {
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     for m in batch {
                         match m {
-                            Msg::Alert(a) => self.emit(&a, None),
+                            Msg::Alert(a, e) => {
+                                self.emit(&a, None);
+                                if let Some(e) = e {
+                                    self.emit_entity(&e, None);
+                                }
+                            }
                             Msg::Hit(h) if h.fire => self.emit(&h.alert, None),
-                            Msg::Hit(_) => {}
+                            Msg::Hit(_) | Msg::Risk(_) => {}
+                            Msg::Entity(r) => self.emit_entity(&r, None),
                         }
                     }
                 }
@@ -313,18 +457,8 @@ impl Thread {
     }
 
     fn connect(&mut self) {
-        let con = self
-            .client
-            .get_connection_with_timeout(Duration::from_secs(1))
-            .and_then(|mut c| {
-                c.set_read_timeout(Some(Duration::from_secs(1)))?;
-                c.set_write_timeout(Some(Duration::from_secs(1)))?;
-                let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(CLAIM).query(&mut c)?;
-                Ok((c, sha))
-            });
-        match con {
-            Ok((c, sha)) => {
-                self.sha = sha;
+        match self.client.connect(&[&self.scripts.claim, &self.scripts.risk]) {
+            Ok(c) => {
                 if self.ever_up {
                     info!("fleet: redis {} is back; sharing again", self.name);
                     self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -362,13 +496,8 @@ impl Thread {
             return; // alerts not among output.types
         }
         // The fleet's view goes under `indicator.fleet` (apitap's own key, SPEC §5).
-        if let Some(f) = fleet
-            && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&buf)
-            && v["indicator"].is_object()
-        {
-            v["indicator"]["fleet"] = f;
-            buf = v.to_string().into_bytes();
-            buf.push(b'\n');
+        if let Some(f) = fleet {
+            put_fleet(&mut buf, "indicator", &f);
         }
         self.out.counters.alert.fetch_add(1, Ordering::Relaxed);
         let events = memchr::memchr_iter(b'\n', &buf).count() as u64;
@@ -377,6 +506,48 @@ impl Thread {
             s.send(&b, self.out.mode == Mode::Replay);
         }
     }
+}
+
+impl Thread {
+    /// Write one `entity` event, with the fleet's view under `entity.fleet` (the event is
+    /// apitap's own shape, SPEC §5).
+    fn emit_entity(&self, r: &EntityReport, fleet: Option<serde_json::Value>) {
+        let mut buf = Vec::new();
+        self.out.fmt.write_entity(r, &mut buf);
+        if buf.is_empty() {
+            return; // entity events not among output.types
+        }
+        if let Some(f) = fleet {
+            put_fleet(&mut buf, "entity", &f);
+        }
+        self.out.counters.entity.fetch_add(1, Ordering::Relaxed);
+        let b = Arc::new(Batch { bytes: buf, events: 1 });
+        for s in self.out.sinks.iter() {
+            s.send(&b, self.out.mode == Mode::Replay);
+        }
+    }
+}
+
+/// Put `"fleet": f` first in the event line's object `key` (its first `"key":{` that is a
+/// key, after `{` or `,`: inside a string every quote is escaped), without parsing the line
+/// again. False when the line has no such object.
+fn put_fleet(line: &mut Vec<u8>, key: &str, f: &serde_json::Value) -> bool {
+    let pat = format!("\"{key}\":{{");
+    let mut from = 0;
+    while let Some(i) = memchr::memmem::find(&line[from..], pat.as_bytes()).map(|i| i + from) {
+        if i == 0 || !matches!(line[i - 1], b'{' | b',') {
+            from = i + 1;
+            continue;
+        }
+        let at = i + pat.len();
+        let mut ins = format!("\"fleet\":{f}").into_bytes();
+        if line.get(at) != Some(&b'}') {
+            ins.push(b',');
+        }
+        line.splice(at..at, ins);
+        return true;
+    }
+    false
 }
 
 fn ms(ns: u64) -> u64 {
@@ -410,82 +581,248 @@ redis.call('SET', KEYS[1], ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[1], 'PX', AR
 return 1
 "#;
 
-/// An alert asking for its episode's claim: (alert, may escalate, quiet ms, key hash,
-/// fleet-wide count, the count it stands for).
-type Claim<'a> = (&'a Alert, bool, u64, String, Option<u64>, u64);
+/// An entity's fleet-wide risk, atomic in Redis. KEYS[1] holds `SCORE TS LEVEL` (the score at
+/// packet time TS in ms, and the threshold level reached), KEYS[2] the set of sensors that
+/// saw the entity (one hash tag: one slot). The stored score decays by packet time with the
+/// local engine's half-life (ARGV[3] ms), the increment ARGV[2] is added, and the level moves
+/// as the local engine's does: down once the decayed score is below half its threshold, up
+/// past each threshold (ARGV[6]...) the new score reaches. Returns {score, level crossed by
+/// this increment or 0}: only the increment that crosses a level fleet-wide gets it. An
+/// increment older than the stored time adds without decay.
+const RISK: &str = r#"
+local ts, inc, hl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local score, at, level = 0, ts, 0
+local v = redis.call('GET', KEYS[1])
+if v then
+  local a, b, c = string.match(v, '^(%S+) (%d+) (%d+)$')
+  score, at, level = tonumber(a) or 0, tonumber(b) or ts, tonumber(c) or 0
+end
+local now = score
+if ts > at then
+  now = score * math.pow(0.5, (ts - at) / hl)
+  at = ts
+end
+local n = #ARGV - 5
+while level > 0 and now < tonumber(ARGV[5 + level]) / 2 do
+  level = level - 1
+end
+local new = now + inc
+local crossed = 0
+while level < n and new >= tonumber(ARGV[6 + level]) do
+  level = level + 1
+  crossed = level
+end
+redis.call('SET', KEYS[1], string.format('%.6f', new) .. ' ' .. at .. ' ' .. level, 'PX', ARGV[5])
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return {string.format('%.3f', new), crossed}
+"#;
+
+/// What a settled batch writes: an alert this sensor claimed, or an `entity` event, each with
+/// the fleet's view of it.
+enum Write {
+    Alert(Box<Alert>, serde_json::Value),
+    Entity(Box<EntityReport>, serde_json::Value),
+}
+
+/// An alert asking for its episode's claim.
+struct Claim<'a> {
+    alert: std::borrow::Cow<'a, Alert>,
+    /// A local alert that may escalate within its episode.
+    esc: bool,
+    quiet_ms: u64,
+    /// The claim's key hash (rule and entity).
+    rk: String,
+    /// The set of sensors listed with it (added to first when `sadd`).
+    sensors: String,
+    sadd: bool,
+    /// Fleet-wide distinct count or risk, for the alert's `indicator.fleet`.
+    count: Option<u64>,
+    risk: Option<f64>,
+    /// The count it stands for (for a later escalation).
+    n_alerted: u64,
+    /// The `entity` event to write with it when claimed.
+    entity: Option<Box<EntityReport>>,
+}
+
+/// A rule window's key in one batch.
+struct Win {
+    /// This bucket's key and the one before (one hash tag).
+    cur: String,
+    prev: String,
+    /// The rule and entity's key hash.
+    rk: String,
+    /// Expiry, ms (two windows and a minute).
+    keep: u64,
+    /// Distinct values to add (distinct-count rules).
+    values: Vec<String>,
+    /// Hits to add (count-only rules).
+    hits: u64,
+    distinct: bool,
+}
 
 /// Messages settled per round trip at most.
-const BATCH: usize = 256;
+const BATCH: usize = 512;
+
+/// How long the fleet thread waits for more messages to fill a batch (fewer round trips;
+/// an alert raised through the fleet comes this much later).
+const LINGER: Duration = Duration::from_millis(2);
+
+/// How long (wall time) idle keys stay: at least this.
+const KEEP_MS: u64 = 600_000;
 
 /// Settle a batch of messages with Redis in at most two pipelined round trips: the distinct
-/// counts first, then the claims of the alerts and of the hits over the fleet threshold.
-/// Returns the alerts this sensor claimed (to write, with the fleet's view); Err: Redis
-/// failed (Some) or is down (None).
+/// counts, the sensors that saw each entity and the risk increments first, then the claims
+/// of the alerts, of the hits over the fleet threshold and of the risk levels crossed
+/// fleet-wide. Returns what to write (alerts this sensor claimed and `entity` events, with
+/// the fleet's view); Err: Redis failed (Some) or is down (None).
 fn settle(
-    c: &mut redis::Connection,
-    sha: &str,
+    c: &mut Con,
+    scripts: &Scripts,
+    memo: &mut Memo,
     batch: &[Msg],
     prefix: &str,
     sensor: &str,
     n: &FleetCounters,
-) -> Result<Vec<(Box<Alert>, serde_json::Value)>, Option<io::Error>> {
+) -> Result<Vec<Write>, Option<io::Error>> {
     let err = |e: redis::RedisError| Some(io::Error::other(e.to_string()));
-    let rk_of = |a: &Alert| key_hash(&[&a.rule_id, &a.sid.to_string(), &a.key.kind, &a.key.value]);
-    // 1. distinct counts: per (rule, entity, bucket) key of the batch, one PFADD of all its
-    // values, the fleet-wide count after them, and the expiries.
-    let mut keys: Vec<(String, String, String, u64, Vec<String>)> = Vec::new(); // cur, prev, rk, keep ms, values
-    let mut key_of: Vec<usize> = Vec::new(); // per hit, its index in keys
+    let bad = |e: redis::ParsingError| Some(io::Error::other(e.to_string()));
+    // 1. rule windows: per (rule, entity, bucket) key of the batch, one PFADD of all its
+    // distinct values (or one INCRBY of its hits, for a count-only rule), the fleet-wide count
+    // of this bucket and the one before after them, and the expiries.
+    let mut keys: Vec<Win> = Vec::new();
+    let mut key_index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut key_of: Vec<Option<usize>> = Vec::new(); // per hit, its index in keys (none: skipped)
+    // the entities of the batch: this sensor saw them
+    let mut ents: Vec<String> = Vec::new();
+    let mut ent_set: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut saw = |memo: &mut Memo, k: &crate::engine::EntityKey| {
+        let ek = memo.entity(k);
+        if ent_set.insert(ek.clone()) {
+            ents.push(ek);
+        }
+    };
     for m in batch {
-        let Msg::Hit(h) = m else { continue };
-        let a = &h.alert;
-        let rk = rk_of(a);
-        let w = h.window_ns.max(1_000_000_000);
-        let bucket = a.last / w;
-        let cur = format!("{prefix}:hll:{rk}:{bucket}");
-        let i = match keys.iter().position(|k| k.0 == cur) {
-            Some(i) => i,
-            None => {
-                let prev = format!("{prefix}:hll:{rk}:{}", bucket.saturating_sub(1));
-                keys.push((cur, prev, rk, 2 * ms(w) + 60_000, Vec::new()));
-                keys.len() - 1
+        match m {
+            Msg::Hit(h) => {
+                let a = &h.alert;
+                saw(memo, &a.key);
+                let rk = memo.rule(a);
+                if !h.fire && memo.held.get(&rk).is_some_and(|u| a.last / 1_000_000 <= *u) {
+                    n.skipped.fetch_add(1, Ordering::Relaxed);
+                    key_of.push(None);
+                    continue;
+                }
+                let w = h.window_ns.max(1_000_000_000);
+                let bucket = a.last / w;
+                let kind = if h.distinct.is_some() { "hll" } else { "cnt" };
+                let cur = key(prefix, &rk, &format!("{kind}:{bucket}"));
+                let i = match key_index.get(&cur) {
+                    Some(i) => *i,
+                    None => {
+                        key_index.insert(cur.clone(), keys.len());
+                        keys.push(Win {
+                            prev: key(prefix, &rk, &format!("{kind}:{}", bucket.saturating_sub(1))),
+                            cur,
+                            rk,
+                            keep: 2 * ms(w) + 60_000,
+                            values: Vec::new(),
+                            hits: 0,
+                            distinct: h.distinct.is_some(),
+                        });
+                        keys.len() - 1
+                    }
+                };
+                if let Some(d) = h.distinct {
+                    keys[i].values.push(format!("{d:016x}"));
+                }
+                keys[i].hits += 1;
+                key_of.push(Some(i));
             }
-        };
-        keys[i].4.push(format!("{:016x}", h.distinct));
-        key_of.push(i);
+            Msg::Alert(a, _) => saw(memo, &a.key),
+            Msg::Entity(r) => saw(memo, &r.key),
+            Msg::Risk(r) => saw(memo, &r.report.key),
+        }
     }
-    let mut pipe = redis::pipe();
-    for (cur, prev, rk, keep, values) in &keys {
-        let sensors = format!("{prefix}:sensors:{rk}");
-        pipe.cmd("PFADD")
-            .arg(cur)
-            .arg(values)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(cur)
-            .arg(*keep)
-            .ignore()
-            .cmd("PFCOUNT")
-            .arg(cur)
-            .arg(prev)
-            .cmd("SADD")
-            .arg(&sensors)
-            .arg(sensor)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&sensors)
-            .arg(*keep)
-            .ignore();
+    let mut pipe = c.pipe();
+    for k in &keys {
+        let sensors = key(prefix, &k.rk, "sensors");
+        if k.distinct {
+            pipe.cmd("PFADD").arg(&k.cur).arg(&k.values);
+            pipe.cmd("PEXPIRE").arg(&k.cur).arg(k.keep);
+            // cur and prev share the hash tag: one slot, so one PFCOUNT of both works in a
+            // cluster
+            pipe.get("PFCOUNT").arg(&k.cur).arg(&k.prev);
+        } else {
+            pipe.get("INCRBY").arg(&k.cur).arg(k.hits);
+            pipe.cmd("PEXPIRE").arg(&k.cur).arg(k.keep);
+            pipe.get("GET").arg(&k.prev);
+        }
+        pipe.cmd("SADD").arg(&sensors).arg(sensor);
+        pipe.cmd("PEXPIRE").arg(&sensors).arg(k.keep);
     }
-    let counts: Vec<u64> = if keys.is_empty() {
+    for ek in &ents {
+        let sensors = key(prefix, ek, "sensors");
+        pipe.cmd("SADD").arg(&sensors).arg(sensor);
+        pipe.cmd("PEXPIRE").arg(&sensors).arg(KEEP_MS);
+    }
+    // entity events: the sensors that saw the entity (after this batch's SADD)
+    for m in batch {
+        if let Msg::Entity(r) = m {
+            pipe.get("SMEMBERS").arg(key(prefix, &memo.entity(&r.key), "sensors"));
+        }
+    }
+    // risk increments: the fleet-wide score (one script per increment, in batch order)
+    for m in batch {
+        if let Msg::Risk(r) = m {
+            let ek = memo.entity(&r.report.key);
+            let hl_ms = (r.half_life_s * 1000.0).max(1.0);
+            // idle scores go once decayed to under 1/256
+            let px = ((hl_ms * 8.0) as u64).max(KEEP_MS);
+            let cmd = pipe.script(
+                &scripts.risk,
+                &[&key(prefix, &ek, "risk"), &key(prefix, &ek, "sensors")],
+            );
+            cmd.arg(r.ts / 1_000_000)
+                .arg(format!("{}", r.inc))
+                .arg(format!("{hl_ms}"))
+                .arg(sensor)
+                .arg(px);
+            for t in &r.thresholds {
+                cmd.arg(format!("{t}"));
+            }
+        }
+    }
+    let replies = if pipe.is_empty() {
         Vec::new()
     } else {
         n.round_trips.fetch_add(1, Ordering::Relaxed);
         pipe.query(c).map_err(err)?
     };
-    // 2. claims: (alert, may escalate, quiet ms, key hash, fleet-wide count, count it stands
-    // for). A hit over the
-    // fleet threshold asks once per key and batch; an alert of the local engine always asks.
-    // (A key whose local window crossed in this batch claims with that alert instead.)
+    let mut replies = replies.into_iter();
+    let mut counts: Vec<u64> = Vec::with_capacity(keys.len());
+    for k in &keys {
+        let v = replies.next().ok_or(None)?;
+        let mut c: u64 = redis::from_redis_value(v).map_err(bad)?;
+        if !k.distinct {
+            let v = replies.next().ok_or(None)?;
+            let prev: Option<u64> = redis::from_redis_value(v).map_err(bad)?;
+            c += prev.unwrap_or(0);
+        }
+        counts.push(c);
+    }
+    let mut writes = Vec::new();
+    for m in batch {
+        if let Msg::Entity(r) = m {
+            let v = replies.next().ok_or(None)?;
+            let mut names: Vec<String> = redis::from_redis_value(v).map_err(bad)?;
+            names.sort();
+            writes.push(Write::Entity(r.clone(), json!({ "sensors": names })));
+        }
+    }
+    // 2. claims. A hit over the fleet threshold asks once per key and batch; an alert of the
+    // local engine always asks; so does a risk level crossed fleet-wide by an increment of
+    // this sensor. (A key whose local window crossed in this batch claims with that alert.)
     let mut claims: Vec<Claim<'_>> = Vec::new();
     let mut asked: Vec<usize> = batch
         .iter()
@@ -495,13 +832,16 @@ fn settle(
         })
         .zip(&key_of)
         .filter(|(h, _)| h.fire)
-        .map(|(_, i)| *i)
+        .filter_map(|(_, i)| *i)
         .collect();
     let mut hit_no = 0;
     for m in batch {
         match m {
             Msg::Hit(h) => {
-                let i = key_of[hit_no];
+                let Some(i) = key_of.get(hit_no).copied().flatten() else {
+                    hit_no += 1;
+                    continue;
+                };
                 hit_no += 1;
                 let count = counts.get(i).copied().unwrap_or(0);
                 let over = count > h.threshold && !asked.contains(&i);
@@ -517,76 +857,166 @@ fn settle(
                     } else {
                         h.alert.count.max(h.threshold + 1)
                     };
-                    claims.push((
-                        &h.alert,
-                        h.fire,
-                        ms(h.quiet_ns.max(w)),
-                        keys[i].2.clone(),
-                        Some(count),
+                    claims.push(Claim {
+                        alert: std::borrow::Cow::Borrowed(&h.alert),
+                        esc: h.fire,
+                        quiet_ms: ms(h.quiet_ns.max(w)),
+                        sensors: key(prefix, &keys[i].rk, "sensors"),
+                        rk: keys[i].rk.clone(),
+                        sadd: false,
+                        count: Some(count),
+                        risk: None,
                         n_alerted,
-                    ));
+                        entity: None,
+                    });
                 }
             }
-            Msg::Alert(a) => claims.push((
-                a,
-                true,
-                ((a.window_s * 1000.0) as u64).max(1000),
-                rk_of(a),
-                None,
-                a.count,
-            )),
+            Msg::Alert(a, e) => {
+                let rk = memo.rule(a);
+                claims.push(Claim {
+                    alert: std::borrow::Cow::Borrowed(a),
+                    esc: true,
+                    quiet_ms: ((a.window_s * 1000.0) as u64).max(1000),
+                    sensors: key(prefix, &rk, "sensors"),
+                    rk,
+                    sadd: true,
+                    count: None,
+                    risk: None,
+                    n_alerted: a.count,
+                    entity: e.clone(),
+                });
+            }
+            Msg::Entity(_) => {}
+            Msg::Risk(r) => {
+                let v = replies.next().ok_or(None)?;
+                let (score, level): (String, usize) = redis::from_redis_value(v).map_err(bad)?;
+                let score: f64 = score.parse().unwrap_or(0.0);
+                if level == 0 || level > r.thresholds.len() {
+                    continue;
+                }
+                let (alert, report) = risk_alert(r, level, score);
+                let ek = memo.entity(&r.report.key);
+                let n_alerted = alert.count;
+                claims.push(Claim {
+                    quiet_ms: ((r.half_life_s * 1000.0) as u64).max(1000),
+                    rk: memo.rule(&alert),
+                    alert: std::borrow::Cow::Owned(alert),
+                    esc: false,
+                    sensors: key(prefix, &ek, "sensors"),
+                    sadd: false,
+                    count: None,
+                    risk: Some(score),
+                    n_alerted,
+                    entity: Some(report),
+                });
+            }
         }
     }
     if claims.is_empty() {
-        return Ok(Vec::new());
+        return Ok(writes);
     }
-    let mut pipe = redis::pipe();
-    for (alert, fire, quiet_ms, rk, _, n_alerted) in &claims {
-        let sensors = format!("{prefix}:sensors:{rk}");
+    let mut pipe = c.pipe();
+    for cl in &claims {
         // Idle keys go after the quiet period or 10 minutes of wall time, whichever is longer.
-        let px = (*quiet_ms).max(600_000);
-        pipe.cmd("SADD")
-            .arg(&sensors)
+        let px = cl.quiet_ms.max(KEEP_MS);
+        if cl.sadd {
+            pipe.cmd("SADD").arg(&cl.sensors).arg(sensor);
+        }
+        pipe.script(&scripts.claim, &[&key(prefix, &cl.rk, "claim")])
             .arg(sensor)
-            .ignore()
-            .cmd("EVALSHA")
-            .arg(sha)
-            .arg(1)
-            .arg(format!("{prefix}:claim:{rk}"))
-            .arg(sensor)
-            .arg(alert.first / 1_000_000)
-            .arg(alert.last / 1_000_000)
-            .arg(*quiet_ms)
+            .arg(cl.alert.first / 1_000_000)
+            .arg(cl.alert.last / 1_000_000)
+            .arg(cl.quiet_ms)
             .arg(px)
-            .arg(*n_alerted)
-            .arg(if *fire { "1" } else { "0" })
-            .cmd("SMEMBERS")
-            .arg(&sensors);
+            .arg(cl.n_alerted)
+            .arg(if cl.esc { "1" } else { "0" });
+        pipe.get("SMEMBERS").arg(&cl.sensors);
     }
     n.round_trips.fetch_add(1, Ordering::Relaxed);
     let replies: Vec<redis::Value> = pipe.query(c).map_err(err)?;
-    let mut out = Vec::new();
-    for ((alert, _, _, _, count, _), pair) in claims.iter().zip(replies.chunks(2)) {
+    for (cl, pair) in claims.into_iter().zip(replies.chunks(2)) {
         let [got, names] = pair else { break };
-        let bad = |e: redis::ParsingError| Some(io::Error::other(e.to_string()));
         let got: i64 = redis::from_redis_value(got.clone()).map_err(bad)?;
+        // claimed here or held elsewhere: the episode is alerted until its quiet period ends
+        memo.hold(&cl.rk, cl.alert.last / 1_000_000 + cl.quiet_ms);
         if got != 1 {
             n.suppressed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         let mut names: Vec<String> = redis::from_redis_value(names.clone()).map_err(bad)?;
         names.sort();
-        let mut a = Box::new((*alert).clone());
-        if let Some(c) = count
+        let mut a = Box::new(cl.alert.into_owned());
+        if let Some(c) = cl.count
             && a.distinct.is_some()
         {
-            a.distinct = Some(a.distinct.unwrap_or(0).max(*c));
+            a.distinct = Some(a.distinct.unwrap_or(0).max(c));
             a.distinct_estimated = true;
         }
-        let info = json!({"sensors": names, "claimed_by": sensor, "distinct": count});
-        out.push((a, info));
+        let mut info = json!({"sensors": names, "claimed_by": sensor});
+        if let Some(c) = cl.count {
+            info[if a.distinct.is_some() { "distinct" } else { "count" }] = json!(c);
+        }
+        if let Some(r) = cl.risk {
+            info["risk"] = json!(r);
+        }
+        let mut einfo = json!({"sensors": info["sensors"]});
+        if let Some(r) = cl.risk {
+            einfo["risk"] = json!(r);
+        }
+        writes.push(Write::Alert(a, info));
+        if let Some(r) = cl.entity {
+            writes.push(Write::Entity(r, einfo));
+        }
     }
-    Ok(out)
+    Ok(writes)
+}
+
+/// The `risk_threshold` alert (as the local engine writes it) and the `entity` event of a
+/// level crossed fleet-wide at `score`.
+fn risk_alert(r: &FleetRisk, level: usize, score: f64) -> (Alert, Box<EntityReport>) {
+    let p = &r.report;
+    let threshold = r.thresholds.get(level - 1).copied().unwrap_or(0.0);
+    let compromise = p.indicators.iter().any(|i| i.compromise);
+    let types: Vec<&'static str> = p.indicators.iter().map(|i| i.itype).collect();
+    let alert = Alert {
+        ts: r.ts,
+        sid: 9_199_000 + level as u64,
+        rev: 1,
+        signature: format!("APITAP entity risk crossed {threshold} ({})", types.join(", ")),
+        category: if compromise {
+            "Indicator of compromise"
+        } else {
+            "Indicator of attack"
+        },
+        severity: if level >= 2 { 1 } else { 2 },
+        itype: "risk_threshold",
+        compromise,
+        key: p.key.clone(),
+        risk: 0.0,
+        entity_risk: score,
+        host: String::new(),
+        endpoint: String::new(),
+        window_s: r.half_life_s,
+        count: p.indicators.iter().map(|i| i.count).sum(),
+        distinct: Some(types.len() as u64),
+        first: p.first,
+        last: r.ts,
+        owasp: Vec::new(),
+        mitre: Vec::new(),
+        samples: Vec::new(),
+        meta: None,
+        http: None,
+        rule_id: "risk-threshold".into(),
+        distinct_estimated: false,
+        values: Vec::new(),
+        account: None,
+    };
+    let mut report = p.clone();
+    report.risk = score;
+    report.level = level;
+    report.threshold = threshold;
+    report.reason = "threshold";
+    (alert, report)
 }
 
 #[cfg(test)]
@@ -603,6 +1033,22 @@ mod tests {
         let e = check_url("redis://:s3cret@h").unwrap_err();
         assert!(!e.contains("s3cret"), "{e}");
         assert_eq!(redact_url("redis://:s3cret@h:1"), "redis://***@h:1");
+    }
+
+    #[test]
+    fn fleet_view_goes_into_the_named_object_not_into_a_string() {
+        let f = json!({"sensors": ["a", "b"]});
+        let mut l = br#"{"http":{"url":"/x?\"indicator\":{"},"indicator":{"type":"t"}}"#.to_vec();
+        assert!(put_fleet(&mut l, "indicator", &f));
+        let v: serde_json::Value = serde_json::from_slice(&l).unwrap();
+        assert_eq!(v["indicator"]["fleet"]["sensors"][1], "b");
+        assert_eq!(v["indicator"]["type"], "t");
+        assert_eq!(v["http"]["url"], "/x?\"indicator\":{");
+        let mut e = br#"{"entity":{}}"#.to_vec();
+        assert!(put_fleet(&mut e, "entity", &f));
+        assert!(serde_json::from_slice::<serde_json::Value>(&e).unwrap()["entity"]["fleet"].is_object());
+        let mut n = br#"{"event_type":"stats"}"#.to_vec();
+        assert!(!put_fleet(&mut n, "entity", &f));
     }
 
     #[test]
