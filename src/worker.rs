@@ -294,7 +294,8 @@ impl Worker {
                             engine.on_tx(&v, &mut self.outs, &mut self.cross_out);
                         }
                     }
-                    sh.fmt.write_http(meta, tx, auth, endpoint.as_deref(), red_url.as_deref(), bytes);
+                    sh.fmt
+                        .write_http(meta, tx, auth, endpoint.as_deref(), red_url.as_deref(), bytes);
                     self.flush_outs(bytes);
                 }
                 other => sh.fmt.write(other, bytes),

@@ -626,9 +626,9 @@ mod tool_cache {
         if ua.len() > MAX {
             return look(ua);
         }
-        let i = ua
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)) as usize
+        let i = ua.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        }) as usize
             % SLOTS;
         if let Some(hit) = SEEN.with(|s| match s.borrow().get(i) {
             Some(Some((k, v))) if &**k == ua => Some(*v),

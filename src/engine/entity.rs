@@ -719,16 +719,17 @@ impl EntityTable {
             };
             self.pending.push((alert, report));
         }
-        if let (Some(q), Some(e)) = (self.fleet_risk.as_mut(), self.map.get(k))
-            && r.risk > 0.0
-        {
-            q.push(crate::fleet::FleetRisk {
-                inc: r.risk,
-                ts,
-                half_life_s: half_life,
-                thresholds,
-                report: Box::new(report(k, e, ts, 0.0)),
-            });
+        if self.fleet_risk.is_some() && r.risk > 0.0 {
+            let report = self.report(k.clone(), self.map.at(i), ts, 0.0);
+            if let Some(q) = self.fleet_risk.as_mut() {
+                q.push(crate::fleet::FleetRisk {
+                    inc: r.risk,
+                    ts,
+                    half_life_s: half_life,
+                    thresholds,
+                    report: Box::new(report),
+                });
+            }
         }
         risk
     }

@@ -1204,5 +1204,4 @@ fn message_framing(m: &Message, ev: &mut dyn Events) -> Option<Framing> {
         return Some(Framing::Length(0));
     }
     cl.map(Framing::Length)
-
 }
