@@ -113,12 +113,10 @@ fn percent_encoding_decodes_as_percent_decode_lossy_does() {
     for p in &parts {
         let hand = apitap::redact::percent_decode_lossy(p);
         assert_eq!(pe_decode_plus(p), hand, "{p:?}");
-        // the crate borrows exactly when the hand-written one does
-        assert_eq!(
-            matches!(pe_decode_plus(p), std::borrow::Cow::Borrowed(_)),
-            matches!(hand, std::borrow::Cow::Borrowed(_)),
-            "{p:?}"
-        );
+        // the crate borrows whenever the hand-written one does (and also when a `%` decodes nothing)
+        if matches!(hand, std::borrow::Cow::Borrowed(_)) {
+            assert!(matches!(pe_decode_plus(p), std::borrow::Cow::Borrowed(_)), "{p:?}");
+        }
         assert_eq!(
             percent_encoding::percent_decode_str(p).decode_utf8_lossy(),
             apitap::http2::grpc::percent_decode(p),
