@@ -54,7 +54,12 @@ impl Glob {
         if p.len() == 1 {
             return s == first;
         }
-        if s.len() < first.len() + last.len() || !s.starts_with(first) || !s.ends_with(last) {
+        // (an empty prefix or suffix, as in `*{id}*`, is not compared: a zero-length memcmp
+        // call cost more than the substring search itself)
+        if s.len() < first.len() + last.len()
+            || (!first.is_empty() && !s.starts_with(first))
+            || (!last.is_empty() && !s.ends_with(last))
+        {
             return false;
         }
         let mut rest = &s[first.len()..s.len() - last.len()];
