@@ -216,7 +216,12 @@ impl Strings {
     /// One reference fewer; the string goes with the last.
     pub(super) fn release(&mut self, i: u32) {
         let e = self.strs.get_mut(i);
-        e.1 = e.1.saturating_sub(1);
+        if e.1 == 0 {
+            // already free: releasing it again must not put its id on the free list twice
+            debug_assert!(false, "string {i} released more often than interned");
+            return;
+        }
+        e.1 -= 1;
         if e.1 > 0 {
             return;
         }

@@ -603,6 +603,8 @@ if ts > at then
   at = ts
 end
 local n = #ARGV - 5
+-- a level stored by a sensor with more thresholds (or before a reload) is read as the top one
+if level > n then level = n end
 while level > 0 and now < tonumber(ARGV[5 + level]) / 2 do
   level = level - 1
 end

@@ -59,7 +59,12 @@ impl Headers {
         }
     }
 
+    /// Add a line. Lines past 4 GiB in all (far above any `max_head`) are dropped: offsets
+    /// are 32-bit.
     pub fn push(&mut self, name: &str, value: &str) {
+        if self.buf.len() + name.len() + value.len() > u32::MAX as usize {
+            return;
+        }
         self.buf.push_str(name);
         let n = self.buf.len() as u32;
         self.buf.push_str(value);

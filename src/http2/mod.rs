@@ -915,7 +915,12 @@ impl Shared {
         }
         match st.msg[dir].as_mut() {
             Some(prev) if !pseudo && (prev.status != 0 || !prev.method.is_empty()) => {
-                // trailers
+                // trailers; all of a stream's header lines together are held to `max_head`
+                // (HPACK references make a few wire bytes into kilobytes of headers)
+                if prev.headers.bytes() + m.headers.bytes() > cfg.max_head {
+                    self.anomaly(HttpAnomaly::HeadTooLong);
+                    return;
+                }
                 prev.headers.extend(m.headers.iter());
                 prev.gap |= m.gap;
                 prev.end = ts;
@@ -1397,6 +1402,37 @@ mod tests {
             (1, 0, 3)
         );
         assert!(g.is_error());
+    }
+
+    #[test]
+    fn trailer_blocks_past_max_head_are_an_anomaly_not_memory() {
+        let cfg = HttpConfig {
+            max_head: 1000,
+            ..HttpConfig::default()
+        };
+        let pad = "p".repeat(100);
+        let mut client = cat(&[
+            PREFACE,
+            &frame(ty::HEADERS, flag::END_HEADERS, 1, &cat(&[&[0x82], &lit(":path", "/a")])),
+        ]);
+        // each block is under max_head alone; together they are not
+        for _ in 0..30 {
+            client.extend(frame(ty::HEADERS, flag::END_HEADERS, 1, &lit("x-pad", &pad)));
+        }
+        client.extend(frame(
+            ty::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &lit("x-end", "1"),
+        ));
+        let server = frame(ty::HEADERS, flag::END_HEADERS | flag::END_STREAM, 1, &[0x88]);
+        let (t, a) = run_cfg(&[(0, client), (1, server)], Some(0), &cfg);
+        assert!(a.contains(&HttpAnomaly::HeadTooLong), "{a:?}");
+        assert_eq!(t.len(), 1);
+        let q = t[0].request.as_ref().unwrap();
+        assert_eq!(q.uri, "/a");
+        assert!(q.headers.bytes() <= 1000, "{} bytes of headers kept", q.headers.bytes());
+        assert!(q.header_values("x-pad").count() >= 5);
     }
 
     #[test]
