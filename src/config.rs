@@ -580,6 +580,8 @@ impl Default for CaptureConfig {
 }
 
 const SEC: u64 = 1_000_000_000;
+/// Records at most in a table of entities or windows (their indexes are 32-bit).
+const MAX_TABLE: usize = 1_000_000_000;
 
 /// Units of a size, in bytes: binary (KiB = 1024) and decimal (KB = 1000), any case.
 pub const SIZE_UNITS: &[(&str, u64)] = &[
@@ -1008,12 +1010,19 @@ impl Config {
                     .collect::<Result<_, _>>()?;
             }
             if let Some(v) = s.max_states {
+                // the window table indexes its records with 32 bits
+                if v > MAX_TABLE {
+                    return Err(bad("rules.max_states", "must be at most 1000000000"));
+                }
                 c.engine.max_states = v.max(16);
             }
         }
         if let Some(s) = f.entity {
             let e = &mut c.engine.entity;
             if let Some(v) = s.max_entities {
+                if v > MAX_TABLE {
+                    return Err(bad("entity.max_entities", "must be at most 1000000000"));
+                }
                 e.max_entities = v.max(16);
             }
             if let Some(v) = s.half_life {
@@ -1108,6 +1117,19 @@ mod tests {
         assert!(e.0.starts_with("a.toml: line 1:"), "{}", e.0);
         let c = Config::from_toml("a.toml", "[flow]\nidle_timeout = 5\n[http]\nbody_depth = 10\n").unwrap();
         assert_eq!((c.flow.idle_timeout, c.http.body_depth), (5 * SEC, 10));
+    }
+
+    #[test]
+    fn table_caps_past_32_bit_indexes_are_refused() {
+        for (text, key) in [
+            ("[rules]\nmax_states = 5000000000\n", "rules.max_states"),
+            ("[entity]\nmax_entities = 5000000000\n", "entity.max_entities"),
+        ] {
+            let e = Config::from_toml("a.toml", text).err().unwrap();
+            assert!(e.0.contains(key) && e.0.contains("at most"), "{}", e.0);
+        }
+        let c = Config::from_toml("a.toml", "[rules]\nmax_states = 3\n[entity]\nmax_entities = 1000000\n").unwrap();
+        assert_eq!((c.engine.max_states, c.engine.entity.max_entities), (16, 1_000_000));
     }
 
     #[test]
