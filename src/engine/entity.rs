@@ -678,45 +678,7 @@ impl EntityTable {
         if let Some(level) = crossed {
             let e = self.map.at(i);
             let report = self.report(k.clone(), e, ts, thresholds[level - 1]);
-            let compromise = e.indicators().iter().any(|i| i.compromise);
-            let types: Vec<&'static str> = e.indicators().iter().map(|i| i.itype).collect();
-            let alert = Alert {
-                ts,
-                sid: 9_199_000 + level as u64,
-                rev: 1,
-                signature: format!(
-                    "APITAP entity risk crossed {} ({})",
-                    thresholds[level - 1],
-                    types.join(", ")
-                ),
-                category: if compromise {
-                    "Indicator of compromise"
-                } else {
-                    "Indicator of attack"
-                },
-                severity: if level >= 2 { 1 } else { 2 },
-                itype: "risk_threshold",
-                compromise,
-                key: k.clone(),
-                risk: 0.0,
-                entity_risk: risk,
-                host: String::new(),
-                endpoint: String::new(),
-                window_s: half_life,
-                count: e.indicators().iter().map(|i| i.count).sum(),
-                distinct: Some(types.len() as u64),
-                first: e.first,
-                last: ts,
-                owasp: Vec::new(),
-                mitre: Vec::new(),
-                samples: Vec::new(),
-                meta: None,
-                http: None,
-                rule_id: "risk-threshold".into(),
-                distinct_estimated: false,
-                values: Vec::new(),
-                account: None,
-            };
+            let alert = risk_alert(&report, ts, level, thresholds[level - 1], risk, half_life);
             self.pending.push((alert, report));
         }
         if self.fleet_risk.is_some() && r.risk > 0.0 {
@@ -806,6 +768,47 @@ impl EntityTable {
             indicators: e.indicators().to_vec(),
             reason: "threshold",
         }
+    }
+}
+
+/// The `risk_threshold` alert of an entity whose risk reached `risk` at `ts`, crossing
+/// `level` (its threshold `threshold`), from the entity's report: the local engine's and the
+/// fleet's (a level crossed fleet-wide) are the same alert.
+pub fn risk_alert(p: &EntityReport, ts: Ts, level: usize, threshold: f64, risk: f64, half_life_s: f64) -> Alert {
+    let compromise = p.indicators.iter().any(|i| i.compromise);
+    let types: Vec<&'static str> = p.indicators.iter().map(|i| i.itype).collect();
+    Alert {
+        ts,
+        sid: 9_199_000 + level as u64,
+        rev: 1,
+        signature: format!("APITAP entity risk crossed {threshold} ({})", types.join(", ")),
+        category: if compromise {
+            "Indicator of compromise"
+        } else {
+            "Indicator of attack"
+        },
+        severity: if level >= 2 { 1 } else { 2 },
+        itype: "risk_threshold",
+        compromise,
+        key: p.key.clone(),
+        risk: 0.0,
+        entity_risk: risk,
+        host: String::new(),
+        endpoint: String::new(),
+        window_s: half_life_s,
+        count: p.indicators.iter().map(|i| i.count).sum(),
+        distinct: Some(types.len() as u64),
+        first: p.first,
+        last: ts,
+        owasp: Vec::new(),
+        mitre: Vec::new(),
+        samples: Vec::new(),
+        meta: None,
+        http: None,
+        rule_id: "risk-threshold".into(),
+        distinct_estimated: false,
+        values: Vec::new(),
+        account: None,
     }
 }
 

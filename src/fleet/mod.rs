@@ -978,41 +978,7 @@ fn settle(
 fn risk_alert(r: &FleetRisk, level: usize, score: f64) -> (Alert, Box<EntityReport>) {
     let p = &r.report;
     let threshold = r.thresholds.get(level - 1).copied().unwrap_or(0.0);
-    let compromise = p.indicators.iter().any(|i| i.compromise);
-    let types: Vec<&'static str> = p.indicators.iter().map(|i| i.itype).collect();
-    let alert = Alert {
-        ts: r.ts,
-        sid: 9_199_000 + level as u64,
-        rev: 1,
-        signature: format!("APITAP entity risk crossed {threshold} ({})", types.join(", ")),
-        category: if compromise {
-            "Indicator of compromise"
-        } else {
-            "Indicator of attack"
-        },
-        severity: if level >= 2 { 1 } else { 2 },
-        itype: "risk_threshold",
-        compromise,
-        key: p.key.clone(),
-        risk: 0.0,
-        entity_risk: score,
-        host: String::new(),
-        endpoint: String::new(),
-        window_s: r.half_life_s,
-        count: p.indicators.iter().map(|i| i.count).sum(),
-        distinct: Some(types.len() as u64),
-        first: p.first,
-        last: r.ts,
-        owasp: Vec::new(),
-        mitre: Vec::new(),
-        samples: Vec::new(),
-        meta: None,
-        http: None,
-        rule_id: "risk-threshold".into(),
-        distinct_estimated: false,
-        values: Vec::new(),
-        account: None,
-    };
+    let alert = crate::engine::entity::risk_alert(p, r.ts, level, threshold, score, r.half_life_s);
     let mut report = p.clone();
     report.risk = score;
     report.level = level;
