@@ -205,6 +205,9 @@ impl Pipeline {
             );
         }
         drop(cross_tx);
+        let auth = cfg.rules_enabled.then(|| {
+            crate::engine::AuthTracker::new(cfg.bypass).with_fleet(shared.fleet.as_ref().and_then(|f| f.auth_link()))
+        });
         Ok(Pipeline {
             mode,
             shards,
@@ -218,7 +221,7 @@ impl Pipeline {
             counters: shared.counters.clone(),
             shared: Some(shared),
             trusted: cfg.engine.trusted_proxies.clone(),
-            auth: cfg.rules_enabled.then(|| crate::engine::AuthTracker::new(cfg.bypass)),
+            auth,
             ticks: 0,
             last_ts: 0,
             fleet,
@@ -241,7 +244,14 @@ impl Pipeline {
             shared: None,
             counters: self.counters.clone(),
             trusted: self.trusted.clone(),
-            auth: self.auth.is_some().then(|| crate::engine::AuthTracker::new(cfg.bypass)),
+            auth: self.auth.is_some().then(|| {
+                let link = self
+                    .shared
+                    .as_ref()
+                    .and_then(|s| s.fleet.as_ref())
+                    .and_then(|f| f.auth_link());
+                crate::engine::AuthTracker::new(cfg.bypass).with_fleet(link)
+            }),
             ticks: 0,
             last_ts: 0,
             fleet: self.fleet.clone(),
@@ -347,6 +357,9 @@ impl Pipeline {
         self.mode = Mode::Replay; // at shutdown nothing more is dropped: wait for the workers
         let mut res = self.flush();
         self.mode = mode;
+        // the auth tracker tells the fleet what it still holds, and lets go of the fleet's
+        // queue, so the fleet thread can end
+        drop(self.auth.take());
         drop(std::mem::take(&mut self.shards));
         for w in self.workers.drain(..) {
             if let Ok(Some(c)) = w.join() {

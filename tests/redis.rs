@@ -964,3 +964,134 @@ fn fleet_two_sensors_share_count_windows_and_raise_one_brute_force_alert() {
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut r.con()).unwrap();
     assert!(keys.iter().any(|k| k.contains(":cnt:")), "{keys:?}");
 }
+
+/// `clients` addresses (10.C.0.x) each call `path`/0..3 on Host `site`, with a bearer token
+/// when `token`, and get a 200.
+fn calls(w: &mut PcapWriter, net: u8, clients: u8, site: &str, path: &str, token: bool) {
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"id\":1234}";
+    for c in 0..clients {
+        let mut conv = Conv::open(w, [10, net, 0, c + 1], [10, 0, 0, 1], 5000, 80);
+        for i in 0..3 {
+            let auth = if token {
+                format!("Authorization: Bearer tok{net}x{c}\r\n")
+            } else {
+                String::new()
+            };
+            let req = format!("GET {path}/{} HTTP/1.1\r\nHost: {site}\r\n{auth}\r\n", 1000 + i);
+            conv.client(w, req.as_bytes());
+            conv.server(w, ok);
+        }
+    }
+}
+
+fn bypass_alerts(ev: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    alerts_of(ev, "auth_bypass")
+}
+
+/// One sensor's replay with config `conf` under the name `name`: its events.
+fn sensor(conf: &str, name: &str, pcap: &str) -> Vec<serde_json::Value> {
+    let (o, ev) = replay_events(&["--config", conf, "--sensor-name", name, pcap]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ev
+}
+
+/// The endpoint auth profiles behind auth-bypass are shared: two sensors behind one load
+/// balancer each see 6 calls with credentials on `GET /api/orders/{id}` (the detector wants
+/// 10), and sensor B then sees a client get a 200 there without any. Alone neither sensor
+/// knows the endpoint well enough; fleet-wide it is protected, and B raises the alert. The
+/// merged capture on one sensor gives the same alert. The other way round too: an endpoint
+/// sensor A saw many clients use without credentials is public fleet-wide, so B's call without
+/// credentials there is no bypass, though B alone (only calls with credentials) would say so.
+#[test]
+fn fleet_sensors_share_endpoint_auth_profiles_for_auth_bypass() {
+    if skip_without_redis() {
+        return;
+    }
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let (a, b, all) = (p("a.pcap"), p("b.pcap"), p("all.pcap"));
+    let site = "api.shop.example";
+    let sensor_a = |w: &mut PcapWriter| calls(w, 1, 2, site, "/api/orders", true);
+    let sensor_b = |w: &mut PcapWriter| {
+        calls(w, 2, 2, site, "/api/orders", true);
+        calls(w, 9, 1, site, "/api/orders", false);
+    };
+    write_pcap(a.as_ref(), sensor_a);
+    write_pcap(b.as_ref(), sensor_b);
+    write_pcap(all.as_ref(), |w| {
+        sensor_a(w);
+        sensor_b(w);
+    });
+    for half in [&a, &b] {
+        let (o, ev) = replay_events(&[half]);
+        assert!(o.status.success());
+        assert_eq!(bypass_alerts(&ev).len(), 0, "{half} alone");
+    }
+    let (_, ev) = replay_events(&[&all]);
+    assert_eq!(bypass_alerts(&ev).len(), 1, "the whole capture on one sensor");
+
+    let redis = format!("\"redis://127.0.0.1:{}\"", r.port);
+    let conf = fleet_conf(dir.path(), &redis, "ab", "");
+    // A has learned the profile before B sees the call without credentials.
+    let ev_a = sensor(&conf, "sensor-a", &a);
+    assert_eq!(bypass_alerts(&ev_a).len(), 0);
+    let ev_b = sensor(&conf, "sensor-b", &b);
+    let al = bypass_alerts(&ev_b);
+    assert_eq!(al.len(), 1, "{al:?}");
+    assert_eq!(al[0]["src_ip"], "10.9.0.1");
+    assert_eq!(al[0]["indicator"]["endpoint"], "GET /api/orders/{id}");
+    let st = ev_b.iter().rfind(|e| e["event_type"] == "stats").unwrap();
+    assert_eq!(st["stats"]["fleet"]["unavailable"], 0, "{st}");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut r.con()).unwrap();
+    assert!(keys.iter().any(|k| k.ends_with(":auth:n")), "{keys:?}");
+    assert!(
+        keys.iter().all(|k| !k.contains("orders") && !k.contains("10.")),
+        "{keys:?}"
+    );
+
+    // The public endpoint: A sees 8 clients use /api/products without credentials; B sees
+    // 4 clients use it with a token (12 calls) and then one without.
+    let (pa, pb) = (p("pa.pcap"), p("pb.pcap"));
+    write_pcap(pa.as_ref(), |w| calls(w, 3, 8, site, "/api/products", false));
+    write_pcap(pb.as_ref(), |w| {
+        calls(w, 4, 4, site, "/api/products", true);
+        calls(w, 9, 1, site, "/api/products", false);
+    });
+    let (_, ev) = replay_events(&[&pb]);
+    assert_eq!(
+        bypass_alerts(&ev).len(),
+        1,
+        "B alone takes the endpoint for a protected one"
+    );
+    let conf = fleet_conf(dir.path(), &redis, "pub", "");
+    // Calls without credentials are only counted on an endpoint known as one called with
+    // them (as on one sensor): B's calls with a token come first here, then A's 8 clients
+    // without, then B's call without. A's first client is a bypass by what the fleet knew
+    // then, as it is on one sensor given the same calls in that order; the next ones make the
+    // endpoint public, and B's call is not one.
+    let (pb1, pb2, pall) = (p("pb1.pcap"), p("pb2.pcap"), p("pall.pcap"));
+    write_pcap(pb1.as_ref(), |w| calls(w, 4, 4, site, "/api/products", true));
+    write_pcap(pb2.as_ref(), |w| calls(w, 9, 1, site, "/api/products", false));
+    write_pcap(pall.as_ref(), |w| {
+        calls(w, 4, 4, site, "/api/products", true);
+        calls(w, 3, 8, site, "/api/products", false);
+        calls(w, 9, 1, site, "/api/products", false);
+    });
+    let (_, ev) = replay_events(&[&pall]);
+    let one = bypass_alerts(&ev);
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one[0]["src_ip"], "10.3.0.1");
+    assert_eq!(bypass_alerts(&sensor(&conf, "sensor-b", &pb1)).len(), 0);
+    let ev = sensor(&conf, "sensor-a", &pa);
+    let al = bypass_alerts(&ev);
+    assert_eq!(al.len(), 1, "{al:?}");
+    assert_eq!(al[0]["src_ip"], "10.3.0.1");
+    let ev = sensor(&conf, "sensor-b", &pb2);
+    assert_eq!(
+        bypass_alerts(&ev).len(),
+        0,
+        "public fleet-wide: {:?}",
+        bypass_alerts(&ev)
+    );
+}

@@ -6,7 +6,8 @@
 //! thread has flushed its flows.
 //!
 //! The endpoint auth profiles behind auth-bypass are per capture thread: each sees the flows
-//! the kernel's hash gives it, a share of every endpoint's traffic.
+//! the kernel's hash gives it, a share of every endpoint's traffic. With `[fleet]` on they are
+//! shared through Redis, so the rings (and the sensors) add up to one profile per endpoint.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -29,6 +29,123 @@ pub struct AuthTracker {
     map: HashMap<u64, AuthProfile>,
     cfg: crate::engine::BypassConfig,
     cap: usize,
+    /// `[fleet]` on: the profiles are shared with the other sensors.
+    fleet: Option<Box<FleetSide>>,
+}
+
+/// The fleet's side of the auth profiles, per capture thread: what to tell the fleet, and
+/// what it answered.
+struct FleetSide {
+    link: crate::fleet::AuthLink,
+    /// Per endpoint, what was seen since the last flush.
+    pending: HashMap<u64, crate::fleet::AuthNote>,
+    /// Notes (calls and new clients) in `pending`.
+    noted: usize,
+    /// Packet time of the next flush.
+    flush_at: Ts,
+    /// The fleet's profiles, with the packet time each was fetched.
+    view: HashMap<u64, (crate::fleet::FleetAuth, Ts)>,
+    /// Live: endpoints asked for and not answered yet.
+    asked: hashbrown::HashSet<u64>,
+    /// Packet time of the call being judged.
+    now: Ts,
+}
+
+/// Notes held before they go to the fleet at most, and for how long (packet time).
+const FLEET_NOTES: usize = 512;
+const FLEET_FLUSH_NS: Ts = 1_000_000_000;
+/// A fleet profile older than this (packet time) is asked for again before a verdict.
+const FLEET_FRESH_NS: Ts = 1_000_000_000;
+/// Endpoints whose fleet profile is kept at most (the view is cleared when full).
+const FLEET_VIEW_CAP: usize = 100_000;
+/// Clients listed per endpoint in one note at most (more wait for the next flush... or
+/// are lost to the fleet, as the HyperLogLog would count them once anyway).
+const NOTE_CLIENTS: usize = 256;
+
+impl FleetSide {
+    fn note(&mut self, key: u64, ep: &crate::catalog::EndpointId, client: IpAddr, creds: bool, ts: Ts) {
+        let n = self.pending.entry(key).or_insert_with(|| crate::fleet::AuthNote {
+            endpoint: ep.clone(),
+            authd: 0,
+            auth_clients: Vec::new(),
+            open_clients: Vec::new(),
+        });
+        let list = if creds {
+            n.authd += 1;
+            &mut n.auth_clients
+        } else {
+            &mut n.open_clients
+        };
+        if list.len() < NOTE_CLIENTS && !list.contains(&client) {
+            list.push(client);
+        }
+        self.noted += 1;
+        if self.flush_at == 0 {
+            self.flush_at = ts.saturating_add(FLEET_FLUSH_NS);
+        }
+        if self.noted >= FLEET_NOTES || ts >= self.flush_at {
+            self.send(Vec::new());
+        }
+    }
+
+    /// Tell the fleet what is pending, with `ask`; folds an answer in.
+    fn send(&mut self, ask: Vec<(u64, crate::catalog::EndpointId)>) -> Option<()> {
+        let notes: Vec<_> = self.pending.drain().map(|(_, n)| n).collect();
+        self.noted = 0;
+        self.flush_at = 0;
+        let answer = self.link.send(notes, ask)?;
+        self.fold(answer);
+        Some(())
+    }
+
+    fn fold(&mut self, answer: crate::fleet::AuthAnswer) {
+        for (k, f) in answer {
+            self.asked.remove(&k);
+            if self.view.len() >= FLEET_VIEW_CAP && !self.view.contains_key(&k) {
+                self.view.clear();
+            }
+            // stamped when folded in: fresh for FLEET_FRESH_NS of packet time from here
+            self.view.insert(k, (f, self.now));
+        }
+    }
+
+    /// The fleet's profile of an endpoint, asked for when it is missing or old. A replay
+    /// waits for it; live answers what it has and asks for the next call.
+    fn profile(&mut self, key: u64, ep: &crate::catalog::EndpointId, ts: Ts) -> Option<crate::fleet::FleetAuth> {
+        self.now = ts;
+        let live = !self.link.replay();
+        if live {
+            let answers: Vec<_> = self.link.answers().collect();
+            for a in answers {
+                self.fold(a);
+            }
+        }
+        let fresh = self
+            .view
+            .get(&key)
+            .is_some_and(|(_, at)| ts < at.saturating_add(FLEET_FRESH_NS));
+        if !fresh && !(live && self.asked.contains(&key)) {
+            if live {
+                if self.asked.len() >= FLEET_VIEW_CAP {
+                    self.asked.clear();
+                }
+                self.asked.insert(key);
+            }
+            self.send(vec![(key, ep.clone())]);
+            if !live && !self.view.contains_key(&key) {
+                // no answer (Redis down): judged on local state, not asked again for a while
+                self.view.insert(key, (Default::default(), ts));
+            }
+        }
+        self.view.get(&key).map(|(f, _)| *f)
+    }
+}
+
+impl Drop for FleetSide {
+    /// What is pending goes to the fleet (a replay's last calls count for the next sensor).
+    fn drop(&mut self) {
+        self.send(Vec::new());
+    }
 }
 
 #[derive(Default)]
@@ -44,7 +161,24 @@ impl AuthTracker {
             map: HashMap::new(),
             cfg,
             cap: 100_000,
+            fleet: None,
         }
+    }
+
+    /// Share the profiles with the fleet (`[fleet]` on).
+    pub fn with_fleet(mut self, link: Option<crate::fleet::AuthLink>) -> Self {
+        self.fleet = link.map(|link| {
+            Box::new(FleetSide {
+                link,
+                pending: HashMap::new(),
+                noted: 0,
+                flush_at: 0,
+                view: HashMap::new(),
+                asked: Default::default(),
+                now: 0,
+            })
+        });
+        self
     }
 
     /// Fold one transaction in. True when it is a 2xx without credentials on a protected
@@ -52,6 +186,10 @@ impl AuthTracker {
     /// used them (at most `1 - share` of them, and at least one, got a 2xx without). Counted in
     /// clients, not calls, so one bypasser's volume cannot make the endpoint look public.
     /// `endpoint` keeps the endpoint when this worked it out, for the worker.
+    ///
+    /// With the fleet on, the endpoint's calls and clients seen by every sensor count: each
+    /// figure is the larger of this thread's and the fleet's (which holds this thread's once
+    /// told), so calls spread over sensors add up and none is counted twice.
     pub fn observe(
         &mut self,
         meta: &FlowMeta,
@@ -63,17 +201,21 @@ impl AuthTracker {
         let creds = crate::redact::Redactor::has_credentials(q);
         let ok = tx.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
         // This runs on the capture thread: template a path only when the answer can matter.
-        if !creds && (!ok || self.map.is_empty()) {
+        if !creds && (!ok || (self.map.is_empty() && self.fleet.is_none())) {
             return false;
         }
         if endpoint.is_none() {
             *endpoint = crate::catalog::endpoint_of(tx, meta);
         }
-        let Some((host, method, tpl)) = endpoint.as_ref() else {
+        let Some(ep) = endpoint.as_ref() else {
             return false;
         };
-        let key = hash_of(&(host, method, tpl));
+        let key = hash_of(&(&ep.0, &ep.1, &ep.2));
+        let ts = q.start;
         if creds {
+            if let Some(f) = self.fleet.as_mut() {
+                f.note(key, ep, client, true, ts);
+            }
             // Only endpoints called with credentials are tracked: a catch-all answering 200
             // to random paths cannot fill the table. Full: new endpoints go untracked.
             if !self.map.contains_key(&key) && self.map.len() >= self.cap {
@@ -84,31 +226,51 @@ impl AuthTracker {
             p.auth_clients.add(client);
             return false;
         }
-        let Some(p) = self.map.get_mut(&key).filter(|_| ok) else {
+        // The fleet's profile, when it knows the endpoint as one called with credentials.
+        let fleet = match self.fleet.as_mut() {
+            Some(f) => f.profile(key, ep, ts).filter(|p| p.authd > 0),
+            None => None,
+        };
+        if fleet.is_some() && !self.map.contains_key(&key) && self.map.len() < self.cap {
+            self.map.insert(key, AuthProfile::default());
+        }
+        let Some(p) = self.map.get_mut(&key) else {
             return false;
         };
-        let open_allowed = ((1.0 - self.cfg.share) * p.auth_clients.estimate() as f64).max(1.0);
-        if p.open_clients.estimate() as f64 > open_allowed {
+        let f = fleet.unwrap_or_default();
+        let auth_clients = p.auth_clients.estimate().max(f.auth_clients);
+        let open_allowed = ((1.0 - self.cfg.share) * auth_clients as f64).max(1.0);
+        let open_now = |p: &AuthProfile| p.open_clients.estimate().max(f.open_clients) as f64;
+        let attack = if open_now(p) > open_allowed {
             // already public: nothing to judge (the count goes on, as the allowance grows with
             // the clients that use credentials)
-            p.open_clients.add(client);
-            return false;
-        }
-        // Attack traffic (an injection payload, an attack tool, an SSRF probe) answered 2xx
-        // without credentials does not teach the profile that the endpoint is public: an
-        // early injection tool must not hide a later bypass. It is judged, not learned from.
-        let attack = flagged_request(tx);
+            false
+        } else {
+            // Attack traffic (an injection payload, an attack tool, an SSRF probe) answered
+            // 2xx without credentials does not teach the profile that the endpoint is public:
+            // an early injection tool must not hide a later bypass. It is judged, not learned
+            // from.
+            flagged_request(tx)
+        };
+        let public = open_now(p) > open_allowed;
         if !attack {
             p.open_clients.add(client);
+            if let Some(fs) = self.fleet.as_mut() {
+                fs.note(key, ep, client, false, ts);
+            }
         }
-        let open = p.open_clients.estimate() as f64 + attack as u64 as f64;
+        if public {
+            return false;
+        }
+        let open = open_now(p) + attack as u64 as f64;
         if open > open_allowed {
             return false;
         }
         // A well-known protected endpoint; or, on one seen only a few times with credentials,
         // a response that hands someone's personal data to a caller without any: evidence that
         // does not depend on how many calls the profile has learned from.
-        p.authd >= self.cfg.min_calls || (p.authd >= PERSONAL_MIN_CALLS && personal_data(tx))
+        let authd = p.authd.max(f.authd);
+        authd >= self.cfg.min_calls || (authd >= PERSONAL_MIN_CALLS && personal_data(tx))
     }
 }
 

@@ -156,8 +156,44 @@ pub struct FleetRisk {
     pub report: Box<EntityReport>,
 }
 
+/// An endpoint's auth profile as the fleet sees it (every sensor's calls on it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetAuth {
+    /// Calls with credentials.
+    pub authd: u64,
+    /// Clients that called it with credentials (estimated).
+    pub auth_clients: u64,
+    /// Clients that had a 2xx without credentials (estimated).
+    pub open_clients: u64,
+}
+
+/// What one capture thread learned about an endpoint's auth profile since it last told
+/// the fleet.
+#[derive(Debug)]
+pub struct AuthNote {
+    pub endpoint: crate::catalog::EndpointId,
+    /// Calls with credentials.
+    pub authd: u64,
+    /// Clients seen calling with credentials, and with a 2xx without (each listed once).
+    pub auth_clients: Vec<std::net::IpAddr>,
+    pub open_clients: Vec<std::net::IpAddr>,
+}
+
+/// Fleet auth profiles asked for, by the capture thread's key for the endpoint.
+pub type AuthAnswer = Vec<(u64, FleetAuth)>;
+
 enum Msg {
     Hit(FleetHit),
+    /// Endpoint auth profiles: what a capture thread learned, and the profiles it asks for
+    /// (answered on `reply`).
+    Auth {
+        notes: Vec<AuthNote>,
+        ask: Vec<(u64, crate::catalog::EndpointId)>,
+        reply: Option<Sender<AuthAnswer>>,
+    },
+    /// The sensor is done: settle what came before, then end (capture threads' auth links
+    /// may still hold the queue).
+    Stop,
     /// An alert, with the `entity` event that goes with it (a `risk_threshold` alert's).
     Alert(Box<Alert>, Option<Box<EntityReport>>),
     Entity(Box<EntityReport>),
@@ -262,6 +298,73 @@ impl Fleet {
     }
 }
 
+/// A capture thread's way to the fleet's endpoint auth profiles (auth-bypass): it tells the
+/// fleet what it saw and asks for the fleet-wide profiles of the endpoints it judges. A replay
+/// waits for the answer (exact, as the fleet's other state); live, the answer comes later and
+/// the verdict meanwhile rests on the local profile.
+pub struct AuthLink {
+    tx: Sender<Msg>,
+    mode: Mode,
+    counters: Arc<FleetCounters>,
+    reply_tx: Sender<AuthAnswer>,
+    reply_rx: Receiver<AuthAnswer>,
+}
+
+/// How long a replay waits for the fleet's answer before it judges on local state.
+const ASK_WAIT: Duration = Duration::from_secs(10);
+
+impl Fleet {
+    /// A link for one capture thread's auth tracker.
+    pub fn auth_link(&self) -> Option<AuthLink> {
+        let (reply_tx, reply_rx) = bounded(64);
+        Some(AuthLink {
+            tx: self.tx.clone()?,
+            mode: self.mode,
+            counters: self.counters.clone(),
+            reply_tx,
+            reply_rx,
+        })
+    }
+}
+
+impl AuthLink {
+    /// Replay: each call settles in the fleet in order, and an ask is answered here (None:
+    /// Redis is down, judge locally). Live: never waits; a full queue loses the notes
+    /// (counted) and answers come through [`AuthLink::answers`].
+    pub fn send(&self, notes: Vec<AuthNote>, ask: Vec<(u64, crate::catalog::EndpointId)>) -> Option<AuthAnswer> {
+        if notes.is_empty() && ask.is_empty() {
+            return None;
+        }
+        let asking = !ask.is_empty();
+        let m = Msg::Auth {
+            notes,
+            ask,
+            reply: asking.then(|| self.reply_tx.clone()),
+        };
+        if self.mode == Mode::Replay {
+            self.tx.send(m).ok()?;
+            return if asking {
+                self.reply_rx.recv_timeout(ASK_WAIT).ok()
+            } else {
+                None
+            };
+        }
+        if self.tx.try_send(m).is_err() {
+            self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+        None
+    }
+
+    /// Live: the answers that came since the last call.
+    pub fn answers(&self) -> impl Iterator<Item = AuthAnswer> + '_ {
+        self.reply_rx.try_iter()
+    }
+
+    pub fn replay(&self) -> bool {
+        self.mode == Mode::Replay
+    }
+}
+
 impl Fleet {
     /// Hand an `entity` event over, to be written naming the sensors that saw the entity.
     /// Returns it when it must be written here (the queue was full).
@@ -289,7 +392,9 @@ impl Drop for Fleet {
     /// Let the fleet thread settle what is queued (so a replay's alerts come before its last
     /// stats), then join it.
     fn drop(&mut self) {
-        drop(self.tx.take());
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Msg::Stop);
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -339,6 +444,10 @@ impl Memo {
 
     fn entity(&mut self, k: &crate::engine::EntityKey) -> String {
         self.hash(&[&k.kind, &k.value])
+    }
+
+    fn endpoint(&mut self, (host, method, tpl): &crate::catalog::EndpointId) -> String {
+        self.hash(&["auth", host, method, tpl])
     }
 
     fn rule(&mut self, a: &Alert) -> String {
@@ -393,14 +502,34 @@ impl Thread {
             // Whatever else comes within LINGER goes in the same round trips. The thread sleeps
             // rather than waits on the queue, so a worker's send wakes nobody (one wake-up per
             // batch, not per message).
+            // It looks again every LINGER / 8, and stops waiting once a capture thread waits
+            // for an answer (an auth profile asked for in a replay).
+            let waited = |m: &Msg| matches!(m, Msg::Auth { reply: Some(_), .. } | Msg::Stop);
             let mut batch = vec![first];
-            if rx.len() < BATCH {
-                std::thread::sleep(LINGER);
+            let mut waits = if waited(&batch[0]) { 0 } else { 8 };
+            loop {
+                while batch.len() < BATCH && !matches!(batch.last(), Some(Msg::Stop)) {
+                    match rx.try_recv() {
+                        Ok(m) => {
+                            if waited(&m) {
+                                waits = 0;
+                            }
+                            batch.push(m);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if waits == 0 || batch.len() >= BATCH || matches!(batch.last(), Some(Msg::Stop)) {
+                    break;
+                }
+                waits -= 1;
+                std::thread::sleep(LINGER / 8);
             }
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(m) => batch.push(m),
-                    Err(_) => break,
+            let stop = matches!(batch.last(), Some(Msg::Stop));
+            if stop {
+                batch.pop();
+                if batch.is_empty() {
+                    break;
                 }
             }
             if self.con.is_none() && Instant::now() >= self.retry_at {
@@ -448,10 +577,20 @@ impl Thread {
                             }
                             Msg::Hit(h) if h.fire => self.emit(&h.alert, None),
                             Msg::Hit(_) | Msg::Risk(_) => {}
+                            // no fleet profile: the capture thread judges on its own
+                            Msg::Auth { reply, .. } => {
+                                if let Some(r) = reply {
+                                    let _ = r.try_send(Vec::new());
+                                }
+                            }
                             Msg::Entity(r) => self.emit_entity(&r, None),
+                            Msg::Stop => {}
                         }
                     }
                 }
+            }
+            if stop {
+                break;
             }
         }
     }
@@ -673,6 +812,10 @@ const LINGER: Duration = Duration::from_millis(2);
 /// How long (wall time) idle keys stay: at least this.
 const KEEP_MS: u64 = 600_000;
 
+/// How long (wall time) an endpoint's auth profile stays after its last call: a day, so
+/// a sensor that restarts finds what the fleet learned.
+const AUTH_KEEP_MS: u64 = 86_400_000;
+
 /// Settle a batch of messages with Redis in at most two pipelined round trips: the distinct
 /// counts, the sensors that saw each entity and the risk increments first, then the claims
 /// of the alerts, of the hits over the fleet threshold and of the risk levels crossed
@@ -744,6 +887,7 @@ fn settle(
             Msg::Alert(a, _) => saw(memo, &a.key),
             Msg::Entity(r) => saw(memo, &r.key),
             Msg::Risk(r) => saw(memo, &r.report.key),
+            Msg::Auth { .. } | Msg::Stop => {}
         }
     }
     let mut pipe = c.pipe();
@@ -792,6 +936,37 @@ fn settle(
                 .arg(px);
             for t in &r.thresholds {
                 cmd.arg(format!("{t}"));
+            }
+        }
+    }
+    // endpoint auth profiles: what the capture threads saw, then the profiles they ask for
+    for m in batch {
+        if let Msg::Auth { notes, ask, .. } = m {
+            for note in notes {
+                let eh = memo.endpoint(&note.endpoint);
+                if note.authd > 0 {
+                    let k = key(prefix, &eh, "auth:n");
+                    pipe.cmd("INCRBY").arg(&k).arg(note.authd);
+                    pipe.cmd("PEXPIRE").arg(&k).arg(AUTH_KEEP_MS);
+                }
+                for (what, clients) in [("auth:ac", &note.auth_clients), ("auth:oc", &note.open_clients)] {
+                    if clients.is_empty() {
+                        continue;
+                    }
+                    let k = key(prefix, &eh, what);
+                    let members: Vec<String> = clients
+                        .iter()
+                        .map(|ip| key_hash(&["client", &ip.to_string()]))
+                        .collect();
+                    pipe.cmd("PFADD").arg(&k).arg(members);
+                    pipe.cmd("PEXPIRE").arg(&k).arg(AUTH_KEEP_MS);
+                }
+            }
+            for (_, ep) in ask {
+                let eh = memo.endpoint(ep);
+                pipe.get("GET").arg(key(prefix, &eh, "auth:n"));
+                pipe.get("PFCOUNT").arg(key(prefix, &eh, "auth:ac"));
+                pipe.get("PFCOUNT").arg(key(prefix, &eh, "auth:oc"));
             }
         }
     }
@@ -888,7 +1063,7 @@ fn settle(
                     entity: e.clone(),
                 });
             }
-            Msg::Entity(_) => {}
+            Msg::Entity(_) | Msg::Auth { .. } | Msg::Stop => {}
             Msg::Risk(r) => {
                 let v = replies.next().ok_or(None)?;
                 let (score, level): (String, usize) = redis::from_redis_value(v).map_err(bad)?;
@@ -911,6 +1086,27 @@ fn settle(
                     n_alerted,
                     entity: Some(report),
                 });
+            }
+        }
+    }
+    for m in batch {
+        if let Msg::Auth { ask, reply, .. } = m {
+            let mut answer = Vec::with_capacity(ask.len());
+            for (k, _) in ask {
+                let mut next = || -> Result<redis::Value, Option<io::Error>> { replies.next().ok_or(None) };
+                let authd: Option<u64> = redis::from_redis_value(next()?).map_err(bad)?;
+                let auth_clients: u64 = redis::from_redis_value(next()?).map_err(bad)?;
+                let open_clients: u64 = redis::from_redis_value(next()?).map_err(bad)?;
+                let f = FleetAuth {
+                    authd: authd.unwrap_or(0),
+                    auth_clients,
+                    open_clients,
+                };
+                answer.push((*k, f));
+            }
+            if let Some(r) = reply {
+                // never blocks: an answer nobody waits for any more is dropped
+                let _ = r.try_send(answer);
             }
         }
     }
