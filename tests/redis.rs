@@ -886,6 +886,21 @@ fn fleet_two_sensors_share_entity_risk_and_raise_one_risk_alert() {
         serde_json::json!(["sensor-a", "sensor-b"])
     );
     assert_eq!(ent[0]["entity"]["level"], 1);
+    // It carries the merged attacker profile: the injection one sensor saw and the SSRF probe
+    // the other saw, each with its sensor, and the requests of both.
+    let fp = &ent[0]["entity"]["fleet"];
+    let types: Vec<(&str, &serde_json::Value)> = fp["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["type"].as_str().unwrap(), &i["sensors"]))
+        .collect();
+    assert!(types.contains(&("injection", &serde_json::json!(["sensor-a"]))), "{fp}");
+    assert!(types.contains(&("ssrf", &serde_json::json!(["sensor-b"]))), "{fp}");
+    assert!(
+        fp["requests"].as_u64().unwrap() > ent[0]["entity"]["requests"].as_u64().unwrap(),
+        "{fp}"
+    );
     // Every final profile names the sensors that had seen the entity by then, itself first.
     let finals: Vec<&serde_json::Value> = ev
         .iter()

@@ -45,8 +45,9 @@ struct FleetSide {
     flush_at: Ts,
     /// The fleet's profiles, with the packet time each was fetched.
     view: HashMap<u64, (crate::fleet::FleetAuth, Ts)>,
-    /// Live: endpoints asked for and not answered yet.
-    asked: hashbrown::HashSet<u64>,
+    /// Live: endpoints asked for and not answered yet, with the packet time of the ask (an
+    /// answer lost on the way is asked for again after FLEET_FRESH_NS).
+    asked: HashMap<u64, Ts>,
     /// Packet time of the call being judged.
     now: Ts,
 }
@@ -124,12 +125,17 @@ impl FleetSide {
             .view
             .get(&key)
             .is_some_and(|(_, at)| ts < at.saturating_add(FLEET_FRESH_NS));
-        if !fresh && !(live && self.asked.contains(&key)) {
+        let waiting = live
+            && self
+                .asked
+                .get(&key)
+                .is_some_and(|at| ts < at.saturating_add(FLEET_FRESH_NS));
+        if !fresh && !waiting {
             if live {
                 if self.asked.len() >= FLEET_VIEW_CAP {
                     self.asked.clear();
                 }
-                self.asked.insert(key);
+                self.asked.insert(key, ts);
             }
             self.send(vec![(key, ep.clone())]);
             if !live && !self.view.contains_key(&key) {

@@ -970,6 +970,27 @@ fn settle(
             }
         }
     }
+    // attacker profiles: each entity report of the batch is this sensor's profile of the
+    // entity (the last one wins); the fleet's merged profile goes with its `entity` event
+    let mut profiles: Vec<(String, &EntityReport)> = Vec::new();
+    for m in batch {
+        let r = match m {
+            Msg::Entity(r) | Msg::Alert(_, Some(r)) => &**r,
+            Msg::Risk(r) => &*r.report,
+            _ => continue,
+        };
+        let ek = memo.entity(&r.key);
+        match profiles.iter_mut().find(|(k, _)| *k == ek) {
+            Some(p) => p.1 = r,
+            None => profiles.push((ek, r)),
+        }
+    }
+    for (ek, r) in &profiles {
+        let k = key(prefix, ek, "profile");
+        pipe.cmd("HSET").arg(&k).arg(sensor).arg(profile_of(r));
+        pipe.cmd("PEXPIRE").arg(&k).arg(PROFILE_KEEP_MS);
+        pipe.get("HGETALL").arg(&k);
+    }
     let replies = if pipe.is_empty() {
         Vec::new()
     } else {
@@ -1110,6 +1131,24 @@ fn settle(
             }
         }
     }
+    let mut merged: std::collections::HashMap<String, serde_json::Value> = std::collections::HashMap::new();
+    for (ek, _) in &profiles {
+        let v = replies.next().ok_or(None)?;
+        let per_sensor: Vec<(String, String)> = redis::from_redis_value(v).map_err(bad)?;
+        merged.insert(ek.clone(), merge_profiles(&per_sensor));
+    }
+    let with_profile = |memo: &mut Memo, r: &EntityReport, info: &mut serde_json::Value| {
+        if let (Some(p), Some(o)) = (merged.get(&memo.entity(&r.key)), info.as_object_mut())
+            && let Some(p) = p.as_object()
+        {
+            o.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    };
+    for w in &mut writes {
+        if let Write::Entity(r, info) = w {
+            with_profile(memo, r, info);
+        }
+    }
     if claims.is_empty() {
         return Ok(writes);
     }
@@ -1163,10 +1202,95 @@ fn settle(
         }
         writes.push(Write::Alert(a, info));
         if let Some(r) = cl.entity {
+            with_profile(memo, &r, &mut einfo);
             writes.push(Write::Entity(r, einfo));
         }
     }
     Ok(writes)
+}
+
+/// One sensor's profile of an entity, as stored in the fleet's hash (bounded: counts, times
+/// in ms, indicator types, at most PROFILE_ENDPOINTS endpoint templates; no address, user
+/// name, user agent or token).
+fn profile_of(r: &EntityReport) -> String {
+    let ms = |ns: u64| ns / 1_000_000;
+    let ind: serde_json::Map<String, serde_json::Value> = r
+        .indicators
+        .iter()
+        .map(|i| (i.itype.to_string(), json!([i.count, ms(i.first), ms(i.last)])))
+        .collect();
+    let ep: Vec<&String> = r.endpoints.iter().take(PROFILE_ENDPOINTS).collect();
+    json!({
+        "r": r.requests, "e": r.errors, "f": ms(r.first), "l": ms(r.last),
+        "a": [r.auth_failures, r.auth_successes, r.unauthenticated],
+        "i": ind, "ep": ep,
+    })
+    .to_string()
+}
+
+/// Endpoints kept per sensor's profile and in the merged one.
+const PROFILE_ENDPOINTS: usize = 16;
+
+/// How long (wall time) an attacker profile stays after its last update: a day.
+const PROFILE_KEEP_MS: u64 = 86_400_000;
+
+/// The fleet's profile of an entity from every sensor's (`HGETALL`: sensor, profile): counts
+/// added up, the earliest first and latest last time, indicators by type with the sensors
+/// that saw each, endpoints (bounded). A profile that does not parse is left out.
+fn merge_profiles(per_sensor: &[(String, String)]) -> serde_json::Value {
+    use std::collections::BTreeMap;
+    let (mut req, mut err, mut first, mut last) = (0u64, 0u64, u64::MAX, 0u64);
+    let mut auth = [0u64; 3];
+    let mut ind: BTreeMap<String, (u64, u64, u64, Vec<&str>)> = BTreeMap::new();
+    let mut eps: std::collections::BTreeSet<String> = Default::default();
+    let mut sensors = 0;
+    for (sensor, p) in per_sensor {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(p) else {
+            continue;
+        };
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+        sensors += 1;
+        req += n(&v["r"]);
+        err += n(&v["e"]);
+        first = first.min(v["f"].as_u64().unwrap_or(u64::MAX));
+        last = last.max(n(&v["l"]));
+        for (j, a) in auth.iter_mut().enumerate() {
+            *a += n(&v["a"][j]);
+        }
+        if let Some(m) = v["i"].as_object() {
+            for (t, x) in m {
+                let e = ind.entry(t.clone()).or_insert((0, u64::MAX, 0, Vec::new()));
+                e.0 += n(&x[0]);
+                e.1 = e.1.min(x[1].as_u64().unwrap_or(u64::MAX));
+                e.2 = e.2.max(n(&x[2]));
+                e.3.push(sensor);
+            }
+        }
+        for ep in v["ep"].as_array().into_iter().flatten() {
+            if let Some(ep) = ep.as_str()
+                && eps.len() < PROFILE_ENDPOINTS
+            {
+                eps.insert(ep.to_string());
+            }
+        }
+    }
+    let ts = |ms: u64| crate::util::fmt_ts(ms.saturating_mul(1_000_000));
+    if sensors == 0 {
+        return json!({});
+    }
+    let mut indicators: Vec<serde_json::Value> = ind
+        .into_iter()
+        .map(|(t, (c, f, l, mut s))| {
+            s.sort_unstable();
+            json!({"type": t, "count": c, "first_seen": ts(f), "last_seen": ts(l), "sensors": s})
+        })
+        .collect();
+    indicators.sort_by(|a, b| b["count"].as_u64().cmp(&a["count"].as_u64()));
+    json!({
+        "requests": req, "errors": err, "first_seen": ts(first), "last_seen": ts(last),
+        "auth": {"failures": auth[0], "successes": auth[1], "unauthenticated": auth[2]},
+        "indicators": indicators, "endpoints": eps,
+    })
 }
 
 /// The `risk_threshold` alert (as the local engine writes it) and the `entity` event of a
