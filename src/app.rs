@@ -168,7 +168,8 @@ impl Pipeline {
                     mode,
                     counters: shared.counters.clone(),
                 };
-                let f = crate::fleet::Fleet::start(&cfg.fleet, &cfg.sensor_name, out).map_err(AppError::Usage)?;
+                let f = crate::fleet::Fleet::start(&cfg.fleet, &cfg.sensor_name, &cfg.hash_key, out)
+                    .map_err(AppError::Usage)?;
                 let c = f.counters.clone();
                 shared.fleet = Some(f);
                 Some(c)

@@ -45,6 +45,8 @@ use crate::engine::entity::EntityReport;
 use crate::event::Formatter;
 use crate::sink::{Batch, SinkHandle};
 use crate::worker::WorkerCounters;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 
 pub mod con;
 pub use con::Target;
@@ -219,7 +221,9 @@ pub struct Output {
 impl Fleet {
     /// Start the fleet thread. Redis being down is not an error (the thread retries); a bad
     /// URL is.
-    pub fn start(cfg: &FleetConfig, sensor: &str, out: Output) -> Result<Fleet, String> {
+    /// `hash_key` keys the hashes that name Redis keys and members (the fleet's sensors share
+    /// one, as they share `hash_key`).
+    pub fn start(cfg: &FleetConfig, sensor: &str, hash_key: &[u8], out: Output) -> Result<Fleet, String> {
         let target = cfg.redis.clone().ok_or("fleet: no redis URL")?;
         target.check().map_err(|e| format!("fleet.redis: {e}"))?;
         let client = Client::open(&target).map_err(|e| format!("fleet.redis: {e}"))?;
@@ -242,7 +246,7 @@ impl Fleet {
                 claim: Script::new(CLAIM),
                 risk: Script::new(RISK),
             },
-            memo: Memo::default(),
+            memo: Memo::new(hash_key),
         };
         let thread = std::thread::Builder::new()
             .name("apitap-fleet".into())
@@ -418,9 +422,10 @@ struct Thread {
 }
 
 /// What the fleet thread remembers between batches, bounded (cleared when full).
-#[derive(Default)]
 struct Memo {
-    /// Key hashes by a local hash of their parts: one SHA1 per rule and entity, not per hit.
+    /// The keyed hash behind every Redis key and member (`hash_key`).
+    mac: Hmac<Sha256>,
+    /// Key hashes by a local hash of their parts: one HMAC per rule and entity, not per hit.
     hashes: std::collections::HashMap<u64, String>,
     /// Per claim key hash: its episode is held (by this sensor or another) until this packet
     /// time (ms). A hit below the local threshold in a held episode is not sent: it could
@@ -432,6 +437,15 @@ struct Memo {
 const MEMO_CAP: usize = 65_536;
 
 impl Memo {
+    fn new(hash_key: &[u8]) -> Memo {
+        Memo {
+            // cannot fail: HMAC takes keys of any length
+            mac: <Hmac<Sha256> as KeyInit>::new_from_slice(hash_key).expect("HMAC takes a key of any length"),
+            hashes: Default::default(),
+            held: Default::default(),
+        }
+    }
+
     fn hash(&mut self, parts: &[&str]) -> String {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -439,7 +453,11 @@ impl Memo {
         if self.hashes.len() >= MEMO_CAP {
             self.hashes.clear();
         }
-        self.hashes.entry(h.finish()).or_insert_with(|| key_hash(parts)).clone()
+        let mac = &self.mac;
+        self.hashes
+            .entry(h.finish())
+            .or_insert_with(|| key_hash(mac, parts))
+            .clone()
     }
 
     fn entity(&mut self, k: &crate::engine::EntityKey) -> String {
@@ -475,14 +493,17 @@ fn key(prefix: &str, hash: &str, what: &str) -> String {
     format!("{prefix}:{{{hash}}}:{what}")
 }
 
-/// A short stable hash of the key parts (no value in the clear in Redis).
-fn key_hash(parts: &[&str]) -> String {
-    let mut h = sha1_smol::Sha1::new();
+/// A short keyed hash of the key parts (HMAC-SHA256 with `hash_key`, 80 bits): no value in
+/// the clear in Redis, and none found again by hashing guesses (an IPv4 address, a user name)
+/// without the key.
+fn key_hash(mac: &Hmac<Sha256>, parts: &[&str]) -> String {
+    let mut m = mac.clone();
     for p in parts {
-        h.update(p.as_bytes());
-        h.update(&[0]);
+        m.update(p.as_bytes());
+        m.update(&[0]);
     }
-    h.digest().to_string()[..20].to_string()
+    let d = m.finalize().into_bytes();
+    d[..10].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Thread {
@@ -879,7 +900,8 @@ fn settle(
                     }
                 };
                 if let Some(d) = h.distinct {
-                    keys[i].values.push(format!("{d:016x}"));
+                    // keyed: a guessable value (a user name) is not found from its hash
+                    keys[i].values.push(key_hash(&memo.mac, &[&format!("{d:016x}")]));
                 }
                 keys[i].hits += 1;
                 key_of.push(Some(i));
@@ -956,7 +978,7 @@ fn settle(
                     let k = key(prefix, &eh, what);
                     let members: Vec<String> = clients
                         .iter()
-                        .map(|ip| key_hash(&["client", &ip.to_string()]))
+                        .map(|ip| key_hash(&memo.mac, &["client", &ip.to_string()]))
                         .collect();
                     pipe.cmd("PFADD").arg(&k).arg(members);
                     pipe.cmd("PEXPIRE").arg(&k).arg(AUTH_KEEP_MS);
@@ -1341,9 +1363,13 @@ mod tests {
 
     #[test]
     fn key_hashes_hide_the_entity_and_separate_parts() {
-        let a = key_hash(&["r", "ip", "10.0.0.1"]);
+        let k = Memo::new(b"fleet key").mac;
+        let a = key_hash(&k, &["r", "ip", "10.0.0.1"]);
         assert_eq!(a.len(), 20);
         assert!(!a.contains("10.0.0.1"));
-        assert_ne!(key_hash(&["ab", "c"]), key_hash(&["a", "bc"]));
+        assert_ne!(key_hash(&k, &["ab", "c"]), key_hash(&k, &["a", "bc"]));
+        // keyed: another fleet's key names the same entity differently
+        assert_ne!(a, key_hash(&Memo::new(b"other key").mac, &["r", "ip", "10.0.0.1"]));
+        assert_eq!(a, key_hash(&Memo::new(b"fleet key").mac, &["r", "ip", "10.0.0.1"]));
     }
 }
