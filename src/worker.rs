@@ -188,6 +188,8 @@ pub struct Worker {
     rules_seen: u64,
     cross_out: Vec<(usize, Cross)>,
     outs: Vec<Out>,
+    /// Fleet on: messages for the fleet thread, handed over once per batch.
+    outbox: crate::fleet::Outbox,
     /// The engine counters last added to the shared ones (shards publish differences), and when.
     published: crate::engine::EngineStats,
     published_at: std::time::Instant,
@@ -210,6 +212,7 @@ impl Worker {
             rules_seen: 0,
             cross_out: Vec::new(),
             outs: Vec::new(),
+            outbox: Default::default(),
             published: Default::default(),
             published_at: std::time::Instant::now(),
         }
@@ -304,17 +307,17 @@ impl Worker {
     }
 
     fn flush_outs(&mut self, bytes: &mut Vec<u8>) {
-        // Fleet on: distinct-count hits and alerts go to the fleet thread; what it hands back
-        // (its queue was full) is written here.
-        if let Some(f) = &self.shared.fleet {
+        // Fleet on: window hits, risk increments, alerts and entity events go to the fleet
+        // thread, gathered in the outbox and handed over once per batch of transactions
+        // (see `flush_fleet`).
+        if self.shared.fleet.is_some() {
+            let ob = &mut self.outbox;
             if let Some(e) = self.engine.as_mut() {
                 for h in e.fleet_hits.drain(..) {
-                    if let Some(a) = f.hit(h) {
-                        self.outs.push(Out::Alert(a));
-                    }
+                    ob.hit(h);
                 }
                 for r in e.entities.fleet_risk.iter_mut().flat_map(|q| q.drain(..)) {
-                    f.risk(r);
+                    ob.risk(r);
                 }
             }
             let mut outs = std::mem::take(&mut self.outs).into_iter().peekable();
@@ -331,21 +334,46 @@ impl Worker {
                             }
                             _ => None,
                         };
-                        if let Some((a, e)) = f.alert(a, e) {
-                            self.shared.fmt.write_alert(&a, bytes);
-                            self.shared.counters.alert.fetch_add(1, Ordering::Relaxed);
-                            if let Some(e) = e {
-                                self.outs.push(Out::Entity(e));
-                            }
-                        }
+                        ob.alert(a, e);
                     }
                     // the entity event names the sensors that saw the entity
-                    Out::Entity(r) => {
-                        if let Some(r) = f.entity(r) {
-                            self.outs.push(Out::Entity(r));
-                        }
+                    Out::Entity(r) => ob.entity(r),
+                }
+            }
+        }
+        for o in self.outs.drain(..) {
+            match o {
+                Out::Alert(a) => {
+                    self.shared.fmt.write_alert(&a, bytes);
+                    self.shared.counters.alert.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut m) = self.shared.counters.alert_types.lock() {
+                        *m.entry(a.itype).or_default() += 1;
                     }
                 }
+                Out::Entity(r) => {
+                    self.shared.fmt.write_entity(&r, bytes);
+                    self.shared.counters.entity.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Hand the outbox to the fleet thread; what comes back (its queue was full) is written
+    /// here.
+    fn flush_fleet(&mut self, bytes: &mut Vec<u8>) {
+        let Some(f) = &self.shared.fleet else { return };
+        if self.outbox.is_empty() {
+            return;
+        }
+        for r in f.send_outbox(&mut self.outbox) {
+            match r {
+                crate::fleet::Returned::Alert(a, e) => {
+                    self.outs.push(Out::Alert(a));
+                    if let Some(e) = e {
+                        self.outs.push(Out::Entity(e));
+                    }
+                }
+                crate::fleet::Returned::Entity(r) => self.outs.push(Out::Entity(r)),
             }
         }
         for o in self.outs.drain(..) {
@@ -537,6 +565,7 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            self.flush_fleet(&mut bytes);
             if !self.shared.send(bytes) && self.shared.mode == Mode::Replay {
                 break;
             }
@@ -544,6 +573,9 @@ impl Worker {
                 self.publish_stats();
             }
         }
+        let mut bytes = Vec::new();
+        self.flush_fleet(&mut bytes);
+        self.shared.send(bytes);
         self.final_entities();
         self.publish_stats();
         self.catalog

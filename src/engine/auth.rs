@@ -2,6 +2,7 @@
 //! credentials.
 
 use super::*;
+use std::time::{Duration, Instant};
 
 /// When an unauthenticated 2xx counts as an auth bypass.
 #[derive(Debug, Clone, Copy)]
@@ -44,19 +45,21 @@ struct FleetSide {
     /// Packet time of the next flush.
     flush_at: Ts,
     /// The fleet's profiles, with the packet time each was fetched.
-    view: HashMap<u64, (crate::fleet::FleetAuth, Ts)>,
+    view: HashMap<u64, (crate::fleet::FleetAuth, Instant)>,
     /// Live: endpoints asked for and not answered yet, with the packet time of the ask (an
-    /// answer lost on the way is asked for again after FLEET_FRESH_NS).
-    asked: HashMap<u64, Ts>,
-    /// Packet time of the call being judged.
-    now: Ts,
+    /// answer lost on the way is asked for again after FLEET_FRESH).
+    asked: HashMap<u64, Instant>,
+    /// When the call being judged was (wall time).
+    now: Instant,
 }
 
 /// Notes held before they go to the fleet at most, and for how long (packet time).
 const FLEET_NOTES: usize = 512;
 const FLEET_FLUSH_NS: Ts = 1_000_000_000;
-/// A fleet profile older than this (packet time) is asked for again before a verdict.
-const FLEET_FRESH_NS: Ts = 1_000_000_000;
+/// A fleet profile older than this (wall time) is asked for again before a verdict (the
+/// local figures since are counted anyway: each is the larger of local and fleet). Wall time:
+/// a replay asks once per endpoint and FLEET_FRESH of its run, not per second of capture.
+const FLEET_FRESH: Duration = Duration::from_secs(2);
 /// Endpoints whose fleet profile is kept at most (the view is cleared when full).
 const FLEET_VIEW_CAP: usize = 100_000;
 /// Clients listed per endpoint in one note at most (more wait for the next flush... or
@@ -105,15 +108,16 @@ impl FleetSide {
             if self.view.len() >= FLEET_VIEW_CAP && !self.view.contains_key(&k) {
                 self.view.clear();
             }
-            // stamped when folded in: fresh for FLEET_FRESH_NS of packet time from here
+            // stamped when folded in: fresh for FLEET_FRESH from here
             self.view.insert(k, (f, self.now));
         }
     }
 
     /// The fleet's profile of an endpoint, asked for when it is missing or old. A replay
     /// waits for it; live answers what it has and asks for the next call.
-    fn profile(&mut self, key: u64, ep: &crate::catalog::EndpointId, ts: Ts) -> Option<crate::fleet::FleetAuth> {
-        self.now = ts;
+    fn profile(&mut self, key: u64, ep: &crate::catalog::EndpointId) -> Option<crate::fleet::FleetAuth> {
+        let now = Instant::now();
+        self.now = now;
         let live = !self.link.replay();
         if live {
             let answers: Vec<_> = self.link.answers().collect();
@@ -124,23 +128,23 @@ impl FleetSide {
         let fresh = self
             .view
             .get(&key)
-            .is_some_and(|(_, at)| ts < at.saturating_add(FLEET_FRESH_NS));
+            .is_some_and(|(_, at)| now.duration_since(*at) < FLEET_FRESH);
         let waiting = live
             && self
                 .asked
                 .get(&key)
-                .is_some_and(|at| ts < at.saturating_add(FLEET_FRESH_NS));
+                .is_some_and(|at| now.duration_since(*at) < FLEET_FRESH);
         if !fresh && !waiting {
             if live {
                 if self.asked.len() >= FLEET_VIEW_CAP {
                     self.asked.clear();
                 }
-                self.asked.insert(key, ts);
+                self.asked.insert(key, now);
             }
             self.send(vec![(key, ep.clone())]);
             if !live && !self.view.contains_key(&key) {
                 // no answer (Redis down): judged on local state, not asked again for a while
-                self.view.insert(key, (Default::default(), ts));
+                self.view.insert(key, (Default::default(), now));
             }
         }
         self.view.get(&key).map(|(f, _)| *f)
@@ -181,7 +185,7 @@ impl AuthTracker {
                 flush_at: 0,
                 view: HashMap::new(),
                 asked: Default::default(),
-                now: 0,
+                now: Instant::now(),
             })
         });
         self
@@ -234,7 +238,7 @@ impl AuthTracker {
         }
         // The fleet's profile, when it knows the endpoint as one called with credentials.
         let fleet = match self.fleet.as_mut() {
-            Some(f) => f.profile(key, ep, ts).filter(|p| p.authd > 0),
+            Some(f) => f.profile(key, ep).filter(|p| p.authd > 0),
             None => None,
         };
         if fleet.is_some() && !self.map.contains_key(&key) && self.map.len() < self.cap {

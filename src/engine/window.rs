@@ -225,9 +225,26 @@ impl Engine {
         if fire {
             ep.alerted_at = ep.count;
         }
-        let (first, count, samples) = (ep.first, ep.count, ep.samples.clone());
+        let (first, count) = (ep.first, ep.count);
         let (nd, estimated) = ep.distinct();
         let distinct = h.distinct.map(|_| nd);
+        if fleet && !fire && !crate::fleet::template_hit(count) {
+            // a light hit: the fleet thread has this episode's template alert
+            self.fleet_hits.push(crate::fleet::FleetHit {
+                alert: None,
+                id: crate::fleet::hit_id(&r.id, r.sid, h.key),
+                ts: h.ts,
+                count,
+                distinct_count: distinct,
+                fire,
+                distinct: h.distinct,
+                window_ns: th.window_ns,
+                threshold: th.count,
+                quiet_ns: r.quiet_ns,
+            });
+            return;
+        }
+        let samples = ep.samples.clone();
         let values = ep.values.clone();
         let entity_risk = if fire {
             self.entities.add_risk(h.key, h.ts, r)
@@ -266,7 +283,11 @@ impl Engine {
         });
         if fleet {
             self.fleet_hits.push(crate::fleet::FleetHit {
-                alert,
+                id: crate::fleet::hit_id(&r.id, r.sid, h.key),
+                ts: h.ts,
+                count,
+                distinct_count: distinct,
+                alert: Some(alert),
                 fire,
                 distinct: h.distinct,
                 window_ns: th.window_ns,

@@ -97,11 +97,20 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// A rule window's hit (a distinct-count rule's, or a count-only rule's with a threshold),
-/// with the alert it would raise.
+/// A rule window's hit (a distinct-count rule's, or a count-only rule's with a threshold).
+/// Most hits are light: the alert they would raise is built only where the fleet thread may
+/// need it (a local crossing, and the episode's first hit and every power-of-two count, which
+/// the fleet thread keeps as the template of a fleet-wide crossing).
 #[derive(Debug)]
 pub struct FleetHit {
-    pub alert: Box<Alert>,
+    /// The alert: always on a local crossing (`fire`), on template hits, else none.
+    pub alert: Option<Box<Alert>>,
+    /// The rule and entity, as [`hit_id`] names them (the fleet thread's template key).
+    pub id: u64,
+    /// Packet time of the hit, and the episode's count and distinct count with it.
+    pub ts: u64,
+    pub count: u64,
+    pub distinct_count: Option<u64>,
     /// The local window crossed its threshold: an alert even without the fleet.
     pub fire: bool,
     /// Hash of the distinct value; none: a count-only rule (each hit counts).
@@ -110,6 +119,16 @@ pub struct FleetHit {
     /// The rule alerts above this many distinct values (or hits).
     pub threshold: u64,
     pub quiet_ns: u64,
+}
+
+/// The id of a rule (by id and sid) and entity in [`FleetHit::id`] (process-local).
+pub fn hit_id(rule_id: &str, sid: u64, key: &crate::engine::EntityKey) -> u64 {
+    local_hash(&(rule_id, sid, &key.kind, &key.value))
+}
+
+/// Does an episode's hit number `count` carry its alert as the fleet thread's template?
+pub fn template_hit(count: u64) -> bool {
+    count.is_power_of_two()
 }
 
 /// Counters for `stats.fleet`.
@@ -196,6 +215,9 @@ enum Msg {
     /// The sensor is done: settle what came before, then end (capture threads' auth links
     /// may still hold the queue).
     Stop,
+    /// A worker's messages of one batch of transactions, in order (one queue operation and
+    /// one wake-up for all of them).
+    Many(Vec<Msg>),
     /// An alert, with the `entity` event that goes with it (a `risk_threshold` alert's).
     Alert(Box<Alert>, Option<Box<EntityReport>>),
     Entity(Box<EntityReport>),
@@ -269,37 +291,6 @@ impl Fleet {
             TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
         })
     }
-
-    /// Hand a distinct-count hit over. Returns its alert when it must be written here (the
-    /// queue was full and the local window crossed).
-    pub fn hit(&self, h: FleetHit) -> Option<Box<Alert>> {
-        match self.send(Msg::Hit(h)) {
-            Ok(()) => None,
-            Err(Msg::Hit(h)) => {
-                self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
-                h.fire.then_some(h.alert)
-            }
-            Err(Msg::Alert(a, _)) => Some(a),
-            Err(_) => None,
-        }
-    }
-
-    /// Hand an alert over for its claim, with the `entity` event written only if it is
-    /// claimed. Returns them when they must be written here.
-    pub fn alert(
-        &self,
-        a: Box<Alert>,
-        e: Option<Box<EntityReport>>,
-    ) -> Option<(Box<Alert>, Option<Box<EntityReport>>)> {
-        match self.send(Msg::Alert(a, e)) {
-            Ok(()) => None,
-            Err(Msg::Alert(a, e)) => {
-                self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
-                Some((a, e))
-            }
-            Err(_) => None,
-        }
-    }
 }
 
 /// A capture thread's way to the fleet's endpoint auth profiles (auth-bypass): it tells the
@@ -369,7 +360,69 @@ impl AuthLink {
     }
 }
 
+/// A worker's messages for the fleet, gathered over one batch of transactions and handed
+/// over at once ([`Fleet::send_outbox`]).
+#[derive(Default)]
+pub struct Outbox {
+    msgs: Vec<Msg>,
+}
+
+/// What a worker must write itself: the fleet thread's queue was full (live).
+pub enum Returned {
+    Alert(Box<Alert>, Option<Box<EntityReport>>),
+    Entity(Box<EntityReport>),
+}
+
+impl Outbox {
+    pub fn hit(&mut self, h: FleetHit) {
+        self.msgs.push(Msg::Hit(h));
+    }
+    pub fn risk(&mut self, r: FleetRisk) {
+        self.msgs.push(Msg::Risk(r));
+    }
+    pub fn alert(&mut self, a: Box<Alert>, e: Option<Box<EntityReport>>) {
+        self.msgs.push(Msg::Alert(a, e));
+    }
+    pub fn entity(&mut self, r: Box<EntityReport>) {
+        self.msgs.push(Msg::Entity(r));
+    }
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+}
+
 impl Fleet {
+    /// Hand what the outbox holds over as one message. Returns what must be written here:
+    /// the queue was full (live), so the alerts of local crossings and the entity events are
+    /// written without the fleet (the rest is lost to it, counted).
+    pub fn send_outbox(&self, o: &mut Outbox) -> Vec<Returned> {
+        let msgs = std::mem::take(&mut o.msgs);
+        let n = msgs.len() as u64;
+        let m = match msgs.len() {
+            0 => return Vec::new(),
+            1 => msgs.into_iter().next().expect("one message"),
+            _ => Msg::Many(msgs),
+        };
+        let back = match self.send(m) {
+            Ok(()) => return Vec::new(),
+            Err(Msg::Many(v)) => v,
+            Err(m) => vec![m],
+        };
+        self.counters.queue_full.fetch_add(n, Ordering::Relaxed);
+        back.into_iter()
+            .filter_map(|m| match m {
+                Msg::Hit(FleetHit {
+                    fire: true,
+                    alert: Some(a),
+                    ..
+                }) => Some(Returned::Alert(a, None)),
+                Msg::Alert(a, e) => Some(Returned::Alert(a, e)),
+                Msg::Entity(r) => Some(Returned::Entity(r)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Hand an `entity` event over, to be written naming the sensors that saw the entity.
     /// Returns it when it must be written here (the queue was full).
     pub fn entity(&self, r: Box<EntityReport>) -> Option<Box<EntityReport>> {
@@ -380,14 +433,6 @@ impl Fleet {
                 Some(r)
             }
             Err(_) => None,
-        }
-    }
-
-    /// Hand a risk increment over (a full queue loses it from the fleet-wide score, counted;
-    /// the local engine has it anyway).
-    pub fn risk(&self, r: FleetRisk) {
-        if self.send(Msg::Risk(r)).is_err() {
-            self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -423,45 +468,84 @@ struct Thread {
 
 /// What the fleet thread remembers between batches, bounded (cleared when full).
 struct Memo {
-    /// The keyed hash behind every Redis key and member (`hash_key`).
+    /// The keyed hash behind every Redis key name (`hash_key`).
     mac: Hmac<Sha256>,
+    /// The keyed hash of set members (distinct values, clients): SipHash-2-4, ~30x cheaper
+    /// than the HMAC per value, with a key derived from `hash_key`.
+    sip: siphasher::sip::SipHasher24,
     /// Key hashes by a local hash of their parts: one HMAC per rule and entity, not per hit.
-    hashes: std::collections::HashMap<u64, String>,
+    hashes: hashbrown::HashMap<u64, String>,
     /// Per claim key hash: its episode is held (by this sensor or another) until this packet
     /// time (ms). A hit below the local threshold in a held episode is not sent: it could
     /// only be suppressed.
-    held: std::collections::HashMap<String, u64>,
+    held: hashbrown::HashMap<String, u64>,
+    /// Per hit id, the alert of the episode's last template hit with its rule and entity key
+    /// hashes (see [`FleetHit`]).
+    templates: hashbrown::HashMap<u64, (Box<Alert>, String, String)>,
+    /// Keys whose expiry was refreshed, and when (see [`Memo::due`]).
+    touched: hashbrown::HashMap<String, Instant>,
 }
+
+/// How often a key written in every batch gets its expiry refreshed (and this sensor added to
+/// a set of sensors again).
+const TOUCH_EVERY: Duration = Duration::from_secs(20);
 
 /// Entries of each [`Memo`] map at most.
 const MEMO_CAP: usize = 65_536;
 
 impl Memo {
     fn new(hash_key: &[u8]) -> Memo {
+        // cannot fail: HMAC takes keys of any length
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(hash_key).expect("HMAC takes a key of any length");
+        let mut k = mac.clone();
+        k.update(b"apitap fleet members");
+        let d = k.finalize().into_bytes();
+        let mut sk = [0u8; 16];
+        sk.copy_from_slice(&d[..16]);
         Memo {
-            // cannot fail: HMAC takes keys of any length
-            mac: <Hmac<Sha256> as KeyInit>::new_from_slice(hash_key).expect("HMAC takes a key of any length"),
+            mac,
+            sip: siphasher::sip::SipHasher24::new_with_key(&sk),
             hashes: Default::default(),
             held: Default::default(),
+            touched: Default::default(),
+            templates: Default::default(),
         }
     }
 
     fn hash(&mut self, parts: &[&str]) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        parts.hash(&mut h);
+        let h = local_hash(&parts);
         if self.hashes.len() >= MEMO_CAP {
             self.hashes.clear();
         }
         let mac = &self.mac;
-        self.hashes
-            .entry(h.finish())
-            .or_insert_with(|| key_hash(mac, parts))
-            .clone()
+        self.hashes.entry(h).or_insert_with(|| key_hash(mac, parts)).clone()
     }
 
     fn entity(&mut self, k: &crate::engine::EntityKey) -> String {
         self.hash(&[&k.kind, &k.value])
+    }
+
+    /// True when `key`'s expiry (and this sensor's membership, for a set of sensors) was not
+    /// refreshed within TOUCH_EVERY (wall time): a key written in every batch gets its
+    /// `PEXPIRE` and `SADD` once in a while, not each time. Every expiry it guards is at least
+    /// a minute, and the memo is cleared when Redis comes back (it may have lost them).
+    fn due(&mut self, key: &str) -> bool {
+        let now = Instant::now();
+        if let Some(at) = self.touched.get(key)
+            && now.duration_since(*at) < TOUCH_EVERY
+        {
+            return false;
+        }
+        if self.touched.len() >= MEMO_CAP {
+            self.touched.clear();
+        }
+        self.touched.insert(key.to_string(), now);
+        true
+    }
+
+    /// A set member's keyed hash (16 hex digits).
+    fn member(&self, v: &[u8]) -> String {
+        hex(&self.sip.hash(v).to_be_bytes())
     }
 
     fn endpoint(&mut self, (host, method, tpl): &crate::catalog::EndpointId) -> String {
@@ -469,7 +553,7 @@ impl Memo {
     }
 
     fn rule(&mut self, a: &Alert) -> String {
-        self.hash(&[&a.rule_id, &a.sid.to_string(), &a.key.kind, &a.key.value])
+        self.hash(&[&a.rule_id, itoa::Buffer::new().format(a.sid), &a.key.kind, &a.key.value])
     }
 
     fn hold(&mut self, rk: &str, until_ms: u64) {
@@ -490,7 +574,18 @@ struct Scripts {
 /// puts every key of one (rule, entity) in one Redis Cluster slot, so a command or a script
 /// with several of them (`PFCOUNT` of two buckets, the claim) works in a cluster.
 fn key(prefix: &str, hash: &str, what: &str) -> String {
-    format!("{prefix}:{{{hash}}}:{what}")
+    crate::util::concat(&[prefix, ":{", hash, "}:", what])
+}
+
+/// Lower-case hex digits of `b`.
+fn hex(b: &[u8]) -> String {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(D[(x >> 4) as usize] as char);
+        s.push(D[(x & 15) as usize] as char);
+    }
+    s
 }
 
 /// A short keyed hash of the key parts (HMAC-SHA256 with `hash_key`, 80 bits): no value in
@@ -503,7 +598,7 @@ fn key_hash(mac: &Hmac<Sha256>, parts: &[&str]) -> String {
         m.update(&[0]);
     }
     let d = m.finalize().into_bytes();
-    d[..10].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&d[..10])
 }
 
 impl Thread {
@@ -526,8 +621,9 @@ impl Thread {
             // It looks again every LINGER / 8, and stops waiting once a capture thread waits
             // for an answer (an auth profile asked for in a replay).
             let waited = |m: &Msg| matches!(m, Msg::Auth { reply: Some(_), .. } | Msg::Stop);
-            let mut batch = vec![first];
-            let mut waits = if waited(&batch[0]) { 0 } else { 8 };
+            let mut batch = Vec::new();
+            let mut waits = if waited(&first) { 0 } else { 8 };
+            push_flat(&mut batch, first);
             loop {
                 while batch.len() < BATCH && !matches!(batch.last(), Some(Msg::Stop)) {
                     match rx.try_recv() {
@@ -535,7 +631,7 @@ impl Thread {
                             if waited(&m) {
                                 waits = 0;
                             }
-                            batch.push(m);
+                            push_flat(&mut batch, m);
                         }
                         Err(_) => break,
                     }
@@ -561,7 +657,7 @@ impl Thread {
                     c,
                     &self.scripts,
                     &mut self.memo,
-                    &batch,
+                    &mut batch,
                     &self.prefix,
                     &self.sensor,
                     &self.counters,
@@ -596,7 +692,11 @@ impl Thread {
                                     self.emit_entity(&e, None);
                                 }
                             }
-                            Msg::Hit(h) if h.fire => self.emit(&h.alert, None),
+                            Msg::Hit(FleetHit {
+                                fire: true,
+                                alert: Some(a),
+                                ..
+                            }) => self.emit(&a, None),
                             Msg::Hit(_) | Msg::Risk(_) => {}
                             // no fleet profile: the capture thread judges on its own
                             Msg::Auth { reply, .. } => {
@@ -605,7 +705,7 @@ impl Thread {
                                 }
                             }
                             Msg::Entity(r) => self.emit_entity(&r, None),
-                            Msg::Stop => {}
+                            Msg::Stop | Msg::Many(_) => {}
                         }
                     }
                 }
@@ -629,6 +729,8 @@ impl Thread {
                 self.down_logged = false;
                 self.backoff = Duration::from_millis(100);
                 self.con = Some(c);
+                // Redis may have lost its keys: expiries and sensor sets are refreshed anew
+                self.memo.touched.clear();
             }
             Err(e) => self.down(&e.to_string()),
         }
@@ -708,6 +810,22 @@ fn put_fleet(line: &mut Vec<u8>, key: &str, f: &serde_json::Value) -> bool {
         return true;
     }
     false
+}
+
+/// Add `m` to a batch, a worker's [`Msg::Many`] as its messages.
+fn push_flat(batch: &mut Vec<Msg>, m: Msg) {
+    match m {
+        Msg::Many(v) => batch.extend(v),
+        m => batch.push(m),
+    }
+}
+
+/// A hash of `v` local to this process (map keys of the fleet thread's memo and batches; never
+/// sent to Redis): foldhash with a seed fixed per process, several times cheaper than SipHash.
+fn local_hash(v: &impl std::hash::Hash) -> u64 {
+    use std::hash::BuildHasher;
+    static SEED: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
+    SEED.get_or_init(Default::default).hash_one(v)
 }
 
 fn ms(ns: u64) -> u64 {
@@ -846,7 +964,7 @@ fn settle(
     c: &mut Con,
     scripts: &Scripts,
     memo: &mut Memo,
-    batch: &[Msg],
+    batch: &mut [Msg],
     prefix: &str,
     sensor: &str,
     n: &FleetCounters,
@@ -857,59 +975,98 @@ fn settle(
     // distinct values (or one INCRBY of its hits, for a count-only rule), the fleet-wide count
     // of this bucket and the one before after them, and the expiries.
     let mut keys: Vec<Win> = Vec::new();
-    let mut key_index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut key_of: Vec<Option<usize>> = Vec::new(); // per hit, its index in keys (none: skipped)
     // the entities of the batch: this sensor saw them
     let mut ents: Vec<String> = Vec::new();
-    let mut ent_set: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut saw = |memo: &mut Memo, k: &crate::engine::EntityKey| {
-        let ek = memo.entity(k);
-        if ent_set.insert(ek.clone()) {
-            ents.push(ek);
+    // Per batch, by local hashes (no string built or hashed again per hit): the entities
+    // seen, the (rule, entity) key hashes and the window keys.
+    let mut ent_seen: hashbrown::HashSet<u64> = hashbrown::HashSet::new();
+    // per hit id: the (rule, entity) key hash and the entity's
+    let mut rks: hashbrown::HashMap<u64, (String, String)> = hashbrown::HashMap::new();
+    let mut key_index: hashbrown::HashMap<(u64, u64, u64), usize> = hashbrown::HashMap::new();
+    let mut saw = |ek: &str| {
+        if ent_seen.insert(local_hash(&ek)) {
+            ents.push(ek.to_string());
         }
     };
+    // Template hits leave their alert with the memo, for a fleet-wide crossing of a later
+    // light hit of the same episode.
+    for m in batch.iter_mut() {
+        if let Msg::Hit(h) = m
+            && !h.fire
+            && let Some(a) = h.alert.take()
+        {
+            let (rk, ek) = (memo.rule(&a), memo.entity(&a.key));
+            if memo.templates.len() >= MEMO_CAP {
+                memo.templates.clear();
+            }
+            memo.templates.insert(h.id, (a, rk, ek));
+        }
+    }
+    let batch: &[Msg] = batch;
     for m in batch {
         match m {
             Msg::Hit(h) => {
-                let a = &h.alert;
-                saw(memo, &a.key);
-                let rk = memo.rule(a);
-                if !h.fire && memo.held.get(&rk).is_some_and(|u| a.last / 1_000_000 <= *u) {
+                if !rks.contains_key(&h.id) {
+                    let v = match &h.alert {
+                        Some(a) => Some((memo.rule(a), memo.entity(&a.key))),
+                        None => memo.templates.get(&h.id).map(|t| (t.1.clone(), t.2.clone())),
+                    };
+                    let Some(v) = v else {
+                        // its template was forgotten (the memo was full): not shared
+                        n.skipped.fetch_add(1, Ordering::Relaxed);
+                        key_of.push(None);
+                        continue;
+                    };
+                    rks.insert(h.id, v);
+                }
+                let (rk, ek) = &rks[&h.id];
+                saw(ek);
+                if !h.fire && memo.held.get(rk.as_str()).is_some_and(|u| h.ts / 1_000_000 <= *u) {
                     n.skipped.fetch_add(1, Ordering::Relaxed);
                     key_of.push(None);
                     continue;
                 }
                 let w = h.window_ns.max(1_000_000_000);
-                let bucket = a.last / w;
+                let bucket = h.ts / w;
                 let kind = if h.distinct.is_some() { "hll" } else { "cnt" };
-                let cur = key(prefix, &rk, &format!("{kind}:{bucket}"));
-                let i = match key_index.get(&cur) {
-                    Some(i) => *i,
-                    None => {
-                        key_index.insert(cur.clone(), keys.len());
+                let i = *key_index
+                    .entry((h.id, w, bucket * 2 + h.distinct.is_some() as u64))
+                    .or_insert_with(|| {
                         keys.push(Win {
-                            prev: key(prefix, &rk, &format!("{kind}:{}", bucket.saturating_sub(1))),
-                            cur,
-                            rk,
+                            cur: key(
+                                prefix,
+                                rk,
+                                &crate::util::concat(&[kind, ":", itoa::Buffer::new().format(bucket)]),
+                            ),
+                            prev: key(
+                                prefix,
+                                rk,
+                                &crate::util::concat(&[
+                                    kind,
+                                    ":",
+                                    itoa::Buffer::new().format(bucket.saturating_sub(1)),
+                                ]),
+                            ),
+                            rk: rk.clone(),
                             keep: 2 * ms(w) + 60_000,
                             values: Vec::new(),
                             hits: 0,
                             distinct: h.distinct.is_some(),
                         });
                         keys.len() - 1
-                    }
-                };
+                    });
                 if let Some(d) = h.distinct {
                     // keyed: a guessable value (a user name) is not found from its hash
-                    keys[i].values.push(key_hash(&memo.mac, &[&format!("{d:016x}")]));
+                    keys[i].values.push(memo.member(&d.to_le_bytes()));
                 }
                 keys[i].hits += 1;
                 key_of.push(Some(i));
             }
-            Msg::Alert(a, _) => saw(memo, &a.key),
-            Msg::Entity(r) => saw(memo, &r.key),
-            Msg::Risk(r) => saw(memo, &r.report.key),
-            Msg::Auth { .. } | Msg::Stop => {}
+            Msg::Alert(a, _) => saw(&memo.entity(&a.key)),
+            Msg::Entity(r) => saw(&memo.entity(&r.key)),
+            Msg::Risk(r) => saw(&memo.entity(&r.report.key)),
+            Msg::Auth { .. } | Msg::Stop | Msg::Many(_) => {}
         }
     }
     let mut pipe = c.pipe();
@@ -917,22 +1074,30 @@ fn settle(
         let sensors = key(prefix, &k.rk, "sensors");
         if k.distinct {
             pipe.cmd("PFADD").arg(&k.cur).arg(&k.values);
-            pipe.cmd("PEXPIRE").arg(&k.cur).arg(k.keep);
+            if memo.due(&k.cur) {
+                pipe.cmd("PEXPIRE").arg(&k.cur).arg(k.keep);
+            }
             // cur and prev share the hash tag: one slot, so one PFCOUNT of both works in a
             // cluster
             pipe.get("PFCOUNT").arg(&k.cur).arg(&k.prev);
         } else {
             pipe.get("INCRBY").arg(&k.cur).arg(k.hits);
-            pipe.cmd("PEXPIRE").arg(&k.cur).arg(k.keep);
+            if memo.due(&k.cur) {
+                pipe.cmd("PEXPIRE").arg(&k.cur).arg(k.keep);
+            }
             pipe.get("GET").arg(&k.prev);
         }
-        pipe.cmd("SADD").arg(&sensors).arg(sensor);
-        pipe.cmd("PEXPIRE").arg(&sensors).arg(k.keep);
+        if memo.due(&sensors) {
+            pipe.cmd("SADD").arg(&sensors).arg(sensor);
+            pipe.cmd("PEXPIRE").arg(&sensors).arg(k.keep);
+        }
     }
     for ek in &ents {
         let sensors = key(prefix, ek, "sensors");
-        pipe.cmd("SADD").arg(&sensors).arg(sensor);
-        pipe.cmd("PEXPIRE").arg(&sensors).arg(KEEP_MS);
+        if memo.due(&sensors) {
+            pipe.cmd("SADD").arg(&sensors).arg(sensor);
+            pipe.cmd("PEXPIRE").arg(&sensors).arg(KEEP_MS);
+        }
     }
     // entity events: the sensors that saw the entity (after this batch's SADD)
     for m in batch {
@@ -969,7 +1134,9 @@ fn settle(
                 if note.authd > 0 {
                     let k = key(prefix, &eh, "auth:n");
                     pipe.cmd("INCRBY").arg(&k).arg(note.authd);
-                    pipe.cmd("PEXPIRE").arg(&k).arg(AUTH_KEEP_MS);
+                    if memo.due(&k) {
+                        pipe.cmd("PEXPIRE").arg(&k).arg(AUTH_KEEP_MS);
+                    }
                 }
                 for (what, clients) in [("auth:ac", &note.auth_clients), ("auth:oc", &note.open_clients)] {
                     if clients.is_empty() {
@@ -978,10 +1145,15 @@ fn settle(
                     let k = key(prefix, &eh, what);
                     let members: Vec<String> = clients
                         .iter()
-                        .map(|ip| key_hash(&memo.mac, &["client", &ip.to_string()]))
+                        .map(|ip| match ip {
+                            std::net::IpAddr::V4(a) => memo.member(&a.octets()),
+                            std::net::IpAddr::V6(a) => memo.member(&a.octets()),
+                        })
                         .collect();
                     pipe.cmd("PFADD").arg(&k).arg(members);
-                    pipe.cmd("PEXPIRE").arg(&k).arg(AUTH_KEEP_MS);
+                    if memo.due(&k) {
+                        pipe.cmd("PEXPIRE").arg(&k).arg(AUTH_KEEP_MS);
+                    }
                 }
             }
             for (_, ep) in ask {
@@ -1072,13 +1244,24 @@ fn settle(
                     let w = h.window_ns.max(1_000_000_000);
                     // A claim over the fleet threshold stands for a local crossing (threshold
                     // + 1 hits) when a later local alert asks whether it escalates.
-                    let n_alerted = if h.fire {
-                        h.alert.count
-                    } else {
-                        h.alert.count.max(h.threshold + 1)
+                    let n_alerted = if h.fire { h.count } else { h.count.max(h.threshold + 1) };
+                    let alert = match &h.alert {
+                        Some(a) => std::borrow::Cow::Borrowed(&**a),
+                        // a fleet-wide crossing: the episode's template, brought up to now
+                        None => {
+                            let Some(t) = memo.templates.get(&h.id) else { continue };
+                            let mut a = (*t.0).clone();
+                            a.ts = h.ts;
+                            a.last = h.ts;
+                            a.count = h.count;
+                            if h.distinct_count.is_some() {
+                                a.distinct = h.distinct_count;
+                            }
+                            std::borrow::Cow::Owned(a)
+                        }
                     };
                     claims.push(Claim {
-                        alert: std::borrow::Cow::Borrowed(&h.alert),
+                        alert,
                         esc: h.fire,
                         quiet_ms: ms(h.quiet_ns.max(w)),
                         sensors: key(prefix, &keys[i].rk, "sensors"),
@@ -1106,7 +1289,7 @@ fn settle(
                     entity: e.clone(),
                 });
             }
-            Msg::Entity(_) | Msg::Auth { .. } | Msg::Stop => {}
+            Msg::Entity(_) | Msg::Auth { .. } | Msg::Stop | Msg::Many(_) => {}
             Msg::Risk(r) => {
                 let v = replies.next().ok_or(None)?;
                 let (score, level): (String, usize) = redis::from_redis_value(v).map_err(bad)?;
@@ -1153,7 +1336,7 @@ fn settle(
             }
         }
     }
-    let mut merged: std::collections::HashMap<String, serde_json::Value> = std::collections::HashMap::new();
+    let mut merged: hashbrown::HashMap<String, serde_json::Value> = hashbrown::HashMap::new();
     for (ek, _) in &profiles {
         let v = replies.next().ok_or(None)?;
         let per_sensor: Vec<(String, String)> = redis::from_redis_value(v).map_err(bad)?;
