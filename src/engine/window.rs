@@ -141,6 +141,7 @@ impl Engine {
                 None => Track::Times(VecDeque::new()),
             };
         }
+        let mut repeat = false;
         let level = match (&mut w.track, h.distinct) {
             (Track::Times(times), None) => {
                 while times.front().is_some_and(|t| *t < cutoff) {
@@ -156,6 +157,9 @@ impl Engine {
                 // at most count + 1 entries: pruning every time is cheap
                 set.retain(|(_, t)| *t >= cutoff);
                 if let Some((_, t)) = set.iter_mut().find(|(k, _)| *k == d) {
+                    // (the fleet has this value already if it was seen in this fleet bucket)
+                    let wb = th.window_ns.max(1_000_000_000);
+                    repeat = *t / wb == h.ts / wb;
                     *t = (*t).max(h.ts);
                 } else if (set.len() as u64) <= th.count {
                     if set.is_empty() {
@@ -229,12 +233,18 @@ impl Engine {
         let (nd, estimated) = ep.distinct();
         let distinct = h.distinct.map(|_| nd);
         if fleet && !fire && !crate::fleet::template_hit(count) {
+            // A distinct value seen already in this fleet bucket was sent with its first hit
+            // there (by induction): Redis has it, and the fleet-wide count cannot grow.
+            if repeat {
+                return;
+            }
             // a light hit: the fleet thread has this episode's template alert
             self.fleet_hits.push(crate::fleet::FleetHit {
                 alert: None,
                 id: crate::fleet::hit_id(&r.id, r.sid, h.key),
                 ts: h.ts,
                 count,
+                hits: 1,
                 distinct_count: distinct,
                 fire,
                 distinct: h.distinct,
@@ -286,6 +296,7 @@ impl Engine {
                 id: crate::fleet::hit_id(&r.id, r.sid, h.key),
                 ts: h.ts,
                 count,
+                hits: 1,
                 distinct_count: distinct,
                 alert: Some(alert),
                 fire,

@@ -110,6 +110,8 @@ pub struct FleetHit {
     /// Packet time of the hit, and the episode's count and distinct count with it.
     pub ts: u64,
     pub count: u64,
+    /// Hits this message stands for (light count-only hits of one bucket are merged).
+    pub hits: u64,
     pub distinct_count: Option<u64>,
     /// The local window crossed its threshold: an alert even without the fleet.
     pub fire: bool,
@@ -227,6 +229,10 @@ enum Msg {
 /// The worker side: a queue to the fleet thread.
 pub struct Fleet {
     tx: Option<Sender<Msg>>,
+    /// The capture threads' auth profile messages: a queue of their own, which the fleet
+    /// thread waits on while it gathers a batch (an ask is answered at once; a worker's send
+    /// wakes nobody).
+    ask_tx: Option<Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
     mode: Mode,
     pub counters: Arc<FleetCounters>,
@@ -250,6 +256,7 @@ impl Fleet {
         target.check().map_err(|e| format!("fleet.redis: {e}"))?;
         let client = Client::open(&target).map_err(|e| format!("fleet.redis: {e}"))?;
         let (tx, rx) = bounded(cfg.queue.max(1));
+        let (ask_tx, ask_rx) = bounded(cfg.queue.max(1));
         let counters = Arc::new(FleetCounters::default());
         let mode = out.mode;
         let st = Thread {
@@ -272,10 +279,11 @@ impl Fleet {
         };
         let thread = std::thread::Builder::new()
             .name("apitap-fleet".into())
-            .spawn(move || st.run(rx))
+            .spawn(move || st.run(rx, ask_rx))
             .map_err(|e| format!("fleet: cannot start its thread: {e}"))?;
         Ok(Fleet {
             tx: Some(tx),
+            ask_tx: Some(ask_tx),
             thread: Some(thread),
             mode,
             counters,
@@ -313,7 +321,7 @@ impl Fleet {
     pub fn auth_link(&self) -> Option<AuthLink> {
         let (reply_tx, reply_rx) = bounded(64);
         Some(AuthLink {
-            tx: self.tx.clone()?,
+            tx: self.ask_tx.clone()?,
             mode: self.mode,
             counters: self.counters.clone(),
             reply_tx,
@@ -365,6 +373,8 @@ impl AuthLink {
 #[derive(Default)]
 pub struct Outbox {
     msgs: Vec<Msg>,
+    /// Per hit id, the light count-only hit in `msgs` that later ones of its bucket join.
+    light: hashbrown::HashMap<u64, usize>,
 }
 
 /// What a worker must write itself: the fleet thread's queue was full (live).
@@ -375,6 +385,21 @@ pub enum Returned {
 
 impl Outbox {
     pub fn hit(&mut self, h: FleetHit) {
+        let light = h.alert.is_none() && !h.fire && h.distinct.is_none();
+        if light {
+            let w = h.window_ns.max(1_000_000_000);
+            if let Some(&i) = self.light.get(&h.id)
+                && let Some(Msg::Hit(p)) = self.msgs.get_mut(i)
+                && p.ts / w == h.ts / w
+            {
+                // one INCRBY either way: the later hit's time and count stand for both
+                p.hits += h.hits;
+                p.ts = h.ts;
+                p.count = h.count;
+                return;
+            }
+            self.light.insert(h.id, self.msgs.len());
+        }
         self.msgs.push(Msg::Hit(h));
     }
     pub fn risk(&mut self, r: FleetRisk) {
@@ -397,6 +422,7 @@ impl Fleet {
     /// written without the fleet (the rest is lost to it, counted).
     pub fn send_outbox(&self, o: &mut Outbox) -> Vec<Returned> {
         let msgs = std::mem::take(&mut o.msgs);
+        o.light.clear();
         let n = msgs.len() as u64;
         let m = match msgs.len() {
             0 => return Vec::new(),
@@ -441,6 +467,7 @@ impl Drop for Fleet {
     /// Let the fleet thread settle what is queued (so a replay's alerts come before its last
     /// stats), then join it.
     fn drop(&mut self) {
+        drop(self.ask_tx.take());
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(Msg::Stop);
         }
@@ -602,52 +629,83 @@ fn key_hash(mac: &Hmac<Sha256>, parts: &[&str]) -> String {
 }
 
 impl Thread {
-    fn run(mut self, rx: Receiver<Msg>) {
+    fn run(mut self, rx: Receiver<Msg>, ask_rx: Receiver<Msg>) {
         self.connect();
+        let mut ask_rx = Some(ask_rx);
         loop {
-            let first = match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(m) => m,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            let never = crossbeam_channel::never();
+            let asks = ask_rx.as_ref().unwrap_or(&never);
+            let first = crossbeam_channel::select! {
+                recv(rx) -> m => match m {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+                recv(asks) -> m => match m {
+                    Ok(m) => m,
+                    Err(_) => {
+                        ask_rx = None; // every capture thread is done
+                        continue;
+                    }
+                },
+                default(Duration::from_millis(500)) => {
                     if self.con.is_none() && Instant::now() >= self.retry_at {
                         self.connect();
                     }
                     continue;
                 }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             };
-            // Whatever else comes within LINGER goes in the same round trips. The thread sleeps
-            // rather than waits on the queue, so a worker's send wakes nobody (one wake-up per
-            // batch, not per message).
-            // It looks again every LINGER / 8, and stops waiting once a capture thread waits
-            // for an answer (an auth profile asked for in a replay).
+            // Whatever else comes within LINGER goes in the same round trips. The thread waits
+            // on the capture threads' queue only, so a worker's send wakes nobody (one wake-up
+            // per batch, not per message), and stops waiting once a capture thread waits for
+            // an answer (an auth profile asked for in a replay).
             let waited = |m: &Msg| matches!(m, Msg::Auth { reply: Some(_), .. } | Msg::Stop);
+            let mut stop = matches!(first, Msg::Stop);
+            let mut done = waited(&first);
             let mut batch = Vec::new();
-            let mut waits = if waited(&first) { 0 } else { 8 };
-            push_flat(&mut batch, first);
+            if !stop {
+                push_flat(&mut batch, first);
+            }
+            let until = Instant::now() + LINGER;
             loop {
-                while batch.len() < BATCH && !matches!(batch.last(), Some(Msg::Stop)) {
-                    match rx.try_recv() {
-                        Ok(m) => {
-                            if waited(&m) {
-                                waits = 0;
+                for q in [Some(&rx), ask_rx.as_ref()].into_iter().flatten() {
+                    while batch.len() < BATCH && !stop {
+                        match q.try_recv() {
+                            Ok(Msg::Stop) => stop = true,
+                            Ok(m) => {
+                                done |= waited(&m);
+                                push_flat(&mut batch, m);
                             }
-                            push_flat(&mut batch, m);
+                            Err(_) => break,
                         }
-                        Err(_) => break,
                     }
                 }
-                if waits == 0 || batch.len() >= BATCH || matches!(batch.last(), Some(Msg::Stop)) {
+                let now = Instant::now();
+                if done || stop || batch.len() >= BATCH || now >= until {
                     break;
                 }
-                waits -= 1;
-                std::thread::sleep(LINGER / 8);
+                match &ask_rx {
+                    Some(a) => match a.recv_timeout(until - now) {
+                        Ok(m) => {
+                            done |= waited(&m);
+                            push_flat(&mut batch, m);
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => ask_rx = None,
+                    },
+                    None => std::thread::sleep(until - now),
+                }
             }
-            let stop = matches!(batch.last(), Some(Msg::Stop));
             if stop {
-                batch.pop();
-                if batch.is_empty() {
+                // the capture threads' last notes, sent before the Stop
+                if let Some(a) = &ask_rx {
+                    batch.extend(a.try_iter());
+                }
+            }
+            if batch.is_empty() {
+                if stop {
                     break;
                 }
+                continue;
             }
             if self.con.is_none() && Instant::now() >= self.retry_at {
                 self.connect();
@@ -1060,7 +1118,7 @@ fn settle(
                     // keyed: a guessable value (a user name) is not found from its hash
                     keys[i].values.push(memo.member(&d.to_le_bytes()));
                 }
-                keys[i].hits += 1;
+                keys[i].hits += h.hits;
                 key_of.push(Some(i));
             }
             Msg::Alert(a, _) => saw(&memo.entity(&a.key)),
