@@ -8,6 +8,9 @@ use crate::flow::FlowConfig;
 use crate::http::HttpConfig;
 use crate::reassembly::ReassemblyConfig;
 
+/// The `hash_key` when none is set: public, so it keys nothing (set one in production).
+pub const DEFAULT_HASH_KEY: &[u8] = b"apitap-default-key: set hash_key in production";
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// EVE `host`: the sensor's name. Default: the machine's host name.
@@ -109,7 +112,7 @@ impl Default for Config {
             log_headers: false,
             event_types: crate::event::EventTypes::all(),
             stats_interval_s: 60,
-            hash_key: b"apitap-default-key: set hash_key in production".to_vec(),
+            hash_key: DEFAULT_HASH_KEY.to_vec(),
             progress: true,
             summary: true,
             max_decode_anomalies: 100,

@@ -51,6 +51,9 @@ struct FleetSide {
     asked: HashMap<u64, Instant>,
     /// When the call being judged was (wall time).
     now: Instant,
+    /// The second (wall time) asks are counted in, and the asks in it.
+    second: Instant,
+    asks: u32,
 }
 
 /// Notes held before they go to the fleet at most, and for how long (packet time).
@@ -134,7 +137,7 @@ impl FleetSide {
                 .asked
                 .get(&key)
                 .is_some_and(|at| now.duration_since(*at) < FLEET_FRESH);
-        if !fresh && !waiting {
+        if !fresh && !waiting && self.budget(now) {
             if live {
                 if self.asked.len() >= FLEET_VIEW_CAP {
                     self.asked.clear();
@@ -150,6 +153,23 @@ impl FleetSide {
         self.view.get(&key).map(|(f, _)| *f)
     }
 }
+
+impl FleetSide {
+    /// An ask may go: at most FLEET_ASKS a second (wall time), so a flood of new endpoints
+    /// (random paths on a catch-all answering 200) cannot hold a replay on Redis round trips
+    /// or crowd the fleet's queue live. Past it, a call is judged on the local profile.
+    fn budget(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.second) >= Duration::from_secs(1) {
+            self.second = now;
+            self.asks = 0;
+        }
+        self.asks += 1;
+        self.asks <= FLEET_ASKS
+    }
+}
+
+/// Asks for fleet profiles per capture thread and second at most.
+const FLEET_ASKS: u32 = 200;
 
 impl Drop for FleetSide {
     /// What is pending goes to the fleet (a replay's last calls count for the next sensor).
@@ -186,6 +206,8 @@ impl AuthTracker {
                 view: HashMap::new(),
                 asked: Default::default(),
                 now: Instant::now(),
+                second: Instant::now(),
+                asks: 0,
             })
         });
         self
@@ -223,13 +245,14 @@ impl AuthTracker {
         let key = hash_of(&(&ep.0, &ep.1, &ep.2));
         let ts = q.start;
         if creds {
-            if let Some(f) = self.fleet.as_mut() {
-                f.note(key, ep, client, true, ts);
-            }
             // Only endpoints called with credentials are tracked: a catch-all answering 200
-            // to random paths cannot fill the table. Full: new endpoints go untracked.
+            // to random paths cannot fill the table. Full: new endpoints go untracked (and
+            // are not told to the fleet: its keys are bounded as this table is).
             if !self.map.contains_key(&key) && self.map.len() >= self.cap {
                 return false;
+            }
+            if let Some(f) = self.fleet.as_mut() {
+                f.note(key, ep, client, true, ts);
             }
             let p = self.map.entry(key).or_default();
             p.authd += 1;

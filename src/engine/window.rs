@@ -241,7 +241,7 @@ impl Engine {
             // a light hit: the fleet thread has this episode's template alert
             self.fleet_hits.push(crate::fleet::FleetHit {
                 alert: None,
-                id: crate::fleet::hit_id(&r.id, r.sid, h.key),
+                id: crate::fleet::hit_id(&r.id, r.sid, h.key, h.per),
                 ts: h.ts,
                 count,
                 hits: 1,
@@ -293,7 +293,7 @@ impl Engine {
         });
         if fleet {
             self.fleet_hits.push(crate::fleet::FleetHit {
-                id: crate::fleet::hit_id(&r.id, r.sid, h.key),
+                id: crate::fleet::hit_id(&r.id, r.sid, h.key, h.per),
                 ts: h.ts,
                 count,
                 hits: 1,

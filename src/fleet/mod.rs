@@ -123,9 +123,10 @@ pub struct FleetHit {
     pub quiet_ns: u64,
 }
 
-/// The id of a rule (by id and sid) and entity in [`FleetHit::id`] (process-local).
-pub fn hit_id(rule_id: &str, sid: u64, key: &crate::engine::EntityKey) -> u64 {
-    local_hash(&(rule_id, sid, &key.kind, &key.value))
+/// The id of a rule (by id and sid), entity and window (`per`: a rule counted per endpoint
+/// has one per endpoint) in [`FleetHit::id`] (process-local).
+pub fn hit_id(rule_id: &str, sid: u64, key: &crate::engine::EntityKey, per: &str) -> u64 {
+    local_hash(&(rule_id, sid, &key.kind, &key.value, per))
 }
 
 /// Does an episode's hit number `count` carry its alert as the fleet thread's template?
@@ -255,6 +256,12 @@ impl Fleet {
         let target = cfg.redis.clone().ok_or("fleet: no redis URL")?;
         target.check().map_err(|e| format!("fleet.redis: {e}"))?;
         let client = Client::open(&target).map_err(|e| format!("fleet.redis: {e}"))?;
+        if hash_key == crate::config::DEFAULT_HASH_KEY {
+            warn!(
+                "fleet: hash_key is not set: Redis key names are hashed with the public default key, \
+                 so an address or a user name in them can be found again by hashing guesses"
+            );
+        }
         let (tx, rx) = bounded(cfg.queue.max(1));
         let (ask_tx, ask_rx) = bounded(cfg.queue.max(1));
         let counters = Arc::new(FleetCounters::default());
@@ -339,6 +346,9 @@ impl AuthLink {
             return None;
         }
         let asking = !ask.is_empty();
+        let want: Vec<u64> = ask.iter().map(|(k, _)| *k).collect();
+        // answers that came after their ask gave up (they still hold good profiles)
+        let mut got: AuthAnswer = self.reply_rx.try_iter().flatten().collect();
         let m = Msg::Auth {
             notes,
             ask,
@@ -346,11 +356,21 @@ impl AuthLink {
         };
         if self.mode == Mode::Replay {
             self.tx.send(m).ok()?;
-            return if asking {
-                self.reply_rx.recv_timeout(ASK_WAIT).ok()
-            } else {
-                None
-            };
+            if !asking {
+                return (!got.is_empty()).then_some(got);
+            }
+            // the answer to this ask: the one holding its keys (a late one to an earlier ask
+            // is folded in on the way)
+            let until = Instant::now() + ASK_WAIT;
+            while let Some(left) = until.checked_duration_since(Instant::now()) {
+                let Ok(a) = self.reply_rx.recv_timeout(left) else { break };
+                let mine = a.iter().any(|(k, _)| want.contains(k)) || (a.is_empty() && !want.is_empty());
+                got.extend(a);
+                if mine {
+                    break;
+                }
+            }
+            return Some(got);
         }
         if self.tx.try_send(m).is_err() {
             self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
@@ -508,7 +528,10 @@ struct Memo {
     held: hashbrown::HashMap<String, u64>,
     /// Per hit id, the alert of the episode's last template hit with its rule and entity key
     /// hashes (see [`FleetHit`]).
-    templates: hashbrown::HashMap<u64, (Box<Alert>, String, String)>,
+    templates: hashbrown::HashMap<u64, Box<Alert>>,
+    /// Per hit id, its rule and entity key hashes (kept longer than templates: a light hit
+    /// whose template was let go is still counted).
+    ids: hashbrown::HashMap<u64, (String, String)>,
     /// Keys whose expiry was refreshed, and when (see [`Memo::due`]).
     touched: hashbrown::HashMap<String, Instant>,
 }
@@ -519,6 +542,19 @@ const TOUCH_EVERY: Duration = Duration::from_secs(20);
 
 /// Entries of each [`Memo`] map at most.
 const MEMO_CAP: usize = 65_536;
+/// Hit ids whose key hashes are kept, and template alerts (each up to a few KB with its
+/// samples), at most.
+const IDS_CAP: usize = 262_144;
+const TEMPLATES_CAP: usize = 8_192;
+
+/// Let one entry go when `m` holds `cap` (an arbitrary one: the others stay).
+fn make_room<V>(m: &mut hashbrown::HashMap<u64, V>, cap: usize) {
+    if m.len() >= cap
+        && let Some(k) = m.keys().next().copied()
+    {
+        m.remove(&k);
+    }
+}
 
 impl Memo {
     fn new(hash_key: &[u8]) -> Memo {
@@ -536,6 +572,7 @@ impl Memo {
             held: Default::default(),
             touched: Default::default(),
             templates: Default::default(),
+            ids: Default::default(),
         }
     }
 
@@ -1034,6 +1071,7 @@ fn settle(
     // of this bucket and the one before after them, and the expiries.
     let mut keys: Vec<Win> = Vec::new();
     let mut key_of: Vec<Option<usize>> = Vec::new(); // per hit, its index in keys (none: skipped)
+    let mut held_hits: Vec<bool> = Vec::new(); // per hit: its episode is held, no claim
     // the entities of the batch: this sensor saw them
     let mut ents: Vec<String> = Vec::new();
     // Per batch, by local hashes (no string built or hashed again per hit): the entities
@@ -1048,17 +1086,22 @@ fn settle(
         }
     };
     // Template hits leave their alert with the memo, for a fleet-wide crossing of a later
-    // light hit of the same episode.
+    // light hit of the same episode; every hit with an alert leaves its key hashes.
     for m in batch.iter_mut() {
         if let Msg::Hit(h) = m
-            && !h.fire
-            && let Some(a) = h.alert.take()
+            && let Some(a) = &h.alert
         {
-            let (rk, ek) = (memo.rule(&a), memo.entity(&a.key));
-            if memo.templates.len() >= MEMO_CAP {
-                memo.templates.clear();
+            if !memo.ids.contains_key(&h.id) {
+                let v = (memo.rule(a), memo.entity(&a.key));
+                make_room(&mut memo.ids, IDS_CAP);
+                memo.ids.insert(h.id, v);
             }
-            memo.templates.insert(h.id, (a, rk, ek));
+            if !h.fire
+                && let Some(a) = h.alert.take()
+            {
+                make_room(&mut memo.templates, TEMPLATES_CAP);
+                memo.templates.insert(h.id, a);
+            }
         }
     }
     let batch: &[Msg] = batch;
@@ -1066,25 +1109,28 @@ fn settle(
         match m {
             Msg::Hit(h) => {
                 if !rks.contains_key(&h.id) {
-                    let v = match &h.alert {
-                        Some(a) => Some((memo.rule(a), memo.entity(&a.key))),
-                        None => memo.templates.get(&h.id).map(|t| (t.1.clone(), t.2.clone())),
-                    };
-                    let Some(v) = v else {
-                        // its template was forgotten (the memo was full): not shared
+                    let Some(v) = memo.ids.get(&h.id).cloned() else {
+                        // its key hashes were let go (the memo was full): not shared
                         n.skipped.fetch_add(1, Ordering::Relaxed);
                         key_of.push(None);
+                        held_hits.push(false);
                         continue;
                     };
                     rks.insert(h.id, v);
                 }
                 let (rk, ek) = &rks[&h.id];
                 saw(ek);
-                if !h.fire && memo.held.get(rk.as_str()).is_some_and(|u| h.ts / 1_000_000 <= *u) {
+                // An episode alerted fleet-wide: a count-only hit is not sent (it could only be
+                // suppressed); a distinct value still is (the engine sends each value once per
+                // bucket), without a claim.
+                let held = !h.fire && memo.held.get(rk.as_str()).is_some_and(|u| h.ts / 1_000_000 <= *u);
+                if held && h.distinct.is_none() {
                     n.skipped.fetch_add(1, Ordering::Relaxed);
                     key_of.push(None);
+                    held_hits.push(false);
                     continue;
                 }
+                held_hits.push(held);
                 let w = h.window_ns.max(1_000_000_000);
                 let bucket = h.ts / w;
                 let kind = if h.distinct.is_some() { "hll" } else { "cnt" };
@@ -1292,13 +1338,11 @@ fn settle(
                     hit_no += 1;
                     continue;
                 };
+                let held = held_hits.get(hit_no).copied().unwrap_or(false);
                 hit_no += 1;
                 let count = counts.get(i).copied().unwrap_or(0);
-                let over = count > h.threshold && !asked.contains(&i);
+                let over = count > h.threshold && !asked.contains(&i) && !held;
                 if h.fire || over {
-                    if !h.fire {
-                        asked.push(i);
-                    }
                     let w = h.window_ns.max(1_000_000_000);
                     // A claim over the fleet threshold stands for a local crossing (threshold
                     // + 1 hits) when a later local alert asks whether it escalates.
@@ -1308,7 +1352,7 @@ fn settle(
                         // a fleet-wide crossing: the episode's template, brought up to now
                         None => {
                             let Some(t) = memo.templates.get(&h.id) else { continue };
-                            let mut a = (*t.0).clone();
+                            let mut a = (**t).clone();
                             a.ts = h.ts;
                             a.last = h.ts;
                             a.count = h.count;
@@ -1318,6 +1362,9 @@ fn settle(
                             std::borrow::Cow::Owned(a)
                         }
                     };
+                    if !h.fire {
+                        asked.push(i);
+                    }
                     claims.push(Claim {
                         alert,
                         esc: h.fire,
@@ -1473,8 +1520,8 @@ fn settle(
 }
 
 /// One sensor's profile of an entity, as stored in the fleet's hash (bounded: counts, times
-/// in ms, indicator types, at most PROFILE_ENDPOINTS endpoint templates; no address, user
-/// name, user agent or token).
+/// in ms, indicator types, at most PROFILE_ENDPOINTS endpoint templates as the catalog names
+/// them; no address, user name or user agent).
 fn profile_of(r: &EntityReport) -> String {
     let ms = |ns: u64| ns / 1_000_000;
     let ind: serde_json::Map<String, serde_json::Value> = r
@@ -1612,5 +1659,60 @@ mod tests {
         // keyed: another fleet's key names the same entity differently
         assert_ne!(a, key_hash(&Memo::new(b"other key").mac, &["r", "ip", "10.0.0.1"]));
         assert_eq!(a, key_hash(&Memo::new(b"fleet key").mac, &["r", "ip", "10.0.0.1"]));
+    }
+
+    fn light(id: u64, ts: u64, count: u64) -> FleetHit {
+        FleetHit {
+            alert: None,
+            id,
+            ts,
+            count,
+            hits: 1,
+            distinct_count: None,
+            fire: false,
+            distinct: None,
+            window_ns: 60_000_000_000,
+            threshold: 8,
+            quiet_ns: 0,
+        }
+    }
+
+    #[test]
+    fn light_count_hits_of_one_bucket_are_merged_in_the_outbox() {
+        let mut o = Outbox::default();
+        let s = 1_000_000_000;
+        o.hit(light(1, 120 * s, 1));
+        o.hit(light(2, 121 * s, 1)); // another rule or entity: its own message
+        o.hit(light(1, 130 * s, 2));
+        o.hit(light(1, 185 * s, 3)); // the next 60 s bucket (180-240 s): a message of its own
+        let hits: Vec<(u64, u64, u64)> = o
+            .msgs
+            .iter()
+            .map(|m| match m {
+                Msg::Hit(h) => (h.id, h.hits, h.count),
+                _ => panic!("only hits were added"),
+            })
+            .collect();
+        assert_eq!(hits, vec![(1, 2, 2), (2, 1, 1), (1, 1, 3)]);
+        // a distinct hit carries its value: never merged
+        let mut d = light(1, 120 * s, 4);
+        d.distinct = Some(7);
+        o.hit(d);
+        assert_eq!(o.msgs.len(), 4);
+    }
+
+    #[test]
+    fn hit_ids_tell_rules_entities_and_endpoint_windows_apart() {
+        let k = crate::engine::EntityKey::ip("10.0.0.1".parse().unwrap());
+        let k2 = crate::engine::EntityKey::ip("10.0.0.2".parse().unwrap());
+        let a = hit_id("r", 1, &k, "GET /a");
+        assert_eq!(a, hit_id("r", 1, &k, "GET /a"));
+        assert_ne!(
+            a,
+            hit_id("r", 1, &k, "GET /b"),
+            "per-endpoint windows of one rule and entity"
+        );
+        assert_ne!(a, hit_id("r", 2, &k, "GET /a"));
+        assert_ne!(a, hit_id("r", 1, &k2, "GET /a"));
     }
 }
