@@ -1110,3 +1110,125 @@ fn fleet_sensors_share_endpoint_auth_profiles_for_auth_bypass() {
         bypass_alerts(&ev)
     );
 }
+
+/// Live, the capture thread never waits for Redis: a 2xx without credentials on an endpoint it
+/// does not know is judged locally, and its ask for the fleet's profile is answered in the
+/// background. Sensor A (a replay) has learned `GET /api/orders/{id}` as protected (12 calls
+/// with a token from 4 clients); sensor B runs `apitap live` on loopback in front of a real
+/// HTTP server and sees a client call it without credentials: the first call asks (and is
+/// judged locally: no profile), the three a second later are judged with the fleet's profile
+/// and are the bypass (the rule alerts past two in five minutes).
+#[test]
+fn fleet_auth_profiles_reach_a_live_sensor_without_blocking_capture() {
+    if skip_without_redis() {
+        return;
+    }
+    if !have("python3") || !have("curl") || unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "SKIPPED: {}: needs root (live capture on lo), python3 and curl",
+            test_name()
+        );
+        return;
+    }
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = format!("\"redis://127.0.0.1:{}\"", r.port);
+    let conf = fleet_conf(dir.path(), &redis, "live", "");
+    let site = "api.shop.example";
+    let a = dir.path().join("a.pcap");
+    write_pcap(&a, |w| calls(w, 1, 4, site, "/api/orders", true));
+    let ev = sensor(&conf, "sensor-a", a.to_str().unwrap());
+    assert_eq!(bypass_alerts(&ev).len(), 0);
+
+    // A real HTTP server on loopback answering 200 for /api/orders/1001.
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(www.join("api/orders")).unwrap();
+    std::fs::write(www.join("api/orders/1001"), "{\"id\":1001,\"total\":12}").unwrap();
+    let port = free_port();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+                "--directory",
+            ])
+            .arg(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let get = || {
+        Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                &format!("Host: {site}"),
+            ])
+            .arg(format!("http://127.0.0.1:{port}/api/orders/1001"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+    };
+    let t = Instant::now();
+    while get() != "200" {
+        assert!(t.elapsed() < Duration::from_secs(10), "http.server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let eve = dir.path().join("eve.json");
+    let mut ap = Kill(
+        Command::new(env!("CARGO_BIN_EXE_apitap"))
+            .args([
+                "live",
+                "-i",
+                "lo",
+                "--bpf",
+                &format!("tcp port {port}"),
+                "--stats-interval",
+                "0",
+            ])
+            .args(["--config", &conf, "--sensor-name", "sensor-b", "-o"])
+            .arg(&eve)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(get(), "200");
+    std::thread::sleep(Duration::from_millis(1000));
+    for _ in 0..3 {
+        assert_eq!(get(), "200");
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    unsafe { libc::kill(ap.0.id() as i32, libc::SIGTERM) };
+    let st = ap.0.wait().unwrap();
+    assert!(st.success(), "{st:?}");
+    let ev: Vec<serde_json::Value> = std::fs::read_to_string(&eve)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let http = ev.iter().filter(|e| e["event_type"] == "http").count();
+    assert_eq!(http, 4, "every call captured");
+    // the rule alerts on the third bypass in 5 minutes: the three calls after the answer came
+    let al = bypass_alerts(&ev);
+    assert_eq!(al.len(), 1, "the calls judged with the fleet's profile: {al:?}");
+    assert_eq!(al[0]["indicator"]["endpoint"], "GET /api/orders/{id}");
+    let st = ev.iter().rfind(|e| e["event_type"] == "stats").unwrap();
+    assert_eq!(st["stats"]["fleet"]["unavailable"], 0, "{st}");
+}

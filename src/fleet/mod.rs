@@ -347,14 +347,15 @@ impl AuthLink {
         }
         let asking = !ask.is_empty();
         let want: Vec<u64> = ask.iter().map(|(k, _)| *k).collect();
-        // answers that came after their ask gave up (they still hold good profiles)
-        let mut got: AuthAnswer = self.reply_rx.try_iter().flatten().collect();
         let m = Msg::Auth {
             notes,
             ask,
             reply: asking.then(|| self.reply_tx.clone()),
         };
         if self.mode == Mode::Replay {
+            // answers that came after their ask gave up (they still hold good profiles; live,
+            // every answer is taken by `answers`)
+            let mut got: AuthAnswer = self.reply_rx.try_iter().flatten().collect();
             self.tx.send(m).ok()?;
             if !asking {
                 return (!got.is_empty()).then_some(got);
