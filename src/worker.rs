@@ -341,6 +341,11 @@ impl Worker {
                 }
             }
         }
+        self.write_outs(bytes);
+    }
+
+    /// Write the alerts and entity events in `outs`.
+    fn write_outs(&mut self, bytes: &mut Vec<u8>) {
         for o in self.outs.drain(..) {
             match o {
                 Out::Alert(a) => {
@@ -376,21 +381,7 @@ impl Worker {
                 crate::fleet::Returned::Entity(r) => self.outs.push(Out::Entity(r)),
             }
         }
-        for o in self.outs.drain(..) {
-            match o {
-                Out::Alert(a) => {
-                    self.shared.fmt.write_alert(&a, bytes);
-                    self.shared.counters.alert.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut m) = self.shared.counters.alert_types.lock() {
-                        *m.entry(a.itype).or_default() += 1;
-                    }
-                }
-                Out::Entity(r) => {
-                    self.shared.fmt.write_entity(&r, bytes);
-                    self.shared.counters.entity.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
+        self.write_outs(bytes);
     }
 
     fn tick(&mut self, ts: Ts, seq: u64, bytes: &mut Vec<u8>) {

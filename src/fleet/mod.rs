@@ -447,6 +447,7 @@ impl Fleet {
         let n = msgs.len() as u64;
         let m = match msgs.len() {
             0 => return Vec::new(),
+            // cannot fail: the vector holds exactly one message here
             1 => msgs.into_iter().next().expect("one message"),
             _ => Msg::Many(msgs),
         };
