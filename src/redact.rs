@@ -107,7 +107,7 @@ fn credential(req: &Message) -> Option<Cred<'_>> {
     if let Some((_, v)) = req.headers.iter().find(|(n, _)| is_key_header(n)) {
         return Some(Cred::ApiKey(v));
     }
-    if let Some(q) = req.uri.split_once('?').map(|(_, q)| q) {
+    if let Some(q) = crate::util::split_query(&req.uri).map(|(_, q)| q) {
         for (k, v) in query_pairs(q) {
             if ["api_key", "apikey", "key", "access_token"]
                 .iter()
@@ -273,7 +273,7 @@ impl Redactor {
 
     /// `uri` with the values of secret query parameters hashed.
     fn query<'a>(&self, uri: &'a str) -> Cow<'a, str> {
-        let Some((path, q)) = uri.split_once('?') else {
+        let Some((path, q)) = crate::util::split_query(uri) else {
             return Cow::Borrowed(uri);
         };
         if !query_pairs(q).any(|(k, _)| is_secret_param(&percent_decode_lossy(k))) {

@@ -168,6 +168,13 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// `uri.split_once('?')`, with one byte search (core's char searcher costs several times
+/// more on the short targets of every transaction).
+pub fn split_query(uri: &str) -> Option<(&str, &str)> {
+    let i = memchr::memchr(b'?', uri.as_bytes())?;
+    Some((&uri[..i], &uri[i + 1..]))
+}
+
 /// The strings one after the other, in one allocation (`format!` costs ten times more for
 /// the same result on a per-transaction path).
 pub fn concat(parts: &[&str]) -> String {
@@ -196,7 +203,7 @@ pub fn target_path(uri: &str) -> &str {
             None => uri,
         }
     };
-    p.split(['?', '#']).next().unwrap_or("")
+    memchr::memchr2(b'?', b'#', p.as_bytes()).map_or(p, |i| &p[..i])
 }
 
 /// `scheme://rest` with an RFC 3986 scheme (ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )) at the
@@ -291,5 +298,19 @@ mod tests {
             push_ts(&mut v, ns);
             assert_eq!(String::from_utf8(v).unwrap(), fmt_ts(ns));
         }
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    #[test]
+    fn split_query_is_split_once_and_target_path_cuts_at_query_or_fragment() {
+        for u in ["/a?b=1", "/a", "?", "/a??b", "", "/p#f?x", "/é?ü=1"] {
+            assert_eq!(super::split_query(u), u.split_once('?'), "{u}");
+        }
+        assert_eq!(super::target_path("/a/b?x=1#y"), "/a/b");
+        assert_eq!(super::target_path("/a/b#y?x"), "/a/b");
+        assert_eq!(super::target_path("http://h.example/p?q"), "/p");
+        assert_eq!(super::target_path("/plain"), "/plain");
     }
 }

@@ -15,6 +15,7 @@ pub mod sensitive;
 pub mod spec;
 pub mod template;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -201,10 +202,28 @@ pub struct Endpoint {
     pub truncated: bool,
 }
 
-fn content_type(m: &Message) -> Option<String> {
-    m.header("content-type")
-        .map(|c| c.split(';').next().unwrap_or(c).trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty())
+/// A message's media type, lowercased, without parameters; borrowed from the header when it
+/// is already lowercase (nearly always).
+fn content_type_ref(m: &Message) -> Option<Cow<'_, str>> {
+    let c = m.header("content-type")?;
+    let c = c.split(';').next().unwrap_or(c).trim();
+    if c.is_empty() {
+        None
+    } else if c.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(c.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(c))
+    }
+}
+
+/// Add a content type to a profile's set of at most 8, copying it only when it is new.
+fn add_type(set: &mut BTreeSet<String>, ct: Option<Cow<'_, str>>) {
+    if let Some(ct) = ct
+        && set.len() < 8
+        && !set.contains(ct.as_ref())
+    {
+        set.insert(ct.into_owned());
+    }
 }
 
 impl Endpoint {
@@ -236,20 +255,16 @@ impl Endpoint {
         }
         if let Some(q) = &tx.request {
             self.request_size.add(q.body_len);
-            if let Some(ct) = content_type(q)
-                && self.request_types.len() < 8
-            {
-                self.request_types.insert(ct);
-            }
-            if let Some((_, qs)) = q.uri.split_once('?') {
+            add_type(&mut self.request_types, content_type_ref(q));
+            if let Some((_, qs)) = crate::util::split_query(&q.uri) {
                 for (k, v) in query_pairs(qs) {
-                    let k = percent_decode_lossy(k).into_owned();
-                    let s = Schema::of_text(&percent_decode_lossy(v));
+                    let k = percent_decode_lossy(k);
+                    let v = percent_decode_lossy(v);
                     let room = self.query.len() < cfg.max_params;
-                    match self.query.get_mut(&k) {
-                        Some(e) => e.merge(&s),
+                    match self.query.get_mut(k.as_ref()) {
+                        Some(e) => e.merge_text(&v),
                         None if room => {
-                            self.query.insert(k, s);
+                            self.query.insert(k.into_owned(), Schema::of_text(&v));
                         }
                         None => self.truncated = true,
                     }
@@ -265,11 +280,7 @@ impl Endpoint {
         if let Some(r) = &tx.response {
             *self.status.entry(r.status).or_default() += 1;
             self.response_size.add(r.body_len);
-            if let Some(ct) = content_type(r)
-                && self.response_types.len() < 8
-            {
-                self.response_types.insert(ct);
-            }
+            add_type(&mut self.response_types, content_type_ref(r));
             if sample_body && let Some(s) = body_schema(r, cfg) {
                 if let Some(e) = self.response_body.get_mut(&r.status) {
                     e.merge(&s);
@@ -376,7 +387,7 @@ fn body_schema(m: &Message, cfg: &CatalogConfig) -> Option<Schema> {
     if m.body.is_empty() {
         return None;
     }
-    let ct = content_type(m).unwrap_or_default();
+    let ct = content_type_ref(m).unwrap_or_default();
     if ct.contains("json") || (ct.is_empty() && matches!(m.body.first(), Some(b'{') | Some(b'['))) {
         let v: Value = serde_json::from_slice(&m.body).ok()?;
         return Some(Schema::of_json(&v, cfg.max_params));
@@ -397,8 +408,21 @@ fn body_schema(m: &Message, cfg: &CatalogConfig) -> Option<Schema> {
 
 #[derive(Debug, Clone, Default)]
 struct HostEntry {
-    endpoints: BTreeMap<(String, String), Endpoint>,
+    /// By (method, template); looked up without copying the key ([`EpRef`]), put in order
+    /// only for export.
+    endpoints: hashbrown::HashMap<(String, String), Endpoint>,
     overflow: Endpoint,
+}
+
+/// A borrowed (method, template) that finds its owned key in [`HostEntry::endpoints`]: a
+/// tuple of two strings hashes as its two `str`s, so this hashes the same.
+#[derive(Hash)]
+struct EpRef<'a>(&'a str, &'a str);
+
+impl hashbrown::Equivalent<(String, String)> for EpRef<'_> {
+    fn equivalent(&self, k: &(String, String)) -> bool {
+        self.0 == k.0 && self.1 == k.1
+    }
 }
 
 /// The catalog of one shard, or a merged one.
@@ -502,15 +526,19 @@ impl Catalog {
         }
         let cfg = self.cfg.clone();
         let h = self.hosts.get_mut(host)?;
-        let key = (method.to_string(), tpl.to_string());
-        let fits = h.endpoints.contains_key(&key) || h.endpoints.len() < cfg.max_endpoints_per_host;
+        let known = h.endpoints.contains_key(&EpRef(method, tpl));
+        let fits = known || h.endpoints.len() < cfg.max_endpoints_per_host;
         let ep = if fits {
-            h.endpoints.entry(key).or_insert_with(|| Endpoint {
-                host: host.to_string(),
-                method: method.to_string(),
-                template: tpl.to_string(),
-                ..Endpoint::default()
-            })
+            if !known {
+                let e = Endpoint {
+                    host: host.to_string(),
+                    method: method.to_string(),
+                    template: tpl.to_string(),
+                    ..Endpoint::default()
+                };
+                h.endpoints.insert((method.to_string(), tpl.to_string()), e);
+            }
+            h.endpoints.get_mut(&EpRef(method, tpl))?
         } else {
             if h.overflow.count == 0 {
                 h.overflow = Endpoint {
@@ -593,7 +621,10 @@ impl Catalog {
         let (mut real, mut guesses) = (Vec::new(), Vec::new());
         for h in self.hosts.values() {
             let mut by_method: BTreeMap<&str, Vec<&Endpoint>> = BTreeMap::new();
-            for e in h.endpoints.values() {
+            // in (method, template) order, as the learning and the export have always seen them
+            let mut all: Vec<(&(String, String), &Endpoint)> = h.endpoints.iter().collect();
+            all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (_, e) in all {
                 by_method.entry(&e.method).or_default().push(e);
             }
             for eps in by_method.values() {

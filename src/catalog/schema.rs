@@ -53,14 +53,34 @@ impl Schema {
 
     /// Type of a text value (query or form parameter).
     pub fn of_text(s: &str) -> Schema {
+        let (t, f) = Self::text_type(s);
+        Schema::scalar(t, f)
+    }
+
+    /// The type and string format of a text value.
+    fn text_type(s: &str) -> (&'static str, Option<&'static str>) {
         if !s.is_empty() && s.len() <= 19 && s.parse::<i64>().is_ok() {
-            Schema::scalar("integer", None)
+            ("integer", None)
         } else if s.parse::<f64>().is_ok_and(|f| f.is_finite()) && s.contains('.') {
-            Schema::scalar("number", None)
+            ("number", None)
         } else if s == "true" || s == "false" {
-            Schema::scalar("boolean", None)
+            ("boolean", None)
         } else {
-            Schema::scalar("string", string_format(s))
+            ("string", string_format(s))
+        }
+    }
+
+    /// `self.merge(&Schema::of_text(s))`, without building the text's schema (a query
+    /// parameter of every call): nothing is allocated once its type and format are known.
+    pub fn merge_text(&mut self, s: &str) {
+        let (t, f) = Self::text_type(s);
+        if !self.types.contains(t) {
+            self.types.insert(t);
+        }
+        self.strings = self.strings.saturating_add((t == "string") as u32);
+        if let Some(f) = f {
+            let e = self.formats.entry(f).or_default();
+            *e = e.saturating_add(1);
         }
     }
 
@@ -191,5 +211,43 @@ mod tests {
         let mut h = Schema::of_text("a@b.io");
         h.merge(&Schema::of_text("plain"));
         assert!(h.json().get("format").is_none());
+    }
+}
+
+#[cfg(test)]
+mod merge_text_tests {
+    use super::*;
+
+    #[test]
+    fn merge_text_is_a_merge_of_the_texts_schema() {
+        let texts = [
+            "42",
+            "-7",
+            "12345678901234567890",
+            "3.14",
+            "1e5",
+            "nan",
+            "inf",
+            "true",
+            "false",
+            "",
+            "a@b.example",
+            "2024-01-02",
+            "2024-01-02T03:04:05Z",
+            "10.0.0.1",
+            "https://x.example/",
+            "plain",
+            "0xff",
+            "550e8400-e29b-41d4-a716-446655440000",
+        ];
+        for start in &texts {
+            let mut a = Schema::of_text(start);
+            let mut b = a.clone();
+            for t in &texts {
+                a.merge(&Schema::of_text(t));
+                b.merge_text(t);
+                assert_eq!(a, b, "after {start:?} then {t:?}");
+            }
+        }
     }
 }

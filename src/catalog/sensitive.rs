@@ -62,7 +62,11 @@ pub fn scan_response(m: &crate::http::Message) -> BTreeSet<Sensitive> {
         return BTreeSet::new();
     }
     let textual = m.header("content-type").is_none_or(|ct| {
-        let ct = ct.to_ascii_lowercase();
+        let ct: std::borrow::Cow<'_, str> = if ct.bytes().any(|b| b.is_ascii_uppercase()) {
+            ct.to_ascii_lowercase().into()
+        } else {
+            ct.into()
+        };
         ["json", "text", "xml", "csv", "form", "javascript"]
             .iter()
             .any(|t| ct.contains(t))

@@ -94,12 +94,15 @@ impl Detector {
 }
 
 /// Percent-decode twice and turn `+` into a space, lowercased.
+/// Holds nothing [`normalize`] changes: no escape, no `+`, no capital, ASCII only.
+fn plain(s: &str) -> bool {
+    !s.bytes()
+        .any(|b| b == b'%' || b == b'+' || b.is_ascii_uppercase() || !b.is_ascii())
+}
+
 pub fn normalize(s: &str) -> String {
     // most values hold nothing to decode and no capital: copied as they are
-    if !s
-        .bytes()
-        .any(|b| b == b'%' || b == b'+' || b.is_ascii_uppercase() || !b.is_ascii())
-    {
+    if plain(s) {
         return s.to_string();
     }
     let once = percent_decode_lossy(&s.replace('+', " ")).into_owned();
@@ -216,7 +219,7 @@ impl Inputs {
                 ..Inputs::default()
             };
         };
-        let (path, query) = q.uri.split_once('?').unwrap_or((&q.uri, ""));
+        let (path, query) = crate::util::split_query(&q.uri).unwrap_or((&q.uri, ""));
         parts.push(("path".to_string(), normalize(path)));
         for (k, v) in crate::redact::query_pairs(query) {
             let k = normalize(k);
@@ -232,17 +235,29 @@ impl Inputs {
             {
                 continue;
             }
-            let n = n.to_ascii_lowercase();
-            if crate::redact::is_key_header(&n) {
+            if crate::redact::is_key_header(n) {
                 continue;
             }
-            let v = normalize(v);
             // Only the injection classifiers read most headers, and they skip plain values
             // (see payload::scan); the SSRF classifier reads these few whatever they hold.
-            if payload::skipped(&v) && !ssrf::READS_HEADERS.contains(&n.as_str()) {
-                continue;
-            }
-            parts.push((crate::util::concat(&["header:", &n]), v));
+            // A value normalize would copy as it is is judged where it lies: nothing is
+            // copied for the headers left out (most of them).
+            let read_anyway = ssrf::READS_HEADERS.iter().any(|h| n.eq_ignore_ascii_case(h));
+            let v = if plain(v) {
+                if payload::skipped(v) && !read_anyway {
+                    continue;
+                }
+                v.to_string()
+            } else {
+                let v = normalize(v);
+                if payload::skipped(&v) && !read_anyway {
+                    continue;
+                }
+                v
+            };
+            let mut at = crate::util::concat(&["header:", n]);
+            at[7..].make_ascii_lowercase();
+            parts.push((at, v));
         }
         if !q.body.is_empty() {
             let text = String::from_utf8_lossy(&q.body);
@@ -542,6 +557,12 @@ pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections:
     // detection off.
     let refresh = q.is_some_and(|q| {
         let b = &q.body;
+        // every grant form below holds `refresh_token`: one search rules most bodies out
+        static REFRESH: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"refresh_token"));
+        if REFRESH.find(b).is_none() {
+            return false;
+        }
         let grant = memchr::memmem::find(b, b"grant_type=refresh_token").is_some()
             || memchr::memmem::find(b, b"\"grant_type\":\"refresh_token\"").is_some()
             || memchr::memmem::find(b, b"\"grant_type\": \"refresh_token\"").is_some();

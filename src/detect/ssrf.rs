@@ -132,6 +132,11 @@ fn looks_like_host(v: &str) -> bool {
 /// or uses a dangerous scheme; `None` for anything else.
 pub fn target(v: &str, urlish_name: bool) -> Option<Target> {
     let v = v.trim();
+    // a scheme and `://` both need a colon; without one only a bare host under a URL-ish
+    // name is left (most values: one byte search and done)
+    if !urlish_name && memchr::memchr(b':', v.as_bytes()).is_none() {
+        return None;
+    }
     if SCHEMES.iter().any(|s| v.starts_with(s)) {
         return Some(Target {
             host: String::new(),

@@ -411,6 +411,17 @@ impl EntityTable {
         self.risk(k, now) >= FLAGGED_RISK
     }
 
+    /// [`EntityTable::flagged`] for the `ip` entity of `ip`, without writing its key.
+    pub fn flagged_ip(&self, ip: IpAddr, now: Ts) -> bool {
+        match ip {
+            IpAddr::V4(a) => self
+                .map
+                .get(KEY_V4 | u32::from(a) as u64)
+                .is_some_and(|e| self.decay(e, now) >= FLAGGED_RISK),
+            IpAddr::V6(_) => self.flagged(&EntityKey::ip(ip), now),
+        }
+    }
+
     pub fn risk(&self, k: &EntityKey, now: Ts) -> f64 {
         self.get(k).map_or(0.0, |e| self.decay(e, now))
     }
@@ -619,7 +630,7 @@ impl EntityTable {
                 .as_ref()
                 .and_then(|l| l.http.hostname.clone())
                 .unwrap_or_default(),
-            endpoint: o.endpoint.clone(),
+            endpoint: o.endpoint.to_string(),
             window_s: takeover_window_s as f64,
             count: run as u64 + 1,
             distinct: (tried > 0).then_some(tried),
@@ -628,7 +639,7 @@ impl EntityTable {
             owasp: rule.owasp.clone(),
             mitre: rule.mitre.clone(),
             samples,
-            meta: Some(o.meta.clone()),
+            meta: Some(o.meta.clone().into_owned()),
             http: o.login.as_ref().map(|l| l.http.clone()),
             rule_id: rule.id.clone(),
             distinct_estimated: estimated,
@@ -879,27 +890,27 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
-    fn obs(key: EntityKey, i: u64, client: IpAddr, endpoint: &str, status: u16) -> Obs {
+    fn obs(key: EntityKey, i: u64, client: IpAddr, endpoint: &str, status: u16) -> Obs<'static> {
         Obs {
             key,
             ts: 1_000 * S + i * S,
             client,
-            endpoint: endpoint.into(),
+            endpoint: endpoint.to_string().into(),
             status,
-            user_agent: Some(format!("ua-{}", i % 11)),
-            principal: Some(format!("user-{}", i % 9)),
+            user_agent: Some(format!("ua-{}", i % 11).into()),
+            principal: Some(format!("user-{}", i % 9).into()),
             auth_failure: false,
             login_failure: false,
             login_success: false,
             authenticated: i % 4 != 0,
-            meta: FlowMeta {
+            meta: std::borrow::Cow::Owned(FlowMeta {
                 flow_id: i,
                 community_id: Arc::from("1:x"),
                 src: client,
                 sport: 40000,
                 dst: IpAddr::from([10, 0, 0, 1]),
                 dport: 80,
-            },
+            }),
             login: None,
         }
     }
@@ -941,14 +952,14 @@ mod tests {
                     more += 1;
                 }
             }
-            let ua = o.user_agent.clone().expect("ua");
+            let ua = o.user_agent.clone().expect("ua").into_owned();
             if !uas.contains(&ua) && uas.len() < 8 {
                 uas.push(ua);
             }
             if !addrs.contains(&client) && addrs.len() < 16 {
                 addrs.push(client);
             }
-            let p = o.principal.clone().expect("principal");
+            let p = o.principal.clone().expect("principal").into_owned();
             if !prs.contains(&p) && prs.len() < 8 {
                 prs.push(p);
             }
@@ -1017,7 +1028,7 @@ mod tests {
                 value: format!("k{i}"),
             };
             let mut o = obs(key, i, IpAddr::from([10, 3, 0, 1]), &format!("GET /only/{i}"), 200);
-            o.user_agent = Some(format!("agent {i}"));
+            o.user_agent = Some(format!("agent {i}").into());
             o.principal = None;
             t.observe(&o);
         }

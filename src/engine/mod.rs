@@ -89,6 +89,15 @@ fn bounded(v: String) -> String {
     format!("{}...{h:016x}", crate::catalog::cap_str(v, 96))
 }
 
+/// [`bounded`] without a copy when the value is short enough (nearly always).
+fn bounded_ref(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.len() <= 128 {
+        v.into()
+    } else {
+        bounded(v.to_string()).into()
+    }
+}
+
 /// The name of a single entity kind, borrowed when it is a fixed one.
 fn kind_name(k: &EntityKind) -> std::borrow::Cow<'static, str> {
     match k {
@@ -152,6 +161,27 @@ pub struct Engine {
     /// Fleet on: every distinct-count hit, as the alert it would raise, for the fleet to count
     /// across sensors and to claim (the worker drains it after each transaction).
     pub fleet_hits: Vec<crate::fleet::FleetHit>,
+    /// The rule set the condition ids were worked out for, and per rule its condition's id
+    /// (rules with equal conditions share one).
+    conds: (Arc<RuleSet>, Vec<u32>),
+    /// Per condition id, this transaction: unknown, false or true.
+    cond_memo: Vec<u8>,
+}
+
+const COND_UNKNOWN: u8 = 2;
+
+/// Per rule, an id shared by the rules whose conditions are the same (compared by their
+/// compiled form's text: patterns, globs, ranges).
+fn cond_ids(rules: &RuleSet) -> Vec<u32> {
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    rules
+        .rules
+        .iter()
+        .map(|r| {
+            let n = seen.len() as u32;
+            *seen.entry(format!("{:?}", r.cond)).or_insert(n)
+        })
+        .collect()
 }
 
 const SAMPLES: usize = 5;
@@ -168,6 +198,8 @@ impl Engine {
             shard,
             shards: shards.max(1),
             fleet_hits: Vec::new(),
+            conds: Default::default(),
+            cond_memo: Vec::new(),
         }
     }
 
@@ -192,18 +224,21 @@ impl Engine {
         let vd = v.verdicts();
         let (fail, ok) = (vd.has(Detector::AuthFailure), vd.has(Detector::LoginSuccess));
         let base = Obs {
-            key: EntityKey::ip(v.client),
+            key: EntityKey {
+                kind: "ip".into(),
+                value: v.ip_str().to_string(),
+            },
             ts: v.tx.start(),
             client: v.client,
-            endpoint: v.endpoint.to_string(),
+            endpoint: v.endpoint.into(),
             status: v.status(),
-            user_agent: v.header("user-agent").map(str::to_string),
-            principal: v.auth.principal.clone().map(bounded),
+            user_agent: v.header("user-agent").map(Into::into),
+            principal: v.auth.principal.as_deref().map(bounded_ref),
             auth_failure: fail,
             login_failure: fail && vd.has(Detector::Login),
             login_success: ok,
             authenticated: v.auth.scheme != "none",
-            meta: v.meta.clone(),
+            meta: std::borrow::Cow::Borrowed(v.meta),
             login: vd.has(Detector::Login).then(|| {
                 Box::new(LoginFacts {
                     account: v.login_account(),
@@ -222,15 +257,33 @@ impl Engine {
             if owner == self.shard {
                 self.observe(&o, out);
             } else {
-                cross.push((owner, Cross::Obs(Box::new(o))));
+                cross.push((owner, Cross::Obs(Box::new(o.into_owned()))));
             }
         }
         self.observe(&base, out);
         self.detect_baselines(v, out, cross);
         let rules = self.rules.clone();
+        // Rules that share a condition (the same walk counted over a minute and over an hour,
+        // by address and by principal) evaluate it once per transaction.
+        if !Arc::ptr_eq(&self.conds.0, &rules) {
+            self.conds = (rules.clone(), cond_ids(&rules));
+        }
+        let ids = std::mem::take(&mut self.conds.1);
+        let mut known = std::mem::take(&mut self.cond_memo);
+        known.clear();
+        known.resize(ids.len(), COND_UNKNOWN);
         for (rule_idx, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.enabled) {
             // the condition first: a scope's globs cost more than most conditions
-            if !v.matches(&r.cond) || !v.in_scope(r) {
+            let id = ids[rule_idx] as usize;
+            let m = match known[id] {
+                COND_UNKNOWN => {
+                    let m = v.matches(&r.cond);
+                    known[id] = m as u8;
+                    m
+                }
+                k => k == 1,
+            };
+            if !m || !v.in_scope(r) {
                 continue;
             }
             let Some(key) = v.entity(&r.entity) else { continue };
@@ -294,22 +347,27 @@ impl Engine {
                 cross.push((owner, Cross::Hit(Box::new(hit))));
             }
         }
+        self.conds.1 = ids;
+        self.cond_memo = known;
     }
 
     /// The learned-baseline detectors: rate and volume per address (owned here), errors and
     /// latency per endpoint (owned by the shard the endpoint hashes to).
     fn detect_baselines(&mut self, v: &View<'_>, out: &mut Vec<Out>, cross: &mut Vec<(usize, Cross)>) {
         let ts = v.tx.start();
-        let client = EntityKey::ip(v.client);
+        let client = || EntityKey {
+            kind: "ip".into(),
+            value: v.ip_str().to_string(),
+        };
         // Only clean traffic teaches the baselines: not a flagged request (injection, an
         // attack tool), nor one from an address with attack indicators (forced browsing...).
-        let clean = !v.verdicts().attack() && !self.entities.flagged(&client, ts);
+        let clean = !v.verdicts().attack() && !self.entities.flagged_ip(v.client, ts);
         if let Some(f) = self.baselines.rate(v.client, ts, clean) {
-            self.finding(client.clone(), f, Ctx::of(v), out);
+            self.finding(client(), f, Ctx::of(v), out);
         }
         let bytes = v.tx.response.as_ref().map_or(0, |r| r.body_len);
         if let Some(f) = self.baselines.volume(v.client, ts, bytes, clean) {
-            self.finding(client, f, Ctx::of(v), out);
+            self.finding(client(), f, Ctx::of(v), out);
         }
         let key = crate::util::concat(&[v.host, " ", v.endpoint]);
         let owner = if self.shards <= 1 {

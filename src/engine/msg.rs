@@ -1,6 +1,8 @@
 //! What travels between shards and out of the engine: matches, profile facts, endpoint
 //! calls, alerts.
 
+use std::borrow::Cow;
+
 use super::*;
 
 /// A few words on what was seen, for `indicator.evidence`.
@@ -115,24 +117,47 @@ impl Hit {
 }
 
 /// A transaction's facts for an entity profile, on its way to the owner.
+/// Borrowed from the transaction where it is applied (most calls), owned on the way to
+/// another shard ([`Obs::into_owned`]).
 #[derive(Debug, Clone)]
-pub struct Obs {
+pub struct Obs<'a> {
     pub key: EntityKey,
     pub ts: Ts,
     pub client: IpAddr,
-    pub endpoint: String,
+    pub endpoint: Cow<'a, str>,
     pub status: u16,
-    pub user_agent: Option<String>,
-    pub principal: Option<String>,
+    pub user_agent: Option<Cow<'a, str>>,
+    pub principal: Option<Cow<'a, str>>,
     pub auth_failure: bool,
     /// A failed login attempt (not just any 401).
     pub login_failure: bool,
     pub login_success: bool,
     pub authenticated: bool,
     /// The flow, for an account-takeover alert raised from this call.
-    pub meta: FlowMeta,
+    pub meta: Cow<'a, FlowMeta>,
     /// A login's account name and its sample and HTTP facts (logins only).
     pub login: Option<Box<LoginFacts>>,
+}
+
+impl Obs<'_> {
+    /// This observation with nothing borrowed, to send to another shard.
+    pub fn into_owned(self) -> Obs<'static> {
+        Obs {
+            key: self.key,
+            ts: self.ts,
+            client: self.client,
+            endpoint: Cow::Owned(self.endpoint.into_owned()),
+            status: self.status,
+            user_agent: self.user_agent.map(|u| Cow::Owned(u.into_owned())),
+            principal: self.principal.map(|p| Cow::Owned(p.into_owned())),
+            auth_failure: self.auth_failure,
+            login_failure: self.login_failure,
+            login_success: self.login_success,
+            authenticated: self.authenticated,
+            meta: Cow::Owned(self.meta.into_owned()),
+            login: self.login,
+        }
+    }
 }
 
 /// What an account-takeover alert tells about the logins that made it.
@@ -165,7 +190,7 @@ pub struct EpObs {
 #[derive(Debug, Clone)]
 pub enum Cross {
     Hit(Box<Hit>),
-    Obs(Box<Obs>),
+    Obs(Box<Obs<'static>>),
     Ep(Box<EpObs>),
 }
 

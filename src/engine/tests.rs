@@ -1192,3 +1192,98 @@ fn a_grpc_error_counts_as_its_http_equivalent() {
         assert_eq!(v.status(), want, "grpc-status {code:?}");
     }
 }
+
+#[test]
+fn rules_sharing_a_condition_each_match_and_a_different_one_does_not() {
+    // Three rules with one condition (evaluated once per transaction, the result shared)
+    // and one with another: each rule's alert is its own, whatever order they come in.
+    let rules = r#"
+[[rule]]
+id = "a"
+sid = 1
+type = "scanner"
+match = { any = [{ query = "email" }, { body = "email" }] }
+threshold = { count = 0, window = 60 }
+
+[[rule]]
+id = "other"
+sid = 2
+type = "scanner"
+match = { status = 404 }
+threshold = { count = 0, window = 60 }
+
+[[rule]]
+id = "b"
+sid = 3
+type = "scanner"
+match = { any = [{ query = "email" }, { body = "email" }] }
+threshold = { count = 0, window = 60 }
+
+[[rule]]
+id = "c"
+sid = 4
+type = "scanner"
+entity = "principal"
+match = { any = [{ query = "email" }, { body = "email" }] }
+threshold = { count = 0, window = 60 }
+"#;
+    let mut h = harness(rules);
+    h.feed(&t("GET", "/lookup?email=a%40b.example", 200).h("Authorization", "Bearer tok"));
+    for id in ["a", "b", "c"] {
+        assert_eq!(h.rule_alerts(id).len(), 1, "rule {id} matches the query");
+    }
+    assert!(h.rule_alerts("other").is_empty());
+    // the next transaction is judged afresh: a body key, then nothing
+    h.feed(
+        &t("POST", "/lookup", 404)
+            .from(2)
+            .body("application/json", "{\"e\\u006dail\":\"x@y.example\"}"),
+    );
+    assert_eq!(h.rule_alerts("a").len(), 2, "an escaped key is still the key");
+    assert_eq!(h.rule_alerts("other").len(), 1);
+    h.feed(
+        &t("POST", "/lookup", 200)
+            .from(3)
+            .body("application/json", "{\"mail\":\"x\"}"),
+    );
+    assert_eq!(h.rule_alerts("a").len(), 2, "no email key, no match");
+    // the ids follow a reloaded rule set
+    let reloaded = RuleSet::parse("t.toml", &once("{ status = 200 }")).unwrap_or_else(|e| panic!("{e}"));
+    h.engine.reload(Arc::new(reloaded));
+    h.feed(&t("GET", "/x", 200).from(4));
+    assert_eq!(h.rule_alerts("r").len(), 1);
+}
+
+#[test]
+fn flagged_ip_agrees_with_the_entity_key_form() {
+    let mut h = harness(SEED);
+    for i in 0..40 {
+        h.feed(&t("GET", &format!("/x{i}"), 404).at(i as f64 * 0.1));
+    }
+    let now = 1_010 * S;
+    for ip in ["10.0.0.9", "10.0.0.8", "::1"] {
+        let a: IpAddr = ip.parse().expect("ip");
+        assert_eq!(
+            h.engine.entities.flagged_ip(a, now),
+            h.engine.entities.flagged(&EntityKey::ip(a), now),
+            "{ip}"
+        );
+    }
+}
+
+#[test]
+fn may_name_is_false_only_when_the_key_cannot_be_there() {
+    assert!(view::may_name(b"a=1&email=x", "email", b"%++"));
+    assert!(!view::may_name(b"a=1&mail=x", "email", b"%++"));
+    assert!(
+        view::may_name(b"a=1&em%61il=x", "email", b"%++"),
+        "an escape could spell it"
+    );
+    assert!(view::may_name(b"{\"e\\u006dail\":1}", "email", b"\\%+"));
+    assert!(!view::may_name(b"", "email", b"\\%+"));
+    assert!(view::may_name(b"", "", b"\\%+"), "an empty name is never ruled out");
+    assert!(
+        view::may_name(b"xxemai emailx", "email", b"%++"),
+        "a later occurrence counts"
+    );
+}

@@ -21,6 +21,7 @@ pub struct View<'a> {
     pub(super) verdicts: std::cell::OnceCell<Verdicts>,
     pub(super) body: std::cell::OnceCell<Option<serde_json::Value>>,
     pub(super) sensitive: std::cell::OnceCell<std::collections::BTreeSet<crate::catalog::sensitive::Sensitive>>,
+    pub(super) ip: std::cell::OnceCell<String>,
 }
 
 impl<'a> View<'a> {
@@ -54,6 +55,7 @@ impl<'a> View<'a> {
             verdicts: Default::default(),
             body: Default::default(),
             sensitive: Default::default(),
+            ip: Default::default(),
         }
     }
 
@@ -142,21 +144,34 @@ impl<'a> View<'a> {
 
     pub(super) fn query(&self, name: &str) -> Option<String> {
         let q = self.tx.request.as_ref()?;
-        let (_, qs) = q.uri.split_once('?')?;
+        let (_, qs) = crate::util::split_query(&q.uri)?;
+        if !may_name(qs.as_bytes(), name, b"%++") {
+            return None;
+        }
         crate::redact::query_pairs(qs)
             .find(|(k, _)| crate::redact::percent_decode_lossy(k) == name)
             .map(|(_, v)| crate::redact::percent_decode_lossy(v).into_owned())
     }
 
     fn has_query(&self, name: &str) -> bool {
-        let Some((_, qs)) = self.tx.request.as_ref().and_then(|q| q.uri.split_once('?')) else {
+        let Some((_, qs)) = self.tx.request.as_ref().and_then(|q| crate::util::split_query(&q.uri)) else {
             return false;
         };
+        if !may_name(qs.as_bytes(), name, b"%++") {
+            return false;
+        }
         crate::redact::query_pairs(qs).any(|(k, _)| crate::redact::percent_decode_lossy(k) == name)
     }
 
     /// The JSON value at a dotted path of the request body.
     fn body_value(&self, name: &str) -> Option<&serde_json::Value> {
+        // the first key of the path is in the body's text, unless escaped (JSON `\u`, form
+        // `%` and `+`): most bodies are not parsed for a key they do not hold
+        let first = memchr::memchr(b'.', name.as_bytes()).map_or(name, |i| &name[..i]);
+        let body = self.tx.request.as_ref().map(|q| q.body.as_slice()).unwrap_or_default();
+        if self.body.get().is_none() && !may_name(body, first, b"\\%+") {
+            return None;
+        }
         let mut v = self.json_body()?;
         for part in name.split('.') {
             v = v.get(part)?;
@@ -229,23 +244,38 @@ impl<'a> View<'a> {
             Field::Endpoint => Some(self.endpoint.to_string()),
             Field::UserAgent => self.header("user-agent").map(str::to_string),
             Field::Principal => self.auth.principal.clone(),
-            Field::Ip => Some(crate::util::ip_string(self.client)),
+            Field::Ip => Some(self.ip_str().to_string()),
             Field::Header(n) => self.header(n).map(str::to_string),
         }
     }
 
+    /// The client address as text, formatted once per transaction.
+    pub(super) fn ip_str(&self) -> &str {
+        self.ip.get_or_init(|| crate::util::ip_string(self.client))
+    }
+
     pub(super) fn entity(&self, kinds: &[EntityKind]) -> Option<EntityKey> {
-        let mut kind = String::new();
-        let mut value = String::new();
-        for k in kinds {
-            let v = match k {
-                EntityKind::Ip => crate::util::ip_string(self.client),
+        let value_of = |k: &EntityKind| -> Option<String> {
+            Some(match k {
+                EntityKind::Ip => self.ip_str().to_string(),
                 EntityKind::Principal => bounded(self.auth.principal.clone()?),
                 EntityKind::ApiKey if self.auth.scheme == "api_key" => bounded(self.auth.principal.clone()?),
                 EntityKind::ApiKey => return None,
                 EntityKind::UserAgent => bounded(self.header("user-agent")?.to_string()),
                 EntityKind::Field(_, f) => bounded(self.field(f).filter(|v| !v.is_empty())?),
-            };
+            })
+        };
+        if let [k] = kinds {
+            // one kind (nearly every rule): its value is the key, nothing composed
+            return Some(EntityKey {
+                kind: kind_name(k),
+                value: value_of(k)?,
+            });
+        }
+        let mut kind = String::new();
+        let mut value = String::new();
+        for k in kinds {
+            let v = value_of(k)?;
             if !kind.is_empty() {
                 kind.push('+');
                 value.push('|');
@@ -323,4 +353,14 @@ impl<'a> View<'a> {
         (r.scope.hosts.is_empty() || r.scope.hosts.iter().any(|g| g.matches(self.host) || g.matches(bare())))
             && (r.scope.endpoints.is_empty() || r.scope.endpoints.iter().any(|g| g.matches(self.endpoint)))
     }
+}
+
+/// Could a text hold the key `name` once decoded? It must hold `name` as it is, or one of the
+/// `escapes` that could spell it otherwise. False means surely not.
+pub(super) fn may_name(text: &[u8], name: &str, escapes: &[u8; 3]) -> bool {
+    let n = name.as_bytes();
+    let Some(&first) = n.first() else { return true };
+    // texts and names are short: a search for the first byte beats building a searcher
+    memchr::memchr3(escapes[0], escapes[1], escapes[2], text).is_some()
+        || memchr::memchr_iter(first, text).any(|i| text[i..].starts_with(n))
 }

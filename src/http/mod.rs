@@ -94,6 +94,21 @@ impl Headers {
     pub fn iter(&self) -> HeaderIter<'_> {
         HeaderIter { h: self, i: 0 }
     }
+
+    /// The first line's value whose name is `name` (ASCII case-insensitive). Names are
+    /// compared by length first, without slicing the buffer for every line.
+    pub fn find(&self, name: &str) -> Option<&str> {
+        let (buf, want) = (self.buf.as_bytes(), name.as_bytes());
+        let mut start = 0;
+        for &(n, v) in &self.ends {
+            let (n, v) = (n as usize, v as usize);
+            if n - start == want.len() && buf[start..n].eq_ignore_ascii_case(want) {
+                return self.buf.get(n..v);
+            }
+            start = v;
+        }
+        None
+    }
 }
 
 pub struct HeaderIter<'a> {
@@ -205,10 +220,7 @@ impl Message {
 
     /// First header with this name (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.headers.find(name)
     }
 
     /// Every value of this header, in the order the lines came (a proxy appends its own
@@ -560,6 +572,32 @@ mod tests {
             .collect::<Vec<_>>()
             .into();
         assert_eq!(from, h);
+    }
+
+    #[test]
+    fn find_is_the_first_line_whose_name_matches_in_any_case() {
+        let h: Headers = vec![
+            ("Host".to_string(), "a".to_string()),
+            ("Connection".to_string(), "close".to_string()),
+            ("User-Agent".to_string(), "curl".to_string()),
+            ("user-agent".to_string(), "second".to_string()),
+            ("X".to_string(), "".to_string()),
+        ]
+        .into();
+        for name in [
+            "host",
+            "HOST",
+            "user-agent",
+            "connection",
+            "x",
+            "missing",
+            "",
+            "user-agen",
+        ] {
+            let want = h.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+            assert_eq!(h.find(name), want, "{name}");
+        }
+        assert_eq!(h.find("user-agent"), Some("curl"));
     }
 
     #[test]
