@@ -340,7 +340,7 @@ impl Formatter {
         }
         if let Some(c) = r.and_then(|m| m.header("content-type")) {
             key(out, "http_content_type");
-            js(out, c.split(';').next().unwrap_or(c).trim());
+            js(out, crate::util::before_semicolon(c).trim());
         }
         if let Some(v) = q.and_then(|m| m.header("referer")) {
             key(out, "http_refer");

@@ -168,6 +168,18 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Does `hay` hold `needle`? For short texts (header values, names): a byte search for the
+/// needle's first byte and a compare, cheaper there than building a substring searcher.
+pub fn contains_short(hay: &[u8], needle: &[u8]) -> bool {
+    let Some(&first) = needle.first() else { return true };
+    memchr::memchr_iter(first, hay).any(|i| hay[i..].starts_with(needle))
+}
+
+/// The text before the first `;` (a media type without its parameters), or all of it.
+pub fn before_semicolon(s: &str) -> &str {
+    memchr::memchr(b';', s.as_bytes()).map_or(s, |i| &s[..i])
+}
+
 /// `uri.split_once('?')`, with one byte search (core's char searcher costs several times
 /// more on the short targets of every transaction).
 pub fn split_query(uri: &str) -> Option<(&str, &str)> {
@@ -303,6 +315,24 @@ mod tests {
 
 #[cfg(test)]
 mod split_tests {
+    #[test]
+    fn contains_short_is_contains() {
+        for (h, n) in [
+            ("application/json", "json"),
+            ("text/html", "json"),
+            ("", ""),
+            ("a", ""),
+            ("jsojson", "json"),
+            ("js", "json"),
+        ] {
+            assert_eq!(
+                super::contains_short(h.as_bytes(), n.as_bytes()),
+                h.contains(n),
+                "{h} {n}"
+            );
+        }
+    }
+
     #[test]
     fn split_query_is_split_once_and_target_path_cuts_at_query_or_fragment() {
         for u in ["/a?b=1", "/a", "?", "/a??b", "", "/p#f?x", "/é?ü=1"] {

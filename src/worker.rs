@@ -520,14 +520,20 @@ impl Worker {
     ) -> Option<Catalog> {
         let mut peers = Some(peers);
         let mut main_open = true;
+        // Output bytes per event in the last batch (with a margin): the next batch's buffer is
+        // made that size at once, not grown by doubling (each doubling copies it all).
+        let mut per_event = 700;
         loop {
             let mut bytes = Vec::new();
             if main_open {
                 select! {
                     recv(rx) -> m => match m {
                         Ok(mut b) => {
-                            bytes.reserve(b.len() * 700);
+                            bytes.reserve(b.len() * per_event);
                             self.batch(&mut b, &mut bytes);
+                            if !b.is_empty() {
+                                per_event = (bytes.len() / b.len() + 128).clamp(256, 16 * 1024);
+                            }
                         }
                         Err(_) => {
                             main_open = false;

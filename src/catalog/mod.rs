@@ -206,7 +206,7 @@ pub struct Endpoint {
 /// is already lowercase (nearly always).
 fn content_type_ref(m: &Message) -> Option<Cow<'_, str>> {
     let c = m.header("content-type")?;
-    let c = c.split(';').next().unwrap_or(c).trim();
+    let c = crate::util::before_semicolon(c).trim();
     if c.is_empty() {
         None
     } else if c.bytes().any(|b| b.is_ascii_uppercase()) {

@@ -69,7 +69,7 @@ pub fn scan_response(m: &crate::http::Message) -> BTreeSet<Sensitive> {
         };
         ["json", "text", "xml", "csv", "form", "javascript"]
             .iter()
-            .any(|t| ct.contains(t))
+            .any(|t| crate::util::contains_short(ct.as_bytes(), t.as_bytes()))
     });
     if !textual {
         return BTreeSet::new();

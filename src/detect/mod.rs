@@ -212,7 +212,7 @@ impl Inputs {
     }
 
     pub fn of(tx: &Transaction) -> Inputs {
-        let mut parts = Vec::new();
+        let mut parts = Vec::with_capacity(8);
         let Some(q) = &tx.request else {
             return Inputs {
                 parts,
@@ -229,20 +229,36 @@ impl Inputs {
             }
         }
         for (n, v) in &q.headers {
-            if SECRET_HEADERS.iter().any(|s| n.eq_ignore_ascii_case(s))
-                || n.eq_ignore_ascii_case("host")
-                || n.eq_ignore_ascii_case("content-length")
-            {
-                continue;
-            }
-            if crate::redact::is_key_header(n) {
+            // the name lowercased once, on the stack (names are short), then compared whole
+            // against each list (a long name takes the case-insensitive way)
+            let mut buf = [0u8; 48];
+            let (skip, read_anyway) = match buf.get_mut(..n.len()) {
+                Some(lower) => {
+                    lower.copy_from_slice(n.as_bytes());
+                    lower.make_ascii_lowercase();
+                    let is = |list: &[&str]| list.iter().any(|s| s.as_bytes() == &*lower);
+                    (
+                        is(&SECRET_HEADERS)
+                            || is(&["host", "content-length"])
+                            || crate::redact::is_key_header_lower(lower),
+                        is(&ssrf::READS_HEADERS),
+                    )
+                }
+                None => (
+                    SECRET_HEADERS.iter().any(|s| n.eq_ignore_ascii_case(s))
+                        || n.eq_ignore_ascii_case("host")
+                        || n.eq_ignore_ascii_case("content-length")
+                        || crate::redact::is_key_header(n),
+                    ssrf::READS_HEADERS.iter().any(|h| n.eq_ignore_ascii_case(h)),
+                ),
+            };
+            if skip {
                 continue;
             }
             // Only the injection classifiers read most headers, and they skip plain values
             // (see payload::scan); the SSRF classifier reads these few whatever they hold.
             // A value normalize would copy as it is is judged where it lies: nothing is
             // copied for the headers left out (most of them).
-            let read_anyway = ssrf::READS_HEADERS.iter().any(|h| n.eq_ignore_ascii_case(h));
             let v = if plain(v) {
                 if payload::skipped(v) && !read_anyway {
                     continue;
@@ -287,7 +303,7 @@ impl Inputs {
 
 /// Could a value under this key be an SSRF target without a scheme (a bare host)?
 fn urlish_key(k: &str) -> bool {
-    ssrf::URLISH.iter().any(|u| k.contains(u))
+    ssrf::urlish(k)
 }
 
 /// Every string of a JSON text as a `body:KEY` part (KEY: the innermost object key), and keys
@@ -306,10 +322,12 @@ pub fn json_strings(text: &str, out: &mut Vec<(String, String)>) -> bool {
     let mut i = 0;
     let mut sbuf = String::new();
     let value = |key: &str, raw: &str, out: &mut Vec<(String, String)>| {
-        let v = normalize(raw);
+        // judged where it lies when normalizing would not change it (most values): copied
+        // only when kept
+        let v: std::borrow::Cow<'_, str> = if plain(raw) { raw.into() } else { normalize(raw).into() };
         let inert = v.len() < 3 || payload::inert(&v) || payload::words(&v);
         if !inert || (v.len() >= 3 && urlish_key(key)) {
-            out.push((crate::util::concat(&["body:", key]), v));
+            out.push((crate::util::concat(&["body:", key]), v.into_owned()));
         }
     };
     while i < b.len() {
@@ -353,14 +371,22 @@ pub fn json_strings(text: &str, out: &mut Vec<(String, String)>) -> bool {
                 i = end;
                 if expect_key {
                     // keys are names: at most 64 characters kept as the part's name
-                    let k: String = sbuf.to_lowercase();
+                    let lowered;
+                    let k: &str = if sbuf.bytes().any(|c| c.is_ascii_uppercase() || !c.is_ascii()) {
+                        lowered = sbuf.to_lowercase();
+                        &lowered
+                    } else {
+                        &sbuf
+                    };
                     if k.starts_with('$') {
-                        out.push(("body-key".to_string(), format!("{{\"{}\":", cut(&k, 64))));
+                        out.push(("body-key".to_string(), format!("{{\"{}\":", cut(k, 64))));
                     } else if k.contains(['[', '(', '<', '\'', '"', ';', '|', '`']) {
-                        out.push(("body-name".to_string(), normalize(&k)));
+                        out.push(("body-name".to_string(), normalize(k)));
                     }
                     if let Some(cur) = keys.last_mut() {
-                        *cur = cut(&k, 64).to_string();
+                        // the key's buffer reused from one key to the next
+                        cur.clear();
+                        cur.push_str(cut(k, 64));
                     }
                     expect_key = false;
                 } else {

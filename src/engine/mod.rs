@@ -293,9 +293,16 @@ impl Engine {
                     Some(x) => {
                         // listed only when it is a plain value of a field that is not a secret
                         // (an object's text could hold a password)
-                        let listed = (!f.is_secret() && !x.starts_with(['{', '[']))
-                            .then(|| x.chars().take(64).filter(|c| !c.is_control()).collect());
-                        (Some(hash_of(x.as_str())), listed)
+                        let h = hash_of(x.as_str());
+                        let listed = (!f.is_secret() && !x.starts_with(['{', '['])).then(|| {
+                            // a short printable ASCII value (ids, names) is listed as it is
+                            if x.len() <= 64 && x.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()) {
+                                x
+                            } else {
+                                x.chars().take(64).filter(|c| !c.is_control()).collect()
+                            }
+                        });
+                        (Some(h), listed)
                     }
                     None => continue, // nothing to count
                 },

@@ -190,7 +190,7 @@ impl<'a> View<'a> {
     /// The value of a path parameter by its template name (`id`, `uuid`, `param`, ...) or
     /// its position among the parameters (`0`, `1`).
     pub(super) fn path_param(&self, name: &str) -> Option<String> {
-        let tpl = self.endpoint.split_once(' ').map(|(_, t)| t)?;
+        let tpl = &self.endpoint[memchr::memchr(b' ', self.endpoint.as_bytes())? + 1..];
         let idx: Option<usize> = name.parse().ok();
         let mut k = 0;
         // segment by segment, template and path side by side (a byte loop: segments are short)
@@ -201,7 +201,7 @@ impl<'a> View<'a> {
             let pe = pb[j..].iter().position(|&b| b == b'/').map_or(pb.len(), |x| j + x);
             let t = &tpl[i..te];
             if t.starts_with('{') {
-                if idx == Some(k) || t.trim_matches(['{', '}']) == name {
+                if idx == Some(k) || trim_braces(t) == name {
                     return Some(self.path[j..pe].to_string());
                 }
                 k += 1;
@@ -363,4 +363,23 @@ pub(super) fn may_name(text: &[u8], name: &str, escapes: &[u8; 3]) -> bool {
     // texts and names are short: a search for the first byte beats building a searcher
     memchr::memchr3(escapes[0], escapes[1], escapes[2], text).is_some()
         || memchr::memchr_iter(first, text).any(|i| text[i..].starts_with(n))
+}
+
+/// `t.trim_matches(['{', '}'])`, by bytes.
+fn trim_braces(t: &str) -> &str {
+    let brace = |c: &u8| *c == b'{' || *c == b'}';
+    let b = t.as_bytes();
+    let start = b.iter().position(|c| !brace(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !brace(c)).map_or(start, |i| i + 1);
+    &t[start..end]
+}
+
+#[cfg(test)]
+mod trim_tests {
+    #[test]
+    fn trim_braces_is_trim_matches() {
+        for t in ["{id}", "{{id}}", "}id{", "{}", "{", "", "id", "{a}b}", "{é}", "{{}}"] {
+            assert_eq!(super::trim_braces(t), t.trim_matches(['{', '}']), "{t}");
+        }
+    }
 }
