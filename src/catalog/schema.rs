@@ -1,19 +1,31 @@
 //! Inferred JSON schemas: types (with string formats), object properties and array items,
 //! merged across samples. Depth and property counts are capped.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 const MAX_DEPTH: usize = 6;
 
+/// JSON types, in their names' order (the order they are listed in).
+const TYPES: [&str; 7] = ["array", "boolean", "integer", "null", "number", "object", "string"];
+/// String formats ([`string_format`]), in their names' order.
+const FORMATS: [&str; 6] = ["date", "date-time", "email", "ipv4", "uri", "uuid"];
+
+/// The position of a name in a list of known names (every caller passes one of them).
+fn slot(list: &[&str], name: &str) -> usize {
+    list.iter().position(|n| *n == name).unwrap_or(list.len() - 1)
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Schema {
-    types: BTreeSet<&'static str>,
+    /// The types seen: a bit per [`TYPES`] entry (a set without an allocation per value).
+    types: u8,
     /// String samples, and how many had each format: a format is reported when at least 95%
     /// of the samples have it (a stray bad value, an attacker's probe, does not erase it).
     strings: u32,
-    formats: BTreeMap<&'static str, u32>,
+    /// Per [`FORMATS`] entry, how many strings had it (0: none).
+    formats: [u32; 6],
     props: BTreeMap<String, Schema>,
     items: Option<Box<Schema>>,
 }
@@ -38,17 +50,26 @@ pub fn string_format(s: &str) -> Option<&'static str> {
 
 impl Schema {
     fn scalar(t: &'static str, format: Option<&'static str>) -> Schema {
+        let mut formats = [0; 6];
+        if let Some(f) = format {
+            formats[slot(&FORMATS, f)] = 1;
+        }
         Schema {
-            types: [t].into_iter().collect(),
+            types: 1 << slot(&TYPES, t),
             strings: (t == "string") as u32,
-            formats: format.map(|f| (f, 1)).into_iter().collect(),
+            formats,
             ..Schema::default()
         }
     }
 
     fn format(&self) -> Option<&'static str> {
-        let (f, n) = self.formats.iter().max_by_key(|(_, n)| **n)?;
-        (*n as f64 >= 0.95 * self.strings as f64).then_some(*f)
+        // the most frequent; on a tie the last in name order (as a map in name order gave)
+        let (f, n) = FORMATS
+            .iter()
+            .zip(self.formats)
+            .filter(|(_, n)| *n > 0)
+            .max_by_key(|(_, n)| *n)?;
+        (n as f64 >= 0.95 * self.strings as f64).then_some(*f)
     }
 
     /// Type of a text value (query or form parameter).
@@ -74,12 +95,10 @@ impl Schema {
     /// parameter of every call): nothing is allocated once its type and format are known.
     pub fn merge_text(&mut self, s: &str) {
         let (t, f) = Self::text_type(s);
-        if !self.types.contains(t) {
-            self.types.insert(t);
-        }
+        self.types |= 1 << slot(&TYPES, t);
         self.strings = self.strings.saturating_add((t == "string") as u32);
         if let Some(f) = f {
-            let e = self.formats.entry(f).or_default();
+            let e = &mut self.formats[slot(&FORMATS, f)];
             *e = e.saturating_add(1);
         }
     }
@@ -121,11 +140,10 @@ impl Schema {
     }
 
     pub fn merge(&mut self, o: &Schema) {
-        self.types.extend(o.types.iter().copied());
+        self.types |= o.types;
         self.strings = self.strings.saturating_add(o.strings);
-        for (f, n) in &o.formats {
-            let e = self.formats.entry(f).or_default();
-            *e = e.saturating_add(*n);
+        for (e, n) in self.formats.iter_mut().zip(o.formats) {
+            *e = e.saturating_add(n);
         }
         for (k, v) in &o.props {
             let room = self.props.len() < 256;
@@ -146,7 +164,12 @@ impl Schema {
 
     /// As a JSON Schema (2020-12, the dialect of OpenAPI 3.1).
     pub fn json(&self) -> Value {
-        let mut types: Vec<&str> = self.types.iter().copied().collect();
+        let mut types: Vec<&str> = TYPES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.types & (1 << i) != 0)
+            .map(|(_, t)| *t)
+            .collect();
         // an integer seen beside a number is a number
         if types.contains(&"number") {
             types.retain(|t| *t != "integer");
@@ -180,6 +203,39 @@ impl Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_type_and_format_made_has_its_slot() {
+        let texts = [
+            "42",
+            "1.5",
+            "true",
+            "x",
+            "a@b.example",
+            "2024-01-02",
+            "2024-01-02T03:04:05Z",
+            "10.0.0.1",
+            "https://x.example/",
+            "550e8400-e29b-41d4-a716-446655440000",
+        ];
+        for t in texts {
+            let (ty, f) = Schema::text_type(t);
+            assert_eq!(TYPES[slot(&TYPES, ty)], ty);
+            if let Some(f) = f {
+                assert_eq!(FORMATS[slot(&FORMATS, f)], f);
+            }
+        }
+        for v in ["null", "true", "1", "1.5", "\"s\"", "[1]", "{}"] {
+            let s = Schema::of_json(&serde_json::from_str(v).unwrap(), 8);
+            assert_eq!(s.types.count_ones(), 1, "{v}");
+        }
+        let mut names = TYPES.to_vec();
+        names.sort();
+        assert_eq!(names, TYPES, "types in name order");
+        let mut names = FORMATS.to_vec();
+        names.sort();
+        assert_eq!(names, FORMATS, "formats in name order");
+    }
 
     #[test]
     fn schemas_merge_across_samples() {

@@ -114,11 +114,33 @@ pub fn normalize(s: &str) -> String {
     twice.to_lowercase()
 }
 
+/// The labels of the request headers most often kept as inputs.
+const HEADER_PARTS: [&str; 14] = [
+    "header:user-agent",
+    "header:accept",
+    "header:content-type",
+    "header:referer",
+    "header:origin",
+    "header:accept-language",
+    "header:x-forwarded-for",
+    "header:x-requested-with",
+    "header:x-forwarded-host",
+    "header:x-original-url",
+    "header:x-rewrite-url",
+    "header:x-real-ip",
+    "header:forwarded",
+    "header:cache-control",
+];
+
+/// Where an input was found (`path`, `query:NAME`, ...).
+pub type Part = std::borrow::Cow<'static, str>;
+
 /// What the classifiers look at, built once per transaction.
 #[derive(Debug, Default)]
 pub struct Inputs {
     /// (where, normalized text): `path`, `query:NAME`, `header:NAME`, `body`.
-    pub parts: Vec<(String, String)>,
+    /// (The place is borrowed when it is a fixed name: no allocation for it.)
+    pub parts: Vec<(Part, String)>,
     /// The site itself as (host, port), lowercased: the request's Host, the server's address
     /// (see [`Inputs::add_site`]). A URL naming it is a link, not an SSRF target.
     pub site: Vec<(String, u16)>,
@@ -220,12 +242,12 @@ impl Inputs {
             };
         };
         let (path, query) = crate::util::split_query(&q.uri).unwrap_or((&q.uri, ""));
-        parts.push(("path".to_string(), normalize(path)));
+        parts.push(("path".into(), normalize(path)));
         for (k, v) in crate::redact::query_pairs(query) {
             let k = normalize(k);
-            parts.push((crate::util::concat(&["query:", &k]), normalize(v)));
+            parts.push((crate::util::concat(&["query:", &k]).into(), normalize(v)));
             if k.contains(['$', '[', '(', '<', '\'']) {
-                parts.push(("query-name".to_string(), k));
+                parts.push(("query-name".into(), k));
             }
         }
         for (n, v) in &q.headers {
@@ -271,8 +293,18 @@ impl Inputs {
                 }
                 v
             };
-            let mut at = crate::util::concat(&["header:", n]);
-            at[7..].make_ascii_lowercase();
+            // the usual names' labels are fixed strings (nothing allocated for them)
+            let known = buf
+                .get(..n.len())
+                .and_then(|lower| HEADER_PARTS.iter().find(|p| p.as_bytes()[7..] == *lower));
+            let at: Part = match known {
+                Some(p) => Part::Borrowed(p),
+                None => {
+                    let mut at = crate::util::concat(&["header:", n]);
+                    at[7..].make_ascii_lowercase();
+                    at.into()
+                }
+            };
             parts.push((at, v));
         }
         if !q.body.is_empty() {
@@ -280,7 +312,7 @@ impl Inputs {
             let ct = q.header("content-type").unwrap_or("").to_ascii_lowercase();
             if ct.contains("x-www-form-urlencoded") {
                 for (k, v) in crate::redact::query_pairs(&text) {
-                    parts.push((crate::util::concat(&["body:", &normalize(k)]), normalize(v)));
+                    parts.push((crate::util::concat(&["body:", &normalize(k)]).into(), normalize(v)));
                 }
             } else if text.trim_start().starts_with(['{', '[']) {
                 // JSON: the values the application reads, not the quotes and braces around
@@ -288,10 +320,10 @@ impl Inputs {
                 // payload out of view: the body depth is the only bound). Broken JSON is also
                 // scanned whole, so a syntax error hides nothing.
                 if !json_strings(&text, &mut parts) {
-                    parts.push(("body".to_string(), text.to_lowercase()));
+                    parts.push(("body".into(), text.to_lowercase()));
                 }
             } else {
-                parts.push(("body".to_string(), text.to_lowercase()));
+                parts.push(("body".into(), text.to_lowercase()));
             }
         }
         Inputs {
@@ -312,7 +344,7 @@ fn urlish_key(k: &str) -> bool {
 /// makes a bare host matter) are skipped without allocating. Iterative, one pass, no depth
 /// limit. False when the text is not JSON (a syntax error before its end); a text cut short
 /// (body depth) is fine.
-pub fn json_strings(text: &str, out: &mut Vec<(String, String)>) -> bool {
+pub fn json_strings(text: &str, out: &mut Vec<(Part, String)>) -> bool {
     let b = text.as_bytes();
     // per open container: is it an object; and the open objects' current keys (the innermost
     // key is the last one: O(1) per value, whatever the nesting)
@@ -321,13 +353,13 @@ pub fn json_strings(text: &str, out: &mut Vec<(String, String)>) -> bool {
     let mut expect_key = false;
     let mut i = 0;
     let mut sbuf = String::new();
-    let value = |key: &str, raw: &str, out: &mut Vec<(String, String)>| {
+    let value = |key: &str, raw: &str, out: &mut Vec<(Part, String)>| {
         // judged where it lies when normalizing would not change it (most values): copied
         // only when kept
         let v: std::borrow::Cow<'_, str> = if plain(raw) { raw.into() } else { normalize(raw).into() };
         let inert = v.len() < 3 || payload::inert(&v) || payload::words(&v);
         if !inert || (v.len() >= 3 && urlish_key(key)) {
-            out.push((crate::util::concat(&["body:", key]), v.into_owned()));
+            out.push((crate::util::concat(&["body:", key]).into(), v.into_owned()));
         }
     };
     while i < b.len() {
@@ -379,9 +411,9 @@ pub fn json_strings(text: &str, out: &mut Vec<(String, String)>) -> bool {
                         &sbuf
                     };
                     if k.starts_with('$') {
-                        out.push(("body-key".to_string(), format!("{{\"{}\":", cut(k, 64))));
+                        out.push(("body-key".into(), format!("{{\"{}\":", cut(k, 64))));
                     } else if k.contains(['[', '(', '<', '\'', '"', ';', '|', '`']) {
-                        out.push(("body-name".to_string(), normalize(k)));
+                        out.push(("body-name".into(), normalize(k)));
                     }
                     if let Some(cur) = keys.last_mut() {
                         // the key's buffer reused from one key to the next
@@ -791,7 +823,7 @@ mod input_tests {
             r#"{"b":"x\"y\u0027z or 1=1","a":{"url":"localhost"},"c":["tom & jerry"]}"#,
             &mut out
         ));
-        let got: Vec<(&str, &str)> = out.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let got: Vec<(&str, &str)> = out.iter().map(|(a, b)| (a.as_ref(), b.as_str())).collect();
         assert_eq!(
             got,
             [
@@ -807,10 +839,7 @@ mod input_tests {
             &mut out
         ));
         assert_eq!(out.len(), 2);
-        assert_eq!(
-            out[1],
-            ("body:r".to_string(), "1' union select pass from us".to_string())
-        );
+        assert_eq!(out[1], ("body:r".into(), "1' union select pass from us".to_string()));
     }
 
     #[test]

@@ -158,9 +158,28 @@ static CLASSES: LazyLock<Vec<Class>> = LazyLock::new(|| {
 /// Cap on the text scanned per input: payloads sit at the front; bodies can be 64 KiB.
 const SCAN_CAP: usize = 4096;
 
+/// Bytes by class, for the checks below (a table lookup per byte, not a search of a list).
+const fn byte_table(extra: &[u8], alnum: bool, alpha: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = (alnum && b.is_ascii_alphanumeric()) || (alpha && b.is_ascii_alphabetic());
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+static INERT: [bool; 256] = byte_table(b"._-@:+", true, false);
+static WORDS: [bool; 256] = byte_table(b" .,'-", false, true);
+
 /// Identifiers, numbers, e-mail addresses, UUIDs, tokens, dates: nothing to score.
 pub fn inert(t: &str) -> bool {
-    t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@:+".contains(&b))
+    t.bytes().all(|b| INERT[b as usize])
 }
 
 /// Values the injection classifiers never look at: short, identifier-like, or plain words.
@@ -175,7 +194,7 @@ pub fn words(t: &str) -> bool {
     }
     if t.is_ascii() {
         // one byte per character: the common case, without decoding characters
-        return t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphabetic() || b" .,'-".contains(&b));
+        return t.len() <= 64 && t.bytes().all(|b| WORDS[b as usize]);
     }
     t.chars().count() <= 64 && t.chars().all(|c| c.is_alphabetic() || " .,'-".contains(c))
 }
@@ -291,6 +310,22 @@ pub fn scan(inputs: &Inputs) -> Vec<(Detector, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_tables_are_the_listed_classes() {
+        for b in 0..=255u8 {
+            assert_eq!(
+                INERT[b as usize],
+                b.is_ascii_alphanumeric() || b"._-@:+".contains(&b),
+                "{b}"
+            );
+            assert_eq!(
+                WORDS[b as usize],
+                b.is_ascii_alphabetic() || b" .,'-".contains(&b),
+                "{b}"
+            );
+        }
+    }
 
     #[test]
     fn words_fast_path_agrees_with_the_character_rule() {

@@ -81,7 +81,7 @@ pub const READS_HEADERS: [&str; 5] = [
 /// - other headers: never (payloads in them are the injection classifiers' business).
 pub fn scan(inputs: &Inputs) -> Option<String> {
     for (at, text) in &inputs.parts {
-        let name = memchr::memrchr(b':', at.as_bytes()).map_or(at.as_str(), |i| &at[i + 1..]);
+        let name = memchr::memrchr(b':', at.as_bytes()).map_or(at.as_ref(), |i| &at[i + 1..]);
         let header = at.starts_with("header:");
         if header && !READS_HEADERS.contains(&name) {
             continue;
@@ -326,7 +326,10 @@ mod tests {
 
     fn inputs(parts: &[(&str, &str)], site: &[(&str, u16)]) -> Inputs {
         Inputs {
-            parts: parts.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            parts: parts
+                .iter()
+                .map(|(a, b)| (a.to_string().into(), b.to_string()))
+                .collect(),
             site: site.iter().map(|(h, p)| (h.to_string(), *p)).collect(),
             site_from: None,
         }

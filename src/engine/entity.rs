@@ -189,6 +189,10 @@ impl Entity {
         s: &str,
         cap: usize,
     ) -> Result<bool, ()> {
+        // most calls repeat the first value: one compare, no hash
+        if *first != NONE && strings.get(*first) == s {
+            return Ok(false);
+        }
         let id = strings.find(s);
         if *first == NONE {
             *first = strings.intern(s);

@@ -127,7 +127,7 @@ impl Harness {
         let (host, m, tpl) = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
         let endpoint = format!("{m} {tpl}");
         let client = client_ip(&meta, &tx, &self.trusted);
-        let v = View::new(&meta, &tx, &auth, client, &host, &endpoint, x.uri.clone());
+        let v = View::new(&meta, &tx, &auth, client, &host, &endpoint, &x.uri);
         let mut out = Vec::new();
         let mut cross = Vec::new();
         self.engine.on_tx(&v, &mut out, &mut cross);
@@ -794,7 +794,7 @@ threshold = { count = 3, window = 60 }
         let (meta, tx) = x.tx();
         let auth = red.auth(tx.request.as_ref().expect("request"));
         let home = shard_of_ip(meta.src, 4);
-        let v = View::new(&meta, &tx, &auth, meta.src, "api.example", "GET /a", x.uri.clone());
+        let v = View::new(&meta, &tx, &auth, meta.src, "api.example", "GET /a", &x.uri);
         let (mut out, mut cross) = (Vec::new(), Vec::new());
         shards[home].on_tx(&v, &mut out, &mut cross);
         for (to, m) in cross {
@@ -823,7 +823,7 @@ fn entity_table_is_capped() {
         let (mut meta, tx) = x.tx();
         meta.src = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
         let auth = h.red.auth(tx.request.as_ref().expect("request"));
-        let v = View::new(&meta, &tx, &auth, meta.src, "h", "GET /x", x.uri.clone());
+        let v = View::new(&meta, &tx, &auth, meta.src, "h", "GET /x", &x.uri);
         let (mut out, mut cross) = (Vec::new(), Vec::new());
         h.engine.on_tx(&v, &mut out, &mut cross);
     }
@@ -1156,7 +1156,7 @@ threshold = { count = 0, window = 10 }
         let auth = h.red.auth(tx.request.as_ref().expect("request"));
         let (host, m, tpl) = crate::catalog::endpoint_of(tx, meta).expect("endpoint");
         let endpoint = format!("{m} {tpl}");
-        let v = View::new(meta, tx, &auth, meta.src, &host, &endpoint, "/x".into());
+        let v = View::new(meta, tx, &auth, meta.src, &host, &endpoint, "/x");
         let (mut out, mut cross) = (Vec::new(), Vec::new());
         h.engine.on_tx(&v, &mut out, &mut cross);
         out.iter()
@@ -1188,7 +1188,7 @@ fn a_grpc_error_counts_as_its_http_equivalent() {
     ] {
         let (meta, tx) = grpc_call("Get", code);
         let auth = red.auth(tx.request.as_ref().expect("request"));
-        let v = View::new(&meta, &tx, &auth, meta.src, "h", "POST /pkg.Svc/Get", "/x".into());
+        let v = View::new(&meta, &tx, &auth, meta.src, "h", "POST /pkg.Svc/Get", "/x");
         assert_eq!(v.status(), want, "grpc-status {code:?}");
     }
 }

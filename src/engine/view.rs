@@ -12,7 +12,8 @@ pub struct View<'a> {
     /// `METHOD /template`
     pub endpoint: &'a str,
     pub path: &'a str,
-    pub url: String,
+    /// The redacted request target, at most 512 bytes (copied only into an alert's samples).
+    pub url: &'a str,
     /// The endpoint nearly always sees credentials and this call had none yet got a 2xx.
     pub auth_bypass: bool,
     /// The site's own origins (configured), besides its Host and address.
@@ -33,7 +34,7 @@ impl<'a> View<'a> {
         client: IpAddr,
         host: &'a str,
         endpoint: &'a str,
-        url: String,
+        url: &'a str,
     ) -> Self {
         let path = tx
             .request
@@ -93,7 +94,7 @@ impl<'a> View<'a> {
     /// This transaction as alert evidence.
     pub(super) fn sample(&self, detail: Option<String>) -> Sample {
         Sample {
-            url: self.url.clone(),
+            url: self.url.to_string(),
             flow_id: self.meta.flow_id,
             status: self.status(),
             detail,
@@ -105,7 +106,7 @@ impl<'a> View<'a> {
         let q = self.tx.request.as_ref();
         HttpBrief {
             hostname: q.and_then(|q| q.header("host")).map(str::to_string),
-            url: self.url.clone(),
+            url: self.url.to_string(),
             method: q.map(|q| q.method.clone()).unwrap_or_default(),
             status: self.tx.response.as_ref().map(|r| r.status),
             user_agent: self.header("user-agent").map(str::to_string),

@@ -102,13 +102,44 @@ impl Headers {
         let mut start = 0;
         for &(n, v) in &self.ends {
             let (n, v) = (n as usize, v as usize);
-            if n - start == want.len() && buf[start..n].eq_ignore_ascii_case(want) {
+            if n - start == want.len() && eq_ignore_ascii_case_words(&buf[start..n], want) {
                 return self.buf.get(n..v);
             }
             start = v;
         }
         None
     }
+}
+
+/// ASCII letters of eight bytes lowercased at once (other bytes, and bytes >= 0x80, as
+/// they are).
+fn lower8(x: u64) -> u64 {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let low7 = x & !HI;
+    // per byte (7 bits, so no carry crosses bytes): high bit set when >= 'A', when > 'Z'
+    let ge_a = low7 + 0x3f3f_3f3f_3f3f_3f3f;
+    let gt_z = low7 + 0x2525_2525_2525_2525;
+    let upper = (ge_a & !gt_z) & !x & HI;
+    x | (upper >> 2)
+}
+
+/// `a.eq_ignore_ascii_case(b)` eight bytes at a time (header names: every lookup compares
+/// one or two whole names).
+fn eq_ignore_ascii_case_words(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        let (x, y) = (
+            u64::from_le_bytes(x.try_into().unwrap_or([0; 8])),
+            u64::from_le_bytes(y.try_into().unwrap_or([0; 8])),
+        );
+        if x != y && lower8(x) != lower8(y) {
+            return false;
+        }
+    }
+    ca.remainder().eq_ignore_ascii_case(cb.remainder())
 }
 
 pub struct HeaderIter<'a> {
@@ -572,6 +603,28 @@ mod tests {
             .collect::<Vec<_>>()
             .into();
         assert_eq!(from, h);
+    }
+
+    #[test]
+    fn word_compare_is_eq_ignore_ascii_case_on_every_byte_pair() {
+        // every byte against every byte, in each of the eight lanes and the tail
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                for lane in [0usize, 3, 7, 8, 9] {
+                    let mut a = *b"content-type-xyz";
+                    let mut b = a;
+                    a[lane] = x;
+                    b[lane] = y;
+                    assert_eq!(
+                        eq_ignore_ascii_case_words(&a, &b),
+                        a.eq_ignore_ascii_case(&b),
+                        "{x:#x} {y:#x} at {lane}"
+                    );
+                }
+            }
+        }
+        assert!(eq_ignore_ascii_case_words(b"User-Agent", b"user-agent"));
+        assert!(!eq_ignore_ascii_case_words(b"user-agent", b"user-agenT2"));
     }
 
     #[test]
