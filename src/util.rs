@@ -196,7 +196,8 @@ pub fn target_path(uri: &str) -> &str {
             None => uri,
         }
     };
-    p.split(['?', '#']).next().unwrap_or("")
+    // (bytes: `?` and `#` are ASCII, so the cut is a character boundary)
+    &p[..p.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(p.len())]
 }
 
 /// `scheme://rest` with an RFC 3986 scheme (ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )) at the
@@ -230,6 +231,27 @@ pub fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_path_ends_at_the_first_query_or_fragment() {
+        for (uri, want) in [
+            ("/a/b?c#d", "/a/b"),
+            ("/a/b#c?d", "/a/b"),
+            ("/a?", "/a"),
+            ("/#", "/"),
+            ("/caf\u{e9}?q=\u{e9}", "/caf\u{e9}"),
+            ("/", "/"),
+            ("http://h/x?y", "/x"),
+            ("*", "*"),
+            ("?x", ""),
+        ] {
+            assert_eq!(target_path(uri), want, "{uri:?}");
+            let reference = uri.split(['?', '#']).next().unwrap_or("");
+            if uri.starts_with('/') {
+                assert_eq!(target_path(uri), reference, "{uri:?}");
+            }
+        }
+    }
 
     #[test]
     fn addresses_are_written_as_display_writes_them() {
