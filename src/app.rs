@@ -292,12 +292,17 @@ impl Pipeline {
             Event::Stats { .. } => self.counts.stats += 1,
             Event::Tick { .. } => {}
         }
-        // The entity's shard: the client address, or behind a trusted proxy the forwarded one.
-        let ip = match &ev {
-            Event::Http { meta, tx, .. } if !self.trusted.is_empty() => Some(client_ip(meta, tx, &self.trusted)),
-            _ => ev.entity(),
+        // The entity's shard: the client address, or behind a trusted proxy the forwarded one
+        // (one shard: nothing to work out).
+        let shard = if self.shards.len() <= 1 {
+            0
+        } else {
+            let ip = match &ev {
+                Event::Http { meta, tx, .. } if !self.trusted.is_empty() => Some(client_ip(meta, tx, &self.trusted)),
+                _ => ev.entity(),
+            };
+            ip.map_or(0, |ip| shard_of_ip(ip, self.shards.len()))
         };
-        let shard = ip.map_or(0, |ip| shard_of_ip(ip, self.shards.len()));
         self.batches[shard].push(ev);
         if self.batches[shard].len() >= BATCH {
             self.send(shard)?;
