@@ -501,7 +501,8 @@ impl Capture {
 
     fn forward(&mut self, p: &mut Pipeline) -> Result<(), AppError> {
         for o in self.out.drain(..) {
-            let ev = match o {
+            // (each event built in the call: one move fewer of a transaction)
+            match o {
                 FlowOutput::Http { meta, tx } => {
                     let mut endpoint = None;
                     let auth_bypass = match &mut p.auth {
@@ -511,20 +512,21 @@ impl Capture {
                         }
                         None => false,
                     };
-                    Event::Http {
+                    p.push(Event::Http {
                         meta,
                         tx,
                         auth_bypass,
                         endpoint: endpoint.map(Box::new),
-                    }
+                    })?;
                 }
-                FlowOutput::Anomaly { ts, meta, what } => Event::Anomaly(AnomalyEvent::from_flow(ts, meta, what)),
+                FlowOutput::Anomaly { ts, meta, what } => {
+                    p.push(Event::Anomaly(AnomalyEvent::from_flow(ts, meta, what)))?
+                }
                 FlowOutput::Tls { ts, meta, tls } => {
                     self.tls_names.add(tls.sni.as_deref());
-                    Event::Tls(Box::new(crate::event::TlsEvent { ts, meta, tls: *tls }))
+                    p.push(Event::Tls(Box::new(crate::event::TlsEvent { ts, meta, tls: *tls })))?;
                 }
-            };
-            p.push(ev)?;
+            }
         }
         Ok(())
     }
