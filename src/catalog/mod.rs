@@ -429,7 +429,8 @@ pub fn endpoint_of(tx: &Transaction, meta: &FlowMeta) -> Option<EndpointId> {
     Some((
         cap_str(host, MAX_HOST),
         cap_str(q.method.clone(), MAX_METHOD),
-        cap_template(template::template_path(path)),
+        // (target_path cut the query and fragment)
+        cap_template(template::template_clean_path(path)),
     ))
 }
 

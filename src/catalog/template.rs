@@ -163,18 +163,17 @@ fn classify_with(seg: &str, all: u8, any: u8) -> Option<ParamKind> {
     {
         return Some(ParamKind::Date);
     }
-    // (`%40` is the only encoding of `@` worth decoding; most segments have neither)
-    let decoded = if any & AT != 0 && (seg.contains('@') || seg.contains("%40")) {
-        std::borrow::Cow::Owned(seg.replace("%40", "@"))
-    } else {
-        std::borrow::Cow::Borrowed("")
-    };
-    if let Some((user, domain)) = decoded.split_once('@')
-        && !user.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-    {
-        return Some(ParamKind::Email);
+    // (`%40` is the only encoding of `@` worth decoding; most segments have neither, and
+    // without `@` or `%` there is no address to look for)
+    if any & AT != 0 && (seg.contains('@') || seg.contains("%40")) {
+        let decoded = seg.replace("%40", "@");
+        if let Some((user, domain)) = decoded.split_once('@')
+            && !user.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+        {
+            return Some(ParamKind::Email);
+        }
     }
     if b.len() >= 16 && all & TOK != 0 && any & DIGIT != 0 && any & ALPHA != 0 {
         return Some(ParamKind::Token);
@@ -194,11 +193,24 @@ pub fn template_path(path: &str) -> String {
     template_with(path, |_| {})
 }
 
+/// [`template_path`] of a path known to hold no `?` or `#` (what
+/// [`crate::util::target_path`] returns): the same template, without looking for them.
+pub(crate) fn template_clean_path(path: &str) -> String {
+    template_segments(path, |_| {})
+}
+
 /// The template, telling `param` each parameter in order. Bytes, not chars: `/`, `?` and `#`
 /// are ASCII, so a segment's bounds are character boundaries.
-fn template_with(path: &str, mut param: impl FnMut(ParamKind)) -> String {
+fn template_with(path: &str, param: impl FnMut(ParamKind)) -> String {
     let b = path.as_bytes();
-    let path = &path[..b.iter().position(|c| *c == b'?' || *c == b'#').unwrap_or(b.len())];
+    template_segments(
+        &path[..b.iter().position(|c| *c == b'?' || *c == b'#').unwrap_or(b.len())],
+        param,
+    )
+}
+
+/// The template of a path already cut before any `?` or `#`.
+fn template_segments(path: &str, mut param: impl FnMut(ParamKind)) -> String {
     let b = path.as_bytes();
     // (paths are short: a byte loop beats a vector search's setup)
     let slash = |from: usize| b[from..].iter().position(|c| *c == b'/').map(|j| from + j);
@@ -358,6 +370,10 @@ mod tests {
             let want = reference(p);
             assert_eq!(template(p), want, "{p:?}");
             assert_eq!(template_path(p), want.0, "{p:?}");
+            let cut = crate::util::target_path(p);
+            if p.starts_with('/') {
+                assert_eq!(template_clean_path(cut), reference(cut).0, "{p:?}");
+            }
         }
     }
 
