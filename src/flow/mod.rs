@@ -249,16 +249,15 @@ impl FlowTable {
             f.streams[0].init(isn);
             self.map.insert(key, Box::new(f));
         }
-        if !self.map.contains_key(&key) {
-            if self.map.len() >= self.cfg.max_flows {
-                self.evict(seg.ts, out);
-            }
-            self.stats.created += 1;
-            self.map.insert(key, Box::new(Flow::new(&key, [a, b], seg.ts)));
+        if self.map.len() >= self.cfg.max_flows && !self.map.contains_key(&key) {
+            self.evict(seg.ts, out);
         }
-        let Some(flow) = self.map.get_mut(&key) else {
-            return;
-        };
+        // (one lookup for the flow, found or made)
+        let created = &mut self.stats.created;
+        let flow = self.map.entry(key).or_insert_with(|| {
+            *created += 1;
+            Box::new(Flow::new(&key, [a, b], seg.ts))
+        });
         let d = if flow.addr[0] == a { 0 } else { 1 };
         flow.pkts += 1;
         flow.dirs |= 1 << d;
