@@ -292,12 +292,17 @@ impl Pipeline {
             Event::Stats { .. } => self.counts.stats += 1,
             Event::Tick { .. } => {}
         }
-        // The entity's shard: the client address, or behind a trusted proxy the forwarded one.
-        let ip = match &ev {
-            Event::Http { meta, tx, .. } if !self.trusted.is_empty() => Some(client_ip(meta, tx, &self.trusted)),
-            _ => ev.entity(),
+        // The entity's shard: the client address, or behind a trusted proxy the forwarded one
+        // (one shard: nothing to work out).
+        let shard = if self.shards.len() <= 1 {
+            0
+        } else {
+            let ip = match &ev {
+                Event::Http { meta, tx, .. } if !self.trusted.is_empty() => Some(client_ip(meta, tx, &self.trusted)),
+                _ => ev.entity(),
+            };
+            ip.map_or(0, |ip| shard_of_ip(ip, self.shards.len()))
         };
-        let shard = ip.map_or(0, |ip| shard_of_ip(ip, self.shards.len()));
         self.batches[shard].push(ev);
         if self.batches[shard].len() >= BATCH {
             self.send(shard)?;
@@ -496,7 +501,8 @@ impl Capture {
 
     fn forward(&mut self, p: &mut Pipeline) -> Result<(), AppError> {
         for o in self.out.drain(..) {
-            let ev = match o {
+            // (each event built in the call: one move fewer of a transaction)
+            match o {
                 FlowOutput::Http { meta, tx } => {
                     let mut endpoint = None;
                     let auth_bypass = match &mut p.auth {
@@ -506,20 +512,21 @@ impl Capture {
                         }
                         None => false,
                     };
-                    Event::Http {
+                    p.push(Event::Http {
                         meta,
                         tx,
                         auth_bypass,
                         endpoint: endpoint.map(Box::new),
-                    }
+                    })?;
                 }
-                FlowOutput::Anomaly { ts, meta, what } => Event::Anomaly(AnomalyEvent::from_flow(ts, meta, what)),
+                FlowOutput::Anomaly { ts, meta, what } => {
+                    p.push(Event::Anomaly(AnomalyEvent::from_flow(ts, meta, what)))?
+                }
                 FlowOutput::Tls { ts, meta, tls } => {
                     self.tls_names.add(tls.sni.as_deref());
-                    Event::Tls(Box::new(crate::event::TlsEvent { ts, meta, tls: *tls }))
+                    p.push(Event::Tls(Box::new(crate::event::TlsEvent { ts, meta, tls: *tls })))?;
                 }
-            };
-            p.push(ev)?;
+            }
         }
         Ok(())
     }

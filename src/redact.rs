@@ -225,7 +225,8 @@ impl Redactor {
     /// Does the request carry credentials (where [`Redactor::auth`] finds them), without
     /// hashing anything.
     pub fn has_credentials(req: &Message) -> bool {
-        credential(req).is_some()
+        // (an Authorization header is always a credential: the common case ends at the lookup)
+        req.header("authorization").is_some() || credential(req).is_some()
     }
 
     pub fn auth(&self, req: &Message) -> Auth {
@@ -519,5 +520,33 @@ mod tests {
         );
         assert_eq!(r.header("X-API-Key", ""), "");
         assert!(r.header("Set-Cookie", "sid=; Max-Age=0").starts_with("sid=;"));
+    }
+
+    /// `has_credentials` stops at an Authorization header: it must say what `auth` finds,
+    /// whatever that header holds, and look further when there is none.
+    #[test]
+    fn has_credentials_says_what_auth_finds() {
+        let r = Redactor::new(b"k");
+        let cases: Vec<Message> = vec![
+            req(&[("Authorization", "Bearer abc")], "/"),
+            req(&[("authorization", "")], "/"),
+            req(&[("AUTHORIZATION", "Digest x=1")], "/"),
+            req(&[("Authorization", "Basic")], "/"),
+            req(&[("X-Api-Key", "k1")], "/"),
+            req(&[], "/x?api_key=1"),
+            req(&[], "/x?q=1"),
+            req(&[("Cookie", "theme=dark")], "/"),
+            req(&[("Cookie", "")], "/"),
+            req(&[("Host", "h"), ("Accept", "*/*")], "/"),
+            req(&[], "/"),
+        ];
+        for q in &cases {
+            assert_eq!(
+                Redactor::has_credentials(q),
+                r.auth(q).scheme != "none",
+                "{:?}",
+                q.headers
+            );
+        }
     }
 }

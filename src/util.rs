@@ -251,6 +251,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn target_path_ends_at_the_first_query_or_fragment() {
+        for (uri, want) in [
+            ("/a/b?c#d", "/a/b"),
+            ("/a/b#c?d", "/a/b"),
+            ("/a?", "/a"),
+            ("/#", "/"),
+            ("/caf\u{e9}?q=\u{e9}", "/caf\u{e9}"),
+            ("/", "/"),
+            ("http://h/x?y", "/x"),
+            ("*", "*"),
+            ("?x", ""),
+        ] {
+            assert_eq!(target_path(uri), want, "{uri:?}");
+            let reference = uri.split(['?', '#']).next().unwrap_or("");
+            if uri.starts_with('/') {
+                assert_eq!(target_path(uri), reference, "{uri:?}");
+            }
+        }
+    }
+
+    #[test]
     fn addresses_are_written_as_display_writes_them() {
         for a in [
             "0.0.0.0",

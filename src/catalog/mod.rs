@@ -453,7 +453,8 @@ pub fn endpoint_of(tx: &Transaction, meta: &FlowMeta) -> Option<EndpointId> {
     Some((
         cap_str(host, MAX_HOST),
         cap_str(q.method.clone(), MAX_METHOD),
-        cap_template(template::template(path).0),
+        // (target_path cut the query and fragment)
+        cap_template(template::template_clean_path(path)),
     ))
 }
 

@@ -78,6 +78,42 @@ fn is_hex(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Byte classes for [`classify`], read in one pass over a segment.
+const DIGIT: u8 = 1;
+const HEX: u8 = 2;
+/// `[A-Za-z0-9_-]`
+const TOK: u8 = 4;
+const ALPHA: u8 = 8;
+/// `@` or `%`
+const AT: u8 = 16;
+
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut k = 0;
+        if c.is_ascii_digit() {
+            k |= DIGIT | HEX | TOK;
+        }
+        if c.is_ascii_hexdigit() {
+            k |= HEX;
+        }
+        if c.is_ascii_alphabetic() {
+            k |= ALPHA | TOK;
+        }
+        if c == b'_' || c == b'-' {
+            k |= TOK;
+        }
+        if c == b'@' || c == b'%' {
+            k |= AT;
+        }
+        t[i] = k;
+        i += 1;
+    }
+    t
+};
+
 /// The parameter type of one path segment, or `None` for a literal.
 pub fn classify(seg: &str) -> Option<ParamKind> {
     let b = seg.as_bytes();
@@ -87,16 +123,35 @@ pub fn classify(seg: &str) -> Option<ParamKind> {
     if b.len() <= 3 && (b[0] == b'v' || b[0] == b'V') && b.len() > 1 && b[1..].iter().all(u8::is_ascii_digit) {
         return None;
     }
-    if b.len() <= 19 && b.iter().all(u8::is_ascii_digit) {
+    // what every byte is (`all`) and what some byte is (`any`)
+    let (all, any) = b.iter().fold((0xffu8, 0u8), |(all, any), c| {
+        let k = CLASS[*c as usize];
+        (all & k, any | k)
+    });
+    classify_with(seg, all, any)
+}
+
+/// [`classify`] of a segment whose byte classes are known: `all`, the classes every byte is
+/// in; `any`, those some byte is in.
+fn classify_with(seg: &str, all: u8, any: u8) -> Option<ParamKind> {
+    let b = seg.as_bytes();
+    if b.is_empty() {
+        return None;
+    }
+    if b.len() <= 3 && (b[0] == b'v' || b[0] == b'V') && b.len() > 1 && b[1..].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let all_hex = all & HEX != 0;
+    if b.len() <= 19 && all & DIGIT != 0 {
         return Some(ParamKind::Integer);
     }
     if b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') && seg.split('-').all(is_hex) {
         return Some(ParamKind::Uuid);
     }
-    if b.len() == 24 && is_hex(seg) {
+    if b.len() == 24 && all_hex {
         return Some(ParamKind::ObjectId);
     }
-    if b.len() >= 16 && is_hex(seg) && b.iter().any(u8::is_ascii_digit) {
+    if b.len() >= 16 && all_hex && any & DIGIT != 0 {
         return Some(ParamKind::Hex);
     }
     if b.len() >= 10
@@ -108,24 +163,19 @@ pub fn classify(seg: &str) -> Option<ParamKind> {
     {
         return Some(ParamKind::Date);
     }
-    // (`%40` is the only encoding of `@` worth decoding; most segments have neither)
-    let decoded = if memchr::memchr2(b'@', b'%', b).is_some() && (seg.contains('@') || seg.contains("%40")) {
-        std::borrow::Cow::Owned(seg.replace("%40", "@"))
-    } else {
-        std::borrow::Cow::Borrowed("")
-    };
-    if let Some((user, domain)) = decoded.split_once('@')
-        && !user.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-    {
-        return Some(ParamKind::Email);
+    // (`%40` is the only encoding of `@` worth decoding; most segments have neither, and
+    // without `@` or `%` there is no address to look for)
+    if any & AT != 0 && (seg.contains('@') || seg.contains("%40")) {
+        let decoded = seg.replace("%40", "@");
+        if let Some((user, domain)) = decoded.split_once('@')
+            && !user.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+        {
+            return Some(ParamKind::Email);
+        }
     }
-    if b.len() >= 16
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
-        && b.iter().any(u8::is_ascii_digit)
-        && b.iter().any(u8::is_ascii_alphabetic)
-    {
+    if b.len() >= 16 && all & TOK != 0 && any & DIGIT != 0 && any & ALPHA != 0 {
         return Some(ParamKind::Token);
     }
     None
@@ -133,30 +183,79 @@ pub fn classify(seg: &str) -> Option<ParamKind> {
 
 /// The rule-based template of a path (query and fragment removed), and its parameters.
 pub fn template(path: &str) -> (String, Vec<ParamKind>) {
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    let mut out = String::with_capacity(path.len());
     let mut params = Vec::new();
-    for seg in path.split('/').skip(1) {
+    let out = template_with(path, |k| params.push(k));
+    (out, params)
+}
+
+/// The rule-based template of a path (query and fragment removed).
+pub fn template_path(path: &str) -> String {
+    template_with(path, |_| {})
+}
+
+/// [`template_path`] of a path known to hold no `?` or `#` (what
+/// [`crate::util::target_path`] returns): the same template, without looking for them.
+pub(crate) fn template_clean_path(path: &str) -> String {
+    template_segments(path, |_| {})
+}
+
+/// The template, telling `param` each parameter in order. Bytes, not chars: `/`, `?` and `#`
+/// are ASCII, so a segment's bounds are character boundaries.
+fn template_with(path: &str, param: impl FnMut(ParamKind)) -> String {
+    let b = path.as_bytes();
+    template_segments(
+        &path[..b.iter().position(|c| *c == b'?' || *c == b'#').unwrap_or(b.len())],
+        param,
+    )
+}
+
+/// The template of a path already cut before any `?` or `#`.
+fn template_segments(path: &str, mut param: impl FnMut(ParamKind)) -> String {
+    let b = path.as_bytes();
+    // (paths are short: a byte loop beats a vector search's setup)
+    let slash = |from: usize| b[from..].iter().position(|c| *c == b'/').map(|j| from + j);
+    // the next `/` at or after `from`, and the classes of the bytes before it (one pass)
+    let segment = |from: usize| {
+        let (mut all, mut any) = (0xffu8, 0u8);
+        for (j, c) in b[from..].iter().enumerate() {
+            if *c == b'/' {
+                return (Some(from + j), all, any);
+            }
+            let k = CLASS[*c as usize];
+            all &= k;
+            any |= k;
+        }
+        (None, all, any)
+    };
+    let mut out = String::with_capacity(path.len());
+    // parameters of each kind so far (the second `{id}` is `{id2}`)
+    let mut seen = [0usize; 8];
+    // as `path.split('/').skip(1)`: the segments after each `/`
+    let mut at = slash(0);
+    while let Some(i) = at {
+        let (next, all, any) = segment(i + 1);
+        let seg = &path[i + 1..next.unwrap_or(b.len())];
         out.push('/');
-        match classify(seg) {
+        match classify_with(seg, all, any) {
             Some(k) => {
-                let n = params.iter().filter(|p| **p == k).count();
-                params.push(k);
+                let n = &mut seen[k as usize];
+                param(k);
                 out.push('{');
                 out.push_str(k.name());
-                if n > 0 {
-                    use std::fmt::Write;
-                    let _ = write!(out, "{}", n + 1);
+                if *n > 0 {
+                    out.push_str(itoa::Buffer::new().format(*n + 1));
                 }
+                *n += 1;
                 out.push('}');
             }
             None => out.push_str(seg),
         }
+        at = next;
     }
     if out.is_empty() {
         out.push('/');
     }
-    (out, params)
+    out
 }
 
 #[cfg(test)]
@@ -196,5 +295,157 @@ mod tests {
         }
         assert_eq!(ParamKind::from_placeholder("{id2}"), Some(ParamKind::Integer));
         assert_eq!(ParamKind::from_placeholder("users"), None);
+    }
+
+    /// The templating as written before it went byte-wise: `str::split` on the path.
+    fn reference(path: &str) -> (String, Vec<ParamKind>) {
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let mut out = String::new();
+        let mut params = Vec::new();
+        for seg in path.split('/').skip(1) {
+            out.push('/');
+            match classify(seg) {
+                Some(k) => {
+                    let n = params.iter().filter(|p| **p == k).count();
+                    params.push(k);
+                    out.push('{');
+                    out.push_str(k.name());
+                    if n > 0 {
+                        out.push_str(&(n + 1).to_string());
+                    }
+                    out.push('}');
+                }
+                None => out.push_str(seg),
+            }
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        (out, params)
+    }
+
+    #[test]
+    fn template_matches_the_split_reference() {
+        let mut paths: Vec<String> = [
+            "",
+            "/",
+            "//",
+            "///x//",
+            "abc",
+            "abc/def/12",
+            "?/1",
+            "#/1",
+            "/a#b/1?c/2",
+            "/a?b#c/1",
+            "/1/2/3/4/5/6/7/8/9/10/11/12",
+            "/users/7/orders/9/items/0b7c7e6e-2f0a-4f43-9d4c-1c1f8a3e9e01/x/0b7c7e6e-2f0a-4f43-9d4c-1c1f8a3e9e02",
+            "/caf\u{e9}/\u{e9}\u{e9}/1",
+            "/\u{1f600}/?/\u{1f600}",
+            "/api/v1/users/97118",
+            "/api/V12/x",
+            "/lookup/alice%40example.com/bob@mail.example/%40/@",
+            "/t/aB3dE5fG7hJ9kL1mN3pQ/aB3dE5fG7hJ9kL1mN3pR/abcdefghijklmnop/1234567890123456789/12345678901234567890",
+            "/h/507f1f77bcf86cd799439011/9f86d081884c7d659a2feaa0c55ad015/deadbeefdeadbeef/DEADBEEF00000000",
+            "/d/2026-11-29/2026-11-29T10:00:00Z/2026-1-29",
+            "/u/aaaaaaaa-aaaa-aaaa-aaaa-aa-aaaaaaaaa/g/aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaag",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut seed = 3u64;
+        let alphabet = [
+            "/", "/", "1", "a", "F", "-", "_", "@", "%40", ".", "?", "#", "v", "\u{e9}", "0",
+        ];
+        for _ in 0..5000 {
+            let mut p = String::new();
+            let n = seed % 40;
+            for _ in 0..n {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                p.push_str(alphabet[((seed >> 33) % alphabet.len() as u64) as usize]);
+            }
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            paths.push(p);
+        }
+        for p in &paths {
+            let want = reference(p);
+            assert_eq!(template(p), want, "{p:?}");
+            assert_eq!(template_path(p), want.0, "{p:?}");
+            let cut = crate::util::target_path(p);
+            if p.starts_with('/') {
+                assert_eq!(template_clean_path(cut), reference(cut).0, "{p:?}");
+            }
+        }
+    }
+
+    /// The segment classes read in one pass give the rules' answers, byte by byte.
+    #[test]
+    fn classify_agrees_with_the_rules_on_every_class_of_byte() {
+        let rules = |seg: &str| -> Option<ParamKind> {
+            let b = seg.as_bytes();
+            if b.is_empty()
+                || (b.len() <= 3
+                    && (b[0] == b'v' || b[0] == b'V')
+                    && b.len() > 1
+                    && b[1..].iter().all(u8::is_ascii_digit))
+            {
+                return None;
+            }
+            if b.len() <= 19 && b.iter().all(u8::is_ascii_digit) {
+                return Some(ParamKind::Integer);
+            }
+            if b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') && seg.split('-').all(is_hex) {
+                return Some(ParamKind::Uuid);
+            }
+            if b.len() == 24 && is_hex(seg) {
+                return Some(ParamKind::ObjectId);
+            }
+            if b.len() >= 16 && is_hex(seg) && b.iter().any(u8::is_ascii_digit) {
+                return Some(ParamKind::Hex);
+            }
+            if b.len() >= 10
+                && b[..4].iter().all(u8::is_ascii_digit)
+                && b[4] == b'-'
+                && b[5..7].iter().all(u8::is_ascii_digit)
+                && b[7] == b'-'
+                && b[8..10].iter().all(u8::is_ascii_digit)
+            {
+                return Some(ParamKind::Date);
+            }
+            let decoded = seg.replace("%40", "@");
+            if let Some((user, domain)) = decoded.split_once('@')
+                && !user.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+            {
+                return Some(ParamKind::Email);
+            }
+            if b.len() >= 16
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+                && b.iter().any(u8::is_ascii_digit)
+                && b.iter().any(u8::is_ascii_alphabetic)
+            {
+                return Some(ParamKind::Token);
+            }
+            None
+        };
+        for base in [
+            "1234567890123456",
+            "abcdef0123456789",
+            "aB3dE5fG7hJ9kL1m",
+            "507f1f77bcf86cd799439011",
+            "v1",
+            "12",
+        ] {
+            for c in 0..=127u8 {
+                for at in [0, base.len() / 2, base.len() - 1] {
+                    let mut b = base.as_bytes().to_vec();
+                    b[at] = c;
+                    let seg = String::from_utf8(b).expect("ascii");
+                    assert_eq!(classify(&seg), rules(&seg), "{seg:?}");
+                }
+            }
+            let with_e = format!("{base}\u{e9}");
+            assert_eq!(classify(&with_e), rules(&with_e), "{with_e:?}");
+        }
     }
 }

@@ -248,7 +248,7 @@ impl AuthTracker {
             // Only endpoints called with credentials are tracked: a catch-all answering 200
             // to random paths cannot fill the table. Full: new endpoints go untracked (and
             // are not told to the fleet: its keys are bounded as this table is).
-            if !self.map.contains_key(&key) && self.map.len() >= self.cap {
+            if self.map.len() >= self.cap && !self.map.contains_key(&key) {
                 return false;
             }
             if let Some(f) = self.fleet.as_mut() {

@@ -178,6 +178,8 @@ pub struct FlowTable {
     pub rstats: ReassemblyStats,
     pub stats: FlowStats,
     last_sweep: Ts,
+    /// A flow's finished transactions on their way to `out` (kept: no allocation per call).
+    txs: Vec<Transaction>,
 }
 
 impl FlowTable {
@@ -191,6 +193,7 @@ impl FlowTable {
             rstats: ReassemblyStats::default(),
             stats: FlowStats::default(),
             last_sweep: 0,
+            txs: Vec::new(),
         }
     }
 
@@ -246,16 +249,15 @@ impl FlowTable {
             f.streams[0].init(isn);
             self.map.insert(key, Box::new(f));
         }
-        if !self.map.contains_key(&key) {
-            if self.map.len() >= self.cfg.max_flows {
-                self.evict(seg.ts, out);
-            }
-            self.stats.created += 1;
-            self.map.insert(key, Box::new(Flow::new(&key, [a, b], seg.ts)));
+        if self.map.len() >= self.cfg.max_flows && !self.map.contains_key(&key) {
+            self.evict(seg.ts, out);
         }
-        let Some(flow) = self.map.get_mut(&key) else {
-            return;
-        };
+        // (one lookup for the flow, found or made)
+        let created = &mut self.stats.created;
+        let flow = self.map.entry(key).or_insert_with(|| {
+            *created += 1;
+            Box::new(Flow::new(&key, [a, b], seg.ts))
+        });
         let d = if flow.addr[0] == a { 0 } else { 1 };
         flow.pkts += 1;
         flow.dirs |= 1 << d;
@@ -293,7 +295,7 @@ impl FlowTable {
             let n = flow.flush(seg.ts, ctx);
             notes.gap |= n.gap;
         }
-        flow.collect(seg.ts, notes, &self.cfg, &mut self.stats, out);
+        flow.collect(seg.ts, notes, &self.cfg, &mut self.stats, &mut self.txs, out);
     }
 
     /// Flush and remove flows idle past their timeout.
@@ -363,7 +365,7 @@ impl FlowTable {
             st: &mut self.rstats,
         };
         let notes = f.flush(ts, ctx);
-        f.collect(ts, notes, &self.cfg, &mut self.stats, out);
+        f.collect(ts, notes, &self.cfg, &mut self.stats, &mut self.txs, out);
         self.stats.socks += f.pre.socks_version().is_some() as u64;
         self.stats.one_way += (f.dirs != 3) as u64;
         if let Some(c) = f.conn.as_ref() {
@@ -536,7 +538,15 @@ impl Flow {
         }
     }
 
-    fn collect(&mut self, ts: Ts, notes: Notes, cfg: &FlowConfig, st: &mut FlowStats, out: &mut Vec<FlowOutput>) {
+    fn collect(
+        &mut self,
+        ts: Ts,
+        notes: Notes,
+        cfg: &FlowConfig,
+        st: &mut FlowStats,
+        txs: &mut Vec<Transaction>,
+        out: &mut Vec<FlowOutput>,
+    ) {
         if !self.pre.passthrough() {
             let end = self.eof[0] && self.eof[1];
             if let Some(t) = self.pre.take_tls(end) {
@@ -550,13 +560,13 @@ impl Flow {
                 });
             }
         }
-        let mut txs = Vec::new();
+        txs.clear();
         let mut http_anoms = Vec::new();
         if let Some(c) = self.conn.as_mut() {
             if !c.has_output() && !notes.gap && !notes.conflict {
                 return;
             }
-            c.take(&mut txs, &mut http_anoms);
+            c.take(txs, &mut http_anoms);
         } else if !notes.gap && !notes.conflict {
             return;
         }
@@ -593,7 +603,7 @@ impl Flow {
                 }
             }
         }
-        for tx in txs {
+        for tx in txs.drain(..) {
             out.push(FlowOutput::Http { meta: meta.clone(), tx });
         }
     }

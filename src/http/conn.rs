@@ -84,7 +84,9 @@ fn msg_cost(m: &Message) -> usize {
         + m.uri.len()
         + m.reason.len()
         + m.body.capacity()
-        + m.headers.iter().map(|(n, v)| n.len() + v.len() + 48).sum::<usize>()
+        // (the names and values of every line, and 48 bytes per line)
+        + m.headers.bytes()
+        + 48 * m.headers.len()
 }
 
 pub struct Conn {
@@ -532,10 +534,9 @@ impl Q {
             if matches!(f.state, ReqState::InProgress | ReqState::Early) || f.resp.is_none() {
                 break;
             }
-            if let Some(e) = self.remove_at(0) {
-                let lost = e.resp_lost;
-                self.out.push(Transaction::new(e.req, e.resp, lost));
-            }
+            let Some(e) = self.pending.pop_front() else { break };
+            self.pending_bytes = self.pending_bytes.saturating_sub(e.cost);
+            self.out.push(Transaction::new(e.req, e.resp, e.resp_lost));
         }
     }
 

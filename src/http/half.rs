@@ -9,7 +9,9 @@
 
 use std::mem::MaybeUninit;
 
-use super::{Headers, HttpAnomaly, HttpConfig, Message, is_tchar, parse_version, starts_request, starts_response};
+use super::{
+    Headers, HttpAnomaly, HttpConfig, Message, eq_ignore_case, is_tchar, parse_version, starts_request, starts_response,
+};
 use crate::capture::Ts;
 
 /// Which kind of messages this direction carries.
@@ -430,7 +432,7 @@ impl Half {
                 // A header continued on the next line (obs-fold, RFC 9112 §5.2): parsers
                 // disagree on it, a classic smuggling vector. httparse tolerates it; we report it.
                 let head = &src[..n.min(src.len())];
-                if memchr::memchr_iter(b'\n', head).any(|i| matches!(head.get(i + 1), Some(b' ' | b'\t'))) {
+                if has_obs_fold(head) {
                     ev.anomaly(HttpAnomaly::ObsFold);
                 }
                 let used = if from_buf { n.saturating_sub(old) } else { n };
@@ -795,6 +797,15 @@ impl Half {
     }
 }
 
+/// Does a line of `head` start with a space or a tab (a header continued, obs-fold)? Two
+/// vector scans for the pairs, not one call per line.
+fn has_obs_fold(head: &[u8]) -> bool {
+    use std::sync::LazyLock;
+    static SP: LazyLock<memchr::memmem::Finder<'static>> = LazyLock::new(|| memchr::memmem::Finder::new(b"\n "));
+    static TAB: LazyLock<memchr::memmem::Finder<'static>> = LazyLock::new(|| memchr::memmem::Finder::new(b"\n\t"));
+    SP.find(head).is_some() || TAB.find(head).is_some()
+}
+
 /// Index just past the next `\n` at or after `from` (or `d.len()`).
 fn next_line(d: &[u8], from: usize) -> usize {
     match memchr::memchr(b'\n', &d[from..]) {
@@ -1036,19 +1047,40 @@ fn parser_config(lenient: bool) -> httparse::ParserConfig {
     c
 }
 
-fn owned_headers(h: &[httparse::Header<'_>]) -> Headers {
+/// The headers httparse found in `head` (the head's bytes, which hold every value). A head
+/// that is valid UTF-8 as a whole (nearly all are) is checked once, not value by value.
+fn owned_headers(h: &[httparse::Header<'_>], head: &[u8]) -> Headers {
     let bytes = h.iter().map(|h| h.name.len() + h.value.len()).sum();
     let mut out = Headers::with_capacity(h.len(), bytes);
+    let text = std::str::from_utf8(head).ok();
+    let base = head.as_ptr() as usize;
     for h in h {
-        push_value(&mut out, h.name, h.value);
+        // a value starts and ends next to ASCII bytes (`:`, whitespace, CR, LF): in a valid
+        // UTF-8 head it is a valid slice of it
+        let off = (h.value.as_ptr() as usize).wrapping_sub(base);
+        match text.and_then(|t| t.get(off..off.wrapping_add(h.value.len()))) {
+            Some(v) => out.push(h.name, trim_value(v)),
+            None => push_value(&mut out, h.name, h.value),
+        }
     }
     out
+}
+
+/// `v.trim()`, without looking at characters when both ends are visible ASCII.
+#[inline]
+fn trim_value(v: &str) -> &str {
+    let visible = |b: u8| b > b' ' && b < 0x80;
+    match v.as_bytes() {
+        [f, .., l] if visible(*f) && visible(*l) => v,
+        [f] if visible(*f) => v,
+        _ => v.trim(),
+    }
 }
 
 /// A header line with its value trimmed and made UTF-8 (invalid bytes replaced).
 pub(super) fn push_value(out: &mut Headers, name: &str, value: &[u8]) {
     match std::str::from_utf8(value) {
-        Ok(v) => out.push(name, v.trim()),
+        Ok(v) => out.push(name, trim_value(v)),
         Err(_) => out.push(name, String::from_utf8_lossy(value).trim()),
     }
 }
@@ -1069,7 +1101,7 @@ fn strict_parse(role: Role, head: &[u8]) -> Result<Option<(Message, usize)>, Htt
                             method: req.method.unwrap_or("").to_string(),
                             uri: req.path.unwrap_or("").to_string(),
                             minor: req.version.unwrap_or(1),
-                            headers: owned_headers(req.headers),
+                            headers: owned_headers(req.headers, &head[..n]),
                             ..Message::default()
                         },
                         n,
@@ -1087,7 +1119,7 @@ fn strict_parse(role: Role, head: &[u8]) -> Result<Option<(Message, usize)>, Htt
                             status: resp.code.unwrap_or(0),
                             reason: resp.reason.unwrap_or("").to_string(),
                             minor: resp.version.unwrap_or(1),
-                            headers: owned_headers(resp.headers),
+                            headers: owned_headers(resp.headers, &head[..n]),
                             ..Message::default()
                         },
                         n,
@@ -1154,11 +1186,19 @@ fn lenient_headers(block: &[u8], role: Role, ev: &mut dyn Events) -> Result<Head
 
 /// A Content-Length value: decimal digits only (no sign), at most 2^63-1 (as nginx's off_t).
 fn parse_content_length(s: &str) -> Option<u64> {
-    let s = s.trim();
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+    let s = trim_value(s);
+    if s.is_empty() {
         return None;
     }
-    s.parse::<u64>().ok().filter(|v| *v <= i64::MAX as u64)
+    // digits only; past u64 is an overflow, as `str::parse` says
+    s.bytes()
+        .try_fold(0u64, |v, b| {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        })
+        .filter(|v| *v <= i64::MAX as u64)
 }
 
 /// Body framing from Transfer-Encoding / Content-Length (RFC 9112 §6.3). `None`: neither.
@@ -1167,10 +1207,17 @@ fn message_framing(m: &Message, ev: &mut dyn Events) -> Option<Framing> {
     let mut cl: Option<u64> = None;
     let mut cl_bad = false;
     for (n, v) in &m.headers {
-        if n.eq_ignore_ascii_case("transfer-encoding") {
+        if eq_ignore_case(n.as_bytes(), b"transfer-encoding") {
             te = Some(v);
-        } else if n.eq_ignore_ascii_case("content-length") {
-            for part in v.split(',') {
+        } else if eq_ignore_case(n.as_bytes(), b"content-length") {
+            // (one value, the common case, without the splitter)
+            let one = [v];
+            let parts: &mut dyn Iterator<Item = &str> = if v.contains(',') {
+                &mut v.split(',')
+            } else {
+                &mut one.into_iter()
+            };
+            for part in parts {
                 match parse_content_length(part) {
                     Some(x) => match cl {
                         Some(c) if c != x => {
@@ -1204,4 +1251,107 @@ fn message_framing(m: &Message, ev: &mut dyn Events) -> Option<Framing> {
         return Some(Framing::Length(0));
     }
     cl.map(Framing::Length)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the head parser made of header values before it checked a head's UTF-8 once:
+    /// each value on its own, made UTF-8 (lossy), trimmed.
+    fn reference(head: &[u8]) -> Vec<(String, String)> {
+        let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut hs);
+        let r = parser_config(false).parse_response(&mut resp, head);
+        assert!(matches!(r, Ok(httparse::Status::Complete(_))), "{r:?}");
+        resp.headers
+            .iter()
+            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).trim().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn header_values_are_trimmed_and_made_utf8_as_one_by_one() {
+        let values: &[&[u8]] = &[
+            b"plain",
+            b"",
+            b"a b",
+            b"\ttab\t",
+            b"x\xc2\x85",
+            b"\xc2\xa0nbsp\xc2\xa0",
+            b"\xe3\x80\x80ideographic space\xe3\x80\x80",
+            b"caf\xc3\xa9",
+            b"\xc3\xa9",
+            b"\xe2\x80\xa8",
+            b"~",
+            b"folded\r\n continued",
+        ];
+        for v in values {
+            for other in [&b"ok"[..], b"bad \xff byte"] {
+                let mut head = b"HTTP/1.1 200 OK\r\nA: ".to_vec();
+                head.extend_from_slice(v);
+                head.extend_from_slice(b"\r\nB: ");
+                head.extend_from_slice(other);
+                head.extend_from_slice(b"\r\nC:  x  \r\n\r\nbody");
+                let want = reference(&head);
+                let Ok(Some((msg, n))) = strict_parse(Role::Response, &head) else {
+                    panic!("{head:?}");
+                };
+                assert_eq!(n, head.len() - 4);
+                let got: Vec<(String, String)> = msg
+                    .headers
+                    .iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect();
+                assert_eq!(got, want, "{head:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn content_length_values_parse_as_str_parse_says() {
+        let reference = |s: &str| {
+            let s = s.trim();
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s.parse::<u64>().ok().filter(|v| *v <= i64::MAX as u64)
+        };
+        for s in [
+            "0",
+            "00012",
+            " 42 ",
+            "\u{a0}7",
+            "+1",
+            "-1",
+            "1 2",
+            "",
+            "  ",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999",
+            "1x",
+            "\u{663}",
+        ] {
+            assert_eq!(parse_content_length(s), reference(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn obs_fold_is_a_line_that_starts_with_a_space_or_a_tab() {
+        for (head, want) in [
+            (&b"A: b\r\n c\r\n\r\n"[..], true),
+            (b"A: b\n\tc\n\n", true),
+            (b"A: b\r\nC: d\r\n\r\n", false),
+            (b"A: b \r\n", false),
+            (b"\n", false),
+            (b"", false),
+        ] {
+            let reference = memchr::memchr_iter(b'\n', head).any(|i| matches!(head.get(i + 1), Some(b' ' | b'\t')));
+            assert_eq!(has_obs_fold(head), want, "{head:?}");
+            assert_eq!(reference, want, "{head:?}");
+        }
+    }
 }

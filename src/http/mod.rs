@@ -61,6 +61,7 @@ impl Headers {
 
     /// Add a line. Lines past 4 GiB in all (far above any `max_head`) are dropped: offsets
     /// are 32-bit.
+    #[inline]
     pub fn push(&mut self, name: &str, value: &str) {
         if self.buf.len() + name.len() + value.len() > u32::MAX as usize {
             return;
@@ -91,73 +92,51 @@ impl Headers {
         Some((&self.buf[start as usize..n as usize], &self.buf[n as usize..v as usize]))
     }
 
-    pub fn iter(&self) -> HeaderIter<'_> {
-        HeaderIter { h: self, i: 0 }
-    }
-
-    /// The first line's value whose name is `name` (ASCII case-insensitive). Names are
-    /// compared by length first, without slicing the buffer for every line.
-    pub fn find(&self, name: &str) -> Option<&str> {
-        let (buf, want) = (self.buf.as_bytes(), name.as_bytes());
+    /// The value of the first line with this name (ASCII case-insensitive). Only names of
+    /// the right length are looked at.
+    pub fn find(&self, name: &[u8]) -> Option<&str> {
+        let b = self.buf.as_bytes();
         let mut start = 0;
         for &(n, v) in &self.ends {
             let (n, v) = (n as usize, v as usize);
-            if n - start == want.len() && eq_ignore_ascii_case_words(&buf[start..n], want) {
-                return self.buf.get(n..v);
+            if n.wrapping_sub(start) == name.len() && eq_ignore_case(&b[start..n], name) {
+                return Some(&self.buf[n..v]);
             }
             start = v;
         }
         None
     }
-}
 
-/// ASCII letters of eight bytes lowercased at once (other bytes, and bytes >= 0x80, as
-/// they are).
-fn lower8(x: u64) -> u64 {
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let low7 = x & !HI;
-    // per byte (7 bits, so no carry crosses bytes): high bit set when >= 'A', when > 'Z'
-    let ge_a = low7 + 0x3f3f_3f3f_3f3f_3f3f;
-    let gt_z = low7 + 0x2525_2525_2525_2525;
-    let upper = (ge_a & !gt_z) & !x & HI;
-    x | (upper >> 2)
-}
-
-/// `a.eq_ignore_ascii_case(b)` eight bytes at a time (header names: every lookup compares
-/// one or two whole names).
-fn eq_ignore_ascii_case_words(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        let (x, y) = (
-            u64::from_le_bytes(x.try_into().unwrap_or([0; 8])),
-            u64::from_le_bytes(y.try_into().unwrap_or([0; 8])),
-        );
-        if x != y && lower8(x) != lower8(y) {
-            return false;
+    pub fn iter(&self) -> HeaderIter<'_> {
+        HeaderIter {
+            buf: &self.buf,
+            ends: self.ends.iter(),
+            start: 0,
         }
     }
-    ca.remainder().eq_ignore_ascii_case(cb.remainder())
 }
 
+/// The lines in order: each name starts where the line before ended, so the walk keeps that
+/// offset instead of looking it up per line.
 pub struct HeaderIter<'a> {
-    h: &'a Headers,
-    i: usize,
+    buf: &'a str,
+    ends: std::slice::Iter<'a, (u32, u32)>,
+    start: usize,
 }
 
 impl<'a> Iterator for HeaderIter<'a> {
     type Item = (&'a str, &'a str);
 
+    #[inline]
     fn next(&mut self) -> Option<(&'a str, &'a str)> {
-        let r = self.h.get(self.i)?;
-        self.i += 1;
-        Some(r)
+        let &(n, v) = self.ends.next()?;
+        let (n, v) = (n as usize, v as usize);
+        let start = std::mem::replace(&mut self.start, v);
+        Some((&self.buf[start..n], &self.buf[n..v]))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.h.len() - self.i;
+        let n = self.ends.len();
         (n, Some(n))
     }
 }
@@ -251,7 +230,7 @@ impl Message {
 
     /// First header with this name (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.find(name)
+        self.headers.find(name.as_bytes())
     }
 
     /// Every value of this header, in the order the lines came (a proxy appends its own
@@ -259,7 +238,7 @@ impl Message {
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .filter(move |(n, _)| eq_ignore_case(n.as_bytes(), name.as_bytes()))
             .map(|(_, v)| v)
     }
 
@@ -401,30 +380,87 @@ impl HttpAnomaly {
 /// No content type: kept (API clients often omit it).
 pub fn worth_inspecting(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return true };
-    let ct = ct.trim_start();
-    const SKIP: &[&str] = &[
-        "image/",
-        "video/",
-        "audio/",
-        "font/",
-        "application/octet-stream",
-        "application/zip",
-        "application/gzip",
-        "application/x-gzip",
-        "application/pdf",
-        "application/wasm",
-        "application/vnd.ms-fontobject",
-        "application/x-tar",
-        "application/x-7z",
-        "application/javascript",
-        "text/javascript",
-        "text/css",
-        "application/font",
+    // bytes, not str: a header value can hold a multi-byte character anywhere
+    let ct = ct.trim_start().as_bytes();
+    // `application/...` first (the common API case), compared once, then its subtypes
+    const APP: &[&[u8]] = &[
+        b"octet-stream",
+        b"zip",
+        b"gzip",
+        b"x-gzip",
+        b"pdf",
+        b"wasm",
+        b"vnd.ms-fontobject",
+        b"x-tar",
+        b"x-7z",
+        b"javascript",
+        b"font",
     ];
-    !SKIP
-        .iter()
-        // bytes, not str: a header value can hold a multi-byte character anywhere
-        .any(|p| ct.len() >= p.len() && ct.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
+    // (by the first letter: `c | 0x20` is that lower-case letter only for it and its capital)
+    match ct.first().map(|c| c | 0x20) {
+        Some(b'a') if starts_ci(ct, b"application/") => {
+            let sub = &ct[b"application/".len()..];
+            !APP.iter().any(|p| starts_ci(sub, p))
+        }
+        Some(b'a') => !starts_ci(ct, b"audio/"),
+        Some(b'i') => !starts_ci(ct, b"image/"),
+        Some(b'v') => !starts_ci(ct, b"video/"),
+        Some(b'f') => !starts_ci(ct, b"font/"),
+        Some(b't') => !(starts_ci(ct, b"text/javascript") || starts_ci(ct, b"text/css")),
+        _ => true,
+    }
+}
+
+/// Does `b` start with `p` (ASCII case-insensitive)? `p` starts with a lower-case letter.
+#[inline(always)]
+fn starts_ci(b: &[u8], p: &[u8]) -> bool {
+    b.len() >= p.len() && b[0] | 0x20 == p[0] && eq_ignore_case(&b[..p.len()], p)
+}
+
+/// `a.eq_ignore_ascii_case(b)`, eight bytes at a time (header names are compared on every
+/// lookup: this is the capture thread's most frequent comparison).
+#[inline]
+pub fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && if a.len() < 8 {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            eq_words(a, b)
+        }
+}
+
+/// [`eq_ignore_case`] of two slices of the same length, at least 8.
+fn eq_words(a: &[u8], b: &[u8]) -> bool {
+    #[inline(always)]
+    fn word(s: &[u8], i: usize) -> u64 {
+        s.get(i..i + 8)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    }
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        if lower8(word(a, i)) != lower8(word(b, i)) {
+            return false;
+        }
+        i += 8;
+    }
+    // the last eight bytes (overlapping the words already compared)
+    i == n || lower8(word(a, n - 8)) == lower8(word(b, n - 8))
+}
+
+/// Eight bytes with `A`-`Z` made lower case, every other byte as it was (no carry crosses a
+/// byte: the sums are taken on the low 7 bits, at most 0x7f + 0x3f).
+#[inline]
+fn lower8(w: u64) -> u64 {
+    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let h = w & LO7;
+    // high bit set where the low 7 bits are >= 'A', and where they are > 'Z'
+    let ge_a = h + 0x3f3f_3f3f_3f3f_3f3f;
+    let gt_z = h + 0x2525_2525_2525_2525;
+    let upper = ge_a & !gt_z & !w & HI;
+    w | (upper >> 2)
 }
 
 /// RFC 9110 `tchar`: the bytes of a method token.
@@ -606,28 +642,6 @@ mod tests {
     }
 
     #[test]
-    fn word_compare_is_eq_ignore_ascii_case_on_every_byte_pair() {
-        // every byte against every byte, in each of the eight lanes and the tail
-        for x in 0..=255u8 {
-            for y in 0..=255u8 {
-                for lane in [0usize, 3, 7, 8, 9] {
-                    let mut a = *b"content-type-xyz";
-                    let mut b = a;
-                    a[lane] = x;
-                    b[lane] = y;
-                    assert_eq!(
-                        eq_ignore_ascii_case_words(&a, &b),
-                        a.eq_ignore_ascii_case(&b),
-                        "{x:#x} {y:#x} at {lane}"
-                    );
-                }
-            }
-        }
-        assert!(eq_ignore_ascii_case_words(b"User-Agent", b"user-agent"));
-        assert!(!eq_ignore_ascii_case_words(b"user-agent", b"user-agenT2"));
-    }
-
-    #[test]
     fn find_is_the_first_line_whose_name_matches_in_any_case() {
         let h: Headers = vec![
             ("Host".to_string(), "a".to_string()),
@@ -648,9 +662,9 @@ mod tests {
             "user-agen",
         ] {
             let want = h.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v);
-            assert_eq!(h.find(name), want, "{name}");
+            assert_eq!(h.find(name.as_bytes()), want, "{name}");
         }
-        assert_eq!(h.find("user-agent"), Some("curl"));
+        assert_eq!(h.find(b"user-agent"), Some("curl"));
     }
 
     #[test]
@@ -672,5 +686,137 @@ mod tests {
             let want = String::from_utf8_lossy(v).trim().to_string();
             assert_eq!(h.get(0), Some(("X", want.as_str())), "{v:?}");
         }
+    }
+
+    /// A small deterministic generator for the equivalence tests.
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed >> 33
+    }
+
+    #[test]
+    fn eq_ignore_case_agrees_with_the_standard_comparison() {
+        // every pair of bytes, at every position of names 1 to 20 bytes long
+        for len in 1..=20usize {
+            for pos in [0, len / 2, len - 1] {
+                for x in 0..=255u8 {
+                    for y in [
+                        x,
+                        x ^ 0x20,
+                        x.wrapping_add(1),
+                        b'a',
+                        b'A',
+                        b'-',
+                        b'\r',
+                        0x80 | (x & 0x7f),
+                    ] {
+                        let mut a = vec![b'k'; len];
+                        let mut b = vec![b'K'; len];
+                        a[pos] = x;
+                        b[pos] = y;
+                        assert_eq!(eq_ignore_case(&a, &b), a.eq_ignore_ascii_case(&b), "{a:?} {b:?}");
+                    }
+                }
+            }
+        }
+        let mut seed = 7;
+        for _ in 0..20_000 {
+            let len = (lcg(&mut seed) % 24) as usize;
+            let a: Vec<u8> = (0..len)
+                .map(|_| b"aAzZ@[`{-_\x00\xff\xc1\xe1"[(lcg(&mut seed) % 14) as usize])
+                .collect();
+            let b: Vec<u8> = a
+                .iter()
+                .map(|c| if lcg(&mut seed) % 4 == 0 { c ^ 0x20 } else { *c })
+                .collect();
+            assert_eq!(eq_ignore_case(&a, &b), a.eq_ignore_ascii_case(&b), "{a:?} {b:?}");
+        }
+        assert!(!eq_ignore_case(b"content-length", b"content-lengt"));
+        assert!(eq_ignore_case(b"", b""));
+    }
+
+    #[test]
+    fn worth_inspecting_skips_the_same_content_types_as_the_prefix_list() {
+        const SKIP: &[&str] = &[
+            "image/",
+            "video/",
+            "audio/",
+            "font/",
+            "application/octet-stream",
+            "application/zip",
+            "application/gzip",
+            "application/x-gzip",
+            "application/pdf",
+            "application/wasm",
+            "application/vnd.ms-fontobject",
+            "application/x-tar",
+            "application/x-7z",
+            "application/javascript",
+            "text/javascript",
+            "text/css",
+            "application/font",
+        ];
+        let reference = |ct: &str| {
+            let ct = ct.trim_start();
+            !SKIP
+                .iter()
+                .any(|p| ct.len() >= p.len() && ct.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
+        };
+        let mut cases: Vec<String> = vec![
+            "".into(),
+            " ".into(),
+            "application/".into(),
+            "application".into(),
+            "application/json".into(),
+            "Application/JSON; charset=utf-8".into(),
+            "\u{a0}image/png".into(),
+            "\t IMAGE/png".into(),
+            "text/html".into(),
+            "text/cssx".into(),
+            "application/x-7zip".into(),
+            "application/fontobject".into(),
+            "appl\u{fffd}cation/zip".into(),
+            "application/\u{e9}".into(),
+            "@pplication/zip".into(),
+        ];
+        for p in SKIP {
+            cases.push(p.to_string());
+            cases.push(p.to_uppercase());
+            cases.push(format!("  {p}x"));
+            cases.push(p[..p.len() - 1].to_string());
+        }
+        for ct in &cases {
+            assert_eq!(worth_inspecting(Some(ct)), reference(ct), "{ct:?}");
+        }
+        assert!(worth_inspecting(None));
+    }
+
+    #[test]
+    fn header_lookup_takes_the_first_line_of_that_name_in_any_case() {
+        let m = Message {
+            headers: Headers::from(vec![
+                ("X-Forwarded-For".to_string(), "1.1.1.1".to_string()),
+                ("Content-Typf".to_string(), "no".to_string()),
+                ("content-TYPE".to_string(), "application/json".to_string()),
+                ("Content-Type".to_string(), "text/html".to_string()),
+                ("".to_string(), "empty name".to_string()),
+                ("Host".to_string(), "".to_string()),
+            ]),
+            ..Message::default()
+        };
+        assert_eq!(m.header("content-type"), Some("application/json"));
+        assert_eq!(m.header("CONTENT-TYPE"), Some("application/json"));
+        assert_eq!(m.header("x-forwarded-for"), Some("1.1.1.1"));
+        assert_eq!(m.header("host"), Some(""));
+        assert_eq!(m.header(""), Some("empty name"));
+        assert_eq!(m.header("content-typ"), None);
+        assert_eq!(
+            m.header_values("Content-Type").collect::<Vec<_>>(),
+            ["application/json", "text/html"]
+        );
+        let lines: Vec<_> = m.headers.iter().collect();
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[2], ("content-TYPE", "application/json"));
+        assert_eq!(lines[5], ("Host", ""));
     }
 }
