@@ -259,7 +259,7 @@ fn bench_analysis(c: &mut Criterion) {
             let auth = red.auth(t.request.as_ref().expect("request"));
             let (host, m, tpl) = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
             let ep = format!("{m} {tpl}");
-            let v = View::new(&meta, &t, &auth, meta.src, &host, &ep, "/api/v1/orders".into());
+            let v = View::new(&meta, &t, &auth, meta.src, &host, &ep, "/api/v1/orders");
             catalog.observe_at((&host, &m, &tpl), &t, &meta, &auth, v.sensitive());
             let (mut out, mut cross) = (Vec::new(), Vec::new());
             engine.on_tx(&v, &mut out, &mut cross);
@@ -289,7 +289,7 @@ fn bench_analysis(c: &mut Criterion) {
             let auth = red.auth(t.request.as_ref().expect("request"));
             let (host, m, tpl) = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
             let ep = format!("{m} {tpl}");
-            let v = View::new(&meta, &t, &auth, meta.src, &host, &ep, "/api/v1/orders".into());
+            let v = View::new(&meta, &t, &auth, meta.src, &host, &ep, "/api/v1/orders");
             let (mut out, mut cross) = (Vec::new(), Vec::new());
             engine.on_tx(&v, &mut out, &mut cross);
             std::hint::black_box(out.len());

@@ -94,6 +94,7 @@ fn run(rules: RuleSet, cfg: EngineConfig, n: u32) -> (usize, u64, u64) {
             scheme: "bearer",
             principal: Some(format!("h:{i:016x}")),
         };
+        let url = format!("/api/v1/users/{}", i % 5000);
         let v = View::new(
             &meta,
             &tx,
@@ -101,7 +102,7 @@ fn run(rules: RuleSet, cfg: EngineConfig, n: u32) -> (usize, u64, u64) {
             ip,
             "api.shop.example",
             "GET /api/v1/users/{id}",
-            format!("/api/v1/users/{}", i % 5000),
+            &url,
         );
         engine.on_tx(&v, &mut out, &mut cross);
         out.clear();
