@@ -347,7 +347,8 @@ impl Formatter {
             js(out, v);
         }
         // every X-Forwarded-For line, in order, as one list (a proxy appends its own)
-        if let Some(m) = q {
+        // (most requests have none: one quick lookup before walking every line)
+        if let Some(m) = q.filter(|m| m.header("x-forwarded-for").is_some()) {
             let mut lines = m.header_values("x-forwarded-for");
             if let Some(one) = lines.next() {
                 key(out, "xff");

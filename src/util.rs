@@ -121,6 +121,21 @@ fn word_needs_escape(w: u64) -> bool {
     below | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64)) != 0
 }
 
+/// Might any byte of `b` need escaping? Eight bytes at a time, the tail padded with a
+/// plain byte (no byte that needs it is missed; a rare false alarm takes the byte loop).
+fn needs_any_escape(b: &[u8]) -> bool {
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        if word_needs_escape(u64::from_le_bytes(w.try_into().unwrap_or([0; 8]))) {
+            return true;
+        }
+    }
+    let tail = words.remainder();
+    let mut pad = [b'a'; 8];
+    pad[..tail.len()].copy_from_slice(tail);
+    word_needs_escape(u64::from_le_bytes(pad))
+}
+
 /// Does this byte need escaping in a JSON string (as serde_json escapes)?
 #[inline]
 fn needs_escape(b: u8) -> bool {
@@ -134,6 +149,12 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.reserve(b.len() + 2);
     out.push(b'"');
+    if !needs_any_escape(b) {
+        // nearly every string: checked eight bytes at a time (the tail padded), copied whole
+        out.extend_from_slice(b);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     let mut i = 0;
     while i < b.len() {
@@ -237,8 +258,9 @@ pub fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
             return (Some(&h[..=end]), port);
         }
     }
-    match h.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') => match port.parse() {
+    // (byte searches: a colon is ASCII)
+    match memchr::memrchr(b':', h.as_bytes()).map(|i| (&h[..i], &h[i + 1..])) {
+        Some((name, port)) if memchr::memchr(b':', name.as_bytes()).is_none() => match port.parse() {
             Ok(p) => (Some(name), Some(p)),
             Err(_) => (Some(h), None),
         },
@@ -284,6 +306,26 @@ mod tests {
         ] {
             let ip: IpAddr = a.parse().unwrap();
             assert_eq!(ip_string(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn every_ascii_byte_at_every_place_of_short_strings_is_escaped_as_serde_json_does() {
+        for len in 1..=19usize {
+            for at in 0..len {
+                for c in 0u8..=0x7f {
+                    let mut t = vec![b'x'; len];
+                    t[at] = c;
+                    let s = String::from_utf8(t).unwrap();
+                    let mut v = Vec::new();
+                    push_json_str(&mut v, &s);
+                    assert_eq!(
+                        String::from_utf8(v).unwrap(),
+                        serde_json::to_string(&s).unwrap(),
+                        "{s:?}"
+                    );
+                }
+            }
         }
     }
 
