@@ -19,7 +19,7 @@ ip netns add $A; ip netns add $B
 ip link add atlta0 type veth peer name atltb0
 ip link set atlta0 netns $A; ip link set atltb0 netns $B
 ip -n $A link set atlta0 up mtu 9000; ip -n $B link set atltb0 up mtu 9000
-printf '%-8s %10s %10s %10s %12s %10s %10s %8s\n' rate sent captured kernel_drop queue_drop http_events elapsed_s pps
+printf '%-8s %10s %10s %10s %12s %12s %10s %10s %8s\n' rate sent captured kernel_drop queue_drop worker_drop http_events elapsed_s pps
 for r in $RATES; do
   ip netns exec $A "$BIN" live -i atlta0 ${APITAP_ARGS:-} -o "$OUT/eve.json" --stats-interval 0 --no-progress -q 2>"$OUT/err" &
   AP=$!
@@ -40,7 +40,8 @@ for l in open(path):
     elif e["event_type"] == "stats": stats = e["stats"]
 i = next(iter(stats["interfaces"].values()))
 el = float(t1) - float(t0)
-print(f"{rate:<8} {sent:>10} {i['packets']:>10} {i['kernel_dropped']:>10} {i['queue_dropped']:>12} {http:>10} {el:>10.2f} {int(int(sent)/el):>8}")
+wq = stats.get("drops", {}).get("worker_queue", 0)
+print(f"{rate:<8} {sent:>10} {i['packets']:>10} {i['kernel_dropped']:>10} {i['queue_dropped']:>12} {wq:>12} {http:>10} {el:>10.2f} {int(int(sent)/el):>8}")
 PY
   rm -f "$OUT/eve.json"
 done
