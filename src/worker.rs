@@ -272,7 +272,7 @@ impl Worker {
                     if let (Some((host, m, t)), Some(endpoint), true) = (&ep, &endpoint, analyse) {
                         let tx: &crate::http::Transaction = tx;
                         let client = client_ip(meta, tx, &sh.trusted);
-                        let url = red_url.as_deref().map_or("", |u| crate::catalog::cap_ref(u, 512));
+                        let url = red_url.as_deref().map_or("", |u| crate::detect::cut(u, 512));
                         let mut v = View::new(meta, tx, &auth, client, host, endpoint, url);
                         v.auth_bypass = *auth_bypass;
                         v.site_origins = &sh.site_origins;

@@ -464,28 +464,10 @@ pub const MAX_HOST: usize = 255;
 pub const MAX_METHOD: usize = 32;
 pub const MAX_TEMPLATE: usize = 256;
 
-/// [`cap_str`] of a borrowed string: the longest prefix of at most `max` bytes that ends at
-/// a character boundary.
-pub fn cap_ref(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 /// `s` cut to at most `max` bytes at a character boundary.
 pub fn cap_str(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    let end = crate::detect::cut(&s, max).len();
+    s.truncate(end);
     s
 }
 

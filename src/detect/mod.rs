@@ -101,9 +101,14 @@ fn plain(s: &str) -> bool {
 }
 
 pub fn normalize(s: &str) -> String {
-    // most values hold nothing to decode and no capital: copied as they are
+    normalized(s).into_owned()
+}
+
+/// [`normalize`], borrowing the value when there is nothing to change (most values): a value
+/// can then be judged where it lies and copied only when kept.
+pub fn normalized(s: &str) -> std::borrow::Cow<'_, str> {
     if plain(s) {
-        return s.to_string();
+        return s.into();
     }
     let once = percent_decode_lossy(&s.replace('+', " ")).into_owned();
     let twice = if once.contains('%') {
@@ -111,7 +116,7 @@ pub fn normalize(s: &str) -> String {
     } else {
         once
     };
-    twice.to_lowercase()
+    twice.to_lowercase().into()
 }
 
 /// The labels of the request headers most often kept as inputs.
@@ -281,18 +286,11 @@ impl Inputs {
             // (see payload::scan); the SSRF classifier reads these few whatever they hold.
             // A value normalize would copy as it is is judged where it lies: nothing is
             // copied for the headers left out (most of them).
-            let v = if plain(v) {
-                if payload::skipped(v) && !read_anyway {
-                    continue;
-                }
-                v.to_string()
-            } else {
-                let v = normalize(v);
-                if payload::skipped(&v) && !read_anyway {
-                    continue;
-                }
-                v
-            };
+            let v = normalized(v);
+            if payload::skipped(&v) && !read_anyway {
+                continue;
+            }
+            let v = v.into_owned();
             // the usual names' labels are fixed strings (nothing allocated for them)
             let known = buf
                 .get(..n.len())
@@ -354,9 +352,8 @@ pub fn json_strings(text: &str, out: &mut Vec<(Part, String)>) -> bool {
     let mut i = 0;
     let mut sbuf = String::new();
     let value = |key: &str, raw: &str, out: &mut Vec<(Part, String)>| {
-        // judged where it lies when normalizing would not change it (most values): copied
-        // only when kept
-        let v: std::borrow::Cow<'_, str> = if plain(raw) { raw.into() } else { normalize(raw).into() };
+        // judged where it lies when normalizing would not change it; copied only when kept
+        let v = normalized(raw);
         let inert = v.len() < 3 || payload::inert(&v) || payload::words(&v);
         if !inert || (v.len() >= 3 && urlish_key(key)) {
             out.push((crate::util::concat(&["body:", key]).into(), v.into_owned()));

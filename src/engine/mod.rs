@@ -224,10 +224,7 @@ impl Engine {
         let vd = v.verdicts();
         let (fail, ok) = (vd.has(Detector::AuthFailure), vd.has(Detector::LoginSuccess));
         let base = Obs {
-            key: EntityKey {
-                kind: "ip".into(),
-                value: v.ip_str().to_string(),
-            },
+            key: v.ip_key(),
             ts: v.tx.start(),
             client: v.client,
             endpoint: v.endpoint.into(),
@@ -362,10 +359,7 @@ impl Engine {
     /// latency per endpoint (owned by the shard the endpoint hashes to).
     fn detect_baselines(&mut self, v: &View<'_>, out: &mut Vec<Out>, cross: &mut Vec<(usize, Cross)>) {
         let ts = v.tx.start();
-        let client = || EntityKey {
-            kind: "ip".into(),
-            value: v.ip_str().to_string(),
-        };
+        let client = || v.ip_key();
         // Only clean traffic teaches the baselines: not a flagged request (injection, an
         // attack tool), nor one from an address with attack indicators (forced browsing...).
         let clean = !v.verdicts().attack() && !self.entities.flagged_ip(v.client, ts);

@@ -255,6 +255,14 @@ impl<'a> View<'a> {
         self.ip.get_or_init(|| crate::util::ip_string(self.client))
     }
 
+    /// The client's `ip` entity ([`EntityKey::ip`], from the address formatted once).
+    pub(super) fn ip_key(&self) -> EntityKey {
+        EntityKey {
+            kind: "ip".into(),
+            value: self.ip_str().to_string(),
+        }
+    }
+
     pub(super) fn entity(&self, kinds: &[EntityKind]) -> Option<EntityKey> {
         let value_of = |k: &EntityKind| -> Option<String> {
             Some(match k {
@@ -359,11 +367,8 @@ impl<'a> View<'a> {
 /// Could a text hold the key `name` once decoded? It must hold `name` as it is, or one of the
 /// `escapes` that could spell it otherwise. False means surely not.
 pub(super) fn may_name(text: &[u8], name: &str, escapes: &[u8; 3]) -> bool {
-    let n = name.as_bytes();
-    let Some(&first) = n.first() else { return true };
-    // texts and names are short: a search for the first byte beats building a searcher
     memchr::memchr3(escapes[0], escapes[1], escapes[2], text).is_some()
-        || memchr::memchr_iter(first, text).any(|i| text[i..].starts_with(n))
+        || crate::util::contains_short(text, name.as_bytes())
 }
 
 /// `t.trim_matches(['{', '}'])`, by bytes.

@@ -445,11 +445,10 @@ impl Fleet {
         let msgs = std::mem::take(&mut o.msgs);
         o.light.clear();
         let n = msgs.len() as u64;
-        let m = match msgs.len() {
-            0 => return Vec::new(),
-            // cannot fail: the vector holds exactly one message here
-            1 => msgs.into_iter().next().expect("one message"),
-            _ => Msg::Many(msgs),
+        let m = match <[Msg; 1]>::try_from(msgs) {
+            Ok([one]) => one,
+            Err(msgs) if msgs.is_empty() => return Vec::new(),
+            Err(msgs) => Msg::Many(msgs),
         };
         let back = match self.send(m) {
             Ok(()) => return Vec::new(),
