@@ -143,6 +143,7 @@ impl<T: Keyed> Dense<T> {
             e.remove();
         }
         let last = (self.recs.len() - 1) as u32;
+        // cannot fail: record `i` was just read above, so there is at least one
         let moved = self.recs.pop().expect("a record at i");
         if i == last {
             return moved;

@@ -155,12 +155,14 @@ impl Pipe {
     /// A command whose reply is dropped.
     pub(super) fn cmd(&mut self, name: &str) -> &mut redis::Cmd {
         self.cmds.push((redis::cmd(name), false));
+        // cannot fail: a command was pushed on the line above
         &mut self.cmds.last_mut().expect("just pushed").0
     }
 
     /// A command whose reply is returned by [`Pipe::query`].
     pub(super) fn get(&mut self, name: &str) -> &mut redis::Cmd {
         self.cmds.push((redis::cmd(name), true));
+        // cannot fail: a command was pushed on the line above
         &mut self.cmds.last_mut().expect("just pushed").0
     }
 
