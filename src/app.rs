@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{RecvTimeoutError, Sender, TrySendError, bounded, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded, unbounded};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -85,6 +85,9 @@ struct Pipeline {
     mode: Mode,
     shards: Vec<Sender<Vec<Event>>>,
     batches: Vec<Vec<Event>>,
+    /// Batches the workers are done with, handed back so their events are freed on this
+    /// thread (see [`Pipeline::spare`]).
+    spent: Receiver<Vec<Event>>,
     workers: Vec<JoinHandle<Option<Catalog>>>,
     /// The workers' catalogs, merged once they have drained.
     catalog: Option<Catalog>,
@@ -187,6 +190,9 @@ impl Pipeline {
                 Mode::Live => bounded::<Vec<Cross>>(1024),
             })
             .unzip();
+        // Two spent batches per shard in flight back at most: what they hold waits there only
+        // until the next batch goes out.
+        let (spent_tx, spent) = bounded::<Vec<Event>>(2 * n);
         for (i, crx) in cross_rx.into_iter().enumerate() {
             let (tx, rx) = bounded::<Vec<Event>>(32);
             let catalog = cfg.profile.then(|| {
@@ -197,11 +203,12 @@ impl Pipeline {
             let engine = rules.as_ref().map(|r| Engine::new(r.clone(), cfg.engine.clone(), i, n));
             let w = Worker::new(i, shared.clone(), catalog, engine);
             let peers = cross_tx.clone();
+            let spent_tx = spent_tx.clone();
             shards.push(tx);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("apitap-worker-{i}"))
-                    .spawn(move || w.run(rx, crx, peers))
+                    .spawn(move || w.run(rx, crx, peers, spent_tx))
                     .map_err(|e| AppError::Usage(format!("cannot start a worker thread: {e}")))?,
             );
         }
@@ -213,6 +220,7 @@ impl Pipeline {
             mode,
             shards,
             batches: (0..n).map(|_| Vec::with_capacity(BATCH)).collect(),
+            spent,
             workers,
             catalog: None,
             sinks,
@@ -236,6 +244,8 @@ impl Pipeline {
             mode: self.mode,
             shards: self.shards.clone(),
             batches: (0..self.shards.len()).map(|_| Vec::with_capacity(BATCH)).collect(),
+            // (a batch another front made may come back here: freed across threads, as before)
+            spent: self.spent.clone(),
             workers: Vec::new(),
             catalog: None,
             sinks: self.sinks.clone(),
@@ -320,8 +330,24 @@ impl Pipeline {
         Ok(())
     }
 
+    /// An empty batch for the next events: one the workers handed back, its events dropped
+    /// here. The allocator frees a block fastest on the thread that made it (a worker freeing
+    /// the capture thread's strings and buffers pays for a cross-thread free on every one),
+    /// and the freed blocks are warm for the next transactions this thread builds.
+    fn spare(&mut self) -> Vec<Event> {
+        let mut spare = None;
+        while let Ok(mut b) = self.spent.try_recv() {
+            b.clear();
+            if spare.is_none() {
+                spare = Some(b);
+            }
+        }
+        spare.unwrap_or_else(|| Vec::with_capacity(BATCH))
+    }
+
     fn send(&mut self, shard: usize) -> Result<(), AppError> {
-        let b = std::mem::replace(&mut self.batches[shard], Vec::with_capacity(BATCH));
+        let fresh = self.spare();
+        let b = std::mem::replace(&mut self.batches[shard], fresh);
         match self.mode {
             // A worker only goes away when a sink failed; the sink's error is reported at join.
             Mode::Replay => self.shards[shard]

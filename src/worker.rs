@@ -261,15 +261,20 @@ impl Worker {
                         .as_ref()
                         .map(|q| sh.fmt.redactor.auth(q))
                         .unwrap_or_else(none_auth);
-                    let ep = match known.take() {
-                        Some(e) => Some(*e),
-                        None => crate::catalog::endpoint_of(tx, meta),
+                    // borrowed: the event goes back to the capture thread, which frees it
+                    let made;
+                    let ep = match known.as_deref() {
+                        Some(e) => Some(e),
+                        None => {
+                            made = crate::catalog::endpoint_of(tx, meta);
+                            made.as_ref()
+                        }
                     };
-                    let endpoint = ep.as_ref().map(|(_, m, t)| crate::util::concat(&[m, " ", t]));
+                    let endpoint = ep.map(|(_, m, t)| crate::util::concat(&[m, " ", t]));
                     let analyse = self.catalog.is_some() || self.engine.is_some();
                     // redacted once, for the analysis and the http line
                     let red_url = tx.request.as_ref().map(|q| sh.fmt.redactor.url(&q.uri));
-                    if let (Some((host, m, t)), Some(endpoint), true) = (&ep, &endpoint, analyse) {
+                    if let (Some((host, m, t)), Some(endpoint), true) = (ep, &endpoint, analyse) {
                         let tx: &crate::http::Transaction = tx;
                         let client = client_ip(meta, tx, &sh.trusted);
                         let url = red_url.as_deref().map_or("", |u| crate::detect::cut(u, 512));
@@ -514,6 +519,7 @@ impl Worker {
         rx: Receiver<Vec<Event>>,
         cross_rx: Receiver<Vec<Cross>>,
         peers: Vec<Sender<Vec<Cross>>>,
+        spent: Sender<Vec<Event>>,
     ) -> Option<Catalog> {
         let mut peers = Some(peers);
         let mut main_open = true;
@@ -531,6 +537,9 @@ impl Worker {
                             if !b.is_empty() {
                                 per_event = (bytes.len() / b.len() + 128).clamp(256, 16 * 1024);
                             }
+                            // back to the capture thread, which made what the events hold and
+                            // frees it cheaper (when its queue is full they are freed here)
+                            let _ = spent.try_send(b);
                         }
                         Err(_) => {
                             main_open = false;
