@@ -196,6 +196,13 @@ pub fn contains_short(hay: &[u8], needle: &[u8]) -> bool {
     memchr::memchr_iter(first, hay).any(|i| hay[i..].starts_with(needle))
 }
 
+/// Where `needle` first starts in `hay` (`str::find`'s answer), by a byte search for its
+/// first byte and a compare: cheaper than a substring searcher on short texts.
+pub fn find_short(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let Some(&first) = needle.first() else { return Some(0) };
+    memchr::memchr_iter(first, hay).find(|&i| hay[i..].starts_with(needle))
+}
+
 /// The text before the first `;` (a media type without its parameters), or all of it.
 pub fn before_semicolon(s: &str) -> &str {
     memchr::memchr(b';', s.as_bytes()).map_or(s, |i| &s[..i])
@@ -393,6 +400,22 @@ mod split_tests {
                 h.contains(n),
                 "{h} {n}"
             );
+        }
+    }
+
+    #[test]
+    fn find_short_is_str_find() {
+        for (h, n) in [
+            ("http://u:p@h/", "://"),
+            ("/r?u=http://a:b@c/", "://"),
+            ("/plain", "://"),
+            (":/:://", "://"),
+            ("::", "://"),
+            ("", ""),
+            ("ab", ""),
+            ("é://x", "://"),
+        ] {
+            assert_eq!(super::find_short(h.as_bytes(), n.as_bytes()), h.find(n), "{h} {n}");
         }
     }
 
