@@ -410,7 +410,11 @@ impl Pipeline {
         self.shared = None;
         let last = last(&self);
         self.fmt.write(&last, &mut buf);
-        let b = Arc::new(Batch { bytes: buf, events });
+        let b = Arc::new(Batch {
+            bytes: buf,
+            events,
+            back: None,
+        });
         // Live: a sink stuck in a write (a pipe nobody reads) must not hold the exit hostage.
         let deadline = (mode == Mode::Live).then(|| Instant::now() + Duration::from_secs(5));
         for s in self.sinks.iter() {

@@ -135,12 +135,21 @@ impl Shared {
 
     /// Hand a batch of lines to every sink. False when every sink is gone (replay: stop).
     pub fn send(&self, bytes: Vec<u8>) -> bool {
+        self.send_back(bytes, None)
+    }
+
+    /// [`Shared::send`], the emptied buffer handed to `back` once written.
+    pub fn send_back(&self, bytes: Vec<u8>, back: Option<&Sender<Vec<u8>>>) -> bool {
         if self.sinks.is_empty() || bytes.is_empty() {
             return true;
         }
         // Lines, as written: types filtered out by `output.types` never were.
         let events = memchr::memchr_iter(b'\n', &bytes).count() as u64;
-        let b = Arc::new(Batch { bytes, events });
+        let b = Arc::new(Batch {
+            bytes,
+            events,
+            back: back.cloned(),
+        });
         let mut alive = false;
         for s in self.sinks.iter() {
             alive |= s.send(&b, self.mode == Mode::Replay);
@@ -526,8 +535,10 @@ impl Worker {
         // Output bytes per event in the last batch (with a margin): the next batch's buffer is
         // made that size at once, not grown by doubling (each doubling copies it all).
         let mut per_event = 700;
+        // Output buffers come back once the sinks wrote them (see `Batch::back`).
+        let (back, returned) = crossbeam_channel::bounded::<Vec<u8>>(4);
         loop {
-            let mut bytes = Vec::new();
+            let mut bytes = returned.try_recv().unwrap_or_default();
             if main_open {
                 select! {
                     recv(rx) -> m => match m {
@@ -569,7 +580,7 @@ impl Worker {
                 }
             }
             self.flush_fleet(&mut bytes);
-            if !self.shared.send(bytes) && self.shared.mode == Mode::Replay {
+            if !self.shared.send_back(bytes, Some(&back)) && self.shared.mode == Mode::Replay {
                 break;
             }
             if self.published_at.elapsed() >= std::time::Duration::from_secs(1) {

@@ -366,7 +366,11 @@ fn batch(n: u64, tag: &str) -> Arc<Batch> {
     for i in 0..n {
         bytes.extend(format!("{{\"event_type\":\"http\",\"tag\":\"{tag}\",\"i\":{i}}}\n").as_bytes());
     }
-    Arc::new(Batch { bytes, events: n })
+    Arc::new(Batch {
+        bytes,
+        events: n,
+        back: None,
+    })
 }
 
 /// Live: a Redis that goes away costs the events sent meanwhile (counted), and the sink

@@ -859,7 +859,11 @@ impl Thread {
         }
         self.out.counters.alert.fetch_add(1, Ordering::Relaxed);
         let events = memchr::memchr_iter(b'\n', &buf).count() as u64;
-        let b = Arc::new(Batch { bytes: buf, events });
+        let b = Arc::new(Batch {
+            bytes: buf,
+            events,
+            back: None,
+        });
         for s in self.out.sinks.iter() {
             s.send(&b, self.out.mode == Mode::Replay);
         }
@@ -879,7 +883,11 @@ impl Thread {
             put_fleet(&mut buf, "entity", &f);
         }
         self.out.counters.entity.fetch_add(1, Ordering::Relaxed);
-        let b = Arc::new(Batch { bytes: buf, events: 1 });
+        let b = Arc::new(Batch {
+            bytes: buf,
+            events: 1,
+            back: None,
+        });
         for s in self.out.sinks.iter() {
             s.send(&b, self.out.mode == Mode::Replay);
         }

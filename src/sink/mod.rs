@@ -88,6 +88,25 @@ impl std::fmt::Display for SinkSpec {
 pub struct Batch {
     pub bytes: Vec<u8>,
     pub events: u64,
+    /// Where the emptied buffer goes once every sink has written it (the worker that filled
+    /// it): reused, a batch's buffer is not allocated, page-faulted in and given back to the
+    /// system again for every batch.
+    pub back: Option<crossbeam_channel::Sender<Vec<u8>>>,
+}
+
+/// Buffers larger than this are not handed back (a rare huge batch is not kept).
+pub const REUSE_MAX: usize = 4 << 20;
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if let Some(back) = self.back.take()
+            && self.bytes.capacity() <= REUSE_MAX
+        {
+            let mut v = std::mem::take(&mut self.bytes);
+            v.clear();
+            let _ = back.try_send(v);
+        }
+    }
 }
 
 /// Per-sink counters, shared with the stats.
@@ -426,5 +445,35 @@ mod tests {
             Ok(SinkSpec::Redis(r)) if r.stream == "eve"
         ));
         assert!("redis://127.0.0.1:6379".parse::<SinkSpec>().is_err());
+    }
+
+    #[test]
+    fn a_batch_hands_its_emptied_buffer_back_once_every_holder_dropped_it() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let b = std::sync::Arc::new(Batch {
+            bytes: b"{}\n".repeat(100),
+            events: 100,
+            back: Some(tx.clone()),
+        });
+        let second = b.clone();
+        drop(b);
+        assert!(rx.try_recv().is_err(), "a sink still holds it");
+        drop(second);
+        let v = rx.try_recv().expect("handed back");
+        assert!(v.is_empty() && v.capacity() >= 300);
+        // a huge buffer is not kept, and a full queue drops it instead of blocking
+        drop(Batch {
+            bytes: Vec::with_capacity(REUSE_MAX + 1),
+            events: 0,
+            back: Some(tx.clone()),
+        });
+        assert!(rx.try_recv().is_err());
+        tx.send(Vec::new()).unwrap();
+        drop(Batch {
+            bytes: vec![1],
+            events: 1,
+            back: Some(tx),
+        });
+        assert_eq!(rx.try_recv().unwrap().capacity(), 0);
     }
 }
