@@ -97,110 +97,222 @@ const fn starts() -> [bool; 256] {
 static STARTS: [bool; 256] = starts();
 
 /// Kinds of sensitive data in `body`.
+///
+/// Only a few places can start a finding: an `@`, a digit at a word start, and the first byte
+/// of one of the fixed prefixes (`eyJ`, `-----BEGIN `, the API key prefixes). In a long body
+/// those are found by fast searches (eight bytes at a time for `@` and digits, Aho-Corasick
+/// for the prefixes) and visited in order by the same rules as the walk over every byte that
+/// short bodies take (the tests hold the two to the same answers): a page or a bulk export is
+/// mostly bytes where nothing can start.
 pub fn scan(body: &[u8]) -> BTreeSet<Sensitive> {
+    if body.len() < 256 {
+        scan_every_byte(body)
+    } else {
+        scan_candidates(body)
+    }
+}
+
+/// [`scan`] by a walk over every byte: cheapest on short bodies (no search to set up).
+fn scan_every_byte(body: &[u8]) -> BTreeSet<Sensitive> {
     let mut found = BTreeSet::new();
-    let n = body.len();
     let mut i = 0;
-    while i < n {
-        let c = body[i];
-        // Inside a word only an '@' can start something; at a word start, only these bytes.
-        if !STARTS[c as usize] || (c != b'@' && i > 0 && body[i - 1].is_ascii_alphanumeric()) {
-            i += 1;
-            continue;
-        }
-        if c == b'@' && i > 0 {
-            // e-mail: word chars before, a dotted domain after
-            let mut s = i;
-            while s > 0 && is_word(body[s - 1]) {
-                s -= 1;
-            }
-            let mut e = i + 1;
-            while e < n && (body[e].is_ascii_alphanumeric() || body[e] == b'-' || body[e] == b'.') {
-                e += 1;
-            }
-            let domain = &body[i + 1..e];
-            if s < i && domain.contains(&b'.') && domain.last().is_some_and(|b| b.is_ascii_alphabetic()) {
-                found.insert(Sensitive::Email);
-            }
-        } else if c.is_ascii_digit() && (i == 0 || !body[i - 1].is_ascii_alphanumeric()) {
-            // a run of digits with optional single spaces or dashes
-            let mut buf = [0u8; 20];
-            let mut nd = 0;
-            let mut e = i;
-            while e < n && nd <= 19 {
-                if body[e].is_ascii_digit() {
-                    buf[nd] = body[e];
-                    nd += 1;
-                } else if (body[e] == b' ' || body[e] == b'-') && e + 1 < n && body[e + 1].is_ascii_digit() {
-                } else {
-                    break;
-                }
-                e += 1;
-            }
-            let digits = &buf[..nd];
-            let run = &body[i..e];
-            let bounded = e >= n || !body[e].is_ascii_alphanumeric();
-            if bounded && (13..=19).contains(&digits.len()) && luhn(digits) && digits.iter().any(|d| *d != digits[0]) {
-                found.insert(Sensitive::CardNumber);
-            }
-            if bounded && run.len() == 11 && run[3] == b'-' && run[6] == b'-' && digits.len() == 9 {
-                let area = &digits[..3];
-                if area != b"000"
-                    && area != b"666"
-                    && area[0] != b'9'
-                    && &digits[3..5] != b"00"
-                    && &digits[5..] != b"0000"
-                {
-                    found.insert(Sensitive::UsSsn);
-                }
-            }
-            if i > 0 && body[i - 1] == b'+' && (10..=15).contains(&digits.len()) && bounded {
-                found.insert(Sensitive::Phone);
-            }
-            i = e.max(i + 1);
-            continue;
-        } else if body[i..].starts_with(b"eyJ") && (i == 0 || !is_word(body[i - 1])) {
-            let mut e = i;
-            let mut dots = 0;
-            while e < n && (body[e].is_ascii_alphanumeric() || body[e] == b'_' || body[e] == b'-' || body[e] == b'.') {
-                dots += (body[e] == b'.') as u32;
-                e += 1;
-            }
-            if dots == 2 && e - i > 30 {
-                found.insert(Sensitive::Jwt);
-            }
-            i = e;
-            continue;
-        } else if c == b'-' && body[i..].starts_with(b"-----BEGIN ") {
-            let line_end = body[i..].iter().position(|b| *b == b'\n').map_or(n, |p| i + p);
-            if memchr::memmem::find(&body[i..line_end], b"PRIVATE KEY-----").is_some() {
-                found.insert(Sensitive::PrivateKey);
-            }
-        } else if i == 0 || !body[i - 1].is_ascii_alphanumeric() {
-            let rest = &body[i..];
-            let key_like = |prefix: &[u8], min: usize| {
-                rest.starts_with(prefix)
-                    && rest[prefix.len()..]
-                        .iter()
-                        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-                        .count()
-                        >= min
-            };
-            if key_like(b"sk_live_", 16)
-                || key_like(b"rk_live_", 16)
-                || key_like(b"ghp_", 30)
-                || key_like(b"xoxb-", 20)
-                || key_like(b"AIza", 30)
-                || (rest.starts_with(b"AKIA")
-                    && rest.len() >= 20
-                    && rest[4..20].iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
-            {
-                found.insert(Sensitive::ApiKey);
-            }
-        }
-        i += 1;
+    while i < body.len() {
+        i = if starts_here(body, i) {
+            visit(body, i, &mut found)
+        } else {
+            i + 1
+        };
     }
     found
+}
+
+/// [`scan`] visiting only the places found by the searches.
+fn scan_candidates(body: &[u8]) -> BTreeSet<Sensitive> {
+    const L: u64 = 0x0101_0101_0101_0101;
+    const H: u64 = 0x8080_8080_8080_8080;
+    let mut found = BTreeSet::new();
+    let mut prefixes = PrefixStarts { body, from: 0 };
+    let mut pre = prefixes.next();
+    let mut next = 0; // positions before this were consumed by a finding's run
+    let mut base = 0;
+    while base < body.len() {
+        let w = match body.get(base..base + 8) {
+            Some(c) => u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+            None => {
+                // the tail padded with zero bytes (neither a digit nor an '@')
+                let mut w8 = [0u8; 8];
+                w8[..body.len() - base].copy_from_slice(&body[base..]);
+                u64::from_le_bytes(w8)
+            }
+        };
+        // per byte, the high bit: an ASCII digit, or an '@' (exact: no carry crosses a byte)
+        let x = w & !H;
+        let digit = (x + (0x80 - 0x30) * L) & !(x + (0x80 - 0x3a) * L) & !w & H;
+        let v = w ^ (0x40 * L);
+        let at = !(((v & !H) + !H) | v) & H;
+        let mut m = digit | at;
+        while m != 0 {
+            let p = base + (m.trailing_zeros() / 8) as usize;
+            m &= m - 1;
+            while let Some(q) = pre.filter(|q| *q < p) {
+                if q >= next && starts_here(body, q) {
+                    next = visit(body, q, &mut found);
+                }
+                pre = prefixes.next();
+            }
+            if p >= next && starts_here(body, p) {
+                next = visit(body, p, &mut found);
+            }
+        }
+        base += 8;
+    }
+    while let Some(q) = pre {
+        if q >= next && starts_here(body, q) {
+            next = visit(body, q, &mut found);
+        }
+        pre = prefixes.next();
+    }
+    found
+}
+
+/// The fixed prefixes that start a finding at a word start.
+const PREFIXES: [&str; 8] = [
+    "eyJ",
+    "-----BEGIN ",
+    "sk_live_",
+    "rk_live_",
+    "ghp_",
+    "xoxb-",
+    "AIza",
+    "AKIA",
+];
+
+/// Every position where one of [`PREFIXES`] starts, in order (a prefix starting inside
+/// another's match included: each search resumes one byte after the last start).
+struct PrefixStarts<'a> {
+    body: &'a [u8],
+    from: usize,
+}
+
+impl Iterator for PrefixStarts<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        static AC: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> = std::sync::LazyLock::new(|| {
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .build(PREFIXES)
+                .ok()
+        });
+        if self.from >= self.body.len() {
+            return None;
+        }
+        let start = match AC.as_ref() {
+            Some(ac) => ac.find(aho_corasick::Input::new(self.body).range(self.from..))?.start(),
+            // (cannot happen: the patterns are fixed) every position, as the byte walk does
+            None => self.from,
+        };
+        self.from = start + 1;
+        Some(start)
+    }
+}
+
+/// Could something start at `i`? Inside a word only an '@' can; at a word start, only the
+/// [`STARTS`] bytes.
+fn starts_here(body: &[u8], i: usize) -> bool {
+    let c = body[i];
+    STARTS[c as usize] && (c == b'@' || i == 0 || !body[i - 1].is_ascii_alphanumeric())
+}
+
+/// What starts at `i` (where [`starts_here`]), added to `found`; the position to go on from.
+fn visit(body: &[u8], i: usize, found: &mut BTreeSet<Sensitive>) -> usize {
+    let n = body.len();
+    let c = body[i];
+    if c == b'@' && i > 0 {
+        // e-mail: word chars before, a dotted domain after
+        let mut s = i;
+        while s > 0 && is_word(body[s - 1]) {
+            s -= 1;
+        }
+        let mut e = i + 1;
+        while e < n && (body[e].is_ascii_alphanumeric() || body[e] == b'-' || body[e] == b'.') {
+            e += 1;
+        }
+        let domain = &body[i + 1..e];
+        if s < i && domain.contains(&b'.') && domain.last().is_some_and(|b| b.is_ascii_alphabetic()) {
+            found.insert(Sensitive::Email);
+        }
+    } else if c.is_ascii_digit() && (i == 0 || !body[i - 1].is_ascii_alphanumeric()) {
+        // a run of digits with optional single spaces or dashes
+        let mut buf = [0u8; 20];
+        let mut nd = 0;
+        let mut e = i;
+        while e < n && nd <= 19 {
+            if body[e].is_ascii_digit() {
+                buf[nd] = body[e];
+                nd += 1;
+            } else if (body[e] == b' ' || body[e] == b'-') && e + 1 < n && body[e + 1].is_ascii_digit() {
+            } else {
+                break;
+            }
+            e += 1;
+        }
+        let digits = &buf[..nd];
+        let run = &body[i..e];
+        let bounded = e >= n || !body[e].is_ascii_alphanumeric();
+        if bounded && (13..=19).contains(&digits.len()) && luhn(digits) && digits.iter().any(|d| *d != digits[0]) {
+            found.insert(Sensitive::CardNumber);
+        }
+        if bounded && run.len() == 11 && run[3] == b'-' && run[6] == b'-' && digits.len() == 9 {
+            let area = &digits[..3];
+            if area != b"000" && area != b"666" && area[0] != b'9' && &digits[3..5] != b"00" && &digits[5..] != b"0000"
+            {
+                found.insert(Sensitive::UsSsn);
+            }
+        }
+        if i > 0 && body[i - 1] == b'+' && (10..=15).contains(&digits.len()) && bounded {
+            found.insert(Sensitive::Phone);
+        }
+        return e.max(i + 1);
+    } else if body[i..].starts_with(b"eyJ") && (i == 0 || !is_word(body[i - 1])) {
+        let mut e = i;
+        let mut dots = 0;
+        while e < n && (body[e].is_ascii_alphanumeric() || body[e] == b'_' || body[e] == b'-' || body[e] == b'.') {
+            dots += (body[e] == b'.') as u32;
+            e += 1;
+        }
+        if dots == 2 && e - i > 30 {
+            found.insert(Sensitive::Jwt);
+        }
+        return e;
+    } else if c == b'-' && body[i..].starts_with(b"-----BEGIN ") {
+        let line_end = body[i..].iter().position(|b| *b == b'\n').map_or(n, |p| i + p);
+        if memchr::memmem::find(&body[i..line_end], b"PRIVATE KEY-----").is_some() {
+            found.insert(Sensitive::PrivateKey);
+        }
+    } else if i == 0 || !body[i - 1].is_ascii_alphanumeric() {
+        let rest = &body[i..];
+        let key_like = |prefix: &[u8], min: usize| {
+            rest.starts_with(prefix)
+                && rest[prefix.len()..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+                    .count()
+                    >= min
+        };
+        if key_like(b"sk_live_", 16)
+            || key_like(b"rk_live_", 16)
+            || key_like(b"ghp_", 30)
+            || key_like(b"xoxb-", 20)
+            || key_like(b"AIza", 30)
+            || (rest.starts_with(b"AKIA")
+                && rest.len() >= 20
+                && rest[4..20].iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+        {
+            found.insert(Sensitive::ApiKey);
+        }
+    }
+    i + 1
 }
 
 #[cfg(test)]
@@ -240,6 +352,86 @@ mod tests {
             r#"{"handle":"@alice"}"#,
         ] {
             assert!(kinds(s).is_empty(), "{s}: {:?}", kinds(s));
+        }
+    }
+
+    #[test]
+    fn scan_finds_what_a_walk_over_every_byte_finds() {
+        // Texts built from the pieces the scanners look for, overlapping and cut at random,
+        // with non-ASCII bytes: the candidate search must visit every place the walk acts on.
+        let pieces: [&[u8]; 34] = [
+            b"eyJ",
+            b"eyJhbGciOiJIUzI1NiJ9",
+            b".",
+            b"-----BEGIN ",
+            b"PRIVATE KEY-----",
+            b"\n",
+            b"sk_live_",
+            b"rk_live_",
+            b"ghp_",
+            b"xoxb-",
+            b"AIza",
+            b"AKIA",
+            b"IOSFODNN7EXAMPLE",
+            b"abcdefghij0123456789_ABCDEFGHIJ",
+            b"@",
+            b"example.com",
+            b"user",
+            b"+",
+            b"14155550123",
+            b"4111 1111 1111 1111",
+            b"4242424242424242",
+            b"123-45-6789",
+            b"0",
+            b"9",
+            b" ",
+            b"-",
+            b"_",
+            b"\"",
+            b":",
+            b"e",
+            b"A",
+            b"\xc3\xa9",
+            b"\xff\x80\xb0\xc0",
+            b"x",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut found_some = 0;
+        for round in 0..20_000 {
+            let mut t = Vec::new();
+            for _ in 0..rnd(if round % 4 == 0 { 200 } else { 24 }) {
+                let p = pieces[rnd(pieces.len())];
+                // sometimes only part of a piece
+                let cut = if rnd(4) == 0 { rnd(p.len() + 1) } else { p.len() };
+                t.extend_from_slice(&p[..cut]);
+            }
+            let want = scan_every_byte(&t);
+            found_some += !want.is_empty() as usize;
+            assert_eq!(
+                scan_candidates(&t),
+                want,
+                "round {round}: {:?}",
+                String::from_utf8_lossy(&t)
+            );
+        }
+        // the texts did exercise the finders
+        assert!(found_some > 3_000, "{found_some}");
+        for t in [
+            &b""[..],
+            b"@",
+            b"1",
+            b"eyJ",
+            b"-----BEGIN ",
+            b"a@b.co",
+            b"12345678@x.io",
+        ] {
+            assert_eq!(scan_candidates(t), scan_every_byte(t));
         }
     }
 }
