@@ -1432,8 +1432,8 @@ mod tests {
             let n = 2 + next() % 5;
             let mut head = String::from(lines[0]);
             for _ in 1..n {
-                head.push_str(if next() % 4 == 0 { "\n" } else { "\r\n" });
-                if next() % 3 == 0 {
+                head.push_str(if next().is_multiple_of(4) { "\n" } else { "\r\n" });
+                if next().is_multiple_of(3) {
                     head.push_str([" ", "\t", "  ", " \t"][next() % 4]);
                 }
                 head.push_str(lines[1 + next() % (lines.len() - 1)]);

@@ -949,7 +949,7 @@ mod tests {
                 let name: String = base
                     .chars()
                     .map(|c| {
-                        if lcg(&mut seed) % 3 == 0 {
+                        if lcg(&mut seed).is_multiple_of(3) {
                             if c.is_ascii_lowercase() {
                                 c.to_ascii_uppercase()
                             } else {
