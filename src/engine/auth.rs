@@ -32,6 +32,9 @@ pub struct AuthTracker {
     cap: usize,
     /// `[fleet]` on: the profiles are shared with the other sensors.
     fleet: Option<Box<FleetSide>>,
+    /// Keys of `map` without the fleet: a fast hash, seeded per process (the key never leaves
+    /// it; the fleet's keys, shared between sensors, stay `hash_of`).
+    local: hashbrown::DefaultHashBuilder,
 }
 
 /// The fleet's side of the auth profiles, per capture thread: what to tell the fleet, and
@@ -192,6 +195,7 @@ impl AuthTracker {
             cfg,
             cap: 100_000,
             fleet: None,
+            local: Default::default(),
         }
     }
 
@@ -211,6 +215,15 @@ impl AuthTracker {
             })
         });
         self
+    }
+
+    /// An endpoint's key in `map` (and, with the fleet on, the fleet's: the same everywhere).
+    fn key(&self, ep: &crate::catalog::EndpointId) -> u64 {
+        let parts = (&ep.0, &ep.1, &ep.2);
+        match self.fleet {
+            Some(_) => hash_of(&parts),
+            None => std::hash::BuildHasher::hash_one(&self.local, parts),
+        }
     }
 
     /// Fold one transaction in. True when it is a 2xx without credentials on a protected
@@ -242,7 +255,7 @@ impl AuthTracker {
         let Some(ep) = endpoint.as_ref() else {
             return false;
         };
-        let key = hash_of(&(&ep.0, &ep.1, &ep.2));
+        let key = self.key(ep);
         let ts = q.start;
         if creds {
             // Only endpoints called with credentials are tracked: a catch-all answering 200
@@ -326,4 +339,33 @@ pub(super) fn flagged_request(tx: &Transaction) -> bool {
     // (no site: a link back to the site is rare in this narrow case, and counting it as an
     // attack only keeps that call out of the profile)
     crate::detect::classify(tx, &Inputs::of(tx), &Default::default()).attack()
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    /// Without the fleet, endpoint keys come from a fast per-process hash: the same endpoint
+    /// always gets the same key, and the three parts are hashed apart (a byte moved from one
+    /// part to the next is another endpoint).
+    #[test]
+    fn local_endpoint_keys_are_stable_and_tell_endpoints_apart() {
+        let t = AuthTracker::new(Default::default());
+        let ep = |h: &str, m: &str, p: &str| (h.to_string(), m.to_string(), p.to_string());
+        let a = ep("api", "GET", "/users/{id}");
+        assert_eq!(t.key(&a), t.key(&a.clone()));
+        for b in [
+            ep("apiG", "ET", "/users/{id}"),
+            ep("api", "GET/", "users/{id}"),
+            ep("api", "POST", "/users/{id}"),
+            ep("API", "GET", "/users/{id}"),
+            ep("", "", ""),
+        ] {
+            assert_ne!(t.key(&a), t.key(&b), "{b:?}");
+        }
+        let keys: std::collections::HashSet<u64> = (0..10_000)
+            .map(|i| t.key(&ep("h", "GET", &format!("/p/{i}"))))
+            .collect();
+        assert_eq!(keys.len(), 10_000);
+    }
 }

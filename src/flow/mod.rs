@@ -603,8 +603,13 @@ impl Flow {
                 }
             }
         }
+        // (the last transaction takes `meta` itself: one copy of the community id fewer)
+        let last = txs.pop();
         for tx in txs.drain(..) {
             out.push(FlowOutput::Http { meta: meta.clone(), tx });
+        }
+        if let Some(tx) = last {
+            out.push(FlowOutput::Http { meta, tx });
         }
     }
 }
@@ -972,5 +977,81 @@ mod tests {
         t.process(&seg(2, false, 5000, 1001, tcp_flags::SYN | A, b""), &mut out);
         t.flush_all(10, &mut out);
         assert_eq!((t.stats.one_way, t.stats.created), (0, 1));
+    }
+}
+
+#[cfg(test)]
+mod collect_tests {
+    use super::*;
+    use crate::decode::v4;
+
+    fn seg<'a>(ts: Ts, from_client: bool, seq: u32, ack: u32, flags: u8, payload: &'a [u8]) -> TcpSegment<'a> {
+        let (src, dst, sport, dport) = if from_client {
+            (v4([10, 0, 0, 2]), v4([10, 0, 0, 1]), 40000, 80)
+        } else {
+            (v4([10, 0, 0, 1]), v4([10, 0, 0, 2]), 80, 40000)
+        };
+        TcpSegment {
+            ts,
+            src,
+            dst,
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            payload,
+            missing: 0,
+        }
+    }
+
+    /// Several transactions finished by one segment leave in order, each with the flow's meta
+    /// (the last one takes the meta itself, the others a copy).
+    #[test]
+    fn transactions_finished_together_keep_their_order_and_the_same_meta() {
+        let mut t = FlowTable::new(
+            FlowConfig::default(),
+            ReassemblyConfig::default(),
+            HttpConfig::default(),
+        );
+        let mut out = Vec::new();
+        let (ci, si) = (1000u32, 5000u32);
+        let ack = tcp_flags::ACK;
+        let pa = tcp_flags::ACK | 0x08;
+        let req: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\nGET /c HTTP/1.1\r\n\r\n";
+        let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 201 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 404 No\r\nContent-Length: 2\r\n\r\nno";
+        t.process(&seg(1, true, ci, 0, tcp_flags::SYN, b""), &mut out);
+        t.process(&seg(2, false, si, ci + 1, tcp_flags::SYN | ack, b""), &mut out);
+        t.process(&seg(3, true, ci + 1, si + 1, ack, b""), &mut out);
+        t.process(&seg(4, true, ci + 1, si + 1, pa, req), &mut out);
+        assert!(out.is_empty());
+        t.process(&seg(5, false, si + 1, ci + 1 + req.len() as u32, pa, resp), &mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|o| match o {
+                FlowOutput::Http { meta, tx } => (
+                    meta.clone(),
+                    tx.request.as_ref().map(|q| q.uri.clone()),
+                    tx.response.as_ref().map(|r| r.status),
+                ),
+                _ => panic!("only transactions expected"),
+            })
+            .collect();
+        assert_eq!(got.len(), 3);
+        let uris: Vec<_> = got.iter().map(|g| (g.1.clone().unwrap_or_default(), g.2)).collect();
+        assert_eq!(
+            uris,
+            [
+                ("/a".to_string(), Some(200)),
+                ("/b".to_string(), Some(201)),
+                ("/c".to_string(), Some(404))
+            ]
+        );
+        for g in &got {
+            assert_eq!(g.0.flow_id, got[0].0.flow_id);
+            assert_eq!(g.0.community_id, got[0].0.community_id);
+            assert!(!g.0.community_id.is_empty());
+            assert_eq!((g.0.src, g.0.sport, g.0.dport), (v4([10, 0, 0, 2]), 40000, 80));
+        }
     }
 }

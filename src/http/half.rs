@@ -432,7 +432,9 @@ impl Half {
                 // A header continued on the next line (obs-fold, RFC 9112 §5.2): parsers
                 // disagree on it, a classic smuggling vector. httparse tolerates it; we report it.
                 let head = &src[..n.min(src.len())];
-                if has_obs_fold(head) {
+                // (a request head httparse took strictly has no folded line: it refuses one)
+                let strict_request = role == Role::Request && self.scan.strict;
+                if !strict_request && has_obs_fold(head) {
                     ev.anomaly(HttpAnomaly::ObsFold);
                 }
                 let used = if from_buf { n.saturating_sub(old) } else { n };
@@ -856,7 +858,10 @@ fn parse_head(role: Role, src: &[u8], sc: &mut HeadScan, ev: &mut dyn Events) ->
         // Fast path, the common case: an ordinary head, whole in one segment.
         sc.tried = true;
         match strict_parse(role, src) {
-            Ok(Some((msg, n))) => return Parsed::Complete(msg, n),
+            Ok(Some((msg, n))) => {
+                sc.strict = true;
+                return Parsed::Complete(msg, n);
+            }
             Ok(None) => {}
             Err(a) => return Parsed::Error(a),
         }
@@ -895,7 +900,10 @@ fn parse_head(role: Role, src: &[u8], sc: &mut HeadScan, ev: &mut dyn Events) ->
     if !start.unusual {
         // httparse on the whole head, strict about headers.
         match strict_parse(role, head) {
-            Ok(Some((msg, _))) => return Parsed::Complete(msg, end),
+            Ok(Some((msg, _))) => {
+                sc.strict = true;
+                return Parsed::Complete(msg, end);
+            }
             Ok(None) => {}
             Err(a) => return Parsed::Error(a),
         }
@@ -923,6 +931,8 @@ struct HeadScan {
     line_end: Option<usize>,
     /// Offset from which to look again.
     from: usize,
+    /// The head was parsed by [`strict_parse`].
+    strict: bool,
 }
 
 /// Index just past the blank line that ends a head (`\n\n` or `\n\r\n`), looking for LFs from
@@ -1047,23 +1057,64 @@ fn parser_config(lenient: bool) -> httparse::ParserConfig {
     c
 }
 
-/// The headers httparse found in `head` (the head's bytes, which hold every value). A head
-/// that is valid UTF-8 as a whole (nearly all are) is checked once, not value by value.
+/// The headers httparse found in `head` (the head's bytes, which hold every name and value).
+/// A head that is valid UTF-8 as a whole (nearly all are) is checked once, and its header
+/// block copied once: each line is then a pair of ranges of that copy, its value trimmed by
+/// moving the range. Otherwise each line is copied on its own, made UTF-8.
 fn owned_headers(h: &[httparse::Header<'_>], head: &[u8]) -> Headers {
-    let bytes = h.iter().map(|h| h.name.len() + h.value.len()).sum();
-    let mut out = Headers::with_capacity(h.len(), bytes);
-    let text = std::str::from_utf8(head).ok();
     let base = head.as_ptr() as usize;
+    let off = |p: *const u8| (p as usize).wrapping_sub(base);
+    let block = h
+        .first()
+        .and_then(|f| Some((off(f.name.as_ptr()), std::str::from_utf8(head).ok()?)))
+        .and_then(|(from, text)| Some((from, text.get(from..)?)));
+    let Some((from, block)) = block else {
+        let bytes = h.iter().map(|h| h.name.len() + h.value.len()).sum();
+        let mut out = Headers::with_capacity(h.len(), bytes);
+        for h in h {
+            push_value(&mut out, h.name, h.value);
+        }
+        return out;
+    };
+    let mut out = Headers::from_block(block, h.len(), 0);
+    let b = block.as_bytes();
+    // a character starts at `i` (or `i` is the end)
+    let boundary = |i: usize| b.get(i).is_none_or(|c| (*c as i8) >= -0x40);
     for h in h {
-        // a value starts and ends next to ASCII bytes (`:`, whitespace, CR, LF): in a valid
-        // UTF-8 head it is a valid slice of it
-        let off = (h.value.as_ptr() as usize).wrapping_sub(base);
-        match text.and_then(|t| t.get(off..off.wrapping_add(h.value.len()))) {
-            Some(v) => out.push(h.name, trim_value(v)),
-            None => push_value(&mut out, h.name, h.value),
+        // names and values start and end next to ASCII bytes (`:`, whitespace, CR, LF): in a
+        // valid UTF-8 head they are valid slices of it (checked all the same)
+        let n = off(h.name.as_ptr()).wrapping_sub(from);
+        let v = off(h.value.as_ptr()).wrapping_sub(from);
+        let (ne, ve) = (n.wrapping_add(h.name.len()), v.wrapping_add(h.value.len()));
+        if n <= ne
+            && ne <= b.len()
+            && v <= ve
+            && ve <= b.len()
+            && boundary(n)
+            && boundary(ne)
+            && boundary(v)
+            && boundary(ve)
+        {
+            let (v, ve) = trim_span(block, v, ve);
+            out.push_span(n, ne, v, ve);
+        } else {
+            push_value(&mut out, h.name, h.value);
         }
     }
     out
+}
+
+/// [`trim_value`] of `s[a..b]` (character boundaries), as a range of `s`.
+#[inline]
+fn trim_span(s: &str, a: usize, b: usize) -> (usize, usize) {
+    let visible = |c: u8| c > b' ' && c < 0x80;
+    let by = s.as_bytes();
+    if a < b && visible(by[a]) && visible(by[b - 1]) {
+        return (a, b);
+    }
+    let t = trim_value(&s[a..b]);
+    let t0 = t.as_ptr() as usize - s.as_ptr() as usize;
+    (t0, t0 + t.len())
 }
 
 /// `v.trim()`, without looking at characters when both ends are visible ASCII.
@@ -1206,6 +1257,10 @@ fn message_framing(m: &Message, ev: &mut dyn Events) -> Option<Framing> {
     let mut te: Option<&str> = None;
     let mut cl: Option<u64> = None;
     let mut cl_bad = false;
+    // (neither name present, the common request: no framing header to look for)
+    if !m.headers.may_contain(b"transfer-encoding") && !m.headers.may_contain(b"content-length") {
+        return None;
+    }
     for (n, v) in &m.headers {
         if eq_ignore_case(n.as_bytes(), b"transfer-encoding") {
             te = Some(v);
@@ -1353,5 +1408,45 @@ mod tests {
             assert_eq!(has_obs_fold(head), want, "{head:?}");
             assert_eq!(reference, want, "{head:?}");
         }
+    }
+
+    /// The obs-fold scan is skipped for request heads httparse took strictly: it refuses any
+    /// line that starts with a space or a tab there, wherever the fold is and whatever follows.
+    #[test]
+    fn strict_request_parse_refuses_every_folded_line() {
+        let lines = [
+            "GET /x HTTP/1.1",
+            "Host: a",
+            "X-Long: some value here",
+            "Empty:",
+            "Cookie: a=b; c=d",
+            "User-Agent: t/1.0",
+        ];
+        let mut seed = 5u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        let mut folded = 0;
+        for _ in 0..3000 {
+            let n = 2 + next() % 5;
+            let mut head = String::from(lines[0]);
+            for _ in 1..n {
+                head.push_str(if next().is_multiple_of(4) { "\n" } else { "\r\n" });
+                if next().is_multiple_of(3) {
+                    head.push_str([" ", "\t", "  ", " \t"][next() % 4]);
+                }
+                head.push_str(lines[1 + next() % (lines.len() - 1)]);
+            }
+            head.push_str("\r\n\r\n");
+            let b = head.as_bytes();
+            if has_obs_fold(b) {
+                folded += 1;
+                assert!(!matches!(strict_parse(Role::Request, b), Ok(Some(_))), "{head:?}");
+            } else {
+                assert!(matches!(strict_parse(Role::Request, b), Ok(Some(_))), "{head:?}");
+            }
+        }
+        assert!(folded > 500, "{folded}");
     }
 }

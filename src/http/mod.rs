@@ -42,21 +42,85 @@ impl Default for HttpConfig {
 }
 
 /// A message's header lines in the order they came: every name and value in one buffer
-/// (two allocations per message, not two per line; a head is at most `max_head` bytes).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// (two allocations per message, not two per line; a head is at most `max_head` bytes). A
+/// parsed head's header block is copied in whole ([`Headers::from_block`]: one copy, not two
+/// per line), so the buffer may hold bytes between the lines (`: `, CRLF) that are no part
+/// of them.
+#[derive(Debug, Clone, Default)]
 pub struct Headers {
     buf: String,
-    /// Per line: where its name ends (its value starts there) and where its value ends. A
-    /// name starts where the line before ended.
-    ends: Vec<(u32, u32)>,
+    /// Per line: where its name starts and ends, and where its value starts and ends, in `buf`.
+    lines: Vec<[u32; 4]>,
+    /// One bit per line name ([`name_bit`]): `find` answers "absent" for most names without
+    /// scanning (a lookup misses far more often than it hits).
+    present: u64,
+    /// Bytes of names and values.
+    bytes: usize,
+}
+
+/// The same lines in the same order (whatever else the buffers hold).
+impl PartialEq for Headers {
+    fn eq(&self, o: &Headers) -> bool {
+        self.len() == o.len() && self.iter().eq(o.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+/// The presence bit of a header name: from its length and its first and last bytes, the same
+/// for any two names equal in ASCII case (`| 0x20` maps a letter and its capital alike; any
+/// other byte, compared exactly, maps to itself).
+#[inline(always)]
+fn name_bit(name: &[u8]) -> u64 {
+    let (f, l) = match name {
+        [] => (0, 0),
+        [f, .., l] => (*f | 0x20, *l | 0x20),
+        [f] => (*f | 0x20, *f | 0x20),
+    };
+    let h = (name.len() as u32)
+        .wrapping_mul(0x9e37)
+        .wrapping_add(u32::from(f).wrapping_mul(0x3b))
+        .wrapping_add(u32::from(l).wrapping_mul(0x0d));
+    1 << ((h ^ (h >> 6)) & 63)
 }
 
 impl Headers {
     pub fn with_capacity(lines: usize, bytes: usize) -> Headers {
         Headers {
             buf: String::with_capacity(bytes),
-            ends: Vec::with_capacity(lines),
+            lines: Vec::with_capacity(lines),
+            present: 0,
+            bytes: 0,
         }
+    }
+
+    /// Headers over a copy of `block` (a head's header lines as text), holding `lines` lines
+    /// added with [`Headers::push_span`]; `extra`: bytes to reserve past the block.
+    pub(crate) fn from_block(block: &str, lines: usize, extra: usize) -> Headers {
+        let mut buf = String::with_capacity(block.len() + extra);
+        buf.push_str(block);
+        Headers {
+            buf,
+            lines: Vec::with_capacity(lines),
+            present: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Add a line whose name and value are already in the buffer: `buf[n..ne]` and
+    /// `buf[v..ve]`, ranges on character boundaries (the caller checked them on the text it
+    /// copied; a range past the buffer drops the line).
+    #[inline]
+    pub(crate) fn push_span(&mut self, n: usize, ne: usize, v: usize, ve: usize) {
+        let Some(name) = self.buf.as_bytes().get(n..ne) else {
+            return;
+        };
+        if ve > self.buf.len() || v > ve || ve > u32::MAX as usize {
+            return;
+        }
+        self.present |= name_bit(name);
+        self.bytes += (ne - n) + (ve - v);
+        self.lines.push([n as u32, ne as u32, v as u32, ve as u32]);
     }
 
     /// Add a line. Lines past 4 GiB in all (far above any `max_head`) are dropped: offsets
@@ -66,43 +130,52 @@ impl Headers {
         if self.buf.len() + name.len() + value.len() > u32::MAX as usize {
             return;
         }
+        self.present |= name_bit(name.as_bytes());
+        self.bytes += name.len() + value.len();
+        let s = self.buf.len() as u32;
         self.buf.push_str(name);
         let n = self.buf.len() as u32;
         self.buf.push_str(value);
-        self.ends.push((n, self.buf.len() as u32));
+        self.lines.push([s, n, n, self.buf.len() as u32]);
+    }
+
+    /// Can a line with this name (ASCII case-insensitive) be here? False: certainly not.
+    #[inline]
+    pub fn may_contain(&self, name: &[u8]) -> bool {
+        self.present & name_bit(name) != 0
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.lines.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.lines.is_empty()
     }
 
     /// Bytes of names and values.
     pub fn bytes(&self) -> usize {
-        self.buf.len()
+        self.bytes
     }
 
     /// Line `i`: (name, value).
     pub fn get(&self, i: usize) -> Option<(&str, &str)> {
-        let &(n, v) = self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
-        Some((&self.buf[start as usize..n as usize], &self.buf[n as usize..v as usize]))
+        let l = self.lines.get(i)?;
+        Some(line(&self.buf, l))
     }
 
     /// The value of the first line with this name (ASCII case-insensitive). Only names of
     /// the right length are looked at.
     pub fn find(&self, name: &[u8]) -> Option<&str> {
+        if !self.may_contain(name) {
+            return None;
+        }
         let b = self.buf.as_bytes();
-        let mut start = 0;
-        for &(n, v) in &self.ends {
-            let (n, v) = (n as usize, v as usize);
-            if n.wrapping_sub(start) == name.len() && eq_ignore_case(&b[start..n], name) {
-                return Some(&self.buf[n..v]);
+        for &[s, n, vs, ve] in &self.lines {
+            let (s, n) = (s as usize, n as usize);
+            if n.wrapping_sub(s) == name.len() && eq_ignore_case(&b[s..n], name) {
+                return Some(&self.buf[vs as usize..ve as usize]);
             }
-            start = v;
         }
         None
     }
@@ -110,18 +183,20 @@ impl Headers {
     pub fn iter(&self) -> HeaderIter<'_> {
         HeaderIter {
             buf: &self.buf,
-            ends: self.ends.iter(),
-            start: 0,
+            lines: self.lines.iter(),
         }
     }
 }
 
-/// The lines in order: each name starts where the line before ended, so the walk keeps that
-/// offset instead of looking it up per line.
+#[inline(always)]
+fn line<'a>(buf: &'a str, &[s, n, vs, ve]: &[u32; 4]) -> (&'a str, &'a str) {
+    (&buf[s as usize..n as usize], &buf[vs as usize..ve as usize])
+}
+
+/// The lines in order.
 pub struct HeaderIter<'a> {
     buf: &'a str,
-    ends: std::slice::Iter<'a, (u32, u32)>,
-    start: usize,
+    lines: std::slice::Iter<'a, [u32; 4]>,
 }
 
 impl<'a> Iterator for HeaderIter<'a> {
@@ -129,14 +204,12 @@ impl<'a> Iterator for HeaderIter<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<(&'a str, &'a str)> {
-        let &(n, v) = self.ends.next()?;
-        let (n, v) = (n as usize, v as usize);
-        let start = std::mem::replace(&mut self.start, v);
-        Some((&self.buf[start..n], &self.buf[n..v]))
+        let l = self.lines.next()?;
+        Some(line(self.buf, l))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.ends.len();
+        let n = self.lines.len();
         (n, Some(n))
     }
 }
@@ -236,8 +309,15 @@ impl Message {
     /// Every value of this header, in the order the lines came (a proxy appends its own
     /// `X-Forwarded-For` line after the client's: the last lines are the trusted ones).
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        // (no line of that name: nothing to walk)
+        let lines = if self.headers.may_contain(name.as_bytes()) {
+            self.headers.len()
+        } else {
+            0
+        };
         self.headers
             .iter()
+            .take(lines)
             .filter(move |(n, _)| eq_ignore_case(n.as_bytes(), name.as_bytes()))
             .map(|(_, v)| v)
     }
@@ -818,5 +898,136 @@ mod tests {
         assert_eq!(lines.len(), 6);
         assert_eq!(lines[2], ("content-TYPE", "application/json"));
         assert_eq!(lines[5], ("Host", ""));
+    }
+
+    /// The presence mask is a prefilter only: `find`, `may_contain` and `header_values` give
+    /// what a plain scan of the lines gives, for names in any case, long names, empty and
+    /// non-ASCII ones, and names that share a length or first and last letters.
+    #[test]
+    fn find_with_the_presence_mask_agrees_with_a_plain_scan() {
+        let names = [
+            "Host",
+            "host",
+            "HOST",
+            "hosT",
+            "User-Agent",
+            "Content-Type",
+            "content-length",
+            "Content-Length",
+            "Transfer-Encoding",
+            "Authorization",
+            "Cookie",
+            "X-Forwarded-For",
+            "Referer",
+            "Origin",
+            "Location",
+            "Content-Encoding",
+            "",
+            "a",
+            "A",
+            "ab",
+            "hxxt",
+            "hast",
+            "h\u{e9}st",
+            "H\u{c9}ST",
+            "na\u{ef}ve-\u{2603}",
+            "x-very-long-header-name-that-goes-on-and-on-past-every-word-boundary-and-more",
+            "X-VERY-LONG-HEADER-NAME-THAT-GOES-ON-AND-ON-PAST-EVERY-WORD-BOUNDARY-AND-MORE",
+            "@",
+            "`",
+            "[x]",
+            "{x}",
+            "\u{7f}",
+        ];
+        let mut seed = 11;
+        for round in 0..400 {
+            let mut lines: Vec<(String, String)> = Vec::new();
+            let n = (lcg(&mut seed) % 9) as usize;
+            for i in 0..n {
+                let base = names[(lcg(&mut seed) as usize) % names.len()];
+                // flip the case of some ASCII letters
+                let name: String = base
+                    .chars()
+                    .map(|c| {
+                        if lcg(&mut seed).is_multiple_of(3) {
+                            if c.is_ascii_lowercase() {
+                                c.to_ascii_uppercase()
+                            } else {
+                                c.to_ascii_lowercase()
+                            }
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                lines.push((name, format!("v{round}.{i}")));
+            }
+            let h: Headers = lines.clone().into();
+            for probe in names.iter().copied().chain(lines.iter().map(|(n, _)| n.as_str())) {
+                let plain = lines
+                    .iter()
+                    .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(probe.as_bytes()))
+                    .map(|(_, v)| v.as_str());
+                assert_eq!(h.find(probe.as_bytes()), plain, "{probe:?} in {lines:?}");
+                if plain.is_some() {
+                    assert!(h.may_contain(probe.as_bytes()), "{probe:?}");
+                }
+                let all: Vec<&str> = lines
+                    .iter()
+                    .filter(|(n, _)| n.as_bytes().eq_ignore_ascii_case(probe.as_bytes()))
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                let m = Message {
+                    headers: h.clone(),
+                    ..Message::default()
+                };
+                assert_eq!(m.header_values(probe).collect::<Vec<_>>(), all, "{probe:?}");
+            }
+        }
+        // a name pushed is always found, whatever its bytes
+        for x in 0..=255u8 {
+            for len in [1usize, 2, 7, 8, 9, 40] {
+                let name: Vec<u8> = (0..len).map(|i| if i % 2 == 0 { x } else { b'k' }).collect();
+                let name = String::from_utf8_lossy(&name).into_owned();
+                let mut h = Headers::default();
+                h.push("Other", "o");
+                h.push(&name, "v");
+                assert_eq!(h.find(name.as_bytes()), Some("v"), "{name:?}");
+                assert_eq!(h.find(name.to_ascii_uppercase().as_bytes()), Some("v"), "{name:?}");
+                assert_eq!(h.find(name.to_ascii_lowercase().as_bytes()), Some("v"), "{name:?}");
+            }
+        }
+        assert_eq!(Headers::default().find(b""), None);
+    }
+
+    /// Lines added as ranges of a copied block and lines pushed as copies read back the same,
+    /// and compare equal whatever else the buffers hold.
+    #[test]
+    fn block_ranges_and_pushed_lines_read_back_alike() {
+        let block = "Host: a\r\nX-Y:  b c \r\nCaf\u{e9}: \u{2603}\r\n\r\n";
+        let mut h = Headers::from_block(block, 3, 0);
+        h.push_span(0, 4, 6, 7);
+        h.push_span(9, 12, 15, 18);
+        h.push_span(21, 26, 28, 31);
+        // out of range: dropped, never a panic later
+        h.push_span(40, 50, 0, 1);
+        h.push_span(0, 1, 30, 400);
+        h.push("Late", "pushed");
+        let want = [
+            ("Host", "a"),
+            ("X-Y", "b c"),
+            ("Caf\u{e9}", "\u{2603}"),
+            ("Late", "pushed"),
+        ];
+        assert_eq!(h.iter().collect::<Vec<_>>(), want);
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.find(b"x-y"), Some("b c"));
+        assert_eq!(h.find(b"CAF\xc3\xa9"), Some("\u{2603}"));
+        assert_eq!(h.find(b"late"), Some("pushed"));
+        let copied: Headers = want.iter().copied().collect();
+        assert_eq!(h, copied);
+        assert_eq!(h.bytes(), copied.bytes());
+        assert_eq!(h.bytes(), want.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>());
+        assert_ne!(h, Headers::default());
     }
 }
