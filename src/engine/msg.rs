@@ -121,7 +121,7 @@ impl Hit {
 /// another shard ([`Obs::into_owned`]).
 #[derive(Debug, Clone)]
 pub struct Obs<'a> {
-    pub key: EntityKey,
+    pub key: Cow<'a, EntityKey>,
     pub ts: Ts,
     pub client: IpAddr,
     pub endpoint: Cow<'a, str>,
@@ -143,7 +143,7 @@ impl Obs<'_> {
     /// This observation with nothing borrowed, to send to another shard.
     pub fn into_owned(self) -> Obs<'static> {
         Obs {
-            key: self.key,
+            key: Cow::Owned(self.key.into_owned()),
             ts: self.ts,
             client: self.client,
             endpoint: Cow::Owned(self.endpoint.into_owned()),
