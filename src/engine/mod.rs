@@ -80,6 +80,21 @@ fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
     h.finish()
 }
 
+/// The id of the window of (rule, entity, per): `hash_of(&(rule, key, per))`, continued from
+/// `rule_hash` (a hasher that has hashed `rule` already) when given.
+fn window_id(rule: &str, rule_hash: Option<&DefaultHasher>, key: &EntityKey, per: &str) -> u64 {
+    match rule_hash {
+        Some(h) => {
+            // a tuple hashes its fields one after the other: the same state, the same id
+            let mut h = h.clone();
+            key.hash(&mut h);
+            per.hash(&mut h);
+            h.finish()
+        }
+        None => hash_of(&(rule, key, per)),
+    }
+}
+
 /// An entity value from the request, at most 128 bytes: a longer one keeps its first 96 and
 /// a hash of the whole, so distinct values stay distinct and a 60 KB user name costs nothing.
 fn bounded(v: String) -> String {
@@ -325,6 +340,7 @@ impl Engine {
                     HitRef {
                         rule: &r.id,
                         rule_idx,
+                        rule_hash: plan.rule_hash.get(rule_idx),
                         key: &*key,
                         endpoint: v.endpoint,
                         per,

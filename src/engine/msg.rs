@@ -53,6 +53,8 @@ pub struct Hit {
 pub(super) struct HitRef<'a> {
     pub(super) rule: &'a str,
     pub(super) rule_idx: usize,
+    /// The window-id hasher with `rule` hashed already, when the sender had it.
+    pub(super) rule_hash: Option<&'a std::hash::DefaultHasher>,
     pub(super) key: &'a EntityKey,
     pub(super) endpoint: &'a str,
     pub(super) per: &'a str,
@@ -102,6 +104,7 @@ impl Hit {
         HitRef {
             rule: &self.rule,
             rule_idx: self.rule_idx,
+            rule_hash: None,
             key: &self.key,
             endpoint: &self.endpoint,
             per: &self.per,

@@ -8,6 +8,7 @@
 //! A plan is made for one `Arc<RuleSet>` and kept while the engine holds that same rule set
 //! (a reload swaps the `Arc`, and with it the plan).
 
+use std::hash::{DefaultHasher, Hash};
 use std::sync::Arc;
 
 use super::View;
@@ -51,6 +52,9 @@ pub(super) struct Plan {
     guards: Vec<Guard>,
     /// The detectors the conditions ask for, in fact-bit order.
     detectors: Vec<Detector>,
+    /// Per rule, the window-id hasher with the rule's id hashed already (see
+    /// [`super::window_id`]): the id's bytes are not hashed again for every match.
+    pub(super) rule_hash: Vec<DefaultHasher>,
 }
 
 impl Plan {
@@ -62,11 +66,21 @@ impl Plan {
         for (r, id) in rules.rules.iter().zip(&ids) {
             guards[*id as usize] = guard(&r.cond, &mut detectors);
         }
+        let rule_hash = rules
+            .rules
+            .iter()
+            .map(|r| {
+                let mut h = DefaultHasher::new();
+                r.id.as_str().hash(&mut h);
+                h
+            })
+            .collect();
         Plan {
             rules,
             ids,
             guards,
             detectors,
+            rule_hash,
         }
     }
 

@@ -1490,3 +1490,40 @@ fn base64_of(s: &str) -> String {
     }
     out
 }
+
+/// A window id continued from the rule's pre-hashed id is the id hashed whole, for every rule
+/// of the default pack and keys and `per` values short, long, empty and not ASCII.
+#[test]
+fn window_ids_from_a_prehashed_rule_equal_the_whole_hash() {
+    let rs = Arc::new(RuleSet::defaults());
+    let plan = plan::Plan::new(rs.clone());
+    let long = "k".repeat(1000);
+    let keys = [
+        EntityKey::ip("10.0.0.1".parse().expect("ip")),
+        EntityKey::ip("2001:db8::1".parse().expect("ip")),
+        EntityKey {
+            kind: "principal".into(),
+            value: long.clone(),
+        },
+        EntityKey {
+            kind: "ip+user_agent".into(),
+            value: "é|\u{0}\u{ff}".into(),
+        },
+        EntityKey {
+            kind: "".into(),
+            value: "".into(),
+        },
+    ];
+    for (i, r) in rs.rules.iter().enumerate() {
+        for k in &keys {
+            for per in ["", "GET /users/{id}", long.as_str(), "\u{ff}"] {
+                assert_eq!(
+                    window_id(&r.id, plan.rule_hash.get(i), k, per),
+                    hash_of(&(r.id.as_str(), k, per)),
+                    "{} {k:?} {per}",
+                    r.id
+                );
+            }
+        }
+    }
+}
