@@ -277,6 +277,10 @@ pub struct EntityReport {
 
 /// The first `n` characters of `s`.
 fn cut_chars(s: &str, n: usize) -> &str {
+    // no more bytes than n: no more characters either (the user agents of nearly every call)
+    if s.len() <= n {
+        return s;
+    }
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
         None => s,
@@ -626,7 +630,7 @@ impl EntityTable {
             severity: 1,
             itype: rule.itype,
             compromise: true,
-            key: o.key.clone(),
+            key: o.key.clone().into_owned(),
             risk: rule.risk,
             entity_risk,
             host: o
@@ -896,7 +900,7 @@ mod tests {
 
     fn obs(key: EntityKey, i: u64, client: IpAddr, endpoint: &str, status: u16) -> Obs<'static> {
         Obs {
-            key,
+            key: std::borrow::Cow::Owned(key),
             ts: 1_000 * S + i * S,
             client,
             endpoint: endpoint.to_string().into(),

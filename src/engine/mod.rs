@@ -15,6 +15,7 @@ mod client;
 mod dense;
 pub mod entity;
 mod msg;
+mod plan;
 mod view;
 mod window;
 
@@ -77,6 +78,21 @@ fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
     let mut h = DefaultHasher::new();
     v.hash(&mut h);
     h.finish()
+}
+
+/// The id of the window of (rule, entity, per): `hash_of(&(rule, key, per))`, continued from
+/// `rule_hash` (a hasher that has hashed `rule` already) when given.
+fn window_id(rule: &str, rule_hash: Option<&DefaultHasher>, key: &EntityKey, per: &str) -> u64 {
+    match rule_hash {
+        Some(h) => {
+            // a tuple hashes its fields one after the other: the same state, the same id
+            let mut h = h.clone();
+            key.hash(&mut h);
+            per.hash(&mut h);
+            h.finish()
+        }
+        None => hash_of(&(rule, key, per)),
+    }
 }
 
 /// An entity value from the request, at most 128 bytes: a longer one keeps its first 96 and
@@ -161,11 +177,13 @@ pub struct Engine {
     /// Fleet on: every distinct-count hit, as the alert it would raise, for the fleet to count
     /// across sensors and to claim (the worker drains it after each transaction).
     pub fleet_hits: Vec<crate::fleet::FleetHit>,
-    /// The rule set the condition ids were worked out for, and per rule its condition's id
-    /// (rules with equal conditions share one).
-    conds: (Arc<RuleSet>, Vec<u32>),
+    /// The rule set compiled for matching (per rule its condition's id: rules with equal
+    /// conditions share one), for the rule set it was made for.
+    plan: Option<plan::Plan>,
     /// Per condition id, this transaction: unknown, false or true.
     cond_memo: Vec<u8>,
+    /// The endpoint baselines' key of the current call (a buffer reused, not one per call).
+    ep_key: String,
 }
 
 const COND_UNKNOWN: u8 = 2;
@@ -198,8 +216,9 @@ impl Engine {
             shard,
             shards: shards.max(1),
             fleet_hits: Vec::new(),
-            conds: Default::default(),
+            plan: None,
             cond_memo: Vec::new(),
+            ep_key: String::new(),
         }
     }
 
@@ -224,13 +243,13 @@ impl Engine {
         let vd = v.verdicts();
         let (fail, ok) = (vd.has(Detector::AuthFailure), vd.has(Detector::LoginSuccess));
         let base = Obs {
-            key: v.ip_key(),
+            key: std::borrow::Cow::Borrowed(v.ip_entity()),
             ts: v.tx.start(),
             client: v.client,
             endpoint: v.endpoint.into(),
             status: v.status(),
             user_agent: v.header("user-agent").map(Into::into),
-            principal: v.auth.principal.as_deref().map(bounded_ref),
+            principal: v.principal_entity().map(|k| k.value.as_str().into()),
             auth_failure: fail,
             login_failure: fail && vd.has(Detector::Login),
             login_success: ok,
@@ -244,13 +263,13 @@ impl Engine {
                 })
             }),
         };
-        if let Some(p) = &v.auth.principal {
-            let key = EntityKey {
-                kind: "principal".into(),
-                value: bounded(p.clone()),
-            };
+        if let Some(key) = v.principal_entity() {
             let owner = key.shard(self.shards, self.shard);
-            let o = Obs { key, ..base.clone() };
+            // (the key and the rest borrowed: only a login's facts are copied)
+            let o = Obs {
+                key: std::borrow::Cow::Borrowed(key),
+                ..base.clone()
+            };
             if owner == self.shard {
                 self.observe(&o, out);
             } else {
@@ -262,20 +281,22 @@ impl Engine {
         let rules = self.rules.clone();
         // Rules that share a condition (the same walk counted over a minute and over an hour,
         // by address and by principal) evaluate it once per transaction.
-        if !Arc::ptr_eq(&self.conds.0, &rules) {
-            self.conds = (rules.clone(), cond_ids(&rules));
-        }
-        let ids = std::mem::take(&mut self.conds.1);
+        // (taken out while the rules run: applying a hit borrows the engine)
+        let plan = match self.plan.take() {
+            Some(p) if Arc::ptr_eq(&p.rules, &rules) => p,
+            _ => plan::Plan::new(rules.clone()),
+        };
+        let facts = plan.facts(v);
         let mut known = std::mem::take(&mut self.cond_memo);
         known.clear();
-        known.resize(ids.len(), COND_UNKNOWN);
+        known.resize(plan.ids.len(), COND_UNKNOWN);
         for (rule_idx, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.enabled) {
             // the condition first: a scope's globs cost more than most conditions
-            let id = ids[rule_idx] as usize;
-            let m = match known[id] {
+            let id = plan.ids[rule_idx];
+            let m = match known[id as usize] {
                 COND_UNKNOWN => {
-                    let m = v.matches(&r.cond);
-                    known[id] = m as u8;
+                    let m = plan.matches(id, &r.cond, facts, v);
+                    known[id as usize] = m as u8;
                     m
                 }
                 k => k == 1,
@@ -290,13 +311,13 @@ impl Engine {
                     Some(x) => {
                         // listed only when it is a plain value of a field that is not a secret
                         // (an object's text could hold a password)
-                        let h = hash_of(x.as_str());
+                        let h = hash_of(&*x);
                         let listed = (!f.is_secret() && !x.starts_with(['{', '['])).then(|| {
                             // a short printable ASCII value (ids, names) is listed as it is
                             if x.len() <= 64 && x.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()) {
                                 x
                             } else {
-                                x.chars().take(64).filter(|c| !c.is_control()).collect()
+                                std::borrow::Cow::Owned(x.chars().take(64).filter(|c| !c.is_control()).collect())
                             }
                         });
                         (Some(h), listed)
@@ -319,7 +340,8 @@ impl Engine {
                     HitRef {
                         rule: &r.id,
                         rule_idx,
-                        key: &key,
+                        rule_hash: plan.rule_hash.get(rule_idx),
+                        key: &*key,
                         endpoint: v.endpoint,
                         per,
                         host: v.host,
@@ -341,17 +363,17 @@ impl Engine {
                     host: v.host.to_string(),
                     ts: v.tx.start(),
                     distinct,
-                    value,
+                    value: value.map(std::borrow::Cow::into_owned),
                     personal,
                     sample: v.sample(detail),
                     meta: v.meta.clone(),
                     http: v.http_brief(),
-                    key,
+                    key: key.into_owned(),
                 };
                 cross.push((owner, Cross::Hit(Box::new(hit))));
             }
         }
-        self.conds.1 = ids;
+        self.plan = Some(plan);
         self.cond_memo = known;
     }
 
@@ -370,7 +392,13 @@ impl Engine {
         if let Some(f) = self.baselines.volume(v.client, ts, bytes, clean) {
             self.finding(client(), f, Ctx::of(v), out);
         }
-        let key = crate::util::concat(&[v.host, " ", v.endpoint]);
+        // `host METHOD /template`, written into a buffer kept from call to call (copied only
+        // for an endpoint owned by another shard or a finding's key)
+        let mut key = std::mem::take(&mut self.ep_key);
+        key.clear();
+        key.push_str(v.host);
+        key.push(' ');
+        key.push_str(v.endpoint);
         let owner = if self.shards <= 1 {
             self.shard
         } else {
@@ -386,7 +414,7 @@ impl Engine {
             }
         } else {
             let o = EpObs {
-                key,
+                key: key.clone(),
                 host: v.host.to_string(),
                 endpoint: v.endpoint.to_string(),
                 ts,
@@ -399,6 +427,7 @@ impl Engine {
             };
             cross.push((owner, Cross::Ep(Box::new(o))));
         }
+        self.ep_key = key;
     }
 
     fn endpoint_call(&mut self, o: &EpObs, out: &mut Vec<Out>) {

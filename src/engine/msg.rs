@@ -53,6 +53,8 @@ pub struct Hit {
 pub(super) struct HitRef<'a> {
     pub(super) rule: &'a str,
     pub(super) rule_idx: usize,
+    /// The window-id hasher with `rule` hashed already, when the sender had it.
+    pub(super) rule_hash: Option<&'a std::hash::DefaultHasher>,
     pub(super) key: &'a EntityKey,
     pub(super) endpoint: &'a str,
     pub(super) per: &'a str,
@@ -102,6 +104,7 @@ impl Hit {
         HitRef {
             rule: &self.rule,
             rule_idx: self.rule_idx,
+            rule_hash: None,
             key: &self.key,
             endpoint: &self.endpoint,
             per: &self.per,
@@ -121,7 +124,7 @@ impl Hit {
 /// another shard ([`Obs::into_owned`]).
 #[derive(Debug, Clone)]
 pub struct Obs<'a> {
-    pub key: EntityKey,
+    pub key: Cow<'a, EntityKey>,
     pub ts: Ts,
     pub client: IpAddr,
     pub endpoint: Cow<'a, str>,
@@ -143,7 +146,7 @@ impl Obs<'_> {
     /// This observation with nothing borrowed, to send to another shard.
     pub fn into_owned(self) -> Obs<'static> {
         Obs {
-            key: self.key,
+            key: Cow::Owned(self.key.into_owned()),
             ts: self.ts,
             client: self.client,
             endpoint: Cow::Owned(self.endpoint.into_owned()),

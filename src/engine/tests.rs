@@ -1287,3 +1287,243 @@ fn may_name_is_false_only_when_the_key_cannot_be_there() {
         "a later occurrence counts"
     );
 }
+
+/// Transactions of every shape the guards read (statuses of each class, queries, bodies,
+/// escapes, detectors, endpoints with and without parameters) and hostile ones (long and
+/// binary values, odd statuses).
+fn guard_corpus() -> Vec<T> {
+    let long = "é".repeat(5000);
+    vec![
+        t("GET", "/users/42", 200),
+        t("GET", "/users/42", 404),
+        t("GET", "/users/me", 401),
+        t("GET", "/orders/3f2b8a9e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", 200),
+        t("GET", "/a?email=x%40y.z", 200),
+        t("GET", "/a?em%61il=x", 200),
+        t("GET", "/a?e+mail=x&phone=1", 404),
+        t("GET", "/products?category=kitchen&page=2", 200),
+        t("GET", "/a?", 500),
+        t("GET", &format!("/a?q={long}"), 503),
+        t("POST", "/api/login", 401).body("application/json", "{\"username\":\"bob\",\"password\":\"x\"}"),
+        t("POST", "/api/login", 200).body("application/json", "{\"email\":\"a@b.c\",\"password\":\"x\"}"),
+        t("POST", "/api/login", 200).body("application/x-www-form-urlencoded", "email=a%40b&password=x"),
+        t("POST", "/u", 200).body("application/json", "{\"e\\u006dail\":\"x\",\"phone\":{\"n\":1}}"),
+        t("POST", "/u", 422).body("application/json", &format!("{{\"email\":\"{long}\"}}")),
+        t("POST", "/u", 200).body("application/octet-stream", "\u{0}\u{1}\u{ff}email"),
+        t("PUT", "/users/7/settings", 204).body("application/json", "[1,2,3]"),
+        t("DELETE", "/carts/1/items/2", 100),
+        t("GET", "/a", 999),
+        t("GET", "/a", 0),
+        t("GET", "/a?id=1%27%20OR%201=1--", 200),
+        t("GET", "/a", 200).h("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)"),
+        t("GET", "/fetch?url=http://169.254.169.254/latest/meta-data/", 200),
+        t("GET", "/a", 200).resp(
+            "application/json",
+            &format!("{{\"email\":\"a@b.c\",\"pad\":\"{}\"}}", "x".repeat(12000)),
+        ),
+        t("GET", "/a", 200).h("Authorization", "Bearer abc").h("X-Debug", "1"),
+        T {
+            latency_us: 900_000,
+            ..t("GET", "/{x}/{{", 302)
+        },
+    ]
+}
+
+/// The guards only ever rule out: for every condition of the default pack and of a pack using
+/// every criterion (nested any/all/not, globs with `{` and `?`, impossible and wide statuses),
+/// on every transaction of the corpus, the plan answers what `View::matches` answers.
+#[test]
+fn plan_guards_answer_what_the_full_evaluation_answers() {
+    let extra = [
+        "{ status = [404, \"500-599\"] }",
+        "{ status = \"100-999\" }",
+        "{ status = \"100-199\" }",
+        "{ not = { status = 200 } }",
+        "{ any = [{ status = 404 }, { method = \"POST\" }] }",
+        "{ any = [{ query = \"email\" }, { body = { name = \"email\", regex = \"@\" } }] }",
+        "{ all = [{ endpoint = \"*{id}*\" }, { any = [{ detector = \"injection\" }, { status = 401 }] }] }",
+        "{ endpoint = \"GET /?{x}*\" }",
+        "{ endpoint = \"* /users/{id}\" }",
+        "{ endpoint = \"*users*\" }",
+        "{ param = \"phone\" }",
+        "{ param = { name = \"email\", regex = \"@\" } }",
+        "{ body = \"phone.n\" }",
+        "{ query = \"id\" }",
+        "{ detector = \"scanner_ua\" }",
+        "{ detector = \"ssrf\" }",
+        "{ detector = \"sqli\" }",
+        "{ detector = \"auth_bypass\" }",
+        "{ detector = \"sensitive_response\", response_bytes = \">10000\" }",
+        "{ detector = \"login\", not = { detector = \"login_success\" } }",
+        "{ header = \"x-debug\", auth = \"bearer\" }",
+        "{ latency_ms = \">500\", status = \"300-399\" }",
+        "{ content_type = \"application/*\" }",
+    ];
+    let mut text = crate::rules::DEFAULT_RULES.to_string();
+    for (i, m) in extra.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[rule]]\nid = \"x{i}\"\nsid = {}\ntype = \"scanner\"\nmatch = {m}\n",
+            1000 + i
+        ));
+    }
+    let rs = Arc::new(RuleSet::parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}")));
+    let plan = plan::Plan::new(rs.clone());
+    let red = Redactor::new(b"k");
+    let mut checked = (0, 0);
+    for x in guard_corpus() {
+        for bypass in [false, true] {
+            let (meta, tx) = x.tx();
+            let auth = red.auth(tx.request.as_ref().expect("request"));
+            let (host, m, tpl) = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
+            let endpoint = format!("{m} {tpl}");
+            let mut v = View::new(&meta, &tx, &auth, meta.src, &host, &endpoint, &x.uri);
+            v.auth_bypass = bypass;
+            let facts = plan.facts(&v);
+            for (i, r) in rs.rules.iter().enumerate() {
+                let slow = v.matches(&r.cond);
+                assert_eq!(
+                    plan.matches(plan.ids[i], &r.cond, facts, &v),
+                    slow,
+                    "rule {} on {} {} {}",
+                    r.id,
+                    x.method,
+                    x.uri.chars().take(80).collect::<String>(),
+                    x.status
+                );
+                checked.0 += 1;
+                checked.1 += slow as usize;
+            }
+        }
+    }
+    // the corpus exercises both answers
+    assert!(checked.1 > 40 && checked.1 < checked.0 / 2, "{checked:?}");
+}
+
+/// A reload swaps the plan with the rule set: a condition that held before the reload is not
+/// answered from the old plan after it.
+#[test]
+fn a_reloaded_rule_set_is_matched_with_its_own_plan() {
+    let mut h = harness(&once("{ status = 404 }"));
+    h.feed(&t("GET", "/x", 404));
+    assert_eq!(h.rule_alerts("r").len(), 1);
+    let reloaded = RuleSet::parse("t.toml", &once("{ status = 200 }")).unwrap_or_else(|e| panic!("{e}"));
+    h.engine.reload(Arc::new(reloaded));
+    h.feed(&t("GET", "/x", 404).from(3));
+    assert_eq!(h.rule_alerts("r").len(), 1, "404 no longer matches");
+    h.feed(&t("GET", "/x", 200).from(4));
+    assert_eq!(h.rule_alerts("r").len(), 2, "200 does");
+    // the same text reloaded is a new rule set all the same
+    let again = RuleSet::parse("t.toml", &once("{ status = 404 }")).unwrap_or_else(|e| panic!("{e}"));
+    h.engine.reload(Arc::new(again));
+    h.feed(&t("GET", "/x", 404).from(5));
+    assert_eq!(h.rule_alerts("r").len(), 3);
+}
+
+/// Fields and entities borrowed from the transaction are the values the owned forms were:
+/// path parameters, decoded and plain query values, body strings and non-strings, headers,
+/// the bounded principal (long ones cut and hashed), composed keys.
+#[test]
+fn borrowed_fields_and_entities_equal_the_owned_values() {
+    use crate::rules::{EntityKind, Field};
+    let long = "u".repeat(300);
+    let x = t("POST", &format!("/users/42/items/7?q=a%20b&plain=x&email={long}"), 200)
+        .h("User-Agent", "curl/8")
+        .h("X-Dev", "d1")
+        .h("Authorization", &format!("Basic {}", base64_of(&format!("{long}:pw"))))
+        .body("application/json", "{\"name\":\"bob\",\"n\":{\"a\":1},\"k\":5}");
+    let (meta, tx) = x.tx();
+    let red = Redactor::new(b"k");
+    let auth = red.auth(tx.request.as_ref().expect("request"));
+    let endpoint = "POST /users/{id}/items/{id2}";
+    let v = View::new(&meta, &tx, &auth, meta.src, "api.example", endpoint, &x.uri);
+    let f = |f: Field| v.field(&f).map(|c| c.into_owned());
+    assert_eq!(f(Field::PathParam("id".into())).as_deref(), Some("42"));
+    assert_eq!(f(Field::PathParam("1".into())).as_deref(), Some("7"));
+    assert_eq!(f(Field::PathParam("nope".into())), None);
+    assert_eq!(f(Field::Query("q".into())).as_deref(), Some("a b"));
+    assert_eq!(f(Field::Query("plain".into())).as_deref(), Some("x"));
+    assert_eq!(f(Field::Body("name".into())).as_deref(), Some("bob"));
+    assert_eq!(f(Field::Body("n".into())).as_deref(), Some("{\"a\":1}"));
+    assert_eq!(f(Field::Param("k".into())).as_deref(), Some("5"));
+    assert_eq!(f(Field::Header("x-dev".into())).as_deref(), Some("d1"));
+    assert_eq!(f(Field::UserAgent).as_deref(), Some("curl/8"));
+    assert_eq!(f(Field::Ip).as_deref(), Some("10.0.0.9"));
+    assert_eq!(f(Field::Endpoint).as_deref(), Some(endpoint));
+    assert_eq!(f(Field::Path).as_deref(), Some("/users/42/items/7"));
+    assert_eq!(f(Field::Principal), auth.principal.clone());
+    // entities: the address and principal borrowed from the view, bounded as before
+    let e = |k: Vec<EntityKind>| v.entity(&k).map(|c| c.into_owned());
+    assert_eq!(e(vec![EntityKind::Ip]), Some(EntityKey::ip(meta.src)));
+    let p = auth.principal.clone().expect("a principal");
+    let want = EntityKey {
+        kind: "principal".into(),
+        value: bounded(p.clone()),
+    };
+    assert_eq!(e(vec![EntityKind::Principal]), Some(want.clone()));
+    assert!(p.len() <= 128 || want.value.len() < p.len(), "a long principal is cut");
+    let q = Field::Query("email".into());
+    let composed = e(vec![
+        EntityKind::Ip,
+        EntityKind::UserAgent,
+        EntityKind::Field("query.email".into(), q),
+    ])
+    .expect("composed");
+    assert_eq!(composed.kind, "ip+user_agent+query.email");
+    assert_eq!(composed.value, format!("10.0.0.9|curl/8|{}", bounded(long.clone())));
+    assert!(composed.value.len() < 200, "the long value is bounded");
+    assert_eq!(e(vec![EntityKind::ApiKey]), None, "basic is no api key");
+}
+
+fn base64_of(s: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A window id continued from the rule's pre-hashed id is the id hashed whole, for every rule
+/// of the default pack and keys and `per` values short, long, empty and not ASCII.
+#[test]
+fn window_ids_from_a_prehashed_rule_equal_the_whole_hash() {
+    let rs = Arc::new(RuleSet::defaults());
+    let plan = plan::Plan::new(rs.clone());
+    let long = "k".repeat(1000);
+    let keys = [
+        EntityKey::ip("10.0.0.1".parse().expect("ip")),
+        EntityKey::ip("2001:db8::1".parse().expect("ip")),
+        EntityKey {
+            kind: "principal".into(),
+            value: long.clone(),
+        },
+        EntityKey {
+            kind: "ip+user_agent".into(),
+            value: "é|\u{0}\u{ff}".into(),
+        },
+        EntityKey {
+            kind: "".into(),
+            value: "".into(),
+        },
+    ];
+    for (i, r) in rs.rules.iter().enumerate() {
+        for k in &keys {
+            for per in ["", "GET /users/{id}", long.as_str(), "\u{ff}"] {
+                assert_eq!(
+                    window_id(&r.id, plan.rule_hash.get(i), k, per),
+                    hash_of(&(r.id.as_str(), k, per)),
+                    "{} {k:?} {per}",
+                    r.id
+                );
+            }
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! One transaction as the rules see it: conditions, fields, entities, evidence.
 
+use std::borrow::Cow;
+
 use super::*;
 
 /// One transaction as the engine sees it.
@@ -22,7 +24,11 @@ pub struct View<'a> {
     pub(super) verdicts: std::cell::OnceCell<Verdicts>,
     pub(super) body: std::cell::OnceCell<Option<serde_json::Value>>,
     pub(super) sensitive: std::cell::OnceCell<std::collections::BTreeSet<crate::catalog::sensitive::Sensitive>>,
-    pub(super) ip: std::cell::OnceCell<String>,
+    /// The client's `ip` entity, its address formatted once per transaction.
+    pub(super) ip: std::cell::OnceCell<EntityKey>,
+    /// The `principal` entity (its value [`bounded`]), made once per transaction: the
+    /// principal's profile and the rules counting by principal share it.
+    pub(super) principal: std::cell::OnceCell<Option<EntityKey>>,
 }
 
 impl<'a> View<'a> {
@@ -57,6 +63,7 @@ impl<'a> View<'a> {
             body: Default::default(),
             sensitive: Default::default(),
             ip: Default::default(),
+            principal: Default::default(),
         }
     }
 
@@ -143,7 +150,8 @@ impl<'a> View<'a> {
             .as_ref()
     }
 
-    pub(super) fn query(&self, name: &str) -> Option<String> {
+    /// A query parameter's decoded value (borrowed from the target when it needs no decoding).
+    pub(super) fn query(&self, name: &str) -> Option<Cow<'a, str>> {
         let q = self.tx.request.as_ref()?;
         let (_, qs) = crate::util::split_query(&q.uri)?;
         if !may_name(qs.as_bytes(), name, b"%++") {
@@ -151,7 +159,7 @@ impl<'a> View<'a> {
         }
         crate::redact::query_pairs(qs)
             .find(|(k, _)| crate::redact::percent_decode_lossy(k) == name)
-            .map(|(_, v)| crate::redact::percent_decode_lossy(v).into_owned())
+            .map(|(_, v)| crate::redact::percent_decode_lossy(v))
     }
 
     fn has_query(&self, name: &str) -> bool {
@@ -180,17 +188,18 @@ impl<'a> View<'a> {
         Some(v)
     }
 
-    pub(super) fn body_field(&self, name: &str) -> Option<String> {
+    /// A body field's value: a string as it is (borrowed), anything else as JSON text.
+    pub(super) fn body_field(&self, name: &str) -> Option<Cow<'_, str>> {
         let v = self.body_value(name)?;
         Some(match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
+            serde_json::Value::String(s) => Cow::Borrowed(s.as_str()),
+            other => Cow::Owned(other.to_string()),
         })
     }
 
     /// The value of a path parameter by its template name (`id`, `uuid`, `param`, ...) or
     /// its position among the parameters (`0`, `1`).
-    pub(super) fn path_param(&self, name: &str) -> Option<String> {
+    pub(super) fn path_param(&self, name: &str) -> Option<&'a str> {
         let tpl = &self.endpoint[memchr::memchr(b' ', self.endpoint.as_bytes())? + 1..];
         let idx: Option<usize> = name.parse().ok();
         let mut k = 0;
@@ -203,7 +212,7 @@ impl<'a> View<'a> {
             let t = &tpl[i..te];
             if t.starts_with('{') {
                 if idx == Some(k) || trim_braces(t) == name {
-                    return Some(self.path[j..pe].to_string());
+                    return Some(&self.path[j..pe]);
                 }
                 k += 1;
             }
@@ -231,55 +240,81 @@ impl<'a> View<'a> {
         NAMES
             .iter()
             .find_map(|n| self.body_field(n).or_else(|| self.query(n)))
-            .filter(|a| !a.is_empty() && !a.starts_with(['{', '[']))
+            .filter(|a: &Cow<'_, str>| !a.is_empty() && !a.starts_with(['{', '[']))
             .map(|a| a.chars().take(128).filter(|c| !c.is_control()).collect())
     }
 
-    pub fn field(&self, f: &Field) -> Option<String> {
+    /// A field's value, borrowed from the transaction where it is there as it is (nearly
+    /// always: path parameters, plain query values, body strings, headers).
+    pub fn field(&self, f: &Field) -> Option<Cow<'_, str>> {
         match f {
-            Field::PathParam(n) => self.path_param(n),
+            Field::PathParam(n) => self.path_param(n).map(Cow::Borrowed),
             Field::Query(n) => self.query(n),
             Field::Body(n) => self.body_field(n),
             Field::Param(n) => self.query(n).or_else(|| self.body_field(n)),
-            Field::Path => Some(self.path.to_string()),
-            Field::Endpoint => Some(self.endpoint.to_string()),
-            Field::UserAgent => self.header("user-agent").map(str::to_string),
-            Field::Principal => self.auth.principal.clone(),
-            Field::Ip => Some(self.ip_str().to_string()),
-            Field::Header(n) => self.header(n).map(str::to_string),
+            Field::Path => Some(Cow::Borrowed(self.path)),
+            Field::Endpoint => Some(Cow::Borrowed(self.endpoint)),
+            Field::UserAgent => self.header("user-agent").map(Cow::Borrowed),
+            Field::Principal => self.auth.principal.as_deref().map(Cow::Borrowed),
+            Field::Ip => Some(Cow::Borrowed(self.ip_str())),
+            Field::Header(n) => self.header(n).map(Cow::Borrowed),
         }
     }
 
     /// The client address as text, formatted once per transaction.
     pub(super) fn ip_str(&self) -> &str {
-        self.ip.get_or_init(|| crate::util::ip_string(self.client))
+        &self.ip_entity().value
     }
 
-    /// The client's `ip` entity ([`EntityKey::ip`], from the address formatted once).
+    /// The client's `ip` entity ([`EntityKey::ip`]), made once per transaction.
+    pub(super) fn ip_entity(&self) -> &EntityKey {
+        self.ip.get_or_init(|| EntityKey::ip(self.client))
+    }
+
+    /// The client's `ip` entity, owned.
     pub(super) fn ip_key(&self) -> EntityKey {
-        EntityKey {
-            kind: "ip".into(),
-            value: self.ip_str().to_string(),
-        }
+        self.ip_entity().clone()
     }
 
-    pub(super) fn entity(&self, kinds: &[EntityKind]) -> Option<EntityKey> {
-        let value_of = |k: &EntityKind| -> Option<String> {
+    /// The `principal` entity ([`bounded`] value), made once per transaction.
+    pub(super) fn principal_entity(&self) -> Option<&EntityKey> {
+        self.principal
+            .get_or_init(|| {
+                self.auth.principal.as_ref().map(|p| EntityKey {
+                    kind: "principal".into(),
+                    value: bounded(p.clone()),
+                })
+            })
+            .as_ref()
+    }
+
+    /// The entity a rule counts by (`None`: the transaction has no value for one of its
+    /// kinds). The address and principal keys are borrowed from the view.
+    pub(super) fn entity(&self, kinds: &[EntityKind]) -> Option<Cow<'_, EntityKey>> {
+        match kinds {
+            [EntityKind::Ip] => return Some(Cow::Borrowed(self.ip_entity())),
+            [EntityKind::Principal] => return self.principal_entity().map(Cow::Borrowed),
+            _ => {}
+        }
+        let value_of = |k: &EntityKind| -> Option<Cow<'_, str>> {
             Some(match k {
-                EntityKind::Ip => self.ip_str().to_string(),
-                EntityKind::Principal => bounded(self.auth.principal.clone()?),
-                EntityKind::ApiKey if self.auth.scheme == "api_key" => bounded(self.auth.principal.clone()?),
+                EntityKind::Ip => Cow::Borrowed(self.ip_str()),
+                EntityKind::Principal => Cow::Borrowed(&self.principal_entity()?.value),
+                EntityKind::ApiKey if self.auth.scheme == "api_key" => bounded_ref(self.auth.principal.as_deref()?),
                 EntityKind::ApiKey => return None,
-                EntityKind::UserAgent => bounded(self.header("user-agent")?.to_string()),
-                EntityKind::Field(_, f) => bounded(self.field(f).filter(|v| !v.is_empty())?),
+                EntityKind::UserAgent => bounded_ref(self.header("user-agent")?),
+                EntityKind::Field(_, f) => match self.field(f).filter(|v| !v.is_empty())? {
+                    Cow::Borrowed(b) => bounded_ref(b),
+                    Cow::Owned(o) => Cow::Owned(bounded(o)),
+                },
             })
         };
         if let [k] = kinds {
             // one kind (nearly every rule): its value is the key, nothing composed
-            return Some(EntityKey {
+            return Some(Cow::Owned(EntityKey {
                 kind: kind_name(k),
-                value: value_of(k)?,
-            });
+                value: value_of(k)?.into_owned(),
+            }));
         }
         let mut kind = String::new();
         let mut value = String::new();
@@ -292,14 +327,14 @@ impl<'a> View<'a> {
             kind.push_str(k.as_str());
             value.push_str(&v);
         }
-        Some(EntityKey {
+        Some(Cow::Owned(EntityKey {
             kind: if kinds.len() == 1 {
                 kind_name(&kinds[0])
             } else {
                 kind.into()
             },
             value,
-        })
+        }))
     }
 
     pub fn matches(&self, c: &Cond) -> bool {

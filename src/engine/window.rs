@@ -108,7 +108,7 @@ impl Engine {
         if self.states.len() >= self.cfg.max_states {
             self.evict_states(h.ts);
         }
-        let id = hash_of(&(h.rule, h.key, h.per));
+        let id = window_id(h.rule, h.rule_hash, h.key, h.per);
         let i = match self.states.find(id) {
             Some(i) => i,
             None => self.states.insert_new(Window {
