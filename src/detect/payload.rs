@@ -259,11 +259,21 @@ pub fn may_match(t: &str, c: u16) -> bool {
     let mut k = first as usize;
     for (i, &x) in rest.iter().enumerate() {
         k = (k << 8 | x as usize) & 0xffff;
-        if LITERAL_PAIRS[k >> 6] >> (k & 63) & 1 != 0 && PLAIN_PATH_LITERALS.iter().any(|l| b[i..].starts_with(l)) {
+        if LITERAL_PAIRS[k >> 6] >> (k & 63) & 1 != 0 && literal_at(&b[i..]) {
             return true;
         }
     }
     false
+}
+
+/// Does `r` start with one of the literals? Asked where a literal's first two bytes are (kept
+/// out of [`may_match`]'s loop, which stays a few instructions a byte).
+#[cold]
+#[inline(never)]
+fn literal_at(r: &[u8]) -> bool {
+    PLAIN_PATH_LITERALS
+        .iter()
+        .any(|l| r.len() >= 2 && l[0] == r[0] && l[1] == r[1] && r.starts_with(l))
 }
 
 /// Plain words (a name like "o'brien", "rock 'n' roll"): letters, spaces, `.,'-`, short.

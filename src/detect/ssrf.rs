@@ -81,7 +81,11 @@ pub const READS_HEADERS: [&str; 5] = [
 /// - other headers: never (payloads in them are the injection classifiers' business).
 pub fn scan(inputs: &Inputs) -> Option<String> {
     for (at, text) in &inputs.parts {
-        let name = memchr::memrchr(b':', at.as_bytes()).map_or(at.as_ref(), |i| &at[i + 1..]);
+        // labels are short: a plain loop, not a vector search and its setup
+        let name = at
+            .bytes()
+            .rposition(|b| b == b':')
+            .map_or(at.as_ref(), |i| &at[i + 1..]);
         let header = at.starts_with("header:");
         if header && !READS_HEADERS.contains(&name) {
             continue;
@@ -112,10 +116,19 @@ pub fn scan(inputs: &Inputs) -> Option<String> {
 /// [`looks_like_host`] a dot, a colon or a bracket, unless it is a bare internal name
 /// (`localhost`, `metadata`, `instance-data`). False proves `target` answers `None`.
 fn may_target(v: &str) -> bool {
-    memchr::memchr3(b':', b'.', b'[', v.as_bytes()).is_some() || {
-        let t = v.trim();
-        let h = t.split(['/', '?', '#']).next().unwrap_or("");
-        HOSTS.contains(&h)
+    // values are short: a plain loop, not a vector search and its setup
+    if v.bytes().any(|b| matches!(b, b':' | b'.' | b'[')) {
+        return true;
+    }
+    match v.as_bytes().first() {
+        // an ASCII first byte that is no space starts the trimmed value: every internal name
+        // starts with `l`, `m`, `i` or `k`
+        Some(&b) if b.is_ascii() && !(b as char).is_whitespace() && !matches!(b, b'l' | b'm' | b'i' | b'k') => false,
+        _ => {
+            let t = v.trim();
+            let h = t.split(['/', '?', '#']).next().unwrap_or("");
+            HOSTS.contains(&h)
+        }
     }
 }
 
@@ -501,6 +514,30 @@ mod prefilter_tests {
     }
 
     #[test]
+    fn may_target_is_the_byte_search_and_the_bare_name_rule() {
+        let slow = |v: &str| {
+            memchr::memchr3(b':', b'.', b'[', v.as_bytes()).is_some() || {
+                let h = v.trim().split(['/', '?', '#']).next().unwrap_or("");
+                HOSTS.contains(&h)
+            }
+        };
+        let mut all: Vec<String> = VALUES.iter().map(|v| v.to_string()).collect();
+        for h in HOSTS {
+            for pre in ["", " ", "\t", "\u{b}", "\u{c}", "\r\n", "\u{a0}", "\u{2003}", "x", "/"] {
+                for post in ["", " ", "/a", "?q", "#f", "x", "\u{b}"] {
+                    all.push(format!("{pre}{h}{post}"));
+                }
+            }
+        }
+        for v in &all {
+            assert_eq!(may_target(v), slow(v), "{v:?}");
+        }
+        for n in HOSTS {
+            assert!(matches!(n.as_bytes()[0], b'l' | b'm' | b'i' | b'k'), "{n}");
+        }
+    }
+
+    #[test]
     fn scan_with_the_prefilter_is_scan_without() {
         let names = [
             "query:url",
@@ -533,7 +570,11 @@ mod prefilter_tests {
 
     fn scan_unfiltered(inputs: &Inputs) -> Option<String> {
         for (at, text) in &inputs.parts {
-            let name = memchr::memrchr(b':', at.as_bytes()).map_or(at.as_ref(), |i| &at[i + 1..]);
+            // labels are short: a plain loop, not a vector search and its setup
+            let name = at
+                .bytes()
+                .rposition(|b| b == b':')
+                .map_or(at.as_ref(), |i| &at[i + 1..]);
             let header = at.starts_with("header:");
             if header && !READS_HEADERS.contains(&name) {
                 continue;
