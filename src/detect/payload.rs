@@ -271,9 +271,28 @@ pub fn may_match(t: &str, c: u16) -> bool {
 #[cold]
 #[inline(never)]
 fn literal_at(r: &[u8]) -> bool {
-    PLAIN_PATH_LITERALS
-        .iter()
-        .any(|l| r.len() >= 2 && l[0] == r[0] && l[1] == r[1] && r.starts_with(l))
+    // each literal has its own first two bytes: one comparison after the match (the list
+    // and this match are kept equal by `every_literal_is_found_where_it_starts`)
+    let l: &[u8] = match r {
+        [b'u', b'n', ..] => b"union",
+        [b's', b'e', ..] => b"select",
+        [b'i', b'n', ..] => b"information_schema",
+        [b's', b'y', ..] => b"sysobjects",
+        [b's', b'q', ..] => b"sqlite_master",
+        [b'p', b'g', ..] => b"pg_catalog",
+        [b'0', b'x', ..] => b"0x",
+        [b'/', b'b', ..] => b"/bin/",
+        [b'c', b'm', ..] => b"cmd.exe",
+        [b'/', b'e', ..] => b"/etc/",
+        [b'.', b'.', ..] => b"../",
+        [b'b', b'o', ..] => b"boot.ini",
+        [b'w', b'i', ..] => b"win.ini",
+        [b'/', b'p', ..] => b"/proc/self/",
+        [b'p', b'a', ..] => b"passwd",
+        [b'd', b'o', ..] => b"document.",
+        _ => return false,
+    };
+    r.starts_with(l)
 }
 
 /// Plain words (a name like "o'brien", "rock 'n' roll"): letters, spaces, `.,'-`, short.
@@ -638,6 +657,24 @@ mod prefilter_tests {
                 assert!(may_match(&s, c));
             }
         }
+    }
+
+    #[test]
+    fn every_literal_is_found_where_it_starts() {
+        for (i, l) in PLAIN_PATH_LITERALS.iter().enumerate() {
+            assert!(literal_at(l), "{}", String::from_utf8_lossy(l));
+            let mut longer = l.to_vec();
+            longer.extend_from_slice(b"/x");
+            assert!(literal_at(&longer));
+            // one byte short is no literal
+            assert!(!literal_at(&l[..l.len() - 1]), "{}", String::from_utf8_lossy(l));
+            // the first two bytes name this literal only
+            for (j, m) in PLAIN_PATH_LITERALS.iter().enumerate() {
+                assert!(i == j || l[..2] != m[..2]);
+            }
+        }
+        assert!(!literal_at(b""));
+        assert!(!literal_at(b"u"));
     }
 
     #[test]
