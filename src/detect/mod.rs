@@ -6,6 +6,7 @@
 //! and fire on a score, not on one character: a lone apostrophe in `O'Brien` is not SQL
 //! injection, `' or 1=1--` is.
 
+pub mod class;
 pub mod payload;
 pub mod ssrf;
 
@@ -96,8 +97,7 @@ impl Detector {
 /// Percent-decode twice and turn `+` into a space, lowercased.
 /// Holds nothing [`normalize`] changes: no escape, no `+`, no capital, ASCII only.
 fn plain(s: &str) -> bool {
-    !s.bytes()
-        .any(|b| b == b'%' || b == b'+' || b.is_ascii_uppercase() || !b.is_ascii())
+    class::of(s.as_bytes()) & class::NORMALIZES == 0
 }
 
 pub fn normalize(s: &str) -> String {
@@ -110,13 +110,30 @@ pub fn normalized(s: &str) -> std::borrow::Cow<'_, str> {
     if plain(s) {
         return s.into();
     }
+    decoded_lowered(s).into()
+}
+
+/// [`normalized`] with the byte classes ([`class::of`]) of the result: the table pass that
+/// tells whether normalizing changes anything also serves the checks that follow.
+pub fn normalized_classed(s: &str) -> (std::borrow::Cow<'_, str>, u16) {
+    let c = class::of(s.as_bytes());
+    if c & class::NORMALIZES == 0 {
+        return (s.into(), c);
+    }
+    let v = decoded_lowered(s);
+    let c = class::of(v.as_bytes());
+    (v.into(), c)
+}
+
+/// The copying part of [`normalize`].
+fn decoded_lowered(s: &str) -> String {
     let once = percent_decode_lossy(&s.replace('+', " ")).into_owned();
     let twice = if once.contains('%') {
         percent_decode_lossy(&once).into_owned()
     } else {
         once
     };
-    twice.to_lowercase().into()
+    twice.to_lowercase()
 }
 
 /// The labels of the request headers most often kept as inputs.
@@ -140,18 +157,19 @@ const HEADER_PARTS: [&str; 14] = [
 /// Where an input was found (`path`, `query:NAME`, ...).
 pub type Part = std::borrow::Cow<'static, str>;
 
-/// What the classifiers look at, built once per transaction.
+/// What the classifiers look at, built once per transaction. It borrows from the transaction:
+/// a value that normalizing leaves as it is (most) is judged where it lies, never copied.
 #[derive(Debug, Default)]
-pub struct Inputs {
+pub struct Inputs<'a> {
     /// (where, normalized text): `path`, `query:NAME`, `header:NAME`, `body`.
     /// (The place is borrowed when it is a fixed name: no allocation for it.)
-    pub parts: Vec<(Part, String)>,
+    pub parts: Vec<(Part, Cow<'a, str>)>,
     /// The site itself as (host, port), lowercased: the request's Host, the server's address
     /// (see [`Inputs::add_site`]). A URL naming it is a link, not an SSRF target.
     pub site: Vec<(String, u16)>,
     /// Where the rest of the site comes from, parsed only when a URL needs judging (rare):
     /// most transactions carry no internal-looking URL at all.
-    pub site_from: Option<Box<SiteFrom>>,
+    pub site_from: Option<SiteFrom<'a>>,
 }
 
 /// Push an authority (`host`, `host:port`, `[v6]:port`, or a URL) onto `site` as (canonical
@@ -173,19 +191,82 @@ fn push_site(site: &mut Vec<(String, u16)>, authority: &str, default_port: u16) 
     }
 }
 
-/// The request's Host, the server's address and port, and the configured site origins.
+/// The request (for its Host), the server's address and port, and the configured site
+/// origins: borrowed, and read only when a URL needs judging.
 #[derive(Debug, Default, Clone)]
-pub struct SiteFrom {
+pub struct SiteFrom<'a> {
     pub server: Option<(std::net::IpAddr, u16)>,
-    pub host: Option<String>,
-    pub origins: Vec<String>,
+    pub request: Option<&'a crate::http::Message>,
+    pub origins: &'a [String],
 }
 
 /// Headers whose values are credentials: never scanned, never quoted as evidence (with the
 /// redactor's API-key headers).
 const SECRET_HEADERS: [&str; 4] = ["authorization", "cookie", "proxy-authorization", "x-api-key"];
 
-impl Inputs {
+/// What [`Inputs::of`] does with a request header, by its lowercased name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeaderUse {
+    /// A credential, the Host or the length: never an input.
+    Skip,
+    /// An input (when its value can hold anything), labelled with a fixed string when the
+    /// name is a usual one; `read` when the SSRF classifier reads it whatever it holds.
+    Input { label: Option<&'static str>, read: bool },
+}
+
+/// [`HeaderUse`] of a lowercased name: one `match` (by length, then bytes) instead of a
+/// comparison with every name of four lists. Must agree with the lists (see
+/// `header_use_agrees_with_the_lists`).
+fn header_use(lower: &[u8]) -> HeaderUse {
+    let input = |label: &'static str, read: bool| HeaderUse::Input {
+        label: Some(label),
+        read,
+    };
+    match lower {
+        b"authorization" | b"cookie" | b"proxy-authorization" | b"x-api-key" | b"host" | b"content-length" => {
+            HeaderUse::Skip
+        }
+        b"user-agent" => input("header:user-agent", false),
+        b"accept" => input("header:accept", false),
+        b"content-type" => input("header:content-type", false),
+        b"referer" => input("header:referer", true),
+        b"origin" => input("header:origin", true),
+        b"accept-language" => input("header:accept-language", false),
+        b"x-forwarded-for" => input("header:x-forwarded-for", false),
+        b"x-requested-with" => input("header:x-requested-with", false),
+        b"x-forwarded-host" => input("header:x-forwarded-host", true),
+        b"x-original-url" => input("header:x-original-url", true),
+        b"x-rewrite-url" => input("header:x-rewrite-url", true),
+        b"x-real-ip" => input("header:x-real-ip", false),
+        b"forwarded" => input("header:forwarded", false),
+        b"cache-control" => input("header:cache-control", false),
+        _ if crate::redact::is_key_header_lower(lower) => HeaderUse::Skip,
+        _ => HeaderUse::Input {
+            label: None,
+            read: false,
+        },
+    }
+}
+
+/// [`header_use`] the slow way, by the lists, for any name (the way taken for names too long
+/// for the stack buffer).
+fn header_use_by_lists(n: &str) -> HeaderUse {
+    if SECRET_HEADERS.iter().any(|s| n.eq_ignore_ascii_case(s))
+        || n.eq_ignore_ascii_case("host")
+        || n.eq_ignore_ascii_case("content-length")
+        || crate::redact::is_key_header(n)
+    {
+        return HeaderUse::Skip;
+    }
+    HeaderUse::Input {
+        label: HEADER_PARTS.iter().copied().find(|p| p[7..].eq_ignore_ascii_case(n)),
+        read: ssrf::READS_HEADERS.iter().any(|h| n.eq_ignore_ascii_case(h)),
+    }
+}
+
+use std::borrow::Cow;
+
+impl<'a> Inputs<'a> {
     /// Does (host, port) name the site itself? A URL without an explicit port names it when the
     /// host matches; with one, on the site's port or a web port (80, 443: a link written with
     /// the public scheme while the mirror sees the plain port behind a TLS terminator).
@@ -203,7 +284,7 @@ impl Inputs {
         if let Some((ip, p)) = f.server {
             push_site(&mut site, &crate::util::ip_string(ip), p);
         }
-        for o in &f.origins {
+        for o in f.origins {
             let https = o.get(..8).is_some_and(|x| x.eq_ignore_ascii_case("https://"));
             push_site(&mut site, o, if https { 443 } else { 80 });
         }
@@ -213,7 +294,9 @@ impl Inputs {
         // The client writes the Host: it names the site only where it cannot be used to
         // launder a probe. An address must be the server's own (above); a name must not be one
         // of the internal names (`localhost`, `*.internal`, metadata).
-        let Some(h) = &f.host else { return false };
+        let Some(h) = f.request.and_then(|q| q.header("host")) else {
+            return false;
+        };
         let mut host = Vec::new();
         push_site(&mut host, h, dport);
         host.retain(|(hh, _)| hh.parse::<std::net::IpAddr>().is_err() && ssrf::target(hh, true).is_none());
@@ -227,18 +310,19 @@ impl Inputs {
     }
 
     /// [`Inputs::of`], with the site itself known: the request's Host and the server's
-    /// address and port from the flow, and the configured site origins.
-    pub fn of_site(tx: &Transaction, server: Option<(std::net::IpAddr, u16)>, origins: &[String]) -> Inputs {
+    /// address and port from the flow, and the configured site origins (all borrowed: read
+    /// only when a URL needs judging).
+    pub fn of_site(tx: &'a Transaction, server: Option<(std::net::IpAddr, u16)>, origins: &'a [String]) -> Inputs<'a> {
         let mut i = Inputs::of(tx);
-        i.site_from = Some(Box::new(SiteFrom {
+        i.site_from = Some(SiteFrom {
             server,
-            host: tx.request.as_ref().and_then(|q| q.header("host")).map(str::to_string),
-            origins: origins.to_vec(),
-        }));
+            request: tx.request.as_ref(),
+            origins,
+        });
         i
     }
 
-    pub fn of(tx: &Transaction) -> Inputs {
+    pub fn of(tx: &'a Transaction) -> Inputs<'a> {
         let mut parts = Vec::with_capacity(8);
         let Some(q) = &tx.request else {
             return Inputs {
@@ -247,55 +331,38 @@ impl Inputs {
             };
         };
         let (path, query) = crate::util::split_query(&q.uri).unwrap_or((&q.uri, ""));
-        parts.push(("path".into(), normalize(path)));
+        parts.push(("path".into(), normalized(path)));
         for (k, v) in crate::redact::query_pairs(query) {
-            let k = normalize(k);
-            parts.push((crate::util::concat(&["query:", &k]).into(), normalize(v)));
+            let k = normalized(k);
+            parts.push((crate::util::concat(&["query:", &k]).into(), normalized(v)));
             if k.contains(['$', '[', '(', '<', '\'']) {
                 parts.push(("query-name".into(), k));
             }
         }
         for (n, v) in &q.headers {
-            // the name lowercased once, on the stack (names are short), then compared whole
-            // against each list (a long name takes the case-insensitive way)
+            // the name lowercased once, on the stack (names are short), then classified by one
+            // match (a long name takes the lists' case-insensitive way)
             let mut buf = [0u8; 48];
-            let (skip, read_anyway) = match buf.get_mut(..n.len()) {
+            let what = match buf.get_mut(..n.len()) {
                 Some(lower) => {
                     lower.copy_from_slice(n.as_bytes());
                     lower.make_ascii_lowercase();
-                    let is = |list: &[&str]| list.iter().any(|s| s.as_bytes() == &*lower);
-                    (
-                        is(&SECRET_HEADERS)
-                            || is(&["host", "content-length"])
-                            || crate::redact::is_key_header_lower(lower),
-                        is(&ssrf::READS_HEADERS),
-                    )
+                    header_use(lower)
                 }
-                None => (
-                    SECRET_HEADERS.iter().any(|s| n.eq_ignore_ascii_case(s))
-                        || n.eq_ignore_ascii_case("host")
-                        || n.eq_ignore_ascii_case("content-length")
-                        || crate::redact::is_key_header(n),
-                    ssrf::READS_HEADERS.iter().any(|h| n.eq_ignore_ascii_case(h)),
-                ),
+                None => header_use_by_lists(n),
             };
-            if skip {
+            let HeaderUse::Input { label, read } = what else {
                 continue;
-            }
+            };
             // Only the injection classifiers read most headers, and they skip plain values
             // (see payload::scan); the SSRF classifier reads these few whatever they hold.
-            // A value normalize would copy as it is is judged where it lies: nothing is
-            // copied for the headers left out (most of them).
-            let v = normalized(v);
-            if payload::skipped(&v) && !read_anyway {
+            // A value normalize would copy as it is is judged and kept where it lies.
+            let (v, c) = normalized_classed(v);
+            if !read && payload::skipped_by(&v, c) {
                 continue;
             }
-            let v = v.into_owned();
             // the usual names' labels are fixed strings (nothing allocated for them)
-            let known = buf
-                .get(..n.len())
-                .and_then(|lower| HEADER_PARTS.iter().find(|p| p.as_bytes()[7..] == *lower));
-            let at: Part = match known {
+            let at: Part = match label {
                 Some(p) => Part::Borrowed(p),
                 None => {
                     let mut at = crate::util::concat(&["header:", n]);
@@ -306,22 +373,17 @@ impl Inputs {
             parts.push((at, v));
         }
         if !q.body.is_empty() {
-            let text = String::from_utf8_lossy(&q.body);
-            let ct = q.header("content-type").unwrap_or("").to_ascii_lowercase();
-            if ct.contains("x-www-form-urlencoded") {
-                for (k, v) in crate::redact::query_pairs(&text) {
-                    parts.push((crate::util::concat(&["body:", &normalize(k)]).into(), normalize(v)));
+            let form = q
+                .header("content-type")
+                .is_some_and(|ct| ct.to_ascii_lowercase().contains("x-www-form-urlencoded"));
+            match String::from_utf8_lossy(&q.body) {
+                Cow::Borrowed(text) => body_parts(text, form, &mut parts),
+                Cow::Owned(text) => {
+                    // not UTF-8: the parts of the repaired copy are copied out of it
+                    let mut own = Vec::new();
+                    body_parts(&text, form, &mut own);
+                    parts.extend(own.into_iter().map(|(a, v)| (a, Cow::Owned(v.into_owned()))));
                 }
-            } else if text.trim_start().starts_with(['{', '[']) {
-                // JSON: the values the application reads, not the quotes and braces around
-                // them, in document order and at any depth (padding or nesting cannot push a
-                // payload out of view: the body depth is the only bound). Broken JSON is also
-                // scanned whole, so a syntax error hides nothing.
-                if !json_strings(&text, &mut parts) {
-                    parts.push(("body".into(), text.to_lowercase()));
-                }
-            } else {
-                parts.push(("body".into(), text.to_lowercase()));
             }
         }
         Inputs {
@@ -329,6 +391,33 @@ impl Inputs {
             ..Inputs::default()
         }
     }
+}
+
+/// The request body's parts: a form's fields, a JSON document's strings, else the whole text.
+fn body_parts<'t>(text: &'t str, form: bool, parts: &mut Vec<(Part, Cow<'t, str>)>) {
+    if form {
+        for (k, v) in crate::redact::query_pairs(text) {
+            parts.push((crate::util::concat(&["body:", &normalized(k)]).into(), normalized(v)));
+        }
+    } else if text.trim_start().starts_with(['{', '[']) {
+        // JSON: the values the application reads, not the quotes and braces around
+        // them, in document order and at any depth (padding or nesting cannot push a
+        // payload out of view: the body depth is the only bound). Broken JSON is also
+        // scanned whole, so a syntax error hides nothing.
+        if !json_strings(text, parts) {
+            parts.push(("body".into(), lowercased(text)));
+        }
+    } else {
+        parts.push(("body".into(), lowercased(text)));
+    }
+}
+
+/// `t.to_lowercase()`, borrowing `t` when it has nothing to lower (ASCII without a capital).
+fn lowercased(t: &str) -> Cow<'_, str> {
+    if t.is_ascii() && !t.bytes().any(|b| b.is_ascii_uppercase()) {
+        return t.into();
+    }
+    t.to_lowercase().into()
 }
 
 /// Could a value under this key be an SSRF target without a scheme (a bare host)?
@@ -342,23 +431,20 @@ fn urlish_key(k: &str) -> bool {
 /// makes a bare host matter) are skipped without allocating. Iterative, one pass, no depth
 /// limit. False when the text is not JSON (a syntax error before its end); a text cut short
 /// (body depth) is fine.
-pub fn json_strings(text: &str, out: &mut Vec<(Part, String)>) -> bool {
+pub fn json_strings<'t>(text: &'t str, out: &mut Vec<(Part, Cow<'t, str>)>) -> bool {
     let b = text.as_bytes();
     // per open container: is it an object; and the open objects' current keys (the innermost
-    // key is the last one: O(1) per value, whatever the nesting)
+    // key is the last one: O(1) per value, whatever the nesting). A key without escapes or
+    // capitals is borrowed from the text.
     let mut objects: Vec<bool> = Vec::new();
-    let mut keys: Vec<String> = Vec::new();
+    let mut keys: Vec<Cow<'t, str>> = Vec::new();
     let mut expect_key = false;
     let mut i = 0;
     let mut sbuf = String::new();
-    let value = |key: &str, raw: &str, out: &mut Vec<(Part, String)>| {
-        // judged where it lies when normalizing would not change it; copied only when kept
-        let v = normalized(raw);
-        let inert = v.len() < 3 || payload::inert(&v) || payload::words(&v);
-        if !inert || (v.len() >= 3 && urlish_key(key)) {
-            out.push((crate::util::concat(&["body:", key]).into(), v.into_owned()));
-        }
-    };
+    // Is a (normalized) value kept? Judged where it lies; copied only when kept and only when
+    // it is not in the text as it is (an escape undone, or normalizing changed it).
+    let keep = |key: &str, v: &str, c: u16| !payload::skipped_by(v, c) || (v.len() >= 3 && urlish_key(key));
+    let label = |key: &str| -> Part { crate::util::concat(&["body:", key]).into() };
     while i < b.len() {
         match b[i] {
             b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' => {
@@ -369,7 +455,7 @@ pub fn json_strings(text: &str, out: &mut Vec<(Part, String)>) -> bool {
             }
             b'{' => {
                 objects.push(true);
-                keys.push(String::new());
+                keys.push(Cow::Borrowed(""));
                 expect_key = true;
                 i += 1;
             }
@@ -390,36 +476,81 @@ pub fn json_strings(text: &str, out: &mut Vec<(Part, String)>) -> bool {
                 i += 1;
             }
             b'"' => {
-                let Some(end) = json_string(text, i + 1, &mut sbuf) else {
-                    // cut short inside a string (the inspection depth): what was read counts
-                    if !expect_key {
-                        value(keys.last().map_or("", |k| k.as_str()), &sbuf, out);
+                let start = i + 1;
+                // Without a backslash before the closing quote (most strings) the string is
+                // the text itself: borrowed, nothing unescaped (what json_string would give).
+                let raw: Cow<'t, str> = match memchr::memchr2(b'"', b'\\', &b[start..]) {
+                    Some(n) if b[start + n] == b'"' => {
+                        i = start + n + 1;
+                        Cow::Borrowed(&text[start..start + n])
                     }
-                    return true;
+                    None => {
+                        // cut short inside a string (the inspection depth): what was read counts
+                        if !expect_key {
+                            let (v, c) = normalized_classed(&text[start..]);
+                            let key = keys.last().map_or("", |k| k.as_ref());
+                            if keep(key, &v, c) {
+                                out.push((label(key), v));
+                            }
+                        }
+                        return true;
+                    }
+                    Some(_) => {
+                        let Some(end) = json_string(text, start, &mut sbuf) else {
+                            if !expect_key {
+                                let (v, c) = normalized_classed(&sbuf);
+                                let key = keys.last().map_or("", |k| k.as_ref());
+                                if keep(key, &v, c) {
+                                    out.push((label(key), Cow::Owned(v.into_owned())));
+                                }
+                            }
+                            return true;
+                        };
+                        i = end;
+                        Cow::Owned(std::mem::take(&mut sbuf))
+                    }
                 };
-                i = end;
                 if expect_key {
                     // keys are names: at most 64 characters kept as the part's name
-                    let lowered;
-                    let k: &str = if sbuf.bytes().any(|c| c.is_ascii_uppercase() || !c.is_ascii()) {
-                        lowered = sbuf.to_lowercase();
-                        &lowered
+                    let k: Cow<'t, str> = if raw.bytes().any(|c| c.is_ascii_uppercase() || !c.is_ascii()) {
+                        Cow::Owned(raw.to_lowercase())
                     } else {
-                        &sbuf
+                        raw
                     };
                     if k.starts_with('$') {
-                        out.push(("body-key".into(), format!("{{\"{}\":", cut(k, 64))));
+                        out.push(("body-key".into(), Cow::Owned(format!("{{\"{}\":", cut(&k, 64)))));
                     } else if k.contains(['[', '(', '<', '\'', '"', ';', '|', '`']) {
-                        out.push(("body-name".into(), normalize(k)));
+                        out.push(("body-name".into(), Cow::Owned(normalize(&k))));
                     }
                     if let Some(cur) = keys.last_mut() {
-                        // the key's buffer reused from one key to the next
-                        cur.clear();
-                        cur.push_str(cut(k, 64));
+                        *cur = match k {
+                            Cow::Borrowed(k) => Cow::Borrowed(cut(k, 64)),
+                            Cow::Owned(mut k) => {
+                                k.truncate(cut(&k, 64).len());
+                                Cow::Owned(k)
+                            }
+                        };
                     }
                     expect_key = false;
                 } else {
-                    value(keys.last().map_or("", |k| k.as_str()), &sbuf, out);
+                    let key = keys.last().map_or("", |k| k.as_ref());
+                    match raw {
+                        Cow::Borrowed(r) => {
+                            let (v, c) = normalized_classed(r);
+                            if keep(key, &v, c) {
+                                out.push((label(key), v));
+                            }
+                        }
+                        Cow::Owned(r) => {
+                            let (v, c) = normalized_classed(&r);
+                            if keep(key, &v, c) {
+                                let v = Cow::Owned(v.into_owned());
+                                out.push((label(key), v));
+                            }
+                            // the buffer back for the next escaped string
+                            sbuf = r;
+                        }
+                    }
                 }
             }
             // numbers, true, false, null
@@ -820,7 +951,7 @@ mod input_tests {
             r#"{"b":"x\"y\u0027z or 1=1","a":{"url":"localhost"},"c":["tom & jerry"]}"#,
             &mut out
         ));
-        let got: Vec<(&str, &str)> = out.iter().map(|(a, b)| (a.as_ref(), b.as_str())).collect();
+        let got: Vec<(&str, &str)> = out.iter().map(|(a, b)| (a.as_ref(), b.as_ref())).collect();
         assert_eq!(
             got,
             [
@@ -836,7 +967,7 @@ mod input_tests {
             &mut out
         ));
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1], ("body:r".into(), "1' union select pass from us".to_string()));
+        assert_eq!(out[1], ("body:r".into(), "1' union select pass from us".into()));
     }
 
     #[test]
@@ -909,7 +1040,8 @@ mod site_tests {
         assert!(names(&Inputs::of_site(&tx, None, &[])).contains(&"ssrf"));
         // the server's own address and a configured origin are the site itself
         let ip: std::net::IpAddr = "10.9.9.9".parse().expect("ip");
-        let i = Inputs::of_site(&tx, Some((ip, 8443)), &["HTTP://10.1.2.3".to_string()]);
+        let origins = ["HTTP://10.1.2.3".to_string()];
+        let i = Inputs::of_site(&tx, Some((ip, 8443)), &origins);
         assert!(names(&i).is_empty(), "{:?}", names(&i));
     }
 
@@ -935,5 +1067,400 @@ mod site_tests {
                 "Host {host}, {url}"
             );
         }
+    }
+}
+
+/// The borrowing inputs against the copying way they were built before (kept here as the
+/// reference): the same parts, in the same order, on crafted and hostile requests.
+#[cfg(test)]
+mod borrow_tests {
+    use super::*;
+    use crate::http::{Message, Transaction};
+
+    /// The header classification as the lists say it (the code before [`header_use`]).
+    fn header_use_by_list_compare(n: &str) -> HeaderUse {
+        let lower = n.to_ascii_lowercase();
+        let lower = lower.as_bytes();
+        let is = |list: &[&str]| list.iter().any(|s| s.as_bytes() == lower);
+        if is(&SECRET_HEADERS) || is(&["host", "content-length"]) || crate::redact::is_key_header_lower(lower) {
+            return HeaderUse::Skip;
+        }
+        HeaderUse::Input {
+            label: HEADER_PARTS.iter().copied().find(|p| p.as_bytes()[7..] == *lower),
+            read: is(&ssrf::READS_HEADERS),
+        }
+    }
+
+    #[test]
+    fn header_use_agrees_with_the_lists() {
+        let mut names: Vec<String> = HEADER_PARTS.iter().map(|p| p[7..].to_string()).collect();
+        names.extend(SECRET_HEADERS.iter().map(|s| s.to_string()));
+        names.extend(ssrf::READS_HEADERS.iter().map(|s| s.to_string()));
+        for n in [
+            "host",
+            "content-length",
+            "x-auth-token",
+            "x-csrf-token",
+            "api-key",
+            "apikey",
+            "x-goog-api-key",
+            "ocp-apim-subscription-key",
+            "x-amz-security-token",
+            "x-custom",
+            "",
+            "x",
+            "hostx",
+            "user-agent2",
+            "refererr",
+            "x-forwarded-fo",
+            "accept-encoding",
+            "dnt",
+            "x-b3-traceid",
+        ] {
+            names.push(n.to_string());
+        }
+        let mut all = Vec::new();
+        for n in &names {
+            all.push(n.clone());
+            all.push(n.to_ascii_uppercase());
+            let mut mixed: String = n
+                .chars()
+                .enumerate()
+                .map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c })
+                .collect();
+            all.push(mixed.clone());
+            mixed.push_str(&"-x".repeat(30)); // too long for the stack buffer
+            all.push(mixed);
+        }
+        all.push("Ü-Agent".to_string());
+        all.push("user-agent\u{0}".to_string());
+        for n in &all {
+            let want = header_use_by_list_compare(n);
+            assert_eq!(header_use_by_lists(n), want, "{n:?}");
+            let lower = n.to_ascii_lowercase();
+            assert_eq!(header_use(lower.as_bytes()), want, "{n:?}");
+        }
+        // the match names no API-key header as an input (the redactor's list is asked after it)
+        for p in HEADER_PARTS {
+            assert!(!crate::redact::is_key_header(&p[7..]), "{p}");
+        }
+    }
+
+    fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8]) -> Transaction {
+        let q = Message {
+            method: method.into(),
+            uri: uri.into(),
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+                .into(),
+            body_len: body.len() as u64,
+            body: body.to_vec(),
+            ..Default::default()
+        };
+        Transaction::new(Some(q), None, false)
+    }
+
+    fn of_borrowing(tx: &Transaction) -> Vec<(String, String)> {
+        Inputs::of(tx)
+            .parts
+            .into_iter()
+            .map(|(a, v)| (a.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn borrowed_inputs_are_the_copied_inputs() {
+        let long = format!("/a/{}", "x%41Y".repeat(3000));
+        let long_json = format!(r#"{{"k":"{}","url":"localhost:1"}}"#, "\\u0041b".repeat(2000));
+        let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>)> = vec![
+            ("GET", "/api/v1/users/97118".into(), vec![("Host", "a"), ("User-Agent", "shop-client/2.0"), ("Accept", "application/json"), ("Authorization", "Bearer x")], vec![]),
+            ("GET", "/api/v1/products/SKU-12?category=Audio&page=2&$where=1&a[b]=%27&q=%2527+or+1%3D1&=&&x".into(), vec![("Referer", "http://10.0.0.1/x"), ("X-Custom", "a b c; d"), ("X-CUSTOM-2", "AbC%20dEf"), ("Cookie", "s=1"), ("X-Api-Key", "k")], vec![]),
+            ("GET", "/caf\u{e9}/%C3%A9/\u{65e5}\u{672c}?n\u{e4}me=v\u{e4}l%ZZ".into(), vec![("Origin", ""), ("Accept-Language", "de-DE,de;q=0.9"), ("X-Forwarded-For", "1.2.3.4, 5.6.7.8")], vec![]),
+            ("GET", long.clone(), vec![("User-Agent", &long)], vec![]),
+            ("GET", "".into(), vec![], vec![]),
+            ("POST", "/login".into(), vec![("Content-Type", "Application/X-WWW-Form-URLEncoded; charset=utf-8")], b"user=Bob&pass=%27+OR+1%3D1--&next=http%3A%2F%2F127.0.0.1%2F&e=".to_vec()),
+            ("POST", "/j".into(), vec![("Content-Type", "application/json")], br#"{"refresh_token": "rt-126626-f8a1afe7"}"#.to_vec()),
+            ("POST", "/j".into(), vec![("Content-Type", "application/json")], br#"{"Name":"O'Brien","Q":"1' UNION SELECT a FROM b--","n":{"Url":"LOCALHOST:8080","$ne":1,"a(b":"x","k\u0041y":"v\"al\u0027ue or 1=1","e\\":"\ud83d\ude00 <script>"},"arr":[["deep", "x;y z"],{"callback":"10.0.0.1"}],"cut":"1' or '1'='1"#.to_vec()),
+            ("POST", "/j".into(), vec![("Content-Type", "application/json")], br#"  [ "a;b c", 1, true, null, {"K":"V W; X"}, "unterminated \"#.to_vec()),
+            ("POST", "/j".into(), vec![("Content-Type", "application/json")], br#"{"a":1,,, ; "b": '${jndi:ldap://x/a}'}"#.to_vec()),
+            ("POST", "/j".into(), vec![("Content-Type", "application/json")], br#"{"a":"x"}}]"#.to_vec()),
+            ("POST", "/j".into(), vec![], long_json.as_bytes().to_vec()),
+            ("POST", "/t".into(), vec![("Content-Type", "text/plain")], b"Hello WORLD; rm -rf /".to_vec()),
+            ("POST", "/t".into(), vec![], b"plain lower text".to_vec()),
+            ("POST", "/t".into(), vec![], b"{\"a\":\"\xff\xfe or 1=1;x y\",\"B\":\"\xc3\"}".to_vec()),
+            ("POST", "/t".into(), vec![], b"\xffNOT UTF-8 <script>".to_vec()),
+            ("POST", "/t".into(), vec![("content-type", "application/x-www-form-urlencoded")], b"\xff=\xfe&a=%FF%FE".to_vec()),
+        ];
+        for (m, uri, h, body) in &cases {
+            let tx = request(m, uri, h, body);
+            assert_eq!(
+                of_borrowing(&tx),
+                of_by_copying(&tx),
+                "{m} {uri:.80} {:?}",
+                String::from_utf8_lossy(&body[..body.len().min(80)])
+            );
+        }
+        let none = Transaction::new(None, None, false);
+        assert_eq!(of_borrowing(&none), of_by_copying(&none));
+    }
+
+    #[test]
+    fn json_strings_borrowing_is_json_strings_copying() {
+        let cases = [
+            r#"{"a":"plain","B":"MiXeD","c":"esc\"aped","d":"\u00e9t\u00E9","e":"\u","f":"\uD83D\uDE00","g":"\uD83D","h":"tab\tnl\n"}"#,
+            r#"{"url":"localhost","UrL":"10.0.0.1","x":{"y":{"z":"a;b c"}},"after":"q; w e"}"#,
+            r#"{"KEY\u0041":"v;1 2","Ünï":"wörds ünd; x","$gt":"","(k":1}"#,
+            r#"["a;b c" , "d;e f"]"#,
+            r#"{"k":"cut short; here"#,
+            r#"{"k":"cut short after escape \""#,
+            r#"{"k":"cut in escape \"#,
+            r#"{"k"#,
+            r#"{"#,
+            r#""#,
+            r#"}"#,
+            r#"{"a":"x"} trailing"#,
+            r#"{"a":"%27%20OR%201%3D1","b":"a+b;c d","c":"%2527"}"#,
+        ];
+        for c in cases {
+            let mut fast = Vec::new();
+            let mut slow = Vec::new();
+            let a = json_strings(c, &mut fast);
+            let b = json_strings_by_copying(c, &mut slow);
+            let fast: Vec<(String, String)> = fast
+                .into_iter()
+                .map(|(a, v)| (a.into_owned(), v.into_owned()))
+                .collect();
+            let slow: Vec<(String, String)> = slow.into_iter().map(|(a, v)| (a.into_owned(), v)).collect();
+            assert_eq!((a, fast), (b, slow), "{c}");
+        }
+    }
+
+    #[test]
+    fn normalized_classed_is_normalize_and_its_classes() {
+        let long = "AbC%2541+x".repeat(500);
+        for t in [
+            "",
+            "plain",
+            "Upper",
+            "a%20b",
+            "a+b",
+            "%2527",
+            "%",
+            "%%",
+            "%4",
+            "%zz",
+            "caf\u{e9}",
+            "\u{130}STANBUL",
+            "x\u{0}y",
+            "%C3%A9",
+            "%c3",
+            "+",
+            "++%2B",
+            long.as_str(),
+            "/api/v1/users/97118",
+            "SKU-12",
+        ] {
+            let old_plain = !t
+                .bytes()
+                .any(|b| b == b'%' || b == b'+' || b.is_ascii_uppercase() || !b.is_ascii());
+            assert_eq!(plain(t), old_plain, "{t:?}");
+            let (v, c) = normalized_classed(t);
+            assert_eq!(v, normalize(t), "{t:?}");
+            assert_eq!(normalized(t), normalize(t), "{t:?}");
+            assert_eq!(c, class::of(normalize(t).as_bytes()), "{t:?}");
+            assert_eq!(matches!(v, Cow::Borrowed(_)), old_plain, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn lowercased_is_to_lowercase() {
+        for t in [
+            "",
+            "abc",
+            "ABC",
+            "aBc",
+            "\u{c9}t\u{e9}",
+            "\u{130}",
+            "x;Y z",
+            "\u{3a3}\u{3a3}",
+        ] {
+            assert_eq!(lowercased(t), t.to_lowercase(), "{t}");
+        }
+    }
+
+    fn of_by_copying(tx: &Transaction) -> Vec<(String, String)> {
+        let mut parts: Vec<(Part, String)> = Vec::with_capacity(8);
+        let Some(q) = &tx.request else {
+            return Vec::new();
+        };
+        let (path, query) = crate::util::split_query(&q.uri).unwrap_or((&q.uri, ""));
+        parts.push(("path".into(), normalize(path)));
+        for (k, v) in crate::redact::query_pairs(query) {
+            let k = normalize(k);
+            parts.push((crate::util::concat(&["query:", &k]).into(), normalize(v)));
+            if k.contains(['$', '[', '(', '<', '\'']) {
+                parts.push(("query-name".into(), k));
+            }
+        }
+        for (n, v) in &q.headers {
+            // the name lowercased once, on the stack (names are short), then compared whole
+            // against each list (a long name takes the case-insensitive way)
+            let mut buf = [0u8; 48];
+            let (skip, read_anyway) = match buf.get_mut(..n.len()) {
+                Some(lower) => {
+                    lower.copy_from_slice(n.as_bytes());
+                    lower.make_ascii_lowercase();
+                    let is = |list: &[&str]| list.iter().any(|s| s.as_bytes() == &*lower);
+                    (
+                        is(&SECRET_HEADERS)
+                            || is(&["host", "content-length"])
+                            || crate::redact::is_key_header_lower(lower),
+                        is(&ssrf::READS_HEADERS),
+                    )
+                }
+                None => (
+                    SECRET_HEADERS.iter().any(|s| n.eq_ignore_ascii_case(s))
+                        || n.eq_ignore_ascii_case("host")
+                        || n.eq_ignore_ascii_case("content-length")
+                        || crate::redact::is_key_header(n),
+                    ssrf::READS_HEADERS.iter().any(|h| n.eq_ignore_ascii_case(h)),
+                ),
+            };
+            if skip {
+                continue;
+            }
+            // Only the injection classifiers read most headers, and they skip plain values
+            // (see payload::scan); the SSRF classifier reads these few whatever they hold.
+            // A value normalize would copy as it is is judged where it lies: nothing is
+            // copied for the headers left out (most of them).
+            let v = normalized(v);
+            if payload::skipped(&v) && !read_anyway {
+                continue;
+            }
+            let v = v.into_owned();
+            // the usual names' labels are fixed strings (nothing allocated for them)
+            let known = buf
+                .get(..n.len())
+                .and_then(|lower| HEADER_PARTS.iter().find(|p| p.as_bytes()[7..] == *lower));
+            let at: Part = match known {
+                Some(p) => Part::Borrowed(p),
+                None => {
+                    let mut at = crate::util::concat(&["header:", n]);
+                    at[7..].make_ascii_lowercase();
+                    at.into()
+                }
+            };
+            parts.push((at, v));
+        }
+        if !q.body.is_empty() {
+            let text = String::from_utf8_lossy(&q.body);
+            let ct = q.header("content-type").unwrap_or("").to_ascii_lowercase();
+            if ct.contains("x-www-form-urlencoded") {
+                for (k, v) in crate::redact::query_pairs(&text) {
+                    parts.push((crate::util::concat(&["body:", &normalize(k)]).into(), normalize(v)));
+                }
+            } else if text.trim_start().starts_with(['{', '[']) {
+                // JSON: the values the application reads, not the quotes and braces around
+                // them, in document order and at any depth (padding or nesting cannot push a
+                // payload out of view: the body depth is the only bound). Broken JSON is also
+                // scanned whole, so a syntax error hides nothing.
+                if !json_strings_by_copying(&text, &mut parts) {
+                    parts.push(("body".into(), text.to_lowercase()));
+                }
+            } else {
+                parts.push(("body".into(), text.to_lowercase()));
+            }
+        }
+        parts.into_iter().map(|(a, v)| (a.into_owned(), v)).collect()
+    }
+
+    fn json_strings_by_copying(text: &str, out: &mut Vec<(Part, String)>) -> bool {
+        let b = text.as_bytes();
+        // per open container: is it an object; and the open objects' current keys (the innermost
+        // key is the last one: O(1) per value, whatever the nesting)
+        let mut objects: Vec<bool> = Vec::new();
+        let mut keys: Vec<String> = Vec::new();
+        let mut expect_key = false;
+        let mut i = 0;
+        let mut sbuf = String::new();
+        let value = |key: &str, raw: &str, out: &mut Vec<(Part, String)>| {
+            // judged where it lies when normalizing would not change it; copied only when kept
+            let v = normalized(raw);
+            let inert = v.len() < 3 || payload::inert(&v) || payload::words(&v);
+            if !inert || (v.len() >= 3 && urlish_key(key)) {
+                out.push((crate::util::concat(&["body:", key]).into(), v.into_owned()));
+            }
+        };
+        while i < b.len() {
+            match b[i] {
+                b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' => {
+                    if b[i] == b',' {
+                        expect_key = objects.last() == Some(&true);
+                    }
+                    i += 1;
+                }
+                b'{' => {
+                    objects.push(true);
+                    keys.push(String::new());
+                    expect_key = true;
+                    i += 1;
+                }
+                b'[' => {
+                    objects.push(false);
+                    expect_key = false;
+                    i += 1;
+                }
+                b'}' | b']' => {
+                    match objects.pop() {
+                        Some(true) => {
+                            keys.pop();
+                        }
+                        Some(false) => {}
+                        None => return false,
+                    }
+                    expect_key = false;
+                    i += 1;
+                }
+                b'"' => {
+                    let Some(end) = json_string(text, i + 1, &mut sbuf) else {
+                        // cut short inside a string (the inspection depth): what was read counts
+                        if !expect_key {
+                            value(keys.last().map_or("", |k| k.as_str()), &sbuf, out);
+                        }
+                        return true;
+                    };
+                    i = end;
+                    if expect_key {
+                        // keys are names: at most 64 characters kept as the part's name
+                        let lowered;
+                        let k: &str = if sbuf.bytes().any(|c| c.is_ascii_uppercase() || !c.is_ascii()) {
+                            lowered = sbuf.to_lowercase();
+                            &lowered
+                        } else {
+                            &sbuf
+                        };
+                        if k.starts_with('$') {
+                            out.push(("body-key".into(), format!("{{\"{}\":", cut(k, 64))));
+                        } else if k.contains(['[', '(', '<', '\'', '"', ';', '|', '`']) {
+                            out.push(("body-name".into(), normalize(k)));
+                        }
+                        if let Some(cur) = keys.last_mut() {
+                            // the key's buffer reused from one key to the next
+                            cur.clear();
+                            cur.push_str(cut(k, 64));
+                        }
+                        expect_key = false;
+                    } else {
+                        value(keys.last().map_or("", |k| k.as_str()), &sbuf, out);
+                    }
+                }
+                // numbers, true, false, null
+                c if c == b'-' || c.is_ascii_alphanumeric() || c == b'.' || c == b'+' => i += 1,
+                _ => return false,
+            }
+        }
+        true
     }
 }

@@ -187,6 +187,114 @@ pub fn skipped(t: &str) -> bool {
     t.len() < 3 || inert(t) || words(t)
 }
 
+/// [`skipped`] of `t` whose byte classes ([`super::class::of`]) are `c`: the table pass
+/// already made answers the ASCII cases without walking `t` again.
+pub fn skipped_by(t: &str, c: u16) -> bool {
+    use super::class::{NON_ASCII, NOT_INERT, NOT_WORDS};
+    if t.len() < 3 || c & NOT_INERT == 0 {
+        return true;
+    }
+    if c & NON_ASCII != 0 {
+        return words(t);
+    }
+    t.len() <= 64 && c & NOT_WORDS == 0
+}
+
+/// Literals one of which a value made only of `a-z 0-9 / . _ -` (no class
+/// [`super::class::NOT_PLAIN_PATH`] byte) holds when any pattern matches it. Every other
+/// pattern needs a byte outside that set (a space, quote, parenthesis, `<`, `=`, `:`, `$`,
+/// `;`, `,`, `@`, `*`, `{`...). By pattern: union select (`union`), information_schema /
+/// sysobjects / sqlite_master / pg_catalog, select..from (`select`), 0x..., /bin/sh,
+/// cmd.exe, /etc/passwd (`/etc/`), `../`, /etc/hosts, boot.ini, win.ini, /proc/self/,
+/// `^/...passwd`, document.cookie (`document.`). Checked against the patterns by
+/// `plain_paths_without_a_literal_match_no_pattern`.
+const PLAIN_PATH_LITERALS: [&[u8]; 16] = [
+    b"union",
+    b"select",
+    b"information_schema",
+    b"sysobjects",
+    b"sqlite_master",
+    b"pg_catalog",
+    b"0x",
+    b"/bin/",
+    b"cmd.exe",
+    b"/etc/",
+    b"../",
+    b"boot.ini",
+    b"win.ini",
+    b"/proc/self/",
+    b"passwd",
+    b"document.",
+];
+
+/// The literals' first two bytes, as a bit per byte pair: most positions of a value are
+/// ruled out by one lookup.
+static LITERAL_PAIRS: [u64; 1024] = literal_pairs();
+
+const fn literal_pairs() -> [u64; 1024] {
+    let mut t = [0u64; 1024];
+    let mut i = 0;
+    while i < PLAIN_PATH_LITERALS.len() {
+        let l = PLAIN_PATH_LITERALS[i];
+        assert!(l.len() >= 2);
+        let k = (l[0] as usize) << 8 | l[1] as usize;
+        t[k >> 6] |= 1 << (k & 63);
+        i += 1;
+    }
+    t
+}
+
+/// Could a pattern match `t`, whose byte classes are `c`? False proves it cannot (a path
+/// like `/api/v1/users/97118`, `application/json`): no pattern search, no cache look.
+pub fn may_match(t: &str, c: u16) -> bool {
+    if c & super::class::NOT_PLAIN_PATH != 0 {
+        return true;
+    }
+    let b = t.as_bytes();
+    // a tight loop: one table bit per position (the pair's bit is a u16 index, so no bounds
+    // check), the literals compared only where a pair starts one
+    let Some((&first, rest)) = b.split_first() else {
+        return false;
+    };
+    let mut k = first as usize;
+    for (i, &x) in rest.iter().enumerate() {
+        k = (k << 8 | x as usize) & 0xffff;
+        if LITERAL_PAIRS[k >> 6] >> (k & 63) & 1 != 0 && literal_at(&b[i..]) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Does `r` start with one of the literals? Asked where a literal's first two bytes are (kept
+/// out of [`may_match`]'s loop, which stays a few instructions a byte).
+#[cold]
+#[inline(never)]
+fn literal_at(r: &[u8]) -> bool {
+    // each literal has its own first two bytes: one comparison after the match (the list
+    // and this match are kept equal by `every_literal_is_found_where_it_starts`)
+    let l: &[u8] = match r {
+        [b'u', b'n', ..] => b"union",
+        [b's', b'e', ..] => b"select",
+        [b'i', b'n', ..] => b"information_schema",
+        [b's', b'y', ..] => b"sysobjects",
+        [b's', b'q', ..] => b"sqlite_master",
+        [b'p', b'g', ..] => b"pg_catalog",
+        [b'0', b'x', ..] => b"0x",
+        [b'/', b'b', ..] => b"/bin/",
+        [b'c', b'm', ..] => b"cmd.exe",
+        [b'/', b'e', ..] => b"/etc/",
+        [b'.', b'.', ..] => b"../",
+        [b'b', b'o', ..] => b"boot.ini",
+        [b'w', b'i', ..] => b"win.ini",
+        [b'/', b'p', ..] => b"/proc/self/",
+        [b'p', b'a', ..] => b"passwd",
+        [b'd', b'o', ..] => b"document.",
+        _ => return false,
+    };
+    r.starts_with(l)
+}
+
 /// Plain words (a name like "o'brien", "rock 'n' roll"): letters, spaces, `.,'-`, short.
 pub fn words(t: &str) -> bool {
     if t.len() > 256 {
@@ -258,10 +366,21 @@ pub fn scan(inputs: &Inputs) -> Vec<(Detector, String)> {
     // made on the first value that matches a pattern (most transactions have none)
     let mut fired: Vec<Option<String>> = Vec::new();
     for (at, text) in &inputs.parts {
-        if skipped(text) {
+        let t = super::cut(text, SCAN_CAP);
+        // one table pass over what is searched; a value longer than that is judged by the
+        // walks that stop early
+        let c = super::class::of(t.as_bytes());
+        let skip = if t.len() == text.len() {
+            skipped_by(text, c)
+        } else {
+            skipped(text)
+        };
+        if skip {
             continue; // a name like "o'brien" or plain words carry nothing
         }
-        let t = super::cut(text, SCAN_CAP);
+        if !may_match(t, c) {
+            continue; // a plain path or media type: no pattern can match it
+        }
         // Values repeat (a client's user agent and accept headers, enum-like fields): one seen
         // to match no pattern lately is not searched again. Then one pass that stops at the
         // first pattern (most values match none) before the pass that lists every pattern.
@@ -359,7 +478,7 @@ mod tests {
 
     fn fires(s: &str) -> Vec<&'static str> {
         let inputs = Inputs {
-            parts: vec![("query:q".into(), normalize(s))],
+            parts: vec![("query:q".into(), normalize(s).into())],
             ..Inputs::default()
         };
         scan(&inputs).into_iter().map(|(d, _)| d.as_str()).collect()
@@ -417,5 +536,283 @@ mod tests {
         ] {
             assert!(fires(p).is_empty(), "{p} -> {:?}", fires(p));
         }
+    }
+}
+
+/// The prefilters against the patterns themselves: the same verdicts with and without them.
+#[cfg(test)]
+mod prefilter_tests {
+    use super::*;
+    use crate::detect::class;
+
+    /// A small deterministic generator (no dependency): xorshift.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+            v[(self.next() % v.len() as u64) as usize]
+        }
+    }
+
+    /// Pieces of the patterns and of ordinary values, in `a-z 0-9 / . _ -` only.
+    const PIECES: [&str; 58] = [
+        "union",
+        "select",
+        "from",
+        "all",
+        "information_schema",
+        "schema",
+        "sysobjects",
+        "sqlite_master",
+        "pg_catalog",
+        "catalog",
+        "0x",
+        "0x1234abcd",
+        "0xdeadbeef00",
+        "/bin/",
+        "/bin/sh",
+        "/bin/bash",
+        "bin",
+        "sh",
+        "cmd.exe",
+        "cmd",
+        ".exe",
+        "/etc/",
+        "/etc/passwd",
+        "/etc/shadow",
+        "/etc/hosts",
+        "/etc/issue",
+        "etc",
+        "../",
+        "..",
+        ".",
+        "/",
+        "boot.ini",
+        "win.ini",
+        "ini",
+        "/proc/self/",
+        "proc",
+        "self",
+        "passwd",
+        "document.",
+        "document.cookie",
+        "cookie",
+        "location",
+        "api",
+        "v1",
+        "users",
+        "97118",
+        "sku-12",
+        "application",
+        "json",
+        "-",
+        "_",
+        "sleep",
+        "version",
+        "user",
+        "database",
+        "or",
+        "and",
+        "order",
+    ];
+
+    #[test]
+    fn plain_paths_without_a_literal_match_no_pattern() {
+        let (set, _) = &*ALL;
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut skipped_matches = 0;
+        for _ in 0..40_000 {
+            let n = 1 + rng.next() % 6;
+            let mut s = String::new();
+            for _ in 0..n {
+                s.push_str(rng.pick(&PIECES));
+                if rng.next() % 3 == 0 {
+                    s.push_str(rng.pick(&["/", "-", ".", "_", "1", ""]));
+                }
+            }
+            let c = class::of(s.as_bytes());
+            assert_eq!(c & class::NOT_PLAIN_PATH, 0, "{s}");
+            let literal = PLAIN_PATH_LITERALS
+                .iter()
+                .any(|l| crate::util::contains_short(s.as_bytes(), l));
+            assert_eq!(may_match(&s, c), literal, "{s}");
+            if !literal {
+                assert!(!set.is_match(&s), "{s} matches a pattern without a literal");
+            } else if set.is_match(&s) {
+                skipped_matches += 1;
+            }
+        }
+        // the generator does reach the patterns that need no byte outside the set
+        assert!(skipped_matches > 1000, "{skipped_matches}");
+        // every byte outside the set makes a value a candidate
+        for b in 0..=255u8 {
+            let s = format!("api{}x", b as char);
+            let c = class::of(s.as_bytes());
+            if c & class::NOT_PLAIN_PATH != 0 {
+                assert!(may_match(&s, c));
+            }
+        }
+    }
+
+    #[test]
+    fn every_literal_is_found_where_it_starts() {
+        for (i, l) in PLAIN_PATH_LITERALS.iter().enumerate() {
+            assert!(literal_at(l), "{}", String::from_utf8_lossy(l));
+            let mut longer = l.to_vec();
+            longer.extend_from_slice(b"/x");
+            assert!(literal_at(&longer));
+            // one byte short is no literal
+            assert!(!literal_at(&l[..l.len() - 1]), "{}", String::from_utf8_lossy(l));
+            // the first two bytes name this literal only
+            for (j, m) in PLAIN_PATH_LITERALS.iter().enumerate() {
+                assert!(i == j || l[..2] != m[..2]);
+            }
+        }
+        assert!(!literal_at(b""));
+        assert!(!literal_at(b"u"));
+    }
+
+    #[test]
+    fn skipped_by_classes_is_skipped() {
+        let long_words = "a".repeat(64);
+        let longer_words = "ab ".repeat(30);
+        let huge = "é".repeat(200);
+        for t in [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "o'brien",
+            "rock 'n' roll",
+            "gzip, deflate",
+            "a1b2",
+            "john.doe@example.com",
+            "2024-01-01t00:00:00z",
+            "x;y",
+            "tab\there",
+            "café au lait",
+            "日本語",
+            "é",
+            "éé",
+            "ééé",
+            "naïve-text.",
+            "select * from",
+            "a+b",
+            "a%20b",
+            "UPPER words",
+            "ÄÖÜ",
+            long_words.as_str(),
+            longer_words.as_str(),
+            huge.as_str(),
+            "a\u{0}b",
+            "\u{7f}\u{7f}\u{7f}",
+        ] {
+            assert_eq!(skipped_by(t, class::of(t.as_bytes())), skipped(t), "{t:?}");
+        }
+    }
+
+    fn inputs(values: &[&str]) -> Inputs<'static> {
+        Inputs {
+            parts: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("query:p{i}").into(), crate::detect::normalize(v).into()))
+                .collect(),
+            ..Inputs::default()
+        }
+    }
+
+    #[test]
+    fn scan_with_prefilters_is_scan_without() {
+        let far = format!("{}' union select 1--", "a".repeat(5000));
+        let near_cap = format!("{}/etc/passwd", "b/".repeat(2043));
+        let cases: Vec<Vec<&str>> = vec![
+            vec!["/api/v1/users/97118", "shop-client/2.0", "application/json"],
+            vec![
+                "/api/v1/union/select/from/x",
+                "/x/0x1234abcdef",
+                "/static/../../etc/passwd",
+            ],
+            vec![
+                "/etc/passwd",
+                "/bin/sh",
+                "/x/passwd",
+                "cmd.exe",
+                "document.cookie",
+                "c:\\boot.ini",
+            ],
+            vec![
+                "union/**/select",
+                "UNION%2F%2A%2A%2FSELECT",
+                "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+            ],
+            vec![
+                "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0",
+                "text/html,application/xhtml+xml;q=0.9",
+            ],
+            vec![
+                "1' OR '1'='1",
+                "${jndi:ldap://x/a}",
+                "<script>alert(1)</script>",
+                "{{7*7}}",
+            ],
+            vec![far.as_str(), near_cap.as_str(), "", "ab", "é/é/é", "/caf%C3%A9/../../"],
+        ];
+        for c in &cases {
+            let i = inputs(c);
+            assert_eq!(scan(&i), scan_unfiltered(&i), "{c:?}");
+        }
+    }
+
+    fn scan_unfiltered(inputs: &Inputs) -> Vec<(Detector, String)> {
+        let (set, owner) = &*ALL;
+        // made on the first value that matches a pattern (most transactions have none)
+        let mut fired: Vec<Option<String>> = Vec::new();
+        for (at, text) in &inputs.parts {
+            if skipped(text) {
+                continue; // a name like "o'brien" or plain words carry nothing
+            }
+            let t = crate::detect::cut(text, SCAN_CAP);
+            // Values repeat (a client's user agent and accept headers, enum-like fields): one seen
+            // to match no pattern lately is not searched again. Then one pass that stops at the
+            // first pattern (most values match none) before the pass that lists every pattern.
+            let hits = set.matches(t);
+            if !hits.matched_any() {
+                continue;
+            }
+            if fired.is_empty() {
+                fired.resize(CLASSES.len(), None);
+            }
+            let mut score = vec![0u32; CLASSES.len()];
+            for i in hits.iter() {
+                let (ci, points) = owner[i];
+                score[ci] += points;
+            }
+            for (ci, c) in CLASSES.iter().enumerate() {
+                if fired[ci].is_none() && score[ci] >= c.threshold {
+                    let ex = if crate::detect::secret_part(at) {
+                        "(a secret field's value)".to_string()
+                    } else {
+                        let mut ex: String = crate::detect::strip_userinfo(t).chars().take(96).collect();
+                        ex.retain(|ch| !ch.is_control());
+                        ex
+                    };
+                    fired[ci] = Some(format!("{at}: {ex}"));
+                }
+            }
+        }
+        if fired.is_empty() {
+            return Vec::new();
+        }
+        CLASSES
+            .iter()
+            .zip(fired)
+            .filter_map(|(c, f)| f.map(|e| (c.det, e)))
+            .collect()
     }
 }

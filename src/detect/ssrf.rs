@@ -81,10 +81,17 @@ pub const READS_HEADERS: [&str; 5] = [
 /// - other headers: never (payloads in them are the injection classifiers' business).
 pub fn scan(inputs: &Inputs) -> Option<String> {
     for (at, text) in &inputs.parts {
-        let name = memchr::memrchr(b':', at.as_bytes()).map_or(at.as_ref(), |i| &at[i + 1..]);
+        // labels are short: a plain loop, not a vector search and its setup
+        let name = at
+            .bytes()
+            .rposition(|b| b == b':')
+            .map_or(at.as_ref(), |i| &at[i + 1..]);
         let header = at.starts_with("header:");
         if header && !READS_HEADERS.contains(&name) {
             continue;
+        }
+        if !may_target(text) {
+            continue; // neither a URL nor a host: most values, one byte search
         }
         let context_header = header && matches!(name, "referer" | "origin");
         // the name only matters for a bare host (target's one use of it): asked last
@@ -103,6 +110,26 @@ pub fn scan(inputs: &Inputs) -> Option<String> {
         }
     }
     None
+}
+
+/// Could [`target`] find anything in `v`, under any name? A URL needs a colon, a host that
+/// [`looks_like_host`] a dot, a colon or a bracket, unless it is a bare internal name
+/// (`localhost`, `metadata`, `instance-data`). False proves `target` answers `None`.
+fn may_target(v: &str) -> bool {
+    // values are short: a plain loop, not a vector search and its setup
+    if v.bytes().any(|b| matches!(b, b':' | b'.' | b'[')) {
+        return true;
+    }
+    match v.as_bytes().first() {
+        // an ASCII first byte that is no space starts the trimmed value: every internal name
+        // starts with `l`, `m`, `i` or `k`
+        Some(&b) if b.is_ascii() && !(b as char).is_whitespace() && !matches!(b, b'l' | b'm' | b'i' | b'k') => false,
+        _ => {
+            let t = v.trim();
+            let h = t.split(['/', '?', '#']).next().unwrap_or("");
+            HOSTS.contains(&h)
+        }
+    }
 }
 
 /// What an internal URL or host value points at.
@@ -324,12 +351,9 @@ mod tests {
         assert_eq!(scan(&inputs(&[("body:targetstoreflags", "0")], &site)), None);
     }
 
-    fn inputs(parts: &[(&str, &str)], site: &[(&str, u16)]) -> Inputs {
+    fn inputs<'a>(parts: &[(&str, &'a str)], site: &[(&str, u16)]) -> Inputs<'a> {
         Inputs {
-            parts: parts
-                .iter()
-                .map(|(a, b)| (a.to_string().into(), b.to_string()))
-                .collect(),
+            parts: parts.iter().map(|(a, b)| (a.to_string().into(), (*b).into())).collect(),
             site: site.iter().map(|(h, p)| (h.to_string(), *p)).collect(),
             site_from: None,
         }
@@ -418,5 +442,159 @@ mod urlish_tests {
         ] {
             assert_eq!(super::urlish(n), super::URLISH.iter().any(|u| n.contains(u)), "{n}");
         }
+    }
+}
+
+/// The prefilter against the parse it skips: the same answers with and without it.
+#[cfg(test)]
+mod prefilter_tests {
+    use super::*;
+
+    const VALUES: [&str; 44] = [
+        "",
+        " ",
+        "x",
+        "localhost",
+        " localhost ",
+        "localhost/x",
+        "localhost?x",
+        "localhost#x",
+        "LOCALHOST",
+        "metadata",
+        "metadata/computemetadata",
+        "instance-data",
+        "instance-data/latest",
+        "kubernetes",
+        "local",
+        "localhostx",
+        "xlocalhost",
+        "127.0.0.1",
+        "10.0.0.1:80",
+        "[::1]",
+        "[::ffff:127.0.0.1]:80",
+        "::1",
+        "2130706433",
+        "0x7f000001",
+        "http://127.0.0.1/",
+        "file:///etc/passwd",
+        "gopher://x",
+        "dict:x",
+        "example.com",
+        "http://example.com",
+        "a.b",
+        "/api/v1/users/97118",
+        "shop-client/2.0",
+        "application/json",
+        "000000",
+        "metadata.google.internal",
+        "kubernetes.default",
+        "x.localhost",
+        "svc.internal",
+        "printer.local",
+        "\u{3000}localhost\u{3000}",
+        "localhost\t",
+        "ｌocalhost",
+        "instance-data\n",
+    ];
+
+    #[test]
+    fn values_the_prefilter_drops_have_no_target() {
+        for v in VALUES {
+            if !may_target(v) {
+                for urlish_name in [false, true] {
+                    assert_eq!(target(v, urlish_name), None, "{v:?}");
+                }
+                assert!(!looks_like_host(v.trim()), "{v:?}");
+            }
+        }
+        // what it keeps: every form the parse knows
+        for v in ["localhost", " metadata", "instance-data/x", "127.1", "[::1]", "a:b"] {
+            assert!(may_target(v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn may_target_is_the_byte_search_and_the_bare_name_rule() {
+        let slow = |v: &str| {
+            memchr::memchr3(b':', b'.', b'[', v.as_bytes()).is_some() || {
+                let h = v.trim().split(['/', '?', '#']).next().unwrap_or("");
+                HOSTS.contains(&h)
+            }
+        };
+        let mut all: Vec<String> = VALUES.iter().map(|v| v.to_string()).collect();
+        for h in HOSTS {
+            for pre in ["", " ", "\t", "\u{b}", "\u{c}", "\r\n", "\u{a0}", "\u{2003}", "x", "/"] {
+                for post in ["", " ", "/a", "?q", "#f", "x", "\u{b}"] {
+                    all.push(format!("{pre}{h}{post}"));
+                }
+            }
+        }
+        for v in &all {
+            assert_eq!(may_target(v), slow(v), "{v:?}");
+        }
+        for n in HOSTS {
+            assert!(matches!(n.as_bytes()[0], b'l' | b'm' | b'i' | b'k'), "{n}");
+        }
+    }
+
+    #[test]
+    fn scan_with_the_prefilter_is_scan_without() {
+        let names = [
+            "query:url",
+            "query:next",
+            "query:q",
+            "body:callback_url",
+            "body:host",
+            "body:x",
+            "path",
+            "header:referer",
+            "header:origin",
+            "header:x-forwarded-host",
+            "header:user-agent",
+            "query-name",
+        ];
+        let sites: [&[(&str, u16)]; 2] = [&[], &[("127.0.0.1", 80), ("localhost", 80)]];
+        for site in sites {
+            for n in names {
+                for v in VALUES {
+                    let i = Inputs {
+                        parts: vec![(n.to_string().into(), v.into())],
+                        site: site.iter().map(|(h, p)| (h.to_string(), *p)).collect(),
+                        site_from: None,
+                    };
+                    assert_eq!(scan(&i), scan_unfiltered(&i), "{n} {v:?}");
+                }
+            }
+        }
+    }
+
+    fn scan_unfiltered(inputs: &Inputs) -> Option<String> {
+        for (at, text) in &inputs.parts {
+            // labels are short: a plain loop, not a vector search and its setup
+            let name = at
+                .bytes()
+                .rposition(|b| b == b':')
+                .map_or(at.as_ref(), |i| &at[i + 1..]);
+            let header = at.starts_with("header:");
+            if header && !READS_HEADERS.contains(&name) {
+                continue;
+            }
+            let context_header = header && matches!(name, "referer" | "origin");
+            // the name only matters for a bare host (target's one use of it): asked last
+            let urlish_name = !context_header && looks_like_host(text.trim()) && urlish(name);
+            let Some(t) = target(text, urlish_name) else {
+                continue;
+            };
+            let hit = if context_header {
+                // `Origin: file://` or `null` is what a local app or file page sends
+                t.metadata || (t.dangerous_scheme && name == "referer")
+            } else {
+                t.dangerous_scheme || t.metadata || !inputs.is_site(&t.host, t.port)
+            };
+            if hit {
+                return Some(format!("{at}: {}", excerpt(text)));
+            }
+        }
+        None
     }
 }

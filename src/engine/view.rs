@@ -20,7 +20,6 @@ pub struct View<'a> {
     pub auth_bypass: bool,
     /// The site's own origins (configured), besides its Host and address.
     pub site_origins: &'a [String],
-    pub(super) inputs: std::cell::OnceCell<Inputs>,
     pub(super) verdicts: std::cell::OnceCell<Verdicts>,
     pub(super) body: std::cell::OnceCell<Option<serde_json::Value>>,
     pub(super) sensitive: std::cell::OnceCell<std::collections::BTreeSet<crate::catalog::sensitive::Sensitive>>,
@@ -58,7 +57,6 @@ impl<'a> View<'a> {
             url,
             auth_bypass: false,
             site_origins: &[],
-            inputs: Default::default(),
             verdicts: Default::default(),
             body: Default::default(),
             sensitive: Default::default(),
@@ -69,10 +67,10 @@ impl<'a> View<'a> {
 
     pub fn verdicts(&self) -> &Verdicts {
         self.verdicts.get_or_init(|| {
-            let inputs = self
-                .inputs
-                .get_or_init(|| Inputs::of_site(self.tx, Some((self.meta.dst, self.meta.dport)), self.site_origins));
-            crate::detect::classify(self.tx, inputs, self.sensitive())
+            // the inputs borrow the transaction and serve only the verdicts (kept): built here
+            // and dropped with them
+            let inputs = Inputs::of_site(self.tx, Some((self.meta.dst, self.meta.dport)), self.site_origins);
+            crate::detect::classify(self.tx, &inputs, self.sensitive())
         })
     }
 
