@@ -365,96 +365,145 @@ impl Baselines {
         latency_us: Option<u64>,
         clean: bool,
     ) -> Vec<Finding> {
-        let c = self.cfg.clone();
+        let c = &self.cfg;
         let bucket = c.endpoint_bucket_s.max(1).saturating_mul(1_000_000_000);
-        if !self.endpoints.contains_key(endpoint) {
-            if self.endpoints.len() >= c.max_endpoints {
-                // at most one sweep a window, not one per request
-                if ts >= self.last_sweep.saturating_add(bucket) {
-                    self.last_sweep = ts;
-                    let cut = ts.saturating_sub(bucket.saturating_mul(10));
-                    self.endpoints.retain(|_, e| e.last >= cut);
-                }
-                if self.endpoints.len() >= c.max_endpoints {
-                    return Vec::new();
-                }
-            }
-            self.endpoints.insert(
-                endpoint.to_string(),
-                EndpointWin {
-                    start: ts,
-                    ..EndpointWin::default()
-                },
-            );
+        // one lookup for a known endpoint (nearly every call), a second after an insert
+        if let Some(e) = self.endpoints.get_mut(endpoint) {
+            return endpoint_call(e, c, bucket, ts, status, latency_us, clean);
         }
+        if self.endpoints.len() >= c.max_endpoints {
+            // at most one sweep a window, not one per request
+            if ts >= self.last_sweep.saturating_add(bucket) {
+                self.last_sweep = ts;
+                let cut = ts.saturating_sub(bucket.saturating_mul(10));
+                self.endpoints.retain(|_, e| e.last >= cut);
+            }
+            if self.endpoints.len() >= c.max_endpoints {
+                return Vec::new();
+            }
+        }
+        self.endpoints.insert(
+            endpoint.to_string(),
+            EndpointWin {
+                start: ts,
+                ..EndpointWin::default()
+            },
+        );
         let Some(e) = self.endpoints.get_mut(endpoint) else {
             return Vec::new();
         };
-        e.last = ts;
-        if ts >= e.start.saturating_add(bucket) {
-            if e.clean_total >= c.min_calls {
-                let ratio = e.clean_errors as f64 / e.clean_total as f64;
-                let p95 = p95(&mut e.clean_lat);
-                // Learn from windows that were not anomalous.
-                let a = if e.buckets == 0 { 1.0 } else { 0.3 };
-                if !e.alerted_err {
-                    e.base_err = e.base_err * (1.0 - a) + ratio * a;
-                }
-                if !e.alerted_lat {
-                    e.base_p95 = e.base_p95 * (1.0 - a) + p95 * a;
-                }
-                e.buckets += 1;
-            }
-            e.start = ts - (ts - e.start) % bucket;
-            e.total = 0;
-            e.errors = 0;
-            e.clean_total = 0;
-            e.clean_errors = 0;
-            e.lat.clear();
-            e.clean_lat.clear();
-            e.alerted_err = false;
-            e.alerted_lat = false;
-        }
-        e.total += 1;
-        let err = is_error(status);
-        e.errors += err as u64;
-        if clean {
-            e.clean_total += 1;
-            e.clean_errors += err as u64;
-        }
-        if let Some(l) = latency_us {
-            let l = l.min(u32::MAX as u64) as u32;
-            // keep a spread of the window
-            let spread = |v: &mut Vec<u32>, n: u64| {
-                if v.len() < LAT_SAMPLES {
-                    v.push(l);
-                } else {
-                    v[(n as usize * 7919) % LAT_SAMPLES] = l;
-                }
-            };
-            spread(&mut e.lat, e.total);
-            if clean {
-                spread(&mut e.clean_lat, e.clean_total);
-            }
-        }
-        let mut out = Vec::new();
-        if e.buckets < c.learn_buckets || e.total < c.min_calls || e.total % 5 != 0 {
-            return out;
-        }
-        let ratio = e.errors as f64 / e.total as f64;
-        if !e.alerted_err && ratio >= c.error_floor && ratio > c.error_factor * e.base_err {
-            e.alerted_err = true;
-            out.push(Finding::Errors(ratio, e.base_err, e.total));
-        }
-        if !e.alerted_lat {
-            let p = p95(&mut e.lat.clone());
-            if p >= c.latency_floor_ms * 1000.0 && p > c.latency_factor * e.base_p95 {
-                e.alerted_lat = true;
-                out.push(Finding::Latency(p / 1000.0, e.base_p95 / 1000.0, e.total));
-            }
-        }
-        out
+        endpoint_call(e, &self.cfg, bucket, ts, status, latency_us, clean)
     }
+}
+
+/// One call folded into its endpoint's window; the findings.
+fn endpoint_call(
+    e: &mut EndpointWin,
+    c: &BaselineConfig,
+    bucket: u64,
+    ts: Ts,
+    status: u16,
+    latency_us: Option<u64>,
+    clean: bool,
+) -> Vec<Finding> {
+    e.last = ts;
+    if ts >= e.start.saturating_add(bucket) {
+        if e.clean_total >= c.min_calls {
+            let ratio = e.clean_errors as f64 / e.clean_total as f64;
+            let p95 = p95(&mut e.clean_lat);
+            // Learn from windows that were not anomalous.
+            let a = if e.buckets == 0 { 1.0 } else { 0.3 };
+            if !e.alerted_err {
+                e.base_err = e.base_err * (1.0 - a) + ratio * a;
+            }
+            if !e.alerted_lat {
+                e.base_p95 = e.base_p95 * (1.0 - a) + p95 * a;
+            }
+            e.buckets += 1;
+        }
+        e.start = ts - (ts - e.start) % bucket;
+        e.total = 0;
+        e.errors = 0;
+        e.clean_total = 0;
+        e.clean_errors = 0;
+        e.lat.clear();
+        e.clean_lat.clear();
+        e.alerted_err = false;
+        e.alerted_lat = false;
+    }
+    e.total += 1;
+    let err = is_error(status);
+    e.errors += err as u64;
+    if clean {
+        e.clean_total += 1;
+        e.clean_errors += err as u64;
+    }
+    if let Some(l) = latency_us {
+        let l = l.min(u32::MAX as u64) as u32;
+        // keep a spread of the window
+        let spread = |v: &mut Vec<u32>, n: u64| {
+            if v.len() < LAT_SAMPLES {
+                v.push(l);
+            } else {
+                v[(n as usize * 7919) % LAT_SAMPLES] = l;
+            }
+        };
+        spread(&mut e.lat, e.total);
+        if clean {
+            spread(&mut e.clean_lat, e.clean_total);
+        }
+    }
+    let mut out = Vec::new();
+    if e.buckets < c.learn_buckets || e.total < c.min_calls || e.total % 5 != 0 {
+        return out;
+    }
+    let ratio = e.errors as f64 / e.total as f64;
+    if !e.alerted_err && ratio >= c.error_floor && ratio > c.error_factor * e.base_err {
+        e.alerted_err = true;
+        out.push(Finding::Errors(ratio, e.base_err, e.total));
+    }
+    let (floor, over) = (c.latency_floor_ms * 1000.0, c.latency_factor * e.base_p95);
+    // counted first: the copy and selection only when the p95 is over both
+    if !e.alerted_lat && p95_may_exceed(&e.lat, floor, over) {
+        let p = p95(&mut e.lat.clone());
+        if p >= floor && p > over {
+            e.alerted_lat = true;
+            out.push(Finding::Latency(p / 1000.0, e.base_p95 / 1000.0, e.total));
+        }
+    }
+    out
+}
+
+/// `p95(v) >= floor && p95(v) > over`, or true when it cannot tell (an empty `v`), without
+/// copying or reordering `v`: the p95 is the `i`th smallest, so it is at least a value `t` when
+/// at least `len - i` of the values are.
+fn p95_may_exceed(v: &[u32], floor: f64, over: f64) -> bool {
+    if v.is_empty() {
+        return true;
+    }
+    // the least whole number that is >= floor and > over (none: no u32 is)
+    let at_least = if floor.is_nan() {
+        return false;
+    } else if floor <= 0.0 {
+        0.0
+    } else {
+        floor.ceil()
+    };
+    let above = if over.is_nan() {
+        return false;
+    } else if over < 0.0 {
+        0.0
+    } else {
+        over.floor() + 1.0
+    };
+    let t = at_least.max(above);
+    if t > u32::MAX as f64 {
+        return false;
+    }
+    let t = t as u32;
+    let n = v.len();
+    let i = ((n as f64 * 0.95).ceil() as usize).clamp(1, n) - 1;
+    v.iter().filter(|&&x| x >= t).count() >= n - i
 }
 
 fn p95(v: &mut [u32]) -> f64 {
@@ -560,5 +609,71 @@ mod tests {
             t += S / 2;
         }
         assert!(found.is_empty(), "{found:?}");
+    }
+
+    /// Counting the values over the thresholds says what selecting the p95 and comparing it
+    /// says, on every length, spread and threshold (negative, zero, fractional, huge, NaN).
+    #[test]
+    fn p95_count_prefilter_agrees_with_the_selected_p95() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let thresholds = [
+            f64::NAN,
+            f64::NEG_INFINITY,
+            -1.0,
+            -0.0,
+            0.0,
+            0.5,
+            1.0,
+            99.0,
+            99.5,
+            100.0,
+            250_000.0,
+            u32::MAX as f64 - 0.5,
+            u32::MAX as f64,
+            u32::MAX as f64 + 1.0,
+            f64::INFINITY,
+        ];
+        let (mut cases, mut over) = (0, 0);
+        for round in 0..1000 {
+            let n = match round % 4 {
+                0 => (next() % 8) as usize,
+                1 => (next() % 40) as usize,
+                _ => (next() % (LAT_SAMPLES as u64 + 1)) as usize,
+            };
+            let spread = [3u64, 200, 400_000, 1 << 32][round % 4];
+            let v: Vec<u32> = (0..n)
+                .map(|_| match next() % 50 {
+                    0 => u32::MAX,
+                    1 => 0,
+                    _ => (next() % spread) as u32,
+                })
+                .collect();
+            let mut ts: Vec<f64> = thresholds.to_vec();
+            for _ in 0..4 {
+                let pick = v.get(next() as usize % n.max(1)).copied().unwrap_or(7) as f64;
+                ts.extend([pick, pick - 0.5, pick + 0.5, pick - 1.0]);
+            }
+            let p = p95(&mut v.clone());
+            for &floor in &ts {
+                for &o in &ts {
+                    let exact = p >= floor && p > o;
+                    let may = p95_may_exceed(&v, floor, o);
+                    // never misses a finding; sure whenever `v` has values
+                    assert!(may || !exact, "missed: {v:?} {floor} {o}");
+                    if !v.is_empty() {
+                        assert_eq!(may, exact, "{v:?} {floor} {o}");
+                    }
+                    cases += 1;
+                    over += exact as usize;
+                }
+            }
+        }
+        assert!(over > cases / 20 && over < cases, "{over} of {cases} over");
     }
 }

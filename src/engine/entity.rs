@@ -313,11 +313,37 @@ fn v4_of(k: &EntityKey) -> Option<u32> {
     if k.kind != "ip" || k.value.len() > 15 {
         return None;
     }
-    // std's parser takes only the canonical form (four decimal octets, no leading zeros), the
-    // one `ip_string` writes, so the value is rebuilt exactly from the address
-    let a: std::net::Ipv4Addr = k.value.parse().ok()?;
-    debug_assert_eq!(crate::util::ip_string(IpAddr::V4(a)), k.value);
-    Some(u32::from(a))
+    // only the canonical form (four decimal octets, no leading zeros), the one `ip_string`
+    // writes, so the value is rebuilt exactly from the address
+    let a = canonical_v4(k.value.as_bytes())?;
+    debug_assert_eq!(crate::util::ip_string(IpAddr::V4(a.into())), k.value);
+    Some(a)
+}
+
+/// `s.parse::<Ipv4Addr>()` for at most 15 bytes, by hand: std's parser costs several hundred
+/// instructions and runs for every address observation (twice a call with a principal).
+fn canonical_v4(s: &[u8]) -> Option<u32> {
+    let (mut a, mut i) = (0u32, 0usize);
+    for octet in 0..4 {
+        if octet > 0 {
+            if s.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v = 0u32;
+        while i < s.len() && i - start < 3 && s[i].is_ascii_digit() {
+            v = v * 10 + (s[i] - b'0') as u32;
+            i += 1;
+        }
+        // 1 to 3 digits, at most 255, no leading zero
+        if i == start || v > 255 || (i - start > 1 && s[start] == b'0') {
+            return None;
+        }
+        a = a << 8 | v;
+    }
+    (i == s.len()).then_some(a)
 }
 
 pub struct EntityTable {
@@ -329,6 +355,9 @@ pub struct EntityTable {
     /// Fleet on (`[fleet]`): every risk increment, for the fleet-wide score (the worker
     /// drains it).
     pub fleet_risk: Option<Vec<crate::fleet::FleetRisk>>,
+    /// The compact key and position of the entity observed last (the call's address, which
+    /// [`EntityTable::flagged_ip`] asks about next): checked, so a stale pair is only a miss.
+    last: (u64, u32),
 }
 
 impl EntityTable {
@@ -340,6 +369,7 @@ impl EntityTable {
             pending: Vec::new(),
             evictions: 0,
             fleet_risk: None,
+            last: (0, u32::MAX),
         }
     }
 
@@ -422,10 +452,16 @@ impl EntityTable {
     /// [`EntityTable::flagged`] for the `ip` entity of `ip`, without writing its key.
     pub fn flagged_ip(&self, ip: IpAddr, now: Ts) -> bool {
         match ip {
-            IpAddr::V4(a) => self
-                .map
-                .get(KEY_V4 | u32::from(a) as u64)
-                .is_some_and(|e| self.decay(e, now) >= FLAGGED_RISK),
+            IpAddr::V4(a) => {
+                let c = KEY_V4 | u32::from(a) as u64;
+                let e = match self.last {
+                    (k, i) if k == c && (i as usize) < self.map.len() && self.map.at(i).key == c => {
+                        Some(self.map.at(i))
+                    }
+                    _ => self.map.get(c),
+                };
+                e.is_some_and(|e| self.decay(e, now) >= FLAGGED_RISK)
+            }
             IpAddr::V6(_) => self.flagged(&EntityKey::ip(ip), now),
         }
     }
@@ -486,6 +522,7 @@ impl EntityTable {
     pub fn observe(&mut self, o: &Obs) -> Option<Alert> {
         let (takeover_window_s, takeover_failures) = (self.cfg.takeover_window_s, self.cfg.takeover_failures);
         let i = self.entry(&o.key, o.ts);
+        self.last = (self.map.at(i).key, i);
         let strings = &mut self.strings;
         let e = self.map.at_mut(i);
         e.first = e.first.min(o.ts);
@@ -1055,5 +1092,104 @@ mod tests {
         };
         assert!(t.get(&last).is_some());
         assert_eq!(t.key_of(t.compact(&last).expect("known")), last);
+    }
+
+    /// The hand-written parser of an `ip` entity's value takes exactly what std's takes.
+    #[test]
+    fn canonical_v4_parses_what_std_parses() {
+        let std_v4 = |b: &[u8]| {
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse::<std::net::Ipv4Addr>().ok())
+                .map(u32::from)
+        };
+        let mut cases: Vec<Vec<u8>> = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.",
+            ".1.2.3.4",
+            "1..2.3",
+            "01.2.3.4",
+            "1.2.3.04",
+            "00.0.0.0",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "1.2.3.-4",
+            "+1.2.3.4",
+            "1234.1.1.1",
+            "1.2.3.1000",
+            "10.0.0.1",
+            "192.168.100.200",
+            "",
+            ".",
+            "...",
+            "1.2.3.4\0",
+            "１.2.3.4",
+            "0x1.2.3.4",
+            "1.2.3.4a",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        cases.push(vec![b'1', b'.', 0xff, b'.', b'3', b'.', b'4']);
+        // random strings over digits and dots, and some hostile bytes
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % 16) as usize;
+            let s = (0..n)
+                .map(|k| {
+                    let r = (x >> (4 + k * 3)) as usize ^ k.wrapping_mul(x as usize >> 9);
+                    const ALPHABET: &[u8] = b"0123456789...0125\x00\xff";
+                    ALPHABET[r % ALPHABET.len()]
+                })
+                .collect();
+            cases.push(s);
+        }
+        // every address written canonically parses back to itself
+        for a in [0u32, 1, 0x0a00_0001, 0xc0a8_64c8, 0xffff_ffff, 0x0100_0000, 0x6465_0a00] {
+            cases.push(crate::util::ip_string(IpAddr::V4(a.into())).into_bytes());
+        }
+        let mut valid = 0;
+        for c in &cases {
+            assert_eq!(super::canonical_v4(c), std_v4(c), "{:?}", String::from_utf8_lossy(c));
+            valid += std_v4(c).is_some() as usize;
+        }
+        assert!(valid > 100, "only {valid} valid addresses generated");
+    }
+
+    /// Asked right after an observation (the position remembered) or about any other address,
+    /// through evictions that move entities, `flagged_ip` answers what a lookup by key answers.
+    #[test]
+    fn flagged_ip_after_an_observation_is_the_lookup_by_key() {
+        let mut t = EntityTable::new(EntityConfig {
+            max_entities: 48,
+            ..EntityConfig::default()
+        });
+        let ip = |n: u64| IpAddr::from([10, 9, (n / 256) as u8, (n % 256) as u8]);
+        let r = rule();
+        let mut flagged = 0;
+        for i in 0..3000u64 {
+            let n = (i * 7919) % 97;
+            let o = obs(EntityKey::ip(ip(n)), i, ip(n), "GET /x", 200);
+            t.observe(&o);
+            if n % 5 == 0 {
+                t.add_risk(&EntityKey::ip(ip(n)), o.ts, &r);
+            }
+            for m in [n, (n + 1) % 97, (n * 3) % 97, 96] {
+                let (a, b) = (t.flagged_ip(ip(m), o.ts), t.flagged(&EntityKey::ip(ip(m)), o.ts));
+                assert_eq!(a, b, "call {i}, address {m}");
+                flagged += a as usize;
+            }
+        }
+        assert!(
+            t.evictions > 0 && flagged > 0,
+            "{} evictions, {flagged} flagged",
+            t.evictions
+        );
     }
 }

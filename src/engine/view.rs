@@ -198,27 +198,7 @@ impl<'a> View<'a> {
     /// The value of a path parameter by its template name (`id`, `uuid`, `param`, ...) or
     /// its position among the parameters (`0`, `1`).
     pub(super) fn path_param(&self, name: &str) -> Option<&'a str> {
-        let tpl = &self.endpoint[memchr::memchr(b' ', self.endpoint.as_bytes())? + 1..];
-        let idx: Option<usize> = name.parse().ok();
-        let mut k = 0;
-        // segment by segment, template and path side by side (a byte loop: segments are short)
-        let (tb, pb) = (tpl.as_bytes(), self.path.as_bytes());
-        let (mut i, mut j) = (0, 0);
-        loop {
-            let te = tb[i..].iter().position(|&b| b == b'/').map_or(tb.len(), |x| i + x);
-            let pe = pb[j..].iter().position(|&b| b == b'/').map_or(pb.len(), |x| j + x);
-            let t = &tpl[i..te];
-            if t.starts_with('{') {
-                if idx == Some(k) || trim_braces(t) == name {
-                    return Some(&self.path[j..pe]);
-                }
-                k += 1;
-            }
-            if te == tb.len() || pe == pb.len() {
-                return None;
-            }
-            (i, j) = (te + 1, pe + 1);
-        }
+        path_param_of(self.endpoint, self.path, name)
     }
 
     /// The account a login names (`username`, `email`, `login`, ... in the body or query): a
@@ -413,6 +393,45 @@ fn trim_braces(t: &str) -> &str {
     &t[start..end]
 }
 
+/// [`View::path_param`] of an endpoint (`METHOD /template`) and the path it was called with.
+fn path_param_of<'p>(endpoint: &str, path: &'p str, name: &str) -> Option<&'p str> {
+    let tpl = &endpoint[memchr::memchr(b' ', endpoint.as_bytes())? + 1..];
+    let tb = tpl.as_bytes();
+    // from one '{' to the next (most templates have none): a placeholder is a segment that
+    // starts with one; the wanted one's segment number, then that segment of the path (when
+    // the path has that many), each walked once (byte loops: segments are short)
+    let mut at = memchr::memchr(b'{', tb)?;
+    let idx: Option<usize> = name.parse().ok();
+    let (mut k, mut seg, mut counted) = (0, 0, 0);
+    loop {
+        let end = tb[at..].iter().position(|&b| b == b'/').map_or(tb.len(), |x| at + x);
+        if at == 0 || tb[at - 1] == b'/' {
+            seg += tb[counted..at].iter().filter(|&&b| b == b'/').count();
+            counted = at;
+            if idx == Some(k) || trim_braces(&tpl[at..end]) == name {
+                break;
+            }
+            k += 1;
+        }
+        if end == tb.len() {
+            return None;
+        }
+        at = end + 1 + memchr::memchr(b'{', &tb[end + 1..])?;
+    }
+    let pb = path.as_bytes();
+    let mut j = 0;
+    if seg > 0 {
+        let mut left = seg;
+        let x = pb.iter().position(|&b| {
+            left -= (b == b'/') as usize;
+            left == 0
+        })?;
+        j = x + 1;
+    }
+    let pe = pb[j..].iter().position(|&b| b == b'/').map_or(pb.len(), |x| j + x);
+    Some(&path[j..pe])
+}
+
 #[cfg(test)]
 mod trim_tests {
     #[test]
@@ -420,5 +439,129 @@ mod trim_tests {
         for t in ["{id}", "{{id}}", "}id{", "{}", "{", "", "id", "{a}b}", "{é}", "{{}}"] {
             assert_eq!(super::trim_braces(t), t.trim_matches(['{', '}']), "{t}");
         }
+    }
+
+    /// The walk `View::path_param` did before (template and path side by side, byte by byte).
+    fn walk<'p>(endpoint: &str, path: &'p str, name: &str) -> Option<&'p str> {
+        let tpl = &endpoint[memchr::memchr(b' ', endpoint.as_bytes())? + 1..];
+        let idx: Option<usize> = name.parse().ok();
+        let mut k = 0;
+        let (tb, pb) = (tpl.as_bytes(), path.as_bytes());
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let te = tb[i..].iter().position(|&b| b == b'/').map_or(tb.len(), |x| i + x);
+            let pe = pb[j..].iter().position(|&b| b == b'/').map_or(pb.len(), |x| j + x);
+            let t = &tpl[i..te];
+            if t.starts_with('{') {
+                if idx == Some(k) || super::trim_braces(t) == name {
+                    return Some(&path[j..pe]);
+                }
+                k += 1;
+            }
+            if te == tb.len() || pe == pb.len() {
+                return None;
+            }
+            (i, j) = (te + 1, pe + 1);
+        }
+    }
+
+    /// Finding the placeholder in the template first, then its segment of the path, returns what
+    /// the side-by-side walk returns, whatever the shapes of template, path and name.
+    #[test]
+    fn path_param_found_in_the_template_first_is_the_side_by_side_walk() {
+        let endpoints = [
+            "GET /users/{id}",
+            "GET /users/{id}/orders/{uuid}",
+            "GET /a/{x}/{x}/{id}",
+            "GET /users",
+            "GET /",
+            "GET ",
+            "GET",
+            "GET /{id}",
+            "GET {id}",
+            "GET /a//{id}",
+            "GET /a/{id}/",
+            "GET /a/{{id}}/b",
+            "GET /a/{}/b/{param}",
+            "GET /a/x{id}/{id}",
+            "POST /v1/{é}/{0}",
+            "GET /a/{id}/b/{id}",
+            "GET  /a/{id}",
+        ];
+        let paths = [
+            "/users/42",
+            "/users/42/orders/abc",
+            "/users",
+            "/",
+            "",
+            "/users/42/",
+            "//42",
+            "/a/b/c/d/e/f",
+            "/a//b",
+            "users/42",
+            "/a/é/ü/x",
+            "/users/42/orders",
+            "/%2F/x",
+        ];
+        let names = [
+            "id",
+            "uuid",
+            "x",
+            "param",
+            "0",
+            "1",
+            "2",
+            "3",
+            "",
+            "{id}",
+            "é",
+            "00",
+            "-1",
+            "+1",
+            "18446744073709551616",
+        ];
+        let mut n = 0;
+        for e in endpoints {
+            for p in paths {
+                for name in names {
+                    assert_eq!(
+                        super::path_param_of(e, p, name),
+                        walk(e, p, name),
+                        "{e:?} {p:?} {name:?}"
+                    );
+                    n += walk(e, p, name).is_some() as usize;
+                }
+            }
+        }
+        // generated templates and paths, hostile shapes included
+        const TSEGS: [&str; 10] = [
+            "users", "{id}", "{uuid}", "x{id}", "{", "}", "", "{0}", "{{id}}", "{a}{b}",
+        ];
+        const PSEGS: [&str; 6] = ["42", "", "a", "é", "{id}", "x/y"];
+        let mut x = 0x853c_49e6_748f_ea9bu64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let tn = 1 + (x % 5) as usize;
+            let t: Vec<&str> = (0..tn)
+                .map(|k| TSEGS[(x >> (8 + 4 * k)) as usize % TSEGS.len()])
+                .collect();
+            let pn = (x >> 40) as usize % 6;
+            let p: Vec<&str> = (0..pn)
+                .map(|k| PSEGS[(x >> (44 + 3 * k)) as usize % PSEGS.len()])
+                .collect();
+            let e = format!("GET /{}", t.join("/"));
+            let p = format!("/{}", p.join("/"));
+            for name in ["id", "uuid", "0", "1", "2", "a}{b", "{id}"] {
+                assert_eq!(
+                    super::path_param_of(&e, &p, name),
+                    walk(&e, &p, name),
+                    "{e:?} {p:?} {name:?}"
+                );
+                n += walk(&e, &p, name).is_some() as usize;
+            }
+        }
+        assert!(n > 5000, "only {n} found");
     }
 }
