@@ -239,7 +239,10 @@ fn template_segments(path: &str, mut param: impl FnMut(ParamKind)) -> String {
     while let Some(i) = at {
         let (next, all, any) = segment(i + 1);
         let end = next.unwrap_or(b.len());
-        if let Some(k) = classify_with(&path[i + 1..end], all, any) {
+        // (without a digit, `@` or `%`, only a 24- or 36-byte segment can be a parameter: a
+        // hex object id or a UUID; most literal segments are settled here, without the call)
+        let maybe = any & (DIGIT | AT) != 0 || matches!(end - i - 1, 24 | 36);
+        if maybe && let Some(k) = classify_with(&path[i + 1..end], all, any) {
             out.push_str(&path[run..i]);
             run = end;
             let n = &mut seen[k as usize];
@@ -522,5 +525,29 @@ mod tests {
                 assert_eq!(template_segments(&s, |_| {}), template_segments_reference(&s), "{s:?}");
             }
         }
+    }
+
+    #[test]
+    fn segments_without_digit_or_at_are_literal_unless_24_or_36_long() {
+        // the prefilter in `template_segments`: classify agrees on every such segment
+        let letters = b"abcdefxyzABCFZ-_.~!$&'()*+,;=:";
+        for len in 0..=40usize {
+            for start in 0..letters.len() {
+                let seg: String = (0..len)
+                    .map(|j| letters[(start + j * 7) % letters.len()] as char)
+                    .collect();
+                if len != 24 && len != 36 {
+                    assert_eq!(classify(&seg), None, "{seg:?}");
+                }
+                assert_eq!(
+                    template_segments(&format!("/{seg}"), |_| {}),
+                    template_segments_reference(&format!("/{seg}"))
+                );
+            }
+        }
+        // digit-free parameters exist only at those lengths, and stay parameters
+        assert_eq!(template("/x/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee").0, "/x/{uuid}");
+        assert_eq!(template("/x/abcdefabcdefabcdefabcdef").0, "/x/{objectId}");
+        assert_eq!(template("/x/abcdefabcdefabcdefabcde").0, "/x/abcdefabcdefabcdefabcde");
     }
 }
