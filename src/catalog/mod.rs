@@ -444,14 +444,15 @@ pub type EndpointId = (String, String, String);
 
 pub fn endpoint_of(tx: &Transaction, meta: &FlowMeta) -> Option<EndpointId> {
     let q = tx.request.as_ref()?;
-    let host = q
-        .header("host")
-        .map(|h| h.trim().to_ascii_lowercase())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| format!("{}:{}", meta.dst, meta.dport));
+    let host = match q.header("host").map(str::trim) {
+        // Cut before copying, so a hostile host is never copied whole (ASCII lowercasing keeps
+        // every byte's length and boundaries: the same cut either way).
+        Some(h) if !h.is_empty() => crate::detect::cut(h, MAX_HOST).to_ascii_lowercase(),
+        _ => cap_str(format!("{}:{}", meta.dst, meta.dport), MAX_HOST),
+    };
     let path = crate::util::target_path(&q.uri);
     Some((
-        cap_str(host, MAX_HOST),
+        host,
         cap_str(q.method.clone(), MAX_METHOD),
         // (target_path cut the query and fragment)
         cap_template(template::template_clean_path(path)),
@@ -874,6 +875,32 @@ mod tests {
         assert_eq!((h.len(), m.len()), (MAX_HOST, MAX_METHOD));
         assert_eq!(tpl, "/a/{...}");
         assert_eq!(cap_str("ééé".into(), 3), "é");
+    }
+
+    #[test]
+    fn host_cut_before_lowercasing_matches_cut_after() {
+        for host in [
+            "API.Example.COM",
+            "  h.example:8080 ",
+            "\tÉté.Example\t",
+            "",
+            "   ",
+            &format!("{}É{}", "A".repeat(253), "b".repeat(40)),
+            &format!("{}\u{1F600}x", "Z".repeat(254)),
+        ] {
+            let mut t = tx("GET", "/x", 200, "", "text/plain");
+            if let Some(q) = t.request.as_mut() {
+                q.headers = vec![("Host".into(), host.to_string())].into();
+            }
+            let (h, _, _) = endpoint_of(&t, &meta(1)).expect("endpoint");
+            let trimmed = host.trim().to_ascii_lowercase();
+            let want = if trimmed.is_empty() {
+                cap_str(format!("{}:{}", meta(1).dst, meta(1).dport), MAX_HOST)
+            } else {
+                cap_str(trimmed, MAX_HOST)
+            };
+            assert_eq!(h, want, "{host:?}");
+        }
     }
 
     #[test]

@@ -227,30 +227,69 @@ fn template_segments(path: &str, mut param: impl FnMut(ParamKind)) -> String {
         }
         (None, all, any)
     };
-    let mut out = String::with_capacity(path.len());
+    // (a parameter name can be longer than its segment, `/1` -> `/{id}`: room for that)
+    let mut out = String::with_capacity(path.len() + 8);
     // parameters of each kind so far (the second `{id}` is `{id2}`)
     let mut seen = [0usize; 8];
     // as `path.split('/').skip(1)`: the segments after each `/`
     let mut at = slash(0);
+    // A literal segment comes out as its `/` and its bytes, as in the path: a run of them is
+    // copied at once when a parameter (or the end) comes, not segment by segment.
+    let mut run = at.unwrap_or(b.len());
     while let Some(i) = at {
         let (next, all, any) = segment(i + 1);
-        let seg = &path[i + 1..next.unwrap_or(b.len())];
+        let end = next.unwrap_or(b.len());
+        // (without a digit, `@` or `%`, only a 24- or 36-byte segment can be a parameter: a
+        // hex object id or a UUID; most literal segments are settled here, without the call)
+        let maybe = any & (DIGIT | AT) != 0 || matches!(end - i - 1, 24 | 36);
+        if maybe && let Some(k) = classify_with(&path[i + 1..end], all, any) {
+            out.push_str(&path[run..i]);
+            run = end;
+            let n = &mut seen[k as usize];
+            param(k);
+            out.push_str("/{");
+            out.push_str(k.name());
+            if *n > 0 {
+                out.push_str(itoa::Buffer::new().format(*n + 1));
+            }
+            *n += 1;
+            out.push('}');
+        }
+        at = next;
+    }
+    out.push_str(&path[run..]);
+    if out.is_empty() {
         out.push('/');
+    }
+    out
+}
+
+/// The template as it was built before literal runs were copied whole (segment by segment):
+/// the reference the equivalence test holds [`template_segments`] to.
+#[cfg(test)]
+fn template_segments_reference(path: &str) -> String {
+    let mut out = String::new();
+    let mut seen = [0usize; 8];
+    for seg in path.split('/').skip(1) {
+        out.push('/');
+        let (mut all, mut any) = (0xffu8, 0u8);
+        for c in seg.bytes() {
+            all &= CLASS[c as usize];
+            any |= CLASS[c as usize];
+        }
         match classify_with(seg, all, any) {
             Some(k) => {
                 let n = &mut seen[k as usize];
-                param(k);
                 out.push('{');
                 out.push_str(k.name());
                 if *n > 0 {
-                    out.push_str(itoa::Buffer::new().format(*n + 1));
+                    out.push_str(&(*n + 1).to_string());
                 }
                 *n += 1;
                 out.push('}');
             }
             None => out.push_str(seg),
         }
-        at = next;
     }
     if out.is_empty() {
         out.push('/');
@@ -447,5 +486,68 @@ mod tests {
             let with_e = format!("{base}\u{e9}");
             assert_eq!(classify(&with_e), rules(&with_e), "{with_e:?}");
         }
+    }
+
+    #[test]
+    fn literal_runs_copied_whole_give_the_segmentwise_template() {
+        for path in [
+            "",
+            "/",
+            "//",
+            "abc",
+            "abc/def/42",
+            "/api/v1/users/42",
+            "/api/v1/users/42/orders/7/items",
+            "/a//b///",
+            "/1/2/3/4",
+            "/orders/0b7c7e6e-2f0a-4f43-9d4c-1c1f8a3e9e01/x/507f1f77bcf86cd799439011",
+            "/lookup/alice%40example.com/",
+            "/r/2026-11-29/é/ü/12/€",
+            "/t/aB3dE5fG7hJ9kL1m/aB3dE5fG7hJ9kL1n",
+            "/\u{0}/\u{7f}/\\x/%00",
+        ] {
+            assert_eq!(
+                template_segments(path, |_| {}),
+                template_segments_reference(path),
+                "{path:?}"
+            );
+        }
+        // every byte pattern over a small alphabet, incl. empty segments and digits
+        let alpha = [b'/', b'1', b'a', b'-', 0xc3];
+        for n in 0..=6u32 {
+            for mut code in 0..alpha.len().pow(n) {
+                let mut b = Vec::new();
+                for _ in 0..n {
+                    b.push(alpha[code % alpha.len()]);
+                    code /= alpha.len();
+                }
+                let s = String::from_utf8_lossy(&b).into_owned();
+                assert_eq!(template_segments(&s, |_| {}), template_segments_reference(&s), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn segments_without_digit_or_at_are_literal_unless_24_or_36_long() {
+        // the prefilter in `template_segments`: classify agrees on every such segment
+        let letters = b"abcdefxyzABCFZ-_.~!$&'()*+,;=:";
+        for len in 0..=40usize {
+            for start in 0..letters.len() {
+                let seg: String = (0..len)
+                    .map(|j| letters[(start + j * 7) % letters.len()] as char)
+                    .collect();
+                if len != 24 && len != 36 {
+                    assert_eq!(classify(&seg), None, "{seg:?}");
+                }
+                assert_eq!(
+                    template_segments(&format!("/{seg}"), |_| {}),
+                    template_segments_reference(&format!("/{seg}"))
+                );
+            }
+        }
+        // digit-free parameters exist only at those lengths, and stay parameters
+        assert_eq!(template("/x/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee").0, "/x/{uuid}");
+        assert_eq!(template("/x/abcdefabcdefabcdefabcdef").0, "/x/{objectId}");
+        assert_eq!(template("/x/abcdefabcdefabcdefabcde").0, "/x/abcdefabcdefabcdefabcde");
     }
 }
