@@ -542,6 +542,8 @@ mod tests {
 /// The prefilters against the patterns themselves: the same verdicts with and without them.
 #[cfg(test)]
 mod prefilter_tests {
+    /// (length, FNV-1a) of the patterns, one per line, in class order.
+    const PATTERNS_FINGERPRINT: (usize, u64) = (1920, 0xce90_8a77_7f8c_e14b);
     use super::*;
     use crate::detect::class;
 
@@ -623,6 +625,7 @@ mod prefilter_tests {
 
     #[test]
     fn plain_paths_without_a_literal_match_no_pattern() {
+        // (see the_patterns_are_the_ones_the_plain_path_literals_were_derived_from)
         let (set, _) = &*ALL;
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut skipped_matches = 0;
@@ -657,6 +660,30 @@ mod prefilter_tests {
                 assert!(may_match(&s, c));
             }
         }
+    }
+
+    #[test]
+    fn the_patterns_are_the_ones_the_plain_path_literals_were_derived_from() {
+        // PLAIN_PATH_LITERALS is derived by hand from the patterns; the generated texts above
+        // only reach what their pieces spell. A change to the patterns must come with a new
+        // look at the literals (and the pieces): this fingerprint makes that change visible.
+        let mut text = String::new();
+        for c in CLASSES.iter() {
+            for (p, _) in &c.pats {
+                text.push_str(p);
+                text.push('\n');
+            }
+        }
+        let fnv = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        assert_eq!(
+            (text.len(), fnv),
+            PATTERNS_FINGERPRINT,
+            "the injection patterns changed: check PLAIN_PATH_LITERALS and PIECES against them, \
+             then set PATTERNS_FINGERPRINT to ({}, {fnv:#x})",
+            text.len()
+        );
     }
 
     #[test]
