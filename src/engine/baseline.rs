@@ -454,7 +454,7 @@ fn endpoint_call(
         }
     }
     let mut out = Vec::new();
-    if e.buckets < c.learn_buckets || e.total < c.min_calls || e.total % 5 != 0 {
+    if e.buckets < c.learn_buckets || e.total < c.min_calls || !e.total.is_multiple_of(5) {
         return out;
     }
     let ratio = e.errors as f64 / e.total as f64;

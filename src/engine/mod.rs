@@ -341,7 +341,7 @@ impl Engine {
                         rule: &r.id,
                         rule_idx,
                         rule_hash: plan.rule_hash.get(rule_idx),
-                        key: &*key,
+                        key: &key,
                         endpoint: v.endpoint,
                         per,
                         host: v.host,
