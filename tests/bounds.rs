@@ -376,8 +376,9 @@ fn a_million_distinct_entities() {
     let e = &s["engine"];
     assert!(e["entities"].as_u64().unwrap_or(u64::MAX) <= 100_000, "{e}");
     assert!(e["entity_evictions"].as_u64().unwrap_or(0) >= 900_000, "{e}");
-    // ~1.2 KiB per entity with its profile and window state: unbounded, a million entities
-    // would take well over a gigabyte; capped at 100,000 (plus 16,384 flows) about 300 MiB.
+    // An entity with its profile and window state: unbounded, a million entities and their
+    // rule windows would take close to a gigabyte; capped at 100,000 (plus 16,384 flows) the
+    // replay peaks at about 200 MiB (202 MiB measured in session 7).
     assert!(peak_kb < 400 * 1024, "peak anonymous RSS {peak_kb} KiB");
     eprintln!("1M entities: {e}, peak anonymous RSS {} MiB", peak_kb / 1024);
 }
