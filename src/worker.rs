@@ -242,6 +242,9 @@ impl Worker {
     fn batch(&mut self, batch: &mut [Event], bytes: &mut Vec<u8>) {
         self.reload_rules();
         let sh = self.shared.clone();
+        // "METHOD template", built here for each transaction (one buffer per batch, not one
+        // allocation per transaction)
+        let mut ep_buf = String::new();
         for ev in batch.iter_mut() {
             match ev {
                 Event::Tick { ts, seq } => {
@@ -279,11 +282,15 @@ impl Worker {
                             made.as_ref()
                         }
                     };
-                    let endpoint = ep.map(|(_, m, t)| crate::util::concat(&[m, " ", t]));
+                    let endpoint = ep.map(|(_, m, t)| {
+                        ep_buf.clear();
+                        ep_buf.extend([m, " ", t]);
+                        ep_buf.as_str()
+                    });
                     let analyse = self.catalog.is_some() || self.engine.is_some();
                     // redacted once, for the analysis and the http line
                     let red_url = tx.request.as_ref().map(|q| sh.fmt.redactor.url(&q.uri));
-                    if let (Some((host, m, t)), Some(endpoint), true) = (ep, &endpoint, analyse) {
+                    if let (Some((host, m, t)), Some(endpoint), true) = (ep, endpoint, analyse) {
                         let tx: &crate::http::Transaction = tx;
                         let client = client_ip(meta, tx, &sh.trusted);
                         let url = red_url.as_deref().map_or("", |u| crate::detect::cut(u, 512));
@@ -308,8 +315,7 @@ impl Worker {
                             engine.on_tx(&v, &mut self.outs, &mut self.cross_out);
                         }
                     }
-                    sh.fmt
-                        .write_http(meta, tx, auth, endpoint.as_deref(), red_url.as_deref(), bytes);
+                    sh.fmt.write_http(meta, tx, auth, endpoint, red_url.as_deref(), bytes);
                     self.flush_outs(bytes);
                 }
                 other => sh.fmt.write(other, bytes),
