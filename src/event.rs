@@ -314,36 +314,36 @@ impl Formatter {
         // http: EVE's fields
         out.extend_from_slice(b",\"http\":{");
         let mut keys = Keys::default();
-        let mut key = |out: &mut Vec<u8>, k: &str| keys.key(out, k);
+        let mut key = |out: &mut Vec<u8>, k: &[u8]| keys.key(out, k);
         let (hostname, http_port) = q
             .and_then(|m| m.header("host"))
             .map(split_host_port)
             .unwrap_or((None, None));
         if let Some(h) = hostname {
-            key(out, "hostname");
+            key(out, b",\"hostname\":");
             js(out, h);
         }
         if let Some(p) = http_port {
-            key(out, "http_port");
+            key(out, b",\"http_port\":");
             push_u64(out, p.into());
         }
         if let Some(m) = q {
-            key(out, "url");
+            key(out, b",\"url\":");
             match url {
                 Some(u) => js(out, u),
                 None => js(out, &self.redactor.url(&m.uri)),
             }
         }
         if let Some(ua) = q.and_then(|m| m.header("user-agent")) {
-            key(out, "http_user_agent");
+            key(out, b",\"http_user_agent\":");
             js(out, ua);
         }
         if let Some(c) = r.and_then(|m| m.header("content-type")) {
-            key(out, "http_content_type");
+            key(out, b",\"http_content_type\":");
             js(out, crate::util::before_semicolon(c).trim());
         }
         if let Some(v) = q.and_then(|m| m.header("referer")) {
-            key(out, "http_refer");
+            key(out, b",\"http_refer\":");
             js(out, v);
         }
         // every X-Forwarded-For line, in order, as one list (a proxy appends its own)
@@ -351,7 +351,7 @@ impl Formatter {
         if let Some(m) = q.filter(|m| m.header("x-forwarded-for").is_some()) {
             let mut lines = m.header_values("x-forwarded-for");
             if let Some(one) = lines.next() {
-                key(out, "xff");
+                key(out, b",\"xff\":");
                 match lines.next() {
                     None => js(out, one),
                     Some(two) => {
@@ -366,31 +366,33 @@ impl Formatter {
             }
         }
         if let Some(m) = q {
-            key(out, "http_method");
+            key(out, b",\"http_method\":");
             js(out, &m.method);
         }
         if let Some(v) = r.and_then(|m| m.header("location")) {
-            key(out, "redirect");
+            key(out, b",\"redirect\":");
             js(out, v);
         }
         if let Some(m) = q.or(r) {
-            key(out, "protocol");
+            key(out, b",\"protocol\":");
             js(out, m.protocol());
         }
         if let Some(m) = r {
-            key(out, "status");
+            key(out, b",\"status\":");
             push_u64(out, m.status.into());
         }
         // Suricata writes 0 for a request without a response
-        key(out, "length");
+        key(out, b",\"length\":");
         push_u64(out, r.map_or(0, |m| m.body_len));
         if self.log_headers {
-            for (name, m) in [("request_headers", q), ("response_headers", r)] {
+            for (name, m) in [
+                (&b",\"request_headers\":["[..], q),
+                (&b",\"response_headers\":["[..], r),
+            ] {
                 let Some(m) = m.filter(|m| !m.headers.is_empty()) else {
                     continue;
                 };
                 key(out, name);
-                out.push(b'[');
                 for (i, (n, v)) in m.headers.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
@@ -408,29 +410,28 @@ impl Formatter {
         // api: apitap's own
         out.extend_from_slice(b"},\"api\":{");
         let mut keys = Keys::default();
-        let mut key = |out: &mut Vec<u8>, k: &str| keys.key(out, k);
+        let mut key = |out: &mut Vec<u8>, k: &[u8]| keys.key(out, k);
         if let Some(m) = q {
-            key(out, "path");
+            key(out, b",\"path\":");
             js(out, target_path(&m.uri));
         }
         if let Some(e) = endpoint {
-            key(out, "endpoint");
+            key(out, b",\"endpoint\":");
             js(out, e);
         }
         if let Some(m) = q {
-            key(out, "request_body_bytes");
+            key(out, b",\"request_body_bytes\":");
             push_u64(out, m.body_len);
         }
         if let Some(m) = r {
-            key(out, "response_body_bytes");
+            key(out, b",\"response_body_bytes\":");
             push_u64(out, m.body_len);
         }
         if let Some(l) = tx.latency_us() {
-            key(out, "latency_us");
+            key(out, b",\"latency_us\":");
             push_u64(out, l);
         }
-        key(out, "auth");
-        out.extend_from_slice(b"{\"scheme\":");
+        key(out, b",\"auth\":{\"scheme\":");
         match &auth {
             Some(a) => {
                 js(out, a.scheme);
@@ -442,22 +443,20 @@ impl Formatter {
             None => js(out, "none"),
         }
         out.push(b'}');
-        key(out, "gap");
+        key(out, b",\"gap\":");
         out.extend_from_slice(if tx.gap { b"true" } else { b"false" });
-        key(out, "truncated");
+        key(out, b",\"truncated\":");
         out.extend_from_slice(if tx.truncated { b"true" } else { b"false" });
-        key(out, "times");
-        out.push(b'{');
+        key(out, b",\"times\":{");
         let mut times = Keys::default();
         for (k, t) in [
-            ("request_start", q.map(|m| m.start)),
-            ("request_end", q.map(|m| m.end)),
-            ("response_start", r.map(|m| m.start)),
-            ("response_end", r.map(|m| m.end)),
+            (&b",\"request_start\":\""[..], q.map(|m| m.start)),
+            (b",\"request_end\":\"", q.map(|m| m.end)),
+            (b",\"response_start\":\"", r.map(|m| m.start)),
+            (b",\"response_end\":\"", r.map(|m| m.end)),
         ] {
             let Some(t) = t else { continue };
             times.key(out, k);
-            out.push(b'"');
             push_ts(out, t);
             out.push(b'"');
         }
@@ -499,22 +498,19 @@ impl Formatter {
 
 pub use crate::util::{fmt_ts, split_host_port, target_path};
 
-/// The keys of one JSON object written by hand: `"key":`, with a comma before all but the
-/// first.
+/// The keys of one JSON object written by hand. A key comes as its whole text with the comma
+/// before it (`,"key":`, one copy), the comma left off for the object's first key.
 #[derive(Default)]
 struct Keys {
     some: bool,
 }
 
 impl Keys {
-    fn key(&mut self, out: &mut Vec<u8>, k: &str) {
-        if self.some {
-            out.push(b',');
-        }
+    #[inline]
+    fn key(&mut self, out: &mut Vec<u8>, k: &[u8]) {
+        let k = if self.some { k } else { k.get(1..).unwrap_or_default() };
         self.some = true;
-        out.push(b'"');
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b"\":");
+        out.extend_from_slice(k);
     }
 }
 
@@ -708,5 +704,20 @@ mod tests {
         assert_eq!(split_host_port("a.example:8080"), (Some("a.example"), Some(8080)));
         assert_eq!(split_host_port("[::1]:80"), (Some("[::1]"), Some(80)));
         assert_eq!(split_host_port("a.example"), (Some("a.example"), None));
+    }
+
+    #[test]
+    fn keys_leave_the_comma_off_the_first_key_of_each_object_only() {
+        let mut out = b"{".to_vec();
+        let mut k = Keys::default();
+        k.key(&mut out, b",\"a\":");
+        out.push(b'1');
+        k.key(&mut out, b",\"b\":{");
+        let mut inner = Keys::default();
+        inner.key(&mut out, b",\"c\":\"");
+        out.extend_from_slice(b"x\"");
+        inner.key(&mut out, b",\"d\":\"");
+        out.extend_from_slice(b"y\"}}");
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":1,"b":{"c":"x","d":"y"}}"#);
     }
 }
