@@ -228,24 +228,29 @@ fn needs_escape(b: u8) -> bool {
 /// the check of a short string.)
 #[inline(always)]
 pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    push_json_body(out, s);
+    out.push(b'"');
+}
+
+/// [`push_json_str`] without the quotes: for a writer that has them in its literals (one copy
+/// fewer per string).
+#[inline(always)]
+pub fn push_json_body(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     if needs_any_escape(b) {
         return push_json_escaped(out, b);
     }
     // nearly every string: checked a word at a time, copied whole
-    out.reserve(b.len() + 2);
-    out.push(b'"');
     out.extend_from_slice(b);
-    out.push(b'"');
 }
 
-/// [`push_json_str`] of a string with a byte to escape (rare: kept out of line).
+/// [`push_json_body`] of a string with a byte to escape (rare: kept out of line).
 #[cold]
 #[inline(never)]
 fn push_json_escaped(out: &mut Vec<u8>, b: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(b.len() + 2);
-    out.push(b'"');
+    out.reserve(b.len() + 1);
     let mut start = 0;
     let mut i = 0;
     while i < b.len() {
@@ -277,7 +282,6 @@ fn push_json_escaped(out: &mut Vec<u8>, b: &[u8]) {
         start = i + 1;
     }
     out.extend_from_slice(&b[start..]);
-    out.push(b'"');
 }
 
 /// Does `hay` hold `needle`? For short texts (header values, names): a byte search for the
