@@ -450,9 +450,7 @@ fn jwt_sub_cached(tok: &str) -> Option<String> {
         static SUBS: std::cell::RefCell<Subs> = const { std::cell::RefCell::new(Vec::new()) };
     }
     // not three dot-separated parts: no subject (`jwt_sub` needs three), nothing to keep
-    if memchr::memchr_iter(b'.', tok.as_bytes()).nth(1).is_none() {
-        return None;
-    }
+    memchr::memchr_iter(b'.', tok.as_bytes()).nth(1)?;
     if tok.len() > 4096 {
         return jwt_sub(tok);
     }
