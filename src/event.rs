@@ -291,16 +291,21 @@ impl Formatter {
         url: Option<&str>,
         out: &mut Vec<u8>,
     ) {
-        use crate::util::{push_ip, push_json_str as js, push_ts, push_u64};
+        use crate::util::{push_ip, push_json_body, push_json_str as js, push_ts, push_u64};
+        // a string value whose key literal ends with its opening quote
+        let jq = |out: &mut Vec<u8>, s: &str| {
+            push_json_body(out, s);
+            out.push(b'"');
+        };
         let q = tx.request.as_ref();
         let r = tx.response.as_ref();
         out.extend_from_slice(b"{\"timestamp\":\"");
         push_ts(out, tx.start());
         out.extend_from_slice(b"\",\"flow_id\":");
         push_u64(out, meta.flow_id);
-        out.extend_from_slice(b",\"community_id\":");
-        js(out, &meta.community_id);
-        out.extend_from_slice(b",\"event_type\":\"http\",\"src_ip\":\"");
+        out.extend_from_slice(b",\"community_id\":\"");
+        push_json_body(out, &meta.community_id);
+        out.extend_from_slice(b"\",\"event_type\":\"http\",\"src_ip\":\"");
         push_ip(out, meta.src);
         out.extend_from_slice(b"\",\"src_port\":");
         push_u64(out, meta.sport.into());
@@ -308,50 +313,50 @@ impl Formatter {
         push_ip(out, meta.dst);
         out.extend_from_slice(b"\",\"dest_port\":");
         push_u64(out, meta.dport.into());
-        out.extend_from_slice(b",\"proto\":\"TCP\",\"host\":");
-        js(out, &self.host);
+        out.extend_from_slice(b",\"proto\":\"TCP\",\"host\":\"");
+        push_json_body(out, &self.host);
 
         // http: EVE's fields
-        out.extend_from_slice(b",\"http\":{");
+        out.extend_from_slice(b"\",\"http\":{");
         let mut keys = Keys::default();
-        let mut key = |out: &mut Vec<u8>, k: &str| keys.key(out, k);
+        let mut key = |out: &mut Vec<u8>, k: &[u8]| keys.key(out, k);
         let (hostname, http_port) = q
             .and_then(|m| m.header("host"))
             .map(split_host_port)
             .unwrap_or((None, None));
         if let Some(h) = hostname {
-            key(out, "hostname");
-            js(out, h);
+            key(out, b",\"hostname\":\"");
+            jq(out, h);
         }
         if let Some(p) = http_port {
-            key(out, "http_port");
+            key(out, b",\"http_port\":");
             push_u64(out, p.into());
         }
         if let Some(m) = q {
-            key(out, "url");
+            key(out, b",\"url\":\"");
             match url {
-                Some(u) => js(out, u),
-                None => js(out, &self.redactor.url(&m.uri)),
+                Some(u) => jq(out, u),
+                None => jq(out, &self.redactor.url(&m.uri)),
             }
         }
         if let Some(ua) = q.and_then(|m| m.header("user-agent")) {
-            key(out, "http_user_agent");
-            js(out, ua);
+            key(out, b",\"http_user_agent\":\"");
+            jq(out, ua);
         }
         if let Some(c) = r.and_then(|m| m.header("content-type")) {
-            key(out, "http_content_type");
-            js(out, crate::util::before_semicolon(c).trim());
+            key(out, b",\"http_content_type\":\"");
+            jq(out, crate::util::before_semicolon(c).trim());
         }
         if let Some(v) = q.and_then(|m| m.header("referer")) {
-            key(out, "http_refer");
-            js(out, v);
+            key(out, b",\"http_refer\":\"");
+            jq(out, v);
         }
         // every X-Forwarded-For line, in order, as one list (a proxy appends its own)
         // (most requests have none: one quick lookup before walking every line)
         if let Some(m) = q.filter(|m| m.header("x-forwarded-for").is_some()) {
             let mut lines = m.header_values("x-forwarded-for");
             if let Some(one) = lines.next() {
-                key(out, "xff");
+                key(out, b",\"xff\":");
                 match lines.next() {
                     None => js(out, one),
                     Some(two) => {
@@ -366,31 +371,33 @@ impl Formatter {
             }
         }
         if let Some(m) = q {
-            key(out, "http_method");
-            js(out, &m.method);
+            key(out, b",\"http_method\":\"");
+            jq(out, &m.method);
         }
         if let Some(v) = r.and_then(|m| m.header("location")) {
-            key(out, "redirect");
-            js(out, v);
+            key(out, b",\"redirect\":\"");
+            jq(out, v);
         }
         if let Some(m) = q.or(r) {
-            key(out, "protocol");
-            js(out, m.protocol());
+            key(out, b",\"protocol\":\"");
+            jq(out, m.protocol());
         }
         if let Some(m) = r {
-            key(out, "status");
+            key(out, b",\"status\":");
             push_u64(out, m.status.into());
         }
         // Suricata writes 0 for a request without a response
-        key(out, "length");
+        key(out, b",\"length\":");
         push_u64(out, r.map_or(0, |m| m.body_len));
         if self.log_headers {
-            for (name, m) in [("request_headers", q), ("response_headers", r)] {
+            for (name, m) in [
+                (&b",\"request_headers\":["[..], q),
+                (&b",\"response_headers\":["[..], r),
+            ] {
                 let Some(m) = m.filter(|m| !m.headers.is_empty()) else {
                     continue;
                 };
                 key(out, name);
-                out.push(b'[');
                 for (i, (n, v)) in m.headers.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
@@ -408,56 +415,53 @@ impl Formatter {
         // api: apitap's own
         out.extend_from_slice(b"},\"api\":{");
         let mut keys = Keys::default();
-        let mut key = |out: &mut Vec<u8>, k: &str| keys.key(out, k);
+        let mut key = |out: &mut Vec<u8>, k: &[u8]| keys.key(out, k);
         if let Some(m) = q {
-            key(out, "path");
-            js(out, target_path(&m.uri));
+            key(out, b",\"path\":\"");
+            jq(out, target_path(&m.uri));
         }
         if let Some(e) = endpoint {
-            key(out, "endpoint");
-            js(out, e);
+            key(out, b",\"endpoint\":\"");
+            jq(out, e);
         }
         if let Some(m) = q {
-            key(out, "request_body_bytes");
+            key(out, b",\"request_body_bytes\":");
             push_u64(out, m.body_len);
         }
         if let Some(m) = r {
-            key(out, "response_body_bytes");
+            key(out, b",\"response_body_bytes\":");
             push_u64(out, m.body_len);
         }
         if let Some(l) = tx.latency_us() {
-            key(out, "latency_us");
+            key(out, b",\"latency_us\":");
             push_u64(out, l);
         }
-        key(out, "auth");
-        out.extend_from_slice(b"{\"scheme\":");
+        key(out, b",\"auth\":{\"scheme\":\"");
         match &auth {
             Some(a) => {
-                js(out, a.scheme);
+                push_json_body(out, a.scheme);
                 if let Some(p) = &a.principal {
-                    out.extend_from_slice(b",\"principal\":");
-                    js(out, p);
+                    out.extend_from_slice(b"\",\"principal\":\"");
+                    push_json_body(out, p);
                 }
             }
-            None => js(out, "none"),
+            None => out.extend_from_slice(b"none"),
         }
-        out.push(b'}');
-        key(out, "gap");
+        out.extend_from_slice(b"\"}");
+        key(out, b",\"gap\":");
         out.extend_from_slice(if tx.gap { b"true" } else { b"false" });
-        key(out, "truncated");
+        key(out, b",\"truncated\":");
         out.extend_from_slice(if tx.truncated { b"true" } else { b"false" });
-        key(out, "times");
-        out.push(b'{');
+        key(out, b",\"times\":{");
         let mut times = Keys::default();
         for (k, t) in [
-            ("request_start", q.map(|m| m.start)),
-            ("request_end", q.map(|m| m.end)),
-            ("response_start", r.map(|m| m.start)),
-            ("response_end", r.map(|m| m.end)),
+            (&b",\"request_start\":\""[..], q.map(|m| m.start)),
+            (b",\"request_end\":\"", q.map(|m| m.end)),
+            (b",\"response_start\":\"", r.map(|m| m.start)),
+            (b",\"response_end\":\"", r.map(|m| m.end)),
         ] {
             let Some(t) = t else { continue };
             times.key(out, k);
-            out.push(b'"');
             push_ts(out, t);
             out.push(b'"');
         }
@@ -499,22 +503,19 @@ impl Formatter {
 
 pub use crate::util::{fmt_ts, split_host_port, target_path};
 
-/// The keys of one JSON object written by hand: `"key":`, with a comma before all but the
-/// first.
+/// The keys of one JSON object written by hand. A key comes as its whole text with the comma
+/// before it (`,"key":`, one copy), the comma left off for the object's first key.
 #[derive(Default)]
 struct Keys {
     some: bool,
 }
 
 impl Keys {
-    fn key(&mut self, out: &mut Vec<u8>, k: &str) {
-        if self.some {
-            out.push(b',');
-        }
+    #[inline]
+    fn key(&mut self, out: &mut Vec<u8>, k: &[u8]) {
+        let k = if self.some { k } else { k.get(1..).unwrap_or_default() };
         self.some = true;
-        out.push(b'"');
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b"\":");
+        out.extend_from_slice(k);
     }
 }
 
@@ -708,5 +709,121 @@ mod tests {
         assert_eq!(split_host_port("a.example:8080"), (Some("a.example"), Some(8080)));
         assert_eq!(split_host_port("[::1]:80"), (Some("[::1]"), Some(80)));
         assert_eq!(split_host_port("a.example"), (Some("a.example"), None));
+    }
+
+    #[test]
+    fn keys_leave_the_comma_off_the_first_key_of_each_object_only() {
+        let mut out = b"{".to_vec();
+        let mut k = Keys::default();
+        k.key(&mut out, b",\"a\":");
+        out.push(b'1');
+        k.key(&mut out, b",\"b\":{");
+        let mut inner = Keys::default();
+        inner.key(&mut out, b",\"c\":\"");
+        out.extend_from_slice(b"x\"");
+        inner.key(&mut out, b",\"d\":\"");
+        out.extend_from_slice(b"y\"}}");
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":1,"b":{"c":"x","d":"y"}}"#);
+    }
+
+    #[test]
+    fn http_line_string_fields_round_trip_hostile_text_through_a_json_parser() {
+        use crate::http::Message;
+        use std::sync::Arc;
+        // quotes, backslashes, control characters, non-ASCII, U+2028, odd lengths
+        let nasty = [
+            "",
+            "a",
+            "\"",
+            "\\",
+            "a\"b\\c\u{1}\u{1f}\n\r\t",
+            "é€😀\u{2028}\u{7f}",
+            "0123456789abcdefg\"",
+            "ab\u{0}",
+        ];
+        for (i, n) in nasty.iter().enumerate() {
+            let host = format!("h{n}.example");
+            let ua = format!("ua/{n}");
+            let q = Message {
+                method: format!("GE{n}T"),
+                uri: format!("/p{n}/x?a=1"),
+                headers: vec![
+                    ("Host".to_string(), host.clone()),
+                    ("User-Agent".to_string(), ua.clone()),
+                    ("Referer".to_string(), n.to_string()),
+                ]
+                .into(),
+                start: 1_700_000_000_123_456_789 + i as u64,
+                end: 1_700_000_001_000_000_000,
+                minor: 1,
+                ..Default::default()
+            };
+            let r = Message {
+                status: 200,
+                headers: vec![
+                    ("Content-Type".to_string(), format!("app/{n}; charset=x")),
+                    ("Location".to_string(), n.to_string()),
+                ]
+                .into(),
+                body_len: 3,
+                start: 1_700_000_002_000_000_000,
+                end: 1_700_000_002_000_999_999,
+                minor: 1,
+                ..Default::default()
+            };
+            let meta = FlowMeta {
+                flow_id: 7,
+                community_id: Arc::from(format!("1:{n}")),
+                src: "10.0.0.200".parse().unwrap(),
+                sport: 40000,
+                dst: "192.168.1.9".parse().unwrap(),
+                dport: 8080,
+            };
+            let tx = Transaction::new(Some(q), Some(r), false);
+            let f = Formatter {
+                host: format!("sensor{n}"),
+                redactor: Redactor::new(b"k"),
+                log_headers: false,
+                types: EventTypes::all(),
+            };
+            let auth = crate::redact::Auth {
+                scheme: "bearer",
+                principal: Some(format!("p{n}")),
+            };
+            let ep = format!("GET /e{n}");
+            let mut out = Vec::new();
+            f.write_http(&meta, &tx, auth, Some(&ep), None, &mut out);
+            assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line for {n:?}");
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{n:?}: {e}"));
+            let (h, a) = (&v["http"], &v["api"]);
+            let trimmed = format!("app/{n}");
+            for (got, want) in [
+                (&v["community_id"], format!("1:{n}")),
+                (&v["host"], format!("sensor{n}")),
+                (&v["src_ip"], "10.0.0.200".to_string()),
+                (&v["dest_ip"], "192.168.1.9".to_string()),
+                (&v["timestamp"], fmt_ts(1_700_000_000_123_456_789 + i as u64)),
+                (&h["hostname"], host.clone()),
+                (&h["url"], format!("/p{n}/x?a=1")),
+                (&h["http_user_agent"], ua.clone()),
+                (&h["http_content_type"], trimmed.trim().to_string()),
+                (&h["http_method"], format!("GE{n}T")),
+                (&h["protocol"], "HTTP/1.1".to_string()),
+                (&a["path"], format!("/p{n}/x")),
+                (&a["endpoint"], ep.clone()),
+                (&a["auth"]["scheme"], "bearer".to_string()),
+                (&a["auth"]["principal"], format!("p{n}")),
+                (&a["times"]["response_end"], fmt_ts(1_700_000_002_000_999_999)),
+            ] {
+                assert_eq!(got.as_str(), Some(want.as_str()), "{n:?}: {v}");
+            }
+            // empty header values are still written (as before): the value or nothing
+            for (got, key) in [(&h["http_refer"], "http_refer"), (&h["redirect"], "redirect")] {
+                assert_eq!(got.as_str(), Some(*n), "{key} {n:?}");
+            }
+            assert_eq!(v["flow_id"], 7);
+            assert_eq!(h["status"], 200);
+            assert_eq!(h["length"], 3);
+        }
     }
 }

@@ -14,25 +14,57 @@ pub fn fmt_ts(ns: Ts) -> String {
     String::from_utf8(b.to_vec()).unwrap_or_default()
 }
 
+thread_local! {
+    /// The last timestamp [`push_ts`] wrote on this thread, in microseconds (all it shows),
+    /// and its text. Starts as the epoch, written right, so no value is mistaken for a
+    /// cached one.
+    static LAST_TS: std::cell::Cell<(u64, [u8; 31])> =
+        const { std::cell::Cell::new((0, *b"1970-01-01T00:00:00.000000+0000")) };
+}
+
 /// [`fmt_ts`] appended to a buffer.
+#[inline(always)]
 pub fn push_ts(out: &mut Vec<u8>, ns: Ts) {
-    // The date and time to the second, per thread, for the last second written: an event's
-    // five timestamps, and the next events', mostly fall in the same second.
-    thread_local! {
-        static LAST: std::cell::Cell<(u64, [u8; 31])> = const { std::cell::Cell::new((u64::MAX, [0; 31])) };
+    // An event's five timestamps, and the next events', are mostly the same microsecond
+    // (copied as is) or the same second (only the microseconds rewritten).
+    let (last, b) = LAST_TS.get();
+    if last == ns / 1000 {
+        out.extend_from_slice(&b);
+    } else {
+        push_new_ts(out, ns, last, b);
     }
-    let secs = ns / 1_000_000_000;
-    let (s, mut b) = LAST.get();
-    if s != secs {
+}
+
+/// [`push_ts`] of a microsecond other than the last one written.
+#[inline(never)]
+fn push_new_ts(out: &mut Vec<u8>, ns: Ts, last: u64, mut b: [u8; 31]) {
+    let us = ns / 1000;
+    if last / 1_000_000 == us / 1_000_000 {
+        put_micros(&mut b, ns);
+    } else {
         b = ts_bytes(ns);
-        LAST.set((secs, b));
     }
-    let mut micros = ((ns % 1_000_000_000) / 1000) as u32;
-    for k in (20..26).rev() {
-        b[k] = b'0' + (micros % 10) as u8;
-        micros /= 10;
-    }
+    LAST_TS.set((us, b));
     out.extend_from_slice(&b);
+}
+
+/// Two ASCII digits per value below 100 (`itoa`'s table).
+const DIGITS2: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// The microseconds of `ns` into their six places of a [`ts_bytes`] buffer, two digits a step.
+#[inline]
+fn put_micros(b: &mut [u8; 31], ns: Ts) {
+    let micros = ((ns % 1_000_000_000) / 1000) as usize;
+    for (k, v) in [(20, micros / 10_000), (22, micros / 100 % 100), (24, micros % 100)] {
+        let v = v % 100;
+        b[k] = DIGITS2[2 * v];
+        b[k + 1] = DIGITS2[2 * v + 1];
+    }
 }
 
 fn ts_bytes(ns: Ts) -> [u8; 31] {
@@ -79,22 +111,46 @@ pub fn ip_string(ip: IpAddr) -> String {
     String::from_utf8(v).unwrap_or_default()
 }
 
+/// An octet's decimal digits followed by a dot, left-aligned in four bytes, and how many of
+/// those bytes are digits and dot (`10` -> `b"10.\0"`, 3).
+const OCTETS: [([u8; 4], u8); 256] = {
+    let mut t = [([0u8; 4], 0u8); 256];
+    let mut o = 0;
+    while o < 256 {
+        let d = [
+            b'0' + (o / 100) as u8,
+            b'0' + (o / 10 % 10) as u8,
+            b'0' + (o % 10) as u8,
+        ];
+        t[o] = if o >= 100 {
+            ([d[0], d[1], d[2], b'.'], 4)
+        } else if o >= 10 {
+            ([d[1], d[2], b'.', 0], 3)
+        } else {
+            ([d[2], b'.', 0, 0], 2)
+        };
+        o += 1;
+    }
+    t
+};
+
 /// [`ip_string`] appended to a buffer.
+#[inline(always)]
 pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(a) => {
-            for (i, o) in a.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                if o >= 100 {
-                    out.push(b'0' + o / 100);
-                }
-                if o >= 10 {
-                    out.push(b'0' + (o / 10) % 10);
-                }
-                out.push(b'0' + o % 10);
+            // each octet's four bytes from a table into a stack buffer, one copy out (a push
+            // per digit cost five times more)
+            // (20 bytes and `n & 15`: no write can fall outside, so none is checked)
+            let mut buf = [0u8; 20];
+            let mut n = 0;
+            for o in a.octets() {
+                let (d, len) = OCTETS[o as usize];
+                buf[n & 15..(n & 15) + 4].copy_from_slice(&d);
+                n += len as usize;
             }
+            // (n is 8..=16: the last octet's dot left off)
+            out.extend_from_slice(&buf[..n - 1]);
         }
         // rare on the hot path; the std formatter does RFC 5952 compression
         IpAddr::V6(_) => {
@@ -111,29 +167,53 @@ pub fn push_u64(out: &mut Vec<u8>, n: u64) {
 }
 
 /// Does any byte of this word need escaping? (SWAR: a byte below 0x20, `"` or `\\`.)
-#[inline]
+#[inline(always)]
 fn word_needs_escape(w: u64) -> bool {
+    escape_bits(w) != 0
+}
+
+/// The high bit set in the bytes of `w` that are below 0x20, `"` or `\\` (and maybe in
+/// bytes above such a byte, from the borrow: the answer "none" is exact, the places are not).
+#[inline(always)]
+fn escape_bits(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     // bytes < 0x20 (bytes >= 0x80 set the high bit of w itself and are masked out by !w)
     let below = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    below | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64)) != 0
+    below | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))
 }
 
-/// Might any byte of `b` need escaping? Eight bytes at a time, the tail padded with a
-/// plain byte (no byte that needs it is missed; a rare false alarm takes the byte loop).
+/// Might any byte of `b` need escaping? Eight bytes at a time; the last eight read again,
+/// overlapping (a short string: its first and last four, or its first, middle and last byte,
+/// with plain bytes around), so no byte is missed and there is no tail to copy.
+#[inline(always)]
 fn needs_any_escape(b: &[u8]) -> bool {
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
-        if word_needs_escape(u64::from_le_bytes(w.try_into().unwrap_or([0; 8]))) {
-            return true;
+    let n = b.len();
+    let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+    let half = |s: &[u8]| u32::from_le_bytes(s.try_into().unwrap_or([0; 4])) as u64;
+    if n >= 8 {
+        let mut acc = escape_bits(word(&b[n - 8..]));
+        for w in b.chunks_exact(8) {
+            acc |= escape_bits(word(w));
         }
+        acc != 0
+    } else if n >= 4 {
+        word_needs_escape(half(&b[..4]) | half(&b[n - 4..]) << 32)
+    } else if n > 0 {
+        word_needs_escape(u64::from_le_bytes([
+            b[0],
+            b[n / 2],
+            b[n - 1],
+            b'a',
+            b'a',
+            b'a',
+            b'a',
+            b'a',
+        ]))
+    } else {
+        false
     }
-    let tail = words.remainder();
-    let mut pad = [b'a'; 8];
-    pad[..tail.len()].copy_from_slice(tail);
-    word_needs_escape(u64::from_le_bytes(pad))
 }
 
 /// Does this byte need escaping in a JSON string (as serde_json escapes)?
@@ -144,21 +224,37 @@ fn needs_escape(b: u8) -> bool {
 
 /// `s` as a JSON string (quotes included), escaped exactly as serde_json escapes: `\"`, `\\`,
 /// `\b \f \n \r \t`, other control characters as `\u00XX`; everything else as is.
+/// (Inlined: a dozen calls per `http` line, where the call's register saves cost as much as
+/// the check of a short string.)
+#[inline(always)]
 pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let b = s.as_bytes();
-    out.reserve(b.len() + 2);
     out.push(b'"');
-    if !needs_any_escape(b) {
-        // nearly every string: checked eight bytes at a time (the tail padded), copied whole
-        out.extend_from_slice(b);
-        out.push(b'"');
-        return;
+    push_json_body(out, s);
+    out.push(b'"');
+}
+
+/// [`push_json_str`] without the quotes: for a writer that has them in its literals (one copy
+/// fewer per string).
+#[inline(always)]
+pub fn push_json_body(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    if needs_any_escape(b) {
+        return push_json_escaped(out, b);
     }
+    // nearly every string: checked a word at a time, copied whole
+    out.extend_from_slice(b);
+}
+
+/// [`push_json_body`] of a string with a byte to escape (rare: kept out of line).
+#[cold]
+#[inline(never)]
+fn push_json_escaped(out: &mut Vec<u8>, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(b.len() + 1);
     let mut start = 0;
     let mut i = 0;
     while i < b.len() {
-        // eight bytes at a time while none needs escaping (most strings: all of them)
+        // eight bytes at a time while none needs escaping
         if i + 8 <= b.len() {
             let w = u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
             if !word_needs_escape(w) {
@@ -186,7 +282,6 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&b[start..]);
-    out.push(b'"');
 }
 
 /// Does `hay` hold `needle`? For short texts (header values, names): a byte search for the
@@ -379,6 +474,188 @@ mod tests {
             let mut v = Vec::new();
             push_ts(&mut v, ns);
             assert_eq!(String::from_utf8(v).unwrap(), fmt_ts(ns));
+        }
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    /// A small deterministic generator (no crate needed for a few thousand cases).
+    fn lcg(x: &mut u64) -> u64 {
+        *x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *x >> 33
+    }
+
+    #[test]
+    fn word_escape_check_agrees_with_the_byte_check_on_hostile_bytes_at_every_length_and_place() {
+        // bytes either side of each class edge, non-ASCII and invalid UTF-8 included: the check
+        // reads raw bytes
+        let hostile = [
+            0x00u8, 0x01, 0x08, 0x0a, 0x1f, 0x20, 0x21, b'"', 0x23, b'\\', 0x5b, 0x5d, 0x7f, 0x80, 0x9f, 0xa0, 0xbc,
+            0xdc, 0xe2, 0xff,
+        ];
+        for len in 0..=40usize {
+            for at in 0..len.max(1) {
+                for &c in &hostile {
+                    for &fill in &[b'a', 0xa2u8, 0x80] {
+                        let mut t = vec![fill; len];
+                        if len > 0 {
+                            t[at] = c;
+                        }
+                        let want = t.iter().any(|&b| needs_escape(b));
+                        assert_eq!(needs_any_escape(&t), want, "{t:?}");
+                    }
+                }
+            }
+        }
+        // two hostile bytes anywhere in short strings (the overlapping reads of 4..8 bytes)
+        for len in 2..=9usize {
+            for i in 0..len {
+                for j in 0..len {
+                    for &c in &hostile {
+                        let mut t = vec![b'm'; len];
+                        t[i] = c;
+                        t[j] = 0x80;
+                        assert_eq!(needs_any_escape(&t), t.iter().any(|&b| needs_escape(b)), "{t:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn json_strings_of_mixed_hostile_pieces_are_escaped_as_serde_json_escapes_them() {
+        let pieces = [
+            "a",
+            "Zz",
+            "\"",
+            "\\",
+            "\u{0}",
+            "\u{1}",
+            "\u{1f}",
+            " ",
+            "\n",
+            "\r\t",
+            "\u{8}\u{c}",
+            "é",
+            "€",
+            "\u{2028}",
+            "\u{2029}",
+            "😀",
+            "\u{7f}",
+            "/",
+            "<script>",
+            "0123456789abcdef",
+        ];
+        let mut x = 7u64;
+        for _ in 0..20_000 {
+            let n = lcg(&mut x) % 12;
+            let s: String = (0..n).map(|_| pieces[lcg(&mut x) as usize % pieces.len()]).collect();
+            let mut v = b"prefix".to_vec();
+            push_json_str(&mut v, &s);
+            assert_eq!(&v[..6], b"prefix");
+            assert_eq!(
+                std::str::from_utf8(&v[6..]).unwrap(),
+                serde_json::to_string(&s).unwrap(),
+                "{s:?}"
+            );
+        }
+    }
+
+    /// Every timestamp through [`push_ts`] (whose per-thread cache reuses the last instant or
+    /// second) reads as [`fmt_ts`] (computed whole each time), in any order of values.
+    fn assert_cached_ts_is_fresh(ns: u64) {
+        let mut v = Vec::new();
+        push_ts(&mut v, ns);
+        assert_eq!(String::from_utf8(v).unwrap(), fmt_ts(ns), "{ns}");
+    }
+
+    #[test]
+    fn cached_timestamps_equal_fresh_ones_across_second_day_and_year_boundaries() {
+        const S: u64 = 1_000_000_000;
+        // 2023-12-31T23:59:59 and the leap day 2024-02-29T00:00:00
+        let new_year = 1_704_067_199 * S;
+        let leap_day = 1_709_164_800 * S;
+        let mut seq = vec![
+            0,
+            0,
+            1,
+            999,
+            1000,
+            999_999_999,
+            S,
+            S - 1,
+            0,
+            u64::MAX,
+            u64::MAX,
+            u64::MAX - 1_000,
+            5,
+        ];
+        for base in [new_year, leap_day - S, 86_400 * S * 20_000 - S] {
+            for d in [
+                0,
+                1,
+                999,
+                1000,
+                1001,
+                999_999,
+                1_000_000,
+                999_999_000,
+                999_999_999,
+                S,
+                S + 1,
+                2 * S - 1,
+                86_400 * S,
+            ] {
+                seq.push(base + d);
+                seq.push(base + d);
+                seq.push(base);
+            }
+        }
+        for ns in seq {
+            assert_cached_ts_is_fresh(ns);
+        }
+        assert_eq!(fmt_ts(new_year + S), "2024-01-01T00:00:00.000000+0000");
+        assert_eq!(fmt_ts(new_year + 999_999_999), "2023-12-31T23:59:59.999999+0000");
+        assert_eq!(fmt_ts(leap_day + 86_399 * S + 7_000), "2024-02-29T23:59:59.000007+0000");
+        // a walk of small and large steps, forwards and back
+        let mut x = 3u64;
+        let mut ns = 1_700_000_000 * S;
+        for _ in 0..50_000 {
+            let r = lcg(&mut x);
+            let step = match r % 4 {
+                0 => 0,
+                1 => r % 1_000_000,
+                2 => r % (3 * S),
+                _ => r % (400 * 86_400 * S),
+            };
+            ns = if r & 64 == 0 {
+                ns.wrapping_add(step)
+            } else {
+                ns.wrapping_sub(step)
+            };
+            assert_cached_ts_is_fresh(ns);
+        }
+    }
+
+    #[test]
+    fn ipv4_from_the_octet_table_is_display_for_every_octet_at_every_place() {
+        for o in 0..=255u8 {
+            for at in 0..4 {
+                for other in [0u8, 9, 10, 99, 100, 255] {
+                    let mut a = [other; 4];
+                    a[at] = o;
+                    let ip = IpAddr::from(a);
+                    assert_eq!(ip_string(ip), ip.to_string());
+                    let mut v = b"x".to_vec();
+                    push_ip(&mut v, ip);
+                    assert_eq!(v, format!("x{ip}").into_bytes());
+                }
+            }
         }
     }
 }
