@@ -16,6 +16,7 @@ pub mod fleet;
 pub mod flow;
 pub mod http;
 pub mod http2;
+pub mod memtune;
 pub mod metrics;
 pub mod reassembly;
 pub mod redact;

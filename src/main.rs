@@ -9,6 +9,8 @@ use apitap::config::{Config, DEFAULT_TOML};
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Before the threads start: see memtune for why (it only changes how memory is paged).
+    apitap::memtune::disable_thp();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

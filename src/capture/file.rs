@@ -140,6 +140,7 @@ impl CaptureFile {
             stopped: None,
             release,
             released: 0,
+            prefetched: pos,
         }
     }
 }
@@ -261,7 +262,17 @@ pub struct Reader<'a> {
     /// replays at full speed. `released`: the offset released so far.
     release: bool,
     released: usize,
+    /// Cache lines up to this offset have been prefetched (see [`PREFETCH_AHEAD`]).
+    prefetched: usize,
 }
+
+/// Bytes ahead of the reader whose cache lines are prefetched. The TCP checksum is the first
+/// to read a packet's bytes, and waited on memory for them (the hardware prefetcher stops at
+/// every 4 KiB page): on the 1.6 GB mixed capture the checksum fell from ~15% to ~7% of the
+/// capture thread's samples, part of it moving to the prefetches; a walk plus checksum of the
+/// mapped file alone took ~25% less time (4 KiB ahead did as well as 8 KiB; 2 KiB and 16 KiB
+/// worse).
+const PREFETCH_AHEAD: usize = 4 << 10;
 
 /// Release mapped pages in steps of this many bytes, keeping the last `RELEASE_KEEP` bytes
 /// behind the reader mapped (frames borrowed from them may still be in use; released pages
@@ -301,6 +312,23 @@ impl<'a> Reader<'a> {
         self.released = end.saturating_sub(base).max(self.released);
     }
 
+    /// Prefetch the cache lines up to `PREFETCH_AHEAD` bytes past the reader, each line once
+    /// (a hint only: frames and their bytes are the same with or without it).
+    #[inline(always)]
+    fn prefetch_ahead(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let to = (self.pos + PREFETCH_AHEAD).min(self.data.len());
+            while self.prefetched < to {
+                // SAFETY: `prefetched < to <= data.len()`: the address is inside `data`, and a
+                // prefetch never faults nor changes memory.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(self.data.as_ptr().add(self.prefetched) as *const i8) };
+                self.prefetched += 64;
+            }
+        }
+    }
+
     fn stop(&mut self, reason: &'static str) -> Option<Frame<'a>> {
         self.stopped = Some(Stopped {
             offset: self.pos,
@@ -316,6 +344,7 @@ impl<'a> Reader<'a> {
         if self.release && self.pos >= self.released + RELEASE_STEP + RELEASE_KEEP {
             self.release_behind();
         }
+        self.prefetch_ahead();
         match self.kind {
             Kind::Pcap { be, nano, linktype } => self.next_pcap(be, nano, linktype),
             Kind::Pcapng { .. } => self.next_pcapng(),
@@ -613,5 +642,53 @@ mod tests {
         assert_eq!((fr.ts, fr.data, fr.linktype), (ts, &b"xyz"[..], 1));
         assert!(r.next_frame().is_none());
         assert!(r.stopped().is_none());
+    }
+}
+
+#[cfg(test)]
+mod prefetch_tests {
+    use super::*;
+
+    /// The reader prefetches ahead of itself on a mapped file: the walk must see exactly the
+    /// records an in-memory walk sees, over many pages and a file whose end is not on a page
+    /// or cache-line boundary (the prefetch must stop at the end of the mapping).
+    #[test]
+    fn mapped_walk_with_prefetch_sees_the_same_records_as_an_in_memory_walk() {
+        let mut f = Vec::new();
+        f.extend(0xA1B2_C3D4u32.to_le_bytes());
+        f.extend(2u16.to_le_bytes());
+        f.extend(4u16.to_le_bytes());
+        f.extend([0u8; 8]);
+        f.extend(65535u32.to_le_bytes());
+        f.extend(1u32.to_le_bytes());
+        for i in 0..3000u32 {
+            let len = (i * 37 % 1500 + 1) as usize;
+            f.extend(i.to_le_bytes());
+            f.extend(0u32.to_le_bytes());
+            f.extend((len as u32).to_le_bytes());
+            f.extend((len as u32).to_le_bytes());
+            f.extend((0..len).map(|k| (k as u32 ^ i) as u8));
+        }
+        f.extend([1, 2, 3]); // a cut record header at the very end
+        let path = std::env::temp_dir().join(format!("apitap-prefetch-{}.pcap", std::process::id()));
+        std::fs::write(&path, &f).unwrap();
+        let mapped = CaptureFile::open(path.to_str().unwrap()).unwrap();
+        let owned = CaptureFile::from_bytes("mem", f).unwrap();
+        let (mut a, mut b) = (mapped.reader(), owned.reader());
+        let mut n = 0;
+        loop {
+            match (a.next_frame(), b.next_frame()) {
+                (Some(x), Some(y)) => {
+                    assert_eq!((x.ts, x.data, x.orig_len), (y.ts, y.data, y.orig_len), "record {n}");
+                    n += 1;
+                }
+                (None, None) => break,
+                (x, y) => panic!("record {n}: {:?} vs {:?}", x.map(|f| f.ts), y.map(|f| f.ts)),
+            }
+        }
+        std::fs::remove_file(&path).ok();
+        assert_eq!(n, 3000);
+        assert_eq!(a.stopped(), b.stopped());
+        assert_eq!(a.stopped().unwrap().reason, "file ends inside a record header");
     }
 }
