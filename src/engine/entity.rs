@@ -472,7 +472,12 @@ impl EntityTable {
 
     /// The entity's position, created when new.
     fn entry(&mut self, k: &EntityKey, ts: Ts) -> u32 {
-        if let Some(i) = self.compact(k).and_then(|c| self.map.find(c)) {
+        self.entry_at(k, None, ts)
+    }
+
+    /// [`EntityTable::entry`], given `k`'s compact key when the caller knows it.
+    fn entry_at(&mut self, k: &EntityKey, compact: Option<u64>, ts: Ts) -> u32 {
+        if let Some(i) = compact.or_else(|| self.compact(k)).and_then(|c| self.map.find(c)) {
             return i;
         }
         if self.map.len() >= self.cfg.max_entities {
@@ -520,8 +525,23 @@ impl EntityTable {
     /// Fold a transaction into the entity's profile. Returns an account-takeover alert when a
     /// success follows a run of failures.
     pub fn observe(&mut self, o: &Obs) -> Option<Alert> {
+        self.observe_at(o, None)
+    }
+
+    /// [`EntityTable::observe`] of a call's own address: `o.key` is `EntityKey::ip(o.client)`,
+    /// whose compact key an IPv4 address gives without reading the key's text back.
+    pub(super) fn observe_client(&mut self, o: &Obs) -> Option<Alert> {
+        let compact = match o.client {
+            IpAddr::V4(a) => Some(KEY_V4 | u32::from(a) as u64),
+            IpAddr::V6(_) => None,
+        };
+        debug_assert_eq!(compact.map(|c| c as u32), v4_of(&o.key), "{:?}", o.key);
+        self.observe_at(o, compact)
+    }
+
+    fn observe_at(&mut self, o: &Obs, compact: Option<u64>) -> Option<Alert> {
         let (takeover_window_s, takeover_failures) = (self.cfg.takeover_window_s, self.cfg.takeover_failures);
-        let i = self.entry(&o.key, o.ts);
+        let i = self.entry_at(&o.key, compact, o.ts);
         self.last = (self.map.at(i).key, i);
         let strings = &mut self.strings;
         let e = self.map.at_mut(i);
@@ -1092,6 +1112,47 @@ mod tests {
         };
         assert!(t.get(&last).is_some());
         assert_eq!(t.key_of(t.compact(&last).expect("known")), last);
+    }
+
+    /// Observing a call's own address by the address (`observe_client`) builds the profiles,
+    /// takeover alerts and evictions that observing it by its key text builds, IPv4 and IPv6.
+    #[test]
+    fn observing_the_client_by_its_address_is_observing_it_by_its_key() {
+        let cfg = EntityConfig {
+            max_entities: 40,
+            takeover_failures: 2,
+            ..EntityConfig::default()
+        };
+        let (mut by_key, mut by_addr) = (EntityTable::new(cfg.clone()), EntityTable::new(cfg));
+        let r = rule();
+        let mut alerts = 0;
+        for i in 0..2000u64 {
+            let n = (i * 7919) % 61;
+            let client = if n % 5 == 0 {
+                IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, n as u16])
+            } else {
+                IpAddr::from([10, 4, (n / 3) as u8, n as u8])
+            };
+            let mut o = obs(EntityKey::ip(client), i, client, &format!("GET /e{}", i % 37), 200);
+            o.auth_failure = i % 4 != 3;
+            o.login_failure = o.auth_failure;
+            o.login_success = i % 4 == 3;
+            let (a, b) = (by_key.observe(&o), by_addr.observe_client(&o));
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "call {i}");
+            alerts += a.is_some() as usize;
+            if i % 9 == 0 {
+                by_key.add_risk(&o.key, o.ts, &r);
+                by_addr.add_risk(&o.key, o.ts, &r);
+            }
+        }
+        let (a, b) = (by_key.final_reports(100), by_addr.final_reports(100));
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!((by_key.len(), by_key.evictions), (by_addr.len(), by_addr.evictions));
+        assert!(
+            alerts > 0 && by_key.evictions > 0 && !a.0.is_empty(),
+            "{alerts} {}",
+            by_key.evictions
+        );
     }
 
     /// The hand-written parser of an `ip` entity's value takes exactly what std's takes.

@@ -303,7 +303,9 @@ impl Engine {
                 cross.push((owner, Cross::Obs(Box::new(o.into_owned()))));
             }
         }
-        self.observe(&base, out);
+        // (the address's own key: its compact form is the address, not read back from text)
+        let ato = self.entities.observe_client(&base);
+        self.took_over(ato, out);
         self.detect_baselines(v, out, cross);
         let rules = self.rules.clone();
         // Rules that share a condition (the same walk counted over a minute and over an hour,
@@ -615,7 +617,12 @@ impl Engine {
     }
 
     fn observe(&mut self, o: &Obs, out: &mut Vec<Out>) {
-        if let Some(ato) = self.entities.observe(o) {
+        let ato = self.entities.observe(o);
+        self.took_over(ato, out);
+    }
+
+    fn took_over(&mut self, ato: Option<Alert>, out: &mut Vec<Out>) {
+        if let Some(ato) = ato {
             // A success right after a run of failures: the engine's own detector.
             out.push(Out::Alert(Box::new(ato)));
             self.stats.alerts += 1;
