@@ -1656,3 +1656,31 @@ threshold = {{ count = {count}, window = 60, distinct = "{distinct}", per = "end
     }
     assert!(fired >= 5, "only {fired} alerts");
 }
+
+/// A call without a body has no body field, whatever its content type and the field's name:
+/// the early answer is the one the parsed body gives.
+#[test]
+fn a_call_without_a_body_has_no_body_field() {
+    let red = Redactor::new(b"k");
+    for ct in [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "",
+    ] {
+        let x = t("POST", "/lookup?email=a%40b.example", 200).body(ct, "");
+        let (meta, tx) = x.tx();
+        let auth = red.auth(tx.request.as_ref().expect("request"));
+        let v = View::new(&meta, &tx, &auth, meta.src, "h", "POST /lookup", "/lookup");
+        for name in ["email", "", "a.b", "%", "\\u0065mail"] {
+            assert!(v.body_field(name).is_none(), "{ct} {name}");
+            assert!(
+                !v.matches(&Cond::Param(ParamLoc::Body, name.into(), None)),
+                "{ct} {name}"
+            );
+        }
+        assert!(v.json_body().is_none(), "{ct}");
+        // the query still answers
+        assert!(v.matches(&Cond::Param(ParamLoc::Either, "email".into(), None)));
+    }
+}
