@@ -216,6 +216,23 @@ impl Entity {
         Ok(true)
     }
 
+    /// [`Entity::push_str`] for a list whose overflow is not counted (user agents, principals):
+    /// a full list takes nothing, listed or not, so it is not searched (an address behind
+    /// which many principals log in would look each one up on every call).
+    fn add_str(
+        strings: &mut Strings,
+        first: &mut u32,
+        rare: &mut Option<Box<Rare>>,
+        tail: fn(&mut Rare) -> &mut Vec<u32>,
+        s: &str,
+        cap: usize,
+    ) {
+        if *first != NONE && 1 + rare.as_mut().map_or(0, |r| tail(r).len()) >= cap {
+            return;
+        }
+        let _ = Entity::push_str(strings, first, rare, tail, s, cap);
+    }
+
     fn list(&self, strings: &Strings, first: u32, tail: fn(&Rare) -> &Vec<u32>) -> Vec<String> {
         let mut out = Vec::new();
         if first != NONE {
@@ -583,7 +600,7 @@ impl EntityTable {
         }
         if let Some(ua) = &o.user_agent {
             let cut = cut_chars(ua, 200);
-            let _ = Entity::push_str(
+            Entity::add_str(
                 strings,
                 &mut e.user_agent,
                 &mut e.rare,
@@ -610,7 +627,7 @@ impl EntityTable {
             }
         }
         if let Some(pr) = &o.principal {
-            let _ = Entity::push_str(
+            Entity::add_str(
                 strings,
                 &mut e.principal,
                 &mut e.rare,
@@ -1153,6 +1170,51 @@ mod tests {
             "{alerts} {}",
             by_key.evictions
         );
+    }
+
+    /// Adding to a list whose overflow is not counted leaves the list, the shared strings and
+    /// their references as pushing does, through the first item, repeats, a full list and
+    /// values seen before and after it filled.
+    #[test]
+    fn adding_to_a_full_uncounted_list_is_pushing_to_it() {
+        let (mut sa, mut sb) = (Strings::default(), Strings::default());
+        let (mut fa, mut fb) = (NONE, NONE);
+        let (mut ra, mut rb): (Option<Box<Rare>>, Option<Box<Rare>>) = (None, None);
+        let tail: fn(&mut Rare) -> &mut Vec<u32> = |r| &mut r.principals;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..5000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // mostly the first few values, now and then one of many others
+            let v = if i % 3 == 0 { x % 40 } else { x % 5 };
+            let s = format!("user-{v}");
+            let _ = Entity::push_str(&mut sa, &mut fa, &mut ra, tail, &s, MAX_LIST / 2);
+            Entity::add_str(&mut sb, &mut fb, &mut rb, tail, &s, MAX_LIST / 2);
+            let list = |st: &Strings, f: u32, r: &Option<Box<Rare>>| {
+                let mut out = vec![st.get(f).to_string()];
+                out.extend(
+                    r.iter()
+                        .flat_map(|r| r.principals.iter().map(|i| st.get(*i).to_string())),
+                );
+                out
+            };
+            assert_eq!(list(&sa, fa, &ra), list(&sb, fb, &rb), "call {i}");
+            assert_eq!(sa.len(), sb.len());
+        }
+        assert_eq!(
+            1 + rb.as_ref().map_or(0, |r| r.principals.len()),
+            MAX_LIST / 2,
+            "the list filled"
+        );
+        // letting go of every reference frees every string: the reference counts matched too
+        for (st, f, r) in [(&mut sa, fa, &ra), (&mut sb, fb, &rb)] {
+            st.release(f);
+            for i in r.iter().flat_map(|r| r.principals.iter().copied()) {
+                st.release(i);
+            }
+            assert_eq!(st.len(), 0);
+        }
     }
 
     /// The hand-written parser of an `ip` entity's value takes exactly what std's takes.
