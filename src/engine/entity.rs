@@ -216,6 +216,23 @@ impl Entity {
         Ok(true)
     }
 
+    /// [`Entity::push_str`] for a list whose overflow is not counted (user agents, principals):
+    /// a full list takes nothing, listed or not, so it is not searched (an address behind
+    /// which many principals log in would look each one up on every call).
+    fn add_str(
+        strings: &mut Strings,
+        first: &mut u32,
+        rare: &mut Option<Box<Rare>>,
+        tail: fn(&mut Rare) -> &mut Vec<u32>,
+        s: &str,
+        cap: usize,
+    ) {
+        if *first != NONE && 1 + rare.as_mut().map_or(0, |r| tail(r).len()) >= cap {
+            return;
+        }
+        let _ = Entity::push_str(strings, first, rare, tail, s, cap);
+    }
+
     fn list(&self, strings: &Strings, first: u32, tail: fn(&Rare) -> &Vec<u32>) -> Vec<String> {
         let mut out = Vec::new();
         if first != NONE {
@@ -472,7 +489,12 @@ impl EntityTable {
 
     /// The entity's position, created when new.
     fn entry(&mut self, k: &EntityKey, ts: Ts) -> u32 {
-        if let Some(i) = self.compact(k).and_then(|c| self.map.find(c)) {
+        self.entry_at(k, None, ts)
+    }
+
+    /// [`EntityTable::entry`], given `k`'s compact key when the caller knows it.
+    fn entry_at(&mut self, k: &EntityKey, compact: Option<u64>, ts: Ts) -> u32 {
+        if let Some(i) = compact.or_else(|| self.compact(k)).and_then(|c| self.map.find(c)) {
             return i;
         }
         if self.map.len() >= self.cfg.max_entities {
@@ -520,8 +542,23 @@ impl EntityTable {
     /// Fold a transaction into the entity's profile. Returns an account-takeover alert when a
     /// success follows a run of failures.
     pub fn observe(&mut self, o: &Obs) -> Option<Alert> {
+        self.observe_at(o, None)
+    }
+
+    /// [`EntityTable::observe`] of a call's own address: `o.key` is `EntityKey::ip(o.client)`,
+    /// whose compact key an IPv4 address gives without reading the key's text back.
+    pub(super) fn observe_client(&mut self, o: &Obs) -> Option<Alert> {
+        let compact = match o.client {
+            IpAddr::V4(a) => Some(KEY_V4 | u32::from(a) as u64),
+            IpAddr::V6(_) => None,
+        };
+        debug_assert_eq!(compact.map(|c| c as u32), v4_of(&o.key), "{:?}", o.key);
+        self.observe_at(o, compact)
+    }
+
+    fn observe_at(&mut self, o: &Obs, compact: Option<u64>) -> Option<Alert> {
         let (takeover_window_s, takeover_failures) = (self.cfg.takeover_window_s, self.cfg.takeover_failures);
-        let i = self.entry(&o.key, o.ts);
+        let i = self.entry_at(&o.key, compact, o.ts);
         self.last = (self.map.at(i).key, i);
         let strings = &mut self.strings;
         let e = self.map.at_mut(i);
@@ -563,7 +600,7 @@ impl EntityTable {
         }
         if let Some(ua) = &o.user_agent {
             let cut = cut_chars(ua, 200);
-            let _ = Entity::push_str(
+            Entity::add_str(
                 strings,
                 &mut e.user_agent,
                 &mut e.rare,
@@ -590,7 +627,7 @@ impl EntityTable {
             }
         }
         if let Some(pr) = &o.principal {
-            let _ = Entity::push_str(
+            Entity::add_str(
                 strings,
                 &mut e.principal,
                 &mut e.rare,
@@ -1092,6 +1129,92 @@ mod tests {
         };
         assert!(t.get(&last).is_some());
         assert_eq!(t.key_of(t.compact(&last).expect("known")), last);
+    }
+
+    /// Observing a call's own address by the address (`observe_client`) builds the profiles,
+    /// takeover alerts and evictions that observing it by its key text builds, IPv4 and IPv6.
+    #[test]
+    fn observing_the_client_by_its_address_is_observing_it_by_its_key() {
+        let cfg = EntityConfig {
+            max_entities: 40,
+            takeover_failures: 2,
+            ..EntityConfig::default()
+        };
+        let (mut by_key, mut by_addr) = (EntityTable::new(cfg.clone()), EntityTable::new(cfg));
+        let r = rule();
+        let mut alerts = 0;
+        for i in 0..2000u64 {
+            let n = (i * 7919) % 61;
+            let client = if n % 5 == 0 {
+                IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, n as u16])
+            } else {
+                IpAddr::from([10, 4, (n / 3) as u8, n as u8])
+            };
+            let mut o = obs(EntityKey::ip(client), i, client, &format!("GET /e{}", i % 37), 200);
+            o.auth_failure = i % 4 != 3;
+            o.login_failure = o.auth_failure;
+            o.login_success = i % 4 == 3;
+            let (a, b) = (by_key.observe(&o), by_addr.observe_client(&o));
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "call {i}");
+            alerts += a.is_some() as usize;
+            if i % 9 == 0 {
+                by_key.add_risk(&o.key, o.ts, &r);
+                by_addr.add_risk(&o.key, o.ts, &r);
+            }
+        }
+        let (a, b) = (by_key.final_reports(100), by_addr.final_reports(100));
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!((by_key.len(), by_key.evictions), (by_addr.len(), by_addr.evictions));
+        assert!(
+            alerts > 0 && by_key.evictions > 0 && !a.0.is_empty(),
+            "{alerts} {}",
+            by_key.evictions
+        );
+    }
+
+    /// Adding to a list whose overflow is not counted leaves the list, the shared strings and
+    /// their references as pushing does, through the first item, repeats, a full list and
+    /// values seen before and after it filled.
+    #[test]
+    fn adding_to_a_full_uncounted_list_is_pushing_to_it() {
+        let (mut sa, mut sb) = (Strings::default(), Strings::default());
+        let (mut fa, mut fb) = (NONE, NONE);
+        let (mut ra, mut rb): (Option<Box<Rare>>, Option<Box<Rare>>) = (None, None);
+        let tail: fn(&mut Rare) -> &mut Vec<u32> = |r| &mut r.principals;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..5000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // mostly the first few values, now and then one of many others
+            let v = if i % 3 == 0 { x % 40 } else { x % 5 };
+            let s = format!("user-{v}");
+            let _ = Entity::push_str(&mut sa, &mut fa, &mut ra, tail, &s, MAX_LIST / 2);
+            Entity::add_str(&mut sb, &mut fb, &mut rb, tail, &s, MAX_LIST / 2);
+            let list = |st: &Strings, f: u32, r: &Option<Box<Rare>>| {
+                let mut out = vec![st.get(f).to_string()];
+                out.extend(
+                    r.iter()
+                        .flat_map(|r| r.principals.iter().map(|i| st.get(*i).to_string())),
+                );
+                out
+            };
+            assert_eq!(list(&sa, fa, &ra), list(&sb, fb, &rb), "call {i}");
+            assert_eq!(sa.len(), sb.len());
+        }
+        assert_eq!(
+            1 + rb.as_ref().map_or(0, |r| r.principals.len()),
+            MAX_LIST / 2,
+            "the list filled"
+        );
+        // letting go of every reference frees every string: the reference counts matched too
+        for (st, f, r) in [(&mut sa, fa, &ra), (&mut sb, fb, &rb)] {
+            st.release(f);
+            for i in r.iter().flat_map(|r| r.principals.iter().copied()) {
+                st.release(i);
+            }
+            assert_eq!(st.len(), 0);
+        }
     }
 
     /// The hand-written parser of an `ip` entity's value takes exactly what std's takes.

@@ -80,19 +80,22 @@ fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
     h.finish()
 }
 
-/// The id of the window of (rule, entity, per): `hash_of(&(rule, key, per))`, continued from
-/// `rule_hash` (a hasher that has hashed `rule` already) when given.
-fn window_id(rule: &str, rule_hash: Option<&DefaultHasher>, key: &EntityKey, per: &str) -> u64 {
-    match rule_hash {
-        Some(h) => {
-            // a tuple hashes its fields one after the other: the same state, the same id
-            let mut h = h.clone();
-            key.hash(&mut h);
-            per.hash(&mut h);
-            h.finish()
-        }
-        None => hash_of(&(rule, key, per)),
-    }
+/// murmur3's 64-bit finaliser: a bijection (xor-shifts and odd multipliers), so distinct
+/// inputs give distinct outputs.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// The id of the window of (rule, entity, per), from the three hashed apart (`hash_of` of the
+/// rule's id, of the [`EntityKey`] and of `per`): a match hashes its entity and endpoint once
+/// for every rule that counts it, not once per rule. With two parts fixed, distinct hashes of
+/// the third give distinct ids (each step is a bijection).
+fn window_id(rule_h: u64, key_h: u64, per_h: u64) -> u64 {
+    mix(rule_h ^ mix(key_h ^ mix(per_h)))
 }
 
 /// An entity value from the request, at most 128 bytes: a longer one keeps its first 96 and
@@ -188,6 +191,30 @@ pub struct Engine {
 
 const COND_UNKNOWN: u8 = 2;
 
+/// Counted fields whose values [`Engine::on_tx`] keeps for the other rules counting them.
+const FIELD_MEMO: usize = 8;
+
+/// A counted field's value in a transaction: its hash, and the value as an alert lists it
+/// (none for a secret field or an object's text). `None`: the transaction has none.
+type DistinctValue<'v> = Option<(u64, Option<std::borrow::Cow<'v, str>>)>;
+
+/// The [`DistinctValue`] of field `f` in `v`.
+fn distinct_value<'v>(v: &'v View<'_>, f: &Field) -> DistinctValue<'v> {
+    let x = v.field(f)?;
+    let h = hash_of(&*x);
+    // listed only when it is a plain value of a field that is not a secret (an object's text
+    // could hold a password)
+    let listed = (!f.is_secret() && !x.starts_with(['{', '['])).then(|| {
+        // a short printable ASCII value (ids, names) is listed as it is
+        if x.len() <= 64 && x.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()) {
+            x
+        } else {
+            std::borrow::Cow::Owned(x.chars().take(64).filter(|c| !c.is_control()).collect())
+        }
+    });
+    Some((h, listed))
+}
+
 /// Per rule, an id shared by the rules whose conditions are the same (compared by their
 /// compiled form's text: patterns, globs, ranges).
 fn cond_ids(rules: &RuleSet) -> Vec<u32> {
@@ -276,7 +303,9 @@ impl Engine {
                 cross.push((owner, Cross::Obs(Box::new(o.into_owned()))));
             }
         }
-        self.observe(&base, out);
+        // (the address's own key: its compact form is the address, not read back from text)
+        let ato = self.entities.observe_client(&base);
+        self.took_over(ato, out);
         self.detect_baselines(v, out, cross);
         let rules = self.rules.clone();
         // Rules that share a condition (the same walk counted over a minute and over an hour,
@@ -290,6 +319,11 @@ impl Engine {
         let mut known = std::mem::take(&mut self.cond_memo);
         known.clear();
         known.resize(plan.ids.len(), COND_UNKNOWN);
+        // Per transaction, read once for every rule that needs them: the distinct values of
+        // the counted fields (by field id, the first FIELD_MEMO), the hashes of the address
+        // and principal entities and of the endpoint (window ids).
+        let mut fields: [Option<DistinctValue<'_>>; FIELD_MEMO] = Default::default();
+        let (mut ip_h, mut principal_h, mut ep_h) = (None, None, None);
         for (rule_idx, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.enabled) {
             // the condition first: a scope's globs cost more than most conditions
             let id = plan.ids[rule_idx];
@@ -306,31 +340,38 @@ impl Engine {
             }
             let Some(key) = v.entity(&r.entity) else { continue };
             self.stats.matches += 1;
+            let spare;
             let (distinct, value) = match &r.threshold.distinct {
-                Some(f) => match v.field(f) {
-                    Some(x) => {
-                        // listed only when it is a plain value of a field that is not a secret
-                        // (an object's text could hold a password)
-                        let h = hash_of(&*x);
-                        let listed = (!f.is_secret() && !x.starts_with(['{', '['])).then(|| {
-                            // a short printable ASCII value (ids, names) is listed as it is
-                            if x.len() <= 64 && x.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()) {
-                                x
-                            } else {
-                                std::borrow::Cow::Owned(x.chars().take(64).filter(|c| !c.is_control()).collect())
-                            }
-                        });
-                        (Some(h), listed)
+                Some(f) => {
+                    let dv = match fields.get_mut(plan.field_ids[rule_idx] as usize) {
+                        Some(slot) => slot.get_or_insert_with(|| distinct_value(v, f)),
+                        None => {
+                            spare = distinct_value(v, f);
+                            &spare
+                        }
+                    };
+                    match dv {
+                        Some((h, listed)) => (Some(*h), listed.as_deref()),
+                        None => continue, // nothing to count
                     }
-                    None => continue, // nothing to count
-                },
+                }
                 None => (None, None),
             };
             let detail = match &r.cond {
                 Cond::Detector(d) => v.verdicts().evidence(*d).map(|(n, e)| format!("{n}: {e}")),
                 _ => None,
             };
-            let per = if r.threshold.per_endpoint { v.endpoint } else { "" };
+            let (per, per_h) = if r.threshold.per_endpoint {
+                (v.endpoint, *ep_h.get_or_insert_with(|| hash_of(v.endpoint)))
+            } else {
+                ("", plan.empty_h)
+            };
+            // the address and the principal are the same key for every rule counting by them
+            let key_h = match &r.entity[..] {
+                [EntityKind::Ip] => *ip_h.get_or_insert_with(|| hash_of(&*key)),
+                [EntityKind::Principal] => *principal_h.get_or_insert_with(|| hash_of(&*key)),
+                _ => hash_of(&*key),
+            };
             let personal =
                 r.threshold.found == crate::rules::Found::Personal && v.verdicts().has(Detector::SensitiveResponse);
             let owner = key.shard(self.shards, self.shard);
@@ -340,14 +381,16 @@ impl Engine {
                     HitRef {
                         rule: &r.id,
                         rule_idx,
-                        rule_hash: plan.rule_hash.get(rule_idx),
+                        rule_h: plan.rule_h[rule_idx],
+                        key_h,
+                        per_h,
                         key: &key,
                         endpoint: v.endpoint,
                         per,
                         host: v.host,
                         ts: v.tx.start(),
                         distinct,
-                        value: value.as_deref(),
+                        value,
                         personal,
                         status: v.status(),
                         ctx: HitCtx::Here { v, detail: &detail },
@@ -363,7 +406,7 @@ impl Engine {
                     host: v.host.to_string(),
                     ts: v.tx.start(),
                     distinct,
-                    value: value.map(std::borrow::Cow::into_owned),
+                    value: value.map(str::to_string),
                     personal,
                     sample: v.sample(detail),
                     meta: v.meta.clone(),
@@ -574,7 +617,12 @@ impl Engine {
     }
 
     fn observe(&mut self, o: &Obs, out: &mut Vec<Out>) {
-        if let Some(ato) = self.entities.observe(o) {
+        let ato = self.entities.observe(o);
+        self.took_over(ato, out);
+    }
+
+    fn took_over(&mut self, ato: Option<Alert>, out: &mut Vec<Out>) {
+        if let Some(ato) = ato {
             // A success right after a run of failures: the engine's own detector.
             out.push(Out::Alert(Box::new(ato)));
             self.stats.alerts += 1;

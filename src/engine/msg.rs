@@ -53,8 +53,11 @@ pub struct Hit {
 pub(super) struct HitRef<'a> {
     pub(super) rule: &'a str,
     pub(super) rule_idx: usize,
-    /// The window-id hasher with `rule` hashed already, when the sender had it.
-    pub(super) rule_hash: Option<&'a std::hash::DefaultHasher>,
+    /// `hash_of` the rule's id, the key and `per`: the parts of the window id (see
+    /// [`super::window_id`]).
+    pub(super) rule_h: u64,
+    pub(super) key_h: u64,
+    pub(super) per_h: u64,
     pub(super) key: &'a EntityKey,
     pub(super) endpoint: &'a str,
     pub(super) per: &'a str,
@@ -104,7 +107,9 @@ impl Hit {
         HitRef {
             rule: &self.rule,
             rule_idx: self.rule_idx,
-            rule_hash: None,
+            rule_h: hash_of(self.rule.as_str()),
+            key_h: hash_of(&self.key),
+            per_h: hash_of(self.per.as_str()),
             key: &self.key,
             endpoint: &self.endpoint,
             per: &self.per,

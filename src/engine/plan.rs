@@ -8,12 +8,11 @@
 //! A plan is made for one `Arc<RuleSet>` and kept while the engine holds that same rule set
 //! (a reload swaps the `Arc`, and with it the plan).
 
-use std::hash::{DefaultHasher, Hash};
 use std::sync::Arc;
 
 use super::View;
 use crate::detect::Detector;
-use crate::rules::{Cond, ParamLoc, RuleSet};
+use crate::rules::{Cond, Field, ParamLoc, RuleSet};
 
 /// Fact bits: the response's status class (1xx..9xx: bits 1..9), then these, then one bit
 /// per detector ([`DET`] + its position in [`Plan::detectors`]).
@@ -52,10 +51,18 @@ pub(super) struct Plan {
     guards: Vec<Guard>,
     /// The detectors the conditions ask for, in fact-bit order.
     detectors: Vec<Detector>,
-    /// Per rule, the window-id hasher with the rule's id hashed already (see
-    /// [`super::window_id`]): the id's bytes are not hashed again for every match.
-    pub(super) rule_hash: Vec<DefaultHasher>,
+    /// Per rule, `hash_of` its id (a part of its windows' ids, see [`super::window_id`]):
+    /// not hashed again for every match.
+    pub(super) rule_h: Vec<u64>,
+    /// `hash_of("")`: the `per` part of the id of a window not kept per endpoint.
+    pub(super) empty_h: u64,
+    /// Per rule, the id of the field whose distinct values it counts (rules counting equal
+    /// fields share one: its value is read and hashed once per transaction), or [`NO_FIELD`].
+    pub(super) field_ids: Vec<u32>,
 }
+
+/// A rule that counts no distinct values.
+pub(super) const NO_FIELD: u32 = u32::MAX;
 
 impl Plan {
     pub(super) fn new(rules: Arc<RuleSet>) -> Plan {
@@ -66,21 +73,30 @@ impl Plan {
         for (r, id) in rules.rules.iter().zip(&ids) {
             guards[*id as usize] = guard(&r.cond, &mut detectors);
         }
-        let rule_hash = rules
+        let rule_h = rules.rules.iter().map(|r| super::hash_of(r.id.as_str())).collect();
+        let mut fields: Vec<&Field> = Vec::new();
+        let field_ids = rules
             .rules
             .iter()
-            .map(|r| {
-                let mut h = DefaultHasher::new();
-                r.id.as_str().hash(&mut h);
-                h
+            .map(|r| match &r.threshold.distinct {
+                Some(f) => match fields.iter().position(|x| *x == f) {
+                    Some(i) => i as u32,
+                    None => {
+                        fields.push(f);
+                        fields.len() as u32 - 1
+                    }
+                },
+                None => NO_FIELD,
             })
             .collect();
         Plan {
-            rules,
             ids,
             guards,
             detectors,
-            rule_hash,
+            rule_h,
+            empty_h: super::hash_of(""),
+            field_ids,
+            rules,
         }
     }
 

@@ -1491,10 +1491,12 @@ fn base64_of(s: &str) -> String {
     out
 }
 
-/// A window id continued from the rule's pre-hashed id is the id hashed whole, for every rule
-/// of the default pack and keys and `per` values short, long, empty and not ASCII.
+/// A match applied here and the same match sent from another shard (a [`Hit`]) land in one
+/// window: the parts the engine keeps per rule and per transaction are the hashes the sent
+/// hit's receiver makes, for every rule of the default pack and keys and `per` values short,
+/// long, empty and not ASCII.
 #[test]
-fn window_ids_from_a_prehashed_rule_equal_the_whole_hash() {
+fn window_ids_of_a_hit_applied_here_equal_those_of_the_hit_sent_from_another_shard() {
     let rs = Arc::new(RuleSet::defaults());
     let plan = plan::Plan::new(rs.clone());
     let long = "k".repeat(1000);
@@ -1514,16 +1516,171 @@ fn window_ids_from_a_prehashed_rule_equal_the_whole_hash() {
             value: "".into(),
         },
     ];
+    let (meta, _) = t("GET", "/", 200).tx();
     for (i, r) in rs.rules.iter().enumerate() {
         for k in &keys {
             for per in ["", "GET /users/{id}", long.as_str(), "\u{ff}"] {
+                let hit = Hit {
+                    rule: r.id.clone(),
+                    rule_idx: i,
+                    key: k.clone(),
+                    endpoint: "GET /x".into(),
+                    per: per.into(),
+                    host: String::new(),
+                    ts: 0,
+                    distinct: None,
+                    value: None,
+                    personal: false,
+                    sample: Sample {
+                        url: String::new(),
+                        flow_id: 0,
+                        status: 200,
+                        detail: None,
+                    },
+                    meta: meta.clone(),
+                    http: HttpBrief::default(),
+                };
+                let sent = hit.borrowed();
+                // what `on_tx` passes
+                let per_h = if per.is_empty() { plan.empty_h } else { hash_of(per) };
+                let here = window_id(plan.rule_h[i], hash_of(k), per_h);
                 assert_eq!(
-                    window_id(&r.id, plan.rule_hash.get(i), k, per),
-                    hash_of(&(r.id.as_str(), k, per)),
+                    window_id(sent.rule_h, sent.key_h, sent.per_h),
+                    here,
                     "{} {k:?} {per}",
                     r.id
                 );
+                // and the window's rule hash is what a reload compares
+                assert_eq!(sent.rule_h, hash_of(r.id.as_str()));
             }
         }
+    }
+}
+
+/// Distinct (rule, entity, per) triples get distinct window ids: no two entities share a
+/// window, over the default rules, thousands of keys of every kind and several `per` values.
+#[test]
+fn window_ids_are_distinct_for_distinct_rules_entities_and_endpoints() {
+    let rs = RuleSet::defaults();
+    let mut keys = Vec::new();
+    for i in 0..3000u32 {
+        keys.push(EntityKey::ip(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))));
+        keys.push(EntityKey {
+            kind: "principal".into(),
+            value: format!("h:{i:016x}"),
+        });
+        keys.push(EntityKey {
+            kind: "ip+user_agent".into(),
+            value: format!("10.0.0.{}|agent {}", i % 256, i / 256),
+        });
+    }
+    let pers = ["", "GET /users/{id}", "GET /users/{id}/orders", "POST /login"];
+    let mut seen = std::collections::HashSet::new();
+    let mut n = 0;
+    for r in &rs.rules {
+        let rh = hash_of(r.id.as_str());
+        for k in &keys {
+            let kh = hash_of(k);
+            for p in pers {
+                n += 1;
+                assert!(seen.insert(window_id(rh, kh, hash_of(p))), "{} {k:?} {p}", r.id);
+            }
+        }
+    }
+    assert_eq!(seen.len(), n);
+    assert!(n > 500_000, "{n}");
+}
+
+/// Rules counting the same field (the value read and hashed once per transaction, then shared)
+/// alert as each does alone, while rules counting other fields keep their own values.
+#[test]
+fn rules_counting_one_field_alert_as_each_would_alone() {
+    let rule = |id: &str, count: u32, entity: &str, distinct: &str| {
+        format!(
+            r#"
+[[rule]]
+id = "{id}"
+sid = {count}
+type = "enumeration"
+entity = "{entity}"
+match = {{ endpoint = "*{{id}}*" }}
+threshold = {{ count = {count}, window = 60, distinct = "{distinct}", per = "endpoint" }}
+"#
+        )
+    };
+    let all = [
+        ("a", 5, "ip", "path.id"),
+        ("b", 8, "ip", "path.id"),
+        ("c", 6, "principal", "path.id"),
+        ("d", 3, "ip", "query.q"),
+        ("e", 4, "ip", "path.0"),
+    ];
+    let together: String = all.iter().map(|(i, c, e, d)| rule(i, *c, e, d)).collect();
+    let mut h = harness(&together);
+    let mut alone: Vec<Harness> = all.iter().map(|(i, c, e, d)| harness(&rule(i, *c, e, d))).collect();
+    let mut fired = 0;
+    for i in 0..120u32 {
+        // ids repeat now and then; some calls carry a query, some a non-ASCII id
+        let id = if i % 7 == 3 {
+            "é\u{1}".to_string()
+        } else {
+            (i % 40).to_string()
+        };
+        let uri = if i % 3 == 0 {
+            format!("/users/{id}?q={}", i % 5)
+        } else {
+            format!("/users/{id}")
+        };
+        let x = t("GET", &uri, 200)
+            .from((i % 2) as u8 + 1)
+            .at(i as f64 * 0.1)
+            .h("Authorization", "Bearer tok");
+        h.feed(&x);
+        for a in alone.iter_mut() {
+            a.feed(&x);
+        }
+    }
+    for (k, (id, ..)) in all.iter().enumerate() {
+        let got: Vec<_> = h
+            .rule_alerts(id)
+            .iter()
+            .map(|a| (a.key.clone(), a.count, a.distinct, a.values.clone(), a.first, a.last))
+            .collect();
+        let want: Vec<_> = alone[k]
+            .rule_alerts(id)
+            .iter()
+            .map(|a| (a.key.clone(), a.count, a.distinct, a.values.clone(), a.first, a.last))
+            .collect();
+        assert_eq!(got, want, "rule {id}");
+        fired += got.len();
+    }
+    assert!(fired >= 5, "only {fired} alerts");
+}
+
+/// A call without a body has no body field, whatever its content type and the field's name:
+/// the early answer is the one the parsed body gives.
+#[test]
+fn a_call_without_a_body_has_no_body_field() {
+    let red = Redactor::new(b"k");
+    for ct in [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "",
+    ] {
+        let x = t("POST", "/lookup?email=a%40b.example", 200).body(ct, "");
+        let (meta, tx) = x.tx();
+        let auth = red.auth(tx.request.as_ref().expect("request"));
+        let v = View::new(&meta, &tx, &auth, meta.src, "h", "POST /lookup", "/lookup");
+        for name in ["email", "", "a.b", "%", "\\u0065mail"] {
+            assert!(v.body_field(name).is_none(), "{ct} {name}");
+            assert!(
+                !v.matches(&Cond::Param(ParamLoc::Body, name.into(), None)),
+                "{ct} {name}"
+            );
+        }
+        assert!(v.json_body().is_none(), "{ct}");
+        // the query still answers
+        assert!(v.matches(&Cond::Param(ParamLoc::Either, "email".into(), None)));
     }
 }

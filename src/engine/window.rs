@@ -108,12 +108,12 @@ impl Engine {
         if self.states.len() >= self.cfg.max_states {
             self.evict_states(h.ts);
         }
-        let id = window_id(h.rule, h.rule_hash, h.key, h.per);
+        let id = window_id(h.rule_h, h.key_h, h.per_h);
         let i = match self.states.find(id) {
             Some(i) => i,
             None => self.states.insert_new(Window {
                 id,
-                rule: hash_of(h.rule),
+                rule: h.rule_h,
                 ..Window::default()
             }),
         };
