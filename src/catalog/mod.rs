@@ -118,9 +118,19 @@ impl Default for Distinct {
 
 impl Distinct {
     pub fn add(&mut self, v: impl Hash) {
+        self.add_hash(Self::hash(v));
+    }
+
+    /// The hash [`Distinct::add`] takes of `v` (the same in every process: a caller may keep it).
+    pub fn hash(v: impl Hash) -> u64 {
         let mut h = DefaultHasher::new();
         v.hash(&mut h);
-        let x = h.finish();
+        h.finish()
+    }
+
+    /// [`Distinct::add`] of a value whose [`Distinct::hash`] is `x`.
+    #[inline]
+    pub fn add_hash(&mut self, x: u64) {
         let idx = (x >> 56) as usize;
         let rank = ((x << 8) | 0x80).leading_zeros() as u8 + 1;
         self.0[idx] = self.0[idx].max(rank);

@@ -207,57 +207,35 @@ impl FlowTable {
     }
 
     pub fn process(&mut self, seg: &TcpSegment<'_>, out: &mut Vec<FlowOutput>) {
+        self.process_with(seg, out, true)
+    }
+
+    /// [`FlowTable::process`]; `fast` false: every segment takes the rare path's lookups (the
+    /// reference the tests hold the common path to).
+    #[inline(always)]
+    fn process_with(&mut self, seg: &TcpSegment<'_>, out: &mut Vec<FlowOutput>, fast: bool) {
         let a = (seg.src, seg.sport);
         let b = (seg.dst, seg.dport);
         let key = FlowKey::new(a, b);
         if seg.ts.saturating_sub(self.last_sweep) >= 1_000_000_000 {
             self.sweep(seg.ts, out);
         }
-        // Port reuse: a fresh SYN on a closed flow starts a new one; on an open flow, a SYN far
-        // from the sequence space waits for the peer's answer (see the module doc).
-        // (client, server, the client's ISN) of a confirmed new connection
-        let mut restart: Option<(Endpoint, Endpoint, u32)> = None;
-        if let Some(f) = self.map.get_mut(&key) {
-            let d = if f.addr[0] == a { 0 } else { 1 };
-            let syn_only = seg.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-            if syn_only && f.closed_at.is_some() {
-                if let Some(f) = self.map.remove(&key) {
-                    self.finish(f, seg.ts, out);
+        let syn_only = seg.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        // The common packet: its flow exists, it is no lone SYN and no port reuse is pending.
+        // Nothing below but the lookup applies to it: one lookup, not three.
+        let flow = match self.map.get_mut(&key) {
+            Some(f) if fast && !syn_only && f.reuse.is_none() => f,
+            _ => {
+                if !self.lookup_slow(key, seg, out) {
+                    return;
                 }
-            } else if syn_only && f.far_syn(d, seg.seq) {
-                f.reuse = Some((d, seg.seq));
-                f.last_seen = seg.ts;
-                return;
-            } else if let Some((c, isn)) = f.reuse {
-                let answered = d != c
-                    && seg.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK
-                    && seg.ack == isn.wrapping_add(1);
-                let went_on = d == c && seg.flags & tcp_flags::SYN == 0 && seg.seq == isn.wrapping_add(1);
-                if answered || went_on {
-                    restart = Some((f.addr[c], f.addr[c ^ 1], isn));
-                }
+                // (made or kept by `lookup_slow`: a second lookup, on the rare path only)
+                let Some(f) = self.map.get_mut(&key) else {
+                    return;
+                };
+                f
             }
-        }
-        if let Some((client, server, isn)) = restart {
-            if let Some(f) = self.map.remove(&key) {
-                self.stats.reused += 1;
-                self.finish(f, seg.ts, out);
-            }
-            self.stats.created += 1;
-            let mut f = Flow::new(&key, [client, server], seg.ts);
-            f.syn_client = Some(0);
-            f.streams[0].init(isn);
-            self.map.insert(key, Box::new(f));
-        }
-        if self.map.len() >= self.cfg.max_flows && !self.map.contains_key(&key) {
-            self.evict(seg.ts, out);
-        }
-        // (one lookup for the flow, found or made)
-        let created = &mut self.stats.created;
-        let flow = self.map.entry(key).or_insert_with(|| {
-            *created += 1;
-            Box::new(Flow::new(&key, [a, b], seg.ts))
-        });
+        };
         let d = if flow.addr[0] == a { 0 } else { 1 };
         flow.pkts += 1;
         flow.dirs |= 1 << d;
@@ -296,6 +274,60 @@ impl FlowTable {
             notes.gap |= n.gap;
         }
         flow.collect(seg.ts, notes, &self.cfg, &mut self.stats, &mut self.txs, out);
+    }
+
+    /// The flow of a segment, for every case but the common one (see [`FlowTable::process`]):
+    /// port reuse, a lone SYN, a new flow (evicting when the table is full). `None`: the
+    /// segment is only noted (a far SYN waiting for its answer); true: the flow is in the table.
+    fn lookup_slow(&mut self, key: FlowKey, seg: &TcpSegment<'_>, out: &mut Vec<FlowOutput>) -> bool {
+        let a = (seg.src, seg.sport);
+        let b = (seg.dst, seg.dport);
+        // Port reuse: a fresh SYN on a closed flow starts a new one; on an open flow, a SYN far
+        // from the sequence space waits for the peer's answer (see the module doc).
+        // (client, server, the client's ISN) of a confirmed new connection
+        let mut restart: Option<(Endpoint, Endpoint, u32)> = None;
+        if let Some(f) = self.map.get_mut(&key) {
+            let d = if f.addr[0] == a { 0 } else { 1 };
+            let syn_only = seg.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+            if syn_only && f.closed_at.is_some() {
+                if let Some(f) = self.map.remove(&key) {
+                    self.finish(f, seg.ts, out);
+                }
+            } else if syn_only && f.far_syn(d, seg.seq) {
+                f.reuse = Some((d, seg.seq));
+                f.last_seen = seg.ts;
+                return false;
+            } else if let Some((c, isn)) = f.reuse {
+                let answered = d != c
+                    && seg.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK
+                    && seg.ack == isn.wrapping_add(1);
+                let went_on = d == c && seg.flags & tcp_flags::SYN == 0 && seg.seq == isn.wrapping_add(1);
+                if answered || went_on {
+                    restart = Some((f.addr[c], f.addr[c ^ 1], isn));
+                }
+            }
+        }
+        if let Some((client, server, isn)) = restart {
+            if let Some(f) = self.map.remove(&key) {
+                self.stats.reused += 1;
+                self.finish(f, seg.ts, out);
+            }
+            self.stats.created += 1;
+            let mut f = Flow::new(&key, [client, server], seg.ts);
+            f.syn_client = Some(0);
+            f.streams[0].init(isn);
+            self.map.insert(key, Box::new(f));
+        }
+        if self.map.len() >= self.cfg.max_flows && !self.map.contains_key(&key) {
+            self.evict(seg.ts, out);
+        }
+        // (one lookup for the flow, found or made)
+        let created = &mut self.stats.created;
+        self.map.entry(key).or_insert_with(|| {
+            *created += 1;
+            Box::new(Flow::new(&key, [a, b], seg.ts))
+        });
+        true
     }
 
     /// Flush and remove flows idle past their timeout.
@@ -1053,5 +1085,100 @@ mod collect_tests {
             assert!(!g.0.community_id.is_empty());
             assert_eq!((g.0.src, g.0.sport, g.0.dport), (v4([10, 0, 0, 2]), 40000, 80));
         }
+    }
+
+    /// The common packet's single lookup changes nothing: random traffic over a few reused
+    /// port pairs (lone SYNs near and far, SYN-ACKs answering them, data, FIN, RST, a table
+    /// small enough to evict) gives the same outputs and counters as the rare path's lookups.
+    #[test]
+    fn single_lookup_for_the_common_packet_gives_what_the_full_lookup_gives() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        let cfg = FlowConfig {
+            max_flows: 3,
+            ..FlowConfig::default()
+        };
+        let mut fast = FlowTable::new(cfg.clone(), ReassemblyConfig::default(), HttpConfig::default());
+        let mut slow = FlowTable::new(cfg, ReassemblyConfig::default(), HttpConfig::default());
+        let (mut fo, mut so) = (Vec::new(), Vec::new());
+        let req = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        // per port: client and server next sequence numbers
+        let mut next_seq = [[1000u32, 5000u32]; 5];
+        let mut ts = 1_000_000u64;
+        for _ in 0..20_000 {
+            let r = next();
+            let port = (r % 5) as usize;
+            let client = (r >> 3) & 1 == 0;
+            let (src, dst, sport, dport) = if client {
+                (v4([10, 0, 0, 2]), v4([10, 0, 0, 1]), 40000 + port as u16, 80)
+            } else {
+                (v4([10, 0, 0, 1]), v4([10, 0, 0, 2]), 80, 40000 + port as u16)
+            };
+            let d = usize::from(!client);
+            let kind = (r >> 4) % 16;
+            let far = (r >> 8) & 1 == 1;
+            let (flags, payload): (u8, &[u8]) = match kind {
+                0 => (tcp_flags::SYN, &[]),
+                1 => (tcp_flags::SYN | tcp_flags::ACK, &[]),
+                2 => (tcp_flags::FIN | tcp_flags::ACK, &[]),
+                3 if (r >> 9) % 4 == 0 => (tcp_flags::RST, &[]),
+                4..=9 => (tcp_flags::ACK | 0x08, if client { &req[..] } else { &resp[..] }),
+                _ => (tcp_flags::ACK, &[]),
+            };
+            let mut seq = next_seq[port][d];
+            if far && flags & tcp_flags::SYN != 0 {
+                seq = seq.wrapping_add(0x4000_0000 + r);
+            }
+            let ack = next_seq[port][d ^ 1];
+            let segment = TcpSegment {
+                ts,
+                src,
+                dst,
+                sport,
+                dport,
+                seq,
+                ack,
+                flags,
+                payload,
+                missing: 0,
+            };
+            let adv = payload.len() as u32 + u32::from(flags & (tcp_flags::SYN | tcp_flags::FIN) != 0);
+            next_seq[port][d] = seq.wrapping_add(adv);
+            if flags & tcp_flags::SYN != 0 && far {
+                next_seq[port][d] = seq.wrapping_add(1);
+            }
+            // (distinct times: the flows evicted are the same whatever the table's order)
+            ts += 1 + u64::from(r % 3_000_000);
+            fast.process_with(&segment, &mut fo, true);
+            slow.process_with(&segment, &mut so, false);
+        }
+        fast.flush_all(ts, &mut fo);
+        slow.flush_all(ts, &mut so);
+        assert!(fo.len() > 100, "{}", fo.len());
+        // Flows are swept, evicted and flushed in the order of their table, which is seeded
+        // per table: compare each flow's outputs in order, the flows in a fixed order.
+        let by_flow = |v: &[FlowOutput]| {
+            let mut v: Vec<_> = v
+                .iter()
+                .map(|o| {
+                    let m = match o {
+                        FlowOutput::Http { meta, .. }
+                        | FlowOutput::Tls { meta, .. }
+                        | FlowOutput::Anomaly { meta, .. } => meta,
+                    };
+                    ((m.src, m.sport, m.dst, m.dport), format!("{o:?}"))
+                })
+                .collect();
+            v.sort_by_key(|(k, _)| *k);
+            v
+        };
+        assert_eq!(by_flow(&fo), by_flow(&so));
+        assert_eq!(format!("{:?}", fast.stats), format!("{:?}", slow.stats));
+        assert_eq!(format!("{:?}", fast.rstats), format!("{:?}", slow.rstats));
+        assert!(fast.stats.reused > 0 && fast.stats.evicted > 0, "{:?}", fast.stats);
     }
 }

@@ -311,8 +311,9 @@ impl Half {
         }
         b.extend_from_slice(b"\r\n\r\n");
         let mut scan = HeadScan::default();
-        match parse_head(role, &b, &mut scan, ev) {
-            Parsed::Complete(mut msg, _) => {
+        let mut msg = Message::default();
+        match parse_head(role, &b, &mut scan, &mut msg, ev) {
+            Parsed::Complete(_) => {
                 msg.start = self.head_ts;
                 msg.end = ts;
                 msg.truncated = true;
@@ -427,8 +428,9 @@ impl Half {
             self.buf.extend_from_slice(d);
         }
         let src: &[u8] = if from_buf { &self.buf } else { d };
-        match parse_head(role, src, &mut self.scan, ev) {
-            Parsed::Complete(mut msg, n) => {
+        // (the message is built in `cur`, not moved there: a head is parsed once per message)
+        match parse_head(role, src, &mut self.scan, &mut self.cur, ev) {
+            Parsed::Complete(n) => {
                 // A header continued on the next line (obs-fold, RFC 9112 §5.2): parsers
                 // disagree on it, a classic smuggling vector. httparse tolerates it; we report it.
                 let head = &src[..n.min(src.len())];
@@ -440,11 +442,11 @@ impl Half {
                 let used = if from_buf { n.saturating_sub(old) } else { n };
                 *d = &d[used.min(d.len())..];
                 self.buf.clear();
-                msg.start = self.head_ts;
-                msg.end = ts;
+                self.cur.start = self.head_ts;
+                self.cur.end = ts;
                 self.ever_synced = true;
                 let head_end = end_pos - d.len() as u64;
-                self.start_body(role, msg, ts, head_end, cfg, ev);
+                self.start_body(role, ts, head_end, cfg, ev);
             }
             Parsed::Partial => {
                 if !from_buf {
@@ -487,7 +489,8 @@ impl Half {
         b.truncate(last_lf + 1);
         b.extend_from_slice(b"\r\n");
         let mut scan = HeadScan::default();
-        let Parsed::Complete(mut msg, _) = parse_head(role, &b, &mut scan, ev) else {
+        let mut msg = Message::default();
+        let Parsed::Complete(_) = parse_head(role, &b, &mut scan, &mut msg, ev) else {
             self.st = St::Resync;
             self.line_start = false;
             return;
@@ -497,7 +500,8 @@ impl Half {
         msg.truncated = true;
         self.ever_synced = true;
         let pos = self.pos;
-        self.start_body(role, msg, ts, pos, cfg, ev);
+        self.cur = msg;
+        self.start_body(role, ts, pos, cfg, ev);
         self.after_skip = match self.st {
             St::Body(f) => Some(f),
             St::Idle => None,
@@ -555,8 +559,8 @@ impl Half {
         }
     }
 
-    fn start_body(&mut self, role: Role, msg: Message, ts: Ts, head_end: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
-        self.cur = msg;
+    /// The head in `cur` is complete: report it and frame its body.
+    fn start_body(&mut self, role: Role, ts: Ts, head_end: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
         self.inspect = super::worth_inspecting(self.cur.header("content-type"));
         let framing = match role {
             Role::Request => {
@@ -842,7 +846,8 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, HttpAnomaly> {
 }
 
 enum Parsed {
-    Complete(Message, usize),
+    /// The message is in the caller's `out`; the head's length.
+    Complete(usize),
     Partial,
     Error(HttpAnomaly),
 }
@@ -852,15 +857,16 @@ enum Parsed {
 /// inside the target, HTTP/0.9 lines without a version, a lower-case `http/1.1` or a
 /// non-numeric status in a status line), the headers by httparse. `scan`: how far a previous
 /// call on the same (grown) buffer looked for the end of the head, so a head that arrives in
-/// many segments is scanned once, not from byte 0 on every segment.
-fn parse_head(role: Role, src: &[u8], sc: &mut HeadScan, ev: &mut dyn Events) -> Parsed {
+/// many segments is scanned once, not from byte 0 on every segment. The message is written
+/// to `out` when the head is complete (`out` untouched otherwise).
+fn parse_head(role: Role, src: &[u8], sc: &mut HeadScan, out: &mut Message, ev: &mut dyn Events) -> Parsed {
     if !sc.tried {
         // Fast path, the common case: an ordinary head, whole in one segment.
         sc.tried = true;
-        match strict_parse(role, src) {
-            Ok(Some((msg, n))) => {
+        match strict_parse_into(role, src, out) {
+            Ok(Some(n)) => {
                 sc.strict = true;
-                return Parsed::Complete(msg, n);
+                return Parsed::Complete(n);
             }
             Ok(None) => {}
             Err(a) => return Parsed::Error(a),
@@ -891,7 +897,8 @@ fn parse_head(role: Role, src: &[u8], sc: &mut HeadScan, ev: &mut dyn Events) ->
     };
     if start.http09 {
         ev.anomaly(HttpAnomaly::UnusualStartLine);
-        return Parsed::Complete(start.message(), lf + 1);
+        *out = start.message();
+        return Parsed::Complete(lf + 1);
     }
     let Some(end) = head_end(src, sc.from.max(lf), &mut sc.from) else {
         return Parsed::Partial;
@@ -899,10 +906,10 @@ fn parse_head(role: Role, src: &[u8], sc: &mut HeadScan, ev: &mut dyn Events) ->
     let head = &src[..end];
     if !start.unusual {
         // httparse on the whole head, strict about headers.
-        match strict_parse(role, head) {
-            Ok(Some((msg, _))) => {
+        match strict_parse_into(role, head, out) {
+            Ok(Some(_)) => {
                 sc.strict = true;
-                return Parsed::Complete(msg, end);
+                return Parsed::Complete(end);
             }
             Ok(None) => {}
             Err(a) => return Parsed::Error(a),
@@ -919,7 +926,8 @@ fn parse_head(role: Role, src: &[u8], sc: &mut HeadScan, ev: &mut dyn Events) ->
         Ok(h) => msg.headers = h,
         Err(a) => return Parsed::Error(a),
     }
-    Parsed::Complete(msg, end)
+    *out = msg;
+    Parsed::Complete(end)
 }
 
 /// Where a head that arrives in pieces has been looked at: httparse is tried once on the
@@ -1136,10 +1144,12 @@ pub(super) fn push_value(out: &mut Headers, name: &str, value: &[u8]) {
     }
 }
 
-/// httparse on an ordinary head: the message and the head's length; `Ok(None)` when the
-/// head is not complete or httparse refuses something (the caller looks further), `Err` only
-/// for too many headers.
-fn strict_parse(role: Role, head: &[u8]) -> Result<Option<(Message, usize)>, HttpAnomaly> {
+/// httparse on an ordinary head: the head's length, its message written to `out` (every
+/// field: nothing of what `out` held stays); `Ok(None)` when the head is not complete or
+/// httparse refuses something (the caller looks further; `out` untouched), `Err` only for too
+/// many headers. Written in place, not returned: a message is a few hundred bytes, and the
+/// head parser runs for every one.
+fn strict_parse_into(role: Role, head: &[u8], out: &mut Message) -> Result<Option<usize>, HttpAnomaly> {
     let mut hs = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let res = match role {
         Role::Request => {
@@ -1147,16 +1157,12 @@ fn strict_parse(role: Role, head: &[u8]) -> Result<Option<(Message, usize)>, Htt
             parser_config(false)
                 .parse_request_with_uninit_headers(&mut req, head, &mut hs)
                 .map(|st| match st {
-                    httparse::Status::Complete(n) => Some((
-                        Message {
-                            method: req.method.unwrap_or("").to_string(),
-                            uri: req.path.unwrap_or("").to_string(),
-                            minor: req.version.unwrap_or(1),
-                            headers: owned_headers(req.headers, &head[..n]),
-                            ..Message::default()
-                        },
-                        n,
-                    )),
+                    httparse::Status::Complete(n) => {
+                        let headers = owned_headers(req.headers, &head[..n]);
+                        let (method, uri) = (req.method.unwrap_or(""), req.path.unwrap_or(""));
+                        set_head(out, method, uri, 0, "", req.version.unwrap_or(1), headers);
+                        Some(n)
+                    }
                     httparse::Status::Partial => None,
                 })
         }
@@ -1165,16 +1171,12 @@ fn strict_parse(role: Role, head: &[u8]) -> Result<Option<(Message, usize)>, Htt
             parser_config(false)
                 .parse_response_with_uninit_headers(&mut resp, head, &mut hs)
                 .map(|st| match st {
-                    httparse::Status::Complete(n) => Some((
-                        Message {
-                            status: resp.code.unwrap_or(0),
-                            reason: resp.reason.unwrap_or("").to_string(),
-                            minor: resp.version.unwrap_or(1),
-                            headers: owned_headers(resp.headers, &head[..n]),
-                            ..Message::default()
-                        },
-                        n,
-                    )),
+                    httparse::Status::Complete(n) => {
+                        let headers = owned_headers(resp.headers, &head[..n]);
+                        let (code, reason) = (resp.code.unwrap_or(0), resp.reason.unwrap_or(""));
+                        set_head(out, "", "", code, reason, resp.version.unwrap_or(1), headers);
+                        Some(n)
+                    }
                     httparse::Status::Partial => None,
                 })
         }
@@ -1184,6 +1186,51 @@ fn strict_parse(role: Role, head: &[u8]) -> Result<Option<(Message, usize)>, Htt
         Err(httparse::Error::TooManyHeaders) => Err(HttpAnomaly::TooManyHeaders),
         Err(_) => Ok(None),
     }
+}
+
+/// `*m = Message { method, uri, status, reason, minor, headers, ..Message::default() }`, field
+/// by field (the message is not built aside and moved in). Every field is named: a field added
+/// to [`Message`] does not compile here until it is reset too.
+fn set_head(m: &mut Message, method: &str, uri: &str, status: u16, reason: &str, minor: u8, headers: Headers) {
+    let Message {
+        method: m_method,
+        uri: m_uri,
+        status: m_status,
+        reason: m_reason,
+        minor: m_minor,
+        headers: m_headers,
+        body_len,
+        body,
+        body_decoded,
+        start,
+        end,
+        gap,
+        truncated,
+        http09,
+        h2,
+    } = m;
+    *m_method = method.to_string();
+    *m_uri = uri.to_string();
+    *m_status = status;
+    *m_reason = reason.to_string();
+    *m_minor = minor;
+    *m_headers = headers;
+    *body_len = 0;
+    *body = Vec::new();
+    *body_decoded = false;
+    *start = 0;
+    *end = 0;
+    *gap = false;
+    *truncated = false;
+    *http09 = false;
+    *h2 = false;
+}
+
+/// [`strict_parse_into`] a fresh message (the tests' form).
+#[cfg(test)]
+fn strict_parse(role: Role, head: &[u8]) -> Result<Option<(Message, usize)>, HttpAnomaly> {
+    let mut m = Message::default();
+    strict_parse_into(role, head, &mut m).map(|r| r.map(|n| (m, n)))
 }
 
 /// Is this byte one httparse refuses in a header value that nginx passes on?
@@ -1448,5 +1495,117 @@ mod tests {
             }
         }
         assert!(folded > 500, "{folded}");
+    }
+
+    /// A head is parsed straight into the half's current message, whatever that held before
+    /// (an interim response, a message from a test): the result is the message a fresh parse
+    /// gives, field for field, on requests and responses, strict and lenient heads alike.
+    #[test]
+    fn head_parsed_in_place_leaves_nothing_of_the_previous_message() {
+        let dirty = || Message {
+            method: "OLD".into(),
+            uri: "/old".into(),
+            status: 103,
+            reason: "Early".into(),
+            minor: 0,
+            headers: [("x-old", "1")].into_iter().collect(),
+            body_len: 9,
+            body: b"old body".to_vec(),
+            body_decoded: true,
+            start: 5,
+            end: 6,
+            gap: true,
+            truncated: true,
+            http09: true,
+            h2: true,
+        };
+        let heads: &[(Role, &[u8])] = &[
+            (
+                Role::Request,
+                b"GET /a?b=1 HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer x\r\n\r\n",
+            ),
+            (Role::Request, b"POST /p HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc"),
+            (Role::Request, b"GET /sp ace HTTP/1.1\r\nA: b\r\n\r\n"),
+            (Role::Request, b"GET /ctl HTTP/1.1\r\nA: b\x01c\r\n\r\n"),
+            (Role::Request, b"GET /09\r\n"),
+            (Role::Request, b"PUT /\xff\xfe HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n"),
+            (
+                Role::Response,
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{}",
+            ),
+            (Role::Response, b"HTTP/1.1 404 \r\n\r\n"),
+            (Role::Response, b"HTTP/1.0 2XX Odd\r\nA: b\r\n\r\n"),
+            (Role::Response, b"HTTP/1.1 200 OK\r\nA: b\r\n folded\r\n\r\n"),
+            (Role::Response, b"http/1.1 301 Moved\r\nLocation: /x\r\n\r\n"),
+        ];
+        let mut ev = NoEvents;
+        for (role, head) in heads {
+            let mut fresh = Message::default();
+            let mut reused = dirty();
+            let a = parse_head(*role, head, &mut HeadScan::default(), &mut fresh, &mut ev);
+            let b = parse_head(*role, head, &mut HeadScan::default(), &mut reused, &mut ev);
+            let (Parsed::Complete(na), Parsed::Complete(nb)) = (a, b) else {
+                panic!("not complete: {head:?}");
+            };
+            assert_eq!(na, nb, "{head:?}");
+            assert_eq!(format!("{fresh:?}"), format!("{reused:?}"), "{head:?}");
+            assert_eq!(fresh.headers, reused.headers, "{head:?}");
+        }
+        // strict: the fields httparse gives, and the rest as a new message has them
+        let mut m = dirty();
+        let head = b"DELETE /x/1 HTTP/1.0\r\nHost: a\r\n\r\n";
+        assert_eq!(strict_parse_into(Role::Request, head, &mut m), Ok(Some(head.len())));
+        let want = Message {
+            method: "DELETE".into(),
+            uri: "/x/1".into(),
+            minor: 0,
+            headers: [("Host", "a")].into_iter().collect(),
+            ..Message::default()
+        };
+        assert_eq!(
+            format!(
+                "{:?}",
+                (&m.method, &m.uri, m.status, &m.reason, m.minor, &m.body, m.body_len)
+            ),
+            format!(
+                "{:?}",
+                (
+                    &want.method,
+                    &want.uri,
+                    want.status,
+                    &want.reason,
+                    want.minor,
+                    &want.body,
+                    want.body_len
+                )
+            )
+        );
+        assert_eq!(m.headers, want.headers);
+        assert!(!(m.body_decoded || m.gap || m.truncated || m.http09 || m.h2) && m.start == 0 && m.end == 0);
+        // a head httparse leaves incomplete or refuses leaves the message as it was
+        let mut m = dirty();
+        assert_eq!(
+            strict_parse_into(Role::Request, b"GET / HTTP/1.1\r\nHost", &mut m),
+            Ok(None)
+        );
+        assert_eq!(format!("{m:?}"), format!("{:?}", dirty()));
+    }
+
+    struct NoEvents;
+
+    impl Events for NoEvents {
+        fn role_found(&mut self, _: Role) {}
+        fn request_head(&mut self, _: &Message, _: u64) {}
+        fn response_head(&mut self, _: &Message) -> ReqKind {
+            ReqKind::Other
+        }
+        fn next_response_kind(&self) -> Option<ReqKind> {
+            None
+        }
+        fn done(&mut self, _: Role, _: Message, _: u64) {}
+        fn lost(&mut self, _: Role, _: u64) {}
+        fn anomaly(&mut self, _: HttpAnomaly) {}
+        fn tunnel(&mut self) {}
+        fn not_http(&mut self) {}
     }
 }
