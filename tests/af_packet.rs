@@ -441,9 +441,13 @@ fn af_packet_serves_prometheus_metrics_during_the_run() {
         sample_value(&page, "apitap_events_total{type=\"http\"}").unwrap_or(0) > 0,
         "{page}"
     );
-    assert_eq!(
-        sample_value(&page, "apitap_interface_packets_total{interface=\"afp4s0\"}"),
-        Some(packets)
+    // The interface's count is read from the rings, the capture's from the flow side, a moment
+    // apart in one scrape: a kernel packet arriving between the two reads shows in the first
+    // only (seen once in CI: 19,081 against 19,080).
+    let iface = sample_value(&page, "apitap_interface_packets_total{interface=\"afp4s0\"}").expect("interface series");
+    assert!(
+        iface >= packets && iface - packets < 20,
+        "interface {iface}, capture {packets}"
     );
     for w in ["kernel", "interface", "queue"] {
         let s = format!("apitap_interface_dropped_packets_total{{interface=\"afp4s0\",where=\"{w}\"}}");
