@@ -414,6 +414,14 @@ fn visit(body: &[u8], i: usize, found: &mut BTreeSet<Sensitive>) -> usize {
 mod tests {
     use super::*;
 
+    /// The next of a xorshift sequence in `0..n` (generated test texts, the same every run).
+    fn xorshift(seed: &mut u64, n: usize) -> usize {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed % n as u64) as usize
+    }
+
     fn kinds(s: &str) -> Vec<&'static str> {
         scan(s.as_bytes()).into_iter().map(|k| k.as_str()).collect()
     }
@@ -503,12 +511,7 @@ mod tests {
             b"x",
         ];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rnd = |n: usize| xorshift(&mut seed, n);
         let mut found_some = 0;
         for round in 0..20_000 {
             let mut t = Vec::new();
@@ -566,12 +569,7 @@ mod tests {
             b"_",
         ];
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rnd = |n: usize| xorshift(&mut seed, n);
         let mut found_some = 0;
         for round in 0..6_000 {
             let mut t = Vec::new();

@@ -756,7 +756,15 @@ mod tests {
     const C: [u8; 4] = [10, 0, 0, 2];
     const S: [u8; 4] = [10, 0, 0, 1];
 
-    fn seg<'a>(ts: Ts, from_client: bool, seq: u32, ack: u32, flags: u8, payload: &'a [u8]) -> TcpSegment<'a> {
+    /// A segment of the one test connection (client 10.0.0.2:40000, server 10.0.0.1:80).
+    pub(super) fn seg<'a>(
+        ts: Ts,
+        from_client: bool,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &'a [u8],
+    ) -> TcpSegment<'a> {
         let (src, dst, sport, dport) = if from_client {
             (v4(C), v4(S), 40000, 80)
         } else {
@@ -1017,25 +1025,7 @@ mod collect_tests {
     use super::*;
     use crate::decode::v4;
 
-    fn seg<'a>(ts: Ts, from_client: bool, seq: u32, ack: u32, flags: u8, payload: &'a [u8]) -> TcpSegment<'a> {
-        let (src, dst, sport, dport) = if from_client {
-            (v4([10, 0, 0, 2]), v4([10, 0, 0, 1]), 40000, 80)
-        } else {
-            (v4([10, 0, 0, 1]), v4([10, 0, 0, 2]), 80, 40000)
-        };
-        TcpSegment {
-            ts,
-            src,
-            dst,
-            sport,
-            dport,
-            seq,
-            ack,
-            flags,
-            payload,
-            missing: 0,
-        }
-    }
+    use super::tests::seg;
 
     /// Several transactions finished by one segment leave in order, each with the flow's meta
     /// (the last one takes the meta itself, the others a copy).
