@@ -106,6 +106,11 @@ struct Pipeline {
     last_ts: Ts,
     /// Fleet counters (`[fleet]` on).
     fleet: Option<Arc<crate::fleet::FleetCounters>>,
+    /// Live: the workers' queue budget, and what each shard's open batch holds against it.
+    queue: Arc<crate::worker::QueueBudget>,
+    pending: Vec<usize>,
+    /// Events are counted against `queue` (live); fixed at start, unlike `mode` at shutdown.
+    account: bool,
 }
 
 impl Pipeline {
@@ -163,6 +168,8 @@ impl Pipeline {
             cfg.endpoint_events && cfg.profile,
         );
         let mut shared = shared;
+        let queue = Arc::new(crate::worker::QueueBudget::new(cfg.capture.worker_queue));
+        shared.queue = queue.clone();
         let fleet = match cfg.fleet.redis {
             Some(_) => {
                 let out = crate::fleet::Output {
@@ -190,11 +197,17 @@ impl Pipeline {
                 Mode::Live => bounded::<Vec<Cross>>(1024),
             })
             .unzip();
+        // Live, the byte budget bounds what waits; the batch count only stops runaway small
+        // batches. Replay: the reader waits for a shard with this many batches queued.
+        let depth = match mode {
+            Mode::Replay => 32,
+            Mode::Live => 4096,
+        };
         // Two spent batches per shard in flight back at most: what they hold waits there only
         // until the next batch goes out.
         let (spent_tx, spent) = bounded::<Vec<Event>>(2 * n);
         for (i, crx) in cross_rx.into_iter().enumerate() {
-            let (tx, rx) = bounded::<Vec<Event>>(32);
+            let (tx, rx) = bounded::<Vec<Event>>(depth);
             let catalog = cfg.profile.then(|| {
                 let mut c = Catalog::new(cfg.catalog.clone());
                 c.spec = spec.clone();
@@ -234,6 +247,9 @@ impl Pipeline {
             ticks: 0,
             last_ts: 0,
             fleet,
+            queue,
+            pending: vec![0; n],
+            account: mode == Mode::Live,
         })
     }
 
@@ -266,6 +282,9 @@ impl Pipeline {
             ticks: 0,
             last_ts: 0,
             fleet: self.fleet.clone(),
+            queue: self.queue.clone(),
+            pending: vec![0; self.shards.len()],
+            account: self.account,
         }
     }
 
@@ -288,7 +307,11 @@ impl Pipeline {
     fn tick(&mut self, ts: Ts) -> Result<(), AppError> {
         self.ticks += 1;
         for s in 0..self.shards.len() {
-            self.batches[s].push(Event::Tick { ts, seq: self.ticks });
+            let ev = Event::Tick { ts, seq: self.ticks };
+            if self.account {
+                self.pending[s] += crate::worker::queued_size(&ev);
+            }
+            self.batches[s].push(ev);
             self.send(s)?;
         }
         Ok(())
@@ -313,6 +336,9 @@ impl Pipeline {
             };
             ip.map_or(0, |ip| shard_of_ip(ip, self.shards.len()))
         };
+        if self.account {
+            self.pending[shard] += crate::worker::queued_size(&ev);
+        }
         self.batches[shard].push(ev);
         if self.batches[shard].len() >= BATCH {
             self.send(shard)?;
@@ -348,13 +374,25 @@ impl Pipeline {
     fn send(&mut self, shard: usize) -> Result<(), AppError> {
         let fresh = self.spare();
         let b = std::mem::replace(&mut self.batches[shard], fresh);
+        let bytes = std::mem::take(&mut self.pending[shard]);
         match self.mode {
             // A worker only goes away when a sink failed; the sink's error is reported at join.
-            Mode::Replay => self.shards[shard]
-                .send(b)
-                .map_err(|_| AppError::Output(io::Error::other("output closed"))),
+            Mode::Replay => {
+                if self.account {
+                    // (live, at shutdown: waits, but the worker gives the bytes back all the same)
+                    self.queue.used.fetch_add(bytes, Ordering::AcqRel);
+                }
+                self.shards[shard]
+                    .send(b)
+                    .map_err(|_| AppError::Output(io::Error::other("output closed")))
+            }
             Mode::Live => {
+                if !self.queue.take(bytes) {
+                    self.drops.worker_queue.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    return Ok(());
+                }
                 if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) = self.shards[shard].try_send(b) {
+                    self.queue.give(bytes);
                     self.drops.worker_queue.fetch_add(b.len() as u64, Ordering::Relaxed);
                 }
                 Ok(())
@@ -597,7 +635,7 @@ impl Capture {
             "http": {"transactions": f.transactions},
             "tunnel": {"socks": f.socks},
             "tls": {"flows": f.tls, "malformed": f.tls_malformed, "by_sni": self.tls_names.top(crate::tls::TOP_NAMES)},
-            "memory": {"ooo_bytes": self.flows.buffered_bytes(), "frag_bytes": self.decoder.frags.memory(), "flows": self.flows.active()},
+            "memory": {"ooo_bytes": self.flows.buffered_bytes(), "frag_bytes": self.decoder.frags.memory(), "flows": self.flows.active(), "worker_queue_bytes": p.queue.used.load(Ordering::Relaxed)},
             "events": {
                 "http": events.http, "anomaly": events.anomaly + wc.anomaly.load(Ordering::Relaxed), "stats": events.stats + 1, "tls": events.tls,
                 "alert": wc.alert.load(Ordering::Relaxed), "entity": wc.entity.load(Ordering::Relaxed),

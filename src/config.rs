@@ -176,6 +176,10 @@ promiscuous = true
 immediate = true
 # Packet batches queued between the interface readers and the flow thread.
 queue = 1024
+# Parsed transactions waiting for the workers, all workers together: bytes, or a size with a
+# unit. A burst faster than the workers waits here; beyond it whole batches are dropped and
+# counted (stats drops.worker_queue).
+worker_queue = "128MiB"
 # "pcap" (libpcap, one reader per interface, portable) or "af_packet" (Linux: `threads`
 # TPACKET_V3 rings per interface in one PACKET_FANOUT hash group; each thread owns its flows).
 method = "pcap"
@@ -452,6 +456,7 @@ struct CaptureSection {
     promiscuous: Option<bool>,
     immediate: Option<bool>,
     queue: Option<usize>,
+    worker_queue: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -533,6 +538,8 @@ pub struct CaptureConfig {
     pub immediate: bool,
     /// Packet batches queued between interface readers and the flow thread. Default 1024.
     pub queue: usize,
+    /// Bytes of parsed events waiting for the workers, all workers together. Default 128 MiB.
+    pub worker_queue: usize,
     /// libpcap (default) or AF_PACKET rings with fanout.
     pub method: CaptureMethod,
     /// af_packet: capture threads (rings) per interface. Default 1.
@@ -573,6 +580,7 @@ impl Default for CaptureConfig {
             promiscuous: true,
             immediate: true,
             queue: 1024,
+            worker_queue: 128 << 20,
             method: CaptureMethod::Pcap,
             threads: 1,
             block_size: 1 << 20,
@@ -751,6 +759,13 @@ impl Config {
             }
             if let Some(v) = s.queue {
                 cc.queue = v.max(1);
+            }
+            if let Some(v) = s.worker_queue {
+                let b = quantity(&v, SIZE_UNITS).map_err(|e| bad("capture.worker_queue", &e))?;
+                cc.worker_queue = usize::try_from(b)
+                    .ok()
+                    .filter(|b| (1 << 20..=1 << 40).contains(b))
+                    .ok_or_else(|| bad("capture.worker_queue", "must be 1MiB to 1TiB"))?;
             }
             if let Some(v) = s.method {
                 cc.method = match v.as_str() {
@@ -1174,6 +1189,21 @@ mod tests {
         assert_eq!(ms("25"), Ok(25));
         assert!(ms("1h").unwrap_err().contains("use ms, s, min"));
         assert!(ms("0.5ms").is_err());
+    }
+
+    #[test]
+    fn worker_queue_budget_takes_a_size_and_refuses_a_tiny_or_bad_one() {
+        assert_eq!(Config::default().capture.worker_queue, 128 << 20);
+        let c = Config::from_toml("a.toml", "[capture]\nworker_queue = \"512 MiB\"\n").unwrap();
+        assert_eq!(c.capture.worker_queue, 512 << 20);
+        let c = Config::from_toml("a.toml", "[capture]\nworker_queue = 2097152\n").unwrap();
+        assert_eq!(c.capture.worker_queue, 2 << 20);
+        for bad in ["\"1KiB\"", "0", "\"lots\"", "-5"] {
+            let e = Config::from_toml("a.toml", &format!("[capture]\nworker_queue = {bad}\n"))
+                .err()
+                .unwrap();
+            assert!(e.0.contains("capture.worker_queue"), "{bad}: {}", e.0);
+        }
     }
 
     #[test]

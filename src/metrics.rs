@@ -223,6 +223,11 @@ const GAUGES: &[(&str, &str, &[&str])] = &[
         &["memory", "frag_bytes"],
     ),
     (
+        "apitap_worker_queue_bytes",
+        "Parsed events waiting for the workers now, bytes (live; capture.worker_queue bounds it).",
+        &["memory", "worker_queue_bytes"],
+    ),
+    (
         "apitap_entities",
         "Entities (clients, principals) tracked now.",
         &["engine", "entities"],

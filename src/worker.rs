@@ -89,6 +89,71 @@ pub struct Shared {
     pub endpoint_events: bool,
     /// Fleet state through Redis (`[fleet]`): alerts are claimed fleet-wide before they are written.
     pub fleet: Option<crate::fleet::Fleet>,
+    /// Live: bytes of events handed to the workers and not yet done (`capture.worker_queue`).
+    pub queue: Arc<QueueBudget>,
+}
+
+/// Live: what the events waiting for the workers hold, against a budget in bytes. A burst
+/// faster than the workers waits here (as packets wait in the kernel ring); beyond the budget
+/// the capture thread drops whole batches and counts them (`stats.drops.worker_queue`).
+#[derive(Debug)]
+pub struct QueueBudget {
+    pub used: std::sync::atomic::AtomicUsize,
+    pub limit: usize,
+}
+
+impl QueueBudget {
+    pub fn new(limit: usize) -> Self {
+        QueueBudget {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Take `bytes` from the budget; false (nothing taken) when they do not fit. A batch larger
+    /// than the whole budget still goes when nothing else is waiting.
+    pub fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u == 0 || u.saturating_add(bytes) <= self.limit).then(|| u.saturating_add(bytes))
+            })
+            .is_ok()
+    }
+
+    pub fn give(&self, bytes: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(bytes)));
+    }
+}
+
+/// About what an event holds in memory while it waits for a worker: the event itself and its
+/// messages' strings, header lines and bodies. The capture thread and the worker both compute it
+/// on the same, not yet touched, event, so what one adds the other takes back exactly.
+pub fn queued_size(ev: &Event) -> usize {
+    fn msg(m: &Option<crate::http::Message>) -> usize {
+        m.as_ref().map_or(0, |m| {
+            std::mem::size_of::<crate::http::Message>()
+                + m.method.len()
+                + m.uri.len()
+                + m.reason.len()
+                + m.headers.bytes()
+                + m.headers.len() * 16
+                + m.body.len()
+        })
+    }
+    std::mem::size_of::<Event>()
+        + match ev {
+            Event::Http { tx, endpoint, .. } => {
+                msg(&tx.request)
+                    + msg(&tx.response)
+                    + endpoint
+                        .as_ref()
+                        .map_or(0, |e| std::mem::size_of_val(&**e) + e.0.len() + e.1.len() + e.2.len())
+            }
+            Event::Tls(_) => std::mem::size_of::<crate::event::TlsEvent>(),
+            _ => 0,
+        }
 }
 
 impl Shared {
@@ -122,6 +187,7 @@ impl Shared {
             site_origins: engine.site_origins.clone(),
             endpoint_events,
             fleet: None,
+            queue: Arc::new(QueueBudget::new(usize::MAX)),
         }
     }
 
@@ -549,8 +615,15 @@ impl Worker {
                 select! {
                     recv(rx) -> m => match m {
                         Ok(mut b) => {
+                            // (worked out before the batch touches the events, as the capture
+                            // thread did)
+                            let queued = match self.shared.mode {
+                                Mode::Live => b.iter().map(queued_size).sum(),
+                                Mode::Replay => 0,
+                            };
                             bytes.reserve(b.len() * per_event);
                             self.batch(&mut b, &mut bytes);
+                            self.shared.queue.give(queued);
                             if !b.is_empty() {
                                 per_event = (bytes.len() / b.len() + 128).clamp(256, 16 * 1024);
                             }
@@ -612,4 +685,64 @@ fn first_time(sh: &Shared, host: &str, method: &str, tpl: &str) -> bool {
         return false;
     }
     seen.insert(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_budget_refuses_what_does_not_fit_and_takes_it_once_given_back() {
+        let q = QueueBudget::new(1000);
+        assert!(q.take(600));
+        assert!(!q.take(500), "600 + 500 is over the budget");
+        assert_eq!(q.used.load(Ordering::Relaxed), 600, "a refused take holds nothing");
+        assert!(q.take(400));
+        q.give(600);
+        assert!(q.take(500));
+        q.give(400);
+        q.give(500);
+        assert_eq!(q.used.load(Ordering::Relaxed), 0);
+        // a batch larger than the whole budget still goes when nothing waits, never beside another
+        assert!(q.take(5000));
+        assert!(!q.take(1));
+        q.give(5000);
+        // giving back more than is held (never by the pipeline) does not wrap around
+        q.give(10);
+        assert_eq!(q.used.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn queued_size_counts_what_a_transaction_holds() {
+        use crate::http::{Message, Transaction};
+        let ip: std::net::IpAddr = [10, 0, 0, 1].into();
+        let meta = crate::flow::FlowMeta {
+            flow_id: 1,
+            community_id: "1:x".into(),
+            src: ip,
+            sport: 40000,
+            dst: ip,
+            dport: 80,
+        };
+        let ev = |body: usize, uri: &str| {
+            let q = Message {
+                method: "POST".into(),
+                uri: uri.into(),
+                body: vec![b'x'; body],
+                ..Message::default()
+            };
+            Event::Http {
+                meta: meta.clone(),
+                tx: Transaction::new(Some(q), None, false),
+                auth_bypass: false,
+                endpoint: None,
+            }
+        };
+        let small = queued_size(&ev(0, "/a"));
+        assert!(small >= std::mem::size_of::<Event>() + std::mem::size_of::<crate::http::Message>());
+        assert_eq!(queued_size(&ev(10_000, "/a")), small + 10_000);
+        assert_eq!(queued_size(&ev(0, "/a/b/c")), small + 4);
+        let tick = Event::Tick { ts: 1, seq: 1 };
+        assert_eq!(queued_size(&tick), std::mem::size_of::<Event>());
+    }
 }

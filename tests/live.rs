@@ -406,6 +406,9 @@ fn live_capture_reports_every_request_nginx_logged() {
     let last = stats[stats.len() - 1];
     assert_eq!(last["stats"]["interfaces"]["atl1s0"]["kernel_dropped"], 0, "{last}");
     assert_eq!(last["stats"]["drops"]["worker_queue"], 0);
+    // every byte the capture thread counted against the workers' queue budget came back: the
+    // budget cannot leak until a live sensor drops everything
+    assert_eq!(last["stats"]["memory"]["worker_queue_bytes"], 0, "{last}");
 }
 
 #[test]
