@@ -185,15 +185,21 @@ struct BlockMasks {
 #[inline]
 fn starts_and_alnum(b: &[u8]) -> (BlockMasks, u32) {
     use std::arch::x86_64::{
-        _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
-        _mm_set1_epi8,
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8,
     };
-    let mut w = [0u8; 16];
-    let n = b.len().min(16);
-    w[..n].copy_from_slice(&b[..n]);
-    let lo = i64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-    let hi = i64::from_le_bytes([w[8], w[9], w[10], w[11], w[12], w[13], w[14], w[15]]);
-    let v = _mm_set_epi64x(hi, lo);
+    // (one unaligned load for a whole block: the bytes put together one by one cost more
+    // than the compares)
+    let v = match b.get(..16) {
+        // SAFETY: the 16 bytes are in `b`; an unaligned load needs no alignment.
+        Some(block) => unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) },
+        None => {
+            let mut w = [0u8; 16];
+            w[..b.len()].copy_from_slice(b);
+            // SAFETY: as above, from the padded copy.
+            unsafe { _mm_loadu_si128(w.as_ptr().cast::<__m128i>()) }
+        }
+    };
     let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
     // signed compares: bytes of 0x80 and up are negative, so never in an ASCII range
     let digit = _mm_and_si128(
