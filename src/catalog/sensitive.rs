@@ -61,20 +61,35 @@ pub fn scan_response(m: &crate::http::Message) -> BTreeSet<Sensitive> {
     if m.body.is_empty() {
         return BTreeSet::new();
     }
-    let textual = m.header("content-type").is_none_or(|ct| {
-        let ct: std::borrow::Cow<'_, str> = if ct.bytes().any(|b| b.is_ascii_uppercase()) {
-            ct.to_ascii_lowercase().into()
-        } else {
-            ct.into()
-        };
-        ["json", "text", "xml", "csv", "form", "javascript"]
-            .iter()
-            .any(|t| crate::util::contains_short(ct.as_bytes(), t.as_bytes()))
-    });
+    let textual = m
+        .header("content-type")
+        .is_none_or(|ct| json_at_12(ct) || textual_type(ct));
     if !textual {
         return BTreeSet::new();
     }
     scan(&m.body[..m.body.len().min(SCAN_CAP)])
+}
+
+/// `json` in any case at bytes 12 to 16, as in `application/json`: a textual type, found
+/// without lowercasing or searching (a byte OR-ed with 0x20 is a small letter only when it
+/// is that letter in one case or the other).
+#[inline]
+fn json_at_12(ct: &str) -> bool {
+    ct.as_bytes()
+        .get(12..16)
+        .is_some_and(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) | 0x2020_2020 == u32::from_le_bytes(*b"json"))
+}
+
+/// Is a response of this content type text the scanners read?
+fn textual_type(ct: &str) -> bool {
+    let ct: std::borrow::Cow<'_, str> = if ct.bytes().any(|b| b.is_ascii_uppercase()) {
+        ct.to_ascii_lowercase().into()
+    } else {
+        ct.into()
+    };
+    ["json", "text", "xml", "csv", "form", "javascript"]
+        .iter()
+        .any(|t| crate::util::contains_short(ct.as_bytes(), t.as_bytes()))
 }
 
 /// Bytes that can start something at a word start: digits and the first bytes of the
@@ -143,7 +158,12 @@ fn scan_blocks(body: &[u8]) -> BTreeSet<Sensitive> {
             let p = base + cand.trailing_zeros() as usize;
             cand &= cand - 1;
             if p >= next {
-                next = visit(body, p, &mut found);
+                // (a digit here is at a word start: `visit` would take its digit branch, whose
+                // answer for a short number is known without the call)
+                next = match short_number(body, p) {
+                    Some(e) => e,
+                    None => visit(body, p, &mut found),
+                };
             }
         }
         base += 16;
@@ -165,15 +185,21 @@ struct BlockMasks {
 #[inline]
 fn starts_and_alnum(b: &[u8]) -> (BlockMasks, u32) {
     use std::arch::x86_64::{
-        _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
-        _mm_set1_epi8,
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8,
     };
-    let mut w = [0u8; 16];
-    let n = b.len().min(16);
-    w[..n].copy_from_slice(&b[..n]);
-    let lo = i64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-    let hi = i64::from_le_bytes([w[8], w[9], w[10], w[11], w[12], w[13], w[14], w[15]]);
-    let v = _mm_set_epi64x(hi, lo);
+    // (one unaligned load for a whole block: the bytes put together one by one cost more
+    // than the compares)
+    let v = match b.get(..16) {
+        // SAFETY: the 16 bytes are in `b`; an unaligned load needs no alignment.
+        Some(block) => unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) },
+        None => {
+            let mut w = [0u8; 16];
+            w[..b.len()].copy_from_slice(b);
+            // SAFETY: as above, from the padded copy.
+            unsafe { _mm_loadu_si128(w.as_ptr().cast::<__m128i>()) }
+        }
+    };
     let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
     // signed compares: bytes of 0x80 and up are negative, so never in an ASCII range
     let digit = _mm_and_si128(
@@ -332,37 +358,10 @@ fn visit(body: &[u8], i: usize, found: &mut BTreeSet<Sensitive>) -> usize {
             found.insert(Sensitive::Email);
         }
     } else if c.is_ascii_digit() && (i == 0 || !body[i - 1].is_ascii_alphanumeric()) {
-        // a run of digits with optional single spaces or dashes
-        let mut buf = [0u8; 20];
-        let mut nd = 0;
-        let mut e = i;
-        while e < n && nd <= 19 {
-            if body[e].is_ascii_digit() {
-                buf[nd] = body[e];
-                nd += 1;
-            } else if (body[e] == b' ' || body[e] == b'-') && e + 1 < n && body[e + 1].is_ascii_digit() {
-            } else {
-                break;
-            }
-            e += 1;
+        if let Some(e) = short_number(body, i) {
+            return e;
         }
-        let digits = &buf[..nd];
-        let run = &body[i..e];
-        let bounded = e >= n || !body[e].is_ascii_alphanumeric();
-        if bounded && (13..=19).contains(&digits.len()) && luhn(digits) && digits.iter().any(|d| *d != digits[0]) {
-            found.insert(Sensitive::CardNumber);
-        }
-        if bounded && run.len() == 11 && run[3] == b'-' && run[6] == b'-' && digits.len() == 9 {
-            let area = &digits[..3];
-            if area != b"000" && area != b"666" && area[0] != b'9' && &digits[3..5] != b"00" && &digits[5..] != b"0000"
-            {
-                found.insert(Sensitive::UsSsn);
-            }
-        }
-        if i > 0 && body[i - 1] == b'+' && (10..=15).contains(&digits.len()) && bounded {
-            found.insert(Sensitive::Phone);
-        }
-        return e.max(i + 1);
+        return digit_run(body, i, found);
     } else if body[i..].starts_with(b"eyJ") && (i == 0 || !is_word(body[i - 1])) {
         let mut e = i;
         let mut dots = 0;
@@ -408,6 +407,62 @@ fn visit(body: &[u8], i: usize, found: &mut BTreeSet<Sensitive>) -> usize {
         }
     }
     i + 1
+}
+
+/// [`visit`] at a digit at a word start: a run of digits with optional single spaces or
+/// dashes, checked as a card number, a US SSN and a phone number; the position to go on from.
+fn digit_run(body: &[u8], i: usize, found: &mut BTreeSet<Sensitive>) -> usize {
+    let n = body.len();
+    // a run of digits with optional single spaces or dashes
+    let mut buf = [0u8; 20];
+    let mut nd = 0;
+    let mut e = i;
+    while e < n && nd <= 19 {
+        if body[e].is_ascii_digit() {
+            buf[nd] = body[e];
+            nd += 1;
+        } else if (body[e] == b' ' || body[e] == b'-') && e + 1 < n && body[e + 1].is_ascii_digit() {
+        } else {
+            break;
+        }
+        e += 1;
+    }
+    let digits = &buf[..nd];
+    let run = &body[i..e];
+    let bounded = e >= n || !body[e].is_ascii_alphanumeric();
+    if bounded && (13..=19).contains(&digits.len()) && luhn(digits) && digits.iter().any(|d| *d != digits[0]) {
+        found.insert(Sensitive::CardNumber);
+    }
+    if bounded && run.len() == 11 && run[3] == b'-' && run[6] == b'-' && digits.len() == 9 {
+        let area = &digits[..3];
+        if area != b"000" && area != b"666" && area[0] != b'9' && &digits[3..5] != b"00" && &digits[5..] != b"0000" {
+            found.insert(Sensitive::UsSsn);
+        }
+    }
+    if i > 0 && body[i - 1] == b'+' && (10..=15).contains(&digits.len()) && bounded {
+        found.insert(Sensitive::Phone);
+    }
+    e.max(i + 1)
+}
+
+/// Where [`digit_run`] at `i` (a digit at a word start) would go on, when the run is fewer than
+/// 9 digits that no separator continues (`"id":97118,`): too short for any kind it looks for
+/// (a card has 13 digits or more, an SSN 9, a phone number 10), so it finds nothing. Most
+/// numbers in an API answer are such; this settles them without copying their digits.
+#[inline(always)]
+fn short_number(body: &[u8], i: usize) -> Option<usize> {
+    let n = body.len();
+    let mut e = i;
+    while e < n && body[e].is_ascii_digit() {
+        e += 1;
+        if e - i >= 9 {
+            return None;
+        }
+    }
+    if e == i || (e + 1 < n && (body[e] == b' ' || body[e] == b'-') && body[e + 1].is_ascii_digit()) {
+        return None;
+    }
+    Some(e)
 }
 
 #[cfg(test)]
@@ -610,5 +665,87 @@ mod tests {
     #[cfg(not(target_arch = "x86_64"))]
     fn scan_blocks_candidates(body: &[u8]) -> Vec<usize> {
         (0..body.len()).filter(|&i| starts_here(body, i)).collect()
+    }
+
+    /// A short number settled without the digit walk is one the walk finds nothing in and
+    /// leaves at the same place: every run of digits, spaces and dashes up to 21 bytes, at the
+    /// body's start, after a `+`, and followed by every kind of byte.
+    #[test]
+    fn short_numbers_are_what_the_digit_walk_finds_nothing_in() {
+        let alpha = [b'1', b'4', b'0', b' ', b'-'];
+        let mut settled = 0;
+        for len in 1..=21u32 {
+            // every pattern up to 7 bytes; longer ones sampled
+            let total = (alpha.len() as u64).pow(len.min(7));
+            let mut seed = len as u64 * 77 + 1;
+            for code in 0..total.min(20_000) {
+                let mut run = Vec::new();
+                let mut c = if len <= 7 {
+                    code
+                } else {
+                    xorshift(&mut seed, usize::MAX) as u64
+                };
+                for _ in 0..len {
+                    run.push(alpha[(c % alpha.len() as u64) as usize]);
+                    c /= alpha.len() as u64;
+                }
+                run[0] = b'4';
+                for lead in [&b""[..], b"+", b"\"", b"+1-"] {
+                    for tail in [&b""[..], b",", b"a", b"-", b" ", b"-5", b" 5", b"\xc3"] {
+                        let body = [lead, &run[..], tail].concat();
+                        let i = lead.len();
+                        let mut walk = BTreeSet::new();
+                        let want = digit_run(&body, i, &mut walk);
+                        if let Some(e) = short_number(&body, i) {
+                            settled += 1;
+                            assert_eq!(
+                                (e, walk.is_empty()),
+                                (want, true),
+                                "{:?}",
+                                String::from_utf8_lossy(&body)
+                            );
+                        }
+                        let mut via_visit = BTreeSet::new();
+                        assert_eq!(visit(&body, i, &mut via_visit), want);
+                        assert_eq!(via_visit, walk);
+                    }
+                }
+            }
+        }
+        assert!(settled > 10_000, "{settled}");
+        assert_eq!(short_number(b"12345678,", 0), Some(8));
+        assert_eq!(short_number(b"123456789,", 0), None);
+        assert_eq!(short_number(b"12 3", 0), None);
+        assert_eq!(short_number(b"12 a", 0), Some(2));
+        assert_eq!(short_number(b"a1", 0), None);
+    }
+
+    /// `json` found at bytes 12 to 16 in any case is a type the full test calls textual, for
+    /// every byte value in each of those places and around them.
+    #[test]
+    fn json_at_byte_12_is_a_textual_type() {
+        let mut hits = 0;
+        for base in [
+            "application/json",
+            "APPLICATION/JSON; charset=utf-8",
+            "applicationXjsoN",
+            "image/png0000000",
+        ] {
+            for at in 0..base.len() {
+                for c in 0..=127u8 {
+                    let mut b = base.as_bytes().to_vec();
+                    b[at] = c;
+                    let ct = String::from_utf8(b).expect("ascii");
+                    if json_at_12(&ct) {
+                        hits += 1;
+                        assert!(textual_type(&ct), "{ct:?}");
+                    }
+                }
+            }
+        }
+        assert!(hits > 1000, "{hits}");
+        assert!(!json_at_12("application/jso"));
+        assert!(!json_at_12("application/xml"));
+        assert!(json_at_12("application/JSON"));
     }
 }

@@ -181,6 +181,22 @@ fn classify_with(seg: &str, all: u8, any: u8) -> Option<ParamKind> {
     None
 }
 
+/// [`classify_with`]'s answer for the two segments an API path is made of besides words, when
+/// `seg` is one: an id (all digits) or a version (`v1`); None to ask it. Settled here without
+/// the call (a version holds a letter, so it is never all digits: the order of the two tests
+/// does not matter). `seg` is not empty.
+#[inline(always)]
+fn classify_common(seg: &[u8], all: u8) -> Option<Option<ParamKind>> {
+    if seg.len() <= 19 && all & DIGIT != 0 {
+        return Some(Some(ParamKind::Integer));
+    }
+    if seg.len() <= 3 && seg.len() > 1 && (seg[0] == b'v' || seg[0] == b'V') && seg[1..].iter().all(u8::is_ascii_digit)
+    {
+        return Some(None);
+    }
+    None
+}
+
 /// The rule-based template of a path (query and fragment removed), and its parameters.
 pub fn template(path: &str) -> (String, Vec<ParamKind>) {
     let mut params = Vec::new();
@@ -242,7 +258,10 @@ fn template_segments(path: &str, mut param: impl FnMut(ParamKind)) -> String {
         // (without a digit, `@` or `%`, only a 24- or 36-byte segment can be a parameter: a
         // hex object id or a UUID; most literal segments are settled here, without the call)
         let maybe = any & (DIGIT | AT) != 0 || matches!(end - i - 1, 24 | 36);
-        if maybe && let Some(k) = classify_with(&path[i + 1..end], all, any) {
+        if maybe
+            && let Some(k) =
+                classify_common(&b[i + 1..end], all).unwrap_or_else(|| classify_with(&path[i + 1..end], all, any))
+        {
             out.push_str(&path[run..i]);
             run = end;
             let n = &mut seen[k as usize];
@@ -549,5 +568,42 @@ mod tests {
         assert_eq!(template("/x/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee").0, "/x/{uuid}");
         assert_eq!(template("/x/abcdefabcdefabcdefabcdef").0, "/x/{objectId}");
         assert_eq!(template("/x/abcdefabcdefabcdefabcde").0, "/x/abcdefabcdefabcdefabcde");
+    }
+
+    /// The id and version answers settled before the call are the call's, for every segment
+    /// of up to 4 bytes over digits, `v`, `V`, letters and `-`, and for digit runs around 19
+    /// bytes long.
+    #[test]
+    fn ids_and_versions_settled_inline_are_what_classify_says() {
+        let alpha = [b'0', b'7', b'v', b'V', b'a', b'-', b'@'];
+        let mut segs: Vec<Vec<u8>> = Vec::new();
+        for n in 1..=4u32 {
+            for mut code in 0..alpha.len().pow(n) {
+                let mut b = Vec::new();
+                for _ in 0..n {
+                    b.push(alpha[code % alpha.len()]);
+                    code /= alpha.len();
+                }
+                segs.push(b);
+            }
+        }
+        for n in 17..=21 {
+            segs.push(vec![b'9'; n]);
+        }
+        let mut settled = 0;
+        for seg in &segs {
+            let s = std::str::from_utf8(seg).expect("ascii");
+            let (mut all, mut any) = (0xffu8, 0u8);
+            for c in seg {
+                all &= CLASS[*c as usize];
+                any |= CLASS[*c as usize];
+            }
+            if let Some(k) = classify_common(seg, all) {
+                settled += 1;
+                assert_eq!(k, classify_with(s, all, any), "{s:?}");
+                assert_eq!(k, classify(s), "{s:?}");
+            }
+        }
+        assert!(settled >= 45, "{settled}");
     }
 }

@@ -35,42 +35,8 @@ pub struct AuthTracker {
     /// Keys of `map` without the fleet: a fast hash, seeded per process (the key never leaves
     /// it; the fleet's keys, shared between sensors, stay `hash_of`).
     local: hashbrown::DefaultHashBuilder,
-    /// Recent clients' [`crate::catalog::Distinct::hash`], by address (see [`ClientHashes`]).
-    client_hashes: ClientHashes,
-}
-
-/// The client-count hash of recent client addresses: a direct-mapped memo (an API's callers
-/// come back, and SipHash on every call costs more than the rest of the count). Every slot
-/// holds an address and its own hash, so a hit is always right and a miss only costs the hash.
-struct ClientHashes(Box<[(IpAddr, u64); CLIENT_SLOTS]>);
-
-const CLIENT_SLOTS: usize = 64;
-
-impl ClientHashes {
-    fn new() -> Self {
-        let ip = IpAddr::from([0u8; 4]);
-        ClientHashes(Box::new([(ip, crate::catalog::Distinct::hash(ip)); CLIENT_SLOTS]))
-    }
-
-    #[inline]
-    fn get(&mut self, ip: IpAddr) -> u64 {
-        let slot = match ip {
-            IpAddr::V4(a) => {
-                let o = a.octets();
-                o[3] ^ o[2].rotate_left(3)
-            }
-            IpAddr::V6(a) => {
-                let o = a.octets();
-                o[15] ^ o[14].rotate_left(3)
-            }
-        } as usize
-            % CLIENT_SLOTS;
-        let e = &mut self.0[slot];
-        if e.0 != ip {
-            *e = (ip, crate::catalog::Distinct::hash(ip));
-        }
-        e.1
-    }
+    /// Recent clients' [`crate::catalog::Distinct::hash`], by address (see [`crate::catalog::ClientHashes`]).
+    client_hashes: crate::catalog::ClientHashes,
 }
 
 /// The fleet's side of the auth profiles, per capture thread: what to tell the fleet, and
@@ -232,7 +198,7 @@ impl AuthTracker {
             cap: 100_000,
             fleet: None,
             local: Default::default(),
-            client_hashes: ClientHashes::new(),
+            client_hashes: Default::default(),
         }
     }
 
@@ -381,46 +347,6 @@ pub(super) fn flagged_request(tx: &Transaction) -> bool {
 #[cfg(test)]
 mod key_tests {
     use super::*;
-
-    /// The memo of client hashes answers what hashing the address answers, for addresses
-    /// that share a slot, come back after being pushed out, or differ only in family.
-    #[test]
-    fn remembered_client_hashes_equal_the_hash_of_the_address() {
-        let mut m = ClientHashes::new();
-        let mut seed = 11u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            seed >> 24
-        };
-        let mut ips: Vec<IpAddr> = vec![
-            IpAddr::from([0u8; 4]),
-            IpAddr::from([0u16; 8]),
-            IpAddr::from([10, 0, 0, 1]),
-            IpAddr::from([0, 0, 0, 0, 0, 0xffff, 0x0a00, 1]),
-            IpAddr::from([10, 0, 1, 1]),
-            IpAddr::from([11, 0, 0, 1]),
-        ];
-        for _ in 0..400 {
-            let x = next();
-            ips.push(if x % 3 == 0 {
-                IpAddr::from(std::net::Ipv6Addr::from((x as u128) << 64 | x as u128))
-            } else {
-                IpAddr::from([10, (x >> 16) as u8 % 4, (x >> 8) as u8 % 4, x as u8])
-            });
-        }
-        for round in 0..3 {
-            for ip in &ips {
-                assert_eq!(m.get(*ip), crate::catalog::Distinct::hash(*ip), "{ip} round {round}");
-            }
-        }
-        // counted through the memo or not, the same registers
-        let (mut a, mut b) = (crate::catalog::Distinct::default(), crate::catalog::Distinct::default());
-        for ip in &ips {
-            a.add(*ip);
-            b.add_hash(m.get(*ip));
-        }
-        assert_eq!(format!("{a:?}"), format!("{b:?}"));
-    }
 
     /// Without the fleet, endpoint keys come from a fast per-process hash: the same endpoint
     /// always gets the same key, and the three parts are hashed apart (a byte moved from one
