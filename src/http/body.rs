@@ -4,12 +4,13 @@
 //! is capped at `cap` bytes: a decompression bomb costs at most `cap` bytes of memory and the
 //! work to produce them. A prefix cut mid-stream decodes as far as it goes.
 //!
-//! The decoders read the body slice directly (`flate2::bufread`: no 32 KiB copy buffer per
-//! body) into a per-thread scratch buffer that is zeroed once and reused, and only the decoded
-//! bytes are copied out (no growing output vector per body, zeroed and copied at every doubling).
+//! Each worker thread keeps its inflate states (zlib-rs through flate2's `Decompress`, reset per
+//! body) and a scratch buffer zeroed once: a body's decoding reads its slice directly, and only
+//! the decoded bytes are copied out (no decoder, 32 KiB read buffer or growing output vector
+//! allocated and zeroed per body).
 
+use flate2::{Crc, Decompress, FlushDecompress, Status};
 use std::cell::RefCell;
-use std::io::{ErrorKind, Read};
 
 pub enum Decoded {
     NotEncoded,
@@ -19,66 +20,191 @@ pub enum Decoded {
 
 pub fn decode(encoding: &str, input: &[u8], cap: usize) -> Decoded {
     let enc = encoding.trim();
-    let out = if enc.eq_ignore_ascii_case("gzip") || enc.eq_ignore_ascii_case("x-gzip") {
-        read_capped(flate2::bufread::MultiGzDecoder::new(input), cap)
+    let kind = if enc.eq_ignore_ascii_case("gzip") || enc.eq_ignore_ascii_case("x-gzip") {
+        Kind::Gzip
     } else if enc.eq_ignore_ascii_case("deflate") {
         // "deflate" is zlib-wrapped per RFC 9110, but raw deflate is common in the wild.
         if input.first().is_some_and(|b| b & 0x0f == 8) {
-            read_capped(flate2::bufread::ZlibDecoder::new(input), cap)
+            Kind::Zlib
         } else {
-            read_capped(flate2::bufread::DeflateDecoder::new(input), cap)
+            Kind::Raw
         }
     } else {
         return Decoded::NotEncoded;
     };
-    match out {
+    match INFLATER.with_borrow_mut(|inf| inf.run(kind, input, cap)) {
         Some(v) => Decoded::Done(v),
         None => Decoded::Failed,
     }
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Gzip,
+    Zlib,
+    Raw,
+}
+
 thread_local! {
-    /// Decoded bytes land here first; it grows (zeroed once) up to the largest `cap` asked on
-    /// this thread and is kept: at most `cap` bytes per worker, the bound a body already had.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static INFLATER: RefCell<Inflater> = const { RefCell::new(Inflater { raw: None, zlib: None, buf: Vec::new() }) };
+}
+
+/// One worker's inflate states (reset per body: a new one allocates and zeroes ~40 KiB) and
+/// scratch buffer: decoded bytes land there first and only they are copied out. The scratch
+/// grows (zeroed once) up to the largest `cap` asked on this thread and is kept: at most `cap`
+/// bytes per worker, the bound a body already had.
+struct Inflater {
+    raw: Option<Decompress>,
+    zlib: Option<Decompress>,
+    buf: Vec<u8>,
 }
 
 /// The first scratch size: most decoded bodies fit, and a larger one doubles up to `cap`.
 const SCRATCH_START: usize = 64 << 10;
 
-/// Read up to `cap` bytes; a stream that fails after producing output keeps what it produced
-/// (a body prefix cut mid-stream), one that fails at once is `None`. A read that fails keeps
-/// none of its own output (as `read_to_end` did). Whole and cut streams decode exactly as with
-/// miniz_oxide; a stream corrupt inside its deflate data may keep less or more: zlib-rs hands
-/// out all it decoded in one read, so such a body now usually fails whole (an anomaly) where
-/// miniz_oxide's 32 KiB rounds sometimes kept a prefix, or kept nothing where this keeps one.
-fn read_capped(mut r: impl Read, cap: usize) -> Option<Vec<u8>> {
-    SCRATCH.with_borrow_mut(|buf| {
+impl Inflater {
+    /// Decode up to `cap` bytes; a stream that fails after producing output keeps what it
+    /// produced (a body prefix cut mid-stream), one that fails at once is `None`. Output as
+    /// flate2's `bufread` decoders read to the end: gzip members one after the other (each
+    /// checked against its trailer), an inflate call that fails keeps none of its own output.
+    /// Whole and cut streams decode exactly as with miniz_oxide before; a stream corrupt
+    /// inside its deflate data may keep less or more: zlib-rs hands out all it decoded in one
+    /// call, so such a body now usually fails whole (an anomaly) where miniz_oxide's 32 KiB
+    /// rounds sometimes kept a prefix, or kept nothing where this keeps one.
+    fn run(&mut self, kind: Kind, mut input: &[u8], cap: usize) -> Option<Vec<u8>> {
+        if cap == 0 {
+            return Some(Vec::new()); // nothing is read, not even a header
+        }
+        let Inflater { raw, zlib, buf } = self;
+        let d = match kind {
+            Kind::Zlib => zlib.get_or_insert_with(|| Decompress::new(true)),
+            Kind::Gzip | Kind::Raw => raw.get_or_insert_with(|| Decompress::new(false)),
+        };
+        d.reset(kind == Kind::Zlib);
+        let gzip = kind == Kind::Gzip;
+        let mut crc = Crc::new();
         let mut n = 0;
-        let failed = loop {
-            if n == cap {
-                break false;
-            }
+        let mut failed = gzip && gz_header(&mut input).is_none();
+        while !failed && n < cap {
             if n == buf.len() {
                 let grown = buf.len().saturating_mul(2).max(SCRATCH_START).min(cap);
                 buf.resize(grown, 0);
             }
             let end = buf.len().min(cap);
-            match r.read(&mut buf[n..end]) {
-                Ok(0) => break false,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => break true,
+            match inflate(d, &mut input, &mut buf[n..end]) {
+                // a gzip member's end: its trailer, then the next member if more follows
+                Some(0) if gzip => {
+                    failed = !gz_trailer(&mut input, &crc);
+                    if failed || input.is_empty() {
+                        break;
+                    }
+                    failed = gz_header(&mut input).is_none();
+                    crc.reset();
+                    d.reset(false);
+                }
+                Some(0) => break,
+                Some(k) => {
+                    if gzip {
+                        crc.update(&buf[n..n + k]);
+                    }
+                    n += k;
+                }
+                None => failed = true,
             }
-        };
+        }
         (!failed || n > 0).then(|| buf[..n].to_vec())
-    })
+    }
+}
+
+/// One read of inflated bytes into `dst` (not empty), as flate2's `zio::read`: all the input
+/// is offered, `Finish` once it is used up; `Some(0)` at the stream's end, `None` on corrupt
+/// data, at the end of input inside the stream, or when the decoder makes no progress.
+fn inflate(d: &mut Decompress, input: &mut &[u8], dst: &mut [u8]) -> Option<usize> {
+    loop {
+        let eof = input.is_empty();
+        let flush = if eof {
+            FlushDecompress::Finish
+        } else {
+            FlushDecompress::None
+        };
+        let (in0, out0) = (d.total_in(), d.total_out());
+        let ret = d.decompress(input, dst, flush);
+        let read = (d.total_out() - out0) as usize;
+        let used = (d.total_in() - in0) as usize;
+        *input = input.get(used..).unwrap_or_default();
+        match ret {
+            Ok(Status::Ok | Status::BufError) if read == 0 && !eof => {
+                if used == 0 {
+                    return None;
+                }
+            }
+            // the input ended inside the stream (a cut body)
+            Ok(Status::Ok | Status::BufError) if read == 0 => return None,
+            Ok(_) => return Some(read),
+            Err(_) => return None,
+        }
+    }
+}
+
+const FHCRC: u8 = 1 << 1;
+const FEXTRA: u8 = 1 << 2;
+const FNAME: u8 = 1 << 3;
+const FCOMMENT: u8 = 1 << 4;
+/// flate2's limit on a gzip header's name or comment
+const MAX_HEADER_FIELD: usize = 65535;
+
+/// Skip a gzip member's header (RFC 1952) as flate2 reads it: `None` if it is not one, is cut
+/// short, sets a reserved flag, has a name or comment over 64 KiB or a wrong header CRC.
+fn gz_header(input: &mut &[u8]) -> Option<()> {
+    let s = *input;
+    let fixed = s.get(..10)?;
+    if fixed[..3] != [0x1f, 0x8b, 8] || fixed[3] & 0xe0 != 0 {
+        return None;
+    }
+    let flags = fixed[3];
+    let mut at = 10;
+    if flags & FEXTRA != 0 {
+        let xlen = s.get(at..at + 2)?;
+        at += 2 + usize::from(u16::from_le_bytes([xlen[0], xlen[1]]));
+        s.get(..at)?;
+    }
+    for flag in [FNAME, FCOMMENT] {
+        if flags & flag != 0 {
+            let nul = memchr::memchr(0, s.get(at..)?)?;
+            if nul > MAX_HEADER_FIELD {
+                return None;
+            }
+            at += nul + 1;
+        }
+    }
+    if flags & FHCRC != 0 {
+        let stored = s.get(at..at + 2)?;
+        let mut crc = Crc::new();
+        crc.update(&s[..at]);
+        if crc.sum() as u16 != u16::from_le_bytes([stored[0], stored[1]]) {
+            return None;
+        }
+        at += 2;
+    }
+    *input = &s[at..];
+    Some(())
+}
+
+/// A gzip member's trailer: the CRC-32 and length (mod 2^32) of what it decoded to.
+fn gz_trailer(input: &mut &[u8], crc: &Crc) -> bool {
+    let Some(t) = input.get(..8) else {
+        return false;
+    };
+    let ok = u32::from_le_bytes([t[0], t[1], t[2], t[3]]) == crc.sum()
+        && u32::from_le_bytes([t[4], t[5], t[6], t[7]]) == crc.amount();
+    *input = &input[8..];
+    ok
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::{ErrorKind, Read, Write};
 
     fn gz(data: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -237,5 +363,127 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The decoder of the commit before the reused states: flate2's `bufread` readers over the
+    /// body, read into a fresh buffer of `cap` bytes (each read's dst the rest of the buffer).
+    fn bufread_reference(encoding: &str, input: &[u8], cap: usize) -> Option<Vec<u8>> {
+        fn run(mut r: impl Read, cap: usize) -> Option<Vec<u8>> {
+            let mut buf = vec![0u8; cap.max(SCRATCH_START)];
+            let mut n = 0;
+            let failed = loop {
+                if n == cap {
+                    break false;
+                }
+                if n == buf.len() {
+                    let grown = buf.len().saturating_mul(2).min(cap);
+                    buf.resize(grown, 0);
+                }
+                let end = buf.len().min(cap);
+                match r.read(&mut buf[n..end]) {
+                    Ok(0) => break false,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => break true,
+                }
+            };
+            (!failed || n > 0).then(|| buf[..n].to_vec())
+        }
+        if encoding == "gzip" {
+            run(flate2::bufread::MultiGzDecoder::new(input), cap)
+        } else if input.first().is_some_and(|b| b & 0x0f == 8) {
+            run(flate2::bufread::ZlibDecoder::new(input), cap)
+        } else {
+            run(flate2::bufread::DeflateDecoder::new(input), cap)
+        }
+    }
+
+    /// gzip members with every optional header field, the header CRC set by hand (flate2's
+    /// builder does not write one), and members after each other with and without garbage
+    fn gzip_variants(data: &[u8]) -> Vec<Vec<u8>> {
+        let mut e = flate2::GzBuilder::new()
+            .filename("body.json")
+            .comment("a comment")
+            .extra(vec![1, 2, 3, 4, 5])
+            .write(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        let full = e.finish().unwrap();
+        // FHCRC: the CRC-16 of the header fields goes right before the deflate data
+        let hdr_len = 10 + 2 + 5 + "body.json".len() + 1 + "a comment".len() + 1;
+        let mut hcrc = full.clone();
+        hcrc[3] |= FHCRC;
+        let mut c = Crc::new();
+        c.update(&hcrc[..hdr_len]);
+        let sum = (c.sum() as u16).to_le_bytes();
+        hcrc.splice(hdr_len..hdr_len, sum);
+        let mut bad_hcrc = hcrc.clone();
+        bad_hcrc[hdr_len] ^= 1;
+        let mut garbage_after = gz(data);
+        garbage_after.extend_from_slice(b"trailing junk");
+        let mut three = gz(b"");
+        three.extend(full.clone());
+        three.extend(gz(b"{\"b\":2}"));
+        let mut long_name = vec![0x1f, 0x8b, 8, FNAME, 0, 0, 0, 0, 0, 3];
+        long_name.extend(std::iter::repeat_n(b'n', MAX_HEADER_FIELD + 1));
+        long_name.push(0);
+        long_name.extend_from_slice(&gz(data)[10..]);
+        vec![full, hcrc, bad_hcrc, garbage_after, three, long_name]
+    }
+
+    #[test]
+    fn reused_inflate_states_decode_as_flate2_readers_on_whole_cut_and_corrupt_streams() {
+        let mut x = 0x0123_4567_89ab_cdefu64;
+        let mut rnd = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for len in [0, 900, 20_000] {
+            let data = text(len);
+            let mut all: Vec<(&str, Vec<u8>)> = streams(&data).into_iter().map(|(e, s, _)| (e, s)).collect();
+            all.extend(gzip_variants(&data).into_iter().map(|s| ("gzip", s)));
+            for (enc, s) in all {
+                let mut cases = vec![s.clone()];
+                let step = (s.len() / 300).max(1);
+                cases.extend((0..s.len()).step_by(step).map(|cut| s[..cut].to_vec()));
+                for _ in 0..200 {
+                    let mut t = s.clone();
+                    let at = rnd(t.len());
+                    t[at] ^= 1 << rnd(8);
+                    if rnd(2) == 0 {
+                        let at2 = rnd(t.len());
+                        t[at2] = rnd(256) as u8;
+                    }
+                    cases.push(t);
+                }
+                for (i, c) in cases.iter().enumerate() {
+                    for cap in [7, 4096, 64 << 10, 100 << 10] {
+                        assert_eq!(
+                            decoded(enc, c, cap),
+                            bufread_reference(enc, c, cap),
+                            "{enc} len {len} case {i} cap {cap}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gzip_header_fields_and_members_decode_or_fail_as_flate2_reads_them() {
+        let data = text(2000);
+        let v = gzip_variants(&data);
+        let ok = |s: &[u8]| decoded("gzip", s, 1 << 20);
+        assert_eq!(ok(&v[0]).as_deref(), Some(&data[..]), "name, comment, extra");
+        assert_eq!(ok(&v[1]).as_deref(), Some(&data[..]), "header CRC");
+        assert_eq!(ok(&v[2]), None, "a wrong header CRC");
+        assert_eq!(
+            ok(&v[3]).as_deref(),
+            Some(&data[..]),
+            "junk after a member keeps the member"
+        );
+        assert_eq!(ok(&v[4]), Some([&data[..], b"{\"b\":2}"].concat()), "three members");
+        assert_eq!(ok(&v[5]), None, "a name over 64 KiB");
     }
 }
