@@ -82,8 +82,8 @@ impl Inflater {
         };
         d.reset(kind == Kind::Zlib);
         let gzip = kind == Kind::Gzip;
-        let mut crc = Crc::new();
         let mut n = 0;
+        let mut member = 0; // where the current gzip member's output starts in `buf`
         let mut failed = gzip && gz_header(&mut input).is_none();
         while !failed && n < cap {
             if n == buf.len() {
@@ -94,21 +94,28 @@ impl Inflater {
             match inflate(d, &mut input, &mut buf[n..end]) {
                 // a gzip member's end: its trailer, then the next member if more follows
                 Some(0) if gzip => {
-                    failed = !gz_trailer(&mut input, &crc);
-                    if failed || input.is_empty() {
+                    let Some(trailer) = input.get(..8) else {
+                        failed = true;
+                        break;
+                    };
+                    input = &input[8..];
+                    // A wrong CRC or length fails the read after this member's output was
+                    // handed out: it decides something only when another member follows (stop
+                    // there) or nothing decoded (a failure, not an empty body). Otherwise the
+                    // output is kept either way, and its CRC is not computed.
+                    if (!input.is_empty() || n == 0) && !gz_trailer_matches(trailer, &buf[member..n]) {
+                        failed = true;
+                        break;
+                    }
+                    if input.is_empty() {
                         break;
                     }
                     failed = gz_header(&mut input).is_none();
-                    crc.reset();
+                    member = n;
                     d.reset(false);
                 }
                 Some(0) => break,
-                Some(k) => {
-                    if gzip {
-                        crc.update(&buf[n..n + k]);
-                    }
-                    n += k;
-                }
+                Some(k) => n += k,
                 None => failed = true,
             }
         }
@@ -190,15 +197,12 @@ fn gz_header(input: &mut &[u8]) -> Option<()> {
     Some(())
 }
 
-/// A gzip member's trailer: the CRC-32 and length (mod 2^32) of what it decoded to.
-fn gz_trailer(input: &mut &[u8], crc: &Crc) -> bool {
-    let Some(t) = input.get(..8) else {
-        return false;
-    };
-    let ok = u32::from_le_bytes([t[0], t[1], t[2], t[3]]) == crc.sum()
-        && u32::from_le_bytes([t[4], t[5], t[6], t[7]]) == crc.amount();
-    *input = &input[8..];
-    ok
+/// A gzip member's trailer: the CRC-32 and length (mod 2^32) of what the member decoded to.
+fn gz_trailer_matches(t: &[u8], out: &[u8]) -> bool {
+    let mut crc = Crc::new();
+    crc.update(out);
+    u32::from_le_bytes([t[0], t[1], t[2], t[3]]) == crc.sum()
+        && u32::from_le_bytes([t[4], t[5], t[6], t[7]]) == out.len() as u32
 }
 
 #[cfg(test)]
@@ -485,5 +489,16 @@ mod tests {
         );
         assert_eq!(ok(&v[4]), Some([&data[..], b"{\"b\":2}"].concat()), "three members");
         assert_eq!(ok(&v[5]), None, "a name over 64 KiB");
+        // a wrong trailer stops at its member when another follows; on an empty output it fails
+        let first = gz(b"");
+        let mut middle = [first.clone(), gz(&data), gz(b"{}")].concat();
+        let at = first.len() + gz(&data).len() - 8;
+        middle[at] ^= 1;
+        assert_eq!(ok(&middle).as_deref(), Some(&data[..]), "bad CRC of a middle member");
+        let mut empty = first;
+        let n = empty.len();
+        empty[n - 1] ^= 1;
+        assert_eq!(ok(&empty), None, "an empty member with a wrong length");
+        assert_eq!(ok(&gz(b"")).as_deref(), Some(&[][..]), "an empty member");
     }
 }
