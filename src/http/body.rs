@@ -66,11 +66,11 @@ impl Inflater {
     /// Decode up to `cap` bytes; a stream that fails after producing output keeps what it
     /// produced (a body prefix cut mid-stream), one that fails at once is `None`. Output as
     /// flate2's `bufread` decoders read to the end: gzip members one after the other (each
-    /// checked against its trailer), an inflate call that fails keeps none of its own output.
-    /// Whole and cut streams decode exactly as with miniz_oxide before; a stream corrupt
-    /// inside its deflate data may keep less or more: zlib-rs hands out all it decoded in one
-    /// call, so such a body now usually fails whole (an anomaly) where miniz_oxide's 32 KiB
-    /// rounds sometimes kept a prefix, or kept nothing where this keeps one.
+    /// checked against its trailer). Whole and cut streams decode exactly as with miniz_oxide
+    /// before. A stream corrupt inside its deflate data keeps all that inflated before the
+    /// decoder saw the damage (zlib-rs writes it out before it fails): miniz_oxide's 32 KiB
+    /// rounds kept only the rounds before the failing one, so a damaged tail could hide the
+    /// whole body from inspection.
     fn run(&mut self, kind: Kind, mut input: &[u8], cap: usize) -> Option<Vec<u8>> {
         if cap == 0 {
             return Some(Vec::new()); // nothing is read, not even a header
@@ -93,7 +93,7 @@ impl Inflater {
             let end = buf.len().min(cap);
             match inflate(d, &mut input, &mut buf[n..end]) {
                 // a gzip member's end: its trailer, then the next member if more follows
-                Some(0) if gzip => {
+                Ok(0) if gzip => {
                     let Some(trailer) = input.get(..8) else {
                         failed = true;
                         break;
@@ -114,9 +114,12 @@ impl Inflater {
                     member = n;
                     d.reset(false);
                 }
-                Some(0) => break,
-                Some(k) => n += k,
-                None => failed = true,
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(k) => {
+                    n += k;
+                    failed = true;
+                }
             }
         }
         (!failed || n > 0).then(|| buf[..n].to_vec())
@@ -124,9 +127,10 @@ impl Inflater {
 }
 
 /// One read of inflated bytes into `dst` (not empty), as flate2's `zio::read`: all the input
-/// is offered, `Finish` once it is used up; `Some(0)` at the stream's end, `None` on corrupt
-/// data, at the end of input inside the stream, or when the decoder makes no progress.
-fn inflate(d: &mut Decompress, input: &mut &[u8], dst: &mut [u8]) -> Option<usize> {
+/// is offered, `Finish` once it is used up; `Ok(0)` at the stream's end. `Err(k)` on corrupt
+/// data (`k`: the bytes written before the decoder saw it), at the end of input inside the
+/// stream, or when the decoder makes no progress.
+fn inflate(d: &mut Decompress, input: &mut &[u8], dst: &mut [u8]) -> Result<usize, usize> {
     loop {
         let eof = input.is_empty();
         let flush = if eof {
@@ -136,19 +140,19 @@ fn inflate(d: &mut Decompress, input: &mut &[u8], dst: &mut [u8]) -> Option<usiz
         };
         let (in0, out0) = (d.total_in(), d.total_out());
         let ret = d.decompress(input, dst, flush);
-        let read = (d.total_out() - out0) as usize;
+        let read = ((d.total_out() - out0) as usize).min(dst.len());
         let used = (d.total_in() - in0) as usize;
         *input = input.get(used..).unwrap_or_default();
         match ret {
             Ok(Status::Ok | Status::BufError) if read == 0 && !eof => {
                 if used == 0 {
-                    return None;
+                    return Err(0);
                 }
             }
             // the input ended inside the stream (a cut body)
-            Ok(Status::Ok | Status::BufError) if read == 0 => return None,
-            Ok(_) => return Some(read),
-            Err(_) => return None,
+            Ok(Status::Ok | Status::BufError) if read == 0 => return Err(0),
+            Ok(_) => return Ok(read),
+            Err(_) => return Err(read),
         }
     }
 }
@@ -214,6 +218,35 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(data).unwrap();
         e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_body_damaged_near_its_end_keeps_what_inflated_before_the_damage() {
+        // a damaged tail must not hide the body from inspection (a 32 KiB-round decoder kept
+        // only the rounds before the failing one; here one call inflates it all)
+        let data = text(100_000);
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&data).unwrap();
+        let z = e.finish().unwrap();
+        let mut failed = 0;
+        for k in 0..64usize {
+            let mut t = z.clone();
+            let at = z.len() * 3 / 4 + k;
+            for (i, b) in t[at..at + 6].iter_mut().enumerate() {
+                *b = (k as u8).wrapping_mul(37).wrapping_add(i as u8 * 91);
+            }
+            let out = decoded("gzip", &t, 1 << 20).expect("three quarters of the body inflated");
+            if out != data {
+                failed += 1;
+                assert!(
+                    out.len() >= data.len() / 2,
+                    "damage at {at} kept only {} bytes",
+                    out.len()
+                );
+                assert_eq!(out[..data.len() / 2], data[..data.len() / 2]);
+            }
+        }
+        assert!(failed > 0, "no damage made the stream fail: the test tests nothing");
     }
 
     #[test]
@@ -435,7 +468,7 @@ mod tests {
     }
 
     #[test]
-    fn reused_inflate_states_decode_as_flate2_readers_on_whole_cut_and_corrupt_streams() {
+    fn reused_inflate_states_decode_as_flate2_readers_and_keep_at_least_their_prefix_of_damage() {
         let mut x = 0x0123_4567_89ab_cdefu64;
         let mut rnd = |n: usize| {
             x ^= x << 13;
@@ -451,6 +484,7 @@ mod tests {
                 let mut cases = vec![s.clone()];
                 let step = (s.len() / 300).max(1);
                 cases.extend((0..s.len()).step_by(step).map(|cut| s[..cut].to_vec()));
+                let exact = cases.len(); // the whole stream and its cuts; then damaged copies
                 for _ in 0..200 {
                     let mut t = s.clone();
                     let at = rnd(t.len());
@@ -463,11 +497,19 @@ mod tests {
                 }
                 for (i, c) in cases.iter().enumerate() {
                     for cap in [7, 4096, 64 << 10, 100 << 10] {
-                        assert_eq!(
-                            decoded(enc, c, cap),
-                            bufread_reference(enc, c, cap),
-                            "{enc} len {len} case {i} cap {cap}"
-                        );
+                        let (new, old) = (decoded(enc, c, cap), bufread_reference(enc, c, cap));
+                        if i < exact {
+                            assert_eq!(new, old, "{enc} len {len} case {i} cap {cap}");
+                        } else {
+                            // damaged: all the reader kept, and perhaps the inflated bytes of
+                            // the call that saw the damage, which the reader drops
+                            let kept_all = match (&new, &old) {
+                                (_, None) => true,
+                                (Some(n), Some(o)) => n.starts_with(o),
+                                (None, Some(_)) => false,
+                            };
+                            assert!(kept_all, "{enc} len {len} case {i} cap {cap}: {new:?} lost {old:?}");
+                        }
                     }
                 }
             }
