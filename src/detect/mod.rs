@@ -346,8 +346,10 @@ impl<'a> Inputs<'a> {
             let what = match buf.get_mut(..n.len()) {
                 Some(lower) => {
                     lower.copy_from_slice(n.as_bytes());
-                    lower.make_ascii_lowercase();
-                    header_use(lower)
+                    // the whole buffer lowercased: a loop of fixed length the compiler turns
+                    // into a few vector steps (the zeros past the name stay zeros)
+                    buf.make_ascii_lowercase();
+                    header_use(&buf[..n.len()])
                 }
                 None => header_use_by_lists(n),
             };
@@ -359,6 +361,12 @@ impl<'a> Inputs<'a> {
             // A value normalize would copy as it is is judged and kept where it lies.
             let (v, c) = normalized_classed(v);
             if !read && payload::skipped_by(&v, c) {
+                continue;
+            }
+            // Nor a usual header's value no injection pattern can match (`application/json`,
+            // `shop-client/2.0`): the injection scan would pass it over (see payload::scan),
+            // and the SSRF classifier does not read it.
+            if !read && label.is_some() && v.len() <= payload::SCAN_CAP && !payload::may_match(&v, c) {
                 continue;
             }
             // the usual names' labels are fixed strings (nothing allocated for them)
@@ -376,7 +384,13 @@ impl<'a> Inputs<'a> {
             let form = q
                 .header("content-type")
                 .is_some_and(|ct| ct.to_ascii_lowercase().contains("x-www-form-urlencoded"));
-            match String::from_utf8_lossy(&q.body) {
+            // (UTF-8 checked by `from_utf8`, whose ASCII runs go a word at a time; only a body
+            // that is not UTF-8 takes the lossy repair)
+            let text = match std::str::from_utf8(&q.body) {
+                Ok(t) => Cow::Borrowed(t),
+                Err(_) => String::from_utf8_lossy(&q.body),
+            };
+            match text {
                 Cow::Borrowed(text) => body_parts(text, form, &mut parts),
                 Cow::Owned(text) => {
                     // not UTF-8: the parts of the repaired copy are copied out of it
@@ -1170,6 +1184,69 @@ mod borrow_tests {
             .collect()
     }
 
+    /// The usual headers' values left out of the inputs (no pattern can match them, no SSRF
+    /// read) change no verdict nor evidence: the same as with them put back, for values with
+    /// and without the literals, escapes, capitals, non-ASCII, beyond the scan cap, and the
+    /// headers the SSRF classifier reads.
+    #[test]
+    fn unmatchable_header_values_left_out_change_no_verdict() {
+        let long_plain = format!("a/{}", "b".repeat(payload::SCAN_CAP));
+        let long_literal = format!("{}/etc/passwd", "b".repeat(payload::SCAN_CAP));
+        let values = [
+            "application/json",
+            "shop-client/2.0",
+            "text/html,application/xhtml+xml",
+            "/etc/passwd",
+            "../../etc/passwd",
+            "x-union-select-from",
+            "UNION SELECT",
+            "%2e%2e/%2e%2e/etc/passwd",
+            "document.cookie",
+            "0x41414141",
+            "caf\u{e9}/x",
+            "localhost/x",
+            "http://169.254.169.254/latest",
+            "gzip, deflate",
+            "max-age=0",
+            "\u{65e5}\u{672c}/passwd",
+            long_plain.as_str(),
+            long_literal.as_str(),
+        ];
+        let names = [
+            "User-Agent",
+            "Accept",
+            "Content-Type",
+            "Referer",
+            "Origin",
+            "Cache-Control",
+            "X-Real-IP",
+            "X-Custom",
+        ];
+        for v in values {
+            for n in names {
+                let tx = request("GET", "/api/v1/users/1?q=a", &[(n, v), ("Accept", v)], b"");
+                let kept = Inputs::of(&tx);
+                let mut all = Inputs::of(&tx);
+                for (hn, hv) in tx.request.as_ref().map(|q| q.headers.iter()).into_iter().flatten() {
+                    let lower = hn.to_ascii_lowercase();
+                    if let HeaderUse::Input {
+                        label: Some(l),
+                        read: false,
+                    } = header_use(lower.as_bytes())
+                    {
+                        let (nv, c) = normalized_classed(hv);
+                        let there = all.parts.iter().any(|(a, x)| a == l && *x == nv);
+                        if !payload::skipped_by(&nv, c) && !there {
+                            all.parts.push((Part::Borrowed(l), Cow::Owned(nv.into_owned())));
+                        }
+                    }
+                }
+                assert_eq!(payload::scan(&kept), payload::scan(&all), "{n}: {v:.60}");
+                assert_eq!(ssrf::scan(&kept), ssrf::scan(&all), "{n}: {v:.60}");
+            }
+        }
+    }
+
     #[test]
     fn borrowed_inputs_are_the_copied_inputs() {
         let long = format!("/a/{}", "x%41Y".repeat(3000));
@@ -1344,6 +1421,14 @@ mod borrow_tests {
             let known = buf
                 .get(..n.len())
                 .and_then(|lower| HEADER_PARTS.iter().find(|p| p.as_bytes()[7..] == *lower));
+            // a usual header's value no pattern can match is left out
+            if !read_anyway
+                && known.is_some()
+                && v.len() <= payload::SCAN_CAP
+                && !payload::may_match(&v, class::of(v.as_bytes()))
+            {
+                continue;
+            }
             let at: Part = match known {
                 Some(p) => Part::Borrowed(p),
                 None => {
