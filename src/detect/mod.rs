@@ -125,14 +125,22 @@ pub fn normalized_classed(s: &str) -> (std::borrow::Cow<'_, str>, u16) {
     (v.into(), c)
 }
 
-/// The copying part of [`normalize`].
+/// The copying part of [`normalize`]: `+` as a space, percent-decoded twice, lowercased.
+/// (`percent_decode_lossy` turns a `+` into a space itself, so the first pass needs no
+/// copy with the pluses replaced; an ASCII result is lowercased in place, not copied again.
+/// The same text as the three copies made one after the other, see
+/// `decoded_lowered_is_replace_decode_twice_lowercase`.)
 fn decoded_lowered(s: &str) -> String {
-    let once = percent_decode_lossy(&s.replace('+', " ")).into_owned();
-    let twice = if once.contains('%') {
+    let once = percent_decode_lossy(s).into_owned();
+    let mut twice = if once.contains('%') {
         percent_decode_lossy(&once).into_owned()
     } else {
         once
     };
+    if twice.is_ascii() {
+        twice.make_ascii_lowercase();
+        return twice;
+    }
     twice.to_lowercase()
 }
 
@@ -331,10 +339,17 @@ impl<'a> Inputs<'a> {
             };
         };
         let (path, query) = crate::util::split_query(&q.uri).unwrap_or((&q.uri, ""));
-        parts.push(("path".into(), normalized(path)));
+        // (a path or query value neither classifier acts on is left out: no label made)
+        let (p, c) = normalized_classed(path);
+        if read_by_either(&p, c) {
+            parts.push(("path".into(), p));
+        }
         for (k, v) in crate::redact::query_pairs(query) {
             let k = normalized(k);
-            parts.push((crate::util::concat(&["query:", &k]).into(), normalized(v)));
+            let (v, c) = normalized_classed(v);
+            if read_by_either(&v, c) {
+                parts.push((crate::util::concat(&["query:", &k]).into(), v));
+            }
             if k.contains(['$', '[', '(', '<', '\'']) {
                 parts.push(("query-name".into(), k));
             }
@@ -405,6 +420,14 @@ impl<'a> Inputs<'a> {
             ..Inputs::default()
         }
     }
+}
+
+/// Does either classifier act on a (normalized) path or query value whose byte classes are
+/// `c`? False: the injection scan passes it over (plain, or no pattern can match it; see
+/// payload::scan) and the SSRF classifier finds nothing to judge in it (`may_target`), so
+/// leaving it out changes no verdict (`values_no_classifier_reads_left_out_change_no_verdict`).
+fn read_by_either(v: &str, c: u16) -> bool {
+    ssrf::may_target(v) || !(payload::skipped_by(v, c) || (v.len() <= payload::SCAN_CAP && !payload::may_match(v, c)))
 }
 
 /// The request body's parts: a form's fields, a JSON document's strings, else the whole text.
@@ -1247,6 +1270,131 @@ mod borrow_tests {
         }
     }
 
+    /// [`decoded_lowered`] is the plain way: pluses replaced, decoded twice, lowercased, on
+    /// texts of pluses, escapes (whole, cut, of a plus or a percent, doubled), capitals and
+    /// non-ASCII letters whose lowercase differs in length.
+    #[test]
+    fn decoded_lowered_is_replace_decode_twice_lowercase() {
+        let plain = |s: &str| {
+            let once = percent_decode_lossy(&s.replace('+', " ")).into_owned();
+            let twice = if once.contains('%') {
+                percent_decode_lossy(&once).into_owned()
+            } else {
+                once
+            };
+            twice.to_lowercase()
+        };
+        let pieces = [
+            "+",
+            "%",
+            "%2",
+            "%2B",
+            "%2b",
+            "%25",
+            "%2541",
+            "%41",
+            "%+",
+            "%+1",
+            "%4+",
+            "%%41",
+            "%C3%A9",
+            "%FF",
+            "A",
+            "z",
+            "Customer 97118",
+            "+1-555-0197118",
+            "\u{130}",
+            "\u{c9}",
+            "\u{3a3}",
+            " ",
+            "1",
+            "%252B",
+            "%E2%82",
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut t = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut y = x;
+            for _ in 0..(y % 6 + 1) {
+                y /= 7;
+                t.push_str(pieces[(y % pieces.len() as u64) as usize]);
+                y /= pieces.len() as u64;
+            }
+            assert_eq!(decoded_lowered(&t), plain(&t), "{t:?}");
+        }
+        for t in pieces {
+            assert_eq!(decoded_lowered(t), plain(t), "{t:?}");
+        }
+    }
+
+    /// Path and query values left out of the inputs (neither classifier acts on them) change
+    /// no verdict nor evidence: the same as with them put back, for plain paths, paths with
+    /// the literals, escapes, capitals, hosts and URLs, and long ones.
+    #[test]
+    fn values_no_classifier_reads_left_out_change_no_verdict() {
+        let long_plain = format!("/a/{}", "b".repeat(payload::SCAN_CAP));
+        let long_literal = format!("/{}/etc/passwd", "b".repeat(payload::SCAN_CAP));
+        let values = [
+            "/api/v1/users/97118",
+            "/etc/passwd",
+            "/a/../../etc/passwd",
+            "/x/union/select",
+            "/%2e%2e/%2e%2e/etc/passwd",
+            "/A/B/C",
+            "/Users/%41",
+            "localhost",
+            "metadata",
+            "/x.y",
+            "2",
+            "audio",
+            "o'brien",
+            "1' or '1'='1",
+            "http://169.254.169.254/latest",
+            "10.0.0.1:8080",
+            "document.cookie",
+            "/caf\u{e9}",
+            "<script>",
+            long_plain.as_str(),
+            long_literal.as_str(),
+        ];
+        for v in values {
+            let enc: String = v
+                .bytes()
+                .map(|b| {
+                    if b == b'?' || b == b'&' || b == b'=' || b == b'#' {
+                        '_'
+                    } else {
+                        b as char
+                    }
+                })
+                .collect();
+            for uri in [
+                format!("{enc}?url={enc}&page=2&q={enc}"),
+                enc.clone(),
+                format!("/p?{enc}"),
+            ] {
+                let tx = request("GET", &uri, &[], b"");
+                let kept = Inputs::of(&tx);
+                let mut all = Inputs::of(&tx);
+                let (path, query) = crate::util::split_query(&uri).unwrap_or((&uri, ""));
+                let mut put = vec![("path".to_string(), normalize(path))];
+                for (k, x) in crate::redact::query_pairs(query) {
+                    put.push((format!("query:{}", normalize(k)), normalize(x)));
+                }
+                for (a, x) in put {
+                    if !all.parts.iter().any(|(b, y)| *b == a && *y == x) {
+                        all.parts.push((Part::Owned(a), Cow::Owned(x)));
+                    }
+                }
+                assert_eq!(payload::scan(&kept), payload::scan(&all), "{uri:.80}");
+                assert_eq!(ssrf::scan(&kept), ssrf::scan(&all), "{uri:.80}");
+            }
+        }
+    }
+
     #[test]
     fn borrowed_inputs_are_the_copied_inputs() {
         let long = format!("/a/{}", "x%41Y".repeat(3000));
@@ -1373,10 +1521,22 @@ mod borrow_tests {
             return Vec::new();
         };
         let (path, query) = crate::util::split_query(&q.uri).unwrap_or((&q.uri, ""));
-        parts.push(("path".into(), normalize(path)));
+        // a value neither classifier acts on is left out
+        let read = |v: &str| {
+            ssrf::may_target(v)
+                || !(payload::skipped(v)
+                    || (v.len() <= payload::SCAN_CAP && !payload::may_match(v, class::of(v.as_bytes()))))
+        };
+        let p = normalize(path);
+        if read(&p) {
+            parts.push(("path".into(), p));
+        }
         for (k, v) in crate::redact::query_pairs(query) {
             let k = normalize(k);
-            parts.push((crate::util::concat(&["query:", &k]).into(), normalize(v)));
+            let v = normalize(v);
+            if read(&v) {
+                parts.push((crate::util::concat(&["query:", &k]).into(), v));
+            }
             if k.contains(['$', '[', '(', '<', '\'']) {
                 parts.push(("query-name".into(), k));
             }

@@ -125,7 +125,7 @@ pub fn scan(inputs: &Inputs) -> Option<String> {
 /// Could [`target`] find anything in `v`, under any name? A URL needs a colon, a host that
 /// [`looks_like_host`] a dot, a colon or a bracket, unless it is a bare internal name
 /// (`localhost`, `metadata`, `instance-data`). False proves `target` answers `None`.
-fn may_target(v: &str) -> bool {
+pub(super) fn may_target(v: &str) -> bool {
     // values are short: a plain loop, not a vector search and its setup
     if v.bytes().any(|b| matches!(b, b':' | b'.' | b'[')) {
         return true;
