@@ -125,14 +125,22 @@ pub fn normalized_classed(s: &str) -> (std::borrow::Cow<'_, str>, u16) {
     (v.into(), c)
 }
 
-/// The copying part of [`normalize`].
+/// The copying part of [`normalize`]: `+` as a space, percent-decoded twice, lowercased.
+/// (`percent_decode_lossy` turns a `+` into a space itself, so the first pass needs no
+/// copy with the pluses replaced; an ASCII result is lowercased in place, not copied again.
+/// The same text as the three copies made one after the other, see
+/// `decoded_lowered_is_replace_decode_twice_lowercase`.)
 fn decoded_lowered(s: &str) -> String {
-    let once = percent_decode_lossy(&s.replace('+', " ")).into_owned();
-    let twice = if once.contains('%') {
+    let once = percent_decode_lossy(s).into_owned();
+    let mut twice = if once.contains('%') {
         percent_decode_lossy(&once).into_owned()
     } else {
         once
     };
+    if twice.is_ascii() {
+        twice.make_ascii_lowercase();
+        return twice;
+    }
     twice.to_lowercase()
 }
 
@@ -331,10 +339,17 @@ impl<'a> Inputs<'a> {
             };
         };
         let (path, query) = crate::util::split_query(&q.uri).unwrap_or((&q.uri, ""));
-        parts.push(("path".into(), normalized(path)));
+        // (a path or query value neither classifier acts on is left out: no label made)
+        let (p, c) = normalized_classed(path);
+        if read_by_either(&p, c) {
+            parts.push(("path".into(), p));
+        }
         for (k, v) in crate::redact::query_pairs(query) {
             let k = normalized(k);
-            parts.push((crate::util::concat(&["query:", &k]).into(), normalized(v)));
+            let (v, c) = normalized_classed(v);
+            if read_by_either(&v, c) {
+                parts.push((crate::util::concat(&["query:", &k]).into(), v));
+            }
             if k.contains(['$', '[', '(', '<', '\'']) {
                 parts.push(("query-name".into(), k));
             }
@@ -346,8 +361,10 @@ impl<'a> Inputs<'a> {
             let what = match buf.get_mut(..n.len()) {
                 Some(lower) => {
                     lower.copy_from_slice(n.as_bytes());
-                    lower.make_ascii_lowercase();
-                    header_use(lower)
+                    // the whole buffer lowercased: a loop of fixed length the compiler turns
+                    // into a few vector steps (the zeros past the name stay zeros)
+                    buf.make_ascii_lowercase();
+                    header_use(&buf[..n.len()])
                 }
                 None => header_use_by_lists(n),
             };
@@ -359,6 +376,12 @@ impl<'a> Inputs<'a> {
             // A value normalize would copy as it is is judged and kept where it lies.
             let (v, c) = normalized_classed(v);
             if !read && payload::skipped_by(&v, c) {
+                continue;
+            }
+            // Nor a usual header's value no injection pattern can match (`application/json`,
+            // `shop-client/2.0`): the injection scan would pass it over (see payload::scan),
+            // and the SSRF classifier does not read it.
+            if !read && label.is_some() && v.len() <= payload::SCAN_CAP && !payload::may_match(&v, c) {
                 continue;
             }
             // the usual names' labels are fixed strings (nothing allocated for them)
@@ -376,7 +399,13 @@ impl<'a> Inputs<'a> {
             let form = q
                 .header("content-type")
                 .is_some_and(|ct| ct.to_ascii_lowercase().contains("x-www-form-urlencoded"));
-            match String::from_utf8_lossy(&q.body) {
+            // (UTF-8 checked by `from_utf8`, whose ASCII runs go a word at a time; only a body
+            // that is not UTF-8 takes the lossy repair)
+            let text = match std::str::from_utf8(&q.body) {
+                Ok(t) => Cow::Borrowed(t),
+                Err(_) => String::from_utf8_lossy(&q.body),
+            };
+            match text {
                 Cow::Borrowed(text) => body_parts(text, form, &mut parts),
                 Cow::Owned(text) => {
                     // not UTF-8: the parts of the repaired copy are copied out of it
@@ -391,6 +420,14 @@ impl<'a> Inputs<'a> {
             ..Inputs::default()
         }
     }
+}
+
+/// Does either classifier act on a (normalized) path or query value whose byte classes are
+/// `c`? False: the injection scan passes it over (plain, or no pattern can match it; see
+/// payload::scan) and the SSRF classifier finds nothing to judge in it (`may_target`), so
+/// leaving it out changes no verdict (`values_no_classifier_reads_left_out_change_no_verdict`).
+fn read_by_either(v: &str, c: u16) -> bool {
+    ssrf::may_target(v) || !(payload::skipped_by(v, c) || (v.len() <= payload::SCAN_CAP && !payload::may_match(v, c)))
 }
 
 /// The request body's parts: a form's fields, a JSON document's strings, else the whole text.
@@ -1170,6 +1207,194 @@ mod borrow_tests {
             .collect()
     }
 
+    /// The usual headers' values left out of the inputs (no pattern can match them, no SSRF
+    /// read) change no verdict nor evidence: the same as with them put back, for values with
+    /// and without the literals, escapes, capitals, non-ASCII, beyond the scan cap, and the
+    /// headers the SSRF classifier reads.
+    #[test]
+    fn unmatchable_header_values_left_out_change_no_verdict() {
+        let long_plain = format!("a/{}", "b".repeat(payload::SCAN_CAP));
+        let long_literal = format!("{}/etc/passwd", "b".repeat(payload::SCAN_CAP));
+        let values = [
+            "application/json",
+            "shop-client/2.0",
+            "text/html,application/xhtml+xml",
+            "/etc/passwd",
+            "../../etc/passwd",
+            "x-union-select-from",
+            "UNION SELECT",
+            "%2e%2e/%2e%2e/etc/passwd",
+            "document.cookie",
+            "0x41414141",
+            "caf\u{e9}/x",
+            "localhost/x",
+            "http://169.254.169.254/latest",
+            "gzip, deflate",
+            "max-age=0",
+            "\u{65e5}\u{672c}/passwd",
+            long_plain.as_str(),
+            long_literal.as_str(),
+        ];
+        let names = [
+            "User-Agent",
+            "Accept",
+            "Content-Type",
+            "Referer",
+            "Origin",
+            "Cache-Control",
+            "X-Real-IP",
+            "X-Custom",
+        ];
+        for v in values {
+            for n in names {
+                let tx = request("GET", "/api/v1/users/1?q=a", &[(n, v), ("Accept", v)], b"");
+                let kept = Inputs::of(&tx);
+                let mut all = Inputs::of(&tx);
+                for (hn, hv) in tx.request.as_ref().map(|q| q.headers.iter()).into_iter().flatten() {
+                    let lower = hn.to_ascii_lowercase();
+                    if let HeaderUse::Input {
+                        label: Some(l),
+                        read: false,
+                    } = header_use(lower.as_bytes())
+                    {
+                        let (nv, c) = normalized_classed(hv);
+                        let there = all.parts.iter().any(|(a, x)| a == l && *x == nv);
+                        if !payload::skipped_by(&nv, c) && !there {
+                            all.parts.push((Part::Borrowed(l), Cow::Owned(nv.into_owned())));
+                        }
+                    }
+                }
+                assert_eq!(payload::scan(&kept), payload::scan(&all), "{n}: {v:.60}");
+                assert_eq!(ssrf::scan(&kept), ssrf::scan(&all), "{n}: {v:.60}");
+            }
+        }
+    }
+
+    /// [`decoded_lowered`] is the plain way: pluses replaced, decoded twice, lowercased, on
+    /// texts of pluses, escapes (whole, cut, of a plus or a percent, doubled), capitals and
+    /// non-ASCII letters whose lowercase differs in length.
+    #[test]
+    fn decoded_lowered_is_replace_decode_twice_lowercase() {
+        let plain = |s: &str| {
+            let once = percent_decode_lossy(&s.replace('+', " ")).into_owned();
+            let twice = if once.contains('%') {
+                percent_decode_lossy(&once).into_owned()
+            } else {
+                once
+            };
+            twice.to_lowercase()
+        };
+        let pieces = [
+            "+",
+            "%",
+            "%2",
+            "%2B",
+            "%2b",
+            "%25",
+            "%2541",
+            "%41",
+            "%+",
+            "%+1",
+            "%4+",
+            "%%41",
+            "%C3%A9",
+            "%FF",
+            "A",
+            "z",
+            "Customer 97118",
+            "+1-555-0197118",
+            "\u{130}",
+            "\u{c9}",
+            "\u{3a3}",
+            " ",
+            "1",
+            "%252B",
+            "%E2%82",
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut t = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut y = x;
+            for _ in 0..(y % 6 + 1) {
+                y /= 7;
+                t.push_str(pieces[(y % pieces.len() as u64) as usize]);
+                y /= pieces.len() as u64;
+            }
+            assert_eq!(decoded_lowered(&t), plain(&t), "{t:?}");
+        }
+        for t in pieces {
+            assert_eq!(decoded_lowered(t), plain(t), "{t:?}");
+        }
+    }
+
+    /// Path and query values left out of the inputs (neither classifier acts on them) change
+    /// no verdict nor evidence: the same as with them put back, for plain paths, paths with
+    /// the literals, escapes, capitals, hosts and URLs, and long ones.
+    #[test]
+    fn values_no_classifier_reads_left_out_change_no_verdict() {
+        let long_plain = format!("/a/{}", "b".repeat(payload::SCAN_CAP));
+        let long_literal = format!("/{}/etc/passwd", "b".repeat(payload::SCAN_CAP));
+        let values = [
+            "/api/v1/users/97118",
+            "/etc/passwd",
+            "/a/../../etc/passwd",
+            "/x/union/select",
+            "/%2e%2e/%2e%2e/etc/passwd",
+            "/A/B/C",
+            "/Users/%41",
+            "localhost",
+            "metadata",
+            "/x.y",
+            "2",
+            "audio",
+            "o'brien",
+            "1' or '1'='1",
+            "http://169.254.169.254/latest",
+            "10.0.0.1:8080",
+            "document.cookie",
+            "/caf\u{e9}",
+            "<script>",
+            long_plain.as_str(),
+            long_literal.as_str(),
+        ];
+        for v in values {
+            let enc: String = v
+                .bytes()
+                .map(|b| {
+                    if b == b'?' || b == b'&' || b == b'=' || b == b'#' {
+                        '_'
+                    } else {
+                        b as char
+                    }
+                })
+                .collect();
+            for uri in [
+                format!("{enc}?url={enc}&page=2&q={enc}"),
+                enc.clone(),
+                format!("/p?{enc}"),
+            ] {
+                let tx = request("GET", &uri, &[], b"");
+                let kept = Inputs::of(&tx);
+                let mut all = Inputs::of(&tx);
+                let (path, query) = crate::util::split_query(&uri).unwrap_or((&uri, ""));
+                let mut put = vec![("path".to_string(), normalize(path))];
+                for (k, x) in crate::redact::query_pairs(query) {
+                    put.push((format!("query:{}", normalize(k)), normalize(x)));
+                }
+                for (a, x) in put {
+                    if !all.parts.iter().any(|(b, y)| *b == a && *y == x) {
+                        all.parts.push((Part::Owned(a), Cow::Owned(x)));
+                    }
+                }
+                assert_eq!(payload::scan(&kept), payload::scan(&all), "{uri:.80}");
+                assert_eq!(ssrf::scan(&kept), ssrf::scan(&all), "{uri:.80}");
+            }
+        }
+    }
+
     #[test]
     fn borrowed_inputs_are_the_copied_inputs() {
         let long = format!("/a/{}", "x%41Y".repeat(3000));
@@ -1296,10 +1521,22 @@ mod borrow_tests {
             return Vec::new();
         };
         let (path, query) = crate::util::split_query(&q.uri).unwrap_or((&q.uri, ""));
-        parts.push(("path".into(), normalize(path)));
+        // a value neither classifier acts on is left out
+        let read = |v: &str| {
+            ssrf::may_target(v)
+                || !(payload::skipped(v)
+                    || (v.len() <= payload::SCAN_CAP && !payload::may_match(v, class::of(v.as_bytes()))))
+        };
+        let p = normalize(path);
+        if read(&p) {
+            parts.push(("path".into(), p));
+        }
         for (k, v) in crate::redact::query_pairs(query) {
             let k = normalize(k);
-            parts.push((crate::util::concat(&["query:", &k]).into(), normalize(v)));
+            let v = normalize(v);
+            if read(&v) {
+                parts.push((crate::util::concat(&["query:", &k]).into(), v));
+            }
             if k.contains(['$', '[', '(', '<', '\'']) {
                 parts.push(("query-name".into(), k));
             }
@@ -1344,6 +1581,14 @@ mod borrow_tests {
             let known = buf
                 .get(..n.len())
                 .and_then(|lower| HEADER_PARTS.iter().find(|p| p.as_bytes()[7..] == *lower));
+            // a usual header's value no pattern can match is left out
+            if !read_anyway
+                && known.is_some()
+                && v.len() <= payload::SCAN_CAP
+                && !payload::may_match(&v, class::of(v.as_bytes()))
+            {
+                continue;
+            }
             let at: Part = match known {
                 Some(p) => Part::Borrowed(p),
                 None => {

@@ -156,7 +156,7 @@ static CLASSES: LazyLock<Vec<Class>> = LazyLock::new(|| {
 });
 
 /// Cap on the text scanned per input: payloads sit at the front; bodies can be 64 KiB.
-const SCAN_CAP: usize = 4096;
+pub(super) const SCAN_CAP: usize = 4096;
 
 /// Bytes by class, for the checks below (a table lookup per byte, not a search of a list).
 const fn byte_table(extra: &[u8], alnum: bool, alpha: bool) -> [bool; 256] {
@@ -227,10 +227,12 @@ const PLAIN_PATH_LITERALS: [&[u8]; 16] = [
     b"document.",
 ];
 
-/// The literals' first two bytes, as a bit per byte pair: most positions of a value are
-/// ruled out by one lookup.
+/// The literals' first two bytes, as a bit per byte pair (the test [`FIRST`] and [`SECOND`]
+/// must agree with, see `literal_byte_tables_are_the_literal_pairs`).
+#[cfg(test)]
 static LITERAL_PAIRS: [u64; 1024] = literal_pairs();
 
+#[cfg(test)]
 const fn literal_pairs() -> [u64; 1024] {
     let mut t = [0u64; 1024];
     let mut i = 0;
@@ -244,6 +246,25 @@ const fn literal_pairs() -> [u64; 1024] {
     t
 }
 
+/// Per byte, the literals (a bit each, by position in [`PLAIN_PATH_LITERALS`]) it is the
+/// first byte of, and the ones it is the second byte of. Two bytes `a b` start a literal
+/// exactly when `FIRST[a] & SECOND[b] != 0` (the same literal's bit in both; each literal
+/// has its own first two bytes): most positions of a value are ruled out by two loads.
+static FIRST: [u16; 256] = literal_bytes(0);
+static SECOND: [u16; 256] = literal_bytes(1);
+
+const fn literal_bytes(at: usize) -> [u16; 256] {
+    assert!(PLAIN_PATH_LITERALS.len() <= 16);
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < PLAIN_PATH_LITERALS.len() {
+        assert!(PLAIN_PATH_LITERALS[i].len() >= 2);
+        t[PLAIN_PATH_LITERALS[i][at] as usize] |= 1 << i;
+        i += 1;
+    }
+    t
+}
+
 /// Could a pattern match `t`, whose byte classes are `c`? False proves it cannot (a path
 /// like `/api/v1/users/97118`, `application/json`): no pattern search, no cache look.
 pub fn may_match(t: &str, c: u16) -> bool {
@@ -251,17 +272,17 @@ pub fn may_match(t: &str, c: u16) -> bool {
         return true;
     }
     let b = t.as_bytes();
-    // a tight loop: one table bit per position (the pair's bit is a u16 index, so no bounds
+    // a tight loop: two loads and a test per position (byte-indexed tables: no bounds
     // check), the literals compared only where a pair starts one
     let Some((&first, rest)) = b.split_first() else {
         return false;
     };
-    let mut k = first as usize;
+    let mut starts = FIRST[first as usize];
     for (i, &x) in rest.iter().enumerate() {
-        k = (k << 8 | x as usize) & 0xffff;
-        if LITERAL_PAIRS[k >> 6] >> (k & 63) & 1 != 0 && literal_at(&b[i..]) {
+        if starts & SECOND[x as usize] != 0 && literal_at(&b[i..]) {
             return true;
         }
+        starts = FIRST[x as usize];
     }
     false
 }
@@ -684,6 +705,22 @@ mod prefilter_tests {
              then set PATTERNS_FINGERPRINT to ({}, {fnv:#x})",
             text.len()
         );
+    }
+
+    /// The two byte tables' test of a pair is the pair table's bit, for all 65,536 pairs,
+    /// and both say "a literal starts here" exactly for the literals' first two bytes.
+    #[test]
+    fn literal_byte_tables_are_the_literal_pairs() {
+        assert!(PLAIN_PATH_LITERALS.len() <= 16, "a bit per literal in a u16");
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                let k = (a as usize) << 8 | b as usize;
+                let pair = LITERAL_PAIRS[k >> 6] >> (k & 63) & 1 != 0;
+                let bytes = FIRST[a as usize] & SECOND[b as usize] != 0;
+                let listed = PLAIN_PATH_LITERALS.iter().any(|l| l[0] == a && l[1] == b);
+                assert_eq!((bytes, pair), (listed, listed), "{a} {b}");
+            }
+        }
     }
 
     #[test]

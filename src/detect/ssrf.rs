@@ -81,18 +81,28 @@ pub const READS_HEADERS: [&str; 5] = [
 /// - other headers: never (payloads in them are the injection classifiers' business).
 pub fn scan(inputs: &Inputs) -> Option<String> {
     for (at, text) in &inputs.parts {
-        // labels are short: a plain loop, not a vector search and its setup
-        let name = at
-            .bytes()
-            .rposition(|b| b == b':')
-            .map_or(at.as_ref(), |i| &at[i + 1..]);
+        // the name after the label's last colon (labels are short: a plain loop, not a vector
+        // search and its setup); read before the value only for a header, else after the
+        // value could be a target (most are not)
+        let name_of = || {
+            at.bytes()
+                .rposition(|b| b == b':')
+                .map_or(at.as_ref(), |i| &at[i + 1..])
+        };
         let header = at.starts_with("header:");
-        if header && !READS_HEADERS.contains(&name) {
-            continue;
-        }
+        let known = if header {
+            let name = name_of();
+            if !READS_HEADERS.contains(&name) {
+                continue;
+            }
+            Some(name)
+        } else {
+            None
+        };
         if !may_target(text) {
             continue; // neither a URL nor a host: most values, one byte search
         }
+        let name = known.unwrap_or_else(name_of);
         let context_header = header && matches!(name, "referer" | "origin");
         // the name only matters for a bare host (target's one use of it): asked last
         let urlish_name = !context_header && looks_like_host(text.trim()) && urlish(name);
@@ -115,7 +125,7 @@ pub fn scan(inputs: &Inputs) -> Option<String> {
 /// Could [`target`] find anything in `v`, under any name? A URL needs a colon, a host that
 /// [`looks_like_host`] a dot, a colon or a bracket, unless it is a bare internal name
 /// (`localhost`, `metadata`, `instance-data`). False proves `target` answers `None`.
-fn may_target(v: &str) -> bool {
+pub(super) fn may_target(v: &str) -> bool {
     // values are short: a plain loop, not a vector search and its setup
     if v.bytes().any(|b| matches!(b, b':' | b'.' | b'[')) {
         return true;

@@ -193,11 +193,12 @@ impl Entity {
         if *first != NONE && strings.get(*first) == s {
             return Ok(false);
         }
-        let id = strings.find(s);
+        // (an empty list takes it: interned, not looked up first as well)
         if *first == NONE {
             *first = strings.intern(s);
             return Ok(true);
         }
+        let id = strings.find(s);
         if let Some(id) = id
             && (*first == id || rare.as_mut().is_some_and(|r| tail(r).contains(&id)))
         {

@@ -53,7 +53,7 @@ pub struct Hit {
 pub(super) struct HitRef<'a> {
     pub(super) rule: &'a str,
     pub(super) rule_idx: usize,
-    /// `hash_of` the rule's id, the key and `per`: the parts of the window id (see
+    /// `id_hash` of the rule's id, the key and `per`: the parts of the window id (see
     /// [`super::window_id`]).
     pub(super) rule_h: u64,
     pub(super) key_h: u64,
@@ -107,9 +107,9 @@ impl Hit {
         HitRef {
             rule: &self.rule,
             rule_idx: self.rule_idx,
-            rule_h: hash_of(self.rule.as_str()),
-            key_h: hash_of(&self.key),
-            per_h: hash_of(self.per.as_str()),
+            rule_h: id_hash(self.rule.as_str()),
+            key_h: id_hash(&self.key),
+            per_h: id_hash(self.per.as_str()),
             key: &self.key,
             endpoint: &self.endpoint,
             per: &self.per,

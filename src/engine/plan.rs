@@ -51,10 +51,10 @@ pub(super) struct Plan {
     guards: Vec<Guard>,
     /// The detectors the conditions ask for, in fact-bit order.
     detectors: Vec<Detector>,
-    /// Per rule, `hash_of` its id (a part of its windows' ids, see [`super::window_id`]):
+    /// Per rule, `id_hash` of its id (a part of its windows' ids, see [`super::window_id`]):
     /// not hashed again for every match.
     pub(super) rule_h: Vec<u64>,
-    /// `hash_of("")`: the `per` part of the id of a window not kept per endpoint.
+    /// `id_hash("")`: the `per` part of the id of a window not kept per endpoint.
     pub(super) empty_h: u64,
     /// Per rule, the id of the field whose distinct values it counts (rules counting equal
     /// fields share one: its value is read and hashed once per transaction), or [`NO_FIELD`].
@@ -73,7 +73,7 @@ impl Plan {
         for (r, id) in rules.rules.iter().zip(&ids) {
             guards[*id as usize] = guard(&r.cond, &mut detectors);
         }
-        let rule_h = rules.rules.iter().map(|r| super::hash_of(r.id.as_str())).collect();
+        let rule_h = rules.rules.iter().map(|r| super::id_hash(r.id.as_str())).collect();
         let mut fields: Vec<&Field> = Vec::new();
         let field_ids = rules
             .rules
@@ -94,7 +94,7 @@ impl Plan {
             guards,
             detectors,
             rule_h,
-            empty_h: super::hash_of(""),
+            empty_h: super::id_hash(""),
             field_ids,
             rules,
         }

@@ -1542,8 +1542,8 @@ fn window_ids_of_a_hit_applied_here_equal_those_of_the_hit_sent_from_another_sha
                 };
                 let sent = hit.borrowed();
                 // what `on_tx` passes
-                let per_h = if per.is_empty() { plan.empty_h } else { hash_of(per) };
-                let here = window_id(plan.rule_h[i], hash_of(k), per_h);
+                let per_h = if per.is_empty() { plan.empty_h } else { id_hash(per) };
+                let here = window_id(plan.rule_h[i], id_hash(k), per_h);
                 assert_eq!(
                     window_id(sent.rule_h, sent.key_h, sent.per_h),
                     here,
@@ -1551,7 +1551,7 @@ fn window_ids_of_a_hit_applied_here_equal_those_of_the_hit_sent_from_another_sha
                     r.id
                 );
                 // and the window's rule hash is what a reload compares
-                assert_eq!(sent.rule_h, hash_of(r.id.as_str()));
+                assert_eq!(sent.rule_h, id_hash(r.id.as_str()));
             }
         }
     }
@@ -1578,12 +1578,12 @@ fn window_ids_are_distinct_for_distinct_rules_entities_and_endpoints() {
     let mut seen = std::collections::HashSet::new();
     let mut n = 0;
     for r in &rs.rules {
-        let rh = hash_of(r.id.as_str());
+        let rh = id_hash(r.id.as_str());
         for k in &keys {
-            let kh = hash_of(k);
+            let kh = id_hash(k);
             for p in pers {
                 n += 1;
-                assert!(seen.insert(window_id(rh, kh, hash_of(p))), "{} {k:?} {p}", r.id);
+                assert!(seen.insert(window_id(rh, kh, id_hash(p))), "{} {k:?} {p}", r.id);
             }
         }
     }
