@@ -358,7 +358,9 @@ impl Headers {
     }
 
     /// The value of the first line with this name (ASCII case-insensitive). Only names of
-    /// the right length are looked at.
+    /// the right length are looked at. Inlined: for a name written in the code (nearly every
+    /// lookup) its presence bit and its place in the index are worked out when compiling.
+    #[inline(always)]
     pub fn find(&self, name: &[u8]) -> Option<&str> {
         let slot = name_slot(name);
         if self.present & (1 << slot) == 0 {
@@ -372,6 +374,7 @@ impl Headers {
     }
 
     /// [`Headers::find`] by a walk over the lines.
+    #[inline(never)]
     fn scan(&self, name: &[u8]) -> Option<&str> {
         let b = self.buf.as_bytes();
         for &[s, n, vs, ve] in &self.lines {
@@ -520,6 +523,7 @@ impl Message {
     }
 
     /// First header with this name (ASCII case-insensitive).
+    #[inline(always)]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.find(name.as_bytes())
     }
@@ -678,6 +682,10 @@ impl HttpAnomaly {
 /// No content type: kept (API clients often omit it).
 pub fn worth_inspecting(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return true };
+    // (the API case, exactly as servers write it: no prefix below starts `json`)
+    if ct.as_bytes().get(..16) == Some(b"application/json") {
+        return true;
+    }
     // bytes, not str: a header value can hold a multi-byte character anywhere
     let ct = ct.trim_start().as_bytes();
     // `application/...` first (the common API case), compared once, then its subtypes
@@ -1065,6 +1073,11 @@ mod tests {
             " ".into(),
             "application/".into(),
             "application".into(),
+            "application/json".into(),
+            "application/jsonx".into(),
+            "application/jso".into(),
+            "application/javascript+json".into(),
+            "application/json-seq".into(),
             "application/json".into(),
             "Application/JSON; charset=utf-8".into(),
             "\u{a0}image/png".into(),
