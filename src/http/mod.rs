@@ -147,8 +147,11 @@ fn known(name: &[u8], slot: u32) -> Option<usize> {
     let f = KNOWN_FOLDED.get(k)?;
     (name.len() == f.len && {
         let w = words(name);
-        // (a name written in lower case, as the code's lookups are, needs no folding)
-        w == f.w || (lower8(w[0]) == f.w[0] && lower8(w[1]) == f.w[1] && lower8(w[2]) == f.w[2])
+        // (a name in lower case, as the code's lookups are, or capitalised, as most clients
+        // and servers send it, needs no folding)
+        w == f.w
+            || w == KNOWN_CAPITALISED[k]
+            || (lower8(w[0]) == f.w[0] && lower8(w[1]) == f.w[1] && lower8(w[2]) == f.w[2])
     })
     .then_some(k)
 }
@@ -184,6 +187,42 @@ const KNOWN_FOLDED: [Folded; KNOWN.len()] = {
                 ],
             }
         };
+        k += 1;
+    }
+    t
+};
+
+/// The [`Folded`] words of [`KNOWN`] written `Content-Type`: a capital letter at the start
+/// and after each `-`.
+const KNOWN_CAPITALISED: [[u64; 3]; KNOWN.len()] = {
+    let mut t = [[0u64; 3]; KNOWN.len()];
+    let mut k = 0;
+    while k < KNOWN.len() {
+        let f = KNOWN_FOLDED[k];
+        let n = KNOWN[k];
+        // the bytes to capitalise, by offset; then each word takes those it covers
+        let starts: [usize; 3] = if n.len() < 8 {
+            [0, n.len() - 4, usize::MAX]
+        } else {
+            [0, (n.len() - 8) / 2, n.len() - 8]
+        };
+        let width = if n.len() < 8 { 4 } else { 8 };
+        let mut w = 0;
+        while w < 3 {
+            let mut v = f.w[w];
+            if starts[w] != usize::MAX {
+                let mut j = 0;
+                while j < width {
+                    let i = starts[w] + j;
+                    if n[i].is_ascii_lowercase() && (i == 0 || n[i - 1] == b'-') {
+                        v &= !(0x20u64 << (8 * j));
+                    }
+                    j += 1;
+                }
+            }
+            t[k][w] = v;
+            w += 1;
+        }
         k += 1;
     }
     t
@@ -1349,5 +1388,26 @@ mod tests {
             "{}",
             std::mem::size_of::<Headers>()
         );
+    }
+
+    /// The capitalised shortcut is the words of each known name written `Content-Type`.
+    #[test]
+    fn known_names_capitalised_are_the_words_of_the_capitalised_text() {
+        for (k, n) in KNOWN.iter().enumerate() {
+            let cap: Vec<u8> = n
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i == 0 || n[i - 1] == b'-' {
+                        c.to_ascii_uppercase()
+                    } else {
+                        *c
+                    }
+                })
+                .collect();
+            assert_eq!(words(&cap), KNOWN_CAPITALISED[k], "{}", String::from_utf8_lossy(&cap));
+            assert_eq!(known(&cap, name_slot(&cap)), Some(k));
+            assert_eq!(words(n), KNOWN_FOLDED[k].w);
+        }
     }
 }
