@@ -10,7 +10,8 @@
 use std::mem::MaybeUninit;
 
 use super::{
-    Headers, HttpAnomaly, HttpConfig, Message, eq_ignore_case, is_tchar, parse_version, starts_request, starts_response,
+    Headers, HttpAnomaly, HttpConfig, Known, Message, eq_ignore_case, is_tchar, parse_version, starts_request,
+    starts_response,
 };
 use crate::capture::Ts;
 
@@ -1150,6 +1151,161 @@ pub(super) fn push_value(out: &mut Headers, name: &str, value: &[u8]) {
 /// many headers. Written in place, not returned: a message is a few hundred bytes, and the
 /// head parser runs for every one.
 fn strict_parse_into(role: Role, head: &[u8], out: &mut Message) -> Result<Option<usize>, HttpAnomaly> {
+    if let Some(n) = plain_parse_into(role, head, out) {
+        return Ok(Some(n));
+    }
+    httparse_parse_into(role, head, out)
+}
+
+/// RFC 9110 `tchar` (httparse's token map: method and header name bytes).
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
+/// Index of the first byte of `b[i..]` that is not printable ASCII (0x20..=0x7e), or
+/// `b.len()`. Eight bytes at a time: a byte below 0x20, or at or above 0x7f, sets its high
+/// bit in the mask (borrows and carries only run upward from a flagged byte, so the lowest
+/// flag is exact).
+#[inline(always)]
+fn printable_run(b: &[u8], i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let Some(tail) = b.get(i..) else {
+        return b.len();
+    };
+    let mut chunks = tail.chunks_exact(8);
+    let mut at = i;
+    for c in &mut chunks {
+        let Ok(w) = <[u8; 8]>::try_from(c) else { break };
+        let x = u64::from_le_bytes(w);
+        let stop = ((x.wrapping_sub(0x20 * ONES) & !x) | x | x.wrapping_add(ONES)) & HI;
+        if stop != 0 {
+            return at + (stop.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    let r = chunks.remainder();
+    at + r.iter().position(|c| !(0x20..0x7f).contains(c)).unwrap_or(r.len())
+}
+
+/// The common head parsed without httparse: `METHOD SP target SP HTTP/1.x CRLF` or
+/// `HTTP/1.x SP ddd SP reason CRLF`, then `name: value CRLF` lines (names of `tchar`s, values
+/// of printable ASCII and tabs) and `CRLF`, every byte ASCII. Anything else (a bare LF, a
+/// folded line, a space before a colon, a control or non-ASCII byte, more than
+/// `MAX_HEADERS` lines, the end of `b` before the end of the head) is `None`, and httparse
+/// decides as before: on the heads taken here both give the same message (see the tests).
+fn plain_parse_into(role: Role, b: &[u8], out: &mut Message) -> Option<usize> {
+    let crlf = |i: usize| b.get(i..i + 2) == Some(b"\r\n");
+    let version = |i: usize| match b.get(i..i + 8)? {
+        b"HTTP/1.1" => Some(1u8),
+        b"HTTP/1.0" => Some(0u8),
+        _ => None,
+    };
+    // the start line: (method end, target start and end, status, reason start and end, minor)
+    let (mut i, method_end, target, status, reason, minor) = match role {
+        Role::Request => {
+            let m = b.iter().take_while(|c| TCHAR[usize::from(**c)]).count();
+            if m == 0 || b.get(m) != Some(&b' ') {
+                return None;
+            }
+            let t = m + 1;
+            let te = t + b.get(t..)?.iter().take_while(|c| (0x21..0x7f).contains(*c)).count();
+            if te == t || b.get(te) != Some(&b' ') {
+                return None;
+            }
+            let minor = version(te + 1)?;
+            if !crlf(te + 9) {
+                return None;
+            }
+            (te + 11, m, (t, te), 0, (0, 0), minor)
+        }
+        Role::Response => {
+            let minor = version(0)?;
+            let code = b.get(8..13)?;
+            if code[0] != b' ' || code[4] != b' ' || !code[1..4].iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let status = code[1..4].iter().fold(0u16, |a, d| a * 10 + u16::from(d - b'0'));
+            // (a reason that starts with a space: httparse skips the spaces; left to it)
+            if b.get(13) == Some(&b' ') {
+                return None;
+            }
+            let re = printable_run(b, 13);
+            if !crlf(re) {
+                return None;
+            }
+            (re + 2, 0, (0, 0), status, (13, re), minor)
+        }
+    };
+    let block = i;
+    let mut spans: Vec<[u32; 4]> = Vec::with_capacity(8);
+    loop {
+        let rest = b.get(i..)?;
+        if rest.starts_with(b"\r\n") {
+            i += 2;
+            break;
+        }
+        if spans.len() == MAX_HEADERS {
+            return None;
+        }
+        // (`None`: the head goes on past `b`)
+        let ne = rest.iter().position(|c| !TCHAR[usize::from(*c)])?;
+        if ne == 0 || rest[ne] != b':' {
+            return None;
+        }
+        let mut j = ne + 1;
+        while let Some(b' ' | b'\t') = rest.get(j) {
+            j += 1;
+        }
+        let v = j;
+        loop {
+            j = printable_run(rest, j);
+            match rest.get(j..j + 2) {
+                Some(b"\r\n") => break,
+                Some([b'\t', _]) => j += 1,
+                _ => return None,
+            }
+        }
+        let ve = v + rest[v..j]
+            .iter()
+            .rposition(|c| *c != b' ' && *c != b'\t')
+            .map_or(0, |p| p + 1);
+        // a folded line (obs-fold): left to httparse
+        if let Some(b' ' | b'\t') = rest.get(j + 2) {
+            return None;
+        }
+        let at = |x: usize| (i + x - block) as u32;
+        spans.push([at(0), at(ne), at(v), at(ve)]);
+        i += j + 2;
+    }
+    let head = &b[..i];
+    debug_assert!(head.is_ascii());
+    // SAFETY: every byte of `head` was checked above to be ASCII (a `tchar`, printable
+    // ASCII, a tab, a space, CR or LF), so it is valid UTF-8.
+    let text = unsafe { std::str::from_utf8_unchecked(head) };
+    let headers = if spans.is_empty() {
+        Headers::default()
+    } else {
+        Headers::from_ascii_spans(text[block..].to_string(), spans)
+    };
+    let (method, uri) = (&text[..method_end], &text[target.0..target.1]);
+    set_head(out, method, uri, status, &text[reason.0..reason.1], minor, headers);
+    Some(i)
+}
+
+/// [`strict_parse_into`] by httparse alone.
+fn httparse_parse_into(role: Role, head: &[u8], out: &mut Message) -> Result<Option<usize>, HttpAnomaly> {
     let mut hs = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let res = match role {
         Role::Request => {
@@ -1308,27 +1464,45 @@ fn message_framing(m: &Message, ev: &mut dyn Events) -> Option<Framing> {
     if !m.headers.may_contain(b"transfer-encoding") && !m.headers.may_contain(b"content-length") {
         return None;
     }
-    for (n, v) in &m.headers {
-        if eq_ignore_case(n.as_bytes(), b"transfer-encoding") {
-            te = Some(v);
-        } else if eq_ignore_case(n.as_bytes(), b"content-length") {
-            // (one value, the common case, without the splitter)
-            let one = [v];
-            let parts: &mut dyn Iterator<Item = &str> = if v.contains(',') {
-                &mut v.split(',')
-            } else {
-                &mut one.into_iter()
-            };
-            for part in parts {
-                match parse_content_length(part) {
-                    Some(x) => match cl {
-                        Some(c) if c != x => {
-                            ev.anomaly(HttpAnomaly::MultipleContentLength);
-                        }
-                        Some(_) => {}
-                        None => cl = Some(x),
-                    },
-                    None => cl_bad = true,
+    let mut content_length = |v: &str| {
+        // (one value, the common case, without the splitter)
+        let one = [v];
+        let parts: &mut dyn Iterator<Item = &str> = if v.contains(',') {
+            &mut v.split(',')
+        } else {
+            &mut one.into_iter()
+        };
+        for part in parts {
+            match parse_content_length(part) {
+                Some(x) => match cl {
+                    Some(c) if c != x => {
+                        ev.anomaly(HttpAnomaly::MultipleContentLength);
+                    }
+                    Some(_) => {}
+                    None => cl = Some(x),
+                },
+                None => cl_bad = true,
+            }
+        }
+    };
+    match (
+        m.headers.known(Known::TransferEncoding),
+        m.headers.known(Known::ContentLength),
+    ) {
+        // At most one line of each (the common case): their values from the index, as the
+        // walk below would find them.
+        (Some((t, false)), Some((c, false))) => {
+            te = t;
+            if let Some(v) = c {
+                content_length(v);
+            }
+        }
+        _ => {
+            for (n, v) in &m.headers {
+                if eq_ignore_case(n.as_bytes(), b"transfer-encoding") {
+                    te = Some(v);
+                } else if eq_ignore_case(n.as_bytes(), b"content-length") {
+                    content_length(v);
                 }
             }
         }
@@ -1607,5 +1781,201 @@ mod tests {
         fn anomaly(&mut self, _: HttpAnomaly) {}
         fn tunnel(&mut self) {}
         fn not_http(&mut self) {}
+    }
+
+    /// Records anomalies (for the framing comparison).
+    #[derive(Default)]
+    struct Anoms(Vec<HttpAnomaly>);
+
+    impl Events for Anoms {
+        fn role_found(&mut self, _: Role) {}
+        fn request_head(&mut self, _: &Message, _: u64) {}
+        fn response_head(&mut self, _: &Message) -> ReqKind {
+            ReqKind::Other
+        }
+        fn next_response_kind(&self) -> Option<ReqKind> {
+            None
+        }
+        fn done(&mut self, _: Role, _: Message, _: u64) {}
+        fn lost(&mut self, _: Role, _: u64) {}
+        fn anomaly(&mut self, a: HttpAnomaly) {
+            self.0.push(a);
+        }
+        fn tunnel(&mut self) {}
+        fn not_http(&mut self) {}
+    }
+
+    /// The plain head parser is a shortcut only: on every head it takes (ordinary and
+    /// hostile bytes alike: control bytes, bare CR or LF, folds, spaces before a colon,
+    /// non-ASCII, cut heads, 128 and 129 lines) httparse gives the same message and length,
+    /// field for field; and it does take the ordinary heads.
+    #[test]
+    fn plain_head_parse_gives_what_httparse_gives() {
+        let bases: [(Role, &[u8]); 6] = [
+            (
+                Role::Request,
+                b"GET /api/v1/users/97118?x=1 HTTP/1.1\r\nHost: api.shop.example\r\nUser-Agent: shop-client/2.0\r\nAccept: application/json\r\nAuthorization: Bearer tok097118f6430da6e1282b11\r\n\r\n",
+            ),
+            (
+                Role::Request,
+                b"POST /a HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 2\r\nX-Empty:\r\nX-Tab:\tv\tw\t\r\n\r\n{}",
+            ),
+            (
+                Role::Response,
+                b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 29 Nov 2026 21:23:12 GMT\r\nContent-Type: application/json\r\nContent-Length: 111\r\nConnection: keep-alive\r\n\r\n{\"a\":1}",
+            ),
+            (Role::Response, b"HTTP/1.0 404 \r\nA:  b  \r\n\r\n"),
+            (Role::Response, b"HTTP/1.1 204 No Content  \r\n\r\n"),
+            (Role::Request, b"M-SEARCH * HTTP/1.1\r\nST: ssdp:all\r\nMAN: \"ssdp:discover\"\r\n\r\n"),
+        ];
+        let mut heads: Vec<(Role, Vec<u8>)> = bases.iter().map(|(r, h)| (*r, h.to_vec())).collect();
+        // 128 and 129 header lines
+        for n in [128, 129] {
+            let mut h = b"GET / HTTP/1.1\r\n".to_vec();
+            for i in 0..n {
+                h.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
+            }
+            h.extend_from_slice(b"\r\n");
+            heads.push((Role::Request, h));
+        }
+        let odd: &[u8] = b"\t \r\n\x00\x01\x0b\x7f\x80\xc3\xa9\xff:;\"(/@aAzZ09-";
+        let mut seed = 99u64;
+        for (role, h) in bases {
+            for _ in 0..4000 {
+                let mut m = h.to_vec();
+                for _ in 0..1 + lcg(&mut seed) % 3 {
+                    if m.is_empty() {
+                        break;
+                    }
+                    let at = (lcg(&mut seed) as usize) % m.len();
+                    match lcg(&mut seed) % 4 {
+                        0 => m[at] = odd[(lcg(&mut seed) as usize) % odd.len()],
+                        1 => m.insert(at, odd[(lcg(&mut seed) as usize) % odd.len()]),
+                        2 => {
+                            m.remove(at);
+                        }
+                        _ => m.truncate(at),
+                    }
+                }
+                heads.push((role, m));
+            }
+        }
+        let mut plain = 0;
+        for (role, h) in &heads {
+            let mut a = Message::default();
+            let Some(n) = plain_parse_into(*role, h, &mut a) else {
+                continue;
+            };
+            plain += 1;
+            let mut b = Message::default();
+            assert_eq!(httparse_parse_into(*role, h, &mut b), Ok(Some(n)), "{h:?}");
+            assert_eq!(
+                (&a.method, &a.uri, a.status, &a.reason, a.minor),
+                (&b.method, &b.uri, b.status, &b.reason, b.minor),
+                "{h:?}"
+            );
+            assert_eq!(a.headers, b.headers, "{h:?}");
+            assert_eq!(a.headers.bytes(), b.headers.bytes(), "{h:?}");
+            for (name, _) in b.headers.iter() {
+                assert_eq!(a.header(name), b.header(name), "{name:?} in {h:?}");
+            }
+        }
+        // the six ordinary heads and the 128-line one, and many of their variants
+        for (role, h) in heads.iter().take(7) {
+            assert!(plain_parse_into(*role, h, &mut Message::default()).is_some(), "{h:?}");
+        }
+        assert!(plain > 3000, "{plain}");
+    }
+
+    /// Body framing read from the header index gives the framing and the anomalies a walk
+    /// over every line gives (duplicates, lists, bad values, TE with CL, any case).
+    #[test]
+    fn framing_from_the_index_agrees_with_a_walk_over_the_lines() {
+        let reference = |m: &Message, ev: &mut Anoms| -> Option<Framing> {
+            let mut te: Option<&str> = None;
+            let mut cl: Option<u64> = None;
+            let mut cl_bad = false;
+            for (n, v) in &m.headers {
+                if n.eq_ignore_ascii_case("transfer-encoding") {
+                    te = Some(v);
+                } else if n.eq_ignore_ascii_case("content-length") {
+                    for part in v.split(',') {
+                        match parse_content_length(part) {
+                            Some(x) => match cl {
+                                Some(c) if c != x => ev.anomaly(HttpAnomaly::MultipleContentLength),
+                                Some(_) => {}
+                                None => cl = Some(x),
+                            },
+                            None => cl_bad = true,
+                        }
+                    }
+                }
+            }
+            if let Some(te) = te {
+                if cl.is_some() || cl_bad {
+                    ev.anomaly(HttpAnomaly::ContentLengthAndChunked);
+                }
+                let last = te.rsplit(',').next().unwrap_or("").trim();
+                if last.eq_ignore_ascii_case("chunked") {
+                    return Some(Framing::Chunked(Chunked::Size));
+                }
+                ev.anomaly(HttpAnomaly::UnknownTransferEncoding);
+                return if m.status != 0 {
+                    Some(Framing::Close)
+                } else {
+                    Some(Framing::Length(0))
+                };
+            }
+            if cl_bad && cl.is_none() {
+                ev.anomaly(HttpAnomaly::InvalidContentLength);
+                return Some(Framing::Length(0));
+            }
+            cl.map(Framing::Length)
+        };
+        let lines: &[(&str, &str)] = &[
+            ("Content-Length", "5"),
+            ("content-length", "7"),
+            ("CONTENT-LENGTH", "5, 5"),
+            ("Content-Length", "5,6"),
+            ("Content-Length", "x"),
+            ("Content-Length", ""),
+            ("Transfer-Encoding", "chunked"),
+            ("transfer-encoding", "gzip"),
+            ("Transfer-Encoding", "gzip, chunked"),
+            ("Host", "a"),
+            ("Upgrade", "h2c"),
+            ("Content-Lengths", "9"),
+            ("X", "y"),
+        ];
+        let mut seed = 3u64;
+        for round in 0..3000 {
+            let n = (lcg(&mut seed) % 5) as usize;
+            let mut h = Headers::default();
+            if round % 7 == 0 {
+                // past 255 lines: no index, a walk
+                for i in 0..256 {
+                    h.push("X-Pad", &i.to_string());
+                }
+            }
+            for _ in 0..n {
+                let (a, b) = lines[(lcg(&mut seed) as usize) % lines.len()];
+                h.push(a, b);
+            }
+            for status in [0u16, 200] {
+                let m = Message {
+                    status,
+                    headers: h.clone(),
+                    ..Message::default()
+                };
+                let (mut x, mut y) = (Anoms::default(), Anoms::default());
+                assert_eq!(message_framing(&m, &mut x), reference(&m, &mut y), "{:?}", m.headers);
+                assert_eq!(x.0, y.0, "{:?}", m.headers);
+            }
+        }
+    }
+
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed >> 33
     }
 }

@@ -54,9 +54,59 @@ pub struct Headers {
     /// One bit per line name ([`name_bit`]): `find` answers "absent" for most names without
     /// scanning (a lookup misses far more often than it hits).
     present: u64,
-    /// Bytes of names and values.
-    bytes: usize,
+    /// Per name of [`KNOWN`]: 1 + the index of its first line, 0 for none (complete while
+    /// there are at most 255 lines; past that `find` scans). The names the code looks up on
+    /// every message are answered without a scan; 12 bytes, so a `Message` (moved several
+    /// times per transaction) stays small.
+    first: [u8; KNOWN.len()],
+    /// Per name of [`KNOWN`]: a second line of that name came (framing checks duplicates).
+    repeated: u16,
 }
+
+/// Header names looked up on (nearly) every message, each on its own presence bit (`upgrade`
+/// shares `content-length`'s: not indexed). Lower case.
+const KNOWN: [&[u8]; 12] = [
+    b"host",
+    b"content-type",
+    b"user-agent",
+    b"content-length",
+    b"transfer-encoding",
+    b"authorization",
+    b"cookie",
+    b"x-forwarded-for",
+    b"referer",
+    b"location",
+    b"content-encoding",
+    b"set-cookie",
+];
+
+/// Index in [`KNOWN`] of a known header name.
+#[derive(Clone, Copy)]
+pub(crate) enum Known {
+    ContentLength = 3,
+    TransferEncoding = 4,
+}
+
+const _: () = assert!(
+    matches!(KNOWN[Known::ContentLength as usize], b"content-length")
+        && matches!(KNOWN[Known::TransferEncoding as usize], b"transfer-encoding")
+);
+
+/// No name of [`KNOWN`] on this presence bit.
+const NO_KNOWN: u8 = u8::MAX;
+
+/// Presence bit (its index) to the name of [`KNOWN`] on it.
+const KNOWN_OF_SLOT: [u8; 64] = {
+    let mut t = [NO_KNOWN; 64];
+    let mut k = 0;
+    while k < KNOWN.len() {
+        let s = name_slot(KNOWN[k]) as usize;
+        assert!(t[s] == NO_KNOWN, "two known header names on one presence bit");
+        t[s] = k as u8;
+        k += 1;
+    }
+    t
+};
 
 /// The same lines in the same order (whatever else the buffers hold).
 impl PartialEq for Headers {
@@ -72,6 +122,12 @@ impl Eq for Headers {}
 /// other byte, compared exactly, maps to itself).
 #[inline(always)]
 fn name_bit(name: &[u8]) -> u64 {
+    1 << name_slot(name)
+}
+
+/// The index (0..64) of [`name_bit`]'s bit.
+#[inline(always)]
+const fn name_slot(name: &[u8]) -> u32 {
     let (f, l) = match name {
         [] => (0, 0),
         [f, .., l] => (*f | 0x20, *l | 0x20),
@@ -79,9 +135,129 @@ fn name_bit(name: &[u8]) -> u64 {
     };
     let h = (name.len() as u32)
         .wrapping_mul(0x9e37)
-        .wrapping_add(u32::from(f).wrapping_mul(0x3b))
-        .wrapping_add(u32::from(l).wrapping_mul(0x0d));
-    1 << ((h ^ (h >> 6)) & 63)
+        .wrapping_add((f as u32).wrapping_mul(0x3b))
+        .wrapping_add((l as u32).wrapping_mul(0x0d));
+    (h ^ (h >> 6)) & 63
+}
+
+/// The name of [`KNOWN`] this one is (ASCII case-insensitive), if any.
+#[inline(always)]
+fn known(name: &[u8], slot: u32) -> Option<usize> {
+    let k = usize::from(KNOWN_OF_SLOT[slot as usize & 63]);
+    let f = KNOWN_FOLDED.get(k)?;
+    (name.len() == f.len && {
+        let w = words(name);
+        // (a name in lower case, as the code's lookups are, or capitalised, as most clients
+        // and servers send it, needs no folding)
+        w == f.w
+            || w == KNOWN_CAPITALISED[k]
+            || (lower8(w[0]) == f.w[0] && lower8(w[1]) == f.w[1] && lower8(w[2]) == f.w[2])
+    })
+    .then_some(k)
+}
+
+/// A name of 4 to 24 bytes as three words that cover it: eight bytes at its start, middle
+/// and end (4 to 7 bytes: four at its start and end, and 0). Two names of one length are
+/// equal in ASCII case iff their words are, made lower case ([`lower8`] works per byte).
+#[derive(Clone, Copy)]
+struct Folded {
+    len: usize,
+    w: [u64; 3],
+}
+
+/// [`KNOWN`] as [`Folded`] words (lower case already).
+const KNOWN_FOLDED: [Folded; KNOWN.len()] = {
+    let mut t = [Folded { len: 0, w: [0; 3] }; KNOWN.len()];
+    let mut k = 0;
+    while k < KNOWN.len() {
+        let n = KNOWN[k];
+        assert!(n.len() >= 4 && n.len() <= 24, "known names are 4 to 24 bytes");
+        t[k] = if n.len() < 8 {
+            Folded {
+                len: n.len(),
+                w: [le_word(n, 0, 4), le_word(n, n.len() - 4, 4), 0],
+            }
+        } else {
+            Folded {
+                len: n.len(),
+                w: [
+                    le_word(n, 0, 8),
+                    le_word(n, (n.len() - 8) / 2, 8),
+                    le_word(n, n.len() - 8, 8),
+                ],
+            }
+        };
+        k += 1;
+    }
+    t
+};
+
+/// The [`Folded`] words of [`KNOWN`] written `Content-Type`: a capital letter at the start
+/// and after each `-`.
+const KNOWN_CAPITALISED: [[u64; 3]; KNOWN.len()] = {
+    let mut t = [[0u64; 3]; KNOWN.len()];
+    let mut k = 0;
+    while k < KNOWN.len() {
+        let f = KNOWN_FOLDED[k];
+        let n = KNOWN[k];
+        // the bytes to capitalise, by offset; then each word takes those it covers
+        let starts: [usize; 3] = if n.len() < 8 {
+            [0, n.len() - 4, usize::MAX]
+        } else {
+            [0, (n.len() - 8) / 2, n.len() - 8]
+        };
+        let width = if n.len() < 8 { 4 } else { 8 };
+        let mut w = 0;
+        while w < 3 {
+            let mut v = f.w[w];
+            if starts[w] != usize::MAX {
+                let mut j = 0;
+                while j < width {
+                    let i = starts[w] + j;
+                    if n[i].is_ascii_lowercase() && (i == 0 || n[i - 1] == b'-') {
+                        v &= !(0x20u64 << (8 * j));
+                    }
+                    j += 1;
+                }
+            }
+            t[k][w] = v;
+            w += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// `w` bytes of `n` from `i`, little-endian.
+const fn le_word(n: &[u8], i: usize, w: usize) -> u64 {
+    let mut v = 0u64;
+    let mut j = 0;
+    while j < w {
+        v |= (n[i + j] as u64) << (8 * j);
+        j += 1;
+    }
+    v
+}
+
+/// The words of a name of 4 to 24 bytes as [`Folded`] takes them (any other length: words
+/// that match no known name's, which has another length anyway).
+#[inline(always)]
+fn words(n: &[u8]) -> [u64; 3] {
+    let w8 = |i: usize| {
+        n.get(i..i + 8)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let w4 = |i: usize| {
+        n.get(i..i + 4)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, |w| u64::from(u32::from_le_bytes(w)))
+    };
+    if n.len() < 8 {
+        [w4(0), w4(n.len().saturating_sub(4)), 0]
+    } else {
+        [w8(0), w8((n.len() - 8) / 2), w8(n.len() - 8)]
+    }
 }
 
 impl Headers {
@@ -90,7 +266,8 @@ impl Headers {
             buf: String::with_capacity(bytes),
             lines: Vec::with_capacity(lines),
             present: 0,
-            bytes: 0,
+            first: [0; KNOWN.len()],
+            repeated: 0,
         }
     }
 
@@ -103,7 +280,8 @@ impl Headers {
             buf,
             lines: Vec::with_capacity(lines),
             present: 0,
-            bytes: 0,
+            first: [0; KNOWN.len()],
+            repeated: 0,
         }
     }
 
@@ -112,15 +290,66 @@ impl Headers {
     /// copied; a range past the buffer drops the line).
     #[inline]
     pub(crate) fn push_span(&mut self, n: usize, ne: usize, v: usize, ve: usize) {
-        let Some(name) = self.buf.as_bytes().get(n..ne) else {
+        if self.buf.as_bytes().get(n..ne).is_none() {
             return;
-        };
+        }
         if ve > self.buf.len() || v > ve || ve > u32::MAX as usize {
             return;
         }
-        self.present |= name_bit(name);
-        self.bytes += (ne - n) + (ve - v);
+        self.note_name(n, ne);
         self.lines.push([n as u32, ne as u32, v as u32, ve as u32]);
+    }
+
+    /// Before a line whose name is `buf[n..ne]` is added: its presence bit, and its index
+    /// entry if it is a known name.
+    #[inline(always)]
+    fn note_name(&mut self, n: usize, ne: usize) {
+        let i = self.lines.len();
+        self.note_name_at(i, n, ne);
+    }
+
+    /// [`Headers::note_name`] for line `i`.
+    #[inline(always)]
+    fn note_name_at(&mut self, i: usize, n: usize, ne: usize) {
+        let Some(name) = self.buf.as_bytes().get(n..ne) else {
+            return;
+        };
+        let slot = name_slot(name);
+        self.present |= 1 << slot;
+        if let Some(k) = known(name, slot) {
+            if self.first[k] == 0 {
+                // (past 255 lines the index is not complete: `find` scans then)
+                if i < 255 {
+                    self.first[k] = i as u8 + 1;
+                }
+            } else {
+                self.repeated |= 1 << k;
+            }
+        }
+    }
+
+    /// Headers over `buf`, all ASCII, with these lines (name start and end, value start and
+    /// end, in `buf`; a line out of range is dropped).
+    pub(crate) fn from_ascii_spans(buf: String, mut spans: Vec<[u32; 4]>) -> Headers {
+        // (ASCII: every offset is a character boundary)
+        debug_assert!(buf.is_ascii());
+        let mut h = Headers {
+            buf,
+            lines: Vec::new(),
+            present: 0,
+            first: [0; KNOWN.len()],
+            repeated: 0,
+        };
+        let len = h.buf.len() as u32;
+        let ok = |&[n, ne, v, ve]: &[u32; 4]| n <= ne && ne <= len && v <= ve && ve <= len;
+        if !spans.iter().all(ok) {
+            spans.retain(ok);
+        }
+        for (i, &[n, ne, ..]) in spans.iter().enumerate() {
+            h.note_name_at(i, n as usize, ne as usize);
+        }
+        h.lines = spans;
+        h
     }
 
     /// Add a line. Lines past 4 GiB in all (far above any `max_head`) are dropped: offsets
@@ -130,13 +359,12 @@ impl Headers {
         if self.buf.len() + name.len() + value.len() > u32::MAX as usize {
             return;
         }
-        self.present |= name_bit(name.as_bytes());
-        self.bytes += name.len() + value.len();
-        let s = self.buf.len() as u32;
+        let s = self.buf.len();
         self.buf.push_str(name);
-        let n = self.buf.len() as u32;
+        let n = self.buf.len();
+        self.note_name(s, n);
         self.buf.push_str(value);
-        self.lines.push([s, n, n, self.buf.len() as u32]);
+        self.lines.push([s as u32, n as u32, n as u32, self.buf.len() as u32]);
     }
 
     /// Can a line with this name (ASCII case-insensitive) be here? False: certainly not.
@@ -154,8 +382,12 @@ impl Headers {
     }
 
     /// Bytes of names and values.
+    /// (summed when asked: once per queued request, not kept in every message)
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.lines
+            .iter()
+            .map(|&[s, n, vs, ve]| (n - s) as usize + (ve - vs) as usize)
+            .sum()
     }
 
     /// Line `i`: (name, value).
@@ -165,11 +397,24 @@ impl Headers {
     }
 
     /// The value of the first line with this name (ASCII case-insensitive). Only names of
-    /// the right length are looked at.
+    /// the right length are looked at. Inlined: for a name written in the code (nearly every
+    /// lookup) its presence bit and its place in the index are worked out when compiling.
+    #[inline(always)]
     pub fn find(&self, name: &[u8]) -> Option<&str> {
-        if !self.may_contain(name) {
+        let slot = name_slot(name);
+        if self.present & (1 << slot) == 0 {
             return None;
         }
+        if let Some(k) = known(name, slot).filter(|_| self.lines.len() <= 255) {
+            let i = usize::from(self.first[k]).checked_sub(1)?;
+            return self.lines.get(i).map(|l| line(&self.buf, l).1);
+        }
+        self.scan(name)
+    }
+
+    /// [`Headers::find`] by a walk over the lines.
+    #[inline(never)]
+    fn scan(&self, name: &[u8]) -> Option<&str> {
         let b = self.buf.as_bytes();
         for &[s, n, vs, ve] in &self.lines {
             let (s, n) = (s as usize, n as usize);
@@ -178,6 +423,21 @@ impl Headers {
             }
         }
         None
+    }
+
+    /// The value of the first line of a known name, and whether another line of that name
+    /// came; `None` when the index cannot tell (past 255 lines: look with `iter`).
+    #[inline]
+    pub(crate) fn known(&self, k: Known) -> Option<(Option<&str>, bool)> {
+        if self.lines.len() > 255 {
+            return None;
+        }
+        let k = k as usize;
+        let v = usize::from(self.first[k])
+            .checked_sub(1)
+            .and_then(|i| self.lines.get(i))
+            .map(|l| line(&self.buf, l).1);
+        Some((v, self.repeated & (1 << k) != 0))
     }
 
     pub fn iter(&self) -> HeaderIter<'_> {
@@ -302,6 +562,7 @@ impl Message {
     }
 
     /// First header with this name (ASCII case-insensitive).
+    #[inline(always)]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.find(name.as_bytes())
     }
@@ -460,6 +721,10 @@ impl HttpAnomaly {
 /// No content type: kept (API clients often omit it).
 pub fn worth_inspecting(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return true };
+    // (the API case, exactly as servers write it: no prefix below starts `json`)
+    if ct.as_bytes().get(..16) == Some(b"application/json") {
+        return true;
+    }
     // bytes, not str: a header value can hold a multi-byte character anywhere
     let ct = ct.trim_start().as_bytes();
     // `application/...` first (the common API case), compared once, then its subtypes
@@ -848,6 +1113,11 @@ mod tests {
             "application/".into(),
             "application".into(),
             "application/json".into(),
+            "application/jsonx".into(),
+            "application/jso".into(),
+            "application/javascript+json".into(),
+            "application/json-seq".into(),
+            "application/json".into(),
             "Application/JSON; charset=utf-8".into(),
             "\u{a0}image/png".into(),
             "\t IMAGE/png".into(),
@@ -1029,5 +1299,115 @@ mod tests {
         assert_eq!(h.bytes(), copied.bytes());
         assert_eq!(h.bytes(), want.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>());
         assert_ne!(h, Headers::default());
+    }
+
+    /// The known-name index answers as a walk over the lines does: first line of a name in
+    /// any case, repeats noticed, names sharing a presence bit with a known one (`upgrade`),
+    /// lines added by copy and as spans, and past 255 lines (where the index stops and
+    /// `find` walks).
+    #[test]
+    fn known_header_index_agrees_with_a_walk() {
+        let names = [
+            "Host",
+            "HOST",
+            "host",
+            "Content-Type",
+            "content-TYPE",
+            "User-Agent",
+            "Content-Length",
+            "Transfer-Encoding",
+            "Authorization",
+            "Cookie",
+            "X-Forwarded-For",
+            "Referer",
+            "Location",
+            "Content-Encoding",
+            "Set-Cookie",
+            "Upgrade",
+            "Hosx",
+            "Content-Typf",
+            "Content-Lengtg",
+            "X",
+        ];
+        fn walk<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
+            h.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        }
+        let mut seed = 5u64;
+        for round in 0..600 {
+            let mut h = Headers::default();
+            let pad = if round % 10 == 0 {
+                250 + (lcg(&mut seed) % 10) as usize
+            } else {
+                0
+            };
+            for i in 0..pad {
+                h.push("X-Pad", &i.to_string());
+            }
+            for i in 0..(lcg(&mut seed) % 8) {
+                let n = names[(lcg(&mut seed) as usize) % names.len()];
+                h.push(n, &format!("v{i}"));
+            }
+            for probe in names {
+                assert_eq!(h.find(probe.as_bytes()), walk(&h, probe), "{probe}");
+                assert_eq!(
+                    h.find(probe.to_ascii_lowercase().as_bytes()),
+                    walk(&h, probe),
+                    "{probe}"
+                );
+            }
+            for (k, name) in [
+                (Known::ContentLength, "content-length"),
+                (Known::TransferEncoding, "transfer-encoding"),
+            ] {
+                let count = h.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count();
+                match h.known(k) {
+                    Some((v, rep)) => {
+                        assert!(h.len() <= 255);
+                        assert_eq!(v, walk(&h, name), "{name}");
+                        assert_eq!(rep, count > 1, "{name}");
+                    }
+                    None => assert!(h.len() > 255),
+                }
+            }
+        }
+        // spans over a block index the same way
+        let block = "HOST: a\r\nhost: b\r\nContent-Length: 3\r\n";
+        let h = Headers::from_ascii_spans(block.to_string(), vec![[0, 4, 6, 7], [9, 13, 15, 16], [18, 32, 34, 35]]);
+        assert_eq!(h.find(b"host"), Some("a"));
+        assert_eq!(h.known(Known::ContentLength), Some((Some("3"), false)));
+        // a span out of range is dropped, never a panic later
+        let h = Headers::from_ascii_spans("Host: a".to_string(), vec![[0, 4, 6, 70], [0, 4, 6, 7]]);
+        assert_eq!(h.iter().collect::<Vec<_>>(), [("Host", "a")]);
+    }
+
+    /// A message is moved several times per transaction: its header index must stay small.
+    #[test]
+    fn headers_stay_small() {
+        assert!(
+            std::mem::size_of::<Headers>() <= 72,
+            "{}",
+            std::mem::size_of::<Headers>()
+        );
+    }
+
+    /// The capitalised shortcut is the words of each known name written `Content-Type`.
+    #[test]
+    fn known_names_capitalised_are_the_words_of_the_capitalised_text() {
+        for (k, n) in KNOWN.iter().enumerate() {
+            let cap: Vec<u8> = n
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i == 0 || n[i - 1] == b'-' {
+                        c.to_ascii_uppercase()
+                    } else {
+                        *c
+                    }
+                })
+                .collect();
+            assert_eq!(words(&cap), KNOWN_CAPITALISED[k], "{}", String::from_utf8_lossy(&cap));
+            assert_eq!(known(&cap, name_slot(&cap)), Some(k));
+            assert_eq!(words(n), KNOWN_FOLDED[k].w);
+        }
     }
 }
