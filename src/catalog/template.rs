@@ -532,17 +532,9 @@ mod tests {
             );
         }
         // every byte pattern over a small alphabet, incl. empty segments and digits
-        let alpha = [b'/', b'1', b'a', b'-', 0xc3];
-        for n in 0..=6u32 {
-            for mut code in 0..alpha.len().pow(n) {
-                let mut b = Vec::new();
-                for _ in 0..n {
-                    b.push(alpha[code % alpha.len()]);
-                    code /= alpha.len();
-                }
-                let s = String::from_utf8_lossy(&b).into_owned();
-                assert_eq!(template_segments(&s, |_| {}), template_segments_reference(&s), "{s:?}");
-            }
+        for b in every_text(&[b'/', b'1', b'a', b'-', 0xc3], 0..=6) {
+            let s = String::from_utf8_lossy(&b).into_owned();
+            assert_eq!(template_segments(&s, |_| {}), template_segments_reference(&s), "{s:?}");
         }
     }
 
@@ -573,20 +565,25 @@ mod tests {
     /// The id and version answers settled before the call are the call's, for every segment
     /// of up to 4 bytes over digits, `v`, `V`, letters and `-`, and for digit runs around 19
     /// bytes long.
-    #[test]
-    fn ids_and_versions_settled_inline_are_what_classify_says() {
-        let alpha = [b'0', b'7', b'v', b'V', b'a', b'-', b'@'];
-        let mut segs: Vec<Vec<u8>> = Vec::new();
-        for n in 1..=4u32 {
+    /// Every text of `lens` bytes over `alpha`.
+    fn every_text(alpha: &[u8], lens: std::ops::RangeInclusive<u32>) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for n in lens {
             for mut code in 0..alpha.len().pow(n) {
                 let mut b = Vec::new();
                 for _ in 0..n {
                     b.push(alpha[code % alpha.len()]);
                     code /= alpha.len();
                 }
-                segs.push(b);
+                out.push(b);
             }
         }
+        out
+    }
+
+    #[test]
+    fn ids_and_versions_settled_inline_are_what_classify_says() {
+        let mut segs = every_text(&[b'0', b'7', b'v', b'V', b'a', b'-', b'@'], 1..=4);
         for n in 17..=21 {
             segs.push(vec![b'9'; n]);
         }

@@ -1507,6 +1507,12 @@ fn message_framing(m: &Message, ev: &mut dyn Events) -> Option<Framing> {
             }
         }
     }
+    framing_of(te, cl, cl_bad, m.status != 0, ev)
+}
+
+/// The framing a message's last transfer-encoding line (`te`) and its content-length values
+/// (`cl`: the first valid one; `cl_bad`: an invalid one was seen) give, with their anomalies.
+fn framing_of(te: Option<&str>, cl: Option<u64>, cl_bad: bool, response: bool, ev: &mut dyn Events) -> Option<Framing> {
     if let Some(te) = te {
         if cl.is_some() || cl_bad {
             ev.anomaly(HttpAnomaly::ContentLengthAndChunked);
@@ -1516,7 +1522,7 @@ fn message_framing(m: &Message, ev: &mut dyn Events) -> Option<Framing> {
             return Some(Framing::Chunked(Chunked::Size));
         }
         ev.anomaly(HttpAnomaly::UnknownTransferEncoding);
-        return if m.status != 0 {
+        return if response {
             Some(Framing::Close)
         } else {
             Some(Framing::Length(0))
@@ -1911,26 +1917,8 @@ mod tests {
                     }
                 }
             }
-            if let Some(te) = te {
-                if cl.is_some() || cl_bad {
-                    ev.anomaly(HttpAnomaly::ContentLengthAndChunked);
-                }
-                let last = te.rsplit(',').next().unwrap_or("").trim();
-                if last.eq_ignore_ascii_case("chunked") {
-                    return Some(Framing::Chunked(Chunked::Size));
-                }
-                ev.anomaly(HttpAnomaly::UnknownTransferEncoding);
-                return if m.status != 0 {
-                    Some(Framing::Close)
-                } else {
-                    Some(Framing::Length(0))
-                };
-            }
-            if cl_bad && cl.is_none() {
-                ev.anomaly(HttpAnomaly::InvalidContentLength);
-                return Some(Framing::Length(0));
-            }
-            cl.map(Framing::Length)
+            // (what the values decide is shared: the walk is what the index stands in for)
+            framing_of(te, cl, cl_bad, m.status != 0, ev)
         };
         let lines: &[(&str, &str)] = &[
             ("Content-Length", "5"),
