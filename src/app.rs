@@ -89,6 +89,8 @@ struct Pipeline {
     /// thread (see [`Pipeline::spare`]).
     spent: Receiver<Vec<Event>>,
     workers: Vec<JoinHandle<Option<Catalog>>>,
+    /// A replay on one CPU: the only shard, run on this thread (see [`crate::worker::Inline`]).
+    inline: Option<crate::worker::Inline>,
     /// The workers' catalogs, merged once they have drained.
     catalog: Option<Catalog>,
     sinks: Arc<Vec<SinkHandle>>,
@@ -206,6 +208,7 @@ impl Pipeline {
         // Two spent batches per shard in flight back at most: what they hold waits there only
         // until the next batch goes out.
         let (spent_tx, spent) = bounded::<Vec<Event>>(2 * n);
+        let mut inline = None;
         for (i, crx) in cross_rx.into_iter().enumerate() {
             let (tx, rx) = bounded::<Vec<Event>>(depth);
             let catalog = cfg.profile.then(|| {
@@ -215,6 +218,10 @@ impl Pipeline {
             });
             let engine = rules.as_ref().map(|r| Engine::new(r.clone(), cfg.engine.clone(), i, n));
             let w = Worker::new(i, shared.clone(), catalog, engine);
+            if mode == Mode::Replay && cfg.workers == 0 {
+                inline = Some(crate::worker::Inline::new(w));
+                break;
+            }
             let peers = cross_tx.clone();
             let spent_tx = spent_tx.clone();
             shards.push(tx);
@@ -235,6 +242,7 @@ impl Pipeline {
             batches: (0..n).map(|_| Vec::with_capacity(BATCH)).collect(),
             spent,
             workers,
+            inline,
             catalog: None,
             sinks,
             fmt,
@@ -263,6 +271,7 @@ impl Pipeline {
             // (a batch another front made may come back here: freed across threads, as before)
             spent: self.spent.clone(),
             workers: Vec::new(),
+            inline: None,
             catalog: None,
             sinks: self.sinks.clone(),
             fmt: self.fmt.clone(),
@@ -306,7 +315,7 @@ impl Pipeline {
     /// A catalog snapshot point for every shard.
     fn tick(&mut self, ts: Ts) -> Result<(), AppError> {
         self.ticks += 1;
-        for s in 0..self.shards.len() {
+        for s in 0..self.batches.len() {
             let ev = Event::Tick { ts, seq: self.ticks };
             if self.account {
                 self.pending[s] += crate::worker::queued_size(&ev);
@@ -327,14 +336,14 @@ impl Pipeline {
         }
         // The entity's shard: the client address, or behind a trusted proxy the forwarded one
         // (one shard: nothing to work out).
-        let shard = if self.shards.len() <= 1 {
+        let shard = if self.batches.len() <= 1 {
             0
         } else {
             let ip = match &ev {
                 Event::Http { meta, tx, .. } if !self.trusted.is_empty() => Some(client_ip(meta, tx, &self.trusted)),
                 _ => ev.entity(),
             };
-            ip.map_or(0, |ip| shard_of_ip(ip, self.shards.len()))
+            ip.map_or(0, |ip| shard_of_ip(ip, self.batches.len()))
         };
         if self.account {
             self.pending[shard] += crate::worker::queued_size(&ev);
@@ -348,7 +357,7 @@ impl Pipeline {
 
     /// Hand the shard's batch over (live: whatever is ready; replay: everything, waiting).
     fn flush(&mut self) -> Result<(), AppError> {
-        for s in 0..self.shards.len() {
+        for s in 0..self.batches.len() {
             if !self.batches[s].is_empty() {
                 self.send(s)?;
             }
@@ -372,6 +381,17 @@ impl Pipeline {
     }
 
     fn send(&mut self, shard: usize) -> Result<(), AppError> {
+        if let Some(w) = &mut self.inline {
+            let b = &mut self.batches[shard];
+            let alive = w.batch(b);
+            b.clear();
+            // A worker only goes away when a sink failed; the sink's error is reported at finish.
+            return if alive {
+                Ok(())
+            } else {
+                Err(AppError::Output(io::Error::other("output closed")))
+            };
+        }
         let fresh = self.spare();
         let b = std::mem::replace(&mut self.batches[shard], fresh);
         let bytes = std::mem::take(&mut self.pending[shard]);
@@ -431,12 +451,12 @@ impl Pipeline {
         // queue, so the fleet thread can end
         drop(self.auth.take());
         drop(std::mem::take(&mut self.shards));
-        for w in self.workers.drain(..) {
-            if let Ok(Some(c)) = w.join() {
-                match &mut self.catalog {
-                    Some(m) => m.merge(&c),
-                    None => self.catalog = Some(c),
-                }
+        let joined = self.workers.drain(..).map(|w| w.join().ok().flatten());
+        let inline = self.inline.take().map(|w| w.finish());
+        for c in joined.chain(inline).flatten() {
+            match &mut self.catalog {
+                Some(m) => m.merge(&c),
+                None => self.catalog = Some(c),
             }
         }
         let mut buf = Vec::new();

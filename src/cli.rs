@@ -243,8 +243,9 @@ pub struct CommonArgs {
     /// default all).
     #[arg(long, value_name = "TYPES", value_delimiter = ',')]
     pub types: Vec<String>,
-    /// Worker threads (default: cores - 1, at least 1).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// Worker threads (default: cores - 1; 0: a replay analyses on the capture thread, live
+    /// runs one worker).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=256))]
     pub workers: Option<u16>,
     /// Sensor name for the EVE `host` field (default: host name).
     #[arg(long, value_name = "NAME")]

@@ -125,11 +125,11 @@ impl Default for Config {
     }
 }
 
+/// Cores - 1: one core is the capture thread's. A process given one CPU (taskset, a cgroup
+/// quota) gets 0: a replay then analyses on the capture thread, with no thread switch between
+/// reading and analysis (live runs one worker).
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get().saturating_sub(1))
-        .unwrap_or(1)
-        .max(1)
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1))
 }
 
 fn hostname() -> String {
@@ -148,7 +148,8 @@ pub const DEFAULT_TOML: &str = r#"# apitap configuration. Every key is optional;
 
 # EVE "host" field: the sensor's name (default: the machine's host name).
 # sensor_name = "sensor-1"
-# Worker threads formatting events (default: cores - 1, at least 1).
+# Worker threads analysing transactions and formatting events (default: cores - 1).
+# 0: a replay analyses on the capture thread (the default on one CPU); live runs one worker.
 # workers = 1
 # Key of the keyed hashes that replace secrets (tokens, cookies, API keys) in the output.
 # Set your own: the same key on every sensor makes principals comparable across sensors.
@@ -698,8 +699,8 @@ impl Config {
             c.sensor_name = v;
         }
         if let Some(v) = f.workers {
-            if v == 0 || v > 256 {
-                return Err(bad("workers", "must be 1 to 256"));
+            if v > 256 {
+                return Err(bad("workers", "must be 0 to 256"));
             }
             c.workers = v;
         }
@@ -1135,6 +1136,15 @@ mod tests {
         assert!(e.0.starts_with("a.toml: line 1:"), "{}", e.0);
         let c = Config::from_toml("a.toml", "[flow]\nidle_timeout = 5\n[http]\nbody_depth = 10\n").unwrap();
         assert_eq!((c.flow.idle_timeout, c.http.body_depth), (5 * SEC, 10));
+    }
+
+    /// `workers = 0` asks a replay to analyse on the capture thread; past 256 is refused.
+    #[test]
+    fn workers_zero_is_taken_and_past_256_refused() {
+        assert_eq!(Config::from_toml("a.toml", "workers = 0\n").unwrap().workers, 0);
+        assert_eq!(Config::from_toml("a.toml", "workers = 256\n").unwrap().workers, 256);
+        let e = Config::from_toml("a.toml", "workers = 257\n").err().unwrap();
+        assert!(e.0.contains("workers: must be 0 to 256"), "{}", e.0);
     }
 
     #[test]

@@ -593,6 +593,54 @@ impl Worker {
         }
     }
 
+    /// One batch from the capture thread: analysed into lines, the queue bytes given back,
+    /// the cross-shard messages sent. `per_event` sizes the next batch's output buffer.
+    fn step(
+        &mut self,
+        b: &mut [Event],
+        bytes: &mut Vec<u8>,
+        per_event: &mut usize,
+        peers: Option<&[Sender<Vec<Cross>>]>,
+    ) {
+        // (worked out before the batch touches the events, as the capture thread did)
+        let queued = match self.shared.mode {
+            Mode::Live => b.iter().map(queued_size).sum(),
+            Mode::Replay => 0,
+        };
+        bytes.reserve(b.len() * *per_event);
+        self.batch(b, bytes);
+        self.shared.queue.give(queued);
+        if !b.is_empty() {
+            *per_event = (bytes.len() / b.len() + 128).clamp(256, 16 * 1024);
+        }
+        if let Some(p) = peers {
+            self.send_cross(p);
+        }
+    }
+
+    /// Hand a batch's lines to the sinks (and the fleet's leftovers); about once a second the
+    /// counters are published. False when a replay's sinks are all gone.
+    fn hand_over(&mut self, mut bytes: Vec<u8>, back: &Sender<Vec<u8>>) -> bool {
+        self.flush_fleet(&mut bytes);
+        if !self.shared.send_back(bytes, Some(back)) && self.shared.mode == Mode::Replay {
+            return false;
+        }
+        if self.published_at.elapsed() >= std::time::Duration::from_secs(1) {
+            self.publish_stats();
+        }
+        true
+    }
+
+    /// The shard's end: what the fleet still holds, the final entity reports, the counters.
+    fn end(mut self) -> Option<Catalog> {
+        let mut bytes = Vec::new();
+        self.flush_fleet(&mut bytes);
+        self.shared.send(bytes);
+        self.final_entities();
+        self.publish_stats();
+        self.catalog
+    }
+
     /// The shard's loop: events from the capture thread and messages from the other shards
     /// until both are done. Returns the shard's catalog for the final merge.
     pub fn run(
@@ -615,18 +663,7 @@ impl Worker {
                 select! {
                     recv(rx) -> m => match m {
                         Ok(mut b) => {
-                            // (worked out before the batch touches the events, as the capture
-                            // thread did)
-                            let queued = match self.shared.mode {
-                                Mode::Live => b.iter().map(queued_size).sum(),
-                                Mode::Replay => 0,
-                            };
-                            bytes.reserve(b.len() * per_event);
-                            self.batch(&mut b, &mut bytes);
-                            self.shared.queue.give(queued);
-                            if !b.is_empty() {
-                                per_event = (bytes.len() / b.len() + 128).clamp(256, 16 * 1024);
-                            }
+                            self.step(&mut b, &mut bytes, &mut per_event, None);
                             // back to the capture thread, which made what the events hold and
                             // frees it cheaper (when its queue is full they are freed here)
                             let _ = spent.try_send(b);
@@ -658,20 +695,44 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            self.flush_fleet(&mut bytes);
-            if !self.shared.send_back(bytes, Some(&back)) && self.shared.mode == Mode::Replay {
+            if !self.hand_over(bytes, &back) {
                 break;
             }
-            if self.published_at.elapsed() >= std::time::Duration::from_secs(1) {
-                self.publish_stats();
-            }
         }
-        let mut bytes = Vec::new();
-        self.flush_fleet(&mut bytes);
-        self.shared.send(bytes);
-        self.final_entities();
-        self.publish_stats();
-        self.catalog
+        self.end()
+    }
+}
+
+/// A replay's only shard run on the capture thread (one CPU for the process): each batch is
+/// analysed as it fills, while its events are still in cache, with no thread switch between
+/// the reader and the shard. Same shard, same order of events, same lines as a worker thread.
+pub struct Inline {
+    worker: Worker,
+    per_event: usize,
+    back: Sender<Vec<u8>>,
+    returned: Receiver<Vec<u8>>,
+}
+
+impl Inline {
+    pub fn new(worker: Worker) -> Self {
+        let (back, returned) = crossbeam_channel::bounded::<Vec<u8>>(4);
+        Inline {
+            worker,
+            per_event: 700,
+            back,
+            returned,
+        }
+    }
+
+    /// Analyse a batch and hand its lines to the sinks. False when the sinks are all gone.
+    pub fn batch(&mut self, b: &mut [Event]) -> bool {
+        let mut bytes = self.returned.try_recv().unwrap_or_default();
+        self.worker.step(b, &mut bytes, &mut self.per_event, None);
+        self.worker.hand_over(bytes, &self.back)
+    }
+
+    pub fn finish(self) -> Option<Catalog> {
+        self.worker.end()
     }
 }
 

@@ -367,3 +367,41 @@ fn output_is_the_same_whatever_the_worker_count() {
     assert!(one.len() > 700);
     assert_eq!(one, run("4"));
 }
+
+/// `--workers 0` (a replay analysing on the capture thread, the default on one CPU) writes the
+/// same lines in the same order as one worker thread: the same shard, run in another place.
+#[test]
+fn replay_on_the_capture_thread_writes_what_one_worker_writes() {
+    let mut inputs: Vec<PathBuf> = captures().into_iter().map(|(c, _)| c).collect();
+    // alerts of every kind, entity events, endpoint snapshots
+    inputs.push(samples_dir().join("lab/lab-1.pcap.gz"));
+    let mut lines = 0;
+    for cap in inputs {
+        let run = |w: &str| {
+            let (code, events, err) = apitap(&[
+                "replay",
+                cap.to_str().unwrap_or_default(),
+                "-q",
+                "--no-progress",
+                "--log-headers",
+                "--workers",
+                w,
+            ]);
+            assert_eq!(code, 0, "{}: {err}", cap.display());
+            // (stats carry timings)
+            events
+                .into_iter()
+                .filter(|e| e["event_type"] != "stats")
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+        };
+        let thread = run("1");
+        let inline = run("0");
+        assert_eq!(inline.len(), thread.len(), "{}", cap.display());
+        for (i, (a, b)) in inline.iter().zip(&thread).enumerate() {
+            assert_eq!(a, b, "{}: line {i}", cap.display());
+        }
+        lines += thread.len();
+    }
+    assert!(lines > 5000, "only {lines} lines compared");
+}

@@ -102,7 +102,7 @@ pub enum FlowOutput {
 /// An address and port.
 type Endpoint = (IpAddr, u16);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct FlowKey {
     lo: (IpAddr, u16),
     hi: (IpAddr, u16),
@@ -334,7 +334,7 @@ impl FlowTable {
     pub fn sweep(&mut self, now: Ts, out: &mut Vec<FlowOutput>) {
         self.last_sweep = now;
         let (idle, closed) = (self.cfg.idle_timeout, self.cfg.closed_timeout);
-        let expired: Vec<FlowKey> = self
+        let mut expired: Vec<(Ts, FlowKey)> = self
             .map
             .iter()
             .filter(|(_, f)| {
@@ -345,9 +345,10 @@ impl FlowTable {
                     age > idle
                 }
             })
-            .map(|(k, _)| *k)
+            .map(|(k, f)| (f.last_seen, *k))
             .collect();
-        for k in expired {
+        in_replay_order(&mut expired);
+        for (_, k) in expired {
             if let Some(f) = self.map.remove(&k) {
                 if f.closed_at.is_none() {
                     self.stats.timed_out += 1;
@@ -359,8 +360,9 @@ impl FlowTable {
 
     /// End of input: flush every flow.
     pub fn flush_all(&mut self, now: Ts, out: &mut Vec<FlowOutput>) {
-        let all: Vec<FlowKey> = self.map.keys().copied().collect();
-        for k in all {
+        let mut all: Vec<(Ts, FlowKey)> = self.map.iter().map(|(k, f)| (f.last_seen, *k)).collect();
+        in_replay_order(&mut all);
+        for (_, k) in all {
             if let Some(f) = self.map.remove(&k) {
                 self.finish(f, now, out);
             }
@@ -373,14 +375,15 @@ impl FlowTable {
         let n = (seen.len() / 16).max(1);
         let (_, cut, _) = seen.select_nth_unstable(n - 1);
         let cut = *cut;
-        let victims: Vec<FlowKey> = self
+        let mut victims: Vec<(Ts, FlowKey)> = self
             .map
             .iter()
             .filter(|(_, f)| f.last_seen <= cut)
-            .map(|(k, _)| *k)
-            .take(n)
+            .map(|(k, f)| (f.last_seen, *k))
             .collect();
-        for k in victims {
+        in_replay_order(&mut victims);
+        victims.truncate(n);
+        for (_, k) in victims {
             if let Some(f) = self.map.remove(&k) {
                 self.stats.evicted += 1;
                 self.finish(f, now, out);
@@ -720,6 +723,13 @@ fn seq_offset(off: u64, next: u32, seq: u32) -> u64 {
 }
 
 /// A flow id stable for a given flow and start time, below 2^53 so JSON readers keep it exact.
+/// Flows ended together (a sweep, an eviction, the end of input) end in the order they were
+/// last seen, then by address: not in the flow table's hash order, which a random seed changes
+/// from run to run. The same file replays to the same lines in the same order.
+fn in_replay_order(flows: &mut [(Ts, FlowKey)]) {
+    flows.sort_unstable();
+}
+
 fn flow_id(k: &FlowKey, ts: Ts) -> u64 {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     k.hash(&mut h);
@@ -923,6 +933,54 @@ mod tests {
             assert!(t.active() <= 64);
         }
         assert!(t.stats.evicted >= 10_000 - 64);
+    }
+
+    /// Flows ended together leave in the order they were last seen (then by address), whatever
+    /// the table's hash order: the end of input, an idle sweep and an eviction alike.
+    #[test]
+    fn flows_ended_together_leave_in_the_order_they_were_last_seen() {
+        // client ports in an order unrelated to time; each flow's last packet at its own time
+        let ports: Vec<u16> = (0..300u32).map(|i| (1024 + (i * 7919) % 60000) as u16).collect();
+        let open = |t: &mut FlowTable, out: &mut Vec<FlowOutput>| {
+            for (i, p) in ports.iter().enumerate() {
+                let req = format!("GET /r/{i} HTTP/1.1\r\nHost: a\r\n\r\n");
+                let mut s = seg(1_000 + i as Ts, true, 7, 0, PA, req.as_bytes());
+                s.sport = *p;
+                t.process(&s, out);
+            }
+        };
+        let uris = |out: &[FlowOutput]| -> Vec<String> { http(out).into_iter().map(|h| h.1).collect() };
+        let want: Vec<String> = (0..300).map(|i| format!("/r/{i}")).collect();
+
+        let mut t = table();
+        let mut out = Vec::new();
+        open(&mut t, &mut out);
+        assert!(uris(&out).is_empty(), "no request ended before the flush");
+        t.flush_all(10_000, &mut out);
+        assert_eq!(uris(&out), want, "end of input");
+
+        let mut t = table();
+        let mut out = Vec::new();
+        open(&mut t, &mut out);
+        let idle = t.cfg.idle_timeout;
+        t.sweep(1_000 + 300 + idle + 1_000_000, &mut out);
+        assert_eq!(uris(&out), want, "idle sweep");
+
+        let mut t = FlowTable::new(
+            FlowConfig {
+                max_flows: 300,
+                ..FlowConfig::default()
+            },
+            ReassemblyConfig::default(),
+            HttpConfig::default(),
+        );
+        let mut out = Vec::new();
+        open(&mut t, &mut out);
+        let mut s = seg(5_000, true, 7, 0, tcp_flags::SYN, b"");
+        s.sport = 1;
+        t.process(&s, &mut out);
+        // a sixteenth evicted, the oldest first
+        assert_eq!(uris(&out), want[..300 / 16], "eviction");
     }
 
     fn flow_ids(out: &[FlowOutput]) -> Vec<u64> {
