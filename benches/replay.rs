@@ -7,10 +7,12 @@
 //! - + catalog: the API profiler on;
 //! - + rules, detectors, entity risk: everything on (the default replay).
 //!
-//! The process is pinned to one core (CPU 0) for all of these, so the capture thread and the
-//! worker share it: µs per transaction per stage is the difference between two rows. The last
-//! rows run the whole replay unpinned with one and with two workers (where cores are free, more
-//! workers add throughput).
+//! The process is pinned to one core (CPU 0) for all of these, and the analysis runs on the
+//! capture thread (`workers = 0`, what a replay does by default on one CPU): µs per
+//! transaction per stage is the difference between two rows. One more pinned row runs the
+//! whole replay with a worker thread sharing the core (what `workers = 1` costs there). The
+//! last rows run the whole replay unpinned with one and with two workers (where cores are free,
+//! more workers add throughput).
 //!
 //! Make the captures first (real nginx + API clients in network namespaces):
 //!     sudo capture-samples/make-bench-capture.sh target/bench/mixed.pcap
@@ -57,7 +59,7 @@ fn bench(path: &str, runs: usize) {
     let _ = std::fs::read(path);
     let full = Config {
         sinks: vec![out.to_string_lossy().into_owned()],
-        workers: 1,
+        workers: 0,
         progress: false,
         summary: false,
         stats_interval_s: 0,
@@ -93,6 +95,7 @@ fn bench(path: &str, runs: usize) {
     let (mut packets, mut bytes, mut transactions) = (0u64, 0u64, 0u64);
     let mut bare = Vec::new();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); stages.len()];
+    let mut one_thread = Vec::new();
     let mut two_cores = Vec::new();
     let mut two_workers = Vec::new();
     for _ in 0..runs {
@@ -114,9 +117,16 @@ fn bench(path: &str, runs: usize) {
             times[i].push(t.elapsed().as_secs_f64());
             transactions = s.transactions;
         }
+        let one = Config {
+            workers: 1,
+            ..full.clone()
+        };
+        let t = Instant::now();
+        app::replay(&one, &[path.to_string()]).expect("replay");
+        one_thread.push(t.elapsed().as_secs_f64());
         pin(None);
         let t = Instant::now();
-        app::replay(&full, &[path.to_string()]).expect("replay");
+        app::replay(&one, &[path.to_string()]).expect("replay");
         two_cores.push(t.elapsed().as_secs_f64());
         let two = Config {
             workers: 2,
@@ -164,6 +174,17 @@ fn bench(path: &str, runs: usize) {
         );
         prev = s;
     }
+    let s = median(&mut one_thread);
+    println!(
+        "{:<34} {:>8.3} {:>8.2} {:>12.0} {:>12.0} {:>10.2} {:>9}",
+        "whole, 1 core, 1 worker thread",
+        s,
+        s / b,
+        packets as f64 / s,
+        tx / s,
+        s * 1e6 / tx,
+        "-"
+    );
     let s = median(&mut two_cores);
     println!(
         "{:<34} {:>8.3} {:>8.2} {:>12.0} {:>12.0} {:>10.2} {:>9}",

@@ -72,6 +72,9 @@ pub struct EventCounts {
 }
 
 const BATCH: usize = 256;
+/// Analysed on the capture thread ([`crate::worker::Inline`]): fewer events per batch, so a
+/// batch's events are still in cache when the analysis reads them.
+const INLINE_BATCH: usize = 32;
 
 pub use crate::worker::Mode;
 
@@ -349,7 +352,8 @@ impl Pipeline {
             self.pending[shard] += crate::worker::queued_size(&ev);
         }
         self.batches[shard].push(ev);
-        if self.batches[shard].len() >= BATCH {
+        let full = if self.inline.is_some() { INLINE_BATCH } else { BATCH };
+        if self.batches[shard].len() >= full {
             self.send(shard)?;
         }
         Ok(())

@@ -608,10 +608,11 @@ impl Worker {
             Mode::Replay => 0,
         };
         bytes.reserve(b.len() * *per_event);
+        let before = bytes.len();
         self.batch(b, bytes);
         self.shared.queue.give(queued);
         if !b.is_empty() {
-            *per_event = (bytes.len() / b.len() + 128).clamp(256, 16 * 1024);
+            *per_event = ((bytes.len() - before) / b.len() + 128).clamp(256, 16 * 1024);
         }
         if let Some(p) = peers {
             self.send_cross(p);
@@ -709,9 +710,15 @@ impl Worker {
 pub struct Inline {
     worker: Worker,
     per_event: usize,
+    /// Lines of the batches analysed since the sinks were last handed some.
+    pending: Vec<u8>,
     back: Sender<Vec<u8>>,
     returned: Receiver<Vec<u8>>,
 }
+
+/// The lines of several small batches go to the sinks together, once this many bytes are
+/// waiting: each hand-over may wake a sink thread, and on one CPU that is a thread switch.
+const INLINE_HAND_OVER: usize = 256 << 10;
 
 impl Inline {
     pub fn new(worker: Worker) -> Self {
@@ -719,19 +726,30 @@ impl Inline {
         Inline {
             worker,
             per_event: 700,
+            pending: Vec::new(),
             back,
             returned,
         }
     }
 
-    /// Analyse a batch and hand its lines to the sinks. False when the sinks are all gone.
+    /// Analyse a batch; its lines go to the sinks with the next ones (see [`INLINE_HAND_OVER`]).
+    /// False when the sinks are all gone.
     pub fn batch(&mut self, b: &mut [Event]) -> bool {
-        let mut bytes = self.returned.try_recv().unwrap_or_default();
-        self.worker.step(b, &mut bytes, &mut self.per_event, None);
+        if self.pending.capacity() == 0 {
+            self.pending = self.returned.try_recv().unwrap_or_default();
+        }
+        self.worker.step(b, &mut self.pending, &mut self.per_event, None);
+        if self.pending.len() < INLINE_HAND_OVER {
+            return true;
+        }
+        let bytes = std::mem::take(&mut self.pending);
         self.worker.hand_over(bytes, &self.back)
     }
 
-    pub fn finish(self) -> Option<Catalog> {
+    /// The lines still waiting, then the shard's end ([`Worker::end`]).
+    pub fn finish(mut self) -> Option<Catalog> {
+        let bytes = std::mem::take(&mut self.pending);
+        self.worker.hand_over(bytes, &self.back);
         self.worker.end()
     }
 }
