@@ -13,6 +13,7 @@ use crate::capture::Ts;
 use crate::flow::{FlowAnomaly, FlowMeta};
 use crate::http::Transaction;
 use crate::redact::Redactor;
+use crate::util::Cursor;
 
 /// An event on its way to the sink.
 #[derive(Debug)]
@@ -282,8 +283,288 @@ impl Formatter {
     /// The `http` line, written field by field (the most frequent event: serde's generic
     /// machinery and the temporary strings cost more than the rest of formatting). Keys and
     /// their order are the contract (SPEC §5): absent values are left out, as before.
+    /// Written through a [`Cursor`] (the buffer's length and room kept in registers), each key
+    /// with the punctuation around it as one constant.
     fn http_line(
         &self,
+        meta: &FlowMeta,
+        tx: &Transaction,
+        auth: Option<crate::redact::Auth>,
+        endpoint: Option<&str>,
+        url: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
+        let q = tx.request.as_ref();
+        let r = tx.response.as_ref();
+        // room for the keys, numbers and timestamps, and the usual values, up front (a value
+        // that needs more makes it as it is written)
+        let mut w = Cursor::new(out, 1024 + q.map_or(0, |m| m.uri.len() * 2));
+        let w = &mut w;
+        w.put(b"{\"timestamp\":\"");
+        w.ts(tx.start());
+        w.put(b"\",\"flow_id\":");
+        w.u64(meta.flow_id);
+        w.put(b",\"community_id\":\"");
+        w.json_body(&meta.community_id);
+        w.put(b"\",\"event_type\":\"http\",\"src_ip\":\"");
+        w.ip(meta.src);
+        w.put(b"\",\"src_port\":");
+        w.u64(meta.sport.into());
+        w.put(b",\"dest_ip\":\"");
+        w.ip(meta.dst);
+        w.put(b"\",\"dest_port\":");
+        w.u64(meta.dport.into());
+        w.put(b",\"proto\":\"TCP\",\"host\":\"");
+        w.json_body(&self.host);
+
+        // http: EVE's fields
+        w.put(b"\",\"http\":{");
+        let mut some = false;
+        let (hostname, http_port) = q
+            .and_then(|m| m.header("host"))
+            .map(split_host_port)
+            .unwrap_or((None, None));
+        if let Some(h) = hostname {
+            key(w, &mut some, b",\"hostname\":\"");
+            w.json_body(h);
+            w.byte(b'"');
+        }
+        if let Some(p) = http_port {
+            key(w, &mut some, b",\"http_port\":");
+            w.u64(p.into());
+        }
+        if let Some(m) = q {
+            key(w, &mut some, b",\"url\":\"");
+            match url {
+                Some(u) => w.json_body(u),
+                None => w.json_body(&self.redactor.url(&m.uri)),
+            }
+            w.byte(b'"');
+        }
+        if let Some(ua) = q.and_then(|m| m.header("user-agent")) {
+            key(w, &mut some, b",\"http_user_agent\":\"");
+            w.json_body(ua);
+            w.byte(b'"');
+        }
+        if let Some(c) = r.and_then(|m| m.header("content-type")) {
+            key(w, &mut some, b",\"http_content_type\":\"");
+            w.json_body(trim_fast(crate::util::before_semicolon(c)));
+            w.byte(b'"');
+        }
+        if let Some(v) = q.and_then(|m| m.header("referer")) {
+            key(w, &mut some, b",\"http_refer\":\"");
+            w.json_body(v);
+            w.byte(b'"');
+        }
+        // every X-Forwarded-For line, in order, as one list (a proxy appends its own), each
+        // escaped in place: escaping is byte by byte and `, ` needs none, so this is the
+        // escaped text of the joined list
+        // (most requests have none: one quick lookup before walking every line)
+        if let Some(m) = q.filter(|m| m.header("x-forwarded-for").is_some()) {
+            let mut lines = m.header_values("x-forwarded-for");
+            if let Some(one) = lines.next() {
+                key(w, &mut some, b",\"xff\":\"");
+                w.json_body(one);
+                for l in lines {
+                    w.put(b", ");
+                    w.json_body(l);
+                }
+                w.byte(b'"');
+            }
+        }
+        if let Some(m) = q {
+            key(w, &mut some, b",\"http_method\":\"");
+            w.json_body(&m.method);
+            w.byte(b'"');
+        }
+        if let Some(v) = r.and_then(|m| m.header("location")) {
+            key(w, &mut some, b",\"redirect\":\"");
+            w.json_body(v);
+            w.byte(b'"');
+        }
+        if let Some(m) = q.or(r) {
+            key(w, &mut some, b",\"protocol\":\"");
+            w.put_var(m.protocol().as_bytes());
+            w.byte(b'"');
+        }
+        if let Some(m) = r {
+            key(w, &mut some, b",\"status\":");
+            w.u64(m.status.into());
+        }
+        // Suricata writes 0 for a request without a response
+        key(w, &mut some, b",\"length\":");
+        w.u64(r.map_or(0, |m| m.body_len));
+        if self.log_headers {
+            for (name, m) in [
+                (&b",\"request_headers\":["[..], q),
+                (&b",\"response_headers\":["[..], r),
+            ] {
+                let Some(m) = m.filter(|m| !m.headers.is_empty()) else {
+                    continue;
+                };
+                // (after `length`: never the object's first key)
+                w.put_var(name);
+                for (i, (n, v)) in m.headers.iter().enumerate() {
+                    if i > 0 {
+                        w.byte(b',');
+                    }
+                    w.put(b"{\"name\":");
+                    w.json_str(n);
+                    w.put(b",\"value\":");
+                    w.json_str(&self.redactor.header(n, v));
+                    w.byte(b'}');
+                }
+                w.byte(b']');
+            }
+        }
+
+        // api: apitap's own
+        w.put(b"},\"api\":{");
+        let mut some = false;
+        if let Some(m) = q {
+            key(w, &mut some, b",\"path\":\"");
+            w.json_body(target_path(&m.uri));
+            w.byte(b'"');
+        }
+        if let Some(e) = endpoint {
+            key(w, &mut some, b",\"endpoint\":\"");
+            w.json_body(e);
+            w.byte(b'"');
+        }
+        if let Some(m) = q {
+            key(w, &mut some, b",\"request_body_bytes\":");
+            w.u64(m.body_len);
+        }
+        if let Some(m) = r {
+            key(w, &mut some, b",\"response_body_bytes\":");
+            w.u64(m.body_len);
+        }
+        if let Some(l) = tx.latency_us() {
+            key(w, &mut some, b",\"latency_us\":");
+            w.u64(l);
+        }
+        key(w, &mut some, b",\"auth\":{\"scheme\":\"");
+        match &auth {
+            Some(a) => {
+                w.json_body(a.scheme);
+                if let Some(p) = &a.principal {
+                    w.put(b"\",\"principal\":\"");
+                    w.json_body(p);
+                }
+            }
+            None => w.put(b"none"),
+        }
+        // (after `auth`, every key has its comma)
+        w.put(if tx.gap {
+            b"\"},\"gap\":true"
+        } else {
+            b"\"},\"gap\":false"
+        });
+        w.put(if tx.truncated {
+            b",\"truncated\":true,\"times\":{"
+        } else {
+            b",\"truncated\":false,\"times\":{"
+        });
+        let mut some = false;
+        if let Some(m) = q {
+            w.put(b"\"request_start\":\"");
+            w.ts(m.start);
+            w.put(b"\",\"request_end\":\"");
+            w.ts(m.end);
+            w.byte(b'"');
+            some = true;
+        }
+        if let Some(m) = r {
+            key(w, &mut some, b",\"response_start\":\"");
+            w.ts(m.start);
+            w.put(b"\",\"response_end\":\"");
+            w.ts(m.end);
+            w.byte(b'"');
+        }
+        w.byte(b'}');
+        // SPEC §4b: a gRPC call's service, method, status and message counts
+        if let Some(g) = tx.grpc.as_deref() {
+            w.put(b",\"grpc\":{\"service\":");
+            w.json_str(&g.service);
+            w.put(b",\"method\":");
+            w.json_str(&g.method);
+            if let Some(st) = g.status {
+                w.put(b",\"status\":");
+                w.u64(st.into());
+            }
+            if let Some(m) = &g.message {
+                w.put(b",\"message\":");
+                w.json_str(m);
+            }
+            w.put(b",\"request_messages\":");
+            w.u64(g.request_messages);
+            w.put(b",\"response_messages\":");
+            w.u64(g.response_messages);
+            w.put(b",\"request_message_bytes\":");
+            w.u64(g.request_message_bytes);
+            w.put(b",\"response_message_bytes\":");
+            w.u64(g.response_message_bytes);
+            w.put(if g.compressed {
+                b",\"compressed\":true}"
+            } else {
+                b",\"compressed\":false}"
+            });
+        }
+        w.put(b"}}\n");
+    }
+}
+
+/// An object's key as its whole text with the comma before it (`,"key":`), the comma left off
+/// for the object's first key (`some` false). Both are constants once inlined: two short
+/// copies of known length, no call.
+#[inline(always)]
+fn key(w: &mut Cursor, some: &mut bool, k: &'static [u8]) {
+    w.put(if *some { k } else { k.get(1..).unwrap_or_default() });
+    *some = true;
+}
+
+/// `s.trim()`, with the common case told by two bytes: a value that starts and ends with a
+/// visible ASCII character has nothing to trim (every whitespace `trim` removes is either
+/// ASCII at most 0x20 or a multi-byte character, whose bytes are all >= 0x80).
+#[inline(always)]
+fn trim_fast(s: &str) -> &str {
+    match s.as_bytes() {
+        [first, .., last] if (0x21..0x80).contains(first) && (0x21..0x80).contains(last) => s,
+        [one] if (0x21..0x80).contains(one) => s,
+        _ => s.trim(),
+    }
+}
+
+pub use crate::util::{fmt_ts, split_host_port, target_path};
+
+/// The keys of one JSON object written by hand. A key comes as its whole text with the comma
+/// before it (`,"key":`, one copy), the comma left off for the object's first key.
+#[cfg(test)]
+#[derive(Default)]
+struct Keys {
+    some: bool,
+}
+
+#[cfg(test)]
+impl Keys {
+    #[inline]
+    fn key(&mut self, out: &mut Vec<u8>, k: &[u8]) {
+        let k = if self.some { k } else { k.get(1..).unwrap_or_default() };
+        self.some = true;
+        out.extend_from_slice(k);
+    }
+}
+
+/// The old `http` writer, kept for the equivalence tests.
+#[cfg(test)]
+mod reference {
+    use super::*;
+
+    /// The `http` line as it was written before the cursor (straight `Vec` pushes, the
+    /// comma of each first key left off by [`Keys`]): the reference the fast writer is held to.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn http_line_reference(
+        f: &Formatter,
         meta: &FlowMeta,
         tx: &Transaction,
         auth: Option<crate::redact::Auth>,
@@ -314,7 +595,7 @@ impl Formatter {
         out.extend_from_slice(b"\",\"dest_port\":");
         push_u64(out, meta.dport.into());
         out.extend_from_slice(b",\"proto\":\"TCP\",\"host\":\"");
-        push_json_body(out, &self.host);
+        push_json_body(out, &f.host);
 
         // http: EVE's fields
         out.extend_from_slice(b"\",\"http\":{");
@@ -336,7 +617,7 @@ impl Formatter {
             key(out, b",\"url\":\"");
             match url {
                 Some(u) => jq(out, u),
-                None => jq(out, &self.redactor.url(&m.uri)),
+                None => jq(out, &f.redactor.url(&m.uri)),
             }
         }
         if let Some(ua) = q.and_then(|m| m.header("user-agent")) {
@@ -389,7 +670,7 @@ impl Formatter {
         // Suricata writes 0 for a request without a response
         key(out, b",\"length\":");
         push_u64(out, r.map_or(0, |m| m.body_len));
-        if self.log_headers {
+        if f.log_headers {
             for (name, m) in [
                 (&b",\"request_headers\":["[..], q),
                 (&b",\"response_headers\":["[..], r),
@@ -405,7 +686,7 @@ impl Formatter {
                     out.extend_from_slice(b"{\"name\":");
                     js(out, n);
                     out.extend_from_slice(b",\"value\":");
-                    js(out, &self.redactor.header(n, v));
+                    js(out, &f.redactor.header(n, v));
                     out.push(b'}');
                 }
                 out.push(b']');
@@ -498,24 +779,6 @@ impl Formatter {
             });
         }
         out.extend_from_slice(b"}}\n");
-    }
-}
-
-pub use crate::util::{fmt_ts, split_host_port, target_path};
-
-/// The keys of one JSON object written by hand. A key comes as its whole text with the comma
-/// before it (`,"key":`, one copy), the comma left off for the object's first key.
-#[derive(Default)]
-struct Keys {
-    some: bool,
-}
-
-impl Keys {
-    #[inline]
-    fn key(&mut self, out: &mut Vec<u8>, k: &[u8]) {
-        let k = if self.some { k } else { k.get(1..).unwrap_or_default() };
-        self.some = true;
-        out.extend_from_slice(k);
     }
 }
 
@@ -824,6 +1087,216 @@ mod tests {
             assert_eq!(v["flow_id"], 7);
             assert_eq!(h["status"], 200);
             assert_eq!(h["length"], 3);
+        }
+    }
+
+    /// A small deterministic generator (no crate needed for a few thousand cases).
+    fn lcg(x: &mut u64) -> u64 {
+        *x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *x >> 33
+    }
+
+    /// Values for every string field: hostile bytes, non-ASCII, whitespace to trim, colons
+    /// and brackets for the host split, query secrets for the URL redaction, and long ones.
+    fn field_values() -> Vec<String> {
+        let mut v: Vec<String> = [
+            "",
+            "a",
+            "\"",
+            "\\",
+            "a\"b\\c\u{1}\u{1f}\n\r\t",
+            "é€😀\u{2028}\u{7f}",
+            "0123456789abcdefg\"",
+            "ab\u{0}",
+            " padded\t",
+            "\u{a0}nbsp\u{85}",
+            "\u{3000}",
+            "api.example:8080",
+            "[::1]:443",
+            "[fe80::1]",
+            "h:x",
+            "a:b:c",
+            ":",
+            "/p?token=s3cr3t&x=1",
+            "/p?a=1&api_key=&password=hunter2",
+            "http://user:pw@h.example/p?key=k#f",
+            "application/json; charset=utf-8",
+            "text/plain ;x",
+            "GET",
+            "/",
+            "*",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for n in [15, 16, 17, 31, 32, 33, 64, 100, 1000, 5000] {
+            v.push("x".repeat(n));
+            v.push(format!("{}\u{1}", "é".repeat(n / 2)));
+        }
+        v
+    }
+
+    /// One transaction from the generator: each part present or absent, each value picked.
+    fn crafted(x: &mut u64, vals: &[String]) -> (FlowMeta, Transaction, Option<crate::redact::Auth>, bool) {
+        use crate::http::Message;
+        use std::sync::Arc;
+        let pick = |x: &mut u64| vals[lcg(x) as usize % vals.len()].clone();
+        let times = [
+            0u64,
+            1,
+            999,
+            1_700_000_000_123_456_789,
+            1_700_000_000_123_456_000,
+            1_704_067_199_999_999_999,
+            u64::MAX,
+        ];
+        let t = |x: &mut u64| times[lcg(x) as usize % times.len()].wrapping_add(lcg(x) % 3 * 1000);
+        let headers = |x: &mut u64, names: &[&str]| -> crate::http::Headers {
+            let mut h = Vec::new();
+            for n in names {
+                // absent, once, or (X-Forwarded-For especially) several times
+                for _ in 0..lcg(x) % 4 {
+                    let name = if lcg(x) % 2 == 0 {
+                        n.to_string()
+                    } else {
+                        n.to_uppercase()
+                    };
+                    h.push((name, pick(x)));
+                }
+            }
+            h.into()
+        };
+        let q = (lcg(x) % 5 != 0).then(|| Message {
+            method: pick(x),
+            uri: pick(x),
+            headers: headers(
+                x,
+                &[
+                    "host",
+                    "user-agent",
+                    "referer",
+                    "x-forwarded-for",
+                    "authorization",
+                    "cookie",
+                    "x-api-key",
+                ],
+            ),
+            body_len: lcg(x) % 100_000,
+            start: t(x),
+            end: t(x),
+            minor: (lcg(x) % 2) as u8,
+            http09: lcg(x) % 7 == 0,
+            h2: lcg(x) % 7 == 0,
+            ..Default::default()
+        });
+        let r = (lcg(x) % 4 != 0).then(|| Message {
+            status: [0u16, 9, 10, 99, 100, 200, 404, 999, 65535][lcg(x) as usize % 9],
+            headers: headers(x, &["content-type", "location", "set-cookie"]),
+            body_len: [0, 1, 9, 10, 111, u64::MAX][lcg(x) as usize % 6],
+            start: t(x),
+            end: t(x),
+            minor: (lcg(x) % 2) as u8,
+            ..Default::default()
+        });
+        let mut tx = Transaction::new(q, r, lcg(x) % 5 == 0);
+        tx.truncated ^= lcg(x) % 6 == 0;
+        if lcg(x) % 5 == 0 {
+            tx.grpc = Some(Box::new(crate::http2::grpc::Grpc {
+                service: pick(x),
+                method: pick(x),
+                status: (lcg(x) % 2 == 0).then(|| lcg(x) as u32),
+                message: (lcg(x) % 2 == 0).then(|| pick(x)),
+                request_messages: lcg(x),
+                response_messages: lcg(x) % 3,
+                request_message_bytes: lcg(x) << 20,
+                response_message_bytes: 0,
+                compressed: lcg(x) % 2 == 0,
+            }));
+        }
+        let ips = [
+            "0.0.0.0",
+            "10.0.0.1",
+            "192.168.100.255",
+            "255.255.255.255",
+            "::1",
+            "fe80::1:2",
+            "::ffff:1.2.3.4",
+        ];
+        let ip = |x: &mut u64| ips[lcg(x) as usize % ips.len()].parse().unwrap();
+        let meta = FlowMeta {
+            flow_id: [0, 9, 142_925_496_641_790, u64::MAX][lcg(x) as usize % 4],
+            community_id: Arc::from(pick(x)),
+            src: ip(x),
+            sport: [0u16, 80, 56949, 65535][lcg(x) as usize % 4],
+            dst: ip(x),
+            dport: [0u16, 443, 8080][lcg(x) as usize % 3],
+        };
+        let auth = match lcg(x) % 3 {
+            0 => None,
+            1 => Some(crate::redact::Auth {
+                scheme: "none",
+                principal: None,
+            }),
+            _ => Some(crate::redact::Auth {
+                scheme: "bearer",
+                principal: Some(pick(x)),
+            }),
+        };
+        (meta, tx, auth, lcg(x) % 2 == 0)
+    }
+
+    #[test]
+    fn cursor_written_http_line_is_the_old_line_byte_for_byte_on_crafted_and_hostile_transactions() {
+        let vals = field_values();
+        let mut x = 11u64;
+        for case in 0..6000 {
+            let (meta, tx, auth, log_headers) = crafted(&mut x, &vals);
+            let f = Formatter {
+                host: vals[lcg(&mut x) as usize % vals.len()].clone(),
+                redactor: Redactor::new(b"k"),
+                log_headers,
+                types: EventTypes::all(),
+            };
+            let endpoint = (lcg(&mut x) % 3 != 0).then(|| vals[lcg(&mut x) as usize % vals.len()].clone());
+            let url = (lcg(&mut x) % 2 == 0).then(|| vals[lcg(&mut x) as usize % vals.len()].clone());
+            // after other lines, in buffers of every state: empty, nearly full, roomy
+            let before = b"{\"earlier\":1}\n".repeat(lcg(&mut x) as usize % 3);
+            let mut want = before.clone();
+            reference::http_line_reference(
+                &f,
+                &meta,
+                &tx,
+                auth.clone(),
+                endpoint.as_deref(),
+                url.as_deref(),
+                &mut want,
+            );
+            for cap in [0, before.len(), want.len() - 1, want.len(), 1 << 16] {
+                let mut got = Vec::with_capacity(cap);
+                got.extend_from_slice(&before);
+                f.http_line(&meta, &tx, auth.clone(), endpoint.as_deref(), url.as_deref(), &mut got);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "case {case} cap {cap}"
+                );
+                assert_eq!(got, want, "case {case} cap {cap}");
+            }
+            // and the line is JSON
+            let line = &want[before.len()..];
+            serde_json::from_slice::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("case {case}: {e}: {}", String::from_utf8_lossy(line)));
+        }
+    }
+
+    #[test]
+    fn trim_fast_is_trim() {
+        for s in field_values().iter().map(String::as_str).chain([
+            " ", "\t", "a ", " a", "\u{85}a", "a\u{85}", "\u{a0}", "\u{1c}a", "a\u{1f}", "\u{7f}", "ab", "a",
+        ]) {
+            assert_eq!(trim_fast(s), s.trim(), "{s:?}");
         }
     }
 }
