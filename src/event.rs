@@ -13,7 +13,7 @@ use crate::capture::Ts;
 use crate::flow::{FlowAnomaly, FlowMeta};
 use crate::http::Transaction;
 use crate::redact::Redactor;
-use crate::util::Cursor;
+use crate::util::{Cursor, trim_fast};
 
 /// An event on its way to the sink.
 #[derive(Debug)]
@@ -302,23 +302,9 @@ impl Formatter {
         let w = &mut w;
         w.put(b"{\"timestamp\":\"");
         w.ts(tx.start());
-        w.put(b"\",\"flow_id\":");
-        w.u64(meta.flow_id);
-        w.put(b",\"community_id\":\"");
-        w.json_body(&meta.community_id);
-        w.put(b"\",\"event_type\":\"http\",\"src_ip\":\"");
-        w.ip(meta.src);
-        w.put(b"\",\"src_port\":");
-        w.u64(meta.sport.into());
-        w.put(b",\"dest_ip\":\"");
-        w.ip(meta.dst);
-        w.put(b"\",\"dest_port\":");
-        w.u64(meta.dport.into());
-        w.put(b",\"proto\":\"TCP\",\"host\":\"");
-        w.json_body(&self.host);
+        flow_head(w, meta, &self.host);
 
         // http: EVE's fields
-        w.put(b"\",\"http\":{");
         let mut some = false;
         let (hostname, http_port) = q
             .and_then(|m| m.header("host"))
@@ -455,16 +441,11 @@ impl Formatter {
             None => w.put(b"none"),
         }
         // (after `auth`, every key has its comma)
-        w.put(if tx.gap {
-            b"\"},\"gap\":true"
-        } else {
-            b"\"},\"gap\":false"
-        });
-        w.put(if tx.truncated {
-            b",\"truncated\":true,\"times\":{"
-        } else {
-            b",\"truncated\":false,\"times\":{"
-        });
+        w.put(b"\"},\"gap\":");
+        w.bool(tx.gap);
+        w.put(b",\"truncated\":");
+        w.bool(tx.truncated);
+        w.put(b",\"times\":{");
         let mut some = false;
         if let Some(m) = q {
             w.put(b"\"request_start\":\"");
@@ -504,35 +485,129 @@ impl Formatter {
             w.u64(g.request_message_bytes);
             w.put(b",\"response_message_bytes\":");
             w.u64(g.response_message_bytes);
-            w.put(if g.compressed {
-                b",\"compressed\":true}"
-            } else {
-                b",\"compressed\":false}"
-            });
+            w.put(b",\"compressed\":");
+            w.bool(g.compressed);
+            w.byte(b'}');
         }
         w.put(b"}}\n");
     }
 }
 
-/// An object's key as its whole text with the comma before it (`,"key":`), the comma left off
-/// for the object's first key (`some` false). Both are constants once inlined: two short
-/// copies of known length, no call.
-#[inline(always)]
-fn key(w: &mut Cursor, some: &mut bool, k: &'static [u8]) {
-    w.put(if *some { k } else { k.get(1..).unwrap_or_default() });
-    *some = true;
+/// The part of an `http` line its flow and the sensor fix, from the flow id to the opening of
+/// `http` (`","flow_id":...,"host":"...","http":{`). (Written into a buffer of its own, never
+/// the line's cursor: a cursor handed to a call stays in memory for the rest of the line.)
+fn write_flow_head(w: &mut Cursor, meta: &FlowMeta, host: &str) {
+    w.put(b"\",\"flow_id\":");
+    w.u64(meta.flow_id);
+    w.put(b",\"community_id\":\"");
+    w.json_body(&meta.community_id);
+    w.put(b"\",\"event_type\":\"http\",\"src_ip\":\"");
+    w.ip(meta.src);
+    w.put(b"\",\"src_port\":");
+    w.u64(meta.sport.into());
+    w.put(b",\"dest_ip\":\"");
+    w.ip(meta.dst);
+    w.put(b"\",\"dest_port\":");
+    w.u64(meta.dport.into());
+    w.put(b",\"proto\":\"TCP\",\"host\":\"");
+    w.json_body(host);
+    w.put(b"\",\"http\":{");
 }
 
-/// `s.trim()`, with the common case told by two bytes: a value that starts and ends with a
-/// visible ASCII character has nothing to trim (every whitespace `trim` removes is either
-/// ASCII at most 0x20 or a multi-byte character, whose bytes are all >= 0x80).
-#[inline(always)]
-fn trim_fast(s: &str) -> &str {
-    match s.as_bytes() {
-        [first, .., last] if (0x21..0x80).contains(first) && (0x21..0x80).contains(last) => s,
-        [one] if (0x21..0x80).contains(one) => s,
-        _ => s.trim(),
+/// A flow's [`write_flow_head`] text, kept for its next transactions, with everything the
+/// text was made from (compared whole on each use, so the text is the one they would make).
+struct FlowHead {
+    flow_id: u64,
+    community_id: std::sync::Arc<str>,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    host: Box<str>,
+    text: Vec<u8>,
+}
+
+impl FlowHead {
+    #[inline(always)]
+    fn is_for(&self, meta: &FlowMeta, host: &str) -> bool {
+        self.flow_id == meta.flow_id
+            && self.sport == meta.sport
+            && self.dport == meta.dport
+            && self.src == meta.src
+            && self.dst == meta.dst
+            && (std::sync::Arc::ptr_eq(&self.community_id, &meta.community_id)
+                || *self.community_id == *meta.community_id)
+            && *self.host == *host
     }
+}
+
+/// Slots of the per-thread cache of flow heads (direct-mapped by flow id): a keep-alive
+/// connection's calls come interleaved with other connections', so the last flow alone would
+/// seldom be the next one. ~250 bytes a slot in use.
+const FLOW_HEADS: usize = 512;
+
+/// Heads longer than this are written, not kept (a very long sensor name).
+const FLOW_HEAD_MAX: usize = 512;
+
+thread_local! {
+    static HEADS: std::cell::RefCell<Vec<Option<FlowHead>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`write_flow_head`] from the per-thread cache when this flow's last line made it (the
+/// flow id, addresses, ports, community id and sensor name written once per connection
+/// instead of once per call). Per thread, so the workers never contend; bounded.
+#[inline(always)]
+fn flow_head(w: &mut Cursor, meta: &FlowMeta, host: &str) {
+    let slot = (meta.flow_id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % FLOW_HEADS;
+    HEADS.with(|c| {
+        // (a writer never runs inside another on one thread; `try_` keeps that from being
+        // a panic if it ever did)
+        let Ok(mut c) = c.try_borrow_mut() else {
+            let mut text = Vec::new();
+            write_flow_head(&mut Cursor::new(&mut text, 0), meta, host);
+            return w.put_var(&text);
+        };
+        if c.is_empty() {
+            c.resize_with(FLOW_HEADS, || None);
+        }
+        match &c[slot] {
+            Some(h) if h.is_for(meta, host) => w.put_var(&h.text),
+            _ => {
+                let mut text = match c[slot].take() {
+                    Some(old) => old.text,
+                    None => Vec::with_capacity(192),
+                };
+                text.clear();
+                write_flow_head(&mut Cursor::new(&mut text, 0), meta, host);
+                w.put_var(&text);
+                if text.len() <= FLOW_HEAD_MAX {
+                    c[slot] = Some(FlowHead {
+                        flow_id: meta.flow_id,
+                        community_id: meta.community_id.clone(),
+                        src: meta.src,
+                        sport: meta.sport,
+                        dst: meta.dst,
+                        dport: meta.dport,
+                        host: host.into(),
+                        text,
+                    });
+                }
+            }
+        }
+    })
+}
+
+/// An object's key given as its whole text with the comma before it (`,"key":`), the comma
+/// left off for the object's first key (`some` false).
+#[inline(always)]
+fn key(w: &mut Cursor, some: &mut bool, k: &'static [u8]) {
+    // (the comma a byte of its own: a choice between the two texts would be a copy of
+    // unknown length, a `memcpy` call)
+    if *some {
+        w.byte(b',');
+    }
+    w.put(k.get(1..).unwrap_or_default());
+    *some = true;
 }
 
 pub use crate::util::{fmt_ts, split_host_port, target_path};
@@ -1100,7 +1175,7 @@ mod tests {
 
     /// Values for every string field: hostile bytes, non-ASCII, whitespace to trim, colons
     /// and brackets for the host split, query secrets for the URL redaction, and long ones.
-    fn field_values() -> Vec<String> {
+    pub(super) fn field_values() -> Vec<String> {
         let mut v: Vec<String> = [
             "",
             "a",
@@ -1139,7 +1214,7 @@ mod tests {
     }
 
     /// One transaction from the generator: each part present or absent, each value picked.
-    fn crafted(x: &mut u64, vals: &[String]) -> (FlowMeta, Transaction, Option<crate::redact::Auth>, bool) {
+    pub(super) fn crafted(x: &mut u64, vals: &[String]) -> (FlowMeta, Transaction, Option<crate::redact::Auth>, bool) {
         use crate::http::Message;
         use std::sync::Arc;
         let pick = |x: &mut u64| vals[lcg(x) as usize % vals.len()].clone();
@@ -1297,6 +1372,120 @@ mod tests {
             " ", "\t", "a ", " a", "\u{85}a", "a\u{85}", "\u{a0}", "\u{1c}a", "a\u{1f}", "\u{7f}", "ab", "a",
         ]) {
             assert_eq!(trim_fast(s), s.trim(), "{s:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod flow_head_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn head_fresh(meta: &FlowMeta, host: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        write_flow_head(&mut Cursor::new(&mut v, 0), meta, host);
+        v
+    }
+
+    fn head_cached(meta: &FlowMeta, host: &str) -> Vec<u8> {
+        let mut v = b"x".to_vec();
+        flow_head(&mut Cursor::new(&mut v, 0), meta, host);
+        v.remove(0);
+        v
+    }
+
+    #[test]
+    fn cached_flow_heads_are_the_written_ones_whatever_changes_between_calls() {
+        let slot = |id: u64| (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % FLOW_HEADS;
+        // two flow ids that share a slot
+        let a = 1_000u64;
+        let b = (a + 1..).find(|&i| slot(i) == slot(a)).unwrap();
+        let base = FlowMeta {
+            flow_id: a,
+            community_id: Arc::from("1:abc="),
+            src: "10.0.0.1".parse().unwrap(),
+            sport: 40000,
+            dst: "10.0.0.2".parse().unwrap(),
+            dport: 80,
+        };
+        let mut variants = vec![base.clone()];
+        let mut m = base.clone();
+        m.flow_id = b;
+        variants.push(m);
+        let mut m = base.clone();
+        m.community_id = Arc::from("1:abc="); // same text, another allocation
+        variants.push(m);
+        let mut m = base.clone();
+        m.community_id = Arc::from("1:abd=");
+        variants.push(m);
+        let mut m = base.clone();
+        m.community_id = Arc::from("1:\"\\\u{1}é");
+        variants.push(m);
+        let mut m = base.clone();
+        m.src = "10.0.0.3".parse().unwrap();
+        variants.push(m);
+        let mut m = base.clone();
+        m.dst = "::1".parse().unwrap();
+        variants.push(m);
+        let mut m = base.clone();
+        m.src = "fe80::1:2".parse().unwrap();
+        variants.push(m);
+        let mut m = base.clone();
+        m.sport = 40001;
+        variants.push(m);
+        let mut m = base.clone();
+        m.dport = 8080;
+        variants.push(m);
+        let long_host = "s".repeat(FLOW_HEAD_MAX + 1);
+        let hosts = ["vm", "vn", "", "h\"\\\n", "é", long_host.as_str()];
+        // every variant after every other, with every host, twice over
+        for _ in 0..2 {
+            for x in &variants {
+                for y in &variants {
+                    for hx in hosts {
+                        for hy in hosts {
+                            for (m, h) in [(x, hx), (y, hy), (x, hx), (x, hy), (y, hx)] {
+                                assert_eq!(
+                                    String::from_utf8_lossy(&head_cached(m, h)),
+                                    String::from_utf8_lossy(&head_fresh(m, h)),
+                                    "{m:?} {h:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_made_from_a_cached_flow_head_is_the_old_line() {
+        let f = Formatter {
+            host: "vm".into(),
+            redactor: Redactor::new(b"k"),
+            log_headers: false,
+            types: EventTypes::all(),
+        };
+        let vals = tests::field_values();
+        let mut x = 5u64;
+        let mut metas = Vec::new();
+        for _ in 0..40 {
+            let (meta, ..) = tests::crafted(&mut x, &vals);
+            metas.push(meta);
+        }
+        for round in 0..3000 {
+            let (_, tx, auth, _) = tests::crafted(&mut x, &vals);
+            // flows come back, as a keep-alive connection's calls do
+            let meta = &metas[round * 7 % metas.len()];
+            let mut want = Vec::new();
+            reference::http_line_reference(&f, meta, &tx, auth.clone(), Some("GET /x"), None, &mut want);
+            let mut got = Vec::new();
+            f.http_line(meta, &tx, auth, Some("GET /x"), None, &mut got);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "round {round}"
+            );
         }
     }
 }

@@ -285,26 +285,44 @@ fn push_json_escaped(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&b[start..]);
 }
 
-/// A writer into a `Vec`'s spare capacity whose pointer, length and capacity stay in
-/// registers: a `Vec` behind `&mut` is reloaded and stored around every push, and the ~80
-/// pushes of an `http` line made that a fifth of the line's cost. Every write checks its own
-/// room (no bound has to be worked out ahead, so none can be wrong); the `Vec`'s length is set
-/// once, when the cursor is dropped.
+/// A writer into a `Vec`'s spare capacity whose write position and end stay in registers:
+/// a `Vec` behind `&mut` is reloaded and stored around every push, and the ~80 pushes of an
+/// `http` line made that a fifth of the line's cost. Every write checks its own room (no
+/// bound has to be worked out ahead, so none can be wrong); the `Vec`'s length is set once,
+/// when the cursor is dropped.
 pub struct Cursor<'a> {
     v: &'a mut Vec<u8>,
-    ptr: *mut u8,
-    len: usize,
-    cap: usize,
+    /// Where the next byte goes: every byte from the `Vec`'s length up to here was written.
+    cur: *mut u8,
+    /// The end of the `Vec`'s capacity.
+    end: *mut u8,
 }
 
-/// The cursor's slow path: the bytes written so far committed, room for `n` more made.
+/// The cursor's slow path: the bytes written so far committed, room for `n` more made; the
+/// new write position and end.
 #[cold]
 #[inline(never)]
-fn cursor_grow(v: &mut Vec<u8>, len: usize, n: usize) -> (*mut u8, usize) {
-    // SAFETY: `len` <= capacity, and every byte below it was written (the cursor's invariant)
-    unsafe { v.set_len(len) };
+fn cursor_grow(v: &mut Vec<u8>, cur: *mut u8, n: usize) -> (*mut u8, *mut u8) {
+    commit(v, cur);
     v.reserve(n);
-    (v.as_mut_ptr(), v.capacity())
+    spare(v)
+}
+
+/// The `Vec`'s length set to take in the bytes written up to `cur`.
+#[inline(always)]
+fn commit(v: &mut Vec<u8>, cur: *mut u8) {
+    // SAFETY: `cur` lies within the Vec's allocation, between its start and the end of its
+    // capacity, and every byte below it was written (the cursor's invariant)
+    unsafe { v.set_len(cur.offset_from(v.as_ptr()) as usize) };
+}
+
+/// The write position and end of a `Vec`'s spare capacity.
+#[inline(always)]
+fn spare(v: &mut Vec<u8>) -> (*mut u8, *mut u8) {
+    let (len, cap) = (v.len(), v.capacity());
+    let p = v.as_mut_ptr();
+    // SAFETY: both offsets are within (or one past) the allocation
+    unsafe { (p.add(len), p.add(cap)) }
 }
 
 impl<'a> Cursor<'a> {
@@ -312,42 +330,38 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     pub fn new(v: &'a mut Vec<u8>, reserve: usize) -> Self {
         v.reserve(reserve);
-        Cursor {
-            ptr: v.as_mut_ptr(),
-            len: v.len(),
-            cap: v.capacity(),
-            v,
-        }
+        let (cur, end) = spare(v);
+        Cursor { v, cur, end }
     }
 
     /// Room for `n` more bytes.
     #[inline(always)]
     fn room(&mut self, n: usize) {
-        if self.cap - self.len < n {
-            (self.ptr, self.cap) = cursor_grow(self.v, self.len, n);
+        // (`end - cur`: both point into the same allocation, `cur` never past `end`)
+        if (self.end as usize) - (self.cur as usize) < n {
+            (self.cur, self.end) = cursor_grow(self.v, self.cur, n);
         }
     }
 
     /// The `Vec` with everything written so far, for a rare writer that takes one (the
-    /// cursor's registers are reloaded when it returns).
+    /// cursor's position is reloaded when it returns).
     #[inline(always)]
     fn with_vec(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
-        // SAFETY: as in `cursor_grow`
-        unsafe { self.v.set_len(self.len) };
+        commit(self.v, self.cur);
         f(self.v);
-        self.ptr = self.v.as_mut_ptr();
-        self.len = self.v.len();
-        self.cap = self.v.capacity();
+        (self.cur, self.end) = spare(self.v);
     }
 
     /// Bytes as they are (a constant's length is known here, and the copy becomes a few moves).
     #[inline(always)]
     pub fn put(&mut self, s: &[u8]) {
         self.room(s.len());
-        // SAFETY: `room` made `len + s.len()` <= `cap`; the source is a shared borrow, the
-        // destination the Vec's spare capacity: they do not overlap
-        unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), self.ptr.add(self.len), s.len()) };
-        self.len += s.len();
+        // SAFETY: `room` made `s.len()` bytes from `cur` writable; the source is a shared
+        // borrow, the destination the Vec's spare capacity: they do not overlap
+        unsafe {
+            std::ptr::copy_nonoverlapping(s.as_ptr(), self.cur, s.len());
+            self.cur = self.cur.add(s.len());
+        }
     }
 
     /// One byte.
@@ -355,8 +369,23 @@ impl<'a> Cursor<'a> {
     pub fn byte(&mut self, b: u8) {
         self.room(1);
         // SAFETY: as in `put`
-        unsafe { self.ptr.add(self.len).write(b) };
-        self.len += 1;
+        unsafe {
+            self.cur.write(b);
+            self.cur = self.cur.add(1);
+        }
+    }
+
+    /// `true` or `false`: one eight-byte store of either, the position moved by its length
+    /// (a choice between two copies of different lengths compiles to a `memcpy` call).
+    #[inline(always)]
+    pub fn bool(&mut self, b: bool) {
+        self.room(8);
+        let (word, n) = if b { (*b"true\0\0\0\0", 4) } else { (*b"false\0\0\0", 5) };
+        // SAFETY: `room(8)`: the eight bytes at `cur` are writable; only `n` of them are kept
+        unsafe {
+            std::ptr::write_unaligned(self.cur as *mut [u8; 8], word);
+            self.cur = self.cur.add(n);
+        }
     }
 
     /// Bytes of a length known only at run time: up to 32 of them by two overlapping loads
@@ -365,7 +394,7 @@ impl<'a> Cursor<'a> {
     pub fn put_var(&mut self, s: &[u8]) {
         let n = s.len();
         self.room(n);
-        let (src, dst) = (s.as_ptr(), unsafe { self.ptr.add(self.len) });
+        let (src, dst) = (s.as_ptr(), self.cur);
         // SAFETY: `room` made the n bytes at `dst` writable; each read below stays within
         // `s` (the second read of each pair ends at its last byte), each write within the n
         // bytes at `dst`
@@ -390,8 +419,8 @@ impl<'a> Cursor<'a> {
                 *dst.add(n / 2) = *src.add(n / 2);
                 *dst.add(n - 1) = *src.add(n - 1);
             }
+            self.cur = self.cur.add(n);
         }
-        self.len += n;
     }
 
     /// [`push_json_body`]: a string's JSON text without its quotes.
@@ -416,11 +445,11 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     pub fn u64(&mut self, n: u64) {
         self.room(20);
-        let digits = n.checked_ilog10().unwrap_or(0) as usize + 1;
+        let digits = decimal_digits(n);
         // SAFETY: `room(20)`: a u64 has at most 20 digits, and every write is below
-        // `len + digits`
+        // `cur + digits`
         unsafe {
-            let mut end = self.ptr.add(self.len + digits);
+            let mut end = self.cur.add(digits);
             let mut n = n;
             while n >= 100 {
                 let r = (n % 100) as usize * 2;
@@ -433,8 +462,8 @@ impl<'a> Cursor<'a> {
             } else {
                 *end.sub(1) = b'0' + n as u8;
             }
+            self.cur = self.cur.add(digits);
         }
-        self.len += digits;
     }
 
     /// [`push_ip`]: an address as `Display` writes it.
@@ -445,15 +474,16 @@ impl<'a> Cursor<'a> {
                 // each octet's four table bytes stored whole, the next octet over the spare
                 // ones (19 bytes at most: the last octet's three digits and dot, after 15)
                 self.room(20);
-                let mut n = self.len;
+                let mut n = 0;
                 for o in a.octets() {
                     let (d, len) = OCTETS[o as usize];
-                    // SAFETY: n - len <= 12 before this write, its 4 bytes within the 20
-                    unsafe { std::ptr::write_unaligned(self.ptr.add(n) as *mut [u8; 4], d) };
+                    // SAFETY: n <= 12 before this write, its 4 bytes within the 20
+                    unsafe { std::ptr::write_unaligned(self.cur.add(n) as *mut [u8; 4], d) };
                     n += len as usize;
                 }
-                // the last octet's dot left off
-                self.len = n - 1;
+                // the last octet's dot left off (n is 8..=16)
+                // SAFETY: within the 20 bytes made room for
+                self.cur = unsafe { self.cur.add(n - 1) };
             }
             IpAddr::V6(_) => self.with_vec(|v| push_ip(v, ip)),
         }
@@ -468,11 +498,26 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// How many decimal digits `n` has (the short numbers of a line told by a few compares).
+#[inline(always)]
+fn decimal_digits(n: u64) -> usize {
+    if n < 10 {
+        1
+    } else if n < 100 {
+        2
+    } else if n < 1000 {
+        3
+    } else if n < 100_000 {
+        if n < 10_000 { 4 } else { 5 }
+    } else {
+        n.ilog10() as usize + 1
+    }
+}
+
 impl Drop for Cursor<'_> {
     #[inline(always)]
     fn drop(&mut self) {
-        // SAFETY: as in `cursor_grow`
-        unsafe { self.v.set_len(self.len) };
+        commit(self.v, self.cur);
     }
 }
 
@@ -542,9 +587,21 @@ pub fn absolute_rest(uri: &str) -> Option<&str> {
     (first_ok && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))).then_some(rest)
 }
 
+/// `s.trim()`, with the common case told by two bytes: a value that starts and ends with a
+/// visible ASCII character has nothing to trim (every whitespace `trim` removes is either
+/// ASCII at most 0x20 or a multi-byte character, whose bytes are all >= 0x80).
+#[inline(always)]
+pub fn trim_fast(s: &str) -> &str {
+    match s.as_bytes() {
+        [first, .., last] if (0x21..0x80).contains(first) && (0x21..0x80).contains(last) => s,
+        [one] if (0x21..0x80).contains(one) => s,
+        _ => s.trim(),
+    }
+}
+
 /// `example.com:8080` -> (example.com, 8080); `[::1]:80` -> ([::1], 80).
 pub fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
-    let h = h.trim();
+    let h = trim_fast(h);
     if h.starts_with('[') {
         // An IPv6 literal keeps its brackets, as in a URL (and as Suricata logs it).
         if let Some(end) = h.find(']') {
@@ -986,6 +1043,32 @@ mod cursor_tests {
     }
 
     #[test]
+    fn digit_counts_are_the_length_of_the_decimal_text() {
+        let mut p = 1u64;
+        loop {
+            for n in [p - 1, p, p + 1, p.saturating_mul(5)] {
+                assert_eq!(decimal_digits(n), n.to_string().len(), "{n}");
+            }
+            match p.checked_mul(10) {
+                Some(q) => p = q,
+                None => break,
+            }
+        }
+        assert_eq!(decimal_digits(u64::MAX), 20);
+    }
+
+    #[test]
+    fn cursor_booleans_are_true_and_false() {
+        for b in [true, false] {
+            same(
+                &b.to_string(),
+                |v| v.extend_from_slice(b.to_string().as_bytes()),
+                |c| c.bool(b),
+            );
+        }
+    }
+
+    #[test]
     fn a_cursor_mixing_every_write_keeps_them_in_order() {
         let mut v = Vec::new();
         {
@@ -998,11 +1081,15 @@ mod cursor_tests {
             c.ip("10.0.0.1".parse().unwrap());
             c.put(b"\",\"");
             c.ts(0);
-            c.put_var(b"\"]");
+            c.put(b"\",");
+            c.bool(true);
+            c.put(b",");
+            c.bool(false);
+            c.put_var(b"]");
         }
         assert_eq!(
             String::from_utf8(v).unwrap(),
-            r#"[42,"a\"b","10.0.0.1","1970-01-01T00:00:00.000000+0000"]"#
+            r#"[42,"a\"b","10.0.0.1","1970-01-01T00:00:00.000000+0000",true,false]"#
         );
     }
 }
