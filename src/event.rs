@@ -541,16 +541,25 @@ impl FlowHead {
     }
 }
 
-/// Slots of the per-thread cache of flow heads (direct-mapped by flow id): a keep-alive
-/// connection's calls come interleaved with other connections', so the last flow alone would
-/// seldom be the next one. ~250 bytes a slot in use.
+/// Slots of the per-thread cache of flow heads, in pairs (two-way by flow id, the older of a
+/// pair replaced): a keep-alive connection's calls come interleaved with other connections',
+/// so the last flow alone would seldom be the next one. ~250 bytes a slot in use.
 const FLOW_HEADS: usize = 512;
 
 /// Heads longer than this are written, not kept (a very long sensor name).
 const FLOW_HEAD_MAX: usize = 512;
 
+/// The cache: its slots, and per pair which slot was used less recently.
+type FlowHeads = (Vec<Option<FlowHead>>, Vec<u8>);
+
 thread_local! {
-    static HEADS: std::cell::RefCell<Vec<Option<FlowHead>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static HEADS: std::cell::RefCell<FlowHeads> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The pair of slots a flow's head may sit in.
+#[inline(always)]
+fn flow_head_pair(flow_id: u64) -> usize {
+    (flow_id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % (FLOW_HEADS / 2)
 }
 
 /// [`write_flow_head`] from the per-thread cache when this flow's last line made it (the
@@ -558,7 +567,7 @@ thread_local! {
 /// instead of once per call). Per thread, so the workers never contend; bounded.
 #[inline(always)]
 fn flow_head(w: &mut Cursor, meta: &FlowMeta, host: &str) {
-    let slot = (meta.flow_id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % FLOW_HEADS;
+    let pair = flow_head_pair(meta.flow_id);
     HEADS.with(|c| {
         // (a writer never runs inside another on one thread; `try_` keeps that from being
         // a panic if it ever did)
@@ -567,32 +576,44 @@ fn flow_head(w: &mut Cursor, meta: &FlowMeta, host: &str) {
             write_flow_head(&mut Cursor::new(&mut text, 0), meta, host);
             return w.put_var(&text);
         };
-        if c.is_empty() {
-            c.resize_with(FLOW_HEADS, || None);
+        let (slots, older) = &mut *c;
+        if slots.is_empty() {
+            slots.resize_with(FLOW_HEADS, || None);
+            older.resize(FLOW_HEADS / 2, 0);
         }
-        match &c[slot] {
-            Some(h) if h.is_for(meta, host) => w.put_var(&h.text),
-            _ => {
-                let mut text = match c[slot].take() {
-                    Some(old) => old.text,
-                    None => Vec::with_capacity(192),
-                };
-                text.clear();
-                write_flow_head(&mut Cursor::new(&mut text, 0), meta, host);
-                w.put_var(&text);
-                if text.len() <= FLOW_HEAD_MAX {
-                    c[slot] = Some(FlowHead {
-                        flow_id: meta.flow_id,
-                        community_id: meta.community_id.clone(),
-                        src: meta.src,
-                        sport: meta.sport,
-                        dst: meta.dst,
-                        dport: meta.dport,
-                        host: host.into(),
-                        text,
-                    });
-                }
+        for k in 0..2 {
+            if let Some(h) = &slots[2 * pair + k]
+                && h.is_for(meta, host)
+            {
+                w.put_var(&h.text);
+                older[pair] = 1 - k as u8;
+                return;
             }
+        }
+        // an empty slot of the pair, else its older one
+        let k = (0..2)
+            .find(|&k| slots[2 * pair + k].is_none())
+            .unwrap_or(older[pair] as usize & 1);
+        let slot = &mut slots[2 * pair + k];
+        let mut text = match slot.take() {
+            Some(old) => old.text,
+            None => Vec::with_capacity(192),
+        };
+        text.clear();
+        write_flow_head(&mut Cursor::new(&mut text, 0), meta, host);
+        w.put_var(&text);
+        if text.len() <= FLOW_HEAD_MAX {
+            *slot = Some(FlowHead {
+                flow_id: meta.flow_id,
+                community_id: meta.community_id.clone(),
+                src: meta.src,
+                sport: meta.sport,
+                dst: meta.dst,
+                dport: meta.dport,
+                host: host.into(),
+                text,
+            });
+            older[pair] = 1 - k as u8;
         }
     })
 }
@@ -1396,10 +1417,10 @@ mod flow_head_tests {
 
     #[test]
     fn cached_flow_heads_are_the_written_ones_whatever_changes_between_calls() {
-        let slot = |id: u64| (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % FLOW_HEADS;
-        // two flow ids that share a slot
+        // three flow ids that share a pair of slots (one of them pushes another out)
         let a = 1_000u64;
-        let b = (a + 1..).find(|&i| slot(i) == slot(a)).unwrap();
+        let b = (a + 1..).find(|&i| flow_head_pair(i) == flow_head_pair(a)).unwrap();
+        let c = (b + 1..).find(|&i| flow_head_pair(i) == flow_head_pair(a)).unwrap();
         let base = FlowMeta {
             flow_id: a,
             community_id: Arc::from("1:abc="),
@@ -1409,9 +1430,11 @@ mod flow_head_tests {
             dport: 80,
         };
         let mut variants = vec![base.clone()];
-        let mut m = base.clone();
-        m.flow_id = b;
-        variants.push(m);
+        for id in [b, c] {
+            let mut m = base.clone();
+            m.flow_id = id;
+            variants.push(m);
+        }
         let mut m = base.clone();
         m.community_id = Arc::from("1:abc="); // same text, another allocation
         variants.push(m);

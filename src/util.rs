@@ -185,11 +185,57 @@ fn escape_bits(w: u64) -> u64 {
     below | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))
 }
 
+/// Might any byte of `b` need escaping? Sixteen bytes a step with SSE2 (every x86-64 has
+/// it), the last sixteen read again, overlapping; shorter strings by [`needs_any_escape_swar`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn needs_any_escape(b: &[u8]) -> bool {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let n = b.len();
+    if n < 16 {
+        return needs_any_escape_swar(b);
+    }
+    // SAFETY: SSE2 is part of the x86-64 baseline; every load reads 16 bytes that lie within
+    // `b` (at `i` with `i + 16 <= n`, and at `n - 16`)
+    unsafe {
+        let (quote, backslash, ctl) = (
+            _mm_set1_epi8(b'"' as i8),
+            _mm_set1_epi8(b'\\' as i8),
+            _mm_set1_epi8(0x1f),
+        );
+        // 0xff in each byte that is `"`, `\` or at most 0x1f (`min(v, 0x1f) == v`)
+        let hits = |p: *const u8| {
+            let v = _mm_loadu_si128(p as *const __m128i);
+            _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v),
+            )
+        };
+        let p = b.as_ptr();
+        let mut acc = hits(p.add(n - 16));
+        let mut i = 0;
+        while i + 16 <= n {
+            acc = _mm_or_si128(acc, hits(p.add(i)));
+            i += 16;
+        }
+        _mm_movemask_epi8(acc) != 0
+    }
+}
+
+/// [`needs_any_escape`] elsewhere: the word-at-a-time check.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn needs_any_escape(b: &[u8]) -> bool {
+    needs_any_escape_swar(b)
+}
+
 /// Might any byte of `b` need escaping? Eight bytes at a time; the last eight read again,
 /// overlapping (a short string: its first and last four, or its first, middle and last byte,
 /// with plain bytes around), so no byte is missed and there is no tail to copy.
 #[inline(always)]
-fn needs_any_escape(b: &[u8]) -> bool {
+fn needs_any_escape_swar(b: &[u8]) -> bool {
     let n = b.len();
     let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
     let half = |s: &[u8]| u32::from_le_bytes(s.try_into().unwrap_or([0; 4])) as u64;
@@ -757,6 +803,7 @@ mod fast_path_tests {
                         }
                         let want = t.iter().any(|&b| needs_escape(b));
                         assert_eq!(needs_any_escape(&t), want, "{t:?}");
+                        assert_eq!(needs_any_escape_swar(&t), want, "{t:?}");
                     }
                 }
             }
