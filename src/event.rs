@@ -300,8 +300,7 @@ impl Formatter {
         // that needs more makes it as it is written)
         let mut w = Cursor::new(out, 1024 + q.map_or(0, |m| m.uri.len() * 2));
         let w = &mut w;
-        w.put(b"{\"timestamp\":\"");
-        w.ts(tx.start());
+        w.put_ts(b"{\"timestamp\":\"", tx.start());
         flow_head(w, meta, &self.host);
 
         // http: EVE's fields
@@ -311,16 +310,15 @@ impl Formatter {
             .map(split_host_port)
             .unwrap_or((None, None));
         if let Some(h) = hostname {
-            key(w, &mut some, b",\"hostname\":\"");
-            w.json_body(h);
-            w.byte(b'"');
+            w.key(&mut some, b",\"hostname\":\"");
+            w.json_body_then(h, b"\"");
         }
         if let Some(p) = http_port {
-            key(w, &mut some, b",\"http_port\":");
+            w.key(&mut some, b",\"http_port\":");
             w.u64(p.into());
         }
         if let Some(m) = q {
-            key(w, &mut some, b",\"url\":\"");
+            w.key(&mut some, b",\"url\":\"");
             match url {
                 Some(u) => w.json_body(u),
                 None => w.json_body(&self.redactor.url(&m.uri)),
@@ -328,19 +326,16 @@ impl Formatter {
             w.byte(b'"');
         }
         if let Some(ua) = q.and_then(|m| m.header("user-agent")) {
-            key(w, &mut some, b",\"http_user_agent\":\"");
-            w.json_body(ua);
-            w.byte(b'"');
+            w.key(&mut some, b",\"http_user_agent\":\"");
+            w.json_body_then(ua, b"\"");
         }
         if let Some(c) = r.and_then(|m| m.header("content-type")) {
-            key(w, &mut some, b",\"http_content_type\":\"");
-            w.json_body(trim_fast(crate::util::before_semicolon(c)));
-            w.byte(b'"');
+            w.key(&mut some, b",\"http_content_type\":\"");
+            w.json_body_then(trim_fast(crate::util::before_semicolon(c)), b"\"");
         }
         if let Some(v) = q.and_then(|m| m.header("referer")) {
-            key(w, &mut some, b",\"http_refer\":\"");
-            w.json_body(v);
-            w.byte(b'"');
+            w.key(&mut some, b",\"http_refer\":\"");
+            w.json_body_then(v, b"\"");
         }
         // every X-Forwarded-For line, in order, as one list (a proxy appends its own), each
         // escaped in place: escaping is byte by byte and `, ` needs none, so this is the
@@ -349,7 +344,7 @@ impl Formatter {
         if let Some(m) = q.filter(|m| m.header("x-forwarded-for").is_some()) {
             let mut lines = m.header_values("x-forwarded-for");
             if let Some(one) = lines.next() {
-                key(w, &mut some, b",\"xff\":\"");
+                w.key(&mut some, b",\"xff\":\"");
                 w.json_body(one);
                 for l in lines {
                     w.put(b", ");
@@ -359,26 +354,24 @@ impl Formatter {
             }
         }
         if let Some(m) = q {
-            key(w, &mut some, b",\"http_method\":\"");
-            w.json_body(&m.method);
-            w.byte(b'"');
+            w.key(&mut some, b",\"http_method\":\"");
+            w.json_body_then(&m.method, b"\"");
         }
         if let Some(v) = r.and_then(|m| m.header("location")) {
-            key(w, &mut some, b",\"redirect\":\"");
-            w.json_body(v);
-            w.byte(b'"');
+            w.key(&mut some, b",\"redirect\":\"");
+            w.json_body_then(v, b"\"");
         }
         if let Some(m) = q.or(r) {
-            key(w, &mut some, b",\"protocol\":\"");
+            w.key(&mut some, b",\"protocol\":\"");
             w.put_var(m.protocol().as_bytes());
             w.byte(b'"');
         }
         if let Some(m) = r {
-            key(w, &mut some, b",\"status\":");
+            w.key(&mut some, b",\"status\":");
             w.u64(m.status.into());
         }
         // Suricata writes 0 for a request without a response
-        key(w, &mut some, b",\"length\":");
+        w.key(&mut some, b",\"length\":");
         w.u64(r.map_or(0, |m| m.body_len));
         if self.log_headers {
             for (name, m) in [
@@ -408,28 +401,26 @@ impl Formatter {
         w.put(b"},\"api\":{");
         let mut some = false;
         if let Some(m) = q {
-            key(w, &mut some, b",\"path\":\"");
-            w.json_body(target_path(&m.uri));
-            w.byte(b'"');
+            w.key(&mut some, b",\"path\":\"");
+            w.json_body_then(target_path(&m.uri), b"\"");
         }
         if let Some(e) = endpoint {
-            key(w, &mut some, b",\"endpoint\":\"");
-            w.json_body(e);
-            w.byte(b'"');
+            w.key(&mut some, b",\"endpoint\":\"");
+            w.json_body_then(e, b"\"");
         }
         if let Some(m) = q {
-            key(w, &mut some, b",\"request_body_bytes\":");
+            w.key(&mut some, b",\"request_body_bytes\":");
             w.u64(m.body_len);
         }
         if let Some(m) = r {
-            key(w, &mut some, b",\"response_body_bytes\":");
+            w.key(&mut some, b",\"response_body_bytes\":");
             w.u64(m.body_len);
         }
         if let Some(l) = tx.latency_us() {
-            key(w, &mut some, b",\"latency_us\":");
+            w.key(&mut some, b",\"latency_us\":");
             w.u64(l);
         }
-        key(w, &mut some, b",\"auth\":{\"scheme\":\"");
+        w.key(&mut some, b",\"auth\":{\"scheme\":\"");
         match &auth {
             Some(a) => {
                 w.json_body(a.scheme);
@@ -448,18 +439,15 @@ impl Formatter {
         w.put(b",\"times\":{");
         let mut some = false;
         if let Some(m) = q {
-            w.put(b"\"request_start\":\"");
-            w.ts(m.start);
-            w.put(b"\",\"request_end\":\"");
-            w.ts(m.end);
+            w.put_ts(b"\"request_start\":\"", m.start);
+            w.put_ts(b"\",\"request_end\":\"", m.end);
             w.byte(b'"');
             some = true;
         }
         if let Some(m) = r {
-            key(w, &mut some, b",\"response_start\":\"");
+            w.key(&mut some, b",\"response_start\":\"");
             w.ts(m.start);
-            w.put(b"\",\"response_end\":\"");
-            w.ts(m.end);
+            w.put_ts(b"\",\"response_end\":\"", m.end);
             w.byte(b'"');
         }
         w.byte(b'}');
@@ -470,21 +458,16 @@ impl Formatter {
             w.put(b",\"method\":");
             w.json_str(&g.method);
             if let Some(st) = g.status {
-                w.put(b",\"status\":");
-                w.u64(st.into());
+                w.put_u64(b",\"status\":", st.into());
             }
             if let Some(m) = &g.message {
                 w.put(b",\"message\":");
                 w.json_str(m);
             }
-            w.put(b",\"request_messages\":");
-            w.u64(g.request_messages);
-            w.put(b",\"response_messages\":");
-            w.u64(g.response_messages);
-            w.put(b",\"request_message_bytes\":");
-            w.u64(g.request_message_bytes);
-            w.put(b",\"response_message_bytes\":");
-            w.u64(g.response_message_bytes);
+            w.put_u64(b",\"request_messages\":", g.request_messages);
+            w.put_u64(b",\"response_messages\":", g.response_messages);
+            w.put_u64(b",\"request_message_bytes\":", g.request_message_bytes);
+            w.put_u64(b",\"response_message_bytes\":", g.response_message_bytes);
             w.put(b",\"compressed\":");
             w.bool(g.compressed);
             w.byte(b'}');
@@ -497,18 +480,15 @@ impl Formatter {
 /// `http` (`","flow_id":...,"host":"...","http":{`). (Written into a buffer of its own, never
 /// the line's cursor: a cursor handed to a call stays in memory for the rest of the line.)
 fn write_flow_head(w: &mut Cursor, meta: &FlowMeta, host: &str) {
-    w.put(b"\",\"flow_id\":");
-    w.u64(meta.flow_id);
+    w.put_u64(b"\",\"flow_id\":", meta.flow_id);
     w.put(b",\"community_id\":\"");
     w.json_body(&meta.community_id);
     w.put(b"\",\"event_type\":\"http\",\"src_ip\":\"");
     w.ip(meta.src);
-    w.put(b"\",\"src_port\":");
-    w.u64(meta.sport.into());
+    w.put_u64(b"\",\"src_port\":", meta.sport.into());
     w.put(b",\"dest_ip\":\"");
     w.ip(meta.dst);
-    w.put(b"\",\"dest_port\":");
-    w.u64(meta.dport.into());
+    w.put_u64(b"\",\"dest_port\":", meta.dport.into());
     w.put(b",\"proto\":\"TCP\",\"host\":\"");
     w.json_body(host);
     w.put(b"\",\"http\":{");
@@ -616,19 +596,6 @@ fn flow_head(w: &mut Cursor, meta: &FlowMeta, host: &str) {
             older[pair] = 1 - k as u8;
         }
     })
-}
-
-/// An object's key given as its whole text with the comma before it (`,"key":`), the comma
-/// left off for the object's first key (`some` false).
-#[inline(always)]
-fn key(w: &mut Cursor, some: &mut bool, k: &'static [u8]) {
-    // (the comma a byte of its own: a choice between the two texts would be a copy of
-    // unknown length, a `memcpy` call)
-    if *some {
-        w.byte(b',');
-    }
-    w.put(k.get(1..).unwrap_or_default());
-    *some = true;
 }
 
 pub use crate::util::{fmt_ts, split_host_port, target_path};

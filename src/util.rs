@@ -402,11 +402,78 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     pub fn put(&mut self, s: &[u8]) {
         self.room(s.len());
-        // SAFETY: `room` made `s.len()` bytes from `cur` writable; the source is a shared
-        // borrow, the destination the Vec's spare capacity: they do not overlap
+        // SAFETY: `room` made `s.len()` bytes from `cur` writable
+        unsafe { self.raw(s) };
+    }
+
+    /// [`Cursor::put`] without the room check.
+    /// SAFETY: the caller made room for `s.len()` bytes (the source is a shared borrow, the
+    /// destination the Vec's spare capacity: they do not overlap).
+    #[inline(always)]
+    unsafe fn raw(&mut self, s: &[u8]) {
         unsafe {
             std::ptr::copy_nonoverlapping(s.as_ptr(), self.cur, s.len());
             self.cur = self.cur.add(s.len());
+        }
+    }
+
+    /// A key given with the comma before it (`,"key":`), written with that comma when `some`
+    /// (an earlier key in the object) and without it otherwise; `some` set. One room check.
+    /// (The comma a byte of its own: a choice between the two texts would be a copy of
+    /// unknown length, a `memcpy` call.)
+    #[inline(always)]
+    pub fn key(&mut self, some: &mut bool, k: &[u8]) {
+        self.room(k.len());
+        let bare = k.get(1..).unwrap_or_default();
+        // SAFETY: `room(k.len())` covers the comma and the `k.len() - 1` bytes after it
+        unsafe {
+            if *some {
+                self.cur.write(b',');
+                self.cur = self.cur.add(1);
+            }
+            self.raw(bare);
+        }
+        *some = true;
+    }
+
+    /// A constant and a number after it, with one room check.
+    #[inline(always)]
+    pub fn put_u64(&mut self, k: &[u8], n: u64) {
+        self.room(k.len() + 20);
+        // SAFETY: room for `k` and the at most 20 digits
+        unsafe {
+            self.raw(k);
+            self.raw_u64(n);
+        }
+    }
+
+    /// A constant and a timestamp after it, with one room check.
+    #[inline(always)]
+    pub fn put_ts(&mut self, k: &[u8], ns: Ts) {
+        let (last, b) = LAST_TS.get();
+        let b = if last == ns / 1000 { b } else { new_ts(ns, last, b) };
+        self.room(k.len() + b.len());
+        // SAFETY: room for both
+        unsafe {
+            self.raw(k);
+            self.raw(&b);
+        }
+    }
+
+    /// A string's JSON text without its quotes and a constant after it (`"` mostly), with
+    /// one room check when nothing needs escaping.
+    #[inline(always)]
+    pub fn json_body_then(&mut self, s: &str, tail: &[u8]) {
+        let b = s.as_bytes();
+        if needs_any_escape(b) {
+            self.with_vec(|v| push_json_escaped(v, b));
+            return self.put(tail);
+        }
+        self.room(b.len() + tail.len());
+        // SAFETY: room for both
+        unsafe {
+            self.raw_var(b);
+            self.raw(tail);
         }
     }
 
@@ -438,12 +505,20 @@ impl<'a> Cursor<'a> {
     /// and stores (no call to `memcpy`, which costs as much as the copy on a short value).
     #[inline(always)]
     pub fn put_var(&mut self, s: &[u8]) {
+        self.room(s.len());
+        // SAFETY: `room` made `s.len()` bytes from `cur` writable
+        unsafe { self.raw_var(s) };
+    }
+
+    /// [`Cursor::put_var`] without the room check.
+    /// SAFETY: the caller made room for `s.len()` bytes.
+    #[inline(always)]
+    unsafe fn raw_var(&mut self, s: &[u8]) {
         let n = s.len();
-        self.room(n);
         let (src, dst) = (s.as_ptr(), self.cur);
-        // SAFETY: `room` made the n bytes at `dst` writable; each read below stays within
-        // `s` (the second read of each pair ends at its last byte), each write within the n
-        // bytes at `dst`
+        // SAFETY: the caller made the n bytes at `dst` writable; each read below stays
+        // within `s` (the second read of each pair ends at its last byte), each write within
+        // the n bytes at `dst`
         unsafe {
             use std::ptr::{read_unaligned as rd, write_unaligned as wr};
             if n > 32 {
@@ -491,9 +566,16 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     pub fn u64(&mut self, n: u64) {
         self.room(20);
+        // SAFETY: `room(20)`
+        unsafe { self.raw_u64(n) };
+    }
+
+    /// [`Cursor::u64`] without the room check.
+    /// SAFETY: the caller made room for 20 bytes (a u64 has at most 20 digits).
+    #[inline(always)]
+    unsafe fn raw_u64(&mut self, n: u64) {
         let digits = decimal_digits(n);
-        // SAFETY: `room(20)`: a u64 has at most 20 digits, and every write is below
-        // `cur + digits`
+        // SAFETY: every write is below `cur + digits`, within the caller's 20 bytes
         unsafe {
             let mut end = self.cur.add(digits);
             let mut n = n;
@@ -1111,6 +1193,51 @@ mod cursor_tests {
                 &b.to_string(),
                 |v| v.extend_from_slice(b.to_string().as_bytes()),
                 |c| c.bool(b),
+            );
+        }
+    }
+
+    #[test]
+    fn fused_cursor_writes_are_their_parts_written_one_after_the_other() {
+        for s in strings() {
+            same(
+                &format!("{s:?}"),
+                |v| {
+                    push_json_body(v, &s);
+                    v.extend_from_slice(b"\",");
+                },
+                |c| c.json_body_then(&s, b"\","),
+            );
+        }
+        for n in [0u64, 9, 10, 99, 100, 65535, u64::MAX] {
+            same(
+                &n.to_string(),
+                |v| {
+                    v.extend_from_slice(b",\"k\":");
+                    push_u64(v, n);
+                },
+                |c| c.put_u64(b",\"k\":", n),
+            );
+        }
+        for ns in [0u64, 1_700_000_000_123_456_789, 1_700_000_000_123_999_999, u64::MAX] {
+            same(
+                &ns.to_string(),
+                |v| {
+                    v.extend_from_slice(b"\",\"t\":\"");
+                    push_ts(v, ns);
+                },
+                |c| c.put_ts(b"\",\"t\":\"", ns),
+            );
+        }
+        for some in [false, true] {
+            same(
+                &some.to_string(),
+                |v| v.extend_from_slice(if some { b",\"k\":" } else { b"\"k\":" }),
+                |c| {
+                    let mut s = some;
+                    c.key(&mut s, b",\"k\":");
+                    assert!(s);
+                },
             );
         }
     }
