@@ -13,6 +13,7 @@ use crate::capture::Ts;
 use crate::flow::{FlowAnomaly, FlowMeta};
 use crate::http::Transaction;
 use crate::redact::Redactor;
+use crate::util::{Cursor, trim_fast};
 
 /// An event on its way to the sink.
 #[derive(Debug)]
@@ -282,8 +283,351 @@ impl Formatter {
     /// The `http` line, written field by field (the most frequent event: serde's generic
     /// machinery and the temporary strings cost more than the rest of formatting). Keys and
     /// their order are the contract (SPEC §5): absent values are left out, as before.
+    /// Written through a [`Cursor`] (the buffer's length and room kept in registers), each key
+    /// with the punctuation around it as one constant.
     fn http_line(
         &self,
+        meta: &FlowMeta,
+        tx: &Transaction,
+        auth: Option<crate::redact::Auth>,
+        endpoint: Option<&str>,
+        url: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
+        let q = tx.request.as_ref();
+        let r = tx.response.as_ref();
+        // room for the keys, numbers and timestamps, and the usual values, up front (a value
+        // that needs more makes it as it is written)
+        let mut w = Cursor::new(out, 1024 + q.map_or(0, |m| m.uri.len() * 2));
+        let w = &mut w;
+        w.put_ts(b"{\"timestamp\":\"", tx.start());
+        flow_head(w, meta, &self.host);
+
+        // http: EVE's fields
+        let mut some = false;
+        let (hostname, http_port) = q
+            .and_then(|m| m.header("host"))
+            .map(split_host_port)
+            .unwrap_or((None, None));
+        if let Some(h) = hostname {
+            w.key(&mut some, b",\"hostname\":\"");
+            w.json_body_then(h, b"\"");
+        }
+        if let Some(p) = http_port {
+            w.key(&mut some, b",\"http_port\":");
+            w.u64(p.into());
+        }
+        if let Some(m) = q {
+            w.key(&mut some, b",\"url\":\"");
+            match url {
+                Some(u) => w.json_body(u),
+                None => w.json_body(&self.redactor.url(&m.uri)),
+            }
+            w.byte(b'"');
+        }
+        if let Some(ua) = q.and_then(|m| m.header("user-agent")) {
+            w.key(&mut some, b",\"http_user_agent\":\"");
+            w.json_body_then(ua, b"\"");
+        }
+        if let Some(c) = r.and_then(|m| m.header("content-type")) {
+            w.key(&mut some, b",\"http_content_type\":\"");
+            w.json_body_then(trim_fast(crate::util::before_semicolon(c)), b"\"");
+        }
+        if let Some(v) = q.and_then(|m| m.header("referer")) {
+            w.key(&mut some, b",\"http_refer\":\"");
+            w.json_body_then(v, b"\"");
+        }
+        // every X-Forwarded-For line, in order, as one list (a proxy appends its own), each
+        // escaped in place: escaping is byte by byte and `, ` needs none, so this is the
+        // escaped text of the joined list
+        // (most requests have none: one quick lookup before walking every line)
+        if let Some(m) = q.filter(|m| m.header("x-forwarded-for").is_some()) {
+            let mut lines = m.header_values("x-forwarded-for");
+            if let Some(one) = lines.next() {
+                w.key(&mut some, b",\"xff\":\"");
+                w.json_body(one);
+                for l in lines {
+                    w.put(b", ");
+                    w.json_body(l);
+                }
+                w.byte(b'"');
+            }
+        }
+        if let Some(m) = q {
+            w.key(&mut some, b",\"http_method\":\"");
+            w.json_body_then(&m.method, b"\"");
+        }
+        if let Some(v) = r.and_then(|m| m.header("location")) {
+            w.key(&mut some, b",\"redirect\":\"");
+            w.json_body_then(v, b"\"");
+        }
+        if let Some(m) = q.or(r) {
+            w.key(&mut some, b",\"protocol\":\"");
+            w.put_var(m.protocol().as_bytes());
+            w.byte(b'"');
+        }
+        if let Some(m) = r {
+            w.key(&mut some, b",\"status\":");
+            w.u64(m.status.into());
+        }
+        // Suricata writes 0 for a request without a response
+        w.key(&mut some, b",\"length\":");
+        w.u64(r.map_or(0, |m| m.body_len));
+        if self.log_headers {
+            for (name, m) in [
+                (&b",\"request_headers\":["[..], q),
+                (&b",\"response_headers\":["[..], r),
+            ] {
+                let Some(m) = m.filter(|m| !m.headers.is_empty()) else {
+                    continue;
+                };
+                // (after `length`: never the object's first key)
+                w.put_var(name);
+                for (i, (n, v)) in m.headers.iter().enumerate() {
+                    if i > 0 {
+                        w.byte(b',');
+                    }
+                    w.put(b"{\"name\":");
+                    w.json_str(n);
+                    w.put(b",\"value\":");
+                    w.json_str(&self.redactor.header(n, v));
+                    w.byte(b'}');
+                }
+                w.byte(b']');
+            }
+        }
+
+        // api: apitap's own
+        w.put(b"},\"api\":{");
+        let mut some = false;
+        if let Some(m) = q {
+            w.key(&mut some, b",\"path\":\"");
+            w.json_body_then(target_path(&m.uri), b"\"");
+        }
+        if let Some(e) = endpoint {
+            w.key(&mut some, b",\"endpoint\":\"");
+            w.json_body_then(e, b"\"");
+        }
+        if let Some(m) = q {
+            w.key(&mut some, b",\"request_body_bytes\":");
+            w.u64(m.body_len);
+        }
+        if let Some(m) = r {
+            w.key(&mut some, b",\"response_body_bytes\":");
+            w.u64(m.body_len);
+        }
+        if let Some(l) = tx.latency_us() {
+            w.key(&mut some, b",\"latency_us\":");
+            w.u64(l);
+        }
+        w.key(&mut some, b",\"auth\":{\"scheme\":\"");
+        match &auth {
+            Some(a) => {
+                w.json_body(a.scheme);
+                if let Some(p) = &a.principal {
+                    w.put(b"\",\"principal\":\"");
+                    w.json_body(p);
+                }
+            }
+            None => w.put(b"none"),
+        }
+        // (after `auth`, every key has its comma)
+        w.put(b"\"},\"gap\":");
+        w.bool(tx.gap);
+        w.put(b",\"truncated\":");
+        w.bool(tx.truncated);
+        w.put(b",\"times\":{");
+        let mut some = false;
+        if let Some(m) = q {
+            w.put_ts(b"\"request_start\":\"", m.start);
+            w.put_ts(b"\",\"request_end\":\"", m.end);
+            w.byte(b'"');
+            some = true;
+        }
+        if let Some(m) = r {
+            w.key(&mut some, b",\"response_start\":\"");
+            w.ts(m.start);
+            w.put_ts(b"\",\"response_end\":\"", m.end);
+            w.byte(b'"');
+        }
+        w.byte(b'}');
+        // SPEC §4b: a gRPC call's service, method, status and message counts
+        if let Some(g) = tx.grpc.as_deref() {
+            w.put(b",\"grpc\":{\"service\":");
+            w.json_str(&g.service);
+            w.put(b",\"method\":");
+            w.json_str(&g.method);
+            if let Some(st) = g.status {
+                w.put_u64(b",\"status\":", st.into());
+            }
+            if let Some(m) = &g.message {
+                w.put(b",\"message\":");
+                w.json_str(m);
+            }
+            w.put_u64(b",\"request_messages\":", g.request_messages);
+            w.put_u64(b",\"response_messages\":", g.response_messages);
+            w.put_u64(b",\"request_message_bytes\":", g.request_message_bytes);
+            w.put_u64(b",\"response_message_bytes\":", g.response_message_bytes);
+            w.put(b",\"compressed\":");
+            w.bool(g.compressed);
+            w.byte(b'}');
+        }
+        w.put(b"}}\n");
+    }
+}
+
+/// The part of an `http` line its flow and the sensor fix, from the flow id to the opening of
+/// `http` (`","flow_id":...,"host":"...","http":{`). (Written into a buffer of its own, never
+/// the line's cursor: a cursor handed to a call stays in memory for the rest of the line.)
+fn write_flow_head(w: &mut Cursor, meta: &FlowMeta, host: &str) {
+    w.put_u64(b"\",\"flow_id\":", meta.flow_id);
+    w.put(b",\"community_id\":\"");
+    w.json_body(&meta.community_id);
+    w.put(b"\",\"event_type\":\"http\",\"src_ip\":\"");
+    w.ip(meta.src);
+    w.put_u64(b"\",\"src_port\":", meta.sport.into());
+    w.put(b",\"dest_ip\":\"");
+    w.ip(meta.dst);
+    w.put_u64(b"\",\"dest_port\":", meta.dport.into());
+    w.put(b",\"proto\":\"TCP\",\"host\":\"");
+    w.json_body(host);
+    w.put(b"\",\"http\":{");
+}
+
+/// A flow's [`write_flow_head`] text, kept for its next transactions, with everything the
+/// text was made from (compared whole on each use, so the text is the one they would make).
+struct FlowHead {
+    flow_id: u64,
+    community_id: std::sync::Arc<str>,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    host: Box<str>,
+    text: Vec<u8>,
+}
+
+impl FlowHead {
+    #[inline(always)]
+    fn is_for(&self, meta: &FlowMeta, host: &str) -> bool {
+        self.flow_id == meta.flow_id
+            && self.sport == meta.sport
+            && self.dport == meta.dport
+            && self.src == meta.src
+            && self.dst == meta.dst
+            && (std::sync::Arc::ptr_eq(&self.community_id, &meta.community_id)
+                || *self.community_id == *meta.community_id)
+            && *self.host == *host
+    }
+}
+
+/// Slots of the per-thread cache of flow heads, in pairs (two-way by flow id, the older of a
+/// pair replaced): a keep-alive connection's calls come interleaved with other connections',
+/// so the last flow alone would seldom be the next one. ~250 bytes a slot in use.
+const FLOW_HEADS: usize = 512;
+
+/// Heads longer than this are written, not kept (a very long sensor name).
+const FLOW_HEAD_MAX: usize = 512;
+
+/// The cache: its slots, and per pair which slot was used less recently.
+type FlowHeads = (Vec<Option<FlowHead>>, Vec<u8>);
+
+thread_local! {
+    static HEADS: std::cell::RefCell<FlowHeads> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The pair of slots a flow's head may sit in.
+#[inline(always)]
+fn flow_head_pair(flow_id: u64) -> usize {
+    (flow_id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % (FLOW_HEADS / 2)
+}
+
+/// [`write_flow_head`] from the per-thread cache when this flow's last line made it (the
+/// flow id, addresses, ports, community id and sensor name written once per connection
+/// instead of once per call). Per thread, so the workers never contend; bounded.
+#[inline(always)]
+fn flow_head(w: &mut Cursor, meta: &FlowMeta, host: &str) {
+    let pair = flow_head_pair(meta.flow_id);
+    HEADS.with(|c| {
+        // (a writer never runs inside another on one thread; `try_` keeps that from being
+        // a panic if it ever did)
+        let Ok(mut c) = c.try_borrow_mut() else {
+            let mut text = Vec::new();
+            write_flow_head(&mut Cursor::new(&mut text, 0), meta, host);
+            return w.put_var(&text);
+        };
+        let (slots, older) = &mut *c;
+        if slots.is_empty() {
+            slots.resize_with(FLOW_HEADS, || None);
+            older.resize(FLOW_HEADS / 2, 0);
+        }
+        for k in 0..2 {
+            if let Some(h) = &slots[2 * pair + k]
+                && h.is_for(meta, host)
+            {
+                w.put_var(&h.text);
+                older[pair] = 1 - k as u8;
+                return;
+            }
+        }
+        // an empty slot of the pair, else its older one
+        let k = (0..2)
+            .find(|&k| slots[2 * pair + k].is_none())
+            .unwrap_or(older[pair] as usize & 1);
+        let slot = &mut slots[2 * pair + k];
+        let mut text = match slot.take() {
+            Some(old) => old.text,
+            None => Vec::with_capacity(192),
+        };
+        text.clear();
+        write_flow_head(&mut Cursor::new(&mut text, 0), meta, host);
+        w.put_var(&text);
+        if text.len() <= FLOW_HEAD_MAX {
+            *slot = Some(FlowHead {
+                flow_id: meta.flow_id,
+                community_id: meta.community_id.clone(),
+                src: meta.src,
+                sport: meta.sport,
+                dst: meta.dst,
+                dport: meta.dport,
+                host: host.into(),
+                text,
+            });
+            older[pair] = 1 - k as u8;
+        }
+    })
+}
+
+pub use crate::util::{fmt_ts, split_host_port, target_path};
+
+/// The keys of one JSON object written by hand. A key comes as its whole text with the comma
+/// before it (`,"key":`, one copy), the comma left off for the object's first key.
+#[cfg(test)]
+#[derive(Default)]
+struct Keys {
+    some: bool,
+}
+
+#[cfg(test)]
+impl Keys {
+    #[inline]
+    fn key(&mut self, out: &mut Vec<u8>, k: &[u8]) {
+        let k = if self.some { k } else { k.get(1..).unwrap_or_default() };
+        self.some = true;
+        out.extend_from_slice(k);
+    }
+}
+
+/// The old `http` writer, kept for the equivalence tests.
+#[cfg(test)]
+mod reference {
+    use super::*;
+
+    /// The `http` line as it was written before the cursor (straight `Vec` pushes, the
+    /// comma of each first key left off by [`Keys`]): the reference the fast writer is held to.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn http_line_reference(
+        f: &Formatter,
         meta: &FlowMeta,
         tx: &Transaction,
         auth: Option<crate::redact::Auth>,
@@ -314,7 +658,7 @@ impl Formatter {
         out.extend_from_slice(b"\",\"dest_port\":");
         push_u64(out, meta.dport.into());
         out.extend_from_slice(b",\"proto\":\"TCP\",\"host\":\"");
-        push_json_body(out, &self.host);
+        push_json_body(out, &f.host);
 
         // http: EVE's fields
         out.extend_from_slice(b"\",\"http\":{");
@@ -336,7 +680,7 @@ impl Formatter {
             key(out, b",\"url\":\"");
             match url {
                 Some(u) => jq(out, u),
-                None => jq(out, &self.redactor.url(&m.uri)),
+                None => jq(out, &f.redactor.url(&m.uri)),
             }
         }
         if let Some(ua) = q.and_then(|m| m.header("user-agent")) {
@@ -389,7 +733,7 @@ impl Formatter {
         // Suricata writes 0 for a request without a response
         key(out, b",\"length\":");
         push_u64(out, r.map_or(0, |m| m.body_len));
-        if self.log_headers {
+        if f.log_headers {
             for (name, m) in [
                 (&b",\"request_headers\":["[..], q),
                 (&b",\"response_headers\":["[..], r),
@@ -405,7 +749,7 @@ impl Formatter {
                     out.extend_from_slice(b"{\"name\":");
                     js(out, n);
                     out.extend_from_slice(b",\"value\":");
-                    js(out, &self.redactor.header(n, v));
+                    js(out, &f.redactor.header(n, v));
                     out.push(b'}');
                 }
                 out.push(b']');
@@ -498,24 +842,6 @@ impl Formatter {
             });
         }
         out.extend_from_slice(b"}}\n");
-    }
-}
-
-pub use crate::util::{fmt_ts, split_host_port, target_path};
-
-/// The keys of one JSON object written by hand. A key comes as its whole text with the comma
-/// before it (`,"key":`, one copy), the comma left off for the object's first key.
-#[derive(Default)]
-struct Keys {
-    some: bool,
-}
-
-impl Keys {
-    #[inline]
-    fn key(&mut self, out: &mut Vec<u8>, k: &[u8]) {
-        let k = if self.some { k } else { k.get(1..).unwrap_or_default() };
-        self.some = true;
-        out.extend_from_slice(k);
     }
 }
 
@@ -824,6 +1150,332 @@ mod tests {
             assert_eq!(v["flow_id"], 7);
             assert_eq!(h["status"], 200);
             assert_eq!(h["length"], 3);
+        }
+    }
+
+    /// A small deterministic generator (no crate needed for a few thousand cases).
+    fn lcg(x: &mut u64) -> u64 {
+        *x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *x >> 33
+    }
+
+    /// Values for every string field: hostile bytes, non-ASCII, whitespace to trim, colons
+    /// and brackets for the host split, query secrets for the URL redaction, and long ones.
+    pub(super) fn field_values() -> Vec<String> {
+        let mut v: Vec<String> = [
+            "",
+            "a",
+            "\"",
+            "\\",
+            "a\"b\\c\u{1}\u{1f}\n\r\t",
+            "é€😀\u{2028}\u{7f}",
+            "0123456789abcdefg\"",
+            "ab\u{0}",
+            " padded\t",
+            "\u{a0}nbsp\u{85}",
+            "\u{3000}",
+            "api.example:8080",
+            "[::1]:443",
+            "[fe80::1]",
+            "h:x",
+            "a:b:c",
+            ":",
+            "/p?token=s3cr3t&x=1",
+            "/p?a=1&api_key=&password=hunter2",
+            "http://user:pw@h.example/p?key=k#f",
+            "application/json; charset=utf-8",
+            "text/plain ;x",
+            "GET",
+            "/",
+            "*",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for n in [15, 16, 17, 31, 32, 33, 64, 100, 1000, 5000] {
+            v.push("x".repeat(n));
+            v.push(format!("{}\u{1}", "é".repeat(n / 2)));
+        }
+        v
+    }
+
+    /// One transaction from the generator: each part present or absent, each value picked.
+    pub(super) fn crafted(x: &mut u64, vals: &[String]) -> (FlowMeta, Transaction, Option<crate::redact::Auth>, bool) {
+        use crate::http::Message;
+        use std::sync::Arc;
+        let pick = |x: &mut u64| vals[lcg(x) as usize % vals.len()].clone();
+        let times = [
+            0u64,
+            1,
+            999,
+            1_700_000_000_123_456_789,
+            1_700_000_000_123_456_000,
+            1_704_067_199_999_999_999,
+            u64::MAX,
+        ];
+        let t = |x: &mut u64| times[lcg(x) as usize % times.len()].wrapping_add(lcg(x) % 3 * 1000);
+        let headers = |x: &mut u64, names: &[&str]| -> crate::http::Headers {
+            let mut h = Vec::new();
+            for n in names {
+                // absent, once, or (X-Forwarded-For especially) several times
+                for _ in 0..lcg(x) % 4 {
+                    let name = if lcg(x) % 2 == 0 {
+                        n.to_string()
+                    } else {
+                        n.to_uppercase()
+                    };
+                    h.push((name, pick(x)));
+                }
+            }
+            h.into()
+        };
+        let q = (lcg(x) % 5 != 0).then(|| Message {
+            method: pick(x),
+            uri: pick(x),
+            headers: headers(
+                x,
+                &[
+                    "host",
+                    "user-agent",
+                    "referer",
+                    "x-forwarded-for",
+                    "authorization",
+                    "cookie",
+                    "x-api-key",
+                ],
+            ),
+            body_len: lcg(x) % 100_000,
+            start: t(x),
+            end: t(x),
+            minor: (lcg(x) % 2) as u8,
+            http09: lcg(x) % 7 == 0,
+            h2: lcg(x) % 7 == 0,
+            ..Default::default()
+        });
+        let r = (lcg(x) % 4 != 0).then(|| Message {
+            status: [0u16, 9, 10, 99, 100, 200, 404, 999, 65535][lcg(x) as usize % 9],
+            headers: headers(x, &["content-type", "location", "set-cookie"]),
+            body_len: [0, 1, 9, 10, 111, u64::MAX][lcg(x) as usize % 6],
+            start: t(x),
+            end: t(x),
+            minor: (lcg(x) % 2) as u8,
+            ..Default::default()
+        });
+        let mut tx = Transaction::new(q, r, lcg(x) % 5 == 0);
+        tx.truncated ^= lcg(x) % 6 == 0;
+        if lcg(x) % 5 == 0 {
+            tx.grpc = Some(Box::new(crate::http2::grpc::Grpc {
+                service: pick(x),
+                method: pick(x),
+                status: (lcg(x) % 2 == 0).then(|| lcg(x) as u32),
+                message: (lcg(x) % 2 == 0).then(|| pick(x)),
+                request_messages: lcg(x),
+                response_messages: lcg(x) % 3,
+                request_message_bytes: lcg(x) << 20,
+                response_message_bytes: 0,
+                compressed: lcg(x) % 2 == 0,
+            }));
+        }
+        let ips = [
+            "0.0.0.0",
+            "10.0.0.1",
+            "192.168.100.255",
+            "255.255.255.255",
+            "::1",
+            "fe80::1:2",
+            "::ffff:1.2.3.4",
+        ];
+        let ip = |x: &mut u64| ips[lcg(x) as usize % ips.len()].parse().unwrap();
+        let meta = FlowMeta {
+            flow_id: [0, 9, 142_925_496_641_790, u64::MAX][lcg(x) as usize % 4],
+            community_id: Arc::from(pick(x)),
+            src: ip(x),
+            sport: [0u16, 80, 56949, 65535][lcg(x) as usize % 4],
+            dst: ip(x),
+            dport: [0u16, 443, 8080][lcg(x) as usize % 3],
+        };
+        let auth = match lcg(x) % 3 {
+            0 => None,
+            1 => Some(crate::redact::Auth {
+                scheme: "none",
+                principal: None,
+            }),
+            _ => Some(crate::redact::Auth {
+                scheme: "bearer",
+                principal: Some(pick(x)),
+            }),
+        };
+        (meta, tx, auth, lcg(x) % 2 == 0)
+    }
+
+    #[test]
+    fn cursor_written_http_line_is_the_old_line_byte_for_byte_on_crafted_and_hostile_transactions() {
+        let vals = field_values();
+        let mut x = 11u64;
+        for case in 0..6000 {
+            let (meta, tx, auth, log_headers) = crafted(&mut x, &vals);
+            let f = Formatter {
+                host: vals[lcg(&mut x) as usize % vals.len()].clone(),
+                redactor: Redactor::new(b"k"),
+                log_headers,
+                types: EventTypes::all(),
+            };
+            let endpoint = (lcg(&mut x) % 3 != 0).then(|| vals[lcg(&mut x) as usize % vals.len()].clone());
+            let url = (lcg(&mut x) % 2 == 0).then(|| vals[lcg(&mut x) as usize % vals.len()].clone());
+            // after other lines, in buffers of every state: empty, nearly full, roomy
+            let before = b"{\"earlier\":1}\n".repeat(lcg(&mut x) as usize % 3);
+            let mut want = before.clone();
+            reference::http_line_reference(
+                &f,
+                &meta,
+                &tx,
+                auth.clone(),
+                endpoint.as_deref(),
+                url.as_deref(),
+                &mut want,
+            );
+            for cap in [0, before.len(), want.len() - 1, want.len(), 1 << 16] {
+                let mut got = Vec::with_capacity(cap);
+                got.extend_from_slice(&before);
+                f.http_line(&meta, &tx, auth.clone(), endpoint.as_deref(), url.as_deref(), &mut got);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "case {case} cap {cap}"
+                );
+                assert_eq!(got, want, "case {case} cap {cap}");
+            }
+            // and the line is JSON
+            let line = &want[before.len()..];
+            serde_json::from_slice::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("case {case}: {e}: {}", String::from_utf8_lossy(line)));
+        }
+    }
+
+    #[test]
+    fn trim_fast_is_trim() {
+        for s in field_values().iter().map(String::as_str).chain([
+            " ", "\t", "a ", " a", "\u{85}a", "a\u{85}", "\u{a0}", "\u{1c}a", "a\u{1f}", "\u{7f}", "ab", "a",
+        ]) {
+            assert_eq!(trim_fast(s), s.trim(), "{s:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod flow_head_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn head_fresh(meta: &FlowMeta, host: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        write_flow_head(&mut Cursor::new(&mut v, 0), meta, host);
+        v
+    }
+
+    fn head_cached(meta: &FlowMeta, host: &str) -> Vec<u8> {
+        let mut v = b"x".to_vec();
+        flow_head(&mut Cursor::new(&mut v, 0), meta, host);
+        v.remove(0);
+        v
+    }
+
+    #[test]
+    fn cached_flow_heads_are_the_written_ones_whatever_changes_between_calls() {
+        // three flow ids that share a pair of slots (one of them pushes another out)
+        let a = 1_000u64;
+        let b = (a + 1..).find(|&i| flow_head_pair(i) == flow_head_pair(a)).unwrap();
+        let c = (b + 1..).find(|&i| flow_head_pair(i) == flow_head_pair(a)).unwrap();
+        let base = FlowMeta {
+            flow_id: a,
+            community_id: Arc::from("1:abc="),
+            src: "10.0.0.1".parse().unwrap(),
+            sport: 40000,
+            dst: "10.0.0.2".parse().unwrap(),
+            dport: 80,
+        };
+        let mut variants = vec![base.clone()];
+        for id in [b, c] {
+            let mut m = base.clone();
+            m.flow_id = id;
+            variants.push(m);
+        }
+        let mut m = base.clone();
+        m.community_id = Arc::from("1:abc="); // same text, another allocation
+        variants.push(m);
+        let mut m = base.clone();
+        m.community_id = Arc::from("1:abd=");
+        variants.push(m);
+        let mut m = base.clone();
+        m.community_id = Arc::from("1:\"\\\u{1}é");
+        variants.push(m);
+        let mut m = base.clone();
+        m.src = "10.0.0.3".parse().unwrap();
+        variants.push(m);
+        let mut m = base.clone();
+        m.dst = "::1".parse().unwrap();
+        variants.push(m);
+        let mut m = base.clone();
+        m.src = "fe80::1:2".parse().unwrap();
+        variants.push(m);
+        let mut m = base.clone();
+        m.sport = 40001;
+        variants.push(m);
+        let mut m = base.clone();
+        m.dport = 8080;
+        variants.push(m);
+        let long_host = "s".repeat(FLOW_HEAD_MAX + 1);
+        let hosts = ["vm", "vn", "", "h\"\\\n", "é", long_host.as_str()];
+        // every variant after every other, with every host, twice over
+        for _ in 0..2 {
+            for x in &variants {
+                for y in &variants {
+                    for hx in hosts {
+                        for hy in hosts {
+                            for (m, h) in [(x, hx), (y, hy), (x, hx), (x, hy), (y, hx)] {
+                                assert_eq!(
+                                    String::from_utf8_lossy(&head_cached(m, h)),
+                                    String::from_utf8_lossy(&head_fresh(m, h)),
+                                    "{m:?} {h:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_made_from_a_cached_flow_head_is_the_old_line() {
+        let f = Formatter {
+            host: "vm".into(),
+            redactor: Redactor::new(b"k"),
+            log_headers: false,
+            types: EventTypes::all(),
+        };
+        let vals = tests::field_values();
+        let mut x = 5u64;
+        let mut metas = Vec::new();
+        for _ in 0..40 {
+            let (meta, ..) = tests::crafted(&mut x, &vals);
+            metas.push(meta);
+        }
+        for round in 0..3000 {
+            let (_, tx, auth, _) = tests::crafted(&mut x, &vals);
+            // flows come back, as a keep-alive connection's calls do
+            let meta = &metas[round * 7 % metas.len()];
+            let mut want = Vec::new();
+            reference::http_line_reference(&f, meta, &tx, auth.clone(), Some("GET /x"), None, &mut want);
+            let mut got = Vec::new();
+            f.http_line(meta, &tx, auth, Some("GET /x"), None, &mut got);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "round {round}"
+            );
         }
     }
 }

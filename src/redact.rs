@@ -69,21 +69,32 @@ pub fn is_secret_param(name: &str) -> bool {
     let Some(&f) = n.first() else { return false };
     // (`| 0x20` lowercases a letter, and maps no other byte into a..=z)
     let f = f | 0x20;
-    if n.len() >= SECRET_FIRSTS.len() || !f.is_ascii_lowercase() || SECRET_FIRSTS[n.len()] & (1 << (f - b'a')) == 0 {
+    if n.len() >= SECRET_BY_LEN_FIRST.len() || !f.is_ascii_lowercase() {
         return false;
     }
-    SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(name))
+    // only the names of this length and first letter compared (`page` against `pass` alone,
+    // not the whole list: the scan was most of a query's redaction)
+    let mut m = SECRET_BY_LEN_FIRST[n.len()][(f - b'a') as usize];
+    while m != 0 {
+        if SECRET_PARAMS[m.trailing_zeros() as usize].eq_ignore_ascii_case(name) {
+            return true;
+        }
+        m &= m - 1;
+    }
+    false
 }
 
-/// Per length, one bit per first letter of the [`SECRET_PARAMS`] of that length (all of them
-/// lowercase ASCII, starting with a letter, at most 15 bytes: checked when this is built).
-const SECRET_FIRSTS: [u32; 16] = {
-    let mut t = [0u32; 16];
+/// Per length and first letter, one bit per [`SECRET_PARAMS`] entry that has them (all of
+/// them lowercase ASCII, starting with a letter, at most 15 bytes, at most 32 entries:
+/// checked when this is built).
+const SECRET_BY_LEN_FIRST: [[u32; 26]; 16] = {
+    let mut t = [[0u32; 26]; 16];
+    assert!(SECRET_PARAMS.len() <= 32);
     let mut i = 0;
     while i < SECRET_PARAMS.len() {
         let p = SECRET_PARAMS[i].as_bytes();
         assert!(p.len() < 16 && p[0].is_ascii_lowercase());
-        t[p.len()] |= 1 << (p[0] - b'a');
+        t[p.len()][(p[0] - b'a') as usize] |= 1 << i;
         i += 1;
     }
     t
@@ -125,7 +136,8 @@ fn credential(req: &Message) -> Option<Cred<'_>> {
         // (the scheme is a short word: a byte loop finds its end sooner than a memchr call)
         let space = v.bytes().position(|c| c == b' ');
         let (scheme, cred) = space.map_or((v, ""), |i| (&v[..i], &v[i + 1..]));
-        let cred = cred.trim();
+        // (a token has no space at its ends, which two byte compares tell)
+        let cred = crate::util::trim_fast(cred);
         if scheme.eq_ignore_ascii_case("basic") {
             return Some(Cred::Basic(cred));
         }
@@ -741,6 +753,48 @@ mod tests {
         ] {
             let a = r.auth(&req(&[("Authorization", &v)], "/"));
             assert_eq!((a.scheme, a.principal), (scheme, principal), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn secret_param_names_found_by_length_and_letter_are_the_ones_the_list_holds() {
+        let plain = |n: &str| SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(n));
+        let mut names: Vec<String> = vec![
+            "".into(),
+            "page".into(),
+            "category".into(),
+            "_token".into(),
+            "9key".into(),
+            "é".into(),
+            "tokens".into(),
+            "x".repeat(40),
+        ];
+        for p in SECRET_PARAMS {
+            names.push(p.to_string());
+            names.push(p.to_uppercase());
+            names.push(format!("{p}x"));
+            names.push(p[1..].to_string());
+            names.push(p[..p.len() - 1].to_string());
+            // each byte changed in turn, to a neighbour and to a non-ASCII character
+            for i in 0..p.len() {
+                let mut b = p.as_bytes().to_vec();
+                b[i] = b[i].wrapping_add(1);
+                names.push(String::from_utf8_lossy(&b).into_owned());
+                names.push(format!("{}é{}", &p[..i], &p[i + 1..]));
+            }
+        }
+        // every two-letter name, and every name of up to three of the letters secrets start with
+        let letters = "acdijkoprstx_-AZ";
+        for a in letters.chars() {
+            for b in letters.chars() {
+                names.push(format!("{a}{b}"));
+                for c in letters.chars() {
+                    names.push(format!("{a}{b}{c}"));
+                }
+            }
+        }
+        for n in &names {
+            assert_eq!(is_secret_param(n), plain(n), "{n:?}");
         }
     }
 }

@@ -31,13 +31,14 @@ pub fn push_ts(out: &mut Vec<u8>, ns: Ts) {
     if last == ns / 1000 {
         out.extend_from_slice(&b);
     } else {
-        push_new_ts(out, ns, last, b);
+        out.extend_from_slice(&new_ts(ns, last, b));
     }
 }
 
-/// [`push_ts`] of a microsecond other than the last one written.
+/// The text of a microsecond other than the last one written (`last`, whose text is `b`),
+/// kept as the last one.
 #[inline(never)]
-fn push_new_ts(out: &mut Vec<u8>, ns: Ts, last: u64, mut b: [u8; 31]) {
+fn new_ts(ns: Ts, last: u64, mut b: [u8; 31]) -> [u8; 31] {
     let us = ns / 1000;
     if last / 1_000_000 == us / 1_000_000 {
         put_micros(&mut b, ns);
@@ -45,7 +46,7 @@ fn push_new_ts(out: &mut Vec<u8>, ns: Ts, last: u64, mut b: [u8; 31]) {
         b = ts_bytes(ns);
     }
     LAST_TS.set((us, b));
-    out.extend_from_slice(&b);
+    b
 }
 
 /// Two ASCII digits per value below 100 (`itoa`'s table).
@@ -184,11 +185,57 @@ fn escape_bits(w: u64) -> u64 {
     below | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))
 }
 
+/// Might any byte of `b` need escaping? Sixteen bytes a step with SSE2 (every x86-64 has
+/// it), the last sixteen read again, overlapping; shorter strings by [`needs_any_escape_swar`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn needs_any_escape(b: &[u8]) -> bool {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let n = b.len();
+    if n < 16 {
+        return needs_any_escape_swar(b);
+    }
+    // SAFETY: SSE2 is part of the x86-64 baseline; every load reads 16 bytes that lie within
+    // `b` (at `i` with `i + 16 <= n`, and at `n - 16`)
+    unsafe {
+        let (quote, backslash, ctl) = (
+            _mm_set1_epi8(b'"' as i8),
+            _mm_set1_epi8(b'\\' as i8),
+            _mm_set1_epi8(0x1f),
+        );
+        // 0xff in each byte that is `"`, `\` or at most 0x1f (`min(v, 0x1f) == v`)
+        let hits = |p: *const u8| {
+            let v = _mm_loadu_si128(p as *const __m128i);
+            _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v),
+            )
+        };
+        let p = b.as_ptr();
+        let mut acc = hits(p.add(n - 16));
+        let mut i = 0;
+        while i + 16 <= n {
+            acc = _mm_or_si128(acc, hits(p.add(i)));
+            i += 16;
+        }
+        _mm_movemask_epi8(acc) != 0
+    }
+}
+
+/// [`needs_any_escape`] elsewhere: the word-at-a-time check.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn needs_any_escape(b: &[u8]) -> bool {
+    needs_any_escape_swar(b)
+}
+
 /// Might any byte of `b` need escaping? Eight bytes at a time; the last eight read again,
 /// overlapping (a short string: its first and last four, or its first, middle and last byte,
 /// with plain bytes around), so no byte is missed and there is no tail to copy.
 #[inline(always)]
-fn needs_any_escape(b: &[u8]) -> bool {
+fn needs_any_escape_swar(b: &[u8]) -> bool {
     let n = b.len();
     let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
     let half = |s: &[u8]| u32::from_le_bytes(s.try_into().unwrap_or([0; 4])) as u64;
@@ -284,6 +331,324 @@ fn push_json_escaped(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&b[start..]);
 }
 
+/// A writer into a `Vec`'s spare capacity whose write position and end stay in registers:
+/// a `Vec` behind `&mut` is reloaded and stored around every push, and the ~80 pushes of an
+/// `http` line made that a fifth of the line's cost. Every write checks its own room (no
+/// bound has to be worked out ahead, so none can be wrong); the `Vec`'s length is set once,
+/// when the cursor is dropped.
+pub struct Cursor<'a> {
+    v: &'a mut Vec<u8>,
+    /// Where the next byte goes: every byte from the `Vec`'s length up to here was written.
+    cur: *mut u8,
+    /// The end of the `Vec`'s capacity.
+    end: *mut u8,
+}
+
+/// The cursor's slow path: the bytes written so far committed, room for `n` more made; the
+/// new write position and end.
+#[cold]
+#[inline(never)]
+fn cursor_grow(v: &mut Vec<u8>, cur: *mut u8, n: usize) -> (*mut u8, *mut u8) {
+    commit(v, cur);
+    v.reserve(n);
+    spare(v)
+}
+
+/// The `Vec`'s length set to take in the bytes written up to `cur`.
+#[inline(always)]
+fn commit(v: &mut Vec<u8>, cur: *mut u8) {
+    // SAFETY: `cur` lies within the Vec's allocation, between its start and the end of its
+    // capacity, and every byte below it was written (the cursor's invariant)
+    unsafe { v.set_len(cur.offset_from(v.as_ptr()) as usize) };
+}
+
+/// The write position and end of a `Vec`'s spare capacity.
+#[inline(always)]
+fn spare(v: &mut Vec<u8>) -> (*mut u8, *mut u8) {
+    let (len, cap) = (v.len(), v.capacity());
+    let p = v.as_mut_ptr();
+    // SAFETY: both offsets are within (or one past) the allocation
+    unsafe { (p.add(len), p.add(cap)) }
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the end of `v`, with room for `reserve` bytes made up front.
+    #[inline(always)]
+    pub fn new(v: &'a mut Vec<u8>, reserve: usize) -> Self {
+        v.reserve(reserve);
+        let (cur, end) = spare(v);
+        Cursor { v, cur, end }
+    }
+
+    /// Room for `n` more bytes.
+    #[inline(always)]
+    fn room(&mut self, n: usize) {
+        // (`end - cur`: both point into the same allocation, `cur` never past `end`)
+        if (self.end as usize) - (self.cur as usize) < n {
+            (self.cur, self.end) = cursor_grow(self.v, self.cur, n);
+        }
+    }
+
+    /// The `Vec` with everything written so far, for a rare writer that takes one (the
+    /// cursor's position is reloaded when it returns).
+    #[inline(always)]
+    fn with_vec(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        commit(self.v, self.cur);
+        f(self.v);
+        (self.cur, self.end) = spare(self.v);
+    }
+
+    /// Bytes as they are (a constant's length is known here, and the copy becomes a few moves).
+    #[inline(always)]
+    pub fn put(&mut self, s: &[u8]) {
+        self.room(s.len());
+        // SAFETY: `room` made `s.len()` bytes from `cur` writable
+        unsafe { self.raw(s) };
+    }
+
+    /// [`Cursor::put`] without the room check.
+    /// SAFETY: the caller made room for `s.len()` bytes (the source is a shared borrow, the
+    /// destination the Vec's spare capacity: they do not overlap).
+    #[inline(always)]
+    unsafe fn raw(&mut self, s: &[u8]) {
+        unsafe {
+            std::ptr::copy_nonoverlapping(s.as_ptr(), self.cur, s.len());
+            self.cur = self.cur.add(s.len());
+        }
+    }
+
+    /// A key given with the comma before it (`,"key":`), written with that comma when `some`
+    /// (an earlier key in the object) and without it otherwise; `some` set. One room check.
+    /// (The comma a byte of its own: a choice between the two texts would be a copy of
+    /// unknown length, a `memcpy` call.)
+    #[inline(always)]
+    pub fn key(&mut self, some: &mut bool, k: &[u8]) {
+        self.room(k.len());
+        let bare = k.get(1..).unwrap_or_default();
+        // SAFETY: `room(k.len())` covers the comma and the `k.len() - 1` bytes after it
+        unsafe {
+            if *some {
+                self.cur.write(b',');
+                self.cur = self.cur.add(1);
+            }
+            self.raw(bare);
+        }
+        *some = true;
+    }
+
+    /// A constant and a number after it, with one room check.
+    #[inline(always)]
+    pub fn put_u64(&mut self, k: &[u8], n: u64) {
+        self.room(k.len() + 20);
+        // SAFETY: room for `k` and the at most 20 digits
+        unsafe {
+            self.raw(k);
+            self.raw_u64(n);
+        }
+    }
+
+    /// A constant and a timestamp after it, with one room check.
+    #[inline(always)]
+    pub fn put_ts(&mut self, k: &[u8], ns: Ts) {
+        let (last, b) = LAST_TS.get();
+        let b = if last == ns / 1000 { b } else { new_ts(ns, last, b) };
+        self.room(k.len() + b.len());
+        // SAFETY: room for both
+        unsafe {
+            self.raw(k);
+            self.raw(&b);
+        }
+    }
+
+    /// A string's JSON text without its quotes and a constant after it (`"` mostly), with
+    /// one room check when nothing needs escaping.
+    #[inline(always)]
+    pub fn json_body_then(&mut self, s: &str, tail: &[u8]) {
+        let b = s.as_bytes();
+        if needs_any_escape(b) {
+            self.with_vec(|v| push_json_escaped(v, b));
+            return self.put(tail);
+        }
+        self.room(b.len() + tail.len());
+        // SAFETY: room for both
+        unsafe {
+            self.raw_var(b);
+            self.raw(tail);
+        }
+    }
+
+    /// One byte.
+    #[inline(always)]
+    pub fn byte(&mut self, b: u8) {
+        self.room(1);
+        // SAFETY: as in `put`
+        unsafe {
+            self.cur.write(b);
+            self.cur = self.cur.add(1);
+        }
+    }
+
+    /// `true` or `false`: one eight-byte store of either, the position moved by its length
+    /// (a choice between two copies of different lengths compiles to a `memcpy` call).
+    #[inline(always)]
+    pub fn bool(&mut self, b: bool) {
+        self.room(8);
+        let (word, n) = if b { (*b"true\0\0\0\0", 4) } else { (*b"false\0\0\0", 5) };
+        // SAFETY: `room(8)`: the eight bytes at `cur` are writable; only `n` of them are kept
+        unsafe {
+            std::ptr::write_unaligned(self.cur as *mut [u8; 8], word);
+            self.cur = self.cur.add(n);
+        }
+    }
+
+    /// Bytes of a length known only at run time: up to 32 of them by two overlapping loads
+    /// and stores (no call to `memcpy`, which costs as much as the copy on a short value).
+    #[inline(always)]
+    pub fn put_var(&mut self, s: &[u8]) {
+        self.room(s.len());
+        // SAFETY: `room` made `s.len()` bytes from `cur` writable
+        unsafe { self.raw_var(s) };
+    }
+
+    /// [`Cursor::put_var`] without the room check.
+    /// SAFETY: the caller made room for `s.len()` bytes.
+    #[inline(always)]
+    unsafe fn raw_var(&mut self, s: &[u8]) {
+        let n = s.len();
+        let (src, dst) = (s.as_ptr(), self.cur);
+        // SAFETY: the caller made the n bytes at `dst` writable; each read below stays
+        // within `s` (the second read of each pair ends at its last byte), each write within
+        // the n bytes at `dst`
+        unsafe {
+            use std::ptr::{read_unaligned as rd, write_unaligned as wr};
+            if n > 32 {
+                std::ptr::copy_nonoverlapping(src, dst, n);
+            } else if n >= 16 {
+                let (a, b) = (rd(src as *const u128), rd(src.add(n - 16) as *const u128));
+                wr(dst as *mut u128, a);
+                wr(dst.add(n - 16) as *mut u128, b);
+            } else if n >= 8 {
+                let (a, b) = (rd(src as *const u64), rd(src.add(n - 8) as *const u64));
+                wr(dst as *mut u64, a);
+                wr(dst.add(n - 8) as *mut u64, b);
+            } else if n >= 4 {
+                let (a, b) = (rd(src as *const u32), rd(src.add(n - 4) as *const u32));
+                wr(dst as *mut u32, a);
+                wr(dst.add(n - 4) as *mut u32, b);
+            } else if n > 0 {
+                *dst = *src;
+                *dst.add(n / 2) = *src.add(n / 2);
+                *dst.add(n - 1) = *src.add(n - 1);
+            }
+            self.cur = self.cur.add(n);
+        }
+    }
+
+    /// [`push_json_body`]: a string's JSON text without its quotes.
+    #[inline(always)]
+    pub fn json_body(&mut self, s: &str) {
+        let b = s.as_bytes();
+        if needs_any_escape(b) {
+            return self.with_vec(|v| push_json_escaped(v, b));
+        }
+        self.put_var(b);
+    }
+
+    /// [`push_json_str`]: a string as JSON, quotes included.
+    #[inline(always)]
+    pub fn json_str(&mut self, s: &str) {
+        self.byte(b'"');
+        self.json_body(s);
+        self.byte(b'"');
+    }
+
+    /// [`push_u64`]: a number's decimal digits, two a step from a table, written in place.
+    #[inline(always)]
+    pub fn u64(&mut self, n: u64) {
+        self.room(20);
+        // SAFETY: `room(20)`
+        unsafe { self.raw_u64(n) };
+    }
+
+    /// [`Cursor::u64`] without the room check.
+    /// SAFETY: the caller made room for 20 bytes (a u64 has at most 20 digits).
+    #[inline(always)]
+    unsafe fn raw_u64(&mut self, n: u64) {
+        let digits = decimal_digits(n);
+        // SAFETY: every write is below `cur + digits`, within the caller's 20 bytes
+        unsafe {
+            let mut end = self.cur.add(digits);
+            let mut n = n;
+            while n >= 100 {
+                let r = (n % 100) as usize * 2;
+                n /= 100;
+                end = end.sub(2);
+                std::ptr::copy_nonoverlapping(DIGITS2.as_ptr().add(r), end, 2);
+            }
+            if n >= 10 {
+                std::ptr::copy_nonoverlapping(DIGITS2.as_ptr().add(n as usize * 2), end.sub(2), 2);
+            } else {
+                *end.sub(1) = b'0' + n as u8;
+            }
+            self.cur = self.cur.add(digits);
+        }
+    }
+
+    /// [`push_ip`]: an address as `Display` writes it.
+    #[inline(always)]
+    pub fn ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(a) => {
+                // each octet's four table bytes stored whole, the next octet over the spare
+                // ones (19 bytes at most: the last octet's three digits and dot, after 15)
+                self.room(20);
+                let mut n = 0;
+                for o in a.octets() {
+                    let (d, len) = OCTETS[o as usize];
+                    // SAFETY: n <= 12 before this write, its 4 bytes within the 20
+                    unsafe { std::ptr::write_unaligned(self.cur.add(n) as *mut [u8; 4], d) };
+                    n += len as usize;
+                }
+                // the last octet's dot left off (n is 8..=16)
+                // SAFETY: within the 20 bytes made room for
+                self.cur = unsafe { self.cur.add(n - 1) };
+            }
+            IpAddr::V6(_) => self.with_vec(|v| push_ip(v, ip)),
+        }
+    }
+
+    /// [`push_ts`]: an EVE timestamp (the per-thread cache of the last one written).
+    #[inline(always)]
+    pub fn ts(&mut self, ns: Ts) {
+        let (last, b) = LAST_TS.get();
+        let b = if last == ns / 1000 { b } else { new_ts(ns, last, b) };
+        self.put(&b);
+    }
+}
+
+/// How many decimal digits `n` has (the short numbers of a line told by a few compares).
+#[inline(always)]
+fn decimal_digits(n: u64) -> usize {
+    if n < 10 {
+        1
+    } else if n < 100 {
+        2
+    } else if n < 1000 {
+        3
+    } else if n < 100_000 {
+        if n < 10_000 { 4 } else { 5 }
+    } else {
+        n.ilog10() as usize + 1
+    }
+}
+
+impl Drop for Cursor<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        commit(self.v, self.cur);
+    }
+}
+
 /// Does `hay` hold `needle`? For short texts (header values, names): a byte search for the
 /// needle's first byte and a compare, cheaper there than building a substring searcher.
 pub fn contains_short(hay: &[u8], needle: &[u8]) -> bool {
@@ -350,9 +715,21 @@ pub fn absolute_rest(uri: &str) -> Option<&str> {
     (first_ok && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))).then_some(rest)
 }
 
+/// `s.trim()`, with the common case told by two bytes: a value that starts and ends with a
+/// visible ASCII character has nothing to trim (every whitespace `trim` removes is either
+/// ASCII at most 0x20 or a multi-byte character, whose bytes are all >= 0x80).
+#[inline(always)]
+pub fn trim_fast(s: &str) -> &str {
+    match s.as_bytes() {
+        [first, .., last] if (0x21..0x80).contains(first) && (0x21..0x80).contains(last) => s,
+        [one] if (0x21..0x80).contains(one) => s,
+        _ => s.trim(),
+    }
+}
+
 /// `example.com:8080` -> (example.com, 8080); `[::1]:80` -> ([::1], 80).
 pub fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
-    let h = h.trim();
+    let h = trim_fast(h);
     if h.starts_with('[') {
         // An IPv6 literal keeps its brackets, as in a URL (and as Suricata logs it).
         if let Some(end) = h.find(']') {
@@ -508,6 +885,7 @@ mod fast_path_tests {
                         }
                         let want = t.iter().any(|&b| needs_escape(b));
                         assert_eq!(needs_any_escape(&t), want, "{t:?}");
+                        assert_eq!(needs_any_escape_swar(&t), want, "{t:?}");
                     }
                 }
             }
@@ -657,6 +1035,236 @@ mod fast_path_tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod cursor_tests {
+    use super::*;
+
+    /// Strings of every length up to 80, plain or with a byte to escape or a multi-byte
+    /// character at some place, and long ones.
+    fn strings() -> Vec<String> {
+        let mut v = Vec::new();
+        for len in 0..=80usize {
+            v.push("a".repeat(len));
+            for (at, c) in [
+                (0, "\""),
+                (len / 2, "\u{1}"),
+                (len.saturating_sub(1), "é"),
+                (len / 3, "\\"),
+            ] {
+                if len > 0 {
+                    let mut s = "b".repeat(len - 1);
+                    s.insert_str(at.min(len - 1), c);
+                    v.push(s);
+                }
+            }
+        }
+        v.push("z".repeat(10_000));
+        v.push(format!("{}\n", "€".repeat(3000)));
+        v
+    }
+
+    /// What the `Vec` helpers write, and what a cursor writes, into buffers of every
+    /// capacity from none to plenty, after some bytes already there.
+    fn same(what: &str, vec_way: impl Fn(&mut Vec<u8>), cursor_way: impl Fn(&mut Cursor)) {
+        let mut want = b"before".to_vec();
+        vec_way(&mut want);
+        for cap in [0usize, 6, 7, 8, want.len() - 1, want.len(), want.len() + 40, 4096] {
+            let mut got = Vec::with_capacity(cap);
+            got.extend_from_slice(b"before");
+            for reserve in [0, 1, 64] {
+                got.truncate(6);
+                cursor_way(&mut Cursor::new(&mut got, reserve));
+                assert_eq!(got, want, "{what} cap {cap} reserve {reserve}");
+            }
+        }
+    }
+
+    #[test]
+    fn cursor_strings_are_the_vec_helpers_strings_at_every_length_and_capacity() {
+        for s in strings() {
+            same(&format!("{s:?}"), |v| push_json_str(v, &s), |c| c.json_str(&s));
+            same(&format!("{s:?}"), |v| push_json_body(v, &s), |c| c.json_body(&s));
+            same(
+                &format!("{s:?}"),
+                |v| v.extend_from_slice(s.as_bytes()),
+                |c| c.put_var(s.as_bytes()),
+            );
+            same(
+                &format!("{s:?}"),
+                |v| v.extend_from_slice(s.as_bytes()),
+                |c| c.put(s.as_bytes()),
+            );
+        }
+    }
+
+    #[test]
+    fn cursor_numbers_are_decimal_at_every_digit_count() {
+        let mut ns = vec![0u64, u64::MAX, u64::MAX - 1];
+        let mut p = 1u64;
+        while let Some(next) = p.checked_mul(10) {
+            ns.extend([p - 1, p, p + 1, next / 2]);
+            p = next;
+        }
+        ns.push(p);
+        for n in ns {
+            same(
+                &n.to_string(),
+                |v| v.extend_from_slice(n.to_string().as_bytes()),
+                |c| c.u64(n),
+            );
+            same(&n.to_string(), |v| push_u64(v, n), |c| c.u64(n));
+        }
+    }
+
+    #[test]
+    fn cursor_addresses_are_display_for_every_octet_at_every_place_and_for_ipv6() {
+        for o in 0..=255u8 {
+            for at in 0..4 {
+                for other in [0u8, 9, 10, 99, 100, 255] {
+                    let mut a = [other; 4];
+                    a[at] = o;
+                    let ip = IpAddr::from(a);
+                    same(
+                        &ip.to_string(),
+                        |v| v.extend_from_slice(ip.to_string().as_bytes()),
+                        |c| c.ip(ip),
+                    );
+                }
+            }
+        }
+        for a in [
+            "::",
+            "::1",
+            "fe80::1:2",
+            "::ffff:1.2.3.4",
+            "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = a.parse().unwrap();
+            same(a, |v| v.extend_from_slice(ip.to_string().as_bytes()), |c| c.ip(ip));
+        }
+    }
+
+    #[test]
+    fn cursor_timestamps_are_fmt_ts_in_any_order() {
+        const S: u64 = 1_000_000_000;
+        for ns in [
+            0,
+            1,
+            1000,
+            S - 1,
+            S,
+            1_700_000_000 * S + 123_456_789,
+            1_704_067_199 * S + 999_999_999,
+            u64::MAX,
+            5,
+        ] {
+            for _ in 0..2 {
+                same(
+                    &ns.to_string(),
+                    |v| v.extend_from_slice(fmt_ts(ns).as_bytes()),
+                    |c| c.ts(ns),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn digit_counts_are_the_length_of_the_decimal_text() {
+        let mut p = 1u64;
+        loop {
+            for n in [p - 1, p, p + 1, p.saturating_mul(5)] {
+                assert_eq!(decimal_digits(n), n.to_string().len(), "{n}");
+            }
+            match p.checked_mul(10) {
+                Some(q) => p = q,
+                None => break,
+            }
+        }
+        assert_eq!(decimal_digits(u64::MAX), 20);
+    }
+
+    #[test]
+    fn cursor_booleans_are_true_and_false() {
+        for b in [true, false] {
+            same(
+                &b.to_string(),
+                |v| v.extend_from_slice(b.to_string().as_bytes()),
+                |c| c.bool(b),
+            );
+        }
+    }
+
+    #[test]
+    fn fused_cursor_writes_are_their_parts_written_one_after_the_other() {
+        for s in strings() {
+            same(
+                &format!("{s:?}"),
+                |v| {
+                    push_json_body(v, &s);
+                    v.extend_from_slice(b"\",");
+                },
+                |c| c.json_body_then(&s, b"\","),
+            );
+        }
+        for n in [0u64, 9, 10, 99, 100, 65535, u64::MAX] {
+            same(
+                &n.to_string(),
+                |v| {
+                    v.extend_from_slice(b",\"k\":");
+                    push_u64(v, n);
+                },
+                |c| c.put_u64(b",\"k\":", n),
+            );
+        }
+        for ns in [0u64, 1_700_000_000_123_456_789, 1_700_000_000_123_999_999, u64::MAX] {
+            same(
+                &ns.to_string(),
+                |v| {
+                    v.extend_from_slice(b"\",\"t\":\"");
+                    push_ts(v, ns);
+                },
+                |c| c.put_ts(b"\",\"t\":\"", ns),
+            );
+        }
+        for some in [false, true] {
+            same(
+                &some.to_string(),
+                |v| v.extend_from_slice(if some { b",\"k\":" } else { b"\"k\":" }),
+                |c| {
+                    let mut s = some;
+                    c.key(&mut s, b",\"k\":");
+                    assert!(s);
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn a_cursor_mixing_every_write_keeps_them_in_order() {
+        let mut v = Vec::new();
+        {
+            let mut c = Cursor::new(&mut v, 0);
+            c.byte(b'[');
+            c.u64(42);
+            c.put(b",");
+            c.json_str("a\"b");
+            c.put(b",\"");
+            c.ip("10.0.0.1".parse().unwrap());
+            c.put(b"\",\"");
+            c.ts(0);
+            c.put(b"\",");
+            c.bool(true);
+            c.put(b",");
+            c.bool(false);
+            c.put_var(b"]");
+        }
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            r#"[42,"a\"b","10.0.0.1","1970-01-01T00:00:00.000000+0000",true,false]"#
+        );
     }
 }
 
