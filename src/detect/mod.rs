@@ -569,14 +569,18 @@ pub fn json_strings<'t>(text: &'t str, out: &mut Vec<(Part, Cow<'t, str>)>) -> b
                 };
                 if expect_key {
                     // keys are names: at most 64 characters kept as the part's name
-                    let k: Cow<'t, str> = if raw.bytes().any(|c| c.is_ascii_uppercase() || !c.is_ascii()) {
-                        Cow::Owned(raw.to_lowercase())
+                    // one table pass: a name without capitals or non-ASCII is kept as it is, and
+                    // one of only inert bytes (letters, digits, `._-@:+`, most names) holds
+                    // none of the payload characters looked for below
+                    let kc = class::of(raw.as_bytes());
+                    let (k, inert): (Cow<'t, str>, bool) = if kc & (class::UPPER | class::NON_ASCII) != 0 {
+                        (Cow::Owned(raw.to_lowercase()), false)
                     } else {
-                        raw
+                        (raw, kc & class::NOT_INERT == 0)
                     };
                     if k.starts_with('$') {
                         out.push(("body-key".into(), Cow::Owned(format!("{{\"{}\":", cut(&k, 64)))));
-                    } else if k.contains(['[', '(', '<', '\'', '"', ';', '|', '`']) {
+                    } else if !inert && k.contains(['[', '(', '<', '\'', '"', ';', '|', '`']) {
                         out.push(("body-name".into(), Cow::Owned(normalize(&k))));
                     }
                     if let Some(cur) = keys.last_mut() {
@@ -690,7 +694,8 @@ fn json_string(t: &str, start: usize, out: &mut String) -> Option<usize> {
 /// The classifiers' verdicts on one transaction, with a short evidence string for each.
 #[derive(Debug, Default)]
 pub struct Verdicts {
-    hits: Vec<(Detector, String)>,
+    /// (A fixed evidence text, most of them, is borrowed: no allocation per verdict.)
+    hits: Vec<(Detector, Cow<'static, str>)>,
 }
 
 impl Verdicts {
@@ -706,7 +711,7 @@ impl Verdicts {
         self.hits
             .iter()
             .find(|(h, _)| *h == d || (d == Detector::Injection && h.is_injection()))
-            .map(|(h, e)| (h.as_str(), e.as_str()))
+            .map(|(h, e)| (h.as_str(), e.as_ref()))
     }
 
     /// Flagged as an attack on its own: an injection payload, an attack tool, an SSRF probe.
@@ -738,27 +743,37 @@ impl Detector {
 
 /// Login-like endpoints by their path's last literal segment.
 pub fn is_login_path(path: &str) -> bool {
-    let last = path
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let last = last.split(['.', ';']).next().unwrap_or("");
+    // the last segment after the trailing slashes (a byte loop and one reverse search: what
+    // `trim_end_matches('/').rsplit('/')` gives, without their pattern searchers)
+    let b = path.as_bytes();
+    let mut end = b.len();
+    while end > 0 && b[end - 1] == b'/' {
+        end -= 1;
+    }
+    let last = &b[memchr::memrchr(b'/', &b[..end]).map_or(0, |i| i + 1)..end];
+    // cut at the first `.` or `;` before lowering (lowering keeps every byte where it is), and
+    // lowered on the stack: no name below is longer than 16 bytes
+    let last = &last[..last.iter().position(|&b| b == b'.' || b == b';').unwrap_or(last.len())];
+    let mut buf = [0u8; 16];
+    let Some(lower) = buf.get_mut(..last.len()) else {
+        return false;
+    };
+    lower.copy_from_slice(last);
+    lower.make_ascii_lowercase();
     matches!(
-        last,
-        "login"
-            | "signin"
-            | "sign-in"
-            | "sign_in"
-            | "logon"
-            | "token"
-            | "session"
-            | "sessions"
-            | "auth"
-            | "authenticate"
-            | "oauth2"
-            | "j_security_check"
+        &*lower,
+        b"login"
+            | b"signin"
+            | b"sign-in"
+            | b"sign_in"
+            | b"logon"
+            | b"token"
+            | b"session"
+            | b"sessions"
+            | b"auth"
+            | b"authenticate"
+            | b"oauth2"
+            | b"j_security_check"
     )
 }
 
@@ -779,20 +794,68 @@ fn failure_body(body: &[u8]) -> bool {
     .any(|w| t.contains(w))
 }
 
+/// The sensitive response's evidence: the kinds found, by name in their order, joined by
+/// commas; personal data and private keys only (tokens are what login endpoints are for).
+/// A fixed text per set of kinds, made once: no string built per response.
+fn sensitive_evidence(sensitive: &std::collections::BTreeSet<Sensitive>) -> Option<Cow<'static, str>> {
+    const ALL: [Sensitive; 7] = [
+        Sensitive::Email,
+        Sensitive::Phone,
+        Sensitive::CardNumber,
+        Sensitive::UsSsn,
+        Sensitive::Jwt,
+        Sensitive::ApiKey,
+        Sensitive::PrivateKey,
+    ];
+    static TEXTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (0..1usize << ALL.len())
+            .map(|m| {
+                let names: Vec<&str> = (0..ALL.len())
+                    .filter(|i| m & 1 << i != 0)
+                    .map(|i| ALL[i].as_str())
+                    .collect();
+                names.join(",")
+            })
+            .collect()
+    });
+    let mut mask = 0usize;
+    for k in sensitive
+        .iter()
+        .filter(|k| !matches!(k, Sensitive::Jwt | Sensitive::ApiKey))
+    {
+        // (a kind missing from `ALL` takes the slow way, never a wrong text)
+        match ALL.iter().position(|a| a == k) {
+            Some(i) => mask |= 1 << i,
+            None => return Some(sensitive_evidence_joined(sensitive).into()),
+        }
+    }
+    (mask != 0).then(|| Cow::Borrowed(TEXTS[mask].as_str()))
+}
+
+/// [`sensitive_evidence`] by a join (the reference its texts are held to).
+fn sensitive_evidence_joined(sensitive: &std::collections::BTreeSet<Sensitive>) -> String {
+    let kinds: Vec<&str> = sensitive
+        .iter()
+        .filter(|k| !matches!(k, Sensitive::Jwt | Sensitive::ApiKey))
+        .map(|k| k.as_str())
+        .collect();
+    kinds.join(",")
+}
+
 /// Run every classifier over one transaction.
 pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections::BTreeSet<Sensitive>) -> Verdicts {
     let mut v = Verdicts::default();
     for (d, e) in payload::scan(inputs) {
-        v.hits.push((d, e));
+        v.hits.push((d, e.into()));
     }
     if let Some(e) = ssrf::scan(inputs) {
-        v.hits.push((Detector::Ssrf, e));
+        v.hits.push((Detector::Ssrf, e.into()));
     }
     let q = tx.request.as_ref();
     if let Some(ua) = q.and_then(|q| q.header("user-agent"))
         && let Some(tool) = scanner_tool(ua)
     {
-        v.hits.push((Detector::ScannerUa, tool.to_string()));
+        v.hits.push((Detector::ScannerUa, tool.into()));
     }
     let status = tx.response.as_ref().map(|r| r.status).unwrap_or(0);
     // A refresh-token grant (OAuth `grant_type=refresh_token`, no password) renews a session;
@@ -813,28 +876,16 @@ pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections:
     });
     let login = !refresh && q.is_some_and(|q| q.method == "POST" && is_login_path(crate::util::target_path(&q.uri)));
     if login {
-        v.hits.push((Detector::Login, String::new()));
+        v.hits.push((Detector::Login, "".into()));
     }
     let body = tx.response.as_ref().map(|r| r.body.as_slice()).unwrap_or(&[]);
     let failed = status == 401 || (login && matches!(status, 200 | 400 | 403 | 422) && failure_body(body));
     if failed {
-        v.hits.push((Detector::AuthFailure, status.to_string()));
+        v.hits.push((Detector::AuthFailure, status.to_string().into()));
     } else if login && (200..300).contains(&status) {
-        v.hits.push((Detector::LoginSuccess, status.to_string()));
+        v.hits.push((Detector::LoginSuccess, status.to_string().into()));
     }
-    // Personal data and private keys; tokens are what login endpoints are for. (Their names
-    // joined straight into the evidence: no list made to be joined.)
-    let mut kinds = String::new();
-    for k in sensitive
-        .iter()
-        .filter(|k| !matches!(k, Sensitive::Jwt | Sensitive::ApiKey))
-    {
-        if !kinds.is_empty() {
-            kinds.push(',');
-        }
-        kinds.push_str(k.as_str());
-    }
-    if !kinds.is_empty() {
+    if let Some(kinds) = sensitive_evidence(sensitive) {
         v.hits.push((Detector::SensitiveResponse, kinds));
     }
     v
@@ -1541,6 +1592,9 @@ mod borrow_tests {
             r#"}"#,
             r#"{"a":"x"} trailing"#,
             r#"{"a":"%27%20OR%201%3D1","b":"a+b;c d","c":"%2527"}"#,
+            // names with each payload character (as is, capitalised, escaped), and inert names
+            r#"{"a[b":1,"a(b":2,"a<b":3,"a'b":4,"a"b":5,"a;b":6,"a|b":7,"a`b":8,"A[B":9,"É(x":10}"#,
+            r#"{"user.name@x:y+z_w-1":"v w; x","UPPER":"a;b c","n(":"x","$":"y","ok":"a;b c"}"#,
         ];
         for c in cases {
             let mut fast = Vec::new();
@@ -1930,5 +1984,102 @@ mod dropped_memo_tests {
         let _ = Inputs::of(&get(&[("Accept", "application/json"), ("User-Agent", "' or 1=1--")]));
         assert!(dropped::seen("application/json"));
         assert!(!dropped::seen("' or 1=1--"));
+    }
+}
+
+#[cfg(test)]
+mod login_path_tests {
+    use super::*;
+
+    /// The check as it was: the last segment lowercased into a new string, cut at `.` or `;`.
+    fn by_copy(path: &str) -> bool {
+        let last = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let last = last.split(['.', ';']).next().unwrap_or("");
+        matches!(
+            last,
+            "login"
+                | "signin"
+                | "sign-in"
+                | "sign_in"
+                | "logon"
+                | "token"
+                | "session"
+                | "sessions"
+                | "auth"
+                | "authenticate"
+                | "oauth2"
+                | "j_security_check"
+        )
+    }
+
+    #[test]
+    fn login_path_on_the_stack_is_the_lowercased_copy() {
+        let mut paths: Vec<String> = Vec::new();
+        for name in [
+            "login",
+            "LogIn",
+            "signin",
+            "sign-in",
+            "SIGN_IN",
+            "logon",
+            "token",
+            "session",
+            "sessions",
+            "auth",
+            "authenticate",
+            "oauth2",
+            "j_security_check",
+            "J_SECURITY_CHECKX",
+            "login-history",
+            "logi",
+            "",
+            "\u{130}login",
+            "log\u{e9}n",
+            "authenticatee",
+        ] {
+            for suffix in ["", "/", "//", ".json", ";jsessionid=1", ".", ";", ".x;y"] {
+                for prefix in ["", "/", "/api/v1/", "/a.b/", "x"] {
+                    paths.push(format!("{prefix}{name}{suffix}"));
+                }
+            }
+        }
+        paths.push("/".repeat(5));
+        paths.push(format!("/api/{}", "a".repeat(40)));
+        for p in &paths {
+            assert_eq!(is_login_path(p), by_copy(p), "{p:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod sensitive_evidence_tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_evidence_texts_are_the_joined_kinds() {
+        let all = [
+            Sensitive::Email,
+            Sensitive::Phone,
+            Sensitive::CardNumber,
+            Sensitive::UsSsn,
+            Sensitive::Jwt,
+            Sensitive::ApiKey,
+            Sensitive::PrivateKey,
+        ];
+        for m in 0..1u32 << all.len() {
+            let set: std::collections::BTreeSet<Sensitive> =
+                (0..all.len()).filter(|i| m & 1 << i != 0).map(|i| all[i]).collect();
+            let joined = sensitive_evidence_joined(&set);
+            assert_eq!(
+                sensitive_evidence(&set).as_deref(),
+                (!joined.is_empty()).then_some(joined.as_str()),
+                "{set:?}"
+            );
+        }
     }
 }
