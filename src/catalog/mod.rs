@@ -145,7 +145,7 @@ impl Distinct {
 
     pub fn estimate(&self) -> u64 {
         let m = 256.0f64;
-        let sum: f64 = self.0.iter().map(|r| 2f64.powi(-(*r as i32))).sum();
+        let sum: f64 = self.0.iter().map(|r| pow2_neg(*r)).sum();
         let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
         let zeros = self.0.iter().filter(|r| **r == 0).count();
         if raw <= 2.5 * m && zeros > 0 {
@@ -154,6 +154,14 @@ impl Distinct {
             raw.round() as u64
         }
     }
+}
+
+/// `2f64.powi(-(r as i32))` from the exponent's bits: a power of two is exact either way
+/// (`powi` multiplies twos, then takes the reciprocal), without a `powi` call per register
+/// (256 per estimate). Held to `powi` by `powers_of_two_from_bits_are_powi`.
+#[inline]
+fn pow2_neg(r: u8) -> f64 {
+    f64::from_bits((1023 - r as u64) << 52)
 }
 
 /// The [`Distinct::hash`] of recent client addresses: a direct-mapped memo (an API's callers
@@ -260,8 +268,7 @@ pub struct Endpoint {
 /// A message's media type, lowercased, without parameters; borrowed from the header when it
 /// is already lowercase (nearly always).
 fn content_type_ref(m: &Message) -> Option<Cow<'_, str>> {
-    let c = m.header("content-type")?;
-    let c = crate::util::before_semicolon(c).trim();
+    let c = media_type(m.header("content-type")?);
     if c.is_empty() {
         None
     } else if has_ascii_upper(c.as_bytes()) {
@@ -271,19 +278,39 @@ fn content_type_ref(m: &Message) -> Option<Cow<'_, str>> {
     }
 }
 
+/// `before_semicolon(c).trim()`: a short value's `;` found by a plain loop (no vector search
+/// set up for 16 to 30 bytes), and nothing trimmed when both ends are printable ASCII (no
+/// whitespace, ASCII or other, can be there; the usual case). Held to the old way by
+/// `media_type_is_before_semicolon_trimmed`.
+fn media_type(c: &str) -> &str {
+    let b = c.as_bytes();
+    let end = if b.len() <= 32 {
+        b.iter().position(|&x| x == b';')
+    } else {
+        memchr::memchr(b';', b)
+    };
+    let t = &c[..end.unwrap_or(b.len())];
+    match (t.as_bytes().first(), t.as_bytes().last()) {
+        (Some(f), Some(l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => t,
+        _ => t.trim(),
+    }
+}
+
 /// Whether some byte of `b` is an ASCII capital: eight bytes at a time (a media type is
-/// 16 to 30 bytes, and a byte loop paid a compare and a branch for each).
+/// 16 to 30 bytes, and a byte loop paid a compare and a branch for each), the last few
+/// bytes one by one (a padded copy of each word cost a `memcpy` call).
 fn has_ascii_upper(b: &[u8]) -> bool {
     const L: u64 = 0x0101_0101_0101_0101;
     const H: u64 = 0x8080_8080_8080_8080;
-    b.chunks(8).any(|c| {
-        let mut a = [0u8; 8];
-        a[..c.len()].copy_from_slice(c);
+    let mut words = b.chunks_exact(8);
+    let found = words.by_ref().any(|c| {
+        let Ok(a) = <[u8; 8]>::try_from(c) else { return true };
         let w = u64::from_le_bytes(a);
         // per byte, the high bit: `A` <= byte <= `Z` (exact: no carry crosses a byte)
         let x = w & !H;
         (x + (0x80 - b'A' as u64) * L) & !(x + (0x80 - b'Z' as u64 - 1) * L) & !w & H != 0
-    })
+    });
+    found || words.remainder().iter().any(u8::is_ascii_uppercase)
 }
 
 /// Add a content type to a profile's set of at most 8, copying it only when it is new.
@@ -340,10 +367,10 @@ impl Endpoint {
                     }
                 }
             }
-            if sample_body && let Some(s) = body_schema(q, ct.as_deref(), cfg) {
+            if sample_body {
                 match &mut self.request_body {
-                    Some(e) => e.merge(&s),
-                    None => self.request_body = Some(s),
+                    Some(e) => merge_body_schema(e, q, ct.as_deref(), cfg),
+                    None => self.request_body = body_schema(q, ct.as_deref(), cfg),
                 }
             }
             add_type(&mut self.request_types, ct);
@@ -352,10 +379,13 @@ impl Endpoint {
             *self.status.entry(r.status).or_default() += 1;
             self.response_size.add(r.body_len);
             let ct = content_type_ref(r);
-            if sample_body && let Some(s) = body_schema(r, ct.as_deref(), cfg) {
+            if sample_body {
+                // (a schema that would find no room is not worked out)
                 if let Some(e) = self.response_body.get_mut(&r.status) {
-                    e.merge(&s);
-                } else if self.response_body.len() < 16 {
+                    merge_body_schema(e, r, ct.as_deref(), cfg);
+                } else if self.response_body.len() < 16
+                    && let Some(s) = body_schema(r, ct.as_deref(), cfg)
+                {
                     self.response_body.insert(r.status, s);
                 }
             }
@@ -455,15 +485,30 @@ impl Endpoint {
     }
 }
 
+/// `e.merge(&s)` for the [`body_schema`] `s` of a message, if it has one: a JSON body's
+/// schema is merged as it is read (see `Schema::merge_json_text`).
+fn merge_body_schema(e: &mut Schema, m: &Message, ct: Option<&str>, cfg: &CatalogConfig) {
+    if json_body(m, ct.unwrap_or_default()) {
+        e.merge_json_text(&m.body, cfg.max_params);
+    } else if let Some(s) = body_schema(m, ct, cfg) {
+        e.merge(&s);
+    }
+}
+
+/// Is the body read as JSON: a JSON media type, or none and the text starts like a document.
+fn json_body(m: &Message, ct: &str) -> bool {
+    !m.body.is_empty() && (ct.contains("json") || (ct.is_empty() && matches!(m.body.first(), Some(b'{') | Some(b'['))))
+}
+
 /// The schema of a message's body, whose [`content_type_ref`] is `ct`.
 fn body_schema(m: &Message, ct: Option<&str>, cfg: &CatalogConfig) -> Option<Schema> {
     if m.body.is_empty() {
         return None;
     }
     let ct = ct.unwrap_or_default();
-    if ct.contains("json") || (ct.is_empty() && matches!(m.body.first(), Some(b'{') | Some(b'['))) {
-        let v: Value = serde_json::from_slice(&m.body).ok()?;
-        return Some(Schema::of_json(&v, cfg.max_params));
+    if json_body(m, ct) {
+        // (read straight off the text: no `Value` built to be dropped)
+        return Schema::of_json_text(&m.body, cfg.max_params);
     }
     if ct == "application/x-www-form-urlencoded" {
         let text = String::from_utf8_lossy(&m.body);
@@ -590,38 +635,45 @@ impl Catalog {
         auth: &Auth,
         sens: &BTreeSet<Sensitive>,
     ) -> Option<Value> {
-        if !self.hosts.contains_key(host) {
-            if self.hosts.len() >= self.cfg.max_hosts {
-                self.hosts_overflow += 1;
-                return None;
-            }
-            self.hosts.insert(host.to_string(), HostEntry::default());
-        }
         let cfg = self.cfg.clone();
-        let h = self.hosts.get_mut(host)?;
-        let known = h.endpoints.contains_key(&EpRef(method, tpl));
-        let fits = known || h.endpoints.len() < cfg.max_endpoints_per_host;
-        let ep = if fits {
-            if !known {
+        // one search for a known host and one hash for a known endpoint (nearly every call);
+        // a new one is then added
+        let h = match self.hosts.get_mut(host) {
+            Some(h) => h,
+            None => {
+                if self.hosts.len() >= cfg.max_hosts {
+                    self.hosts_overflow += 1;
+                    return None;
+                }
+                self.hosts.entry(host.to_string()).or_default()
+            }
+        };
+        let room = h.endpoints.len() < cfg.max_endpoints_per_host;
+        let (fits, ep) = match h.endpoints.get_mut(&EpRef(method, tpl)) {
+            Some(e) => (true, e),
+            None if room => {
                 let e = Endpoint {
                     host: host.to_string(),
                     method: method.to_string(),
                     template: tpl.to_string(),
                     ..Endpoint::default()
                 };
-                h.endpoints.insert((method.to_string(), tpl.to_string()), e);
+                (
+                    true,
+                    h.endpoints.entry((method.to_string(), tpl.to_string())).or_insert(e),
+                )
             }
-            h.endpoints.get_mut(&EpRef(method, tpl))?
-        } else {
-            if h.overflow.count == 0 {
-                h.overflow = Endpoint {
-                    host: host.to_string(),
-                    method: "*".into(),
-                    template: "/{overflow}".into(),
-                    ..Endpoint::default()
-                };
+            None => {
+                if h.overflow.count == 0 {
+                    h.overflow = Endpoint {
+                        host: host.to_string(),
+                        method: "*".into(),
+                        template: "/{overflow}".into(),
+                        ..Endpoint::default()
+                    };
+                }
+                (false, &mut h.overflow)
             }
-            &mut h.overflow
         };
         let new = ep.observe(tx, self.client_hashes.get(meta.src), auth, sens, &cfg);
         if !(new && fits) {
@@ -1050,5 +1102,58 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn media_type_is_before_semicolon_trimmed() {
+        let mut cts: Vec<String> = [
+            "application/json",
+            "application/json; charset=utf-8",
+            " application/json ;x",
+            "\tapplication/json\r",
+            ";",
+            "",
+            " ",
+            "a",
+            "application/json\u{a0}",
+            "\u{2003}text/html",
+            "text/plain\u{85}; q",
+            "x;y;z",
+            "\u{b}x\u{c}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // every byte at each end, and values on both sides of the 32-byte loop
+        for b in 0..=127u8 {
+            let c = b as char;
+            cts.push(format!("{c}application/json"));
+            cts.push(format!("application/json{c}"));
+            cts.push(format!("application/vnd.example.v1+json{c}; x"));
+            cts.push(format!("application/vnd.example.v1+jsonx{c}"));
+        }
+        for n in 28..40 {
+            cts.push(format!("{};{}", "a".repeat(n), " b"));
+            cts.push(format!("{} ", "a".repeat(n)));
+        }
+        for c in &cts {
+            assert_eq!(media_type(c), crate::util::before_semicolon(c).trim(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn powers_of_two_from_bits_are_powi() {
+        for r in 0..=255u8 {
+            assert_eq!(pow2_neg(r).to_bits(), 2f64.powi(-(r as i32)).to_bits(), "{r}");
+        }
+        // an estimate over registers of every value is the one `powi` gives
+        let mut d = Distinct::default();
+        for (i, x) in d.0.iter_mut().enumerate() {
+            *x = (i * 37 % 64) as u8;
+        }
+        let m = 256.0f64;
+        let sum: f64 = d.0.iter().map(|r| 2f64.powi(-(*r as i32))).sum();
+        let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
+        assert_eq!(d.estimate(), raw.round() as u64);
     }
 }

@@ -17,6 +17,9 @@ pub const NOT_WORDS: u16 = 1 << 4;
 /// through one of a few literals (see `payload::needs_a_literal`).
 pub const NOT_PLAIN_PATH: u16 = 1 << 5;
 
+/// `:`, `.` or `[`: a URL or host needs one (see [`super::ssrf::may_target_classed`]).
+pub const TARGET: u16 = 1 << 6;
+
 /// What [`super::normalize`] changes: nothing when none of these bits is set.
 pub const NORMALIZES: u16 = ESCAPE | UPPER | NON_ASCII;
 
@@ -43,6 +46,9 @@ const fn table() -> [u16; 256] {
         }
         if !(b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'/' | b'.' | b'_' | b'-')) {
             c |= NOT_PLAIN_PATH;
+        }
+        if matches!(b, b':' | b'.' | b'[') {
+            c |= TARGET;
         }
         t[i] = c;
         i += 1;
@@ -87,6 +93,7 @@ mod tests {
                 !(b.is_ascii_alphabetic() || b" .,'-".contains(&b)),
                 "{b}"
             );
+            assert_eq!(c & TARGET != 0, b":.[".contains(&b), "{b}");
             assert_eq!(
                 c & NOT_PLAIN_PATH != 0,
                 !(b.is_ascii_lowercase() || b.is_ascii_digit() || b"/._-".contains(&b)),

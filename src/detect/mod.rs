@@ -331,7 +331,8 @@ impl<'a> Inputs<'a> {
     }
 
     pub fn of(tx: &'a Transaction) -> Inputs<'a> {
-        let mut parts = Vec::with_capacity(8);
+        // allocated at the first part kept: most API calls keep none (plain paths and headers)
+        let mut parts = Vec::new();
         let Some(q) = &tx.request else {
             return Inputs {
                 parts,
@@ -371,17 +372,29 @@ impl<'a> Inputs<'a> {
             let HeaderUse::Input { label, read } = what else {
                 continue;
             };
+            // A usual header's value left out below is left out whenever it comes again (the
+            // rule reads the value only): a client sends the same `User-Agent` and `Accept`
+            // on every call, looked up here instead of judged again byte by byte.
+            let usual = !read && label.is_some();
+            if usual && dropped::seen(v) {
+                continue;
+            }
+            let raw = v;
             // Only the injection classifiers read most headers, and they skip plain values
             // (see payload::scan); the SSRF classifier reads these few whatever they hold.
             // A value normalize would copy as it is is judged and kept where it lies.
             let (v, c) = normalized_classed(v);
             if !read && payload::skipped_by(&v, c) {
+                if usual {
+                    dropped::add(raw);
+                }
                 continue;
             }
             // Nor a usual header's value no injection pattern can match (`application/json`,
             // `shop-client/2.0`): the injection scan would pass it over (see payload::scan),
             // and the SSRF classifier does not read it.
-            if !read && label.is_some() && v.len() <= payload::SCAN_CAP && !payload::may_match(&v, c) {
+            if usual && v.len() <= payload::SCAN_CAP && !payload::may_match(&v, c) {
+                dropped::add(raw);
                 continue;
             }
             // the usual names' labels are fixed strings (nothing allocated for them)
@@ -398,7 +411,7 @@ impl<'a> Inputs<'a> {
         if !q.body.is_empty() {
             let form = q
                 .header("content-type")
-                .is_some_and(|ct| ct.to_ascii_lowercase().contains("x-www-form-urlencoded"));
+                .is_some_and(|ct| contains_ignore_ascii_case(ct.as_bytes(), b"x-www-form-urlencoded"));
             // (UTF-8 checked by `from_utf8`, whose ASCII runs go a word at a time; only a body
             // that is not UTF-8 takes the lossy repair)
             let text = match std::str::from_utf8(&q.body) {
@@ -422,12 +435,19 @@ impl<'a> Inputs<'a> {
     }
 }
 
+/// `hay.to_ascii_lowercase().contains(needle)` for a lowercase ASCII `needle`, without the
+/// lowercased copy (an allocation per request with a body).
+fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
 /// Does either classifier act on a (normalized) path or query value whose byte classes are
 /// `c`? False: the injection scan passes it over (plain, or no pattern can match it; see
 /// payload::scan) and the SSRF classifier finds nothing to judge in it (`may_target`), so
 /// leaving it out changes no verdict (`values_no_classifier_reads_left_out_change_no_verdict`).
 fn read_by_either(v: &str, c: u16) -> bool {
-    ssrf::may_target(v) || !(payload::skipped_by(v, c) || (v.len() <= payload::SCAN_CAP && !payload::may_match(v, c)))
+    ssrf::may_target_classed(v, c)
+        || !(payload::skipped_by(v, c) || (v.len() <= payload::SCAN_CAP && !payload::may_match(v, c)))
 }
 
 /// The request body's parts: a form's fields, a JSON document's strings, else the whole text.
@@ -549,14 +569,18 @@ pub fn json_strings<'t>(text: &'t str, out: &mut Vec<(Part, Cow<'t, str>)>) -> b
                 };
                 if expect_key {
                     // keys are names: at most 64 characters kept as the part's name
-                    let k: Cow<'t, str> = if raw.bytes().any(|c| c.is_ascii_uppercase() || !c.is_ascii()) {
-                        Cow::Owned(raw.to_lowercase())
+                    // one table pass: a name without capitals or non-ASCII is kept as it is, and
+                    // one of only inert bytes (letters, digits, `._-@:+`, most names) holds
+                    // none of the payload characters looked for below
+                    let kc = class::of(raw.as_bytes());
+                    let (k, inert): (Cow<'t, str>, bool) = if kc & (class::UPPER | class::NON_ASCII) != 0 {
+                        (Cow::Owned(raw.to_lowercase()), false)
                     } else {
-                        raw
+                        (raw, kc & class::NOT_INERT == 0)
                     };
                     if k.starts_with('$') {
                         out.push(("body-key".into(), Cow::Owned(format!("{{\"{}\":", cut(&k, 64)))));
-                    } else if k.contains(['[', '(', '<', '\'', '"', ';', '|', '`']) {
+                    } else if !inert && k.contains(['[', '(', '<', '\'', '"', ';', '|', '`']) {
                         out.push(("body-name".into(), Cow::Owned(normalize(&k))));
                     }
                     if let Some(cur) = keys.last_mut() {
@@ -670,7 +694,8 @@ fn json_string(t: &str, start: usize, out: &mut String) -> Option<usize> {
 /// The classifiers' verdicts on one transaction, with a short evidence string for each.
 #[derive(Debug, Default)]
 pub struct Verdicts {
-    hits: Vec<(Detector, String)>,
+    /// (A fixed evidence text, most of them, is borrowed: no allocation per verdict.)
+    hits: Vec<(Detector, Cow<'static, str>)>,
 }
 
 impl Verdicts {
@@ -686,7 +711,7 @@ impl Verdicts {
         self.hits
             .iter()
             .find(|(h, _)| *h == d || (d == Detector::Injection && h.is_injection()))
-            .map(|(h, e)| (h.as_str(), e.as_str()))
+            .map(|(h, e)| (h.as_str(), e.as_ref()))
     }
 
     /// Flagged as an attack on its own: an injection payload, an attack tool, an SSRF probe.
@@ -718,27 +743,37 @@ impl Detector {
 
 /// Login-like endpoints by their path's last literal segment.
 pub fn is_login_path(path: &str) -> bool {
-    let last = path
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let last = last.split(['.', ';']).next().unwrap_or("");
+    // the last segment after the trailing slashes (a byte loop and one reverse search: what
+    // `trim_end_matches('/').rsplit('/')` gives, without their pattern searchers)
+    let b = path.as_bytes();
+    let mut end = b.len();
+    while end > 0 && b[end - 1] == b'/' {
+        end -= 1;
+    }
+    let last = &b[memchr::memrchr(b'/', &b[..end]).map_or(0, |i| i + 1)..end];
+    // cut at the first `.` or `;` before lowering (lowering keeps every byte where it is), and
+    // lowered on the stack: no name below is longer than 16 bytes
+    let last = &last[..last.iter().position(|&b| b == b'.' || b == b';').unwrap_or(last.len())];
+    let mut buf = [0u8; 16];
+    let Some(lower) = buf.get_mut(..last.len()) else {
+        return false;
+    };
+    lower.copy_from_slice(last);
+    lower.make_ascii_lowercase();
     matches!(
-        last,
-        "login"
-            | "signin"
-            | "sign-in"
-            | "sign_in"
-            | "logon"
-            | "token"
-            | "session"
-            | "sessions"
-            | "auth"
-            | "authenticate"
-            | "oauth2"
-            | "j_security_check"
+        &*lower,
+        b"login"
+            | b"signin"
+            | b"sign-in"
+            | b"sign_in"
+            | b"logon"
+            | b"token"
+            | b"session"
+            | b"sessions"
+            | b"auth"
+            | b"authenticate"
+            | b"oauth2"
+            | b"j_security_check"
     )
 }
 
@@ -759,20 +794,68 @@ fn failure_body(body: &[u8]) -> bool {
     .any(|w| t.contains(w))
 }
 
+/// The sensitive response's evidence: the kinds found, by name in their order, joined by
+/// commas; personal data and private keys only (tokens are what login endpoints are for).
+/// A fixed text per set of kinds, made once: no string built per response.
+fn sensitive_evidence(sensitive: &std::collections::BTreeSet<Sensitive>) -> Option<Cow<'static, str>> {
+    const ALL: [Sensitive; 7] = [
+        Sensitive::Email,
+        Sensitive::Phone,
+        Sensitive::CardNumber,
+        Sensitive::UsSsn,
+        Sensitive::Jwt,
+        Sensitive::ApiKey,
+        Sensitive::PrivateKey,
+    ];
+    static TEXTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (0..1usize << ALL.len())
+            .map(|m| {
+                let names: Vec<&str> = (0..ALL.len())
+                    .filter(|i| m & 1 << i != 0)
+                    .map(|i| ALL[i].as_str())
+                    .collect();
+                names.join(",")
+            })
+            .collect()
+    });
+    let mut mask = 0usize;
+    for k in sensitive
+        .iter()
+        .filter(|k| !matches!(k, Sensitive::Jwt | Sensitive::ApiKey))
+    {
+        // (a kind missing from `ALL` takes the slow way, never a wrong text)
+        match ALL.iter().position(|a| a == k) {
+            Some(i) => mask |= 1 << i,
+            None => return Some(sensitive_evidence_joined(sensitive).into()),
+        }
+    }
+    (mask != 0).then(|| Cow::Borrowed(TEXTS[mask].as_str()))
+}
+
+/// [`sensitive_evidence`] by a join (the reference its texts are held to).
+fn sensitive_evidence_joined(sensitive: &std::collections::BTreeSet<Sensitive>) -> String {
+    let kinds: Vec<&str> = sensitive
+        .iter()
+        .filter(|k| !matches!(k, Sensitive::Jwt | Sensitive::ApiKey))
+        .map(|k| k.as_str())
+        .collect();
+    kinds.join(",")
+}
+
 /// Run every classifier over one transaction.
 pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections::BTreeSet<Sensitive>) -> Verdicts {
     let mut v = Verdicts::default();
     for (d, e) in payload::scan(inputs) {
-        v.hits.push((d, e));
+        v.hits.push((d, e.into()));
     }
     if let Some(e) = ssrf::scan(inputs) {
-        v.hits.push((Detector::Ssrf, e));
+        v.hits.push((Detector::Ssrf, e.into()));
     }
     let q = tx.request.as_ref();
     if let Some(ua) = q.and_then(|q| q.header("user-agent"))
         && let Some(tool) = scanner_tool(ua)
     {
-        v.hits.push((Detector::ScannerUa, tool.to_string()));
+        v.hits.push((Detector::ScannerUa, tool.into()));
     }
     let status = tx.response.as_ref().map(|r| r.status).unwrap_or(0);
     // A refresh-token grant (OAuth `grant_type=refresh_token`, no password) renews a session;
@@ -793,25 +876,74 @@ pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections:
     });
     let login = !refresh && q.is_some_and(|q| q.method == "POST" && is_login_path(crate::util::target_path(&q.uri)));
     if login {
-        v.hits.push((Detector::Login, String::new()));
+        v.hits.push((Detector::Login, "".into()));
     }
     let body = tx.response.as_ref().map(|r| r.body.as_slice()).unwrap_or(&[]);
     let failed = status == 401 || (login && matches!(status, 200 | 400 | 403 | 422) && failure_body(body));
     if failed {
-        v.hits.push((Detector::AuthFailure, status.to_string()));
+        v.hits.push((Detector::AuthFailure, status.to_string().into()));
     } else if login && (200..300).contains(&status) {
-        v.hits.push((Detector::LoginSuccess, status.to_string()));
+        v.hits.push((Detector::LoginSuccess, status.to_string().into()));
     }
-    // Personal data and private keys; tokens are what login endpoints are for.
-    let kinds: Vec<&str> = sensitive
-        .iter()
-        .filter(|k| !matches!(k, Sensitive::Jwt | Sensitive::ApiKey))
-        .map(|k| k.as_str())
-        .collect();
-    if !kinds.is_empty() {
-        v.hits.push((Detector::SensitiveResponse, kinds.join(",")));
+    if let Some(kinds) = sensitive_evidence(sensitive) {
+        v.hits.push((Detector::SensitiveResponse, kinds));
     }
     v
+}
+
+/// The values of usual request headers (labelled, not read by the SSRF classifier) that
+/// [`Inputs::of`] lately left out (per thread; exact, direct-mapped: a slot holds the whole
+/// value, so a hit is always right and a miss only costs the judging). Whether such a value
+/// is left out depends on the value alone.
+mod dropped {
+    use std::cell::RefCell;
+
+    const SLOTS: usize = 256;
+    /// Longest value kept (a slot's memory is bounded).
+    const MAX: usize = 128;
+
+    thread_local! {
+        static SEEN: RefCell<Vec<Box<str>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A multiply per eight bytes; any spread is right.
+    fn slot(b: &[u8]) -> usize {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = b.len() as u64;
+        let mut words = b.chunks_exact(8);
+        for w in &mut words {
+            let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
+            h = (h ^ w).wrapping_mul(K).rotate_left(23);
+        }
+        for &x in words.remainder() {
+            h = (h ^ x as u64).wrapping_mul(K).rotate_left(23);
+        }
+        (h.wrapping_mul(K) >> 56) as usize % SLOTS
+    }
+
+    /// Was this (non-empty) value left out lately?
+    pub fn seen(v: &str) -> bool {
+        !v.is_empty() && v.len() <= MAX && SEEN.with(|s| s.borrow().get(slot(v.as_bytes())).is_some_and(|k| &**k == v))
+    }
+
+    /// Forget every value (a test's fresh start).
+    #[cfg(test)]
+    pub fn clear() {
+        SEEN.with(|s| s.borrow_mut().clear());
+    }
+
+    pub fn add(v: &str) {
+        if v.is_empty() || v.len() > MAX {
+            return;
+        }
+        SEEN.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.is_empty() {
+                s.resize(SLOTS, Box::from(""));
+            }
+            s[slot(v.as_bytes())] = v.into();
+        });
+    }
 }
 
 /// Known attack tools by their user agent: (substring, tool).
@@ -866,14 +998,27 @@ mod tool_cache {
         static SEEN: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
     }
 
+    /// The slot of a user agent: a multiply per eight bytes (a byte at a time cost more than
+    /// the rest of the look-up). Only where an answer is kept: any spread is right.
+    fn slot(b: &[u8]) -> usize {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = b.len() as u64;
+        let mut words = b.chunks_exact(8);
+        for w in &mut words {
+            let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
+            h = (h ^ w).wrapping_mul(K).rotate_left(23);
+        }
+        for &x in words.remainder() {
+            h = (h ^ x as u64).wrapping_mul(K).rotate_left(23);
+        }
+        (h.wrapping_mul(K) >> 54) as usize % SLOTS
+    }
+
     pub fn get(ua: &str, look: impl FnOnce(&str) -> Option<&'static str>) -> Option<&'static str> {
         if ua.len() > MAX {
             return look(ua);
         }
-        let i = ua.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        }) as usize
-            % SLOTS;
+        let i = slot(ua.as_bytes());
         if let Some(hit) = SEEN.with(|s| match s.borrow().get(i) {
             Some(Some((k, v))) if &**k == ua => Some(*v),
             _ => None,
@@ -1447,6 +1592,9 @@ mod borrow_tests {
             r#"}"#,
             r#"{"a":"x"} trailing"#,
             r#"{"a":"%27%20OR%201%3D1","b":"a+b;c d","c":"%2527"}"#,
+            // names with each payload character (as is, capitalised, escaped), and inert names
+            r#"{"a[b":1,"a(b":2,"a<b":3,"a'b":4,"a"b":5,"a;b":6,"a|b":7,"a`b":8,"A[B":9,"É(x":10}"#,
+            r#"{"user.name@x:y+z_w-1":"v w; x","UPPER":"a;b c","n(":"x","$":"y","ok":"a;b c"}"#,
         ];
         for c in cases {
             let mut fast = Vec::new();
@@ -1707,5 +1855,231 @@ mod borrow_tests {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod form_check_tests {
+    use super::*;
+
+    #[test]
+    fn form_check_without_a_copy_is_the_lowercased_contains() {
+        let n = "x-www-form-urlencoded";
+        let cts = [
+            "application/x-www-form-urlencoded",
+            "Application/X-WWW-Form-Urlencoded; charset=UTF-8",
+            "application/x-www-form-urlencode",
+            "x-www-form-urlencoded",
+            "",
+            "x",
+            "application/json",
+            "multipart/form-data; x-www-form-urlencoded",
+            "\u{130}x-www-form-urlencoded",
+            "X-WWW-FORM-URLENCODE\u{17f}",
+            "application/x\u{2010}www-form-urlencoded",
+        ];
+        for ct in cts {
+            assert_eq!(
+                contains_ignore_ascii_case(ct.as_bytes(), n.as_bytes()),
+                ct.to_ascii_lowercase().contains(n),
+                "{ct:?}"
+            );
+        }
+        assert!(contains_ignore_ascii_case(b"abc", b""));
+    }
+}
+
+#[cfg(test)]
+mod dropped_memo_tests {
+    use super::*;
+    use crate::http::{Message, Transaction};
+
+    fn get(headers: &[(&str, &str)]) -> Transaction {
+        let h: Vec<(String, String)> = headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        Transaction {
+            request: Some(Message {
+                method: "GET".into(),
+                uri: "/api/v1/items/1".into(),
+                headers: h.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The inputs of a request with the memo of left-out values cleared: judged the slow way.
+    fn judged_afresh(tx: &Transaction) -> Vec<(Part, String)> {
+        dropped::clear();
+        own(&Inputs::of(tx))
+    }
+
+    fn own(i: &Inputs) -> Vec<(Part, String)> {
+        i.parts.iter().map(|(a, v)| (a.clone(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn left_out_header_values_remembered_give_the_inputs_judged_afresh() {
+        let mut values: Vec<String> = [
+            "shop-client/2.0",
+            "application/json",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0",
+            "' or 1=1--",
+            "<script>alert(1)</script>",
+            "../../etc/passwd",
+            "union select",
+            "UNION%20SELECT",
+            "%27%20or%201%3D1",
+            "http://169.254.169.254/latest",
+            "text/html,application/xhtml+xml",
+            "en-US,en;q=0.9",
+            "ab",
+            "",
+            " ",
+            "caf\u{e9} cr\u{e8}me",
+            "\u{130}NION SELECT",
+            "${jndi:ldap://x.example/a}",
+            "{{7*7}}",
+            "no-cache",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // more values than slots (every slot taken and replaced), and past the longest kept
+        for i in 0..600 {
+            values.push(format!("client-{i}/1.{}", i % 7));
+        }
+        values.push("x".repeat(127));
+        values.push(format!("{}' or 1=1--", "a".repeat(140)));
+        values.push("a".repeat(129));
+        let names = [
+            "User-Agent",
+            "accept",
+            "Content-Type",
+            "Referer",
+            "X-Custom",
+            "ACCEPT-LANGUAGE",
+            "origin",
+        ];
+        let mut expected = Vec::new();
+        for v in &values {
+            for n in names {
+                let tx = get(&[("Host", "api.example"), (n, v), ("Accept", v)]);
+                expected.push(judged_afresh(&tx));
+            }
+        }
+        // twice over, the memo filling and its slots replaced: each request's inputs as judged
+        // afresh
+        dropped::clear();
+        for round in 0..2 {
+            let mut k = 0;
+            for v in &values {
+                for n in names {
+                    let tx = get(&[("Host", "api.example"), (n, v), ("Accept", v)]);
+                    assert_eq!(own(&Inputs::of(&tx)), expected[k], "round {round} {n}: {v:?}");
+                    k += 1;
+                }
+            }
+        }
+        // the memo answers: a common value left out is remembered, a payload is not
+        let _ = Inputs::of(&get(&[("Accept", "application/json"), ("User-Agent", "' or 1=1--")]));
+        assert!(dropped::seen("application/json"));
+        assert!(!dropped::seen("' or 1=1--"));
+    }
+}
+
+#[cfg(test)]
+mod login_path_tests {
+    use super::*;
+
+    /// The check as it was: the last segment lowercased into a new string, cut at `.` or `;`.
+    fn by_copy(path: &str) -> bool {
+        let last = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let last = last.split(['.', ';']).next().unwrap_or("");
+        matches!(
+            last,
+            "login"
+                | "signin"
+                | "sign-in"
+                | "sign_in"
+                | "logon"
+                | "token"
+                | "session"
+                | "sessions"
+                | "auth"
+                | "authenticate"
+                | "oauth2"
+                | "j_security_check"
+        )
+    }
+
+    #[test]
+    fn login_path_on_the_stack_is_the_lowercased_copy() {
+        let mut paths: Vec<String> = Vec::new();
+        for name in [
+            "login",
+            "LogIn",
+            "signin",
+            "sign-in",
+            "SIGN_IN",
+            "logon",
+            "token",
+            "session",
+            "sessions",
+            "auth",
+            "authenticate",
+            "oauth2",
+            "j_security_check",
+            "J_SECURITY_CHECKX",
+            "login-history",
+            "logi",
+            "",
+            "\u{130}login",
+            "log\u{e9}n",
+            "authenticatee",
+        ] {
+            for suffix in ["", "/", "//", ".json", ";jsessionid=1", ".", ";", ".x;y"] {
+                for prefix in ["", "/", "/api/v1/", "/a.b/", "x"] {
+                    paths.push(format!("{prefix}{name}{suffix}"));
+                }
+            }
+        }
+        paths.push("/".repeat(5));
+        paths.push(format!("/api/{}", "a".repeat(40)));
+        for p in &paths {
+            assert_eq!(is_login_path(p), by_copy(p), "{p:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod sensitive_evidence_tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_evidence_texts_are_the_joined_kinds() {
+        let all = [
+            Sensitive::Email,
+            Sensitive::Phone,
+            Sensitive::CardNumber,
+            Sensitive::UsSsn,
+            Sensitive::Jwt,
+            Sensitive::ApiKey,
+            Sensitive::PrivateKey,
+        ];
+        for m in 0..1u32 << all.len() {
+            let set: std::collections::BTreeSet<Sensitive> =
+                (0..all.len()).filter(|i| m & 1 << i != 0).map(|i| all[i]).collect();
+            let joined = sensitive_evidence_joined(&set);
+            assert_eq!(
+                sensitive_evidence(&set).as_deref(),
+                (!joined.is_empty()).then_some(joined.as_str()),
+                "{set:?}"
+            );
+        }
     }
 }

@@ -127,7 +127,19 @@ pub fn scan(inputs: &Inputs) -> Option<String> {
 /// (`localhost`, `metadata`, `instance-data`). False proves `target` answers `None`.
 pub(super) fn may_target(v: &str) -> bool {
     // values are short: a plain loop, not a vector search and its setup
-    if v.bytes().any(|b| matches!(b, b':' | b'.' | b'[')) {
+    may_target_with(v, v.bytes().any(|b| matches!(b, b':' | b'.' | b'[')))
+}
+
+/// [`may_target`] of a value whose byte classes ([`super::class::of`]) are `c`: the table pass
+/// already made tells whether it holds a `:`, `.` or `[`, so no second walk over its bytes.
+pub(super) fn may_target_classed(v: &str, c: u16) -> bool {
+    may_target_with(v, c & super::class::TARGET != 0)
+}
+
+/// [`may_target`], told whether `v` holds a `:`, `.` or `[`.
+#[inline]
+fn may_target_with(v: &str, target_byte: bool) -> bool {
+    if target_byte {
         return true;
     }
     match v.as_bytes().first() {
@@ -606,5 +618,31 @@ mod prefilter_tests {
             }
         }
         None
+    }
+
+    #[test]
+    fn may_target_from_the_byte_classes_is_may_target() {
+        let mut all: Vec<String> = VALUES.iter().map(|v| v.to_string()).collect();
+        for b in 0..=255u8 {
+            for v in [
+                vec![b],
+                vec![b'x', b],
+                vec![b'l', b'o', b, b'c'],
+                b"localhost".iter().copied().chain([b]).collect(),
+            ] {
+                all.push(String::from_utf8_lossy(&v).into_owned());
+            }
+        }
+        for h in HOSTS {
+            for pre in ["", " ", "\u{a0}", "x"] {
+                for post in ["", "/a", ".", ":8", "[", "\u{2003}"] {
+                    all.push(format!("{pre}{h}{post}"));
+                }
+            }
+        }
+        for v in &all {
+            let c = crate::detect::class::of(v.as_bytes());
+            assert_eq!(may_target_classed(v, c), may_target(v), "{v:?}");
+        }
     }
 }
