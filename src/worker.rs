@@ -794,7 +794,7 @@ mod tests {
             };
             Event::Http {
                 meta: meta.clone(),
-                tx: Transaction::new(Some(q), None, false),
+                tx: Box::new(Transaction::new(Some(q), None, false)),
                 auth_bypass: false,
                 endpoint: None,
             }

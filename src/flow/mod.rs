@@ -84,7 +84,9 @@ pub enum FlowAnomaly {
 pub enum FlowOutput {
     Http {
         meta: FlowMeta,
-        tx: Transaction,
+        /// Boxed where the HTTP/1 queue starts it: a pointer moves on to the event and the
+        /// batch, not the whole transaction.
+        tx: Box<Transaction>,
     },
     /// A TLS handshake (SNI, version, fingerprints, certificate), once per connection.
     Tls {
@@ -179,7 +181,7 @@ pub struct FlowTable {
     pub stats: FlowStats,
     last_sweep: Ts,
     /// A flow's finished transactions on their way to `out` (kept: no allocation per call).
-    txs: Vec<Transaction>,
+    txs: Vec<Box<Transaction>>,
 }
 
 impl FlowTable {
@@ -579,7 +581,7 @@ impl Flow {
         notes: Notes,
         cfg: &FlowConfig,
         st: &mut FlowStats,
-        txs: &mut Vec<Transaction>,
+        txs: &mut Vec<Box<Transaction>>,
         out: &mut Vec<FlowOutput>,
     ) {
         if !self.pre.passthrough() {
