@@ -116,6 +116,8 @@ pub struct Conn {
 /// Everything but the two parsers, so a parser can report into it while borrowed.
 struct Q {
     pending: VecDeque<Entry>,
+    /// (boxed on purpose: each was built in its box, see [`Entry::tx`])
+    #[allow(clippy::vec_box)]
     out: Vec<Box<Transaction>>,
     anomalies: Vec<HttpAnomaly>,
     resp_gap: bool,
