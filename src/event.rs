@@ -20,7 +20,8 @@ use crate::util::{Cursor, trim_fast};
 pub enum Event {
     Http {
         meta: FlowMeta,
-        tx: Transaction,
+        /// Boxed once by the capture thread's HTTP layer (see [`crate::flow::FlowOutput`]).
+        tx: Box<Transaction>,
         /// A 2xx without credentials on an endpoint that requires them (set by the capture
         /// thread's [`crate::engine::AuthTracker`]).
         auth_bypass: bool,

@@ -84,7 +84,9 @@ pub enum FlowAnomaly {
 pub enum FlowOutput {
     Http {
         meta: FlowMeta,
-        tx: Transaction,
+        /// Boxed where the HTTP/1 queue starts it: a pointer moves on to the event and the
+        /// batch, not the whole transaction.
+        tx: Box<Transaction>,
     },
     /// A TLS handshake (SNI, version, fingerprints, certificate), once per connection.
     Tls {
@@ -179,7 +181,9 @@ pub struct FlowTable {
     pub stats: FlowStats,
     last_sweep: Ts,
     /// A flow's finished transactions on their way to `out` (kept: no allocation per call).
-    txs: Vec<Transaction>,
+    /// (boxed on purpose: the box made by the HTTP queue moves on as it is)
+    #[allow(clippy::vec_box)]
+    txs: Vec<Box<Transaction>>,
 }
 
 impl FlowTable {
@@ -573,13 +577,14 @@ impl Flow {
         }
     }
 
+    #[allow(clippy::vec_box)] // (the boxes move on into `out` as they are)
     fn collect(
         &mut self,
         ts: Ts,
         notes: Notes,
         cfg: &FlowConfig,
         st: &mut FlowStats,
-        txs: &mut Vec<Transaction>,
+        txs: &mut Vec<Box<Transaction>>,
         out: &mut Vec<FlowOutput>,
     ) {
         if !self.pre.passthrough() {

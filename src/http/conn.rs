@@ -28,13 +28,14 @@ enum ReqState {
 }
 
 struct Entry {
-    req: Option<Message>,
+    /// The transaction this entry becomes: its request and response land in it, so once it is
+    /// complete only the box moves (queue -> flow -> event -> batch), not ~400 bytes each time.
+    tx: Box<Transaction>,
     state: ReqState,
     kind: ReqKind,
     /// Client-stream offset just past the request (known once it is complete).
     end_off: Option<u64>,
     resp_started: bool,
-    resp: Option<Message>,
     /// Its response was lost in a gap.
     resp_lost: bool,
     /// Bytes the request holds (counted against `MAX_PENDING_BYTES`).
@@ -44,15 +45,21 @@ struct Entry {
 impl Entry {
     fn new(state: ReqState, kind: ReqKind) -> Self {
         Entry {
-            req: None,
+            tx: Box::default(),
             state,
             kind,
             end_off: None,
             resp_started: false,
-            resp: None,
             resp_lost: false,
             cost: 0,
         }
+    }
+
+    /// The finished transaction, `lost` as for [`Transaction::new`].
+    fn into_tx(self, lost: bool) -> Box<Transaction> {
+        let mut tx = self.tx;
+        tx.seal(lost);
+        tx
     }
 }
 
@@ -109,7 +116,9 @@ pub struct Conn {
 /// Everything but the two parsers, so a parser can report into it while borrowed.
 struct Q {
     pending: VecDeque<Entry>,
-    out: Vec<Transaction>,
+    /// (boxed on purpose: each was built in its box, see [`Entry::tx`])
+    #[allow(clippy::vec_box)]
+    out: Vec<Box<Transaction>>,
     anomalies: Vec<HttpAnomaly>,
     resp_gap: bool,
     tunnel: bool,
@@ -189,11 +198,13 @@ impl Conn {
     }
 
     /// Finished transactions and anomalies since the last call.
-    pub fn take(&mut self, txs: &mut Vec<Transaction>, anomalies: &mut Vec<HttpAnomaly>) {
+    pub fn take(&mut self, txs: &mut Vec<Box<Transaction>>, anomalies: &mut Vec<HttpAnomaly>) {
         txs.append(&mut self.q.out);
         anomalies.append(&mut self.q.anomalies);
         if let Some(h) = self.h2.as_mut() {
-            h.take(txs, anomalies);
+            let mut h2 = Vec::new();
+            h.take(&mut h2, anomalies);
+            txs.extend(h2.into_iter().map(Box::new));
         }
     }
 
@@ -290,7 +301,7 @@ impl Conn {
                         .is_some_and(|u| u.trim().eq_ignore_ascii_case("h2c"))
             })
         };
-        let Some(i) = self.q.out.iter().rposition(is_h2c) else {
+        let Some(i) = self.q.out.iter().rposition(|t| is_h2c(t)) else {
             return;
         };
         let Some(client) = self.client else { return };
@@ -476,10 +487,10 @@ impl Conn {
         // most likely in the hole.
         let resp_gap = self.q.resp_gap;
         while let Some(mut e) = self.q.remove_at(0) {
-            e.resp_lost |= resp_gap && e.resp.is_none();
-            if e.req.is_some() || e.resp.is_some() {
+            e.resp_lost |= resp_gap && e.tx.response.is_none();
+            if e.tx.request.is_some() || e.tx.response.is_some() {
                 let lost = e.resp_lost;
-                self.q.out.push(Transaction::new(e.req, e.resp, lost));
+                self.q.out.push(e.into_tx(lost));
             }
         }
     }
@@ -531,12 +542,13 @@ impl Q {
 
     fn pop_ready(&mut self) {
         while let Some(f) = self.pending.front() {
-            if matches!(f.state, ReqState::InProgress | ReqState::Early) || f.resp.is_none() {
+            if matches!(f.state, ReqState::InProgress | ReqState::Early) || f.tx.response.is_none() {
                 break;
             }
             let Some(e) = self.pending.pop_front() else { break };
             self.pending_bytes = self.pending_bytes.saturating_sub(e.cost);
-            self.out.push(Transaction::new(e.req, e.resp, e.resp_lost));
+            let lost = e.resp_lost;
+            self.out.push(e.into_tx(lost));
         }
     }
 
@@ -553,8 +565,8 @@ impl Q {
                 return false;
             };
             let lost = e.resp_lost;
-            if e.req.is_some() || e.resp.is_some() {
-                self.out.push(Transaction::new(e.req, e.resp, lost));
+            if e.tx.request.is_some() || e.tx.response.is_some() {
+                self.out.push(e.into_tx(lost));
             }
             return true;
         };
@@ -563,8 +575,10 @@ impl Q {
             Some((k, n)) if *k == e.kind || full => *n += 1,
             _ => self.evicted.push_back((e.kind, 1)),
         }
-        if e.req.is_some() {
-            self.out.push(Transaction::new(e.req, None, false));
+        if e.tx.request.is_some() {
+            let mut e = e;
+            e.tx.response = None;
+            self.out.push(e.into_tx(false));
         }
         self.pop_ready();
         true
@@ -599,9 +613,9 @@ impl Q {
                     // Its response was in the bytes the response side lost.
                     self.pending[i].resp_started = true;
                     self.pending[i].resp_lost = true;
-                    self.pending[i].resp = None;
+                    self.pending[i].tx.response = None;
                     if let Some(e) = self.remove_at(i) {
-                        self.out.push(Transaction::new(e.req, None, true));
+                        self.out.push(e.into_tx(true));
                     }
                 }
                 _ => break,
@@ -687,7 +701,7 @@ impl Events for Q {
                 Some(e) => {
                     e.cost = msg_cost(&msg);
                     self.pending_bytes += e.cost;
-                    e.req = Some(msg);
+                    e.tx.request = Some(msg);
                     e.state = ReqState::Done;
                     e.end_off = Some(end_off);
                 }
@@ -695,7 +709,7 @@ impl Events for Q {
                     let mut e = Entry::new(ReqState::Done, ReqKind::Other);
                     e.cost = msg_cost(&msg);
                     self.pending_bytes += e.cost;
-                    e.req = Some(msg);
+                    e.tx.request = Some(msg);
                     e.end_off = Some(end_off);
                     self.pending.push_back(e);
                 }
@@ -703,13 +717,13 @@ impl Events for Q {
             Role::Response => match self
                 .pending
                 .iter_mut()
-                .find(|e| e.resp_started && e.resp.is_none() && !e.resp_lost)
+                .find(|e| e.resp_started && e.tx.response.is_none() && !e.resp_lost)
             {
-                Some(e) => e.resp = Some(msg),
+                Some(e) => e.tx.response = Some(msg),
                 None => {
                     let mut e = Entry::new(ReqState::Lost, ReqKind::Other);
                     e.resp_started = true;
-                    e.resp = Some(msg);
+                    e.tx.response = Some(msg);
                     self.pending.push_back(e);
                 }
             },
@@ -757,6 +771,11 @@ impl Events for Q {
 mod tests {
     use super::*;
 
+    /// The connection hands boxes on; the tests compare the transactions.
+    pub(super) fn unboxed(t: Vec<Box<Transaction>>) -> Vec<Transaction> {
+        t.into_iter().map(|b| *b).collect()
+    }
+
     fn run(chunks: &[(usize, &[u8])]) -> Vec<Transaction> {
         let cfg = HttpConfig::default();
         let mut c = Conn::new(Some(0), &cfg);
@@ -766,6 +785,7 @@ mod tests {
         c.flush(99_000, &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
+        let t = unboxed(t);
         t
     }
 
@@ -863,6 +883,7 @@ mod tests {
         assert_eq!(c.client(), Some(1));
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
+        let t = unboxed(t);
         assert_eq!(
             t.iter().map(line).collect::<Vec<_>>(),
             vec![("GET".into(), "/x".into(), 404, 0, 0)]
@@ -890,6 +911,7 @@ mod tests {
         c.flush(7, &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
+        let t = unboxed(t);
         let got: Vec<_> = t
             .iter()
             .map(|t| (line(t).1, t.response.as_ref().map(|r| r.body.clone()), t.gap))
@@ -907,6 +929,7 @@ mod tests {
 
 #[cfg(test)]
 mod evasion_tests {
+    use super::tests::unboxed;
     use super::*;
 
     fn anomalies(chunks: &[(usize, &[u8])]) -> (Vec<Transaction>, Vec<HttpAnomaly>) {
@@ -918,6 +941,7 @@ mod evasion_tests {
         c.flush(99, &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
+        let t = unboxed(t);
         (t, a)
     }
 
@@ -954,6 +978,7 @@ mod evasion_tests {
 /// Issue 12: nothing a server accepts is hidden from apitap (parser parity with nginx).
 #[cfg(test)]
 mod parity_tests {
+    use super::tests::unboxed;
     use super::*;
 
     fn run_cfg(cfg: &HttpConfig, chunks: &[(usize, &[u8])]) -> (Vec<Transaction>, Vec<HttpAnomaly>, Conn) {
@@ -964,6 +989,7 @@ mod parity_tests {
         c.flush(99_999, cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
+        let t = unboxed(t);
         (t, a, c)
     }
 
@@ -1153,6 +1179,7 @@ mod parity_tests {
         c.flush(3, &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
+        let t = unboxed(t);
         let st: Vec<u16> = t.iter().filter_map(|t| t.response.as_ref().map(|r| r.status)).collect();
         assert_eq!(st, vec![200, 401]);
         assert!(a.contains(&HttpAnomaly::ResponseWithoutBody), "{a:?}");
@@ -1427,6 +1454,7 @@ GET /a b HTTP/1.01\r\nHost: h\r\n\n";
         c.data(1, R200, 5, Some((q1.len() + 100 + q2.len()) as u64), &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
+        let t = unboxed(t);
         assert_eq!(
             mts(&t),
             vec![s("", "", 400), s("GET", "/next", 200)],
@@ -1453,9 +1481,78 @@ GET /a b HTTP/1.01\r\nHost: h\r\n\n";
         c.flush(1 << 21, &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
+        let t = unboxed(t);
         assert_eq!(mts(&t), vec![s("GET", "/slow", 200)]);
         // quadratic re-parsing of 20 KB a byte at a time is ~200M byte visits (seconds);
         // a single scan is well under a second even in a debug build
         assert!(per_byte < std::time::Duration::from_secs(2), "{per_byte:?}");
+    }
+}
+
+/// The queue builds each transaction in its box (capfast6): what leaves must be what
+/// `Transaction::new` made of the same messages.
+#[cfg(test)]
+mod boxed_tests {
+    use super::*;
+
+    fn msg(uri: &str, gap: bool, truncated: bool) -> Message {
+        Message {
+            uri: uri.into(),
+            gap,
+            truncated,
+            ..Message::default()
+        }
+    }
+
+    #[test]
+    fn a_transaction_built_in_its_box_equals_the_one_new_builds() {
+        let flags = [(false, false), (true, false), (false, true), (true, true)];
+        let mut cases = 0;
+        for q in [None, Some((false, false)), Some((true, false)), Some((false, true))] {
+            for r in [None].into_iter().chain(flags.map(Some)) {
+                for lost in [false, true] {
+                    let q = q.map(|(g, t)| msg("/q", g, t));
+                    let r = r.map(|(g, t)| msg("", g, t));
+                    let want = Transaction::new(q.clone(), r.clone(), lost);
+                    let mut e = Entry::new(ReqState::Done, ReqKind::Other);
+                    e.tx.request = q;
+                    e.tx.response = r;
+                    let got = e.into_tx(lost);
+                    assert_eq!(format!("{:?}", *got), format!("{want:?}"));
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 40);
+    }
+
+    #[test]
+    fn boxed_transactions_keep_their_order_and_flags() {
+        // requests and responses interleaved, one response cut short by the end of input
+        let cfg = HttpConfig::default();
+        let mut c = Conn::new(Some(0), &cfg);
+        c.data(
+            0,
+            b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+            1,
+            None,
+            &cfg,
+        );
+        c.data(1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 2, None, &cfg);
+        c.data(1, b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", 3, None, &cfg);
+        c.flush(4, &cfg);
+        let (mut t, mut a) = (vec![], vec![]);
+        c.take(&mut t, &mut a);
+        let got: Vec<_> = t
+            .iter()
+            .map(|t| (t.request.as_ref().map(|q| q.uri.clone()), t.gap, t.truncated))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("/a".to_string()), false, false),
+                (Some("/b".to_string()), false, true)
+            ]
+        );
     }
 }

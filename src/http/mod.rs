@@ -609,16 +609,24 @@ pub struct Transaction {
 
 impl Transaction {
     pub fn new(request: Option<Message>, response: Option<Message>, lost: bool) -> Self {
-        let any = |f: fn(&Message) -> bool| request.as_ref().is_some_and(f) || response.as_ref().is_some_and(f);
-        let gap = lost || request.is_none() || any(|m| m.gap);
-        let truncated = any(|m| m.truncated);
-        Transaction {
+        let mut t = Transaction {
             request,
             response,
-            gap,
-            truncated,
+            gap: false,
+            truncated: false,
             grpc: None,
-        }
+        };
+        t.seal(lost);
+        t
+    }
+
+    /// Set the flags [`Transaction::new`] derives from the messages, for a transaction whose
+    /// messages were put in place one by one (the HTTP/1 queue builds it in its box).
+    pub fn seal(&mut self, lost: bool) {
+        let (q, r) = (self.request.as_ref(), self.response.as_ref());
+        let any = |f: fn(&Message) -> bool| q.is_some_and(f) || r.is_some_and(f);
+        self.gap = lost || q.is_none() || any(|m| m.gap);
+        self.truncated = any(|m| m.truncated);
     }
 
     /// Decode both bodies for inspection (see [`Message::decode_body`]); false if one failed.

@@ -1125,6 +1125,7 @@ mod tests {
         c.flush(1 << 40, cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
+        let mut t: Vec<Transaction> = t.into_iter().map(|b| *b).collect();
         t.sort_by_key(|t| t.request.as_ref().map(|m| m.uri.clone()));
         (t, a)
     }
@@ -1262,6 +1263,7 @@ mod tests {
         conn.flush(4, &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         conn.take(&mut t, &mut a);
+        let mut t: Vec<Transaction> = t.into_iter().map(|b| *b).collect();
         t.sort_by_key(|t| t.request.as_ref().map(|m| m.uri.clone()));
         let got: Vec<Line> = t.iter().map(line).collect();
         // stream 1 is exact (its block is a static reference); stream 3's response head is
@@ -1285,6 +1287,7 @@ mod tests {
         conn.flush(4, &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         conn.take(&mut t, &mut a);
+        let mut t: Vec<Transaction> = t.into_iter().map(|b| *b).collect();
         t.sort_by_key(|t| t.request.as_ref().map(|m| m.uri.clone()));
         let got: Vec<Line> = t.iter().map(line).collect();
         assert_eq!(
@@ -1522,6 +1525,7 @@ mod tests {
             c.flush(6, &cfg);
             let (mut t, mut an) = (vec![], vec![]);
             c.take(&mut t, &mut an);
+            let t: Vec<Transaction> = t.into_iter().map(|b| *b).collect();
             prop_assert!(t.len() <= 1 + a.len() / 9 + b.len() / 9 + 8);
         });
     }
@@ -1549,6 +1553,7 @@ mod detection_tests {
         c.flush(99, &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
+        let t: Vec<Transaction> = t.into_iter().map(|b| *b).collect();
         (c, t, a)
     }
 
@@ -1633,6 +1638,7 @@ mod server_first_tests {
         c.flush(4, &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
+        let t: Vec<Transaction> = t.into_iter().map(|b| *b).collect();
         assert!(a.is_empty(), "{a:?}");
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].response.as_ref().map(|m| m.status), Some(200));
@@ -1674,6 +1680,7 @@ mod reset_tests {
         c.flush(3, &cfg);
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
+        let t: Vec<Transaction> = t.into_iter().map(|b| *b).collect();
         assert!(a.is_empty(), "{a:?}");
         let got: Vec<(u16, bool)> = t
             .iter()
