@@ -181,8 +181,7 @@ impl Entity {
     }
 
     /// Add string `s` to the list whose first item is `*first` and tail `tail`, at most `cap`
-    /// items. Ok(true): added, Ok(false): listed already, Err: full. `known`: `s`'s id when
-    /// the caller has it (a string has one id while it lives: ids compare as the texts do).
+    /// items. Ok(true): added, Ok(false): listed already, Err: full.
     fn push_str(
         strings: &mut Strings,
         first: &mut u32,
@@ -190,10 +189,9 @@ impl Entity {
         tail: fn(&mut Rare) -> &mut Vec<u32>,
         s: &str,
         cap: usize,
-        known: Option<u32>,
     ) -> Result<bool, ()> {
-        // most calls repeat the first value: one compare, no hash (no text read, given the id)
-        if *first != NONE && known.map_or_else(|| strings.get(*first) == s, |k| *first == k) {
+        // most calls repeat the first value: one compare, no hash
+        if *first != NONE && strings.get(*first) == s {
             return Ok(false);
         }
         // (an empty list takes it: interned, not looked up first as well)
@@ -201,7 +199,7 @@ impl Entity {
             *first = strings.intern(s);
             return Ok(true);
         }
-        let id = known.or_else(|| strings.find(s));
+        let id = strings.find(s);
         if let Some(id) = id
             && (*first == id || rare.as_mut().is_some_and(|r| tail(r).contains(&id)))
         {
@@ -230,12 +228,11 @@ impl Entity {
         tail: fn(&mut Rare) -> &mut Vec<u32>,
         s: &str,
         cap: usize,
-        known: Option<u32>,
     ) {
         if *first != NONE && 1 + rare.as_mut().map_or(0, |r| tail(r).len()) >= cap {
             return;
         }
-        let _ = Entity::push_str(strings, first, rare, tail, s, cap, known);
+        let _ = Entity::push_str(strings, first, rare, tail, s, cap);
     }
 
     fn list(&self, strings: &Strings, first: u32, tail: fn(&Rare) -> &Vec<u32>) -> Vec<String> {
@@ -564,8 +561,7 @@ impl EntityTable {
     fn observe_at(&mut self, o: &Obs, compact: Option<u64>) -> Option<Alert> {
         let (takeover_window_s, takeover_failures) = (self.cfg.takeover_window_s, self.cfg.takeover_failures);
         let i = self.entry_at(&o.key, compact, o.ts);
-        let key = self.map.at(i).key;
-        self.last = (key, i);
+        self.last = (self.map.at(i).key, i);
         let strings = &mut self.strings;
         let e = self.map.at_mut(i);
         e.first = e.first.min(o.ts);
@@ -599,7 +595,6 @@ impl EntityTable {
             |r| &mut r.endpoints,
             &o.endpoint,
             MAX_ENDPOINTS,
-            None,
         )
         .is_err()
         {
@@ -614,7 +609,6 @@ impl EntityTable {
                 |r| &mut r.user_agents,
                 cut,
                 MAX_LIST / 2,
-                None,
             );
         }
         let has_addr = e.flags & HAS_ADDR != 0;
@@ -635,9 +629,6 @@ impl EntityTable {
             }
         }
         if let Some(pr) = &o.principal {
-            // A principal's own entity: the principal is its key's value, whose id is in the
-            // compact key (held by the entity, so alive).
-            let known = (key & KEY_V4 == 0 && **pr == *o.key.value).then_some(key as u32);
             Entity::add_str(
                 strings,
                 &mut e.principal,
@@ -645,7 +636,6 @@ impl EntityTable {
                 |r| &mut r.principals,
                 pr,
                 MAX_LIST / 2,
-                known,
             );
         }
         if !o.authenticated {
@@ -1184,55 +1174,6 @@ mod tests {
         );
     }
 
-    /// A list given the value's id (a principal's own entity) compares ids where it compared
-    /// texts: the list, the shared strings and their references come out as without it, through
-    /// the first item, repeats, new values, a full list and values released and reused.
-    #[test]
-    fn a_list_given_the_ids_of_its_values_is_the_list_given_their_texts() {
-        let (mut sa, mut sb) = (Strings::default(), Strings::default());
-        let (mut fa, mut fb) = (NONE, NONE);
-        let (mut ra, mut rb): (Option<Box<Rare>>, Option<Box<Rare>>) = (None, None);
-        let tail: fn(&mut Rare) -> &mut Vec<u32> = |r| &mut r.principals;
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        for i in 0..5000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let s = format!("p-{}", if i % 4 == 0 { x % 30 } else { x % 4 });
-            // (a key elsewhere holds the value now and then, as an entity's key holds its own)
-            let held = i % 2 == 0;
-            let hb = held.then(|| sb.intern(&s));
-            let ha = held.then(|| sa.intern(&s));
-            let _ = Entity::push_str(&mut sa, &mut fa, &mut ra, tail, &s, MAX_LIST / 2, None);
-            let _ = Entity::push_str(&mut sb, &mut fb, &mut rb, tail, &s, MAX_LIST / 2, hb);
-            let list = |st: &Strings, f: u32, r: &Option<Box<Rare>>| {
-                let mut out = vec![st.get(f).to_string()];
-                out.extend(
-                    r.iter()
-                        .flat_map(|r| r.principals.iter().map(|i| st.get(*i).to_string())),
-                );
-                out
-            };
-            assert_eq!(list(&sa, fa, &ra), list(&sb, fb, &rb), "call {i}");
-            assert_eq!(sa.len(), sb.len());
-            if let (Some(a), Some(b)) = (ha, hb) {
-                sa.release(a);
-                sb.release(b);
-            }
-            // a full list starts again: its strings go, their ids are reused
-            if i % 700 == 699 {
-                for (st, f, r) in [(&mut sa, &mut fa, &mut ra), (&mut sb, &mut fb, &mut rb)] {
-                    st.release(*f);
-                    for j in r.take().iter().flat_map(|r| r.principals.clone()) {
-                        st.release(j);
-                    }
-                    *f = NONE;
-                    assert_eq!(st.len(), 0);
-                }
-            }
-        }
-    }
-
     /// Adding to a list whose overflow is not counted leaves the list, the shared strings and
     /// their references as pushing does, through the first item, repeats, a full list and
     /// values seen before and after it filled.
@@ -1250,8 +1191,8 @@ mod tests {
             // mostly the first few values, now and then one of many others
             let v = if i % 3 == 0 { x % 40 } else { x % 5 };
             let s = format!("user-{v}");
-            let _ = Entity::push_str(&mut sa, &mut fa, &mut ra, tail, &s, MAX_LIST / 2, None);
-            Entity::add_str(&mut sb, &mut fb, &mut rb, tail, &s, MAX_LIST / 2, None);
+            let _ = Entity::push_str(&mut sa, &mut fa, &mut ra, tail, &s, MAX_LIST / 2);
+            Entity::add_str(&mut sb, &mut fb, &mut rb, tail, &s, MAX_LIST / 2);
             let list = |st: &Strings, f: u32, r: &Option<Box<Rare>>| {
                 let mut out = vec![st.get(f).to_string()];
                 out.extend(
