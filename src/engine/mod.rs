@@ -19,7 +19,6 @@ mod plan;
 mod view;
 mod window;
 
-use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -267,7 +266,7 @@ impl Engine {
                 rules
                     .rules
                     .iter()
-                    .any(|r| id_hash(r.id.as_str()) == w.rule && r.enabled)
+                    .any(|r| id_hash(r.id.as_str()) & window::RULE_BITS == w.rule & window::RULE_BITS && r.enabled)
             },
             drop,
         );

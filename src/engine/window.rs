@@ -8,19 +8,35 @@ pub const EXACT_DISTINCT: usize = 256;
 /// Distinct values listed in an alert.
 pub const MAX_VALUES: usize = 10;
 
-/// Sliding-window state of one (rule, entity[, endpoint]): 72 bytes, plus the episode's.
+/// Sliding-window state of one (rule, entity[, endpoint]): one 64-byte cache line (the map's
+/// key compare, the counts and times and the episode pointer all in the line the lookup
+/// loads), plus the track's list and the episode's.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub(super) struct Window {
     /// The map key: a hash of rule, entity and `per`.
     pub(super) id: u64,
-    /// A hash of the rule's id: a reload keeps the windows of rules that kept their id.
+    /// A hash of the rule's id ([`RULE_BITS`]: a reload keeps the windows of rules that kept
+    /// their id), and the [`FOUND`] and [`DISTINCT`] flags in the top bits.
     pub(super) rule: u64,
-    pub(super) track: Track,
     pub(super) last: Ts,
+    /// Times: the ring's head (entries before it are spent). Distinct: a lower bound of the
+    /// times listed (exact after a prune), so a window none of whose values can have fallen
+    /// out skips the prune.
+    aux: u64,
+    /// Times: match times in arrival order from `aux` on. Distinct: (value hash, last seen)
+    /// pairs, flattened, at most `count + 1` of them (a short list: a hash set would cost a
+    /// table per window).
+    track: Vec<u64>,
     pub(super) episode: Option<Box<Episode>>,
-    /// `threshold.found`: the window saw a 2xx (the route is real).
-    pub(super) found: bool,
 }
+
+/// The bits of [`Window::rule`] that hold the rule's hash.
+pub(super) const RULE_BITS: u64 = (1 << 62) - 1;
+/// `threshold.found`: the window saw a 2xx (the route is real).
+const FOUND: u64 = 1 << 63;
+/// The window counts distinct values (else match times).
+const DISTINCT: u64 = 1 << 62;
 
 impl Keyed for Window {
     type K = u64;
@@ -29,18 +45,132 @@ impl Keyed for Window {
     }
 }
 
-/// What a window counts: match times, or distinct values (a rule counts one or the other).
-#[derive(Debug)]
-pub(super) enum Track {
-    Times(VecDeque<Ts>),
-    /// (value hash, last seen): at most `count + 1`, a short list (a hash set would cost a
-    /// table per window).
-    Distinct(Vec<(u64, Ts)>),
+impl Window {
+    pub(super) fn new(id: u64, rule_h: u64) -> Window {
+        Window {
+            id,
+            rule: rule_h & RULE_BITS,
+            ..Window::default()
+        }
+    }
+
+    pub(super) fn found(&self) -> bool {
+        self.rule & FOUND != 0
+    }
+
+    /// Count a match at `ts` (with its value's hash when the window counts distinct values):
+    /// (the window's level, was the value seen already in this fleet bucket).
+    ///
+    /// Times: the times before `ts - window` leave from the front, the oldest too when the
+    /// list holds `count + 1` already, then `ts` joins at the back. Distinct: values last seen
+    /// before `ts - window` leave; a listed value's time moves up to `ts`, a new one joins
+    /// while the list holds at most `count`. (`window_equals_the_list_model` holds these to
+    /// the former VecDeque and Vec.)
+    pub(super) fn count(&mut self, ts: Ts, window_ns: u64, count: u64, distinct: Option<u64>) -> (u64, bool) {
+        let cutoff = ts.saturating_sub(window_ns);
+        // (a reload can turn a rule with the same id from one kind of count to the other)
+        if distinct.is_some() != (self.rule & DISTINCT != 0) {
+            self.rule ^= DISTINCT;
+            self.track = Vec::new();
+            self.aux = 0;
+        }
+        let Some(d) = distinct else {
+            let mut head = self.aux as usize;
+            let live = &self.track[head..];
+            head += live.iter().position(|t| *t >= cutoff).unwrap_or(live.len());
+            if (self.track.len() - head) as u64 > count {
+                head += 1;
+            }
+            if head == self.track.len() {
+                self.track.clear();
+                head = 0;
+            } else if head > 0 && self.track.len() == self.track.capacity() {
+                // room from the spent front before the list would grow
+                self.track.drain(..head);
+                head = 0;
+            }
+            self.track.push(ts);
+            self.aux = head as u64;
+            return ((self.track.len() - head) as u64, false);
+        };
+        let set = &mut self.track;
+        if self.aux < cutoff && !set.is_empty() {
+            let (mut keep, mut lo) = (0, Ts::MAX);
+            for i in (0..set.len()).step_by(2) {
+                if set[i + 1] >= cutoff {
+                    lo = lo.min(set[i + 1]);
+                    set.copy_within(i..i + 2, keep);
+                    keep += 2;
+                }
+            }
+            set.truncate(keep);
+            self.aux = lo;
+        }
+        let mut repeat = false;
+        if let Some(p) = set.chunks_exact_mut(2).find(|p| p[0] == d) {
+            // (the fleet has this value already if it was seen in this fleet bucket)
+            let wb = window_ns.max(1_000_000_000);
+            repeat = p[1] / wb == ts / wb;
+            p[1] = p[1].max(ts);
+        } else if (set.len() as u64 / 2) <= count {
+            if set.is_empty() {
+                set.reserve_exact(2); // most windows see one value
+                self.aux = ts;
+            }
+            set.extend([d, ts]);
+            self.aux = self.aux.min(ts);
+        }
+        (set.len() as u64 / 2, repeat)
+    }
+
+    /// The value hashes a distinct window lists.
+    #[cfg(test)]
+    pub(super) fn values(&self) -> impl Iterator<Item = u64> + '_ {
+        let n = if self.rule & DISTINCT != 0 { self.track.len() } else { 0 };
+        self.track[..n].iter().step_by(2).copied()
+    }
 }
 
-impl Default for Track {
-    fn default() -> Self {
-        Track::Times(VecDeque::new())
+/// An episode's listed values, up to [`MAX_VALUES`], in one buffer (each a u32 length, then
+/// its bytes): a lookup reads one short run of memory, not a pointer per value.
+#[derive(Debug, Default)]
+pub(super) struct Values(Vec<u8>);
+
+impl Values {
+    /// The values' bytes (compared as bytes: equal texts, equal bytes).
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest = &self.0[..];
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let (v, tail) = tail.split_at(u32::from_le_bytes(*len) as usize);
+            rest = tail;
+            Some(v)
+        })
+    }
+
+    /// Add `v` unless listed or the list is full.
+    pub(super) fn add(&mut self, v: &str) {
+        let Ok(len) = u32::try_from(v.len()) else { return };
+        let mut n = 0;
+        for x in self.iter() {
+            if x == v.as_bytes() {
+                return;
+            }
+            n += 1;
+        }
+        if n >= MAX_VALUES {
+            return;
+        }
+        if self.0.is_empty() {
+            self.0.reserve_exact(4 + v.len()); // most episodes never see a second value
+        }
+        self.0.extend_from_slice(&len.to_le_bytes());
+        self.0.extend_from_slice(v.as_bytes());
+    }
+
+    fn to_vec(&self) -> Vec<String> {
+        // (only whole strings are written)
+        self.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect()
     }
 }
 
@@ -53,7 +183,7 @@ pub(super) struct Episode {
     /// The episode's distinct values: only kept once the episode has alerted (attackers, not
     /// every browser).
     pub(super) seen: Option<Box<Seen>>,
-    pub(super) values: Vec<String>,
+    pub(super) values: Values,
 }
 
 /// An episode's distinct values: exact while few (the window's own set forgets), then a
@@ -111,15 +241,10 @@ impl Engine {
         let id = window_id(h.rule_h, h.key_h, h.per_h);
         let i = match self.states.find(id) {
             Some(i) => i,
-            None => self.states.insert_new(Window {
-                id,
-                rule: h.rule_h,
-                ..Window::default()
-            }),
+            None => self.states.insert_new(Window::new(id, h.rule_h)),
         };
         let w = self.states.at_mut(i);
         let th = &r.threshold;
-        let cutoff = h.ts.saturating_sub(th.window_ns);
         // The episode ends after a quiet period; the window itself only ever forgets what
         // fell out of it.
         if w.episode.is_some() && h.ts.saturating_sub(w.last) > r.quiet_ns {
@@ -129,48 +254,12 @@ impl Engine {
         if th.found != crate::rules::Found::Anything {
             let ok = (200..300).contains(&h.status);
             if ok && (th.found == crate::rules::Found::Success || h.personal) {
-                w.found = true;
-            } else if !w.found {
+                w.rule |= FOUND;
+            } else if !w.found() {
                 return; // nothing found yet: a guess, or a public object, not someone's
             }
         }
-        // (a reload can turn a rule with the same id from one kind of count to the other)
-        if h.distinct.is_some() != matches!(w.track, Track::Distinct(_)) {
-            w.track = match h.distinct {
-                Some(_) => Track::Distinct(Vec::new()),
-                None => Track::Times(VecDeque::new()),
-            };
-        }
-        let mut repeat = false;
-        let level = match (&mut w.track, h.distinct) {
-            (Track::Times(times), None) => {
-                while times.front().is_some_and(|t| *t < cutoff) {
-                    times.pop_front();
-                }
-                if times.len() as u64 > th.count {
-                    times.pop_front();
-                }
-                times.push_back(h.ts);
-                times.len() as u64
-            }
-            (Track::Distinct(set), Some(d)) => {
-                // at most count + 1 entries: pruning every time is cheap
-                set.retain(|(_, t)| *t >= cutoff);
-                if let Some((_, t)) = set.iter_mut().find(|(k, _)| *k == d) {
-                    // (the fleet has this value already if it was seen in this fleet bucket)
-                    let wb = th.window_ns.max(1_000_000_000);
-                    repeat = *t / wb == h.ts / wb;
-                    *t = (*t).max(h.ts);
-                } else if (set.len() as u64) <= th.count {
-                    if set.is_empty() {
-                        set.reserve_exact(1); // most windows see one value
-                    }
-                    set.push((d, h.ts));
-                }
-                set.len() as u64
-            }
-            _ => 0, // not reached: the track was just made to fit
-        };
+        let (level, repeat) = w.count(h.ts, th.window_ns, th.count, h.distinct);
         let ep = w.episode.get_or_insert_with(|| {
             Box::new(Episode {
                 first: h.ts,
@@ -178,14 +267,8 @@ impl Engine {
             })
         });
         ep.count += 1;
-        if let Some(v) = h.value
-            && ep.values.len() < MAX_VALUES
-            && !ep.values.iter().any(|x| x == v)
-        {
-            if ep.values.is_empty() {
-                ep.values.reserve_exact(1); // most episodes never see a second value
-            }
-            ep.values.push(v.to_string());
+        if let Some(v) = h.value {
+            ep.values.add(v);
         }
         // The most recent samples, so an escalation shows what happens now. A window's level
         // grows by at most one per match, so the last SAMPLES matches before it crosses its
@@ -202,8 +285,9 @@ impl Engine {
             if ep.alerted_at == 0 {
                 if crossed {
                     // the window's values so far open the episode's own count
-                    if let Track::Distinct(set) = &w.track {
-                        for (k, _) in set {
+                    // (fields borrowed apart: the episode is borrowed from the window)
+                    if w.rule & DISTINCT != 0 {
+                        for k in w.track.iter().step_by(2) {
                             ep.add_distinct(*k);
                         }
                     }
@@ -255,7 +339,7 @@ impl Engine {
             return;
         }
         let samples = ep.samples.clone();
-        let values = ep.values.clone();
+        let values = ep.values.to_vec();
         let entity_risk = if fire {
             self.entities.add_risk(h.key, h.ts, r)
         } else {
@@ -334,5 +418,189 @@ impl Engine {
             drop,
         );
         self.stats.state_evictions += (before - self.states.len()) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// The former track, as it was: times in a VecDeque, (value, last seen) pairs in a Vec
+    /// pruned on every call.
+    enum Old {
+        Times(VecDeque<Ts>),
+        Distinct(Vec<(u64, Ts)>),
+    }
+
+    fn old_count(track: &mut Old, ts: Ts, window_ns: u64, count: u64, distinct: Option<u64>) -> (u64, bool) {
+        let cutoff = ts.saturating_sub(window_ns);
+        if distinct.is_some() != matches!(track, Old::Distinct(_)) {
+            *track = match distinct {
+                Some(_) => Old::Distinct(Vec::new()),
+                None => Old::Times(VecDeque::new()),
+            };
+        }
+        let mut repeat = false;
+        let level = match (track, distinct) {
+            (Old::Times(times), None) => {
+                while times.front().is_some_and(|t| *t < cutoff) {
+                    times.pop_front();
+                }
+                if times.len() as u64 > count {
+                    times.pop_front();
+                }
+                times.push_back(ts);
+                times.len() as u64
+            }
+            (Old::Distinct(set), Some(d)) => {
+                set.retain(|(_, t)| *t >= cutoff);
+                if let Some((_, t)) = set.iter_mut().find(|(k, _)| *k == d) {
+                    let wb = window_ns.max(1_000_000_000);
+                    repeat = *t / wb == ts / wb;
+                    *t = (*t).max(ts);
+                } else if (set.len() as u64) <= count {
+                    set.push((d, ts));
+                }
+                set.len() as u64
+            }
+            _ => unreachable!(),
+        };
+        (level, repeat)
+    }
+
+    /// What the old track holds, sorted: (value or 0, time).
+    fn old_state(track: &Old) -> Vec<(u64, Ts)> {
+        let mut v: Vec<(u64, Ts)> = match track {
+            Old::Times(t) => t.iter().map(|t| (0, *t)).collect(),
+            Old::Distinct(s) => s.clone(),
+        };
+        v.sort_unstable();
+        v
+    }
+
+    fn new_state(w: &Window) -> Vec<(u64, Ts)> {
+        let mut v: Vec<(u64, Ts)> = if w.rule & DISTINCT != 0 {
+            w.track.chunks_exact(2).map(|p| (p[0], p[1])).collect()
+        } else {
+            w.track[w.aux as usize..].iter().map(|t| (0, *t)).collect()
+        };
+        v.sort_unstable();
+        v
+    }
+
+    /// xorshift64*: the same sequence every run.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    /// The packed window (ring from a head index, lower-bounded prune) counts exactly as the
+    /// former VecDeque and always-pruned Vec did: time going backwards, matches exactly at and
+    /// one tick past the window's edge, full lists, repeats, and a reload switching the kind.
+    #[test]
+    fn window_equals_the_list_model() {
+        const S: u64 = 1_000_000_000;
+        for seed in 1..=60u64 {
+            let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15);
+            let count = [0, 1, 2, 3, 5, 10, 40][seed as usize % 7];
+            let window_ns = [1, 10 * S, 120 * S, 1][seed as usize % 4];
+            let mut w = Window::new(7, 0xabc);
+            let mut old = Old::Times(VecDeque::new());
+            let mut ts: Ts = 1_000 * S;
+            let mut distinct_kind = seed % 2 == 0;
+            for step in 0..3_000 {
+                let r = rng.next();
+                ts = match r % 10 {
+                    // backwards, a little or a lot (saturating at zero)
+                    0 => ts.saturating_sub(r % (3 * window_ns.max(2))),
+                    // exactly one window on, or one tick short of it
+                    1 => ts + window_ns,
+                    2 => ts + window_ns.saturating_sub(1),
+                    3 => ts, // the same instant
+                    _ => ts + r % (window_ns / 4 + 2),
+                };
+                if r % 997 == 0 {
+                    distinct_kind = !distinct_kind; // a reload turned the rule's kind
+                }
+                let d = distinct_kind.then(|| r >> 40 & [1, 3, 15, 63][(seed / 7) as usize % 4]);
+                let want = old_count(&mut old, ts, window_ns, count, d);
+                let got = w.count(ts, window_ns, count, d);
+                assert_eq!(got, want, "seed {seed} step {step} ts {ts} d {d:?}");
+                assert_eq!(new_state(&w), old_state(&old), "seed {seed} step {step}");
+                if d.is_some() {
+                    let mut vs: Vec<u64> = w.values().collect();
+                    vs.sort_unstable();
+                    let want: Vec<u64> = old_state(&old).iter().map(|x| x.0).collect();
+                    let mut want = want;
+                    want.sort_unstable();
+                    assert_eq!(vs, want);
+                }
+                // bounded like the VecDeque: the spent front never makes the list grow
+                assert!(w.track.capacity() <= 4 * (count as usize + 2), "{}", w.track.capacity());
+            }
+        }
+    }
+
+    /// A distinct window whose oldest value is exactly at the window's edge keeps it; one tick
+    /// later it goes (the lower bound must not hide a value that fell out).
+    #[test]
+    fn a_distinct_value_leaves_one_tick_past_the_window() {
+        let mut w = Window::new(1, 2);
+        assert_eq!(w.count(100, 50, 10, Some(1)), (1, false));
+        assert_eq!(w.count(120, 50, 10, Some(2)), (2, false));
+        // value 1 moves up to 130: the bound (100) is stale low, still a bound
+        assert_eq!(w.count(130, 50, 10, Some(1)).0, 2);
+        assert_eq!(w.count(170, 50, 10, Some(3)).0, 3, "120 is at the edge: kept");
+        assert_eq!(w.count(171, 50, 10, Some(3)).0, 2, "120 is past it: value 2 gone");
+        assert_eq!(w.count(400, 50, 10, Some(4)).0, 1, "all gone, the new one alone");
+        // time going back adds an older value: the bound follows it down
+        assert_eq!(w.count(360, 50, 10, Some(5)).0, 2);
+        assert_eq!(w.count(411, 50, 10, Some(6)).0, 2, "360 fell out at 411");
+    }
+
+    /// The episode's listed values in one buffer keep the former Vec<String>'s order, its
+    /// de-duplication and its cap, for empty, multi-byte and long values.
+    #[test]
+    fn packed_values_list_as_the_vec_of_strings_did() {
+        let mut rng = Rng(42);
+        let pool = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "é",
+            "日本",
+            "a\u{0}b",
+            "x",
+            "1234",
+            "12345",
+            "long-value-xxxxxxxxxxxxxxxx",
+        ];
+        for _ in 0..200 {
+            let (mut old, mut new) = (Vec::<String>::new(), Values::default());
+            for _ in 0..30 {
+                let owned;
+                let v = match rng.next() % 13 {
+                    11 => {
+                        owned = format!("v{}", rng.next() % 20);
+                        owned.as_str()
+                    }
+                    12 => "ß".repeat(70).leak(),
+                    i => pool[i as usize],
+                };
+                if old.len() < MAX_VALUES && !old.iter().any(|x| x == v) {
+                    old.push(v.to_string());
+                }
+                new.add(v);
+                assert_eq!(new.to_vec(), old);
+            }
+        }
     }
 }
