@@ -423,7 +423,8 @@ impl<'a> Cursor<'a> {
     /// unknown length, a `memcpy` call.)
     #[inline(always)]
     pub fn key(&mut self, some: &mut bool, k: &[u8]) {
-        self.room(k.len());
+        // (at least the comma's byte, even for an empty `k`)
+        self.room(k.len().max(1));
         let bare = k.get(1..).unwrap_or_default();
         // SAFETY: `room(k.len())` covers the comma and the `k.len() - 1` bytes after it
         unsafe {
