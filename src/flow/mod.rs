@@ -639,7 +639,7 @@ impl Flow {
                 if let Some(q) = tx.request.as_mut()
                     && q.header("host").is_none()
                 {
-                    q.headers.push("Host", &target.to_string());
+                    q.headers.push("Host", target);
                 }
             }
         }
