@@ -891,6 +891,23 @@ pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections:
     v
 }
 
+/// A quick spread of bytes for the per-thread memo slots (a multiply per eight bytes; a byte
+/// at a time cost more than the rest of a look-up). Only where an answer is kept: any spread is
+/// right, the slot's stored value is compared whole.
+fn spread(b: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = b.len() as u64;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
+        h = (h ^ w).wrapping_mul(K).rotate_left(23);
+    }
+    for &x in words.remainder() {
+        h = (h ^ x as u64).wrapping_mul(K).rotate_left(23);
+    }
+    h.wrapping_mul(K)
+}
+
 /// The values of usual request headers (labelled, not read by the SSRF classifier) that
 /// [`Inputs::of`] lately left out (per thread; exact, direct-mapped: a slot holds the whole
 /// value, so a hit is always right and a miss only costs the judging). Whether such a value
@@ -908,17 +925,7 @@ mod dropped {
 
     /// A multiply per eight bytes; any spread is right.
     fn slot(b: &[u8]) -> usize {
-        const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut h = b.len() as u64;
-        let mut words = b.chunks_exact(8);
-        for w in &mut words {
-            let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
-            h = (h ^ w).wrapping_mul(K).rotate_left(23);
-        }
-        for &x in words.remainder() {
-            h = (h ^ x as u64).wrapping_mul(K).rotate_left(23);
-        }
-        (h.wrapping_mul(K) >> 56) as usize % SLOTS
+        (super::spread(b) >> 56) as usize % SLOTS
     }
 
     /// Was this (non-empty) value left out lately?
@@ -1001,17 +1008,7 @@ mod tool_cache {
     /// The slot of a user agent: a multiply per eight bytes (a byte at a time cost more than
     /// the rest of the look-up). Only where an answer is kept: any spread is right.
     fn slot(b: &[u8]) -> usize {
-        const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut h = b.len() as u64;
-        let mut words = b.chunks_exact(8);
-        for w in &mut words {
-            let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
-            h = (h ^ w).wrapping_mul(K).rotate_left(23);
-        }
-        for &x in words.remainder() {
-            h = (h ^ x as u64).wrapping_mul(K).rotate_left(23);
-        }
-        (h.wrapping_mul(K) >> 54) as usize % SLOTS
+        (super::spread(b) >> 54) as usize % SLOTS
     }
 
     pub fn get(ua: &str, look: impl FnOnce(&str) -> Option<&'static str>) -> Option<&'static str> {
