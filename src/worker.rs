@@ -595,15 +595,10 @@ impl Worker {
         }
     }
 
-    /// One batch from the capture thread: analysed into lines, the queue bytes given back,
-    /// the cross-shard messages sent. `per_event` sizes the next batch's output buffer.
-    fn step(
-        &mut self,
-        b: &mut [Event],
-        bytes: &mut Vec<u8>,
-        per_event: &mut usize,
-        peers: Option<&[Sender<Vec<Cross>>]>,
-    ) {
+    /// One batch from the capture thread: analysed into lines, its queue bytes given back (the
+    /// messages for other shards wait in `cross_out`). `per_event` sizes the next batch's
+    /// output buffer.
+    fn step(&mut self, b: &mut [Event], bytes: &mut Vec<u8>, per_event: &mut usize) {
         // (worked out before the batch touches the events, as the capture thread did)
         let queued = match self.shared.mode {
             Mode::Live => b.iter().map(queued_size).sum(),
@@ -615,9 +610,6 @@ impl Worker {
         self.shared.queue.give(queued);
         if !b.is_empty() {
             *per_event = ((bytes.len() - before) / b.len() + 128).clamp(256, 16 * 1024);
-        }
-        if let Some(p) = peers {
-            self.send_cross(p);
         }
     }
 
@@ -666,7 +658,7 @@ impl Worker {
                 select! {
                     recv(rx) -> m => match m {
                         Ok(mut b) => {
-                            self.step(&mut b, &mut bytes, &mut per_event, None);
+                            self.step(&mut b, &mut bytes, &mut per_event);
                             // back to the capture thread, which made what the events hold and
                             // frees it cheaper (when its queue is full they are freed here)
                             let _ = spent.try_send(b);
@@ -740,7 +732,7 @@ impl Inline {
         if self.pending.capacity() == 0 {
             self.pending = self.returned.try_recv().unwrap_or_default();
         }
-        self.worker.step(b, &mut self.pending, &mut self.per_event, None);
+        self.worker.step(b, &mut self.pending, &mut self.per_event);
         if self.pending.len() < INLINE_HAND_OVER {
             return true;
         }
