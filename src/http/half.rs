@@ -10,8 +10,8 @@
 use std::mem::MaybeUninit;
 
 use super::{
-    Headers, HttpAnomaly, HttpConfig, Known, Message, NameIndex, eq_ignore_case, is_tchar, parse_version, starts_request,
-    starts_response,
+    Headers, HttpAnomaly, HttpConfig, Known, Message, NameIndex, eq_ignore_case, is_tchar, parse_version,
+    starts_request, starts_response,
 };
 use crate::capture::Ts;
 
@@ -2249,7 +2249,11 @@ mod tests {
         // random buffers behind a start line, of text, tokens and line ends
         let alphabet: &[u8] = b"aZ-:: \t\r\n\r\nxY09_.\x01\xff";
         for _ in 0..20000 {
-            let role = if lcg(&mut seed) % 2 == 0 { Role::Request } else { Role::Response };
+            let role = if lcg(&mut seed).is_multiple_of(2) {
+                Role::Request
+            } else {
+                Role::Response
+            };
             let mut m = match role {
                 Role::Request => b"GET / HTTP/1.1\r\n".to_vec(),
                 Role::Response => b"HTTP/1.1 200 OK\r\n".to_vec(),
@@ -2257,7 +2261,7 @@ mod tests {
             for _ in 0..lcg(&mut seed) % 80 {
                 m.push(alphabet[(lcg(&mut seed) as usize) % alphabet.len()]);
             }
-            if lcg(&mut seed) % 2 == 0 {
+            if lcg(&mut seed).is_multiple_of(2) {
                 m.extend_from_slice(b"\r\n\r\n");
             }
             taken += usize::from(check(role, &m));

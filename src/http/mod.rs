@@ -169,7 +169,11 @@ fn known_token(name: &[u8], slot: u32) -> Option<usize> {
     const FOLD: u64 = 0x2020_2020_2020_2020;
     let w = words(name);
     // (the words of a name under 8 bytes are 4 bytes wide, the third 0, as `f`'s are)
-    let fold = if name.len() < 8 { [FOLD >> 32, FOLD >> 32, 0] } else { [FOLD; 3] };
+    let fold = if name.len() < 8 {
+        [FOLD >> 32, FOLD >> 32, 0]
+    } else {
+        [FOLD; 3]
+    };
     ((w[0] | fold[0]) == f.w[0] && (w[1] | fold[1]) == f.w[1] && (w[2] | fold[2]) == f.w[2]).then_some(k)
 }
 
@@ -409,9 +413,9 @@ impl Headers {
         debug_assert!(buf.is_ascii());
         let len = buf.len() as u32;
         // (branch-free: every range is in order and inside `buf`)
-        let bad = lines
-            .iter()
-            .fold(false, |bad, &[n, ne, v, ve]| bad | (n > ne) | (ne > len) | (v > ve) | (ve > len));
+        let bad = lines.iter().fold(false, |bad, &[n, ne, v, ve]| {
+            bad | (n > ne) | (ne > len) | (v > ve) | (ve > len)
+        });
         if bad {
             return Headers::from_ascii_spans(buf, lines);
         }
@@ -1485,7 +1489,12 @@ mod tests {
         let tchars: Vec<u8> = (0..=255u8).filter(|b| is_tchar(*b)).collect();
         let agree = |name: &[u8]| {
             let slot = name_slot(name);
-            assert_eq!(known_token(name, slot), known(name, slot), "{:?}", String::from_utf8_lossy(name));
+            assert_eq!(
+                known_token(name, slot),
+                known(name, slot),
+                "{:?}",
+                String::from_utf8_lossy(name)
+            );
         };
         let mut seed = 17u64;
         for n in KNOWN {
@@ -1495,7 +1504,7 @@ mod tests {
                     .map(|c| match variant {
                         0 => *c,
                         1 => c.to_ascii_uppercase(),
-                        _ if lcg(&mut seed) % 2 == 0 => c.to_ascii_uppercase(),
+                        _ if lcg(&mut seed).is_multiple_of(2) => c.to_ascii_uppercase(),
                         _ => *c,
                     })
                     .collect();
@@ -1518,7 +1527,14 @@ mod tests {
             agree(&name);
         }
         // an index noted line by line, as a head parser does, is the one pushed lines give
-        let names = ["Host", "content-length", "CONTENT-LENGTH", "Accept", "Set-Cookie", "x_y"];
+        let names = [
+            "Host",
+            "content-length",
+            "CONTENT-LENGTH",
+            "Accept",
+            "Set-Cookie",
+            "x_y",
+        ];
         for round in 0..2000 {
             let n = (lcg(&mut seed) % 12) as usize + if round % 50 == 0 { 260 } else { 0 };
             let mut buf = String::new();
