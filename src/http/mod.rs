@@ -156,6 +156,57 @@ fn known(name: &[u8], slot: u32) -> Option<usize> {
     .then_some(k)
 }
 
+/// [`known`] for a name of RFC 9110 `tchar`s only (a head parser's names): `| 0x20` folds
+/// a letter's case exactly, and maps no `tchar` onto `-` (only CR, not a `tchar`, goes
+/// there), so one OR per word stands in for the case folding.
+#[inline(always)]
+fn known_token(name: &[u8], slot: u32) -> Option<usize> {
+    let k = usize::from(KNOWN_OF_SLOT[slot as usize & 63]);
+    let f = KNOWN_FOLDED.get(k)?;
+    if name.len() != f.len {
+        return None;
+    }
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let w = words(name);
+    // (the words of a name under 8 bytes are 4 bytes wide, the third 0, as `f`'s are)
+    let fold = if name.len() < 8 {
+        [FOLD >> 32, FOLD >> 32, 0]
+    } else {
+        [FOLD; 3]
+    };
+    ((w[0] | fold[0]) == f.w[0] && (w[1] | fold[1]) == f.w[1] && (w[2] | fold[2]) == f.w[2]).then_some(k)
+}
+
+/// The presence bits and the known-name index of [`Headers`], noted line by line while a
+/// head is parsed (before the lines are in a buffer).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NameIndex {
+    present: u64,
+    first: [u8; KNOWN.len()],
+    repeated: u16,
+}
+
+impl NameIndex {
+    /// Line `i` has this name, every byte an RFC 9110 `tchar` (as [`Headers::note_name_at`]
+    /// notes any name).
+    #[inline(always)]
+    pub(crate) fn note_token(&mut self, i: usize, name: &[u8]) {
+        debug_assert!(name.iter().all(|b| is_tchar(*b)));
+        let slot = name_slot(name);
+        self.present |= 1 << slot;
+        if let Some(k) = known_token(name, slot) {
+            if self.first[k] == 0 {
+                // (past 255 lines the index is not complete: `find` scans then)
+                if i < 255 {
+                    self.first[k] = i as u8 + 1;
+                }
+            } else {
+                self.repeated |= 1 << k;
+            }
+        }
+    }
+}
+
 /// A name of 4 to 24 bytes as three words that cover it: eight bytes at its start, middle
 /// and end (4 to 7 bytes: four at its start and end, and 0). Two names of one length are
 /// equal in ASCII case iff their words are, made lower case ([`lower8`] works per byte).
@@ -352,6 +403,36 @@ impl Headers {
         h
     }
 
+    /// Headers over `buf`, all ASCII, with these lines (name start and end, value start and
+    /// end, in `buf`), whose names `names` noted while the head was parsed (line `i`'s name
+    /// at `names.note_token(i, ..)`). The ranges are checked once here; should one be out of
+    /// range (the parser never gives one), the lines are taken as [`Headers::from_ascii_spans`]
+    /// takes them: that line dropped, the names noted again.
+    #[inline]
+    pub(crate) fn from_token_lines(buf: String, lines: Vec<[u32; 4]>, names: NameIndex) -> Headers {
+        debug_assert!(buf.is_ascii());
+        let len = buf.len() as u32;
+        // (branch-free: every range is in order and inside `buf`)
+        let bad = lines.iter().fold(false, |bad, &[n, ne, v, ve]| {
+            bad | (n > ne) | (ne > len) | (v > ve) | (ve > len)
+        });
+        if bad {
+            return Headers::from_ascii_spans(buf, lines);
+        }
+        let NameIndex {
+            present,
+            first,
+            repeated,
+        } = names;
+        Headers {
+            buf,
+            lines,
+            present,
+            first,
+            repeated,
+        }
+    }
+
     /// Add a line. Lines past 4 GiB in all (far above any `max_head`) are dropped: offsets
     /// are 32-bit.
     #[inline]
@@ -407,7 +488,7 @@ impl Headers {
         }
         if let Some(k) = known(name, slot).filter(|_| self.lines.len() <= 255) {
             let i = usize::from(self.first[k]).checked_sub(1)?;
-            return self.lines.get(i).map(|l| line(&self.buf, l).1);
+            return self.lines.get(i).map(|l| value(&self.buf, l));
         }
         self.scan(name)
     }
@@ -436,7 +517,7 @@ impl Headers {
         let v = usize::from(self.first[k])
             .checked_sub(1)
             .and_then(|i| self.lines.get(i))
-            .map(|l| line(&self.buf, l).1);
+            .map(|l| value(&self.buf, l));
         Some((v, self.repeated & (1 << k) != 0))
     }
 
@@ -451,6 +532,12 @@ impl Headers {
 #[inline(always)]
 fn line<'a>(buf: &'a str, &[s, n, vs, ve]: &[u32; 4]) -> (&'a str, &'a str) {
     (&buf[s as usize..n as usize], &buf[vs as usize..ve as usize])
+}
+
+/// [`line`]'s value alone (the name's range not sliced, nor checked, for nothing).
+#[inline(always)]
+fn value<'a>(buf: &'a str, &[_, _, vs, ve]: &[u32; 4]) -> &'a str {
+    &buf[vs as usize..ve as usize]
 }
 
 /// The lines in order.
@@ -890,9 +977,14 @@ pub(crate) fn parse_version(w: &[u8]) -> Option<(u8, u8)> {
 
 /// Does `d` start like a status line (`HTTP/1.`, any case)? `None` when too short to tell.
 pub(crate) fn starts_response(d: &[u8]) -> Option<bool> {
-    const P: &[u8] = b"HTTP/1.";
+    // (as servers write it, the common case: one comparison)
+    if d.starts_with(b"HTTP/1.") {
+        return Some(true);
+    }
+    // lower case already: only `d`'s bytes are folded (not the constant's, on every call)
+    const P: &[u8] = b"http/1.";
     let n = P.len().min(d.len());
-    if !d[..n].eq_ignore_ascii_case(&P[..n]) {
+    if !d[..n].iter().zip(P).all(|(c, p)| c.to_ascii_lowercase() == *p) {
         Some(false)
     } else if n < P.len() {
         None
@@ -1386,6 +1478,126 @@ mod tests {
         // a span out of range is dropped, never a panic later
         let h = Headers::from_ascii_spans("Host: a".to_string(), vec![[0, 4, 6, 70], [0, 4, 6, 7]]);
         assert_eq!(h.iter().collect::<Vec<_>>(), [("Host", "a")]);
+    }
+
+    /// For names of `tchar`s, the one-OR-per-word known-name test answers as the case-folding
+    /// one: the known names in every case, each with every byte replaced by every `tchar`
+    /// (near misses), and random `tchar` names; and the index noted while parsing is the one
+    /// the lines give when added one by one.
+    #[test]
+    fn known_token_agrees_with_known_on_tchar_names() {
+        let tchars: Vec<u8> = (0..=255u8).filter(|b| is_tchar(*b)).collect();
+        let agree = |name: &[u8]| {
+            let slot = name_slot(name);
+            assert_eq!(
+                known_token(name, slot),
+                known(name, slot),
+                "{:?}",
+                String::from_utf8_lossy(name)
+            );
+        };
+        let mut seed = 17u64;
+        for n in KNOWN {
+            for variant in 0..4 {
+                let mut name: Vec<u8> = n
+                    .iter()
+                    .map(|c| match variant {
+                        0 => *c,
+                        1 => c.to_ascii_uppercase(),
+                        _ if lcg(&mut seed).is_multiple_of(2) => c.to_ascii_uppercase(),
+                        _ => *c,
+                    })
+                    .collect();
+                agree(&name);
+                for at in 0..name.len() {
+                    let was = name[at];
+                    for &c in &tchars {
+                        name[at] = c;
+                        agree(&name);
+                    }
+                    name[at] = was;
+                }
+            }
+        }
+        for _ in 0..200_000 {
+            let len = 1 + (lcg(&mut seed) % 26) as usize;
+            let name: Vec<u8> = (0..len)
+                .map(|_| tchars[(lcg(&mut seed) as usize) % tchars.len()])
+                .collect();
+            agree(&name);
+        }
+        // an index noted line by line, as a head parser does, is the one pushed lines give
+        let names = [
+            "Host",
+            "content-length",
+            "CONTENT-LENGTH",
+            "Accept",
+            "Set-Cookie",
+            "x_y",
+        ];
+        for round in 0..2000 {
+            let n = (lcg(&mut seed) % 12) as usize + if round % 50 == 0 { 260 } else { 0 };
+            let mut buf = String::new();
+            let mut lines = Vec::new();
+            let mut idx = NameIndex::default();
+            let mut pushed = Headers::default();
+            for i in 0..n {
+                let name = names[(lcg(&mut seed) as usize) % names.len()];
+                let s = buf.len() as u32;
+                buf.push_str(name);
+                buf.push_str(": v\r\n");
+                idx.note_token(i, name.as_bytes());
+                let ne = s + name.len() as u32;
+                lines.push([s, ne, ne + 2, ne + 3]);
+                pushed.push(name, "v");
+            }
+            let h = Headers::from_token_lines(buf, lines, idx);
+            assert_eq!(h, pushed);
+            assert_eq!(
+                (h.present, h.first, h.repeated),
+                (pushed.present, pushed.first, pushed.repeated)
+            );
+        }
+        // a range out of the buffer: the line dropped, the names noted again, no panic
+        let mut idx = NameIndex::default();
+        idx.note_token(0, b"Host");
+        idx.note_token(1, b"Host");
+        let h = Headers::from_token_lines("Host: a".to_string(), vec![[0, 4, 6, 70], [0, 4, 6, 7]], idx);
+        assert_eq!(h.iter().collect::<Vec<_>>(), [("Host", "a")]);
+        assert_eq!(h.known(Known::ContentLength), Some((None, false)));
+        assert_eq!(h.find(b"host"), Some("a"));
+        assert_eq!(h.repeated, 0);
+    }
+
+    /// The status-line probe answers as a case-insensitive comparison with `HTTP/1.` does,
+    /// for every byte at every offset of every prefix.
+    #[test]
+    fn starts_response_is_a_case_insensitive_prefix_test() {
+        let reference = |d: &[u8]| {
+            const P: &[u8] = b"HTTP/1.";
+            let n = P.len().min(d.len());
+            if !d[..n].eq_ignore_ascii_case(&P[..n]) {
+                Some(false)
+            } else if n < P.len() {
+                None
+            } else {
+                Some(true)
+            }
+        };
+        for base in [&b"HTTP/1.1 200 OK"[..], b"http/1.0 204", b"hTtP/1.x"] {
+            for len in 0..=base.len() {
+                let mut d = base[..len].to_vec();
+                assert_eq!(starts_response(&d), reference(&d), "{d:?}");
+                for at in 0..len {
+                    for c in 0..=255u8 {
+                        let was = d[at];
+                        d[at] = c;
+                        assert_eq!(starts_response(&d), reference(&d), "{d:?}");
+                        d[at] = was;
+                    }
+                }
+            }
+        }
     }
 
     /// A message is moved several times per transaction: its header index must stay small.
