@@ -5,10 +5,21 @@
 //! test instead of an evaluation. A condition that passes its guard is evaluated in full
 //! ([`View::matches`]): a guard only ever says "surely not", never "yes".
 //!
+//! What depends on the call's host and endpoint alone is decided once per (host, endpoint) and
+//! kept ([`EpRec`]): the endpoint globs of the conditions, the rules' scopes, where a counted
+//! path parameter sits in the template. With the guards' verdict per set of facts (also kept),
+//! a call visits only the rules that can match it ([`Plan::matching`]): the index by status,
+//! detector, method of body and query, and endpoint that a rule-by-rule walk lacked.
+//!
 //! A plan is made for one `Arc<RuleSet>` and kept while the engine holds that same rule set
 //! (a reload swaps the `Arc`, and with it the plan).
 
+use std::borrow::Cow;
+use std::hash::BuildHasher;
 use std::sync::Arc;
+
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
 
 use super::View;
 use crate::detect::Detector;
@@ -18,7 +29,6 @@ use crate::rules::{Cond, Field, ParamLoc, RuleSet};
 /// per detector ([`DET`] + its position in [`Plan::detectors`]).
 const HAS_QUERY: u64 = 1 << 10;
 const HAS_BODY: u64 = 1 << 11;
-const EP_BRACE: u64 = 1 << 12;
 const AUTH_BYPASS: u64 = 1 << 13;
 const DET: u32 = 16;
 /// Detectors with a fact bit at most (a rule set asking for more leaves the rest unguarded).
@@ -59,6 +69,82 @@ pub(super) struct Plan {
     /// Per rule, the id of the field whose distinct values it counts (rules counting equal
     /// fields share one: its value is read and hashed once per transaction), or [`NO_FIELD`].
     pub(super) field_ids: Vec<u32>,
+    /// Per field id, its path parameter's name (for [`EpRec::segs`]), else none.
+    path_params: Vec<Option<String>>,
+    /// Words of a bit set of rules, of conditions.
+    rule_words: usize,
+    cond_words: usize,
+    /// What each (host, endpoint) decides, and its index by `ep_hash`: cleared when it holds
+    /// [`MAX_EPS`] (a flood of distinct endpoints costs their evaluation, never memory).
+    eps: Vec<EpRec>,
+    ep_index: HashTable<u32>,
+    /// Per set of facts, the rules whose guards pass (bit sets of `rule_words`), and their
+    /// index: cleared when it holds [`MAX_FACTS`].
+    passing: Vec<u64>,
+    passing_index: hashbrown::HashMap<u64, u32, FixedState>,
+    /// Per condition id, this call: unknown, false or true (a buffer kept from call to call).
+    memo: Vec<u8>,
+}
+
+/// Distinct (host, endpoint) pairs a plan keeps decisions for.
+const MAX_EPS: usize = 4096;
+/// Distinct sets of facts a plan keeps guard verdicts for.
+const MAX_FACTS: usize = 1024;
+const UNKNOWN: u8 = 2;
+
+/// What one (host, endpoint) decides for every call to it.
+pub(super) struct EpRec {
+    /// `host`, a space, `endpoint`; the host's length (a host could hold a space).
+    text: Box<str>,
+    host_len: u32,
+    /// The rules that can match here: enabled, in scope, their condition not ruled out by the
+    /// endpoint.
+    rules: Box<[u64]>,
+    /// The conditions the endpoint alone makes true (those of `rules` need no evaluation).
+    holds: Box<[u64]>,
+    /// Per field id: for a path parameter, its segment in the template (none: the template
+    /// has no such parameter).
+    segs: Box<[Option<usize>]>,
+}
+
+fn bit(set: &[u64], i: usize) -> bool {
+    set[i / 64] >> (i % 64) & 1 != 0
+}
+
+fn set_bit(set: &mut [u64], i: usize) {
+    set[i / 64] |= 1 << (i % 64);
+}
+
+/// What a condition's answer is from the endpoint alone: `Some` when its endpoint globs decide
+/// it whatever else the call holds, `None` when the rest of the call matters.
+fn by_endpoint(c: &Cond, endpoint: &str) -> Option<bool> {
+    match c {
+        Cond::Endpoint(g) => Some(g.matches(endpoint)),
+        Cond::Not(c) => by_endpoint(c, endpoint).map(|b| !b),
+        Cond::All(cs) => {
+            let mut decided = true;
+            for c in cs {
+                match by_endpoint(c, endpoint) {
+                    Some(false) => return Some(false),
+                    Some(true) => {}
+                    None => decided = false,
+                }
+            }
+            decided.then_some(true)
+        }
+        Cond::Any(cs) => {
+            let mut decided = true;
+            for c in cs {
+                match by_endpoint(c, endpoint) {
+                    Some(true) => return Some(true),
+                    Some(false) => {}
+                    None => decided = false,
+                }
+            }
+            decided.then_some(false)
+        }
+        _ => None,
+    }
 }
 
 /// A rule that counts no distinct values.
@@ -89,15 +175,169 @@ impl Plan {
                 None => NO_FIELD,
             })
             .collect();
+        let path_params = fields
+            .iter()
+            .map(|f| match f {
+                Field::PathParam(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
         Plan {
+            rule_words: rules.rules.len().div_ceil(64),
+            cond_words: n.div_ceil(64),
             ids,
             guards,
             detectors,
             rule_h,
             empty_h: super::id_hash(""),
             field_ids,
+            path_params,
+            eps: Vec::new(),
+            ep_index: HashTable::new(),
+            passing: Vec::new(),
+            passing_index: Default::default(),
+            memo: Vec::new(),
             rules,
         }
+    }
+
+    /// The rules that match the call, in rule order, into `out`: those for which
+    /// `r.enabled && v.matches(&r.cond) && v.in_scope(r)`, each condition evaluated at most
+    /// once, and only for the rules its endpoint and facts leave possible. Returns the index of
+    /// the call's [`EpRec`] (for [`Plan::field`]).
+    pub(super) fn matching(&mut self, v: &View<'_>, out: &mut Vec<u32>) -> usize {
+        out.clear();
+        let ep = self.endpoint(v.host, v.endpoint);
+        let pass = self.passing(self.facts(v));
+        let mut memo = std::mem::take(&mut self.memo);
+        memo.clear();
+        memo.resize(self.guards.len(), UNKNOWN);
+        let rec = &self.eps[ep];
+        for w in 0..self.rule_words {
+            let mut bits = rec.rules[w] & self.passing[pass + w];
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let id = self.ids[i] as usize;
+                let m = if bit(&rec.holds, id) {
+                    true
+                } else {
+                    match memo[id] {
+                        UNKNOWN => {
+                            let m = v.matches(&self.rules.rules[i].cond);
+                            memo[id] = m as u8;
+                            m
+                        }
+                        k => k == 1,
+                    }
+                };
+                if m {
+                    out.push(i as u32);
+                }
+            }
+        }
+        self.memo = memo;
+        ep
+    }
+
+    /// The value of the field with id `fid` (`f`) in `v`, whose endpoint record is `ep`: a
+    /// path parameter is found where the record says, without walking the template again.
+    pub(super) fn field<'v>(&self, ep: usize, fid: u32, f: &Field, v: &'v View<'_>) -> Option<Cow<'v, str>> {
+        match (f, self.eps[ep].segs.get(fid as usize)) {
+            (Field::PathParam(_), Some(seg)) => super::view::path_segment(v.path, (*seg)?).map(Cow::Borrowed),
+            _ => v.field(f),
+        }
+    }
+
+    /// How many endpoint records and sets of facts the plan keeps (for the tests of its caps).
+    #[cfg(test)]
+    pub(super) fn kept(&self) -> (usize, usize) {
+        (self.eps.len(), self.passing_index.len())
+    }
+
+    /// The index of the record of (`host`, `endpoint`), made when new.
+    fn endpoint(&mut self, host: &str, endpoint: &str) -> usize {
+        let h = FixedState::with_seed(0x6570).hash_one((host, endpoint));
+        let same = |r: &EpRec| {
+            let hl = r.host_len as usize;
+            hl == host.len() && &r.text[..hl] == host && &r.text[hl + 1..] == endpoint
+        };
+        let eps = &self.eps;
+        if let Some(&i) = self.ep_index.find(h, |&i| same(&eps[i as usize])) {
+            return i as usize;
+        }
+        if self.eps.len() >= MAX_EPS {
+            self.eps.clear();
+            self.ep_index.clear();
+        }
+        let rec = self.decide(host, endpoint);
+        let i = self.eps.len() as u32;
+        self.eps.push(rec);
+        let eps = &self.eps;
+        self.ep_index.insert_unique(h, i, |&j| {
+            let r = &eps[j as usize];
+            let hl = r.host_len as usize;
+            FixedState::with_seed(0x6570).hash_one((&r.text[..hl], &r.text[hl + 1..]))
+        });
+        i as usize
+    }
+
+    /// What (`host`, `endpoint`) decides for every call to it.
+    fn decide(&self, host: &str, endpoint: &str) -> EpRec {
+        let mut rules = vec![0u64; self.rule_words];
+        let mut holds = vec![0u64; self.cond_words];
+        let mut decided = vec![None; self.guards.len()];
+        let mut done = vec![false; self.guards.len()];
+        // the scope needs only these two of a view
+        let scope = |r: &crate::rules::Rule| super::view::in_scope_at(host, endpoint, r);
+        for (i, r) in self.rules.rules.iter().enumerate() {
+            let id = self.ids[i] as usize;
+            if !done[id] {
+                decided[id] = by_endpoint(&r.cond, endpoint);
+                done[id] = true;
+                if decided[id] == Some(true) {
+                    set_bit(&mut holds, id);
+                }
+            }
+            if r.enabled && decided[id] != Some(false) && scope(r) {
+                set_bit(&mut rules, i);
+            }
+        }
+        let segs = self
+            .path_params
+            .iter()
+            .map(|p| {
+                p.as_deref()
+                    .and_then(|n| super::view::template_segment(endpoint, n))
+            })
+            .collect();
+        EpRec {
+            text: crate::util::concat(&[host, " ", endpoint]).into(),
+            host_len: host.len() as u32,
+            rules: rules.into(),
+            holds: holds.into(),
+            segs,
+        }
+    }
+
+    /// The offset in `passing` of the rules whose guards pass on `facts`, computed when new.
+    fn passing(&mut self, facts: u64) -> usize {
+        if let Some(&at) = self.passing_index.get(&facts) {
+            return at as usize;
+        }
+        if self.passing_index.len() >= MAX_FACTS {
+            self.passing_index.clear();
+            self.passing.clear();
+        }
+        let at = self.passing.len();
+        self.passing.resize(at + self.rule_words, 0);
+        for (i, id) in self.ids.iter().enumerate() {
+            if self.guards[*id as usize].passes(facts) {
+                set_bit(&mut self.passing[at..], i);
+            }
+        }
+        self.passing_index.insert(facts, at as u32);
+        at
     }
 
     /// The transaction's facts, as the guards read them.
@@ -117,9 +357,6 @@ impl Plan {
                 f |= HAS_BODY;
             }
         }
-        if memchr::memchr(b'{', v.endpoint.as_bytes()).is_some() {
-            f |= EP_BRACE;
-        }
         if v.auth_bypass {
             f |= AUTH_BYPASS;
         }
@@ -135,7 +372,8 @@ impl Plan {
     }
 
     /// Does condition `id` (`c`) hold for the transaction whose facts are `facts`? The same
-    /// answer as `v.matches(c)`.
+    /// answer as `v.matches(c)` (the guards alone, for their test).
+    #[cfg(test)]
     pub(super) fn matches(&self, id: u32, c: &Cond, facts: u64, v: &View<'_>) -> bool {
         self.guards[id as usize].passes(facts) && v.matches(c)
     }
@@ -201,8 +439,7 @@ fn guard(c: &Cond, detectors: &mut Vec<Detector>) -> Guard {
             all: 0,
             any: HAS_QUERY | HAS_BODY,
         },
-        // every character of a glob but `*` and `?` is matched as it is
-        Cond::Endpoint(g) if g.as_str().contains('{') => all(EP_BRACE),
+        // (an endpoint glob is decided once per endpoint: `EpRec`)
         _ => Guard::default(),
     }
 }
