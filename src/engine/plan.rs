@@ -26,13 +26,44 @@ use crate::detect::Detector;
 use crate::rules::{Cond, Field, ParamLoc, RuleSet};
 
 /// Fact bits: the response's status class (1xx..9xx: bits 1..9), then these, then one bit
-/// per detector ([`DET`] + its position in [`Plan::detectors`]).
+/// per detector ([`DET`] + its position in [`Names::detectors`]), per query parameter name
+/// ([`QNAME`] + its position in [`Names::query`]: the query could hold it) and per body key
+/// ([`BNAME`] + its position in [`Names::body`]: the body could hold it).
 const HAS_QUERY: u64 = 1 << 10;
 const HAS_BODY: u64 = 1 << 11;
 const AUTH_BYPASS: u64 = 1 << 13;
 const DET: u32 = 16;
 /// Detectors with a fact bit at most (a rule set asking for more leaves the rest unguarded).
-const MAX_DETECTORS: usize = 48;
+const MAX_DETECTORS: usize = 16;
+const QNAME: u32 = 32;
+const BNAME: u32 = 48;
+/// Query names and body keys with a fact bit at most (the rest are unguarded).
+const MAX_NAMES: usize = 16;
+/// Bodies longer than this are not searched for the keys (their bits are all set: "could"),
+/// so a rule asking for a body key never costs a search of a large body that its other
+/// criteria would rule out.
+const MAX_NAME_SEARCH: usize = 4096;
+
+/// What the guards ask of a call besides its status and body: detectors, query parameters,
+/// body keys (the first part of a dotted path), in fact-bit order.
+#[derive(Default)]
+struct Names {
+    detectors: Vec<Detector>,
+    query: Vec<String>,
+    body: Vec<String>,
+}
+
+/// The position of `x` in `v`, added when new and there is room.
+fn slot<T: PartialEq + Clone>(v: &mut Vec<T>, x: &T, cap: usize) -> Option<u32> {
+    match v.iter().position(|y| y == x) {
+        Some(i) => Some(i as u32),
+        None if v.len() < cap => {
+            v.push(x.clone());
+            Some(v.len() as u32 - 1)
+        }
+        None => None,
+    }
+}
 
 /// What a condition cannot hold without: every bit of `all`, and (when not 0) some bit of
 /// `any`.
@@ -59,8 +90,8 @@ pub(super) struct Plan {
     pub(super) ids: Vec<u32>,
     /// Per condition id, its guard.
     guards: Vec<Guard>,
-    /// The detectors the conditions ask for, in fact-bit order.
-    detectors: Vec<Detector>,
+    /// The detectors, query names and body keys the conditions ask for.
+    names: Names,
     /// Per rule, `id_hash` of its id (a part of its windows' ids, see [`super::window_id`]):
     /// not hashed again for every match.
     pub(super) rule_h: Vec<u64>,
@@ -69,6 +100,8 @@ pub(super) struct Plan {
     /// Per rule, the id of the field whose distinct values it counts (rules counting equal
     /// fields share one: its value is read and hashed once per transaction), or [`NO_FIELD`].
     pub(super) field_ids: Vec<u32>,
+    /// Per rule, the id of its scope (rules with equal scopes share one), none for no scope.
+    scope_ids: Vec<Option<u32>>,
     /// Per field id, its path parameter's name (for [`EpRec::segs`]), else none.
     path_params: Vec<Option<String>>,
     /// Words of a bit set of rules, of conditions.
@@ -155,9 +188,9 @@ impl Plan {
         let ids = super::cond_ids(&rules);
         let n = ids.iter().map(|i| *i as usize + 1).max().unwrap_or(0);
         let mut guards = vec![Guard::default(); n];
-        let mut detectors = Vec::new();
+        let mut names = Names::default();
         for (r, id) in rules.rules.iter().zip(&ids) {
-            guards[*id as usize] = guard(&r.cond, &mut detectors);
+            guards[*id as usize] = guard(&r.cond, &mut names);
         }
         let rule_h = rules.rules.iter().map(|r| super::id_hash(r.id.as_str())).collect();
         let mut fields: Vec<&Field> = Vec::new();
@@ -175,6 +208,21 @@ impl Plan {
                 None => NO_FIELD,
             })
             .collect();
+        let mut scopes: Vec<(Vec<&str>, Vec<&str>)> = Vec::new();
+        let scope_ids = rules
+            .rules
+            .iter()
+            .map(|r| {
+                if r.scope.hosts.is_empty() && r.scope.endpoints.is_empty() {
+                    return None;
+                }
+                let s = (
+                    r.scope.hosts.iter().map(|g| g.as_str()).collect(),
+                    r.scope.endpoints.iter().map(|g| g.as_str()).collect(),
+                );
+                Some(slot(&mut scopes, &s, usize::MAX).unwrap_or(0))
+            })
+            .collect();
         let path_params = fields
             .iter()
             .map(|f| match f {
@@ -187,11 +235,12 @@ impl Plan {
             cond_words: n.div_ceil(64),
             ids,
             guards,
-            detectors,
+            names,
             rule_h,
             empty_h: super::id_hash(""),
             field_ids,
             path_params,
+            scope_ids,
             eps: Vec::new(),
             ep_index: HashTable::new(),
             passing: Vec::new(),
@@ -288,8 +337,13 @@ impl Plan {
         let mut holds = vec![0u64; self.cond_words];
         let mut decided = vec![None; self.guards.len()];
         let mut done = vec![false; self.guards.len()];
-        // the scope needs only these two of a view
-        let scope = |r: &crate::rules::Rule| super::view::in_scope_at(host, endpoint, r);
+        // (each distinct scope once: the login group's globs serve three rules)
+        let n_scopes = self.scope_ids.iter().flatten().map(|i| *i as usize + 1).max().unwrap_or(0);
+        let mut scopes: Vec<Option<bool>> = vec![None; n_scopes];
+        let mut scope = |i: usize, r: &crate::rules::Rule| match self.scope_ids[i] {
+            None => true,
+            Some(s) => *scopes[s as usize].get_or_insert_with(|| super::view::in_scope_at(host, endpoint, r)),
+        };
         for (i, r) in self.rules.rules.iter().enumerate() {
             let id = self.ids[i] as usize;
             if !done[id] {
@@ -299,7 +353,7 @@ impl Plan {
                     set_bit(&mut holds, id);
                 }
             }
-            if r.enabled && decided[id] != Some(false) && scope(r) {
+            if r.enabled && decided[id] != Some(false) && scope(i, r) {
                 set_bit(&mut rules, i);
             }
         }
@@ -360,12 +414,29 @@ impl Plan {
         if v.auth_bypass {
             f |= AUTH_BYPASS;
         }
-        if !self.detectors.is_empty() {
+        if !self.names.detectors.is_empty() {
             let vd = v.verdicts();
-            for (i, d) in self.detectors.iter().enumerate() {
+            for (i, d) in self.names.detectors.iter().enumerate() {
                 if vd.has(*d) {
                     f |= 1 << (DET + i as u32);
                 }
+            }
+        }
+        // the names each parameter condition's own test looks for (`View::has_query`,
+        // `View::query`, `View::body_value`): without one, surely no such parameter
+        if let Some(q) = &v.tx.request {
+            let names = &self.names;
+            if !names.query.is_empty()
+                && let Some((_, qs)) = crate::util::split_query(&q.uri)
+            {
+                f |= name_bits(qs.as_bytes(), &names.query, b"%++", QNAME);
+            }
+            if !names.body.is_empty() && !q.body.is_empty() {
+                f |= if q.body.len() > MAX_NAME_SEARCH {
+                    ((1u64 << names.body.len()) - 1) << BNAME
+                } else {
+                    name_bits(&q.body, &names.body, b"\\%+", BNAME)
+                };
             }
         }
         f
@@ -379,14 +450,36 @@ impl Plan {
     }
 }
 
-/// The guard of a condition. `detectors`: the detectors given a fact bit so far.
-fn guard(c: &Cond, detectors: &mut Vec<Detector>) -> Guard {
+/// The fact bits (from `at` on) of the `names` that `text` could hold once decoded: all of them
+/// when it holds one of the `escapes`, else those it holds as they are ([`super::view::may_name`]
+/// for each, with one escape search).
+fn name_bits(text: &[u8], names: &[String], escapes: &[u8; 3], at: u32) -> u64 {
+    if memchr::memchr3(escapes[0], escapes[1], escapes[2], text).is_some() {
+        return ((1u64 << names.len()) - 1) << at;
+    }
+    let mut f = 0;
+    for (i, n) in names.iter().enumerate() {
+        if crate::util::contains_short(text, n.as_bytes()) {
+            f |= 1 << (at + i as u32);
+        }
+    }
+    f
+}
+
+/// The first key of a body path (`user` of `user.email`): the one [`View::body_value`] looks
+/// for in the body's text.
+fn first_key(name: &str) -> &str {
+    memchr::memchr(b'.', name.as_bytes()).map_or(name, |i| &name[..i])
+}
+
+/// The guard of a condition. `names`: the detectors and names given a fact bit so far.
+fn guard(c: &Cond, names: &mut Names) -> Guard {
     let all = |b: u64| Guard { all: b, any: 0 };
     match c {
         Cond::All(cs) => {
             // every part must hold: all their musts, and one part's "one of"
             let mut g = Guard::default();
-            for x in cs.iter().map(|x| guard(x, detectors)) {
+            for x in cs.iter().map(|x| guard(x, names)) {
                 g.all |= x.all;
                 if g.any == 0 {
                     g.any = x.any;
@@ -395,14 +488,22 @@ fn guard(c: &Cond, detectors: &mut Vec<Detector>) -> Guard {
             g
         }
         Cond::Any(cs) => {
-            // one part must hold: one of the facts some part requires, if every part requires one
-            let gs: Vec<Guard> = cs.iter().map(|x| guard(x, detectors)).collect();
+            // one part must hold: one fact each part requires (the highest of its musts, the
+            // most telling: a key's bit says more than "has a body"), if every part requires one
+            let gs: Vec<Guard> = cs.iter().map(|x| guard(x, names)).collect();
             if gs.is_empty() || !gs.iter().all(|g| g.requires()) {
                 return Guard::default();
             }
+            let one = |g: &Guard| {
+                if g.all != 0 {
+                    1 << (63 - g.all.leading_zeros())
+                } else {
+                    g.any
+                }
+            };
             Guard {
                 all: 0,
-                any: gs.iter().fold(0, |m, g| m | g.all | g.any),
+                any: gs.iter().fold(0, |m, g| m | one(g)),
             }
         }
         Cond::Status(rs) => {
@@ -421,24 +522,34 @@ fn guard(c: &Cond, detectors: &mut Vec<Detector>) -> Guard {
             Guard { all: 0, any }
         }
         Cond::Detector(Detector::AuthBypass) => all(AUTH_BYPASS),
-        Cond::Detector(d) => {
-            let i = match detectors.iter().position(|x| x == d) {
-                Some(i) => i,
-                None if detectors.len() < MAX_DETECTORS => {
-                    detectors.push(*d);
-                    detectors.len() - 1
-                }
-                None => return Guard::default(),
-            };
-            all(1 << (DET + i as u32))
-        }
-        // a query parameter needs a query, a body field a body
-        Cond::Param(ParamLoc::Query, ..) => all(HAS_QUERY),
-        Cond::Param(ParamLoc::Body, ..) => all(HAS_BODY),
-        Cond::Param(ParamLoc::Either, ..) => Guard {
-            all: 0,
-            any: HAS_QUERY | HAS_BODY,
+        Cond::Detector(d) => match slot(&mut names.detectors, d, MAX_DETECTORS) {
+            Some(i) => all(1 << (DET + i)),
+            None => Guard::default(),
         },
+        // a query parameter needs a query that could hold its name, a body key a body that
+        // could hold it
+        Cond::Param(ParamLoc::Query, n, _) => match slot(&mut names.query, n, MAX_NAMES) {
+            Some(i) => all(HAS_QUERY | 1 << (QNAME + i)),
+            None => all(HAS_QUERY),
+        },
+        Cond::Param(ParamLoc::Body, n, _) => match slot(&mut names.body, &first_key(n).to_string(), MAX_NAMES) {
+            Some(i) => all(HAS_BODY | 1 << (BNAME + i)),
+            None => all(HAS_BODY),
+        },
+        Cond::Param(ParamLoc::Either, n, _) => {
+            let q = slot(&mut names.query, n, MAX_NAMES);
+            let b = slot(&mut names.body, &first_key(n).to_string(), MAX_NAMES);
+            match (q, b) {
+                (Some(q), Some(b)) => Guard {
+                    all: 0,
+                    any: 1 << (QNAME + q) | 1 << (BNAME + b),
+                },
+                _ => Guard {
+                    all: 0,
+                    any: HAS_QUERY | HAS_BODY,
+                },
+            }
+        }
         // (an endpoint glob is decided once per endpoint: `EpRec`)
         _ => Guard::default(),
     }

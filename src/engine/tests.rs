@@ -1326,6 +1326,11 @@ fn guard_corpus() -> Vec<T> {
             latency_us: 900_000,
             ..t("GET", "/{x}/{{", 302)
         },
+        // a form body whose invalid UTF-8 decodes to U+FFFD, which a key could name
+        T {
+            req_body: b"\xff=1&ph\xffone=2".to_vec(),
+            ..t("POST", "/f", 200).h("Content-Type", "application/x-www-form-urlencoded")
+        },
     ]
 }
 
@@ -1358,6 +1363,10 @@ fn plan_guards_answer_what_the_full_evaluation_answers() {
         "{ header = \"x-debug\", auth = \"bearer\" }",
         "{ latency_ms = \">500\", status = \"300-399\" }",
         "{ content_type = \"application/*\" }",
+        "{ body = \"\\uFFFD\" }",
+        "{ any = [{ body = \"ph\\uFFFDone\" }, { query = \"q\" }] }",
+        "{ any = [{ query = \"email\" }, { status = 404 }, { detector = \"injection\" }] }",
+        "{ all = [{ param = \"phone\" }, { any = [{ body = \"email\" }, { body = \"user.name\" }] }] }",
     ];
     let mut text = crate::rules::DEFAULT_RULES.to_string();
     for (i, m) in extra.iter().enumerate() {

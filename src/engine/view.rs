@@ -445,16 +445,27 @@ pub(super) fn template_segment(endpoint: &str, name: &str) -> Option<usize> {
 /// The segment of `path` after its `seg`-th `/` (up to the next one), when it has that many.
 pub(super) fn path_segment(path: &str, seg: usize) -> Option<&str> {
     let pb = path.as_bytes();
+    // (plain loops: a path is a few dozen bytes, shorter than a vector search's setup)
     let mut j = 0;
     if seg > 0 {
         let mut left = seg;
-        let x = pb.iter().position(|&b| {
-            left -= (b == b'/') as usize;
-            left == 0
-        })?;
-        j = x + 1;
+        loop {
+            if j == pb.len() {
+                return None;
+            }
+            j += 1;
+            if pb[j - 1] == b'/' {
+                left -= 1;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
     }
-    let pe = pb[j..].iter().position(|&b| b == b'/').map_or(pb.len(), |x| j + x);
+    let mut pe = j;
+    while pe < pb.len() && pb[pe] != b'/' {
+        pe += 1;
+    }
     Some(&path[j..pe])
 }
 
