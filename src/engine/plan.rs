@@ -416,10 +416,10 @@ impl Plan {
                 f |= 1 << class;
             }
         }
-        if let Some(q) = &v.tx.request {
-            if !q.body.is_empty() {
-                f |= HAS_BODY;
-            }
+        if let Some(q) = &v.tx.request
+            && !q.body.is_empty()
+        {
+            f |= HAS_BODY;
         }
         if v.auth_bypass {
             f |= AUTH_BYPASS;
