@@ -130,10 +130,12 @@ pub(super) struct Plan {
     memo: Vec<u8>,
 }
 
-/// Distinct (host, endpoint) pairs a plan keeps decisions for.
-const MAX_EPS: usize = 4096;
+/// Distinct (host, endpoint) pairs a plan keeps decisions for (a few hundred bytes each: at
+/// most a few MiB; an API with thousands of untemplated paths, like one product id per path,
+/// still fits, so its records are not made again and again).
+pub(super) const MAX_EPS: usize = 16384;
 /// Distinct sets of facts a plan keeps guard verdicts for.
-const MAX_FACTS: usize = 1024;
+pub(super) const MAX_FACTS: usize = 1024;
 const UNKNOWN: u8 = 2;
 
 /// What one (host, endpoint) decides for every call to it.
