@@ -182,6 +182,8 @@ impl Entity {
 
     /// Add string `s` to the list whose first item is `*first` and tail `tail`, at most `cap`
     /// items. Ok(true): added, Ok(false): listed already, Err: full.
+    /// `hint`: see [`Strings::find_hinted`].
+    #[allow(clippy::too_many_arguments)]
     fn push_str(
         strings: &mut Strings,
         first: &mut u32,
@@ -189,6 +191,7 @@ impl Entity {
         tail: fn(&mut Rare) -> &mut Vec<u32>,
         s: &str,
         cap: usize,
+        hint: &mut u32,
     ) -> Result<bool, ()> {
         // most calls repeat the first value: one compare, no hash
         if *first != NONE && strings.get(*first) == s {
@@ -197,9 +200,10 @@ impl Entity {
         // (an empty list takes it: interned, not looked up first as well)
         if *first == NONE {
             *first = strings.intern(s);
+            *hint = *first;
             return Ok(true);
         }
-        let id = strings.find(s);
+        let id = strings.find_hinted(s, hint);
         if let Some(id) = id
             && (*first == id || rare.as_mut().is_some_and(|r| tail(r).contains(&id)))
         {
@@ -210,6 +214,7 @@ impl Entity {
             return Err(());
         }
         let id = strings.intern(s);
+        *hint = id;
         let v = tail(rare.get_or_insert_with(Default::default));
         if v.is_empty() {
             v.reserve_exact(1);
@@ -221,6 +226,7 @@ impl Entity {
     /// [`Entity::push_str`] for a list whose overflow is not counted (user agents, principals):
     /// a full list takes nothing, listed or not, so it is not searched (an address behind
     /// which many principals log in would look each one up on every call).
+    #[allow(clippy::too_many_arguments)]
     fn add_str(
         strings: &mut Strings,
         first: &mut u32,
@@ -228,11 +234,12 @@ impl Entity {
         tail: fn(&mut Rare) -> &mut Vec<u32>,
         s: &str,
         cap: usize,
+        hint: &mut u32,
     ) {
         if *first != NONE && 1 + rare.as_mut().map_or(0, |r| tail(r).len()) >= cap {
             return;
         }
-        let _ = Entity::push_str(strings, first, rare, tail, s, cap);
+        let _ = Entity::push_str(strings, first, rare, tail, s, cap, hint);
     }
 
     fn list(&self, strings: &Strings, first: u32, tail: fn(&Rare) -> &Vec<u32>) -> Vec<String> {
@@ -377,6 +384,9 @@ pub struct EntityTable {
     /// The compact key and position of the entity observed last (the call's address, which
     /// [`EntityTable::flagged_ip`] asks about next): checked, so a stale pair is only a miss.
     last: (u64, u32),
+    /// The ids the endpoint, user agent and principal last looked up had (checked before use:
+    /// [`Strings::find_hinted`]).
+    hints: [u32; 3],
 }
 
 impl EntityTable {
@@ -389,6 +399,7 @@ impl EntityTable {
             evictions: 0,
             fleet_risk: None,
             last: (0, u32::MAX),
+            hints: [u32::MAX; 3],
         }
     }
 
@@ -562,7 +573,7 @@ impl EntityTable {
         let (takeover_window_s, takeover_failures) = (self.cfg.takeover_window_s, self.cfg.takeover_failures);
         let i = self.entry_at(&o.key, compact, o.ts);
         self.last = (self.map.at(i).key, i);
-        let strings = &mut self.strings;
+        let (strings, hints) = (&mut self.strings, &mut self.hints);
         let e = self.map.at_mut(i);
         e.first = e.first.min(o.ts);
         e.last = e.last.max(o.ts);
@@ -595,6 +606,7 @@ impl EntityTable {
             |r| &mut r.endpoints,
             &o.endpoint,
             MAX_ENDPOINTS,
+            &mut hints[0],
         )
         .is_err()
         {
@@ -609,6 +621,7 @@ impl EntityTable {
                 |r| &mut r.user_agents,
                 cut,
                 MAX_LIST / 2,
+                &mut hints[1],
             );
         }
         let has_addr = e.flags & HAS_ADDR != 0;
@@ -636,6 +649,7 @@ impl EntityTable {
                 |r| &mut r.principals,
                 pr,
                 MAX_LIST / 2,
+                &mut hints[2],
             );
         }
         if !o.authenticated {
@@ -1183,6 +1197,7 @@ mod tests {
         let (mut fa, mut fb) = (NONE, NONE);
         let (mut ra, mut rb): (Option<Box<Rare>>, Option<Box<Rare>>) = (None, None);
         let tail: fn(&mut Rare) -> &mut Vec<u32> = |r| &mut r.principals;
+        let (mut ha, mut hb) = (u32::MAX, u32::MAX);
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         for i in 0..5000u64 {
             x ^= x << 13;
@@ -1191,8 +1206,8 @@ mod tests {
             // mostly the first few values, now and then one of many others
             let v = if i % 3 == 0 { x % 40 } else { x % 5 };
             let s = format!("user-{v}");
-            let _ = Entity::push_str(&mut sa, &mut fa, &mut ra, tail, &s, MAX_LIST / 2);
-            Entity::add_str(&mut sb, &mut fb, &mut rb, tail, &s, MAX_LIST / 2);
+            let _ = Entity::push_str(&mut sa, &mut fa, &mut ra, tail, &s, MAX_LIST / 2, &mut ha);
+            Entity::add_str(&mut sb, &mut fb, &mut rb, tail, &s, MAX_LIST / 2, &mut hb);
             let list = |st: &Strings, f: u32, r: &Option<Box<Rare>>| {
                 let mut out = vec![st.get(f).to_string()];
                 out.extend(

@@ -193,13 +193,11 @@ pub struct Engine {
     /// conditions share one), for the rule set it was made for.
     /// (boxed: taken out and put back on every call, a pointer moves, not the plan)
     plan: Option<Box<plan::Plan>>,
-    /// Per condition id, this transaction: unknown, false or true.
-    cond_memo: Vec<u8>,
+    /// The rules matching the current call (a buffer kept from call to call).
+    matched: Vec<u32>,
     /// The endpoint baselines' key of the current call (a buffer reused, not one per call).
     ep_key: String,
 }
-
-const COND_UNKNOWN: u8 = 2;
 
 /// Counted fields whose values [`Engine::on_tx`] keeps for the other rules counting them.
 const FIELD_MEMO: usize = 8;
@@ -208,9 +206,9 @@ const FIELD_MEMO: usize = 8;
 /// (none for a secret field or an object's text). `None`: the transaction has none.
 type DistinctValue<'v> = Option<(u64, Option<std::borrow::Cow<'v, str>>)>;
 
-/// The [`DistinctValue`] of field `f` in `v`.
-fn distinct_value<'v>(v: &'v View<'_>, f: &Field) -> DistinctValue<'v> {
-    let x = v.field(f)?;
+/// The [`DistinctValue`] of field `f`, whose value in the call is `x`.
+fn distinct_value<'v>(x: Option<std::borrow::Cow<'v, str>>, f: &Field) -> DistinctValue<'v> {
+    let x = x?;
     let h = hash_of(&*x);
     // listed only when it is a plain value of a field that is not a secret (an object's text
     // could hold a password)
@@ -254,7 +252,7 @@ impl Engine {
             shards: shards.max(1),
             fleet_hits: Vec::new(),
             plan: None,
-            cond_memo: Vec::new(),
+            matched: Vec::new(),
             ep_key: String::new(),
         }
     }
@@ -321,42 +319,32 @@ impl Engine {
         // Rules that share a condition (the same walk counted over a minute and over an hour,
         // by address and by principal) evaluate it once per transaction.
         // (taken out while the rules run: applying a hit borrows the engine)
-        let plan = match self.plan.take() {
+        let mut plan = match self.plan.take() {
             Some(p) if Arc::ptr_eq(&p.rules, &rules) => p,
             _ => Box::new(plan::Plan::new(rules.clone())),
         };
-        let facts = plan.facts(v);
-        let mut known = std::mem::take(&mut self.cond_memo);
-        known.clear();
-        known.resize(plan.ids.len(), COND_UNKNOWN);
+        // the rules that match, found through the plan's index (their conditions evaluated
+        // once each, only where the endpoint and the call's facts leave a match possible)
+        let mut matched = std::mem::take(&mut self.matched);
+        let ep = plan.matching(v, &mut matched);
         // Per transaction, read once for every rule that needs them: the distinct values of
         // the counted fields (by field id, the first FIELD_MEMO), the hashes of the address
         // and principal entities and of the endpoint (window ids).
         let mut fields: [Option<DistinctValue<'_>>; FIELD_MEMO] = Default::default();
         let (mut ip_h, mut principal_h, mut ep_h) = (None, None, None);
-        for (rule_idx, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.enabled) {
-            // the condition first: a scope's globs cost more than most conditions
-            let id = plan.ids[rule_idx];
-            let m = match known[id as usize] {
-                COND_UNKNOWN => {
-                    let m = plan.matches(id, &r.cond, facts, v);
-                    known[id as usize] = m as u8;
-                    m
-                }
-                k => k == 1,
-            };
-            if !m || !v.in_scope(r) {
-                continue;
-            }
+        for &rule_idx in &matched {
+            let rule_idx = rule_idx as usize;
+            let r = &rules.rules[rule_idx];
             let Some(key) = v.entity(&r.entity) else { continue };
             self.stats.matches += 1;
             let spare;
             let (distinct, value) = match &r.threshold.distinct {
                 Some(f) => {
-                    let dv = match fields.get_mut(plan.field_ids[rule_idx] as usize) {
-                        Some(slot) => slot.get_or_insert_with(|| distinct_value(v, f)),
+                    let fid = plan.field_ids[rule_idx];
+                    let dv = match fields.get_mut(fid as usize) {
+                        Some(slot) => slot.get_or_insert_with(|| distinct_value(plan.field(ep, fid, f, v), f)),
                         None => {
-                            spare = distinct_value(v, f);
+                            spare = distinct_value(plan.field(ep, fid, f, v), f);
                             &spare
                         }
                     };
@@ -427,7 +415,7 @@ impl Engine {
             }
         }
         self.plan = Some(plan);
-        self.cond_memo = known;
+        self.matched = matched;
     }
 
     /// The learned-baseline detectors: rate and volume per address (owned here), errors and

@@ -1326,6 +1326,11 @@ fn guard_corpus() -> Vec<T> {
             latency_us: 900_000,
             ..t("GET", "/{x}/{{", 302)
         },
+        // a form body whose invalid UTF-8 decodes to U+FFFD, which a key could name
+        T {
+            req_body: b"\xff=1&ph\xffone=2".to_vec(),
+            ..t("POST", "/f", 200).h("Content-Type", "application/x-www-form-urlencoded")
+        },
     ]
 }
 
@@ -1358,6 +1363,10 @@ fn plan_guards_answer_what_the_full_evaluation_answers() {
         "{ header = \"x-debug\", auth = \"bearer\" }",
         "{ latency_ms = \">500\", status = \"300-399\" }",
         "{ content_type = \"application/*\" }",
+        "{ body = \"\\uFFFD\" }",
+        "{ any = [{ body = \"ph\\uFFFDone\" }, { query = \"q\" }] }",
+        "{ any = [{ query = \"email\" }, { status = 404 }, { detector = \"injection\" }] }",
+        "{ all = [{ param = \"phone\" }, { any = [{ body = \"email\" }, { body = \"user.name\" }] }] }",
     ];
     let mut text = crate::rules::DEFAULT_RULES.to_string();
     for (i, m) in extra.iter().enumerate() {
@@ -1683,4 +1692,208 @@ fn a_call_without_a_body_has_no_body_field() {
         // the query still answers
         assert!(v.matches(&Cond::Param(ParamLoc::Either, "email".into(), None)));
     }
+}
+
+/// A rule set of every kind the plan's index reads: the default pack, a user file's rules
+/// (scopes by host, group and endpoint; endpoint globs alone, negated, in `any` and `all` with
+/// other criteria; disabled rules; counted path parameters by name and position), and the
+/// guard pack's conditions.
+fn index_rule_set(seed: u64) -> Arc<RuleSet> {
+    let conds = [
+        "{ endpoint = \"*{id}*\" }",
+        "{ endpoint = \"*{uuid}*\" }",
+        "{ endpoint = \"GET /users/{id}\" }",
+        "{ endpoint = \"* /users/*\" }",
+        "{ endpoint = \"?ET /*\" }",
+        "{ endpoint = \"*\" }",
+        "{ not = { endpoint = \"*{id}*\" } }",
+        "{ any = [{ endpoint = \"*orders*\" }, { status = 404 }] }",
+        "{ any = [{ endpoint = \"*orders*\" }, { endpoint = \"*carts*\" }] }",
+        "{ all = [{ endpoint = \"*{id}*\" }, { method = \"GET\" }] }",
+        "{ all = [{ endpoint = \"*{id}*\" }, { not = { endpoint = \"*items*\" } }] }",
+        "{ all = [] }",
+        "{ any = [] }",
+        "{ endpoint = \"POST */login\", detector = \"auth_failure\" }",
+        "{ status = 404 }",
+        "{ status = \"500-599\" }",
+        "{ any = [{ query = \"email\" }, { body = \"email\" }] }",
+        "{ param = { name = \"phone\", regex = \"^[0-9]+$\" } }",
+        "{ detector = \"injection\" }",
+        "{ detector = \"auth_bypass\" }",
+        "{ method = [\"PUT\", \"DELETE\"], not = { status = \"200-299\" } }",
+        "{ header = \"x-debug\" }",
+    ];
+    let scopes = [
+        "",
+        "scope = { host = \"api.example\" }\n",
+        "scope = { host = \"*.internal\" }\n",
+        "scope = { host = \"api.example\", endpoint = \"GET /users/{id}\" }\n",
+        "scope = { group = \"login\" }\n",
+        "scope = { endpoint = [\"GET *\", \"DELETE *\"] }\n",
+    ];
+    let distinct = [
+        "",
+        ", distinct = \"path.id\"",
+        ", distinct = \"path.uuid\"",
+        ", distinct = \"path.1\"",
+        ", distinct = \"path.0\"",
+        ", distinct = \"param.email\"",
+        ", distinct = \"path\"",
+    ];
+    let mut text = format!("{}\n", crate::rules::DEFAULT_RULES);
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..40 {
+        let c = conds[next() as usize % conds.len()];
+        let s = scopes[next() as usize % scopes.len()];
+        let d = distinct[next() as usize % distinct.len()];
+        let enabled = if next() % 7 == 0 { "enabled = false\n" } else { "" };
+        text.push_str(&format!(
+            "\n[[rule]]\nid = \"u{i}\"\nsid = {}\ntype = \"enumeration\"\n{s}{enabled}match = {c}\nthreshold = {{ count = 3, window = 60{d} }}\n",
+            5000 + i
+        ));
+    }
+    // a user file turning a default rule off
+    text.push_str("\n[[rule]]\nid = \"x-off\"\nsid = 4999\ntype = \"scanner\"\nenabled = false\nmatch = { status = 404 }\n");
+    Arc::new(RuleSet::parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// Generated calls: methods, hosts (with ports and odd ones), templated and literal paths,
+/// statuses of each class, queries, bodies, headers, injections.
+fn index_corpus(n: usize, seed: u64) -> Vec<(T, bool)> {
+    let methods = ["GET", "POST", "PUT", "DELETE", "PATCH"];
+    let hosts = ["api.example", "api.example:8443", "billing.internal", "x y", "", "[::1]:80"];
+    let paths = [
+        "/users/{n}",
+        "/users/{n}/orders",
+        "/orders/3f2b8a9e-1c2d-4e5f-8a9b-0c1d2e3f{n:04}",
+        "/carts/{n}/items/{m}",
+        "/api/login",
+        "/products",
+        "/products/SKU-{n}",
+        "/",
+        "/a//{n}",
+        "/usrs/{n}/x/{m}/y",
+    ];
+    let queries = ["", "?page={n}", "?email=u{n}%40x.y", "?phone={n}", "?e+mail=1", "?id=1%27%20OR%201=1--"];
+    let statuses = [200, 201, 204, 301, 400, 401, 403, 404, 405, 422, 500, 503, 0, 999];
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|_| {
+            let (a, b) = (next() % 1000, next() % 50);
+            let p = paths[next() as usize % paths.len()]
+                .replace("{n:04}", &format!("{:04}", a % 10000))
+                .replace("{n}", &a.to_string())
+                .replace("{m}", &b.to_string());
+            let q = queries[next() as usize % queries.len()].replace("{n}", &a.to_string());
+            let m = methods[next() as usize % methods.len()];
+            let mut c = t(m, &format!("{p}{q}"), statuses[next() as usize % statuses.len()]).from((a % 200) as u8);
+            c.req_headers = vec![("Host".into(), hosts[next() as usize % hosts.len()].into())];
+            match next() % 6 {
+                0 => c = c.body("application/json", &format!("{{\"email\":\"e{a}@x.y\",\"password\":\"p\"}}")),
+                1 => c = c.body("application/x-www-form-urlencoded", &format!("phone={a}&x=1")),
+                2 => c = c.body("application/json", "{\"items\":[1,2]}"),
+                _ => {}
+            }
+            if next() % 5 == 0 {
+                c = c.h("X-Debug", "1");
+            }
+            if next() % 9 == 0 {
+                c = c.h("Authorization", "Bearer abc");
+            }
+            (c, next() % 11 == 0)
+        })
+        .collect()
+}
+
+/// The plan's index (per endpoint and per set of facts, kept across calls) finds exactly the
+/// rules a plain walk finds: enabled, condition true, in scope, in rule order; and a counted
+/// path parameter read where the endpoint's record says is the view's own answer. Over many
+/// generated calls and rule sets, one plan per set, so its kept records serve many calls.
+#[test]
+fn the_plan_index_finds_the_rules_a_plain_walk_finds() {
+    let red = Redactor::new(b"k");
+    let mut found = (0usize, 0usize);
+    for seed in 1..=6u64 {
+        let rs = index_rule_set(seed * 0x9e37_79b9_7f4a_7c15);
+        let mut plan = plan::Plan::new(rs.clone());
+        let mut got = Vec::new();
+        for (x, bypass) in index_corpus(1500, seed) {
+            let (meta, tx) = x.tx();
+            let auth = red.auth(tx.request.as_ref().expect("request"));
+            let (host, m, tpl) = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
+            let endpoint = format!("{m} {tpl}");
+            let mut v = View::new(&meta, &tx, &auth, meta.src, &host, &endpoint, &x.uri);
+            v.auth_bypass = bypass;
+            let ep = plan.matching(&v, &mut got);
+            // the plain walk on a fresh view (nothing parsed or cached yet)
+            let mut w = View::new(&meta, &tx, &auth, meta.src, &host, &endpoint, &x.uri);
+            w.auth_bypass = bypass;
+            let want: Vec<u32> = rs
+                .rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.enabled && w.matches(&r.cond) && w.in_scope(r))
+                .map(|(i, _)| i as u32)
+                .collect();
+            assert_eq!(got, want, "{} {} on {host:?} ({endpoint})", x.method, x.uri);
+            for (i, r) in rs.rules.iter().enumerate() {
+                if let Some(f) = &r.threshold.distinct {
+                    assert_eq!(
+                        plan.field(ep, plan.field_ids[i], f, &v),
+                        w.field(f),
+                        "{f:?} of {} on {endpoint}",
+                        x.uri
+                    );
+                }
+            }
+            found.0 += 1;
+            found.1 += got.len();
+        }
+    }
+    // the corpus exercises matches and misses
+    assert!(found.1 > found.0 && found.1 < found.0 * 20, "{found:?}");
+}
+
+/// The plan's records are bounded: past their cap they are dropped and made again, with the
+/// same answers.
+#[test]
+fn the_plan_index_stays_right_past_its_caps() {
+    let red = Redactor::new(b"k");
+    let rs = index_rule_set(7);
+    let mut plan = plan::Plan::new(rs.clone());
+    let mut got = Vec::new();
+    let mut n = 0;
+    // more distinct endpoints (literal paths the catalog does not template) than a plan keeps
+    for i in 0..plan::MAX_EPS as u32 + 1000 {
+        let x = t("GET", &format!("/p/v{i}x/{}", i % 3), [200, 404, 500][i as usize % 3]);
+        let (meta, tx) = x.tx();
+        let auth = red.auth(tx.request.as_ref().expect("request"));
+        let endpoint = format!("GET /p/v{i}x/{{id}}");
+        let v = View::new(&meta, &tx, &auth, meta.src, "api.example", &endpoint, &x.uri);
+        plan.matching(&v, &mut got);
+        let want: Vec<u32> = rs
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.enabled && v.matches(&r.cond) && v.in_scope(r))
+            .map(|(i, _)| i as u32)
+            .collect();
+        assert_eq!(got, want, "{endpoint}");
+        n += got.len();
+    }
+    let (eps, facts) = plan.kept();
+    assert!(eps <= plan::MAX_EPS && eps < 2000 && facts <= plan::MAX_FACTS, "{eps} {facts}");
+    assert!(n > 5000, "{n}");
 }

@@ -181,7 +181,10 @@ impl<'a> View<'a> {
         if body.is_empty() {
             return None;
         }
-        if self.body.get().is_none() && !may_name(body, first, b"\\%+") {
+        // (a name with U+FFFD could be spelled by invalid UTF-8 in a form body, which the
+        // text test cannot see: tested always, so the answer never depends on whether an
+        // earlier condition parsed the body)
+        if (self.body.get().is_none() || first.contains('\u{FFFD}')) && !may_name(body, first, b"\\%+") {
             return None;
         }
         let mut v = self.json_body()?;
@@ -371,22 +374,23 @@ impl<'a> View<'a> {
         }
     }
 
-    /// Is the transaction in the rule's scope? (Inlined: most rules have none, a call each
-    /// cost more than the two length tests.)
-    #[inline]
+    /// Is the transaction in the rule's scope? (The engine asks its plan, which decides it
+    /// once per host and endpoint: this is the plain answer the plan is tested against.)
+    #[cfg(test)]
     pub(super) fn in_scope(&self, r: &Rule) -> bool {
-        (r.scope.hosts.is_empty() && r.scope.endpoints.is_empty()) || self.in_scope_of(r)
+        in_scope_at(self.host, self.endpoint, r)
     }
+}
 
-    fn in_scope_of(&self, r: &Rule) -> bool {
-        // `host = "api.example.com"` also covers `api.example.com:8443`
-        let bare = || match self.host.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => self.host,
-        };
-        (r.scope.hosts.is_empty() || r.scope.hosts.iter().any(|g| g.matches(self.host) || g.matches(bare())))
-            && (r.scope.endpoints.is_empty() || r.scope.endpoints.iter().any(|g| g.matches(self.endpoint)))
-    }
+/// [`View::in_scope`] of a call to `host` and `endpoint`: the scope reads nothing else.
+pub(super) fn in_scope_at(host: &str, endpoint: &str, r: &Rule) -> bool {
+    // `host = "api.example.com"` also covers `api.example.com:8443`
+    let bare = || match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    (r.scope.hosts.is_empty() || r.scope.hosts.iter().any(|g| g.matches(host) || g.matches(bare())))
+        && (r.scope.endpoints.is_empty() || r.scope.endpoints.iter().any(|g| g.matches(endpoint)))
 }
 
 /// Could a text hold the key `name` once decoded? It must hold `name` as it is, or one of the
@@ -407,11 +411,17 @@ fn trim_braces(t: &str) -> &str {
 
 /// [`View::path_param`] of an endpoint (`METHOD /template`) and the path it was called with.
 fn path_param_of<'p>(endpoint: &str, path: &'p str, name: &str) -> Option<&'p str> {
+    path_segment(path, template_segment(endpoint, name)?)
+}
+
+/// Where the placeholder `name` (or the `name`-th one, for a number) of an endpoint's
+/// template is: the number of `/` before it. Depends on the endpoint alone, so a plan keeps it
+/// per endpoint ([`super::plan::Plan`]) and walks only the path on each call.
+pub(super) fn template_segment(endpoint: &str, name: &str) -> Option<usize> {
     let tpl = &endpoint[memchr::memchr(b' ', endpoint.as_bytes())? + 1..];
     let tb = tpl.as_bytes();
     // from one '{' to the next (most templates have none): a placeholder is a segment that
-    // starts with one; the wanted one's segment number, then that segment of the path (when
-    // the path has that many), each walked once (byte loops: segments are short)
+    // starts with one; the wanted one's segment number (byte loops: segments are short)
     let mut at = memchr::memchr(b'{', tb)?;
     let idx: Option<usize> = name.parse().ok();
     let (mut k, mut seg, mut counted) = (0, 0, 0);
@@ -421,7 +431,7 @@ fn path_param_of<'p>(endpoint: &str, path: &'p str, name: &str) -> Option<&'p st
             seg += tb[counted..at].iter().filter(|&&b| b == b'/').count();
             counted = at;
             if idx == Some(k) || trim_braces(&tpl[at..end]) == name {
-                break;
+                return Some(seg);
             }
             k += 1;
         }
@@ -430,17 +440,32 @@ fn path_param_of<'p>(endpoint: &str, path: &'p str, name: &str) -> Option<&'p st
         }
         at = end + 1 + memchr::memchr(b'{', &tb[end + 1..])?;
     }
+}
+
+/// The segment of `path` after its `seg`-th `/` (up to the next one), when it has that many.
+pub(super) fn path_segment(path: &str, seg: usize) -> Option<&str> {
     let pb = path.as_bytes();
+    // (plain loops: a path is a few dozen bytes, shorter than a vector search's setup)
     let mut j = 0;
     if seg > 0 {
         let mut left = seg;
-        let x = pb.iter().position(|&b| {
-            left -= (b == b'/') as usize;
-            left == 0
-        })?;
-        j = x + 1;
+        loop {
+            if j == pb.len() {
+                return None;
+            }
+            j += 1;
+            if pb[j - 1] == b'/' {
+                left -= 1;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
     }
-    let pe = pb[j..].iter().position(|&b| b == b'/').map_or(pb.len(), |x| j + x);
+    let mut pe = j;
+    while pe < pb.len() && pb[pe] != b'/' {
+        pe += 1;
+    }
     Some(&path[j..pe])
 }
 
