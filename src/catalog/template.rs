@@ -387,16 +387,15 @@ mod tests {
             let mut b: Vec<u8> = (0..len)
                 .map(|i| {
                     let r = (seed >> (i % 50)) as usize ^ i.wrapping_mul(2654435761);
-                    if matches!(i, 8 | 13 | 18 | 23) && r % 8 != 0 {
-                        b'-'
-                    } else if r % 11 == 0 {
+                    // the four places mostly `-`, elsewhere now and then
+                    if (matches!(i, 8 | 13 | 18 | 23) && !r.is_multiple_of(8)) || r.is_multiple_of(11) {
                         b'-'
                     } else {
                         alphabet[r % 22]
                     }
                 })
                 .collect();
-            if seed % 3 == 0 && len > 20 {
+            if seed.is_multiple_of(3) && len > 20 {
                 b[(seed as usize >> 8) % len] = alphabet[(seed as usize >> 16) % alphabet.len()];
             }
             let s = String::from_utf8_lossy(&b).into_owned();
