@@ -418,7 +418,14 @@ fn cookie_pairs(c: &str) -> impl Iterator<Item = (&str, &str)> {
 
 /// Percent-decoding (and `+` as space), invalid escapes kept as they are.
 pub fn percent_decode_lossy(s: &str) -> Cow<'_, str> {
-    if memchr::memchr2(b'%', b'+', s.as_bytes()).is_none() {
+    // (a query name or value is short: a byte loop tells it holds neither sooner than the
+    // vector search's setup, some 100 instructions a call)
+    let plain = if s.len() <= 32 {
+        !s.bytes().any(|c| c == b'%' || c == b'+')
+    } else {
+        memchr::memchr2(b'%', b'+', s.as_bytes()).is_none()
+    };
+    if plain {
         return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
@@ -576,6 +583,56 @@ mod tests {
         let sc = r.header("Set-Cookie", "sid=zzz; Path=/; HttpOnly");
         assert!(!sc.contains("zzz") && sc.ends_with("; Path=/; HttpOnly"));
         assert_eq!(percent_decode_lossy("pass%77ord+x%"), "password x%");
+    }
+
+    /// Short and long texts, with and without `%` and `+` at every place (either side of the
+    /// 32-byte switch between the byte loop and the vector search): borrowed exactly when
+    /// neither is there, and decoded as a byte-by-byte decoder does.
+    #[test]
+    fn percent_decoding_borrows_exactly_the_plain_texts() {
+        fn by_bytes(s: &str) -> String {
+            let b = s.as_bytes();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match b[i] {
+                    b'%' if i + 2 < b.len() && hex(b[i + 1]).is_some() && hex(b[i + 2]).is_some() => {
+                        out.push((hex(b[i + 1]).unwrap_or(0) * 16 + hex(b[i + 2]).unwrap_or(0)) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    b'+' => out.push(b' '),
+                    c => out.push(c),
+                }
+                i += 1;
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        }
+        let pieces = ["a", "Z", "0", "%", "+", "%2", "%41", "%zz", "%e9", "\u{e9}", "-", "="];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut t = String::new();
+            let n = (seed % 40) as usize;
+            for j in 0..n {
+                // mostly plain bytes: the borrowed case is common
+                let p = (seed >> (j % 48)) as usize % if round % 2 == 0 { 3 } else { pieces.len() };
+                t.push_str(pieces[p]);
+            }
+            let got = percent_decode_lossy(&t);
+            let plain = !t.contains(['%', '+']);
+            assert_eq!(matches!(got, Cow::Borrowed(_)), plain, "{t:?}");
+            assert_eq!(got, by_bytes(&t), "{t:?}");
+        }
+        for n in [31, 32, 33, 64] {
+            let mut t = "a".repeat(n);
+            assert!(matches!(percent_decode_lossy(&t), Cow::Borrowed(_)));
+            t.push('+');
+            assert_eq!(percent_decode_lossy(&t), format!("{} ", "a".repeat(n)));
+        }
     }
 
     #[test]

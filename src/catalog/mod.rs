@@ -263,12 +263,62 @@ pub struct Endpoint {
     pub clients: Distinct,
     /// Fields dropped at a cap.
     pub truncated: bool,
+    /// The last request and response content types added to the sets, as sent.
+    types_seen: [TypeMemo; 2],
+}
+
+/// A `Content-Type` value as sent whose media type was added to an endpoint's set of types:
+/// the same value again (nearly every call) is neither parsed nor looked up in the set (a
+/// set only grows: a type in it, or a set full, stays so). Only a media type borrowed from
+/// the value (lowercase already) is kept, as its place in the value; values over
+/// [`TypeMemo::MAX`] bytes never.
+#[derive(Debug, Clone, Default)]
+struct TypeMemo {
+    raw: String,
+    start: usize,
+    end: usize,
+}
+
+impl TypeMemo {
+    const MAX: usize = 128;
+
+    /// [`content_type_ref`] of `m`, and whether it is the remembered one (already added).
+    fn get<'m>(&self, m: &'m Message) -> (Option<Cow<'m, str>>, bool) {
+        let Some(raw) = m.header("content-type") else {
+            return (None, false);
+        };
+        if !self.raw.is_empty() && raw == self.raw {
+            return (raw.get(self.start..self.end).map(Cow::Borrowed), true);
+        }
+        (content_type_of(raw), false)
+    }
+
+    /// `ct`, the [`content_type_ref`] of `m`, was just added to the set: remembered when
+    /// it is a piece of the value.
+    fn note(&mut self, m: &Message, ct: Option<&Cow<'_, str>>) {
+        if let (Some(raw), Some(Cow::Borrowed(c))) = (m.header("content-type"), ct)
+            && raw.len() <= Self::MAX
+        {
+            let start = (c.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+            if raw.get(start..start + c.len()) == Some(*c) {
+                self.raw.clear();
+                self.raw.push_str(raw);
+                (self.start, self.end) = (start, start + c.len());
+            }
+        }
+    }
 }
 
 /// A message's media type, lowercased, without parameters; borrowed from the header when it
 /// is already lowercase (nearly always).
+#[cfg(test)]
 fn content_type_ref(m: &Message) -> Option<Cow<'_, str>> {
-    let c = media_type(m.header("content-type")?);
+    content_type_of(m.header("content-type")?)
+}
+
+/// [`content_type_ref`] of a `Content-Type` value.
+fn content_type_of(v: &str) -> Option<Cow<'_, str>> {
+    let c = media_type(v);
     if c.is_empty() {
         None
     } else if has_ascii_upper(c.as_bytes()) {
@@ -352,7 +402,7 @@ impl Endpoint {
         }
         if let Some(q) = &tx.request {
             self.request_size.add(q.body_len);
-            let ct = content_type_ref(q);
+            let (ct, seen) = self.types_seen[0].get(q);
             if let Some((_, qs)) = crate::util::split_query(&q.uri) {
                 for (k, v) in query_pairs(qs) {
                     let k = percent_decode_lossy(k);
@@ -373,12 +423,15 @@ impl Endpoint {
                     None => self.request_body = body_schema(q, ct.as_deref(), cfg),
                 }
             }
-            add_type(&mut self.request_types, ct);
+            if !seen {
+                self.types_seen[0].note(q, ct.as_ref());
+                add_type(&mut self.request_types, ct);
+            }
         }
         if let Some(r) = &tx.response {
             *self.status.entry(r.status).or_default() += 1;
             self.response_size.add(r.body_len);
-            let ct = content_type_ref(r);
+            let (ct, seen) = self.types_seen[1].get(r);
             if sample_body {
                 // (a schema that would find no room is not worked out)
                 if let Some(e) = self.response_body.get_mut(&r.status) {
@@ -389,7 +442,10 @@ impl Endpoint {
                     self.response_body.insert(r.status, s);
                 }
             }
-            add_type(&mut self.response_types, ct);
+            if !seen {
+                self.types_seen[1].note(r, ct.as_ref());
+                add_type(&mut self.response_types, ct);
+            }
             self.sensitive.extend(sens.iter().copied());
         }
         !was_real && self.is_real()
@@ -1102,6 +1158,65 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The remembered content type gives what parsing every message gives, and the sets
+    /// of types end as adding every message's type leaves them: values repeated, changed,
+    /// in capitals, with parameters and spaces, empty, absent, overlong and not ASCII, more
+    /// distinct types than a set holds.
+    #[test]
+    fn remembered_content_types_are_the_parsed_ones() {
+        let mut pool: Vec<String> = [
+            "application/json",
+            "application/json; charset=utf-8",
+            " application/json ",
+            "Application/JSON",
+            "text/plain;charset=UTF-8",
+            "",
+            " ",
+            ";",
+            "application/x-www-form-urlencoded",
+            "caf\u{e9}/cr\u{e8}me",
+            "\u{a0}text/html\u{a0}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        pool.push(format!("application/{}", "x".repeat(200)));
+        pool.push(format!("application/{}", "y".repeat(TypeMemo::MAX - 12)));
+        pool.push(format!("application/{}", "z".repeat(TypeMemo::MAX - 11)));
+        for i in 0..12 {
+            pool.push(format!("application/v{i}+json"));
+        }
+        let msg = |ct: Option<&str>| Message {
+            headers: ct.map(|c| vec![("Content-Type".to_string(), c.to_string())]).unwrap_or_default().into(),
+            ..Default::default()
+        };
+        let mut seed = 0x5851_f42d_4c95_7f2du64;
+        let mut from_memo = 0;
+        for round in 0..400 {
+            let (mut memo, mut set, mut want) = (TypeMemo::default(), BTreeSet::new(), BTreeSet::new());
+            for _ in 0..200 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                // one of a few values (or none) in most rounds: repeats; one of the whole pool
+                // in the others: a full set
+                let n = if round % 3 == 0 { pool.len() } else { 4 };
+                let i = (seed >> 8) as usize % (n + 1);
+                let m = msg(pool.get(i).map(String::as_str));
+                let (ct, seen) = memo.get(&m);
+                assert_eq!(ct, content_type_ref(&m), "{:?}", pool.get(i));
+                from_memo += seen as usize;
+                if !seen {
+                    memo.note(&m, ct.as_ref());
+                    add_type(&mut set, ct);
+                }
+                add_type(&mut want, content_type_ref(&m));
+                assert_eq!(set, want);
+            }
+        }
+        assert!(from_memo > 5_000, "{from_memo}");
     }
 
     #[test]
