@@ -730,7 +730,12 @@ impl Inline {
     /// False when the sinks are all gone.
     pub fn batch(&mut self, b: &mut [Event]) -> bool {
         if self.pending.capacity() == 0 {
-            self.pending = self.returned.try_recv().unwrap_or_default();
+            // A buffer the sinks gave back, else one made at its working size at once: grown
+            // by doubling from empty it was copied whole at every step.
+            self.pending = self
+                .returned
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(INLINE_HAND_OVER + INLINE_HAND_OVER / 4));
         }
         self.worker.step(b, &mut self.pending, &mut self.per_event);
         if self.pending.len() < INLINE_HAND_OVER {
