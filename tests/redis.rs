@@ -718,8 +718,8 @@ fn fleet_redis_killed_mid_run_both_sensors_keep_running() {
         .collect();
     // Kill Redis once both share (each sensor's keys are there), bring it back 500 ms later:
     // the sensors' retries (100 ms doubling) find it within a second.
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
+    // Which sensors' names the keys in Redis hold.
+    let sharing = |r: &Redis| {
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg("*sensors*")
             .query(&mut r.con())
@@ -730,11 +730,18 @@ fn fleet_redis_killed_mid_run_both_sensors_keep_running() {
             let m: Vec<String> = redis::cmd("SMEMBERS").arg(k).query(&mut c).unwrap_or_default();
             seen.extend(m);
         }
-        if seen.contains("s0") && seen.contains("s1") {
+        seen.contains("s0") && seen.contains("s1")
+    };
+    let t = Instant::now();
+    let mut shared_before_kill = false;
+    while t.elapsed() < Duration::from_secs(10) {
+        if sharing(&r) {
+            shared_before_kill = true;
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(shared_before_kill, "both sensors shared within 10 s of their start");
     let running_at_kill = procs.iter_mut().all(|p| p.try_wait().unwrap().is_none());
     r.down();
     std::thread::sleep(Duration::from_millis(500));
@@ -758,13 +765,13 @@ fn fleet_redis_killed_mid_run_both_sensors_keep_running() {
         assert_eq!(st["http"]["transactions"], 30000, "every transaction of the run");
         assert!(f["unavailable"].as_u64().unwrap() > 0, "{f}");
         assert!(f["reconnects"].as_u64().unwrap() >= 1, "{f}");
-        // Shared before the kill and after the restart.
-        assert!(
-            f["shared"].as_u64().unwrap() > f["unavailable"].as_u64().unwrap(),
-            "{f}"
-        );
+        assert!(f["shared"].as_u64().unwrap() > 0, "{f}");
         assert_eq!(err.matches("unavailable").count(), 1, "logged once: {err}");
     }
+    // The restarted Redis started empty (no persistence): keys naming both sensors were
+    // written after the restart, so both went back to sharing. (How much of a run falls in
+    // the outage depends on the machine's speed: the counts alone cannot say it.)
+    assert!(sharing(&r), "both sensors shared again after the restart");
 }
 
 /// One GET from `client` to `server` (Host `site`) answered 200.
