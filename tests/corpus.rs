@@ -56,14 +56,6 @@ const EXPLAINED: &[(&str, &str)] = &[
     ),
     // --- HTTP/0.9 and non-HTTP/1.x request lines
     (
-        "suricata-verify/bug-3844",
-        "HTTP/0.9: request is `GET /` with no version (not even CRLF-terminated), answered by a bare body; apitap parses HTTP/1.x only and reports INVALID_RESPONSE_LINE_OR_HEADER",
-    ),
-    (
-        "suricata-verify/bug-4702-01",
-        "HTTP/0.9: request is `GET /` with no version and no CRLF, answered by a bare body; apitap parses HTTP/1.x only and reports INVALID_RESPONSE_LINE_OR_HEADER",
-    ),
-    (
         "suricata-verify/http-not09",
         "request line `GET /` has no version and is followed by a header line without a colon; the server answered HTTP/0.9-style (bare body). apitap rejects both sides as non-HTTP/1.x and reports INVALID_REQUEST_LINE and INVALID_RESPONSE_LINE anomalies instead of a transaction (Suricata's libhtp is lenient)",
     ),
