@@ -1,6 +1,6 @@
 //! A rule set compiled for matching: each distinct condition once, with a guard: facts of a
-//! transaction it cannot hold without (a status class, a detector's verdict, a query or a
-//! body, a `{` in the endpoint), read once per transaction into a bit set. Most conditions
+//! transaction it cannot hold without (a status class, a detector's verdict, a query name or a
+//! body key the text could hold), read once per transaction into a bit set. Most conditions
 //! fail their guard on most calls (a 200 is no 404, a clean call trips no detector): a bit
 //! test instead of an evaluation. A condition that passes its guard is evaluated in full
 //! ([`View::matches`]): a guard only ever says "surely not", never "yes".
@@ -9,7 +9,7 @@
 //! kept ([`EpRec`]): the endpoint globs of the conditions, the rules' scopes, where a counted
 //! path parameter sits in the template. With the guards' verdict per set of facts (also kept),
 //! a call visits only the rules that can match it ([`Plan::matching`]): the index by status,
-//! detector, method of body and query, and endpoint that a rule-by-rule walk lacked.
+//! detector, query name, body key and endpoint that a rule-by-rule walk lacked.
 //!
 //! A plan is made for one `Arc<RuleSet>` and kept while the engine holds that same rule set
 //! (a reload swaps the `Arc`, and with it the plan).
@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use foldhash::fast::FixedState;
+use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
 use super::View;
@@ -122,16 +122,20 @@ pub(super) struct Plan {
     /// [`MAX_EPS`] (a flood of distinct endpoints costs their evaluation, never memory).
     eps: Vec<EpRec>,
     ep_index: HashTable<u32>,
+    /// Seeded per plan at random: hosts and endpoints are the clients' to choose, and with a
+    /// known seed they could be picked to fall on one probe chain.
+    ep_hasher: RandomState,
     /// Per set of facts, the rules whose guards pass (bit sets of `rule_words`), and their
     /// index: cleared when it holds [`MAX_FACTS`].
     passing: Vec<u64>,
-    passing_index: hashbrown::HashMap<u64, u32, FixedState>,
+    passing_index: hashbrown::HashMap<u64, u32, RandomState>,
     /// Per condition id, this call: unknown, false or true (a buffer kept from call to call).
     memo: Vec<u8>,
 }
 
-/// Distinct (host, endpoint) pairs a plan keeps decisions for (a few hundred bytes each: at
-/// most a few MiB; an API with thousands of untemplated paths, like one product id per path,
+/// Distinct (host, endpoint) pairs a plan keeps decisions for (the two texts, up to ~550 bytes
+/// with a hostile Host, plus a few bits per rule and condition: ~12 MiB per engine at worst with
+/// the default rules, more with thousands of user rules; an API with thousands of untemplated paths, like one product id per path,
 /// still fits, so its records are not made again and again).
 pub(super) const MAX_EPS: usize = 16384;
 /// Distinct sets of facts a plan keeps guard verdicts for.
@@ -258,6 +262,7 @@ impl Plan {
             scope_ids,
             eps: Vec::new(),
             ep_index: HashTable::new(),
+            ep_hasher: RandomState::default(),
             passing: Vec::new(),
             passing_index: Default::default(),
             memo: Vec::new(),
@@ -321,7 +326,7 @@ impl Plan {
 
     /// The index of the record of (`host`, `endpoint`), made when new.
     fn endpoint(&mut self, host: &str, endpoint: &str) -> usize {
-        let h = FixedState::with_seed(0x6570).hash_one((host, endpoint));
+        let h = self.ep_hasher.hash_one((host, endpoint));
         let same = |r: &EpRec| {
             let hl = r.host_len as usize;
             hl == host.len() && &r.text[..hl] == host && &r.text[hl + 1..] == endpoint
@@ -337,11 +342,11 @@ impl Plan {
         let rec = self.decide(host, endpoint);
         let i = self.eps.len() as u32;
         self.eps.push(rec);
-        let eps = &self.eps;
+        let (eps, hasher) = (&self.eps, &self.ep_hasher);
         self.ep_index.insert_unique(h, i, |&j| {
             let r = &eps[j as usize];
             let hl = r.host_len as usize;
-            FixedState::with_seed(0x6570).hash_one((&r.text[..hl], &r.text[hl + 1..]))
+            hasher.hash_one((&r.text[..hl], &r.text[hl + 1..]))
         });
         i as usize
     }
