@@ -1189,7 +1189,10 @@ mod tests {
             pool.push(format!("application/v{i}+json"));
         }
         let msg = |ct: Option<&str>| Message {
-            headers: ct.map(|c| vec![("Content-Type".to_string(), c.to_string())]).unwrap_or_default().into(),
+            headers: ct
+                .map(|c| vec![("Content-Type".to_string(), c.to_string())])
+                .unwrap_or_default()
+                .into(),
             ..Default::default()
         };
         let mut seed = 0x5851_f42d_4c95_7f2du64;

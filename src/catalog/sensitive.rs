@@ -683,7 +683,12 @@ mod tests {
                     let mut body: Vec<u8> = prev.into_iter().collect();
                     let i = body.len();
                     body.extend([c, d]);
-                    for tail in [&b""[..], b"J.x", b"_live_abcdefghij012345", b"p_abcdefghij0123456789abcdefghij01"] {
+                    for tail in [
+                        &b""[..],
+                        b"J.x",
+                        b"_live_abcdefghij012345",
+                        b"p_abcdefghij0123456789abcdefghij01",
+                    ] {
                         let mut b = body.clone();
                         b.extend_from_slice(tail);
                         if starts_here(&b, i) && !may_start(&b, i) {

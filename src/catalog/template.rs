@@ -401,7 +401,14 @@ mod tests {
             let s = String::from_utf8_lossy(&b).into_owned();
             assert_eq!(uuid_like(s.as_bytes(), all_of(&s)), split(&s), "{s:?}");
         }
-        for s in ["", "-", "aaaaaaaa-aaaa-aaaa-aaaa-aa-aaaaaaaaa", "aaaaaaaa-aaaa-aaaa-aaaa--aaaaaaaaaa", "-aaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa", "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaa-"] {
+        for s in [
+            "",
+            "-",
+            "aaaaaaaa-aaaa-aaaa-aaaa-aa-aaaaaaaaa",
+            "aaaaaaaa-aaaa-aaaa-aaaa--aaaaaaaaaa",
+            "-aaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa",
+            "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaa-",
+        ] {
             assert_eq!(uuid_like(s.as_bytes(), all_of(s)), split(s), "{s:?}");
         }
     }

@@ -358,7 +358,13 @@ impl Plan {
         let mut decided = vec![None; self.guards.len()];
         let mut done = vec![false; self.guards.len()];
         // (each distinct scope once: the login group's globs serve three rules)
-        let n_scopes = self.scope_ids.iter().flatten().map(|i| *i as usize + 1).max().unwrap_or(0);
+        let n_scopes = self
+            .scope_ids
+            .iter()
+            .flatten()
+            .map(|i| *i as usize + 1)
+            .max()
+            .unwrap_or(0);
         let mut scopes: Vec<Option<bool>> = vec![None; n_scopes];
         let mut scope = |i: usize, r: &crate::rules::Rule| match self.scope_ids[i] {
             None => true,
@@ -380,10 +386,7 @@ impl Plan {
         let segs = self
             .path_params
             .iter()
-            .map(|p| {
-                p.as_deref()
-                    .and_then(|n| super::view::template_segment(endpoint, n))
-            })
+            .map(|p| p.as_deref().and_then(|n| super::view::template_segment(endpoint, n)))
             .collect();
         EpRec {
             text: crate::util::concat(&[host, " ", endpoint]).into(),

@@ -1759,7 +1759,9 @@ fn index_rule_set(seed: u64) -> Arc<RuleSet> {
         ));
     }
     // a user file turning a default rule off
-    text.push_str("\n[[rule]]\nid = \"x-off\"\nsid = 4999\ntype = \"scanner\"\nenabled = false\nmatch = { status = 404 }\n");
+    text.push_str(
+        "\n[[rule]]\nid = \"x-off\"\nsid = 4999\ntype = \"scanner\"\nenabled = false\nmatch = { status = 404 }\n",
+    );
     Arc::new(RuleSet::parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}")))
 }
 
@@ -1767,7 +1769,14 @@ fn index_rule_set(seed: u64) -> Arc<RuleSet> {
 /// statuses of each class, queries, bodies, headers, injections.
 fn index_corpus(n: usize, seed: u64) -> Vec<(T, bool)> {
     let methods = ["GET", "POST", "PUT", "DELETE", "PATCH"];
-    let hosts = ["api.example", "api.example:8443", "billing.internal", "x y", "", "[::1]:80"];
+    let hosts = [
+        "api.example",
+        "api.example:8443",
+        "billing.internal",
+        "x y",
+        "",
+        "[::1]:80",
+    ];
     let paths = [
         "/users/{n}",
         "/users/{n}/orders",
@@ -1780,7 +1789,14 @@ fn index_corpus(n: usize, seed: u64) -> Vec<(T, bool)> {
         "/a//{n}",
         "/usrs/{n}/x/{m}/y",
     ];
-    let queries = ["", "?page={n}", "?email=u{n}%40x.y", "?phone={n}", "?e+mail=1", "?id=1%27%20OR%201=1--"];
+    let queries = [
+        "",
+        "?page={n}",
+        "?email=u{n}%40x.y",
+        "?phone={n}",
+        "?e+mail=1",
+        "?id=1%27%20OR%201=1--",
+    ];
     let statuses = [200, 201, 204, 301, 400, 401, 403, 404, 405, 422, 500, 503, 0, 999];
     let mut x = seed | 1;
     let mut next = move || {
@@ -1801,7 +1817,12 @@ fn index_corpus(n: usize, seed: u64) -> Vec<(T, bool)> {
             let mut c = t(m, &format!("{p}{q}"), statuses[next() as usize % statuses.len()]).from((a % 200) as u8);
             c.req_headers = vec![("Host".into(), hosts[next() as usize % hosts.len()].into())];
             match next() % 6 {
-                0 => c = c.body("application/json", &format!("{{\"email\":\"e{a}@x.y\",\"password\":\"p\"}}")),
+                0 => {
+                    c = c.body(
+                        "application/json",
+                        &format!("{{\"email\":\"e{a}@x.y\",\"password\":\"p\"}}"),
+                    )
+                }
                 1 => c = c.body("application/x-www-form-urlencoded", &format!("phone={a}&x=1")),
                 2 => c = c.body("application/json", "{\"items\":[1,2]}"),
                 _ => {}

@@ -498,7 +498,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("apitap-sink-through-{}", std::process::id()));
         let mut s = FileSink::open(dir.clone(), true).unwrap();
         let mut want = Vec::new();
-        for (i, n) in [10, WRITE_THROUGH, 3, 1, WRITE_THROUGH * 3 + 7, WRITE_THROUGH - 1, 5].into_iter().enumerate() {
+        for (i, n) in [10, WRITE_THROUGH, 3, 1, WRITE_THROUGH * 3 + 7, WRITE_THROUGH - 1, 5]
+            .into_iter()
+            .enumerate()
+        {
             let mut line = vec![b'a' + i as u8; n];
             line.push(b'\n');
             s.write_lines(&line).unwrap();
