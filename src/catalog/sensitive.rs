@@ -19,6 +19,17 @@ pub enum Sensitive {
 }
 
 impl Sensitive {
+    /// Every kind, in declaration (and so `Ord`) order.
+    pub const ALL: [Sensitive; 7] = [
+        Sensitive::Email,
+        Sensitive::Phone,
+        Sensitive::CardNumber,
+        Sensitive::UsSsn,
+        Sensitive::Jwt,
+        Sensitive::ApiKey,
+        Sensitive::PrivateKey,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Sensitive::Email => "email",

@@ -798,15 +798,7 @@ fn failure_body(body: &[u8]) -> bool {
 /// commas; personal data and private keys only (tokens are what login endpoints are for).
 /// A fixed text per set of kinds, made once: no string built per response.
 fn sensitive_evidence(sensitive: &std::collections::BTreeSet<Sensitive>) -> Option<Cow<'static, str>> {
-    const ALL: [Sensitive; 7] = [
-        Sensitive::Email,
-        Sensitive::Phone,
-        Sensitive::CardNumber,
-        Sensitive::UsSsn,
-        Sensitive::Jwt,
-        Sensitive::ApiKey,
-        Sensitive::PrivateKey,
-    ];
+    const ALL: [Sensitive; 7] = Sensitive::ALL;
     static TEXTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
         (0..1usize << ALL.len())
             .map(|m| {
@@ -2059,15 +2051,7 @@ mod sensitive_evidence_tests {
 
     #[test]
     fn sensitive_evidence_texts_are_the_joined_kinds() {
-        let all = [
-            Sensitive::Email,
-            Sensitive::Phone,
-            Sensitive::CardNumber,
-            Sensitive::UsSsn,
-            Sensitive::Jwt,
-            Sensitive::ApiKey,
-            Sensitive::PrivateKey,
-        ];
+        let all = Sensitive::ALL;
         for m in 0..1u32 << all.len() {
             let set: std::collections::BTreeSet<Sensitive> =
                 (0..all.len()).filter(|i| m & 1 << i != 0).map(|i| all[i]).collect();
