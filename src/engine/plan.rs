@@ -171,30 +171,24 @@ fn by_endpoint(c: &Cond, endpoint: &str) -> Option<bool> {
     match c {
         Cond::Endpoint(g) => Some(g.matches(endpoint)),
         Cond::Not(c) => by_endpoint(c, endpoint).map(|b| !b),
-        Cond::All(cs) => {
-            let mut decided = true;
-            for c in cs {
-                match by_endpoint(c, endpoint) {
-                    Some(false) => return Some(false),
-                    Some(true) => {}
-                    None => decided = false,
-                }
-            }
-            decided.then_some(true)
-        }
-        Cond::Any(cs) => {
-            let mut decided = true;
-            for c in cs {
-                match by_endpoint(c, endpoint) {
-                    Some(true) => return Some(true),
-                    Some(false) => {}
-                    None => decided = false,
-                }
-            }
-            decided.then_some(false)
-        }
+        Cond::All(cs) => by_endpoint_all_or_any(cs, endpoint, false),
+        Cond::Any(cs) => by_endpoint_all_or_any(cs, endpoint, true),
         _ => None,
     }
+}
+
+/// [`by_endpoint`] of `all` (`decisive` false) or `any` (`decisive` true): a part decided
+/// `decisive` decides the whole; else the whole is `!decisive` once every part is decided.
+fn by_endpoint_all_or_any(cs: &[Cond], endpoint: &str, decisive: bool) -> Option<bool> {
+    let mut decided = true;
+    for c in cs {
+        match by_endpoint(c, endpoint) {
+            Some(b) if b == decisive => return Some(decisive),
+            Some(_) => {}
+            None => decided = false,
+        }
+    }
+    decided.then_some(!decisive)
 }
 
 /// A rule that counts no distinct values.
