@@ -1,7 +1,7 @@
 //! Whole-pipeline replay benchmark, per stage, against a bare walk of the same file (the
 //! floor), for each capture given, in the same run:
 //!
-//! - bare walk: map the file and visit every packet record;
+//! - bare walk: read the file (as a replay does) and visit every packet record;
 //! - decode + reassembly + HTTP: the pipeline with no analysis and no event written;
 //! - + JSON: `http` lines formatted and written to a file;
 //! - + catalog: the API profiler on;

@@ -1,22 +1,41 @@
 //! Capture files: classic pcap (both byte orders, micro- and nanosecond) and pcapng.
 //!
-//! A plain file is memory-mapped read-only and walked in place: a [`Frame`] borrows its bytes
-//! from the map, nothing is copied. gzip'd captures and stdin (`-`) are read into one owned
-//! buffer first (they cannot be mapped). The header is validated when the file is opened, so a
-//! wrong magic or a cut header is reported before any packet is processed. A file cut in the
-//! middle of a record (a capture interrupted by a crash) is read up to the cut and the walker
-//! reports where it stopped; a record whose length fields are impossible stops the walk the same
-//! way, because nothing after it can be trusted to be aligned.
+//! A plain file is read in chunks of [`CHUNK`] bytes into one buffer that the reader reuses: a
+//! [`Frame`] borrows its bytes from that buffer until the next frame is asked for. The kernel
+//! copies each chunk straight into memory the reader has just used (hot in the CPU's cache),
+//! and apitap holds no more of the file than one chunk, however large the capture (the replay
+//! of a file larger than free memory runs at full speed; `top` shows only what apitap holds).
+//! gzip'd captures and stdin (`-`) are read into one owned buffer first. The header is
+//! validated when the file is opened, so a wrong magic or a cut header is reported before any
+//! packet is processed. A file cut in the middle of a record (a capture interrupted by a crash)
+//! is read up to the cut and the walker reports where it stopped; a record whose length fields
+//! are impossible stops the walk the same way, because nothing after it can be trusted to be
+//! aligned. A file is read up to the length it had when it was opened.
+//!
+//! Why not `mmap`: mapping the file cost the capture thread a page fault per 16 pages and, to
+//! keep a replay from holding the whole file resident, an `madvise` unmapping behind the
+//! reader. On the 1.6 GB mixed benchmark capture that page-table work was ~20% of the capture
+//! thread; walking it with `read` into a reused buffer took 0.24 s where the mapped walk with
+//! its release took 0.30 s (same run). A file truncated while it is read is also just a short
+//! read here, where a mapping ends the process with SIGBUS.
 
 use std::fs::File;
 use std::io::{self, Read};
-
-use memmap2::Mmap;
+use std::os::unix::fs::FileExt;
 
 use super::{Frame, Ts};
 
 /// Largest record we accept, whatever the header's snap length says (libpcap's own ceiling).
 const MAX_RECORD: usize = 256 * 1024;
+
+/// Largest pcapng block the reader buffers (a packet or interface block; other blocks are
+/// skipped without being read): far above any packet a capture holds.
+const MAX_BLOCK: usize = 16 << 20;
+
+/// Bytes asked of the file per read: small enough that a chunk stays in the core's cache
+/// while its packets are decoded, large enough that the system calls cost nothing (6.5 k
+/// reads for the 1.6 GB benchmark capture).
+const CHUNK: usize = 256 << 10;
 
 /// Why a capture file could not be opened. Each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +55,8 @@ pub enum OpenError {
 }
 
 enum Buf {
-    Map(Mmap),
+    /// A plain file, read in chunks; its length when it was opened.
+    File(File, u64),
     Owned(Vec<u8>),
 }
 
@@ -60,24 +80,35 @@ impl CaptureFile {
             path: path.to_string(),
             source,
         };
-        let buf = if path == "-" {
+        let (buf, head) = if path == "-" {
             let mut v = Vec::new();
             io::stdin().lock().read_to_end(&mut v).map_err(io_err)?;
-            Buf::Owned(v)
+            (Buf::Owned(v), Vec::new())
         } else {
             let file = File::open(path).map_err(io_err)?;
             let len = file.metadata().map_err(io_err)?.len();
             if len == 0 {
                 return Err(OpenError::Empty { path: path.to_string() });
             }
-            // SAFETY: the map is read-only; a capture file truncated by another process while
-            // we read it is the one hazard (SIGBUS), documented in the README.
-            Buf::Map(unsafe { Mmap::map(&file) }.map_err(io_err)?)
+            // (enough for either header and the gzip magic)
+            let mut head = vec![0; len.min(64) as usize];
+            read_full_at(&file, &mut head, 0).map_err(io_err)?;
+            (Buf::File(file, len), head)
         };
         let buf = match buf {
-            b if is_gzip(bytes_of(&b)) => {
+            Buf::File(file, _) if is_gzip(&head) => {
                 let mut out = Vec::new();
-                flate2::read::MultiGzDecoder::new(bytes_of(&b))
+                flate2::read::MultiGzDecoder::new(io::BufReader::new(file))
+                    .read_to_end(&mut out)
+                    .map_err(|source| OpenError::Gzip {
+                        path: path.to_string(),
+                        source,
+                    })?;
+                Buf::Owned(out)
+            }
+            Buf::Owned(v) if is_gzip(&v) => {
+                let mut out = Vec::new();
+                flate2::read::MultiGzDecoder::new(&v[..])
                     .read_to_end(&mut out)
                     .map_err(|source| OpenError::Gzip {
                         path: path.to_string(),
@@ -87,7 +118,10 @@ impl CaptureFile {
             }
             b => b,
         };
-        let format = sniff(path, bytes_of(&buf))?;
+        let format = match &buf {
+            Buf::File(..) => sniff(path, &head)?,
+            Buf::Owned(v) => sniff(path, v)?,
+        };
         Ok(CaptureFile {
             name: path.to_string(),
             buf,
@@ -105,24 +139,20 @@ impl CaptureFile {
         })
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        bytes_of(&self.buf)
-    }
-
+    /// Bytes of capture data (a gzip'd file's decompressed size).
     pub fn len(&self) -> usize {
-        self.bytes().len()
+        match &self.buf {
+            Buf::File(_, len) => *len as usize,
+            Buf::Owned(v) => v.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.bytes().is_empty()
+        self.len() == 0
     }
 
     /// A walker over this file's packet records.
     pub fn reader(&self) -> Reader<'_> {
-        let data = self.bytes();
-        // Only a file mapping gives its pages back behind the reader: they are the file's, and
-        // come back from it if touched again. Heap buffers (stdin, gzip) are never released.
-        let release = matches!(self.buf, Buf::Map(_));
         let (pos, kind) = match self.format {
             Format::Pcap { be, nano, linktype } => (24, Kind::Pcap { be, nano, linktype }),
             Format::Pcapng => (
@@ -133,23 +163,41 @@ impl CaptureFile {
                 },
             ),
         };
-        Reader {
-            data,
-            pos,
+        let src = match &self.buf {
+            Buf::Owned(v) => Src::Mem(v),
+            Buf::File(file, len) => Src::File(Chunks {
+                file,
+                len: *len,
+                buf: Vec::new(),
+                end: 0,
+                base: 0,
+            }),
+        };
+        let mut r = Reader {
+            src,
+            pos: 0,
             kind,
             stopped: None,
-            release,
-            released: 0,
-            prefetched: pos,
-        }
+            prefetched: 0,
+        };
+        // (the file header, checked when the file was opened)
+        r.skip(pos);
+        r
     }
 }
 
-fn bytes_of(b: &Buf) -> &[u8] {
-    match b {
-        Buf::Map(m) => m,
-        Buf::Owned(v) => v,
+/// Fill `buf` from `off`, retrying short reads; fewer bytes only at the end of the file.
+fn read_full_at(file: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], off + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
+    Ok(n)
 }
 
 fn is_gzip(b: &[u8]) -> bool {
@@ -251,39 +299,61 @@ enum Kind {
     Pcapng { be: bool, ifaces: Vec<Iface> },
 }
 
-/// Walks packet records, yielding frames that borrow from the file buffer.
+/// Walks packet records, yielding frames that borrow from the reader (valid until the next
+/// frame is asked for).
 pub struct Reader<'a> {
-    data: &'a [u8],
+    src: Src<'a>,
+    /// Where the next record starts in the current window (see [`Reader::window`]).
     pos: usize,
     kind: Kind,
     stopped: Option<Stopped>,
-    /// Give the mapped file's pages behind the reader back to the kernel (`madvise`), so a
-    /// replayed capture does not show as resident memory and one larger than free memory
-    /// replays at full speed. `released`: the offset released so far.
-    release: bool,
-    released: usize,
-    /// Cache lines up to this offset have been prefetched (see [`PREFETCH_AHEAD`]).
+    /// In memory: cache lines up to this offset have been prefetched (see [`PREFETCH_AHEAD`]).
     prefetched: usize,
 }
 
-/// Bytes ahead of the reader whose cache lines are prefetched. The TCP checksum is the first
-/// to read a packet's bytes, and waited on memory for them (the hardware prefetcher stops at
-/// every 4 KiB page): on the 1.6 GB mixed capture the checksum fell from ~15% to ~7% of the
-/// capture thread's samples, part of it moving to the prefetches; a walk plus checksum of the
-/// mapped file alone took ~25% less time (4 KiB ahead did as well as 8 KiB; 2 KiB and 16 KiB
-/// worse).
+/// Where the records come from.
+enum Src<'a> {
+    /// The whole capture in memory (stdin, gzip, tests): the window is all of it.
+    Mem(&'a [u8]),
+    /// A plain file read in chunks: the window is the buffered part.
+    File(Chunks<'a>),
+}
+
+/// A file read chunk by chunk into one buffer: `buf[..end]` holds the file's bytes from
+/// offset `base` on.
+struct Chunks<'a> {
+    file: &'a File,
+    /// The file's length when it was opened: nothing past it is read.
+    len: u64,
+    buf: Vec<u8>,
+    end: usize,
+    base: u64,
+}
+
+/// The bytes a reader can walk without reading more.
+#[inline(always)]
+fn window<'s>(src: &'s Src<'_>) -> &'s [u8] {
+    match src {
+        Src::Mem(d) => d,
+        Src::File(c) => &c.buf[..c.end],
+    }
+}
+
+/// Bytes ahead of the reader whose cache lines are prefetched, when the capture is in
+/// memory. The TCP checksum is the first to read a packet's bytes, and waited on memory for
+/// them (the hardware prefetcher stops at every 4 KiB page): on the 1.6 GB mixed capture,
+/// mapped, the checksum fell from ~15% to ~7% of the capture thread's samples (4 KiB ahead
+/// did as well as 8 KiB; 2 KiB and 16 KiB worse). A file read in chunks needs none: the
+/// kernel has just written each chunk through the cache.
 const PREFETCH_AHEAD: usize = 4 << 10;
 
-/// Release mapped pages in steps of this many bytes, keeping the last `RELEASE_KEEP` bytes
-/// behind the reader mapped (frames borrowed from them may still be in use; released pages
-/// would come back from the file anyway, only slower).
-const RELEASE_STEP: usize = 16 << 20;
-const RELEASE_KEEP: usize = 4 << 20;
-
 impl<'a> Reader<'a> {
-    /// Byte offset of the next record (progress reporting).
+    /// Byte offset of the next record in the capture data (progress reporting).
     pub fn offset(&self) -> usize {
-        self.pos
+        match &self.src {
+            Src::Mem(_) => self.pos,
+            Src::File(c) => c.base as usize + self.pos,
+        }
     }
 
     /// Set when the walk ended early: the file is cut or a record is corrupt.
@@ -291,25 +361,67 @@ impl<'a> Reader<'a> {
         self.stopped
     }
 
-    /// `madvise(MADV_DONTNEED)` the mapped pages from `released` to `RELEASE_KEEP` bytes
-    /// behind the reader. On a read-only private file mapping this drops the process's
-    /// mapping of those pages (they stay in the page cache); touching them again reads them
-    /// back from the file, so every borrowed frame stays valid.
+    /// Bytes of capture data in all.
+    fn total(&self) -> usize {
+        match &self.src {
+            Src::Mem(d) => d.len(),
+            Src::File(c) => c.len as usize,
+        }
+    }
+
+    /// Are `need` bytes from the next record's start in the window, reading more of the file
+    /// if they are not yet? False only at the end of the data (or an I/O error, which stops
+    /// the walk).
+    #[inline(always)]
+    fn have(&mut self, need: usize) -> bool {
+        window(&self.src).len() - self.pos >= need || self.refill(need)
+    }
+
+    /// Move the unread bytes to the front of the buffer and read the file after them, at
+    /// least `need` bytes from the next record's start if the file has them. The buffer
+    /// grows only for a record larger than a chunk (bounded by [`MAX_RECORD`] and
+    /// [`MAX_BLOCK`] by the callers).
     #[cold]
-    fn release_behind(&mut self) {
-        const PAGE: usize = 4096; // madvise needs a page-aligned start; 4 KiB divides every page size
-        let base = self.data.as_ptr() as usize;
-        let start = (base + self.released).next_multiple_of(PAGE);
-        let end = (base + self.pos - RELEASE_KEEP) & !(PAGE - 1);
-        if end > start {
-            // SAFETY: [start, end) lies inside this reader's mapping (`data` is the whole
-            // mapped file), the mapping is private and read-only, and MADV_DONTNEED on it only
-            // makes later reads fault the same file bytes back in. A failure changes nothing.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+    fn refill(&mut self, need: usize) -> bool {
+        let Src::File(c) = &mut self.src else {
+            return false;
+        };
+        if self.pos > 0 {
+            c.buf.copy_within(self.pos..c.end, 0);
+            c.end -= self.pos;
+            c.base += self.pos as u64;
+            self.pos = 0;
+        }
+        let size = need.max(CHUNK);
+        if c.buf.len() < size {
+            c.buf.resize(size, 0);
+        }
+        let at = c.base + c.end as u64;
+        let room = (c.buf.len() - c.end).min(c.len.saturating_sub(at) as usize);
+        match read_full_at(c.file, &mut c.buf[c.end..c.end + room], at) {
+            Ok(n) => {
+                c.end += n;
+                c.end >= need
+            }
+            Err(_) => {
+                self.stop("the file could not be read further (I/O error)");
+                false
             }
         }
-        self.released = end.saturating_sub(base).max(self.released);
+    }
+
+    /// Pass over `n` bytes from the next record's start (a block nobody reads, or the file
+    /// header), reading none of them that are not yet in the window.
+    fn skip(&mut self, n: usize) {
+        let len = window(&self.src).len();
+        match &mut self.src {
+            Src::File(c) if self.pos + n > len => {
+                c.base += (self.pos + n) as u64;
+                c.end = 0;
+                self.pos = 0;
+            }
+            _ => self.pos = (self.pos + n).min(len),
+        }
     }
 
     /// Prefetch the cache lines up to `PREFETCH_AHEAD` bytes past the reader, each line once
@@ -317,32 +429,33 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     fn prefetch_ahead(&mut self) {
         #[cfg(target_arch = "x86_64")]
-        {
+        if let Src::Mem(data) = self.src {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let to = (self.pos + PREFETCH_AHEAD).min(self.data.len());
+            let to = (self.pos + PREFETCH_AHEAD).min(data.len());
             while self.prefetched < to {
                 // SAFETY: `prefetched < to <= data.len()`: the address is inside `data`, and a
                 // prefetch never faults nor changes memory.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(self.data.as_ptr().add(self.prefetched) as *const i8) };
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().add(self.prefetched) as *const i8) };
                 self.prefetched += 64;
             }
         }
     }
 
-    fn stop(&mut self, reason: &'static str) -> Option<Frame<'a>> {
-        self.stopped = Some(Stopped {
-            offset: self.pos,
-            reason,
-        });
-        self.pos = self.data.len();
+    fn stop<'s>(&mut self, reason: &'static str) -> Option<Frame<'s>> {
+        if self.stopped.is_none() {
+            self.stopped = Some(Stopped {
+                offset: self.offset(),
+                reason,
+            });
+        }
         None
     }
 
     /// The next frame, or `None` at the end (or at a cut; see [`Reader::stopped`]).
     #[inline]
-    pub fn next_frame(&mut self) -> Option<Frame<'a>> {
-        if self.release && self.pos >= self.released + RELEASE_STEP + RELEASE_KEEP {
-            self.release_behind();
+    pub fn next_frame(&mut self) -> Option<Frame<'_>> {
+        if self.stopped.is_some() {
+            return None;
         }
         self.prefetch_ahead();
         match self.kind {
@@ -352,46 +465,47 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    fn next_pcap(&mut self, be: bool, nano: bool, linktype: u32) -> Option<Frame<'a>> {
-        let rest = self.data.get(self.pos..)?;
-        if rest.is_empty() {
-            return None;
-        }
-        if rest.len() < 16 {
+    fn next_pcap(&mut self, be: bool, nano: bool, linktype: u32) -> Option<Frame<'_>> {
+        if !self.have(16) {
+            if self.stopped.is_some() || window(&self.src).len() == self.pos {
+                return None;
+            }
             return self.stop("file ends inside a record header");
         }
-        let sec = rd32(be, &rest[0..4]) as u64;
-        let frac = rd32(be, &rest[4..8]) as u64;
-        let incl = rd32(be, &rest[8..12]) as usize;
-        let orig = rd32(be, &rest[12..16]);
+        let h = &window(&self.src)[self.pos..self.pos + 16];
+        let sec = rd32(be, &h[0..4]) as u64;
+        let frac = rd32(be, &h[4..8]) as u64;
+        let incl = rd32(be, &h[8..12]) as usize;
+        let orig = rd32(be, &h[12..16]);
         if incl > MAX_RECORD {
             return self.stop("record length beyond 256 KiB (corrupt record)");
         }
-        let Some(data) = rest.get(16..16 + incl) else {
+        if !self.have(16 + incl) {
             return self.stop("file ends inside a packet");
-        };
-        self.pos += 16 + incl;
+        }
+        let at = self.pos + 16;
+        self.pos = at + incl;
         let ts = sec * 1_000_000_000 + if nano { frac } else { frac * 1000 };
         Some(Frame {
             ts,
             linktype,
-            data,
+            data: &window(&self.src)[at..at + incl],
             orig_len: orig.max(incl as u32),
         })
     }
 
-    fn next_pcapng(&mut self) -> Option<Frame<'a>> {
+    fn next_pcapng(&mut self) -> Option<Frame<'_>> {
         loop {
-            let rest = self.data.get(self.pos..)?;
-            if rest.is_empty() {
-                return None;
-            }
-            if rest.len() < 12 {
+            if !self.have(12) {
+                if self.stopped.is_some() || window(&self.src).len() == self.pos {
+                    return None;
+                }
                 return self.stop("file ends inside a block header");
             }
             let Kind::Pcapng { be, .. } = self.kind else {
                 return None;
             };
+            let rest = &window(&self.src)[self.pos..];
             let btype_le = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
             let be = if btype_le == PCAPNG_SHB {
                 // A section header sets the byte order for everything until the next one.
@@ -410,11 +524,25 @@ impl<'a> Reader<'a> {
             if blen < 12 || !blen.is_multiple_of(4) {
                 return self.stop("corrupt pcapng block length");
             }
-            let Some(block) = rest.get(..blen) else {
+            if !matches!(btype, 1 | 2 | 3 | 6) {
+                // SHB, statistics, name resolution, custom: nothing for us, and not read
+                if self.offset() + blen > self.total() {
+                    return self.stop("file ends inside a block");
+                }
+                self.skip(blen);
+                continue;
+            }
+            if blen > MAX_BLOCK {
+                return self.stop("pcapng block beyond 16 MiB (corrupt block)");
+            }
+            if !self.have(blen) {
                 return self.stop("file ends inside a block");
-            };
-            let body = &block[8..blen - 4];
+            }
+            let start = self.pos;
             self.pos += blen;
+            // the block's body: after type and length, before the trailing length
+            let (b0, b1) = (start + 8, start + blen - 4);
+            let body = &window(&self.src)[b0..b1];
             match btype {
                 1 => {
                     // Interface Description Block
@@ -443,9 +571,9 @@ impl<'a> Reader<'a> {
                     let lo = rd32(be, &body[8..12]) as u64;
                     let cap = rd32(be, &body[12..16]) as usize;
                     let orig = rd32(be, &body[16..20]);
-                    let Some(data) = body.get(20..20usize.saturating_add(cap)) else {
+                    if cap > body.len() - 20 {
                         return self.stop("packet longer than its block");
-                    };
+                    }
                     let Some(ifc) = self.iface(iface) else {
                         return self.stop("packet names an undeclared interface");
                     };
@@ -453,28 +581,27 @@ impl<'a> Reader<'a> {
                     return Some(Frame {
                         ts,
                         linktype: ifc.linktype,
-                        data,
+                        data: &window(&self.src)[b0 + 20..b0 + 20 + cap],
                         orig_len: orig.max(cap as u32),
                     });
                 }
-                3 => {
-                    // Simple Packet Block: interface 0, no timestamp
+                _ => {
+                    // 3: Simple Packet Block: interface 0, no timestamp
                     if body.len() < 4 {
                         return self.stop("short simple packet block");
                     }
                     let orig = rd32(be, &body[0..4]);
-                    let data = &body[4..4 + (body.len() - 4).min(orig as usize)];
+                    let n = (body.len() - 4).min(orig as usize);
                     let Some(ifc) = self.iface(0) else {
                         return self.stop("packet names an undeclared interface");
                     };
                     return Some(Frame {
                         ts: 0,
                         linktype: ifc.linktype,
-                        data,
-                        orig_len: orig.max(data.len() as u32),
+                        data: &window(&self.src)[b0 + 4..b0 + 4 + n],
+                        orig_len: orig.max(n as u32),
                     });
                 }
-                _ => {} // SHB, statistics, name resolution, custom: nothing for us
             }
         }
     }
@@ -646,49 +773,197 @@ mod tests {
 }
 
 #[cfg(test)]
-mod prefetch_tests {
+mod chunk_tests {
     use super::*;
 
-    /// The reader prefetches ahead of itself on a mapped file: the walk must see exactly the
-    /// records an in-memory walk sees, over many pages and a file whose end is not on a page
-    /// or cache-line boundary (the prefetch must stop at the end of the mapping).
-    #[test]
-    fn mapped_walk_with_prefetch_sees_the_same_records_as_an_in_memory_walk() {
+    fn pcap_file(records: &[(u32, Vec<u8>)], tail: &[u8]) -> Vec<u8> {
         let mut f = Vec::new();
         f.extend(0xA1B2_C3D4u32.to_le_bytes());
         f.extend(2u16.to_le_bytes());
         f.extend(4u16.to_le_bytes());
         f.extend([0u8; 8]);
-        f.extend(65535u32.to_le_bytes());
+        f.extend(262_144u32.to_le_bytes());
         f.extend(1u32.to_le_bytes());
-        for i in 0..3000u32 {
-            let len = (i * 37 % 1500 + 1) as usize;
+        for (i, data) in records {
             f.extend(i.to_le_bytes());
             f.extend(0u32.to_le_bytes());
-            f.extend((len as u32).to_le_bytes());
-            f.extend((len as u32).to_le_bytes());
-            f.extend((0..len).map(|k| (k as u32 ^ i) as u8));
+            f.extend((data.len() as u32).to_le_bytes());
+            f.extend((data.len() as u32).to_le_bytes());
+            f.extend(data);
         }
-        f.extend([1, 2, 3]); // a cut record header at the very end
-        let path = std::env::temp_dir().join(format!("apitap-prefetch-{}.pcap", std::process::id()));
-        std::fs::write(&path, &f).unwrap();
-        let mapped = CaptureFile::open(path.to_str().unwrap()).unwrap();
-        let owned = CaptureFile::from_bytes("mem", f).unwrap();
-        let (mut a, mut b) = (mapped.reader(), owned.reader());
+        f.extend(tail);
+        f
+    }
+
+    /// Write `bytes` to a file and walk it both ways, chunked from the file and in memory:
+    /// every frame, every offset and the stop must agree. Returns the frames seen.
+    fn walk_both(name: &str, bytes: Vec<u8>) -> (usize, Option<Stopped>) {
+        let path = std::env::temp_dir().join(format!("apitap-chunks-{}-{name}", std::process::id()));
+        std::fs::write(&path, &bytes).unwrap();
+        let file = CaptureFile::open(path.to_str().unwrap()).unwrap();
+        assert!(matches!(file.buf, Buf::File(..)), "a plain file is read in chunks");
+        let mem = CaptureFile::from_bytes("mem", bytes).unwrap();
+        assert_eq!(file.len(), mem.len());
+        let (mut a, mut b) = (file.reader(), mem.reader());
         let mut n = 0;
         loop {
+            let (oa, ob) = (a.offset(), b.offset());
+            assert_eq!(oa, ob, "offset before frame {n}");
             match (a.next_frame(), b.next_frame()) {
                 (Some(x), Some(y)) => {
-                    assert_eq!((x.ts, x.data, x.orig_len), (y.ts, y.data, y.orig_len), "record {n}");
+                    assert_eq!(
+                        (x.ts, x.linktype, x.data, x.orig_len),
+                        (y.ts, y.linktype, y.data, y.orig_len),
+                        "frame {n}"
+                    );
                     n += 1;
                 }
                 (None, None) => break,
-                (x, y) => panic!("record {n}: {:?} vs {:?}", x.map(|f| f.ts), y.map(|f| f.ts)),
+                (x, y) => panic!("frame {n}: {:?} vs {:?}", x.map(|f| f.ts), y.map(|f| f.ts)),
             }
         }
         std::fs::remove_file(&path).ok();
-        assert_eq!(n, 3000);
         assert_eq!(a.stopped(), b.stopped());
-        assert_eq!(a.stopped().unwrap().reason, "file ends inside a record header");
+        // asked again after the end: still the end, nothing read past it
+        assert!(a.next_frame().is_none() && b.next_frame().is_none());
+        (n, a.stopped())
+    }
+
+    #[test]
+    fn a_file_read_in_chunks_yields_what_an_in_memory_walk_yields() {
+        // records of every size straddle the chunk edges; two of the largest allowed
+        // (256 KiB, more than a chunk) make the buffer grow; the file ends in a cut header
+        let mut recs: Vec<(u32, Vec<u8>)> = (0..3000u32)
+            .map(|i| {
+                (
+                    i,
+                    (0..(i * 37 % 1500 + 1) as usize)
+                        .map(|k| (k as u32 ^ i) as u8)
+                        .collect(),
+                )
+            })
+            .collect();
+        recs.insert(100, (7, vec![0xAB; MAX_RECORD]));
+        recs.insert(2000, (8, vec![0xCD; MAX_RECORD - 3]));
+        let (n, stop) = walk_both("many.pcap", pcap_file(&recs, &[1, 2, 3]));
+        assert_eq!(n, 3002);
+        assert_eq!(stop.unwrap().reason, "file ends inside a record header");
+    }
+
+    #[test]
+    fn a_cut_or_corrupt_record_stops_the_chunked_walk_where_the_in_memory_one_stops() {
+        let recs: Vec<(u32, Vec<u8>)> = (0..700u32).map(|i| (i, vec![i as u8; 1200])).collect();
+        let whole = pcap_file(&recs, &[]);
+        // cut inside a packet, at every distance from a chunk edge that matters
+        for cut in [CHUNK - 1, CHUNK, CHUNK + 7, 2 * CHUNK + 20, whole.len() - 1] {
+            let (_, stop) = walk_both("cut.pcap", whole[..cut].to_vec());
+            assert!(stop.is_some(), "cut at {cut}");
+        }
+        // a record claiming more than 256 KiB, past the first chunk
+        let mut bad = pcap_file(&recs, &[]);
+        let at = 24 + 300 * (16 + 1200);
+        bad[at + 8..at + 12].copy_from_slice(&(MAX_RECORD as u32 + 1).to_le_bytes());
+        let (n, stop) = walk_both("corrupt.pcap", bad);
+        assert_eq!(n, 300);
+        assert_eq!(stop.unwrap().offset, at);
+    }
+
+    fn ng_block(btype: u32, body: &[u8]) -> Vec<u8> {
+        let len = 12 + body.len().div_ceil(4) * 4;
+        let mut b = Vec::new();
+        b.extend(btype.to_le_bytes());
+        b.extend((len as u32).to_le_bytes());
+        b.extend(body);
+        b.resize(len - 4, 0);
+        b.extend((len as u32).to_le_bytes());
+        b
+    }
+
+    fn ng_packet(i: u32, data: &[u8]) -> Vec<u8> {
+        let mut epb = Vec::new();
+        epb.extend(0u32.to_le_bytes());
+        epb.extend(0u32.to_le_bytes());
+        epb.extend(i.to_le_bytes());
+        epb.extend((data.len() as u32).to_le_bytes());
+        epb.extend((data.len() as u32).to_le_bytes());
+        epb.extend(data);
+        ng_block(6, &epb)
+    }
+
+    #[test]
+    fn pcapng_blocks_across_chunks_and_skipped_blocks_larger_than_a_chunk() {
+        let mut f = ng_block(
+            PCAPNG_SHB,
+            &[
+                0x4D, 0x3C, 0x2B, 0x1A, 1, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255,
+            ],
+        );
+        f.extend(ng_block(1, &[1, 0, 0, 0, 0, 0, 4, 0]));
+        for i in 0..2000u32 {
+            f.extend(ng_packet(i, &vec![i as u8; (i * 53 % 1400 + 1) as usize]));
+            if i % 700 == 5 {
+                // a custom block of 3 chunks: passed over unread
+                f.extend(ng_block(0x0000_0BAD, &vec![0xEE; 3 * CHUNK]));
+            }
+        }
+        // a packet block larger than a chunk
+        f.extend(ng_packet(9, &vec![0x11; CHUNK + 100]));
+        let (n, stop) = walk_both("blocks.pcapng", f.clone());
+        assert_eq!((n, stop), (2001, None));
+        // the file ends inside a skipped block
+        let mut cut = f.clone();
+        cut.extend(ng_block(0x0000_0BAD, &vec![0xEE; 2 * CHUNK]));
+        cut.truncate(cut.len() - 10);
+        let (n, stop) = walk_both("cutblock.pcapng", cut);
+        assert_eq!((n, stop.unwrap().reason), (2001, "file ends inside a block"));
+        // a packet block beyond the bound the reader buffers: stopped, nothing allocated for it
+        let mut huge = f;
+        let at = huge.len();
+        huge.extend(ng_packet(10, b"x"));
+        huge[at + 4..at + 8].copy_from_slice(&(MAX_BLOCK as u32 + 4).to_le_bytes());
+        let (_, stop) = walk_both("huge.pcapng", huge);
+        assert_eq!(stop.unwrap().reason, "pcapng block beyond 16 MiB (corrupt block)");
+    }
+
+    #[test]
+    fn a_file_cut_or_grown_while_it_is_read_is_read_up_to_what_is_there() {
+        use std::io::Write;
+        let recs: Vec<(u32, Vec<u8>)> = (0..2000u32).map(|i| (i, vec![i as u8; 1000])).collect();
+        let bytes = pcap_file(&recs, &[]);
+        let path = std::env::temp_dir().join(format!("apitap-chunks-{}-shrink.pcap", std::process::id()));
+        std::fs::write(&path, &bytes).unwrap();
+        let f = CaptureFile::open(path.to_str().unwrap()).unwrap();
+        let mut r = f.reader();
+        assert!(r.next_frame().is_some());
+        // cut by another process after the first chunk was read: a mapping would end the
+        // process (SIGBUS); here the walk stops at the cut
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(CHUNK as u64 + 500)
+            .unwrap();
+        let mut n = 1;
+        while r.next_frame().is_some() {
+            n += 1;
+        }
+        assert!(n < 2000, "{n}");
+        assert_eq!(r.stopped().unwrap().reason, "file ends inside a packet");
+        // grown after it was opened: read up to the length it had then
+        std::fs::write(&path, &bytes).unwrap();
+        let f = CaptureFile::open(path.to_str().unwrap()).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&bytes[24..24 + 1016])
+            .unwrap();
+        let mut r = f.reader();
+        let mut n = 0;
+        while r.next_frame().is_some() {
+            n += 1;
+        }
+        std::fs::remove_file(&path).ok();
+        assert_eq!((n, r.stopped()), (2000, None));
     }
 }

@@ -131,15 +131,14 @@ fn rss_kb(pid: u32, key: &str) -> Option<u64> {
     l.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Run apitap with `args`; returns (status, stdout, stderr, peak anonymous RSS in KiB). The
-/// capture file's own pages (memory-mapped, file-backed) are not counted: only what apitap
-/// allocates.
+/// Run apitap with `args`; returns (status, stdout, stderr, peak anonymous RSS in KiB): what
+/// apitap allocates, not the executable's file-backed pages.
 pub fn run_measured(args: &[&str]) -> (ExitStatus, String, String, u64) {
     run_peak(args, "RssAnon:")
 }
 
-/// [`run_measured`] with the peak of another `/proc/PID/status` line (`RssFile:`: the mapped
-/// capture file's resident pages, the executable's).
+/// [`run_measured`] with the peak of another `/proc/PID/status` line (`RssFile:`: resident
+/// file-backed pages, the executable's and any file apitap maps).
 pub fn run_peak(args: &[&str], key: &str) -> (ExitStatus, String, String, u64) {
     let dir = tempfile::tempdir().expect("tmp");
     let out_p = dir.path().join("out");
