@@ -85,8 +85,18 @@ impl CaptureFile {
             io::stdin().lock().read_to_end(&mut v).map_err(io_err)?;
             (Buf::Owned(v), Vec::new())
         } else {
-            let file = File::open(path).map_err(io_err)?;
-            let len = file.metadata().map_err(io_err)?.len();
+            let mut file = File::open(path).map_err(io_err)?;
+            let meta = file.metadata().map_err(io_err)?;
+            if !meta.is_file() {
+                // a pipe or a device (`<(zcat f.pcap.gz)`, /dev/stdin): read like stdin
+                let mut v = Vec::new();
+                file.read_to_end(&mut v).map_err(io_err)?;
+                if v.is_empty() {
+                    return Err(OpenError::Empty { path: path.to_string() });
+                }
+                return Self::from_owned(path, v);
+            }
+            let len = meta.len();
             if len == 0 {
                 return Err(OpenError::Empty { path: path.to_string() });
             }
@@ -106,16 +116,7 @@ impl CaptureFile {
                     })?;
                 Buf::Owned(out)
             }
-            Buf::Owned(v) if is_gzip(&v) => {
-                let mut out = Vec::new();
-                flate2::read::MultiGzDecoder::new(&v[..])
-                    .read_to_end(&mut out)
-                    .map_err(|source| OpenError::Gzip {
-                        path: path.to_string(),
-                        source,
-                    })?;
-                Buf::Owned(out)
-            }
+            Buf::Owned(v) => return Self::from_owned(path, v),
             b => b,
         };
         let format = match &buf {
@@ -127,6 +128,23 @@ impl CaptureFile {
             buf,
             format,
         })
+    }
+
+    /// A capture read whole into memory (stdin, a pipe), gunzipped if it is gzip'd.
+    fn from_owned(path: &str, v: Vec<u8>) -> Result<Self, OpenError> {
+        let v = if is_gzip(&v) {
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(&v[..])
+                .read_to_end(&mut out)
+                .map_err(|source| OpenError::Gzip {
+                    path: path.to_string(),
+                    source,
+                })?;
+            out
+        } else {
+            v
+        };
+        Self::from_bytes(path, v)
     }
 
     /// Wrap bytes already in memory (tests, benches).
@@ -965,5 +983,57 @@ mod chunk_tests {
         }
         std::fs::remove_file(&path).ok();
         assert_eq!((n, r.stopped()), (2000, None));
+    }
+}
+
+#[cfg(test)]
+mod pipe_tests {
+    use super::*;
+
+    #[test]
+    fn a_named_pipe_is_read_whole_like_stdin() {
+        // `apitap replay <(zcat f.pcap.gz)` hands over a pipe: no length, no chunked re-reads
+        let dir = std::env::temp_dir().join(format!("apitap-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string path; mkfifo only creates the node
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let mut bytes = Vec::new();
+        bytes.extend(0xA1B2_C3D4u32.to_le_bytes());
+        bytes.extend([2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 0, 0, 1, 0, 0, 0]);
+        for i in 0..500u32 {
+            bytes.extend(i.to_le_bytes());
+            bytes.extend([0; 4]);
+            bytes.extend(1000u32.to_le_bytes());
+            bytes.extend(1000u32.to_le_bytes());
+            bytes.extend(vec![i as u8; 1000]);
+        }
+        let gz = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&bytes).unwrap();
+            e.finish().unwrap()
+        };
+        for (what, data) in [("plain", bytes.clone()), ("gzip", gz)] {
+            let p = path.clone();
+            let w = std::thread::spawn(move || std::fs::write(p, data).unwrap());
+            let f = CaptureFile::open(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            w.join().unwrap();
+            let mut r = f.reader();
+            let mut n = 0;
+            while let Some(fr) = r.next_frame() {
+                assert_eq!(fr.data, &vec![n as u8; 1000][..], "{what} frame {n}");
+                n += 1;
+            }
+            assert_eq!((n, r.stopped()), (500, None), "{what}");
+        }
+        // a pipe that gives nothing is an empty capture, named
+        let p = path.clone();
+        let w = std::thread::spawn(move || std::fs::write(p, b"").unwrap());
+        let e = CaptureFile::open(path.to_str().unwrap()).err().unwrap();
+        w.join().unwrap();
+        assert!(matches!(e, OpenError::Empty { .. }), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
