@@ -248,37 +248,16 @@ fn scan_pairs(body: &[u8]) -> BTreeSet<Sensitive> {
         let h = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
         _mm256_and_si256(_mm256_shuffle_epi8(lo, l), _mm256_shuffle_epi8(hi, h))
     };
+    // a block's classes: `v` its bytes, `v1` the bytes one on
+    let classes =
+        |v: __m256i, v1: __m256i| _mm256_and_si256(class(v, first_lo, first_hi), class(v1, second_lo, second_hi));
     let n = body.len();
     let mut found = BTreeSet::new();
     let mut next = 0; // positions before this were consumed by a finding's run
-    let mut base = 0;
-    while base < n {
-        // the block and the block one byte on; past the body's end zero bytes, in no class
-        // (and a zero second byte is none a prefix needs, as `may_start` reads the end)
-        let (v, v1) = match body.get(base..base + 33) {
-            // SAFETY: bytes base..base + 33 are in `body`: both 32-byte loads read inside it.
-            Some(b) => unsafe {
-                (
-                    _mm256_loadu_si256(b.as_ptr().cast::<__m256i>()),
-                    _mm256_loadu_si256(b.as_ptr().add(1).cast::<__m256i>()),
-                )
-            },
-            None => {
-                let mut pad = [0u8; 64];
-                pad[..n - base].copy_from_slice(&body[base..]);
-                // SAFETY: both loads read inside the 64-byte `pad`.
-                unsafe {
-                    (
-                        _mm256_loadu_si256(pad.as_ptr().cast::<__m256i>()),
-                        _mm256_loadu_si256(pad.as_ptr().add(1).cast::<__m256i>()),
-                    )
-                }
-            }
-        };
-        let c = _mm256_and_si256(class(v, first_lo, first_hi), class(v1, second_lo, second_hi));
+    // the candidates of the block at `base` (bytes `v`, classes `c`) visited in order
+    let mut take = |base: usize, v: __m256i, c: __m256i| {
         if _mm256_testz_si256(c, c) != 0 {
-            base += 32;
-            continue;
+            return;
         }
         let at = _mm256_movemask_epi8(c) as u32; // bit 7: an '@'
         let none = _mm256_cmpeq_epi8(_mm256_and_si256(c, _mm256_set1_epi8(0x7f)), _mm256_setzero_si256());
@@ -311,6 +290,53 @@ fn scan_pairs(body: &[u8]) -> BTreeSet<Sensitive> {
                 };
             }
         }
+    };
+    // two blocks at a time while they and the byte after them are in the body: most pairs
+    // hold no candidate, one test says so
+    let mut base = 0;
+    while let Some(b) = body.get(base..base + 65) {
+        // SAFETY: the four 32-byte loads read bytes 0..65 of `b`, all in it.
+        let (v0, v0n, v1, v1n) = unsafe {
+            let p = b.as_ptr();
+            (
+                _mm256_loadu_si256(p.cast::<__m256i>()),
+                _mm256_loadu_si256(p.add(1).cast::<__m256i>()),
+                _mm256_loadu_si256(p.add(32).cast::<__m256i>()),
+                _mm256_loadu_si256(p.add(33).cast::<__m256i>()),
+            )
+        };
+        let (c0, c1) = (classes(v0, v0n), classes(v1, v1n));
+        let any = _mm256_or_si256(c0, c1);
+        if _mm256_testz_si256(any, any) == 0 {
+            take(base, v0, c0);
+            take(base + 32, v1, c1);
+        }
+        base += 64;
+    }
+    while base < n {
+        // the block and the block one byte on; past the body's end zero bytes, in no class
+        // (and a zero second byte is none a prefix needs, as `may_start` reads the end)
+        let (v, v1) = match body.get(base..base + 33) {
+            // SAFETY: bytes base..base + 33 are in `body`: both 32-byte loads read inside it.
+            Some(b) => unsafe {
+                (
+                    _mm256_loadu_si256(b.as_ptr().cast::<__m256i>()),
+                    _mm256_loadu_si256(b.as_ptr().add(1).cast::<__m256i>()),
+                )
+            },
+            None => {
+                let mut pad = [0u8; 64];
+                pad[..n - base].copy_from_slice(&body[base..]);
+                // SAFETY: both loads read inside the 64-byte `pad`.
+                unsafe {
+                    (
+                        _mm256_loadu_si256(pad.as_ptr().cast::<__m256i>()),
+                        _mm256_loadu_si256(pad.as_ptr().add(1).cast::<__m256i>()),
+                    )
+                }
+            }
+        };
+        take(base, v, classes(v, v1));
         base += 32;
     }
     found
