@@ -277,7 +277,10 @@ impl FlowTable {
             let n = flow.flush(seg.ts, ctx);
             notes.gap |= n.gap;
         }
-        flow.collect(seg.ts, notes, &self.cfg, &mut self.stats, &mut self.txs, out);
+        // (most packets, a body segment among them, end no message and note nothing)
+        if !flow.quiet(notes) {
+            flow.collect(seg.ts, notes, &self.cfg, &mut self.stats, &mut self.txs, out);
+        }
     }
 
     /// The flow of a segment, for every case but the common one (see [`FlowTable::process`]):
@@ -575,6 +578,13 @@ impl Flow {
             dst: dst.0,
             dport: dst.1,
         }
+    }
+
+    /// Nothing for [`Flow::collect`] to hand on: no TLS handshake to look for, no transaction
+    /// or HTTP anomaly waiting, no gap or conflict noted.
+    #[inline]
+    fn quiet(&self, notes: Notes) -> bool {
+        !notes.gap && !notes.conflict && self.pre.passthrough() && self.conn.as_ref().is_none_or(|c| !c.has_output())
     }
 
     #[allow(clippy::vec_box)] // (the boxes move on into `out` as they are)
