@@ -202,6 +202,25 @@ impl Half {
         0
     }
 
+    /// A piece of a body that does not end it (most segments of a large response): counted,
+    /// kept up to `body_depth`, and nothing else happens (no event, no state but the framing's
+    /// count). Returns false, having done nothing, when `d` is not that: [`Half::feed`] it.
+    #[inline]
+    pub fn body_piece(&mut self, d: &[u8], cfg: &HttpConfig) -> bool {
+        let n = d.len() as u64;
+        let (next, coming) = match self.st {
+            _ if self.guess_body => return false,
+            St::Body(Framing::Length(rem)) if n < rem => (Framing::Length(rem - n), rem),
+            St::Body(Framing::Chunked(Chunked::Data(rem))) if n < rem => (Framing::Chunked(Chunked::Data(rem - n)), rem),
+            St::Body(Framing::Close) => (Framing::Close, 0),
+            _ => return false,
+        };
+        self.pos += n;
+        self.take_body(d, coming, cfg);
+        self.st = St::Body(next);
+        true
+    }
+
     /// Parse again after `n` bytes were handled elsewhere (a connection taken for HTTP/2 by its
     /// frame layout that turned out not to be): look for the next message start.
     pub fn resume(&mut self, n: u64) {
