@@ -56,12 +56,12 @@ pub fn entry_cost(cap: usize) -> usize {
 /// A piece of the reassembled byte stream, in order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Chunk<'a> {
-    Data(&'a [u8]),
+    /// Bytes, and the acknowledgement (a sequence number of the other direction) carried by
+    /// the segment they came in, when it carried one (lets the consumer order the two
+    /// directions, see http::conn). Data without one follows the last one given.
+    Data(&'a [u8], Option<u32>),
     /// `n` bytes were lost: the stream skips them.
     Gap(u64),
-    /// The data that follows was carried by a segment acknowledging this sequence number of
-    /// the other direction (lets the consumer order the two directions, see http::conn).
-    Ack(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -201,7 +201,7 @@ impl Stream {
         self.ooo_bytes
     }
 
-    /// The next segment fed carries this acknowledgement (for [`Chunk::Ack`]).
+    /// The next segment fed carries this acknowledgement (for [`Chunk::Data`]).
     pub fn note_ack(&mut self, ack: Option<u32>) {
         self.seg_ack = ack;
     }
@@ -354,10 +354,7 @@ impl Stream {
         out: &mut dyn FnMut(Chunk<'_>),
     ) {
         if !payload.is_empty() {
-            if let Some(a) = ack {
-                out(Chunk::Ack(a));
-            }
-            out(Chunk::Data(payload));
+            out(Chunk::Data(payload, ack));
             self.remember(payload);
             self.next_seq = self.next_seq.wrapping_add(payload.len() as u32);
             self.off += payload.len() as u64;
@@ -648,18 +645,16 @@ mod tests {
                 &mut self.b,
                 &mut self.st,
                 &mut |c| match c {
-                    Chunk::Data(d) => out.extend_from_slice(d),
+                    Chunk::Data(d, _) => out.extend_from_slice(d),
                     Chunk::Gap(n) => gaps.push(n),
-                    Chunk::Ack(_) => {}
                 },
             )
         }
         fn flush(&mut self) {
             let (out, gaps) = (&mut self.out, &mut self.gaps);
             self.s.flush(&mut self.b, &mut self.st, &mut |c| match c {
-                Chunk::Data(d) => out.extend_from_slice(d),
+                Chunk::Data(d, _) => out.extend_from_slice(d),
                 Chunk::Gap(n) => gaps.push(n),
-                Chunk::Ack(_) => {}
             });
         }
     }
@@ -727,9 +722,8 @@ mod tests {
         r.seg(5, b"efg");
         let (out, gaps) = (&mut r.out, &mut r.gaps);
         let mut sink = |c: Chunk<'_>| match c {
-            Chunk::Data(d) => out.extend_from_slice(d),
+            Chunk::Data(d, _) => out.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
-            Chunk::Ack(_) => {}
         };
         r.s.check_stale(3, Some(8), &r.cfg, &mut r.b, &mut r.st, &mut sink);
         r.s.check_stale(5, Some(8), &r.cfg, &mut r.b, &mut r.st, &mut sink);
@@ -742,9 +736,8 @@ mod tests {
         r.seg(5, b"efg");
         let (out, gaps) = (&mut r.out, &mut r.gaps);
         let mut sink = |c: Chunk<'_>| match c {
-            Chunk::Data(d) => out.extend_from_slice(d),
+            Chunk::Data(d, _) => out.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
-            Chunk::Ack(_) => {}
         };
         r.s.check_stale(3, Some(8), &r.cfg, &mut r.b, &mut r.st, &mut sink);
         assert!(r.gaps.is_empty(), "skipped too early");
@@ -776,9 +769,8 @@ mod tests {
         r.seg(7, b"gh");
         let (out, gaps) = (&mut r.out, &mut r.gaps);
         r.s.segment(1, b"abcd", 6, false, 9, &r.cfg, &mut r.b, &mut r.st, &mut |c| match c {
-            Chunk::Data(d) => out.extend_from_slice(d),
+            Chunk::Data(d, _) => out.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
-            Chunk::Ack(_) => {}
         });
         assert_eq!(r.out, b"abcdgh");
         assert_eq!(r.gaps, vec![2, 2]);
