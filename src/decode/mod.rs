@@ -618,7 +618,10 @@ impl Decoder {
         }
     }
 
+    /// What an IP packet carries (`d`: what was captured of the `declared` payload bytes).
+    /// (TCP inlined into the IP layers, the rest not: the common packet makes no call here)
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn l4(
         &mut self,
         ts: Ts,
@@ -629,35 +632,63 @@ impl Decoder {
         depth: u8,
         on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
     ) -> Result<(), Skip> {
+        if proto == 6 {
+            self.tcp(ts, meta, d, declared, on_tcp)
+        } else {
+            self.l4_other(ts, proto, d, depth, on_tcp)
+        }
+    }
+
+    /// A TCP segment: its header read, its checksum checked when it was captured whole, then
+    /// handed to `on_tcp`.
+    #[inline]
+    fn tcp(
+        &mut self,
+        ts: Ts,
+        meta: IpMeta,
+        d: &[u8],
+        declared: usize,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
+        let t = TcpHeaderSlice::from_slice(d).map_err(|_| Skip::TcpTruncated)?;
+        let hl = t.slice().len();
+        let payload = &d[hl..];
+        let missing = declared.saturating_sub(hl).saturating_sub(payload.len()) as u32;
+        // Only a segment captured whole can be checked.
+        if self.validation != Validation::Off
+            && missing == 0
+            && declared == d.len()
+            && !self.checksum_ok(meta, d)
+        {
+            return Err(Skip::TcpBadChecksum);
+        }
+        let b = t.slice();
+        on_tcp(&TcpSegment {
+            ts,
+            src: meta.src,
+            dst: meta.dst,
+            sport: t.source_port(),
+            dport: t.destination_port(),
+            seq: t.sequence_number(),
+            ack: t.acknowledgment_number(),
+            flags: b[13],
+            payload,
+            missing,
+        });
+        Ok(())
+    }
+
+    /// [`Decoder::l4`] for all but TCP.
+    #[inline(never)]
+    fn l4_other(
+        &mut self,
+        ts: Ts,
+        proto: u8,
+        d: &[u8],
+        depth: u8,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
         match proto {
-            6 => {
-                let t = TcpHeaderSlice::from_slice(d).map_err(|_| Skip::TcpTruncated)?;
-                let hl = t.slice().len();
-                let payload = &d[hl..];
-                let missing = declared.saturating_sub(hl).saturating_sub(payload.len()) as u32;
-                // Only a segment captured whole can be checked.
-                if self.validation != Validation::Off
-                    && missing == 0
-                    && declared == d.len()
-                    && !self.checksum_ok(meta, d)
-                {
-                    return Err(Skip::TcpBadChecksum);
-                }
-                let b = t.slice();
-                on_tcp(&TcpSegment {
-                    ts,
-                    src: meta.src,
-                    dst: meta.dst,
-                    sport: t.source_port(),
-                    dport: t.destination_port(),
-                    seq: t.sequence_number(),
-                    ack: t.acknowledgment_number(),
-                    flags: b[13],
-                    payload,
-                    missing,
-                });
-                Ok(())
-            }
             17 => {
                 let u = d.get(..8).ok_or(Skip::Udp)?;
                 let sport = u16::from_be_bytes([u[0], u[1]]);

@@ -207,7 +207,9 @@ impl Stream {
     }
 
     /// Feed one segment. `missing` bytes after `payload` were cut off by the capture.
+    /// (inlined: one caller per packet, [`crate::flow`]'s, and ten arguments to pass)
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn segment(
         &mut self,
         seq: u32,
