@@ -77,7 +77,7 @@ fn bench_reassembly(c: &mut Criterion) {
                     &mut budget,
                     &mut st,
                     &mut |c| {
-                        if let Chunk::Data(d) = c {
+                        if let Chunk::Data(d, _) = c {
                             total += d.len()
                         }
                     },
@@ -104,7 +104,7 @@ fn bench_reassembly(c: &mut Criterion) {
                         &mut budget,
                         &mut st,
                         &mut |c| {
-                            if let Chunk::Data(d) = c {
+                            if let Chunk::Data(d, _) = c {
                                 total += d.len()
                             }
                         },
@@ -136,7 +136,7 @@ fn bench_reassembly(c: &mut Criterion) {
             s.init(0);
             let mut total = 0usize;
             let mut count = |c: Chunk<'_>| {
-                if let Chunk::Data(d) = c {
+                if let Chunk::Data(d, _) = c {
                     total += d.len()
                 }
             };

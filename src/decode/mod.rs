@@ -416,7 +416,12 @@ impl Decoder {
 
     fn ethernet(&mut self, ts: Ts, d: &[u8], depth: u8, on_tcp: &mut dyn FnMut(&TcpSegment<'_>)) -> Result<(), Skip> {
         let h = d.get(..14).ok_or(Skip::LinkTruncated)?;
-        self.ethertype(ts, u16::from_be_bytes([h[12], h[13]]), &d[14..], depth, on_tcp)
+        let et = u16::from_be_bytes([h[12], h[13]]);
+        if et == 0x0800 {
+            // The common frame, untagged IPv4: straight on (what `ethertype` does for it).
+            return self.ip(ts, &d[14..], depth, on_tcp);
+        }
+        self.ethertype(ts, et, &d[14..], depth, on_tcp)
     }
 
     fn ethertype(
@@ -613,7 +618,10 @@ impl Decoder {
         }
     }
 
+    /// What an IP packet carries (`d`: what was captured of the `declared` payload bytes).
+    /// (TCP inlined into the IP layers, the rest not: the common packet makes no call here)
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn l4(
         &mut self,
         ts: Ts,
@@ -624,35 +632,63 @@ impl Decoder {
         depth: u8,
         on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
     ) -> Result<(), Skip> {
+        if proto == 6 {
+            self.tcp(ts, meta, d, declared, on_tcp)
+        } else {
+            self.l4_other(ts, proto, d, depth, on_tcp)
+        }
+    }
+
+    /// A TCP segment: its header read, its checksum checked when it was captured whole, then
+    /// handed to `on_tcp`.
+    #[inline]
+    fn tcp(
+        &mut self,
+        ts: Ts,
+        meta: IpMeta,
+        d: &[u8],
+        declared: usize,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
+        let t = TcpHeaderSlice::from_slice(d).map_err(|_| Skip::TcpTruncated)?;
+        let hl = t.slice().len();
+        let payload = &d[hl..];
+        let missing = declared.saturating_sub(hl).saturating_sub(payload.len()) as u32;
+        // Only a segment captured whole can be checked.
+        if self.validation != Validation::Off
+            && missing == 0
+            && declared == d.len()
+            && !self.checksum_ok(meta, d)
+        {
+            return Err(Skip::TcpBadChecksum);
+        }
+        let b = t.slice();
+        on_tcp(&TcpSegment {
+            ts,
+            src: meta.src,
+            dst: meta.dst,
+            sport: t.source_port(),
+            dport: t.destination_port(),
+            seq: t.sequence_number(),
+            ack: t.acknowledgment_number(),
+            flags: b[13],
+            payload,
+            missing,
+        });
+        Ok(())
+    }
+
+    /// [`Decoder::l4`] for all but TCP.
+    #[inline(never)]
+    fn l4_other(
+        &mut self,
+        ts: Ts,
+        proto: u8,
+        d: &[u8],
+        depth: u8,
+        on_tcp: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> Result<(), Skip> {
         match proto {
-            6 => {
-                let t = TcpHeaderSlice::from_slice(d).map_err(|_| Skip::TcpTruncated)?;
-                let hl = t.slice().len();
-                let payload = &d[hl..];
-                let missing = declared.saturating_sub(hl).saturating_sub(payload.len()) as u32;
-                // Only a segment captured whole can be checked.
-                if self.validation != Validation::Off
-                    && missing == 0
-                    && declared == d.len()
-                    && !self.checksum_ok(meta, d)
-                {
-                    return Err(Skip::TcpBadChecksum);
-                }
-                let b = t.slice();
-                on_tcp(&TcpSegment {
-                    ts,
-                    src: meta.src,
-                    dst: meta.dst,
-                    sport: t.source_port(),
-                    dport: t.destination_port(),
-                    seq: t.sequence_number(),
-                    ack: t.acknowledgment_number(),
-                    flags: b[13],
-                    payload,
-                    missing,
-                });
-                Ok(())
-            }
             17 => {
                 let u = d.get(..8).ok_or(Skip::Udp)?;
                 let sport = u16::from_be_bytes([u[0], u[1]]);
@@ -922,11 +958,16 @@ fn data_sum(d: &[u8]) -> u16 {
     fold(x).swap_bytes()
 }
 
-fn fold(mut acc: u64) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
+/// `acc` folded to 16 bits with end-around carry (0 only for 0). Four fixed steps, no loop:
+/// 64 -> at most 33 bits -> 18 -> 17 -> 16; each keeps the value modulo 2^16 - 1 and keeps a
+/// non-zero value non-zero, so this is what folding until it fits gives.
+#[inline]
+fn fold(acc: u64) -> u16 {
+    let x = (acc & 0xffff_ffff) + (acc >> 32);
+    let x = (x & 0xffff) + (x >> 16);
+    let x = (x & 0xffff) + (x >> 16);
+    let x = (x & 0xffff) + (x >> 16);
+    x as u16
 }
 
 pub fn v4(a: [u8; 4]) -> IpAddr {
@@ -1484,5 +1525,27 @@ pub(crate) mod tests {
             }
         }
         assert!(tried.iter().all(|n| *n > 50), "{tried:?}");
+    }
+
+    /// The four-step fold is the fold-until-it-fits loop, on edge values (0, carries into
+    /// every 16-bit lane, all ones) and random ones.
+    #[test]
+    fn fixed_fold_is_the_loop() {
+        fn by_loop(mut acc: u64) -> u16 {
+            while acc >> 16 != 0 {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            acc as u16
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut edge = vec![0, 1, 0xffff, 0x1_0000, 0x1_fffe, 0x1_ffff, u64::MAX, u64::MAX - 1];
+        for sh in 0..64 {
+            edge.extend([1 << sh, (1 << sh) - 1, u64::MAX >> sh, u64::MAX << sh]);
+        }
+        for i in 0..100_000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let x = if i < edge.len() { edge[i] } else { seed >> (seed as u32 % 48) };
+            assert_eq!(fold(x), by_loop(x), "{x:#x}");
+        }
     }
 }

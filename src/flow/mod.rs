@@ -104,18 +104,47 @@ pub enum FlowOutput {
 /// An address and port.
 type Endpoint = (IpAddr, u16);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The two endpoints of a flow, the lower first (tuple order: IPv4 before IPv6, then address
+/// bytes, then port). Hashed for the table by [`Hash`] below: an IPv4 pair as two words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct FlowKey {
     lo: (IpAddr, u16),
     hi: (IpAddr, u16),
 }
 
 impl FlowKey {
+    #[inline]
     fn new(a: (IpAddr, u16), b: (IpAddr, u16)) -> Self {
-        if a <= b {
+        let a_first = match (a.0, b.0) {
+            // (the tuple order for two IPv4 endpoints: address bytes, then port)
+            (IpAddr::V4(x), IpAddr::V4(y)) => {
+                ((u64::from(x.to_bits()) << 16) | u64::from(a.1)) <= ((u64::from(y.to_bits()) << 16) | u64::from(b.1))
+            }
+            _ => a <= b,
+        };
+        if a_first {
             FlowKey { lo: a, hi: b }
         } else {
             FlowKey { lo: b, hi: a }
+        }
+    }
+}
+
+impl Hash for FlowKey {
+    /// Equal keys write the same words: an IPv4 pair as its two addresses and two ports, one
+    /// word each (not a discriminant, an address and a port per endpoint); anything else as
+    /// its endpoints. (The flow id hashes the endpoints themselves: [`flow_id`].)
+    #[inline]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        match (self.lo.0, self.hi.0) {
+            (IpAddr::V4(x), IpAddr::V4(y)) => {
+                h.write_u64((u64::from(x.to_bits()) << 32) | u64::from(y.to_bits()));
+                h.write_u32((u32::from(self.lo.1) << 16) | u32::from(self.hi.1));
+            }
+            _ => {
+                self.lo.hash(h);
+                self.hi.hash(h);
+            }
         }
     }
 }
@@ -277,7 +306,10 @@ impl FlowTable {
             let n = flow.flush(seg.ts, ctx);
             notes.gap |= n.gap;
         }
-        flow.collect(seg.ts, notes, &self.cfg, &mut self.stats, &mut self.txs, out);
+        // (most packets, a body segment among them, end no message and note nothing)
+        if !flow.quiet(notes) {
+            flow.collect(seg.ts, notes, &self.cfg, &mut self.stats, &mut self.txs, out);
+        }
     }
 
     /// The flow of a segment, for every case but the common one (see [`FlowTable::process`]):
@@ -577,6 +609,13 @@ impl Flow {
         }
     }
 
+    /// Nothing for [`Flow::collect`] to hand on: no TLS handshake to look for, no transaction
+    /// or HTTP anomaly waiting, no gap or conflict noted.
+    #[inline]
+    fn quiet(&self, notes: Notes) -> bool {
+        !notes.gap && !notes.conflict && self.pre.passthrough() && self.conn.as_ref().is_none_or(|c| !c.has_output())
+    }
+
     #[allow(clippy::vec_box)] // (the boxes move on into `out` as they are)
     fn collect(
         &mut self,
@@ -655,7 +694,7 @@ impl Flow {
 }
 
 /// Hands one direction's reassembled chunks to the flow's HTTP connection. Each piece of data
-/// comes after the acknowledgement its segment carried ([`Chunk::Ack`]), mapped here to an
+/// comes with the acknowledgement its segment carried ([`Chunk::Data`]), mapped here to an
 /// offset of the other direction, so a response can wait for its request (http::conn).
 struct Feed<'a> {
     conn: &'a mut Option<Box<Conn>>,
@@ -690,23 +729,28 @@ impl<'a> Feed<'a> {
 
     fn chunk(&mut self, c: Chunk<'_>) {
         let Some(conn) = self.conn.as_mut() else { return };
-        let (dir, ts, ack_off, hcfg) = (self.dir, self.ts, self.ack_off, self.hcfg);
+        let (dir, ts, hcfg) = (self.dir, self.ts, self.hcfg);
         if self.pre.passthrough() {
             match c {
-                Chunk::Ack(a) => self.ack_off = self.map.map(|(off, next)| seq_offset(off, next, a)),
-                Chunk::Data(b) => conn.data(dir, b, ts, ack_off, hcfg),
+                Chunk::Data(b, ack) => {
+                    if let Some(a) = ack {
+                        self.ack_off = self.map.map(|(off, next)| seq_offset(off, next, a));
+                    }
+                    conn.data(dir, b, ts, self.ack_off, hcfg)
+                }
                 Chunk::Gap(n) => conn.gap(dir, n, ts, hcfg),
             }
             return;
         }
         match c {
-            // Offsets of the other direction as the HTTP parser counts them (without the
-            // SOCKS handshake).
-            Chunk::Ack(a) => {
-                let cut = self.pre.stripped[dir ^ 1];
-                self.ack_off = self.map.map(|(off, next)| seq_offset(off, next, a).saturating_sub(cut));
-            }
-            Chunk::Data(b) => {
+            Chunk::Data(b, ack) => {
+                if let Some(a) = ack {
+                    // Offsets of the other direction as the HTTP parser counts them (without
+                    // the SOCKS handshake).
+                    let cut = self.pre.stripped[dir ^ 1];
+                    self.ack_off = self.map.map(|(off, next)| seq_offset(off, next, a).saturating_sub(cut));
+                }
+                let ack_off = self.ack_off;
                 let mut to_http = |d: usize, x: &[u8]| {
                     let ack = if d == dir { ack_off } else { None };
                     conn.data(d, x, ts, ack, hcfg)
@@ -737,7 +781,8 @@ fn in_replay_order(flows: &mut [(Ts, FlowKey)]) {
 
 fn flow_id(k: &FlowKey, ts: Ts) -> u64 {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    k.hash(&mut h);
+    // (the endpoints, as a derived `Hash` of the key writes them: ids stay what they were)
+    (k.lo, k.hi).hash(&mut h);
     ts.hash(&mut h);
     let mut x = h.0;
     // splitmix64 finaliser: spread the bits
@@ -767,6 +812,57 @@ impl Hasher for Fnv {
 mod tests {
     use super::*;
     use crate::decode::v4;
+
+    /// The key as it was: endpoints in tuple order, hashed by `derive(Hash)`.
+    #[derive(Hash)]
+    struct DerivedKey {
+        lo: (IpAddr, u16),
+        hi: (IpAddr, u16),
+    }
+
+    /// The key orders its endpoints as tuples do, equal keys hash alike in the table, and flow
+    /// ids are what the derived hash of the key gave (the same lines for the same capture).
+    #[test]
+    fn flow_key_orders_as_tuples_and_ids_stay() {
+        let mut seed = 0x0123_4567_89ab_cdef_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let build = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        use std::hash::BuildHasher;
+        for i in 0..20_000 {
+            let mut ep = || {
+                let r = next();
+                // few distinct values, so equal addresses and ports come up often
+                let ip = match r % 3 {
+                    0 => v4([10, 0, (r >> 8) as u8 % 3, (r >> 16) as u8 % 3]),
+                    1 => v4([(r >> 8) as u8, (r >> 16) as u8, (r >> 24) as u8, (r >> 32) as u8]),
+                    _ => crate::decode::v6([(r >> 8) as u8 % 2; 16]),
+                };
+                (ip, [80, 443, 40000, (r >> 40) as u16][(r >> 4) as usize % 4])
+            };
+            let (a, b) = (ep(), ep());
+            let k = FlowKey::new(a, b);
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            assert_eq!((k.lo, k.hi), (lo, hi), "{a:?} {b:?}");
+            assert_eq!(FlowKey::new(b, a), k);
+            assert_eq!(build.hash_one(FlowKey::new(b, a)), build.hash_one(k));
+            let ts = i as Ts * 1_000_003;
+            let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+            DerivedKey { lo, hi }.hash(&mut h);
+            ts.hash(&mut h);
+            let mut x = h.0;
+            x ^= x >> 30;
+            x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x ^= x >> 27;
+            x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^= x >> 31;
+            assert_eq!(flow_id(&k, ts), x & ((1 << 53) - 1));
+        }
+    }
 
     const C: [u8; 4] = [10, 0, 0, 2];
     const S: [u8; 4] = [10, 0, 0, 1];

@@ -202,6 +202,25 @@ impl Half {
         0
     }
 
+    /// A piece of a body that does not end it (most segments of a large response): counted,
+    /// kept up to `body_depth`, and nothing else happens (no event, no state but the framing's
+    /// count). Returns false, having done nothing, when `d` is not that: [`Half::feed`] it.
+    #[inline]
+    pub fn body_piece(&mut self, d: &[u8], cfg: &HttpConfig) -> bool {
+        let n = d.len() as u64;
+        let (next, coming) = match self.st {
+            _ if self.guess_body => return false,
+            St::Body(Framing::Length(rem)) if n < rem => (Framing::Length(rem - n), rem),
+            St::Body(Framing::Chunked(Chunked::Data(rem))) if n < rem => (Framing::Chunked(Chunked::Data(rem - n)), rem),
+            St::Body(Framing::Close) => (Framing::Close, 0),
+            _ => return false,
+        };
+        self.pos += n;
+        self.take_body(d, coming, cfg);
+        self.st = St::Body(next);
+        true
+    }
+
     /// Parse again after `n` bytes were handled elsewhere (a connection taken for HTTP/2 by its
     /// frame layout that turned out not to be): look for the next message start.
     pub fn resume(&mut self, n: u64) {
@@ -621,7 +640,7 @@ impl Half {
         match f {
             Framing::Length(rem) => {
                 let take = rem.min(d.len() as u64) as usize;
-                self.take_body(&d[..take], cfg);
+                self.take_body(&d[..take], rem, cfg);
                 *d = &d[take..];
                 if rem == take as u64 {
                     self.finish_at(ts, end_pos - d.len() as u64, cfg, ev);
@@ -630,12 +649,12 @@ impl Half {
                 }
             }
             Framing::Close => {
-                self.take_body(d, cfg);
+                self.take_body(d, 0, cfg);
                 *d = &[];
             }
             Framing::Chunked(Chunked::Data(rem)) => {
                 let take = rem.min(d.len() as u64) as usize;
-                self.take_body(&d[..take], cfg);
+                self.take_body(&d[..take], rem, cfg);
                 *d = &d[take..];
                 let next = if rem == take as u64 {
                     Chunked::DataEnd
@@ -706,7 +725,12 @@ impl Half {
         self.line_start = false;
     }
 
-    fn take_body(&mut self, b: &[u8], cfg: &HttpConfig) {
+    /// Count body bytes `b`, keeping those within `body_depth` when inspected. `coming`: body
+    /// bytes the framing announces from `b` on (the rest of a Content-Length body or of a
+    /// chunk; 0 when unknown): when the kept prefix must grow, it grows once to hold what is
+    /// announced, up to `body_depth` (a hostile length claims no more than that), instead of
+    /// doubling segment by segment, each reallocation copying what was kept so far.
+    fn take_body(&mut self, b: &[u8], coming: u64, cfg: &HttpConfig) {
         self.cur.body_len += b.len() as u64;
         let room = if self.inspect {
             cfg.body_depth.saturating_sub(self.cur.body.len())
@@ -714,7 +738,14 @@ impl Half {
             0
         };
         if room > 0 {
-            self.cur.body.extend_from_slice(&b[..room.min(b.len())]);
+            let n = room.min(b.len());
+            let body = &mut self.cur.body;
+            if body.capacity() - body.len() < n {
+                // (`reserve`: at least doubling, so many small chunks still cost amortised
+                // O(1) per byte)
+                body.reserve((coming.min(room as u64) as usize).max(n));
+            }
+            body.extend_from_slice(&b[..n]);
         }
     }
 

@@ -56,12 +56,12 @@ pub fn entry_cost(cap: usize) -> usize {
 /// A piece of the reassembled byte stream, in order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Chunk<'a> {
-    Data(&'a [u8]),
+    /// Bytes, and the acknowledgement (a sequence number of the other direction) carried by
+    /// the segment they came in, when it carried one (lets the consumer order the two
+    /// directions, see http::conn). Data without one follows the last one given.
+    Data(&'a [u8], Option<u32>),
     /// `n` bytes were lost: the stream skips them.
     Gap(u64),
-    /// The data that follows was carried by a segment acknowledging this sequence number of
-    /// the other direction (lets the consumer order the two directions, see http::conn).
-    Ack(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -136,7 +136,9 @@ pub struct Stream {
     /// came with another one before any data ([`Stream::confirm`] picks between them).
     isn: Option<u32>,
     alt_isn: Option<u32>,
+    /// The last delivered bytes, the one at stream offset `o` at `(o + hist_rot) % len`.
     hist: Vec<u8>,
+    hist_rot: u64,
     hist_from: u64,
     fin_seq: Option<u32>,
     fin_done: bool,
@@ -199,13 +201,15 @@ impl Stream {
         self.ooo_bytes
     }
 
-    /// The next segment fed carries this acknowledgement (for [`Chunk::Ack`]).
+    /// The next segment fed carries this acknowledgement (for [`Chunk::Data`]).
     pub fn note_ack(&mut self, ack: Option<u32>) {
         self.seg_ack = ack;
     }
 
     /// Feed one segment. `missing` bytes after `payload` were cut off by the capture.
+    /// (inlined: one caller per packet, [`crate::flow`]'s, and ten arguments to pass)
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn segment(
         &mut self,
         seq: u32,
@@ -266,12 +270,13 @@ impl Stream {
         if rel == 0 {
             let ack = self.seg_ack;
             if self.ooo.is_empty() {
-                // The fast path: straight from the packet, nothing buffered to compare with.
+                // The fast path: straight from the packet, nothing buffered to compare with
+                // (nor after it: nothing to drain).
                 self.deliver(payload, missing, ack, st, out);
             } else {
                 self.deliver_over_buffered(payload, missing as u64, ack, st, budget, &mut notes, out);
+                self.drain(st, budget, &mut notes, out);
             }
-            self.drain(st, budget, &mut notes, out);
         } else {
             st.ooo_segments += 1;
             if self.ooo.is_empty() {
@@ -351,10 +356,7 @@ impl Stream {
         out: &mut dyn FnMut(Chunk<'_>),
     ) {
         if !payload.is_empty() {
-            if let Some(a) = ack {
-                out(Chunk::Ack(a));
-            }
-            out(Chunk::Data(payload));
+            out(Chunk::Data(payload, ack));
             self.remember(payload);
             self.next_seq = self.next_seq.wrapping_add(payload.len() as u32);
             self.off += payload.len() as u64;
@@ -560,19 +562,30 @@ impl Stream {
         if w == 0 {
             return;
         }
+        if d.len() >= w {
+            // The window is this segment's tail (a full-size segment): one copy, the ring
+            // starting at it.
+            self.hist.copy_from_slice(&d[d.len() - w..]);
+            let first = self.off + (d.len() - w) as u64;
+            self.hist_rot = match first % w as u64 {
+                0 => 0,
+                r => w as u64 - r,
+            };
+            return;
+        }
         // Keep the last `w` bytes: at most two copies into the ring, never a loop per byte.
-        let tail = &d[d.len().saturating_sub(w)..];
-        let start = ((self.off + (d.len() - tail.len()) as u64) % w as u64) as usize;
-        let first = (w - start).min(tail.len());
-        self.hist[start..start + first].copy_from_slice(&tail[..first]);
-        let rest = tail.len() - first;
-        self.hist[..rest].copy_from_slice(&tail[first..]);
+        let start = ((self.off + self.hist_rot) % w as u64) as usize;
+        let first = (w - start).min(d.len());
+        self.hist[start..start + first].copy_from_slice(&d[..first]);
+        let rest = d.len() - first;
+        self.hist[..rest].copy_from_slice(&d[first..]);
     }
 
     /// Enable the retransmission check with a window of `w` bytes (allocated once).
     pub fn set_overlap_window(&mut self, w: usize) {
         if self.hist.len() != w {
             self.hist = vec![0; w];
+            self.hist_rot = 0;
             self.hist_from = self.off;
         }
     }
@@ -587,7 +600,7 @@ impl Stream {
         let lo = self.hist_from.max(self.off.saturating_sub(w));
         bytes.iter().enumerate().any(|(i, b)| {
             let o = at + i as u64;
-            o >= lo && o < self.off && self.hist[(o % w) as usize] != *b
+            o >= lo && o < self.off && self.hist[((o + self.hist_rot) % w) as usize] != *b
         })
     }
 }
@@ -634,18 +647,16 @@ mod tests {
                 &mut self.b,
                 &mut self.st,
                 &mut |c| match c {
-                    Chunk::Data(d) => out.extend_from_slice(d),
+                    Chunk::Data(d, _) => out.extend_from_slice(d),
                     Chunk::Gap(n) => gaps.push(n),
-                    Chunk::Ack(_) => {}
                 },
             )
         }
         fn flush(&mut self) {
             let (out, gaps) = (&mut self.out, &mut self.gaps);
             self.s.flush(&mut self.b, &mut self.st, &mut |c| match c {
-                Chunk::Data(d) => out.extend_from_slice(d),
+                Chunk::Data(d, _) => out.extend_from_slice(d),
                 Chunk::Gap(n) => gaps.push(n),
-                Chunk::Ack(_) => {}
             });
         }
     }
@@ -713,9 +724,8 @@ mod tests {
         r.seg(5, b"efg");
         let (out, gaps) = (&mut r.out, &mut r.gaps);
         let mut sink = |c: Chunk<'_>| match c {
-            Chunk::Data(d) => out.extend_from_slice(d),
+            Chunk::Data(d, _) => out.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
-            Chunk::Ack(_) => {}
         };
         r.s.check_stale(3, Some(8), &r.cfg, &mut r.b, &mut r.st, &mut sink);
         r.s.check_stale(5, Some(8), &r.cfg, &mut r.b, &mut r.st, &mut sink);
@@ -728,9 +738,8 @@ mod tests {
         r.seg(5, b"efg");
         let (out, gaps) = (&mut r.out, &mut r.gaps);
         let mut sink = |c: Chunk<'_>| match c {
-            Chunk::Data(d) => out.extend_from_slice(d),
+            Chunk::Data(d, _) => out.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
-            Chunk::Ack(_) => {}
         };
         r.s.check_stale(3, Some(8), &r.cfg, &mut r.b, &mut r.st, &mut sink);
         assert!(r.gaps.is_empty(), "skipped too early");
@@ -762,9 +771,8 @@ mod tests {
         r.seg(7, b"gh");
         let (out, gaps) = (&mut r.out, &mut r.gaps);
         r.s.segment(1, b"abcd", 6, false, 9, &r.cfg, &mut r.b, &mut r.st, &mut |c| match c {
-            Chunk::Data(d) => out.extend_from_slice(d),
+            Chunk::Data(d, _) => out.extend_from_slice(d),
             Chunk::Gap(n) => gaps.push(n),
-            Chunk::Ack(_) => {}
         });
         assert_eq!(r.out, b"abcdgh");
         assert_eq!(r.gaps, vec![2, 2]);
@@ -813,6 +821,36 @@ mod tests {
             assert_eq!(r.out, want, "seed {seed}");
             assert_eq!(flagged, conflict, "seed {seed}");
             assert_eq!(r.b.used, 0);
+        }
+    }
+
+    /// The ring of delivered bytes holds the last `overlap_window` bytes of the stream, whether
+    /// segments are shorter than the window (copied in at the ring's position) or longer (the
+    /// ring restarts at their tail): every byte of the window compares equal, and a changed one
+    /// is a conflict.
+    #[test]
+    fn overlap_ring_holds_the_last_window_of_the_stream() {
+        for (seed, w) in (1..40u64).zip([1usize, 7, 16, 64, 100].into_iter().cycle()) {
+            let mut rng = Rng(seed * 0x9E37_79B9_7F4A_7C15);
+            let mut r = Rig::new(7);
+            r.s.set_overlap_window(w);
+            let mut stream: Vec<u8> = Vec::new();
+            for _ in 0..300 {
+                let len = 1 + (rng.next() % (3 * w as u64 + 2)) as usize;
+                let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                r.seg(8u32.wrapping_add(stream.len() as u32), &data);
+                stream.extend(&data);
+                let off = stream.len() as u64;
+                assert_eq!(r.s.offset(), off);
+                let lo = off.saturating_sub(w as u64);
+                for at in lo..off {
+                    let mut b = stream[at as usize..].to_vec();
+                    assert!(!r.s.conflicts(at, &b), "seed {seed} at {at}");
+                    let i = (rng.next() % b.len() as u64) as usize;
+                    b[i] ^= 1;
+                    assert!(r.s.conflicts(at, &b), "seed {seed} at {at} flip {i}");
+                }
+            }
         }
     }
 
