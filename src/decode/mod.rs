@@ -655,11 +655,7 @@ impl Decoder {
         let payload = &d[hl..];
         let missing = declared.saturating_sub(hl).saturating_sub(payload.len()) as u32;
         // Only a segment captured whole can be checked.
-        if self.validation != Validation::Off
-            && missing == 0
-            && declared == d.len()
-            && !self.checksum_ok(meta, d)
-        {
+        if self.validation != Validation::Off && missing == 0 && declared == d.len() && !self.checksum_ok(meta, d) {
             return Err(Skip::TcpBadChecksum);
         }
         let b = t.slice();
@@ -1544,7 +1540,11 @@ pub(crate) mod tests {
         }
         for i in 0..100_000 {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let x = if i < edge.len() { edge[i] } else { seed >> (seed as u32 % 48) };
+            let x = if i < edge.len() {
+                edge[i]
+            } else {
+                seed >> (seed as u32 % 48)
+            };
             assert_eq!(fold(x), by_loop(x), "{x:#x}");
         }
     }

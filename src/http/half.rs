@@ -121,6 +121,10 @@ pub struct Half {
     guess_body: bool,
 }
 
+/// The kept body prefix reserves up to this much from an announced length before any of the
+/// bytes came (see [`Half::take_body`]): a 16 KiB body is kept in one allocation.
+const RESERVE_FLOOR: usize = 16 << 10;
+
 impl Half {
     pub fn new(role: Option<Role>) -> Self {
         Half {
@@ -211,7 +215,9 @@ impl Half {
         let (next, coming) = match self.st {
             _ if self.guess_body => return false,
             St::Body(Framing::Length(rem)) if n < rem => (Framing::Length(rem - n), rem),
-            St::Body(Framing::Chunked(Chunked::Data(rem))) if n < rem => (Framing::Chunked(Chunked::Data(rem - n)), rem),
+            St::Body(Framing::Chunked(Chunked::Data(rem))) if n < rem => {
+                (Framing::Chunked(Chunked::Data(rem - n)), rem)
+            }
             St::Body(Framing::Close) => (Framing::Close, 0),
             _ => return false,
         };
@@ -727,9 +733,12 @@ impl Half {
 
     /// Count body bytes `b`, keeping those within `body_depth` when inspected. `coming`: body
     /// bytes the framing announces from `b` on (the rest of a Content-Length body or of a
-    /// chunk; 0 when unknown): when the kept prefix must grow, it grows once to hold what is
-    /// announced, up to `body_depth` (a hostile length claims no more than that), instead of
-    /// doubling segment by segment, each reallocation copying what was kept so far.
+    /// chunk; 0 when unknown): when the kept prefix must grow, it grows to hold what is
+    /// announced, up to `body_depth`, instead of doubling segment by segment, each
+    /// reallocation copying what was kept so far. An announced length is only a claim: the
+    /// prefix reserves at most 4x the bytes that came (or [`RESERVE_FLOOR`]), so a client
+    /// that announces bodies and sends none on thousands of connections makes apitap hold
+    /// about what it sent, not `body_depth` per connection.
     fn take_body(&mut self, b: &[u8], coming: u64, cfg: &HttpConfig) {
         self.cur.body_len += b.len() as u64;
         let room = if self.inspect {
@@ -740,10 +749,14 @@ impl Half {
         if room > 0 {
             let n = room.min(b.len());
             let body = &mut self.cur.body;
-            if body.capacity() - body.len() < n {
-                // (`reserve`: at least doubling, so many small chunks still cost amortised
-                // O(1) per byte)
-                body.reserve((coming.min(room as u64) as usize).max(n));
+            let (len, cap) = (body.len(), body.capacity());
+            if cap - len < n {
+                let announced = len + (coming.min(room as u64) as usize).max(n);
+                let believed = announced.min((len + n).saturating_mul(4).max(RESERVE_FLOOR));
+                // at least doubling (many small pieces cost amortised O(1) per byte), never
+                // past body_depth
+                let to = (2 * cap).max(believed).min(len + room).max(len + n);
+                body.reserve_exact(to - len);
             }
             body.extend_from_slice(&b[..n]);
         }
