@@ -707,42 +707,45 @@ impl Events for Q {
         self.first_unanswered().map(|i| self.pending[i].kind)
     }
 
-    fn done(&mut self, role: Role, msg: Message, end_off: u64) {
+    fn done(&mut self, role: Role, msg: &mut Message, end_off: u64) {
         if role == Role::Response && self.skipping {
             self.skipping = false;
             self.evicted_responses += 1;
-            drop(msg);
+            drop(std::mem::take(msg));
             self.pop_ready();
             return;
         }
+        // (each message is taken straight into its transaction's box)
         match role {
-            Role::Request => match self.pending.iter_mut().rev().find(|e| e.state == ReqState::InProgress) {
-                Some(e) => {
-                    e.cost = msg_cost(&msg);
-                    self.pending_bytes += e.cost;
-                    e.tx.request = Some(msg);
-                    e.state = ReqState::Done;
-                    e.end_off = Some(end_off);
+            Role::Request => {
+                let cost = msg_cost(msg);
+                self.pending_bytes += cost;
+                match self.pending.iter_mut().rev().find(|e| e.state == ReqState::InProgress) {
+                    Some(e) => {
+                        e.cost = cost;
+                        e.tx.request = Some(std::mem::take(msg));
+                        e.state = ReqState::Done;
+                        e.end_off = Some(end_off);
+                    }
+                    None => {
+                        let mut e = Entry::new(ReqState::Done, ReqKind::Other);
+                        e.cost = cost;
+                        e.tx.request = Some(std::mem::take(msg));
+                        e.end_off = Some(end_off);
+                        self.pending.push_back(e);
+                    }
                 }
-                None => {
-                    let mut e = Entry::new(ReqState::Done, ReqKind::Other);
-                    e.cost = msg_cost(&msg);
-                    self.pending_bytes += e.cost;
-                    e.tx.request = Some(msg);
-                    e.end_off = Some(end_off);
-                    self.pending.push_back(e);
-                }
-            },
+            }
             Role::Response => match self
                 .pending
                 .iter_mut()
                 .find(|e| e.resp_started && e.tx.response.is_none() && !e.resp_lost)
             {
-                Some(e) => e.tx.response = Some(msg),
+                Some(e) => e.tx.response = Some(std::mem::take(msg)),
                 None => {
                     let mut e = Entry::new(ReqState::Lost, ReqKind::Other);
                     e.resp_started = true;
-                    e.tx.response = Some(msg);
+                    e.tx.response = Some(std::mem::take(msg));
                     self.pending.push_back(e);
                 }
             },

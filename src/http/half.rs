@@ -44,8 +44,10 @@ pub trait Events {
     fn response_head(&mut self, msg: &Message) -> ReqKind;
     /// The kind of the request the next response will answer, without claiming it.
     fn next_response_kind(&self) -> Option<ReqKind>;
-    /// A message is complete (or cut short and flagged).
-    fn done(&mut self, role: Role, msg: Message, end_off: u64);
+    /// A message is complete (or cut short and flagged): take it out of `msg`
+    /// (`std::mem::take`: the parser builds its next message in place, from what is left). By
+    /// reference, so the message is moved once, parser to transaction, not through a copy.
+    fn done(&mut self, role: Role, msg: &mut Message, end_off: u64);
     /// Bytes between messages were lost: whole messages may be missing.
     fn lost(&mut self, role: Role, at_off: u64);
     fn anomaly(&mut self, a: HttpAnomaly);
@@ -768,15 +770,15 @@ impl Half {
     }
 
     fn finish_at(&mut self, ts: Ts, end_off: u64, _cfg: &HttpConfig, ev: &mut dyn Events) {
-        let mut msg = std::mem::take(&mut self.cur);
-        msg.end = ts;
+        self.cur.end = ts;
         // Content-encoded bodies are decoded later, off the capture thread
         // (Transaction::decode_bodies, called by the workers).
         if self.st != St::Tunnel {
             self.st = St::Idle;
         }
-        if let Some(role) = self.role {
-            ev.done(role, msg, end_off);
+        match self.role {
+            Some(role) => ev.done(role, &mut self.cur, end_off),
+            None => self.cur = Message::default(),
         }
     }
 
@@ -2117,7 +2119,9 @@ mod tests {
         fn next_response_kind(&self) -> Option<ReqKind> {
             None
         }
-        fn done(&mut self, _: Role, _: Message, _: u64) {}
+        fn done(&mut self, _: Role, m: &mut Message, _: u64) {
+            drop(std::mem::take(m));
+        }
         fn lost(&mut self, _: Role, _: u64) {}
         fn anomaly(&mut self, a: HttpAnomaly) {
             self.0.push(a);
