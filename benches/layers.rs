@@ -260,7 +260,7 @@ fn bench_analysis(c: &mut Criterion) {
             let e = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
             let (host, m, tpl) = e.parts();
             let ep = format!("{m} {tpl}");
-            let v = View::new(&meta, &t, &auth, meta.src, &host, &ep, "/api/v1/orders");
+            let v = View::new(&meta, &t, &auth, meta.src, host, &ep, "/api/v1/orders");
             catalog.observe_at((host, m, tpl), &t, &meta, &auth, v.sensitive());
             let (mut out, mut cross) = (Vec::new(), Vec::new());
             engine.on_tx(&v, &mut out, &mut cross);
@@ -292,7 +292,7 @@ fn bench_analysis(c: &mut Criterion) {
             let e = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
             let (host, m, tpl) = e.parts();
             let ep = format!("{m} {tpl}");
-            let v = View::new(&meta, &t, &auth, meta.src, &host, &ep, "/api/v1/orders");
+            let v = View::new(&meta, &t, &auth, meta.src, host, &ep, "/api/v1/orders");
             let (mut out, mut cross) = (Vec::new(), Vec::new());
             engine.on_tx(&v, &mut out, &mut cross);
             std::hint::black_box(out.len());
@@ -309,7 +309,7 @@ fn bench_analysis(c: &mut Criterion) {
         b.iter(|| {
             line.clear();
             let auth = fmt.redactor.auth(t0.request.as_ref().expect("request"));
-            fmt.write_http(&meta, &t0, auth, Some("POST /api/v1/orders/{id}"), None, &mut line);
+            fmt.write_http(&meta, &t0, &auth, Some("POST /api/v1/orders/{id}"), None, &mut line);
             std::hint::black_box(line.len());
         })
     });

@@ -363,7 +363,7 @@ impl Worker {
                         let url = red_url.as_deref().map_or("", |u| crate::detect::cut(u, 512));
                         let mut v = View::new(meta, tx, &auth, client, host, endpoint, url);
                         if self.engine.is_some() {
-                            v = v.with_keys(&mut self.keys);
+                            v.set_keys(&mut self.keys);
                         }
                         v.auth_bypass = *auth_bypass;
                         v.site_origins = &sh.site_origins;

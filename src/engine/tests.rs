@@ -128,7 +128,7 @@ impl Harness {
         let (host, m, tpl) = ep.parts();
         let endpoint = format!("{m} {tpl}");
         let client = client_ip(&meta, &tx, &self.trusted);
-        let v = View::new(&meta, &tx, &auth, client, &host, &endpoint, &x.uri);
+        let v = View::new(&meta, &tx, &auth, client, host, &endpoint, &x.uri);
         let mut out = Vec::new();
         let mut cross = Vec::new();
         self.engine.on_tx(&v, &mut out, &mut cross);
@@ -1158,7 +1158,7 @@ threshold = { count = 0, window = 10 }
         let ep = crate::catalog::endpoint_of(tx, meta).expect("endpoint");
         let (host, m, tpl) = ep.parts();
         let endpoint = format!("{m} {tpl}");
-        let v = View::new(meta, tx, &auth, meta.src, &host, &endpoint, "/x");
+        let v = View::new(meta, tx, &auth, meta.src, host, &endpoint, "/x");
         let (mut out, mut cross) = (Vec::new(), Vec::new());
         h.engine.on_tx(&v, &mut out, &mut cross);
         out.iter()
@@ -1388,7 +1388,7 @@ fn plan_guards_answer_what_the_full_evaluation_answers() {
             let ep = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
             let (host, m, tpl) = ep.parts();
             let endpoint = format!("{m} {tpl}");
-            let mut v = View::new(&meta, &tx, &auth, meta.src, &host, &endpoint, &x.uri);
+            let mut v = View::new(&meta, &tx, &auth, meta.src, host, &endpoint, &x.uri);
             v.auth_bypass = bypass;
             let facts = plan.facts(&v);
             for (i, r) in rs.rules.iter().enumerate() {
@@ -1859,11 +1859,11 @@ fn the_plan_index_finds_the_rules_a_plain_walk_finds() {
             let ep = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
             let (host, m, tpl) = ep.parts();
             let endpoint = format!("{m} {tpl}");
-            let mut v = View::new(&meta, &tx, &auth, meta.src, &host, &endpoint, &x.uri);
+            let mut v = View::new(&meta, &tx, &auth, meta.src, host, &endpoint, &x.uri);
             v.auth_bypass = bypass;
             let ep = plan.matching(&v, &mut got);
             // the plain walk on a fresh view (nothing parsed or cached yet)
-            let mut w = View::new(&meta, &tx, &auth, meta.src, &host, &endpoint, &x.uri);
+            let mut w = View::new(&meta, &tx, &auth, meta.src, host, &endpoint, &x.uri);
             w.auth_bypass = bypass;
             let want: Vec<u32> = rs
                 .rules
@@ -1942,13 +1942,15 @@ fn keys_written_into_reused_buffers_are_the_keys_a_view_makes() {
     for _ in 0..2 {
         for x in &calls {
             let (mut meta, tx) = x.tx();
-            for client in [meta.src, "2001:db8::1".parse().expect("v6")] {
+            // (the same address twice running: the formatted one is kept)
+            for client in [meta.src, meta.src, "2001:db8::1".parse().expect("v6")] {
                 meta.src = client;
                 let auth = red.auth(tx.request.as_ref().expect("request"));
                 let lazy = View::new(&meta, &tx, &auth, client, "h", "GET /a", "/a");
                 let want = (lazy.ip_entity().clone(), lazy.principal_entity().cloned());
                 assert_eq!(want.0, EntityKey::ip(client));
-                let v = View::new(&meta, &tx, &auth, client, "h", "GET /a", "/a").with_keys(&mut bufs);
+                let mut v = View::new(&meta, &tx, &auth, client, "h", "GET /a", "/a");
+                v.set_keys(&mut bufs);
                 assert_eq!((v.ip_entity().clone(), v.principal_entity().cloned()), want);
             }
         }

@@ -29,18 +29,20 @@ pub struct View<'a> {
     /// principal's profile and the rules counting by principal share it.
     pub(super) principal: std::cell::OnceCell<Option<EntityKey>>,
     /// The `ip` and `principal` keys already written into a worker's [`KeyBufs`] (see
-    /// [`View::with_keys`]); `None`: made in `ip` and `principal` when first asked for.
+    /// [`View::set_keys`]); `None`: made in `ip` and `principal` when first asked for.
     /// (Beside the cells, not in them: a cell would make the view invariant in `'a`.)
     pub(super) keys: Option<(&'a EntityKey, Option<&'a EntityKey>)>,
 }
 
 /// Buffers for a call's `ip` and `principal` entity keys, kept by a worker from call to call
-/// (see [`View::with_keys`]): a key's text is written into room already there, not into a
+/// (see [`View::set_keys`]): a key's text is written into room already there, not into a
 /// new `String` per call.
 #[derive(Debug)]
 pub struct KeyBufs {
     ip: EntityKey,
     principal: EntityKey,
+    /// The address `ip` holds.
+    ip_of: Option<IpAddr>,
 }
 
 impl Default for KeyBufs {
@@ -54,6 +56,7 @@ impl Default for KeyBufs {
                 kind: "principal".into(),
                 value: String::new(),
             },
+            ip_of: None,
         }
     }
 }
@@ -96,12 +99,17 @@ impl<'a> View<'a> {
 
     /// The view with its `ip` and `principal` entity keys written into `bufs` (the same keys
     /// [`View::ip_entity`] and [`View::principal_entity`] would make, without allocating).
-    pub fn with_keys(self, bufs: &'a mut KeyBufs) -> Self {
-        bufs.ip.value.clear();
-        // (the address is ASCII digits, dots, colons and hex: always UTF-8)
-        let mut ip = std::mem::take(&mut bufs.ip.value).into_bytes();
-        crate::util::push_ip(&mut ip, self.client);
-        bufs.ip.value = String::from_utf8(ip).unwrap_or_default();
+    /// (In place: the view is large, a move would copy it.)
+    pub fn set_keys(&mut self, bufs: &'a mut KeyBufs) {
+        // a keep-alive connection's calls come from one address: formatted once for them
+        if bufs.ip_of != Some(self.client) {
+            bufs.ip.value.clear();
+            // (the address is ASCII digits, dots, colons and hex: always UTF-8)
+            let mut ip = std::mem::take(&mut bufs.ip.value).into_bytes();
+            crate::util::push_ip(&mut ip, self.client);
+            bufs.ip.value = String::from_utf8(ip).unwrap_or_default();
+            bufs.ip_of = Some(self.client);
+        }
         let has_principal = match &self.auth.principal {
             Some(p) if p.len() <= 128 => {
                 bufs.principal.value.clear();
@@ -115,10 +123,7 @@ impl<'a> View<'a> {
             None => false,
         };
         let bufs: &'a KeyBufs = bufs;
-        View {
-            keys: Some((&bufs.ip, has_principal.then_some(&bufs.principal))),
-            ..self
-        }
+        self.keys = Some((&bufs.ip, has_principal.then_some(&bufs.principal)));
     }
 
     pub fn verdicts(&self) -> &Verdicts {

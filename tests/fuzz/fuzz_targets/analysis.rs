@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         let (host, m, t) = e.parts();
         let ep = format!("{m} {t}");
         let url = red.url(&q.uri).into_owned();
-        let v = View::new(&meta, &tx, &auth, meta.src, &host, &ep, &url);
+        let v = View::new(&meta, &tx, &auth, meta.src, host, &ep, &url);
         catalog.observe_at((host, m, t), &tx, &meta, &auth, v.sensitive());
         let (mut out, mut cross) = (Vec::new(), Vec::new());
         engine.on_tx(&v, &mut out, &mut cross);
