@@ -118,9 +118,12 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// The principal's buffer back to `buf` (see [`Redactor::auth_in`]).
+    /// The principal's buffer back to `buf` (see [`Redactor::auth_in`]); one grown by a
+    /// hostile principal (a 60 KB Basic user name) is dropped, not kept for every call.
     pub fn give_back(self, buf: &mut String) {
-        if let Some(p) = self.principal {
+        if let Some(p) = self.principal
+            && p.capacity() <= 1024
+        {
             *buf = p;
         }
     }
@@ -639,6 +642,13 @@ mod tests {
                 a.give_back(&mut buf);
             }
         }
+        // a hostile principal's buffer is not kept for the calls after it
+        use base64::Engine as _;
+        let huge = base64::engine::general_purpose::STANDARD.encode(format!("{}:pw", "u".repeat(60_000)));
+        let a = r.auth_in(&req(&[("Authorization", &format!("Basic {huge}"))], "/"), &mut buf);
+        assert_eq!(a.principal.as_ref().map(String::len), Some(60_000));
+        a.give_back(&mut buf);
+        assert!(buf.capacity() <= 1024);
     }
 
     #[test]
