@@ -257,10 +257,11 @@ fn bench_analysis(c: &mut Criterion) {
             i += 1;
             let t = tx(i % 5000);
             let auth = red.auth(t.request.as_ref().expect("request"));
-            let (host, m, tpl) = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
+            let e = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
+            let (host, m, tpl) = e.parts();
             let ep = format!("{m} {tpl}");
-            let v = View::new(&meta, &t, &auth, meta.src, &host, &ep, "/api/v1/orders");
-            catalog.observe_at((&host, &m, &tpl), &t, &meta, &auth, v.sensitive());
+            let v = View::new(&meta, &t, &auth, meta.src, host, &ep, "/api/v1/orders");
+            catalog.observe_at((host, m, tpl), &t, &meta, &auth, v.sensitive());
             let (mut out, mut cross) = (Vec::new(), Vec::new());
             engine.on_tx(&v, &mut out, &mut cross);
             std::hint::black_box(out.len());
@@ -275,9 +276,10 @@ fn bench_analysis(c: &mut Criterion) {
             i += 1;
             let t = tx(i % 5000);
             let auth = red.auth(t.request.as_ref().expect("request"));
-            let (host, m, tpl) = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
+            let e = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
+            let (host, m, tpl) = e.parts();
             let sens = apitap::catalog::sensitive::scan_response(t.response.as_ref().expect("response"));
-            std::hint::black_box(catalog.observe_at((&host, &m, &tpl), &t, &meta, &auth, &sens));
+            std::hint::black_box(catalog.observe_at((host, m, tpl), &t, &meta, &auth, &sens));
         })
     });
     let rules = Arc::new(RuleSet::parse("default", apitap::rules::DEFAULT_RULES).expect("rules"));
@@ -287,9 +289,10 @@ fn bench_analysis(c: &mut Criterion) {
             i += 1;
             let t = tx(i % 5000);
             let auth = red.auth(t.request.as_ref().expect("request"));
-            let (host, m, tpl) = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
+            let e = apitap::catalog::endpoint_of(&t, &meta).expect("endpoint");
+            let (host, m, tpl) = e.parts();
             let ep = format!("{m} {tpl}");
-            let v = View::new(&meta, &t, &auth, meta.src, &host, &ep, "/api/v1/orders");
+            let v = View::new(&meta, &t, &auth, meta.src, host, &ep, "/api/v1/orders");
             let (mut out, mut cross) = (Vec::new(), Vec::new());
             engine.on_tx(&v, &mut out, &mut cross);
             std::hint::black_box(out.len());
@@ -306,7 +309,7 @@ fn bench_analysis(c: &mut Criterion) {
         b.iter(|| {
             line.clear();
             let auth = fmt.redactor.auth(t0.request.as_ref().expect("request"));
-            fmt.write_http(&meta, &t0, auth, Some("POST /api/v1/orders/{id}"), None, &mut line);
+            fmt.write_http(&meta, &t0, &auth, Some("POST /api/v1/orders/{id}"), None, &mut line);
             std::hint::black_box(line.len());
         })
     });

@@ -227,7 +227,7 @@ impl Formatter {
                         crate::catalog::template::template(target_path(&m.uri)).0
                     )
                 });
-                self.http_line(meta, tx, auth, endpoint.as_deref(), None, out);
+                self.http_line(meta, tx, auth.as_ref(), endpoint.as_deref(), None, out);
                 return;
             }
             Event::Tick { .. } => return,
@@ -270,7 +270,7 @@ impl Formatter {
         &self,
         meta: &FlowMeta,
         tx: &Transaction,
-        auth: crate::redact::Auth,
+        auth: &crate::redact::Auth,
         endpoint: Option<&str>,
         url: Option<&str>,
         out: &mut Vec<u8>,
@@ -290,7 +290,7 @@ impl Formatter {
         &self,
         meta: &FlowMeta,
         tx: &Transaction,
-        auth: Option<crate::redact::Auth>,
+        auth: Option<&crate::redact::Auth>,
         endpoint: Option<&str>,
         url: Option<&str>,
         out: &mut Vec<u8>,
@@ -422,7 +422,7 @@ impl Formatter {
             w.u64(l);
         }
         w.key(&mut some, b",\"auth\":{\"scheme\":\"");
-        match &auth {
+        match auth {
             Some(a) => {
                 w.json_body(a.scheme);
                 if let Some(p) = &a.principal {
@@ -1119,7 +1119,7 @@ mod tests {
             };
             let ep = format!("GET /e{n}");
             let mut out = Vec::new();
-            f.write_http(&meta, &tx, auth, Some(&ep), None, &mut out);
+            f.write_http(&meta, &tx, &auth, Some(&ep), None, &mut out);
             assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line for {n:?}");
             let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{n:?}: {e}"));
             let (h, a) = (&v["http"], &v["api"]);
@@ -1340,7 +1340,7 @@ mod tests {
             for cap in [0, before.len(), want.len() - 1, want.len(), 1 << 16] {
                 let mut got = Vec::with_capacity(cap);
                 got.extend_from_slice(&before);
-                f.http_line(&meta, &tx, auth.clone(), endpoint.as_deref(), url.as_deref(), &mut got);
+                f.http_line(&meta, &tx, auth.as_ref(), endpoint.as_deref(), url.as_deref(), &mut got);
                 assert_eq!(
                     String::from_utf8_lossy(&got),
                     String::from_utf8_lossy(&want),
@@ -1471,7 +1471,7 @@ mod flow_head_tests {
             let mut want = Vec::new();
             reference::http_line_reference(&f, meta, &tx, auth.clone(), Some("GET /x"), None, &mut want);
             let mut got = Vec::new();
-            f.http_line(meta, &tx, auth, Some("GET /x"), None, &mut got);
+            f.http_line(meta, &tx, auth.as_ref(), Some("GET /x"), None, &mut got);
             assert_eq!(
                 String::from_utf8_lossy(&got),
                 String::from_utf8_lossy(&want),

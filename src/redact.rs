@@ -117,6 +117,18 @@ pub struct Auth {
     pub principal: Option<String>,
 }
 
+impl Auth {
+    /// The principal's buffer back to `buf` (see [`Redactor::auth_in`]); one grown by a
+    /// hostile principal (a 60 KB Basic user name) is dropped, not kept for every call.
+    pub fn give_back(self, buf: &mut String) {
+        if let Some(p) = self.principal
+            && p.capacity() <= 1024
+        {
+            *buf = p;
+        }
+    }
+}
+
 /// Where a request's credential is, and its raw value.
 enum Cred<'a> {
     /// `Authorization: Basic <base64>`
@@ -206,8 +218,17 @@ impl Redactor {
 
     /// Keyed hash of a secret: `h:` and 16 hex digits.
     pub fn hash(&self, v: &str) -> String {
+        let mut s = String::new();
+        self.hash_into(v, &mut s);
+        s
+    }
+
+    /// [`Redactor::hash`] appended to `out` (a buffer the caller keeps: no allocation once it
+    /// has room).
+    pub fn hash_into(&self, v: &str, out: &mut String) {
         if v.len() > 256 {
-            return self.hash_uncached(v);
+            out.push_str(&self.hash_uncached(v));
+            return;
         }
         // Slots, not a defence (a colliding value only evicts an entry): foldhash reads
         // eight bytes at a time, where FNV's byte loop cost more than the lookup on long
@@ -225,18 +246,18 @@ impl Redactor {
                     && *id == self.id
                     && &**k == v
                 {
-                    // (`to_string` of a `Box<str>` goes through the `Display` machinery)
-                    return String::from(&**h);
+                    out.push_str(h);
+                    return;
                 }
             }
             let h = self.hash_uncached(v);
+            out.push_str(&h);
             // an empty candidate first, else the one this value's hash picks
             let s = slots
                 .into_iter()
                 .find(|s| c[*s].is_none())
                 .unwrap_or(slots[(f >> 16) as usize & 1]);
-            c[s] = Some((self.id, v.into(), h.as_str().into()));
-            h
+            c[s] = Some((self.id, v.into(), h.into_boxed_str()));
         })
     }
 
@@ -268,7 +289,15 @@ impl Redactor {
     }
 
     pub fn auth(&self, req: &Message) -> Auth {
-        let (scheme, principal) = match credential(req) {
+        self.auth_in(req, &mut String::new())
+    }
+
+    /// [`Redactor::auth`] with the principal written into `buf`, a buffer the caller keeps from
+    /// call to call: the principal is `buf`'s text (taken, `buf` left empty), to be handed
+    /// back with [`Auth::give_back`] once the call is done (no allocation per call then).
+    pub fn auth_in(&self, req: &Message, buf: &mut String) -> Auth {
+        buf.clear();
+        let scheme = match credential(req) {
             None => {
                 return Auth {
                     scheme: "none",
@@ -279,17 +308,32 @@ impl Redactor {
                 let user = base64::engine::general_purpose::STANDARD
                     .decode(cred)
                     .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .map(|s| s.split(':').next().unwrap_or("").to_string());
-                ("basic", user.unwrap_or_else(|| self.hash(cred)))
+                    .and_then(|b| String::from_utf8(b).ok());
+                match user {
+                    Some(s) => buf.push_str(s.split(':').next().unwrap_or("")),
+                    None => self.hash_into(cred, buf),
+                }
+                "basic"
             }
-            Some(Cred::Bearer(cred)) => ("bearer", jwt_sub_cached(cred).unwrap_or_else(|| self.hash(cred))),
-            Some(Cred::ApiKey(v)) => ("api_key", self.hash(v)),
-            Some(Cred::Cookie(v)) => ("cookie", self.hash(v)),
+            Some(Cred::Bearer(cred)) => {
+                match jwt_sub_cached(cred) {
+                    Some(sub) => *buf = sub,
+                    None => self.hash_into(cred, buf),
+                }
+                "bearer"
+            }
+            Some(Cred::ApiKey(v)) => {
+                self.hash_into(v, buf);
+                "api_key"
+            }
+            Some(Cred::Cookie(v)) => {
+                self.hash_into(v, buf);
+                "cookie"
+            }
         };
         Auth {
             scheme,
-            principal: Some(principal),
+            principal: Some(std::mem::take(buf)),
         }
     }
 
@@ -537,6 +581,74 @@ mod tests {
         }
         assert_eq!(jwt_sub_cached(&toks[0]).as_deref(), Some("alice"));
         assert_eq!(jwt_sub_cached(&toks[1]).as_deref(), Some("42"));
+    }
+
+    /// [`Redactor::auth`] as it was (a new string per call, hashes not cached): the reference
+    /// for [`Redactor::auth_in`] writing into a reused buffer.
+    fn auth_reference(r: &Redactor, req: &Message) -> Auth {
+        let (scheme, principal) = match credential(req) {
+            None => {
+                return Auth {
+                    scheme: "none",
+                    principal: None,
+                };
+            }
+            Some(Cred::Basic(cred)) => {
+                let user = base64::engine::general_purpose::STANDARD
+                    .decode(cred)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .map(|s| s.split(':').next().unwrap_or("").to_string());
+                ("basic", user.unwrap_or_else(|| r.hash_uncached(cred)))
+            }
+            Some(Cred::Bearer(cred)) => ("bearer", jwt_sub(cred).unwrap_or_else(|| r.hash_uncached(cred))),
+            Some(Cred::ApiKey(v)) => ("api_key", r.hash_uncached(v)),
+            Some(Cred::Cookie(v)) => ("cookie", r.hash_uncached(v)),
+        };
+        Auth {
+            scheme,
+            principal: Some(principal),
+        }
+    }
+
+    #[test]
+    fn auth_in_a_reused_buffer_is_the_auth_of_each_call() {
+        let r = Redactor::new(b"k");
+        let long = format!("Bearer {}", "t".repeat(300));
+        let calls: Vec<Message> = vec![
+            req(&[("Authorization", "Basic YWxpY2U6czNjcmV0")], "/"),
+            req(&[], "/"),
+            req(
+                &[(
+                    "authorization",
+                    "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.sig",
+                )],
+                "/",
+            ),
+            req(&[("Authorization", "Bearer opaque-token-1")], "/"),
+            req(&[("Authorization", &long)], "/"),
+            req(&[("X-API-Key", "sk_live_123")], "/"),
+            req(&[("Authorization", "Basic !!notbase64")], "/"),
+            req(&[("Cookie", "session=abc; x=y")], "/"),
+            req(&[], "/x?api_key=zzz"),
+            req(&[("Authorization", "Basic YWxpY2U6czNjcmV0")], "/"),
+        ];
+        let mut buf = String::new();
+        for _ in 0..3 {
+            for q in &calls {
+                let a = r.auth_in(q, &mut buf);
+                assert_eq!(a, auth_reference(&r, q), "{:?}", q.headers);
+                assert_eq!(a, r.auth(q));
+                a.give_back(&mut buf);
+            }
+        }
+        // a hostile principal's buffer is not kept for the calls after it
+        use base64::Engine as _;
+        let huge = base64::engine::general_purpose::STANDARD.encode(format!("{}:pw", "u".repeat(60_000)));
+        let a = r.auth_in(&req(&[("Authorization", &format!("Basic {huge}"))], "/"), &mut buf);
+        assert_eq!(a.principal.as_ref().map(String::len), Some(60_000));
+        a.give_back(&mut buf);
+        assert!(buf.capacity() <= 1024);
     }
 
     #[test]

@@ -748,6 +748,128 @@ pub fn split_host_port(h: &str) -> (Option<&str>, Option<u16>) {
     }
 }
 
+/// A stack whose first `N` items live inline (no allocation for the usual shallow nesting),
+/// the rest in a `Vec`: what a parser keeps per open container.
+pub struct InlineStack<T, const N: usize> {
+    inline: [Option<T>; N],
+    spill: Vec<T>,
+    len: usize,
+}
+
+impl<T, const N: usize> InlineStack<T, N> {
+    pub fn new() -> Self {
+        InlineStack {
+            inline: [const { None }; N],
+            spill: Vec::new(),
+            len: 0,
+        }
+    }
+
+    pub fn push(&mut self, v: T) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = Some(v),
+            None => self.spill.push(v),
+        }
+        self.len += 1;
+    }
+
+    pub fn pop(&mut self) -> Option<T> {
+        self.len = self.len.checked_sub(1)?;
+        match self.inline.get_mut(self.len) {
+            Some(slot) => slot.take(),
+            None => self.spill.pop(),
+        }
+    }
+
+    pub fn last(&self) -> Option<&T> {
+        let top = self.len.checked_sub(1)?;
+        match self.inline.get(top) {
+            Some(slot) => slot.as_ref(),
+            None => self.spill.last(),
+        }
+    }
+
+    pub fn last_mut(&mut self) -> Option<&mut T> {
+        let top = self.len.checked_sub(1)?;
+        match self.inline.get_mut(top) {
+            Some(slot) => slot.as_mut(),
+            None => self.spill.last_mut(),
+        }
+    }
+}
+
+impl<T, const N: usize> InlineStack<T, N> {
+    /// The items, bottom first.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.inline.iter().take(self.len).flatten().chain(self.spill.iter())
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<T: std::fmt::Debug, const N: usize> std::fmt::Debug for InlineStack<T, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<T, const N: usize> Default for InlineStack<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod inline_stack_tests {
+    use super::InlineStack;
+
+    /// Pushes and pops in every order, across the inline/spilled boundary: the same answers
+    /// as a `Vec`.
+    #[test]
+    fn an_inline_stack_answers_as_a_vec_does() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut st: InlineStack<u32, 4> = InlineStack::new();
+        let mut model: Vec<u32> = Vec::new();
+        for i in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // drift up and down through depths 0..~12
+            let push = match model.len() {
+                0 => true,
+                n if n >= 12 => false,
+                _ => !x.is_multiple_of(3) || x.is_multiple_of(2) && model.len() < 6,
+            };
+            if push {
+                st.push(i);
+                model.push(i);
+            } else {
+                assert_eq!(st.pop(), model.pop());
+            }
+            if x.is_multiple_of(5)
+                && let (Some(a), Some(b)) = (st.last_mut(), model.last_mut())
+            {
+                *a += 1;
+                *b += 1;
+            }
+            assert_eq!(st.last(), model.last());
+            assert_eq!(st.len(), model.len());
+            assert!(st.iter().eq(model.iter()));
+        }
+        while let Some(v) = model.pop() {
+            assert_eq!(st.pop(), Some(v));
+        }
+        assert_eq!(st.pop(), None);
+        assert_eq!(st.last(), None);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

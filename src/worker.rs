@@ -151,7 +151,7 @@ pub fn queued_size(ev: &Event) -> usize {
                     + msg(&tx.response)
                     + endpoint
                         .as_ref()
-                        .map_or(0, |e| std::mem::size_of_val(&**e) + e.0.len() + e.1.len() + e.2.len())
+                        .map_or(0, |e| std::mem::size_of_val(&**e) + e.text().len())
             }
             Event::Tls(_) => std::mem::size_of::<crate::event::TlsEvent>(),
             _ => 0,
@@ -265,6 +265,9 @@ pub struct Worker {
     rules_seen: u64,
     cross_out: Vec<(usize, Cross)>,
     outs: Vec<Out>,
+    /// The current call's principal and entity keys, in buffers kept from call to call.
+    principal_buf: String,
+    keys: crate::engine::KeyBufs,
     /// Fleet on: messages for the fleet thread, handed over once per batch.
     outbox: crate::fleet::Outbox,
     /// The engine counters last added to the shared ones (shards publish differences), and when.
@@ -289,6 +292,8 @@ impl Worker {
             rules_seen: 0,
             cross_out: Vec::new(),
             outs: Vec::new(),
+            principal_buf: String::new(),
+            keys: Default::default(),
             outbox: Default::default(),
             published: Default::default(),
             published_at: std::time::Instant::now(),
@@ -310,9 +315,6 @@ impl Worker {
     fn batch(&mut self, batch: &mut [Event], bytes: &mut Vec<u8>) {
         self.reload_rules();
         let sh = self.shared.clone();
-        // "METHOD template", built here for each transaction (one buffer per batch, not one
-        // allocation per transaction)
-        let mut ep_buf = String::new();
         for ev in batch.iter_mut() {
             match ev {
                 Event::Tick { ts, seq } => {
@@ -339,7 +341,7 @@ impl Worker {
                     let auth = tx
                         .request
                         .as_ref()
-                        .map(|q| sh.fmt.redactor.auth(q))
+                        .map(|q| sh.fmt.redactor.auth_in(q, &mut self.principal_buf))
                         .unwrap_or_else(none_auth);
                     // borrowed: the event goes back to the capture thread, which frees it
                     let made;
@@ -350,19 +352,19 @@ impl Worker {
                             made.as_ref()
                         }
                     };
-                    let endpoint = ep.map(|(_, m, t)| {
-                        ep_buf.clear();
-                        ep_buf.extend([m, " ", t]);
-                        ep_buf.as_str()
-                    });
+                    let endpoint = ep.map(|e| e.method_template());
                     let analyse = self.catalog.is_some() || self.engine.is_some();
                     // redacted once, for the analysis and the http line
                     let red_url = tx.request.as_ref().map(|q| sh.fmt.redactor.url(&q.uri));
-                    if let (Some((host, m, t)), Some(endpoint), true) = (ep, endpoint, analyse) {
+                    if let (Some(e), Some(endpoint), true) = (ep, endpoint, analyse) {
+                        let (host, m, t) = e.parts();
                         let tx: &crate::http::Transaction = tx;
                         let client = client_ip(meta, tx, &sh.trusted);
                         let url = red_url.as_deref().map_or("", |u| crate::detect::cut(u, 512));
                         let mut v = View::new(meta, tx, &auth, client, host, endpoint, url);
+                        if self.engine.is_some() {
+                            v.set_keys(&mut self.keys);
+                        }
                         v.auth_bypass = *auth_bypass;
                         v.site_origins = &sh.site_origins;
                         if let Some(c) = self.catalog.as_mut() {
@@ -383,7 +385,8 @@ impl Worker {
                             engine.on_tx(&v, &mut self.outs, &mut self.cross_out);
                         }
                     }
-                    sh.fmt.write_http(meta, tx, auth, endpoint, red_url.as_deref(), bytes);
+                    sh.fmt.write_http(meta, tx, &auth, endpoint, red_url.as_deref(), bytes);
+                    auth.give_back(&mut self.principal_buf);
                     self.flush_outs(bytes);
                 }
                 other => sh.fmt.write(other, bytes),

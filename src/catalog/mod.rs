@@ -614,25 +614,97 @@ pub struct Catalog {
     client_hashes: ClientHashes,
 }
 
-/// The endpoint a transaction belongs to: (host, method, rule-based template).
-/// An endpoint: (host, method, template).
-pub type EndpointId = (String, String, String);
+/// An endpoint: (host, method, rule-based template), held as one text `host METHOD template`
+/// (one allocation per call, not three; the text is also the endpoint baselines' key, and its
+/// tail `METHOD template` the `endpoint` of an http line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointId {
+    text: String,
+    /// Where the host ends (the space after it) and where the method does.
+    host_end: usize,
+    method_end: usize,
+}
 
+impl EndpointId {
+    pub fn new(host: &str, method: &str, template: &str) -> Self {
+        let mut text = String::with_capacity(host.len() + method.len() + template.len() + 2);
+        text.extend([host, " ", method, " ", template]);
+        EndpointId {
+            text,
+            host_end: host.len(),
+            method_end: host.len() + 1 + method.len(),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.text[..self.host_end]
+    }
+
+    pub fn method(&self) -> &str {
+        &self.text[self.host_end + 1..self.method_end]
+    }
+
+    pub fn template(&self) -> &str {
+        &self.text[self.method_end + 1..]
+    }
+
+    /// (host, method, template)
+    pub fn parts(&self) -> (&str, &str, &str) {
+        (self.host(), self.method(), self.template())
+    }
+
+    /// `METHOD template`
+    pub fn method_template(&self) -> &str {
+        &self.text[self.host_end + 1..]
+    }
+
+    /// `host METHOD template`
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// The endpoint a transaction belongs to: (host, method, rule-based template).
 pub fn endpoint_of(tx: &Transaction, meta: &FlowMeta) -> Option<EndpointId> {
+    use std::fmt::Write;
     let q = tx.request.as_ref()?;
-    let host = match q.header("host").map(str::trim) {
+    let path = crate::util::target_path(&q.uri);
+    let method = crate::detect::cut(&q.method, MAX_METHOD);
+    let mut text = String::new();
+    match q.header("host").map(str::trim) {
         // Cut before copying, so a hostile host is never copied whole (ASCII lowercasing keeps
         // every byte's length and boundaries: the same cut either way).
-        Some(h) if !h.is_empty() => crate::detect::cut(h, MAX_HOST).to_ascii_lowercase(),
-        _ => cap_str(format!("{}:{}", meta.dst, meta.dport), MAX_HOST),
-    };
-    let path = crate::util::target_path(&q.uri);
-    Some((
-        host,
-        cap_str(q.method.clone(), MAX_METHOD),
-        // (target_path cut the query and fragment)
-        cap_template(template::template_clean_path(path)),
-    ))
+        Some(h) if !h.is_empty() => {
+            let h = crate::detect::cut(h, MAX_HOST);
+            // (room for the template's parameter names too: one allocation)
+            text.reserve(h.len() + method.len() + path.len() + 24);
+            text.push_str(h);
+            text.make_ascii_lowercase();
+        }
+        _ => {
+            text.reserve(48 + method.len() + path.len() + 24);
+            let _ = write!(text, "{}:{}", meta.dst, meta.dport);
+            let end = crate::detect::cut(&text, MAX_HOST).len();
+            text.truncate(end);
+        }
+    }
+    let host_end = text.len();
+    text.push(' ');
+    text.push_str(method);
+    let method_end = text.len();
+    text.push(' ');
+    // (target_path cut the query and fragment)
+    template::template_clean_path_into(path, &mut text);
+    if text.len() - (method_end + 1) > MAX_TEMPLATE {
+        let t = cap_template(text[method_end + 1..].to_string());
+        text.truncate(method_end + 1);
+        text.push_str(&t);
+    }
+    Some(EndpointId {
+        text,
+        host_end,
+        method_end,
+    })
 }
 
 /// Longest host, method and template kept: a hostile request line cannot make every
@@ -676,9 +748,9 @@ impl Catalog {
     /// Profile one transaction into its endpoint. Returns the endpoint when this transaction
     /// made it real (first seen answering something other than 404), for an `endpoint` event.
     pub fn observe(&mut self, tx: &Transaction, meta: &FlowMeta, auth: &Auth) -> Option<Value> {
-        let (host, method, tpl) = endpoint_of(tx, meta)?;
+        let ep = endpoint_of(tx, meta)?;
         let sens = tx.response.as_ref().map(sensitive::scan_response).unwrap_or_default();
-        self.observe_at((&host, &method, &tpl), tx, meta, auth, &sens)
+        self.observe_at(ep.parts(), tx, meta, auth, &sens)
     }
 
     /// [`Catalog::observe`] with the endpoint ([`endpoint_of`]) and the response's sensitive
@@ -1055,10 +1127,73 @@ mod tests {
             q.headers = vec![("Host".into(), "h".repeat(10_000))].into();
             q.method = "M".repeat(500);
         }
-        let (h, m, tpl) = endpoint_of(&t, &meta(1)).expect("endpoint");
+        let ep = endpoint_of(&t, &meta(1)).expect("endpoint");
+        let (h, m, tpl) = ep.parts();
         assert_eq!((h.len(), m.len()), (MAX_HOST, MAX_METHOD));
         assert_eq!(tpl, "/a/{...}");
         assert_eq!(cap_str("ééé".into(), 3), "é");
+    }
+
+    /// [`endpoint_of`] as it was, three strings: the reference for the one-text form.
+    fn endpoint_of_reference(tx: &Transaction, meta: &FlowMeta) -> Option<(String, String, String)> {
+        let q = tx.request.as_ref()?;
+        let host = match q.header("host").map(str::trim) {
+            Some(h) if !h.is_empty() => crate::detect::cut(h, MAX_HOST).to_ascii_lowercase(),
+            _ => cap_str(format!("{}:{}", meta.dst, meta.dport), MAX_HOST),
+        };
+        let path = crate::util::target_path(&q.uri);
+        Some((
+            host,
+            cap_str(q.method.clone(), MAX_METHOD),
+            cap_template(template::template_clean_path(path)),
+        ))
+    }
+
+    #[test]
+    fn endpoint_of_gives_the_three_strings_it_replaced() {
+        let hosts = [
+            None,
+            Some(String::new()),
+            Some("  ".into()),
+            Some("API.Example.COM".into()),
+            Some("a b c".into()),
+            Some(" h:8080 ".into()),
+            Some(format!("{}É{}", "A".repeat(253), "b".repeat(40))),
+            Some("h".repeat(400)),
+        ];
+        let methods = ["GET", "", "M E", &"M".repeat(40), "PÖST"];
+        let paths = [
+            "/",
+            "",
+            "/api/v1/users/123/orders/9?x=1#f",
+            "/a b/ /c",
+            "/x/550e8400-e29b-41d4-a716-446655440000/1/2/3/4/5/6/7/8/9/10",
+            &format!("/a/{}/b", "x".repeat(600)),
+            &"/1".repeat(200),
+            &format!("/{}", "é".repeat(200)),
+            "*",
+        ];
+        for h in &hosts {
+            for m in methods {
+                for p in paths {
+                    let mut t = tx("GET", p, 200, "", "text/plain");
+                    if let Some(q) = t.request.as_mut() {
+                        q.headers = h
+                            .iter()
+                            .map(|h| ("Host".to_string(), h.clone()))
+                            .collect::<Vec<_>>()
+                            .into();
+                        q.method = m.to_string();
+                    }
+                    let want = endpoint_of_reference(&t, &meta(1)).expect("reference");
+                    let got = endpoint_of(&t, &meta(1)).expect("endpoint");
+                    assert_eq!(got.parts(), (&*want.0, &*want.1, &*want.2), "{h:?} {m:?} {p:?}");
+                    assert_eq!(got.method_template(), format!("{} {}", want.1, want.2));
+                    assert_eq!(got.text(), format!("{} {} {}", want.0, want.1, want.2));
+                    assert_eq!(got, EndpointId::new(&want.0, &want.1, &want.2));
+                }
+            }
+        }
     }
 
     #[test]
@@ -1076,7 +1211,8 @@ mod tests {
             if let Some(q) = t.request.as_mut() {
                 q.headers = vec![("Host".into(), host.to_string())].into();
             }
-            let (h, _, _) = endpoint_of(&t, &meta(1)).expect("endpoint");
+            let ep = endpoint_of(&t, &meta(1)).expect("endpoint");
+            let (h, _, _) = ep.parts();
             let trimmed = host.trim().to_ascii_lowercase();
             let want = if trimmed.is_empty() {
                 cap_str(format!("{}:{}", meta(1).dst, meta(1).dport), MAX_HOST)

@@ -230,8 +230,14 @@ pub fn template_path(path: &str) -> String {
 
 /// [`template_path`] of a path known to hold no `?` or `#` (what
 /// [`crate::util::target_path`] returns): the same template, without looking for them.
+#[cfg(test)]
 pub(crate) fn template_clean_path(path: &str) -> String {
     template_segments(path, |_| {})
+}
+
+/// [`template_clean_path`] appended to `out`.
+pub(crate) fn template_clean_path_into(path: &str, out: &mut String) {
+    template_segments_into(path, |_| {}, out)
 }
 
 /// The template, telling `param` each parameter in order. Bytes, not chars: `/`, `?` and `#`
@@ -245,7 +251,16 @@ fn template_with(path: &str, param: impl FnMut(ParamKind)) -> String {
 }
 
 /// The template of a path already cut before any `?` or `#`.
-fn template_segments(path: &str, mut param: impl FnMut(ParamKind)) -> String {
+fn template_segments(path: &str, param: impl FnMut(ParamKind)) -> String {
+    // (a parameter name can be longer than its segment, `/1` -> `/{id}`: room for that)
+    let mut out = String::with_capacity(path.len() + 8);
+    template_segments_into(path, param, &mut out);
+    out
+}
+
+/// [`template_segments`] appended to `out`.
+fn template_segments_into(path: &str, mut param: impl FnMut(ParamKind), out: &mut String) {
+    let start = out.len();
     let b = path.as_bytes();
     // (paths are short: a byte loop beats a vector search's setup)
     let slash = |from: usize| b[from..].iter().position(|c| *c == b'/').map(|j| from + j);
@@ -262,8 +277,6 @@ fn template_segments(path: &str, mut param: impl FnMut(ParamKind)) -> String {
         }
         (None, all, any)
     };
-    // (a parameter name can be longer than its segment, `/1` -> `/{id}`: room for that)
-    let mut out = String::with_capacity(path.len() + 8);
     // parameters of each kind so far (the second `{id}` is `{id2}`)
     let mut seen = [0usize; 8];
     // as `path.split('/').skip(1)`: the segments after each `/`
@@ -296,10 +309,9 @@ fn template_segments(path: &str, mut param: impl FnMut(ParamKind)) -> String {
         at = next;
     }
     out.push_str(&path[run..]);
-    if out.is_empty() {
+    if out.len() == start {
         out.push('/');
     }
-    out
 }
 
 /// The template as it was built before literal runs were copied whole (segment by segment):

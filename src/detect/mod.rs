@@ -493,8 +493,9 @@ pub fn json_strings<'t>(text: &'t str, out: &mut Vec<(Part, Cow<'t, str>)>) -> b
     // per open container: is it an object; and the open objects' current keys (the innermost
     // key is the last one: O(1) per value, whatever the nesting). A key without escapes or
     // capitals is borrowed from the text.
-    let mut objects: Vec<bool> = Vec::new();
-    let mut keys: Vec<Cow<'t, str>> = Vec::new();
+    // (inline for the usual few levels: no allocation per body)
+    let mut objects: crate::util::InlineStack<bool, 16> = Default::default();
+    let mut keys: crate::util::InlineStack<Cow<'t, str>, 8> = Default::default();
     let mut expect_key = false;
     let mut i = 0;
     let mut sbuf = String::new();
@@ -691,6 +692,20 @@ fn json_string(t: &str, start: usize, out: &mut String) -> Option<usize> {
     None
 }
 
+/// A status code as evidence text: the usual ones borrowed (no allocation), others made.
+fn status_text(status: u16) -> Cow<'static, str> {
+    match status {
+        200 => "200".into(),
+        201 => "201".into(),
+        204 => "204".into(),
+        400 => "400".into(),
+        401 => "401".into(),
+        403 => "403".into(),
+        422 => "422".into(),
+        _ => status.to_string().into(),
+    }
+}
+
 /// The classifiers' verdicts on one transaction, with a short evidence string for each.
 #[derive(Debug, Default)]
 pub struct Verdicts {
@@ -873,9 +888,9 @@ pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections:
     let body = tx.response.as_ref().map(|r| r.body.as_slice()).unwrap_or(&[]);
     let failed = status == 401 || (login && matches!(status, 200 | 400 | 403 | 422) && failure_body(body));
     if failed {
-        v.hits.push((Detector::AuthFailure, status.to_string().into()));
+        v.hits.push((Detector::AuthFailure, status_text(status)));
     } else if login && (200..300).contains(&status) {
-        v.hits.push((Detector::LoginSuccess, status.to_string().into()));
+        v.hits.push((Detector::LoginSuccess, status_text(status)));
     }
     if let Some(kinds) = sensitive_evidence(sensitive) {
         v.hits.push((Detector::SensitiveResponse, kinds));
@@ -1029,6 +1044,13 @@ mod tool_cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_text_is_the_status_written_out() {
+        for s in 0..=1000u16 {
+            assert_eq!(status_text(s), s.to_string());
+        }
+    }
 
     #[test]
     fn login_paths_and_tools() {

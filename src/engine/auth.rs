@@ -222,7 +222,7 @@ impl AuthTracker {
 
     /// An endpoint's key in `map` (and, with the fleet on, the fleet's: the same everywhere).
     fn key(&self, ep: &crate::catalog::EndpointId) -> u64 {
-        let parts = (&ep.0, &ep.1, &ep.2);
+        let parts = ep.parts();
         match self.fleet {
             Some(_) => hash_of(&parts),
             None => std::hash::BuildHasher::hash_one(&self.local, parts),
@@ -354,7 +354,7 @@ mod key_tests {
     #[test]
     fn local_endpoint_keys_are_stable_and_tell_endpoints_apart() {
         let t = AuthTracker::new(Default::default());
-        let ep = |h: &str, m: &str, p: &str| (h.to_string(), m.to_string(), p.to_string());
+        let ep = crate::catalog::EndpointId::new;
         let a = ep("api", "GET", "/users/{id}");
         assert_eq!(t.key(&a), t.key(&a.clone()));
         for b in [

@@ -36,7 +36,7 @@ pub use client::{Cidr, client_ip};
 pub use entity::{EntityConfig, EntityTable};
 pub use msg::{Alert, Cross, EpObs, Hit, HttpBrief, LoginFacts, Obs, Out, Sample};
 use msg::{Ctx, HitCtx, HitRef};
-pub use view::View;
+pub use view::{KeyBufs, View};
 use window::Window;
 pub use window::{EXACT_DISTINCT, MAX_VALUES};
 

@@ -124,10 +124,11 @@ impl Harness {
     fn feed(&mut self, x: &T) -> usize {
         let (meta, tx) = x.tx();
         let auth = self.red.auth(tx.request.as_ref().expect("request"));
-        let (host, m, tpl) = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
+        let ep = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
+        let (host, m, tpl) = ep.parts();
         let endpoint = format!("{m} {tpl}");
         let client = client_ip(&meta, &tx, &self.trusted);
-        let v = View::new(&meta, &tx, &auth, client, &host, &endpoint, &x.uri);
+        let v = View::new(&meta, &tx, &auth, client, host, &endpoint, &x.uri);
         let mut out = Vec::new();
         let mut cross = Vec::new();
         self.engine.on_tx(&v, &mut out, &mut cross);
@@ -1154,9 +1155,10 @@ threshold = { count = 0, window = 10 }
     let mut h = harness(rules);
     let mut fire = |meta: &FlowMeta, tx: &Transaction| {
         let auth = h.red.auth(tx.request.as_ref().expect("request"));
-        let (host, m, tpl) = crate::catalog::endpoint_of(tx, meta).expect("endpoint");
+        let ep = crate::catalog::endpoint_of(tx, meta).expect("endpoint");
+        let (host, m, tpl) = ep.parts();
         let endpoint = format!("{m} {tpl}");
-        let v = View::new(meta, tx, &auth, meta.src, &host, &endpoint, "/x");
+        let v = View::new(meta, tx, &auth, meta.src, host, &endpoint, "/x");
         let (mut out, mut cross) = (Vec::new(), Vec::new());
         h.engine.on_tx(&v, &mut out, &mut cross);
         out.iter()
@@ -1383,9 +1385,10 @@ fn plan_guards_answer_what_the_full_evaluation_answers() {
         for bypass in [false, true] {
             let (meta, tx) = x.tx();
             let auth = red.auth(tx.request.as_ref().expect("request"));
-            let (host, m, tpl) = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
+            let ep = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
+            let (host, m, tpl) = ep.parts();
             let endpoint = format!("{m} {tpl}");
-            let mut v = View::new(&meta, &tx, &auth, meta.src, &host, &endpoint, &x.uri);
+            let mut v = View::new(&meta, &tx, &auth, meta.src, host, &endpoint, &x.uri);
             v.auth_bypass = bypass;
             let facts = plan.facts(&v);
             for (i, r) in rs.rules.iter().enumerate() {
@@ -1853,13 +1856,14 @@ fn the_plan_index_finds_the_rules_a_plain_walk_finds() {
         for (x, bypass) in index_corpus(1500, seed) {
             let (meta, tx) = x.tx();
             let auth = red.auth(tx.request.as_ref().expect("request"));
-            let (host, m, tpl) = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
+            let ep = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
+            let (host, m, tpl) = ep.parts();
             let endpoint = format!("{m} {tpl}");
-            let mut v = View::new(&meta, &tx, &auth, meta.src, &host, &endpoint, &x.uri);
+            let mut v = View::new(&meta, &tx, &auth, meta.src, host, &endpoint, &x.uri);
             v.auth_bypass = bypass;
             let ep = plan.matching(&v, &mut got);
             // the plain walk on a fresh view (nothing parsed or cached yet)
-            let mut w = View::new(&meta, &tx, &auth, meta.src, &host, &endpoint, &x.uri);
+            let mut w = View::new(&meta, &tx, &auth, meta.src, host, &endpoint, &x.uri);
             w.auth_bypass = bypass;
             let want: Vec<u32> = rs
                 .rules
@@ -1918,4 +1922,37 @@ fn the_plan_index_stays_right_past_its_caps() {
     // (cleared once at the cap: only the last thousand or so endpoints are kept)
     assert!(eps < 2000 && facts <= plan::MAX_FACTS, "{eps} {facts}");
     assert!(n > 5000, "{n}");
+}
+
+#[test]
+fn keys_written_into_reused_buffers_are_the_keys_a_view_makes() {
+    let long = format!("Basic {}", {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:pw", "u".repeat(300)))
+    });
+    let calls = [
+        t("GET", "/a", 200).h("Authorization", "Bearer tok-1").from(3),
+        t("GET", "/a", 200).from(200),
+        t("GET", "/a", 200).h("Authorization", &long).from(17),
+        t("GET", "/a", 200).h("X-API-Key", "k").from(255),
+        t("GET", "/a", 200).from(0),
+    ];
+    let red = Redactor::new(b"k");
+    let mut bufs = KeyBufs::default();
+    for _ in 0..2 {
+        for x in &calls {
+            let (mut meta, tx) = x.tx();
+            // (the same address twice running: the formatted one is kept)
+            for client in [meta.src, meta.src, "2001:db8::1".parse().expect("v6")] {
+                meta.src = client;
+                let auth = red.auth(tx.request.as_ref().expect("request"));
+                let lazy = View::new(&meta, &tx, &auth, client, "h", "GET /a", "/a");
+                let want = (lazy.ip_entity().clone(), lazy.principal_entity().cloned());
+                assert_eq!(want.0, EntityKey::ip(client));
+                let mut v = View::new(&meta, &tx, &auth, client, "h", "GET /a", "/a");
+                v.set_keys(&mut bufs);
+                assert_eq!((v.ip_entity().clone(), v.principal_entity().cloned()), want);
+            }
+        }
+    }
 }

@@ -28,6 +28,37 @@ pub struct View<'a> {
     /// The `principal` entity (its value [`bounded`]), made once per transaction: the
     /// principal's profile and the rules counting by principal share it.
     pub(super) principal: std::cell::OnceCell<Option<EntityKey>>,
+    /// The `ip` and `principal` keys already written into a worker's [`KeyBufs`] (see
+    /// [`View::set_keys`]); `None`: made in `ip` and `principal` when first asked for.
+    /// (Beside the cells, not in them: a cell would make the view invariant in `'a`.)
+    pub(super) keys: Option<(&'a EntityKey, Option<&'a EntityKey>)>,
+}
+
+/// Buffers for a call's `ip` and `principal` entity keys, kept by a worker from call to call
+/// (see [`View::set_keys`]): a key's text is written into room already there, not into a
+/// new `String` per call.
+#[derive(Debug)]
+pub struct KeyBufs {
+    ip: EntityKey,
+    principal: EntityKey,
+    /// The address `ip` holds.
+    ip_of: Option<IpAddr>,
+}
+
+impl Default for KeyBufs {
+    fn default() -> Self {
+        KeyBufs {
+            ip: EntityKey {
+                kind: "ip".into(),
+                value: String::new(),
+            },
+            principal: EntityKey {
+                kind: "principal".into(),
+                value: String::new(),
+            },
+            ip_of: None,
+        }
+    }
 }
 
 impl<'a> View<'a> {
@@ -62,7 +93,37 @@ impl<'a> View<'a> {
             sensitive: Default::default(),
             ip: Default::default(),
             principal: Default::default(),
+            keys: None,
         }
+    }
+
+    /// The view with its `ip` and `principal` entity keys written into `bufs` (the same keys
+    /// [`View::ip_entity`] and [`View::principal_entity`] would make, without allocating).
+    /// (In place: the view is large, a move would copy it.)
+    pub fn set_keys(&mut self, bufs: &'a mut KeyBufs) {
+        // a keep-alive connection's calls come from one address: formatted once for them
+        if bufs.ip_of != Some(self.client) {
+            bufs.ip.value.clear();
+            // (the address is ASCII digits, dots, colons and hex: always UTF-8)
+            let mut ip = std::mem::take(&mut bufs.ip.value).into_bytes();
+            crate::util::push_ip(&mut ip, self.client);
+            bufs.ip.value = String::from_utf8(ip).unwrap_or_default();
+            bufs.ip_of = Some(self.client);
+        }
+        let has_principal = match &self.auth.principal {
+            Some(p) if p.len() <= 128 => {
+                bufs.principal.value.clear();
+                bufs.principal.value.push_str(p);
+                true
+            }
+            Some(p) => {
+                bufs.principal.value = bounded(p.clone());
+                true
+            }
+            None => false,
+        };
+        let bufs: &'a KeyBufs = bufs;
+        self.keys = Some((&bufs.ip, has_principal.then_some(&bufs.principal)));
     }
 
     pub fn verdicts(&self) -> &Verdicts {
@@ -254,6 +315,9 @@ impl<'a> View<'a> {
 
     /// The client's `ip` entity ([`EntityKey::ip`]), made once per transaction.
     pub(super) fn ip_entity(&self) -> &EntityKey {
+        if let Some((ip, _)) = self.keys {
+            return ip;
+        }
         self.ip.get_or_init(|| EntityKey::ip(self.client))
     }
 
@@ -264,6 +328,9 @@ impl<'a> View<'a> {
 
     /// The `principal` entity ([`bounded`] value), made once per transaction.
     pub(super) fn principal_entity(&self) -> Option<&EntityKey> {
+        if let Some((_, principal)) = self.keys {
+            return principal;
+        }
         self.principal
             .get_or_init(|| {
                 self.auth.principal.as_ref().map(|p| EntityKey {

@@ -613,7 +613,8 @@ impl Memo {
         hex(&self.sip.hash(v).to_be_bytes())
     }
 
-    fn endpoint(&mut self, (host, method, tpl): &crate::catalog::EndpointId) -> String {
+    fn endpoint(&mut self, ep: &crate::catalog::EndpointId) -> String {
+        let (host, method, tpl) = ep.parts();
         self.hash(&["auth", host, method, tpl])
     }
 

@@ -41,11 +41,12 @@ fuzz_target!(|data: &[u8]| {
         };
         let Some(q) = tx.request.as_ref() else { continue };
         let auth = red.auth(q);
-        let Some((host, m, t)) = apitap::catalog::endpoint_of(&tx, &meta) else { continue };
+        let Some(e) = apitap::catalog::endpoint_of(&tx, &meta) else { continue };
+        let (host, m, t) = e.parts();
         let ep = format!("{m} {t}");
         let url = red.url(&q.uri).into_owned();
-        let v = View::new(&meta, &tx, &auth, meta.src, &host, &ep, &url);
-        catalog.observe_at((&host, &m, &t), &tx, &meta, &auth, v.sensitive());
+        let v = View::new(&meta, &tx, &auth, meta.src, host, &ep, &url);
+        catalog.observe_at((host, m, t), &tx, &meta, &auth, v.sensitive());
         let (mut out, mut cross) = (Vec::new(), Vec::new());
         engine.on_tx(&v, &mut out, &mut cross);
         for (_, m) in &cross {
