@@ -120,6 +120,16 @@ struct Pipeline {
 
 impl Pipeline {
     fn start(cfg: &Config, mode: Mode, reopen: Arc<AtomicU64>) -> Result<Self, AppError> {
+        // A replay's threads pinned (see `crate::affinity`): this, the capture thread, first,
+        // so the output threads started below share its CPU; each worker moves to its own.
+        let pins = if mode == Mode::Replay {
+            crate::affinity::plan(cfg.pin_threads, &crate::affinity::allowed_cpus(), cfg.workers)
+        } else {
+            None
+        };
+        if let Some(p) = &pins {
+            crate::affinity::pin_current(p.capture);
+        }
         let fmt = Arc::new(Formatter {
             host: cfg.sensor_name.clone(),
             redactor: Redactor::new(&cfg.hash_key),
@@ -227,11 +237,17 @@ impl Pipeline {
             }
             let peers = cross_tx.clone();
             let spent_tx = spent_tx.clone();
+            let pin = pins.as_ref().and_then(|p| p.workers.get(i).copied());
             shards.push(tx);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("apitap-worker-{i}"))
-                    .spawn(move || w.run(rx, crx, peers, spent_tx))
+                    .spawn(move || {
+                        if let Some(cpu) = pin {
+                            crate::affinity::pin_current(cpu);
+                        }
+                        w.run(rx, crx, peers, spent_tx)
+                    })
                     .map_err(|e| AppError::Usage(format!("cannot start a worker thread: {e}")))?,
             );
         }
@@ -239,6 +255,12 @@ impl Pipeline {
         let auth = cfg.rules_enabled.then(|| {
             crate::engine::AuthTracker::new(cfg.bypass).with_fleet(shared.fleet.as_ref().and_then(|f| f.auth_link()))
         });
+        if let Some(p) = &pins {
+            info!(
+                "threads pinned: capture and output on CPU {}, workers on {:?}",
+                p.capture, p.workers
+            );
+        }
         Ok(Pipeline {
             mode,
             shards,

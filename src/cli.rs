@@ -247,6 +247,10 @@ pub struct CommonArgs {
     /// runs one worker).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=256))]
     pub workers: Option<u16>,
+    /// Pin a replay's capture thread and workers to CPUs: auto (when each can have a CPU of
+    /// its own; the default), on, off.
+    #[arg(long, value_name = "MODE", value_parser = ["auto", "on", "off"])]
+    pub pin_threads: Option<String>,
     /// Sensor name for the EVE `host` field (default: host name).
     #[arg(long, value_name = "NAME")]
     pub sensor_name: Option<String>,
@@ -308,6 +312,9 @@ impl CommonArgs {
         }
         if let Some(w) = self.workers {
             c.workers = w as usize;
+        }
+        if let Some(p) = &self.pin_threads {
+            c.pin_threads = p.parse().map_err(|e| ConfigError(format!("--pin-threads: {e}")))?;
         }
         if let Some(n) = &self.sensor_name {
             c.sensor_name = n.clone();

@@ -61,6 +61,8 @@ pub struct Config {
     pub bypass: crate::engine::BypassConfig,
     /// Worker shards that format events. Default: cores - 1, at least 1.
     pub workers: usize,
+    /// Pin a replay's threads to CPUs (see [`crate::affinity`]). Default auto.
+    pub pin_threads: crate::affinity::PinThreads,
     /// Include request and response headers (redacted) in `http` events. Default off.
     pub log_headers: bool,
     /// Event types written (`output.types`). Default all.
@@ -109,6 +111,7 @@ impl Default for Config {
             engine: crate::engine::EngineConfig::default(),
             bypass: crate::engine::BypassConfig::default(),
             workers: default_workers(),
+            pin_threads: crate::affinity::PinThreads::Auto,
             log_headers: false,
             event_types: crate::event::EventTypes::all(),
             stats_interval_s: 60,
@@ -151,6 +154,9 @@ pub const DEFAULT_TOML: &str = r#"# apitap configuration. Every key is optional;
 # Worker threads analysing transactions and formatting events (default: cores - 1).
 # 0: a replay analyses on the capture thread (the default on one CPU); live runs one worker.
 # workers = 1
+# Pin a replay's capture thread and workers to CPUs: "auto" (when each can have a CPU of its
+# own among those the process may use), "on", "off".
+# pin_threads = "auto"
 # Key of the keyed hashes that replace secrets (tokens, cookies, API keys) in the output.
 # Set your own: the same key on every sensor makes principals comparable across sensors.
 # hash_key = "change-me"
@@ -357,6 +363,7 @@ use serde::Deserialize;
 struct FileConfig {
     sensor_name: Option<String>,
     workers: Option<usize>,
+    pin_threads: Option<String>,
     hash_key: Option<String>,
     log_headers: Option<bool>,
     stats_interval: Option<u64>,
@@ -703,6 +710,9 @@ impl Config {
                 return Err(bad("workers", "must be 0 to 256"));
             }
             c.workers = v;
+        }
+        if let Some(v) = f.pin_threads {
+            c.pin_threads = v.parse().map_err(|e: String| bad("pin_threads", &e))?;
         }
         if let Some(v) = f.hash_key {
             if v.is_empty() {
@@ -1136,6 +1146,10 @@ mod tests {
         assert!(e.0.starts_with("a.toml: line 1:"), "{}", e.0);
         let c = Config::from_toml("a.toml", "[flow]\nidle_timeout = 5\n[http]\nbody_depth = 10\n").unwrap();
         assert_eq!((c.flow.idle_timeout, c.http.body_depth), (5 * SEC, 10));
+        let c = Config::from_toml("a.toml", "pin_threads = \"off\"\n").unwrap();
+        assert_eq!(c.pin_threads, crate::affinity::PinThreads::Off);
+        let e = Config::from_toml("a.toml", "pin_threads = \"yes\"\n").err().unwrap();
+        assert!(e.0.contains("pin_threads") && e.0.contains("auto, on or off"), "{}", e.0);
     }
 
     /// `workers = 0` asks a replay to analyse on the capture thread; past 256 is refused.

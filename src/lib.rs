@@ -3,6 +3,7 @@
 //! The modules follow the data: [`capture`] -> [`decode`] -> [`flow`] (with [`reassembly`]) ->
 //! [`http`] -> [`event`] -> sink (in [`app`]). See `SPEC.md` for the contract.
 
+pub mod affinity;
 pub mod app;
 pub mod capture;
 pub mod catalog;
