@@ -256,9 +256,10 @@ impl Pipeline {
             crate::engine::AuthTracker::new(cfg.bypass).with_fleet(shared.fleet.as_ref().and_then(|f| f.auth_link()))
         });
         if let Some(p) = &pins {
-            info!(
+            tracing::debug!(
                 "threads pinned: capture and output on CPU {}, workers on {:?}",
-                p.capture, p.workers
+                p.capture,
+                p.workers
             );
         }
         Ok(Pipeline {

@@ -1149,7 +1149,11 @@ mod tests {
         let c = Config::from_toml("a.toml", "pin_threads = \"off\"\n").unwrap();
         assert_eq!(c.pin_threads, crate::affinity::PinThreads::Off);
         let e = Config::from_toml("a.toml", "pin_threads = \"yes\"\n").err().unwrap();
-        assert!(e.0.contains("pin_threads") && e.0.contains("auto, on or off"), "{}", e.0);
+        assert!(
+            e.0.contains("pin_threads") && e.0.contains("auto, on or off"),
+            "{}",
+            e.0
+        );
     }
 
     /// `workers = 0` asks a replay to analyse on the capture thread; past 256 is refused.
