@@ -749,7 +749,7 @@ mod tests {
         assert!(e.to_string().starts_with("x.pcap: truncated file header"), "{e}");
     }
 
-    fn ng_block(btype: u32, body: &[u8]) -> Vec<u8> {
+    pub(super) fn ng_block(btype: u32, body: &[u8]) -> Vec<u8> {
         let len = 12 + body.len().div_ceil(4) * 4;
         let mut b = Vec::new();
         b.extend(btype.to_le_bytes());
@@ -792,6 +792,7 @@ mod tests {
 
 #[cfg(test)]
 mod chunk_tests {
+    use super::tests::ng_block;
     use super::*;
 
     fn pcap_file(records: &[(u32, Vec<u8>)], tail: &[u8]) -> Vec<u8> {
@@ -886,16 +887,6 @@ mod chunk_tests {
         assert_eq!(stop.unwrap().offset, at);
     }
 
-    fn ng_block(btype: u32, body: &[u8]) -> Vec<u8> {
-        let len = 12 + body.len().div_ceil(4) * 4;
-        let mut b = Vec::new();
-        b.extend(btype.to_le_bytes());
-        b.extend((len as u32).to_le_bytes());
-        b.extend(body);
-        b.resize(len - 4, 0);
-        b.extend((len as u32).to_le_bytes());
-        b
-    }
 
     fn ng_packet(i: u32, data: &[u8]) -> Vec<u8> {
         let mut epb = Vec::new();
