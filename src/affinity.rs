@@ -15,7 +15,8 @@
 //! process may use (its affinity mask: `taskset`, a cgroup cpuset, systemd's `CPUAffinity=`),
 //! so a pinned thread never shares its CPU with another of ours; `on` pins whenever two CPUs
 //! are allowed (workers beyond them share); `off` never pins. Only replays pin: a live
-//! sensor's capture threads are the capture method's own.
+//! sensor's capture threads are the capture method's own. The thread that ran the replay gets
+//! its mask back when the replay ends, so a second replay in the same process starts afresh.
 
 use std::str::FromStr;
 
@@ -91,6 +92,43 @@ pub fn pin_current(cpu: usize) -> bool {
     }
 }
 
+/// Pin the calling thread to `cpu` as [`pin_current`] does; the returned guard puts the
+/// thread's mask as it was before back when dropped (on that thread; dropped on another it
+/// does nothing), so a second replay in the same process (a bench, a library user) sees the
+/// whole mask again and its threads do not inherit the pin.
+pub fn pin_current_restoring(cpu: usize) -> Option<Restore> {
+    // SAFETY: as in `allowed_cpus`.
+    let mask = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        set
+    };
+    pin_current(cpu).then(|| Restore {
+        mask,
+        thread: std::thread::current().id(),
+    })
+}
+
+/// See [`pin_current_restoring`].
+pub struct Restore {
+    mask: libc::cpu_set_t,
+    thread: std::thread::ThreadId,
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if std::thread::current().id() == self.thread {
+            // SAFETY: `mask` is a cpu_set_t read by sched_getaffinity; pid 0 is this thread,
+            // the one that was pinned.
+            unsafe {
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.mask);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +186,20 @@ mod tests {
         .unwrap_or_default();
         assert_eq!(seen, vec![last]);
         assert!(!pin_current(libc::CPU_SETSIZE as usize));
+    }
+
+    #[test]
+    fn a_restoring_pin_gives_the_thread_its_mask_back() {
+        let (before, during, after) = std::thread::spawn(|| {
+            let before = allowed_cpus();
+            let guard = pin_current_restoring(before[0]);
+            let during = allowed_cpus();
+            drop(guard);
+            (before, during, allowed_cpus())
+        })
+        .join()
+        .unwrap_or_default();
+        assert_eq!(during, vec![before[0]]);
+        assert_eq!(after, before);
     }
 }

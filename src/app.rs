@@ -85,6 +85,8 @@ struct Drops {
 }
 
 struct Pipeline {
+    /// This thread's CPU mask from before a replay pinned it, put back on drop.
+    _unpin: Option<crate::affinity::Restore>,
     mode: Mode,
     shards: Vec<Sender<Vec<Event>>>,
     batches: Vec<Vec<Event>>,
@@ -127,9 +129,10 @@ impl Pipeline {
         } else {
             None
         };
-        if let Some(p) = &pins {
-            crate::affinity::pin_current(p.capture);
-        }
+        // (unpinned again when the pipeline is dropped)
+        let unpin = pins
+            .as_ref()
+            .and_then(|p| crate::affinity::pin_current_restoring(p.capture));
         let fmt = Arc::new(Formatter {
             host: cfg.sensor_name.clone(),
             redactor: Redactor::new(&cfg.hash_key),
@@ -263,6 +266,7 @@ impl Pipeline {
             );
         }
         Ok(Pipeline {
+            _unpin: unpin,
             mode,
             shards,
             batches: (0..n).map(|_| Vec::with_capacity(BATCH)).collect(),
@@ -291,6 +295,7 @@ impl Pipeline {
     /// (af_packet): its own batches, event counts and auth tracker; no workers of its own.
     fn front(&self, cfg: &Config) -> Pipeline {
         Pipeline {
+            _unpin: None,
             mode: self.mode,
             shards: self.shards.clone(),
             batches: (0..self.shards.len()).map(|_| Vec::with_capacity(BATCH)).collect(),

@@ -887,7 +887,6 @@ mod chunk_tests {
         assert_eq!(stop.unwrap().offset, at);
     }
 
-
     fn ng_packet(i: u32, data: &[u8]) -> Vec<u8> {
         let mut epb = Vec::new();
         epb.extend(0u32.to_le_bytes());

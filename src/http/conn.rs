@@ -918,9 +918,9 @@ mod tests {
     }
 
     /// The kept body prefix is the first `body_depth` bytes of the body whatever its framing
-    /// and however it is cut into segments; a Content-Length body is kept in one allocation of
-    /// what it announces up to `body_depth` (never more: a hostile length claims no more), and
-    /// no kept body holds much more than `body_depth`.
+    /// and however it is cut into segments; a Content-Length body that comes whole is kept in
+    /// one allocation of its size, a claimed length reserves no more than 4x the bytes that
+    /// came, and no kept body holds much more than `body_depth`.
     #[test]
     fn kept_body_is_the_prefix_in_one_bounded_allocation() {
         let depth = 1000;
@@ -975,12 +975,13 @@ mod tests {
                 let want = &body[..(*n).min(depth)];
                 assert_eq!((r.body.as_slice(), r.body_len), (want, *n as u64), "n {n} seg {seg}");
                 assert!(r.body.capacity() <= 2 * depth, "n {n} seg {seg}: {}", r.body.capacity());
-                if *exact && *n > 0 {
+                if *exact && *n > 0 && seg == usize::MAX {
+                    // (a body that came whole: one allocation of its size)
                     assert_eq!(r.body.capacity(), (*n).min(depth), "n {n} seg {seg}");
                 }
             }
         }
-        // the hostile length reserves up to body_depth, no more
+        // the hostile length reserves for what came, not what it claims
         let mut c = Conn::new(Some(0), &cfg);
         c.data(0, b"GET / HTTP/1.1\r\n\r\n", 0, None, &cfg);
         c.data(1, &cases[cases.len() - 2].0, 1, None, &cfg);
@@ -988,15 +989,15 @@ mod tests {
         let (mut t, mut a) = (vec![], vec![]);
         c.take(&mut t, &mut a);
         let r = t[0].response.as_ref().expect("response");
-        assert!(r.truncated && r.body.capacity() == depth, "{}", r.body.capacity());
+        assert!(r.truncated && r.body.capacity() <= 40, "{}", r.body.capacity());
         // with a deep body_depth, what a claimed length reserves follows the bytes that came:
-        // 10 bytes of a claimed terabyte hold 16 KiB, not the 4 MiB depth; 100 KB that came
-        // of it are kept whole in at most 4x their size
+        // 10 bytes of a claimed terabyte hold at most 40, not the 4 MiB depth; 100 KB that
+        // came of it are kept whole in at most 4x their size
         let deep = HttpConfig {
             body_depth: 4 << 20,
             ..HttpConfig::default()
         };
-        for (sent, most) in [(10, 16 << 10), (100_000, 400_000)] {
+        for (sent, most) in [(1, 4), (10, 40), (100_000, 400_000)] {
             let mut c = Conn::new(Some(0), &deep);
             c.data(0, b"GET / HTTP/1.1\r\n\r\n", 0, None, &deep);
             c.data(
