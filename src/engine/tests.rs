@@ -125,10 +125,9 @@ impl Harness {
         let (meta, tx) = x.tx();
         let auth = self.red.auth(tx.request.as_ref().expect("request"));
         let ep = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
-        let (host, m, tpl) = ep.parts();
-        let endpoint = format!("{m} {tpl}");
+        let (host, endpoint) = (ep.host(), ep.method_template());
         let client = client_ip(&meta, &tx, &self.trusted);
-        let v = View::new(&meta, &tx, &auth, client, host, &endpoint, &x.uri);
+        let v = View::new(&meta, &tx, &auth, client, host, endpoint, &x.uri);
         let mut out = Vec::new();
         let mut cross = Vec::new();
         self.engine.on_tx(&v, &mut out, &mut cross);
@@ -1156,9 +1155,8 @@ threshold = { count = 0, window = 10 }
     let mut fire = |meta: &FlowMeta, tx: &Transaction| {
         let auth = h.red.auth(tx.request.as_ref().expect("request"));
         let ep = crate::catalog::endpoint_of(tx, meta).expect("endpoint");
-        let (host, m, tpl) = ep.parts();
-        let endpoint = format!("{m} {tpl}");
-        let v = View::new(meta, tx, &auth, meta.src, host, &endpoint, "/x");
+        let (host, endpoint) = (ep.host(), ep.method_template());
+        let v = View::new(meta, tx, &auth, meta.src, host, endpoint, "/x");
         let (mut out, mut cross) = (Vec::new(), Vec::new());
         h.engine.on_tx(&v, &mut out, &mut cross);
         out.iter()
@@ -1386,9 +1384,8 @@ fn plan_guards_answer_what_the_full_evaluation_answers() {
             let (meta, tx) = x.tx();
             let auth = red.auth(tx.request.as_ref().expect("request"));
             let ep = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
-            let (host, m, tpl) = ep.parts();
-            let endpoint = format!("{m} {tpl}");
-            let mut v = View::new(&meta, &tx, &auth, meta.src, host, &endpoint, &x.uri);
+            let (host, endpoint) = (ep.host(), ep.method_template());
+            let mut v = View::new(&meta, &tx, &auth, meta.src, host, endpoint, &x.uri);
             v.auth_bypass = bypass;
             let facts = plan.facts(&v);
             for (i, r) in rs.rules.iter().enumerate() {
@@ -1857,13 +1854,12 @@ fn the_plan_index_finds_the_rules_a_plain_walk_finds() {
             let (meta, tx) = x.tx();
             let auth = red.auth(tx.request.as_ref().expect("request"));
             let ep = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
-            let (host, m, tpl) = ep.parts();
-            let endpoint = format!("{m} {tpl}");
-            let mut v = View::new(&meta, &tx, &auth, meta.src, host, &endpoint, &x.uri);
+            let (host, endpoint) = (ep.host(), ep.method_template());
+            let mut v = View::new(&meta, &tx, &auth, meta.src, host, endpoint, &x.uri);
             v.auth_bypass = bypass;
             let ep = plan.matching(&v, &mut got);
             // the plain walk on a fresh view (nothing parsed or cached yet)
-            let mut w = View::new(&meta, &tx, &auth, meta.src, host, &endpoint, &x.uri);
+            let mut w = View::new(&meta, &tx, &auth, meta.src, host, endpoint, &x.uri);
             w.auth_bypass = bypass;
             let want: Vec<u32> = rs
                 .rules
