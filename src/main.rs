@@ -181,3 +181,55 @@ unsafe impl std::alloc::GlobalAlloc for Mi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::alloc::{GlobalAlloc, Layout};
+
+    #[test]
+    fn mi_blocks_have_the_alignment_asked_and_keep_their_bytes() {
+        for size in [1usize, 3, 7, 8, 9, 15, 16, 17, 24, 31, 48, 100, 1000, 5000, 70_000, 1 << 20] {
+            for align in [1usize, 2, 4, 8, 16, 32, 64, 4096] {
+                let l = Layout::from_size_align(size, align).unwrap();
+                let grown = Layout::from_size_align(2 * size + 1, align).unwrap();
+                // SAFETY: `l` has a non-zero size; each block is written and read within its
+                // size, reallocated with the layout it was made with, freed once with its own.
+                unsafe {
+                    let p = Mi.alloc(l);
+                    assert!(!p.is_null());
+                    assert_eq!(p as usize % align, 0, "alloc: size {size} align {align}");
+                    for i in 0..size {
+                        p.add(i).write(i as u8);
+                    }
+                    let q = Mi.realloc(p, l, grown.size());
+                    assert_eq!(q as usize % align, 0, "realloc: size {size} align {align}");
+                    assert!((0..size).all(|i| q.add(i).read() == i as u8), "size {size} align {align}");
+                    Mi.dealloc(q, grown);
+                    let z = Mi.alloc_zeroed(l);
+                    assert_eq!(z as usize % align, 0, "alloc_zeroed: size {size} align {align}");
+                    assert!((0..size).all(|i| z.add(i).read() == 0), "size {size} align {align}");
+                    Mi.dealloc(z, l);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_small_block_is_word_aligned() {
+        // (many blocks of each small size, so blocks deep into a page are looked at too)
+        for size in 1..=130usize {
+            let l = Layout::from_size_align(size, MI_BLOCK_ALIGN).unwrap();
+            // SAFETY: non-zero sizes; every block freed once with its layout.
+            let blocks: Vec<*mut u8> = (0..300).map(|_| unsafe { Mi.alloc(l) }).collect();
+            for &p in &blocks {
+                assert!(!p.is_null());
+                assert_eq!(p as usize % MI_BLOCK_ALIGN, 0, "size {size}");
+            }
+            for p in blocks {
+                // SAFETY: as above
+                unsafe { Mi.dealloc(p, l) };
+            }
+        }
+    }
+}

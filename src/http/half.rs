@@ -364,7 +364,10 @@ impl Half {
     /// The first bytes of a direction: junk before the first message is skipped (an anomaly)
     /// when a message starts at a later line of this chunk; a direction that shows no message
     /// start at all is not HTTP (TLS, SSH, SMTP...): the connection is dropped quietly, counted,
-    /// not an anomaly. Returns false when parsing stops.
+    /// not an anomaly. Returns false when parsing stops. (Out of line, as every path
+    /// [`Half::feed`] takes rarely: its loop then keeps fewer values at hand.)
+    #[cold]
+    #[inline(never)]
     fn first_message(&mut self, d: &mut &[u8], ev: &mut dyn Events) -> bool {
         // after a junk chunk that ended mid-line, the rest of that line is junk too
         let start = if self.junk_midline { next_line(d, 0) } else { 0 };
@@ -432,19 +435,7 @@ impl Half {
             && starts_response(d) == Some(false)
             && ev.next_response_kind() == Some(ReqKind::Http09)
         {
-            // An HTTP/0.9 reply: no head, the body runs until the connection closes.
-            let msg = Message {
-                http09: true,
-                start: ts,
-                end: ts,
-                ..Message::default()
-            };
-            ev.response_head(&msg);
-            self.cur = msg;
-            self.inspect = true;
-            self.guess_body = false;
-            self.ever_synced = true;
-            self.st = St::Body(Framing::Close);
+            self.http09_reply(ts, ev);
             return;
         }
         if !self.ever_synced && self.buf.is_empty() && !self.first_message(d, ev) {
@@ -500,9 +491,29 @@ impl Half {
         }
     }
 
+    /// An HTTP/0.9 reply: no head, the body runs until the connection closes.
+    #[cold]
+    #[inline(never)]
+    fn http09_reply(&mut self, ts: Ts, ev: &mut dyn Events) {
+        let msg = Message {
+            http09: true,
+            start: ts,
+            end: ts,
+            ..Message::default()
+        };
+        ev.response_head(&msg);
+        self.cur = msg;
+        self.inspect = true;
+        self.guess_body = false;
+        self.ever_synced = true;
+        self.st = St::Body(Framing::Close);
+    }
+
     /// The head passed `max_head` without ending: report the message with the start line and
     /// the headers that fit (truncated, HEADER_TOO_LONG), skip the rest of the head, then
     /// follow the body framing those headers give.
+    #[cold]
+    #[inline(never)]
     fn head_too_long(&mut self, role: Role, ts: Ts, cfg: &HttpConfig, ev: &mut dyn Events) {
         ev.anomaly(HttpAnomaly::HeadTooLong);
         let mut b = std::mem::take(&mut self.buf);
@@ -541,6 +552,8 @@ impl Half {
         self.st = St::SkipHead(nl);
     }
 
+    #[cold]
+    #[inline(never)]
     fn skip_head(&mut self, mut nl: u8, d: &mut &[u8], ts: Ts, end_pos: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
         let mut i = 0;
         let end = loop {
@@ -631,19 +644,8 @@ impl Half {
     }
 
     fn body(&mut self, f: Framing, d: &mut &[u8], ts: Ts, end_pos: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
-        if self.guess_body {
-            // The request was never seen: if it was a HEAD, the "body" is the next response.
-            // Take the reading that shows more messages, and say so.
-            match starts_response(d) {
-                None if d.len() < 8 => {}
-                Some(true) => {
-                    self.guess_body = false;
-                    ev.anomaly(HttpAnomaly::ResponseWithoutBody);
-                    self.finish_at(ts, end_pos - d.len() as u64, cfg, ev);
-                    return;
-                }
-                _ => self.guess_body = false,
-            }
+        if self.guess_body && self.body_or_response(d, ts, end_pos, cfg, ev) {
+            return;
         }
         match f {
             Framing::Length(rem) => {
@@ -682,44 +684,70 @@ impl Half {
                     self.st = St::Body(Framing::Chunked(Chunked::Size));
                 }
             },
-            Framing::Chunked(c @ (Chunked::Size | Chunked::Trailers)) => {
-                let Some(i) = memchr::memchr(b'\n', d) else {
-                    self.buf.extend_from_slice(d);
-                    if c == Chunked::Trailers {
-                        self.trailer_bytes += d.len();
-                    }
-                    *d = &[];
-                    if self.buf.len() > MAX_CHUNK_LINE || self.trailer_bytes > MAX_TRAILERS {
-                        self.chunk_error(ts, cfg, ev);
-                    }
-                    return;
-                };
-                self.buf.extend_from_slice(&d[..i]);
-                *d = &d[i + 1..];
-                let line = trim_cr(&self.buf);
-                if c == Chunked::Trailers {
-                    self.trailer_bytes += line.len() + 2;
-                    let empty = line.is_empty();
-                    self.buf.clear();
-                    if empty {
-                        self.finish_at(ts, end_pos - d.len() as u64, cfg, ev);
-                    } else if self.trailer_bytes > MAX_TRAILERS {
-                        self.chunk_error(ts, cfg, ev);
-                    }
-                    return;
+            Framing::Chunked(c @ (Chunked::Size | Chunked::Trailers)) => self.chunk_line(c, d, ts, end_pos, cfg, ev),
+        }
+    }
+
+    /// A chunk-size line or a trailer line (of chunked framing `c`) from `d`, held in `buf`
+    /// until its LF comes. (Out of line: chunked bodies are the rarer framing.)
+    #[inline(never)]
+    fn chunk_line(&mut self, c: Chunked, d: &mut &[u8], ts: Ts, end_pos: u64, cfg: &HttpConfig, ev: &mut dyn Events) {
+        let Some(i) = memchr::memchr(b'\n', d) else {
+            self.buf.extend_from_slice(d);
+            if c == Chunked::Trailers {
+                self.trailer_bytes += d.len();
+            }
+            *d = &[];
+            if self.buf.len() > MAX_CHUNK_LINE || self.trailer_bytes > MAX_TRAILERS {
+                self.chunk_error(ts, cfg, ev);
+            }
+            return;
+        };
+        self.buf.extend_from_slice(&d[..i]);
+        *d = &d[i + 1..];
+        let line = trim_cr(&self.buf);
+        if c == Chunked::Trailers {
+            self.trailer_bytes += line.len() + 2;
+            let empty = line.is_empty();
+            self.buf.clear();
+            if empty {
+                self.finish_at(ts, end_pos - d.len() as u64, cfg, ev);
+            } else if self.trailer_bytes > MAX_TRAILERS {
+                self.chunk_error(ts, cfg, ev);
+            }
+            return;
+        }
+        let size = parse_chunk_size(line);
+        self.buf.clear();
+        match size {
+            Ok(0) => self.st = St::Body(Framing::Chunked(Chunked::Trailers)),
+            Ok(n) => self.st = St::Body(Framing::Chunked(Chunked::Data(n))),
+            Err(a) => {
+                if a != HttpAnomaly::InvalidChunk {
+                    ev.anomaly(a);
                 }
-                let size = parse_chunk_size(line);
-                self.buf.clear();
-                match size {
-                    Ok(0) => self.st = St::Body(Framing::Chunked(Chunked::Trailers)),
-                    Ok(n) => self.st = St::Body(Framing::Chunked(Chunked::Data(n))),
-                    Err(a) => {
-                        if a != HttpAnomaly::InvalidChunk {
-                            ev.anomaly(a);
-                        }
-                        self.chunk_error(ts, cfg, ev)
-                    }
-                }
+                self.chunk_error(ts, cfg, ev)
+            }
+        }
+    }
+
+    /// The request was never seen: if it was a HEAD, the "body" is the next response. Take
+    /// the reading that shows more messages, and say so. True: `d` starts the next response
+    /// (this message finished without a body).
+    #[cold]
+    #[inline(never)]
+    fn body_or_response(&mut self, d: &[u8], ts: Ts, end_pos: u64, cfg: &HttpConfig, ev: &mut dyn Events) -> bool {
+        match starts_response(d) {
+            None if d.len() < 8 => false,
+            Some(true) => {
+                self.guess_body = false;
+                ev.anomaly(HttpAnomaly::ResponseWithoutBody);
+                self.finish_at(ts, end_pos - d.len() as u64, cfg, ev);
+                true
+            }
+            _ => {
+                self.guess_body = false;
+                false
             }
         }
     }
@@ -785,6 +813,8 @@ impl Half {
 
     /// Look for the start of a message at a line start. Returns true when found (state Idle,
     /// `d` positioned at it); false when `d` is used up.
+    #[cold]
+    #[inline(never)]
     fn resync(&mut self, d: &mut &[u8], ev: &mut dyn Events) -> bool {
         // A candidate cut at the end of the previous chunk waits in `buf` (a few bytes).
         if !self.buf.is_empty() {
@@ -1423,7 +1453,7 @@ fn plain_parse_into(role: Role, b: &[u8], out: &mut Message) -> Option<usize> {
     let block = i;
     let mut lines: Vec<[u32; 4]> = Vec::with_capacity(8);
     let mut names = NameIndex::default();
-    let i = header_lines(b, block, &mut lines, &mut names)?;
+    let i = block + header_lines(b.get(block..)?, &mut lines, &mut names)?;
     let head = &b[..i];
     debug_assert!(head.is_ascii());
     // SAFETY: every byte of `head` was checked above to be ASCII (a `tchar`, printable
@@ -1439,14 +1469,14 @@ fn plain_parse_into(role: Role, b: &[u8], out: &mut Message) -> Option<usize> {
     Some(i)
 }
 
-/// The header lines of a plain head, from `block` (just past the start line): each line's
-/// ranges (from `block`) in `lines`, its name noted in `names`; the index just past the blank
-/// line that ends the head. `None`: not a plain head, or not all of it in `b` (see
+/// The header lines of a plain head, `b` from just past the start line: each line's ranges
+/// (in `b`) in `lines`, its name noted in `names`; the index just past the blank line that
+/// ends the head. `None`: not a plain head, or not all of it in `b` (see
 /// [`plain_parse_into`]). A function of its own: the line loop keeps its few values in
 /// registers.
 #[inline(never)]
-fn header_lines(b: &[u8], block: usize, lines: &mut Vec<[u32; 4]>, names: &mut NameIndex) -> Option<usize> {
-    let mut i = block;
+fn header_lines(b: &[u8], lines: &mut Vec<[u32; 4]>, names: &mut NameIndex) -> Option<usize> {
+    let mut i = 0;
     loop {
         // a line starts at `i` (`None`: the head goes on past `b`)
         if *b.get(i)? == b'\r' {
@@ -1477,7 +1507,7 @@ fn header_lines(b: &[u8], block: usize, lines: &mut Vec<[u32; 4]>, names: &mut N
             ve -= 1;
         }
         names.note_token(lines.len(), b.get(i..ne)?);
-        let at = |x: usize| (x - block) as u32;
+        let at = |x: usize| x as u32;
         lines.push([at(i), at(ne), at(v), at(ve)]);
         i = e + 2;
     }
