@@ -603,8 +603,34 @@ impl Q {
         true
     }
 
+    /// The last request whose head came and whose message is not complete.
+    fn last_in_progress(&mut self) -> Option<&mut Entry> {
+        // (the last entry, the common case, looked at without setting up a walk)
+        let in_progress = |e: &Entry| e.state == ReqState::InProgress;
+        match self.pending.back() {
+            Some(e) if in_progress(e) => self.pending.back_mut(),
+            _ => self.pending.iter_mut().rev().find(|e| in_progress(e)),
+        }
+    }
+
+    /// The first entry whose response has started and has not come whole (nor was lost).
+    fn first_awaiting_response(&mut self) -> Option<&mut Entry> {
+        // (the front entry, the common case, looked at without setting up a walk)
+        let awaiting = |e: &Entry| e.resp_started && e.tx.response.is_none() && !e.resp_lost;
+        match self.pending.front() {
+            Some(e) if awaiting(e) => self.pending.front_mut(),
+            _ => self.pending.iter_mut().find(|e| awaiting(e)),
+        }
+    }
+
     fn first_unanswered(&self) -> Option<usize> {
-        self.pending.iter().position(|e| !e.resp_started)
+        // (the front entry, the common case, looked at without setting up a walk over the
+        // ring buffer's two halves)
+        match self.pending.front() {
+            None => None,
+            Some(f) if !f.resp_started => Some(0),
+            Some(_) => self.pending.range(1..).position(|e| !e.resp_started).map(|i| i + 1),
+        }
     }
 
     /// Is there a complete request after index `i` that the server had fully received?
@@ -620,7 +646,9 @@ impl Q {
             self.resp_gap = false;
             return;
         };
-        while let Some(i) = self.first_unanswered() {
+        // (with one entry or none, the common case, no request comes after the first
+        // unanswered one: nothing to realign)
+        while let Some(i) = self.first_unanswered().filter(|_| self.pending.len() > 1) {
             if !self.later_request_received(i, ack) {
                 break;
             }
@@ -720,7 +748,7 @@ impl Events for Q {
             Role::Request => {
                 let cost = msg_cost(msg);
                 self.pending_bytes += cost;
-                match self.pending.iter_mut().rev().find(|e| e.state == ReqState::InProgress) {
+                match self.last_in_progress() {
                     Some(e) => {
                         e.cost = cost;
                         e.tx.request = Some(std::mem::take(msg));
@@ -736,11 +764,7 @@ impl Events for Q {
                     }
                 }
             }
-            Role::Response => match self
-                .pending
-                .iter_mut()
-                .find(|e| e.resp_started && e.tx.response.is_none() && !e.resp_lost)
-            {
+            Role::Response => match self.first_awaiting_response() {
                 Some(e) => e.tx.response = Some(std::mem::take(msg)),
                 None => {
                     let mut e = Entry::new(ReqState::Lost, ReqKind::Other);
@@ -821,6 +845,55 @@ mod tests {
             q.map_or(0, |m| m.body_len),
             r.map_or(0, |m| m.body_len),
         )
+    }
+
+    /// The queue's lookups that look at one end first find what a walk over the whole queue
+    /// finds, on queues of every shape (entries of every state, the ring buffer wrapped).
+    #[test]
+    fn queue_lookups_find_what_a_walk_finds() {
+        let cfg = HttpConfig::default();
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let states = [ReqState::InProgress, ReqState::Done, ReqState::Lost, ReqState::Early];
+        for round in 0..3000 {
+            let mut q = Conn::new(Some(0), &cfg).q;
+            // (rotate the ring buffer so its entries wrap around its end)
+            for _ in 0..next() % 7 {
+                q.pending.push_back(Entry::new(ReqState::Done, ReqKind::Other));
+            }
+            let n = (next() % 6) as usize;
+            for _ in 0..n {
+                let mut e = Entry::new(states[(next() % 4) as usize], ReqKind::Other);
+                e.resp_started = next() % 2 == 0;
+                e.resp_lost = next() % 4 == 0;
+                if next() % 3 == 0 {
+                    e.tx.response = Some(Message::default());
+                }
+                q.pending.push_back(e);
+            }
+            while q.pending.len() > n {
+                q.pending.pop_front();
+            }
+            let first = q.pending.iter().position(|e| !e.resp_started);
+            assert_eq!(q.first_unanswered(), first, "round {round}");
+            let want = q
+                .pending
+                .iter()
+                .rposition(|e| e.state == ReqState::InProgress)
+                .map(|i| &q.pending[i] as *const Entry);
+            let got = q.last_in_progress().map(|e| e as *const Entry);
+            assert_eq!(got, want, "round {round}");
+            let want = q
+                .pending
+                .iter()
+                .position(|e| e.resp_started && e.tx.response.is_none() && !e.resp_lost)
+                .map(|i| &q.pending[i] as *const Entry);
+            let got = q.first_awaiting_response().map(|e| e as *const Entry);
+            assert_eq!(got, want, "round {round}");
+        }
     }
 
     /// A body piece taken by the short path of [`Conn::data`] gives what the general path
