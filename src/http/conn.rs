@@ -199,8 +199,15 @@ impl Conn {
 
     /// Finished transactions and anomalies since the last call.
     pub fn take(&mut self, txs: &mut Vec<Box<Transaction>>, anomalies: &mut Vec<HttpAnomaly>) {
-        txs.append(&mut self.q.out);
-        anomalies.append(&mut self.q.anomalies);
+        // (one transaction and no anomaly, the common case: moved alone, not by a bulk copy)
+        match self.q.out.len() {
+            0 => {}
+            1 => txs.extend(self.q.out.pop()),
+            _ => txs.append(&mut self.q.out),
+        }
+        if !self.q.anomalies.is_empty() {
+            anomalies.append(&mut self.q.anomalies);
+        }
         if let Some(h) = self.h2.as_mut() {
             let mut h2 = Vec::new();
             h.take(&mut h2, anomalies);
