@@ -139,7 +139,7 @@ const MI_BLOCK_ALIGN: usize = 8;
 // SAFETY: every method hands the request to mimalloc, which returns null or a block of at
 // least `size` bytes: to `mi_malloc`/`mi_zalloc`/`mi_realloc` only when the alignment asked for
 // is at most `MI_BLOCK_ALIGN`, which every mimalloc block has (see there); otherwise to the
-// aligned functions, exactly as `mimalloc::MiMalloc` does. Blocks from either are freed by
+// aligned functions, exactly as the `mimalloc` crate's `MiMalloc` does. Blocks from either are freed by
 // `mi_free` (mimalloc finds a block's page from its address, aligned or not).
 unsafe impl std::alloc::GlobalAlloc for Mi {
     #[inline]
