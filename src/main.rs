@@ -125,7 +125,7 @@ fn main() -> ExitCode {
 #[global_allocator]
 static GLOBAL: Mi = Mi;
 
-/// mimalloc, asked by size alone for the alignments every block has anyway. `MiMalloc` asks
+/// mimalloc, asked by size alone for the alignments every block has anyway. The `mimalloc` crate's `MiMalloc` asks
 /// `mi_malloc_aligned` for every allocation, whose checks (a power of two? a free block of the
 /// right alignment?) cost about 20 instructions more than `mi_malloc` on each of the ~23
 /// allocations a small API call makes.
@@ -189,7 +189,24 @@ mod tests {
 
     #[test]
     fn mi_blocks_have_the_alignment_asked_and_keep_their_bytes() {
-        for size in [1usize, 3, 7, 8, 9, 15, 16, 17, 24, 31, 48, 100, 1000, 5000, 70_000, 1 << 20] {
+        for size in [
+            1usize,
+            3,
+            7,
+            8,
+            9,
+            15,
+            16,
+            17,
+            24,
+            31,
+            48,
+            100,
+            1000,
+            5000,
+            70_000,
+            1 << 20,
+        ] {
             for align in [1usize, 2, 4, 8, 16, 32, 64, 4096] {
                 let l = Layout::from_size_align(size, align).unwrap();
                 let grown = Layout::from_size_align(2 * size + 1, align).unwrap();
@@ -204,7 +221,10 @@ mod tests {
                     }
                     let q = Mi.realloc(p, l, grown.size());
                     assert_eq!(q as usize % align, 0, "realloc: size {size} align {align}");
-                    assert!((0..size).all(|i| q.add(i).read() == i as u8), "size {size} align {align}");
+                    assert!(
+                        (0..size).all(|i| q.add(i).read() == i as u8),
+                        "size {size} align {align}"
+                    );
                     Mi.dealloc(q, grown);
                     let z = Mi.alloc_zeroed(l);
                     assert_eq!(z as usize % align, 0, "alloc_zeroed: size {size} align {align}");
