@@ -125,10 +125,10 @@ fn main() -> ExitCode {
 #[global_allocator]
 static GLOBAL: Mi = Mi;
 
-/// mimalloc, asked by size alone for the alignments every block has anyway. The `mimalloc` crate's `MiMalloc` asks
-/// `mi_malloc_aligned` for every allocation, whose checks (a power of two? a free block of the
-/// right alignment?) cost about 20 instructions more than `mi_malloc` on each of the ~23
-/// allocations a small API call makes.
+/// mimalloc, asked by size alone for the alignments every block has anyway. The `mimalloc`
+/// crate's `MiMalloc` asks `mi_malloc_aligned` for every allocation, whose checks (a power of
+/// two? a free block of the right alignment?) cost about 20 instructions more than `mi_malloc`
+/// on each of the ~23 allocations a small API call makes.
 struct Mi;
 
 /// The alignment of every mimalloc block: block sizes are multiples of the word (8 bytes) and
@@ -139,8 +139,8 @@ const MI_BLOCK_ALIGN: usize = 8;
 // SAFETY: every method hands the request to mimalloc, which returns null or a block of at
 // least `size` bytes: to `mi_malloc`/`mi_zalloc`/`mi_realloc` only when the alignment asked for
 // is at most `MI_BLOCK_ALIGN`, which every mimalloc block has (see there); otherwise to the
-// aligned functions, exactly as the `mimalloc` crate's `MiMalloc` does. Blocks from either are freed by
-// `mi_free` (mimalloc finds a block's page from its address, aligned or not).
+// aligned functions, exactly as the `mimalloc` crate's `MiMalloc` does. Blocks from either
+// are freed by `mi_free` (mimalloc finds a block's page from its address, aligned or not).
 unsafe impl std::alloc::GlobalAlloc for Mi {
     #[inline]
     unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
