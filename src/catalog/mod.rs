@@ -265,6 +265,47 @@ pub struct Endpoint {
     pub truncated: bool,
     /// The last request and response content types added to the sets, as sent.
     types_seen: [TypeMemo; 2],
+    /// The last JSON response body sampled, and its schema once it came again.
+    body_memo: BodyMemo,
+}
+
+/// The last JSON response body an endpoint sampled (at most [`BodyMemo::MAX`] bytes) and,
+/// once the same bytes came again, their schema: an endpoint that answers the same document
+/// again (a product page, a setting, an error) merges the kept schema instead of reading the
+/// text again (a document's schema depends on its text and `max_params` alone, and merging
+/// it is what `Schema::merge_json_text` does: held by `merging_the_text_is_merging_its_schema`
+/// and `a_remembered_body_merges_as_its_text`). A cache: it never changes what is learned.
+#[derive(Debug, Clone, Default)]
+struct BodyMemo {
+    body: Vec<u8>,
+    /// `max_params` the body was (or would be) read with.
+    max_params: usize,
+    /// The body's schema (`Some(None)`: it does not parse), worked out when it came again.
+    schema: Option<Option<Schema>>,
+}
+
+impl BodyMemo {
+    /// Longest body kept (a small API answer; a longer one is read each time).
+    const MAX: usize = 512;
+
+    /// `merge_body_schema(e, m, ct, cfg)`, through the memo for a JSON body.
+    fn merge(&mut self, e: &mut Schema, m: &Message, ct: Option<&str>, cfg: &CatalogConfig) {
+        if m.body.len() > Self::MAX || !json_body(m, ct.unwrap_or_default()) {
+            return merge_body_schema(e, m, ct, cfg);
+        }
+        if self.max_params == cfg.max_params && self.body == m.body {
+            // (the second time: read once more, to keep; then never again)
+            if let Some(s) = self.schema.get_or_insert_with(|| Schema::of_json_text(&m.body, cfg.max_params)) {
+                e.merge(s);
+            }
+            return;
+        }
+        e.merge_json_text(&m.body, cfg.max_params);
+        self.body.clear();
+        self.body.extend_from_slice(&m.body);
+        self.max_params = cfg.max_params;
+        self.schema = None;
+    }
 }
 
 /// A `Content-Type` value as sent whose media type was added to an endpoint's set of types:
@@ -435,7 +476,7 @@ impl Endpoint {
             if sample_body {
                 // (a schema that would find no room is not worked out)
                 if let Some(e) = self.response_body.get_mut(&r.status) {
-                    merge_body_schema(e, r, ct.as_deref(), cfg);
+                    self.body_memo.merge(e, r, ct.as_deref(), cfg);
                 } else if self.response_body.len() < 16
                     && let Some(s) = body_schema(r, ct.as_deref(), cfg)
                 {
@@ -1839,5 +1880,54 @@ mod tests {
             }
         }
         assert!(checked > 500, "{checked}");
+    }
+
+    /// Merging through the memo gives the schema that reading every body gives, over runs
+    /// of repeated, alternating, invalid, non-JSON, too long and empty bodies, with the
+    /// content type and `max_params` changing under it.
+    #[test]
+    fn a_remembered_body_merges_as_its_text() {
+        fn step(r: &mut u64) -> u64 {
+            *r ^= *r << 13;
+            *r ^= *r >> 7;
+            *r ^= *r << 17;
+            *r
+        }
+        let long = format!("{{\"a\":\"{}\",\"b\":1}}", "x".repeat(600));
+        let bodies: Vec<String> = vec![
+            r#"{"id":1,"email":"a@b.io","tags":["x"],"geo":{"lat":1.5}}"#.into(),
+            r#"{"id":"x","note":null,"geo":{"lat":2,"lon":"3"},"tags":[1,{"a":1}]}"#.into(),
+            r#"[{"id":1},{"id":"2024-01-02"}]"#.into(),
+            r#"{"a":1,"a":"dup","b":{"c":[1,2.5]},"z":true,"y":false,"x":null}"#.into(),
+            "{\"a\":1".into(),
+            "not json".into(),
+            "a=1&b=x%40y.io".into(),
+            "".into(),
+            "42".into(),
+            long,
+        ];
+        let cts = [Some("application/json"), None, Some("application/x-www-form-urlencoded"), Some("text/plain")];
+        let mut r = 0x853c_49e6_748f_ea9bu64;
+        for round in 0..300 {
+            let (mut memo, mut want, mut got) = (BodyMemo::default(), Schema::default(), Schema::default());
+            for _ in 0..40 {
+                let cfg = CatalogConfig {
+                    max_params: if step(&mut r) % 10 == 0 { 1 + round % 3 } else { 64 },
+                    ..CatalogConfig::default()
+                };
+                // mostly repeats of the last body or two
+                let b = &bodies[(step(&mut r) % if round % 2 == 0 { 3 } else { bodies.len() as u64 }) as usize];
+                let m = Message {
+                    status: 200,
+                    body: b.as_bytes().to_vec(),
+                    body_len: b.len() as u64,
+                    ..Default::default()
+                };
+                let ct = cts[(step(&mut r) % cts.len() as u64) as usize];
+                merge_body_schema(&mut want, &m, ct, &cfg);
+                memo.merge(&mut got, &m, ct, &cfg);
+                assert_eq!(got, want, "round {round}");
+            }
+        }
     }
 }
