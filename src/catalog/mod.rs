@@ -464,7 +464,8 @@ impl Endpoint {
                     None => self.request_body = body_schema(q, ct.as_deref(), cfg),
                 }
             }
-            if !seen {
+            // (a request without a content type, most of them, has none to note or add)
+            if !seen && ct.is_some() {
                 self.types_seen[0].note(q, ct.as_ref());
                 add_type(&mut self.request_types, ct);
             }
@@ -483,7 +484,7 @@ impl Endpoint {
                     self.response_body.insert(r.status, s);
                 }
             }
-            if !seen {
+            if !seen && ct.is_some() {
                 self.types_seen[1].note(r, ct.as_ref());
                 add_type(&mut self.response_types, ct);
             }
