@@ -1913,7 +1913,7 @@ mod tests {
             let (mut memo, mut want, mut got) = (BodyMemo::default(), Schema::default(), Schema::default());
             for _ in 0..40 {
                 let cfg = CatalogConfig {
-                    max_params: if step(&mut r) % 10 == 0 { 1 + round % 3 } else { 64 },
+                    max_params: if step(&mut r).is_multiple_of(10) { 1 + round % 3 } else { 64 },
                     ..CatalogConfig::default()
                 };
                 // mostly repeats of the last body or two
