@@ -874,6 +874,22 @@ impl Formatter {
         self.line(m, out);
     }
 
+    /// [`Formatter::write_endpoint`] of an endpoint that just became real, written straight
+    /// from it (no `Value` built): the same line byte for byte.
+    pub fn write_fresh_endpoint(&self, ts: Ts, e: &crate::catalog::Fresh<'_>, reason: &str, out: &mut Vec<u8>) {
+        if !self.types.has("endpoint") {
+            return;
+        }
+        // (keys in name order, as the `Value` map of `write_endpoint` has them)
+        out.extend_from_slice(b"{\"endpoint\":");
+        e.with_reason(reason).write(out);
+        out.extend_from_slice(b",\"event_type\":\"endpoint\",\"host\":");
+        crate::util::push_json_str(out, &self.host);
+        out.extend_from_slice(b",\"timestamp\":\"");
+        crate::util::push_ts(out, ts);
+        out.extend_from_slice(b"\"}\n");
+    }
+
     /// An EVE alert with apitap's `indicator`.
     pub fn write_alert(&self, a: &crate::engine::Alert, out: &mut Vec<u8>) {
         if !self.types.has("alert") {
@@ -1478,5 +1494,59 @@ mod flow_head_tests {
                 "round {round}"
             );
         }
+    }
+
+    #[test]
+    fn fresh_endpoint_line_is_the_value_line() {
+        use crate::http::Message;
+        let mut c = crate::catalog::Catalog::new(Default::default());
+        let none = crate::redact::Auth {
+            scheme: "none",
+            principal: None,
+        };
+        let meta = FlowMeta {
+            flow_id: 7,
+            community_id: Arc::from("1:x"),
+            src: "10.0.0.200".parse().unwrap(),
+            sport: 40000,
+            dst: "192.168.1.9".parse().unwrap(),
+            dport: 8080,
+        };
+        let mut lines = 0;
+        for (i, path) in ["/a/1", "/b\"q", "/caf\u{e9}/x?y=1", "/"].iter().enumerate() {
+            let q = Message {
+                method: "GET".into(),
+                uri: (*path).into(),
+                headers: vec![("Host".into(), "h.example".into())].into(),
+                start: 1_700_000_000_123_456_789 + i as u64,
+                ..Default::default()
+            };
+            let r = Message {
+                status: 200,
+                headers: vec![("Content-Type".into(), "application/json".into())].into(),
+                body: b"{\"a\":1}".to_vec(),
+                body_len: 7,
+                ..Default::default()
+            };
+            let tx = Transaction::new(Some(q), Some(r), false);
+            let ep = crate::catalog::endpoint_of(&tx, &meta).expect("endpoint");
+            let Some(fresh) = c.observe_at(ep.parts(), &tx, &meta, &none, &Default::default()) else {
+                continue;
+            };
+            for host in ["vm", "s\"e\\n"] {
+                let f = Formatter {
+                    host: host.into(),
+                    redactor: Redactor::new(b"k"),
+                    log_headers: false,
+                    types: EventTypes::all(),
+                };
+                let (mut want, mut got) = (Vec::new(), Vec::new());
+                f.write_endpoint(tx.start(), fresh.json(), "first_seen", &mut want);
+                f.write_fresh_endpoint(tx.start(), &fresh, "first_seen", &mut got);
+                assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+                lines += 1;
+            }
+        }
+        assert_eq!(lines, 8);
     }
 }

@@ -377,7 +377,7 @@ impl Worker {
                                 && sh.endpoint_events
                                 && first_time(&sh, host, m, t)
                             {
-                                sh.fmt.write_endpoint(tx.start(), j, "first_seen", bytes);
+                                sh.fmt.write_fresh_endpoint(tx.start(), &j, "first_seen", bytes);
                                 sh.counters.endpoint.fetch_add(1, Ordering::Relaxed);
                             }
                         }

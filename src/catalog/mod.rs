@@ -265,6 +265,47 @@ pub struct Endpoint {
     pub truncated: bool,
     /// The last request and response content types added to the sets, as sent.
     types_seen: [TypeMemo; 2],
+    /// The last JSON response body sampled, and its schema once it came again.
+    body_memo: BodyMemo,
+}
+
+/// The last JSON response body an endpoint sampled (at most [`BodyMemo::MAX`] bytes) and,
+/// once the same bytes came again, their schema: an endpoint that answers the same document
+/// again (a product page, a setting, an error) merges the kept schema instead of reading the
+/// text again (a document's schema depends on its text and `max_params` alone, and merging
+/// it is what `Schema::merge_json_text` does: held by `merging_the_text_is_merging_its_schema`
+/// and `a_remembered_body_merges_as_its_text`). A cache: it never changes what is learned.
+#[derive(Debug, Clone, Default)]
+struct BodyMemo {
+    body: Vec<u8>,
+    /// `max_params` the body was (or would be) read with.
+    max_params: usize,
+    /// The body's schema (`Some(None)`: it does not parse), worked out when it came again.
+    schema: Option<Option<Schema>>,
+}
+
+impl BodyMemo {
+    /// Longest body kept (a small API answer; a longer one is read each time).
+    const MAX: usize = 512;
+
+    /// `merge_body_schema(e, m, ct, cfg)`, through the memo for a JSON body.
+    fn merge(&mut self, e: &mut Schema, m: &Message, ct: Option<&str>, cfg: &CatalogConfig) {
+        if m.body.len() > Self::MAX || !json_body(m, ct.unwrap_or_default()) {
+            return merge_body_schema(e, m, ct, cfg);
+        }
+        if self.max_params == cfg.max_params && self.body == m.body {
+            // (the second time: read once more, to keep; then never again)
+            if let Some(s) = self.schema.get_or_insert_with(|| Schema::of_json_text(&m.body, cfg.max_params)) {
+                e.merge(s);
+            }
+            return;
+        }
+        e.merge_json_text(&m.body, cfg.max_params);
+        self.body.clear();
+        self.body.extend_from_slice(&m.body);
+        self.max_params = cfg.max_params;
+        self.schema = None;
+    }
 }
 
 /// A `Content-Type` value as sent whose media type was added to an endpoint's set of types:
@@ -423,7 +464,8 @@ impl Endpoint {
                     None => self.request_body = body_schema(q, ct.as_deref(), cfg),
                 }
             }
-            if !seen {
+            // (a request without a content type, most of them, has none to note or add)
+            if !seen && ct.is_some() {
                 self.types_seen[0].note(q, ct.as_ref());
                 add_type(&mut self.request_types, ct);
             }
@@ -435,14 +477,14 @@ impl Endpoint {
             if sample_body {
                 // (a schema that would find no room is not worked out)
                 if let Some(e) = self.response_body.get_mut(&r.status) {
-                    merge_body_schema(e, r, ct.as_deref(), cfg);
+                    self.body_memo.merge(e, r, ct.as_deref(), cfg);
                 } else if self.response_body.len() < 16
                     && let Some(s) = body_schema(r, ct.as_deref(), cfg)
                 {
                     self.response_body.insert(r.status, s);
                 }
             }
-            if !seen {
+            if !seen && ct.is_some() {
                 self.types_seen[1].note(r, ct.as_ref());
                 add_type(&mut self.response_types, ct);
             }
@@ -599,6 +641,203 @@ impl hashbrown::Equivalent<(String, String)> for EpRef<'_> {
     }
 }
 
+/// An endpoint that just became real ([`Catalog::observe_at`]), lent with its standing
+/// against the reference spec (if one was given): what its `endpoint` event says.
+#[derive(Debug, Clone, Copy)]
+pub struct Fresh<'a> {
+    pub endpoint: &'a Endpoint,
+    pub spec: Option<spec::SpecStatus>,
+}
+
+impl<'a> Fresh<'a> {
+    /// [`Endpoint::json`] with its `spec` standing.
+    pub fn json(&self) -> Value {
+        let mut v = self.endpoint.json();
+        if let Some(s) = self.spec {
+            v["spec"] = json!(s.as_str());
+        }
+        v
+    }
+
+    /// [`Fresh::json`] with `reason` added, to be written without the `Value` (a new
+    /// endpoint's event; see [`EndpointJson`]).
+    pub fn with_reason(&self, reason: &'a str) -> EndpointJson<'a> {
+        EndpointJson {
+            e: self.endpoint,
+            spec: self.spec.map(|s| s.as_str()),
+            reason: Some(reason),
+        }
+    }
+}
+
+/// [`Endpoint::json`] (with `spec` and `reason` when given) written as JSON text straight
+/// from the endpoint: the same keys in the same (name) order, the same values, the same
+/// bytes as the `Value` serialized, without a `Value` tree of some sixty nodes built and
+/// dropped for each new endpoint, nor serde's byte-by-byte escaping of every key (a capture
+/// of many endpoints paid ~45k instructions for each event). Held to the `Value` byte for
+/// byte by `endpoint_json_written_directly_is_the_value_written`.
+pub struct EndpointJson<'a> {
+    pub e: &'a Endpoint,
+    pub spec: Option<&'a str>,
+    pub reason: Option<&'a str>,
+}
+
+impl EndpointJson<'_> {
+    /// Append the object to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        use crate::util::{push_json_str, push_u64};
+        let e = self.e;
+        // (keys in byte order, as a `Value`'s map holds them)
+        out.extend_from_slice(b"{\"auth\":{");
+        for (i, (k, v)) in e.auth.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_json_str(out, k);
+            out.push(b':');
+            push_u64(out, *v);
+        }
+        out.extend_from_slice(b"},\"authenticated_share\":");
+        let share = if e.count > 0 {
+            e.authenticated as f64 / e.count as f64
+        } else {
+            0.0
+        };
+        push_f64(out, Some(share));
+        out.extend_from_slice(b",\"count\":");
+        push_u64(out, e.count);
+        out.extend_from_slice(b",\"distinct_clients\":");
+        push_u64(out, e.clients.estimate());
+        out.extend_from_slice(b",\"endpoint\":\"");
+        crate::util::push_json_body(out, &e.method);
+        out.push(b' ');
+        crate::util::push_json_body(out, &e.template);
+        out.extend_from_slice(b"\",\"first_seen\":\"");
+        crate::util::push_ts(out, e.first);
+        out.extend_from_slice(b"\",\"host\":");
+        push_json_str(out, &e.host);
+        out.extend_from_slice(b",\"last_seen\":\"");
+        crate::util::push_ts(out, e.last);
+        let ms = |q: f64| e.latency.quantile(q).map(|us| us as f64 / 1000.0);
+        out.extend_from_slice(b"\",\"latency_ms\":{\"p50\":");
+        push_f64(out, ms(0.5));
+        out.extend_from_slice(b",\"p90\":");
+        push_f64(out, ms(0.9));
+        out.extend_from_slice(b",\"p99\":");
+        push_f64(out, ms(0.99));
+        out.extend_from_slice(b"},\"method\":");
+        push_json_str(out, &e.method);
+        out.extend_from_slice(b",\"path_params\":[");
+        for (i, (n, k)) in e.path_params().iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let (t, f) = k.openapi();
+            out.extend_from_slice(b"{\"format\":");
+            match f {
+                Some(f) => push_json_str(out, f),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"name\":");
+            push_json_str(out, n);
+            out.extend_from_slice(b",\"type\":");
+            push_json_str(out, t);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],\"query_params\":{");
+        for (i, (k, s)) in e.query.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_json_str(out, k);
+            out.push(b':');
+            s.write_json(out);
+        }
+        out.push(b'}');
+        if let Some(r) = self.reason {
+            out.extend_from_slice(b",\"reason\":");
+            push_json_str(out, r);
+        }
+        out.extend_from_slice(b",\"request_body\":");
+        match &e.request_body {
+            Some(s) => s.write_json(out),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"request_bytes\":");
+        write_sizes(out, &e.request_size);
+        out.extend_from_slice(b",\"request_content_types\":");
+        write_strs(out, e.request_types.iter().map(String::as_str));
+        out.extend_from_slice(b",\"response_bytes\":");
+        write_sizes(out, &e.response_size);
+        out.extend_from_slice(b",\"response_content_types\":");
+        write_strs(out, e.response_types.iter().map(String::as_str));
+        out.extend_from_slice(b",\"sensitive\":");
+        write_strs(out, e.sensitive.iter().map(|s| s.as_str()));
+        if let Some(sp) = self.spec {
+            out.extend_from_slice(b",\"spec\":");
+            push_json_str(out, sp);
+        }
+        out.extend_from_slice(b",\"status\":{");
+        // keyed by the status as text, in the text's order (a `Value`'s map): three-digit
+        // codes (all real ones) sort as numbers and as text alike
+        let write_status = |out: &mut Vec<u8>, i: usize, k: &str, v: u64| {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+            push_u64(out, v);
+        };
+        if e.status.keys().all(|k| (100..1000).contains(k)) {
+            for (i, (k, v)) in e.status.iter().enumerate() {
+                write_status(out, i, itoa::Buffer::new().format(*k), *v);
+            }
+        } else {
+            let mut by_text: Vec<(String, u64)> = e.status.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            by_text.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (i, (k, v)) in by_text.iter().enumerate() {
+                write_status(out, i, k, *v);
+            }
+        }
+        out.extend_from_slice(b"},\"template\":");
+        push_json_str(out, &e.template);
+        out.extend_from_slice(b",\"truncated\":");
+        out.extend_from_slice(if e.truncated { b"true" } else { b"false" });
+        out.push(b'}');
+    }
+}
+
+/// A float as a `Value` holding it is written (`null` for none, or one not finite).
+fn push_f64(out: &mut Vec<u8>, f: Option<f64>) {
+    if serde_json::to_writer(&mut *out, &f.and_then(|f| f.is_finite().then_some(f))).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// [`Sizes::json`] as text.
+fn write_sizes(out: &mut Vec<u8>, z: &Sizes) {
+    out.extend_from_slice(b"{\"max\":");
+    crate::util::push_u64(out, z.max);
+    out.extend_from_slice(b",\"mean\":");
+    crate::util::push_u64(out, z.sum.checked_div(z.n).unwrap_or(0));
+    out.extend_from_slice(b",\"min\":");
+    crate::util::push_u64(out, z.min);
+    out.push(b'}');
+}
+
+/// A list of strings as a JSON array.
+fn write_strs<'s>(out: &mut Vec<u8>, items: impl Iterator<Item = &'s str>) {
+    out.push(b'[');
+    for (i, s) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        crate::util::push_json_str(out, s);
+    }
+    out.push(b']');
+}
+
 /// The catalog of one shard, or a merged one.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -750,11 +989,12 @@ impl Catalog {
     pub fn observe(&mut self, tx: &Transaction, meta: &FlowMeta, auth: &Auth) -> Option<Value> {
         let ep = endpoint_of(tx, meta)?;
         let sens = tx.response.as_ref().map(sensitive::scan_response).unwrap_or_default();
-        self.observe_at(ep.parts(), tx, meta, auth, &sens)
+        self.observe_at(ep.parts(), tx, meta, auth, &sens).map(|f| f.json())
     }
 
     /// [`Catalog::observe`] with the endpoint ([`endpoint_of`]) and the response's sensitive
-    /// data already worked out by the caller (the worker needs both anyway).
+    /// data already worked out by the caller (the worker needs both anyway); the new endpoint
+    /// is lent, not made into a `Value` (its event is written straight from it).
     pub fn observe_at(
         &mut self,
         (host, method, tpl): (&str, &str, &str),
@@ -762,7 +1002,7 @@ impl Catalog {
         meta: &FlowMeta,
         auth: &Auth,
         sens: &BTreeSet<Sensitive>,
-    ) -> Option<Value> {
+    ) -> Option<Fresh<'_>> {
         let cfg = self.cfg.clone();
         // one search for a known host and one hash for a known endpoint (nearly every call);
         // a new one is then added
@@ -807,11 +1047,10 @@ impl Catalog {
         if !(new && fits) {
             return None;
         }
-        let mut v = ep.json();
-        if let Some(s) = &self.spec {
-            v["spec"] = json!(s.status(&ep.method, &ep.template).as_str());
-        }
-        Some(v)
+        // (found again to be lent: once per endpoint)
+        let endpoint = self.hosts.get(host)?.endpoints.get(&EpRef(method, tpl))?;
+        let spec = self.spec.as_ref().map(|s| s.status(&endpoint.method, &endpoint.template));
+        Some(Fresh { endpoint, spec })
     }
 
     /// Where an endpoint stands against the reference spec, if one was given.
@@ -1533,5 +1772,163 @@ mod tests {
         let sum: f64 = d.0.iter().map(|r| 2f64.powi(-(*r as i32))).sum();
         let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
         assert_eq!(d.estimate(), raw.round() as u64);
+    }
+
+    /// The direct writer of a new endpoint's JSON against the `Value` it replaced, with
+    /// `reason` and `spec` added as they were, over endpoints profiled from varied (and
+    /// hostile) calls: odd statuses (two, four and five digits sort as text), escapes in
+    /// every string, query and body schemas, latencies, auth schemes, sensitive kinds.
+    #[test]
+    fn endpoint_json_written_directly_is_the_value_written() {
+        fn step(r: &mut u64) -> u64 {
+            *r ^= *r << 13;
+            *r ^= *r >> 7;
+            *r ^= *r << 17;
+            *r
+        }
+        let mut r = 0x2545_f491_4f6c_dd1du64;
+        let statuses = [200u16, 404, 500, 99, 1000, 0, 65535, 201, 302, 50];
+        let paths = [
+            "/a/1",
+            "/a/b?x=1&y=a%40b.io&x=2.5",
+            "/q\"u\\o\u{1}te/\u{7f}?k=\u{8}&=",
+            "/users/550e8400-e29b-41d4-a716-446655440000/x/2024-01-02/a@b.example",
+            "/",
+            "/caf\u{e9}/\u{2028}?\u{e9}=true",
+        ];
+        let bodies = [
+            "",
+            "{\"a\":1,\"b\":\"x@y.io\",\"c\":[1,2.5,null]}",
+            "[{\"id\":\"550e8400-e29b-41d4-a716-446655440000\"}]",
+            "not json",
+            "{\"t\":\"\\u0001\\\"\",\"n\":{\"d\":\"2024-01-02\"}}",
+            "+14155550100 4111111111111111 eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+        ];
+        let cts = ["application/json", "text/plain", "application/x-www-form-urlencoded", ""];
+        let schemes = ["none", "bearer", "basic", "api_key"];
+        let spec = std::sync::Arc::new(spec::Spec::parse(
+            r#"{"openapi":"3.0.0","paths":{"/a/{id}":{"get":{}},"/":{"post":{"deprecated":true}}}}"#,
+        )
+        .expect("spec"));
+        let mut checked = 0;
+        for round in 0..40 {
+            let mut c = Catalog::new(CatalogConfig {
+                max_params: 1 + round % 5,
+                ..CatalogConfig::default()
+            });
+            if round % 2 == 0 {
+                c.spec = Some(spec.clone());
+            }
+            for i in 0..200u64 {
+                let pick = |r: &mut u64, n: usize| (step(r) % n as u64) as usize;
+                let method = ["GET", "POST", "PUT", "D\"EL"][pick(&mut r, 4)];
+                let mut t = tx(
+                    method,
+                    paths[pick(&mut r, paths.len())],
+                    statuses[pick(&mut r, statuses.len())],
+                    bodies[pick(&mut r, bodies.len())],
+                    cts[pick(&mut r, cts.len())],
+                );
+                if let Some(q) = &mut t.request {
+                    let b = bodies[pick(&mut r, bodies.len())];
+                    q.body = b.as_bytes().to_vec();
+                    q.body_len = b.len() as u64;
+                    q.headers = vec![
+                        ("Host".into(), ["api.example", "h\"\\x", "caf\u{e9}.example"][pick(&mut r, 3)].into()),
+                        ("Content-Type".into(), cts[pick(&mut r, cts.len())].into()),
+                    ]
+                    .into();
+                    q.start = i * 1_000_000_007;
+                    q.end = q.start + step(&mut r) % 5_000_000_000;
+                }
+                if let Some(a) = &mut t.response {
+                    a.start = i * 1_000_000_007 + step(&mut r) % 1_000_000;
+                    a.end = a.start + step(&mut r) % 3_000_000_000;
+                }
+                let auth = Auth {
+                    scheme: schemes[pick(&mut r, schemes.len())],
+                    principal: None,
+                };
+                let Some(ep) = endpoint_of(&t, &meta((i % 7) as u8)) else { continue };
+                let sens = t.response.as_ref().map(sensitive::scan_response).unwrap_or_default();
+                if let Some(f) = c.observe_at(ep.parts(), &t, &meta((i % 7) as u8), &auth, &sens) {
+                    let reason = ["first_seen", "snap\"shot"][i as usize % 2];
+                    let mut want = f.json();
+                    want["reason"] = reason.into();
+                    let want = serde_json::to_vec(&want).expect("value");
+                    let mut got = Vec::new();
+                    f.with_reason(reason).write(&mut got);
+                    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+                    checked += 1;
+                }
+            }
+            // and every endpoint as profiled further (many statuses, merged schemas)
+            let (real, guesses) = c.endpoints();
+            for e in real.iter().chain(&guesses) {
+                let spec_status = c.spec_status(e);
+                let f = Fresh { endpoint: e, spec: spec_status };
+                let want = serde_json::to_vec(&c.endpoint_json(e)).expect("value");
+                let mut got = Vec::new();
+                EndpointJson {
+                    e,
+                    spec: spec_status.map(|s| s.as_str()),
+                    reason: None,
+                }
+                .write(&mut got);
+                assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+                assert_eq!(serde_json::to_vec(&f.json()).expect("fresh"), want);
+                checked += 1;
+            }
+        }
+        assert!(checked > 500, "{checked}");
+    }
+
+    /// Merging through the memo gives the schema that reading every body gives, over runs
+    /// of repeated, alternating, invalid, non-JSON, too long and empty bodies, with the
+    /// content type and `max_params` changing under it.
+    #[test]
+    fn a_remembered_body_merges_as_its_text() {
+        fn step(r: &mut u64) -> u64 {
+            *r ^= *r << 13;
+            *r ^= *r >> 7;
+            *r ^= *r << 17;
+            *r
+        }
+        let long = format!("{{\"a\":\"{}\",\"b\":1}}", "x".repeat(600));
+        let bodies: Vec<String> = vec![
+            r#"{"id":1,"email":"a@b.io","tags":["x"],"geo":{"lat":1.5}}"#.into(),
+            r#"{"id":"x","note":null,"geo":{"lat":2,"lon":"3"},"tags":[1,{"a":1}]}"#.into(),
+            r#"[{"id":1},{"id":"2024-01-02"}]"#.into(),
+            r#"{"a":1,"a":"dup","b":{"c":[1,2.5]},"z":true,"y":false,"x":null}"#.into(),
+            "{\"a\":1".into(),
+            "not json".into(),
+            "a=1&b=x%40y.io".into(),
+            "".into(),
+            "42".into(),
+            long,
+        ];
+        let cts = [Some("application/json"), None, Some("application/x-www-form-urlencoded"), Some("text/plain")];
+        let mut r = 0x853c_49e6_748f_ea9bu64;
+        for round in 0..300 {
+            let (mut memo, mut want, mut got) = (BodyMemo::default(), Schema::default(), Schema::default());
+            for _ in 0..40 {
+                let cfg = CatalogConfig {
+                    max_params: if step(&mut r).is_multiple_of(10) { 1 + round % 3 } else { 64 },
+                    ..CatalogConfig::default()
+                };
+                // mostly repeats of the last body or two
+                let b = &bodies[(step(&mut r) % if round % 2 == 0 { 3 } else { bodies.len() as u64 }) as usize];
+                let m = Message {
+                    status: 200,
+                    body: b.as_bytes().to_vec(),
+                    body_len: b.len() as u64,
+                    ..Default::default()
+                };
+                let ct = cts[(step(&mut r) % cts.len() as u64) as usize];
+                merge_body_schema(&mut want, &m, ct, &cfg);
+                memo.merge(&mut got, &m, ct, &cfg);
+                assert_eq!(got, want, "round {round}");
+            }
+        }
     }
 }

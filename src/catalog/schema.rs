@@ -265,6 +265,69 @@ impl Schema {
     }
 }
 
+impl Schema {
+    /// [`Schema::json`] appended to `out` as JSON text straight from the schema: the same keys
+    /// in the same (name) order, the bytes the `Value` is written as, no `Value` built. Held
+    /// to it by `schema_json_written_directly_is_the_value`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        use crate::util::push_json_str;
+        out.push(b'{');
+        // (after the first key, each has its comma)
+        let mut comma = false;
+        let mut key = |out: &mut Vec<u8>, k: &[u8]| {
+            if std::mem::replace(&mut comma, true) {
+                out.push(b',');
+            }
+            out.extend_from_slice(k);
+        };
+        if let Some(f) = self.format() {
+            key(out, b"\"format\":");
+            push_json_str(out, f);
+        }
+        if let Some(i) = &self.items {
+            key(out, b"\"items\":");
+            i.write_json(out);
+        }
+        if !self.props.is_empty() {
+            key(out, b"\"properties\":{");
+            for (n, (k, v)) in self.props.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                push_json_str(out, k);
+                out.push(b':');
+                v.write_json(out);
+            }
+            out.push(b'}');
+        }
+        // an integer seen beside a number is a number
+        let number = self.types & (1 << slot(&TYPES, "number")) != 0;
+        let integer = 1 << slot(&TYPES, "integer");
+        let types = if number { self.types & !integer } else { self.types };
+        match types.count_ones() {
+            0 => {}
+            1 => {
+                key(out, b"\"type\":");
+                push_json_str(out, TYPES[types.trailing_zeros() as usize]);
+            }
+            _ => {
+                key(out, b"\"type\":[");
+                let mut first = true;
+                for (i, t) in TYPES.iter().enumerate() {
+                    if types & (1 << i) != 0 {
+                        if !std::mem::replace(&mut first, false) {
+                            out.push(b',');
+                        }
+                        push_json_str(out, t);
+                    }
+                }
+                out.push(b']');
+            }
+        }
+        out.push(b'}');
+    }
+}
+
 /// The schema of the next JSON value at `depth` ([`Schema::of_json_at`] of it).
 #[derive(Clone, Copy)]
 struct SchemaSeed {
@@ -610,7 +673,7 @@ mod of_json_text_tests {
 
     /// A JSON-ish text from a seed: nested objects and arrays, repeated keys, every scalar kind,
     /// escapes, formats.
-    fn doc_text(r: &mut u64, depth: usize, out: &mut String) {
+    pub(super) fn doc_text(r: &mut u64, depth: usize, out: &mut String) {
         fn step(r: &mut u64) -> u64 {
             *r ^= *r << 13;
             *r ^= *r >> 7;
@@ -796,6 +859,7 @@ mod ipv4_prefilter_tests {
 #[cfg(test)]
 mod merge_json_text_tests {
     use super::*;
+    use super::of_json_text_tests::doc_text;
 
     #[test]
     fn merging_the_text_is_merging_its_schema() {
@@ -848,5 +912,42 @@ mod merge_json_text_tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn schema_json_written_directly_is_the_value() {
+        let direct = |s: &Schema| {
+            let mut out = Vec::new();
+            s.write_json(&mut out);
+            out
+        };
+        let mut r = 0x9e37_79b9_7f4a_7c15u64;
+        let mut checked = 0;
+        for i in 0..3000 {
+            // one document, or several merged (mixed types, formats under and over 95%)
+            let mut s: Option<Schema> = None;
+            for _ in 0..1 + i % 4 {
+                let mut t = String::new();
+                doc_text(&mut r, 0, &mut t);
+                if let Some(o) = Schema::of_json_text(t.as_bytes(), 1 + i % 8) {
+                    match &mut s {
+                        Some(a) => a.merge(&o),
+                        None => s = Some(o),
+                    }
+                }
+            }
+            for text in ["", "5", "x@y.io", "1.5", "true", "2024-01-02"] {
+                if let Some(a) = &mut s {
+                    a.merge_text(text);
+                }
+            }
+            let Some(s) = s else { continue };
+            let want = serde_json::to_vec(&s.json()).expect("value");
+            let got = direct(&s);
+            assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+            checked += 1;
+        }
+        assert!(checked > 1000, "{checked}");
+        assert_eq!(direct(&Schema::default()), b"{}");
     }
 }
