@@ -909,8 +909,12 @@ fn spread(b: &[u8]) -> u64 {
         let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
         h = (h ^ w).wrapping_mul(K).rotate_left(23);
     }
-    for &x in words.remainder() {
-        h = (h ^ x as u64).wrapping_mul(K).rotate_left(23);
+    // the last one to seven bytes as one word (zero-padded: the length above tells them apart)
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(23);
     }
     h.wrapping_mul(K)
 }
