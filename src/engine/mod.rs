@@ -324,7 +324,7 @@ impl Engine {
         let ato = self.entities.observe_client(&base);
         *plan.ent_hint(ep) = *self.entities.endpoint_hint();
         self.took_over(ato, out);
-        self.detect_baselines(v, out, cross);
+        self.detect_baselines(v, plan.base_hint(ep), out, cross);
         // Rules that share a condition (the same walk counted over a minute and over an hour,
         // by address and by principal) evaluate it once per transaction.
         // The rules that match, found through the plan's index (their conditions evaluated
@@ -424,7 +424,9 @@ impl Engine {
 
     /// The learned-baseline detectors: rate and volume per address (owned here), errors and
     /// latency per endpoint (owned by the shard the endpoint hashes to).
-    fn detect_baselines(&mut self, v: &View<'_>, out: &mut Vec<Out>, cross: &mut Vec<(usize, Cross)>) {
+    /// `hint`: where the endpoint's window was at its last call (see
+    /// [`baseline::Baselines::endpoint_hinted`]).
+    fn detect_baselines(&mut self, v: &View<'_>, hint: &mut u32, out: &mut Vec<Out>, cross: &mut Vec<(usize, Cross)>) {
         let ts = v.tx.start();
         let client = || v.ip_key();
         // Only clean traffic teaches the baselines: not a flagged request (injection, an
@@ -450,7 +452,10 @@ impl Engine {
             (hash_of(key.as_str()) % self.shards as u64) as usize
         };
         if owner == self.shard {
-            for f in self.baselines.endpoint(&key, ts, v.status(), v.tx.latency_us(), clean) {
+            for f in self
+                .baselines
+                .endpoint_hinted(&key, hint, ts, v.status(), v.tx.latency_us(), clean)
+            {
                 let k = EntityKey {
                     kind: "endpoint".into(),
                     value: key.clone(),

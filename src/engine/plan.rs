@@ -158,6 +158,8 @@ pub(super) struct EpRec {
     /// Where the entity table's strings last held `endpoint` (a hint, see
     /// `Strings::find_hinted`: checked before use, so a stale one only costs a lookup).
     pub(super) ent_hint: u32,
+    /// The slot of the endpoint's baseline window (a hint, see `Baselines::endpoint_hinted`).
+    pub(super) base_hint: u32,
 }
 
 fn bit(set: &[u64], i: usize) -> bool {
@@ -326,6 +328,11 @@ impl Plan {
         &mut self.eps[ep].ent_hint
     }
 
+    /// The baseline window's slot hint for the endpoint of record `ep`.
+    pub(super) fn base_hint(&mut self, ep: usize) -> &mut u32 {
+        &mut self.eps[ep].base_hint
+    }
+
     /// How many endpoint records and sets of facts the plan keeps (for the tests of its caps).
     #[cfg(test)]
     pub(super) fn kept(&self) -> (usize, usize) {
@@ -403,6 +410,7 @@ impl Plan {
             holds: holds.into(),
             segs,
             ent_hint: u32::MAX,
+            base_hint: u32::MAX,
         }
     }
 
