@@ -694,13 +694,13 @@ mod tests {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             // a few busy endpoints and a tail of rare ones (the table fills and is swept)
-            let e = if rng % 4 == 0 {
+            let e = if rng.is_multiple_of(4) {
                 (rng >> 8) as usize % 40
             } else {
                 (rng >> 8) as usize % 6
             };
             let key = format!("h GET /e{e}");
-            let st = if (rng >> 20) % 7 == 0 { 500 } else { 200 };
+            let st = if (rng >> 20).is_multiple_of(7) { 500 } else { 200 };
             let lat = Some((rng >> 24) % 400_000);
             let mut hint = match i % 4 {
                 0 => u32::MAX,
