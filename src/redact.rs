@@ -130,6 +130,7 @@ impl Auth {
 }
 
 /// Where a request's credential is, and its raw value.
+#[derive(Debug, PartialEq, Eq)]
 enum Cred<'a> {
     /// `Authorization: Basic <base64>`
     Basic(&'a str),
@@ -145,6 +146,18 @@ enum Cred<'a> {
 /// API-key query parameters, cookies.
 fn credential(req: &Message) -> Option<Cred<'_>> {
     if let Some(v) = req.header("authorization") {
+        // The usual `Bearer <token>`: the scheme and its space told by one compare of a word,
+        // its letters folded to lowercase (an OR of 0x20 makes a letter of either case the
+        // lowercase one and no other byte a letter; the space is compared as it is).
+        if let Some(head) = v.as_bytes().first_chunk::<7>() {
+            const FOLD: u64 = u64::from_le_bytes([0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0, 0]);
+            let mut w = [0u8; 8];
+            w[..7].copy_from_slice(head);
+            if u64::from_le_bytes(w) | FOLD == u64::from_le_bytes(*b"bearer \0") {
+                // (seven ASCII bytes: index 7 is a character boundary)
+                return Some(Cred::Bearer(crate::util::trim_fast(&v[7..])));
+            }
+        }
         // (the scheme is a short word: a byte loop finds its end sooner than a memchr call)
         let space = v.bytes().position(|c| c == b' ');
         let (scheme, cred) = space.map_or((v, ""), |i| (&v[..i], &v[i + 1..]));
@@ -558,6 +571,66 @@ mod tests {
             uri: uri.into(),
             headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
             ..Default::default()
+        }
+    }
+
+    /// An Authorization value's scheme and credential as found before the one-word compare
+    /// for `Bearer `: the first space ends the scheme, compared without regard to case.
+    fn authorization_by_scheme_word(v: &str) -> Cred<'_> {
+        let space = v.bytes().position(|c| c == b' ');
+        let (scheme, cred) = space.map_or((v, ""), |i| (&v[..i], &v[i + 1..]));
+        let cred = crate::util::trim_fast(cred);
+        if scheme.eq_ignore_ascii_case("basic") {
+            return Cred::Basic(cred);
+        }
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Cred::Bearer(cred);
+        }
+        Cred::ApiKey(v)
+    }
+
+    /// The word compare finds `Bearer ` exactly where the scheme word did: every case of its
+    /// letters, and values that differ from it in one byte (each byte flipped by each bit,
+    /// so a byte that folds to a letter by its 0x20 bit, or a NUL for the space, is tried).
+    #[test]
+    fn bearer_by_one_word_is_bearer_by_the_scheme_word() {
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        for case in 0..64u32 {
+            let mut v = b"bearer tok-1 ".to_vec();
+            for (i, b) in v.iter_mut().take(6).enumerate() {
+                if case >> i & 1 != 0 {
+                    b.make_ascii_uppercase();
+                }
+            }
+            values.push(v);
+        }
+        for at in 0..8 {
+            for bit in 0..8 {
+                let mut v = b"Bearer abc".to_vec();
+                v[at] ^= 1 << bit;
+                values.push(v);
+            }
+        }
+        for v in [
+            "Bearer",
+            "Bearer ",
+            "bearer x",
+            "Bearer  x ",
+            "Basic YWxpY2U6cHc=",
+            "Token t",
+            "",
+            "Bearer\tx",
+        ] {
+            values.push(v.as_bytes().to_vec());
+        }
+        for v in &values {
+            let Ok(v) = std::str::from_utf8(v) else { continue };
+            let q = req(&[("Authorization", v)], "/");
+            // (a value the header parser would trim is compared as the message holds it)
+            let Some(held) = q.header("authorization") else {
+                continue;
+            };
+            assert_eq!(credential(&q), Some(authorization_by_scheme_word(held)), "{v:?}");
         }
     }
 

@@ -178,6 +178,10 @@ pub struct Inputs<'a> {
     /// Where the rest of the site comes from, parsed only when a URL needs judging (rare):
     /// most transactions carry no internal-looking URL at all.
     pub site_from: Option<SiteFrom<'a>>,
+    /// The attack tool the request's (first) User-Agent names, when [`Inputs::of`] found its
+    /// value among those lately left out (which keep their [`scanner_tool`] answer); `None`:
+    /// [`classify`] looks it up.
+    pub ua_tool: Option<Option<&'static str>>,
 }
 
 /// Push an authority (`host`, `host:port`, `[v6]:port`, or a URL) onto `site` as (canonical
@@ -355,6 +359,8 @@ impl<'a> Inputs<'a> {
                 parts.push(("query-name".into(), k));
             }
         }
+        // the first User-Agent line (the one `header` finds) gives the scanner verdict
+        let (mut first_ua, mut ua_tool) = (true, None);
         for (n, v) in &q.headers {
             // the name lowercased once, on the stack (names are short), then classified by one
             // match (a long name takes the lists' case-insensitive way)
@@ -376,9 +382,16 @@ impl<'a> Inputs<'a> {
             // rule reads the value only): a client sends the same `User-Agent` and `Accept`
             // on every call, looked up here instead of judged again byte by byte.
             let usual = !read && label.is_some();
-            if usual && dropped::seen(v) {
+            // (the label compared only for a name of the right length: one line a call)
+            let ua = n.len() == 10 && label == Some("header:user-agent");
+            if usual && let Some(tool) = dropped::seen(v) {
+                if first_ua && ua {
+                    ua_tool = Some(tool);
+                }
+                first_ua &= !ua;
                 continue;
             }
+            first_ua &= !ua;
             let raw = v;
             // Only the injection classifiers read most headers, and they skip plain values
             // (see payload::scan); the SSRF classifier reads these few whatever they hold.
@@ -430,6 +443,7 @@ impl<'a> Inputs<'a> {
         }
         Inputs {
             parts,
+            ua_tool,
             ..Inputs::default()
         }
     }
@@ -859,9 +873,11 @@ pub fn classify(tx: &Transaction, inputs: &Inputs, sensitive: &std::collections:
         v.hits.push((Detector::Ssrf, e.into()));
     }
     let q = tx.request.as_ref();
-    if let Some(ua) = q.and_then(|q| q.header("user-agent"))
-        && let Some(tool) = scanner_tool(ua)
-    {
+    let tool = match inputs.ua_tool {
+        Some(known) => known,
+        None => q.and_then(|q| q.header("user-agent")).and_then(scanner_tool),
+    };
+    if let Some(tool) = tool {
         v.hits.push((Detector::ScannerUa, tool.into()));
     }
     let status = tx.response.as_ref().map(|r| r.status).unwrap_or(0);
@@ -909,8 +925,12 @@ fn spread(b: &[u8]) -> u64 {
         let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
         h = (h ^ w).wrapping_mul(K).rotate_left(23);
     }
-    for &x in words.remainder() {
-        h = (h ^ x as u64).wrapping_mul(K).rotate_left(23);
+    // the last one to seven bytes as one word (zero-padded: the length above tells them apart)
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(23);
     }
     h.wrapping_mul(K)
 }
@@ -926,8 +946,12 @@ mod dropped {
     /// Longest value kept (a slot's memory is bounded).
     const MAX: usize = 128;
 
+    /// A value, and the attack tool it names as a User-Agent ([`super::scanner_tool`]: a
+    /// function of the value alone, worked out when it is kept).
+    type Slot = (Box<str>, Option<&'static str>);
+
     thread_local! {
-        static SEEN: RefCell<Vec<Box<str>>> = const { RefCell::new(Vec::new()) };
+        static SEEN: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
     }
 
     /// A multiply per eight bytes; any spread is right.
@@ -935,9 +959,15 @@ mod dropped {
         (super::spread(b) >> 56) as usize % SLOTS
     }
 
-    /// Was this (non-empty) value left out lately?
-    pub fn seen(v: &str) -> bool {
-        !v.is_empty() && v.len() <= MAX && SEEN.with(|s| s.borrow().get(slot(v.as_bytes())).is_some_and(|k| &**k == v))
+    /// Was this (non-empty) value left out lately? If so, the attack tool it names.
+    pub fn seen(v: &str) -> Option<Option<&'static str>> {
+        if v.is_empty() || v.len() > MAX {
+            return None;
+        }
+        SEEN.with(|s| match s.borrow().get(slot(v.as_bytes())) {
+            Some((k, tool)) if **k == *v => Some(*tool),
+            _ => None,
+        })
     }
 
     /// Forget every value (a test's fresh start).
@@ -950,12 +980,13 @@ mod dropped {
         if v.is_empty() || v.len() > MAX {
             return;
         }
+        let tool = super::scanner_tool(v);
         SEEN.with(|s| {
             let mut s = s.borrow_mut();
             if s.is_empty() {
-                s.resize(SLOTS, Box::from(""));
+                s.resize(SLOTS, (Box::from(""), None));
             }
-            s[slot(v.as_bytes())] = v.into();
+            s[slot(v.as_bytes())] = (v.into(), tool);
         });
     }
 }
@@ -1993,8 +2024,66 @@ mod dropped_memo_tests {
         }
         // the memo answers: a common value left out is remembered, a payload is not
         let _ = Inputs::of(&get(&[("Accept", "application/json"), ("User-Agent", "' or 1=1--")]));
-        assert!(dropped::seen("application/json"));
-        assert!(!dropped::seen("' or 1=1--"));
+        assert!(dropped::seen("application/json").is_some());
+        assert!(dropped::seen("' or 1=1--").is_none());
+    }
+
+    /// The scanner verdict taken from the memo of left-out values is the one the first
+    /// User-Agent line gives looked up afresh: tools and clients, in any case, a second UA line
+    /// naming another tool, UA lines after other headers, values first seen as another
+    /// header's, empty ones, and more values than the memo has slots.
+    #[test]
+    fn the_remembered_scanner_verdict_is_the_first_user_agents() {
+        let mut uas: Vec<String> = [
+            "sqlmap/1.7.2#stable (https://sqlmap.org)",
+            "shop-client/2.0",
+            "Mozilla/5.0 (compatible; Nuclei - Open-source project)",
+            "NIKTO/2.5",
+            "curl/8.4.0",
+            "gobuster/3.6",
+            "",
+            "application/json",
+            "Fuzz Faster U Fool v2.1.0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for i in 0..300 {
+            uas.push(format!("client-{i}/1.{}", i % 5));
+        }
+        let verdict = |tx: &Transaction| {
+            classify(tx, &Inputs::of(tx), &Default::default())
+                .evidence(Detector::ScannerUa)
+                .map(|(_, e)| e.to_string())
+        };
+        // the verdict without either memo: the first User-Agent's tool
+        fn afresh(tx: &Transaction) -> Option<String> {
+            let ua = tx.request.as_ref()?.header("user-agent")?;
+            TOOL_SET.matches(ua).iter().next().map(|i| TOOLS[i].1.to_string())
+        }
+        let shapes = |a: &str, b: &str| {
+            vec![
+                get(&[("Host", "h"), ("User-Agent", a), ("Accept", b)]),
+                get(&[("Accept", a), ("user-agent", b)]),
+                get(&[("USER-AGENT", a), ("User-Agent", b)]),
+                get(&[("X-Custom", a), ("Accept", b), ("User-Agent", a)]),
+            ]
+        };
+        for round in 0..3 {
+            if round == 0 {
+                dropped::clear();
+            }
+            for (i, a) in uas.iter().enumerate() {
+                let b = &uas[(i * 7 + round) % uas.len()];
+                for tx in shapes(a, b) {
+                    let want = afresh(&tx);
+                    // the memo filled by earlier requests, then by this one
+                    for _ in 0..2 {
+                        assert_eq!(verdict(&tx), want, "round {round}: {a:?} {b:?}");
+                    }
+                }
+            }
+        }
     }
 }
 

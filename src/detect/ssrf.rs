@@ -378,6 +378,7 @@ mod tests {
             parts: parts.iter().map(|(a, b)| (a.to_string().into(), (*b).into())).collect(),
             site: site.iter().map(|(h, p)| (h.to_string(), *p)).collect(),
             site_from: None,
+            ua_tool: None,
         }
     }
 
@@ -583,6 +584,7 @@ mod prefilter_tests {
                         parts: vec![(n.to_string().into(), v.into())],
                         site: site.iter().map(|(h, p)| (h.to_string(), *p)).collect(),
                         site_from: None,
+                        ua_tool: None,
                     };
                     assert_eq!(scan(&i), scan_unfiltered(&i), "{n} {v:?}");
                 }

@@ -17,8 +17,6 @@
 
 use std::net::IpAddr;
 
-use hashbrown::HashMap;
-
 use super::dense::{Dense, Keyed};
 use crate::capture::Ts;
 
@@ -298,8 +296,83 @@ pub struct Baselines {
     cfg: BaselineConfig,
     rates: Buckets,
     volume: Buckets,
-    endpoints: HashMap<String, EndpointWin>,
+    endpoints: Endpoints,
     last_sweep: Ts,
+}
+
+/// The endpoint windows by key (`host METHOD /template`), each in a slot whose number a
+/// caller may keep as a hint for the next call to the endpoint (checked against the key: a
+/// stale hint only costs the lookup). A removed window's slot is reused.
+#[derive(Default)]
+struct Endpoints {
+    slots: Vec<Option<(Box<str>, EndpointWin)>>,
+    free: Vec<u32>,
+    index: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl Endpoints {
+    fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// The slot of `key`, trying `hint` first; leaves the slot in `hint`.
+    fn find(&self, key: &str, hint: &mut u32) -> Option<u32> {
+        if let Some(Some((k, _))) = self.slots.get(*hint as usize)
+            && **k == *key
+        {
+            return Some(*hint);
+        }
+        let slots = &self.slots;
+        let h = std::hash::BuildHasher::hash_one(&self.hasher, key);
+        let i = *self
+            .index
+            .find(h, |&i| matches!(&slots[i as usize], Some((k, _)) if **k == *key))?;
+        *hint = i;
+        Some(i)
+    }
+
+    fn get_mut(&mut self, i: u32) -> Option<&mut EndpointWin> {
+        self.slots.get_mut(i as usize)?.as_mut().map(|(_, w)| w)
+    }
+
+    /// Add `key` (not in the table); its slot.
+    fn insert(&mut self, key: &str, w: EndpointWin) -> u32 {
+        let rec = Some((Box::from(key), w));
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = rec;
+                i
+            }
+            None => {
+                self.slots.push(rec);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        let key_of = |j: &u32| match &slots[*j as usize] {
+            Some((k, _)) => std::hash::BuildHasher::hash_one(hasher, &**k),
+            None => 0,
+        };
+        self.index.insert_unique(key_of(&i), i, key_of);
+        i
+    }
+
+    /// Keep the windows for which `f` is true.
+    fn retain(&mut self, mut f: impl FnMut(&EndpointWin) -> bool) {
+        for i in 0..self.slots.len() {
+            let Some((k, w)) = &self.slots[i] else { continue };
+            if f(w) {
+                continue;
+            }
+            let h = std::hash::BuildHasher::hash_one(&self.hasher, &**k);
+            if let Ok(e) = self.index.find_entry(h, |&j| j as usize == i) {
+                e.remove();
+            }
+            self.slots[i] = None;
+            self.free.push(i as u32);
+        }
+    }
 }
 
 fn is_error(status: u16) -> bool {
@@ -314,7 +387,7 @@ impl Baselines {
             cfg,
             rates: Buckets::default(),
             volume: Buckets::default(),
-            endpoints: HashMap::new(),
+            endpoints: Endpoints::default(),
             last_sweep: 0,
         }
     }
@@ -365,10 +438,29 @@ impl Baselines {
         latency_us: Option<u64>,
         clean: bool,
     ) -> Vec<Finding> {
+        let mut hint = u32::MAX;
+        self.endpoint_hinted(endpoint, &mut hint, ts, status, latency_us, clean)
+    }
+
+    /// [`Baselines::endpoint`], trying the window's slot in `hint` first (the slot the last
+    /// call to the endpoint left there: one compare of the key instead of a lookup).
+    pub fn endpoint_hinted(
+        &mut self,
+        endpoint: &str,
+        hint: &mut u32,
+        ts: Ts,
+        status: u16,
+        latency_us: Option<u64>,
+        clean: bool,
+    ) -> Vec<Finding> {
         let c = &self.cfg;
         let bucket = c.endpoint_bucket_s.max(1).saturating_mul(1_000_000_000);
-        // one lookup for a known endpoint (nearly every call), a second after an insert
-        if let Some(e) = self.endpoints.get_mut(endpoint) {
+        // one lookup for a known endpoint (nearly every call: none with a good hint)
+        if let Some(e) = self
+            .endpoints
+            .find(endpoint, hint)
+            .and_then(|i| self.endpoints.get_mut(i))
+        {
             return endpoint_call(e, c, bucket, ts, status, latency_us, clean);
         }
         if self.endpoints.len() >= c.max_endpoints {
@@ -376,20 +468,21 @@ impl Baselines {
             if ts >= self.last_sweep.saturating_add(bucket) {
                 self.last_sweep = ts;
                 let cut = ts.saturating_sub(bucket.saturating_mul(10));
-                self.endpoints.retain(|_, e| e.last >= cut);
+                self.endpoints.retain(|e| e.last >= cut);
             }
             if self.endpoints.len() >= c.max_endpoints {
                 return Vec::new();
             }
         }
-        self.endpoints.insert(
-            endpoint.to_string(),
+        let i = self.endpoints.insert(
+            endpoint,
             EndpointWin {
                 start: ts,
                 ..EndpointWin::default()
             },
         );
-        let Some(e) = self.endpoints.get_mut(endpoint) else {
+        *hint = i;
+        let Some(e) = self.endpoints.get_mut(i) else {
             return Vec::new();
         };
         endpoint_call(e, &self.cfg, bucket, ts, status, latency_us, clean)
@@ -578,6 +671,57 @@ mod tests {
         // near miss: 5 MiB in a minute is under the floor
         let mut b = Baselines::new(BaselineConfig::default());
         assert!((0..5u64).all(|i| b.volume(hog, 1000 * S + i * S, 1 << 20, true).is_none()));
+    }
+
+    /// The endpoint windows in slots, found by any hint (kept per endpoint, stale after a
+    /// sweep reused the slot, out of range), give the findings the windows found by their key
+    /// alone give, through sweeps of a full table; a kept hint then names the endpoint's slot.
+    #[test]
+    fn hinted_endpoint_windows_are_the_windows_by_key() {
+        let cfg = BaselineConfig {
+            max_endpoints: 12,
+            endpoint_bucket_s: 5,
+            min_calls: 4,
+            learn_buckets: 1,
+            ..BaselineConfig::default()
+        };
+        let (mut plain, mut hinted) = (Baselines::new(cfg.clone()), Baselines::new(cfg));
+        let mut kept = [u32::MAX; 40];
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let (mut t, mut findings) = (1000 * S, 0);
+        for i in 0..20_000u64 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // a few busy endpoints and a tail of rare ones (the table fills and is swept)
+            let e = if rng.is_multiple_of(4) {
+                (rng >> 8) as usize % 40
+            } else {
+                (rng >> 8) as usize % 6
+            };
+            let key = format!("h GET /e{e}");
+            let st = if (rng >> 20).is_multiple_of(7) { 500 } else { 200 };
+            let lat = Some((rng >> 24) % 400_000);
+            let mut hint = match i % 4 {
+                0 => u32::MAX,
+                1 => (rng >> 40) as u32 % 16,
+                _ => kept[e],
+            };
+            let a = plain.endpoint(&key, t, st, lat, true);
+            let b = hinted.endpoint_hinted(&key, &mut hint, t, st, lat, true);
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "call {i}");
+            findings += a.len();
+            // tracked (not turned away by a full table): the hint names its slot
+            let mut fresh = u32::MAX;
+            if let Some(slot) = hinted.endpoints.find(&key, &mut fresh) {
+                assert_eq!(hint, slot, "call {i}");
+            }
+            kept[e] = hint;
+            assert_eq!(plain.endpoints.len(), hinted.endpoints.len());
+            assert!(hinted.endpoints.len() <= 12);
+            t += S / 20;
+        }
+        assert!(findings > 0);
     }
 
     #[test]

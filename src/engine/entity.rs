@@ -193,8 +193,10 @@ impl Entity {
         cap: usize,
         hint: &mut u32,
     ) -> Result<bool, ()> {
-        // most calls repeat the first value: one compare, no hash
+        // most calls repeat the first value: one compare, no hash (and the id is left in
+        // `hint`: the call's other profile then finds the same text at its first try)
         if *first != NONE && strings.get(*first) == s {
+            *hint = *first;
             return Ok(false);
         }
         // (an empty list takes it: interned, not looked up first as well)
@@ -550,6 +552,12 @@ impl EntityTable {
             }
             self.strings.release(e.key as u32);
         }
+    }
+
+    /// Where the strings last held the endpoint being observed (see `Strings::find_hinted`):
+    /// a caller that knows the call's endpoint record sets it first and keeps it after.
+    pub(super) fn endpoint_hint(&mut self) -> &mut u32 {
+        &mut self.hints[0]
     }
 
     /// Fold a transaction into the entity's profile. Returns an account-takeover alert when a
@@ -1186,6 +1194,51 @@ mod tests {
             "{alerts} {}",
             by_key.evictions
         );
+    }
+
+    /// Whatever the endpoint hint a caller sets (the one an endpoint record kept, stale,
+    /// freed, another text's, out of range), the profiles, evictions and strings are those of
+    /// a table left to its own hints; and after a call the hint names the call's endpoint.
+    #[test]
+    fn any_endpoint_hint_builds_the_same_profiles() {
+        let cfg = EntityConfig {
+            max_entities: 30,
+            ..EntityConfig::default()
+        };
+        let (mut own, mut told) = (EntityTable::new(cfg.clone()), EntityTable::new(cfg));
+        // per endpoint, the hint its record would keep
+        let mut kept = [u32::MAX; 23];
+        for i in 0..3000u64 {
+            let n = (i * 7919) % 47;
+            let client = IpAddr::from([10, 5, 0, n as u8]);
+            let e = (i * 31 % 23) as usize;
+            let endpoint = format!("GET /e{e}");
+            let mut o = obs(EntityKey::ip(client), i, client, &endpoint, 200);
+            let principal = EntityKey {
+                kind: "principal".into(),
+                value: format!("user-{}", i % 9),
+            };
+            *told.endpoint_hint() = match i % 5 {
+                0 => (i * 13 % 80) as u32,
+                1 => u32::MAX,
+                _ => kept[e],
+            };
+            for t in [&mut own, &mut told] {
+                o.key = std::borrow::Cow::Owned(principal.clone());
+                t.observe(&o);
+                o.key = std::borrow::Cow::Owned(EntityKey::ip(client));
+                t.observe_client(&o);
+            }
+            kept[e] = *told.endpoint_hint();
+            assert_eq!(told.strings.get(kept[e]), endpoint, "call {i}");
+        }
+        let (a, b) = (own.final_reports(100), told.final_reports(100));
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(
+            (own.len(), own.evictions, own.strings.len()),
+            (told.len(), told.evictions, told.strings.len())
+        );
+        assert!(own.evictions > 0);
     }
 
     /// Adding to a list whose overflow is not counted leaves the list, the shared strings and

@@ -276,8 +276,18 @@ impl Engine {
     pub fn on_tx(&mut self, v: &View<'_>, out: &mut Vec<Out>, cross: &mut Vec<(usize, Cross)>) {
         // Entity profiles: the address always (owned here), the principal where it lives.
         let vd = v.verdicts();
+        let rules = self.rules.clone();
+        // (taken out while the rules run: applying a hit borrows the engine)
+        let mut plan = match self.plan.take() {
+            Some(p) if Arc::ptr_eq(&p.rules, &rules) => p,
+            _ => Box::new(plan::Plan::new(rules.clone())),
+        };
+        // The call's endpoint record, found once: it also keeps where the entity table holds
+        // the endpoint's text, so the profiles find it without hashing it again.
+        let ep = plan.endpoint(v.host, v.endpoint);
+        *self.entities.endpoint_hint() = *plan.ent_hint(ep);
         let (fail, ok) = (vd.has(Detector::AuthFailure), vd.has(Detector::LoginSuccess));
-        let base = Obs {
+        let mut base = Obs {
             key: std::borrow::Cow::Borrowed(v.ip_entity()),
             ts: v.tx.start(),
             client: v.client,
@@ -300,33 +310,27 @@ impl Engine {
         };
         if let Some(key) = v.principal_entity() {
             let owner = key.shard(self.shards, self.shard);
-            // (the key and the rest borrowed: only a login's facts are copied)
-            let o = Obs {
-                key: std::borrow::Cow::Borrowed(key),
-                ..base.clone()
-            };
+            // the same facts under the principal's key (borrowed: nothing copied unless it
+            // travels to another shard)
+            let ip_key = std::mem::replace(&mut base.key, std::borrow::Cow::Borrowed(key));
             if owner == self.shard {
-                self.observe(&o, out);
+                self.observe(&base, out);
             } else {
-                cross.push((owner, Cross::Obs(Box::new(o.into_owned()))));
+                cross.push((owner, Cross::Obs(Box::new(base.clone().into_owned()))));
             }
+            base.key = ip_key;
         }
         // (the address's own key: its compact form is the address, not read back from text)
         let ato = self.entities.observe_client(&base);
+        *plan.ent_hint(ep) = *self.entities.endpoint_hint();
         self.took_over(ato, out);
-        self.detect_baselines(v, out, cross);
-        let rules = self.rules.clone();
+        self.detect_baselines(v, plan.base_hint(ep), out, cross);
         // Rules that share a condition (the same walk counted over a minute and over an hour,
         // by address and by principal) evaluate it once per transaction.
-        // (taken out while the rules run: applying a hit borrows the engine)
-        let mut plan = match self.plan.take() {
-            Some(p) if Arc::ptr_eq(&p.rules, &rules) => p,
-            _ => Box::new(plan::Plan::new(rules.clone())),
-        };
-        // the rules that match, found through the plan's index (their conditions evaluated
-        // once each, only where the endpoint and the call's facts leave a match possible)
+        // The rules that match, found through the plan's index (their conditions evaluated
+        // once each, only where the endpoint and the call's facts leave a match possible).
         let mut matched = std::mem::take(&mut self.matched);
-        let ep = plan.matching(v, &mut matched);
+        plan.matching_at(v, ep, &mut matched);
         // Per transaction, read once for every rule that needs them: the distinct values of
         // the counted fields (by field id, the first FIELD_MEMO), the hashes of the address
         // and principal entities and of the endpoint (window ids).
@@ -420,7 +424,9 @@ impl Engine {
 
     /// The learned-baseline detectors: rate and volume per address (owned here), errors and
     /// latency per endpoint (owned by the shard the endpoint hashes to).
-    fn detect_baselines(&mut self, v: &View<'_>, out: &mut Vec<Out>, cross: &mut Vec<(usize, Cross)>) {
+    /// `hint`: where the endpoint's window was at its last call (see
+    /// [`baseline::Baselines::endpoint_hinted`]).
+    fn detect_baselines(&mut self, v: &View<'_>, hint: &mut u32, out: &mut Vec<Out>, cross: &mut Vec<(usize, Cross)>) {
         let ts = v.tx.start();
         let client = || v.ip_key();
         // Only clean traffic teaches the baselines: not a flagged request (injection, an
@@ -446,7 +452,10 @@ impl Engine {
             (hash_of(key.as_str()) % self.shards as u64) as usize
         };
         if owner == self.shard {
-            for f in self.baselines.endpoint(&key, ts, v.status(), v.tx.latency_us(), clean) {
+            for f in self
+                .baselines
+                .endpoint_hinted(&key, hint, ts, v.status(), v.tx.latency_us(), clean)
+            {
                 let k = EntityKey {
                     kind: "endpoint".into(),
                     value: key.clone(),

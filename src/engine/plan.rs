@@ -155,6 +155,11 @@ pub(super) struct EpRec {
     /// Per field id: for a path parameter, its segment in the template (none: the template
     /// has no such parameter).
     segs: Box<[Option<usize>]>,
+    /// Where the entity table's strings last held `endpoint` (a hint, see
+    /// `Strings::find_hinted`: checked before use, so a stale one only costs a lookup).
+    pub(super) ent_hint: u32,
+    /// The slot of the endpoint's baseline window (a hint, see `Baselines::endpoint_hinted`).
+    pub(super) base_hint: u32,
 }
 
 fn bit(set: &[u64], i: usize) -> bool {
@@ -268,9 +273,16 @@ impl Plan {
     /// `r.enabled && v.matches(&r.cond) && v.in_scope(r)`, each condition evaluated at most
     /// once, and only for the rules its endpoint and facts leave possible. Returns the index of
     /// the call's [`EpRec`] (for [`Plan::field`]).
+    #[cfg(test)]
     pub(super) fn matching(&mut self, v: &View<'_>, out: &mut Vec<u32>) -> usize {
-        out.clear();
         let ep = self.endpoint(v.host, v.endpoint);
+        self.matching_at(v, ep, out);
+        ep
+    }
+
+    /// [`Plan::matching`] with the call's [`EpRec`] found already ([`Plan::endpoint`]).
+    pub(super) fn matching_at(&mut self, v: &View<'_>, ep: usize, out: &mut Vec<u32>) {
+        out.clear();
         let pass = self.passing(self.facts(v));
         let mut memo = std::mem::take(&mut self.memo);
         memo.clear();
@@ -300,7 +312,6 @@ impl Plan {
             }
         }
         self.memo = memo;
-        ep
     }
 
     /// The value of the field with id `fid` (`f`) in `v`, whose endpoint record is `ep`: a
@@ -312,6 +323,16 @@ impl Plan {
         }
     }
 
+    /// The entity strings' hint for the text of the endpoint of record `ep`.
+    pub(super) fn ent_hint(&mut self, ep: usize) -> &mut u32 {
+        &mut self.eps[ep].ent_hint
+    }
+
+    /// The baseline window's slot hint for the endpoint of record `ep`.
+    pub(super) fn base_hint(&mut self, ep: usize) -> &mut u32 {
+        &mut self.eps[ep].base_hint
+    }
+
     /// How many endpoint records and sets of facts the plan keeps (for the tests of its caps).
     #[cfg(test)]
     pub(super) fn kept(&self) -> (usize, usize) {
@@ -319,7 +340,7 @@ impl Plan {
     }
 
     /// The index of the record of (`host`, `endpoint`), made when new.
-    fn endpoint(&mut self, host: &str, endpoint: &str) -> usize {
+    pub(super) fn endpoint(&mut self, host: &str, endpoint: &str) -> usize {
         let h = self.ep_hasher.hash_one((host, endpoint));
         let same = |r: &EpRec| {
             let hl = r.host_len as usize;
@@ -388,6 +409,8 @@ impl Plan {
             rules: rules.into(),
             holds: holds.into(),
             segs,
+            ent_hint: u32::MAX,
+            base_hint: u32::MAX,
         }
     }
 

@@ -133,13 +133,15 @@ impl Window {
 
 /// An episode's listed values, up to [`MAX_VALUES`], in one buffer (each a u32 length, then
 /// its bytes): a lookup reads one short run of memory, not a pointer per value.
+/// (The first byte counts the values, when there are any: a full list takes nothing more, so
+/// it is not searched; kept in the buffer, the episode stays the size it was.)
 #[derive(Debug, Default)]
 pub(super) struct Values(Vec<u8>);
 
 impl Values {
     /// The values' bytes (compared as bytes: equal texts, equal bytes).
     fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        let mut rest = &self.0[..];
+        let mut rest = self.0.get(1..).unwrap_or_default();
         std::iter::from_fn(move || {
             let (len, tail) = rest.split_first_chunk::<4>()?;
             let (v, tail) = tail.split_at(u32::from_le_bytes(*len) as usize);
@@ -151,18 +153,17 @@ impl Values {
     /// Add `v` unless listed or the list is full.
     pub(super) fn add(&mut self, v: &str) {
         let Ok(len) = u32::try_from(v.len()) else { return };
-        let mut n = 0;
-        for x in self.iter() {
-            if x == v.as_bytes() {
-                return;
-            }
-            n += 1;
-        }
-        if n >= MAX_VALUES {
+        // full: listed or not, nothing changes (most calls of a busy episode)
+        let n = self.0.first().copied().unwrap_or(0);
+        if usize::from(n) >= MAX_VALUES || self.iter().any(|x| x == v.as_bytes()) {
             return;
         }
         if self.0.is_empty() {
-            self.0.reserve_exact(4 + v.len()); // most episodes never see a second value
+            self.0.reserve_exact(1 + 4 + v.len()); // most episodes never see a second value
+            self.0.push(0);
+        }
+        if let Some(c) = self.0.first_mut() {
+            *c = n + 1;
         }
         self.0.extend_from_slice(&len.to_le_bytes());
         self.0.extend_from_slice(v.as_bytes());
@@ -227,7 +228,9 @@ impl Engine {
     /// Count a match in its window; alert when the threshold is crossed.
     pub(super) fn apply(&mut self, h: HitRef<'_>, out: &mut Vec<Out>) {
         let rules = self.rules.clone();
-        let r = match rules.rules.get(h.rule_idx).filter(|r| r.id == h.rule && r.enabled) {
+        // (a hit made here borrows the rule's own id: the same text, found without a compare)
+        let same = |id: &str| std::ptr::eq(id, h.rule) || id == h.rule;
+        let r = match rules.rules.get(h.rule_idx).filter(|r| same(&r.id) && r.enabled) {
             Some(r) => r,
             // sent before a reload renumbered the rules, or the rule went away
             None => match rules.rules.iter().find(|r| r.id == h.rule && r.enabled) {
