@@ -4,6 +4,7 @@
 //! [`http`] -> [`event`] -> sink (in [`app`]). See `SPEC.md` for the contract.
 
 pub mod affinity;
+pub mod alloc;
 pub mod app;
 pub mod capture;
 pub mod catalog;

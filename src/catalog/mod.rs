@@ -295,7 +295,10 @@ impl BodyMemo {
         }
         if self.max_params == cfg.max_params && self.body == m.body {
             // (the second time: read once more, to keep; then never again)
-            if let Some(s) = self.schema.get_or_insert_with(|| Schema::of_json_text(&m.body, cfg.max_params)) {
+            if let Some(s) = self
+                .schema
+                .get_or_insert_with(|| Schema::of_json_text(&m.body, cfg.max_params))
+            {
                 e.merge(s);
             }
             return;
@@ -1049,7 +1052,10 @@ impl Catalog {
         }
         // (found again to be lent: once per endpoint)
         let endpoint = self.hosts.get(host)?.endpoints.get(&EpRef(method, tpl))?;
-        let spec = self.spec.as_ref().map(|s| s.status(&endpoint.method, &endpoint.template));
+        let spec = self
+            .spec
+            .as_ref()
+            .map(|s| s.status(&endpoint.method, &endpoint.template));
         Some(Fresh { endpoint, spec })
     }
 
@@ -1804,12 +1810,17 @@ mod tests {
             "{\"t\":\"\\u0001\\\"\",\"n\":{\"d\":\"2024-01-02\"}}",
             "+14155550100 4111111111111111 eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
         ];
-        let cts = ["application/json", "text/plain", "application/x-www-form-urlencoded", ""];
+        let cts = [
+            "application/json",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "",
+        ];
         let schemes = ["none", "bearer", "basic", "api_key"];
-        let spec = std::sync::Arc::new(spec::Spec::parse(
-            r#"{"openapi":"3.0.0","paths":{"/a/{id}":{"get":{}},"/":{"post":{"deprecated":true}}}}"#,
-        )
-        .expect("spec"));
+        let spec = std::sync::Arc::new(
+            spec::Spec::parse(r#"{"openapi":"3.0.0","paths":{"/a/{id}":{"get":{}},"/":{"post":{"deprecated":true}}}}"#)
+                .expect("spec"),
+        );
         let mut checked = 0;
         for round in 0..40 {
             let mut c = Catalog::new(CatalogConfig {
@@ -1834,7 +1845,10 @@ mod tests {
                     q.body = b.as_bytes().to_vec();
                     q.body_len = b.len() as u64;
                     q.headers = vec![
-                        ("Host".into(), ["api.example", "h\"\\x", "caf\u{e9}.example"][pick(&mut r, 3)].into()),
+                        (
+                            "Host".into(),
+                            ["api.example", "h\"\\x", "caf\u{e9}.example"][pick(&mut r, 3)].into(),
+                        ),
                         ("Content-Type".into(), cts[pick(&mut r, cts.len())].into()),
                     ]
                     .into();
@@ -1849,7 +1863,9 @@ mod tests {
                     scheme: schemes[pick(&mut r, schemes.len())],
                     principal: None,
                 };
-                let Some(ep) = endpoint_of(&t, &meta((i % 7) as u8)) else { continue };
+                let Some(ep) = endpoint_of(&t, &meta((i % 7) as u8)) else {
+                    continue;
+                };
                 let sens = t.response.as_ref().map(sensitive::scan_response).unwrap_or_default();
                 if let Some(f) = c.observe_at(ep.parts(), &t, &meta((i % 7) as u8), &auth, &sens) {
                     let reason = ["first_seen", "snap\"shot"][i as usize % 2];
@@ -1866,7 +1882,10 @@ mod tests {
             let (real, guesses) = c.endpoints();
             for e in real.iter().chain(&guesses) {
                 let spec_status = c.spec_status(e);
-                let f = Fresh { endpoint: e, spec: spec_status };
+                let f = Fresh {
+                    endpoint: e,
+                    spec: spec_status,
+                };
                 let want = serde_json::to_vec(&c.endpoint_json(e)).expect("value");
                 let mut got = Vec::new();
                 EndpointJson {
@@ -1907,13 +1926,22 @@ mod tests {
             "42".into(),
             long,
         ];
-        let cts = [Some("application/json"), None, Some("application/x-www-form-urlencoded"), Some("text/plain")];
+        let cts = [
+            Some("application/json"),
+            None,
+            Some("application/x-www-form-urlencoded"),
+            Some("text/plain"),
+        ];
         let mut r = 0x853c_49e6_748f_ea9bu64;
         for round in 0..300 {
             let (mut memo, mut want, mut got) = (BodyMemo::default(), Schema::default(), Schema::default());
             for _ in 0..40 {
                 let cfg = CatalogConfig {
-                    max_params: if step(&mut r).is_multiple_of(10) { 1 + round % 3 } else { 64 },
+                    max_params: if step(&mut r).is_multiple_of(10) {
+                        1 + round % 3
+                    } else {
+                        64
+                    },
                     ..CatalogConfig::default()
                 };
                 // mostly repeats of the last body or two

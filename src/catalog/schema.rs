@@ -858,8 +858,8 @@ mod ipv4_prefilter_tests {
 
 #[cfg(test)]
 mod merge_json_text_tests {
-    use super::*;
     use super::of_json_text_tests::doc_text;
+    use super::*;
 
     #[test]
     fn merging_the_text_is_merging_its_schema() {
