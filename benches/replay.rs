@@ -39,13 +39,26 @@ fn pin(cpu: Option<usize>) {
         match cpu {
             Some(c) => libc::CPU_SET(c, &mut set),
             None => {
-                for c in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+                // every online CPU (not `available_parallelism`: it counts this thread's mask,
+                // one CPU after a pinned row, which kept the "2 cores" rows on CPU 0)
+                let online = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
+                for c in 0..online.min(libc::CPU_SETSIZE as usize) {
                     libc::CPU_SET(c, &mut set);
                 }
             }
         }
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
+}
+
+/// Before a timed run: a new output file, and the last runs' output on disk. Truncating the
+/// last run's file (hundreds of MB) is that run's cleanup, ~15% of a replay's time if counted
+/// in the next; and the kernel writing back a gigabyte of earlier runs' output takes the free
+/// core the unpinned rows are meant to use.
+fn fresh_output(out: &std::path::Path) {
+    let _ = std::fs::remove_file(out);
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -112,9 +125,7 @@ fn bench(path: &str, runs: usize) {
         bare.push(t.elapsed().as_secs_f64());
         (packets, bytes) = (n, b);
         for (i, (_, cfg)) in stages.iter().enumerate() {
-            // a new output file each run: truncating the last run's (hundreds of MB) is that
-            // run's cleanup, ~15% of a replay's time if counted here
-            let _ = std::fs::remove_file(&out);
+            fresh_output(&out);
             let t = Instant::now();
             let s = app::replay(cfg, &[path.to_string()]).expect("replay");
             times[i].push(t.elapsed().as_secs_f64());
@@ -124,12 +135,12 @@ fn bench(path: &str, runs: usize) {
             workers: 1,
             ..full.clone()
         };
-        let _ = std::fs::remove_file(&out);
+        fresh_output(&out);
         let t = Instant::now();
         app::replay(&one, &[path.to_string()]).expect("replay");
         one_thread.push(t.elapsed().as_secs_f64());
         pin(None);
-        let _ = std::fs::remove_file(&out);
+        fresh_output(&out);
         let t = Instant::now();
         app::replay(&one, &[path.to_string()]).expect("replay");
         two_cores.push(t.elapsed().as_secs_f64());
@@ -137,7 +148,7 @@ fn bench(path: &str, runs: usize) {
             workers: 2,
             ..full.clone()
         };
-        let _ = std::fs::remove_file(&out);
+        fresh_output(&out);
         let t = Instant::now();
         app::replay(&two, &[path.to_string()]).expect("replay");
         two_workers.push(t.elapsed().as_secs_f64());
@@ -216,6 +227,8 @@ fn bench(path: &str, runs: usize) {
 }
 
 fn main() {
+    // as the apitap binary does before its threads start (see memtune)
+    apitap::memtune::disable_thp();
     let paths =
         std::env::var("APITAP_BENCH_PCAP").unwrap_or_else(|_| "target/bench/mixed.pcap,target/bench/api.pcap".into());
     let runs: usize = std::env::var("APITAP_BENCH_RUNS")
