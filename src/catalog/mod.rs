@@ -3,7 +3,9 @@
 //! Each worker shard profiles the transactions it sees into its own [`Catalog`]; catalogs merge
 //! for output ([`Catalog::merge`]). Bounds: at most `max_hosts` hosts and
 //! `max_endpoints_per_host` endpoints per host (the rest fold into one overflow endpoint per
-//! host), `max_params` query/body parameter names per endpoint, bounded sets everywhere.
+//! host), `max_params` query/body parameter names per endpoint, bounded sets everywhere; an
+//! endpoint also remembers its last JSON response body of at most 512 bytes and that body's
+//! schema (see `BodyMemo`).
 //! Learned parameters: at export, where a position under the same prefix shows more than
 //! `learn_threshold` distinct literal values, those values fold into one `{param}` (user
 //! names, slugs). Endpoints that only ever answered 404 (a scanner's guesses) are kept apart
@@ -275,13 +277,23 @@ pub struct Endpoint {
 /// text again (a document's schema depends on its text and `max_params` alone, and merging
 /// it is what `Schema::merge_json_text` does: held by `merging_the_text_is_merging_its_schema`
 /// and `a_remembered_body_merges_as_its_text`). A cache: it never changes what is learned.
-#[derive(Debug, Clone, Default)]
+/// Bounds: the body's exact bytes (no spare room) and one schema, itself bounded by
+/// `max_params` as the endpoint's own are. A copy of an endpoint (the catalog's learning and
+/// merging at a snapshot) starts with an empty memo: nothing is copied for it.
+#[derive(Debug, Default)]
 struct BodyMemo {
-    body: Vec<u8>,
+    body: Box<[u8]>,
     /// `max_params` the body was (or would be) read with.
     max_params: usize,
     /// The body's schema (`Some(None)`: it does not parse), worked out when it came again.
     schema: Option<Option<Schema>>,
+}
+
+impl Clone for BodyMemo {
+    /// An empty memo (see the type): a cache, so a copy that remembers nothing learns the same.
+    fn clone(&self) -> Self {
+        BodyMemo::default()
+    }
 }
 
 impl BodyMemo {
@@ -293,7 +305,7 @@ impl BodyMemo {
         if m.body.len() > Self::MAX || !json_body(m, ct.unwrap_or_default()) {
             return merge_body_schema(e, m, ct, cfg);
         }
-        if self.max_params == cfg.max_params && self.body == m.body {
+        if self.max_params == cfg.max_params && *self.body == m.body[..] {
             // (the second time: read once more, to keep; then never again)
             if let Some(s) = self
                 .schema
@@ -304,8 +316,7 @@ impl BodyMemo {
             return;
         }
         e.merge_json_text(&m.body, cfg.max_params);
-        self.body.clear();
-        self.body.extend_from_slice(&m.body);
+        self.body = Box::from(&m.body[..]);
         self.max_params = cfg.max_params;
         self.schema = None;
     }
@@ -1933,6 +1944,8 @@ mod tests {
             Some("text/plain"),
         ];
         let mut r = 0x853c_49e6_748f_ea9bu64;
+        // (merges that went through a kept schema: the memo's own way must be taken)
+        let mut through_memo = 0;
         for round in 0..300 {
             let (mut memo, mut want, mut got) = (BodyMemo::default(), Schema::default(), Schema::default());
             for _ in 0..40 {
@@ -1954,9 +1967,25 @@ mod tests {
                 };
                 let ct = cts[(step(&mut r) % cts.len() as u64) as usize];
                 merge_body_schema(&mut want, &m, ct, &cfg);
+                let kept = memo.schema.is_some() && *memo.body == m.body[..];
                 memo.merge(&mut got, &m, ct, &cfg);
+                through_memo += usize::from(kept && memo.schema.is_some());
                 assert_eq!(got, want, "round {round}");
             }
         }
+        assert!(through_memo > 200, "only {through_memo} merges used a kept schema");
+        // a copy of an endpoint remembers nothing (nothing copied for the memo)
+        let mut memo = BodyMemo::default();
+        let m = Message {
+            body: b"{\"a\":1}".to_vec(),
+            ..Default::default()
+        };
+        let mut s = Schema::default();
+        for _ in 0..2 {
+            memo.merge(&mut s, &m, Some("application/json"), &CatalogConfig::default());
+        }
+        assert!(memo.schema.is_some() && !memo.body.is_empty());
+        let copy = memo.clone();
+        assert!(copy.schema.is_none() && copy.body.is_empty());
     }
 }

@@ -2069,6 +2069,8 @@ mod dropped_memo_tests {
                 get(&[("X-Custom", a), ("Accept", b), ("User-Agent", a)]),
             ]
         };
+        // (verdicts handed over by the memo: its own way must be taken)
+        let mut remembered = 0;
         for round in 0..3 {
             if round == 0 {
                 dropped::clear();
@@ -2079,11 +2081,13 @@ mod dropped_memo_tests {
                     let want = afresh(&tx);
                     // the memo filled by earlier requests, then by this one
                     for _ in 0..2 {
+                        remembered += usize::from(Inputs::of(&tx).ua_tool.is_some());
                         assert_eq!(verdict(&tx), want, "round {round}: {a:?} {b:?}");
                     }
                 }
             }
         }
+        assert!(remembered > 500, "only {remembered} verdicts came from the memo");
     }
 }
 
