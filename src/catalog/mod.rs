@@ -1194,10 +1194,8 @@ fn learn(eps: &[&Endpoint], threshold: usize) -> Vec<Endpoint> {
         }
         let mut merged: BTreeMap<String, Endpoint> = BTreeMap::new();
         for (mut e, fold) in cur.drain(..).zip(folds.iter().copied()) {
-            if fold {
-                if let Some((a, b)) = literal_segment(&e.template, pos) {
-                    e.template = format!("{}{{param}}{}", &e.template[..a], &e.template[b..]);
-                }
+            if fold && let Some((a, b)) = literal_segment(&e.template, pos) {
+                e.template = format!("{}{{param}}{}", &e.template[..a], &e.template[b..]);
             }
             match merged.get_mut(&e.template) {
                 Some(m) => m.merge(&e),
