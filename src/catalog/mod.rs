@@ -758,16 +758,8 @@ impl EndpointJson<'_> {
             push_json_str(out, t);
             out.push(b'}');
         }
-        out.extend_from_slice(b"],\"query_params\":{");
-        for (i, (k, s)) in e.query.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            push_json_str(out, k);
-            out.push(b':');
-            s.write_json(out);
-        }
-        out.push(b'}');
+        out.extend_from_slice(b"],\"query_params\":");
+        schema::write_json_map(&e.query, out);
         if let Some(r) = self.reason {
             out.extend_from_slice(b",\"reason\":");
             push_json_str(out, r);

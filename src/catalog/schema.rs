@@ -289,16 +289,8 @@ impl Schema {
             i.write_json(out);
         }
         if !self.props.is_empty() {
-            key(out, b"\"properties\":{");
-            for (n, (k, v)) in self.props.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                push_json_str(out, k);
-                out.push(b':');
-                v.write_json(out);
-            }
-            out.push(b'}');
+            key(out, b"\"properties\":");
+            write_json_map(&self.props, out);
         }
         // an integer seen beside a number is a number
         let number = self.types & (1 << slot(&TYPES, "number")) != 0;
@@ -551,6 +543,21 @@ impl<'de> serde::de::Visitor<'de> for TopSeed {
         }
         Ok(Top::Object(fields))
     }
+}
+
+/// `{"name":schema,...}` of a map of schemas, in its (name) order, as serde_json writes the
+/// map's `Value`.
+pub(crate) fn write_json_map(m: &BTreeMap<String, Schema>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (n, (k, v)) in m.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        crate::util::push_json_str(out, k);
+        out.push(b':');
+        v.write_json(out);
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]
